@@ -1,0 +1,52 @@
+"""Shared fixtures: the reactor, a fail-on-logged-errors guard, temporary data dirs.
+
+pytest-twisted installs the default reactor. Tests that run real sockets use
+``@pytest_twisted.ensureDeferred`` (or ``inlineCallbacks``) and the ``reactor`` fixture.
+Any event logged with a failure (``log.failure``) or at level critical during a test fails that
+test, unless the test is marked ``@pytest.mark.allow_logged_errors``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from twisted.logger import LogLevel, globalLogPublisher
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "allow_logged_errors: the test expects failures to be logged"
+    )
+
+
+@pytest.fixture
+def reactor() -> Any:
+    from twisted.internet import reactor as _reactor
+
+    return _reactor
+
+
+@pytest.fixture(autouse=True)
+def fail_on_logged_errors(request: pytest.FixtureRequest) -> Iterator[list[dict[str, Any]]]:
+    errors: list[dict[str, Any]] = []
+
+    def observer(event: dict[str, Any]) -> None:
+        if "log_failure" in event or event.get("log_level") is LogLevel.critical:
+            errors.append(event)
+
+    globalLogPublisher.addObserver(observer)
+    try:
+        yield errors
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    if errors and request.node.get_closest_marker("allow_logged_errors") is None:
+        from twisted.logger import formatEvent
+
+        lines = []
+        for e in errors:
+            lines.append(formatEvent(e))
+            if "log_failure" in e:
+                lines.append(e["log_failure"].getTraceback())
+        pytest.fail("errors were logged during the test:\n" + "\n".join(lines))

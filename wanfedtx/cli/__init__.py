@@ -1,0 +1,1 @@
+"""The ``wanfed`` command line."""

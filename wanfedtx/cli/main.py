@@ -1,0 +1,70 @@
+"""Entry point of the ``wanfed`` command: dispatches to one module per subcommand.
+
+Each subcommand lives in its own module that exposes ``configure(parser)`` (adds its flags to an
+``argparse`` parser) and ``run(args) -> int`` (does the work, returns the exit code). Flags use
+Consul's single-dash spelling (``-datacenter=dc1``); ``--datacenter`` works too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Protocol
+
+from wanfedtx import __version__
+
+
+class CommandModule(Protocol):
+    """What a subcommand module provides."""
+
+    HELP: str
+
+    def configure(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+# name -> module path; modules are imported only when their command runs or help is shown.
+COMMANDS: dict[str, str] = {
+    "version": "wanfedtx.cli.version",
+}
+
+
+class UsageError(Exception):
+    """A command line that cannot be run; the message is shown to the user."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wanfed",
+        description="WAN federation via mesh gateways (Twisted implementation).",
+    )
+    parser.add_argument("-version", "--version", action="version", version=f"wanfed {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_path in COMMANDS.items():
+        module: CommandModule = importlib.import_module(module_path)
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.configure(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    run = getattr(args, "_run", None)
+    if run is None:
+        parser.print_help()
+        return 1
+    try:
+        result: int = run(args)
+    except UsageError as e:
+        print(f"wanfed {args.command}: {e}", file=sys.stderr)
+        return 1
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
