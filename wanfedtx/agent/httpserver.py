@@ -106,7 +106,10 @@ class HTTPServerService(Service):
         self.ports = []
         for proto, closed in list(self.site.open.items()):
             waits.append(closed)
-            transport = getattr(proto, "transport", None)
+            # Site builds a _GenericHTTPChannelProtocol that proxies to the real channel.
+            transport = getattr(proto, "transport", None) or getattr(
+                getattr(proto, "_channel", None), "transport", None
+            )
             if transport is not None:
                 transport.loseConnection()
         dl = defer.DeferredList(waits, consumeErrors=True)

@@ -16,6 +16,7 @@ import importlib
 import json
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
+from urllib.parse import parse_qs
 
 from klein import Klein
 from twisted.logger import Logger
@@ -93,7 +94,8 @@ class HTTPApi:
     @staticmethod
     def _json(request: IRequest, value: Any) -> bytes:
         request.setHeader(b"Content-Type", b"application/json")  # type: ignore[no-untyped-call]
-        pretty = b"pretty" in (request.args or {})
+        query = request.uri.split(b"?", 1)[1] if b"?" in request.uri else b""
+        pretty = b"pretty" in parse_qs(query, keep_blank_values=True)
         if pretty:
             return json.dumps(value, indent=4).encode() + b"\n"
         return json.dumps(value, separators=(",", ":")).encode()
