@@ -288,3 +288,22 @@ def test_every_schema_key_has_a_doc() -> None:
 
     missing = [p for p, f in walk_fields(SCHEMA) if not f.doc and f.kind != "block"]
     assert missing == []
+
+
+def test_every_key_is_documented() -> None:
+    from wanfedtx.config.schema import CHECK, SERVICE, walk_fields
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "configuration.md").read_text()
+    missing = []
+    for path, _f in walk_fields(SCHEMA):
+        root = path.split(".")[0].split("[")[0]
+        if root in ("service", "services", "check", "checks") and path != root:
+            continue
+        if f"`{path}`" not in doc:
+            missing.append(path)
+    for path, _f in [*walk_fields(SERVICE), *walk_fields(CHECK)]:
+        if path.startswith(("check.", "checks[]")):
+            continue
+        if f"| `{path}` |" not in doc:
+            missing.append(path)
+    assert missing == []
