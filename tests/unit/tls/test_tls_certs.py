@@ -91,7 +91,11 @@ def test_ca_is_self_signed_p256_sha256_ca(ca: certs.CertAndKey) -> None:
 
 def test_ca_common_name_days_and_name_constraints() -> None:
     c = certs.create_ca(
-        "example", days=10, common_name="My CA", now=NOW, name_constraint=True,
+        "example",
+        days=10,
+        common_name="My CA",
+        now=NOW,
+        name_constraint=True,
         additional_name_constraints=["ui.example.org"],
     ).certificate
     assert cn(c) == "My CA"
@@ -99,11 +103,11 @@ def test_ca_common_name_days_and_name_constraints() -> None:
     nc = c.extensions.get_extension_for_class(x509.NameConstraints)
     assert nc.critical
     assert [g.value for g in nc.value.permitted_subtrees or []] == [
-        "ui.example.org", "example", "localhost"
+        "ui.example.org",
+        "example",
+        "localhost",
     ]
-    assert certs.create_ca().certificate.extensions.get_extension_for_class(
-        x509.BasicConstraints
-    )
+    assert certs.create_ca().certificate.extensions.get_extension_for_class(x509.BasicConstraints)
     with pytest.raises(x509.ExtensionNotFound):
         certs.create_ca().certificate.extensions.get_extension_for_class(x509.NameConstraints)
 
@@ -143,9 +147,15 @@ def test_server_cert_without_node_and_reference_test_case(ca: certs.CertAndKey) 
 
 def test_additional_names_come_first(ca: certs.CertAndKey) -> None:
     pair = certs.create_cert(
-        ca, "server", dc="dc2", node="n1", domain="example",
+        ca,
+        "server",
+        dc="dc2",
+        node="n1",
+        domain="example",
         additional_dnsnames=[" a.example.org ", "", "*.b.example.org"],
-        additional_ipaddresses=["10.0.0.1", " ", "::1"], days=30, now=NOW,
+        additional_ipaddresses=["10.0.0.1", " ", "::1"],
+        days=30,
+        now=NOW,
     )
     text = openssl_text(pair.cert_pem)
     assert openssl_sans(text) == [
@@ -167,7 +177,10 @@ def test_client_cert(ca: certs.CertAndKey) -> None:
     text = openssl_text(pair.cert_pem)
     assert "Subject: CN = client.dc3.consul" in text
     assert openssl_sans(text) == [
-        "DNS:x.y", "DNS:client.dc3.consul", "DNS:localhost", "IP Address:127.0.0.1"
+        "DNS:x.y",
+        "DNS:client.dc3.consul",
+        "DNS:localhost",
+        "IP Address:127.0.0.1",
     ]
     assert openssl_eku(text) == ["TLS Web Client Authentication", "TLS Web Server Authentication"]
     eku = pair.certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
@@ -256,7 +269,9 @@ def test_write_ca_names_modes_and_refusal(tmp_path: Path, ca: certs.CertAndKey) 
         certs.write_ca(ca, tmp_path)
     assert not cp.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "consul-agent-ca-key.pem", "example-agent-ca-key.pem", "example-agent-ca.pem"
+        "consul-agent-ca-key.pem",
+        "example-agent-ca-key.pem",
+        "example-agent-ca.pem",
     ]  # no temp files left
 
 
