@@ -271,3 +271,132 @@ class RecordingHandler:
         p = Recorder()
         self.protocols.append(p)
         return p
+
+
+# -- a small SNI router (tests and benchmarks only) -----------------------------------------
+
+import struct  # noqa: E402
+
+from twisted.internet.protocol import ClientFactory, Factory  # noqa: E402
+
+
+class NeedMore(Exception):
+    pass
+
+
+def parse_sni(buf: bytes) -> str | None:
+    """The SNI of the TLS ClientHello at the start of ``buf``; NeedMore if it is incomplete."""
+    if len(buf) < 5:
+        raise NeedMore()
+    ctype, _ver, rlen = struct.unpack(">BHH", buf[:5])
+    if ctype != 22:
+        raise ValueError("not a TLS handshake record")
+    if len(buf) < 5 + rlen:
+        raise NeedMore()
+    hs = buf[5 : 5 + rlen]
+    if hs[0] != 1:
+        raise ValueError("not a ClientHello")
+    hlen = int.from_bytes(hs[1:4], "big")
+    if hlen + 4 > len(hs):
+        raise ValueError("ClientHello spans records; not supported by this test router")
+    p = 4 + 2 + 32
+    p += 1 + hs[p]
+    p += 2 + int.from_bytes(hs[p : p + 2], "big")
+    p += 1 + hs[p]
+    if p + 2 > len(hs):
+        return None
+    end = p + 2 + int.from_bytes(hs[p : p + 2], "big")
+    p += 2
+    while p + 4 <= end:
+        etype, elen = struct.unpack(">HH", hs[p : p + 4])
+        data = hs[p + 4 : p + 4 + elen]
+        if etype == 0:
+            nlen = int.from_bytes(data[3:5], "big")
+            return data[5 : 5 + nlen].decode("ascii")
+        p += 4 + elen
+    return None
+
+
+class _Backend(Protocol):
+    def __init__(self, front: _Front) -> None:
+        self.front = front
+
+    def connectionMade(self) -> None:
+        self.front.backend_ready(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.front.transport.write(data)  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self.front.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class _BackendFactory(ClientFactory):
+    def __init__(self, front: _Front) -> None:
+        self.front = front
+
+    def buildProtocol(self, addr: Any) -> _Backend:
+        return _Backend(self.front)
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        self.front.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class _Front(Protocol):
+    def __init__(self, router: SNIRouter) -> None:
+        self.router = router
+        self.buf = b""
+        self.backend: _Backend | None = None
+        self.routed = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.backend is not None:
+            self.backend.transport.write(data)  # type: ignore[union-attr]
+            return
+        self.buf += data
+        if self.routed:
+            return
+        try:
+            sni = parse_sni(self.buf)
+        except NeedMore:
+            return
+        except ValueError:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        target = self.router.route(sni)
+        self.router.seen.append(sni)
+        if target is None:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        self.routed = True
+        host, port = target.rsplit(":", 1)
+        self.router.reactor.connectTCP(host, int(port), _BackendFactory(self))
+
+    def backend_ready(self, backend: _Backend) -> None:
+        self.backend = backend
+        try:
+            backend.transport.setTcpNoDelay(True)  # type: ignore[union-attr]
+            self.transport.setTcpNoDelay(True)  # type: ignore[union-attr]
+        except Exception:
+            pass
+        backend.transport.write(self.buf)  # type: ignore[union-attr]
+        self.buf = b""
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        if self.backend is not None:
+            self.backend.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class SNIRouter(Factory):
+    """Routes TLS connections by exact SNI to ``host:port`` without terminating TLS."""
+
+    def __init__(self, reactor: Any, routes: dict[str, str] | None = None) -> None:
+        self.reactor = reactor
+        self.routes: dict[str, str] = dict(routes or {})
+        self.seen: list[str | None] = []
+
+    def route(self, sni: str | None) -> str | None:
+        return self.routes.get(sni or "")
+
+    def buildProtocol(self, addr: Any) -> _Front:
+        return _Front(self)
