@@ -101,9 +101,9 @@ async def test_same_dc_pool_direct_plain_and_legacy_tls(reactor: Any, ca: CA) ->
         with pytest.raises(ConnectionClosed):
             await plain.rpc("dc1", "b", b.addr, "Status.Ping", use_tls=False)
         await plain.stopService()
-        with pytest.raises(RemoteError, match="^rpc: can't find service Nope.Ping$"):
+        with pytest.raises(RemoteError, match=r"^rpc: can't find service Nope.Ping$"):
             await a.pool.rpc("dc1", "b", b.addr, "Nope.Ping")
-        with pytest.raises(RemoteError, match="^rpc: can't find method Status.Nope$"):
+        with pytest.raises(RemoteError, match=r"^rpc: can't find method Status.Nope$"):
             await a.pool.rpc("dc1", "b", b.addr, "Status.Nope")
     finally:
         await a.stop()
@@ -137,7 +137,7 @@ async def test_three_dcs_all_six_directions_via_sni_router(reactor: Any, ca: CA)
         assert (await fwd.forward_dc("dc2", "Test.Who", 1))["node"] == "betty"
         assert fwd.cross_dc.value(datacenter="dc2") == 1
         assert 'consul_rpc_cross_dc{datacenter="dc2"} 1' in bob.metrics.render()
-        with pytest.raises(NoDCPath, match="^No path to datacenter$"):
+        with pytest.raises(NoDCPath, match=r"^No path to datacenter$"):
             await fwd.forward_dc("dc7", "Status.Ping")
         assert (await fwd.forward_to_leader("Test.Who", 2))["node"] == "bob"
     finally:
@@ -160,7 +160,7 @@ async def test_dial_fails_without_node_san_or_for_wrong_dc(reactor: Any, ca: CA)
     try:
         for name in ("alice", "carl"):
             # hostname verification: the cert lacks <node>.server.dc1.consul
-            with pytest.raises(DialError, match="TLS handshake .* failed: .*DNSMismatch"):
+            with pytest.raises(DialError, match=r"TLS handshake .* failed: .*DNSMismatch"):
                 await src.pool.rpc("dc1", name, "192.0.2.1:8300", "Status.Ping")
         assert src.pool.keys() == []
         # an ALPN the server does not offer is refused by the ALPN check
@@ -169,7 +169,7 @@ async def test_dial_fails_without_node_san_or_for_wrong_dc(reactor: Any, ca: CA)
         bob = await start_node(reactor, ca, "dc1", "bob")
         try:
             with pytest.raises(ALPNNotNegotiated,
-                               match='^could not negotiate ALPN protocol "foo/bar" with ""$'):
+                               match=r'^could not negotiate ALPN protocol "foo/bar" with ""$'):
                 await src.dialer._connect(bob.addr, b"", creator, "foo/bar", b"", proto)
         finally:
             await bob.stop()
