@@ -137,6 +137,8 @@ class Sim:
                                 max_inflight=self.rng.choice([1, 4]),
                                 snapshot_chunk_size=self.rng.choice([7, 64, 4096]))
         self.loss = loss
+        self.crash_rate = 0.004
+        self.fsync_latency = self.rng.choice([(0.0005, 0.005), (0.002, 0.02), (0.01, 0.08)])
         self.crashes, self.partitions, self.membership = crashes, partitions, membership
         self.compaction, self.transfers = compaction, transfers
         self.trace = trace
@@ -191,7 +193,10 @@ class Sim:
             self._check_ready(i, core, r)
             if r.seq:
                 node.disk.write(r.seq, r)
-                node.fsync_at = max(node.fsync_at, self.now) + self.rng.uniform(0.0005, 0.01)
+                lat = self.rng.uniform(*self.fsync_latency)
+                if self.rng.random() < 0.02:
+                    lat += self.rng.uniform(0.05, 0.5)  # a disk stall
+                node.fsync_at = max(node.fsync_at, self.now) + lat
                 self.at(node.fsync_at, "fsync", (i, node.incarnation, r.seq))
             for dst, msg in r.send_now:
                 self._net_send(i, dst, msg)
@@ -240,6 +245,7 @@ class Sim:
                 return True
             node.core.receive(m.decode(raw), self.now)
             self._pump(dst)
+            self._maybe_crash_now(dst)
         elif kind == "tick":
             i, inc = arg
             node = self.nodes[i]
@@ -247,6 +253,9 @@ class Sim:
                 return True
             node.core.tick(self.now)
             self._pump(i)
+            self._maybe_crash_now(i)
+            if node.core is None:
+                return True
             self.at(max(node.core.next_deadline(), self.now + 0.001), "tick", arg)
         elif kind == "fsync":
             i, inc, seq = arg
@@ -267,6 +276,12 @@ class Sim:
         elif kind == "call":
             arg()
         return True
+
+    def _maybe_crash_now(self, i: str) -> None:
+        """Crash right after a step, often between a write and its fsync."""
+        if self.crashes and self.rng.random() < self.crash_rate:
+            self.crash(i)
+            self.at(self.now + self.rng.uniform(0.05, 2.0), "call", lambda: self.restart(i))
 
     def run_until(self, t_end: float) -> None:
         while self.q and self.q[0][0] <= t_end:
@@ -381,6 +396,7 @@ class Sim:
     def heal_and_converge(self, timeout: float = 30.0) -> None:
         """No more faults: everything must recover, elect a leader and agree."""
         self.loss = 0.0
+        self.crash_rate = 0.0
         self.group = dict.fromkeys(self.ids, 0)
         for i in self.ids:
             self.restart(i)

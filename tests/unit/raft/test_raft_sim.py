@@ -26,7 +26,7 @@ def _run(seed: int, **kw: object) -> Sim:
     trace = print if ONE is not None else None
     sim = Sim(seed, trace=trace, **kw)  # type: ignore[arg-type]
     try:
-        sim.run(duration=float(os.environ.get("WANFED_RAFT_DURATION", "12")))
+        sim.run(duration=float(os.environ.get("WANFED_RAFT_DURATION", "30")))
         sim.heal_and_converge()
     except BaseException:
         print(f"raft simulation failed: rerun with WANFED_RAFT_SEED={seed}")
