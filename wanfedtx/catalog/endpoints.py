@@ -361,11 +361,21 @@ class Endpoints:
             shape,
         )
 
+    async def _status_forward(self, method: str, args: Args) -> tuple[bool, Any]:
+        dc = self._target_dc(args)
+        if dc is None:
+            return False, None
+        if self.forwarder is None or dc not in self.forwarder.datacenters():
+            raise NoPathToDatacenterError(dc)
+        return True, await self.forwarder.forward_dc(dc, method, args)
+
     async def status_leader(self, args: Args) -> Any:
-        return self.consensus.leader_address()
+        forwarded, reply = await self._status_forward("Status.Leader", args)
+        return reply if forwarded else self.consensus.leader_address()
 
     async def status_peers(self, args: Args) -> Any:
-        return self.consensus.peers()
+        forwarded, reply = await self._status_forward("Status.Peers", args)
+        return reply if forwarded else self.consensus.peers()
 
 
 def _str(args: Args, name: str) -> str:

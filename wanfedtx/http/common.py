@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Callable, Coroutine
 from typing import Any
+from urllib.parse import parse_qsl
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -61,19 +62,33 @@ class APIContext:
 # -- request parsing -------------------------------------------------------------------------
 
 
+def query(request: IRequest) -> dict[str, list[str]]:
+    """The query string, bare flags (``?recurse``) included.
+
+    Twisted's ``request.args`` drops parameters without ``=``, which Consul's clients send.
+    """
+    cached: dict[str, list[str]] | None = getattr(request, "_wanfed_query", None)
+    if cached is not None:
+        return cached
+    _, _, qs = request.uri.partition(b"?")
+    out: dict[str, list[str]] = {}
+    for name, value in parse_qsl(qs.decode("utf-8", "replace"), keep_blank_values=True):
+        out.setdefault(name, []).append(value)
+    request._wanfed_query = out  # type: ignore[attr-defined]
+    return out
+
+
 def arg(request: IRequest, name: str) -> str | None:
-    values = request.args.get(name.encode())
-    if not values:
-        return None
-    return str(values[0].decode("utf-8", "replace"))
+    values = query(request).get(name)
+    return values[0] if values else None
 
 
 def args_list(request: IRequest, name: str) -> list[str]:
-    return [v.decode("utf-8", "replace") for v in request.args.get(name.encode(), [])]
+    return list(query(request).get(name, []))
 
 
 def has_arg(request: IRequest, name: str) -> bool:
-    return name.encode() in request.args
+    return name in query(request)
 
 
 def bool_arg(request: IRequest, name: str) -> bool:
