@@ -19,7 +19,7 @@ from wanfedtx.agent.httpserver import HTTPServerService
 from wanfedtx.agent.member import local_member
 from wanfedtx.agent.nodeid import resolve_node_id
 from wanfedtx.config.runtime import RuntimeConfig
-from wanfedtx.http.app import HTTPApi
+from wanfedtx.http.app import build_app
 
 log = Logger(namespace="agent")
 
@@ -36,10 +36,10 @@ class Agent(MultiService):
         assert reactor is not None
         self.reactor = reactor
         self.config = attrs.evolve(config, node_id=resolve_node_id(config))
-        self.api = HTTPApi(self)
+        self.app = build_app(self)
         self.http: HTTPServerService | None = None
         if self.config.http_addrs:
-            self.http = HTTPServerService(reactor, self.api.resource(), self.config.http_addrs)
+            self.http = HTTPServerService(reactor, self.app.resource(), self.config.http_addrs)
             self.http.setName("http")  # type: ignore[no-untyped-call]
             self.http.setServiceParent(self)  # type: ignore[no-untyped-call]
 

@@ -1,1 +1,1 @@
-"""Consul-compatible HTTP API (``/v1/...``) served with Klein."""
+"""Klein apps for Consul's HTTP API (``/v1/...``): blocking queries, ``?dc`` forwarding."""
