@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IHandshakeListener
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -104,6 +105,16 @@ class RecordingProtocol(Protocol):
         self.record = Record()
         self.greeting = greeting
         self.echo = echo
+        self._lost_waiters: list[Deferred[Record]] = []
+
+    def when_lost(self) -> Deferred[Record]:
+        """A Deferred that fires with the record once the connection is lost."""
+        d: Deferred[Record] = Deferred()
+        if self.record.lost is not None:
+            d.callback(self.record)
+        else:
+            self._lost_waiters.append(d)
+        return d
 
     def handshakeCompleted(self) -> None:
         self.record.handshake_done = True
@@ -119,9 +130,12 @@ class RecordingProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.record.lost = reason
+        waiters, self._lost_waiters = self._lost_waiters, []
+        for d in waiters:
+            d.callback(self.record)
 
 
-class RecordingFactory(Factory):
+class RecordingFactory(ClientFactory):
     """Builds :class:`RecordingProtocol` instances and keeps them in ``protocols``."""
 
     def __init__(self, greeting: bytes = b"", echo: bool = False) -> None:
