@@ -131,9 +131,25 @@ def _parse_certs(pem: bytes, what: str) -> list[x509.Certificate]:
     if b"-----BEGIN CERTIFICATE-----" not in pem:
         raise PEMError(f"{what}: no PEM-encoded CERTIFICATE block found")
     try:
-        return x509.load_pem_x509_certificates(pem)
+        parsed = x509.load_pem_x509_certificates(pem)
     except ValueError as e:
         raise PEMError(f"{what}: not a valid PEM certificate ({e})") from None
+    for i, c in enumerate(parsed):
+        check_certificate_fields(c, what if len(parsed) == 1 else f"{what} (certificate #{i + 1})")
+    return parsed
+
+
+def check_certificate_fields(c: x509.Certificate, what: str) -> None:
+    """Parse every field we use now (cryptography parses lazily), raising :class:`PEMError`."""
+    try:
+        c.subject.rfc4514_string()
+        c.issuer.rfc4514_string()
+        list(c.extensions)
+        _public_bytes(c.public_key())
+        c.not_valid_after_utc  # noqa: B018 - forces parsing
+        c.not_valid_before_utc  # noqa: B018
+    except Exception as e:  # ValueError, UnsupportedAlgorithm, ...
+        raise PEMError(f"{what}: malformed certificate ({e})") from None
 
 
 def _parse_key(pem: bytes, what: str) -> PrivateKey:
@@ -433,6 +449,7 @@ class TLSConfigurator:
         self._generation = 0
         self._stamp = _stamp(settings)
         self._material = _load_material(settings, self._generation)
+        _check_with_openssl(self._material)
         self._auto_cas: tuple[x509.Certificate, ...] = ()
         self._auto_chain: tuple[x509.Certificate, ...] = ()
         self._auto_key: PrivateKey | None = None
@@ -518,6 +535,7 @@ class TLSConfigurator:
         if stamp == self._stamp:
             return False
         material = _load_material(self.settings, self._generation + 1)
+        _check_with_openssl(material)
         self._stamp = stamp
         self._material = material
         self._bump()
@@ -569,12 +587,7 @@ class TLSConfigurator:
             # Full handshakes only: every connection is verified against current material.
             ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
             ctx.set_options(SSL.OP_CIPHER_SERVER_PREFERENCE)
-        if pkey is not None:
-            _use_cert_and_key(ctx, chain, pkey)
-        store = ctx.get_cert_store()
-        assert store is not None
-        for ca in self._all_cas():
-            store.add_cert(crypto.X509.from_cryptography(ca))
+        _install_material(ctx, chain, pkey, self._all_cas())
         if alpn_offer:
             offered = [p.encode("ascii") for p in alpn_offer]
 
@@ -667,6 +680,31 @@ def _use_cert_and_key(ctx: SSL.Context, chain: Sequence[x509.Certificate], key: 
             ctx.add_extra_chain_cert(crypto.X509.from_cryptography(extra))
         ctx.use_privatekey(crypto.PKey.from_cryptography_key(key))
     ctx.check_privatekey()
+
+
+def _install_material(
+    ctx: SSL.Context,
+    chain: Sequence[x509.Certificate],
+    key: PrivateKey | None,
+    cas: Sequence[x509.Certificate],
+) -> None:
+    """Put cert chain, key and trusted CAs into ``ctx``; OpenSSL refusals become TLSConfigError."""
+    try:
+        if key is not None:
+            _use_cert_and_key(ctx, chain, key)
+        store = ctx.get_cert_store()
+        assert store is not None
+        for ca in cas:
+            store.add_cert(crypto.X509.from_cryptography(ca))
+    except (SSL.Error, crypto.Error, ValueError) as e:
+        raise TLSConfigError(f"OpenSSL refused the TLS certificate, key or CA: {e}") from None
+
+
+def _check_with_openssl(material: _Material) -> None:
+    """Fail at load time, not at the next handshake, when OpenSSL cannot use ``material``."""
+    _install_material(
+        SSL.Context(SSL.TLS_SERVER_METHOD), material.chain, material.key, material.cas
+    )
 
 
 def _check_kinds(kinds: Sequence[str]) -> None:
