@@ -605,6 +605,12 @@ class TLSConfigurator:
 
     # -- creators -----------------------------------------------------------------------------
 
+    def incoming_insecure_rpc_creator(self) -> IncomingCreator:
+        """Server side of ``RPCTLSInsecure`` (type 7): TLS without client certificates, whatever
+        ``verify_incoming`` says (Consul's ``IncomingInsecureRPCConfig``, for AutoEncrypt.Sign)."""
+        self._context(server=True, need_cert=True)
+        return IncomingCreator(self, (), False, PEER_KINDS)
+
     def incoming_alpn_creator(
         self, protocols: Sequence[str], *, accept_peer_kinds: Sequence[str] = ("server",)
     ) -> IncomingCreator:
@@ -634,12 +640,12 @@ class TLSConfigurator:
         self._context(server=True, need_cert=True)
         return IncomingCreator(self, (), self.verify_incoming_rpc(), tuple(accept_peer_kinds))
 
-    def outgoing_alpn_creator(self, dc: str, node: str, alpn: str) -> OutgoingCreator | None:
+    def outgoing_alpn_creator(self, dc: str, node: str, alpn: str) -> OutgoingCreator:
         """Client side of an ALPN dial through a gateway (Consul's ``OutgoingALPNRPCWrapper``).
 
-        Returns ``None`` when the agent is not mutual-TLS capable (like the reference's nil
-        wrapper); callers then fail with ``cannot dial via a mesh gateway when outgoing TLS is
-        disabled``. Empty inputs raise :class:`DialError` with the reference's messages.
+        Empty inputs raise :class:`DialError` with the reference's messages; so does an agent
+        that is not mutual-TLS capable (the reference's nil wrapper), with
+        ``cannot dial via a mesh gateway when outgoing TLS is disabled``.
         """
         if not dc:
             raise DialError("cannot dial using ALPN-RPC without a target datacenter")
@@ -648,19 +654,23 @@ class TLSConfigurator:
         if not alpn:
             raise DialError("cannot dial using ALPN-RPC without a target alpn protocol")
         if not self.mutual_tls_capable():
-            return None
+            raise DialError("cannot dial via a mesh gateway when outgoing TLS is disabled")
         sni = self.server_sni(dc, node)
         return OutgoingCreator(self, sni=sni, verify_chain=True, verify_name=sni, alpn=alpn)
 
-    def outgoing_rpc_creator(self, dc: str) -> OutgoingCreator | None:
+    def outgoing_rpc_creator(self, dc: str, node: str = "") -> OutgoingCreator:
         """Client side of the legacy ``RPCTLS`` path (Consul's ``OutgoingRPCWrapper``).
 
-        ``None`` unless ``verify_outgoing``. The server chain is always verified against our CAs;
-        the name ``server.<dc>.<domain>`` is sent as SNI and verified only with
-        ``verify_server_hostname``. Our certificate is presented when we have one.
+        Only for agents with ``verify_outgoing`` (check :meth:`outgoing_tls_enabled` first; else
+        :class:`TLSConfigError`). The server chain is always verified against our CAs; the name
+        ``server.<dc>.<domain>`` is sent as SNI and verified only with
+        ``verify_server_hostname``. ``node`` is not used: the legacy path names no node. Our
+        certificate is presented when we have one.
         """
         if not self.outgoing_tls_enabled():
-            return None
+            raise TLSConfigError(
+                "outgoing RPC TLS is disabled (verify_outgoing = false): dial without TLS"
+            )
         if self.settings.verify_server_hostname:
             name = self.server_sni(dc, "")
             return OutgoingCreator(self, sni=name, verify_chain=True, verify_name=name, alpn="")

@@ -178,7 +178,8 @@ def test_server_picks_in_its_own_preference_order(
 def no_cert_client(pki: PKI, max_version: int | None = None) -> OutgoingCreator:
     only_ca = TLSConfigurator(TLSSettings(ca_pem=pki.ca.cert_pem, verify_outgoing=True))
     assert not only_ca.mutual_tls_capable()
-    assert only_ca.outgoing_alpn_creator("primary", "pri", "consul/rpc-multi") is None
+    with pytest.raises(DialError, match="when outgoing TLS is disabled"):
+        only_ca.outgoing_alpn_creator("primary", "pri", "consul/rpc-multi")
 
     class Limited(OutgoingCreator):
         def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
@@ -384,7 +385,8 @@ def test_legacy_incoming_with_verify_incoming_requires_a_cert(pki: PKI, flag: st
 
 def test_legacy_outgoing_semantics(pki: PKI) -> None:
     server = legacy(pki, "dc2", "s1")
-    assert legacy(pki, "dc1", "c1").outgoing_rpc_creator("dc2") is None
+    with pytest.raises(TLSConfigError, match="verify_outgoing = false"):
+        legacy(pki, "dc1", "c1").outgoing_rpc_creator("dc2")
     assert not legacy(pki, "dc1", "c1").outgoing_tls_enabled()
 
     # verify_outgoing only: the chain is checked but not the name
@@ -470,7 +472,8 @@ def test_mutual_tls_capable_matrix(pki: PKI) -> None:
 
 def test_auto_encrypt_material_is_used_for_dialing(pki: PKI, pri: TLSConfigurator) -> None:
     cfg = TLSConfigurator(TLSSettings())
-    assert cfg.outgoing_alpn_creator("primary", "pri", "consul/rpc-multi") is None
+    with pytest.raises(DialError, match="when outgoing TLS is disabled"):
+        cfg.outgoing_alpn_creator("primary", "pri", "consul/rpc-multi")
     cfg.update_auto_encrypt([pki.ca.cert_pem], *astuple(pki.server("secondary", "sec")))
     _s, c = run(
         pri.incoming_alpn_creator(RPC_NEXT_PROTOS),
@@ -567,3 +570,13 @@ def test_ca_path_loads_every_file(tmp_path: Path, pki: PKI) -> None:
     (tmp_path / "ca.pem").write_bytes(pki.ca.cert_pem)
     cfg = TLSConfigurator(TLSSettings(ca_file=str(tmp_path / "ca.pem"), ca_path=str(d)))
     assert len(cfg._all_cas()) == 1
+
+
+def test_insecure_rpc_creator_never_asks_for_client_certs(pki: PKI) -> None:
+    server = legacy(pki, "dc1", "s1", verify_incoming=True)
+    only_ca = TLSConfigurator(TLSSettings(ca_pem=pki.ca.cert_pem, verify_outgoing=True))
+    s, c = run(server.incoming_insecure_rpc_creator(), only_ca.outgoing_rpc_creator("dc1", "s1"))
+    assert c.data == b"ping" and s.handshake_done
+    # while the secure legacy listener of the same agent refuses that client
+    s, c = run(server.incoming_rpc_creator(), only_ca.outgoing_rpc_creator("dc1", "s1"))
+    assert not s.handshake_done and c.data == b""
