@@ -10,8 +10,8 @@
   checked too (see :func:`peer_identity_problem`).
 * :meth:`~TLSConfigurator.outgoing_alpn_creator` -- dialing a server through a mesh gateway
   (spec 3.4): SNI ``server_sni(dc, node)``, our cert presented, the server's chain verified against
-  our CAs and its name verified with ``service_identity``; the wanted ALPN protocol must be the
-  negotiated one.
+  our CAs and its name verified with ``service_identity``; the dialer then checks the
+  negotiated ALPN protocol with :func:`check_negotiated_alpn`.
 * :meth:`~TLSConfigurator.incoming_rpc_creator` / :meth:`~TLSConfigurator.outgoing_rpc_creator` --
   the legacy ``RPCTLS`` (type byte 3) path with Consul's ``verify_incoming(_rpc)``,
   ``verify_outgoing`` and ``verify_server_hostname`` semantics.
@@ -24,10 +24,11 @@ good material stays in use.
 Verification failures abort the handshake from OpenSSL's verify callback through
 ``TLSMemoryBIOProtocol.failVerification``: the wrapped protocol never sees ``handshakeCompleted``
 and its ``connectionLost`` receives the reason (:class:`~wanfedtx.tls.errors.HostnameMismatch`,
-:class:`~wanfedtx.tls.errors.ALPNMismatch`, :class:`~wanfedtx.tls.errors.PeerIdentityError`,
+:class:`~wanfedtx.tls.errors.PeerIdentityError`,
 :class:`~wanfedtx.tls.errors.CertificateVerifyFailed`). A client that sends no certificate makes
 OpenSSL fail the server handshake itself (an ``OpenSSL.SSL.Error``); with TLS 1.3 the client
-learns of it only on its next read.
+learns of it only on its next read. An ALPN mismatch is *not* a handshake failure (as in the
+reference): the dialer calls :func:`check_negotiated_alpn` in ``handshakeCompleted``.
 """
 
 from __future__ import annotations
@@ -365,21 +366,21 @@ def negotiated_alpn(tls: Any) -> str:
     return (raw or b"").decode("ascii", "replace")
 
 
-def check_negotiated_alpn(tls: Any, wanted: str, server_name: str | None = None) -> None:
+def check_negotiated_alpn(tls: Any, wanted: str) -> None:
     """Raise :class:`ALPNMismatch` unless ``wanted`` was negotiated on ``tls``.
 
-    ``tls`` is a ``TLSMemoryBIOProtocol`` (a Twisted TLS transport) or an ``SSL.Connection``. The
-    message is the reference's ``could not negotiate ALPN protocol %q with %q``, the second value
-    being the server name dialled (SNI), read from the connection unless given.
+    Call it from the client protocol's ``handshakeCompleted`` (then abort the connection): as in
+    the reference, the handshake itself completes without a common ALPN protocol, and the dialer
+    refuses the connection afterwards. ``tls`` is a ``TLSMemoryBIOProtocol`` (a Twisted TLS
+    transport) or an ``SSL.Connection``. The message is the reference's ``could not negotiate
+    ALPN protocol %q with %q`` with the wanted and the negotiated protocol ("" for none).
     """
     got = negotiated_alpn(tls)
     if got == wanted:
         return
-    if server_name is None:
-        conn = tls if isinstance(tls, SSL.Connection) else _handle(tls)
-        sni = conn.get_servername() if conn is not None else None
-        server_name = (sni or b"").decode("ascii", "replace")
-    raise ALPNMismatch(wanted, server_name, got)
+    conn = tls if isinstance(tls, SSL.Connection) else _handle(tls)
+    sni = conn.get_servername() if conn is not None else None
+    raise ALPNMismatch(wanted, got, (sni or b"").decode("ascii", "replace"))
 
 
 def _handle(transport: Any) -> SSL.Connection | None:
@@ -797,7 +798,7 @@ class OutgoingCreator:
         if self.sni:
             conn.set_tlsext_host_name(self.sni.encode("ascii"))
         state = _ConnState(tlsProtocol)
-        name, alpn, sni = self.verify_name, self.alpn, self.sni or ""
+        name = self.verify_name
 
         def verify(c: SSL.Connection, cert: crypto.X509, err: int, depth: int, ok: int) -> bool:
             try:
@@ -812,13 +813,6 @@ class OutgoingCreator:
                         verify_certificate_hostname(leaf, name)
                     except (VerificationError, SICertificateError):
                         state.fail(HostnameMismatch(name, _dns_names(leaf)))
-                        return False
-                if alpn:
-                    # ALPN is settled before the server's Certificate message (ServerHello in
-                    # TLS 1.2, EncryptedExtensions in 1.3), so a mismatch fails the handshake here.
-                    got = negotiated_alpn(c)
-                    if got != alpn:
-                        state.fail(ALPNMismatch(alpn, sni, got))
                         return False
                 return True
             except Exception as e:  # never let an exception escape into OpenSSL

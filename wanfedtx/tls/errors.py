@@ -56,16 +56,15 @@ class ALPNMismatch(TLSError):
     """The TLS handshake did not settle on the wanted ALPN protocol.
 
     The message is the reference's ``could not negotiate ALPN protocol %q with %q``: the wanted
-    protocol and the server name (SNI) that was dialled. ``negotiated`` holds what the server
-    picked ("" for none).
+    protocol and the one the server picked ("" for none). ``server_name`` is the SNI dialled.
     """
 
-    def __init__(self, wanted: str, server_name: str, negotiated: str = "") -> None:
+    def __init__(self, wanted: str, negotiated: str, server_name: str = "") -> None:
         self.wanted = wanted
-        self.server_name = server_name
         self.negotiated = negotiated
+        self.server_name = server_name
         super().__init__(
-            f"could not negotiate ALPN protocol {go_quote(wanted)} with {go_quote(server_name)}"
+            f"could not negotiate ALPN protocol {go_quote(wanted)} with {go_quote(negotiated)}"
         )
 
 

@@ -23,7 +23,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wanfedtx.tls import certs
-from wanfedtx.tls.configurator import TLSSettings
+from wanfedtx.tls.configurator import TLSSettings, check_negotiated_alpn
+from wanfedtx.tls.errors import ALPNMismatch
 
 
 class PKI:
@@ -92,19 +93,25 @@ class Record:
     negotiated: bytes | None = None
     data: bytes = b""
     lost: Failure | None = None
+    alpn_error: ALPNMismatch | None = None
 
 
 @implementer(IHandshakeListener)
 class RecordingProtocol(Protocol):
     """Records handshake, data and loss; optionally sends ``greeting`` after the handshake.
 
-    With ``echo`` it writes back every byte it receives.
+    With ``echo`` it writes back every byte it receives. With ``require_alpn`` it behaves like
+    the reference's ALPN dialer: after the handshake it checks the negotiated protocol and aborts
+    the connection when it differs (the error lands in ``record.alpn_error``).
     """
 
-    def __init__(self, greeting: bytes = b"", echo: bool = False) -> None:
+    def __init__(
+        self, greeting: bytes = b"", echo: bool = False, require_alpn: str | None = None
+    ) -> None:
         self.record = Record()
         self.greeting = greeting
         self.echo = echo
+        self.require_alpn = require_alpn
         self._lost_waiters: list[Deferred[Record]] = []
 
     def when_lost(self) -> Deferred[Record]:
@@ -120,6 +127,14 @@ class RecordingProtocol(Protocol):
         self.record.handshake_done = True
         assert self.transport is not None
         self.record.negotiated = getattr(self.transport, "negotiatedProtocol", None)
+        if self.require_alpn is not None:
+            try:
+                check_negotiated_alpn(self.transport, self.require_alpn)
+            except ALPNMismatch as e:
+                self.record.alpn_error = e
+                abort = getattr(self.transport, "abortConnection", self.transport.loseConnection)
+                abort()
+                return
         if self.greeting:
             self.transport.write(self.greeting)
 
@@ -138,13 +153,16 @@ class RecordingProtocol(Protocol):
 class RecordingFactory(ClientFactory):
     """Builds :class:`RecordingProtocol` instances and keeps them in ``protocols``."""
 
-    def __init__(self, greeting: bytes = b"", echo: bool = False) -> None:
+    def __init__(
+        self, greeting: bytes = b"", echo: bool = False, require_alpn: str | None = None
+    ) -> None:
         self.greeting = greeting
         self.echo = echo
+        self.require_alpn = require_alpn
         self.protocols: list[RecordingProtocol] = []
 
     def buildProtocol(self, addr: Any) -> RecordingProtocol:
-        p = RecordingProtocol(self.greeting, self.echo)
+        p = RecordingProtocol(self.greeting, self.echo, self.require_alpn)
         p.factory = self
         self.protocols.append(p)
         return p

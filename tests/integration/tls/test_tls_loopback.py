@@ -46,7 +46,7 @@ async def dial(
     reactor: Any, listener: Listener, creator: Any
 ) -> tuple[RecordingProtocol, RecordingProtocol]:
     """Connect, let the client send b"ping", wait until both sides are done, return both."""
-    cf = RecordingFactory(greeting=b"ping")
+    cf = RecordingFactory(greeting=b"ping", require_alpn=getattr(creator, "alpn", None) or None)
     before = len(listener.factory.protocols)
     reactor.connectTCP("127.0.0.1", listener.address.port, TLSMemoryBIOFactory(creator, True, cf))
     await wait_for(reactor, lambda: bool(cf.protocols), "client connection")
@@ -91,6 +91,21 @@ async def test_alpn_dial_succeeds_and_checks_names(reactor: Any, pki: PKI) -> No
         assert not server.record.handshake_done and server.record.data == b""
     finally:
         await listener.port.stopListening()
+
+    # no common ALPN protocol: the handshake completes, the dialer refuses with our message
+    raft_only = Listener(reactor, pri.incoming_alpn_creator(["consul/raft"]))
+    try:
+        server, client = await dial(
+            reactor, raft_only, sec.outgoing_alpn_creator("primary", "pri", "consul/rpc-multi")
+        )
+        assert client.record.alpn_error is not None
+        assert str(client.record.alpn_error) == (
+            'could not negotiate ALPN protocol "consul/rpc-multi" with ""'
+        )
+        # (the abort may drop the client's last flight, so the server may not finish its side)
+        assert server.record.negotiated is None and server.record.data == b""
+    finally:
+        await raft_only.port.stopListening()
 
 
 @pytest_twisted.ensureDeferred

@@ -60,11 +60,17 @@ def sec(pki: PKI) -> TLSConfigurator:
     return TLSConfigurator(pki.settings("secondary", "sec"))
 
 
-def run(server_creator: Any, client_creator: Any) -> tuple[Record, Record]:
-    """Handshake a server and a client in memory; the client sends b"ping", the server echoes."""
+def run(
+    server_creator: Any, client_creator: Any, require_alpn: str | None = None
+) -> tuple[Record, Record]:
+    """Handshake a server and a client in memory; the client sends b"ping", the server echoes.
+
+    The client checks the negotiated ALPN protocol after the handshake, like the RPC dialer."""
+    if require_alpn is None:
+        require_alpn = getattr(client_creator, "alpn", None) or None
     clock = Clock()
     sf = RecordingFactory(echo=True)
-    cf = RecordingFactory(greeting=b"ping")
+    cf = RecordingFactory(greeting=b"ping", require_alpn=require_alpn)
     server_tls = TLSMemoryBIOFactory(server_creator, False, sf, clock=clock)
     client_tls = TLSMemoryBIOFactory(client_creator, True, cf, clock=clock)
     _, _, pump = connectedServerAndClient(
@@ -143,12 +149,15 @@ def test_no_common_alpn_fails_with_reference_message(
 ) -> None:
     client = sec.outgoing_alpn_creator("primary", "pri", "consul/rpc-multi")
     s, c = run(pri.incoming_alpn_creator(["consul/raft"]), client)
-    assert c.lost is not None and c.lost.check(ALPNMismatch)
-    assert str(c.lost.value) == (
-        'could not negotiate ALPN protocol "consul/rpc-multi" with "pri.server.primary.consul"'
-    )
-    assert not c.handshake_done
-    assert s.data == b""
+    # As in the reference: the handshake completes without ALPN (no alert), then the dialer
+    # refuses the connection and the server sees an empty negotiated protocol.
+    assert c.handshake_done and c.negotiated is None
+    assert c.alpn_error is not None
+    assert str(c.alpn_error) == 'could not negotiate ALPN protocol "consul/rpc-multi" with ""'
+    assert c.alpn_error.server_name == "pri.server.primary.consul"
+    assert c.data == b"" and s.data == b""
+    assert s.handshake_done and s.negotiated is None
+    assert s.lost is not None and c.lost is not None
 
 
 def test_server_picks_in_its_own_preference_order(
@@ -491,17 +500,16 @@ def test_check_negotiated_alpn_on_connections(pri: TLSConfigurator) -> None:
     conn.set_tlsext_host_name(b"pri.server.primary.consul")
     with pytest.raises(ALPNMismatch) as e:
         check_negotiated_alpn(conn, "consul/raft")
-    assert str(e.value) == (
-        'could not negotiate ALPN protocol "consul/raft" with "pri.server.primary.consul"'
-    )
+    assert str(e.value) == 'could not negotiate ALPN protocol "consul/raft" with ""'
     assert e.value.negotiated == ""
+    assert e.value.server_name == "pri.server.primary.consul"
 
     class FakeTLS:
         negotiatedProtocol = b"consul/raft"
 
     check_negotiated_alpn(FakeTLS(), "consul/raft")
-    with pytest.raises(ALPNMismatch, match='"consul/rpc-multi" with "x"'):
-        check_negotiated_alpn(FakeTLS(), "consul/rpc-multi", server_name="x")
+    with pytest.raises(ALPNMismatch, match=r'"consul/rpc-multi" with "consul/raft"$'):
+        check_negotiated_alpn(FakeTLS(), "consul/rpc-multi")
 
 
 def test_peer_identity_rule(pki: PKI) -> None:
