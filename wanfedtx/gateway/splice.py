@@ -217,6 +217,7 @@ class SpliceRelay:
         self._stopped: Deferred[None] | None = None
         self.pairs: dict[int, _Pair] = {}  # fd -> pair, loop thread only
         self.count = 0  # pairs open, updated in the reactor thread
+        self.handoffs = 0  # pairs ever handed to this relay
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="wanfed-gateway-splice", daemon=True)
@@ -233,6 +234,7 @@ class SpliceRelay:
     ) -> None:
         pair = _Pair(down_fd, up_fd, first, owner, tcp, cluster, self.pipe_size, self.clock())
         self.count += 1
+        self.handoffs += 1
         with self._lock:
             self._incoming.append(pair)
         os.write(self._wake_w, b"a")
