@@ -59,20 +59,23 @@ class _Direction:
         "want_out",
     )
 
-    def __init__(self, src: int, dst: int, pending: bytes, pipe_size: int) -> None:
+    def __init__(self, src: int, dst: int, pending: bytes) -> None:
         self.src = src
         self.dst = dst
-        self.pipe_r, self.pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            fcntl.fcntl(self.pipe_w, F_SETPIPE_SZ, pipe_size)
-        except OSError:
-            pass
+        self.pipe_r = self.pipe_w = -1  # created in the loop thread by open_pipe()
         self.in_pipe = 0
         self.pending = pending
         self.eof = False
         self.finished = False
         self.want_out = bool(pending)
         self.moved = 0  # bytes delivered to dst, not yet posted to the reactor
+
+    def open_pipe(self, pipe_size: int) -> None:
+        self.pipe_r, self.pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            fcntl.fcntl(self.pipe_w, F_SETPIPE_SZ, pipe_size)
+        except OSError:
+            pass
 
     def pump(self) -> bool:
         """Move what can move now without blocking; return True if any byte moved.
@@ -132,6 +135,8 @@ class _Direction:
 
     def close(self) -> None:
         for fd in (self.pipe_r, self.pipe_w):
+            if fd < 0:
+                continue
             try:
                 os.close(fd)
             except OSError:
@@ -168,13 +173,12 @@ class _Pair:
         owner: PairOwner,
         tcp: TcpStats,
         cluster: ClusterStats,
-        pipe_size: int,
         now: float,
     ) -> None:
         self.down_fd = down_fd
         self.up_fd = up_fd
-        self.down = _Direction(down_fd, up_fd, first, pipe_size)  # downstream -> upstream
-        self.up = _Direction(up_fd, down_fd, b"", pipe_size)  # upstream -> downstream
+        self.down = _Direction(down_fd, up_fd, first)  # downstream -> upstream
+        self.up = _Direction(up_fd, down_fd, b"")  # upstream -> downstream
         self.owner = owner
         self.tcp = tcp
         self.cluster = cluster
@@ -232,12 +236,14 @@ class SpliceRelay:
         tcp: TcpStats,
         cluster: ClusterStats,
     ) -> None:
-        pair = _Pair(down_fd, up_fd, first, owner, tcp, cluster, self.pipe_size, self.clock())
+        pair = _Pair(down_fd, up_fd, first, owner, tcp, cluster, self.clock())
         self.count += 1
         self.handoffs += 1
         with self._lock:
             self._incoming.append(pair)
-        os.write(self._wake_w, b"a")
+            wake = len(self._incoming) == 1  # one wake-up per batch: fewer GIL hand-overs
+        if wake:
+            os.write(self._wake_w, b"a")
 
     def stop(self) -> Deferred[None]:
         """Close every pair and end the thread; the Deferred fires in the reactor thread."""
@@ -292,6 +298,8 @@ class SpliceRelay:
         with self._lock:
             new, self._incoming = self._incoming, []
         for pair in new:
+            pair.down.open_pipe(self.pipe_size)
+            pair.up.open_pipe(self.pipe_size)
             self.pairs[pair.down_fd] = pair
             self.pairs[pair.up_fd] = pair
             self._ep.register(pair.down_fd, 0)
