@@ -30,6 +30,7 @@ class CommandModule(Protocol):
 COMMANDS: dict[str, str] = {
     "version": "wanfedtx.cli.version",
     "gateway": "wanfedtx.cli.gateway",
+    "tls": "wanfedtx.cli.tls",
 }
 
 
