@@ -7,64 +7,33 @@ thread, because they must set SNI freely and read the peer CN.
 
 from __future__ import annotations
 
-import datetime
 import socket
 import ssl
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from twisted.internet import protocol
 from twisted.internet import ssl as tssl
 
+from wanfedtx.tls.certs import create_ca, create_cert
+
 
 class CA:
-    """A throw-away CA that issues server certs with a chosen CN."""
+    """The project's agent CA (``wanfedtx.tls.certs``) issuing server certs per node and DC."""
 
     def __init__(self) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway test CA")])
-        now = datetime.datetime.now(datetime.UTC)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
+        self.ca = create_ca()
         self.dir = Path(tempfile.mkdtemp(prefix="wanfed-gw-ca-"))
         self.ca_file = self.dir / "ca.pem"
-        self.ca_file.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        self.ca_file.write_bytes(self.ca.cert_pem)
 
-    def issue(self, cn: str) -> tuple[bytes, bytes]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
-        pem_cert = cert.public_bytes(serialization.Encoding.PEM)
-        pem_key = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        return pem_cert, pem_key
+    def issue(self, name: str) -> tuple[bytes, bytes]:
+        """A server cert for ``<node>.server.<dc>.consul`` (CN ``server.<dc>.consul``)."""
+        node, _, rest = name.partition(".server.")
+        dc = rest.removesuffix(".consul")
+        ck = create_cert(self.ca, "server", dc=dc, node=node)
+        return ck.cert_pem, ck.key_pem
 
 
 class Echo(protocol.Protocol):
@@ -124,13 +93,16 @@ def tls_roundtrip(
 
 
 def peer_cn(s: ssl.SSLSocket) -> str:
-    cert = s.getpeercert()
+    """The backend's identity: its node SAN, after checking the CN names the same DC."""
+    return _identity(s.getpeercert())
+
+
+def _identity(cert: Any) -> str:
     assert cert is not None
-    for rdn in cert["subject"]:
-        for k, v in rdn:
-            if k == "commonName":
-                return str(v)
-    raise AssertionError("peer certificate has no CN")
+    cn = next(str(v) for rdn in cert["subject"] for k, v in rdn if k == "commonName")
+    node_san = next(v for k, v in cert["subjectAltName"] if k == "DNS")
+    assert node_san.endswith("." + cn), (cn, node_san)
+    return str(node_san)
 
 
 def slow_hello_roundtrip(gw: tuple[str, int], sni: str, ctx: ssl.SSLContext) -> str:
@@ -161,9 +133,7 @@ def slow_hello_roundtrip(gw: tuple[str, int], sni: str, ctx: ssl.SSLContext) -> 
         pending = out.read()
         if pending:
             raw.sendall(pending)
-        cert = obj.getpeercert()
-        assert cert is not None
-        return next(str(v) for rdn in cert["subject"] for k, v in rdn if k == "commonName")
+        return _identity(obj.getpeercert())
 
 
 def closed_without_reply(gw: tuple[str, int], data: bytes, timeout: float = 10.0) -> bool:

@@ -76,7 +76,7 @@ def explicit(routes: dict[str, list[tuple[str, int, int]]], catch_all: bool = Tr
 async def tls_env(reactor: Any, ca: CA, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     pri = TLSBackend(reactor, ca, "pri.server.primary.consul")
     pri2 = TLSBackend(reactor, ca, "pri2.server.primary.consul")
-    gw2 = TLSBackend(reactor, ca, "gateway.secondary")
+    gw2 = TLSBackend(reactor, ca, "gw.server.secondary.consul")
     inputs = {
         "datacenter": "primary",
         "trust_domain": TRUST,
@@ -116,16 +116,16 @@ async def test_exact_wildcard_and_catch_all_reach_the_right_backend(tls_env: Any
     )
     assert await via(svc, "pri.server.primary.consul", ca) == ("pri.server.primary.consul", b"ping")
     # wildcard *.server.secondary.consul, one label and several labels
-    assert (await via(svc, "sec.server.secondary.consul", ca))[0] == "gateway.secondary"
-    assert (await via(svc, "a.b.server.secondary.consul", ca))[0] == "gateway.secondary"
+    assert (await via(svc, "sec.server.secondary.consul", ca))[0] == "gw.server.secondary.consul"
+    assert (await via(svc, "a.b.server.secondary.consul", ca))[0] == "gw.server.secondary.consul"
     assert (await via(svc, f"web.default.secondary.internal.{TRUST}", ca))[0] == (
-        "gateway.secondary"
+        "gw.server.secondary.consul"
     )
     # catch-all sni_cluster: server.primary.consul balances over both servers
     seen = {(await via(svc, "server.primary.consul", ca))[0] for _ in range(12)}
     assert seen == {"pri.server.primary.consul", "pri2.server.primary.consul"}
     big = bytes(range(256)) * 4096
-    assert await via(svc, "server.secondary.consul", ca, big) == ("gateway.secondary", big)
+    assert await via(svc, "server.secondary.consul", ca, big) == ("gw.server.secondary.consul", big)
     await wait_for(lambda: svc.stats.value("cluster.server.primary.consul.upstream_cx_total") == 12)
     assert (
         svc.stats.value("tcp.mesh_gateway_local_server_default_primary_tcp.downstream_cx_total")
