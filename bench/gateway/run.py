@@ -396,7 +396,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--rtt", type=int, default=3000)
-    ap.add_argument("--only", default="direct,haproxy,nginx,wanfed-splice,wanfed-twisted")
+    ap.add_argument(
+        "--only", default="direct,haproxy,nginx,wanfed-loop,wanfed-splice,wanfed-twisted"
+    )
     ap.add_argument("--json", default=None)
     ap.add_argument("--backend", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--certdir", default=None, help=argparse.SUPPRESS)

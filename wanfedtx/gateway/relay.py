@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 log = Logger(namespace="wanfed.gateway")
 
-DATA_PATHS = ("twisted", "splice")
+DATA_PATHS = ("loop", "splice", "twisted")
 # placeholders until a connection is routed (never rendered)
 _UNROUTED_TCP = TcpStats()
 _UNROUTED_CLUSTER = ClusterStats()

@@ -1,6 +1,6 @@
 """A dedicated relay thread moving bytes between socket pairs with ``splice(2)`` (Linux).
 
-After the reactor has read the ClientHello and connected upstream, it hands both sockets (dup'd
+After the reactor has read the ClientHello and connected upstream, it hands both sockets (detached
 descriptors) to :class:`SpliceRelay`. One thread runs a level-triggered ``epoll`` loop; each
 direction of a pair owns a pipe, and bytes go socket -> pipe -> socket inside the kernel, never
 through Python objects. Backpressure is the pipe: a direction whose destination is full stops
@@ -45,7 +45,7 @@ class PairOwner(Protocol):
     def splice_closed(self, idle: bool) -> None: ...
 
 
-class _Direction:
+class Direction:
     __slots__ = (
         "dst",
         "eof",
@@ -177,8 +177,8 @@ class _Pair:
     ) -> None:
         self.down_fd = down_fd
         self.up_fd = up_fd
-        self.down = _Direction(down_fd, up_fd, first)  # downstream -> upstream
-        self.up = _Direction(up_fd, down_fd, b"")  # upstream -> downstream
+        self.down = Direction(down_fd, up_fd, first)  # downstream -> upstream
+        self.up = Direction(up_fd, down_fd, b"")  # upstream -> downstream
         self.owner = owner
         self.tcp = tcp
         self.cluster = cluster

@@ -33,7 +33,7 @@ from wanfedtx.gateway.splice import splice_available
 
 pytestmark = pytest.mark.integration
 TRUST = "11111111-2222-3333-4444-555555555555.consul"
-PATHS = ["twisted"] + (["splice"] if splice_available() else [])
+PATHS = ["twisted"] + (["splice", "loop"] if splice_available() else [])
 
 
 @pytest.fixture(scope="module")
@@ -384,6 +384,7 @@ async def test_snapshot_swap_under_load_drops_nothing(reactor: Any, data_path: s
             assert svc.splice is not None and svc.splice.handoffs == 7
         else:
             assert svc.splice is None
+        assert (svc.loop is not None) is (data_path == "loop")
     finally:
         await svc.stopService()
         await a.stopListening()
@@ -445,3 +446,41 @@ async def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
             return
         await task.deferLater(reactor, 0.01, lambda: None)
     raise AssertionError("condition not met in time")
+
+
+def silent_then_closed(gw: tuple[str, int]) -> bool:
+    """Send half a hello, then wait for the gateway to close (socket timeout 10 s)."""
+    with socket.create_connection(gw, timeout=10) as s:
+        s.sendall(HELLO[:20])
+        try:
+            return s.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+
+@pytest.mark.parametrize("data_path", PATHS)
+@pytest_twisted.ensureDeferred
+async def test_hello_deadline_and_connection_limit(reactor: Any, data_path: str) -> None:
+    live = listen(reactor, NamedEcho, name=b"L")
+    snap = explicit({"half.test": [("127.0.0.1", live.getHost().port, 1)]})
+    svc = GatewayService(
+        reactor,
+        ("127.0.0.1", 0),
+        snap,
+        settings=RelaySettings(data_path=data_path, hello_timeout=0.3, max_connections=2),
+    )
+    svc.startService()
+    lkey = f"listener.127.0.0.1_{svc.address[1]}"
+    try:
+        assert await threads.deferToThread(silent_then_closed, svc.address)
+        assert svc.stats.value(f"{lkey}.downstream_pre_cx_timeout") == 1
+        holders = [socket.create_connection(svc.address, timeout=10) for _ in range(2)]
+        await wait_for(lambda: svc.stats.value(f"{lkey}.downstream_cx_active") == 2)
+        assert await threads.deferToThread(closed_without_reply, svc.address, HELLO)
+        assert svc.stats.value(f"{lkey}.downstream_cx_overflow") == 1
+        for h in holders:
+            h.close()
+        await wait_for(lambda: svc.stats.value(f"{lkey}.downstream_cx_active") == 0)
+    finally:
+        await svc.stopService()
+        await live.stopListening()
