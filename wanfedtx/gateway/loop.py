@@ -263,7 +263,20 @@ class RelayLoop:
         if c.state == RELAYING:
             if ev & EPOLLERR:
                 self._close(c)
-            elif not self._pump(c) and ev & EPOLLHUP:
+                return
+            # pump only the directions this event concerns: reading from fd, writing to fd
+            if fd == c.down_fd:
+                reading, writing = c.to_up, c.to_down
+            else:
+                reading, writing = c.to_down, c.to_up
+            assert reading is not None and writing is not None
+            if ev & EPOLLOUT:
+                dirs: tuple[Direction, ...] = (
+                    (writing, reading) if ev & (EPOLLIN | EPOLLHUP) else (writing,)
+                )
+            else:
+                dirs = (reading,)
+            if not self._pump(c, dirs) and ev & EPOLLHUP:
                 self._close(c)
         elif c.state == HELLO:
             self._read_hello(c)
@@ -486,12 +499,13 @@ class RelayLoop:
             self._ep.modify(fd, mask)
             c.mask_up = mask
 
-    def _pump(self, c: _Conn) -> bool:
+    def _pump(self, c: _Conn, dirs: tuple[Direction, ...] = ()) -> bool:
         up, down = c.to_up, c.to_down
         assert up is not None and down is not None
         try:
-            moved = up.pump()
-            moved = down.pump() or moved
+            moved = False
+            for d in dirs or (up, down):
+                moved = d.pump() or moved
         except OSError:
             self._close(c)
             return True

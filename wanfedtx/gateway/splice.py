@@ -34,6 +34,7 @@ SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK"
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
 AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK)
+SHORT_READ = 64 * 1024
 
 
 def splice_available() -> bool:
@@ -83,6 +84,7 @@ class Direction:
         Raises OSError for socket errors (the caller closes the pair).
         """
         progress = False
+        short = False
         for _ in range(8):  # bounded, for fairness between pairs
             if self.pending:
                 try:
@@ -120,6 +122,10 @@ class Direction:
                     except OSError:
                         pass
                 return progress
+            if short:
+                # the last read was small, so the socket is most likely drained: skip the read
+                # that would only say EAGAIN; level-triggered epoll reports anything left
+                return progress
             try:
                 n = os.splice(self.src, self.pipe_w, 1 << 20, flags=SPLICE_FLAGS)
             except OSError as e:
@@ -130,6 +136,7 @@ class Direction:
                 self.eof = True
                 continue
             self.in_pipe += n
+            short = n < SHORT_READ
             progress = True
         return progress
 
