@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RPCLayerError(Exception):
     """Base class of every error raised by ``wanfedtx.rpc``."""
@@ -55,7 +57,11 @@ class ConnectionClosed(RPCLayerError):
 
 
 class FrameError(RPCLayerError):
-    """A malformed or oversized RPC frame; the connection carrying it is closed."""
+    """A malformed or oversized RPC frame; the connection carrying it is closed.
+
+    ``messages`` holds the complete messages decoded before the bad frame (if any)."""
+
+    messages: list[Any] = []  # noqa: RUF012
 
 
 class DuplicateRegistration(RPCLayerError):
