@@ -61,7 +61,9 @@ class FrameError(RPCLayerError):
 
     ``messages`` holds the complete messages decoded before the bad frame (if any)."""
 
-    messages: list[Any] = []  # noqa: RUF012
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.messages: list[Any] = []
 
 
 class DuplicateRegistration(RPCLayerError):
