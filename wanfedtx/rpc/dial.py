@@ -113,6 +113,18 @@ class Dialer:
             raise DCNotAvailable()
         return gw_addr, self.alpn_creator(dc, node_name, alpn), alpn
 
+    def dial_alpn(
+        self, addr: str, dc: str, node_name: str, alpn: str, app: IProtocol,
+    ) -> Deferred[IProtocol]:
+        """Native TLS to ``addr`` (a gateway or the server itself) with SNI for ``node_name``
+        in ``dc`` and ALPN ``alpn``; fails with ``ALPNNotNegotiated`` if the server did not
+        select it. For protocols without a type byte (``consul/wan-gossip/*``)."""
+        try:
+            creator = self.alpn_creator(dc, node_name, alpn)
+        except DialError as e:
+            return _failed(e)
+        return self._connect(addr, b"", creator, alpn, b"", app)
+
     def alpn_creator(self, dc: str, node_name: str, alpn: str
                      ) -> IOpenSSLClientConnectionCreator:
         """The ALPN-RPC wrapper's checks, then the TLS configurator's client creator."""
