@@ -115,7 +115,6 @@ def serve_child(ca_dir: Path) -> None:
     from twisted.internet import reactor, stdio
     from twisted.internet.protocol import Protocol
 
-    ca = CA.__new__(CA)
     pair = Pair((ca_dir / "srv.pem").read_bytes(), (ca_dir / "srv-key.pem").read_bytes())
     tls = _tls_from_files(ca_dir, pair)
     sp = start_server(reactor, tls)
