@@ -158,7 +158,7 @@ class OpenSSLTLS:
             return f"server.{dc}.{self.domain}"
         return f"{node}.server.{dc}.{self.domain}"
 
-    def _client_options(self, hostname: str, alpn: list[bytes] | None
+    def client_creator(self, hostname: str, alpn: list[bytes] | None
                         ) -> IOpenSSLClientConnectionCreator:
         assert self.ca is not None
         client = None
@@ -169,11 +169,15 @@ class OpenSSLTLS:
             clientCertificate=client, acceptableProtocols=alpn)
 
     def outgoing_alpn_creator(self, dc: str, node: str, alpn: str
-                              ) -> IOpenSSLClientConnectionCreator:
-        return self._client_options(self.server_sni(dc, node), [alpn.encode()])
+                              ) -> IOpenSSLClientConnectionCreator | None:
+        if not self.mutual_tls_capable():
+            return None
+        return self.client_creator(self.server_sni(dc, node), [alpn.encode()])
 
-    def outgoing_rpc_creator(self, dc: str, node: str) -> IOpenSSLClientConnectionCreator:
-        return self._client_options(f"server.{dc}.{self.domain}", None)
+    def outgoing_rpc_creator(self, dc: str) -> IOpenSSLClientConnectionCreator | None:
+        if not self.outgoing_tls_enabled():
+            return None
+        return self.client_creator(f"server.{dc}.{self.domain}", None)
 
 
 def server_tls(ca: CA, dc: str, node: str, **kw: bool) -> OpenSSLTLS:

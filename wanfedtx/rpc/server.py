@@ -114,6 +114,10 @@ class SniffingProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.port.connections.add(self)
+        try:  # Go sockets default to TCP_NODELAY; small RPC frames must not wait for ACKs
+            self._socket().setTcpNoDelay(True)
+        except (AttributeError, NotImplementedError, OSError):
+            pass  # in-memory transports
         if self.port.handshake_timeout > 0:
             self._timer = self.port.clock.callLater(self.port.handshake_timeout, self._timed_out)
 
@@ -160,8 +164,14 @@ class SniffingProtocol(Protocol):
             if tls is None:
                 self.reject(MSG_TLS_NOT_CONFIGURED, byte=decision.rpc_type)
                 return
-            creator = (tls.incoming_rpc_creator() if decision.rpc_type == RPCType.TLS
-                       else tls.incoming_insecure_rpc_creator())
+            if decision.rpc_type == RPCType.TLS:
+                creator = tls.incoming_rpc_creator()
+            else:
+                insecure = getattr(tls, "incoming_insecure_rpc_creator", None)
+                if insecure is None:
+                    self.reject(sniff.MSG_UNRECOGNIZED, byte=decision.rpc_type)
+                    return
+                creator = insecure()
             self._start_tls(creator, decision.data, native=False, rpc_type=decision.rpc_type)
 
     def _start_tls(

@@ -91,7 +91,7 @@ def test_insecure_dial_refused_across_dcs(ca: CA) -> None:
     tls = server_tls(ca, "dc1", "a")
     d = Dialer(r, "dc1", server=True, tls=tls)
     e = failure_of(d.dial_insecure("dc2", "b", "127.0.0.1:8300",
-                                   tls.outgoing_rpc_creator("dc2", "b"),
+                                   tls.client_creator("server.dc2.consul", None),
                                    RPCClientProtocol(multi=False)))
     assert str(e) == "insecure dialing prohibited between datacenters"
 
@@ -152,3 +152,14 @@ def test_split_host_port() -> None:
     for bad in ("nohost", ":1", "h:"):
         with pytest.raises(ValueError):
             split_host_port(bad)
+
+
+def test_legacy_tls_without_wrapper_fails(ca: CA) -> None:
+    class NoWrapper(OpenSSLTLS):
+        def outgoing_rpc_creator(self, dc: str) -> Any:
+            return None
+
+    d = Dialer(MemoryReactorClock(), "dc1", server=True, tls=NoWrapper(ca, ca.server("dc1", "a")))
+    e = failure_of(d.dial("dc1", "b", "127.0.0.1:8300", RPCType.MULTIPLEX_V2, True,
+                          RPCClientProtocol(multi=True)))
+    assert str(e) == "TLS requested but wrapper is nil"

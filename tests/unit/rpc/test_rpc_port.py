@@ -57,9 +57,9 @@ def port(tls: OpenSSLTLS | None, timeout: float = 5.0) -> tuple[RPCPortFactory, 
 def tls_client(client_tls: OpenSSLTLS, clock: Clock, dc: str, node: str, alpn: str | None,
                app: Recorder) -> Any:
     if alpn is None:
-        creator = client_tls.outgoing_rpc_creator(dc, node)
+        creator = client_tls.client_creator(f"server.{dc}.consul", None)
     else:
-        creator = client_tls.outgoing_alpn_creator(dc, node, alpn)
+        creator = client_tls.client_creator(f"{node}.server.{dc}.consul", [alpn.encode()])
     f = TLSMemoryBIOFactory(creator, True, Factory(), clock=clock)
     return f.protocol(f, app)
 
@@ -226,3 +226,16 @@ def test_type_without_handler_is_unrecognized(ca: CA, logged: Any) -> None:
     assert link.lost
     assert [e for e in logged if e.get("log_format") == "unrecognized RPC byte"
             and e.get("byte") == 2 and e["log_level"] is LogLevel.error]
+
+
+def test_insecure_type_refused_when_provider_has_no_insecure_creator(ca: CA, logged: Any
+                                                                     ) -> None:
+    class Strict(OpenSSLTLS):
+        incoming_insecure_rpc_creator = None  # type: ignore[assignment]
+
+    f, handlers, clock = port(Strict(ca, ca.server("primary", "pri")))
+    link = Link(f.buildProtocol(None), Recorder(), clock)
+    link.ct.write(b"\x07")
+    link.pump()
+    assert link.lost and not handlers["7"].protocols
+    assert "unrecognized RPC byte" in messages(logged)
