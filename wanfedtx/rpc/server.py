@@ -216,7 +216,14 @@ class SniffingProtocol(Protocol):
             self.port.raft_handoff.inc()
         self._cancel_timer()
         self._stage = _Stage.HANDLER
-        proto: Any = handler.build_protocol(info)
+        try:
+            proto: Any = handler.build_protocol(info)
+        except Exception:
+            log.failure("RPC handler {handler!r} refused the connection", handler=handler,
+                        conn=_peer(self.transport))
+            self._stage = _Stage.CLOSED
+            info.transport.loseConnection()
+            return
         forwarder.target = proto
         proto.makeConnection(info.transport)
         if data:

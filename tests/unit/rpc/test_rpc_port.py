@@ -239,3 +239,20 @@ def test_insecure_type_refused_when_provider_has_no_insecure_creator(ca: CA, log
     link.pump()
     assert link.lost and not handlers["7"].protocols
     assert "unrecognized RPC byte" in messages(logged)
+
+
+@pytest.mark.allow_logged_errors
+def test_handler_that_raises_closes_the_connection(fail_on_logged_errors: Any) -> None:
+    class Broken:
+        def build_protocol(self, conn: Any) -> Any:
+            raise RuntimeError("no capacity")
+
+    clock = Clock()
+    reg = HandlerRegistry()
+    reg.register_type(0, Broken())
+    f = RPCPortFactory(reg, clock, None, metrics=Registry())
+    link = Link(f.buildProtocol(None), Recorder(), clock)
+    link.ct.write(b"\x00x")
+    link.pump()
+    assert link.lost
+    assert "no capacity" in fail_on_logged_errors[0]["log_failure"].getErrorMessage()
