@@ -240,10 +240,11 @@ class _SocketSide(TwistedProtocol):
     def connectionMade(self) -> None:
         a = self.attempt
         transport: Any = self.transport
-        try:
+        try:  # as the reference does for its RPC dials
             transport.setTcpNoDelay(True)
-        except Exception:  # not every transport has it (in-memory tests)
-            pass
+            transport.setTcpKeepAlive(True)
+        except (AttributeError, NotImplementedError, OSError):
+            pass  # in-memory transports
         if a.prefix:
             transport.write(a.prefix)
         if a.creator is None:

@@ -92,6 +92,9 @@ async def test_same_dc_pool_direct_plain_and_legacy_tls(reactor: Any, ca: CA) ->
         assert await a.pool.rpc("dc1", "b", b.addr, "Test.Who", 7) == {
             "node": "b", "dc": "dc1", "args": 7}
         assert a.pool.keys() == [f"b:{b.addr}"]
+        assert await a.pool.ping("dc1", "b", b.addr) is True
+        first = await a.pool.acquire("dc1", "b", b.addr)
+        assert await a.pool.acquire("dc1", "b", b.addr) is first  # one pooled connection
         # plaintext type byte 4 against a server without verify_incoming
         b_plain = ConnPool(Dialer(reactor, "dc1", server=True, tls=None), reactor)
         assert await b_plain.rpc("dc1", "a", a.addr, "Status.Ping", use_tls=False) is None
