@@ -256,3 +256,22 @@ def test_handler_that_raises_closes_the_connection(fail_on_logged_errors: Any) -
     link.pump()
     assert link.lost
     assert "no capacity" in fail_on_logged_errors[0]["log_failure"].getErrorMessage()
+
+
+def test_tls_material_error_closes_with_log_and_when_closed_fires(ca: CA, logged: Any) -> None:
+    class Unloadable(OpenSSLTLS):
+        def incoming_alpn_creator(self, protocols: Any) -> Any:
+            raise OSError("cert file vanished")
+
+    f, _, clock = port(Unloadable(ca, ca.server("primary", "pri")))
+    server = f.buildProtocol(None)
+    client = tls_client(server_tls(ca, "primary", "x"), clock, "primary", "pri",
+                        ALPN_RPC_CONSUL, Recorder())
+    link = Link(server, client, clock)
+    link.pump()
+    assert link.lost
+    assert [e for e in logged if e.get("log_format") == "TLS handshake failed"
+            and "vanished" in e.get("error", "")]
+    fired: list[None] = []
+    server.when_closed().addCallback(fired.append)
+    assert fired == [None]
