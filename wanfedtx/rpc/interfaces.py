@@ -134,3 +134,6 @@ class IRouter(Protocol):
 
     def servers_for_dc(self, dc: str) -> Sequence[ServerAddress]:
         """Servers of ``dc``, best first; empty when the DC is unknown or unreachable."""
+
+    def datacenters(self) -> Sequence[str]:
+        """Every datacenter the router knows (with at least one server)."""

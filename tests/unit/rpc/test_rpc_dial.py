@@ -144,6 +144,10 @@ def test_forward_errors() -> None:
                     StaticRouter({}))
     e = failure_of(fwd.forward_to_leader("Status.Ping"))
     assert isinstance(e, NoLeader) and str(e) == "No cluster leader"
+    fwd2 = Forwarder(fwd.pool, "dc2", NoLeaderYet(), StaticRouter(
+        {"dc3": [ServerAddress("c", "127.0.0.1:1")], "dc1": [ServerAddress("a", "127.0.0.1:2")],
+         "dc9": []}))
+    assert fwd2.datacenters() == ["dc1", "dc2", "dc3"]
 
 
 def test_split_host_port() -> None:
