@@ -1,1 +1,1 @@
-"""Consul-compatible HTTP API (``/v1/...``) served with Klein: blocking queries, ``?dc`` forwarding."""
+"""Consul-compatible HTTP API (``/v1/...``) served with Klein."""
