@@ -104,9 +104,9 @@ class _Pipe:
         if self.closed:
             return
         self.closed = True
-        peer, own = self.peer_sink, self.own_sink
-        self.net.clock.callLater(self.delay, lambda: peer and peer.connection_lost(None))
-        self.net.clock.callLater(0, lambda: own and own.connection_lost(None))
+        for sink, delay in ((self.peer_sink, self.delay), (self.own_sink, 0.0)):
+            if sink is not None:
+                self.net.clock.callLater(delay, sink.connection_lost, None)
 
 
 @implementer(IGossipTransport)
