@@ -364,6 +364,7 @@ class _StreamSession:
         try:
             msg = self.reader.feed(data)
         except WireError as exc:
+            log.warn("memberlist: failed to receive: {error}", error=str(exc))
             if self.first is None and self.writer is not None:
                 # Responder: tell the peer what was wrong, like memberlist's errResp.
                 self.writer.write(self.ml._wrap_stream(wire.ErrResp(str(exc)).encode()))

@@ -213,3 +213,40 @@ def test_pings_carry_target_and_source() -> None:
     ]
     assert pings
     assert all(p.node == "n1" and p.source_node == "n0" and p.source_port == 7000 for p in pings)
+
+
+def test_garbage_stream_gets_err_resp_and_log_line() -> None:
+    from twisted.logger import globalLogPublisher
+    from zope.interface import implementer
+
+    from wanfedtx.gossip.interfaces import IStreamWriter
+    from wanfedtx.gossip.stream import StreamReader
+
+    @implementer(IStreamWriter)
+    class W:
+        def __init__(self) -> None:
+            self.out = b""
+            self.closed = False
+
+        def write(self, data: bytes) -> None:
+            self.out += data
+
+        def close(self) -> None:
+            self.closed = True
+
+    seen: list[str] = []
+    obs = lambda ev: seen.append(ev.get("log_format", ""))  # noqa: E731
+    globalLogPublisher.addObserver(obs)
+    try:
+        _clock, _net, nodes, _ = make_cluster(1)
+        sink = nodes[0]._new_inbound_stream()
+        w = W()
+        sink.connection_made(w)
+        sink.data_received(b"\x06\x81\xa5Nodes\xce\xff\xff\xff\xff")
+    finally:
+        globalLogPublisher.removeObserver(obs)
+    assert w.closed
+    reply = StreamReader().feed(w.out)
+    assert isinstance(reply, wire.ErrResp)
+    assert "refusing" in reply.error
+    assert any("failed to receive" in s for s in seen)
