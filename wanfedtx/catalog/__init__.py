@@ -1,0 +1,5 @@
+"""Catalog, health, KV, internal and status endpoints (the RPC side).
+
+Handlers take and return msgpack-able dicts shaped like the reference's structs
+(``RegisterRequest``, ``IndexedNodes``, ``DirEntry``, ...). See :mod:`wanfedtx.catalog.endpoints`.
+"""

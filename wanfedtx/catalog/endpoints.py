@@ -1,0 +1,409 @@
+"""RPC-side endpoints: Catalog.*, Health.*, KVS.*, Internal.ServiceDump, Status.*.
+
+Each handler takes the request as a dict shaped like the reference's struct (``Datacenter``,
+``QueryOptions`` fields flattened as Go's msgpack does: ``MinQueryIndex``, ``MaxQueryTime``
+in nanoseconds, ``AllowStale``, ``RequireConsistent``, ``Token``) and returns a Deferred with the
+reply dict. Requests for another datacenter and writes on a follower go through the
+:class:`Forwarder` hooks; reads honour the default, stale and consistent modes.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+
+from wanfedtx.catalog import structs
+from wanfedtx.catalog.errors import BadRequestError, NoLeaderError, NoPathToDatacenterError
+from wanfedtx.fsm import commands
+from wanfedtx.fsm.commands import MessageType
+from wanfedtx.fsm.consensus import Consensus
+from wanfedtx.state import StateStore, WatchSet
+from wanfedtx.state.blocking import blocking_query
+from wanfedtx.state.catalog import HEALTH_ANY, HEALTH_STATES
+
+Args = dict[str, Any]
+Handler = Callable[[Args], Deferred[Any]]
+
+NANOSECOND = 1e-9
+
+
+class Forwarder(Protocol):
+    """How requests reach other servers (implemented by the RPC layer)."""
+
+    def datacenters(self) -> list[str]:
+        """Every datacenter this server can reach, its own included."""
+        ...
+
+    def forward_dc(self, dc: str, method: str, args: Args) -> Deferred[Any]:
+        """Run ``method`` on a server of ``dc``; fails with NoPathToDatacenterError if none."""
+        ...
+
+    def forward_leader(self, method: str, args: Args) -> Deferred[Any]:
+        """Run ``method`` on this datacenter's leader."""
+        ...
+
+
+class Endpoints:
+    """The handlers of one server, bound to its state store and consensus."""
+
+    def __init__(
+        self,
+        datacenter: str,
+        state: StateStore,
+        consensus: Consensus,
+        clock: IReactorTime,
+        rng: random.Random | None = None,
+        forwarder: Forwarder | None = None,
+    ) -> None:
+        self.datacenter = datacenter
+        self.state = state
+        self.consensus = consensus
+        self.clock = clock
+        self.rng = rng if rng is not None else random.Random()
+        self.forwarder = forwarder
+
+    def handlers(self) -> dict[str, Handler]:
+        """``"Service.Method" -> handler`` for the RPC endpoint registry."""
+        table: dict[str, Callable[[Args], Coroutine[Any, Any, Any]]] = {
+            "Catalog.Register": self.catalog_register,
+            "Catalog.Deregister": self.catalog_deregister,
+            "Catalog.ListDatacenters": self.catalog_list_datacenters,
+            "Catalog.ListNodes": self.catalog_list_nodes,
+            "Catalog.ListServices": self.catalog_list_services,
+            "Catalog.ServiceNodes": self.catalog_service_nodes,
+            "Catalog.NodeServices": self.catalog_node_services,
+            "Health.ServiceNodes": self.health_service_nodes,
+            "Health.ChecksInState": self.health_checks_in_state,
+            "Health.NodeChecks": self.health_node_checks,
+            "Health.ServiceChecks": self.health_service_checks,
+            "KVS.Apply": self.kvs_apply,
+            "KVS.Get": self.kvs_get,
+            "KVS.List": self.kvs_list,
+            "KVS.ListKeys": self.kvs_list_keys,
+            "Internal.ServiceDump": self.internal_service_dump,
+            "Status.Leader": self.status_leader,
+            "Status.Peers": self.status_peers,
+        }
+
+        def wrap(fn: Callable[[Args], Coroutine[Any, Any, Any]]) -> Handler:
+            def handler(args: Args) -> Deferred[Any]:
+                return Deferred.fromCoroutine(fn(args))
+
+            return handler
+
+        return {name: wrap(fn) for name, fn in table.items()}
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _target_dc(self, args: Args) -> str | None:
+        dc = args.get("Datacenter") or ""
+        if not isinstance(dc, str):
+            raise BadRequestError("Datacenter must be a string")
+        if dc and dc != self.datacenter:
+            return dc
+        return None
+
+    async def _forward(self, method: str, args: Args, write: bool) -> tuple[bool, Any]:
+        """(True, reply) when the request was served elsewhere, (False, None) to serve here."""
+        dc = self._target_dc(args)
+        if dc is not None:
+            if self.forwarder is None or dc not in self.forwarder.datacenters():
+                raise NoPathToDatacenterError(dc)
+            return True, await self.forwarder.forward_dc(dc, method, args)
+        if self.consensus.is_leader():
+            return False, None
+        if not write and args.get("AllowStale"):
+            return False, None
+        if self.forwarder is None:
+            raise NoLeaderError()
+        return True, await self.forwarder.forward_leader(method, args)
+
+    def _meta(self, index: int) -> Args:
+        return {
+            "Index": index,
+            "KnownLeader": bool(self.consensus.leader_address()),
+            "LastContact": 0
+            if self.consensus.is_leader()
+            else int(self.consensus.last_contact() * 1e9),
+        }
+
+    async def _read(
+        self,
+        method: str,
+        args: Args,
+        query: Callable[[WatchSet | None], tuple[int, Any]],
+        shape: Callable[[Any], Args],
+    ) -> Any:
+        forwarded, reply = await self._forward(method, args, write=False)
+        if forwarded:
+            return reply
+        if args.get("RequireConsistent"):
+            await self.consensus.verify_leader()
+        min_index = _uint(args, "MinQueryIndex")
+        max_time = _uint(args, "MaxQueryTime") * NANOSECOND
+        index, value = await blocking_query(self.clock, self.rng, min_index, max_time, query)
+        reply = shape(value)
+        reply.update(self._meta(index))
+        return reply
+
+    async def _apply(self, msg_type: int, body: Any) -> Any:
+        _, result = await self.consensus.apply(commands.encode(msg_type, body))
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    # -- Catalog -------------------------------------------------------------------------------
+
+    async def catalog_register(self, args: Args) -> Any:
+        forwarded, reply = await self._forward("Catalog.Register", args, write=True)
+        if forwarded:
+            return reply
+        req = structs.decode_register_request(args)
+        await self._apply(MessageType.REGISTER, req)
+        return True
+
+    async def catalog_deregister(self, args: Args) -> Any:
+        forwarded, reply = await self._forward("Catalog.Deregister", args, write=True)
+        if forwarded:
+            return reply
+        req = structs.decode_deregister_request(args)
+        await self._apply(MessageType.DEREGISTER, req)
+        return True
+
+    async def catalog_list_datacenters(self, args: Args) -> Any:
+        if self.forwarder is None:
+            return [self.datacenter]
+        others = sorted(dc for dc in self.forwarder.datacenters() if dc != self.datacenter)
+        return [self.datacenter, *others]
+
+    async def catalog_list_nodes(self, args: Args) -> Any:
+        def shape(nodes: list[Args]) -> Args:
+            return {"Nodes": [structs.node_out(n) for n in nodes]}
+
+        return await self._read("Catalog.ListNodes", args, self.state.list_nodes, shape)
+
+    async def catalog_list_services(self, args: Args) -> Any:
+        return await self._read(
+            "Catalog.ListServices", args, self.state.list_services, lambda s: {"Services": s}
+        )
+
+    async def catalog_service_nodes(self, args: Args) -> Any:
+        name = _str(args, "ServiceName")
+        if not name:
+            raise BadRequestError("Must provide service name")
+        tags = _tags(args)
+
+        def shape(rows: list[tuple[Args, Args]]) -> Args:
+            return {
+                "ServiceNodes": [
+                    structs.service_node_out(n, s) for n, s in rows if _has_tags(s, tags)
+                ]
+            }
+
+        return await self._read(
+            "Catalog.ServiceNodes",
+            args,
+            lambda ws: self.state.service_nodes(ws, name),
+            shape,
+        )
+
+    async def catalog_node_services(self, args: Args) -> Any:
+        node = _str(args, "Node")
+        if not node:
+            raise BadRequestError("Must provide node")
+
+        def shape(found: tuple[Args, list[Args]] | None) -> Args:
+            if found is None:
+                return {"NodeServices": None}
+            n, svcs = found
+            return {
+                "NodeServices": {
+                    "Node": structs.node_out(n),
+                    "Services": {s["ID"]: structs.node_service_out(s) for s in svcs},
+                }
+            }
+
+        return await self._read(
+            "Catalog.NodeServices", args, lambda ws: self.state.node_services(ws, node), shape
+        )
+
+    # -- Health --------------------------------------------------------------------------------
+
+    async def health_service_nodes(self, args: Args) -> Any:
+        name = _str(args, "ServiceName")
+        if not name:
+            raise BadRequestError("Must provide service name")
+        tags = _tags(args)
+
+        def shape(rows: list[tuple[Args, Args, list[Args]]]) -> Args:
+            return {
+                "Nodes": [
+                    structs.check_service_node_out(n, s, c)
+                    for n, s, c in rows
+                    if _has_tags(s, tags)
+                ]
+            }
+
+        return await self._read(
+            "Health.ServiceNodes",
+            args,
+            lambda ws: self.state.check_service_nodes(ws, name),
+            shape,
+        )
+
+    def _checks(self, rows: list[Args]) -> Args:
+        return {"HealthChecks": [structs.check_out(c) for c in rows]}
+
+    async def health_checks_in_state(self, args: Args) -> Any:
+        state = _str(args, "State")
+        if state != HEALTH_ANY and state not in HEALTH_STATES:
+            raise BadRequestError(f"Invalid state: {state!r}")
+        return await self._read(
+            "Health.ChecksInState",
+            args,
+            lambda ws: self.state.checks_in_state(ws, state),
+            self._checks,
+        )
+
+    async def health_node_checks(self, args: Args) -> Any:
+        node = _str(args, "Node")
+        return await self._read(
+            "Health.NodeChecks", args, lambda ws: self.state.node_checks(ws, node), self._checks
+        )
+
+    async def health_service_checks(self, args: Args) -> Any:
+        name = _str(args, "ServiceName")
+        return await self._read(
+            "Health.ServiceChecks",
+            args,
+            lambda ws: self.state.service_checks(ws, name),
+            self._checks,
+        )
+
+    # -- KVS -----------------------------------------------------------------------------------
+
+    async def kvs_apply(self, args: Args) -> Any:
+        forwarded, reply = await self._forward("KVS.Apply", args, write=True)
+        if forwarded:
+            return reply
+        op = _str(args, "Op")
+        ent = args.get("DirEnt")
+        if not isinstance(ent, dict):
+            raise BadRequestError("Must provide DirEnt")
+        f = structs.Fields(ent, "DirEnt")
+        key = f.text("Key")
+        value = ent.get("Value")
+        if value is not None and not isinstance(value, bytes):
+            raise BadRequestError("DirEnt: field 'Value' must be bytes")
+        if op in (commands.KVS_LOCK, commands.KVS_UNLOCK):
+            raise BadRequestError(
+                f"KV operation {op!r} needs sessions, which this server does not implement"
+            )
+        if op not in commands.KVS_WRITE_OPS:
+            raise BadRequestError(f"Invalid KVS operation '{op}'")
+        if not key and op != commands.KVS_DELETE_TREE:
+            raise BadRequestError("Must provide key")
+        body = {
+            "Op": op,
+            "DirEnt": {
+                "Key": key,
+                "Value": value,
+                "Flags": f.integer("Flags", 0, 0, 2**64 - 1),
+                "ModifyIndex": f.integer("ModifyIndex", 0, 0, 2**64 - 1),
+                "Session": f.text("Session"),
+            },
+        }
+        result = await self._apply(MessageType.KVS, body)
+        return bool(result) if op in (commands.KVS_CAS, commands.KVS_DELETE_CAS) else True
+
+    async def kvs_get(self, args: Args) -> Any:
+        key = _str(args, "Key")
+
+        def shape(row: Args | None) -> Args:
+            return {"Entries": None if row is None else [structs.dir_entry_out(row)]}
+
+        return await self._read("KVS.Get", args, lambda ws: self.state.kvs_get(ws, key), shape)
+
+    async def kvs_list(self, args: Args) -> Any:
+        key = _str(args, "Key")
+
+        def shape(rows: list[Args]) -> Args:
+            return {"Entries": [structs.dir_entry_out(r) for r in rows] or None}
+
+        return await self._read("KVS.List", args, lambda ws: self.state.kvs_list(ws, key), shape)
+
+    async def kvs_list_keys(self, args: Args) -> Any:
+        prefix = _str(args, "Prefix")
+        sep = _str(args, "Seperator")  # sic: the reference's field name
+        return await self._read(
+            "KVS.ListKeys",
+            args,
+            lambda ws: self.state.kvs_list_keys(ws, prefix, sep),
+            lambda keys: {"Keys": keys},
+        )
+
+    # -- Internal and Status -------------------------------------------------------------------
+
+    async def internal_service_dump(self, args: Args) -> Any:
+        kind = _str(args, "ServiceKind")
+
+        def shape(rows: list[tuple[Args, Args, list[Args]]]) -> Args:
+            return {"Nodes": [structs.check_service_node_out(n, s, c) for n, s, c in rows]}
+
+        return await self._read(
+            "Internal.ServiceDump",
+            args,
+            lambda ws: self.state.check_service_nodes(ws, kind=kind),
+            shape,
+        )
+
+    async def _status_forward(self, method: str, args: Args) -> tuple[bool, Any]:
+        dc = self._target_dc(args)
+        if dc is None:
+            return False, None
+        if self.forwarder is None or dc not in self.forwarder.datacenters():
+            raise NoPathToDatacenterError(dc)
+        return True, await self.forwarder.forward_dc(dc, method, args)
+
+    async def status_leader(self, args: Args) -> Any:
+        forwarded, reply = await self._status_forward("Status.Leader", args)
+        return reply if forwarded else self.consensus.leader_address()
+
+    async def status_peers(self, args: Args) -> Any:
+        forwarded, reply = await self._status_forward("Status.Peers", args)
+        return reply if forwarded else self.consensus.peers()
+
+
+def _str(args: Args, name: str) -> str:
+    value = args.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise BadRequestError(f"{name} must be a string")
+    return value
+
+
+def _uint(args: Args, name: str) -> int:
+    value = args.get(name) or 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadRequestError(f"{name} must be a non-negative integer")
+    return value
+
+
+def _tags(args: Args) -> list[str]:
+    tags = args.get("ServiceTags") or []
+    tag = args.get("ServiceTag")
+    if tag:
+        tags = [*tags, tag]
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise BadRequestError("ServiceTags must be an array of strings")
+    return tags
+
+
+def _has_tags(svc: Args, tags: list[str]) -> bool:
+    have = {t.lower() for t in svc["Tags"]}
+    return all(t.lower() in have for t in tags)

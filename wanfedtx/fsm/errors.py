@@ -1,0 +1,15 @@
+"""Exceptions of the FSM package."""
+
+from __future__ import annotations
+
+
+class FSMError(Exception):
+    """A command could not be decoded or applied."""
+
+
+class UnknownCommandError(FSMError):
+    """A command type this FSM does not know (and that does not carry the ignore flag)."""
+
+
+class CommandDecodeError(FSMError):
+    """A command's msgpack body is not what its type requires."""

@@ -1,0 +1,267 @@
+"""Shared plumbing of the /v1 HTTP handlers: query options, tokens, headers, JSON, errors.
+
+Handlers build RPC requests with :func:`query_args` / :func:`write_args`, call the RPC endpoint
+through :class:`APIContext.rpc`, and return through :func:`json_reply`, which sets
+``X-Consul-Index``, ``X-Consul-KnownLeader`` and ``X-Consul-LastContact`` as the reference does.
+Errors raised as :class:`HTTPError` (or the endpoint errors) become one-line text bodies with the
+reference's status codes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import parse_qsl
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.web.server import Request as IRequest
+
+__all__ = ["IRequest"]
+
+from wanfedtx.catalog.errors import (
+    BadRequestError,
+    EndpointError,
+    NoLeaderError,
+    NoPathToDatacenterError,
+    NotFoundError,
+)
+from wanfedtx.state.errors import StateError
+
+log = Logger()
+
+Args = dict[str, Any]
+RPC = Callable[[str, Args], Deferred[Any]]
+
+KV_MAX_VALUE_SIZE = 512 * 1024
+
+
+class HTTPError(Exception):
+    """An HTTP failure with a status code and a one-line message."""
+
+    def __init__(self, code: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+@attrs.define
+class APIContext:
+    """What the /v1 handlers need from the agent."""
+
+    datacenter: str
+    rpc: RPC
+    kv_max_value_size: int = KV_MAX_VALUE_SIZE
+
+
+# -- request parsing -------------------------------------------------------------------------
+
+
+def query(request: IRequest) -> dict[str, list[str]]:
+    """The query string, bare flags (``?recurse``) included.
+
+    Twisted's ``request.args`` drops parameters without ``=``, which Consul's clients send.
+    """
+    cached: dict[str, list[str]] | None = getattr(request, "_wanfed_query", None)
+    if cached is not None:
+        return cached
+    _, _, qs = request.uri.partition(b"?")
+    out: dict[str, list[str]] = {}
+    for name, value in parse_qsl(qs.decode("utf-8", "replace"), keep_blank_values=True):
+        out.setdefault(name, []).append(value)
+    request._wanfed_query = out  # type: ignore[attr-defined]
+    return out
+
+
+def arg(request: IRequest, name: str) -> str | None:
+    values = query(request).get(name)
+    return values[0] if values else None
+
+
+def args_list(request: IRequest, name: str) -> list[str]:
+    return list(query(request).get(name, []))
+
+
+def has_arg(request: IRequest, name: str) -> bool:
+    return name in query(request)
+
+
+def bool_arg(request: IRequest, name: str) -> bool:
+    """``?name`` or ``?name=true`` is true; ``?name=false`` is false; absent is false."""
+    if not has_arg(request, name):
+        return False
+    value = (arg(request, name) or "").lower()
+    if value in ("", "1", "t", "true"):
+        return True
+    if value in ("0", "f", "false"):
+        return False
+    raise HTTPError(400, f"Invalid value for ?{name}: {value!r} (use true or false)")
+
+
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """A Go duration string ("10s", "1m30s", "250ms") in seconds."""
+    if text in ("0", ""):
+        return 0.0
+    pos = 0
+    total = 0.0
+    while pos < len(text):
+        m = _DURATION_PART.match(text, pos)
+        if m is None:
+            raise ValueError(f"invalid duration {text!r}")
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    return total
+
+
+def token(request: IRequest) -> str:
+    """The ACL token from ?token, X-Consul-Token or ``Authorization: Bearer``."""
+    t = arg(request, "token")
+    if t:
+        return t
+    header = request.getHeader("X-Consul-Token")
+    if header:
+        return str(header)
+    auth = request.getHeader("Authorization")
+    if auth and auth.startswith("Bearer "):
+        return str(auth[len("Bearer ") :].strip())
+    return ""
+
+
+def datacenter(request: IRequest, ctx: APIContext) -> str:
+    return arg(request, "dc") or ctx.datacenter
+
+
+def query_args(request: IRequest, ctx: APIContext) -> Args:
+    """Datacenter + QueryOptions from the query string (reference ``parseInternal``)."""
+    stale = has_arg(request, "stale")
+    consistent = has_arg(request, "consistent")
+    if stale and consistent:
+        raise HTTPError(400, "Cannot specify ?stale with ?consistent, conflicting semantics.")
+    out: Args = {
+        "Datacenter": datacenter(request, ctx),
+        "Token": token(request),
+        "AllowStale": stale,
+        "RequireConsistent": consistent,
+        "MinQueryIndex": 0,
+        "MaxQueryTime": 0,
+    }
+    wait = arg(request, "wait")
+    if wait is not None:
+        try:
+            seconds = parse_duration(wait)
+        except ValueError:
+            raise HTTPError(400, "Invalid wait time") from None
+        out["MaxQueryTime"] = int(seconds * 1e9)
+    index = arg(request, "index")
+    if index is not None:
+        if not index.isdigit() or int(index) >= 2**64:
+            raise HTTPError(400, "Invalid index")
+        out["MinQueryIndex"] = int(index)
+    return out
+
+
+def write_args(request: IRequest, ctx: APIContext) -> Args:
+    return {"Datacenter": datacenter(request, ctx), "Token": token(request)}
+
+
+def json_body(request: IRequest) -> Any:
+    """The decoded JSON body, or HTTPError 400 "Request decode failed: ..."."""
+    raw = request.content.read() if request.content is not None else b""
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise HTTPError(400, f"Request decode failed: {exc}") from None
+
+
+# -- responses -------------------------------------------------------------------------------
+
+
+def set_header(request: IRequest, name: str, value: str) -> None:
+    request.setHeader(name, value)  # type: ignore[no-untyped-call]
+
+
+class _Encoder(json.JSONEncoder):
+    def default(self, o: Any) -> Any:
+        if isinstance(o, bytes):
+            return base64.b64encode(o).decode("ascii")
+        return super().default(o)
+
+
+def to_json(value: Any) -> bytes:
+    return json.dumps(value, cls=_Encoder, separators=(",", ":")).encode()
+
+
+def set_meta(request: IRequest, reply: Args) -> None:
+    """The blocking-query headers from a reply's QueryMeta."""
+    set_header(request, "X-Consul-Index", str(reply.get("Index", 0)))
+    set_header(request, "X-Consul-KnownLeader", "true" if reply.get("KnownLeader") else "false")
+    set_header(request, "X-Consul-LastContact", str(int(reply.get("LastContact", 0) // 1_000_000)))
+
+
+def json_reply(request: IRequest, value: Any, code: int = 200) -> bytes:
+    request.setResponseCode(code)
+    set_header(request, "Content-Type", "application/json")
+    return to_json(value)
+
+
+def text_reply(request: IRequest, code: int, message: str) -> bytes:
+    request.setResponseCode(code)
+    set_header(request, "Content-Type", "text/plain; charset=utf-8")
+    return message.encode("utf-8")
+
+
+def error_reply(request: IRequest, exc: BaseException) -> bytes:
+    """Map an exception to the reference's status code and a one-line message."""
+    if isinstance(exc, HTTPError):
+        for name, value in exc.headers.items():
+            set_header(request, name, value)
+        return text_reply(request, exc.code, exc.message)
+    if isinstance(exc, BadRequestError | StateError):
+        return text_reply(request, 400, str(exc))
+    if isinstance(exc, NotFoundError):
+        return text_reply(request, 404, str(exc))
+    if isinstance(exc, NoPathToDatacenterError | NoLeaderError | EndpointError):
+        return text_reply(request, 500, str(exc))
+    log.failure("unexpected error serving {method} {uri}", method=request.method, uri=request.uri)
+    return text_reply(request, 500, f"internal error: {exc.__class__.__name__}")
+
+
+Route = Callable[..., Coroutine[Any, Any, bytes]]
+
+
+def route(fn: Route) -> Callable[..., Deferred[bytes]]:
+    """Run an async handler; any exception becomes :func:`error_reply`."""
+
+    def wrapper(request: IRequest, *a: Any, **kw: Any) -> Deferred[bytes]:
+        async def run() -> bytes:
+            try:
+                return await fn(request, *a, **kw)
+            except Exception as exc:
+                return error_reply(request, exc)
+
+        return Deferred.fromCoroutine(run())
+
+    # Klein names endpoints after the function: make them unique per module and handler.
+    wrapper.__name__ = f"{fn.__module__}.{fn.__qualname__}"
+    wrapper.__doc__ = fn.__doc__
+    return wrapper

@@ -1,0 +1,125 @@
+"""``/v1/kv/<key>``: GET (``raw``, ``recurse``, ``keys``, ``separator``), PUT (``cas``, ``flags``),
+DELETE (``recurse``, ``cas``), with the reference's status codes and messages."""
+
+from __future__ import annotations
+
+from klein import Klein
+
+from wanfedtx.http.common import (
+    APIContext,
+    HTTPError,
+    IRequest,
+    arg,
+    has_arg,
+    json_reply,
+    query_args,
+    route,
+    set_header,
+    set_meta,
+    text_reply,
+    write_args,
+)
+
+
+def _uint_arg(request: IRequest, name: str) -> int | None:
+    value = arg(request, name)
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) >= 2**64:
+        raise HTTPError(400, f"Invalid value for ?{name}: {value!r} (want an unsigned integer)")
+    return int(value)
+
+
+def _missing_key(key: str) -> None:
+    if not key:
+        raise HTTPError(400, "Missing key name")
+
+
+def _conflicting(request: IRequest, *flags: str) -> None:
+    present = [f for f in flags if has_arg(request, f)]
+    if len(present) > 1:
+        raise HTTPError(400, "Conflicting flags: " + ", ".join(present))
+
+
+def mount(app: Klein, ctx: APIContext) -> None:
+    @app.route("/v1/kv/", methods=["GET", "PUT", "DELETE"])
+    @app.route("/v1/kv/<path:key>", methods=["GET", "PUT", "DELETE"])
+    @route
+    async def kv(request: IRequest, key: str = "") -> bytes:
+        method = request.method
+        if method == b"GET":
+            if has_arg(request, "keys"):
+                return await get_keys(request, key)
+            return await get(request, key)
+        if method == b"PUT":
+            return await put(request, key)
+        return await delete(request, key)
+
+    async def get_keys(request: IRequest, prefix: str) -> bytes:
+        args = query_args(request, ctx)
+        args.update(Prefix=prefix, Seperator=arg(request, "separator") or "")
+        reply = await ctx.rpc("KVS.ListKeys", args)
+        set_meta(request, reply)
+        if not reply["Keys"]:
+            return text_reply(request, 404, "")
+        return json_reply(request, reply["Keys"])
+
+    async def get(request: IRequest, key: str) -> bytes:
+        args = query_args(request, ctx)
+        args["Key"] = key
+        if has_arg(request, "recurse"):
+            method = "KVS.List"
+        else:
+            _missing_key(key)
+            method = "KVS.Get"
+        reply = await ctx.rpc(method, args)
+        set_meta(request, reply)
+        entries = reply["Entries"]
+        if not entries:
+            return text_reply(request, 404, "")
+        if has_arg(request, "raw"):
+            value = entries[0]["Value"] or b""
+            request.setResponseCode(200)
+            set_header(request, "Content-Type", "text/plain; charset=utf-8")
+            set_header(request, "X-Content-Type-Options", "nosniff")
+            return bytes(value)
+        return json_reply(request, entries)
+
+    async def put(request: IRequest, key: str) -> bytes:
+        _missing_key(key)
+        _conflicting(request, "cas", "acquire", "release")
+        if has_arg(request, "acquire") or has_arg(request, "release"):
+            raise HTTPError(
+                400, "?acquire and ?release need sessions, which this server does not implement"
+            )
+        flags = _uint_arg(request, "flags") or 0
+        cas = _uint_arg(request, "cas")
+        length = request.getHeader("Content-Length")
+        limit = ctx.kv_max_value_size
+        content = request.content
+        value = content.read(limit + 1) if content is not None else b""
+        size = int(length) if length and length.isdigit() else len(value)
+        if size > limit or len(value) > limit:
+            raise HTTPError(
+                413,
+                f"Request body({max(size, len(value))} bytes) too large, max size: {limit} bytes. "
+                "See https://www.consul.io/docs/agent/options.html#kv_max_value_size.",
+            )
+        args = write_args(request, ctx)
+        args["Op"] = "set" if cas is None else "cas"
+        args["DirEnt"] = {"Key": key, "Value": value, "Flags": flags, "ModifyIndex": cas or 0}
+        return json_reply(request, await ctx.rpc("KVS.Apply", args))
+
+    async def delete(request: IRequest, key: str) -> bytes:
+        _conflicting(request, "recurse", "cas")
+        args = write_args(request, ctx)
+        if has_arg(request, "recurse"):
+            args.update(Op="delete-tree", DirEnt={"Key": key})
+        else:
+            _missing_key(key)
+            cas = _uint_arg(request, "cas")
+            if cas is None:
+                args.update(Op="delete", DirEnt={"Key": key})
+            else:
+                args.update(Op="delete-cas", DirEnt={"Key": key, "ModifyIndex": cas})
+        return json_reply(request, await ctx.rpc("KVS.Apply", args))

@@ -1,0 +1,26 @@
+"""Exceptions raised by the state store.
+
+Messages follow the reference's wording where it has one, so they can be shown to API users as-is.
+"""
+
+from __future__ import annotations
+
+
+class StateError(Exception):
+    """A write the state store refused; nothing was changed."""
+
+
+class MissingNodeError(StateError):
+    """A service or check names a node that is not registered."""
+
+
+class MissingServiceError(StateError):
+    """A check names a service that is not registered on its node."""
+
+
+class InvalidMetadataError(StateError):
+    """Node or service metadata broke the metadata rules (reserved prefix, sizes, characters)."""
+
+
+class SnapshotFormatError(StateError):
+    """A snapshot stream could not be decoded; the store was not replaced."""
