@@ -1,1 +1,0 @@
-"""Klein apps for Consul's HTTP API (``/v1/...``): blocking queries, ``?dc`` forwarding."""
