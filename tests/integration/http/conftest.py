@@ -2,8 +2,9 @@
 
 A ``CatalogAgent`` (FSM + ``LocalConsensus`` + RPC endpoints + local services, checks and
 anti-entropy) with its Klein routes, listening on an ephemeral loopback port; dc1's agent has the
-``case-wanfed-gw`` mesh gateway from config. ``forwarder`` knows one extra datacenter ("dc2") whose requests are served by a second,
-independent server, so ``?dc=`` forwarding and "No path to datacenter" can both be exercised.
+``case-wanfed-gw`` mesh gateway from config. ``forwarder`` knows one extra datacenter ("dc2")
+whose requests are served by a second, independent server, so ``?dc=`` forwarding and
+"No path to datacenter" can both be exercised.
 """
 
 from __future__ import annotations
