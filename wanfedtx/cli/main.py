@@ -29,6 +29,8 @@ class CommandModule(Protocol):
 # name -> module path; modules are imported only when their command runs or help is shown.
 COMMANDS: dict[str, str] = {
     "version": "wanfedtx.cli.version",
+    "gateway": "wanfedtx.cli.gateway",
+    "tls": "wanfedtx.cli.tls",
 }
 
 

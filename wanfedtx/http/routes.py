@@ -14,6 +14,9 @@ from wanfedtx.http.common import APIContext, set_header, text_reply
 
 
 def mount_state_routes(app: Klein, ctx: APIContext) -> None:
+    # KV keys may contain empty segments ("a//b", "/"); werkzeug would otherwise answer such
+    # paths with a redirect to the slash-merged key instead of routing them.
+    app.url_map.merge_slashes = False
     for module in (catalog, health, kv, status):
         module.mount(app, ctx)
 

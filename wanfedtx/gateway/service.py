@@ -1,0 +1,178 @@
+"""The gateway as a twisted.application Service: relay listener, admin site, routes reloading.
+
+``GatewayService`` owns the listening sockets, the current snapshot and its route table, the stats,
+and (with the ``splice`` data path) the relay thread. ``set_snapshot`` swaps routing atomically;
+``reload`` re-reads the routes file and keeps the old snapshot if the new file is bad. With a
+routes file, its modification time is polled (``reload_interval``) so edits apply without a signal;
+the CLI also reloads on SIGHUP. ``stopService`` fires once the sockets are closed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from wanfedtx.gateway.admin import AdminRoot
+from wanfedtx.gateway.errors import RoutesFileError
+from wanfedtx.gateway.relay import RelayFactory, RelaySettings
+from wanfedtx.gateway.router import RouteTable
+from wanfedtx.gateway.routes import listener_index, load_routes
+from wanfedtx.gateway.snapshot import Snapshot
+from wanfedtx.gateway.splice import SpliceRelay
+from wanfedtx.gateway.stats import GatewayStats
+
+log = Logger(namespace="wanfed.gateway")
+
+
+class GatewayService(Service):
+    def __init__(
+        self,
+        reactor: Any,
+        address: tuple[str, int],
+        snapshot: Snapshot,
+        admin: tuple[str, int] | None = None,
+        settings: RelaySettings | None = None,
+        rng: random.Random | None = None,
+        routes_path: str | Path | None = None,
+        reload_interval: float | None = 1.0,
+    ) -> None:
+        self.reactor = reactor
+        self.address = address
+        self.admin_address = admin
+        self.settings = settings if settings is not None else RelaySettings()
+        self.rng = rng if rng is not None else random.Random()
+        self.routes_path = Path(routes_path) if routes_path is not None else None
+        self.reload_interval = reload_interval
+        self.stats = GatewayStats()
+        self.snapshot = snapshot
+        self.splice: SpliceRelay | None = None
+        self.factory: RelayFactory | None = None
+        self.port: IListeningPort | None = None
+        self.admin_port: IListeningPort | None = None
+        self._mtime: float | None = None
+        self._watch: task.LoopingCall | None = None
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def _table(self, snapshot: Snapshot) -> RouteTable:
+        return RouteTable(snapshot, listener_index(snapshot, *self.address))
+
+    def set_snapshot(self, snapshot: Snapshot) -> None:
+        """New connections route with ``snapshot`` from now on; open ones are not touched."""
+        table = self._table(snapshot)
+        self.snapshot = snapshot
+        if self.factory is not None:
+            self.factory.set_route_table(table)
+
+    def reload(self) -> bool:
+        """Re-read the routes file; on error log it and keep the current snapshot."""
+        if self.routes_path is None:
+            return False
+        try:
+            self._mtime = _mtime(self.routes_path)
+            snap = load_routes(self.routes_path, *self.address)
+        except RoutesFileError as e:
+            log.error(
+                "gateway routes reload failed, keeping the current routes: {error}", error=str(e)
+            )
+            return False
+        self.set_snapshot(snap)
+        log.info(
+            "gateway routes reloaded from {path}: {clusters} clusters",
+            path=str(self.routes_path),
+            clusters=len(snap.clusters),
+        )
+        return True
+
+    def _check_mtime(self) -> None:
+        assert self.routes_path is not None
+        if _mtime(self.routes_path) != self._mtime:
+            self.reload()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        host, port = self.address
+        if self.settings.data_path == "splice":
+            self.splice = SpliceRelay(self.reactor, idle_timeout=self.settings.idle_timeout)
+            self.splice.start()
+        lstats = self.stats.listener(host, port)
+        self.factory = RelayFactory(
+            self.reactor,
+            self._table(self.snapshot),
+            self.stats,
+            lstats,
+            self.settings,
+            self.rng,
+            self.splice,
+        )
+        self.port = self.reactor.listenTCP(port, self.factory, backlog=1024, interface=host)
+        if port == 0:
+            real = self.port.getHost().port  # type: ignore[union-attr]
+            self.address = (host, real)
+            self.stats.listeners.pop(f"{host}_0", None)
+            self.factory.listener_stats = self.stats.listener(host, real)
+        if self.admin_address is not None:
+            root = AdminRoot(lambda: self.snapshot, self.stats)
+            site = Site(root)  # type: ignore[no-untyped-call]
+            site.noisy = False
+            ah, ap = self.admin_address
+            self.admin_port = self.reactor.listenTCP(ap, site, interface=ah)
+            if ap == 0:
+                self.admin_address = (ah, self.admin_port.getHost().port)  # type: ignore[union-attr]
+        if self.routes_path is not None and self.reload_interval:
+            self._mtime = _mtime(self.routes_path)
+            self._watch = task.LoopingCall(self._check_mtime)
+            self._watch.clock = self.reactor
+            self._watch.start(self.reload_interval, now=False)
+        log.info(
+            "gateway listening on {host}:{port} ({path} data path)",
+            host=self.address[0],
+            port=self.address[1],
+            path=self.settings.data_path,
+        )
+
+    def stopService(self) -> defer.Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        if self._watch is not None and self._watch.running:
+            self._watch.stop()
+        waits: list[defer.Deferred[Any]] = []
+        for p in (self.port, self.admin_port):
+            if p is not None:
+                d = p.stopListening()
+                if d is not None:
+                    waits.append(d)
+        if self.factory is not None:
+            self.factory.close_all()
+            waits.append(self._connections_closed(self.factory))
+        if self.splice is not None:
+            waits.append(self.splice.stop())
+        return defer.gatherResults(waits).addCallback(lambda _: None)
+
+    def _connections_closed(self, factory: RelayFactory) -> defer.Deferred[None]:
+        d: defer.Deferred[None] = defer.Deferred()
+
+        def check(tries: int) -> None:
+            if not factory.active or tries > 200:
+                d.callback(None)
+            else:
+                self.reactor.callLater(0.01, check, tries + 1)
+
+        check(0)
+        return d
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return os.stat(path).st_mtime_ns / 1e9
+    except OSError:
+        return None

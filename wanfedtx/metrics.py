@@ -1,0 +1,121 @@
+"""A tiny metrics registry rendering Prometheus text format (counters and gauges with labels).
+
+Names are given as the reference spells them (``rpc.cross-dc``) and rendered with the ``consul_``
+prefix and ``.``/``-`` turned into ``_`` (``consul_rpc_cross_dc``). Components take a
+``Registry`` (default: the process-wide ``REGISTRY``) so tests can use a fresh one::
+
+    cross_dc = registry.counter("rpc.cross-dc", "RPCs forwarded to other datacenters",
+                                ("datacenter",))
+    cross_dc.inc(datacenter="dc2")
+    text = registry.render()
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from typing import TypeVar
+
+PREFIX = "consul"
+
+
+def prometheus_name(name: str) -> str:
+    """``rpc.cross-dc`` -> ``consul_rpc_cross_dc``."""
+    return PREFIX + "_" + re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class _Metric:
+    kind = "untyped"
+
+    def __init__(self, name: str, help: str, labelnames: Sequence[str]) -> None:
+        self.name = name
+        self.help = help
+        self.labelnames = tuple(labelnames)
+        self._values: dict[tuple[str, ...], float] = {}
+        self._lock = threading.Lock()
+
+    def _key(self, labels: dict[str, str]) -> tuple[str, ...]:
+        if set(labels) != set(self.labelnames):
+            raise ValueError(
+                f"metric {self.name} takes labels {list(self.labelnames)}, got {sorted(labels)}")
+        return tuple(str(labels[n]) for n in self.labelnames)
+
+    def value(self, **labels: str) -> float:
+        return self._values.get(self._key(labels), 0.0)
+
+    def render(self) -> list[str]:
+        pname = prometheus_name(self.name)
+        lines = [f"# HELP {pname} {self.help}", f"# TYPE {pname} {self.kind}"]
+        with self._lock:
+            items = sorted(self._values.items())
+        for key, val in items:
+            if key:
+                lbl = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(self.labelnames, key,
+                                                                     strict=True))
+                lines.append(f"{pname}{{{lbl}}} {val:g}")
+            else:
+                lines.append(f"{pname} {val:g}")
+        return lines
+
+
+class Counter(_Metric):
+    kind = "counter"
+
+    def inc(self, amount: float = 1.0, **labels: str) -> None:
+        if amount < 0:
+            raise ValueError("a counter only goes up")
+        key = self._key(labels)
+        with self._lock:
+            self._values[key] = self._values.get(key, 0.0) + amount
+
+
+class Gauge(_Metric):
+    kind = "gauge"
+
+    def set(self, value: float, **labels: str) -> None:
+        key = self._key(labels)
+        with self._lock:
+            self._values[key] = float(value)
+
+
+M = TypeVar("M", bound=_Metric)
+
+
+class Registry:
+    """Holds metrics by name; asking twice for one name returns the same metric."""
+
+    def __init__(self) -> None:
+        self._metrics: dict[str, _Metric] = {}
+
+    def counter(self, name: str, help: str, labelnames: Sequence[str] = ()) -> Counter:
+        return self._get(Counter, name, help, labelnames)
+
+    def gauge(self, name: str, help: str, labelnames: Sequence[str] = ()) -> Gauge:
+        return self._get(Gauge, name, help, labelnames)
+
+    def _get(
+        self, cls: type[M], name: str, help: str, labelnames: Sequence[str]
+    ) -> M:
+        existing = self._metrics.get(name)
+        if existing is None:
+            metric = cls(name, help, labelnames)
+            self._metrics[name] = metric
+            return metric
+        if not isinstance(existing, cls) or existing.labelnames != tuple(labelnames):
+            raise ValueError(f"metric {name} is already registered with another type or labels")
+        return existing
+
+    def render(self) -> str:
+        """All metrics in Prometheus text exposition format."""
+        lines: list[str] = []
+        for name in sorted(self._metrics):
+            lines.extend(self._metrics[name].render())
+        return "\n".join(lines) + "\n"
+
+
+REGISTRY = Registry()

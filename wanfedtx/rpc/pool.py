@@ -1,0 +1,191 @@
+"""The RPC connection pool: one rpc-multi connection per ``nodeName:addr``, reaped when idle.
+
+As in the reference (spec 11), every operation needs the destination node name (it selects the
+cert SAN and the gateway SNI), connections are keyed by ``nodeName + ":" + addr`` and use
+``RPCMultiplexV2`` (type 4, or ALPN ``consul/rpc-multi`` through a gateway), and server
+connections idle for 2 minutes are closed. ``ConnPool`` is a Service: starting it starts the
+reaper; stopping it closes every connection and fires when they are closed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from wanfedtx.rpc.constants import (
+    DEFAULT_MAX_FRAME_SIZE,
+    DEFAULT_POOL_MAX_IDLE,
+    POOL_REAP_INTERVAL,
+    RPCType,
+)
+from wanfedtx.rpc.dial import Dialer
+from wanfedtx.rpc.errors import NodeNameRequired
+from wanfedtx.rpc.protocol import RPCClientProtocol
+
+log = Logger(namespace="wanfedtx.rpc")
+
+
+def pool_key(node_name: str, addr: str) -> str:
+    return node_name + ":" + addr
+
+
+class _Conn:
+    def __init__(self, key: str, proto: RPCClientProtocol, now: float) -> None:
+        self.key = key
+        self.proto = proto
+        self.last_used = now
+
+
+class ConnPool(Service):
+    """Pooled rpc-multi client connections to servers, keyed by node name and address."""
+
+    def __init__(
+        self,
+        dialer: Dialer,
+        clock: IReactorTime,
+        *,
+        max_idle: float = DEFAULT_POOL_MAX_IDLE,
+        reap_interval: float = POOL_REAP_INTERVAL,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    ) -> None:
+        self.dialer = dialer
+        self.clock = clock
+        self.max_idle = max_idle
+        self.reap_interval = reap_interval
+        self.max_frame_size = max_frame_size
+        self._conns: dict[str, _Conn] = {}
+        self._dialing: dict[str, list[Deferred[RPCClientProtocol]]] = {}
+        self._reaper: LoopingCall | None = None
+
+    # -- public API -------------------------------------------------------------------------
+
+    def rpc(
+        self, dc: str, node_name: str, addr: str, method: str, args: Any = None,
+        use_tls: bool = True,
+    ) -> Deferred[Any]:
+        """Call ``method`` on server ``node_name`` at ``addr`` in ``dc``."""
+        if not node_name:
+            return _failed(NodeNameRequired("RPC"))
+        d = self.acquire(dc, node_name, addr, use_tls)
+
+        def call(proto: RPCClientProtocol) -> Deferred[Any]:
+            conn = self._conns.get(pool_key(node_name, addr))
+            if conn is not None:
+                conn.last_used = self.clock.seconds()
+            result = proto.call(method, args)
+
+            def touched(r: Any) -> Any:
+                if conn is not None:
+                    conn.last_used = self.clock.seconds()
+                return r
+
+            result.addBoth(touched)
+            return result
+
+        return d.addCallback(call)
+
+    def ping(self, dc: str, node_name: str, addr: str, use_tls: bool = True) -> Deferred[bool]:
+        """``Status.Ping`` on the server; fires True, or fails with the error."""
+        if not node_name:
+            return _failed(NodeNameRequired("Ping"))
+        return self.rpc(dc, node_name, addr, "Status.Ping", None, use_tls).addCallback(
+            lambda _: True)
+
+    def acquire(self, dc: str, node_name: str, addr: str, use_tls: bool = True
+                ) -> Deferred[RPCClientProtocol]:
+        """The pooled connection for ``node_name:addr``, dialing it if needed."""
+        if not node_name:
+            return _failed(NodeNameRequired("acquire"))
+        key = pool_key(node_name, addr)
+        conn = self._conns.get(key)
+        if conn is not None and not conn.proto.is_closed:
+            d: Deferred[RPCClientProtocol] = Deferred()
+            d.callback(conn.proto)
+            return d
+        waiter: Deferred[RPCClientProtocol] = Deferred()
+        waiters = self._dialing.get(key)
+        if waiters is not None:
+            waiters.append(waiter)
+            return waiter
+        self._dialing[key] = [waiter]
+        self._get_new_conn(dc, node_name, addr, use_tls).addBoth(self._dialed, key)
+        return waiter
+
+    def clear_conn(self, node_name: str, addr: str) -> Deferred[None]:
+        """Drop and close the pooled connection for ``node_name:addr``, if any."""
+        if not node_name:
+            raise NodeNameRequired("clearConn")
+        conn = self._conns.pop(pool_key(node_name, addr), None)
+        if conn is None:
+            d: Deferred[None] = Deferred()
+            d.callback(None)
+            return d
+        return conn.proto.close()
+
+    def keys(self) -> list[str]:
+        return sorted(self._conns)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _get_new_conn(self, dc: str, node_name: str, addr: str, use_tls: bool
+                      ) -> Deferred[Any]:
+        if not node_name:
+            return _failed(NodeNameRequired("getNewConn"))
+        proto = RPCClientProtocol(multi=True, max_frame_size=self.max_frame_size)
+        return self.dialer.dial(dc, node_name, addr, RPCType.MULTIPLEX_V2, use_tls, proto)
+
+    def _dialed(self, result: Any, key: str) -> None:
+        waiters = self._dialing.pop(key, [])
+        if isinstance(result, Failure):
+            for w in waiters:
+                w.errback(result)
+            return
+        proto: RPCClientProtocol = result
+        conn = _Conn(key, proto, self.clock.seconds())
+        self._conns[key] = conn
+
+        def forget(_: None) -> None:
+            if self._conns.get(key) is conn:
+                del self._conns[key]
+
+        proto.when_closed().addCallback(forget)
+        for w in waiters:
+            w.callback(proto)
+
+    def reap(self) -> list[str]:
+        """Close connections with no call in flight that were idle longer than ``max_idle``."""
+        now = self.clock.seconds()
+        reaped = []
+        for key, conn in list(self._conns.items()):
+            if conn.proto.in_flight == 0 and now - conn.last_used > self.max_idle:
+                del self._conns[key]
+                conn.proto.close()
+                reaped.append(key)
+        return reaped
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        self._reaper = LoopingCall(self.reap)
+        self._reaper.clock = self.clock
+        self._reaper.start(self.reap_interval, now=False)
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        if self._reaper is not None and self._reaper.running:
+            self._reaper.stop()
+        self._reaper = None
+        conns, self._conns = list(self._conns.values()), {}
+        d = DeferredList([c.proto.close() for c in conns])
+        return d.addCallback(lambda _: None)
+
+
+def _failed(exc: Exception) -> Deferred[Any]:
+    d: Deferred[Any] = Deferred()
+    d.errback(exc)
+    return d

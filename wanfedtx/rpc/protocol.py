@@ -1,0 +1,250 @@
+"""Twisted adapters around the RPC codec: the server protocol, its handler, and the client protocol.
+
+``rpc-single`` (type 0 / ALPN ``consul/rpc-single``) serves one call at a time in arrival order;
+``rpc-multi`` (type 4 / ALPN ``consul/rpc-multi``) runs every call as it arrives and answers in
+completion order. A malformed frame logs ``RPC error`` and closes the connection.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IProtocol
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from wanfedtx.rpc.codec import (
+    FrameDecoder,
+    Request,
+    Response,
+    encode_request,
+    encode_response,
+)
+from wanfedtx.rpc.constants import DEFAULT_MAX_FRAME_SIZE
+from wanfedtx.rpc.endpoints import EndpointNotFound, Endpoints
+from wanfedtx.rpc.errors import ConnectionClosed, FrameError, RemoteError, RPCLayerError
+from wanfedtx.rpc.interfaces import ConnectionInfo
+
+log = Logger(namespace="wanfedtx.rpc")
+
+
+class RPCServerProtocol(Protocol):
+    """Serves RPC requests on one connection from an ``Endpoints`` table."""
+
+    def __init__(
+        self, endpoints: Endpoints, *, multi: bool,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    ) -> None:
+        self._endpoints = endpoints
+        self._multi = multi
+        self._max = max_frame_size
+        self._decoder = FrameDecoder(max_frame_size)
+        self._queue: deque[Request] = deque()
+        self._busy = False
+        self._closed = False
+
+    def _t(self) -> Any:
+        assert self.transport is not None, "not connected"
+        return self.transport
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closed:
+            return
+        try:
+            messages = self._decoder.receive_data(data)
+        except FrameError as e:
+            self._fail(str(e))
+            return
+        for msg in messages:
+            if not isinstance(msg, Request):
+                self._fail("RPC server received a response frame")
+                return
+            if self._multi:
+                self._dispatch(msg)
+            else:
+                self._queue.append(msg)
+        if not self._multi:
+            self._pump()
+
+    def _fail(self, error: str) -> None:
+        log.error("RPC error", error=error, conn=_peer(self.transport))
+        self._closed = True
+        if self.transport is not None:
+            self._t().loseConnection()
+
+    def _pump(self) -> None:
+        while not self._busy and self._queue and not self._closed:
+            self._busy = True
+            self._dispatch(self._queue.popleft())
+
+    def _dispatch(self, req: Request) -> None:
+        try:
+            endpoint = self._endpoints.lookup(req.method)
+        except EndpointNotFound as e:
+            self._respond(req.seq, str(e), None)
+            return
+        d = maybeDeferred(endpoint, req.args)
+        d.addCallbacks(
+            lambda reply: self._respond(req.seq, None, reply),
+            lambda f: self._respond(req.seq, _error_string(req.method, f), None),
+        )
+
+    def _respond(self, seq: int, error: str | None, reply: Any) -> None:
+        if not self._closed:
+            try:
+                frame = encode_response(seq, error, reply, self._max)
+            except (TypeError, ValueError, OverflowError, FrameError) as e:
+                frame = encode_response(seq, f"rpc: can't encode reply: {e}", None, self._max)
+            self._t().write(frame)
+        if not self._multi:
+            self._busy = False
+            self._pump()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._closed = True
+        self._queue.clear()
+
+
+def _error_string(method: str, failure: Failure) -> str:
+    if not isinstance(failure.value, RPCLayerError):
+        log.warn("RPC endpoint {method} raised {error!r}", method=method,
+                 error=failure.value)
+    return str(failure.value) or type(failure.value).__name__
+
+
+def _peer(transport: Any) -> str:
+    try:
+        return str(transport.getPeer())
+    except Exception:
+        return "?"
+
+
+class RPCHandler:
+    """``IRPCHandler`` for rpc-single / rpc-multi connections on the RPC port."""
+
+    def __init__(
+        self, endpoints: Endpoints, *, multi: bool,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    ) -> None:
+        self.endpoints = endpoints
+        self.multi = multi
+        self.max_frame_size = max_frame_size
+
+    def build_protocol(self, conn: ConnectionInfo) -> IProtocol:
+        return RPCServerProtocol(self.endpoints, multi=self.multi,
+                                 max_frame_size=self.max_frame_size)
+
+
+class RPCClientProtocol(Protocol):
+    """The calling side of one RPC connection.
+
+    ``multi=True`` sends every call at once and matches responses by sequence number;
+    ``multi=False`` (rpc-single) sends the next call only after the previous one returned."""
+
+    def __init__(self, *, multi: bool, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        self._multi = multi
+        self._max = max_frame_size
+        self._decoder = FrameDecoder(max_frame_size)
+        self._seq = 0
+        self._pending: dict[int, Deferred[Any]] = {}
+        self._waiting: deque[tuple[bytes, int, Deferred[Any]]] = deque()
+        self._closed_reason: Failure | None = None
+        self._close_waiters: list[Deferred[None]] = []
+        self.connected_flag = False
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending) + len(self._waiting)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed_reason is not None
+
+    def connectionMade(self) -> None:
+        self.connected_flag = True
+
+    def _t(self) -> Any:
+        assert self.transport is not None, "not connected"
+        return self.transport
+
+
+    def call(self, method: str, args: Any = None) -> Deferred[Any]:
+        """Call ``method`` with ``args``; fires with the reply or fails with ``RemoteError``."""
+        if self._closed_reason is not None:
+            return _failed(ConnectionClosed(
+                f"RPC connection is closed ({self._closed_reason.getErrorMessage()})"))
+        seq = self._seq
+        self._seq = (seq + 1) & 0xFFFFFFFFFFFFFFFF
+        try:
+            frame = encode_request(seq, method, args, self._max)
+        except (TypeError, ValueError, OverflowError, FrameError) as e:
+            return _failed(RPCLayerError(f"rpc: can't encode arguments of {method}: {e}"))
+        d: Deferred[Any] = Deferred()
+        if self._multi or not self._pending:
+            self._pending[seq] = d
+            self._t().write(frame)
+        else:
+            self._waiting.append((frame, seq, d))
+        return d
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closed_reason is not None:
+            return
+        try:
+            messages = self._decoder.receive_data(data)
+        except FrameError as e:
+            self._protocol_error(str(e))
+            return
+        for msg in messages:
+            if not isinstance(msg, Response) or msg.seq not in self._pending:
+                self._protocol_error("RPC client received an unexpected frame")
+                return
+            d = self._pending.pop(msg.seq)
+            if not self._multi and self._waiting:
+                frame, seq, nd = self._waiting.popleft()
+                self._pending[seq] = nd
+                self._t().write(frame)
+            if msg.error is not None:
+                d.errback(RemoteError(msg.error))
+            else:
+                d.callback(msg.reply)
+
+    def _protocol_error(self, error: str) -> None:
+        log.error("RPC error", error=error, conn=_peer(self.transport))
+        self._t().loseConnection()
+
+    def close(self) -> Deferred[None]:
+        """Close the connection; fires once it is closed."""
+        d = self.when_closed()
+        if self._closed_reason is None and self.transport is not None:
+            self._t().loseConnection()
+        return d
+
+    def when_closed(self) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        if self._closed_reason is not None:
+            d.callback(None)
+        else:
+            self._close_waiters.append(d)
+        return d
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._closed_reason = reason
+        err = ConnectionClosed(f"RPC connection closed: {reason.getErrorMessage()}")
+        pending = list(self._pending.values()) + [d for _, _, d in self._waiting]
+        self._pending.clear()
+        self._waiting.clear()
+        for d in pending:
+            d.errback(err)
+        waiters, self._close_waiters = self._close_waiters, []
+        for w in waiters:
+            w.callback(None)
+
+
+def _failed(exc: Exception) -> Deferred[Any]:
+    d: Deferred[Any] = Deferred()
+    d.errback(exc)
+    return d
