@@ -32,17 +32,17 @@ NANOSECOND = 1e-9
 
 
 class Forwarder(Protocol):
-    """How requests reach other servers (implemented by the RPC layer)."""
+    """How requests reach other servers (``wanfedtx.rpc.forward.Forwarder`` implements it).
 
-    def datacenters(self) -> list[str]:
-        """Every datacenter this server can reach, its own included."""
+    A forwarder may also have ``datacenters() -> list[str]`` (every reachable datacenter);
+    ``Catalog.ListDatacenters`` uses it when present.
+    """
+
+    def forward_dc(self, dc: str, method: str, args: Any = None) -> Deferred[Any]:
+        """Run ``method`` on a server of ``dc``; fails with "No path to datacenter" if none."""
         ...
 
-    def forward_dc(self, dc: str, method: str, args: Args) -> Deferred[Any]:
-        """Run ``method`` on a server of ``dc``; fails with NoPathToDatacenterError if none."""
-        ...
-
-    def forward_leader(self, method: str, args: Args) -> Deferred[Any]:
+    def forward_to_leader(self, method: str, args: Any = None) -> Deferred[Any]:
         """Run ``method`` on this datacenter's leader."""
         ...
 
@@ -97,6 +97,11 @@ class Endpoints:
 
         return {name: wrap(fn) for name, fn in table.items()}
 
+    def register_into(self, registry: Any) -> None:
+        """Add every handler to an RPC endpoint table (``wanfedtx.rpc.endpoints.Endpoints``)."""
+        for name, handler in self.handlers().items():
+            registry.register(name, handler)
+
     # -- plumbing ------------------------------------------------------------------------------
 
     def _target_dc(self, args: Args) -> str | None:
@@ -111,7 +116,7 @@ class Endpoints:
         """(True, reply) when the request was served elsewhere, (False, None) to serve here."""
         dc = self._target_dc(args)
         if dc is not None:
-            if self.forwarder is None or dc not in self.forwarder.datacenters():
+            if self.forwarder is None:
                 raise NoPathToDatacenterError(dc)
             return True, await self.forwarder.forward_dc(dc, method, args)
         if self.consensus.is_leader():
@@ -120,7 +125,7 @@ class Endpoints:
             return False, None
         if self.forwarder is None:
             raise NoLeaderError()
-        return True, await self.forwarder.forward_leader(method, args)
+        return True, await self.forwarder.forward_to_leader(method, args)
 
     def _meta(self, index: int) -> Args:
         return {
@@ -175,9 +180,10 @@ class Endpoints:
         return True
 
     async def catalog_list_datacenters(self, args: Args) -> Any:
-        if self.forwarder is None:
+        known = getattr(self.forwarder, "datacenters", None)
+        if known is None:
             return [self.datacenter]
-        others = sorted(dc for dc in self.forwarder.datacenters() if dc != self.datacenter)
+        others = sorted(dc for dc in known() if dc != self.datacenter)
         return [self.datacenter, *others]
 
     async def catalog_list_nodes(self, args: Args) -> Any:
@@ -365,7 +371,7 @@ class Endpoints:
         dc = self._target_dc(args)
         if dc is None:
             return False, None
-        if self.forwarder is None or dc not in self.forwarder.datacenters():
+        if self.forwarder is None:
             raise NoPathToDatacenterError(dc)
         return True, await self.forwarder.forward_dc(dc, method, args)
 

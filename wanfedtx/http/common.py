@@ -30,6 +30,7 @@ from wanfedtx.catalog.errors import (
     NoPathToDatacenterError,
     NotFoundError,
 )
+from wanfedtx.rpc.errors import RPCLayerError
 from wanfedtx.state.errors import StateError
 
 log = Logger()
@@ -240,7 +241,9 @@ def error_reply(request: IRequest, exc: BaseException) -> bytes:
         return text_reply(request, 400, str(exc))
     if isinstance(exc, NotFoundError):
         return text_reply(request, 404, str(exc))
-    if isinstance(exc, NoPathToDatacenterError | NoLeaderError | EndpointError):
+    if isinstance(exc, NoPathToDatacenterError | NoLeaderError | EndpointError | RPCLayerError):
+        # As the reference: RPC failures (including errors returned by a remote server) are
+        # 500s carrying the error text.
         return text_reply(request, 500, str(exc))
     log.failure("unexpected error serving {method} {uri}", method=request.method, uri=request.uri)
     return text_reply(request, 500, f"internal error: {exc.__class__.__name__}")

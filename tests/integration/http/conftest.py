@@ -16,12 +16,12 @@ from typing import Any
 import attrs
 import pytest_twisted
 from klein import Klein
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.web.server import Site
 
 from wanfedtx.agent.catalog_services import CatalogAgent
-from wanfedtx.catalog.errors import NoPathToDatacenterError
 from wanfedtx.http.routes import install_error_handlers
+from wanfedtx.rpc.errors import NoDCPath
 
 
 class Forwarder:
@@ -31,12 +31,12 @@ class Forwarder:
     def datacenters(self) -> list[str]:
         return sorted(self.servers)
 
-    def forward_dc(self, dc: str, method: str, args: dict[str, Any]) -> Deferred[Any]:
+    def forward_dc(self, dc: str, method: str, args: Any = None) -> Deferred[Any]:
         if dc not in self.servers:
-            raise NoPathToDatacenterError(dc)
+            return fail(NoDCPath())
         return self.servers[dc].rpc(method, args)
 
-    def forward_leader(self, method: str, args: dict[str, Any]) -> Deferred[Any]:
+    def forward_to_leader(self, method: str, args: Any = None) -> Deferred[Any]:
         raise AssertionError("single-server test datacenters always have a leader")
 
 
