@@ -15,7 +15,7 @@ from typing import Any
 
 from klein import Klein
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from wanfedtx.agent.ae import AntiEntropy
@@ -97,7 +97,7 @@ class CatalogAgent(MultiService):
         handler = self.handlers.get(method)
         if handler is None:
             raise KeyError(f"unknown RPC method {method!r}")
-        return maybeDeferred(handler, args)
+        return handler(args)
 
     def startService(self) -> None:
         if self.consensus.is_leader():

@@ -55,16 +55,18 @@ def encode_request(
     seq: int, method: str, args: Any, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
 ) -> bytes:
     """One request frame. Raises ``TypeError`` for arguments msgpack cannot encode."""
-    return _frame(msgpack.packb([KIND_REQUEST, seq, method, args], use_bin_type=True),
-                  max_frame_size)
+    return _frame(
+        msgpack.packb([KIND_REQUEST, seq, method, args], use_bin_type=True), max_frame_size
+    )
 
 
 def encode_response(
     seq: int, error: str | None, reply: Any, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
 ) -> bytes:
     """One response frame. Raises ``TypeError`` for a reply msgpack cannot encode."""
-    return _frame(msgpack.packb([KIND_RESPONSE, seq, error, reply], use_bin_type=True),
-                  max_frame_size)
+    return _frame(
+        msgpack.packb([KIND_RESPONSE, seq, error, reply], use_bin_type=True), max_frame_size
+    )
 
 
 def decode_body(body: bytes) -> Message:

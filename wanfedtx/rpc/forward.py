@@ -48,7 +48,11 @@ class Forwarder:
     """Sends RPCs to where they must run: the local leader or another datacenter."""
 
     def __init__(
-        self, pool: ConnPool, datacenter: str, leader: ILeaderProvider, router: IRouter,
+        self,
+        pool: ConnPool,
+        datacenter: str,
+        leader: ILeaderProvider,
+        router: IRouter,
         metrics: Registry = REGISTRY,
     ) -> None:
         self.pool = pool
@@ -56,7 +60,8 @@ class Forwarder:
         self.leader = leader
         self.router = router
         self.cross_dc = metrics.counter(
-            "rpc.cross-dc", "RPCs forwarded to another datacenter", ("datacenter",))
+            "rpc.cross-dc", "RPCs forwarded to another datacenter", ("datacenter",)
+        )
 
     def forward_to_leader(self, method: str, args: Any = None) -> Deferred[Any]:
         """Call ``method`` on this datacenter's leader (the caller checks ``is_leader``)."""

@@ -69,9 +69,7 @@ class IServerTLS(Protocol):
     def verify_incoming_rpc(self) -> bool:
         """Plaintext RPC (types other than 3 and 7) must be refused."""
 
-    def incoming_alpn_creator(
-        self, protocols: Sequence[str]
-    ) -> IOpenSSLServerConnectionCreator:
+    def incoming_alpn_creator(self, protocols: Sequence[str]) -> IOpenSSLServerConnectionCreator:
         """Native TLS: client certs required and verified, ``protocols`` offered by ALPN.
 
         Called for every connection so reloaded certificates are used."""

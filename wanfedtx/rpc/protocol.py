@@ -35,7 +35,10 @@ class RPCServerProtocol(Protocol):
     """Serves RPC requests on one connection from an ``Endpoints`` table."""
 
     def __init__(
-        self, endpoints: Endpoints, *, multi: bool,
+        self,
+        endpoints: Endpoints,
+        *,
+        multi: bool,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     ) -> None:
         self._endpoints = endpoints
@@ -110,8 +113,7 @@ class RPCServerProtocol(Protocol):
 
 def _error_string(method: str, failure: Failure) -> str:
     if not isinstance(failure.value, RPCLayerError):
-        log.warn("RPC endpoint {method} raised {error!r}", method=method,
-                 error=failure.value)
+        log.warn("RPC endpoint {method} raised {error!r}", method=method, error=failure.value)
     return str(failure.value) or type(failure.value).__name__
 
 
@@ -126,7 +128,10 @@ class RPCHandler:
     """``IRPCHandler`` for rpc-single / rpc-multi connections on the RPC port."""
 
     def __init__(
-        self, endpoints: Endpoints, *, multi: bool,
+        self,
+        endpoints: Endpoints,
+        *,
+        multi: bool,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     ) -> None:
         self.endpoints = endpoints
@@ -134,8 +139,9 @@ class RPCHandler:
         self.max_frame_size = max_frame_size
 
     def build_protocol(self, conn: ConnectionInfo) -> IProtocol:
-        return RPCServerProtocol(self.endpoints, multi=self.multi,
-                                 max_frame_size=self.max_frame_size)
+        return RPCServerProtocol(
+            self.endpoints, multi=self.multi, max_frame_size=self.max_frame_size
+        )
 
 
 class RPCClientProtocol(Protocol):
@@ -170,12 +176,14 @@ class RPCClientProtocol(Protocol):
         assert self.transport is not None, "not connected"
         return self.transport
 
-
     def call(self, method: str, args: Any = None) -> Deferred[Any]:
         """Call ``method`` with ``args``; fires with the reply or fails with ``RemoteError``."""
         if self._closed_reason is not None:
-            return _failed(ConnectionClosed(
-                f"RPC connection is closed ({self._closed_reason.getErrorMessage()})"))
+            return _failed(
+                ConnectionClosed(
+                    f"RPC connection is closed ({self._closed_reason.getErrorMessage()})"
+                )
+            )
         seq = self._seq
         self._seq = (seq + 1) & 0xFFFFFFFFFFFFFFFF
         try:

@@ -81,7 +81,8 @@ class RPCPortFactory(ServerFactory):
         self.tls = tls
         self.handshake_timeout = handshake_timeout
         self.raft_handoff = metrics.counter(
-            "rpc.raft_handoff", "Connections handed to the raft layer")
+            "rpc.raft_handoff", "Connections handed to the raft layer"
+        )
         self.connections: set[SniffingProtocol] = set()
 
     def buildProtocol(self, addr: Any) -> SniffingProtocol:
@@ -148,24 +149,36 @@ class SniffingProtocol(Protocol):
             self._cancel_timer()
             self.hand_off(
                 ConnectionInfo(self._socket(), decision.rpc_type, None, tls=False),
-                decision.data, self,
+                decision.data,
+                self,
             )
         elif isinstance(decision, sniff.NativeTLS):
             log.debug(MSG_DETECTED_TLS, conn=_peer(self.transport))
             assert self.port.tls is not None
-            self._start_tls(self.port.tls.incoming_alpn_creator(RPC_NEXT_PROTOS),
-                            decision.data, native=True, rpc_type=None)
+            self._start_tls(
+                self.port.tls.incoming_alpn_creator(RPC_NEXT_PROTOS),
+                decision.data,
+                native=True,
+                rpc_type=None,
+            )
         else:  # LegacyTLS
             tls = self.port.tls
             if tls is None:
                 self.reject(MSG_TLS_NOT_CONFIGURED, byte=decision.rpc_type)
                 return
-            creator = (tls.incoming_rpc_creator() if decision.rpc_type == RPCType.TLS
-                       else tls.incoming_insecure_rpc_creator())
+            creator = (
+                tls.incoming_rpc_creator()
+                if decision.rpc_type == RPCType.TLS
+                else tls.incoming_insecure_rpc_creator()
+            )
             self._start_tls(creator, decision.data, native=False, rpc_type=decision.rpc_type)
 
     def _start_tls(
-        self, creator: IOpenSSLServerConnectionCreator, data: bytes, *, native: bool,
+        self,
+        creator: IOpenSSLServerConnectionCreator,
+        data: bytes,
+        *,
+        native: bool,
         rpc_type: int | None,
     ) -> None:
         self._stage = _Stage.TLS
@@ -226,11 +239,17 @@ class SniffingProtocol(Protocol):
     def _timed_out(self) -> None:
         self._timer = None
         if self._stage == _Stage.SNIFF:
-            log.error(MSG_FIRST_BYTE, conn=_peer(self.transport),
-                      error="i/o timeout waiting for the first byte")
+            log.error(
+                MSG_FIRST_BYTE,
+                conn=_peer(self.transport),
+                error="i/o timeout waiting for the first byte",
+            )
         elif self._stage == _Stage.TLS:
-            log.error(MSG_HANDSHAKE_FAILED, conn=_peer(self.transport),
-                      error="i/o timeout during the TLS handshake")
+            log.error(
+                MSG_HANDSHAKE_FAILED,
+                conn=_peer(self.transport),
+                error="i/o timeout during the TLS handshake",
+            )
         self._stage = _Stage.CLOSED
         self._socket().abortConnection()
 
@@ -282,10 +301,12 @@ class _TLSSide(Protocol):
             conn.hand_off(ConnectionInfo(transport, None, alpn, tls=True, sni=sni), b"", self)
         elif self._rpc_type == RPCType.TLS:
             self._inner_sniffer = sniff.Sniffer(
-                mutual_tls_capable=False, verify_incoming=False, inside_tls=True)
+                mutual_tls_capable=False, verify_incoming=False, inside_tls=True
+            )
         else:
-            conn.hand_off(ConnectionInfo(transport, self._rpc_type, None, tls=True, sni=sni),
-                          b"", self)
+            conn.hand_off(
+                ConnectionInfo(transport, self._rpc_type, None, tls=True, sni=sni), b"", self
+            )
 
     def dataReceived(self, data: bytes) -> None:
         if self.target is not None:
@@ -298,16 +319,18 @@ class _TLSSide(Protocol):
             return
         if isinstance(decision, sniff.Legacy):
             transport: Any = self.transport
-            info = ConnectionInfo(transport, decision.rpc_type, None, tls=True,
-                                  sni=_server_name(self.transport))
+            info = ConnectionInfo(
+                transport, decision.rpc_type, None, tls=True, sni=_server_name(self.transport)
+            )
             self._conn.hand_off(info, decision.data, self)
         elif isinstance(decision, sniff.Reject):
             self._conn.reject(decision.message, self.transport, byte=decision.first_byte)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if not self._handshake_done and self._conn._stage == _Stage.TLS:
-            log.error(MSG_HANDSHAKE_FAILED, conn=_peer(self.transport),
-                      error=reason.getErrorMessage())
+            log.error(
+                MSG_HANDSHAKE_FAILED, conn=_peer(self.transport), error=reason.getErrorMessage()
+            )
         target, self.target = self.target, None
         if target is not None:
             target.connectionLost(reason)
