@@ -217,3 +217,46 @@ def test_tls_without_subcommand_prints_help(cwd: Path, capsys: pytest.CaptureFix
     assert rc == 1 and "SUBCOMMAND" in err
     rc, _, err = run(capsys, "tls", "cert")
     assert rc == 1 and "create" in err
+
+
+def test_cli_certs_work_for_case_wanfed_gw(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """global-setup.sh's three commands, then server.hcl's TLS settings: the servers handshake
+    with the right node SAN, and a dial naming the wrong node is a hostname error."""
+    from wanfedtx.tls.configurator import TLSConfigurator, TLSSettings
+    from wanfedtx.tls.errors import HostnameMismatch
+    from wanfedtx.tls.testing import handshake_in_memory
+
+    assert main(["tls", "ca", "create"]) == 0
+    assert main(["tls", "cert", "create", "-dc=primary", "-server", "-node=pri"]) == 0
+    assert main(["tls", "cert", "create", "-dc=secondary", "-server", "-node=sec"]) == 0
+    capsys.readouterr()
+
+    def server(dc: str, node: str) -> TLSConfigurator:
+        return TLSConfigurator(
+            TLSSettings(
+                ca_file=str(cwd / "consul-agent-ca.pem"),
+                cert_file=str(cwd / f"{dc}-server-consul-0.pem"),
+                key_file=str(cwd / f"{dc}-server-consul-0-key.pem"),
+                verify_incoming=True,
+                verify_outgoing=True,
+                verify_server_hostname=True,
+                node_name=node,
+                datacenter=dc,
+            )
+        )
+
+    pri, sec = server("primary", "pri"), server("secondary", "sec")
+    assert pri.mutual_tls_capable() and sec.mutual_tls_capable()
+    protos = ["consul/rpc-multi", "consul/wan-gossip/stream"]
+    s, c = handshake_in_memory(
+        pri.incoming_alpn_creator(protos), sec.outgoing_alpn_creator("primary", "pri", protos[0])
+    )
+    assert c.data == b"ping" and s.negotiated == b"consul/rpc-multi"
+    s, c = handshake_in_memory(
+        sec.incoming_alpn_creator(protos), pri.outgoing_alpn_creator("secondary", "*", protos[1])
+    )
+    assert c.data == b"ping" and s.negotiated == b"consul/wan-gossip/stream"
+    s, c = handshake_in_memory(
+        sec.incoming_alpn_creator(protos), pri.outgoing_alpn_creator("secondary", "pri", protos[0])
+    )
+    assert c.lost is not None and c.lost.check(HostnameMismatch)
