@@ -55,6 +55,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from wanfedtx.tls.certs import validity
 from wanfedtx.tls.errors import (
     ALPNMismatch,
     CertificateVerifyFailed,
@@ -173,8 +174,7 @@ def check_certificate_fields(c: x509.Certificate, what: str) -> None:
         c.issuer.rfc4514_string()
         list(c.extensions)
         _public_bytes(c.public_key())
-        c.not_valid_after_utc  # noqa: B018 - forces parsing
-        c.not_valid_before_utc  # noqa: B018
+        validity(c)
     except Exception as e:  # ValueError, UnsupportedAlgorithm, ...
         raise PEMError(f"{what}: malformed certificate ({e})") from None
 
