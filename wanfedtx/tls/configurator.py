@@ -567,9 +567,13 @@ class TLSConfigurator:
         stamp = _stamp(self.settings)
         if stamp == self._stamp:
             return False
-        material = _load_material(self.settings, self._generation + 1)
-        _check_with_openssl(material)
-        self._stamp = stamp
+        try:
+            material = _load_material(self.settings, self._generation + 1)
+            _check_with_openssl(material)
+        finally:
+            # Stamp taken *before* reading: a file that changes while (or after) we read it
+            # differs from this stamp and is read again; a bad one is not retried per handshake.
+            self._stamp = stamp
         self._material = material
         self._bump()
         self._log.info(
@@ -589,8 +593,6 @@ class TLSConfigurator:
                 "TLS certificate reload failed; keeping the previous certificates: {error}",
                 error=str(e),
             )
-            # Do not retry on every handshake until the files change again.
-            self._stamp = _stamp(self.settings)
 
     # -- contexts -----------------------------------------------------------------------------
 

@@ -315,6 +315,16 @@ def test_cert_reload_is_used_by_next_handshake(
     assert c.data == b"ping"
     assert any("reload failed" in str(e.get("log_format")) for e in warnings)
     assert "not a valid PEM certificate" in warnings[-1]["error"]
+    # the bad file is not re-read (nor re-logged) on every handshake...
+    _, c = run(creator, dial)
+    assert c.data == b"ping"
+    assert sum("reload failed" in str(e.get("log_format")) for e in warnings) == 1
+    # ...but the next change is picked up: back to a cert without the node SAN
+    other = pki.server("primary")
+    replace_file(settings.key_file, other.key_pem)
+    replace_file(settings.cert_file, other.cert_pem)
+    _, c = run(creator, dial)
+    assert c.lost is not None and c.lost.check(HostnameMismatch)
 
 
 def test_ca_reload(tmp_path: Path, pki: PKI) -> None:
