@@ -102,9 +102,7 @@ class StreamReader:
                 self._mode = "enc"
             else:
                 if self._require_enc:
-                    raise WireError(
-                        "Encryption is configured but remote state is not encrypted"
-                    )
+                    raise WireError("Encryption is configured but remote state is not encrypted")
                 self._mode = "plain"
                 self._start_plain()
             data = bytes(self._buf)
@@ -241,4 +239,3 @@ class StreamReader:
         self.message = msg
         self._unpacker = None
         return msg
-

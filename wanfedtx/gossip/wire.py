@@ -123,9 +123,7 @@ def go_bytes(value: Any, field: str) -> bytes:
         return value
     if isinstance(value, str):
         return value.encode("utf-8", "surrogateescape")
-    if isinstance(value, list | tuple) and all(
-        isinstance(x, int) and 0 <= x <= 255 for x in value
-    ):
+    if isinstance(value, list | tuple) and all(isinstance(x, int) and 0 <= x <= 255 for x in value):
         return bytes(value)
     raise WireError(f"field {field}: expected bytes, got {type(value).__name__}")
 

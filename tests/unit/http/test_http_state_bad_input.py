@@ -18,6 +18,8 @@ from klein import Klein
 from treq.testing import StubTreq
 from twisted.internet import task
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.python.failure import Failure
+from twisted.web.error import PageRedirect
 
 from wanfedtx.catalog.endpoints import Endpoints
 from wanfedtx.fsm.consensus import LocalConsensus
@@ -25,7 +27,7 @@ from wanfedtx.fsm.machine import FSM
 from wanfedtx.http.common import APIContext
 from wanfedtx.http.routes import install_error_handlers, mount_state_routes
 
-EXAMPLES = int(os.environ.get("WANFED_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("WANFED_FUZZ_EXAMPLES", "100"))
 BASE = "http://127.0.0.1:8500"
 
 
@@ -53,6 +55,11 @@ class Harness:
         d.addBoth(results.append)
         assert results, f"{method} {path} did not answer"
         response = results[0]
+        if isinstance(response, Failure):
+            # Paths with "//" are redirected to their cleaned form (as Go's mux does).
+            redirect = response.value.reasons[0].value
+            assert isinstance(redirect, PageRedirect), response
+            return int(redirect.status), b"", None
         content: list[bytes] = []
         self.stub.content(response).addCallback(content.append)
         self.stub.flush()
@@ -198,6 +205,6 @@ def test_fuzz_kv_put(key: str, value: bytes, query: str) -> None:
     from urllib.parse import quote
 
     code, text, _ = h.request("PUT", "/v1/kv/" + quote(key) + query, value)
-    assert code in (200, 400, 404, 413), (code, text)
+    assert code in (200, 308, 400, 404, 413), (code, text)
     if code != 200:
         assert h.state() == before
