@@ -313,6 +313,11 @@ def cert_names(
             ) from None
     loopback = ipaddress.ip_address("127.0.0.1")
     cn = f"{kind}.{dc}.{d}"
+    if len(cn) > 64:
+        raise CertificateError(
+            f"the certificate's common name {cn!r} is longer than X.509's 64 characters: "
+            "use a shorter -dc or -domain"
+        )
     if kind == "server":
         dns = [*extra_dns]
         if node:

@@ -160,7 +160,7 @@ def _parse_certs(pem: bytes, what: str) -> list[x509.Certificate]:
         raise PEMError(f"{what}: no PEM-encoded CERTIFICATE block found")
     try:
         parsed = x509.load_pem_x509_certificates(pem)
-    except ValueError as e:
+    except Exception as e:  # ValueError, x509.InvalidVersion, ...
         raise PEMError(f"{what}: not a valid PEM certificate ({e})") from None
     for i, c in enumerate(parsed):
         check_certificate_fields(c, what if len(parsed) == 1 else f"{what} (certificate #{i + 1})")

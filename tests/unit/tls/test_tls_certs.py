@@ -218,6 +218,7 @@ def test_node_requires_server(ca: certs.CertAndKey, kind: certs.CertKind) -> Non
         ({"node": "a b"}, "invalid -node"),
         ({"domain": ""}, "invalid -domain"),
         ({"days": 0}, "-days must be at least 1"),
+        ({"dc": "d" * 30, "domain": "x" * 30}, "longer than X.509's 64 characters"),
         ({"additional_dnsnames": ["bad name"]}, "invalid DNS name 'bad name'"),
         ({"additional_ipaddresses": ["300.1.1.1"]}, "invalid IP address '300.1.1.1'"),
     ],
