@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -444,17 +445,24 @@ def _verify_error(role: str, err: int, depth: int, cert: crypto.X509) -> Certifi
 
 
 class _ConnState:
-    """Per-connection bookkeeping for the verify callbacks."""
+    """Per-connection bookkeeping for the verify callbacks.
+
+    It holds the TLS protocol weakly: the protocol owns the ``SSL.Connection``, which owns the
+    callback, which owns this state, so a strong reference would make a cycle per connection.
+    """
 
     def __init__(self, protocol: Any) -> None:
-        self.protocol = protocol
+        try:
+            self._protocol: Callable[[], Any] = weakref.ref(protocol)
+        except TypeError:  # not weak-referenceable (e.g. None in direct tests)
+            self._protocol = lambda: protocol
         self.failed = False
 
     def fail(self, exc: BaseException) -> None:
         if self.failed:
             return
         self.failed = True
-        proto, self.protocol = self.protocol, None
+        proto = self._protocol()
         if proto is not None and hasattr(proto, "failVerification"):
             try:
                 raise exc
