@@ -307,7 +307,9 @@ stream {{
     )
 
 
-def start_wanfed(tmp: Path, port: int, backend: int, data_path: str) -> subprocess.Popen[bytes]:
+def start_wanfed(
+    tmp: Path, port: int, backend: int, data_path: str, pipe_size: int | None = None
+) -> subprocess.Popen[bytes]:
     routes = tmp / f"routes-{data_path}.json"
     routes.write_text(
         json.dumps(
@@ -342,6 +344,7 @@ def start_wanfed(tmp: Path, port: int, backend: int, data_path: str) -> subproce
             data_path,
             "-log-level",
             "warn",
+            *(["-pipe-size", str(pipe_size)] if pipe_size else []),
         ]
     )
 
@@ -431,7 +434,11 @@ def main() -> int:
             elif name == "nginx":
                 proc = start_nginx(tmp, port, bport)
             elif name.startswith("wanfed-"):
-                proc = start_wanfed(tmp, port, bport, name.split("-", 1)[1])
+                # wanfed-<path>[-<pipe bytes>]
+                parts = name.split("-")
+                proc = start_wanfed(
+                    tmp, port, bport, parts[1], int(parts[2]) if len(parts) > 2 else None
+                )
             else:
                 raise SystemExit(f"unknown target {name}")
             try:

@@ -110,7 +110,6 @@ class RelayLoop:
         settings: Any,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
-        pipe_size: int = 1 << 20,
     ) -> None:
         if not splice_available():
             raise RuntimeError("the loop data path needs Linux (splice, epoll); use twisted")
@@ -120,7 +119,7 @@ class RelayLoop:
         self.settings = settings
         self.rng = rng if rng is not None else random.Random()
         self.clock = clock
-        self.pipe_size = pipe_size
+        self.pipe_size = settings.pipe_size
         host, port = address
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)

@@ -76,6 +76,9 @@ class RelaySettings:
     read_size: int = 256 * 1024
     """Bytes per read on the twisted data path (Twisted's default is 64 KiB)."""
     data_path: str = "twisted"
+    pipe_size: int = 1 << 20
+    """Pipe capacity per direction on the splice and loop paths (the kernel caps it at
+    /proc/sys/fs/pipe-max-size)."""
 
 
 class RelayFactory(Factory):

@@ -123,7 +123,11 @@ class GatewayService(Service):
 
     def _start_twisted(self, host: str, port: int) -> None:
         if self.settings.data_path == "splice":
-            self.splice = SpliceRelay(self.reactor, idle_timeout=self.settings.idle_timeout)
+            self.splice = SpliceRelay(
+                self.reactor,
+                idle_timeout=self.settings.idle_timeout,
+                pipe_size=self.settings.pipe_size,
+            )
             self.splice.start()
         lstats = self.stats.listener(host, port)
         self.factory = RelayFactory(

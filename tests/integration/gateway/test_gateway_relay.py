@@ -335,8 +335,10 @@ async def test_dead_endpoint_fails_over(reactor: Any, data_path: str) -> None:
         await live.stopListening()
 
 
-def stream(gw: tuple[str, int], rounds: int, started: threading.Event) -> tuple[bytes, int]:
-    """Echo ``rounds`` 32 KiB chunks; return (backend name, bytes verified)."""
+def stream(
+    gw: tuple[str, int], rounds: int, started: threading.Event, size: int = 32768
+) -> tuple[bytes, int]:
+    """Echo ``rounds`` chunks of ``size`` bytes; return (backend name, bytes verified)."""
     with socket.create_connection(gw, timeout=20) as s:
         s.sendall(HELLO)
         name = s.recv(1)
@@ -345,7 +347,7 @@ def stream(gw: tuple[str, int], rounds: int, started: threading.Event) -> tuple[
             echoed += s.recv(len(HELLO) - len(echoed))
         assert echoed == HELLO
         started.set()
-        chunk = bytes(range(256)) * 128
+        chunk = bytes(range(256)) * (size // 256)
         ok = 0
         for _ in range(rounds):
             s.sendall(chunk)
@@ -484,3 +486,21 @@ async def test_hello_deadline_and_connection_limit(reactor: Any, data_path: str)
     finally:
         await svc.stopService()
         await live.stopListening()
+
+
+@pytest.mark.parametrize("data_path", [p for p in PATHS if p != "twisted"])
+@pytest_twisted.ensureDeferred
+async def test_small_pipes_never_strand_bytes(reactor: Any, data_path: str) -> None:
+    """Small pipes force many pump rounds per burst; no byte may be left in a pipe."""
+    echo = listen(reactor, NamedEcho, name=b"E")
+    snap = explicit({"half.test": [("127.0.0.1", echo.getHost().port, 1)]})
+    svc = GatewayService(
+        reactor, ("127.0.0.1", 0), snap, settings=RelaySettings(data_path=data_path, pipe_size=4096)
+    )
+    svc.startService()
+    try:
+        name, n = await threads.deferToThread(stream, svc.address, 24, threading.Event(), 1 << 20)
+        assert (name, n) == (b"E", 24 << 20)
+    finally:
+        await svc.stopService()
+        await echo.stopListening()
