@@ -276,8 +276,7 @@ backend be_pri
 
 
 def start_nginx(tmp: Path, port: int, backend: int) -> subprocess.Popen[bytes]:
-    d = tmp / "nginx"
-    d.mkdir()
+    d = Path(tempfile.mkdtemp(prefix="nginx-", dir=tmp))
     os.chmod(d, 0o777)
     cfg = d / "nginx.conf"
     module = "/usr/lib/nginx/modules/ngx_stream_module.so"
