@@ -40,9 +40,11 @@ class Pair:
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM,
-                             serialization.PrivateFormat.TraditionalOpenSSL,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
 
 
 class CA:
@@ -52,8 +54,11 @@ class CA:
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test Consul Agent CA")])
         now = datetime.datetime.now(datetime.UTC)
         self.cert = (
-            x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -69,14 +74,18 @@ class CA:
         cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(self.cert.subject).public_key(key.public_key())
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
             .sign(self.key, hashes.SHA256())
         )
         return Pair(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
@@ -101,8 +110,15 @@ class _ServerCreator:
 class OpenSSLTLS:
     """``IServerTLS`` + ``IClientTLS`` for one agent holding ``pair`` signed by ``ca``."""
 
-    def __init__(self, ca: CA | None, pair: Pair | None, *, verify_incoming: bool = False,
-                 verify_outgoing: bool = True, domain: str = "consul") -> None:
+    def __init__(
+        self,
+        ca: CA | None,
+        pair: Pair | None,
+        *,
+        verify_incoming: bool = False,
+        verify_outgoing: bool = True,
+        domain: str = "consul",
+    ) -> None:
         self.ca = ca
         self.pair = pair
         self.verify_incoming = verify_incoming
@@ -126,8 +142,9 @@ class OpenSSLTLS:
         assert store is not None
         store.add_cert(crypto.X509.from_cryptography(self.ca.cert))
         if require_client:
-            ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
-                           lambda *a: bool(a[-1]))
+            ctx.set_verify(
+                SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *a: bool(a[-1])
+            )
         return ctx
 
     def incoming_alpn_creator(self, protocols: Sequence[str]) -> IOpenSSLServerConnectionCreator:
@@ -158,18 +175,23 @@ class OpenSSLTLS:
             return f"server.{dc}.{self.domain}"
         return f"{node}.server.{dc}.{self.domain}"
 
-    def _client_options(self, hostname: str, alpn: list[bytes] | None
-                        ) -> IOpenSSLClientConnectionCreator:
+    def _client_options(
+        self, hostname: str, alpn: list[bytes] | None
+    ) -> IOpenSSLClientConnectionCreator:
         assert self.ca is not None
         client = None
         if self.pair is not None:
             client = tssl.PrivateCertificate.loadPEM(self.pair.cert_pem + self.pair.key_pem)
         return tssl.optionsForClientTLS(
-            hostname, trustRoot=tssl.Certificate.loadPEM(self.ca.pem),
-            clientCertificate=client, acceptableProtocols=alpn)
+            hostname,
+            trustRoot=tssl.Certificate.loadPEM(self.ca.pem),
+            clientCertificate=client,
+            acceptableProtocols=alpn,
+        )
 
-    def outgoing_alpn_creator(self, dc: str, node: str, alpn: str
-                              ) -> IOpenSSLClientConnectionCreator:
+    def outgoing_alpn_creator(
+        self, dc: str, node: str, alpn: str
+    ) -> IOpenSSLClientConnectionCreator:
         return self._client_options(self.server_sni(dc, node), [alpn.encode()])
 
     def outgoing_rpc_creator(self, dc: str, node: str) -> IOpenSSLClientConnectionCreator:
@@ -198,13 +220,18 @@ class Link:
 
     ``chunk`` limits how many bytes one delivery carries (1 delivers a byte at a time)."""
 
-    def __init__(self, server: IProtocol, client: IProtocol, clock: Clock,
-                 chunk: int | None = None) -> None:
+    def __init__(
+        self, server: IProtocol, client: IProtocol, clock: Clock, chunk: int | None = None
+    ) -> None:
         self.server, self.client, self.clock, self.chunk = server, client, clock, chunk
-        self.st = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8300),
-                                  peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
-        self.ct = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 50000),
-                                  peerAddress=IPv4Address("TCP", "127.0.0.1", 8300))
+        self.st = StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.1", 8300),
+            peerAddress=IPv4Address("TCP", "127.0.0.1", 50000),
+        )
+        self.ct = StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.1", 50000),
+            peerAddress=IPv4Address("TCP", "127.0.0.1", 8300),
+        )
         self.lost = False
         server.makeConnection(self.st)
         client.makeConnection(self.ct)

@@ -98,6 +98,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=1 << 20,
         help="bytes of pipe per direction on the loop and splice paths (default 1 MiB)",
     )
+    a(
+        "-workers",
+        "--workers",
+        type=int,
+        default=1,
+        help="relay loops sharing the port on the loop path (default 1)",
+    )
     a("-log-level", "--log-level", default="info", help="trace, debug, info, warn or err")
     a("-log-json", "--log-json", action="store_true", help="log as JSON lines")
 
@@ -128,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         max_connections=args.max_connections or None,
         data_path=data_path,
         pipe_size=args.pipe_size,
+        workers=args.workers,
     )
     return _serve(args, (host, port), admin, snapshot, settings)
 

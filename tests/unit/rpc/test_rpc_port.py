@@ -31,12 +31,12 @@ def logged() -> Any:
 
 
 def messages(events: list[dict[str, Any]]) -> list[str]:
-    return [e.get("log_format", "") for e in events
-            if e.get("log_namespace") == "wanfedtx.rpc"]
+    return [e.get("log_format", "") for e in events if e.get("log_namespace") == "wanfedtx.rpc"]
 
 
-def port(tls: OpenSSLTLS | None, timeout: float = 5.0) -> tuple[RPCPortFactory, dict[str, Any],
-                                                             Clock]:
+def port(
+    tls: OpenSSLTLS | None, timeout: float = 5.0
+) -> tuple[RPCPortFactory, dict[str, Any], Clock]:
     clock = Clock()
     reg = HandlerRegistry()
     handlers: dict[str, Any] = {}
@@ -54,8 +54,9 @@ def port(tls: OpenSSLTLS | None, timeout: float = 5.0) -> tuple[RPCPortFactory, 
     return f, handlers, clock
 
 
-def tls_client(client_tls: OpenSSLTLS, clock: Clock, dc: str, node: str, alpn: str | None,
-               app: Recorder) -> Any:
+def tls_client(
+    client_tls: OpenSSLTLS, clock: Clock, dc: str, node: str, alpn: str | None, app: Recorder
+) -> Any:
     if alpn is None:
         creator = client_tls.outgoing_rpc_creator(dc, node)
     else:
@@ -82,8 +83,9 @@ def test_type_byte_reaches_handler_with_bytes_intact(t: int, ca: CA) -> None:
 def test_native_tls_alpn_delivers_payload(ca: CA, chunk: int | None, logged: Any) -> None:
     f, handlers, clock = port(server_tls(ca, "primary", "pri"))
     app = Recorder()
-    client = tls_client(server_tls(ca, "secondary", "sec"), clock, "primary", "pri",
-                        ALPN_RPC_CONSUL, app)
+    client = tls_client(
+        server_tls(ca, "secondary", "sec"), clock, "primary", "pri", ALPN_RPC_CONSUL, app
+    )
     link = Link(f.buildProtocol(None), client, clock, chunk=chunk)
     client.write(b"payload-1")
     link.pump(rounds=5000 if chunk else 100)
@@ -102,8 +104,9 @@ def test_native_tls_alpn_delivers_payload(ca: CA, chunk: int | None, logged: Any
 
 def test_raft_alpn_counts_handoff(ca: CA) -> None:
     f, handlers, clock = port(server_tls(ca, "primary", "pri"))
-    client = tls_client(server_tls(ca, "primary", "pri2"), clock, "primary", "pri",
-                        ALPN_RPC_RAFT, Recorder())
+    client = tls_client(
+        server_tls(ca, "primary", "pri2"), clock, "primary", "pri", ALPN_RPC_RAFT, Recorder()
+    )
     link = Link(f.buildProtocol(None), client, clock)
     client.write(b"x")
     link.pump()
@@ -126,8 +129,9 @@ def test_unknown_or_gossip_alpn_is_discarded(ca: CA, alpn: str, logged: Any) -> 
 
 def test_native_tls_refused_when_not_mutual_tls_capable(ca: CA, logged: Any) -> None:
     f, _handlers, clock = port(OpenSSLTLS(ca, None))
-    client = tls_client(server_tls(ca, "primary", "x"), clock, "primary", "pri",
-                        ALPN_RPC_CONSUL, Recorder())
+    client = tls_client(
+        server_tls(ca, "primary", "x"), clock, "primary", "pri", ALPN_RPC_CONSUL, Recorder()
+    )
     link = Link(f.buildProtocol(None), client, clock)
     link.pump()
     assert link.lost
@@ -136,8 +140,7 @@ def test_native_tls_refused_when_not_mutual_tls_capable(ca: CA, logged: Any) -> 
 
 def test_client_without_cert_fails_handshake(ca: CA, logged: Any) -> None:
     f, handlers, clock = port(server_tls(ca, "primary", "pri"))
-    client = tls_client(OpenSSLTLS(ca, None), clock, "primary", "pri", ALPN_RPC_CONSUL,
-                        Recorder())
+    client = tls_client(OpenSSLTLS(ca, None), clock, "primary", "pri", ALPN_RPC_CONSUL, Recorder())
     link = Link(f.buildProtocol(None), client, clock)
     client.write(b"x")
     link.pump()
@@ -148,8 +151,9 @@ def test_client_without_cert_fails_handshake(ca: CA, logged: Any) -> None:
 
 def test_stalled_handshake_closed_at_timeout(ca: CA, logged: Any) -> None:
     f, _handlers, clock = port(server_tls(ca, "primary", "pri"), timeout=5.0)
-    client = tls_client(server_tls(ca, "primary", "x"), clock, "primary", "pri",
-                        ALPN_RPC_CONSUL, Recorder())
+    client = tls_client(
+        server_tls(ca, "primary", "x"), clock, "primary", "pri", ALPN_RPC_CONSUL, Recorder()
+    )
     link = Link(f.buildProtocol(None), client, clock)
     hello = link.ct.value()
     link.ct.clear()
@@ -224,5 +228,10 @@ def test_type_without_handler_is_unrecognized(ca: CA, logged: Any) -> None:
     link.ct.write(b"\x02x")
     link.pump()
     assert link.lost
-    assert [e for e in logged if e.get("log_format") == "unrecognized RPC byte"
-            and e.get("byte") == 2 and e["log_level"] is LogLevel.error]
+    assert [
+        e
+        for e in logged
+        if e.get("log_format") == "unrecognized RPC byte"
+        and e.get("byte") == 2
+        and e["log_level"] is LogLevel.error
+    ]
