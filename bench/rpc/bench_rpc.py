@@ -8,9 +8,9 @@ recording each call's latency. The SNI hop is the project's gateway relay
     .venv/bin/python bench/rpc/bench_rpc.py [--seconds 5] [--concurrency 1,64] [--split]
 
 ``--split`` runs the RPC server (and the relay) in a child process so client and server use
-separate cores; otherwise everything shares one reactor. Certificates and the TLS provider are the
-RPC tests' (``tests/rpc_support.py``: real OpenSSL contexts) until ``wanfedtx.tls``'s
-configurator lands.
+separate cores; otherwise everything shares one reactor. TLS is the agent's own:
+``wanfedtx.tls.configurator.TLSConfigurator`` with certificates from ``wanfedtx.tls.certs``
+(verify_incoming/outgoing/server_hostname on, as in case-wanfed-gw).
 """
 
 from __future__ import annotations
@@ -25,24 +25,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
+import attrs
+from twisted.internet import defer
 
-from rpc_support import CA, OpenSSLTLS, Pair  # noqa: E402
-from twisted.internet import defer  # noqa: E402
-
-from wanfedtx.metrics import Registry  # noqa: E402
-from wanfedtx.rpc.constants import ALPN_RPC_MULTIPLEX_V2, RPCType  # noqa: E402
-from wanfedtx.rpc.dial import Dialer  # noqa: E402
-from wanfedtx.rpc.endpoints import default_endpoints  # noqa: E402
-from wanfedtx.rpc.protocol import RPCClientProtocol, RPCHandler  # noqa: E402
-from wanfedtx.rpc.registry import HandlerRegistry  # noqa: E402
-from wanfedtx.rpc.server import RPCPortFactory  # noqa: E402
+from wanfedtx.metrics import Registry
+from wanfedtx.rpc.constants import ALPN_RPC_MULTIPLEX_V2, RPCType
+from wanfedtx.rpc.dial import Dialer
+from wanfedtx.rpc.endpoints import default_endpoints
+from wanfedtx.rpc.protocol import RPCClientProtocol, RPCHandler
+from wanfedtx.rpc.registry import HandlerRegistry
+from wanfedtx.rpc.server import RPCPortFactory
+from wanfedtx.tls.configurator import TLSConfigurator, TLSSettings
+from wanfedtx.tls.testing import PKI
 
 SNI_NODE, SNI_DC = "pri", "primary"
 
 
-def start_server(reactor: Any, tls: OpenSSLTLS) -> int:
+def start_server(reactor: Any, tls: TLSConfigurator) -> int:
     reg = HandlerRegistry()
     reg.register(RPCType.MULTIPLEX_V2, RPCHandler(default_endpoints(), multi=True))
     port = reactor.listenTCP(0, RPCPortFactory(reg, reactor, tls, metrics=Registry()),
@@ -110,13 +109,12 @@ async def run_load(reactor: Any, dialer: Dialer, addr: str, concurrency: int,
     }
 
 
-def serve_child(ca_dir: Path) -> None:
+def serve_child(settings_json: str) -> None:
     """Child process of --split: server + relay, ports on stdout, runs until stdin closes."""
     from twisted.internet import reactor, stdio
     from twisted.internet.protocol import Protocol
 
-    pair = Pair((ca_dir / "srv.pem").read_bytes(), (ca_dir / "srv-key.pem").read_bytes())
-    tls = _tls_from_files(ca_dir, pair)
+    tls = TLSConfigurator(TLSSettings(**json.loads(settings_json)))
     sp = start_server(reactor, tls)
     rp = start_relay(reactor, sp)
     print(json.dumps({"server": sp, "relay": rp}), flush=True)
@@ -129,34 +127,22 @@ def serve_child(ca_dir: Path) -> None:
     reactor.run()  # type: ignore[attr-defined]
 
 
-def _tls_from_files(ca_dir: Path, pair: Pair) -> OpenSSLTLS:
-    from cryptography import x509
-
-    ca = CA.__new__(CA)
-    ca.domain = "consul"
-    ca.pem = (ca_dir / "ca.pem").read_bytes()
-    ca.cert = x509.load_pem_x509_certificate(ca.pem)
-    return OpenSSLTLS(ca, pair)
-
-
 async def main(reactor: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
-    ca = CA()
-    server_tls = OpenSSLTLS(ca, ca.server(SNI_DC, SNI_NODE))
-    client_tls = OpenSSLTLS(ca, ca.server("secondary", "sec"))
+    pki = PKI()
+    d = Path(args.workdir)
+    server_settings = pki.settings(SNI_DC, SNI_NODE, d / "server")
+    client_tls = TLSConfigurator(pki.settings("secondary", "sec", d / "client"))
     child = None
     if args.split:
-        d = Path(args.workdir)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "ca.pem").write_bytes(ca.pem)
-        assert server_tls.pair is not None
-        server_tls.pair.write(d, "srv")
-        child = subprocess.Popen([sys.executable, __file__, "--serve-child", str(d)],
+        fields = {k: v for k, v in attrs.asdict(server_settings).items()
+                  if not k.endswith("_pem")}
+        child = subprocess.Popen([sys.executable, __file__, "--serve-child", json.dumps(fields)],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert child.stdout is not None
         ports = json.loads(child.stdout.readline())
         sp, rp = ports["server"], ports["relay"]
     else:
-        sp = start_server(reactor, server_tls)
+        sp = start_server(reactor, TLSConfigurator(server_settings))
         rp = start_relay(reactor, sp)
     dialer = Dialer(reactor, "secondary", server=True, tls=client_tls)
     results = []
@@ -186,7 +172,7 @@ def cli() -> None:
     p.add_argument("--serve-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve_child:
-        serve_child(Path(args.serve_child))
+        serve_child(args.serve_child)
         return
     from twisted.internet import task
 
