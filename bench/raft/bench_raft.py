@@ -6,8 +6,8 @@ loopback, side by side with etcd 3.4 (3 members, its default fsync), at several 
 Both clusters get the same workload from this process (Twisted, one connection per proposer
 group): writes of 64-byte values to random keys, each proposer issuing its next write when the
 previous one is acknowledged (acknowledged = committed on a majority and fsynced). Our client
-talks msgpack frames to raft_node.py; etcd's client uses its HTTP/JSON gateway (/v3/kv/put) with
-keep-alive connections, so etcd pays JSON+base64 client overhead that ours does not.
+talks msgpack frames to raft_node.py; etcd's client speaks minimal HTTP/1.1 keep-alive to its
+JSON gateway (/v3/kv/put, one connection per proposer), so etcd pays gateway JSON+base64 costs.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any
 
 from raft_client import ClientConn, ClientError, connect
 from twisted.internet import defer, task
-from twisted.web.client import Agent, HTTPConnectionPool, readBody
-from twisted.web.http_headers import Headers
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -103,19 +103,61 @@ async def run_ours(reactor: Any, clients: list[str], conc: int, duration: float
     return len(lat), lat
 
 
+class EtcdConn(Protocol):
+    """Minimal HTTP/1.1 keep-alive client for etcd's JSON gateway (one request in flight)."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host.encode()
+        self.buf = b""
+        self.waiting: defer.Deferred[tuple[int, bytes]] | None = None
+
+    def post(self, path: str, body: bytes) -> defer.Deferred[tuple[int, bytes]]:
+        self.waiting = defer.Deferred()
+        assert self.transport is not None
+        self.transport.write(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: " + self.host
+                             + b"\r\nContent-Type: application/json\r\nContent-Length: "
+                             + str(len(body)).encode() + b"\r\n\r\n" + body)
+        return self.waiting
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buf += data
+        head_end = self.buf.find(b"\r\n\r\n")
+        if head_end < 0:
+            return
+        head = self.buf[:head_end].decode("latin-1").split("\r\n")
+        length = 0
+        for line in head[1:]:
+            k, _, v = line.partition(":")
+            if k.lower() == "content-length":
+                length = int(v)
+        if len(self.buf) < head_end + 4 + length:
+            return
+        body = self.buf[head_end + 4:head_end + 4 + length]
+        self.buf = self.buf[head_end + 4 + length:]
+        d, self.waiting = self.waiting, None
+        if d is not None:
+            d.callback((int(head[0].split()[1]), body))
+
+
+async def etcd_conn(reactor: Any, url: str) -> EtcdConn:
+    hostport = url.split("//", 1)[1]
+    host, port = hostport.rsplit(":", 1)
+    conn: EtcdConn = await connectProtocol(
+        TCP4ClientEndpoint(reactor, host, int(port)), EtcdConn(hostport))
+    return conn
+
+
 async def run_etcd(reactor: Any, clients: list[str], conc: int, duration: float
                    ) -> tuple[int, list[float]]:
-    pool = HTTPConnectionPool(reactor, persistent=True)
-    pool.maxPersistentPerHost = conc
-    agent = Agent(reactor, pool=pool)
     leader = None
     deadline = time.time() + 30
     while leader is None and time.time() < deadline:
         for c in clients:
             try:
-                resp = await agent.request(b"POST", f"{c}/v3/maintenance/status".encode(),
-                                           Headers({}), _Body(b"{}"))
-                st = json.loads(await readBody(resp))
+                conn = await etcd_conn(reactor, c)
+                _code, body = await conn.post("/v3/maintenance/status", b"{}")
+                conn.transport.loseConnection()  # type: ignore[union-attr]
+                st = json.loads(body)
                 if st.get("leader") and st["leader"] == st["header"]["member_id"]:
                     leader = c
             except Exception:
@@ -127,39 +169,24 @@ async def run_etcd(reactor: Any, clients: list[str], conc: int, duration: float
     lat: list[float] = []
     stop = time.perf_counter() + duration
     value = base64.b64encode(b"v" * 64).decode()
-    url = f"{leader}/v3/kv/put".encode()
+    conns = [await etcd_conn(reactor, leader) for _ in range(conc)]
 
     async def worker(k: int) -> None:
         rng = random.Random(k)
+        conn = conns[k]
         while time.perf_counter() < stop:
             key = base64.b64encode(f"key{rng.randrange(10000)}".encode()).decode()
             body = json.dumps({"key": key, "value": value}).encode()
             t0 = time.perf_counter()
-            resp = await agent.request(b"POST", url, Headers({}), _Body(body))
-            await readBody(resp)
-            if resp.code != 200:
-                raise RuntimeError(f"etcd put failed: {resp.code}")
+            code, _ = await conn.post("/v3/kv/put", body)
+            if code != 200:
+                raise RuntimeError(f"etcd put failed: {code}")
             lat.append(time.perf_counter() - t0)
 
     await defer.gatherResults([defer.ensureDeferred(worker(k)) for k in range(conc)])
-    await pool.closeCachedConnections()
+    for c in conns:
+        c.transport.loseConnection()  # type: ignore[union-attr]
     return len(lat), lat
-
-
-class _Body:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.length = len(data)
-
-    def startProducing(self, consumer: Any) -> Any:
-        consumer.write(self.data)
-        return defer.succeed(None)
-
-    def pauseProducing(self) -> None: ...
-
-    def resumeProducing(self) -> None: ...
-
-    def stopProducing(self) -> None: ...
 
 
 def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -173,9 +200,6 @@ def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 async def main(reactor: Any, args: argparse.Namespace) -> None:
-    from twisted.web.iweb import IBodyProducer
-    from zope.interface import classImplements
-    classImplements(_Body, IBodyProducer)
     concs = [int(x) for x in args.concurrency.split(",")]
     rows = []
     for system in args.systems.split(","):
