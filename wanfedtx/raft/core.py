@@ -323,7 +323,7 @@ class RaftCore:
                     p for p, pr in self._progress.items()
                     if pr.last_ack >= now - self.opts.election_timeout
                 }
-                if not self._quorum(recent) and self.id in self.voters:
+                if not self._quorum(recent):
                     self._become_follower(self.term, None)
                     return
             if now >= self._hb_deadline:
