@@ -199,3 +199,35 @@ async def test_serf_interop(
     finally:
         await py.shutdown()
         await py2.shutdown()
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+@pytest_twisted.ensureDeferred
+async def test_our_process_sigkill_is_failed_and_sigterm_is_left_at_go(
+    serfpeer_bin: Path, go_peers: Callable[..., GoPeer], encrypted: bool
+) -> None:
+    import sys
+
+    keyargs = ["-key", base64.b64encode(KEY).decode()] if encrypted else []
+    pypeer = str(Path(__file__).with_name("gossip_pypeer.py"))
+    pa = free_port()
+    a = go_peers(serfpeer_bin, "-name", "srv1.dc1", "-port", str(pa), *keyargs)
+    await a.wait_for(lambda e: e["event"] == "ready")
+    join = ["-join", f"srv1.dc1/127.0.0.1:{pa}", *keyargs]
+    killed = go_peers(Path(sys.executable), pypeer, "-name", "k.dc1", "-tags", "role=consul", *join)
+    term = go_peers(Path(sys.executable), pypeer, "-name", "t.dc1", *join)
+    for p in (killed, term):
+        await p.wait_for(lambda e: e["event"] == "joined" and e["contacted"] == 1, 20)
+    ev = await a.wait_for(lambda e: e["event"] == "member-join" and e["node"] == "k.dc1", 30)
+    assert ev["tags"] == {"role": "consul"}
+    await a.wait_for(lambda e: e["event"] == "member-join" and e["node"] == "t.dc1", 30)
+    await killed.wait_for(lambda e: e["event"] == "member-join" and e["node"] == "t.dc1", 30)
+
+    killed.signal(signal.SIGKILL)
+    ev = await a.wait_for(lambda e: e["event"] == "member-failed" and e["node"] == "k.dc1", 30)
+    assert ev["status"] == "failed"
+
+    term.signal(signal.SIGTERM)
+    ev = await a.wait_for(lambda e: e["event"] == "member-leave" and e["node"] == "t.dc1", 30)
+    assert ev["status"] == "left"
+    await term.wait_for(lambda e: e["event"] == "exit", 15)
