@@ -48,10 +48,10 @@ class SerfService(Service):
         transport: IGossipTransport = self.wrap_transport(t) if self.wrap_transport else t
         self.serf = Serf(self.config, transport, self.reactor, self.rng, self.on_event)
         self.serf.start()
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]
         if self.serf is None:
             return succeed(None)
         serf, self.serf = self.serf, None
