@@ -125,6 +125,10 @@ class Delegate:
         """Return an error string to refuse a push/pull merge (serf's MergeDelegate)."""
         return None
 
+    def notify_alive(self, node: NodeInfo) -> str | None:
+        """Return an error string to ignore an alive message (memberlist's AliveDelegate)."""
+        return None
+
 
 def ip_string(addr: bytes) -> str:
     if len(addr) == 4:
@@ -1049,6 +1053,16 @@ class Memberlist:
                 pmin=v[0],
                 pcur=v[2],
                 pmax=v[1],
+            )
+            return
+        err = self.delegate.notify_alive(
+            NodeInfo(
+                a.node, ip_string(a.addr), a.port, a.meta, a.incarnation, NodeStateType.ALIVE, a.vsn
+            )
+        )
+        if err is not None:
+            log.warn(
+                "memberlist: ignoring alive message for '{node}': {error}", node=a.node, error=err
             )
             return
         now = self.clock.seconds()

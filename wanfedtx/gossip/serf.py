@@ -356,6 +356,8 @@ class SerfConfig:
     tombstone_timeout: float = 24 * 3600.0
     query_timeout_mult: int = 16
     recent_intent_timeout: float = 300.0
+    #: Serf's MergeDelegate: return an error string to refuse a join/push-pull merge.
+    merge_check: Callable[[list[Member]], str | None] | None = None
 
 
 class Serf(Delegate):
@@ -603,6 +605,23 @@ class Serf(Delegate):
                 continue
             for n, p in e[1]:
                 self._handle_user_event(UserEventMsg(e[0], n, p, False))
+
+    def notify_merge(self, peers: list[NodeInfo]) -> str | None:
+        if self.config.merge_check is None:
+            return None
+        members = []
+        for n in peers:
+            try:
+                tags = decode_tags(n.meta)
+            except WireError:
+                tags = {}
+            members.append(Member(n.name, n.addr, n.port, tags, MemberStatus.ALIVE, n.vsn))
+        return self.config.merge_check(members)
+
+    def notify_alive(self, node: NodeInfo) -> str | None:
+        if self.config.merge_check is None:
+            return None
+        return self.notify_merge([node])
 
     def notify_join(self, node: NodeInfo) -> None:
         try:
