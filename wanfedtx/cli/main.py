@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "version": "wanfedtx.cli.version",
     "gateway": "wanfedtx.cli.gateway",
     "tls": "wanfedtx.cli.tls",
+    "members": "wanfedtx.cli.members",
 }
 
 
