@@ -235,3 +235,30 @@ class Router:
         """A random alive server of ``datacenter`` (None when the DC has none)."""
         servers = self.servers(datacenter)
         return self.rng.choice(servers) if servers else None
+
+
+def flood_join_address(lan_member: Member, datacenter: str) -> str | None:
+    """Consul's serf flooder: the WAN join address ``<node>.<dc>/<addr>:<wan_join_port>`` of a LAN
+    server, or None when the member is not a server or has no ``wan_join_port``."""
+    srv = parse_server(lan_member)
+    if srv is None or lan_member.status != MemberStatus.ALIVE:
+        return None
+    port = _int(lan_member.tags, "wan_join_port")
+    if port is None:
+        return None
+    host = f"[{lan_member.addr}]" if ":" in lan_member.addr else lan_member.addr
+    return f"{wan_member_name(lan_member.name, datacenter)}/{host}:{port}"
+
+
+def bootstrap_servers(lan_members: list[Member], expect: int) -> list[ServerInfo] | None:
+    """``bootstrap_expect``: the alive LAN servers to bootstrap raft with, once exactly ``expect``
+    of them agree on ``expect`` and none is already bootstrapped; None means keep waiting."""
+    servers = [s for s in map(parse_server, lan_members) if s is not None]
+    servers = [s for s in servers if s.status == MemberStatus.ALIVE]
+    if any(s.bootstrap for s in servers):
+        return None
+    if any(s.expect and s.expect != expect for s in servers):
+        return None
+    if len(servers) < expect:
+        return None
+    return sorted(servers, key=lambda s: s.name)

@@ -123,3 +123,23 @@ def test_wan_pool_router_and_merge_check() -> None:
     net.transports["127.0.0.1:8304"].up = False
     run_for(clock, 60)
     assert router.datacenters() == ["dc1", "dc3"]
+
+
+def test_flood_join_address_and_bootstrap() -> None:
+    from wanfedtx.gossip.pools import bootstrap_servers, flood_join_address
+
+    tags = server_tags(datacenter="dc1", node_id="x", build="1.8.0:a", wan_join_port=8302)
+    assert flood_join_address(member("s1", tags), "dc1") == "s1.dc1/127.0.0.1:8302"
+    no_port = {k: v for k, v in tags.items() if k != "wan_join_port"}
+    assert flood_join_address(member("s1", no_port), "dc1") is None
+    assert flood_join_address(member("c1", {"role": "node"}), "dc1") is None
+
+    t3 = server_tags(datacenter="dc1", node_id="x", build="1.8.0:a", bootstrap_expect=3)
+    ms = [member(f"s{i}", t3) for i in range(3)]
+    assert bootstrap_servers(ms[:2], 3) is None
+    got = bootstrap_servers(ms, 3)
+    assert got is not None and [s.name for s in got] == ["s0", "s1", "s2"]
+    t2 = {**t3, "expect": "2"}
+    assert bootstrap_servers([*ms, member("odd", t2)], 3) is None
+    boot = server_tags(datacenter="dc1", node_id="x", build="1.8.0:a", bootstrap=True)
+    assert bootstrap_servers([*ms, member("b", boot)], 3) is None
