@@ -395,6 +395,7 @@ class Serf(Delegate):
         self.event_broadcasts = BroadcastQueue(ml_cfg.retransmit_mult, n)
         self.query_broadcasts = BroadcastQueue(ml_cfg.retransmit_mult, n)
         self._reap_call: IDelayedCall | None = None
+        self._reconnect_call: IDelayedCall | None = None
         self.memberlist = Memberlist(ml_cfg, transport, clock, self.rng, self)
 
     def _num_nodes(self) -> int:
@@ -405,11 +406,15 @@ class Serf(Delegate):
     def start(self) -> None:
         self.memberlist.start()
         self._reap_call = self.clock.callLater(self.config.reap_interval, self._reap_tick)
+        self._reconnect_call = self.clock.callLater(
+            self.config.reconnect_interval, self._reconnect_tick
+        )
 
     def shutdown(self) -> Deferred[None]:
-        if self._reap_call is not None and self._reap_call.active():
-            self._reap_call.cancel()
-        self._reap_call = None
+        for call in (self._reap_call, self._reconnect_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._reap_call = self._reconnect_call = None
         for q in self.queries.values():
             if not q.finished.called:
                 q.finished.callback(None)
@@ -828,7 +833,26 @@ class Serf(Delegate):
         if ip and port and rest:
             self.memberlist.send_to_address(Address(f"{format_host(ip)}:{port}", name), rest)
 
-    # -- reaping
+    # -- reconnect and reaping
+
+    def _reconnect_tick(self) -> None:
+        """Try to rejoin one failed member now and then (serf's reconnect, throttled by the
+        failed/alive ratio), so partitions heal."""
+        self._reconnect_call = self.clock.callLater(
+            self.config.reconnect_interval, self._reconnect_tick
+        )
+        failed = [m for m in self.members.values() if m.status == MemberStatus.FAILED]
+        if not failed:
+            return
+        left = sum(1 for m in self.members.values() if m.status == MemberStatus.LEFT)
+        alive = max(len(self.members) - len(failed) - left, 1)
+        if self.rng.random() > len(failed) / alive:
+            log.debug("serf: forgoing reconnect for random throttling")
+            return
+        m = self.rng.choice(failed)
+        addr = f"{m.name}/{format_host(m.addr)}:{m.port}"
+        log.info("serf: attempting reconnect to {node} {addr}", node=m.name, addr=addr)
+        self.memberlist.join([addr]).addErrback(lambda f: None)
 
     def _reap_tick(self) -> None:
         now = self.clock.seconds()
