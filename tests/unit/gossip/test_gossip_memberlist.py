@@ -322,3 +322,31 @@ def test_udp_blocked_pair_indirect_and_tcp_fallback(
         # probes raise its Lifeguard awareness score (slower probing, longer timeouts).
         assert nodes[1].node_map["n1"].incarnation >= 4
         assert nodes[0].health_score() > 0
+
+
+def test_heap_clock_matches_task_clock_semantics() -> None:
+    from twisted.internet.error import AlreadyCalled, AlreadyCancelled
+
+    from wanfedtx.gossip.simnet import HeapClock
+
+    for clock in (HeapClock(), task.Clock()):
+        log: list[str] = []
+        a = clock.callLater(2, log.append, "a")
+        b = clock.callLater(1, log.append, "b")
+        c = clock.callLater(3, log.append, "c")
+        d = clock.callLater(1, log.append, "d")
+        b.reset(2.5)  # now fires after a
+        c.cancel()
+        clock.advance(1)
+        assert log == ["d"]
+        assert clock.seconds() == 1
+        d2 = clock.callLater(0.5, log.append, "e")
+        d2.delay(0.2)
+        clock.advance(2)
+        assert log == ["d", "e", "a", "b"]
+        assert not a.active() and not c.active()
+        with pytest.raises(AlreadyCancelled):
+            c.cancel()
+        with pytest.raises(AlreadyCalled):
+            a.cancel()
+        assert d.getTime() == 1
