@@ -125,6 +125,10 @@ class Delegate:
         """Return an error string to refuse a push/pull merge (serf's MergeDelegate)."""
         return None
 
+    def notify_alive(self, node: NodeInfo) -> str | None:
+        """Return an error string to ignore an alive message (memberlist's AliveDelegate)."""
+        return None
+
 
 def ip_string(addr: bytes) -> str:
     if len(addr) == 4:
@@ -1051,6 +1055,16 @@ class Memberlist:
                 pmax=v[1],
             )
             return
+        err = self.delegate.notify_alive(
+            NodeInfo(
+                a.node, ip_string(a.addr), a.port, a.meta, a.incarnation, NodeStateType.ALIVE, a.vsn
+            )
+        )
+        if err is not None:
+            log.warn(
+                "memberlist: ignoring alive message for '{node}': {error}", node=a.node, error=err
+            )
+            return
         now = self.clock.seconds()
         state = self.node_map.get(a.node)
         updates_node = False
@@ -1214,8 +1228,9 @@ class Memberlist:
         now = self.clock.seconds()
         keep: list[Node] = []
         for n in self.nodes:
+            # Like memberlist 0.2.2's moveDeadNodes: only dead (not left) nodes are dropped.
             if (
-                n.state in (NodeStateType.DEAD, NodeStateType.LEFT)
+                n.state == NodeStateType.DEAD
                 and now - n.state_change > self.config.gossip_to_the_dead_time
                 and n.name != self.name
             ):
@@ -1239,8 +1254,8 @@ class Memberlist:
             if state.acked:
                 return
             state.acked = True
-            if state.phase == 1:
-                self.awareness.apply_delta(-1)
+            # memberlist: any ack (direct, indirect or after the fallback) counts as healthy.
+            self.awareness.apply_delta(-1)
             self.delegate.notify_ping_complete(node.snapshot(), ts - sent, payload)
 
         def on_nack() -> None:
@@ -1251,6 +1266,7 @@ class Memberlist:
             if state.acked:
                 return
             if state.tcp is True:
+                self.awareness.apply_delta(-1)
                 log.warn(
                     "memberlist: Was able to connect to {node} but other probes failed, "
                     "network may be misconfigured",
