@@ -59,7 +59,10 @@ def build_peer(name: str) -> Path:
     )
     tmp = out.with_suffix(f".tmp{os.getpid()}")
     subprocess.run(
-        [go, "build", "-o", str(tmp), "."], cwd=GO_SRC / name, env=env, check=True,
+        [go, "build", "-o", str(tmp), "."],
+        cwd=GO_SRC / name,
+        env=env,
+        check=True,
         capture_output=True,
     )
     tmp.rename(out)
@@ -175,5 +178,3 @@ class GoPeer:
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if f is not None:
                 f.close()
-
-

@@ -59,7 +59,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a(
         "-data-path",
         "--data-path",
-        choices=("splice", "twisted"),
+        choices=("loop", "splice", "twisted"),
         default=None,
         help="relay engine once both sides are connected (default: splice where available)",
     )
@@ -113,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0
     data_path = args.data_path or ("splice" if splice_available() else "twisted")
-    if data_path == "splice" and not splice_available():
-        raise UsageError("-data-path splice needs Linux (splice(2)); use -data-path twisted")
+    if data_path in ("loop", "splice") and not splice_available():
+        raise UsageError(f"-data-path {data_path} needs Linux (splice(2)); use -data-path twisted")
     settings = RelaySettings(
         hello_timeout=args.hello_timeout,
         idle_timeout=args.idle_timeout or None,

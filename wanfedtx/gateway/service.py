@@ -22,6 +22,7 @@ from twisted.web.server import Site
 
 from wanfedtx.gateway.admin import AdminRoot
 from wanfedtx.gateway.errors import RoutesFileError
+from wanfedtx.gateway.loop import RelayLoop
 from wanfedtx.gateway.relay import RelayFactory, RelaySettings
 from wanfedtx.gateway.router import RouteTable
 from wanfedtx.gateway.routes import listener_index, load_routes
@@ -55,6 +56,7 @@ class GatewayService(Service):
         self.snapshot = snapshot
         self.splice: SpliceRelay | None = None
         self.factory: RelayFactory | None = None
+        self.loop: RelayLoop | None = None
         self.port: IListeningPort | None = None
         self.admin_port: IListeningPort | None = None
         self._mtime: float | None = None
@@ -71,6 +73,8 @@ class GatewayService(Service):
         self.snapshot = snapshot
         if self.factory is not None:
             self.factory.set_route_table(table)
+        if self.loop is not None:
+            self.loop.set_route_table(table)
 
     def reload(self) -> bool:
         """Re-read the routes file; on error log it and keep the current snapshot."""
@@ -102,6 +106,22 @@ class GatewayService(Service):
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         host, port = self.address
+        if self.settings.data_path == "loop":
+            self.loop = RelayLoop(
+                self.reactor,
+                self.address,
+                self._table(self.snapshot),
+                self.stats,
+                self.settings,
+                self.rng,
+            )
+            self.address = self.loop.address
+            self.loop.start()
+        else:
+            self._start_twisted(host, port)
+        self._start_admin_and_watch()
+
+    def _start_twisted(self, host: str, port: int) -> None:
         if self.settings.data_path == "splice":
             self.splice = SpliceRelay(self.reactor, idle_timeout=self.settings.idle_timeout)
             self.splice.start()
@@ -121,6 +141,8 @@ class GatewayService(Service):
             self.address = (host, real)
             self.stats.listeners.pop(f"{host}_0", None)
             self.factory.listener_stats = self.stats.listener(host, real)
+
+    def _start_admin_and_watch(self) -> None:
         if self.admin_address is not None:
             root = AdminRoot(lambda: self.snapshot, self.stats)
             site = Site(root)  # type: ignore[no-untyped-call]
@@ -156,6 +178,8 @@ class GatewayService(Service):
             waits.append(self._connections_closed(self.factory))
         if self.splice is not None:
             waits.append(self.splice.stop())
+        if self.loop is not None:
+            waits.append(self.loop.stop())
         return defer.gatherResults(waits).addCallback(lambda _: None)
 
     def _connections_closed(self, factory: RelayFactory) -> defer.Deferred[None]:

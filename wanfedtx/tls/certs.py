@@ -80,9 +80,13 @@ def load_certificate(pem: bytes, what: str = "certificate") -> x509.Certificate:
     if b"-----BEGIN CERTIFICATE-----" not in pem:
         raise PEMError(f"{what}: no PEM-encoded CERTIFICATE block found")
     try:
-        return x509.load_pem_x509_certificate(pem)
-    except ValueError as e:
+        cert = x509.load_pem_x509_certificate(pem)
+        cert.subject.rfc4514_string()  # cryptography parses lazily: force the fields we use
+        list(cert.extensions)
+        cert.public_key()
+    except Exception as e:  # ValueError, UnsupportedAlgorithm
         raise PEMError(f"{what}: not a valid PEM certificate ({e})") from None
+    return cert
 
 
 def load_certificates(pem: bytes, what: str = "CA bundle") -> list[x509.Certificate]:
@@ -91,7 +95,11 @@ def load_certificates(pem: bytes, what: str = "CA bundle") -> list[x509.Certific
         raise PEMError(f"{what}: no PEM-encoded CERTIFICATE block found")
     try:
         certs = x509.load_pem_x509_certificates(pem)
-    except ValueError as e:
+        for c in certs:
+            c.subject.rfc4514_string()
+            list(c.extensions)
+            c.public_key()
+    except Exception as e:  # ValueError, UnsupportedAlgorithm
         raise PEMError(f"{what}: not a valid PEM certificate ({e})") from None
     return certs
 

@@ -16,9 +16,7 @@ from wanfedtx.gossip.security import decrypt_payload, encrypt_payload
 from wanfedtx.gossip.stream import StreamReader, encode_stream
 
 EXAMPLES = int(os.environ.get("WANFED_FUZZ_EXAMPLES", "200"))
-FUZZ = settings(
-    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KEY = bytes(range(16))
 LOCAL = b"\x7f\x00\x00\x01"
 

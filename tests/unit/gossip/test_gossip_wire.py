@@ -32,8 +32,19 @@ def test_alive_golden() -> None:
         incarnation=1, node="b", addr=LOCAL, port=17947, meta=b"meta-b", vsn=wire.make_vsn()
     )
     want = h(
-        b"\x04\x86", fs("Addr"), b"\xa4", LOCAL, fs("Incarnation"), b"\x01", fs("Meta"),
-        fs("meta-b"), fs("Node"), fs("b"), fs("Port"), b"\xcd\x46\x1b", fs("Vsn"),
+        b"\x04\x86",
+        fs("Addr"),
+        b"\xa4",
+        LOCAL,
+        fs("Incarnation"),
+        b"\x01",
+        fs("Meta"),
+        fs("meta-b"),
+        fs("Node"),
+        fs("b"),
+        fs("Port"),
+        b"\xcd\x46\x1b",
+        fs("Vsn"),
         b"\xa6\x01\x05\x02\x00\x00\x00",
     )
     assert msg.encode() == want
@@ -43,8 +54,18 @@ def test_alive_golden() -> None:
 def test_ping_golden_with_source_fields() -> None:
     msg = wire.Ping(seq_no=1, node="b", source_addr=LOCAL, source_port=17946, source_node="a")
     want = h(
-        b"\x00\x85", fs("Node"), fs("b"), fs("SeqNo"), b"\x01", fs("SourceAddr"), b"\xa4", LOCAL,
-        fs("SourceNode"), fs("a"), fs("SourcePort"), b"\xcd\x46\x1a",
+        b"\x00\x85",
+        fs("Node"),
+        fs("b"),
+        fs("SeqNo"),
+        b"\x01",
+        fs("SourceAddr"),
+        b"\xa4",
+        LOCAL,
+        fs("SourceNode"),
+        fs("a"),
+        fs("SourcePort"),
+        b"\xcd\x46\x1a",
     )
     assert msg.encode() == want
     assert wire.decode_packet_message(want) == msg
@@ -67,14 +88,39 @@ def test_ack_and_dead_golden() -> None:
 
 def test_pushpull_stream_golden() -> None:
     state = wire.PushNodeState(
-        name="b", addr=LOCAL, port=17947, meta=b"meta-b", incarnation=1, state=0,
+        name="b",
+        addr=LOCAL,
+        port=17947,
+        meta=b"meta-b",
+        incarnation=1,
+        state=0,
         vsn=wire.make_vsn(),
     )
     want = h(
-        b"\x06\x83", fs("Join"), b"\xc3", fs("Nodes"), b"\x01", fs("UserStateLen"), b"\x07",
-        b"\x87", fs("Addr"), b"\xa4", LOCAL, fs("Incarnation"), b"\x01", fs("Meta"), fs("meta-b"),
-        fs("Name"), fs("b"), fs("Port"), b"\xcd\x46\x1b", fs("State"), b"\x00", fs("Vsn"),
-        b"\xa6\x01\x05\x02\x00\x00\x00", b"state-b",
+        b"\x06\x83",
+        fs("Join"),
+        b"\xc3",
+        fs("Nodes"),
+        b"\x01",
+        fs("UserStateLen"),
+        b"\x07",
+        b"\x87",
+        fs("Addr"),
+        b"\xa4",
+        LOCAL,
+        fs("Incarnation"),
+        b"\x01",
+        fs("Meta"),
+        fs("meta-b"),
+        fs("Name"),
+        fs("b"),
+        fs("Port"),
+        b"\xcd\x46\x1b",
+        fs("State"),
+        b"\x00",
+        fs("Vsn"),
+        b"\xa6\x01\x05\x02\x00\x00\x00",
+        b"state-b",
     )
     pp = wire.PushPull(join=True, nodes=(state,), user_state=b"state-b")
     assert pp.encode() == want

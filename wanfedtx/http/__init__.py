@@ -1,0 +1,1 @@
+"""Consul-compatible HTTP API (``/v1/...``) served with Klein."""
