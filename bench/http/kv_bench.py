@@ -12,6 +12,8 @@ client:
    divided by the watcher count is the memory per watcher (connection + request + blocking query).
    Then one PUT to the key; the time until every watcher has its response is the wake-up latency.
 
+The server writes no access log (set WANFED_BENCH_ACCESS_LOG=1 to keep Twisted's per-request log).
+
 Usage: python bench/http/kv_bench.py [--requests 5000] [--concurrency 32] [--watchers 10000]
 """
 
@@ -50,6 +52,8 @@ def serve() -> None:
     site = Site(app.resource())
     site.noisy = False
     site.timeOut = None  # blocking queries may sit for minutes
+    if os.environ.get("WANFED_BENCH_ACCESS_LOG") != "1":
+        site.log = lambda request: None  # type: ignore[method-assign]  # no per-request log line
     port = reactor.listenTCP(0, site, interface="127.0.0.1", backlog=4096)  # type: ignore[attr-defined]
     print(port.getHost().port, flush=True)
     reactor.run()  # type: ignore[attr-defined]

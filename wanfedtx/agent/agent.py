@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTCP
 from twisted.logger import Logger
 
+from wanfedtx.agent.catalog_services import CatalogAgent, catalog_agent_from_config
 from wanfedtx.agent.httpserver import HTTPServerService
 from wanfedtx.agent.member import local_member
 from wanfedtx.agent.nodeid import resolve_node_id
@@ -37,6 +38,13 @@ class Agent(MultiService):
         self.reactor = reactor
         self.config = attrs.evolve(config, node_id=resolve_node_id(config))
         self.app = build_app(self)
+        # Servers: state store, catalog/health/KV endpoints, local services and anti-entropy.
+        self.catalog: CatalogAgent | None = None
+        if self.config.server_mode:
+            self.catalog = catalog_agent_from_config(self.config, reactor)
+            self.catalog.setName("catalog")  # type: ignore[no-untyped-call]
+            self.catalog.setServiceParent(self)  # type: ignore[no-untyped-call]
+            self.catalog.mount(self.app)
         self.http: HTTPServerService | None = None
         if self.config.http_addrs:
             self.http = HTTPServerService(reactor, self.app.resource(), self.config.http_addrs)
