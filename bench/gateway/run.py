@@ -341,7 +341,8 @@ def start_wanfed(
             str(routes),
             "-data-path",
             "loop" if data_path == "loop2" else data_path,
-            *(["-workers", "2"] if data_path == "loop2" else []),
+            "-workers",
+            "2" if data_path == "loop2" else "1",
             "-log-level",
             "warn",
             *(["-pipe-size", str(pipe_size)] if pipe_size else []),
@@ -401,7 +402,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="medians over this many rounds")
     ap.add_argument("--rtt", type=int, default=2000)
     ap.add_argument(
-        "--only", default="direct,haproxy,nginx,wanfed-loop,wanfed-splice,wanfed-twisted"
+        "--only",
+        default="direct,haproxy,nginx,wanfed-loop,wanfed-loop2,wanfed-splice,wanfed-twisted",
     )
     ap.add_argument("--json", default=None)
     ap.add_argument("--backend", type=int, default=None, help=argparse.SUPPRESS)
