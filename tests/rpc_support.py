@@ -26,6 +26,8 @@ from twisted.internet.interfaces import (
 )
 from zope.interface import implementer
 
+from wanfedtx.tls import certs
+
 
 @attrs.frozen
 class Pair:
@@ -40,31 +42,20 @@ class Pair:
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
+    return key.private_bytes(serialization.Encoding.PEM,
+                             serialization.PrivateFormat.TraditionalOpenSSL,
+                             serialization.NoEncryption())
 
 
 class CA:
+    """A test CA made with ``wanfedtx.tls.certs`` (``wanfed tls ca create``)."""
+
     def __init__(self, domain: str = "consul") -> None:
         self.domain = domain
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test Consul Agent CA")])
-        now = datetime.datetime.now(datetime.UTC)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
-        self.pem = self.cert.public_bytes(serialization.Encoding.PEM)
+        self._ca = certs.create_ca(domain=domain)
+        self.pem = self._ca.cert_pem
+        self.cert = x509.load_pem_x509_certificate(self.pem)
+        self.key = serialization.load_pem_private_key(self._ca.key_pem, None)
 
     def issue(self, cn: str, dns: Sequence[str], ips: Sequence[str] = ("127.0.0.1",)) -> Pair:
         key = ec.generate_private_key(ec.SECP256R1())
@@ -74,28 +65,22 @@ class CA:
         cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
+            .issuer_name(self.cert.subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
+            .add_extension(x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False)
             .sign(self.key, hashes.SHA256())
         )
         return Pair(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
 
     def server(self, dc: str, node: str | None) -> Pair:
-        """Like ``consul tls cert create -server -dc dc [-node node]``."""
-        dns = [f"server.{dc}.{self.domain}", "localhost"]
-        if node:
-            dns.insert(0, f"{node}.server.{dc}.{self.domain}")
-        return self.issue(f"server.{dc}.{self.domain}", dns)
+        """``wanfed tls cert create -server -dc dc [-node node]``."""
+        p = certs.create_cert(self._ca, "server", dc=dc, node=node or "", domain=self.domain)
+        return Pair(p.cert_pem, p.key_pem)
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -110,15 +95,8 @@ class _ServerCreator:
 class OpenSSLTLS:
     """``IServerTLS`` + ``IClientTLS`` for one agent holding ``pair`` signed by ``ca``."""
 
-    def __init__(
-        self,
-        ca: CA | None,
-        pair: Pair | None,
-        *,
-        verify_incoming: bool = False,
-        verify_outgoing: bool = True,
-        domain: str = "consul",
-    ) -> None:
+    def __init__(self, ca: CA | None, pair: Pair | None, *, verify_incoming: bool = False,
+                 verify_outgoing: bool = True, domain: str = "consul") -> None:
         self.ca = ca
         self.pair = pair
         self.verify_incoming = verify_incoming
@@ -142,9 +120,8 @@ class OpenSSLTLS:
         assert store is not None
         store.add_cert(crypto.X509.from_cryptography(self.ca.cert))
         if require_client:
-            ctx.set_verify(
-                SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *a: bool(a[-1])
-            )
+            ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
+                           lambda *a: bool(a[-1]))
         return ctx
 
     def incoming_alpn_creator(self, protocols: Sequence[str]) -> IOpenSSLServerConnectionCreator:
@@ -175,27 +152,26 @@ class OpenSSLTLS:
             return f"server.{dc}.{self.domain}"
         return f"{node}.server.{dc}.{self.domain}"
 
-    def _client_options(
-        self, hostname: str, alpn: list[bytes] | None
-    ) -> IOpenSSLClientConnectionCreator:
+    def client_creator(self, hostname: str, alpn: list[bytes] | None
+                        ) -> IOpenSSLClientConnectionCreator:
         assert self.ca is not None
         client = None
         if self.pair is not None:
             client = tssl.PrivateCertificate.loadPEM(self.pair.cert_pem + self.pair.key_pem)
         return tssl.optionsForClientTLS(
-            hostname,
-            trustRoot=tssl.Certificate.loadPEM(self.ca.pem),
-            clientCertificate=client,
-            acceptableProtocols=alpn,
-        )
+            hostname, trustRoot=tssl.Certificate.loadPEM(self.ca.pem),
+            clientCertificate=client, acceptableProtocols=alpn)
 
-    def outgoing_alpn_creator(
-        self, dc: str, node: str, alpn: str
-    ) -> IOpenSSLClientConnectionCreator:
-        return self._client_options(self.server_sni(dc, node), [alpn.encode()])
+    def outgoing_alpn_creator(self, dc: str, node: str, alpn: str
+                              ) -> IOpenSSLClientConnectionCreator | None:
+        if not self.mutual_tls_capable():
+            return None
+        return self.client_creator(self.server_sni(dc, node), [alpn.encode()])
 
-    def outgoing_rpc_creator(self, dc: str, node: str) -> IOpenSSLClientConnectionCreator:
-        return self._client_options(f"server.{dc}.{self.domain}", None)
+    def outgoing_rpc_creator(self, dc: str) -> IOpenSSLClientConnectionCreator | None:
+        if not self.outgoing_tls_enabled():
+            return None
+        return self.client_creator(f"server.{dc}.{self.domain}", None)
 
 
 def server_tls(ca: CA, dc: str, node: str, **kw: bool) -> OpenSSLTLS:
@@ -220,18 +196,13 @@ class Link:
 
     ``chunk`` limits how many bytes one delivery carries (1 delivers a byte at a time)."""
 
-    def __init__(
-        self, server: IProtocol, client: IProtocol, clock: Clock, chunk: int | None = None
-    ) -> None:
+    def __init__(self, server: IProtocol, client: IProtocol, clock: Clock,
+                 chunk: int | None = None) -> None:
         self.server, self.client, self.clock, self.chunk = server, client, clock, chunk
-        self.st = StringTransport(
-            hostAddress=IPv4Address("TCP", "127.0.0.1", 8300),
-            peerAddress=IPv4Address("TCP", "127.0.0.1", 50000),
-        )
-        self.ct = StringTransport(
-            hostAddress=IPv4Address("TCP", "127.0.0.1", 50000),
-            peerAddress=IPv4Address("TCP", "127.0.0.1", 8300),
-        )
+        self.st = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8300),
+                                  peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
+        self.ct = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 50000),
+                                  peerAddress=IPv4Address("TCP", "127.0.0.1", 8300))
         self.lost = False
         server.makeConnection(self.st)
         client.makeConnection(self.ct)

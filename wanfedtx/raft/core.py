@@ -329,7 +329,7 @@ class RaftCore:
                     for p, pr in self._progress.items()
                     if pr.last_ack >= now - self.opts.election_timeout
                 }
-                if not self._quorum(recent) and self.id in self.voters:
+                if not self._quorum(recent):
                     self._become_follower(self.term, None)
                     return
             if now >= self._hb_deadline:

@@ -107,7 +107,8 @@ class FrameDecoder:
     def receive_data(self, data: bytes) -> list[Message]:
         """Take bytes; return the complete messages they finish, in order.
 
-        Raises ``FrameError`` (and refuses further input) on a malformed or oversized frame."""
+        Raises ``FrameError`` (and refuses further input) on a malformed or oversized frame;
+        its ``messages`` attribute holds the complete messages that came before it."""
         if self._failed:
             raise FrameError("RPC stream already failed; close the connection")
         buf = self._buf
@@ -127,9 +128,10 @@ class FrameDecoder:
                     break
                 out.append(decode_body(bytes(buf[pos + 4 : end])))
                 pos = end
-        except FrameError:
+        except FrameError as e:
             self._failed = True
             buf.clear()
+            e.messages = out  # the complete messages before the bad frame
             raise
         if pos:
             del buf[:pos]

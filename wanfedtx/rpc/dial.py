@@ -62,45 +62,30 @@ class Dialer:
         self.timeout = timeout
 
     def dial(
-        self,
-        dc: str,
-        node_name: str,
-        addr: str,
-        rpc_type: RPCType,
-        use_tls: bool,
+        self, dc: str, node_name: str, addr: str, rpc_type: RPCType, use_tls: bool,
         app: IProtocol,
     ) -> Deferred[IProtocol]:
         """Connect ``app`` to server ``node_name`` (``addr``) of ``dc`` with ``rpc_type``."""
-        if (
-            self.server
-            and self.gateway_resolver is not None
-            and self.tls is not None
-            and dc != self.datacenter
-        ):
+        if (self.server and self.gateway_resolver is not None and self.tls is not None
+                and dc != self.datacenter):
             return self.dial_via_mesh_gateway(dc, node_name, rpc_type, app)
         return self.dial_directly(dc, node_name, addr, rpc_type, use_tls, app)
 
     def dial_directly(
-        self,
-        dc: str,
-        node_name: str,
-        addr: str,
-        rpc_type: RPCType,
-        use_tls: bool,
+        self, dc: str, node_name: str, addr: str, rpc_type: RPCType, use_tls: bool,
         app: IProtocol,
     ) -> Deferred[IProtocol]:
         """Type byte only, or outer byte 3 + TLS + the real type byte inside TLS."""
         if use_tls and self.tls is not None and self.tls.outgoing_tls_enabled():
-            creator = self.tls.outgoing_rpc_creator(dc, node_name)
-            return self._connect(addr, bytes([RPCType.TLS]), creator, None, bytes([rpc_type]), app)
+            creator = self.tls.outgoing_rpc_creator(dc)
+            if creator is None:
+                return _failed(DialError("TLS requested but wrapper is nil"))
+            return self._connect(addr, bytes([RPCType.TLS]), creator, None,
+                                 bytes([rpc_type]), app)
         return self._connect(addr, bytes([rpc_type]), None, None, b"", app)
 
     def dial_via_mesh_gateway(
-        self,
-        dc: str,
-        node_name: str,
-        rpc_type: RPCType,
-        app: IProtocol,
+        self, dc: str, node_name: str, rpc_type: RPCType, app: IProtocol,
     ) -> Deferred[IProtocol]:
         """Native TLS to a gateway for ``dc``: ALPN from the type, SNI of the node, no byte."""
         try:
@@ -130,25 +115,37 @@ class Dialer:
             raise DCNotAvailable()
         return gw_addr, self.alpn_creator(dc, node_name, alpn), alpn
 
-    def alpn_creator(self, dc: str, node_name: str, alpn: str) -> IOpenSSLClientConnectionCreator:
+    def dial_alpn(
+        self, addr: str, dc: str, node_name: str, alpn: str, app: IProtocol,
+    ) -> Deferred[IProtocol]:
+        """Native TLS to ``addr`` (a gateway or the server itself) with SNI for ``node_name``
+        in ``dc`` and ALPN ``alpn``; fails with ``ALPNNotNegotiated`` if the server did not
+        select it. For protocols without a type byte (``consul/wan-gossip/*``)."""
+        try:
+            creator = self.alpn_creator(dc, node_name, alpn)
+        except DialError as e:
+            return _failed(e)
+        return self._connect(addr, b"", creator, alpn, b"", app)
+
+    def alpn_creator(self, dc: str, node_name: str, alpn: str
+                     ) -> IOpenSSLClientConnectionCreator:
         """The ALPN-RPC wrapper's checks, then the TLS configurator's client creator."""
-        if self.tls is None or not self.tls.mutual_tls_capable():
-            raise DialError("cannot dial via a mesh gateway when outgoing TLS is disabled")
         if not dc:
             raise DialError("cannot dial using ALPN-RPC without a target datacenter")
         if not node_name:
             raise DialError("cannot dial using ALPN-RPC without a target node")
         if not alpn:
             raise DialError("cannot dial using ALPN-RPC without a target alpn protocol")
-        return self.tls.outgoing_alpn_creator(dc, node_name, alpn)
+        creator = None
+        if self.tls is not None and self.tls.mutual_tls_capable():
+            creator = self.tls.outgoing_alpn_creator(dc, node_name, alpn)
+        if creator is None:
+            raise DialError("cannot dial via a mesh gateway when outgoing TLS is disabled")
+        return creator
 
     def dial_insecure(
-        self,
-        dc: str,
-        node_name: str,
-        addr: str,
-        creator: IOpenSSLClientConnectionCreator,
-        app: IProtocol,
+        self, dc: str, node_name: str, addr: str,
+        creator: IOpenSSLClientConnectionCreator, app: IProtocol,
     ) -> Deferred[IProtocol]:
         """RPCTLSInsecure (AutoEncrypt.Sign): byte 7, TLS, no inner byte; same DC only."""
         if dc != self.datacenter:
@@ -156,13 +153,8 @@ class Dialer:
         return self._connect(addr, bytes([RPCType.TLS_INSECURE]), creator, None, b"", app)
 
     def _connect(
-        self,
-        addr: str,
-        prefix: bytes,
-        creator: IOpenSSLClientConnectionCreator | None,
-        alpn: str | None,
-        inner: bytes,
-        app: IProtocol,
+        self, addr: str, prefix: bytes, creator: IOpenSSLClientConnectionCreator | None,
+        alpn: str | None, inner: bytes, app: IProtocol,
     ) -> Deferred[IProtocol]:
         try:
             host, port = split_host_port(addr)
@@ -186,13 +178,8 @@ class _DialAttempt(ClientFactory):
     noisy = False
 
     def __init__(
-        self,
-        reactor: Any,
-        addr: str,
-        prefix: bytes,
-        creator: IOpenSSLClientConnectionCreator | None,
-        alpn: str | None,
-        inner: bytes,
+        self, reactor: Any, addr: str, prefix: bytes,
+        creator: IOpenSSLClientConnectionCreator | None, alpn: str | None, inner: bytes,
         app: IProtocol,
     ) -> None:
         self.reactor = reactor
@@ -253,10 +240,11 @@ class _SocketSide(TwistedProtocol):
     def connectionMade(self) -> None:
         a = self.attempt
         transport: Any = self.transport
-        try:
+        try:  # as the reference does for its RPC dials
             transport.setTcpNoDelay(True)
-        except Exception:  # not every transport has it (in-memory tests)
-            pass
+            transport.setTcpKeepAlive(True)
+        except (AttributeError, NotImplementedError, OSError):
+            pass  # in-memory transports
         if a.prefix:
             transport.write(a.prefix)
         if a.creator is None:
@@ -278,11 +266,8 @@ class _SocketSide(TwistedProtocol):
         downstream, self.downstream = self.downstream, None
         if downstream is not None:
             downstream.connectionLost(reason)
-        self.attempt.fail(
-            DialError(
-                f"connection to {self.attempt.addr} closed during setup: {reason.getErrorMessage()}"
-            )
-        )
+        self.attempt.fail(DialError(
+            f"connection to {self.attempt.addr} closed during setup: {reason.getErrorMessage()}"))
 
 
 @implementer(IHandshakeListener)
@@ -318,8 +303,5 @@ class _HandshakeGate(TwistedProtocol):
         if app is not None:
             app.connectionLost(reason)
         else:
-            self.attempt.fail(
-                DialError(
-                    f"TLS handshake with {self.attempt.addr} failed: {reason.getErrorMessage()}"
-                )
-            )
+            self.attempt.fail(DialError(
+                f"TLS handshake with {self.attempt.addr} failed: {reason.getErrorMessage()}"))

@@ -43,6 +43,9 @@ class StaticRouter:
     def servers_for_dc(self, dc: str) -> Sequence[ServerAddress]:
         return self._servers.get(dc, [])
 
+    def datacenters(self) -> Sequence[str]:
+        return sorted(dc for dc, servers in self._servers.items() if servers)
+
 
 class Forwarder:
     """Sends RPCs to where they must run: the local leader or another datacenter."""
@@ -62,6 +65,10 @@ class Forwarder:
         self.cross_dc = metrics.counter(
             "rpc.cross-dc", "RPCs forwarded to another datacenter", ("datacenter",)
         )
+
+    def datacenters(self) -> list[str]:
+        """Every datacenter reachable from here, this one included, sorted."""
+        return sorted({self.datacenter, *self.router.datacenters()})
 
     def forward_to_leader(self, method: str, args: Any = None) -> Deferred[Any]:
         """Call ``method`` on this datacenter's leader (the caller checks ``is_leader``)."""

@@ -56,11 +56,11 @@ class RPCServerProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._closed:
             return
+        error: FrameError | None = None
         try:
             messages = self._decoder.receive_data(data)
         except FrameError as e:
-            self._fail(str(e))
-            return
+            messages, error = e.messages, e
         for msg in messages:
             if not isinstance(msg, Request):
                 self._fail("RPC server received a response frame")
@@ -71,6 +71,8 @@ class RPCServerProtocol(Protocol):
                 self._queue.append(msg)
         if not self._multi:
             self._pump()
+        if error is not None:
+            self._fail(str(error))
 
     def _fail(self, error: str) -> None:
         log.error("RPC error", error=error, conn=_peer(self.transport))
@@ -201,11 +203,11 @@ class RPCClientProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._closed_reason is not None:
             return
+        error: FrameError | None = None
         try:
             messages = self._decoder.receive_data(data)
         except FrameError as e:
-            self._protocol_error(str(e))
-            return
+            messages, error = e.messages, e
         for msg in messages:
             if not isinstance(msg, Response) or msg.seq not in self._pending:
                 self._protocol_error("RPC client received an unexpected frame")
@@ -219,6 +221,8 @@ class RPCClientProtocol(Protocol):
                 d.errback(RemoteError(msg.error))
             else:
                 d.callback(msg.reply)
+        if error is not None:
+            self._protocol_error(str(error))
 
     def _protocol_error(self, error: str) -> None:
         log.error("RPC error", error=error, conn=_peer(self.transport))

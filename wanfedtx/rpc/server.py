@@ -81,8 +81,7 @@ class RPCPortFactory(ServerFactory):
         self.tls = tls
         self.handshake_timeout = handshake_timeout
         self.raft_handoff = metrics.counter(
-            "rpc.raft_handoff", "Connections handed to the raft layer"
-        )
+            "rpc.raft_handoff", "Connections handed to the raft layer")
         self.connections: set[SniffingProtocol] = set()
 
     def buildProtocol(self, addr: Any) -> SniffingProtocol:
@@ -105,6 +104,7 @@ class SniffingProtocol(Protocol):
         self._timer: IDelayedCall | None = None
         self._downstream: IProtocol | None = None  # receives the socket's later bytes
         self._close_waiters: list[Deferred[None]] = []
+        self._lost = False
         tls = factory.tls
         self._sniffer = sniff.Sniffer(
             mutual_tls_capable=tls is not None and tls.mutual_tls_capable(),
@@ -115,6 +115,10 @@ class SniffingProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.port.connections.add(self)
+        try:  # Go sockets default to TCP_NODELAY; small RPC frames must not wait for ACKs
+            self._socket().setTcpNoDelay(True)
+        except (AttributeError, NotImplementedError, OSError):
+            pass  # in-memory transports
         if self.port.handshake_timeout > 0:
             self._timer = self.port.clock.callLater(self.port.handshake_timeout, self._timed_out)
 
@@ -136,6 +140,7 @@ class SniffingProtocol(Protocol):
         if downstream is not None:
             downstream.connectionLost(reason)
         self._stage = _Stage.CLOSED
+        self._lost = True
         waiters, self._close_waiters = self._close_waiters, []
         for w in waiters:
             w.callback(None)
@@ -149,36 +154,39 @@ class SniffingProtocol(Protocol):
             self._cancel_timer()
             self.hand_off(
                 ConnectionInfo(self._socket(), decision.rpc_type, None, tls=False),
-                decision.data,
-                self,
+                decision.data, self,
             )
         elif isinstance(decision, sniff.NativeTLS):
             log.debug(MSG_DETECTED_TLS, conn=_peer(self.transport))
             assert self.port.tls is not None
-            self._start_tls(
-                self.port.tls.incoming_alpn_creator(RPC_NEXT_PROTOS),
-                decision.data,
-                native=True,
-                rpc_type=None,
-            )
+            try:
+                creator = self.port.tls.incoming_alpn_creator(RPC_NEXT_PROTOS)
+            except Exception as e:  # e.g. certificate files unreadable after a reload
+                self.reject(MSG_HANDSHAKE_FAILED, error=str(e))
+                return
+            self._start_tls(creator, decision.data, native=True, rpc_type=None)
         else:  # LegacyTLS
             tls = self.port.tls
             if tls is None:
                 self.reject(MSG_TLS_NOT_CONFIGURED, byte=decision.rpc_type)
                 return
-            creator = (
-                tls.incoming_rpc_creator()
-                if decision.rpc_type == RPCType.TLS
-                else tls.incoming_insecure_rpc_creator()
-            )
+            make: Any
+            if decision.rpc_type == RPCType.TLS:
+                make = tls.incoming_rpc_creator
+            else:
+                make = getattr(tls, "incoming_insecure_rpc_creator", None)
+                if make is None:
+                    self.reject(sniff.MSG_UNRECOGNIZED, byte=decision.rpc_type)
+                    return
+            try:
+                creator = make()
+            except Exception as e:
+                self.reject(MSG_HANDSHAKE_FAILED, error=str(e))
+                return
             self._start_tls(creator, decision.data, native=False, rpc_type=decision.rpc_type)
 
     def _start_tls(
-        self,
-        creator: IOpenSSLServerConnectionCreator,
-        data: bytes,
-        *,
-        native: bool,
+        self, creator: IOpenSSLServerConnectionCreator, data: bytes, *, native: bool,
         rpc_type: int | None,
     ) -> None:
         self._stage = _Stage.TLS
@@ -219,7 +227,14 @@ class SniffingProtocol(Protocol):
             self.port.raft_handoff.inc()
         self._cancel_timer()
         self._stage = _Stage.HANDLER
-        proto: Any = handler.build_protocol(info)
+        try:
+            proto: Any = handler.build_protocol(info)
+        except Exception:
+            log.failure("RPC handler {handler!r} refused the connection", handler=handler,
+                        conn=_peer(self.transport))
+            self._stage = _Stage.CLOSED
+            info.transport.loseConnection()
+            return
         forwarder.target = proto
         proto.makeConnection(info.transport)
         if data:
@@ -239,17 +254,11 @@ class SniffingProtocol(Protocol):
     def _timed_out(self) -> None:
         self._timer = None
         if self._stage == _Stage.SNIFF:
-            log.error(
-                MSG_FIRST_BYTE,
-                conn=_peer(self.transport),
-                error="i/o timeout waiting for the first byte",
-            )
+            log.error(MSG_FIRST_BYTE, conn=_peer(self.transport),
+                      error="i/o timeout waiting for the first byte")
         elif self._stage == _Stage.TLS:
-            log.error(
-                MSG_HANDSHAKE_FAILED,
-                conn=_peer(self.transport),
-                error="i/o timeout during the TLS handshake",
-            )
+            log.error(MSG_HANDSHAKE_FAILED, conn=_peer(self.transport),
+                      error="i/o timeout during the TLS handshake")
         self._stage = _Stage.CLOSED
         self._socket().abortConnection()
 
@@ -265,7 +274,7 @@ class SniffingProtocol(Protocol):
     def when_closed(self) -> Deferred[None]:
         """Fires once the socket is closed."""
         d: Deferred[None] = Deferred()
-        if self._stage == _Stage.CLOSED and self.transport is None:
+        if self._lost:
             d.callback(None)
         else:
             self._close_waiters.append(d)
@@ -301,12 +310,10 @@ class _TLSSide(Protocol):
             conn.hand_off(ConnectionInfo(transport, None, alpn, tls=True, sni=sni), b"", self)
         elif self._rpc_type == RPCType.TLS:
             self._inner_sniffer = sniff.Sniffer(
-                mutual_tls_capable=False, verify_incoming=False, inside_tls=True
-            )
+                mutual_tls_capable=False, verify_incoming=False, inside_tls=True)
         else:
-            conn.hand_off(
-                ConnectionInfo(transport, self._rpc_type, None, tls=True, sni=sni), b"", self
-            )
+            conn.hand_off(ConnectionInfo(transport, self._rpc_type, None, tls=True, sni=sni),
+                          b"", self)
 
     def dataReceived(self, data: bytes) -> None:
         if self.target is not None:
@@ -319,18 +326,16 @@ class _TLSSide(Protocol):
             return
         if isinstance(decision, sniff.Legacy):
             transport: Any = self.transport
-            info = ConnectionInfo(
-                transport, decision.rpc_type, None, tls=True, sni=_server_name(self.transport)
-            )
+            info = ConnectionInfo(transport, decision.rpc_type, None, tls=True,
+                                  sni=_server_name(self.transport))
             self._conn.hand_off(info, decision.data, self)
         elif isinstance(decision, sniff.Reject):
             self._conn.reject(decision.message, self.transport, byte=decision.first_byte)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if not self._handshake_done and self._conn._stage == _Stage.TLS:
-            log.error(
-                MSG_HANDSHAKE_FAILED, conn=_peer(self.transport), error=reason.getErrorMessage()
-            )
+            log.error(MSG_HANDSHAKE_FAILED, conn=_peer(self.transport),
+                      error=reason.getErrorMessage())
         target, self.target = self.target, None
         if target is not None:
             target.connectionLost(reason)

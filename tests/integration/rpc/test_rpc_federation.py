@@ -56,17 +56,9 @@ class Node:
         await self.service.stopService()
 
 
-async def start_node(
-    reactor: Any,
-    ca: CA,
-    dc: str,
-    name: str,
-    *,
-    pair: Pair | None = None,
-    gateway: str | None = None,
-    verify_incoming: bool = False,
-    pool_clock: Any = None,
-) -> Node:
+async def start_node(reactor: Any, ca: CA, dc: str, name: str, *, pair: Pair | None = None,
+                     gateway: str | None = None, verify_incoming: bool = False,
+                     pool_clock: Any = None) -> Node:
     tls = OpenSSLTLS(ca, pair or ca.server(dc, name), verify_incoming=verify_incoming)
     endpoints = default_endpoints()
     endpoints.register("Test.Who", lambda args: {"node": name, "dc": dc, "args": args})
@@ -82,7 +74,8 @@ async def start_node(
     dialer = Dialer(reactor, dc, server=True, tls=tls, gateway_resolver=resolver, timeout=5.0)
     pool = ConnPool(dialer, pool_clock or reactor)
     pool.startService()
-    return Node(name, dc, tls, service, f"127.0.0.1:{port.getHost().port}", dialer, pool, metrics)
+    return Node(name, dc, tls, service, f"127.0.0.1:{port.getHost().port}", dialer, pool,
+                metrics)
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +90,11 @@ async def test_same_dc_pool_direct_plain_and_legacy_tls(reactor: Any, ca: CA) ->
     try:
         # legacy TLS: outer byte 3, TLS, inner byte 4 (verify_incoming accepts it)
         assert await a.pool.rpc("dc1", "b", b.addr, "Test.Who", 7) == {
-            "node": "b",
-            "dc": "dc1",
-            "args": 7,
-        }
+            "node": "b", "dc": "dc1", "args": 7}
         assert a.pool.keys() == [f"b:{b.addr}"]
+        assert await a.pool.ping("dc1", "b", b.addr) is True
+        first = await a.pool.acquire("dc1", "b", b.addr)
+        assert await a.pool.acquire("dc1", "b", b.addr) is first  # one pooled connection
         # plaintext type byte 4 against a server without verify_incoming
         b_plain = ConnPool(Dialer(reactor, "dc1", server=True, tls=None), reactor)
         assert await b_plain.rpc("dc1", "a", a.addr, "Status.Ping", use_tls=False) is None
@@ -125,10 +118,8 @@ async def test_three_dcs_all_six_directions_via_sni_router(reactor: Any, ca: CA)
     router = SNIRouter(reactor)
     gw = reactor.listenTCP(0, router, interface="127.0.0.1")
     gw_addr = f"127.0.0.1:{gw.getHost().port}"
-    nodes = [
-        await start_node(reactor, ca, dc, name, gateway=gw_addr)
-        for dc, name in [("dc1", "bob"), ("dc2", "betty"), ("dc3", "bonnie")]
-    ]
+    nodes = [await start_node(reactor, ca, dc, name, gateway=gw_addr)
+             for dc, name in [("dc1", "bob"), ("dc2", "betty"), ("dc3", "bonnie")]]
     for n in nodes:
         router.routes[f"{n.name}.server.{n.dc}.consul"] = n.addr
     try:
@@ -143,13 +134,9 @@ async def test_three_dcs_all_six_directions_via_sni_router(reactor: Any, ca: CA)
         assert len(router.seen) == 6
         # forwarding to another DC counts rpc.cross-dc
         bob = nodes[0]
-        fwd = Forwarder(
-            bob.pool,
-            "dc1",
-            StaticLeader(ServerAddress("bob", bob.addr), "bob"),
-            StaticRouter({"dc2": [ServerAddress("betty", "192.0.2.1:8300")]}),
-            metrics=bob.metrics,
-        )
+        fwd = Forwarder(bob.pool, "dc1", StaticLeader(ServerAddress("bob", bob.addr), "bob"),
+                        StaticRouter({"dc2": [ServerAddress("betty", "192.0.2.1:8300")]}),
+                        metrics=bob.metrics)
         assert (await fwd.forward_dc("dc2", "Test.Who", 1))["node"] == "betty"
         assert fwd.cross_dc.value(datacenter="dc2") == 1
         assert 'consul_rpc_cross_dc{datacenter="dc2"} 1' in bob.metrics.render()
@@ -181,13 +168,16 @@ async def test_dial_fails_without_node_san_or_for_wrong_dc(reactor: Any, ca: CA)
         assert src.pool.keys() == []
         # an ALPN the server does not offer is refused by the ALPN check
         proto = RPCClientProtocol(multi=True)
-        creator = src.dialer.alpn_creator("dc1", "bob", "foo/bar")
         bob = await start_node(reactor, ca, "dc1", "bob")
         try:
-            with pytest.raises(
-                ALPNNotNegotiated, match=r'^could not negotiate ALPN protocol "foo/bar" with ""$'
-            ):
-                await src.dialer._connect(bob.addr, b"", creator, "foo/bar", b"", proto)
+            with pytest.raises(ALPNNotNegotiated,
+                               match=r'^could not negotiate ALPN protocol "foo/bar" with ""$'):
+                await src.dialer.dial_alpn(bob.addr, "dc1", "bob", "foo/bar", proto)
+            # the same dial with a served protocol works
+            ok = RPCClientProtocol(multi=True)
+            await src.dialer.dial_alpn(bob.addr, "dc1", "bob", "consul/rpc-multi", ok)
+            assert await ok.call("Test.Who") == {"node": "bob", "dc": "dc1", "args": None}
+            await ok.close()
         finally:
             await bob.stop()
     finally:

@@ -31,12 +31,12 @@ def logged() -> Any:
 
 
 def messages(events: list[dict[str, Any]]) -> list[str]:
-    return [e.get("log_format", "") for e in events if e.get("log_namespace") == "wanfedtx.rpc"]
+    return [e.get("log_format", "") for e in events
+            if e.get("log_namespace") == "wanfedtx.rpc"]
 
 
-def port(
-    tls: OpenSSLTLS | None, timeout: float = 5.0
-) -> tuple[RPCPortFactory, dict[str, Any], Clock]:
+def port(tls: OpenSSLTLS | None, timeout: float = 5.0) -> tuple[RPCPortFactory, dict[str, Any],
+                                                             Clock]:
     clock = Clock()
     reg = HandlerRegistry()
     handlers: dict[str, Any] = {}
@@ -54,13 +54,12 @@ def port(
     return f, handlers, clock
 
 
-def tls_client(
-    client_tls: OpenSSLTLS, clock: Clock, dc: str, node: str, alpn: str | None, app: Recorder
-) -> Any:
+def tls_client(client_tls: OpenSSLTLS, clock: Clock, dc: str, node: str, alpn: str | None,
+               app: Recorder) -> Any:
     if alpn is None:
-        creator = client_tls.outgoing_rpc_creator(dc, node)
+        creator = client_tls.client_creator(f"server.{dc}.consul", None)
     else:
-        creator = client_tls.outgoing_alpn_creator(dc, node, alpn)
+        creator = client_tls.client_creator(f"{node}.server.{dc}.consul", [alpn.encode()])
     f = TLSMemoryBIOFactory(creator, True, Factory(), clock=clock)
     return f.protocol(f, app)
 
@@ -83,9 +82,8 @@ def test_type_byte_reaches_handler_with_bytes_intact(t: int, ca: CA) -> None:
 def test_native_tls_alpn_delivers_payload(ca: CA, chunk: int | None, logged: Any) -> None:
     f, handlers, clock = port(server_tls(ca, "primary", "pri"))
     app = Recorder()
-    client = tls_client(
-        server_tls(ca, "secondary", "sec"), clock, "primary", "pri", ALPN_RPC_CONSUL, app
-    )
+    client = tls_client(server_tls(ca, "secondary", "sec"), clock, "primary", "pri",
+                        ALPN_RPC_CONSUL, app)
     link = Link(f.buildProtocol(None), client, clock, chunk=chunk)
     client.write(b"payload-1")
     link.pump(rounds=5000 if chunk else 100)
@@ -104,9 +102,8 @@ def test_native_tls_alpn_delivers_payload(ca: CA, chunk: int | None, logged: Any
 
 def test_raft_alpn_counts_handoff(ca: CA) -> None:
     f, handlers, clock = port(server_tls(ca, "primary", "pri"))
-    client = tls_client(
-        server_tls(ca, "primary", "pri2"), clock, "primary", "pri", ALPN_RPC_RAFT, Recorder()
-    )
+    client = tls_client(server_tls(ca, "primary", "pri2"), clock, "primary", "pri",
+                        ALPN_RPC_RAFT, Recorder())
     link = Link(f.buildProtocol(None), client, clock)
     client.write(b"x")
     link.pump()
@@ -129,9 +126,8 @@ def test_unknown_or_gossip_alpn_is_discarded(ca: CA, alpn: str, logged: Any) -> 
 
 def test_native_tls_refused_when_not_mutual_tls_capable(ca: CA, logged: Any) -> None:
     f, _handlers, clock = port(OpenSSLTLS(ca, None))
-    client = tls_client(
-        server_tls(ca, "primary", "x"), clock, "primary", "pri", ALPN_RPC_CONSUL, Recorder()
-    )
+    client = tls_client(server_tls(ca, "primary", "x"), clock, "primary", "pri",
+                        ALPN_RPC_CONSUL, Recorder())
     link = Link(f.buildProtocol(None), client, clock)
     link.pump()
     assert link.lost
@@ -140,7 +136,8 @@ def test_native_tls_refused_when_not_mutual_tls_capable(ca: CA, logged: Any) -> 
 
 def test_client_without_cert_fails_handshake(ca: CA, logged: Any) -> None:
     f, handlers, clock = port(server_tls(ca, "primary", "pri"))
-    client = tls_client(OpenSSLTLS(ca, None), clock, "primary", "pri", ALPN_RPC_CONSUL, Recorder())
+    client = tls_client(OpenSSLTLS(ca, None), clock, "primary", "pri", ALPN_RPC_CONSUL,
+                        Recorder())
     link = Link(f.buildProtocol(None), client, clock)
     client.write(b"x")
     link.pump()
@@ -151,9 +148,8 @@ def test_client_without_cert_fails_handshake(ca: CA, logged: Any) -> None:
 
 def test_stalled_handshake_closed_at_timeout(ca: CA, logged: Any) -> None:
     f, _handlers, clock = port(server_tls(ca, "primary", "pri"), timeout=5.0)
-    client = tls_client(
-        server_tls(ca, "primary", "x"), clock, "primary", "pri", ALPN_RPC_CONSUL, Recorder()
-    )
+    client = tls_client(server_tls(ca, "primary", "x"), clock, "primary", "pri",
+                        ALPN_RPC_CONSUL, Recorder())
     link = Link(f.buildProtocol(None), client, clock)
     hello = link.ct.value()
     link.ct.clear()
@@ -228,10 +224,54 @@ def test_type_without_handler_is_unrecognized(ca: CA, logged: Any) -> None:
     link.ct.write(b"\x02x")
     link.pump()
     assert link.lost
-    assert [
-        e
-        for e in logged
-        if e.get("log_format") == "unrecognized RPC byte"
-        and e.get("byte") == 2
-        and e["log_level"] is LogLevel.error
-    ]
+    assert [e for e in logged if e.get("log_format") == "unrecognized RPC byte"
+            and e.get("byte") == 2 and e["log_level"] is LogLevel.error]
+
+
+def test_insecure_type_refused_when_provider_has_no_insecure_creator(ca: CA, logged: Any
+                                                                     ) -> None:
+    class Strict(OpenSSLTLS):
+        incoming_insecure_rpc_creator = None  # type: ignore[assignment]
+
+    f, handlers, clock = port(Strict(ca, ca.server("primary", "pri")))
+    link = Link(f.buildProtocol(None), Recorder(), clock)
+    link.ct.write(b"\x07")
+    link.pump()
+    assert link.lost and not handlers["7"].protocols
+    assert "unrecognized RPC byte" in messages(logged)
+
+
+@pytest.mark.allow_logged_errors
+def test_handler_that_raises_closes_the_connection(fail_on_logged_errors: Any) -> None:
+    class Broken:
+        def build_protocol(self, conn: Any) -> Any:
+            raise RuntimeError("no capacity")
+
+    clock = Clock()
+    reg = HandlerRegistry()
+    reg.register_type(0, Broken())
+    f = RPCPortFactory(reg, clock, None, metrics=Registry())
+    link = Link(f.buildProtocol(None), Recorder(), clock)
+    link.ct.write(b"\x00x")
+    link.pump()
+    assert link.lost
+    assert "no capacity" in fail_on_logged_errors[0]["log_failure"].getErrorMessage()
+
+
+def test_tls_material_error_closes_with_log_and_when_closed_fires(ca: CA, logged: Any) -> None:
+    class Unloadable(OpenSSLTLS):
+        def incoming_alpn_creator(self, protocols: Any) -> Any:
+            raise OSError("cert file vanished")
+
+    f, _, clock = port(Unloadable(ca, ca.server("primary", "pri")))
+    server = f.buildProtocol(None)
+    client = tls_client(server_tls(ca, "primary", "x"), clock, "primary", "pri",
+                        ALPN_RPC_CONSUL, Recorder())
+    link = Link(server, client, clock)
+    link.pump()
+    assert link.lost
+    assert [e for e in logged if e.get("log_format") == "TLS handshake failed"
+            and "vanished" in e.get("error", "")]
+    fired: list[None] = []
+    server.when_closed().addCallback(fired.append)
+    assert fired == [None]

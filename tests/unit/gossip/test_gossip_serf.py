@@ -1,0 +1,153 @@
+"""The serf layer under task.Clock on an in-memory network."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from twisted.internet import task
+from twisted.internet.defer import Deferred
+
+from wanfedtx.gossip import serf as serfmod
+from wanfedtx.gossip.config import local_config
+from wanfedtx.gossip.serf import (
+    Event,
+    MemberEvent,
+    MemberStatus,
+    Query,
+    Serf,
+    SerfConfig,
+    UserEvent,
+    decode_tags,
+    encode_tags,
+)
+from wanfedtx.gossip.simnet import SimNetwork, run_for
+
+
+def test_tags_meta_golden() -> None:
+    # spec 7.2: bf ff 83 a4"role" a6"consul" a2"dc" a3"dc2" a4"port" a4"8300" (Go map order varies)
+    meta = encode_tags({"role": "consul", "dc": "dc2", "port": "8300"})
+    assert meta[:2] == b"\xff\x83"
+    assert len(meta) == 31
+    assert decode_tags(meta) == {"role": "consul", "dc": "dc2", "port": "8300"}
+    assert decode_tags(b"consul") == {"role": "consul"}
+
+
+def test_intent_golden() -> None:
+    assert serfmod.JoinIntent(1, "srv1.dc2").encode() == (
+        b"\x01\x82\xa5LTime\x01\xa4Node\xa8srv1.dc2"
+    )
+    assert serfmod.LeaveIntent(2, "srv1.dc2").encode() == (
+        b"\x00\x83\xa5LTime\x02\xa4Node\xa8srv1.dc2\xa5Prune\xc2"
+    )
+    assert serfmod.UserEventMsg(1, "deploy", b"v1").encode() == (
+        b"\x03\x84\xa2CC\xc2\xa5LTime\x01\xa4Name\xa6deploy\xa7Payload\xa2v1"
+    )
+
+
+def make(
+    n: int, reconnect_interval: float = 30.0, reconnect_timeout: float = 30.0
+) -> tuple[task.Clock, SimNetwork, list[Serf], list[list[Event]]]:
+    clock = task.Clock()
+    net = SimNetwork(clock)
+    nodes, evs = [], []
+    for i in range(n):
+        cfg = local_config()
+        cfg.bind_port = 8000 + i
+        cfg.retransmit_mult = 4  # LAN value: with 4 nodes every broadcast reaches every peer
+        events: list[Event] = []
+        s = Serf(
+            SerfConfig(
+                f"s{i}.dc1",
+                cfg,
+                tags={"role": "consul", "dc": "dc1", "i": str(i)},
+                reap_interval=1.0,
+                reconnect_timeout=reconnect_timeout,
+                leave_propagate_delay=0.2,
+                reconnect_interval=reconnect_interval,
+            ),
+            net.transport("127.0.0.1", 8000 + i),
+            clock,
+            random.Random(i),
+            events.append,
+        )
+        s.start()
+        nodes.append(s)
+        evs.append(events)
+    for s in nodes[1:]:
+        res: list[object] = []
+        Deferred.fromCoroutine(s.join(["s0.dc1/127.0.0.1:8000"])).addBoth(res.append)
+        run_for(clock, 0.1)
+        assert res == [1]
+    # Gossip plus push/pull (15 s in the local profile) must converge within 20 simulated s.
+    want = {f"s{i}.dc1" for i in range(n)}
+    for _ in range(200):
+        if all({m.name for m in s.member_list()} == want for s in nodes):
+            break
+        run_for(clock, 0.1)
+    return clock, net, nodes, evs
+
+
+def kinds(events: list[Event], kind: str) -> set[str]:
+    return {
+        m.name for e in events if isinstance(e, MemberEvent) and e.type == kind for m in e.members
+    }
+
+
+def test_join_tags_events_queries_leave_fail_reap() -> None:
+    clock, net, nodes, evs = make(4)
+    for s in nodes:
+        assert {m.name for m in s.member_list()} == {f"s{i}.dc1" for i in range(4)}
+        assert s.members["s2.dc1"].tags["i"] == "2"
+        assert s.members["s2.dc1"].vsn == b"\x01\x05\x02\x02\x05\x04"
+
+    nodes[1].user_event("deploy", b"v1")
+    run_for(clock, 1)
+    for e in evs:
+        assert [x for x in e if isinstance(x, UserEvent)] == [UserEvent(0, "deploy", b"v1", False)]
+
+    for e, s in zip(evs, nodes, strict=True):
+        s.on_event = lambda ev, e=e, s=s: (  # type: ignore[misc]
+            e.append(ev),
+            isinstance(ev, Query) and ev.respond(b"r-" + s.name.encode()),
+        )
+    q = nodes[0].query("ping-q", b"hello")
+    run_for(clock, nodes[0].default_query_timeout() + 0.1)
+    assert q.finished.called
+    assert set(q.acks) == {f"s{i}.dc1" for i in range(4)}
+    assert q.responses["s3.dc1"] == b"r-s3.dc1"
+
+    d = Deferred.fromCoroutine(nodes[3].leave())
+    run_for(clock, 3)
+    assert d.called
+    for e in evs[:3]:
+        assert "s3.dc1" in kinds(e, "member-leave")
+        assert "s3.dc1" not in kinds(e, "member-failed")
+    assert nodes[0].members["s3.dc1"].status == MemberStatus.LEFT
+
+    net.transports["127.0.0.1:8002"].up = False
+    run_for(clock, 20)
+    for e in evs[:2]:
+        assert "s2.dc1" in kinds(e, "member-failed")
+    assert nodes[0].members["s2.dc1"].status == MemberStatus.FAILED
+    run_for(clock, 40)
+    assert "s2.dc1" in kinds(evs[0], "member-reap")
+    assert "s2.dc1" not in nodes[0].members
+
+
+@pytest.mark.parametrize("reconnect", [2.0, 1e6], ids=["reconnect", "no-reconnect"])
+def test_partition_heals_through_reconnect(reconnect: float) -> None:
+    clock, net, nodes, _evs = make(3, reconnect_interval=reconnect, reconnect_timeout=600)
+    t2 = net.transports["127.0.0.1:8002"]
+    t2.up = False  # partition s2 away: everyone marks it failed...
+    # ...for longer than GossipToTheDeadTime (15 s local), after which memberlist stops gossiping
+    # to it and forgets it; only serf's reconnect can then heal the partition.
+    run_for(clock, 60)
+    assert nodes[0].members["s2.dc1"].status == MemberStatus.FAILED
+    t2.up = True
+    for _ in range(600):
+        if all(s.members["s2.dc1"].status == MemberStatus.ALIVE for s in nodes[:2]):
+            break
+        run_for(clock, 0.1)
+    healed = all(s.members["s2.dc1"].status == MemberStatus.ALIVE for s in nodes[:2])
+    assert healed is (reconnect < 100)
