@@ -65,8 +65,8 @@ class ClientProto(Protocol):
             (n,) = _LEN.unpack_from(self.buf)
             if len(self.buf) < 4 + n:
                 return
-            req = msgpack.unpackb(self.buf[4:4 + n])
-            self.buf = self.buf[4 + n:]
+            req = msgpack.unpackb(self.buf[4 : 4 + n])
+            self.buf = self.buf[4 + n :]
             self.handle(req)
 
     def reply(self, msg: list[Any]) -> None:
@@ -83,13 +83,16 @@ class ClientProto(Protocol):
         svc = self.node.svc
         if op == "put":
             d = svc.apply(msgpack.packb([req[2], req[3]]))
-            d.addCallbacks(lambda r: self.reply([rid, "ok", r[0]]),
-                           lambda f: self.error(rid, f.value))
+            d.addCallbacks(
+                lambda r: self.reply([rid, "ok", r[0]]), lambda f: self.error(rid, f.value)
+            )
         elif op == "get":
             key = req[2]
             d2 = svc.verify_leader()
-            d2.addCallbacks(lambda _: self.reply([rid, "ok", self.node.fsm.data.get(key)]),
-                            lambda f: self.error(rid, f.value))
+            d2.addCallbacks(
+                lambda _: self.reply([rid, "ok", self.node.fsm.data.get(key)]),
+                lambda f: self.error(rid, f.value),
+            )
         else:
             self.error(rid, NotLeaderError(f"unknown op {op!r}"))
 
@@ -106,13 +109,24 @@ class Node:
         dialer = Dialer(reactor, "dc1", server=True, tls=None, timeout=2.0)
         self.fsm = KV()
         self.svc = RaftService(
-            node_id=args.raft, data_dir=args.data_dir, fsm=self.fsm,
-            transport=StreamTransport(reactor, lambda a, p: dialer.dial_directly(
-                "dc1", "", a, RPCType.RAFT, False, p), handler),
-            reactor=reactor, peers=list(self.clients), bootstrap_expect=len(self.clients),
-            options=RaftOptions(election_timeout=args.election_timeout,
-                                heartbeat_interval=args.election_timeout / 10),
-            rng=random.Random(), snapshot_threshold=args.snapshot_threshold)
+            node_id=args.raft,
+            data_dir=args.data_dir,
+            fsm=self.fsm,
+            transport=StreamTransport(
+                reactor,
+                lambda a, p: dialer.dial_directly("dc1", "", a, RPCType.RAFT, False, p),
+                handler,
+            ),
+            reactor=reactor,
+            peers=list(self.clients),
+            bootstrap_expect=len(self.clients),
+            options=RaftOptions(
+                election_timeout=args.election_timeout,
+                heartbeat_interval=args.election_timeout / 10,
+            ),
+            rng=random.Random(),
+            snapshot_threshold=args.snapshot_threshold,
+        )
         f = Factory.forProtocol(lambda: ClientProto(self))
         chost, cport = args.client.rsplit(":", 1)
         reactor.listenTCP(int(cport), f, interface=chost)
