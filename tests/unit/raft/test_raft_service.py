@@ -13,6 +13,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
+from wanfedtx.catalog.endpoints import Endpoints
+from wanfedtx.fsm.machine import FSM
 from wanfedtx.raft.core import RaftOptions
 from wanfedtx.raft.errors import NotLeaderError
 from wanfedtx.raft.interfaces import IConsensus
@@ -52,19 +54,20 @@ ADDRS = ["10.0.0.1:8300", "10.0.0.2:8300", "10.0.0.3:8300"]
 
 
 class World:
-    def __init__(self, tmp: Path, threshold: int = 1000) -> None:
+    def __init__(self, tmp: Path, threshold: int = 1000, fsm_factory: Any = None) -> None:
+        self.fsm_factory = fsm_factory or KV
         self.clock = Clock()
         self.clock.advance(1000)
         self.net = MemoryNetwork(self.clock)
         self.tmp = tmp
         self.threshold = threshold
         self.svcs: dict[str, RaftService] = {}
-        self.fsms: dict[str, KV] = {}
+        self.fsms: dict[str, Any] = {}
         for a in ADDRS:
             self.start(a)
 
     def start(self, a: str) -> RaftService:
-        fsm = self.fsms[a] = KV()
+        fsm = self.fsms[a] = self.fsm_factory()
         s = RaftService(node_id=a, data_dir=str(self.tmp / a.replace(":", "_")), fsm=fsm,
                         transport=self.net.transport(a), reactor=self.clock, peers=ADDRS,
                         bootstrap_expect=3, options=RaftOptions(election_timeout=1.0,
@@ -185,3 +188,35 @@ def test_lagging_server_gets_snapshot(tmp_path: Path) -> None:
     w.run(2.0)
     assert w.fsms[lag].data == w.fsms[ld.node_id].data
     assert w.fsms[lag].restores == 1  # it caught up through InstallSnapshot
+
+
+def test_real_fsm_catalog_endpoints_status_and_restart(tmp_path: Path) -> None:
+    """The project's FSM and state store on raft, driven through the catalog RPC endpoints."""
+    w = World(tmp_path, threshold=5, fsm_factory=FSM)
+
+    def endpoints(a: str) -> dict[str, Any]:
+        return Endpoints("dc1", w.fsms[a].state, w.svcs[a], w.clock).handlers()
+
+    ld = w.leader()
+    eps = endpoints(ld.node_id)
+    for i in range(12):
+        w.settle(eps["KVS.Apply"]({"Op": "set", "DirEnt": {"Key": f"app/k{i}",
+                                                           "Value": b"v%d" % i}}))
+    got = w.settle(eps["KVS.Get"]({"Key": "app/k11", "RequireConsistent": True}))
+    assert got["Entries"][0]["Value"] == b"v11" and got["Index"] > 0
+    follower = next(a for a in ADDRS if a != ld.node_id)
+    w.run(0.5)
+    assert w.settle(endpoints(follower)["Status.Leader"]({})) == ld.node_id
+    assert w.settle(endpoints(follower)["Status.Peers"]({})) == sorted(ADDRS)
+    stale = w.settle(endpoints(follower)["KVS.Get"]({"Key": "app/k3", "AllowStale": True}))
+    assert stale["Entries"][0]["Value"] == b"v3" and stale["KnownLeader"] is True
+    for a in ADDRS:
+        assert list((tmp_path / a.replace(":", "_") / "raft" / "snapshots").iterdir())
+        w.stop(a)
+    for a in ADDRS:
+        w.start(a)
+    ld = w.leader()
+    w.run(0.5)
+    for a in ADDRS:
+        got = w.settle(endpoints(a)["KVS.Get"]({"Key": "app/k7", "AllowStale": True}))
+        assert got["Entries"][0]["Value"] == b"v7"
