@@ -220,3 +220,26 @@ def test_real_fsm_catalog_endpoints_status_and_restart(tmp_path: Path) -> None:
     for a in ADDRS:
         got = w.settle(endpoints(a)["KVS.Get"]({"Key": "app/k7", "AllowStale": True}))
         assert got["Entries"][0]["Value"] == b"v7"
+
+
+def test_remove_and_add_voter(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    ld = w.leader()
+    w.settle(ld.apply(cmd("a", "1")))
+    gone = next(a for a in ADDRS if a != ld.node_id)
+    w.stop(gone)
+    w.settle(ld.remove_server(gone))
+    assert ld.peers() == sorted(a for a in ADDRS if a != gone)
+    third = next(a for a in ADDRS if a not in (gone, ld.node_id))
+    w.stop(third)  # two of three down, but the configuration has two voters: no quorum
+    d = ld.apply(cmd("b", "2"))
+    w.run(0.5)
+    assert not d.called
+    w.start(third)
+    w.settle(d)
+    ld = w.leader()
+    w.settle(ld.add_voter(gone))
+    w.start(gone)
+    w.run(1.0)
+    assert ld.peers() == sorted(ADDRS)
+    assert w.fsms[gone].data == {"a": "1", "b": "2"}
