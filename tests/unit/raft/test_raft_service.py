@@ -15,6 +15,7 @@ from twisted.python.failure import Failure
 
 from wanfedtx.catalog.endpoints import Endpoints
 from wanfedtx.fsm.machine import FSM
+from wanfedtx.metrics import Registry
 from wanfedtx.raft.core import RaftOptions
 from wanfedtx.raft.errors import NotLeaderError
 from wanfedtx.raft.interfaces import IConsensus
@@ -243,3 +244,40 @@ def test_remove_and_add_voter(tmp_path: Path) -> None:
     w.run(1.0)
     assert ld.peers() == sorted(ADDRS)
     assert w.fsms[gone].data == {"a": "1", "b": "2"}
+
+
+def test_bootstrap_expect_waits_for_discovery_and_metrics(tmp_path: Path) -> None:
+    clock = Clock()
+    net = MemoryNetwork(clock)
+    reg = Registry()
+    svcs = []
+    for a in ADDRS:
+        s = RaftService(node_id=a, data_dir=str(tmp_path / a.replace(":", "_")), fsm=KV(),
+                        transport=net.transport(a), reactor=clock, peers=[],
+                        bootstrap_expect=3, rng=random.Random(a), threaded_writer=False,
+                        metrics=reg)
+        s.startService()
+        svcs.append(s)
+    for _ in range(300):
+        clock.advance(0.05)
+    assert not any(s.is_leader() for s in svcs)  # nobody knows 3 servers yet
+    assert all(s.core is not None and s.core.last_index() == 0 for s in svcs)
+    for s in svcs:
+        for a in ADDRS:
+            s.server_discovered(a)
+    for _ in range(300):
+        clock.advance(0.05)
+        if any(s.is_leader() for s in svcs):
+            break
+    ld = next(s for s in svcs if s.is_leader())
+    out: list[Any] = []
+    ld.apply(cmd("a", "b")).addBoth(out.append)
+    for _ in range(50):
+        clock.advance(0.01)
+    assert out and out[0][0] > 0
+    text = reg.render()
+    assert "consul_raft_apply 1" in text
+    assert "consul_raft_state_leader 1" in text
+    assert "consul_raft_fsync_batches" in text
+    for s in svcs:
+        s.stopService()
