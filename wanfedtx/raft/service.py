@@ -76,6 +76,7 @@ class RaftService(Service):
         options: RaftOptions | None = None,
         rng: random.Random | None = None,
         snapshot_threshold: int = 8192,
+        trailing_logs: int = 10240,
         threaded_writer: bool = True,
         segment_size: int = 64 * 1024 * 1024,
         metrics: Registry = REGISTRY,
@@ -90,6 +91,7 @@ class RaftService(Service):
         self.options = options or RaftOptions()
         self.rng = rng or random.Random()
         self.snapshot_threshold = snapshot_threshold
+        self.trailing_logs = trailing_logs
         self.threaded_writer = threaded_writer
         self.storage = RaftStorage(data_dir, segment_size=segment_size)
         self.core: RaftCore | None = None
@@ -427,9 +429,9 @@ class RaftService(Service):
             d2.errback(exc)
 
     def _maybe_snapshot(self, core: RaftCore) -> None:
-        if core.applied - core.snap_index < self.snapshot_threshold:
+        if core.applied - core.snapshot_index < self.snapshot_threshold:
             return
-        snap = core.compact(core.applied, pack_fsm_snapshot(self.fsm))
+        snap = core.compact(core.applied, pack_fsm_snapshot(self.fsm), self.trailing_logs)
         log.info("raft: snapshot at index {index} ({size} bytes); log compacted",
                  index=snap.index, size=len(snap.data))
         self._queue.append(snap)

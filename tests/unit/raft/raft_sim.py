@@ -423,8 +423,9 @@ class Sim:
                 node = self.nodes[i]
                 c = node.core
                 assert c is not None
-                if c.applied > c.snap_index:
-                    snap = c.compact(c.applied, node.fsm.snapshot())
+                if c.applied > max(c.snap_index, c.snapshot_index):
+                    trailing = self.rng.choice([0, 0, 2, 10, 40])
+                    snap = c.compact(c.applied, node.fsm.snapshot(), trailing)
                     node.disk.install(snap)  # the host stores the snapshot durably first
                     self._pump(i)
         elif r < 0.8 and self.transfers:

@@ -55,7 +55,9 @@ ADDRS = ["10.0.0.1:8300", "10.0.0.2:8300", "10.0.0.3:8300"]
 
 
 class World:
-    def __init__(self, tmp: Path, threshold: int = 1000, fsm_factory: Any = None) -> None:
+    def __init__(self, tmp: Path, threshold: int = 1000, fsm_factory: Any = None,
+                 trailing: int = 0) -> None:
+        self.trailing = trailing
         self.fsm_factory = fsm_factory or KV
         self.clock = Clock()
         self.clock.advance(1000)
@@ -74,6 +76,7 @@ class World:
                         bootstrap_expect=3, options=RaftOptions(election_timeout=1.0,
                                                                 heartbeat_interval=0.1),
                         rng=random.Random(a), snapshot_threshold=self.threshold,
+                        trailing_logs=self.trailing,
                         threaded_writer=False)
         s.startService()
         self.svcs[a] = s
@@ -164,7 +167,7 @@ def test_snapshot_plus_tail_restores_same_fsm_after_full_restart(tmp_path: Path)
         w.settle(ld.apply(cmd(f"k{i % 9}", f"v{i}")))
     w.run(0.5)
     want = dict(w.fsms[ld.node_id].data)
-    assert all(s.core is not None and s.core.snap_index > 0 for s in w.svcs.values())
+    assert all(s.core is not None and s.core.snapshot_index > 0 for s in w.svcs.values())
     for a in ADDRS:
         snaps = list((tmp_path / a.replace(":", "_") / "raft" / "snapshots").iterdir())
         assert snaps, f"{a} wrote no snapshot"
@@ -189,6 +192,20 @@ def test_lagging_server_gets_snapshot(tmp_path: Path) -> None:
     w.run(2.0)
     assert w.fsms[lag].data == w.fsms[ld.node_id].data
     assert w.fsms[lag].restores == 1  # it caught up through InstallSnapshot
+
+
+def test_trailing_logs_spare_a_slightly_lagging_server_the_snapshot(tmp_path: Path) -> None:
+    w = World(tmp_path, threshold=10, trailing=50)
+    ld = w.leader()
+    lag = next(a for a in ADDRS if a != ld.node_id)
+    w.stop(lag)
+    for i in range(30):
+        w.settle(ld.apply(cmd(f"k{i}", f"v{i}")))
+    assert ld.core is not None and ld.core.snapshot_index > 10 and ld.core.snap_index < 10
+    w.start(lag)
+    w.run(2.0)
+    assert w.fsms[lag].data == w.fsms[ld.node_id].data
+    assert w.fsms[lag].restores == 0  # plain entries, no snapshot transfer
 
 
 def test_real_fsm_catalog_endpoints_status_and_restart(tmp_path: Path) -> None:
