@@ -16,11 +16,13 @@ from twisted.internet.task import deferLater
 
 from wanfedtx.raft.core import RaftOptions
 from wanfedtx.raft.service import RaftService
-from wanfedtx.raft.transport import RaftHandler, StreamTransport
+from wanfedtx.raft.transport import InboundRaftProtocol, RaftHandler, StreamTransport
 from wanfedtx.rpc.constants import RPCType
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.registry import HandlerRegistry
 from wanfedtx.rpc.server import RPCPortFactory
+from wanfedtx.tls.configurator import TLSConfigurator
+from wanfedtx.tls.testing import PKI
 
 pytestmark = pytest.mark.integration
 
@@ -44,20 +46,23 @@ class KV:
 
 
 class Server:
-    def __init__(self, reactor: Any, tmp: Path) -> None:
+    def __init__(self, reactor: Any, tmp: Path, tls: TLSConfigurator | None) -> None:
         self.reactor = reactor
         self.tmp = tmp
+        self.tls = tls
         self.handler = RaftHandler()
         reg = HandlerRegistry()
         reg.register(RPCType.RAFT, self.handler)
-        self.port = reactor.listenTCP(0, RPCPortFactory(reg, reactor), interface="127.0.0.1")
+        self.port = reactor.listenTCP(0, RPCPortFactory(reg, reactor, tls),
+                                      interface="127.0.0.1")
         self.addr = f"127.0.0.1:{self.port.getHost().port}"
-        self.dialer = Dialer(reactor, "dc1", server=True, tls=None, timeout=2.0)
+        self.dialer = Dialer(reactor, "dc1", server=True, tls=tls, timeout=2.0)
         self.svc: RaftService | None = None
         self.fsm = KV()
 
     def dial(self, addr: str, proto: IProtocol) -> Deferred[Any]:
-        return self.dialer.dial_directly("dc1", "", addr, RPCType.RAFT, False, proto)
+        return self.dialer.dial_directly("dc1", "", addr, RPCType.RAFT, self.tls is not None,
+                                         proto)
 
     def start(self, peers: list[str]) -> None:
         self.fsm = KV()
@@ -88,14 +93,24 @@ def leader(servers: list[Server]) -> Server | None:
     return ls[0] if ls else None
 
 
+@pytest.mark.parametrize("use_tls", [False, True], ids=["plain", "tls"])
 @pytest_twisted.ensureDeferred
-async def test_three_servers_over_rpc_port(reactor: Any, tmp_path: Path) -> None:
-    servers = [Server(reactor, tmp_path) for _ in range(3)]
+async def test_three_servers_over_rpc_port(reactor: Any, tmp_path: Path, use_tls: bool) -> None:
+    pki = PKI()
+    servers = [Server(reactor, tmp_path, TLSConfigurator(pki.settings("dc1", f"s{i}"))
+                      if use_tls else None) for i in range(3)]
     peers = [s.addr for s in servers]
     try:
         for s in servers:
             s.start(peers)
         await wait_for(reactor, lambda: leader(servers) is not None)
+        if use_tls:
+            # verify_incoming: a plaintext raft connection (type byte 1) is refused
+            rogue = InboundRaftProtocol(lambda: None)
+            plain = Dialer(reactor, "dc1", server=True, tls=None, timeout=2.0)
+            await plain.dial_directly("dc1", "", servers[0].addr, RPCType.RAFT, False, rogue)
+            await wait_for(reactor, lambda: rogue.transport is None or not getattr(
+                rogue.transport, "connected", True))
         ld = leader(servers)
         assert ld is not None and ld.svc is not None
         ds = [ld.svc.apply(msgpack.packb([f"k{i}", f"v{i}"])) for i in range(100)]

@@ -1,4 +1,5 @@
-"""A real 3-process raft cluster on loopback (bench/raft/raft_node.py): concurrent writes and
+"""A real 3-process raft cluster on loopback with TLS (bench/raft/raft_node.py, raft over RPC
+type 3 + inner type 1, verify_incoming/outgoing/server_hostname on): concurrent writes and
 linearizable reads while the leader is killed with SIGKILL again and again (and restarted from
 its data directory); the recorded history must be linearizable and no acknowledged write lost.
 
@@ -22,6 +23,7 @@ import pytest_twisted
 from twisted.internet import defer, task
 
 from wanfedtx.raft.linearizability import Op, check_history
+from wanfedtx.tls.testing import PKI
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "bench" / "raft"))
@@ -43,6 +45,9 @@ def free_ports(n: int) -> list[int]:
 
 class Cluster:
     def __init__(self, tmp: Path) -> None:
+        self.pki = PKI()
+        for i in range(3):
+            self.pki.settings("dc1", f"n{i}", tmp / f"tls{i}")  # writes CA, cert and key files
         ports = free_ports(6)
         self.rafts = [f"127.0.0.1:{p}" for p in ports[:3]]
         self.clients = [f"127.0.0.1:{p}" for p in ports[3:]]
@@ -51,12 +56,13 @@ class Cluster:
         self.kills = 0
 
     def start(self, i: int) -> None:
-        peers = [f"--peer={self.rafts[j]}={self.clients[j]}" for j in range(3) if j != i]
+        peers = [f"--peer={self.rafts[j]}={self.clients[j]}=n{j}" for j in range(3) if j != i]
         log = open(self.tmp / f"n{i}.log", "ab")
         self.procs[i] = subprocess.Popen(
             [sys.executable, str(ROOT / "bench/raft/raft_node.py"), "--raft", self.rafts[i],
              "--client", self.clients[i], "--data-dir", str(self.tmp / f"n{i}"),
-             "--election-timeout", "0.5", "--snapshot-threshold", "300", "--log", *peers],
+             "--election-timeout", "0.5", "--snapshot-threshold", "300", "--log",
+             "--tls-dir", str(self.tmp / f"tls{i}"), "--node-name", f"n{i}", *peers],
             stdout=log, stderr=log)
         log.close()
 
