@@ -701,9 +701,16 @@ class Memberlist:
             msg = encrypt_payload(
                 self._enc_vsn(), self.config.keyring.primary_key(), msg, None, self._randbytes
             )
+        if self.shutdown_done:
+            return
         self.stats["packets_out"] += 1
         self.stats["bytes_out"] += len(msg)
-        self.transport.write_to_address(msg, address)
+        try:
+            self.transport.write_to_address(msg, address)
+        except (GossipError, OSError, ValueError) as exc:
+            log.warn(
+                "memberlist: Failed to send packet to {addr}: {error}", addr=str(address), error=exc
+            )
 
     def _randbytes(self, n: int) -> bytes:
         return self.rng.randbytes(n)
@@ -731,7 +738,13 @@ class Memberlist:
 
     def _dial(self, address: Address, session: _StreamSession) -> None:
         self._check_name(address)
-        self.transport.dial_address(address, session, self.config.tcp_timeout)
+        if self.shutdown_done:
+            session.connection_lost("memberlist is shut down")
+            return
+        try:
+            self.transport.dial_address(address, session, self.config.tcp_timeout)
+        except (GossipError, OSError, ValueError) as exc:
+            session.connection_lost(f"dial failed: {exc}")
 
     def _get_broadcasts(self, overhead: int, limit: int) -> list[bytes]:
         out = self.broadcasts.get(overhead, limit)
@@ -1342,9 +1355,11 @@ class Memberlist:
             state.tcp = isinstance(msg, wire.AckResp) and msg.seq_no == ping.seq_no
 
         session = _StreamSession(self, self._wrap_stream(ping.encode()), cb, True)
+        if self.shutdown_done:
+            return
         try:
             self.transport.dial_address(node.address(), session, max(timeout, 0.001))
-        except GossipError:
+        except (GossipError, OSError, ValueError):
             state.tcp = False
 
     def _k_random_nodes(self, k: int, exclude: Callable[[Node], bool]) -> list[Node]:
