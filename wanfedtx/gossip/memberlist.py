@@ -24,6 +24,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from wanfedtx.metrics import REGISTRY, Registry
+
 from . import wire
 from .config import MemberlistConfig
 from .errors import GossipError, JoinError, NodeNamesRequired, WireError
@@ -426,8 +428,24 @@ class Memberlist:
         clock: IReactorTime,
         rng: random.Random | None = None,
         delegate: Delegate | None = None,
+        registry: Registry | None = None,
     ) -> None:
         config.validate()
+        reg = registry if registry is not None else REGISTRY
+        self._m_udp_sent = reg.counter("memberlist.udp.sent", "Bytes of gossip packets sent")
+        self._m_udp_recv = reg.counter(
+            "memberlist.udp.received", "Bytes of gossip packets received"
+        )
+        self._m_msg = {
+            t: reg.counter(f"memberlist.msg.{t}", f"{t} messages received")
+            for t in ("alive", "suspect", "dead")
+        }
+        self._m_degraded = reg.counter(
+            "memberlist.degraded.probe", "Probes sent with an interval scaled by awareness"
+        )
+        self._m_health = reg.gauge(
+            "memberlist.health.score", "Lifeguard local health score (0 is healthy)"
+        )
         self.config = config
         self.transport = transport
         self.clock = clock
@@ -705,6 +723,7 @@ class Memberlist:
             return
         self.stats["packets_out"] += 1
         self.stats["bytes_out"] += len(msg)
+        self._m_udp_sent.inc(len(msg))
         try:
             self.transport.write_to_address(msg, address)
         except (GossipError, OSError, ValueError) as exc:
@@ -767,6 +786,7 @@ class Memberlist:
         if self.shutdown_done:
             return
         self.stats["packets_in"] += 1
+        self._m_udp_recv.inc(len(buf))
         src = f"{format_host(from_addr[0])}:{from_addr[1]}"
         if len(buf) < 1:
             log.error("memberlist: packet too short ({n} bytes) from={src}", n=len(buf), src=src)
@@ -820,10 +840,13 @@ class Memberlist:
             if h is not None and h.on_nack is not None:
                 h.on_nack()
         elif isinstance(m, wire.Suspect):
+            self._m_msg["suspect"].inc()
             self._suspect_node(m)
         elif isinstance(m, wire.Alive):
+            self._m_msg["alive"].inc()
             self._alive_node(m)
         elif isinstance(m, wire.Dead):
+            self._m_msg["dead"].inc()
             self._dead_node(m)
         elif isinstance(m, wire.UserMsg):
             if m.data:
@@ -1256,6 +1279,9 @@ class Memberlist:
 
     def _probe_node(self, node: Node) -> None:
         probe_interval = self.awareness.scale(self.config.probe_interval)
+        if probe_interval > self.config.probe_interval:
+            self._m_degraded.inc()
+        self._m_health.set(self.awareness.score)
         seq = self._next_seq()
         ping = wire.Ping(
             seq, node.name, ip_bytes(self.advertise_ip), self.advertise_port, self.name
