@@ -26,6 +26,8 @@ from twisted.internet.interfaces import (
 )
 from zope.interface import implementer
 
+from wanfedtx.tls import certs
+
 
 @attrs.frozen
 class Pair:
@@ -46,20 +48,14 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 class CA:
+    """A test CA made with ``wanfedtx.tls.certs`` (``wanfed tls ca create``)."""
+
     def __init__(self, domain: str = "consul") -> None:
         self.domain = domain
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test Consul Agent CA")])
-        now = datetime.datetime.now(datetime.UTC)
-        self.cert = (
-            x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
-        self.pem = self.cert.public_bytes(serialization.Encoding.PEM)
+        self._ca = certs.create_ca(domain=domain)
+        self.pem = self._ca.cert_pem
+        self.cert = x509.load_pem_x509_certificate(self.pem)
+        self.key = serialization.load_pem_private_key(self._ca.key_pem, None)
 
     def issue(self, cn: str, dns: Sequence[str], ips: Sequence[str] = ("127.0.0.1",)) -> Pair:
         key = ec.generate_private_key(ec.SECP256R1())
@@ -82,11 +78,9 @@ class CA:
         return Pair(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
 
     def server(self, dc: str, node: str | None) -> Pair:
-        """Like ``consul tls cert create -server -dc dc [-node node]``."""
-        dns = [f"server.{dc}.{self.domain}", "localhost"]
-        if node:
-            dns.insert(0, f"{node}.server.{dc}.{self.domain}")
-        return self.issue(f"server.{dc}.{self.domain}", dns)
+        """``wanfed tls cert create -server -dc dc [-node node]``."""
+        p = certs.create_cert(self._ca, "server", dc=dc, node=node or "", domain=self.domain)
+        return Pair(p.cert_pem, p.key_pem)
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -158,7 +152,7 @@ class OpenSSLTLS:
             return f"server.{dc}.{self.domain}"
         return f"{node}.server.{dc}.{self.domain}"
 
-    def _client_options(self, hostname: str, alpn: list[bytes] | None
+    def client_creator(self, hostname: str, alpn: list[bytes] | None
                         ) -> IOpenSSLClientConnectionCreator:
         assert self.ca is not None
         client = None
@@ -169,11 +163,15 @@ class OpenSSLTLS:
             clientCertificate=client, acceptableProtocols=alpn)
 
     def outgoing_alpn_creator(self, dc: str, node: str, alpn: str
-                              ) -> IOpenSSLClientConnectionCreator:
-        return self._client_options(self.server_sni(dc, node), [alpn.encode()])
+                              ) -> IOpenSSLClientConnectionCreator | None:
+        if not self.mutual_tls_capable():
+            return None
+        return self.client_creator(self.server_sni(dc, node), [alpn.encode()])
 
-    def outgoing_rpc_creator(self, dc: str, node: str) -> IOpenSSLClientConnectionCreator:
-        return self._client_options(f"server.{dc}.{self.domain}", None)
+    def outgoing_rpc_creator(self, dc: str) -> IOpenSSLClientConnectionCreator | None:
+        if not self.outgoing_tls_enabled():
+            return None
+        return self.client_creator(f"server.{dc}.{self.domain}", None)
 
 
 def server_tls(ca: CA, dc: str, node: str, **kw: bool) -> OpenSSLTLS:

@@ -3,21 +3,31 @@
 Every module logs through ``twisted.logger.Logger`` with structured fields; this module only decides
 where events go and which levels pass (``log_level`` in config, ``-log-level`` on the command line).
 Consul's level names are accepted: trace, debug, info, warn, err (and warning, error).
+
+Output looks like Consul's (hclog) output:
+
+* text: ``2026-01-02T03:04:05.678Z [INFO]  agent: Started HTTP server: address=... network=tcp``;
+  events logged with ``ui=True`` (the ``==> Starting Consul agent...`` banner) are written as
+  their bare message, as Consul's UI lines are;
+* JSON (``log_json``): one object per line with ``@level``, ``@message``, ``@module``,
+  ``@timestamp`` and every structured field of the event.
 """
 
 from __future__ import annotations
 
+import json as _json
 import sys
-from typing import IO
+import time
+from typing import IO, Any
 
 from twisted.logger import (
+    FileLogObserver,
     FilteringLogObserver,
     ILogObserver,
     LogLevel,
     LogLevelFilterPredicate,
+    formatEvent,
     globalLogBeginner,
-    jsonFileLogObserver,
-    textFileLogObserver,
 )
 
 _LEVELS: dict[str, LogLevel] = {
@@ -28,6 +38,21 @@ _LEVELS: dict[str, LogLevel] = {
     "warning": LogLevel.warn,
     "err": LogLevel.error,
     "error": LogLevel.error,
+}
+
+_LEVEL_TAGS = {
+    LogLevel.debug: "[DEBUG]",
+    LogLevel.info: "[INFO] ",
+    LogLevel.warn: "[WARN] ",
+    LogLevel.error: "[ERROR]",
+    LogLevel.critical: "[ERROR]",
+}
+_LEVEL_JSON = {
+    LogLevel.debug: "debug",
+    LogLevel.info: "info",
+    LogLevel.warn: "warn",
+    LogLevel.error: "error",
+    LogLevel.critical: "error",
 }
 
 
@@ -45,12 +70,60 @@ def parse_level(name: str) -> LogLevel:
         ) from None
 
 
+def _timestamp(event: dict[str, Any]) -> str:
+    t = float(event.get("log_time") or time.time())
+    millis = int((t - int(t)) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{millis:03d}Z"
+
+
+def _module(event: dict[str, Any]) -> str:
+    return str(event.get("log_namespace") or "")
+
+
+def _fields(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if not k.startswith("log_") and k != "ui"}
+
+
+def format_text(event: dict[str, Any]) -> str | None:
+    """One Consul-style text line for ``event`` (with a traceback if it carries a failure)."""
+    message = formatEvent(event)
+    if event.get("ui"):
+        return message + "\n"
+    level = event.get("log_level", LogLevel.info)
+    line = f"{_timestamp(event)} {_LEVEL_TAGS.get(level, '[INFO] ')} {_module(event)}: {message}\n"
+    failure = event.get("log_failure")
+    if failure is not None:
+        line += failure.getTraceback()
+    return line
+
+
+def format_json(event: dict[str, Any]) -> str | None:
+    """One hclog-style JSON line for ``event``."""
+    level = event.get("log_level", LogLevel.info)
+    record: dict[str, Any] = {
+        "@level": _LEVEL_JSON.get(level, "info"),
+        "@message": formatEvent(event),
+        "@module": _module(event),
+        "@timestamp": _timestamp(event),
+    }
+    for k, v in _fields(event).items():
+        try:
+            _json.dumps(v)
+        except (TypeError, ValueError):
+            v = repr(v)
+        record[k] = v
+    failure = event.get("log_failure")
+    if failure is not None:
+        record["error"] = failure.getErrorMessage()
+    return _json.dumps(record) + "\n"
+
+
 def make_observer(
     level: str = "info", json: bool = False, out: IO[str] | None = None
 ) -> ILogObserver:
     """An observer writing events at ``level`` or above to ``out`` (stderr by default)."""
     stream = out if out is not None else sys.stderr
-    inner = jsonFileLogObserver(stream) if json else textFileLogObserver(stream)
+    inner = FileLogObserver(stream, format_json if json else format_text)
     predicate = LogLevelFilterPredicate(defaultLogLevel=parse_level(level))
     return FilteringLogObserver(inner, [predicate])
 
@@ -58,3 +131,18 @@ def make_observer(
 def start_logging(level: str = "info", json: bool = False, out: IO[str] | None = None) -> None:
     """Begin logging to ``out`` for a command-line process (not used under twistd)."""
     globalLogBeginner.beginLoggingTo([make_observer(level, json, out)], redirectStandardIO=False)
+
+
+_twistd_settings: dict[str, Any] = {"level": "info", "json": False}
+
+
+def configure_twistd(level: str, json: bool) -> None:
+    """Remember ``log_level``/``log_json`` for ``twistd_observer`` (called by the plugin)."""
+    _twistd_settings["level"] = level
+    _twistd_settings["json"] = json
+
+
+def twistd_observer() -> ILogObserver:
+    """For ``twistd --logger wanfedtx.logs.twistd_observer``: Consul-style output to stdout at
+    the configured ``log_level`` (twistd calls this after the plugin has loaded the config)."""
+    return make_observer(_twistd_settings["level"], _twistd_settings["json"], sys.stdout)

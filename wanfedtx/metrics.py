@@ -42,7 +42,8 @@ class _Metric:
     def _key(self, labels: dict[str, str]) -> tuple[str, ...]:
         if set(labels) != set(self.labelnames):
             raise ValueError(
-                f"metric {self.name} takes labels {list(self.labelnames)}, got {sorted(labels)}")
+                f"metric {self.name} takes labels {list(self.labelnames)}, got {sorted(labels)}"
+            )
         return tuple(str(labels[n]) for n in self.labelnames)
 
     def value(self, **labels: str) -> float:
@@ -55,8 +56,9 @@ class _Metric:
             items = sorted(self._values.items())
         for key, val in items:
             if key:
-                lbl = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(self.labelnames, key,
-                                                                     strict=True))
+                lbl = ",".join(
+                    f'{n}="{_escape(v)}"' for n, v in zip(self.labelnames, key, strict=True)
+                )
                 lines.append(f"{pname}{{{lbl}}} {val:g}")
             else:
                 lines.append(f"{pname} {val:g}")
@@ -98,9 +100,7 @@ class Registry:
     def gauge(self, name: str, help: str, labelnames: Sequence[str] = ()) -> Gauge:
         return self._get(Gauge, name, help, labelnames)
 
-    def _get(
-        self, cls: type[M], name: str, help: str, labelnames: Sequence[str]
-    ) -> M:
+    def _get(self, cls: type[M], name: str, help: str, labelnames: Sequence[str]) -> M:
         existing = self._metrics.get(name)
         if existing is None:
             metric = cls(name, help, labelnames)

@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 
 from wanfedtx.catalog import structs
@@ -22,7 +22,7 @@ from wanfedtx.fsm import commands
 from wanfedtx.fsm.commands import MessageType
 from wanfedtx.fsm.consensus import Consensus
 from wanfedtx.state import StateStore, WatchSet
-from wanfedtx.state.blocking import blocking_query
+from wanfedtx.state.blocking import run_blocking_query
 from wanfedtx.state.catalog import HEALTH_ANY, HEALTH_STATES
 
 Args = dict[str, Any]
@@ -32,17 +32,17 @@ NANOSECOND = 1e-9
 
 
 class Forwarder(Protocol):
-    """How requests reach other servers (implemented by the RPC layer)."""
+    """How requests reach other servers (``wanfedtx.rpc.forward.Forwarder`` implements it).
 
-    def datacenters(self) -> list[str]:
-        """Every datacenter this server can reach, its own included."""
+    A forwarder may also have ``datacenters() -> list[str]`` (every reachable datacenter);
+    ``Catalog.ListDatacenters`` uses it when present.
+    """
+
+    def forward_dc(self, dc: str, method: str, args: Any = None) -> Deferred[Any]:
+        """Run ``method`` on a server of ``dc``; fails with "No path to datacenter" if none."""
         ...
 
-    def forward_dc(self, dc: str, method: str, args: Args) -> Deferred[Any]:
-        """Run ``method`` on a server of ``dc``; fails with NoPathToDatacenterError if none."""
-        ...
-
-    def forward_leader(self, method: str, args: Args) -> Deferred[Any]:
+    def forward_to_leader(self, method: str, args: Any = None) -> Deferred[Any]:
         """Run ``method`` on this datacenter's leader."""
         ...
 
@@ -91,11 +91,20 @@ class Endpoints:
 
         def wrap(fn: Callable[[Args], Coroutine[Any, Any, Any]]) -> Handler:
             def handler(args: Args) -> Deferred[Any]:
-                return Deferred.fromCoroutine(fn(args))
+                try:
+                    coro = fn(args)
+                except Exception as exc:  # validation done before the coroutine started
+                    return fail(exc)
+                return Deferred.fromCoroutine(coro)
 
             return handler
 
         return {name: wrap(fn) for name, fn in table.items()}
+
+    def register_into(self, registry: Any) -> None:
+        """Add every handler to an RPC endpoint table (``wanfedtx.rpc.endpoints.Endpoints``)."""
+        for name, handler in self.handlers().items():
+            registry.register(name, handler)
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -111,7 +120,7 @@ class Endpoints:
         """(True, reply) when the request was served elsewhere, (False, None) to serve here."""
         dc = self._target_dc(args)
         if dc is not None:
-            if self.forwarder is None or dc not in self.forwarder.datacenters():
+            if self.forwarder is None:
                 raise NoPathToDatacenterError(dc)
             return True, await self.forwarder.forward_dc(dc, method, args)
         if self.consensus.is_leader():
@@ -120,7 +129,7 @@ class Endpoints:
             return False, None
         if self.forwarder is None:
             raise NoLeaderError()
-        return True, await self.forwarder.forward_leader(method, args)
+        return True, await self.forwarder.forward_to_leader(method, args)
 
     def _meta(self, index: int) -> Args:
         return {
@@ -145,7 +154,7 @@ class Endpoints:
             await self.consensus.verify_leader()
         min_index = _uint(args, "MinQueryIndex")
         max_time = _uint(args, "MaxQueryTime") * NANOSECOND
-        index, value = await blocking_query(self.clock, self.rng, min_index, max_time, query)
+        index, value = await run_blocking_query(self.clock, self.rng, min_index, max_time, query)
         reply = shape(value)
         reply.update(self._meta(index))
         return reply
@@ -175,23 +184,24 @@ class Endpoints:
         return True
 
     async def catalog_list_datacenters(self, args: Args) -> Any:
-        if self.forwarder is None:
+        known = getattr(self.forwarder, "datacenters", None)
+        if known is None:
             return [self.datacenter]
-        others = sorted(dc for dc in self.forwarder.datacenters() if dc != self.datacenter)
+        others = sorted(dc for dc in known() if dc != self.datacenter)
         return [self.datacenter, *others]
 
-    async def catalog_list_nodes(self, args: Args) -> Any:
+    def catalog_list_nodes(self, args: Args) -> Coroutine[Any, Any, Any]:
         def shape(nodes: list[Args]) -> Args:
             return {"Nodes": [structs.node_out(n) for n in nodes]}
 
-        return await self._read("Catalog.ListNodes", args, self.state.list_nodes, shape)
+        return self._read("Catalog.ListNodes", args, self.state.list_nodes, shape)
 
-    async def catalog_list_services(self, args: Args) -> Any:
-        return await self._read(
+    def catalog_list_services(self, args: Args) -> Coroutine[Any, Any, Any]:
+        return self._read(
             "Catalog.ListServices", args, self.state.list_services, lambda s: {"Services": s}
         )
 
-    async def catalog_service_nodes(self, args: Args) -> Any:
+    def catalog_service_nodes(self, args: Args) -> Coroutine[Any, Any, Any]:
         name = _str(args, "ServiceName")
         if not name:
             raise BadRequestError("Must provide service name")
@@ -204,14 +214,14 @@ class Endpoints:
                 ]
             }
 
-        return await self._read(
+        return self._read(
             "Catalog.ServiceNodes",
             args,
             lambda ws: self.state.service_nodes(ws, name),
             shape,
         )
 
-    async def catalog_node_services(self, args: Args) -> Any:
+    def catalog_node_services(self, args: Args) -> Coroutine[Any, Any, Any]:
         node = _str(args, "Node")
         if not node:
             raise BadRequestError("Must provide node")
@@ -227,13 +237,13 @@ class Endpoints:
                 }
             }
 
-        return await self._read(
+        return self._read(
             "Catalog.NodeServices", args, lambda ws: self.state.node_services(ws, node), shape
         )
 
     # -- Health --------------------------------------------------------------------------------
 
-    async def health_service_nodes(self, args: Args) -> Any:
+    def health_service_nodes(self, args: Args) -> Coroutine[Any, Any, Any]:
         name = _str(args, "ServiceName")
         if not name:
             raise BadRequestError("Must provide service name")
@@ -248,7 +258,7 @@ class Endpoints:
                 ]
             }
 
-        return await self._read(
+        return self._read(
             "Health.ServiceNodes",
             args,
             lambda ws: self.state.check_service_nodes(ws, name),
@@ -258,26 +268,26 @@ class Endpoints:
     def _checks(self, rows: list[Args]) -> Args:
         return {"HealthChecks": [structs.check_out(c) for c in rows]}
 
-    async def health_checks_in_state(self, args: Args) -> Any:
+    def health_checks_in_state(self, args: Args) -> Coroutine[Any, Any, Any]:
         state = _str(args, "State")
         if state != HEALTH_ANY and state not in HEALTH_STATES:
             raise BadRequestError(f"Invalid state: {state!r}")
-        return await self._read(
+        return self._read(
             "Health.ChecksInState",
             args,
             lambda ws: self.state.checks_in_state(ws, state),
             self._checks,
         )
 
-    async def health_node_checks(self, args: Args) -> Any:
+    def health_node_checks(self, args: Args) -> Coroutine[Any, Any, Any]:
         node = _str(args, "Node")
-        return await self._read(
+        return self._read(
             "Health.NodeChecks", args, lambda ws: self.state.node_checks(ws, node), self._checks
         )
 
-    async def health_service_checks(self, args: Args) -> Any:
+    def health_service_checks(self, args: Args) -> Coroutine[Any, Any, Any]:
         name = _str(args, "ServiceName")
-        return await self._read(
+        return self._read(
             "Health.ServiceChecks",
             args,
             lambda ws: self.state.service_checks(ws, name),
@@ -320,26 +330,26 @@ class Endpoints:
         result = await self._apply(MessageType.KVS, body)
         return bool(result) if op in (commands.KVS_CAS, commands.KVS_DELETE_CAS) else True
 
-    async def kvs_get(self, args: Args) -> Any:
+    def kvs_get(self, args: Args) -> Coroutine[Any, Any, Any]:
         key = _str(args, "Key")
 
         def shape(row: Args | None) -> Args:
             return {"Entries": None if row is None else [structs.dir_entry_out(row)]}
 
-        return await self._read("KVS.Get", args, lambda ws: self.state.kvs_get(ws, key), shape)
+        return self._read("KVS.Get", args, lambda ws: self.state.kvs_get(ws, key), shape)
 
-    async def kvs_list(self, args: Args) -> Any:
+    def kvs_list(self, args: Args) -> Coroutine[Any, Any, Any]:
         key = _str(args, "Key")
 
         def shape(rows: list[Args]) -> Args:
             return {"Entries": [structs.dir_entry_out(r) for r in rows] or None}
 
-        return await self._read("KVS.List", args, lambda ws: self.state.kvs_list(ws, key), shape)
+        return self._read("KVS.List", args, lambda ws: self.state.kvs_list(ws, key), shape)
 
-    async def kvs_list_keys(self, args: Args) -> Any:
+    def kvs_list_keys(self, args: Args) -> Coroutine[Any, Any, Any]:
         prefix = _str(args, "Prefix")
         sep = _str(args, "Seperator")  # sic: the reference's field name
-        return await self._read(
+        return self._read(
             "KVS.ListKeys",
             args,
             lambda ws: self.state.kvs_list_keys(ws, prefix, sep),
@@ -348,13 +358,13 @@ class Endpoints:
 
     # -- Internal and Status -------------------------------------------------------------------
 
-    async def internal_service_dump(self, args: Args) -> Any:
+    def internal_service_dump(self, args: Args) -> Coroutine[Any, Any, Any]:
         kind = _str(args, "ServiceKind")
 
         def shape(rows: list[tuple[Args, Args, list[Args]]]) -> Args:
             return {"Nodes": [structs.check_service_node_out(n, s, c) for n, s, c in rows]}
 
-        return await self._read(
+        return self._read(
             "Internal.ServiceDump",
             args,
             lambda ws: self.state.check_service_nodes(ws, kind=kind),
@@ -365,7 +375,7 @@ class Endpoints:
         dc = self._target_dc(args)
         if dc is None:
             return False, None
-        if self.forwarder is None or dc not in self.forwarder.datacenters():
+        if self.forwarder is None:
             raise NoPathToDatacenterError(dc)
         return True, await self.forwarder.forward_dc(dc, method, args)
 

@@ -29,6 +29,7 @@ class CommandModule(Protocol):
 # name -> module path; modules are imported only when their command runs or help is shown.
 COMMANDS: dict[str, str] = {
     "version": "wanfedtx.cli.version",
+    "agent": "wanfedtx.cli.agent",
     "gateway": "wanfedtx.cli.gateway",
     "tls": "wanfedtx.cli.tls",
     "members": "wanfedtx.cli.members",

@@ -19,7 +19,6 @@ connections keep the endpoint they were given.
 
 from __future__ import annotations
 
-import os
 import random
 import socket
 from typing import TYPE_CHECKING, Any
@@ -57,7 +56,7 @@ if TYPE_CHECKING:
 
 log = Logger(namespace="wanfed.gateway")
 
-DATA_PATHS = ("twisted", "splice")
+DATA_PATHS = ("loop", "splice", "twisted")
 # placeholders until a connection is routed (never rendered)
 _UNROUTED_TCP = TcpStats()
 _UNROUTED_CLUSTER = ClusterStats()
@@ -77,6 +76,11 @@ class RelaySettings:
     read_size: int = 256 * 1024
     """Bytes per read on the twisted data path (Twisted's default is 64 KiB)."""
     data_path: str = "twisted"
+    pipe_size: int = 1 << 20
+    workers: int = 1
+    """Relay loops on the loop path, sharing the port with SO_REUSEPORT."""
+    """Pipe capacity per direction on the splice and loop paths (the kernel caps it at
+    /proc/sys/fs/pipe-max-size)."""
 
 
 class RelayFactory(Factory):
@@ -351,6 +355,7 @@ class DownstreamProtocol(Protocol):
         self.pending = bytearray()
         self.tcp_stats.downstream_cx_rx_bytes_total += len(first)
         self.cluster_stats.upstream_cx_tx_bytes_total += len(first)
+        _nodelay(up.transport)
         splice = self.f.splice
         if splice is not None and _handoff_ok(self.transport) and _handoff_ok(up.transport):
             self._hand_off(splice, up, first)
@@ -359,7 +364,6 @@ class DownstreamProtocol(Protocol):
         ut = up.transport
         dt = self.transport
         assert ut is not None and dt is not None
-        _nodelay(ut)
         if hasattr(ut, "bufferSize"):
             ut.bufferSize = self.f.settings.read_size
         ut.write(first)
@@ -375,14 +379,17 @@ class DownstreamProtocol(Protocol):
         dt = self.transport
         ut = up.transport
         assert dt is not None and ut is not None
-        down_fd = os.dup(dt.fileno())
-        up_fd = os.dup(ut.fileno())
         self.state = "handed-off"
         up.closed = True
+        # take the descriptors out of Twisted without a shutdown(2): detach the sockets, then
+        # let each transport run its normal connectionLost (closing a detached socket is a no-op)
         for t in (dt, ut):
-            # close Twisted's descriptor without shutdown(2): the socket lives on in our dup
-            t._shouldShutdown = False
-            t.loseConnection()
+            t.stopReading()
+            t.stopWriting()
+        down_fd = dt.socket.detach()
+        up_fd = ut.socket.detach()
+        for t in (dt, ut):
+            t.connectionLost(Failure(error.ConnectionDone("handed to the splice relay")))  # type: ignore[no-untyped-call]
         self.f.active.discard(self)
         assert self.tcp_stats is not None and self.cluster_stats is not None
         splice.add(down_fd, up_fd, first, self, self.tcp_stats, self.cluster_stats)
@@ -486,9 +493,8 @@ def _nodelay(t: Any) -> None:
 def _handoff_ok(t: Any) -> bool:
     return (
         t is not None
-        and hasattr(t, "_shouldShutdown")
-        and hasattr(t, "fileno")
         and isinstance(getattr(t, "socket", None), socket.socket)
+        and hasattr(t, "stopReading")
         and not getattr(t, "dataBuffer", b"")
         and not getattr(t, "_tempDataBuffer", [])
     )

@@ -1,6 +1,6 @@
 """A dedicated relay thread moving bytes between socket pairs with ``splice(2)`` (Linux).
 
-After the reactor has read the ClientHello and connected upstream, it hands both sockets (dup'd
+After the reactor has read the ClientHello and connected upstream, it hands both sockets (detached
 descriptors) to :class:`SpliceRelay`. One thread runs a level-triggered ``epoll`` loop; each
 direction of a pair owns a pipe, and bytes go socket -> pipe -> socket inside the kernel, never
 through Python objects. Backpressure is the pipe: a direction whose destination is full stops
@@ -34,6 +34,7 @@ SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK"
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
 AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK)
+SHORT_READ = 64 * 1024
 
 
 def splice_available() -> bool:
@@ -45,7 +46,7 @@ class PairOwner(Protocol):
     def splice_closed(self, idle: bool) -> None: ...
 
 
-class _Direction:
+class Direction:
     __slots__ = (
         "dst",
         "eof",
@@ -59,14 +60,10 @@ class _Direction:
         "want_out",
     )
 
-    def __init__(self, src: int, dst: int, pending: bytes, pipe_size: int) -> None:
+    def __init__(self, src: int, dst: int, pending: bytes) -> None:
         self.src = src
         self.dst = dst
-        self.pipe_r, self.pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            fcntl.fcntl(self.pipe_w, F_SETPIPE_SZ, pipe_size)
-        except OSError:
-            pass
+        self.pipe_r = self.pipe_w = -1  # created in the loop thread by open_pipe()
         self.in_pipe = 0
         self.pending = pending
         self.eof = False
@@ -74,12 +71,20 @@ class _Direction:
         self.want_out = bool(pending)
         self.moved = 0  # bytes delivered to dst, not yet posted to the reactor
 
+    def open_pipe(self, pipe_size: int) -> None:
+        self.pipe_r, self.pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            fcntl.fcntl(self.pipe_w, F_SETPIPE_SZ, pipe_size)
+        except OSError:
+            pass
+
     def pump(self) -> bool:
         """Move what can move now without blocking; return True if any byte moved.
 
         Raises OSError for socket errors (the caller closes the pair).
         """
         progress = False
+        short = False
         for _ in range(8):  # bounded, for fairness between pairs
             if self.pending:
                 try:
@@ -117,6 +122,10 @@ class _Direction:
                     except OSError:
                         pass
                 return progress
+            if short:
+                # the last read was small, so the socket is most likely drained: skip the read
+                # that would only say EAGAIN; level-triggered epoll reports anything left
+                return progress
             try:
                 n = os.splice(self.src, self.pipe_w, 1 << 20, flags=SPLICE_FLAGS)
             except OSError as e:
@@ -127,11 +136,18 @@ class _Direction:
                 self.eof = True
                 continue
             self.in_pipe += n
+            short = n < SHORT_READ
             progress = True
+        # the fairness bound ended the loop: bytes may sit in the pipe with nothing left to read,
+        # so ask for EPOLLOUT on the destination to flush them on the next turn
+        if self.in_pipe or self.pending:
+            self.want_out = True
         return progress
 
     def close(self) -> None:
         for fd in (self.pipe_r, self.pipe_w):
+            if fd < 0:
+                continue
             try:
                 os.close(fd)
             except OSError:
@@ -168,13 +184,12 @@ class _Pair:
         owner: PairOwner,
         tcp: TcpStats,
         cluster: ClusterStats,
-        pipe_size: int,
         now: float,
     ) -> None:
         self.down_fd = down_fd
         self.up_fd = up_fd
-        self.down = _Direction(down_fd, up_fd, first, pipe_size)  # downstream -> upstream
-        self.up = _Direction(up_fd, down_fd, b"", pipe_size)  # upstream -> downstream
+        self.down = Direction(down_fd, up_fd, first)  # downstream -> upstream
+        self.up = Direction(up_fd, down_fd, b"")  # upstream -> downstream
         self.owner = owner
         self.tcp = tcp
         self.cluster = cluster
@@ -217,6 +232,7 @@ class SpliceRelay:
         self._stopped: Deferred[None] | None = None
         self.pairs: dict[int, _Pair] = {}  # fd -> pair, loop thread only
         self.count = 0  # pairs open, updated in the reactor thread
+        self.handoffs = 0  # pairs ever handed to this relay
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="wanfed-gateway-splice", daemon=True)
@@ -231,11 +247,14 @@ class SpliceRelay:
         tcp: TcpStats,
         cluster: ClusterStats,
     ) -> None:
-        pair = _Pair(down_fd, up_fd, first, owner, tcp, cluster, self.pipe_size, self.clock())
+        pair = _Pair(down_fd, up_fd, first, owner, tcp, cluster, self.clock())
         self.count += 1
+        self.handoffs += 1
         with self._lock:
             self._incoming.append(pair)
-        os.write(self._wake_w, b"a")
+            wake = len(self._incoming) == 1  # one wake-up per batch: fewer GIL hand-overs
+        if wake:
+            os.write(self._wake_w, b"a")
 
     def stop(self) -> Deferred[None]:
         """Close every pair and end the thread; the Deferred fires in the reactor thread."""
@@ -290,6 +309,8 @@ class SpliceRelay:
         with self._lock:
             new, self._incoming = self._incoming, []
         for pair in new:
+            pair.down.open_pipe(self.pipe_size)
+            pair.up.open_pipe(self.pipe_size)
             self.pairs[pair.down_fd] = pair
             self.pairs[pair.up_fd] = pair
             self._ep.register(pair.down_fd, 0)

@@ -1,1 +1,1 @@
-"""Klein apps for Consul's HTTP API (``/v1/...``): blocking queries, ``?dc`` forwarding."""
+"""Consul-compatible HTTP API (``/v1/...``) served with Klein."""

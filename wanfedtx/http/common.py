@@ -17,8 +17,9 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.server import Request as IRequest
 
 __all__ = ["IRequest"]
@@ -30,6 +31,7 @@ from wanfedtx.catalog.errors import (
     NoPathToDatacenterError,
     NotFoundError,
 )
+from wanfedtx.rpc.errors import RPCLayerError
 from wanfedtx.state.errors import StateError
 
 log = Logger()
@@ -240,7 +242,9 @@ def error_reply(request: IRequest, exc: BaseException) -> bytes:
         return text_reply(request, 400, str(exc))
     if isinstance(exc, NotFoundError):
         return text_reply(request, 404, str(exc))
-    if isinstance(exc, NoPathToDatacenterError | NoLeaderError | EndpointError):
+    if isinstance(exc, NoPathToDatacenterError | NoLeaderError | EndpointError | RPCLayerError):
+        # As the reference: RPC failures (including errors returned by a remote server) are
+        # 500s carrying the error text.
         return text_reply(request, 500, str(exc))
     log.failure("unexpected error serving {method} {uri}", method=request.method, uri=request.uri)
     return text_reply(request, 500, f"internal error: {exc.__class__.__name__}")
@@ -250,18 +254,23 @@ Route = Callable[..., Coroutine[Any, Any, bytes]]
 
 
 def route(fn: Route) -> Callable[..., Deferred[bytes]]:
-    """Run an async handler; any exception becomes :func:`error_reply`."""
+    """Run an async handler; any exception becomes :func:`error_reply`.
+
+    A cancelled request (the client went away) stays cancelled and is not logged.
+    """
 
     def wrapper(request: IRequest, *a: Any, **kw: Any) -> Deferred[bytes]:
-        async def run() -> bytes:
-            try:
-                return await fn(request, *a, **kw)
-            except Exception as exc:
-                return error_reply(request, exc)
-
-        return Deferred.fromCoroutine(run())
+        d = Deferred.fromCoroutine(fn(request, *a, **kw))
+        d.addErrback(_failed, request)
+        return d
 
     # Klein names endpoints after the function: make them unique per module and handler.
     wrapper.__name__ = f"{fn.__module__}.{fn.__qualname__}"
     wrapper.__doc__ = fn.__doc__
     return wrapper
+
+
+def _failed(failure: Failure, request: IRequest) -> Any:
+    if isinstance(failure.value, CancelledError) or failure.value is None:
+        return failure
+    return error_reply(request, failure.value)

@@ -155,8 +155,13 @@ class Ready:
 
     def empty(self) -> bool:
         return not (
-            self.seq or self.messages or self.send_now or self.restore or self.apply
-            or self.reads or self.events
+            self.seq
+            or self.messages
+            or self.send_now
+            or self.restore
+            or self.apply
+            or self.reads
+            or self.events
         )
 
 
@@ -320,10 +325,11 @@ class RaftCore:
             if self.opts.check_quorum and now >= self._quorum_deadline:
                 self._quorum_deadline = now + self.opts.election_timeout
                 recent = {self.id} | {
-                    p for p, pr in self._progress.items()
+                    p
+                    for p, pr in self._progress.items()
                     if pr.last_ack >= now - self.opts.election_timeout
                 }
-                if not self._quorum(recent) and self.id in self.voters:
+                if not self._quorum(recent):
                     self._become_follower(self.term, None)
                     return
             if now >= self._hb_deadline:
@@ -355,8 +361,9 @@ class RaftCore:
         self._reads.append(_PendingRead(req, 0, 0))
         self._need_flush = True
 
-    def change_config(self, add: str | None = None, remove: str | None = None,
-                      now: float | None = None) -> Entry:
+    def change_config(
+        self, add: str | None = None, remove: str | None = None, now: float | None = None
+    ) -> Entry:
         """Add or remove one voter. Only one change may be uncommitted at a time."""
         if now is not None:
             self.now = max(self.now, now)
@@ -365,10 +372,12 @@ class RaftCore:
             raise ConfigChangeError("give exactly one server to add or remove")
         if self.config_index > self.commit:
             raise ConfigChangeError(
-                "a configuration change is still being committed; retry once it is")
+                "a configuration change is still being committed; retry once it is"
+            )
         if self.commit < self._term_start_index:
             raise ConfigChangeError(
-                "the new leader has not committed an entry of its term yet; retry shortly")
+                "the new leader has not committed an entry of its term yet; retry shortly"
+            )
         voters = set(self.voters)
         if add is not None:
             if add in voters:
@@ -417,8 +426,8 @@ class RaftCore:
         """
         if index > self.applied or index <= self.snap_index:
             raise ValueError(
-                f"cannot compact to {index}: must be in "
-                f"({self.snap_index}, applied={self.applied}]")
+                f"cannot compact to {index}: must be in ({self.snap_index}, applied={self.applied}]"
+            )
         term = self.term_at(index)
         assert term is not None
         voters: frozenset[str] = frozenset()
@@ -426,7 +435,7 @@ class RaftCore:
             if idx <= index:
                 voters = v
         snap = Snapshot(index, term, voters, data)
-        self.log = self.log[index - self.snap_index:]
+        self.log = self.log[index - self.snap_index :]
         self.snap_index, self.snap_term, self.snapshot = index, term, snap
         keep = [c for c in self._configs if c[0] > index]
         self._configs = [(index, voters), *keep]
@@ -507,7 +516,7 @@ class RaftCore:
         r.restore, self._restore = self._restore, None
         target = min(self.commit, self.stable)
         if target > self.applied:
-            r.apply = self.log[self.applied - self.snap_index:target - self.snap_index]
+            r.apply = self.log[self.applied - self.snap_index : target - self.snap_index]
             self.applied = target
         r.reads, self._reads_out = self._reads_out, []
         r.events, self._events = self._events, []
@@ -564,8 +573,12 @@ class RaftCore:
             self._start_election(transfer=False)
             return
         for p in sorted(self.voters - {self.id}):
-            self._send(p, RequestVote(self.id, self.term + 1, self.last_index(), self.last_term(),
-                                      pre_vote=True))
+            self._send(
+                p,
+                RequestVote(
+                    self.id, self.term + 1, self.last_index(), self.last_term(), pre_vote=True
+                ),
+            )
 
     def _start_election(self, transfer: bool) -> None:
         self.role = CANDIDATE
@@ -577,8 +590,12 @@ class RaftCore:
         self._self_vote_seq = -1  # set to the Ready's seq; our vote counts once it is durable
         self._reset_election_timer()
         for p in sorted(self.voters - {self.id}):
-            self._send(p, RequestVote(self.id, self.term, self.last_index(), self.last_term(),
-                                      transfer=transfer))
+            self._send(
+                p,
+                RequestVote(
+                    self.id, self.term, self.last_index(), self.last_term(), transfer=transfer
+                ),
+            )
 
     def _become_leader(self) -> None:
         self.role = LEADER
@@ -586,7 +603,8 @@ class RaftCore:
         self._events.append(BecameLeader(self.term))
         self._progress = {
             p: _Progress(next=self.last_index() + 1, last_ack=self.now, last_progress=self.now)
-            for p in self.voters if p != self.id
+            for p in self.voters
+            if p != self.id
         }
         self._reads = []
         self._transfer_target = None
@@ -613,8 +631,9 @@ class RaftCore:
         assert index > self.commit, f"{self.id}: truncating committed entry {index}"
         self.log = self.log[: index - self.snap_index - 1]
         self._pending_entries = [e for e in self._pending_entries if e.index < index]
-        self._pending_trunc = index if self._pending_trunc is None else min(
-            self._pending_trunc, index)
+        self._pending_trunc = (
+            index if self._pending_trunc is None else min(self._pending_trunc, index)
+        )
         self.stable = min(self.stable, index - 1)
         while self._configs and self._configs[-1][0] >= index:
             self._configs.pop()
@@ -622,8 +641,9 @@ class RaftCore:
     def _sync_progress(self) -> None:
         for p in self.voters:
             if p != self.id and p not in self._progress:
-                self._progress[p] = _Progress(next=self.last_index(), last_ack=self.now,
-                                              last_progress=self.now)
+                self._progress[p] = _Progress(
+                    next=self.last_index(), last_ack=self.now, last_progress=self.now
+                )
         for p in list(self._progress):
             if p not in self.voters:
                 del self._progress[p]
@@ -636,8 +656,11 @@ class RaftCore:
     def _heartbeat(self) -> None:
         self._hb_deadline = self.now + self.opts.heartbeat_interval
         for p, pr in self._progress.items():
-            if pr.state == "replicate" and pr.inflight and (
-                    self.now - pr.last_progress > 2 * self.opts.heartbeat_interval):
+            if (
+                pr.state == "replicate"
+                and pr.inflight
+                and (self.now - pr.last_progress > 2 * self.opts.heartbeat_interval)
+            ):
                 pr.state, pr.next = "probe", pr.match + 1
                 pr.inflight.clear()
             pr.paused = False
@@ -649,8 +672,11 @@ class RaftCore:
         prev = max(pr.match, self.snap_index)
         t = self.term_at(prev)
         assert t is not None
-        self._send(p, AppendEntries(self.id, self.term, prev, t, (),
-                                    min(self.commit, prev), self._hb_seq), now=True)
+        self._send(
+            p,
+            AppendEntries(self.id, self.term, prev, t, (), min(self.commit, prev), self._hb_seq),
+            now=True,
+        )
 
     def _send_append(self, p: str, force: bool = False) -> None:
         pr = self._progress.get(p)
@@ -684,9 +710,12 @@ class RaftCore:
         prev_term = self.term_at(prev)
         assert prev_term is not None
         lo = pr.next - self.snap_index - 1
-        batch = tuple(self.log[lo:lo + self.opts.max_entries_per_message])
-        self._send(p, AppendEntries(self.id, self.term, prev, prev_term, batch, self.commit,
-                                    self._hb_seq), now=True)
+        batch = tuple(self.log[lo : lo + self.opts.max_entries_per_message])
+        self._send(
+            p,
+            AppendEntries(self.id, self.term, prev, prev_term, batch, self.commit, self._hb_seq),
+            now=True,
+        )
         if batch and pr.state == "replicate":
             pr.next = batch[-1].index + 1
             pr.inflight.append(batch[-1].index)
@@ -697,11 +726,23 @@ class RaftCore:
         if pr.snap_index != snap.index:
             pr.snap_index, pr.snap_offset = snap.index, 0
         off = pr.snap_offset
-        chunk = snap.data[off:off + self.opts.snapshot_chunk_size]
+        chunk = snap.data[off : off + self.opts.snapshot_chunk_size]
         done = off + len(chunk) >= len(snap.data)
-        self._send(p, InstallSnapshot(self.id, self.term, snap.index, snap.term,
-                                      tuple(sorted(snap.voters)), off, chunk, done, self._hb_seq),
-                   now=True)
+        self._send(
+            p,
+            InstallSnapshot(
+                self.id,
+                self.term,
+                snap.index,
+                snap.term,
+                tuple(sorted(snap.voters)),
+                off,
+                chunk,
+                done,
+                self._hb_seq,
+            ),
+            now=True,
+        )
 
     # -- handlers ---------------------------------------------------------------------------------
 
@@ -709,17 +750,17 @@ class RaftCore:
         up_to_date = self._log_up_to_date(m.last_log_index, m.last_log_term)
         if m.pre_vote:
             grant = m.term > self.term and up_to_date and (m.transfer or not self._in_lease())
-            self._send(m.src, RequestVoteResponse(self.id, m.term if grant else self.term, grant,
-                                                  pre_vote=True))
+            self._send(
+                m.src,
+                RequestVoteResponse(self.id, m.term if grant else self.term, grant, pre_vote=True),
+            )
             return
         if m.term > self.term:
             if self._in_lease() and not m.transfer:
                 self._send(m.src, RequestVoteResponse(self.id, self.term, False))
                 return
             self._become_follower(m.term, None)
-        grant = (
-            m.term == self.term and self.vote in (None, m.src) and up_to_date
-        )
+        grant = m.term == self.term and self.vote in (None, m.src) and up_to_date
         if grant:
             if self.vote != m.src:
                 self.vote = m.src
@@ -746,8 +787,9 @@ class RaftCore:
 
     def _on_append(self, m: AppendEntries) -> None:
         if m.term < self.term:
-            self._send(m.src, AppendEntriesResponse(self.id, self.term, False, m.prev_index, 0,
-                                                    m.seq))
+            self._send(
+                m.src, AppendEntriesResponse(self.id, self.term, False, m.prev_index, 0, m.seq)
+            )
             return
         if self.role != FOLLOWER:
             self._become_follower(m.term, m.src)
@@ -787,8 +829,12 @@ class RaftCore:
         self._reply_append(m, True, match)
 
     def _reply_append(self, m: AppendEntries, ok: bool, match: int, hint: int = 0) -> None:
-        self._send(m.src, AppendEntriesResponse(
-            self.id, self.term, ok, match if ok else m.prev_index, hint, m.seq))
+        self._send(
+            m.src,
+            AppendEntriesResponse(
+                self.id, self.term, ok, match if ok else m.prev_index, hint, m.seq
+            ),
+        )
 
     def _on_append_response(self, m: AppendEntriesResponse) -> None:
         if self.role != LEADER or m.term != self.term:
@@ -824,8 +870,9 @@ class RaftCore:
 
     def _on_install_snapshot(self, m: InstallSnapshot) -> None:
         if m.term < self.term:
-            self._send(m.src, InstallSnapshotResponse(self.id, self.term, m.last_index, 0, False,
-                                                      m.seq))
+            self._send(
+                m.src, InstallSnapshotResponse(self.id, self.term, m.last_index, 0, False, m.seq)
+            )
             return
         if self.role != FOLLOWER:
             self._become_follower(m.term, m.src)
@@ -834,28 +881,38 @@ class RaftCore:
         self._reset_election_timer()
         if m.last_index <= self.commit:
             self._incoming = None
-            self._send(m.src, InstallSnapshotResponse(self.id, self.term, m.last_index, 0, True,
-                                                      m.seq))
+            self._send(
+                m.src, InstallSnapshotResponse(self.id, self.term, m.last_index, 0, True, m.seq)
+            )
             return
         inc = self._incoming
         if m.offset == 0:
             inc = (m.last_index, m.last_term, bytearray())
-        if inc is None or inc[0] != m.last_index or inc[1] != m.last_term or m.offset != len(
-                inc[2]):
+        if (
+            inc is None
+            or inc[0] != m.last_index
+            or inc[1] != m.last_term
+            or m.offset != len(inc[2])
+        ):
             want = len(inc[2]) if inc and inc[0] == m.last_index and inc[1] == m.last_term else 0
-            self._send(m.src, InstallSnapshotResponse(self.id, self.term, m.last_index, want,
-                                                      False, m.seq))
+            self._send(
+                m.src, InstallSnapshotResponse(self.id, self.term, m.last_index, want, False, m.seq)
+            )
             return
         inc[2].extend(m.data)
         self._incoming = inc
         if not m.done:
-            self._send(m.src, InstallSnapshotResponse(self.id, self.term, m.last_index,
-                                                      len(inc[2]), False, m.seq))
+            self._send(
+                m.src,
+                InstallSnapshotResponse(
+                    self.id, self.term, m.last_index, len(inc[2]), False, m.seq
+                ),
+            )
             return
         self._incoming = None
         snap = Snapshot(m.last_index, m.last_term, frozenset(m.voters), bytes(inc[2]))
         if self.term_at(snap.index) == snap.term:
-            self.log = self.log[snap.index - self.snap_index:]  # keep the matching suffix
+            self.log = self.log[snap.index - self.snap_index :]  # keep the matching suffix
         else:
             if self.last_index() > snap.index or self._pending_entries:
                 self._pending_trunc = snap.index + 1
@@ -865,14 +922,17 @@ class RaftCore:
         self.snap_index, self.snap_term, self.snapshot = snap.index, snap.term, snap
         self._pending_snapshot = snap
         self._configs = [(snap.index, snap.voters)] + [
-            (i, v) for i, v in self._configs if i > snap.index and i <= self.last_index()]
+            (i, v) for i, v in self._configs if i > snap.index and i <= self.last_index()
+        ]
         self.stable = min(self.stable, self.last_index())
         self.commit = max(self.commit, snap.index)
         if snap.index > self.applied:
             self.applied = snap.index
             self._restore = snap
-        self._send(m.src, InstallSnapshotResponse(self.id, self.term, m.last_index, len(inc[2]),
-                                                  True, m.seq))
+        self._send(
+            m.src,
+            InstallSnapshotResponse(self.id, self.term, m.last_index, len(inc[2]), True, m.seq),
+        )
 
     def _on_snapshot_response(self, m: InstallSnapshotResponse) -> None:
         if self.role != LEADER or m.term != self.term:

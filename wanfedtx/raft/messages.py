@@ -54,7 +54,13 @@ def decode_voters(data: bytes) -> frozenset[str]:
 class RequestVote:
     TYPE: ClassVar[int] = 1
     FIELDS: ClassVar[tuple[str, ...]] = (
-        "src", "term", "last_log_index", "last_log_term", "pre_vote", "transfer")
+        "src",
+        "term",
+        "last_log_index",
+        "last_log_term",
+        "pre_vote",
+        "transfer",
+    )
     src: str
     term: int
     last_log_index: int
@@ -77,7 +83,14 @@ class RequestVoteResponse:
 class AppendEntries:
     TYPE: ClassVar[int] = 3
     FIELDS: ClassVar[tuple[str, ...]] = (
-        "src", "term", "prev_index", "prev_term", "entries", "leader_commit", "seq")
+        "src",
+        "term",
+        "prev_index",
+        "prev_term",
+        "entries",
+        "leader_commit",
+        "seq",
+    )
     src: str
     term: int
     prev_index: int
@@ -103,7 +116,16 @@ class AppendEntriesResponse:
 class InstallSnapshot:
     TYPE: ClassVar[int] = 5
     FIELDS: ClassVar[tuple[str, ...]] = (
-        "src", "term", "last_index", "last_term", "voters", "offset", "data", "done", "seq")
+        "src",
+        "term",
+        "last_index",
+        "last_term",
+        "voters",
+        "offset",
+        "data",
+        "done",
+        "seq",
+    )
     src: str
     term: int
     last_index: int
@@ -269,7 +291,8 @@ def decode(data: bytes) -> Message:
     fields: tuple[str, ...] = cls.FIELDS
     if len(obj) != len(fields) + 1:
         raise MessageDecodeError(
-            f"{cls.__name__} must have {len(fields)} fields, got {len(obj) - 1}")
+            f"{cls.__name__} must have {len(fields)} fields, got {len(obj) - 1}"
+        )
     values = {}
     for name, v in zip(fields, obj[1:], strict=True):
         try:
@@ -277,7 +300,10 @@ def decode(data: bytes) -> Message:
         except MessageDecodeError as e:
             raise MessageDecodeError(f"{cls.__name__}: {e}") from None
     msg: Message = cls(**values)
-    if (isinstance(msg, AppendEntries) and msg.entries
-            and msg.entries[0].index != msg.prev_index + 1):
+    if (
+        isinstance(msg, AppendEntries)
+        and msg.entries
+        and msg.entries[0].index != msg.prev_index + 1
+    ):
         raise MessageDecodeError("AppendEntries: first entry index must be prev_index + 1")
     return msg

@@ -55,16 +55,18 @@ def encode_request(
     seq: int, method: str, args: Any, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
 ) -> bytes:
     """One request frame. Raises ``TypeError`` for arguments msgpack cannot encode."""
-    return _frame(msgpack.packb([KIND_REQUEST, seq, method, args], use_bin_type=True),
-                  max_frame_size)
+    return _frame(
+        msgpack.packb([KIND_REQUEST, seq, method, args], use_bin_type=True), max_frame_size
+    )
 
 
 def encode_response(
     seq: int, error: str | None, reply: Any, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
 ) -> bytes:
     """One response frame. Raises ``TypeError`` for a reply msgpack cannot encode."""
-    return _frame(msgpack.packb([KIND_RESPONSE, seq, error, reply], use_bin_type=True),
-                  max_frame_size)
+    return _frame(
+        msgpack.packb([KIND_RESPONSE, seq, error, reply], use_bin_type=True), max_frame_size
+    )
 
 
 def decode_body(body: bytes) -> Message:
@@ -105,7 +107,8 @@ class FrameDecoder:
     def receive_data(self, data: bytes) -> list[Message]:
         """Take bytes; return the complete messages they finish, in order.
 
-        Raises ``FrameError`` (and refuses further input) on a malformed or oversized frame."""
+        Raises ``FrameError`` (and refuses further input) on a malformed or oversized frame;
+        its ``messages`` attribute holds the complete messages that came before it."""
         if self._failed:
             raise FrameError("RPC stream already failed; close the connection")
         buf = self._buf
@@ -125,9 +128,10 @@ class FrameDecoder:
                     break
                 out.append(decode_body(bytes(buf[pos + 4 : end])))
                 pos = end
-        except FrameError:
+        except FrameError as e:
             self._failed = True
             buf.clear()
+            e.messages = out  # the complete messages before the bad frame
             raise
         if pos:
             del buf[:pos]

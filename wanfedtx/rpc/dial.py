@@ -77,7 +77,9 @@ class Dialer:
     ) -> Deferred[IProtocol]:
         """Type byte only, or outer byte 3 + TLS + the real type byte inside TLS."""
         if use_tls and self.tls is not None and self.tls.outgoing_tls_enabled():
-            creator = self.tls.outgoing_rpc_creator(dc, node_name)
+            creator = self.tls.outgoing_rpc_creator(dc)
+            if creator is None:
+                return _failed(DialError("TLS requested but wrapper is nil"))
             return self._connect(addr, bytes([RPCType.TLS]), creator, None,
                                  bytes([rpc_type]), app)
         return self._connect(addr, bytes([rpc_type]), None, None, b"", app)
@@ -113,18 +115,33 @@ class Dialer:
             raise DCNotAvailable()
         return gw_addr, self.alpn_creator(dc, node_name, alpn), alpn
 
+    def dial_alpn(
+        self, addr: str, dc: str, node_name: str, alpn: str, app: IProtocol,
+    ) -> Deferred[IProtocol]:
+        """Native TLS to ``addr`` (a gateway or the server itself) with SNI for ``node_name``
+        in ``dc`` and ALPN ``alpn``; fails with ``ALPNNotNegotiated`` if the server did not
+        select it. For protocols without a type byte (``consul/wan-gossip/*``)."""
+        try:
+            creator = self.alpn_creator(dc, node_name, alpn)
+        except DialError as e:
+            return _failed(e)
+        return self._connect(addr, b"", creator, alpn, b"", app)
+
     def alpn_creator(self, dc: str, node_name: str, alpn: str
                      ) -> IOpenSSLClientConnectionCreator:
         """The ALPN-RPC wrapper's checks, then the TLS configurator's client creator."""
-        if self.tls is None or not self.tls.mutual_tls_capable():
-            raise DialError("cannot dial via a mesh gateway when outgoing TLS is disabled")
         if not dc:
             raise DialError("cannot dial using ALPN-RPC without a target datacenter")
         if not node_name:
             raise DialError("cannot dial using ALPN-RPC without a target node")
         if not alpn:
             raise DialError("cannot dial using ALPN-RPC without a target alpn protocol")
-        return self.tls.outgoing_alpn_creator(dc, node_name, alpn)
+        creator = None
+        if self.tls is not None and self.tls.mutual_tls_capable():
+            creator = self.tls.outgoing_alpn_creator(dc, node_name, alpn)
+        if creator is None:
+            raise DialError("cannot dial via a mesh gateway when outgoing TLS is disabled")
+        return creator
 
     def dial_insecure(
         self, dc: str, node_name: str, addr: str,
@@ -223,10 +240,11 @@ class _SocketSide(TwistedProtocol):
     def connectionMade(self) -> None:
         a = self.attempt
         transport: Any = self.transport
-        try:
+        try:  # as the reference does for its RPC dials
             transport.setTcpNoDelay(True)
-        except Exception:  # not every transport has it (in-memory tests)
-            pass
+            transport.setTcpKeepAlive(True)
+        except (AttributeError, NotImplementedError, OSError):
+            pass  # in-memory transports
         if a.prefix:
             transport.write(a.prefix)
         if a.creator is None:

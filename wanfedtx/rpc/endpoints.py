@@ -38,8 +38,7 @@ class Endpoints:
         """The endpoint, or ``EndpointNotFound`` with net/rpc's message."""
         dot = service_method.rfind(".")
         if dot < 0:
-            raise EndpointNotFound(
-                "rpc: service/method request ill-formed: " + service_method)
+            raise EndpointNotFound("rpc: service/method request ill-formed: " + service_method)
         methods = self._services.get(service_method[:dot])
         if methods is None:
             raise EndpointNotFound("rpc: can't find service " + service_method)

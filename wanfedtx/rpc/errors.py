@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RPCLayerError(Exception):
     """Base class of every error raised by ``wanfedtx.rpc``."""
@@ -55,7 +57,13 @@ class ConnectionClosed(RPCLayerError):
 
 
 class FrameError(RPCLayerError):
-    """A malformed or oversized RPC frame; the connection carrying it is closed."""
+    """A malformed or oversized RPC frame; the connection carrying it is closed.
+
+    ``messages`` holds the complete messages decoded before the bad frame (if any)."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.messages: list[Any] = []
 
 
 class DuplicateRegistration(RPCLayerError):

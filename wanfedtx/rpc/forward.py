@@ -43,12 +43,19 @@ class StaticRouter:
     def servers_for_dc(self, dc: str) -> Sequence[ServerAddress]:
         return self._servers.get(dc, [])
 
+    def datacenters(self) -> Sequence[str]:
+        return sorted(dc for dc, servers in self._servers.items() if servers)
+
 
 class Forwarder:
     """Sends RPCs to where they must run: the local leader or another datacenter."""
 
     def __init__(
-        self, pool: ConnPool, datacenter: str, leader: ILeaderProvider, router: IRouter,
+        self,
+        pool: ConnPool,
+        datacenter: str,
+        leader: ILeaderProvider,
+        router: IRouter,
         metrics: Registry = REGISTRY,
     ) -> None:
         self.pool = pool
@@ -56,7 +63,12 @@ class Forwarder:
         self.leader = leader
         self.router = router
         self.cross_dc = metrics.counter(
-            "rpc.cross-dc", "RPCs forwarded to another datacenter", ("datacenter",))
+            "rpc.cross-dc", "RPCs forwarded to another datacenter", ("datacenter",)
+        )
+
+    def datacenters(self) -> list[str]:
+        """Every datacenter reachable from here, this one included, sorted."""
+        return sorted({self.datacenter, *self.router.datacenters()})
 
     def forward_to_leader(self, method: str, args: Any = None) -> Deferred[Any]:
         """Call ``method`` on this datacenter's leader (the caller checks ``is_leader``)."""

@@ -69,18 +69,16 @@ class IServerTLS(Protocol):
     def verify_incoming_rpc(self) -> bool:
         """Plaintext RPC (types other than 3 and 7) must be refused."""
 
-    def incoming_alpn_creator(
-        self, protocols: Sequence[str]
-    ) -> IOpenSSLServerConnectionCreator:
+    def incoming_alpn_creator(self, protocols: Sequence[str]) -> IOpenSSLServerConnectionCreator:
         """Native TLS: client certs required and verified, ``protocols`` offered by ALPN.
 
         Called for every connection so reloaded certificates are used."""
 
     def incoming_rpc_creator(self) -> IOpenSSLServerConnectionCreator:
-        """Legacy RPCTLS (type 3): verify client certs as ``verify_incoming`` says."""
+        """Legacy RPCTLS (type 3): verify client certs as ``verify_incoming`` says.
 
-    def incoming_insecure_rpc_creator(self) -> IOpenSSLServerConnectionCreator:
-        """Legacy RPCTLSInsecure (type 7): TLS without client certificates."""
+    A provider may also have ``incoming_insecure_rpc_creator()`` (RPCTLSInsecure, type 7: TLS
+    without client certificates, for AutoEncrypt.Sign); without it type 7 is refused."""
 
 
 class IClientTLS(Protocol):
@@ -97,11 +95,12 @@ class IClientTLS(Protocol):
 
     def outgoing_alpn_creator(
         self, dc: str, node: str, alpn: str
-    ) -> IOpenSSLClientConnectionCreator:
-        """Client cert, SNI ``server_sni(dc, node)`` with hostname verification, ALPN [alpn]."""
+    ) -> IOpenSSLClientConnectionCreator | None:
+        """Client cert, SNI ``server_sni(dc, node)`` with hostname verification, ALPN [alpn];
+        None when not mutual-TLS capable."""
 
-    def outgoing_rpc_creator(self, dc: str, node: str) -> IOpenSSLClientConnectionCreator:
-        """Legacy RPCTLS client side (after the outer byte 3)."""
+    def outgoing_rpc_creator(self, dc: str) -> IOpenSSLClientConnectionCreator | None:
+        """Legacy RPCTLS client side (after the outer byte 3); None without outgoing TLS."""
 
 
 class IGatewayResolver(Protocol):
@@ -133,3 +132,6 @@ class IRouter(Protocol):
 
     def servers_for_dc(self, dc: str) -> Sequence[ServerAddress]:
         """Servers of ``dc``, best first; empty when the DC is unknown or unreachable."""
+
+    def datacenters(self) -> Sequence[str]:
+        """Every datacenter the router knows (with at least one server)."""

@@ -66,7 +66,12 @@ class ConnPool(Service):
     # -- public API -------------------------------------------------------------------------
 
     def rpc(
-        self, dc: str, node_name: str, addr: str, method: str, args: Any = None,
+        self,
+        dc: str,
+        node_name: str,
+        addr: str,
+        method: str,
+        args: Any = None,
         use_tls: bool = True,
     ) -> Deferred[Any]:
         """Call ``method`` on server ``node_name`` at ``addr`` in ``dc``."""
@@ -95,10 +100,12 @@ class ConnPool(Service):
         if not node_name:
             return _failed(NodeNameRequired("Ping"))
         return self.rpc(dc, node_name, addr, "Status.Ping", None, use_tls).addCallback(
-            lambda _: True)
+            lambda _: True
+        )
 
-    def acquire(self, dc: str, node_name: str, addr: str, use_tls: bool = True
-                ) -> Deferred[RPCClientProtocol]:
+    def acquire(
+        self, dc: str, node_name: str, addr: str, use_tls: bool = True
+    ) -> Deferred[RPCClientProtocol]:
         """The pooled connection for ``node_name:addr``, dialing it if needed."""
         if not node_name:
             return _failed(NodeNameRequired("acquire"))
@@ -133,8 +140,7 @@ class ConnPool(Service):
 
     # -- internals --------------------------------------------------------------------------
 
-    def _get_new_conn(self, dc: str, node_name: str, addr: str, use_tls: bool
-                      ) -> Deferred[Any]:
+    def _get_new_conn(self, dc: str, node_name: str, addr: str, use_tls: bool) -> Deferred[Any]:
         if not node_name:
             return _failed(NodeNameRequired("getNewConn"))
         proto = RPCClientProtocol(multi=True, max_frame_size=self.max_frame_size)

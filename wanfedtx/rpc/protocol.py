@@ -35,7 +35,10 @@ class RPCServerProtocol(Protocol):
     """Serves RPC requests on one connection from an ``Endpoints`` table."""
 
     def __init__(
-        self, endpoints: Endpoints, *, multi: bool,
+        self,
+        endpoints: Endpoints,
+        *,
+        multi: bool,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     ) -> None:
         self._endpoints = endpoints
@@ -53,11 +56,11 @@ class RPCServerProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._closed:
             return
+        error: FrameError | None = None
         try:
             messages = self._decoder.receive_data(data)
         except FrameError as e:
-            self._fail(str(e))
-            return
+            messages, error = e.messages, e
         for msg in messages:
             if not isinstance(msg, Request):
                 self._fail("RPC server received a response frame")
@@ -68,6 +71,8 @@ class RPCServerProtocol(Protocol):
                 self._queue.append(msg)
         if not self._multi:
             self._pump()
+        if error is not None:
+            self._fail(str(error))
 
     def _fail(self, error: str) -> None:
         log.error("RPC error", error=error, conn=_peer(self.transport))
@@ -110,8 +115,7 @@ class RPCServerProtocol(Protocol):
 
 def _error_string(method: str, failure: Failure) -> str:
     if not isinstance(failure.value, RPCLayerError):
-        log.warn("RPC endpoint {method} raised {error!r}", method=method,
-                 error=failure.value)
+        log.warn("RPC endpoint {method} raised {error!r}", method=method, error=failure.value)
     return str(failure.value) or type(failure.value).__name__
 
 
@@ -126,7 +130,10 @@ class RPCHandler:
     """``IRPCHandler`` for rpc-single / rpc-multi connections on the RPC port."""
 
     def __init__(
-        self, endpoints: Endpoints, *, multi: bool,
+        self,
+        endpoints: Endpoints,
+        *,
+        multi: bool,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     ) -> None:
         self.endpoints = endpoints
@@ -134,8 +141,9 @@ class RPCHandler:
         self.max_frame_size = max_frame_size
 
     def build_protocol(self, conn: ConnectionInfo) -> IProtocol:
-        return RPCServerProtocol(self.endpoints, multi=self.multi,
-                                 max_frame_size=self.max_frame_size)
+        return RPCServerProtocol(
+            self.endpoints, multi=self.multi, max_frame_size=self.max_frame_size
+        )
 
 
 class RPCClientProtocol(Protocol):
@@ -170,12 +178,14 @@ class RPCClientProtocol(Protocol):
         assert self.transport is not None, "not connected"
         return self.transport
 
-
     def call(self, method: str, args: Any = None) -> Deferred[Any]:
         """Call ``method`` with ``args``; fires with the reply or fails with ``RemoteError``."""
         if self._closed_reason is not None:
-            return _failed(ConnectionClosed(
-                f"RPC connection is closed ({self._closed_reason.getErrorMessage()})"))
+            return _failed(
+                ConnectionClosed(
+                    f"RPC connection is closed ({self._closed_reason.getErrorMessage()})"
+                )
+            )
         seq = self._seq
         self._seq = (seq + 1) & 0xFFFFFFFFFFFFFFFF
         try:
@@ -193,11 +203,11 @@ class RPCClientProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._closed_reason is not None:
             return
+        error: FrameError | None = None
         try:
             messages = self._decoder.receive_data(data)
         except FrameError as e:
-            self._protocol_error(str(e))
-            return
+            messages, error = e.messages, e
         for msg in messages:
             if not isinstance(msg, Response) or msg.seq not in self._pending:
                 self._protocol_error("RPC client received an unexpected frame")
@@ -211,6 +221,8 @@ class RPCClientProtocol(Protocol):
                 d.errback(RemoteError(msg.error))
             else:
                 d.callback(msg.reply)
+        if error is not None:
+            self._protocol_error(str(error))
 
     def _protocol_error(self, error: str) -> None:
         log.error("RPC error", error=error, conn=_peer(self.transport))

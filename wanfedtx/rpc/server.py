@@ -104,6 +104,7 @@ class SniffingProtocol(Protocol):
         self._timer: IDelayedCall | None = None
         self._downstream: IProtocol | None = None  # receives the socket's later bytes
         self._close_waiters: list[Deferred[None]] = []
+        self._lost = False
         tls = factory.tls
         self._sniffer = sniff.Sniffer(
             mutual_tls_capable=tls is not None and tls.mutual_tls_capable(),
@@ -114,6 +115,10 @@ class SniffingProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.port.connections.add(self)
+        try:  # Go sockets default to TCP_NODELAY; small RPC frames must not wait for ACKs
+            self._socket().setTcpNoDelay(True)
+        except (AttributeError, NotImplementedError, OSError):
+            pass  # in-memory transports
         if self.port.handshake_timeout > 0:
             self._timer = self.port.clock.callLater(self.port.handshake_timeout, self._timed_out)
 
@@ -135,6 +140,7 @@ class SniffingProtocol(Protocol):
         if downstream is not None:
             downstream.connectionLost(reason)
         self._stage = _Stage.CLOSED
+        self._lost = True
         waiters, self._close_waiters = self._close_waiters, []
         for w in waiters:
             w.callback(None)
@@ -153,15 +159,30 @@ class SniffingProtocol(Protocol):
         elif isinstance(decision, sniff.NativeTLS):
             log.debug(MSG_DETECTED_TLS, conn=_peer(self.transport))
             assert self.port.tls is not None
-            self._start_tls(self.port.tls.incoming_alpn_creator(RPC_NEXT_PROTOS),
-                            decision.data, native=True, rpc_type=None)
+            try:
+                creator = self.port.tls.incoming_alpn_creator(RPC_NEXT_PROTOS)
+            except Exception as e:  # e.g. certificate files unreadable after a reload
+                self.reject(MSG_HANDSHAKE_FAILED, error=str(e))
+                return
+            self._start_tls(creator, decision.data, native=True, rpc_type=None)
         else:  # LegacyTLS
             tls = self.port.tls
             if tls is None:
                 self.reject(MSG_TLS_NOT_CONFIGURED, byte=decision.rpc_type)
                 return
-            creator = (tls.incoming_rpc_creator() if decision.rpc_type == RPCType.TLS
-                       else tls.incoming_insecure_rpc_creator())
+            make: Any
+            if decision.rpc_type == RPCType.TLS:
+                make = tls.incoming_rpc_creator
+            else:
+                make = getattr(tls, "incoming_insecure_rpc_creator", None)
+                if make is None:
+                    self.reject(sniff.MSG_UNRECOGNIZED, byte=decision.rpc_type)
+                    return
+            try:
+                creator = make()
+            except Exception as e:
+                self.reject(MSG_HANDSHAKE_FAILED, error=str(e))
+                return
             self._start_tls(creator, decision.data, native=False, rpc_type=decision.rpc_type)
 
     def _start_tls(
@@ -206,7 +227,14 @@ class SniffingProtocol(Protocol):
             self.port.raft_handoff.inc()
         self._cancel_timer()
         self._stage = _Stage.HANDLER
-        proto: Any = handler.build_protocol(info)
+        try:
+            proto: Any = handler.build_protocol(info)
+        except Exception:
+            log.failure("RPC handler {handler!r} refused the connection", handler=handler,
+                        conn=_peer(self.transport))
+            self._stage = _Stage.CLOSED
+            info.transport.loseConnection()
+            return
         forwarder.target = proto
         proto.makeConnection(info.transport)
         if data:
@@ -246,7 +274,7 @@ class SniffingProtocol(Protocol):
     def when_closed(self) -> Deferred[None]:
         """Fires once the socket is closed."""
         d: Deferred[None] = Deferred()
-        if self._stage == _Stage.CLOSED and self.transport is None:
+        if self._lost:
             d.callback(None)
         else:
             self._close_waiters.append(d)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from wanfedtx.state.watch import WatchSet
@@ -39,13 +39,20 @@ def blocking_query(
     query: Query[T],
 ) -> Deferred[tuple[int, T]]:
     """Run ``query`` until its index passes ``min_index`` or the wait expires."""
-    return _blocking(clock, rng, min_index, wait, query)
+    return Deferred.fromCoroutine(run_blocking_query(clock, rng, min_index, wait, query))
 
 
-@inlineCallbacks
-def _blocking(
-    clock: IReactorTime, rng: random.Random, min_index: int, wait: float | None, query: Query[T]
-) -> Any:
+async def run_blocking_query(
+    clock: IReactorTime,
+    rng: random.Random,
+    min_index: int,
+    wait: float | None,
+    query: Query[T],
+) -> tuple[int, T]:
+    """:func:`blocking_query` as a coroutine (cheaper for callers that are coroutines).
+
+    Cancelling the caller cancels the wait and drops the watches.
+    """
     deadline = None
     while True:
         ws = WatchSet()
@@ -60,6 +67,5 @@ def _blocking(
         if remaining <= 0:
             ws.close()
             return index, result
-        fired = yield ws.wait(clock, remaining)
-        if not fired:
+        if not await ws.wait(clock, remaining):
             return index, result

@@ -75,14 +75,26 @@ class CertAndKey:
         return load_private_key(self.key_pem)
 
 
+def validity(cert: x509.Certificate) -> tuple[datetime.datetime, datetime.datetime]:
+    """``(not_before, not_after)`` as UTC-aware datetimes (cryptography 41 and later)."""
+    if hasattr(cert, "not_valid_before_utc"):
+        return cert.not_valid_before_utc, cert.not_valid_after_utc
+    before = cert.not_valid_before.replace(tzinfo=datetime.UTC)  # pragma: no cover - old API
+    return before, cert.not_valid_after.replace(tzinfo=datetime.UTC)  # pragma: no cover
+
+
 def load_certificate(pem: bytes, what: str = "certificate") -> x509.Certificate:
     """Parse the first PEM certificate in ``pem``; :class:`PEMError` with a clear message."""
     if b"-----BEGIN CERTIFICATE-----" not in pem:
         raise PEMError(f"{what}: no PEM-encoded CERTIFICATE block found")
     try:
-        return x509.load_pem_x509_certificate(pem)
-    except ValueError as e:
+        cert = x509.load_pem_x509_certificate(pem)
+        cert.subject.rfc4514_string()  # cryptography parses lazily: force the fields we use
+        list(cert.extensions)
+        cert.public_key()
+    except Exception as e:  # ValueError, UnsupportedAlgorithm
         raise PEMError(f"{what}: not a valid PEM certificate ({e})") from None
+    return cert
 
 
 def load_certificates(pem: bytes, what: str = "CA bundle") -> list[x509.Certificate]:
@@ -91,7 +103,11 @@ def load_certificates(pem: bytes, what: str = "CA bundle") -> list[x509.Certific
         raise PEMError(f"{what}: no PEM-encoded CERTIFICATE block found")
     try:
         certs = x509.load_pem_x509_certificates(pem)
-    except ValueError as e:
+        for c in certs:
+            c.subject.rfc4514_string()
+            list(c.extensions)
+            c.public_key()
+    except Exception as e:  # ValueError, UnsupportedAlgorithm
         raise PEMError(f"{what}: not a valid PEM certificate ({e})") from None
     return certs
 
@@ -297,6 +313,11 @@ def cert_names(
             ) from None
     loopback = ipaddress.ip_address("127.0.0.1")
     cn = f"{kind}.{dc}.{d}"
+    if len(cn) > 64:
+        raise CertificateError(
+            f"the certificate's common name {cn!r} is longer than X.509's 64 characters: "
+            "use a shorter -dc or -domain"
+        )
     if kind == "server":
         dns = [*extra_dns]
         if node:

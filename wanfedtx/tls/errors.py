@@ -53,14 +53,27 @@ class HostnameMismatch(TLSError):
 
 
 class ALPNMismatch(TLSError):
-    """The TLS handshake finished but the wanted ALPN protocol was not negotiated."""
+    """The TLS handshake did not settle on the wanted ALPN protocol.
 
-    def __init__(self, wanted: str, negotiated: str) -> None:
+    The message is the reference's ``could not negotiate ALPN protocol %q with %q``: the wanted
+    protocol and the one the server picked ("" for none). ``server_name`` is the SNI dialled.
+    """
+
+    def __init__(self, wanted: str, negotiated: str, server_name: str = "") -> None:
         self.wanted = wanted
         self.negotiated = negotiated
+        self.server_name = server_name
         super().__init__(
             f"could not negotiate ALPN protocol {go_quote(wanted)} with {go_quote(negotiated)}"
         )
+
+
+class CertificateVerifyFailed(TLSError):
+    """The peer's certificate chain did not verify against our CAs (expired, unknown CA, ...)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        self.code = code
+        super().__init__(message)
 
 
 class PeerIdentityError(TLSError):

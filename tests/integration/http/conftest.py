@@ -1,8 +1,10 @@
 """Fixture: the state-backed /v1 HTTP API served on 127.0.0.1 by a single in-memory server.
 
-FSM + ``LocalConsensus`` + RPC endpoints + the Klein routes, listening on an ephemeral loopback
-port. ``forwarder`` knows one extra datacenter ("dc2") whose requests are served by a second,
-independent server, so ``?dc=`` forwarding and "No path to datacenter" can both be exercised.
+A ``CatalogAgent`` (FSM + ``LocalConsensus`` + RPC endpoints + local services, checks and
+anti-entropy) with its Klein routes, listening on an ephemeral loopback port; dc1's agent has the
+``case-wanfed-gw`` mesh gateway from config. ``forwarder`` knows one extra datacenter ("dc2")
+whose requests are served by a second, independent server, so ``?dc=`` forwarding and
+"No path to datacenter" can both be exercised.
 """
 
 from __future__ import annotations
@@ -14,76 +16,76 @@ from typing import Any
 import attrs
 import pytest_twisted
 from klein import Klein
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, fail
 from twisted.web.server import Site
 
-from wanfedtx.catalog.endpoints import Endpoints
-from wanfedtx.catalog.errors import NoPathToDatacenterError
-from wanfedtx.fsm.consensus import LocalConsensus
-from wanfedtx.fsm.machine import FSM
-from wanfedtx.http.common import APIContext
-from wanfedtx.http.routes import install_error_handlers, mount_state_routes
-
-
-@attrs.define
-class Server:
-    dc: str
-    fsm: FSM
-    consensus: LocalConsensus
-    endpoints: Endpoints
-    handlers: dict[str, Any]
-
-    def rpc(self, method: str, args: dict[str, Any]) -> Deferred[Any]:
-        return maybeDeferred(self.handlers[method], args)
+from wanfedtx.agent.catalog_services import CatalogAgent
+from wanfedtx.http.routes import install_error_handlers
+from wanfedtx.rpc.errors import NoDCPath
 
 
 class Forwarder:
-    def __init__(self, servers: dict[str, Server]) -> None:
+    def __init__(self, servers: dict[str, CatalogAgent]) -> None:
         self.servers = servers
 
     def datacenters(self) -> list[str]:
         return sorted(self.servers)
 
-    def forward_dc(self, dc: str, method: str, args: dict[str, Any]) -> Deferred[Any]:
+    def forward_dc(self, dc: str, method: str, args: Any = None) -> Deferred[Any]:
         if dc not in self.servers:
-            raise NoPathToDatacenterError(dc)
+            return fail(NoDCPath())
         return self.servers[dc].rpc(method, args)
 
-    def forward_leader(self, method: str, args: dict[str, Any]) -> Deferred[Any]:
+    def forward_to_leader(self, method: str, args: Any = None) -> Deferred[Any]:
         raise AssertionError("single-server test datacenters always have a leader")
 
 
-def make_server(dc: str, reactor: Any, forwarder: Forwarder) -> Server:
-    fsm = FSM()
-    consensus = LocalConsensus(fsm, "127.0.0.1:8300")
-    endpoints = Endpoints(dc, fsm.state, consensus, reactor, random.Random(7), forwarder)
-    return Server(dc, fsm, consensus, endpoints, endpoints.handlers())
+def make_server(dc: str, reactor: Any, forwarder: Forwarder, services: list[Any]) -> CatalogAgent:
+    return CatalogAgent(
+        node_name=f"server-{dc}",
+        datacenter=dc,
+        advertise_addr="127.0.0.1",
+        server_port=8300,
+        reactor=reactor,
+        services=services,
+        forwarder=forwarder,
+        rng=random.Random(7),
+        ae_interval=5.0,
+    )
 
 
 @attrs.define
 class API:
     url: str
     port: int
-    server: Server
-    other: Server
-    ctx: APIContext
+    server: CatalogAgent
+    other: CatalogAgent
 
 
 @pytest_twisted.async_yield_fixture
 async def state_api(reactor: Any) -> AsyncIterator[API]:
-    servers: dict[str, Server] = {}
+    servers: dict[str, CatalogAgent] = {}
     forwarder = Forwarder(servers)
-    servers["dc1"] = make_server("dc1", reactor, forwarder)
-    servers["dc2"] = make_server("dc2", reactor, forwarder)
-    ctx = APIContext(datacenter="dc1", rpc=servers["dc1"].rpc)
+    gateway = {
+        "name": "mesh-gateway",
+        "kind": "mesh-gateway",
+        "port": 4431,
+        "meta": {"consul-wan-federation": "1"},
+    }
+    servers["dc1"] = make_server("dc1", reactor, forwarder, [gateway])
+    servers["dc2"] = make_server("dc2", reactor, forwarder, [])
+    for server in servers.values():
+        server.startService()
     app = Klein()
-    mount_state_routes(app, ctx)
+    servers["dc1"].mount(app)
     install_error_handlers(app)
     site = Site(app.resource())
     site.noisy = False
     port = reactor.listenTCP(0, site, interface="127.0.0.1")
     try:
         n = port.getHost().port
-        yield API(f"http://127.0.0.1:{n}", n, servers["dc1"], servers["dc2"], ctx)
+        yield API(f"http://127.0.0.1:{n}", n, servers["dc1"], servers["dc2"])
     finally:
         await port.stopListening()
+        for server in servers.values():
+            await server.stopService()

@@ -44,9 +44,9 @@ async def test_catalog_register_deregister_and_health_passing(state_api: Any) ->
             check={"CheckID": "web-bad", "ServiceID": "web2", "Status": "critical"},
         )
         _, nodes = await call(c.catalog.nodes)
-        assert [n["Node"] for n in nodes] == ["node1", "node2"]
+        assert [n["Node"] for n in nodes] == ["node1", "node2", "server-dc1"]
         _, services = await call(c.catalog.services)
-        assert services == {"web": ["v1"]}
+        assert services["web"] == ["v1"]
         _, instances = await call(c.catalog.service, "web")
         assert [(i["Node"], i["ServicePort"]) for i in instances] == [
             ("node1", 8080),
@@ -72,7 +72,7 @@ async def test_catalog_register_deregister_and_health_passing(state_api: Any) ->
         assert [i["ServiceID"] for i in instances] == ["web1"]
         await call(c.catalog.deregister, "node1")
         _, nodes = await call(c.catalog.nodes)
-        assert [n["Node"] for n in nodes] == ["node2"]
+        assert [n["Node"] for n in nodes] == ["node2", "server-dc1"]
         _, missing = await call(c.catalog.node, "node1")
         assert missing is None
     finally:
@@ -123,11 +123,19 @@ async def test_blocking_query_unblocked_by_write(state_api: Any, reactor: Any) -
         pending = deferToThread(c.kv.get, "watched", index=index, wait="30s")
         done: list[Any] = []
         pending.addBoth(lambda r: done.append(r) or r)
-        # Let the blocking request arrive and park; it must not answer on its own.
+        # Wait until the blocking request is parked on the key (a write to any key before that
+        # would legitimately answer it: the returned index is the KV table's).
+        from twisted.internet.task import deferLater
+
+        watches = state_api.server.fsm.state.tables["kvs"]._key_watch
+        for _ in range(500):
+            if len(watches):
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        assert len(watches) == 1
+        # A write to another key does not wake it.
         await call(writer.kv.put, "other", "x")
         for _ in range(20):
-            from twisted.internet.task import deferLater
-
             await deferLater(reactor, 0.01, lambda: None)
         assert done == []
         await call(writer.kv.put, "watched", "2")
@@ -165,5 +173,143 @@ async def test_status_leader_and_peers(state_api: Any) -> None:
     try:
         assert await call(c.status.leader) == "127.0.0.1:8300"
         assert await call(c.status.peers) == ["127.0.0.1:8300"]
+    finally:
+        c.http.session.close()
+
+
+async def eventually(check: Callable[[], Any], reactor: Any, timeout: float = 10.0) -> Any:
+    """Poll ``check`` (run in a thread) until it returns a truthy value or the deadline passes."""
+    from twisted.internet.task import deferLater
+
+    deadline = reactor.seconds() + timeout
+    while True:
+        result = await call(check)
+        if result:
+            return result
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {check}")
+        await deferLater(reactor, 0.05, lambda: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_registers_consul_service_with_serf_health(state_api: Any) -> None:
+    c = client(state_api)
+    try:
+        _, instances = await call(c.catalog.service, "consul")
+        assert [(i["Node"], i["ServicePort"], i["Address"]) for i in instances] == [
+            ("server-dc1", 8300, "127.0.0.1")
+        ]
+        _, healthy = await call(c.health.service, "consul", passing=True)
+        [entry] = healthy
+        assert [(ch["CheckID"], ch["Name"], ch["Output"]) for ch in entry["Checks"]] == [
+            ("serfHealth", "Serf Health Status", "Agent alive and reachable")
+        ]
+    finally:
+        c.http.session.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_config_mesh_gateway_reaches_catalog(state_api: Any, reactor: Any) -> None:
+    c = client(state_api)
+    try:
+
+        def gateway() -> Any:
+            return c.catalog.service("mesh-gateway")[1]
+
+        [gw] = await eventually(gateway, reactor)
+        assert (gw["ServiceKind"], gw["ServicePort"]) == ("mesh-gateway", 4431)
+        assert gw["ServiceMeta"] == {"consul-wan-federation": "1"}
+        services = await call(c.agent.services)
+        assert services["mesh-gateway"]["Kind"] == "mesh-gateway"
+    finally:
+        c.http.session.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_agent_service_ttl_check_and_anti_entropy(state_api: Any, reactor: Any) -> None:
+    c = client(state_api)
+    try:
+        await call(
+            c.agent.service.register,
+            "api",
+            service_id="api1",
+            port=9000,
+            tags=["t"],
+            check=consul.Check.ttl("30s"),
+        )
+        services = await call(c.agent.services)
+        assert services["api1"]["Port"] == 9000
+        checks = await call(c.agent.checks)
+        assert checks["service:api1"]["Status"] == "critical"
+
+        def in_catalog_critical() -> Any:
+            _, nodes = c.health.service("api")
+            return nodes and nodes[0]["Checks"][-1]["Status"] == "critical"
+
+        await eventually(in_catalog_critical, reactor)
+        assert await call(c.agent.check.ttl_pass, "service:api1", notes="fine") is True
+
+        def passing() -> Any:
+            return c.health.service("api", passing=True)[1]
+
+        [entry] = await eventually(passing, reactor)
+        assert entry["Service"]["ID"] == "api1"
+        assert entry["Checks"][-1]["Output"] == "fine"
+        assert await call(c.agent.service.deregister, "api1") is True
+
+        def gone() -> bool:
+            return c.catalog.service("api")[1] == []
+
+        await eventually(gone, reactor)
+        assert "service:api1" not in await call(c.agent.checks)
+    finally:
+        c.http.session.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_agent_tcp_and_http_checks(state_api: Any, reactor: Any) -> None:
+    c = client(state_api)
+    try:
+        await call(
+            c.agent.check.register,
+            "tcp-ok",
+            consul.Check.tcp("127.0.0.1", state_api.port, "1s"),
+        )
+        await call(
+            c.agent.check.register,
+            "http-ok",
+            consul.Check.http(f"{state_api.url}/v1/status/leader", "1s"),
+        )
+        await call(
+            c.agent.check.register,
+            "http-404",
+            consul.Check.http(f"{state_api.url}/v1/nope", "1s"),
+        )
+
+        def settled() -> Any:
+            checks = c.agent.checks()
+            statuses = {k: checks[k]["Status"] for k in ("tcp-ok", "http-ok", "http-404")}
+            want = {"tcp-ok": "passing", "http-ok": "passing", "http-404": "critical"}
+            if statuses == want and checks["http-404"]["Output"]:
+                return checks
+            return None
+
+        checks = await eventually(settled, reactor)
+        assert checks["tcp-ok"]["Output"] == f"TCP connect 127.0.0.1:{state_api.port}: Success"
+        assert checks["http-ok"]["Output"].startswith(
+            f"HTTP GET {state_api.url}/v1/status/leader: 200 OK Output: "
+        )
+        assert "404 Not Found" in checks["http-404"]["Output"]
+    finally:
+        c.http.session.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_agent_register_rejects_reserved_meta(state_api: Any) -> None:
+    c = client(state_api)
+    try:
+        with pytest.raises(consul.ConsulException, match="Key prefix 'consul-' is reserved"):
+            await call(c.agent.service.register, "web", meta={"consul-wan-federation": "1"})
+        assert "web" not in await call(c.agent.services)
     finally:
         c.http.session.close()

@@ -92,6 +92,9 @@ async def test_same_dc_pool_direct_plain_and_legacy_tls(reactor: Any, ca: CA) ->
         assert await a.pool.rpc("dc1", "b", b.addr, "Test.Who", 7) == {
             "node": "b", "dc": "dc1", "args": 7}
         assert a.pool.keys() == [f"b:{b.addr}"]
+        assert await a.pool.ping("dc1", "b", b.addr) is True
+        first = await a.pool.acquire("dc1", "b", b.addr)
+        assert await a.pool.acquire("dc1", "b", b.addr) is first  # one pooled connection
         # plaintext type byte 4 against a server without verify_incoming
         b_plain = ConnPool(Dialer(reactor, "dc1", server=True, tls=None), reactor)
         assert await b_plain.rpc("dc1", "a", a.addr, "Status.Ping", use_tls=False) is None
@@ -165,12 +168,16 @@ async def test_dial_fails_without_node_san_or_for_wrong_dc(reactor: Any, ca: CA)
         assert src.pool.keys() == []
         # an ALPN the server does not offer is refused by the ALPN check
         proto = RPCClientProtocol(multi=True)
-        creator = src.dialer.alpn_creator("dc1", "bob", "foo/bar")
         bob = await start_node(reactor, ca, "dc1", "bob")
         try:
             with pytest.raises(ALPNNotNegotiated,
                                match=r'^could not negotiate ALPN protocol "foo/bar" with ""$'):
-                await src.dialer._connect(bob.addr, b"", creator, "foo/bar", b"", proto)
+                await src.dialer.dial_alpn(bob.addr, "dc1", "bob", "foo/bar", proto)
+            # the same dial with a served protocol works
+            ok = RPCClientProtocol(multi=True)
+            await src.dialer.dial_alpn(bob.addr, "dc1", "bob", "consul/rpc-multi", ok)
+            assert await ok.call("Test.Who") == {"node": "bob", "dc": "dc1", "args": None}
+            await ok.close()
         finally:
             await bob.stop()
     finally:

@@ -21,7 +21,7 @@ from wanfedtx.gateway.clienthello import (
 
 ALPN = [b"consul/rpc-multi", b"consul/wan-gossip/stream"]
 HELLO = real_client_hello("Pri.Server.Primary.Consul", ALPN)
-FUZZ_EXAMPLES = int(os.environ.get("WANFED_FUZZ_EXAMPLES", "5000"))
+FUZZ_EXAMPLES = int(os.environ.get("WANFED_FUZZ_EXAMPLES", "2500"))
 
 
 def test_reads_sni_and_alpn_of_a_real_hello() -> None:

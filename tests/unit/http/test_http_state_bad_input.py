@@ -18,14 +18,19 @@ from klein import Klein
 from treq.testing import StubTreq
 from twisted.internet import task
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.python.failure import Failure
+from twisted.web.error import PageRedirect
 
+from wanfedtx.agent.checks import CheckRunners
+from wanfedtx.agent.local import LocalState
 from wanfedtx.catalog.endpoints import Endpoints
 from wanfedtx.fsm.consensus import LocalConsensus
 from wanfedtx.fsm.machine import FSM
+from wanfedtx.http import agent_services
 from wanfedtx.http.common import APIContext
 from wanfedtx.http.routes import install_error_handlers, mount_state_routes
 
-EXAMPLES = int(os.environ.get("WANFED_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("WANFED_FUZZ_EXAMPLES", "100"))
 BASE = "http://127.0.0.1:8500"
 
 
@@ -43,6 +48,13 @@ class Harness:
 
         app = Klein()
         mount_state_routes(app, APIContext("dc1", rpc, kv_limit))
+        self.local = LocalState("n1")
+        agent_services.mount(
+            app,
+            agent_services.AgentServicesContext(
+                self.local, CheckRunners(self.local, self.clock), "dc1"
+            ),
+        )
         install_error_handlers(app)
         self.stub = StubTreq(app.resource())
 
@@ -53,6 +65,11 @@ class Harness:
         d.addBoth(results.append)
         assert results, f"{method} {path} did not answer"
         response = results[0]
+        if isinstance(response, Failure):
+            # Paths with "//" are redirected to their cleaned form (as Go's mux does).
+            redirect = response.value.reasons[0].value
+            assert isinstance(redirect, PageRedirect), response
+            return int(redirect.status), b"", None
         content: list[bytes] = []
         self.stub.content(response).addCallback(content.append)
         self.stub.flush()
@@ -198,6 +215,62 @@ def test_fuzz_kv_put(key: str, value: bytes, query: str) -> None:
     from urllib.parse import quote
 
     code, text, _ = h.request("PUT", "/v1/kv/" + quote(key) + query, value)
-    assert code in (200, 400, 404, 413), (code, text)
+    assert code in (200, 308, 400, 404, 413), (code, text)
     if code != 200:
         assert h.state() == before
+
+
+AGENT_SERVICE_KEYS = [
+    "Name",
+    "ID",
+    "Kind",
+    "Tags",
+    "Port",
+    "Meta",
+    "Address",
+    "Weights",
+    "EnableTagOverride",
+    "name",
+    "port",
+    "kind",
+]
+AGENT_CHECK_KEYS = [
+    "TTL",
+    "TCP",
+    "HTTP",
+    "Interval",
+    "Timeout",
+    "CheckID",
+    "Name",
+    "Status",
+    "Args",
+]
+agent_bodies = objects(
+    AGENT_SERVICE_KEYS,
+    {
+        "Meta": st.dictionaries(
+            st.sampled_from(["consul-wan-federation", "consul-x", "ok", "bad key", ""]),
+            st.text(max_size=4),
+            max_size=2,
+        )
+        | json_values,
+        "Kind": st.sampled_from(["", "mesh-gateway", "connect-proxy", "bogus"]) | json_values,
+        "Check": objects(AGENT_CHECK_KEYS, {"TTL": st.sampled_from(["10s", "0", "x", 5])})
+        | json_values,
+        "Checks": st.lists(objects(AGENT_CHECK_KEYS, {}), max_size=2) | json_values,
+    },
+)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(body=agent_bodies | json_values)
+def test_fuzz_agent_service_register(body: Any) -> None:
+    h = Harness()
+    raw = json.dumps(body, allow_nan=True).encode()
+    code, text, _ = h.request("PUT", "/v1/agent/service/register", raw)
+    assert code in (200, 400), (code, text)
+    assert b"\n" not in text.strip()
+    if code != 200:
+        assert h.local.services == {} and h.local.checks == {}
+    else:
+        assert len(h.local.services) == 1

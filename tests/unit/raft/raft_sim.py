@@ -127,15 +127,28 @@ class Node:
 
 
 class Sim:
-    def __init__(self, seed: int, n: int = 3, *, loss: float = 0.05, crashes: bool = True,
-                 partitions: bool = True, membership: bool = False, compaction: bool = True,
-                 transfers: bool = True, trace: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        seed: int,
+        n: int = 3,
+        *,
+        loss: float = 0.05,
+        crashes: bool = True,
+        partitions: bool = True,
+        membership: bool = False,
+        compaction: bool = True,
+        transfers: bool = True,
+        trace: Callable[[str], None] | None = None,
+    ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
-        self.opts = RaftOptions(election_timeout=1.0, heartbeat_interval=0.1,
-                                max_entries_per_message=self.rng.choice([1, 3, 64]),
-                                max_inflight=self.rng.choice([1, 4]),
-                                snapshot_chunk_size=self.rng.choice([7, 64, 4096]))
+        self.opts = RaftOptions(
+            election_timeout=1.0,
+            heartbeat_interval=0.1,
+            max_entries_per_message=self.rng.choice([1, 3, 64]),
+            max_inflight=self.rng.choice([1, 4]),
+            snapshot_chunk_size=self.rng.choice([7, 64, 4096]),
+        )
         self.loss = loss
         self.crash_rate = 0.004
         self.fsync_latency = self.rng.choice([(0.0005, 0.005), (0.002, 0.02), (0.01, 0.08)])
@@ -175,8 +188,9 @@ class Sim:
         node.incarnation += 1
         node.fsm = KV()
         node.held = []
-        node.core = RaftCore(i, self.opts, random.Random(self.rng.random()), self.now,
-                             node.disk.restored())
+        node.core = RaftCore(
+            i, self.opts, random.Random(self.rng.random()), self.now, node.disk.restored()
+        )
         if bootstrap:
             node.core.bootstrap(frozenset(self.ids))
         self._pump(i)
@@ -434,7 +448,8 @@ class Sim:
             old = self.entry_key.setdefault(key, val)
             if old != val:
                 raise SafetyViolation(
-                    f"seed {self.seed}: log matching violated at {key} on {i}: {old} != {val}")
+                    f"seed {self.seed}: log matching violated at {key} on {i}: {old} != {val}"
+                )
             prev_term = e.term
 
     def _check_new_leader(self, i: str, core: RaftCore, term: int) -> None:
@@ -448,7 +463,8 @@ class Sim:
             if core.term_at(idx) != t:
                 raise SafetyViolation(
                     f"seed {self.seed}: leader {i} (term {term}) lacks committed entry "
-                    f"{idx}/{t} (has {core.term_at(idx)})")
+                    f"{idx}/{t} (has {core.term_at(idx)})"
+                )
 
     def _check_apply(self, i: str, e: Entry) -> None:
         val = (e.term, e.data)
@@ -456,15 +472,18 @@ class Sim:
         if old != val:
             raise SafetyViolation(
                 f"seed {self.seed}: state machine safety: {i} applied {val} at {e.index}, "
-                f"another node applied {old}")
+                f"another node applied {old}"
+            )
 
     def _check_state(self, i: str, core: RaftCore) -> None:
         if not (core.snap_index <= core.applied <= core.commit <= core.last_index()):
             raise SafetyViolation(
                 f"seed {self.seed}: {i} bad indexes snap={core.snap_index} "
-                f"applied={core.applied} commit={core.commit} last={core.last_index()}")
-        for idx in range(max(core.snap_index + 1, max(self.committed, default=0) + 1),
-                         core.commit + 1):
+                f"applied={core.applied} commit={core.commit} last={core.last_index()}"
+            )
+        for idx in range(
+            max(core.snap_index + 1, max(self.committed, default=0) + 1), core.commit + 1
+        ):
             t = core.term_at(idx)
             assert t is not None
             self.committed[idx] = t

@@ -57,9 +57,9 @@ def port(tls: OpenSSLTLS | None, timeout: float = 5.0) -> tuple[RPCPortFactory, 
 def tls_client(client_tls: OpenSSLTLS, clock: Clock, dc: str, node: str, alpn: str | None,
                app: Recorder) -> Any:
     if alpn is None:
-        creator = client_tls.outgoing_rpc_creator(dc, node)
+        creator = client_tls.client_creator(f"server.{dc}.consul", None)
     else:
-        creator = client_tls.outgoing_alpn_creator(dc, node, alpn)
+        creator = client_tls.client_creator(f"{node}.server.{dc}.consul", [alpn.encode()])
     f = TLSMemoryBIOFactory(creator, True, Factory(), clock=clock)
     return f.protocol(f, app)
 
@@ -226,3 +226,52 @@ def test_type_without_handler_is_unrecognized(ca: CA, logged: Any) -> None:
     assert link.lost
     assert [e for e in logged if e.get("log_format") == "unrecognized RPC byte"
             and e.get("byte") == 2 and e["log_level"] is LogLevel.error]
+
+
+def test_insecure_type_refused_when_provider_has_no_insecure_creator(ca: CA, logged: Any
+                                                                     ) -> None:
+    class Strict(OpenSSLTLS):
+        incoming_insecure_rpc_creator = None  # type: ignore[assignment]
+
+    f, handlers, clock = port(Strict(ca, ca.server("primary", "pri")))
+    link = Link(f.buildProtocol(None), Recorder(), clock)
+    link.ct.write(b"\x07")
+    link.pump()
+    assert link.lost and not handlers["7"].protocols
+    assert "unrecognized RPC byte" in messages(logged)
+
+
+@pytest.mark.allow_logged_errors
+def test_handler_that_raises_closes_the_connection(fail_on_logged_errors: Any) -> None:
+    class Broken:
+        def build_protocol(self, conn: Any) -> Any:
+            raise RuntimeError("no capacity")
+
+    clock = Clock()
+    reg = HandlerRegistry()
+    reg.register_type(0, Broken())
+    f = RPCPortFactory(reg, clock, None, metrics=Registry())
+    link = Link(f.buildProtocol(None), Recorder(), clock)
+    link.ct.write(b"\x00x")
+    link.pump()
+    assert link.lost
+    assert "no capacity" in fail_on_logged_errors[0]["log_failure"].getErrorMessage()
+
+
+def test_tls_material_error_closes_with_log_and_when_closed_fires(ca: CA, logged: Any) -> None:
+    class Unloadable(OpenSSLTLS):
+        def incoming_alpn_creator(self, protocols: Any) -> Any:
+            raise OSError("cert file vanished")
+
+    f, _, clock = port(Unloadable(ca, ca.server("primary", "pri")))
+    server = f.buildProtocol(None)
+    client = tls_client(server_tls(ca, "primary", "x"), clock, "primary", "pri",
+                        ALPN_RPC_CONSUL, Recorder())
+    link = Link(server, client, clock)
+    link.pump()
+    assert link.lost
+    assert [e for e in logged if e.get("log_format") == "TLS handshake failed"
+            and "vanished" in e.get("error", "")]
+    fired: list[None] = []
+    server.when_closed().addCallback(fired.append)
+    assert fired == [None]

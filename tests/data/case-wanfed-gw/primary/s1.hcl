@@ -1,0 +1,1 @@
+# We don't want an s1/s2 service

@@ -1,0 +1,102 @@
+"""RPC server/client protocols in memory: rpc-single ordering, rpc-multi concurrency, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from rpc_support import Link
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from wanfedtx.rpc.codec import encode_request
+from wanfedtx.rpc.endpoints import default_endpoints
+from wanfedtx.rpc.errors import ConnectionClosed, RemoteError
+from wanfedtx.rpc.protocol import RPCClientProtocol, RPCServerProtocol
+
+
+def setup(multi: bool) -> tuple[Link, RPCClientProtocol, dict[str, list[Deferred[Any]]]]:
+    waits: dict[str, list[Deferred[Any]]] = {"slow": []}
+    eps = default_endpoints()
+
+    def slow(args: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        waits["slow"].append(d)
+        return d
+
+    def boom(args: Any) -> Any:
+        raise ValueError("bad args: " + repr(args))
+
+    eps.register("Test.Slow", slow)
+    eps.register("Test.Echo", lambda a: a)
+    eps.register("Test.Boom", boom)
+    client = RPCClientProtocol(multi=multi)
+    link = Link(RPCServerProtocol(eps, multi=multi), client, Clock())
+    return link, client, waits
+
+
+def test_multi_answers_in_completion_order() -> None:
+    link, client, waits = setup(multi=True)
+    got: list[Any] = []
+    client.call("Test.Slow", 1).addCallback(lambda r: got.append(("slow", r)))
+    client.call("Test.Echo", 2).addCallback(lambda r: got.append(("echo", r)))
+    link.pump()
+    assert got == [("echo", 2)]  # the fast call overtook the slow one
+    waits["slow"][0].callback("done")
+    link.pump()
+    assert got == [("echo", 2), ("slow", "done")]
+
+
+def test_single_serves_one_call_at_a_time() -> None:
+    link, client, waits = setup(multi=False)
+    got: list[Any] = []
+    client.call("Test.Slow", 1).addCallback(got.append)
+    client.call("Test.Echo", 2).addCallback(got.append)
+    link.pump()
+    assert got == [] and len(waits["slow"]) == 1
+    waits["slow"][0].callback("first")
+    link.pump()
+    assert got == ["first", 2]
+
+
+def test_errors_travel_as_strings() -> None:
+    link, client, _ = setup(multi=True)
+    errs: list[Any] = []
+    client.call("Test.Boom", 5).addErrback(lambda f: errs.append(f.value))
+    client.call("Nope.X").addErrback(lambda f: errs.append(f.value))
+    link.pump()
+    assert [type(e) for e in errs] == [RemoteError, RemoteError]
+    assert [str(e) for e in errs] == ["bad args: 5", "rpc: can't find service Nope.X"]
+
+
+def test_pending_calls_fail_when_connection_closes() -> None:
+    link, client, _ = setup(multi=True)
+    errs: list[Any] = []
+    client.call("Test.Slow").addErrback(lambda f: errs.append(f.value))
+    link.pump()
+    link.disconnect()
+    assert isinstance(errs[0], ConnectionClosed)
+    client.call("Status.Ping").addErrback(lambda f: errs.append(f.value))
+    assert isinstance(errs[1], ConnectionClosed)
+
+
+def test_unencodable_arguments_fail_the_call_only() -> None:
+    link, client, _ = setup(multi=True)
+    errs: list[Any] = []
+    client.call("Test.Echo", object()).addErrback(lambda f: errs.append(str(f.value)))
+    assert "can't encode arguments of Test.Echo" in errs[0]
+    got: list[Any] = []
+    client.call("Test.Echo", 3).addCallback(got.append)
+    link.pump()
+    assert got == [3]
+
+
+@pytest.mark.parametrize("junk", [b"\x00\x00\x00\x02\x91\x00", b"\xff\xff\xff\xff"])
+def test_server_closes_on_bad_frame(junk: bytes, fail_on_logged_errors: Any) -> None:
+    server = RPCServerProtocol(default_endpoints(), multi=True, max_frame_size=1024)
+    t = StringTransport()
+    server.makeConnection(t)
+    server.dataReceived(encode_request(1, "Status.Ping", None) + junk)
+    assert t.disconnecting
+    assert t.value() == b"\x00\x00\x00\x05\x94\x01\x01\xc0\xc0"  # the good call was answered

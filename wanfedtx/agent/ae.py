@@ -1,0 +1,249 @@
+"""Agent-to-catalog anti-entropy: push local services and checks into the catalog.
+
+Changes are synced soon after they happen (coalesced); a full sync every ``full_interval``
+seconds (plus up to 1/16 jitter) re-reads the catalog's view of this node and repairs any
+difference, deregistering catalog services and checks the agent does not have (except the
+server-managed ``consul`` service and ``serfHealth`` check). Failed syncs retry after 15 s.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from wanfedtx.agent.local import LocalState
+
+log = Logger()
+
+Args = dict[str, Any]
+RPC = Callable[[str, Args], Deferred[Any]]
+
+CONSUL_SERVICE_ID = "consul"
+SERF_CHECK_ID = "serfHealth"
+RETRY_FAIL_INTERVAL = 15.0
+FULL_SYNC_INTERVAL = 60.0
+
+_NODE_SERVICE_KEYS = (
+    "Kind",
+    "ID",
+    "Service",
+    "Tags",
+    "Address",
+    "TaggedAddresses",
+    "Meta",
+    "Port",
+    "Weights",
+    "EnableTagOverride",
+    "Proxy",
+    "Connect",
+)
+_CHECK_KEYS = ("CheckID", "Name", "Status", "Notes", "Output", "ServiceID", "ServiceName")
+
+
+def _same(a: Args, b: Args, keys: tuple[str, ...]) -> bool:
+    return all((a.get(k) or None) == (b.get(k) or None) for k in keys)
+
+
+class AntiEntropy(Service):
+    """Keeps the catalog entry of this node equal to the agent's local state."""
+
+    def __init__(
+        self,
+        local: LocalState,
+        rpc: RPC,
+        node_info: Args,
+        clock: IReactorTime,
+        rng: random.Random | None = None,
+        full_interval: float = FULL_SYNC_INTERVAL,
+    ) -> None:
+        self.local = local
+        self.rpc = rpc
+        self.node_info = node_info  # Node, Address, ID, Datacenter, TaggedAddresses, NodeMeta
+        self.clock = clock
+        self.rng = rng if rng is not None else random.Random()
+        self.full_interval = full_interval
+        self._timer: IDelayedCall | None = None
+        self._running: Deferred[bool] | None = None
+        self._want_full = True
+        self._again = False
+        local.on_change(self.trigger)
+
+    # -- service lifecycle ---------------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        self._want_full = True
+        self._schedule(0)
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        running = self._running
+        if running is None:
+            return succeed(None)
+        done: Deferred[None] = Deferred()
+        running.addBoth(lambda _: done.callback(None))
+        return done
+
+    # -- scheduling ----------------------------------------------------------------------------
+
+    def trigger(self) -> None:
+        """Local state changed: sync soon."""
+        if not self.running:
+            return
+        if self._running is not None:
+            self._again = True
+            return
+        self._schedule(0)
+
+    def _schedule(self, delay: float) -> None:
+        if self._timer is not None and self._timer.active():
+            if self._timer.getTime() <= self.clock.seconds() + delay:
+                return
+            self._timer.cancel()
+        self._timer = self.clock.callLater(delay, self._run)
+
+    def _run(self) -> None:
+        self._timer = None
+        full = self._want_full
+        self._want_full = False
+        running: Deferred[bool] = Deferred.fromCoroutine(self._sync(full))
+        self._running = running
+
+        def done(ok: bool) -> None:
+            self._running = None
+            if not self.running:
+                return
+            if not ok:
+                self._want_full = True
+                self._schedule(RETRY_FAIL_INTERVAL)
+            elif self._again:
+                self._again = False
+                self._schedule(0)
+            else:
+                self._want_full = True
+                jitter = self.rng.random() * self.full_interval / 16
+                self._schedule(self.full_interval + jitter)
+
+        running.addCallback(done)
+
+    async def _sync(self, full: bool) -> bool:
+        try:
+            if full:
+                await self.sync_full_compare()
+            await self.sync_changes()
+        except Exception as exc:
+            log.warn("agent: failed to sync remote state: {error}", error=str(exc) or repr(exc))
+            return False
+        return True
+
+    # -- the sync itself -----------------------------------------------------------------------
+
+    def _register_base(self) -> Args:
+        info = self.node_info
+        return {
+            "Datacenter": info.get("Datacenter", ""),
+            "ID": info.get("ID", ""),
+            "Node": self.local.node,
+            "Address": info["Address"],
+            "TaggedAddresses": info.get("TaggedAddresses", {}),
+            "NodeMeta": info.get("NodeMeta", {}),
+        }
+
+    async def sync_full_compare(self) -> None:
+        """Read the catalog's view of this node and mark every difference out of sync."""
+        q = {"Datacenter": self.node_info.get("Datacenter", ""), "Node": self.local.node}
+        reply = await self.rpc("Catalog.NodeServices", dict(q))
+        checks_reply = await self.rpc("Health.NodeChecks", dict(q))
+        ns = reply.get("NodeServices")
+        remote_services: dict[str, Args] = dict((ns or {}).get("Services") or {})
+        node = (ns or {}).get("Node")
+        info = self.node_info
+        self.local.node_in_sync = bool(
+            node
+            and node.get("Address") == info["Address"]
+            and (node.get("Meta") or {}) == (info.get("NodeMeta") or {})
+            and (node.get("TaggedAddresses") or {}) == (info.get("TaggedAddresses") or {})
+        )
+        for sid, entry in self.local.services.items():
+            remote = remote_services.get(sid)
+            if entry.deleted:
+                entry.in_sync = remote is None
+            else:
+                entry.in_sync = remote is not None and _same(
+                    remote, entry.service, _NODE_SERVICE_KEYS
+                )
+        for sid in remote_services:
+            if sid not in self.local.services and sid != CONSUL_SERVICE_ID:
+                await self._deregister(ServiceID=sid)
+        remote_checks = {c["CheckID"]: c for c in checks_reply.get("HealthChecks") or []}
+        for cid, check in self.local.checks.items():
+            remote = remote_checks.get(cid)
+            if check.deleted:
+                check.in_sync = remote is None
+            else:
+                check.in_sync = remote is not None and _same(remote, check.check, _CHECK_KEYS)
+        for cid in remote_checks:
+            if cid not in self.local.checks and cid != SERF_CHECK_ID:
+                await self._deregister(CheckID=cid)
+
+    async def _deregister(self, **what: str) -> None:
+        args = {
+            "Datacenter": self.node_info.get("Datacenter", ""),
+            "Node": self.local.node,
+            **what,
+        }
+        await self.rpc("Catalog.Deregister", args)
+
+    async def sync_changes(self) -> None:
+        local = self.local
+        for sid, entry in list(local.services.items()):
+            if entry.deleted and not entry.in_sync:
+                await self._deregister(ServiceID=sid)
+                log.info("agent: Deregistered service {service}", service=sid)
+            if entry.deleted:
+                local.services.pop(sid, None)
+        for cid, check in list(local.checks.items()):
+            if check.deleted and not check.in_sync:
+                await self._deregister(CheckID=cid)
+                log.info("agent: Deregistered check {check}", check=cid)
+            if check.deleted:
+                local.checks.pop(cid, None)
+        for sid, entry in list(local.services.items()):
+            if entry.in_sync:
+                continue
+            svc_checks = [
+                c for c in local.checks.values() if c.check["ServiceID"] == sid and not c.deleted
+            ]
+            req = self._register_base()
+            req["Service"] = entry.service
+            req["Checks"] = [c.check for c in svc_checks]
+            req["Token"] = entry.token
+            await self.rpc("Catalog.Register", req)
+            entry.in_sync = True
+            for c in svc_checks:
+                c.in_sync = True
+            local.node_in_sync = True
+            log.info("agent: Synced service {service}", service=sid)
+        for cid, check in list(local.checks.items()):
+            if check.in_sync:
+                continue
+            req = self._register_base()
+            req["Check"] = check.check
+            req["Token"] = check.token
+            await self.rpc("Catalog.Register", req)
+            check.in_sync = True
+            local.node_in_sync = True
+            log.info("agent: Synced check {check}", check=cid)
+        if not local.node_in_sync:
+            await self.rpc("Catalog.Register", self._register_base())
+            local.node_in_sync = True
+            log.info("agent: Synced node info")

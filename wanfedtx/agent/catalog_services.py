@@ -1,0 +1,189 @@
+"""Wiring of the state-backed parts of one agent into a ``MultiService``.
+
+:class:`CatalogAgent` holds the FSM and state store, the consensus it applies through
+(``LocalConsensus`` unless a raft implementation is passed), the RPC endpoints, the agent's
+local services and checks (from config and HTTP), the check runners, anti-entropy, and the
+leader routine that registers this server as service ``consul`` with ``serfHealth``.
+``mount(app)`` adds the /v1 catalog, health, KV, status and agent-service routes to a Klein app.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from typing import Any
+
+from klein import Klein
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from wanfedtx.agent.ae import AntiEntropy
+from wanfedtx.agent.checks import CheckRunners
+from wanfedtx.agent.definitions import decode_check, decode_service
+from wanfedtx.agent.local import LocalState
+from wanfedtx.catalog import leader
+from wanfedtx.catalog.endpoints import Endpoints, Forwarder
+from wanfedtx.fsm.consensus import Consensus, LocalConsensus
+from wanfedtx.fsm.machine import FSM
+from wanfedtx.http import agent_services
+from wanfedtx.http.common import APIContext
+from wanfedtx.http.routes import mount_state_routes
+
+log = Logger()
+
+
+class CatalogAgent(MultiService):
+    """State store, endpoints, local services/checks and anti-entropy of one server agent."""
+
+    def __init__(
+        self,
+        *,
+        node_name: str,
+        datacenter: str,
+        advertise_addr: str,
+        server_port: int,
+        reactor: Any,
+        services: Iterable[Any] = (),
+        node_id: str = "",
+        node_meta: dict[str, str] | None = None,
+        consensus: Consensus | None = None,
+        fsm: FSM | None = None,
+        forwarder: Forwarder | None = None,
+        rng: random.Random | None = None,
+        ae_interval: float = 60.0,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.node_name = node_name
+        self.datacenter = datacenter
+        self.advertise_addr = advertise_addr
+        self.server_port = server_port
+        self.node_id = node_id
+        self.reactor = reactor
+        self.fsm = fsm if fsm is not None else FSM()
+        self.consensus: Consensus = (
+            consensus
+            if consensus is not None
+            else LocalConsensus(self.fsm, f"{advertise_addr}:{server_port}")
+        )
+        self.endpoints = Endpoints(
+            datacenter, self.fsm.state, self.consensus, reactor, rng, forwarder
+        )
+        self.handlers = self.endpoints.handlers()
+        self.local = LocalState(node_name)
+        self.runners = CheckRunners(self.local, reactor)
+        self.runners.setServiceParent(self)  # type: ignore[no-untyped-call]
+        # Config-file services: decoded with the same rules as HTTP registrations.
+        for i, raw in enumerate(services):
+            self.local.add_service(decode_service(raw, f"services[{i}]"))
+        self.ae = AntiEntropy(
+            self.local,
+            self.rpc,
+            {
+                "Datacenter": datacenter,
+                "ID": node_id,
+                "Address": advertise_addr,
+                "TaggedAddresses": {"lan": advertise_addr, "wan": advertise_addr},
+                "NodeMeta": dict(node_meta or {}),
+            },
+            reactor,
+            rng,
+            ae_interval,
+        )
+        self.ae.setServiceParent(self)  # type: ignore[no-untyped-call]
+
+    def rpc(self, method: str, args: dict[str, Any]) -> Deferred[Any]:
+        """Call a local RPC endpoint (the agent's own RPC, as the reference's ``agent.RPC``)."""
+        handler = self.handlers.get(method)
+        if handler is None:
+            raise KeyError(f"unknown RPC method {method!r}")
+        return handler(args)
+
+    def startService(self) -> None:
+        if self.consensus.is_leader():
+            d = Deferred.fromCoroutine(
+                leader.reconcile_server(
+                    self.endpoints,
+                    self.node_name,
+                    self.advertise_addr,
+                    self.server_port,
+                    self.node_id,
+                )
+            )
+            d.addErrback(lambda f: log.failure("leader: failed to register this server", failure=f))
+        super().startService()  # type: ignore[no-untyped-call]
+
+    def mount(self, app: Klein) -> None:
+        mount_state_routes(app, APIContext(self.datacenter, self.rpc))
+        agent_services.mount(
+            app, agent_services.AgentServicesContext(self.local, self.runners, self.datacenter)
+        )
+
+
+def _check_dict(check: Any) -> dict[str, Any]:
+    """A config ``CheckDefinition`` (attrs, seconds) as a definition dict for ``decode_check``."""
+    out: dict[str, Any] = {
+        "CheckID": check.id,
+        "Name": check.name,
+        "Notes": check.notes,
+        "ServiceID": check.service_id,
+        "Status": check.status,
+        "HTTP": check.http,
+        "Method": check.method,
+        "Header": {k: [v] if isinstance(v, str) else list(v) for k, v in check.header.items()},
+        "TCP": check.tcp,
+        "TLSSkipVerify": check.tls_skip_verify,
+        "Args": list(check.script_args),
+        "GRPC": check.grpc,
+        "AliasNode": check.alias_node,
+        "AliasService": check.alias_service,
+    }
+    for key, seconds in (
+        ("Interval", check.interval),
+        ("Timeout", check.timeout),
+        ("TTL", check.ttl),
+    ):
+        if seconds:
+            out[key] = f"{seconds}s"
+    return out
+
+
+def service_dict(svc: Any) -> dict[str, Any]:
+    """A config ``ServiceDefinition`` (``wanfedtx.config.runtime``) as a definition dict."""
+    return {
+        "Kind": svc.kind,
+        "ID": svc.id,
+        "Name": svc.name,
+        "Tags": list(svc.tags),
+        "Address": svc.address,
+        "TaggedAddresses": {
+            k: {"Address": v.address, "Port": v.port} for k, v in svc.tagged_addresses.items()
+        },
+        "Meta": dict(svc.meta),
+        "Port": svc.port,
+        "EnableTagOverride": svc.enable_tag_override,
+        "Weights": {"Passing": svc.weights_passing, "Warning": svc.weights_warning},
+        "Checks": [_check_dict(c) for c in svc.checks],
+    }
+
+
+def catalog_agent_from_config(config: Any, reactor: Any) -> CatalogAgent:
+    """The ``CatalogAgent`` of a server agent described by a ``RuntimeConfig``.
+
+    Until raft and the :8300 port are wired into the agent it runs on ``LocalConsensus``
+    (single server, in memory) with no forwarder: ``?dc=`` other than ours answers
+    "No path to datacenter".
+    """
+    agent = CatalogAgent(
+        node_name=config.node_name,
+        datacenter=config.datacenter,
+        advertise_addr=config.advertise_addr_lan,
+        server_port=config.server_port,
+        reactor=reactor,
+        services=[service_dict(s) for s in config.services],
+        node_id=config.node_id,
+        node_meta=dict(config.node_meta),
+    )
+    for i, check in enumerate(config.checks):
+        agent.local.add_check(decode_check(_check_dict(check), f"checks[{i}]"))
+    return agent

@@ -1,0 +1,120 @@
+"""A service that serves one ``IResource`` on a list of TCP addresses and closes cleanly.
+
+``startService`` listens on every ``(host, port)``; ``stopService`` stops listening, closes the
+open connections and returns a Deferred that fires when every socket is closed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.interfaces import IListeningPort, IReactorTCP
+from twisted.logger import Logger
+from twisted.web.resource import IResource
+from twisted.web.server import Site
+
+Addr = tuple[str, int]
+
+
+log = Logger(namespace="agent")
+
+class _TrackingSite(Site):
+    """A Site that remembers its open connections and when they close."""
+
+    def __init__(self, resource: IResource, **kw: Any) -> None:
+        super().__init__(resource, **kw)  # type: ignore[no-untyped-call]
+        self.open: dict[Any, defer.Deferred[None]] = {}
+
+    def log(self, request: Any) -> None:
+        """Access log at debug level, as Consul's ``Request finished`` lines."""
+        peer = request.getClientAddress()
+        log.debug(
+            "Request finished: method={method} url={url} from={peer} code={code}",
+            method=request.method.decode("ascii", "replace"),
+            url=request.uri.decode("ascii", "replace"),
+            peer=f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}",
+            code=request.code,
+        )
+
+    def buildProtocol(self, addr: Any) -> Any:
+        proto = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
+        if proto is None:
+            return None
+        closed: defer.Deferred[None] = defer.Deferred()
+        self.open[proto] = closed
+        lost = proto.connectionLost
+
+        def connectionLost(reason: Any) -> None:
+            try:
+                lost(reason)
+            finally:
+                self.open.pop(proto, None)
+                closed.callback(None)
+
+        proto.connectionLost = connectionLost
+        return proto
+
+
+class HTTPServerService(Service):
+    """Serve ``resource`` over HTTP on ``addrs``."""
+
+
+    def __init__(self, reactor: IReactorTCP, resource: IResource, addrs: tuple[Addr, ...]) -> None:
+        self.reactor = reactor
+        self.addrs = addrs
+        self.site = _TrackingSite(resource)
+        self.site.displayTracebacks = False
+        self.site.noisy = False
+        self.ports: list[IListeningPort] = []
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        for host, port in self.addrs:
+            interface = host
+            if ipaddress.ip_address(host).version == 6 and host == "::":
+                interface = "::"
+            lp = self.reactor.listenTCP(
+                port,
+                self.site,  # type: ignore[arg-type]
+                interface=interface,
+            )
+            self.ports.append(lp)
+            bound: Any = lp.getHost()
+            log.info(
+                "Started HTTP server: address={address} network=tcp",
+                address=_fmt(bound.host, bound.port),
+            )
+
+    def bound_addresses(self) -> list[Addr]:
+        """Where the server actually listens (ports resolved when 0 was asked for)."""
+        out: list[Addr] = []
+        for p in self.ports:
+            h: Any = p.getHost()
+            out.append((h.host, h.port))
+        return out
+
+    def stopService(self) -> defer.Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        waits: list[defer.Deferred[Any]] = []
+        for p in self.ports:
+            d = p.stopListening()
+            if isinstance(d, defer.Deferred):
+                waits.append(d)
+        self.ports = []
+        for proto, closed in list(self.site.open.items()):
+            waits.append(closed)
+            # Site builds a _GenericHTTPChannelProtocol that proxies to the real channel.
+            transport = getattr(proto, "transport", None) or getattr(
+                getattr(proto, "_channel", None), "transport", None
+            )
+            if transport is not None:
+                transport.loseConnection()
+        dl = defer.DeferredList(waits, consumeErrors=True)
+        return dl.addCallback(lambda _: None)
+
+
+def _fmt(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,189 @@
+"""``wanfed agent``: run an agent with Consul's flags, until SIGINT or SIGTERM.
+
+Config errors print one line and exit 1. On start the agent prints Consul's banner and the URL
+to open (``HTTP API: http://127.0.0.1:8500/v1/agent/self``); a signal stops every service and
+closes every socket before the process exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import Any
+
+from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
+
+from wanfedtx.agent.errors import AgentError
+from wanfedtx.agent.flags import FLAGS, FlagError, flags_to_config, parse_bool
+from wanfedtx.config import ConfigError, LoadOptions, LoadResult, load
+from wanfedtx.logs import start_logging
+
+HELP = "Runs a wanfed agent (Consul's agent flags)."
+
+log = Logger(namespace="agent")
+ui = Logger(namespace="ui")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.allow_abbrev = False
+    parser.add_argument(
+        "-dev",
+        metavar="BOOL",
+        nargs="?",
+        const=True,
+        default=False,
+        type=parse_bool,
+        help="Starts the agent in development mode.",
+    )
+    parser.add_argument(
+        "-config-file",
+        dest="config_paths",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="Path to a file in JSON or HCL format with a matching file "
+        "extension. Can be specified multiple times.",
+    )
+    parser.add_argument(
+        "-config-dir",
+        dest="config_paths",
+        action="append",
+        metavar="DIR",
+        help="Path to a directory to read configuration files from (.hcl and "
+        ".json, in lexical order). Can be specified multiple times.",
+    )
+    parser.add_argument(
+        "-config-format",
+        choices=("hcl", "json"),
+        default=None,
+        help="Config files are in this format irrespective of their extension.",
+    )
+    parser.add_argument(
+        "-hcl",
+        action="append",
+        default=[],
+        metavar="HCL",
+        help="hcl config fragment. Can be specified multiple times.",
+    )
+    for flag in FLAGS:
+        dest = "flag_" + flag.name.replace("-", "_")
+        metavar = {"int": "N", "list": "VALUE", "map": "KEY:VALUE"}.get(flag.kind, "VALUE")
+        if flag.kind == "bool":
+            parser.add_argument(
+                f"-{flag.name}",
+                dest=dest,
+                nargs="?",
+                const=True,
+                default=None,
+                type=parse_bool,
+                metavar="BOOL",
+                help=flag.help,
+            )
+        elif flag.kind == "int":
+            parser.add_argument(
+                f"-{flag.name}", dest=dest, type=int, default=None, metavar=metavar, help=flag.help
+            )
+        elif flag.kind in ("list", "map"):
+            parser.add_argument(
+                f"-{flag.name}",
+                dest=dest,
+                action="append",
+                default=[],
+                metavar=metavar,
+                help=flag.help + " (repeatable)",
+            )
+        else:
+            parser.add_argument(
+                f"-{flag.name}", dest=dest, default=None, metavar=metavar, help=flag.help
+            )
+
+
+def options_from_args(args: argparse.Namespace) -> LoadOptions:
+    values = {f.name: getattr(args, "flag_" + f.name.replace("-", "_")) for f in FLAGS}
+    return LoadOptions(
+        config_files=tuple(args.config_paths or ()),
+        config_format=args.config_format,
+        dev=bool(args.dev),
+        flags=flags_to_config(values),
+        hcl=tuple(args.hcl),
+    )
+
+
+def banner(result: LoadResult, agent: Any) -> list[str]:
+    """Consul's start banner, listing only what this agent actually serves."""
+    rt = agent.config
+    http = f"HTTP: {rt.http_port}" if rt.http_addrs else "HTTP: -1"
+    urls = agent.http_urls()
+    lines = [
+        "==> Starting Consul agent...",
+        f"           Version: 'v{rt.version}'",
+        f"           Node ID: '{rt.node_id}'",
+        f"         Node name: '{rt.node_name}'",
+        f"        Datacenter: '{rt.datacenter}' (Segment: '<all>')",
+        f"            Server: {str(rt.server_mode).lower()} (Bootstrap: "
+        f"{str(rt.bootstrap).lower()})",
+        f"       Client Addr: [{' '.join(rt.client_addrs)}] ({http})",
+        f"      Cluster Addr: {rt.advertise_addr_lan} (LAN: {rt.serf_port_lan}, WAN: "
+        f"{rt.serf_port_wan}) (advertised; gossip is not built yet)",
+        f"           Encrypt: Gossip: {str(bool(rt.encrypt_key)).lower()}, TLS-Outgoing: "
+        f"{str(rt.verify_outgoing).lower()}, TLS-Incoming: {str(rt.verify_incoming).lower()}",
+    ]
+    if urls:
+        lines.append(f"          HTTP API: {urls[0]}/v1/agent/self")
+    lines += ["", "==> Log data will now stream in as it occurs:", ""]
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        opts = options_from_args(args)
+        result = load(opts)
+    except (ConfigError, FlagError) as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    rt = result.runtime
+    start_logging(rt.log_level, rt.log_json, sys.stdout)
+
+    from twisted.internet import reactor
+
+    from wanfedtx.agent.agent import Agent
+
+    try:
+        agent = Agent(rt, reactor)
+        agent.startService()
+    except (AgentError, CannotListenError) as e:
+        print(f"==> Error starting agent: {e}", file=sys.stderr)
+        return 1
+    for line in banner(result, agent):
+        ui.info("{line}", line=line, ui=True)
+    for w in result.warnings:
+        log.warn("{warning}", warning=w)
+
+    state = {"stopping": False}
+
+    def shutdown(signame: str) -> None:
+        if state["stopping"]:
+            return
+        state["stopping"] = True
+        ui.info("==> Caught signal: {sig}", sig=signame, ui=True)
+        ui.info("==> Gracefully shutting down agent...", ui=True)
+        reactor.stop()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        names: dict[int, str] = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminated"}
+        name = names.get(signum, str(signum))
+        reactor.callFromThread(shutdown, name)  # type: ignore[attr-defined]
+
+    def install() -> None:
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+
+    def stopped(_: object) -> None:
+        log.info("shutdown complete")
+
+    reactor.addSystemEventTrigger("before", "shutdown", lambda: agent.stop().addCallback(stopped))
+    reactor.callWhenRunning(install)
+    reactor.run()
+    return 0

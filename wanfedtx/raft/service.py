@@ -1,0 +1,453 @@
+"""``RaftService``: the Twisted shell around the sans-IO core; implements ``IConsensus``.
+
+One reactor turn of inputs (proposals, received messages) becomes one ``Ready``; everything to
+persist is handed to a single writer thread that writes and fsyncs whole groups (group commit:
+Readies queued while an fsync runs share the next one). Messages that depend on persisted state
+are held until their fsync finished; committed entries are applied to the FSM in order on the
+reactor thread, and the Deferreds of ``apply`` fire with ``(index, result)``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgpack
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from wanfedtx.raft.core import (
+    ERR_LEADERSHIP_LOST,
+    ERR_NOT_LEADER,
+    LEADER,
+    BecameLeader,
+    LeaderChanged,
+    RaftCore,
+    RaftOptions,
+    Ready,
+    Snapshot,
+    SteppedDown,
+)
+from wanfedtx.raft.errors import LeadershipLostError, NotLeaderError, RaftError
+from wanfedtx.raft.interfaces import IRaftFSM, IRaftTransport
+from wanfedtx.raft.messages import ENTRY_COMMAND, Message
+from wanfedtx.raft.storage import RaftStorage
+
+log = Logger(namespace="wanfedtx.raft")
+
+ERR_SHUTDOWN = "raft is already shutdown"
+
+
+def pack_fsm_snapshot(fsm: IRaftFSM) -> bytes:
+    out: bytes = msgpack.packb(list(fsm.snapshot()), use_bin_type=True)
+    return out
+
+
+def restore_fsm_snapshot(fsm: IRaftFSM, snap: Snapshot) -> None:
+    chunks = msgpack.unpackb(snap.data, raw=False) if snap.data else []
+    fsm.restore(chunks, snap.index)
+
+
+class RaftService(Service):
+    """A raft server: durable log in ``data_dir``, peers addressed by ``host:port``.
+
+    ``peers``: the other servers' addresses (e.g. from ``retry_join``); with ``bootstrap_expect``
+    N > 0, a server with no raft state bootstraps the configuration {self} + peers once that set has
+    N members (every server must be given the same set).
+    """
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        data_dir: str,
+        fsm: IRaftFSM,
+        transport: IRaftTransport,
+        reactor: Any,
+        peers: Sequence[str] = (),
+        bootstrap_expect: int = 0,
+        options: RaftOptions | None = None,
+        rng: random.Random | None = None,
+        snapshot_threshold: int = 8192,
+        threaded_writer: bool = True,
+        segment_size: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.node_id = node_id
+        self.fsm = fsm
+        self.transport = transport
+        self.reactor = reactor
+        self.clock: IReactorTime = reactor
+        self.peers_config = [p for p in peers if p != node_id]
+        self.bootstrap_expect = bootstrap_expect
+        self.options = options or RaftOptions()
+        self.rng = rng or random.Random()
+        self.snapshot_threshold = snapshot_threshold
+        self.threaded_writer = threaded_writer
+        self.storage = RaftStorage(data_dir, segment_size=segment_size)
+        self.core: RaftCore | None = None
+        self._pool: ThreadPool | None = None
+        self._timer: IDelayedCall | None = None
+        self._pump_call: IDelayedCall | None = None
+        self._queue: list[Ready | Snapshot] = []
+        self._writing: Deferred[None] | None = None
+        self._durable_seq = 0
+        self._held: list[tuple[int, list[tuple[str, Message]]]] = []
+        self._pending: dict[int, tuple[int, Deferred[tuple[int, Any]]]] = {}
+        self._reads: dict[int, Deferred[None]] = {}
+        self._read_waits: list[tuple[int, Deferred[None]]] = []
+        self._read_seq = 0
+        self._observers: list[Callable[[bool], None]] = []
+        self._leading_notified = False
+        self._leader_term_start: int | None = None
+        self._started_at = 0.0
+        self._fatal = False
+        # measurements
+        self.fsync_batches = 0
+        self.readies_written = 0
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def startService(self) -> None:
+        Service.startService(self)  # type: ignore[no-untyped-call]
+        restored = self.storage.open()
+        now = self.clock.seconds()
+        self._started_at = now
+        self.core = RaftCore(self.node_id, self.options, self.rng, now, restored)
+        if self.threaded_writer:
+            self._pool = ThreadPool(minthreads=1, maxthreads=1, name=f"raft-writer-{self.node_id}")
+            self._pool.start()
+        self.transport.set_receiver(self._receive)
+        fresh = restored.term == 0 and not restored.entries and restored.snapshot is None
+        if fresh and self.bootstrap_expect > 0:
+            voters = frozenset([self.node_id, *self.peers_config])
+            if len(voters) >= self.bootstrap_expect:
+                log.info("raft: bootstrapping cluster with {n} voters: {voters}", n=len(voters),
+                         voters=sorted(voters))
+                self.core.bootstrap(voters)
+            else:
+                log.info("raft: waiting for {expect} servers to bootstrap, know {n}",
+                         expect=self.bootstrap_expect, n=len(voters))
+        log.info("raft: started {node} at term {term}, last index {index}", node=self.node_id,
+                 term=self.core.term, index=self.core.last_index())
+        self._pump()
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)  # type: ignore[no-untyped-call]
+        for c in (self._timer, self._pump_call):
+            if c is not None and c.active():
+                c.cancel()
+        self._timer = self._pump_call = None
+        self._fail_pending(RaftError(ERR_SHUTDOWN))
+        core, self.core = self.core, None
+        d = self.transport.stop()
+
+        def writer_done(_: object) -> Deferred[None] | None:
+            return self._writing
+
+        def close(_: object) -> None:
+            self.storage.close()
+            if self._pool is not None:
+                self._pool.stop()
+                self._pool = None
+            if core is not None and core.role == LEADER:
+                self._notify(False)
+
+        d.addCallback(writer_done)
+        d.addCallback(close)
+        return d
+
+    # -- IConsensus -------------------------------------------------------------------------------
+
+    def apply(self, command: bytes) -> Deferred[tuple[int, Any]]:
+        core = self.core
+        if core is None:
+            return fail(RaftError(ERR_SHUTDOWN))
+        try:
+            e = core.propose(command, self.clock.seconds())
+        except RaftError as exc:
+            return fail(exc)
+        d: Deferred[tuple[int, Any]] = Deferred()
+        self._pending[e.index] = (e.term, d)
+        self._schedule_pump()
+        return d
+
+    def is_leader(self) -> bool:
+        return self.core is not None and self.core.role == LEADER
+
+    def verify_leader(self) -> Deferred[None]:
+        core = self.core
+        if core is None:
+            return fail(RaftError(ERR_SHUTDOWN))
+        if core.role != LEADER:
+            return fail(NotLeaderError(ERR_NOT_LEADER, core.leader))
+        self._read_seq += 1
+        d: Deferred[None] = Deferred()
+        self._reads[self._read_seq] = d
+        core.read_index(self._read_seq, self.clock.seconds())
+        self._schedule_pump()
+        return d
+
+    def last_contact(self) -> float:
+        core = self.core
+        if core is None or core.role == LEADER:
+            return 0.0
+        seen = core._last_leader_contact
+        since = seen if seen > -1e17 else self._started_at
+        return max(0.0, self.clock.seconds() - since)
+
+    def leader_address(self) -> str:
+        return (self.core.leader or "") if self.core is not None else ""
+
+    def peers(self) -> list[str]:
+        return sorted(self.core.voters) if self.core is not None else []
+
+    def add_leadership_observer(self, observer: Callable[[bool], None]) -> None:
+        self._observers.append(observer)
+        if self._leading_notified:
+            observer(True)
+
+    def remove_leadership_observer(self, observer: Callable[[bool], None]) -> None:
+        self._observers.remove(observer)
+
+    # -- membership and leadership ----------------------------------------------------------------
+
+    def add_voter(self, addr: str) -> Deferred[tuple[int, Any]]:
+        return self._config_change(add=addr)
+
+    def remove_server(self, addr: str) -> Deferred[tuple[int, Any]]:
+        return self._config_change(remove=addr)
+
+    def _config_change(self, add: str | None = None,
+                       remove: str | None = None) -> Deferred[tuple[int, Any]]:
+        core = self.core
+        if core is None:
+            return fail(RaftError(ERR_SHUTDOWN))
+        try:
+            e = core.change_config(add=add, remove=remove, now=self.clock.seconds())
+        except RaftError as exc:
+            return fail(exc)
+        d: Deferred[tuple[int, Any]] = Deferred()
+        self._pending[e.index] = (e.term, d)
+        self._schedule_pump()
+        return d
+
+    def transfer_leadership(self, target: str | None = None) -> Deferred[str]:
+        """Hand leadership over (graceful leave); fires with the new leader's address."""
+        core = self.core
+        if core is None:
+            return fail(RaftError(ERR_SHUTDOWN))
+        try:
+            target = core.transfer_leadership(target, self.clock.seconds())
+        except RaftError as exc:
+            return fail(exc)
+        self._schedule_pump()
+        d: Deferred[str] = Deferred()
+        deadline = self.clock.seconds() + 2 * self.options.election_timeout
+
+        def check() -> None:
+            c = self.core
+            if c is None:
+                d.errback(RaftError(ERR_SHUTDOWN))
+            elif c.role != LEADER and c.leader is not None:
+                d.callback(c.leader)
+            elif self.clock.seconds() > deadline:
+                d.errback(RaftError("leadership transfer timed out"))
+            else:
+                self.clock.callLater(self.options.heartbeat_interval / 2, check)
+
+        self.clock.callLater(0, check)
+        return d
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def _receive(self, msg: Message) -> None:
+        if self.core is None or self._fatal:
+            return
+        self.core.receive(msg, self.clock.seconds())
+        self._schedule_pump()
+
+    def _schedule_pump(self) -> None:
+        if self._pump_call is None and self.core is not None:
+            self._pump_call = self.clock.callLater(0, self._pump)
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self.core is None or self._fatal:
+            return
+        self.core.tick(self.clock.seconds())
+        self._pump()
+
+    def _pump(self) -> None:
+        self._pump_call = None
+        core = self.core
+        if core is None or self._fatal:
+            return
+        while True:
+            r = core.take_ready()
+            if r.empty():
+                break
+            self._handle(core, r)
+        self._maybe_snapshot(core)
+        self._flush_writes()
+        deadline = core.next_deadline()
+        delay = max(0.0, deadline - self.clock.seconds())
+        if self._timer is not None and self._timer.active():
+            if abs(self._timer.getTime() - deadline) < 1e-6:
+                return
+            self._timer.cancel()
+        self._timer = self.clock.callLater(delay, self._tick)
+
+    def _handle(self, core: RaftCore, r: Ready) -> None:
+        if r.seq:
+            self._queue.append(r)
+        for dst, msg in r.send_now:
+            self.transport.send(dst, msg)
+        if r.messages:
+            if r.wait_seq <= self._durable_seq:
+                for dst, msg in r.messages:
+                    self.transport.send(dst, msg)
+            else:
+                self._held.append((r.wait_seq, r.messages))
+        if r.restore is not None:
+            restore_fsm_snapshot(self.fsm, r.restore)
+            log.info("raft: restored FSM from snapshot at index {index}", index=r.restore.index)
+        for e in r.apply:
+            result: Any = None
+            if e.kind == ENTRY_COMMAND:
+                try:
+                    result = self.fsm.apply(e.index, e.data)
+                except Exception as exc:
+                    result = exc
+            pend = self._pending.pop(e.index, None)
+            if pend is not None:
+                term, d = pend
+                if term != e.term:
+                    d.errback(LeadershipLostError(ERR_LEADERSHIP_LOST))
+                elif isinstance(result, Exception):
+                    d.errback(result)
+                else:
+                    d.callback((e.index, result))
+        if r.apply:
+            self._release_reads(core.applied)
+        for rr in r.reads:
+            rd = self._reads.pop(rr.req, None)
+            if rd is None:
+                continue
+            if rr.index is None:
+                rd.errback(NotLeaderError(rr.error or ERR_NOT_LEADER, core.leader))
+            else:
+                self._read_waits.append((rr.index, rd))
+        self._release_reads(core.applied)
+        for ev in r.events:
+            if isinstance(ev, LeaderChanged):
+                log.info("raft: leader is now {leader} (term {term})",
+                         leader=ev.leader or "unknown", term=ev.term)
+            elif isinstance(ev, BecameLeader):
+                log.info("raft: entering leader state (term {term})", term=ev.term)
+                self._leader_term_start = core.last_index()
+            elif isinstance(ev, SteppedDown):
+                log.info("raft: entering follower state (term {term})", term=ev.term)
+                self._leader_term_start = None
+                self._fail_pending(LeadershipLostError(ERR_LEADERSHIP_LOST))
+                self._notify(False)
+        if (self._leader_term_start is not None and core.role == LEADER
+                and core.applied >= self._leader_term_start and not self._leading_notified):
+            self._notify(True)
+
+    def _release_reads(self, applied: int) -> None:
+        if not self._read_waits:
+            return
+        ready = [d for idx, d in self._read_waits if idx <= applied]
+        self._read_waits = [(idx, d) for idx, d in self._read_waits if idx > applied]
+        for d in ready:
+            d.callback(None)
+
+    def _notify(self, leading: bool) -> None:
+        if leading == self._leading_notified:
+            return
+        self._leading_notified = leading
+        for obs in list(self._observers):
+            try:
+                obs(leading)
+            except Exception:
+                log.failure("raft: leadership observer failed")
+
+    def _fail_pending(self, exc: Exception) -> None:
+        pending, self._pending = self._pending, {}
+        for _, d in pending.values():
+            d.errback(exc)
+        reads = list(self._reads.values()) + [d for _, d in self._read_waits]
+        self._reads, self._read_waits = {}, []
+        for d2 in reads:
+            d2.errback(exc)
+
+    def _maybe_snapshot(self, core: RaftCore) -> None:
+        if core.applied - core.snap_index < self.snapshot_threshold:
+            return
+        snap = core.compact(core.applied, pack_fsm_snapshot(self.fsm))
+        log.info("raft: snapshot at index {index} ({size} bytes); log compacted",
+                 index=snap.index, size=len(snap.data))
+        self._queue.append(snap)
+
+    # -- persistence (one writer thread, group commit) --------------------------------------------
+
+    def _write_batch(self, batch: list[Ready | Snapshot]) -> None:
+        for item in batch:
+            if isinstance(item, Snapshot):
+                self.storage.sync()  # entries it covers are on disk before segments go
+                self.storage.save_snapshot(item)
+            else:
+                self.storage.persist(item.hard_state, item.snapshot, item.truncate_from,
+                                     item.entries)
+        self.storage.sync()
+
+    def _flush_writes(self) -> None:
+        if self._writing is not None or not self._queue or self._fatal:
+            return
+        batch, self._queue = self._queue, []
+        seqs = [r.seq for r in batch if isinstance(r, Ready)]
+        self.readies_written += len(seqs)
+        self.fsync_batches += 1
+        if self._pool is not None:
+            d: Deferred[None] = deferToThreadPool(self.reactor, self._pool, self._write_batch,
+                                                  batch)
+        else:
+            try:
+                self._write_batch(batch)
+                d = succeed(None)
+            except Exception:
+                d = fail(Failure())  # type: ignore[no-untyped-call]
+        self._writing = d
+
+        def done(_: object) -> None:
+            self._writing = None
+            if seqs:
+                self._durable_seq = seqs[-1]
+                if self.core is not None:
+                    self.core.persisted(seqs[-1])
+                still = []
+                for wait, msgs in self._held:
+                    if wait <= self._durable_seq:
+                        for dst, msg in msgs:
+                            self.transport.send(dst, msg)
+                    else:
+                        still.append((wait, msgs))
+                self._held = still
+            self._schedule_pump()
+
+        def failed(f: Failure) -> None:
+            self._writing = None
+            self._fatal = True
+            log.failure("raft: writing to the data directory failed; this server stops "
+                        "taking part in raft (fix the disk and restart it)", f)
+            self._fail_pending(RaftError("raft storage failed"))
+
+        d.addCallbacks(done, failed)
+
+

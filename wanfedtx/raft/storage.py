@@ -1,0 +1,320 @@
+"""Durable raft state in a data directory: log segments, term/vote, snapshots (msgpack only).
+
+Layout under ``<data_dir>/raft/`` (documented in docs/raft.md):
+
+- ``meta``                  term and vote: ``crc32(4, big endian) + msgpack [term, vote]``, replaced
+                            by write-to-``meta.tmp`` + fsync + rename + directory fsync.
+- ``log/<seq:08d>.seg``     append-only segments of records ``len(4) crc32(4) payload``; payload is
+                            a msgpack array: ``["e", index, term, kind, data]`` (an entry),
+                            ``["t", index]`` (entries >= index are discarded) or ``["s", index]``
+                            (a snapshot up to index was installed; older entries are obsolete).
+- ``snapshots/<index:020d>-<term:020d>.snap``  ``b"WFRSNAP1" crc32(4) len(8) msgpack [index, term,
+                            voters, data]``, written to ``.tmp``, fsynced, renamed, dir fsynced.
+
+Nothing is reported durable before ``sync()`` returned (fsync of every file written since the last
+sync). Recovery: a bad record at the end of the newest segment (a torn write: no valid record after
+it) is truncated away and logged; a bad record with valid data after it, or in an older segment, is
+corruption in the middle and ``open`` raises ``StorageError`` saying what to do.
+
+This class does blocking I/O; the Twisted shell runs ``persist`` + ``sync`` in one writer thread.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from twisted.logger import Logger
+
+from wanfedtx.raft.core import HardState, RestoredState, Snapshot
+from wanfedtx.raft.errors import StorageError
+from wanfedtx.raft.messages import Entry
+
+log = Logger(namespace="wanfedtx.raft.storage")
+
+_HDR = struct.Struct(">II")
+_SNAP_MAGIC = b"WFRSNAP1"
+_SNAP_HDR = struct.Struct(">IQ")
+MAX_RECORD = 64 * 1024 * 1024
+_KINDS = (0, 1, 2)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def encode_record(payload: list[Any]) -> bytes:
+    body: bytes = msgpack.packb(payload, use_bin_type=True)
+    return _HDR.pack(len(body), zlib.crc32(body)) + body
+
+
+def _parse_record(buf: bytes, off: int) -> tuple[list[Any], int] | None:
+    """The record at ``off`` and the offset after it, or None if it is not a valid record."""
+    if off + _HDR.size > len(buf):
+        return None
+    n, crc = _HDR.unpack_from(buf, off)
+    end = off + _HDR.size + n
+    if n == 0 or n > MAX_RECORD or end > len(buf):
+        return None
+    body = buf[off + _HDR.size:end]
+    if zlib.crc32(body) != crc:
+        return None
+    try:
+        rec = msgpack.unpackb(body, raw=False)
+    except Exception:
+        return None
+    if not _valid_payload(rec):
+        return None
+    return rec, end
+
+
+def _uint(v: Any) -> bool:
+    return type(v) is int and v >= 0
+
+
+def _valid_payload(rec: Any) -> bool:
+    if type(rec) is not list or not rec:
+        return False
+    if rec[0] == "e":
+        return (len(rec) == 5 and _uint(rec[1]) and rec[1] > 0 and _uint(rec[2])
+                and rec[3] in _KINDS and type(rec[4]) is bytes)
+    if rec[0] in ("t", "s"):
+        return len(rec) == 2 and _uint(rec[1])
+    return False
+
+
+def encode_snapshot(snap: Snapshot) -> bytes:
+    body: bytes = msgpack.packb([snap.index, snap.term, sorted(snap.voters), snap.data],
+                                use_bin_type=True)
+    return _SNAP_MAGIC + _SNAP_HDR.pack(zlib.crc32(body), len(body)) + body
+
+
+def decode_snapshot(raw: bytes, name: str) -> Snapshot:
+    head = len(_SNAP_MAGIC) + _SNAP_HDR.size
+    if len(raw) < head or not raw.startswith(_SNAP_MAGIC):
+        raise StorageError(f"snapshot file {name} has no valid header; remove it or restore "
+                           "the data directory from a backup")
+    crc, n = _SNAP_HDR.unpack_from(raw, len(_SNAP_MAGIC))
+    body = raw[head:]
+    if len(body) != n or zlib.crc32(body) != crc:
+        raise StorageError(f"snapshot file {name} fails its checksum; remove it or restore "
+                           "the data directory from a backup")
+    try:
+        index, term, voters, data = msgpack.unpackb(body, raw=False)
+        assert _uint(index) and _uint(term) and isinstance(voters, list)
+        assert isinstance(data, bytes) and all(isinstance(v, str) for v in voters)
+    except Exception:
+        raise StorageError(f"snapshot file {name} has a malformed body") from None
+    return Snapshot(index, term, frozenset(voters), data)
+
+
+class RaftStorage:
+    """The raft data directory. ``open`` recovers it; then ``persist``/``sync`` append to it."""
+
+    def __init__(self, data_dir: str | os.PathLike[str], segment_size: int = 64 * 1024 * 1024,
+                 keep_snapshots: int = 2) -> None:
+        self.root = Path(data_dir) / "raft"
+        self.log_dir = self.root / "log"
+        self.snap_dir = self.root / "snapshots"
+        self.segment_size = segment_size
+        self.keep_snapshots = keep_snapshots
+        self._seg: Any = None  # the open current segment file
+        self._seg_seq = 0
+        self._seg_size = 0
+        self._seg_last: dict[int, int] = {}  # segment seq -> highest entry index written in it
+        self._dirty = False
+        self._hs: HardState | None = None
+        self.fsyncs = 0
+
+    # -- recovery ---------------------------------------------------------------------------------
+
+    def open(self) -> RestoredState:
+        for d in (self.root, self.log_dir, self.snap_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        term, vote = self._read_meta()
+        self._hs = HardState(term, vote)
+        snap = self._read_snapshot()
+        entries = self._read_log(snap)
+        return RestoredState(term, vote, snap, tuple(entries))
+
+    def _read_meta(self) -> tuple[int, str | None]:
+        path = self.root / "meta"
+        if not path.exists():
+            return 0, None
+        raw = path.read_bytes()
+        if len(raw) < 4 or zlib.crc32(raw[4:]) != int.from_bytes(raw[:4], "big"):
+            raise StorageError(f"{path} fails its checksum: the stored term and vote are "
+                               "unknown; restore the data directory from a backup")
+        try:
+            term, vote = msgpack.unpackb(raw[4:], raw=False)
+            assert _uint(term) and (vote is None or isinstance(vote, str))
+        except Exception:
+            raise StorageError(f"{path} is malformed; restore the data directory") from None
+        return term, vote
+
+    def _read_snapshot(self) -> Snapshot | None:
+        files = sorted(p for p in self.snap_dir.iterdir() if p.name.endswith(".snap"))
+        for p in self.snap_dir.iterdir():
+            if p.name.endswith(".tmp"):
+                p.unlink()  # an interrupted snapshot write
+        if not files:
+            return None
+        return decode_snapshot(files[-1].read_bytes(), str(files[-1]))
+
+    def _segments(self) -> list[tuple[int, Path]]:
+        out = []
+        for p in self.log_dir.iterdir():
+            if p.name.endswith(".seg") and p.name[:-4].isdigit():
+                out.append((int(p.name[:-4]), p))
+        return sorted(out)
+
+    def _read_log(self, snap: Snapshot | None) -> list[Entry]:
+        segs = self._segments()
+        entries: list[Entry] = []
+        base: int | None = None  # index before entries[0]
+        for n, (seq, path) in enumerate(segs):
+            buf = path.read_bytes()
+            off = 0
+            last_in_seg = 0
+            while off < len(buf):
+                parsed = _parse_record(buf, off)
+                if parsed is None:
+                    self._bad_record(path, buf, off, last=n == len(segs) - 1)
+                    break
+                rec, end = parsed
+                kind = rec[0]
+                if kind == "e":
+                    e = Entry(rec[1], rec[2], rec[3], rec[4])
+                    expect = (entries[-1].index + 1) if entries else (
+                        e.index if base is None else base + 1)
+                    if e.index != expect:
+                        raise StorageError(
+                            f"{path} at byte {off}: entry {e.index} where {expect} was expected; "
+                            "the log is inconsistent, restore the data directory from a backup")
+                    if not entries:
+                        base = e.index - 1
+                    entries.append(e)
+                    last_in_seg = max(last_in_seg, e.index)
+                elif kind == "t":
+                    entries = [x for x in entries if x.index < rec[1]]
+                    if not entries:
+                        base = rec[1] - 1 if base is None else min(base, rec[1] - 1)
+                else:
+                    entries = [x for x in entries if x.index > rec[1]]
+                    if not entries:
+                        base = rec[1]
+                off = end
+            self._seg_last[seq] = last_in_seg
+        if snap is not None:
+            entries = [e for e in entries if e.index > snap.index]
+            if entries and entries[0].index != snap.index + 1:
+                raise StorageError(
+                    f"log starts at {entries[0].index} but the snapshot ends at {snap.index}: "
+                    "entries are missing; restore the data directory from a backup")
+        elif entries and entries[0].index != 1:
+            raise StorageError(f"log starts at {entries[0].index} and there is no snapshot: "
+                               "entries are missing; restore the data directory from a backup")
+        self._seg_seq = segs[-1][0] if segs else 0
+        return entries
+
+    def _bad_record(self, path: Path, buf: bytes, off: int, last: bool) -> None:
+        later = next((o for o in range(off + 1, len(buf) - _HDR.size)
+                      if _parse_record(buf, o) is not None), None)
+        if not last or later is not None:
+            where = f"byte {later}" if later is not None else "a later segment"
+            raise StorageError(
+                f"raft log segment {path} is corrupt at byte {off} while valid records follow "
+                f"(at {where}): refusing to start. Restore the data directory from a backup, "
+                "or remove this server's data directory and let it rejoin the cluster")
+        log.warn("raft: truncated torn tail of log segment {path} at byte {offset} "
+                 "({lost} bytes of an unfinished write)",
+                 path=str(path), offset=off, lost=len(buf) - off)
+        with open(path, "r+b") as f:
+            f.truncate(off)
+            f.flush()
+            os.fsync(f.fileno())
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def _open_segment(self) -> None:
+        if self._seg is not None:
+            self._seg.flush()
+            os.fsync(self._seg.fileno())
+            self._seg.close()
+        if self._seg_seq == 0 or self._seg_size >= self.segment_size or self._seg is not None:
+            self._seg_seq += 1
+        path = self.log_dir / f"{self._seg_seq:08d}.seg"
+        self._seg = open(path, "ab")  # kept open across calls
+        self._seg_size = self._seg.tell()
+        self._seg_last.setdefault(self._seg_seq, 0)
+        _fsync_dir(self.log_dir)
+
+    def _append(self, payload: list[Any]) -> None:
+        if self._seg is None or self._seg_size >= self.segment_size:
+            self._open_segment()
+        rec = encode_record(payload)
+        self._seg.write(rec)
+        self._seg_size += len(rec)
+        self._dirty = True
+
+    def persist(self, hard_state: HardState | None, snapshot: Snapshot | None,
+                truncate_from: int | None, entries: list[Entry]) -> None:
+        """Write one Ready's state (not yet durable: call ``sync``)."""
+        if hard_state is not None and hard_state != self._hs:
+            body: bytes = msgpack.packb([hard_state.term, hard_state.vote], use_bin_type=True)
+            _atomic_write(self.root / "meta", zlib.crc32(body).to_bytes(4, "big") + body)
+            self._hs = hard_state
+            self.fsyncs += 1
+        if snapshot is not None:
+            self.save_snapshot(snapshot)
+            self._append(["s", snapshot.index])
+        if truncate_from is not None:
+            self._append(["t", truncate_from])
+        for e in entries:
+            self._append(["e", e.index, e.term, e.kind, e.data])
+            self._seg_last[self._seg_seq] = e.index
+
+    def sync(self) -> None:
+        """Make everything written so far durable (one fsync for the whole group)."""
+        if self._dirty and self._seg is not None:
+            self._seg.flush()
+            os.fsync(self._seg.fileno())
+            self.fsyncs += 1
+        self._dirty = False
+
+    def save_snapshot(self, snap: Snapshot) -> None:
+        """Store a snapshot durably, then drop older snapshots and fully covered log segments."""
+        path = self.snap_dir / f"{snap.index:020d}-{snap.term:020d}.snap"
+        _atomic_write(path, encode_snapshot(snap))
+        self.fsyncs += 1
+        snaps = sorted(p for p in self.snap_dir.iterdir() if p.name.endswith(".snap"))
+        for old in snaps[: -self.keep_snapshots]:
+            old.unlink()
+        for seq, path_ in self._segments():
+            if seq != self._seg_seq and self._seg_last.get(seq, 0) <= snap.index:
+                path_.unlink()
+                self._seg_last.pop(seq, None)
+
+    def close(self) -> None:
+        if self._seg is not None:
+            self.sync()
+            self._seg.close()
+            self._seg = None
