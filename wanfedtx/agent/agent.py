@@ -1,12 +1,15 @@
 """``Agent``: one ``MultiService`` built from a ``RuntimeConfig``.
 
-For now the agent owns the HTTP API (``/v1/agent/self``) on ``client_addr:ports.http``; later
-parts (RPC port, raft, gossip, gateways) become child services here. The node ID is resolved when
-the agent is built (``nodeid.resolve_node_id``) and stored in ``agent.config``.
+The agent owns the HTTP API (``/v1/agent/self``) on ``client_addr:ports.http`` and its serf pools
+(``agent.gossip``: LAN for every agent, WAN for servers; ``/v1/agent/members``, join, leave,
+force-leave). Servers also run the catalog with an RPC ``Forwarder`` whose router is fed by the
+pools. Later parts (RPC port, raft, gateways) become child services here. The node ID is resolved
+when the agent is built (``nodeid.resolve_node_id``) and stored in ``agent.config``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -16,11 +19,18 @@ from twisted.internet.interfaces import IReactorTCP
 from twisted.logger import Logger
 
 from wanfedtx.agent.catalog_services import CatalogAgent, catalog_agent_from_config
+from wanfedtx.agent.gossip import DEFAULT_LEAVE_TIMEOUT, AgentGossip
 from wanfedtx.agent.httpserver import HTTPServerService
 from wanfedtx.agent.member import local_member
 from wanfedtx.agent.nodeid import resolve_node_id
 from wanfedtx.config.runtime import RuntimeConfig
+from wanfedtx.gossip.api import member_json, mount_agent_gossip_ops, mount_agent_members
+from wanfedtx.gossip.serf import SerfConfig
 from wanfedtx.http.app import build_app
+from wanfedtx.rpc.dial import Dialer
+from wanfedtx.rpc.forward import Forwarder, StaticLeader
+from wanfedtx.rpc.interfaces import ServerAddress
+from wanfedtx.rpc.pool import ConnPool
 
 log = Logger(namespace="agent")
 
@@ -28,7 +38,16 @@ class Agent(MultiService):
     """The wanfed agent process: every long-running part is a child service."""
 
 
-    def __init__(self, config: RuntimeConfig, reactor: IReactorTCP | None = None) -> None:
+    def __init__(
+        self,
+        config: RuntimeConfig,
+        reactor: IReactorTCP | None = None,
+        *,
+        leave_timeout: float = DEFAULT_LEAVE_TIMEOUT,
+        serf_tuning: Callable[[SerfConfig], None] | None = None,
+    ) -> None:
+        """``serf_tuning`` adjusts each pool's ``SerfConfig`` before it starts (tests use it for
+        short timings); it is not reachable from configuration."""
         super().__init__()  # type: ignore[no-untyped-call]
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -38,10 +57,29 @@ class Agent(MultiService):
         self.reactor = reactor
         self.config = attrs.evolve(config, node_id=resolve_node_id(config))
         self.app = build_app(self)
+        #: Called after ``PUT /v1/agent/leave``; the CLI replaces it to end the process.
+        self.request_shutdown: Callable[[], object] = self.stop
+        self.gossip = AgentGossip(
+            self.config, reactor, leave_timeout=leave_timeout, serf_tuning=serf_tuning
+        )
+        self.gossip.setName("gossip")  # type: ignore[no-untyped-call]
+        self.gossip.setServiceParent(self)  # type: ignore[no-untyped-call]
+        mount_agent_members(self.app, self.gossip.lan_serf, self.gossip.wan_serf)
+        mount_agent_gossip_ops(self.app, self)
+        self.forwarder: Forwarder | None = None
         # Servers: state store, catalog/health/KV endpoints, local services and anti-entropy.
         self.catalog: CatalogAgent | None = None
         if self.config.server_mode:
-            self.catalog = catalog_agent_from_config(self.config, reactor)
+            rt = self.config
+            clock: Any = reactor
+            pool = ConnPool(Dialer(reactor, rt.datacenter, server=True), clock)
+            pool.setName("rpc-pool")  # type: ignore[no-untyped-call]
+            pool.setServiceParent(self)  # type: ignore[no-untyped-call]
+            me = ServerAddress(rt.node_name, f"{rt.advertise_addr_lan}:{rt.server_port}")
+            self.forwarder = Forwarder(
+                pool, rt.datacenter, StaticLeader(me, rt.node_name), self.gossip.router
+            )
+            self.catalog = catalog_agent_from_config(self.config, reactor, self.forwarder)
             self.catalog.setName("catalog")  # type: ignore[no-untyped-call]
             self.catalog.setServiceParent(self)  # type: ignore[no-untyped-call]
             self.catalog.mount(self.app)
@@ -53,7 +91,23 @@ class Agent(MultiService):
 
     # AgentView
     def member(self) -> dict[str, Any]:
+        """This node's LAN serf member (before the pool runs: what it will advertise)."""
+        serf = self.gossip.lan_serf()
+        if serf is not None and serf.name in serf.members:
+            return member_json(serf.local_member())
         return local_member(self.config)
+
+    # IAgentGossipOps (join/leave/force-leave endpoints)
+    async def join(self, addrs: Sequence[str], wan: bool = False) -> int:
+        return await self.gossip.join(addrs, wan=wan)
+
+    async def leave_and_shutdown(self) -> None:
+        """``PUT /v1/agent/leave``: leave every pool gracefully, then shut the agent down."""
+        await self.gossip.leave()
+        self.reactor.callLater(0, self.request_shutdown)  # type: ignore[attr-defined]
+
+    def force_leave(self, node: str, prune: bool = False) -> None:
+        self.gossip.force_leave(node, prune)
 
     def stats(self) -> dict[str, dict[str, str]]:
         rt = self.config

@@ -167,12 +167,15 @@ def service_dict(svc: Any) -> dict[str, Any]:
     }
 
 
-def catalog_agent_from_config(config: Any, reactor: Any) -> CatalogAgent:
+def catalog_agent_from_config(
+    config: Any, reactor: Any, forwarder: Forwarder | None = None
+) -> CatalogAgent:
     """The ``CatalogAgent`` of a server agent described by a ``RuntimeConfig``.
 
     Until raft and the :8300 port are wired into the agent it runs on ``LocalConsensus``
-    (single server, in memory) with no forwarder: ``?dc=`` other than ours answers
-    "No path to datacenter".
+    (single server, in memory). ``forwarder`` (the agent passes the RPC ``Forwarder`` routed by
+    its gossip pools) serves ``?dc=`` of other datacenters and ``Catalog.ListDatacenters``;
+    without one, other DCs answer "No path to datacenter".
     """
     agent = CatalogAgent(
         node_name=config.node_name,
@@ -183,6 +186,7 @@ def catalog_agent_from_config(config: Any, reactor: Any) -> CatalogAgent:
         services=[service_dict(s) for s in config.services],
         node_id=config.node_id,
         node_meta=dict(config.node_meta),
+        forwarder=forwarder,
     )
     for i, check in enumerate(config.checks):
         agent.local.add_check(decode_check(_check_dict(check), f"checks[{i}]"))

@@ -126,7 +126,7 @@ def banner(result: LoadResult, agent: Any) -> list[str]:
         f"{str(rt.bootstrap).lower()})",
         f"       Client Addr: [{' '.join(rt.client_addrs)}] ({http})",
         f"      Cluster Addr: {rt.advertise_addr_lan} (LAN: {rt.serf_port_lan}, WAN: "
-        f"{rt.serf_port_wan}) (advertised; gossip is not built yet)",
+        f"{rt.serf_port_wan if rt.server_mode else -1})",
         f"           Encrypt: Gossip: {str(bool(rt.encrypt_key)).lower()}, TLS-Outgoing: "
         f"{str(rt.verify_outgoing).lower()}, TLS-Incoming: {str(rt.verify_incoming).lower()}",
     ]
@@ -161,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
     for w in result.warnings:
         log.warn("{warning}", warning=w)
 
+    agent.request_shutdown = reactor.stop  # PUT /v1/agent/leave ends the process
     state = {"stopping": False}
 
     def shutdown(signame: str) -> None:

@@ -503,6 +503,25 @@ class Serf(Delegate):
         if self.config.leave_propagate_delay > 0:
             await task.deferLater(self.clock, self.config.leave_propagate_delay, lambda: None)
 
+    def force_leave(self, node: str, prune: bool = False) -> bool:
+        """serf ``RemoveFailedNode``: broadcast a leave intent for ``node`` so a failed member
+        becomes left (an alive one refutes it); ``prune`` also forgets a left member. False when
+        the node is unknown."""
+        if node not in self.members:
+            return False
+        ltime = self.member_clock.time()
+        self.member_clock.increment()
+        msg = LeaveIntent(ltime, node, prune)
+        if self._handle_leave_intent(msg):
+            self.broadcasts.queue(msg.encode(), name=None)
+        return True
+
+    def _prune(self, node: str) -> None:
+        m = self.members.get(node)
+        if m is not None and m.status == MemberStatus.LEFT and node != self.name:
+            del self.members[node]
+            self.on_event(MemberEvent("member-reap", (attrs.evolve(m),)))
+
     def user_event(self, name: str, payload: bytes, coalesce: bool = False) -> None:
         if len(name) + len(payload) > USER_EVENT_SIZE_LIMIT:
             raise GossipError(
@@ -738,6 +757,12 @@ class Serf(Delegate):
             m.status = MemberStatus.LEFT
             m.status_ltime = msg.ltime
             self.on_event(MemberEvent("member-leave", (attrs.evolve(m),)))
+            if msg.prune:
+                self._prune(msg.node)
+            return True
+        if msg.prune and m.status == MemberStatus.LEFT:
+            m.status_ltime = msg.ltime
+            self._prune(msg.node)
             return True
         return False
 

@@ -101,7 +101,10 @@ def _wait_for_self(url: str, proc: subprocess.Popen[str], deadline: float) -> di
 def test_dev_agent_serves_and_stops_on_signal(tmp_path: Path, sig: signal.Signals) -> None:
     port = _free_port()
     proc = subprocess.Popen(
-        [str(BIN / "wanfed"), "agent", "-dev", "-node", "devnode", "-http-port", str(port)],
+        [
+            str(BIN / "wanfed"), "agent", "-dev", "-node", "devnode", "-http-port", str(port),
+            "-serf-lan-port", str(_free_port()), "-serf-wan-port", str(_free_port()),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -143,7 +146,8 @@ def test_twistd_plugin_listed_and_serves(tmp_path: Path) -> None:
     port = _free_port()
     (tmp_path / "bind.hcl").write_text('bind_addr = "127.0.0.1"\nclient_addr = "127.0.0.1"\n')
     (tmp_path / "server.hcl").write_text(
-        f'server = true\nnode_name = "tw"\nports {{ http = {port} }}\n'
+        f'server = true\nnode_name = "tw"\nports {{\n  http = {port}\n'
+        f"  serf_lan = {_free_port()}\n  serf_wan = {_free_port()}\n}}\n"
     )
     cdir = tmp_path / "conf.d"
     cdir.mkdir()

@@ -31,7 +31,7 @@ def _agent(reactor: Any, data_dir: Path | None = None, **flags: Any) -> Agent:
     base: dict[str, Any] = {
         "bind_addr": "127.0.0.1",
         "client_addr": "127.0.0.1",
-        "ports": {"http": _free_port()},
+        "ports": {"http": _free_port(), "serf_lan": _free_port(), "serf_wan": _free_port()},
         "node_name": "pri",
         "datacenter": "primary",
     }
@@ -70,7 +70,8 @@ async def test_agent_self_shape(reactor: Any) -> None:
             "Version",
         }
         m = body["Member"]
-        assert m["Name"] == "pri" and m["Addr"] == "127.0.0.1" and m["Port"] == 8301
+        assert m["Name"] == "pri" and m["Addr"] == "127.0.0.1"
+        assert m["Port"] == agent.config.serf_port_lan
         assert m["Status"] == 1
         assert (m["ProtocolMin"], m["ProtocolMax"], m["ProtocolCur"]) == (1, 5, 2)
         assert (m["DelegateMin"], m["DelegateMax"], m["DelegateCur"]) == (2, 5, 4)

@@ -47,7 +47,7 @@ async def test_real_agent_catalog_kv_and_gateway_service(reactor: Any, tmp_path:
     flags = {
         "bind_addr": "127.0.0.1",
         "client_addr": "127.0.0.1",
-        "ports": {"http": _free_port()},
+        "ports": {"http": _free_port(), "serf_lan": _free_port(), "serf_wan": _free_port()},
         "node_name": "pri",
         "datacenter": "primary",
     }

@@ -1,0 +1,331 @@
+"""The agent's serf pools: LAN for every agent, WAN for servers, joins, flood-join and the router.
+
+``AgentGossip`` (a ``MultiService``) is built from a ``RuntimeConfig``:
+
+* LAN pool on ``serf_bind_addr_lan`` (advertised as ``serf_advertise_addr_lan``) named
+  ``node_name`` with the tags of ``agent.member.lan_tags``;
+* servers with a WAN port: WAN pool on ``serf_bind_addr_wan`` named ``<node>.<dc>`` with Consul's
+  server tags (spec 8.1); with ``connect.enable_mesh_gateway_wan_federation`` the WAN memberlist
+  requires node names and skips TCP fallback pings to other DCs (``pools.wan_memberlist_config``);
+* ``encrypt`` key (and ``encrypt_verify_*``) on both pools; the ``gossip_lan`` / ``gossip_wan``
+  tuning keys over memberlist's LAN / WAN defaults;
+* ``start_join`` / ``retry_join`` (LAN) and ``start_join_wan`` / ``retry_join_wan`` (WAN, not with
+  mesh-gateway federation) with Consul's retry-join log lines;
+* flood-join: every alive LAN server with a ``wan_join_port`` tag is joined into the WAN pool;
+* ``router``: an ``IRouter`` (``wanfedtx.rpc.interfaces``) of alive servers per DC, fed by the WAN
+  pool (every DC) and the LAN pool (this DC).
+
+``stopService`` leaves gracefully (serf leave intent, then memberlist leave) bounded by
+``leave_timeout``, then fires when every gossip socket is closed.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from wanfedtx.agent.errors import AgentError
+from wanfedtx.agent.member import lan_tags
+from wanfedtx.config.runtime import GossipConfig, RuntimeConfig
+from wanfedtx.gossip.config import MemberlistConfig, lan_config
+from wanfedtx.gossip.errors import GossipError
+from wanfedtx.gossip.pools import (
+    Router,
+    flood_join_address,
+    server_tags,
+    wan_member_name,
+    wan_memberlist_config,
+    wan_merge_check,
+)
+from wanfedtx.gossip.security import Keyring
+from wanfedtx.gossip.serf import Event, MemberEvent, MemberStatus, Serf, SerfConfig
+from wanfedtx.gossip.service import SerfService
+from wanfedtx.rpc.interfaces import ServerAddress
+
+log = Logger(namespace="agent")
+
+WAN_JOIN_DISABLED = "WAN join is disabled when wan federation via mesh gateways is enabled"
+DEFAULT_LEAVE_TIMEOUT = 10.0
+
+
+class GossipRouter:
+    """``IRouter`` over the gossip pools: WAN servers of every DC, LAN servers of this DC."""
+
+    def __init__(self, datacenter: str) -> None:
+        self.datacenter = datacenter
+        self.wan = Router()
+        self.lan = Router()
+
+    def servers_for_dc(self, dc: str) -> Sequence[ServerAddress]:
+        servers = self.wan.servers(dc)
+        if dc == self.datacenter and not servers:
+            servers = self.lan.servers(dc)
+        return [ServerAddress(s.short_name, s.rpc_addr) for s in servers]
+
+    def datacenters(self) -> Sequence[str]:
+        """DCs with an alive server, by name (no network coordinates, so no RTT ordering)."""
+        lan = [self.datacenter] if self.lan.servers(self.datacenter) else []
+        return sorted({*self.wan.datacenters(), *lan})
+
+
+def _keyring(rt: RuntimeConfig) -> Keyring | None:
+    if not rt.encrypt_key:
+        return None
+    try:
+        key = base64.b64decode(rt.encrypt_key, validate=True)
+        return Keyring(primary=key)
+    except (ValueError, GossipError) as exc:
+        raise AgentError(
+            f"Failed to decode the encrypt key: {exc}; use a base64 16, 24 or 32 byte key "
+            "(wanfed keygen / consul keygen)"
+        ) from exc
+
+
+def _tune(cfg: MemberlistConfig, g: GossipConfig) -> None:
+    cfg.gossip_interval = g.gossip_interval
+    cfg.gossip_nodes = g.gossip_nodes
+    cfg.probe_interval = g.probe_interval
+    cfg.probe_timeout = g.probe_timeout
+    cfg.suspicion_mult = g.suspicion_mult
+    cfg.retransmit_mult = g.retransmit_mult
+
+
+class AgentGossip(MultiService):
+    """LAN (and, on servers, WAN) serf pools of one agent."""
+
+    def __init__(
+        self,
+        rt: RuntimeConfig,
+        reactor: Any,
+        rng: random.Random | None = None,
+        leave_timeout: float = DEFAULT_LEAVE_TIMEOUT,
+        serf_tuning: Callable[[SerfConfig], None] | None = None,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.rt = rt
+        self.reactor = reactor
+        self.leave_timeout = leave_timeout
+        self.router = GossipRouter(rt.datacenter)
+        self.wanfed = rt.connect_mesh_gateway_wan_federation_enabled
+        self._calls: list[IDelayedCall] = []
+        self._left = False
+        keyring = _keyring(rt)
+
+        lan_ml = lan_config(rt.node_name)
+        _tune(lan_ml, rt.gossip_lan)
+        lan_ml.bind_addr, lan_ml.bind_port = rt.serf_bind_addr_lan
+        lan_ml.advertise_addr, lan_ml.advertise_port = rt.serf_advertise_addr_lan
+        self._secure(lan_ml, keyring)
+        lan_cfg = SerfConfig(rt.node_name, lan_ml, tags=lan_tags(rt))
+        if serf_tuning is not None:
+            serf_tuning(lan_cfg)
+        self.lan = SerfService(lan_cfg, reactor, self._on_lan_event, rng=rng)
+        self.lan.setName("serf-lan")  # type: ignore[no-untyped-call]
+        self.lan.setServiceParent(self)  # type: ignore[no-untyped-call]
+
+        self.wan: SerfService | None = None
+        if rt.server_mode and rt.serf_bind_addr_wan is not None:
+            wan_ml = wan_memberlist_config(rt.node_name, rt.datacenter, self.wanfed)
+            _tune(wan_ml, rt.gossip_wan)
+            wan_ml.bind_addr, wan_ml.bind_port = rt.serf_bind_addr_wan
+            if rt.serf_advertise_addr_wan is not None:
+                wan_ml.advertise_addr, wan_ml.advertise_port = rt.serf_advertise_addr_wan
+            self._secure(wan_ml, keyring)
+            tags = server_tags(
+                datacenter=rt.datacenter,
+                node_id=rt.node_id,
+                build=f"{rt.version}:{rt.revision}",
+                port=rt.server_port,
+                consul_protocol=rt.rpc_protocol,
+                raft_vsn=rt.raft_protocol,
+                bootstrap_expect=rt.bootstrap_expect,
+                bootstrap=rt.bootstrap,
+                use_tls=bool(rt.ca_file or rt.ca_path),
+                acls=1 if rt.acls_enabled else 0,
+            )
+            wan_cfg = SerfConfig(
+                wan_member_name(rt.node_name, rt.datacenter),
+                wan_ml,
+                tags=tags,
+                merge_check=wan_merge_check(rt.datacenter, True),
+            )
+            if serf_tuning is not None:
+                serf_tuning(wan_cfg)
+            self.wan = SerfService(wan_cfg, reactor, self._on_wan_event, rng=rng)
+            self.wan.setName("serf-wan")  # type: ignore[no-untyped-call]
+            self.wan.setServiceParent(self)  # type: ignore[no-untyped-call]
+
+    def _secure(self, cfg: MemberlistConfig, keyring: Keyring | None) -> None:
+        cfg.keyring = keyring
+        cfg.gossip_verify_incoming = self.rt.encrypt_verify_incoming
+        cfg.gossip_verify_outgoing = self.rt.encrypt_verify_outgoing
+
+    # -- pools
+
+    def lan_serf(self) -> Serf | None:
+        return self.lan.serf
+
+    def wan_serf(self) -> Serf | None:
+        return self.wan.serf if self.wan is not None else None
+
+    # -- events
+
+    def _on_lan_event(self, ev: Event) -> None:
+        self.router.lan.handle_event(ev)
+        if isinstance(ev, MemberEvent) and ev.type in ("member-join", "member-update"):
+            for m in ev.members:
+                self._flood(m.name)
+
+    def _on_wan_event(self, ev: Event) -> None:
+        self.router.wan.handle_event(ev)
+
+    def _flood(self, lan_name: str) -> None:
+        """Consul's flooder: join an alive LAN server into the WAN pool if it is not there."""
+        lan, wan = self.lan_serf(), self.wan_serf()
+        if lan is None or wan is None or self._left:
+            return
+        m = lan.members.get(lan_name)
+        if m is None or m.name == self.rt.node_name:
+            return
+        addr = flood_join_address(m, self.rt.datacenter)
+        if addr is None:
+            return
+        known = wan.members.get(wan_member_name(m.name, self.rt.datacenter))
+        if known is not None and known.status == MemberStatus.ALIVE:
+            return
+        d = defer.Deferred.fromCoroutine(wan.join([addr]))
+        d.addCallbacks(
+            lambda _: log.info("serf: flood-joined server into WAN pool: addr={addr}", addr=addr),
+            lambda f: log.warn(
+                "serf: failed to flood-join server: addr={addr} error={error}",
+                addr=addr,
+                error=str(f.value),
+            ),
+        )
+
+    # -- joins
+
+    async def join(self, addrs: Sequence[str], wan: bool = False) -> int:
+        """``JoinLAN`` / ``JoinWAN``: how many nodes were contacted; raises on failure."""
+        if wan:
+            if self.wanfed:
+                raise AgentError(WAN_JOIN_DISABLED)
+            if self.wan is None or self.wan.serf is None:
+                raise AgentError("Must be a server to join WAN cluster")
+            pool = self.wan
+        else:
+            pool = self.lan
+        cluster = "WAN" if wan else "LAN"
+        log.info("({cluster}) joining: lan_addresses={addrs}", cluster=cluster, addrs=list(addrs))
+        try:
+            n = await pool.join(addrs)
+        except GossipError as exc:
+            log.warn("({cluster}) couldn't join: number_of_nodes=0 error={error}",
+                     cluster=cluster, error=str(exc))
+            raise
+        log.info("({cluster}) joined: number_of_nodes={n}", cluster=cluster, n=n)
+        return n
+
+    def _retry_join(self, cluster: str, addrs: Sequence[str], interval: float, max_tries: int,
+                    wan: bool) -> None:
+        if not addrs:
+            return
+        attempt = 0
+        log.info("Joining cluster...", cluster=cluster)
+
+        async def once() -> None:
+            nonlocal attempt
+            attempt += 1
+            try:
+                n = await self.join(addrs, wan=wan)
+            except (GossipError, AgentError) as exc:
+                if max_tries > 0 and attempt >= max_tries:
+                    log.error(
+                        "agent: max join {cluster} retry exhausted, exiting",
+                        cluster=cluster.lower(), error=str(exc),
+                    )
+                    return
+                log.warn(
+                    "Join cluster failed, will retry: cluster={cluster} "
+                    "retry_interval={interval}s error={error}",
+                    cluster=cluster, interval=interval, error=str(exc),
+                )
+                if self.running:
+                    self._calls.append(self.reactor.callLater(interval, go))
+                return
+            log.info(
+                "Join cluster completed. Synced with initial agents: cluster={cluster} "
+                "num_agents={n}",
+                cluster=cluster, n=n,
+            )
+
+        def go() -> None:
+            if self.running and not self._left:
+                defer.Deferred.fromCoroutine(once())
+
+        self._calls.append(self.reactor.callLater(0, go))
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        rt = self.rt
+        lan_addrs = [*rt.start_join_addrs_lan, *rt.retry_join_lan]
+        self._retry_join(
+            "LAN", lan_addrs, rt.retry_join_interval_lan, rt.retry_join_max_attempts_lan, False
+        )
+        if self.wan is not None and not self.wanfed:
+            wan_addrs = [*rt.start_join_addrs_wan, *rt.retry_join_wan]
+            self._retry_join(
+                "WAN", wan_addrs, rt.retry_join_interval_wan, rt.retry_join_max_attempts_wan, True
+            )
+
+    # -- leave and stop
+
+    async def leave(self) -> None:
+        """Leave WAN then LAN gracefully (each bounded by ``leave_timeout``)."""
+        self._left = True
+        for name, svc in (("WAN", self.wan), ("LAN", self.lan)):
+            if svc is None or svc.serf is None:
+                continue
+            log.info("agent: requesting serf leave: pool={pool}", pool=name)
+            d = defer.Deferred.fromCoroutine(svc.leave())
+            d.addTimeout(self.leave_timeout, self.reactor)
+            try:
+                await d
+            except defer.TimeoutError:
+                log.warn("agent: timed out leaving the {pool} pool", pool=name)
+            except GossipError as exc:
+                log.warn("agent: error leaving the {pool} pool: {error}", pool=name, error=exc)
+
+    def force_leave(self, node: str, prune: bool = False) -> None:
+        """serf ``RemoveFailedNode``: mark a failed member left (``prune``: forget it), in both
+        pools (the WAN name is ``node`` or ``node.<dc>``)."""
+        found = False
+        for svc in (self.lan, self.wan):
+            serf = svc.serf if svc is not None else None
+            if serf is not None and serf.force_leave(node, prune):
+                found = True
+        if not found:
+            raise AgentError(f"agent: No node found with name '{node}'")
+
+    def stopService(self) -> defer.Deferred[None]:
+        for c in self._calls:
+            if c.active():
+                c.cancel()
+        self._calls.clear()
+
+        async def stop() -> None:
+            if not self._left:
+                await self.leave()
+            await super(AgentGossip, self).stopService()  # type: ignore[no-untyped-call]
+
+        return defer.Deferred.fromCoroutine(stop())
+
+
+__all__ = ["WAN_JOIN_DISABLED", "AgentGossip", "GossipRouter"]
