@@ -60,7 +60,11 @@ class Agent(MultiService):
         #: Called after ``PUT /v1/agent/leave``; the CLI replaces it to end the process.
         self.request_shutdown: Callable[[], object] = self.stop
         self.gossip = AgentGossip(
-            self.config, reactor, leave_timeout=leave_timeout, serf_tuning=serf_tuning
+            self.config,
+            reactor,
+            leave_timeout=leave_timeout,
+            serf_tuning=serf_tuning,
+            on_join_exhausted=lambda: self.request_shutdown(),
         )
         self.gossip.setName("gossip")  # type: ignore[no-untyped-call]
         self.gossip.setServiceParent(self)  # type: ignore[no-untyped-call]

@@ -9,8 +9,11 @@
   requires node names and skips TCP fallback pings to other DCs (``pools.wan_memberlist_config``);
 * ``encrypt`` key (and ``encrypt_verify_*``) on both pools; the ``gossip_lan`` / ``gossip_wan``
   tuning keys over memberlist's LAN / WAN defaults;
-* ``start_join`` / ``retry_join`` (LAN) and ``start_join_wan`` / ``retry_join_wan`` (WAN, not with
-  mesh-gateway federation) with Consul's retry-join log lines;
+* ``start_join`` / ``start_join_wan``: one attempt at start, failure calls ``on_join_exhausted``
+  (the agent shuts down, as ``consul agent`` exits); ``retry_join`` / ``retry_join_wan`` every
+  ``retry_interval(_wan)`` until one join succeeds, with Consul's retry-join log lines, and
+  ``retry_max(_wan)`` exhausted calls ``on_join_exhausted`` (Consul's ``retryJoinCh``). Neither
+  WAN join runs with mesh-gateway federation (config validation refuses them anyway);
 * flood-join: every alive LAN server with a ``wan_join_port`` tag is joined into the WAN pool;
 * ``router``: an ``IRouter`` (``wanfedtx.rpc.interfaces``) of alive servers per DC, fed by the WAN
   pool (every DC) and the LAN pool (this DC).
@@ -107,9 +110,11 @@ class AgentGossip(MultiService):
         rng: random.Random | None = None,
         leave_timeout: float = DEFAULT_LEAVE_TIMEOUT,
         serf_tuning: Callable[[SerfConfig], None] | None = None,
+        on_join_exhausted: Callable[[], object] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.rt = rt
+        self.on_join_exhausted = on_join_exhausted
         self.reactor = reactor
         self.leave_timeout = leave_timeout
         self.router = GossipRouter(rt.datacenter)
@@ -251,6 +256,8 @@ class AgentGossip(MultiService):
                         "agent: max join {cluster} retry exhausted, exiting",
                         cluster=cluster.lower(), error=str(exc),
                     )
+                    if self.on_join_exhausted is not None:
+                        self.on_join_exhausted()
                     return
                 log.warn(
                     "Join cluster failed, will retry: cluster={cluster} "
@@ -272,17 +279,38 @@ class AgentGossip(MultiService):
 
         self._calls.append(self.reactor.callLater(0, go))
 
+    def _start_join(self, addrs: Sequence[str], wan: bool) -> None:
+        """``start_join(_wan)``: one attempt at start; failure stops the agent (Consul's
+        ``startupJoin`` makes ``consul agent`` exit)."""
+        if not addrs:
+            return
+
+        async def once() -> None:
+            try:
+                await self.join(addrs, wan=wan)
+            except (GossipError, AgentError) as exc:
+                log.error(
+                    "agent: startup join failed, shutting down: cluster={cluster} error={error}",
+                    cluster="WAN" if wan else "LAN", error=str(exc),
+                )
+                if self.on_join_exhausted is not None:
+                    self.on_join_exhausted()
+
+        self._calls.append(self.reactor.callLater(0, lambda: defer.Deferred.fromCoroutine(once())))
+
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         rt = self.rt
-        lan_addrs = [*rt.start_join_addrs_lan, *rt.retry_join_lan]
+        self._start_join(rt.start_join_addrs_lan, False)
         self._retry_join(
-            "LAN", lan_addrs, rt.retry_join_interval_lan, rt.retry_join_max_attempts_lan, False
+            "LAN", rt.retry_join_lan, rt.retry_join_interval_lan, rt.retry_join_max_attempts_lan,
+            False,
         )
         if self.wan is not None and not self.wanfed:
-            wan_addrs = [*rt.start_join_addrs_wan, *rt.retry_join_wan]
+            self._start_join(rt.start_join_addrs_wan, True)
             self._retry_join(
-                "WAN", wan_addrs, rt.retry_join_interval_wan, rt.retry_join_max_attempts_wan, True
+                "WAN", rt.retry_join_wan, rt.retry_join_interval_wan,
+                rt.retry_join_max_attempts_wan, True,
             )
 
     # -- leave and stop

@@ -484,7 +484,8 @@ class Serf(Delegate):
         self.member_clock.increment()
         msg = LeaveIntent(ltime, self.name, False)
         self._handle_leave_intent(msg)
-        if self.memberlist.num_alive() > 1:
+        alone = self.memberlist.num_alive() <= 1
+        if not alone:
             sent: Deferred[None] = Deferred()
 
             def fire() -> None:
@@ -500,7 +501,8 @@ class Serf(Delegate):
             await self.memberlist.leave(self.config.broadcast_timeout)
         except GossipError as exc:
             log.warn("serf: timeout waiting for leave broadcast: {error}", error=str(exc))
-        if self.config.leave_propagate_delay > 0:
+        # Stay up a little so others learn we left (nobody to tell when we were alone).
+        if self.config.leave_propagate_delay > 0 and not alone:
             await task.deferLater(self.clock, self.config.leave_propagate_delay, lambda: None)
 
     def force_leave(self, node: str, prune: bool = False) -> bool:

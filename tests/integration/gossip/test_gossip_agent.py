@@ -308,3 +308,69 @@ async def test_killed_agent_is_failed_then_force_left(reactor: Any, tmp_path: Pa
         if proc.stderr:
             proc.stderr.close()
         await one.stop()
+
+
+KEY = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s="
+
+
+@pytest_twisted.ensureDeferred
+async def test_retry_join_encryption_and_http_leave(reactor: Any) -> None:
+    from twisted.internet.defer import Deferred
+
+    f1 = agent_config("k1", "dc1", encrypt=KEY)
+    lan1, wan1 = f1["ports"]["serf_lan"], f1["ports"]["serf_wan"]
+    # k2 and k3 start first: their first attempts fail, the retries join once k1 is up.
+    k2 = make_agent(
+        reactor, "k2", "dc1", encrypt=KEY, retry_join=[f"127.0.0.1:{lan1}"],
+        retry_interval="100ms",
+    )
+    k3 = make_agent(
+        reactor, "k3", "dc2", encrypt=KEY, retry_join_wan=[f"127.0.0.1:{wan1}"],
+        retry_interval_wan="100ms",
+    )
+    k1 = Agent(load(LoadOptions(dev=True, flags=f1)).runtime, reactor, serf_tuning=fast_serf)
+    plain = make_agent(reactor, "plain", "dc1")
+    stopped: Deferred[None] = Deferred()
+    k3.request_shutdown = lambda: k3.stop().chainDeferred(stopped)
+    k3_stopped = False
+    try:
+        await task.deferLater(reactor, 0.3, lambda: None)  # type: ignore[arg-type]
+        k1.startService()
+        await until(lambda: _eq(members_status(k1), {"k1": 1, "k2": 1}), "k2 retry-joined LAN")
+        await until(
+            lambda: _eq(members_status(k1, wan=True), {"k1.dc1": 1, "k2.dc1": 1, "k3.dc2": 1}),
+            "k3 retry-joined WAN (and k2 flood-joined)",
+        )
+        # Without the key nobody answers: the join fails with the reason.
+        resp = await treq.put(f"{base(plain)}/v1/agent/join/127.0.0.1:{lan1}")
+        assert resp.code == 500 and await resp.text()
+        assert await members_status(plain)() == {"plain": 1}
+
+        # PUT /v1/agent/leave: graceful leave, then the agent shuts down.
+        resp = await treq.put(f"{base(k3)}/v1/agent/leave")
+        assert resp.code == 200
+        await until(
+            lambda: _eq(members_status(k1, wan=True), {"k1.dc1": 1, "k2.dc1": 1, "k3.dc2": 3}),
+            "k3 left",
+        )
+        await stopped
+        k3_stopped = True
+        assert not k3.running
+    finally:
+        for ag in (k1, k2, plain) if k3_stopped else (k1, k2, k3, plain):
+            await ag.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_start_join_shuts_agent_down(reactor: Any) -> None:
+    from twisted.internet.defer import Deferred
+
+    flags = agent_config("lonely", "dc1", start_join=[f"127.0.0.1:{free_port()}"])
+    agent = Agent(load(LoadOptions(dev=True, flags=flags)).runtime, reactor, serf_tuning=fast_serf)
+    asked: Deferred[None] = Deferred()
+    agent.request_shutdown = lambda: asked.callback(None)
+    agent.startService()
+    try:
+        await asked.addTimeout(10, reactor)
+    finally:
+        await agent.stop()

@@ -181,3 +181,26 @@ def test_metrics_in_prometheus_text() -> None:
     assert "consul_serf_events 2" in text
     sent = [ln for ln in text.splitlines() if ln.startswith("consul_memberlist_udp_sent ")]
     assert sent and float(sent[0].split()[1]) > 0
+
+
+def test_force_leave_marks_failed_left_everywhere_and_prune_forgets() -> None:
+    clock, net, nodes, evs = make(3, reconnect_interval=1e6, reconnect_timeout=600)
+    assert nodes[0].force_leave("nobody") is False
+    # An alive node refutes a forced leave about itself.
+    assert nodes[0].force_leave("s1.dc1") is True
+    run_for(clock, 3)
+    assert all(s.members["s1.dc1"].status == MemberStatus.ALIVE for s in nodes)
+
+    net.transports["127.0.0.1:8002"].up = False
+    run_for(clock, 20)
+    assert nodes[0].members["s2.dc1"].status == MemberStatus.FAILED
+    assert nodes[0].force_leave("s2.dc1")
+    run_for(clock, 2)
+    for s, e in zip(nodes[:2], evs[:2], strict=True):
+        assert s.members["s2.dc1"].status == MemberStatus.LEFT
+        assert "s2.dc1" in kinds(e, "member-leave")
+    assert nodes[0].force_leave("s2.dc1", prune=True)
+    run_for(clock, 2)
+    for s, e in zip(nodes[:2], evs[:2], strict=True):
+        assert "s2.dc1" not in s.members
+        assert "s2.dc1" in kinds(e, "member-reap")
