@@ -42,6 +42,7 @@ from wanfedtx.gossip.errors import GossipError
 from wanfedtx.gossip.pools import (
     Router,
     flood_join_address,
+    lan_merge_check,
     server_tags,
     wan_member_name,
     wan_memberlist_config,
@@ -128,7 +129,9 @@ class AgentGossip(MultiService):
         lan_ml.bind_addr, lan_ml.bind_port = rt.serf_bind_addr_lan
         lan_ml.advertise_addr, lan_ml.advertise_port = rt.serf_advertise_addr_lan
         self._secure(lan_ml, keyring)
-        lan_cfg = SerfConfig(rt.node_name, lan_ml, tags=lan_tags(rt))
+        lan_cfg = SerfConfig(
+            rt.node_name, lan_ml, tags=lan_tags(rt), merge_check=lan_merge_check(rt.datacenter)
+        )
         if serf_tuning is not None:
             serf_tuning(lan_cfg)
         self.lan = SerfService(lan_cfg, reactor, self._on_lan_event, rng=rng)
@@ -290,7 +293,7 @@ class AgentGossip(MultiService):
                 await self.join(addrs, wan=wan)
             except (GossipError, AgentError) as exc:
                 log.error(
-                    "agent: startup join failed, shutting down: cluster={cluster} error={error}",
+                    "Startup join failed, shutting down: cluster={cluster} error={error}",
                     cluster="WAN" if wan else "LAN", error=str(exc),
                 )
                 if self.on_join_exhausted is not None:
@@ -321,15 +324,15 @@ class AgentGossip(MultiService):
         for name, svc in (("WAN", self.wan), ("LAN", self.lan)):
             if svc is None or svc.serf is None:
                 continue
-            log.info("agent: requesting serf leave: pool={pool}", pool=name)
+            log.info("Requesting serf leave: pool={pool}", pool=name)
             d = defer.Deferred.fromCoroutine(svc.leave())
             d.addTimeout(self.leave_timeout, self.reactor)
             try:
                 await d
             except defer.TimeoutError:
-                log.warn("agent: timed out leaving the {pool} pool", pool=name)
+                log.warn("Timed out leaving the {pool} pool", pool=name)
             except GossipError as exc:
-                log.warn("agent: error leaving the {pool} pool: {error}", pool=name, error=exc)
+                log.warn("Error leaving the {pool} pool: {error}", pool=name, error=exc)
 
     def force_leave(self, node: str, prune: bool = False) -> None:
         """serf ``RemoveFailedNode``: mark a failed member left (``prune``: forget it), in both

@@ -201,6 +201,24 @@ def wan_merge_check(
     return check
 
 
+def lan_merge_check(local_dc: str, segment: str = "") -> Callable[[list[Member]], str | None]:
+    """Consul's LAN merge delegate: refuse members of another datacenter or segment."""
+
+    def check(members: list[Member]) -> str | None:
+        for m in members:
+            role = m.tags.get("role")
+            if role in ("node", "consul"):
+                dc = m.tags.get("dc", "")
+                if dc != local_dc:
+                    return f"Member '{m.name}' part of wrong datacenter '{dc}'"
+            seg = m.tags.get("segment", "")
+            if seg != segment:
+                return f"Member '{m.name}' part of wrong segment '{seg}' (expected '{segment}')"
+        return None
+
+    return check
+
+
 class Router:
     """Alive Consul servers per datacenter, fed by WAN serf member events."""
 

@@ -72,6 +72,8 @@ class StreamProtocol(Protocol):
 
 
 class _UDP(DatagramProtocol):
+    noisy = False
+
     def __init__(self, owner: NetTransport) -> None:
         self.owner = owner
 
@@ -112,6 +114,7 @@ class NetTransport:
     def listen(self) -> int:
         """Bind UDP and TCP; return the port."""
         factory = Factory.forProtocol(lambda: StreamProtocol(self._new_sink, self))
+        factory.noisy = False
         for _ in range(10):
             tcp = self.reactor.listenTCP(self.bind_port, factory, interface=self.bind_addr)
             port = tcp.getHost().port

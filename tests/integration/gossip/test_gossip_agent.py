@@ -239,6 +239,12 @@ async def test_wan_join_datacenters_and_wanfed_refusal(reactor: Any) -> None:
             await resp.text()
             == "WAN join is disabled when wan federation via mesh gateways is enabled"
         )
+        # Consul's LAN merge delegate: another DC's agent cannot join our LAN pool.
+        resp = await treq.put(f"{base(two)}/v1/agent/join/127.0.0.1:{one.config.serf_port_lan}")
+        assert resp.code == 500
+        assert "part of wrong datacenter" in await resp.text()
+        assert await members_status(one)() == {"one": 1}
+        assert await members_status(two)() == {"two": 1}
         # A bad LAN join is an error with the reason, not a success.
         resp = await treq.put(f"{base(one)}/v1/agent/join/127.0.0.1:{free_port()}")
         assert resp.code == 500 and (await resp.text())
