@@ -20,7 +20,7 @@ from twisted.logger import Logger
 
 from wanfedtx.agent.ae import AntiEntropy
 from wanfedtx.agent.checks import CheckRunners
-from wanfedtx.agent.definitions import decode_service
+from wanfedtx.agent.definitions import decode_check, decode_service
 from wanfedtx.agent.local import LocalState
 from wanfedtx.catalog import leader
 from wanfedtx.catalog.endpoints import Endpoints, Forwarder
@@ -118,3 +118,72 @@ class CatalogAgent(MultiService):
         agent_services.mount(
             app, agent_services.AgentServicesContext(self.local, self.runners, self.datacenter)
         )
+
+
+def _check_dict(check: Any) -> dict[str, Any]:
+    """A config ``CheckDefinition`` (attrs, seconds) as a definition dict for ``decode_check``."""
+    out: dict[str, Any] = {
+        "CheckID": check.id,
+        "Name": check.name,
+        "Notes": check.notes,
+        "ServiceID": check.service_id,
+        "Status": check.status,
+        "HTTP": check.http,
+        "Method": check.method,
+        "Header": {k: [v] if isinstance(v, str) else list(v) for k, v in check.header.items()},
+        "TCP": check.tcp,
+        "TLSSkipVerify": check.tls_skip_verify,
+        "Args": list(check.script_args),
+        "GRPC": check.grpc,
+        "AliasNode": check.alias_node,
+        "AliasService": check.alias_service,
+    }
+    for key, seconds in (
+        ("Interval", check.interval),
+        ("Timeout", check.timeout),
+        ("TTL", check.ttl),
+    ):
+        if seconds:
+            out[key] = f"{seconds}s"
+    return out
+
+
+def service_dict(svc: Any) -> dict[str, Any]:
+    """A config ``ServiceDefinition`` (``wanfedtx.config.runtime``) as a definition dict."""
+    return {
+        "Kind": svc.kind,
+        "ID": svc.id,
+        "Name": svc.name,
+        "Tags": list(svc.tags),
+        "Address": svc.address,
+        "TaggedAddresses": {
+            k: {"Address": v.address, "Port": v.port} for k, v in svc.tagged_addresses.items()
+        },
+        "Meta": dict(svc.meta),
+        "Port": svc.port,
+        "EnableTagOverride": svc.enable_tag_override,
+        "Weights": {"Passing": svc.weights_passing, "Warning": svc.weights_warning},
+        "Checks": [_check_dict(c) for c in svc.checks],
+    }
+
+
+def catalog_agent_from_config(config: Any, reactor: Any) -> CatalogAgent:
+    """The ``CatalogAgent`` of a server agent described by a ``RuntimeConfig``.
+
+    Until raft and the :8300 port are wired into the agent it runs on ``LocalConsensus``
+    (single server, in memory) with no forwarder: ``?dc=`` other than ours answers
+    "No path to datacenter".
+    """
+    agent = CatalogAgent(
+        node_name=config.node_name,
+        datacenter=config.datacenter,
+        advertise_addr=config.advertise_addr_lan,
+        server_port=config.server_port,
+        reactor=reactor,
+        services=[service_dict(s) for s in config.services],
+        node_id=config.node_id,
+        node_meta=dict(config.node_meta),
+    )
+    for i, check in enumerate(config.checks):
+        agent.local.add_check(decode_check(_check_dict(check), f"checks[{i}]"))
+    return agent

@@ -123,11 +123,19 @@ async def test_blocking_query_unblocked_by_write(state_api: Any, reactor: Any) -
         pending = deferToThread(c.kv.get, "watched", index=index, wait="30s")
         done: list[Any] = []
         pending.addBoth(lambda r: done.append(r) or r)
-        # Let the blocking request arrive and park; it must not answer on its own.
+        # Wait until the blocking request is parked on the key (a write to any key before that
+        # would legitimately answer it: the returned index is the KV table's).
+        from twisted.internet.task import deferLater
+
+        watches = state_api.server.fsm.state.tables["kvs"]._key_watch
+        for _ in range(500):
+            if len(watches):
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        assert len(watches) == 1
+        # A write to another key does not wake it.
         await call(writer.kv.put, "other", "x")
         for _ in range(20):
-            from twisted.internet.task import deferLater
-
             await deferLater(reactor, 0.01, lambda: None)
         assert done == []
         await call(writer.kv.put, "watched", "2")

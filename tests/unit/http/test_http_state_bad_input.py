@@ -21,9 +21,12 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
 from twisted.web.error import PageRedirect
 
+from wanfedtx.agent.checks import CheckRunners
+from wanfedtx.agent.local import LocalState
 from wanfedtx.catalog.endpoints import Endpoints
 from wanfedtx.fsm.consensus import LocalConsensus
 from wanfedtx.fsm.machine import FSM
+from wanfedtx.http import agent_services
 from wanfedtx.http.common import APIContext
 from wanfedtx.http.routes import install_error_handlers, mount_state_routes
 
@@ -45,6 +48,13 @@ class Harness:
 
         app = Klein()
         mount_state_routes(app, APIContext("dc1", rpc, kv_limit))
+        self.local = LocalState("n1")
+        agent_services.mount(
+            app,
+            agent_services.AgentServicesContext(
+                self.local, CheckRunners(self.local, self.clock), "dc1"
+            ),
+        )
         install_error_handlers(app)
         self.stub = StubTreq(app.resource())
 
@@ -208,3 +218,59 @@ def test_fuzz_kv_put(key: str, value: bytes, query: str) -> None:
     assert code in (200, 308, 400, 404, 413), (code, text)
     if code != 200:
         assert h.state() == before
+
+
+AGENT_SERVICE_KEYS = [
+    "Name",
+    "ID",
+    "Kind",
+    "Tags",
+    "Port",
+    "Meta",
+    "Address",
+    "Weights",
+    "EnableTagOverride",
+    "name",
+    "port",
+    "kind",
+]
+AGENT_CHECK_KEYS = [
+    "TTL",
+    "TCP",
+    "HTTP",
+    "Interval",
+    "Timeout",
+    "CheckID",
+    "Name",
+    "Status",
+    "Args",
+]
+agent_bodies = objects(
+    AGENT_SERVICE_KEYS,
+    {
+        "Meta": st.dictionaries(
+            st.sampled_from(["consul-wan-federation", "consul-x", "ok", "bad key", ""]),
+            st.text(max_size=4),
+            max_size=2,
+        )
+        | json_values,
+        "Kind": st.sampled_from(["", "mesh-gateway", "connect-proxy", "bogus"]) | json_values,
+        "Check": objects(AGENT_CHECK_KEYS, {"TTL": st.sampled_from(["10s", "0", "x", 5])})
+        | json_values,
+        "Checks": st.lists(objects(AGENT_CHECK_KEYS, {}), max_size=2) | json_values,
+    },
+)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(body=agent_bodies | json_values)
+def test_fuzz_agent_service_register(body: Any) -> None:
+    h = Harness()
+    raw = json.dumps(body, allow_nan=True).encode()
+    code, text, _ = h.request("PUT", "/v1/agent/service/register", raw)
+    assert code in (200, 400), (code, text)
+    assert b"\n" not in text.strip()
+    if code != 200:
+        assert h.local.services == {} and h.local.checks == {}
+    else:
+        assert len(h.local.services) == 1
