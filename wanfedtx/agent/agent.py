@@ -1,8 +1,9 @@
 """``Agent``: one ``MultiService`` built from a ``RuntimeConfig``.
 
-For now the agent owns the HTTP API (``/v1/agent/self``) on ``client_addr:ports.http``; later
-parts (RPC port, raft, gossip, gateways) become child services here. The node ID is resolved when
-the agent is built (``nodeid.resolve_node_id``) and stored in ``agent.config``.
+The agent owns the HTTP API on ``client_addr:ports.http`` and, on servers, the catalog and the
+RPC port on ``ports.server``; later parts (raft, gossip, gateways) become child services here.
+The node ID is resolved when the agent is built (``nodeid.resolve_node_id``) and stored in
+``agent.config``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from wanfedtx.agent.catalog_services import CatalogAgent, catalog_agent_from_con
 from wanfedtx.agent.httpserver import HTTPServerService
 from wanfedtx.agent.member import local_member
 from wanfedtx.agent.nodeid import resolve_node_id
+from wanfedtx.agent.server_port import ServerPort, tls_configurator
 from wanfedtx.config.runtime import RuntimeConfig
 from wanfedtx.http.app import build_app
 
@@ -45,6 +47,15 @@ class Agent(MultiService):
             self.catalog.setName("catalog")  # type: ignore[no-untyped-call]
             self.catalog.setServiceParent(self)  # type: ignore[no-untyped-call]
             self.catalog.mount(self.app)
+        # Servers: the RPC port (ports.server), serving this server's endpoints.
+        self.tls = tls_configurator(self.config)
+        self.server_port: ServerPort | None = None
+        if self.config.server_mode and self.config.server_port > 0:
+            self.server_port = ServerPort(self.config, reactor, self.tls)
+            if self.catalog is not None:
+                self.catalog.endpoints.register_into(self.server_port.endpoints)
+            self.server_port.service.setName("rpc")  # type: ignore[no-untyped-call]
+            self.server_port.service.setServiceParent(self)  # type: ignore[no-untyped-call]
         self.http: HTTPServerService | None = None
         if self.config.http_addrs:
             self.http = HTTPServerService(reactor, self.app.resource(), self.config.http_addrs)
