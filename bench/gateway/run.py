@@ -16,7 +16,6 @@ the direct path), and new TLS connections per second (handshake + 1-byte echo + 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import shutil
@@ -43,43 +42,14 @@ CHUNK = 256 * 1024
 
 
 def make_certs(d: Path) -> None:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    """The project's agent CA and a server cert for node ``pri`` in DC ``primary``."""
+    from wanfedtx.tls.certs import create_ca, create_cert
 
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SNI)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(2)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(SNI)]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    (d / "ca.pem").write_bytes(ca.public_bytes(pem))
-    (d / "server.pem").write_bytes(cert.public_bytes(pem))
-    (d / "server-key.pem").write_bytes(
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    ca = create_ca()
+    cert = create_cert(ca, "server", dc="primary", node="pri")
+    (d / "ca.pem").write_bytes(ca.cert_pem)
+    (d / "server.pem").write_bytes(cert.cert_pem)
+    (d / "server-key.pem").write_bytes(cert.key_pem)
 
 
 # ------------------------------------------------------------------------------------------
@@ -341,7 +311,8 @@ def start_wanfed(
             str(routes),
             "-data-path",
             "loop" if data_path == "loop2" else data_path,
-            *(["-workers", "2"] if data_path == "loop2" else []),
+            "-workers",
+            "2" if data_path == "loop2" else "1",
             "-log-level",
             "warn",
             *(["-pipe-size", str(pipe_size)] if pipe_size else []),
@@ -401,7 +372,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="medians over this many rounds")
     ap.add_argument("--rtt", type=int, default=2000)
     ap.add_argument(
-        "--only", default="direct,haproxy,nginx,wanfed-loop,wanfed-splice,wanfed-twisted"
+        "--only",
+        default="direct,haproxy,nginx,wanfed-loop,wanfed-loop2,wanfed-splice,wanfed-twisted",
     )
     ap.add_argument("--json", default=None)
     ap.add_argument("--backend", type=int, default=None, help=argparse.SUPPRESS)

@@ -24,10 +24,17 @@ from wanfedtx.raft.transport import MemoryNetwork
 async def run(reactor: Any, conc: int, duration: float, tmp: str | None) -> None:
     d = tempfile.mkdtemp(prefix="bench-gc-", dir=tmp)
     net = MemoryNetwork(reactor)
-    svc = RaftService(node_id="a:1", data_dir=d, fsm=KV(), transport=net.transport("a:1"),
-                      reactor=reactor, bootstrap_expect=1,
-                      options=RaftOptions(election_timeout=0.2, heartbeat_interval=0.02),
-                      rng=random.Random(1), snapshot_threshold=10**9)
+    svc = RaftService(
+        node_id="a:1",
+        data_dir=d,
+        fsm=KV(),
+        transport=net.transport("a:1"),
+        reactor=reactor,
+        bootstrap_expect=1,
+        options=RaftOptions(election_timeout=0.2, heartbeat_interval=0.02),
+        rng=random.Random(1),
+        snapshot_threshold=10**9,
+    )
     svc.startService()
     while not svc.is_leader():
         await task.deferLater(reactor, 0.05, lambda: None)
@@ -43,8 +50,11 @@ async def run(reactor: Any, conc: int, duration: float, tmp: str | None) -> None
 
     await defer.gatherResults([defer.ensureDeferred(worker(k)) for k in range(conc)])
     fs, batches = svc.storage.fsyncs - f0, svc.fsync_batches - b0
-    print(f"proposers={conc:4d} writes/s={n / duration:8.0f} fsyncs/s={fs / duration:7.0f} "
-          f"entries/fsync={n / max(fs, 1):6.1f} write batches={batches}", flush=True)
+    print(
+        f"proposers={conc:4d} writes/s={n / duration:8.0f} fsyncs/s={fs / duration:7.0f} "
+        f"entries/fsync={n / max(fs, 1):6.1f} write batches={batches}",
+        flush=True,
+    )
     await svc.stopService()
     shutil.rmtree(d, ignore_errors=True)
 

@@ -45,10 +45,22 @@ def start_ours(base: int, tmp: str) -> tuple[list[subprocess.Popen[bytes]], list
     procs = []
     for i in range(3):
         peers = [f"--peer={rafts[j]}={clients[j]}" for j in range(3) if j != i]
-        procs.append(subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "raft_node.py"), "--raft", rafts[i],
-             "--client", clients[i], "--data-dir", os.path.join(tmp, f"n{i}"), *peers],
-            cwd=ROOT))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    os.path.join(HERE, "raft_node.py"),
+                    "--raft",
+                    rafts[i],
+                    "--client",
+                    clients[i],
+                    "--data-dir",
+                    os.path.join(tmp, f"n{i}"),
+                    *peers,
+                ],
+                cwd=ROOT,
+            )
+        )
     return procs, clients
 
 
@@ -58,13 +70,35 @@ def start_etcd(base: int, tmp: str) -> tuple[list[subprocess.Popen[bytes]], list
     cluster = ",".join(f"e{i}={peers[i]}" for i in range(3))
     procs = []
     for i in range(3):
-        procs.append(subprocess.Popen(
-            ["etcd", "--name", f"e{i}", "--data-dir", os.path.join(tmp, f"e{i}"),
-             "--listen-peer-urls", peers[i], "--initial-advertise-peer-urls", peers[i],
-             "--listen-client-urls", clients[i], "--advertise-client-urls", clients[i],
-             "--initial-cluster", cluster, "--initial-cluster-state", "new",
-             "--log-level", "error", "--logger", "zap"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    "etcd",
+                    "--name",
+                    f"e{i}",
+                    "--data-dir",
+                    os.path.join(tmp, f"e{i}"),
+                    "--listen-peer-urls",
+                    peers[i],
+                    "--initial-advertise-peer-urls",
+                    peers[i],
+                    "--listen-client-urls",
+                    clients[i],
+                    "--advertise-client-urls",
+                    clients[i],
+                    "--initial-cluster",
+                    cluster,
+                    "--initial-cluster-state",
+                    "new",
+                    "--log-level",
+                    "error",
+                    "--logger",
+                    "zap",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
     return procs, clients
 
 
@@ -82,8 +116,9 @@ async def ours_leader(reactor: Any, clients: list[str]) -> ClientConn:
     raise RuntimeError("our cluster elected no leader in 30 s")
 
 
-async def run_ours(reactor: Any, clients: list[str], conc: int, duration: float
-                   ) -> tuple[int, list[float]]:
+async def run_ours(
+    reactor: Any, clients: list[str], conc: int, duration: float
+) -> tuple[int, list[float]]:
     conns = [await ours_leader(reactor, clients) for _ in range(min(conc, 8))]
     lat: list[float] = []
     stop = time.perf_counter() + duration
@@ -114,9 +149,16 @@ class EtcdConn(Protocol):
     def post(self, path: str, body: bytes) -> defer.Deferred[tuple[int, bytes]]:
         self.waiting = defer.Deferred()
         assert self.transport is not None
-        self.transport.write(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: " + self.host
-                             + b"\r\nContent-Type: application/json\r\nContent-Length: "
-                             + str(len(body)).encode() + b"\r\n\r\n" + body)
+        self.transport.write(
+            b"POST "
+            + path.encode()
+            + b" HTTP/1.1\r\nHost: "
+            + self.host
+            + b"\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
         return self.waiting
 
     def dataReceived(self, data: bytes) -> None:
@@ -132,8 +174,8 @@ class EtcdConn(Protocol):
                 length = int(v)
         if len(self.buf) < head_end + 4 + length:
             return
-        body = self.buf[head_end + 4:head_end + 4 + length]
-        self.buf = self.buf[head_end + 4 + length:]
+        body = self.buf[head_end + 4 : head_end + 4 + length]
+        self.buf = self.buf[head_end + 4 + length :]
         d, self.waiting = self.waiting, None
         if d is not None:
             d.callback((int(head[0].split()[1]), body))
@@ -143,12 +185,14 @@ async def etcd_conn(reactor: Any, url: str) -> EtcdConn:
     hostport = url.split("//", 1)[1]
     host, port = hostport.rsplit(":", 1)
     conn: EtcdConn = await connectProtocol(
-        TCP4ClientEndpoint(reactor, host, int(port)), EtcdConn(hostport))
+        TCP4ClientEndpoint(reactor, host, int(port)), EtcdConn(hostport)
+    )
     return conn
 
 
-async def run_etcd(reactor: Any, clients: list[str], conc: int, duration: float
-                   ) -> tuple[int, list[float]]:
+async def run_etcd(
+    reactor: Any, clients: list[str], conc: int, duration: float
+) -> tuple[int, list[float]]:
     leader = None
     deadline = time.time() + 30
     while leader is None and time.time() < deadline:
@@ -221,8 +265,11 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
                 shutil.rmtree(tmp, ignore_errors=True)
             row = (system, conc, n / args.duration, pct(lat, 0.5) * 1e3, pct(lat, 0.99) * 1e3)
             rows.append(row)
-            print(f"{row[0]:9s} conc={row[1]:4d} writes/s={row[2]:9.0f} "
-                  f"p50={row[3]:7.2f}ms p99={row[4]:7.2f}ms", flush=True)
+            print(
+                f"{row[0]:9s} conc={row[1]:4d} writes/s={row[2]:9.0f} "
+                f"p50={row[3]:7.2f}ms p99={row[4]:7.2f}ms",
+                flush=True,
+            )
     print("\n| system | proposers | writes/s | p50 ms | p99 ms |\n|---|---|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2]:.0f} | {r[3]:.2f} | {r[4]:.2f} |")

@@ -43,8 +43,8 @@ class ClientConn(Protocol):
             (n,) = _LEN.unpack_from(self.buf)
             if len(self.buf) < 4 + n:
                 return
-            rep = msgpack.unpackb(self.buf[4:4 + n])
-            self.buf = self.buf[4 + n:]
+            rep = msgpack.unpackb(self.buf[4 : 4 + n])
+            self.buf = self.buf[4 + n :]
             d = self.waiting.pop(rep[0], None)
             if d is None:
                 continue

@@ -44,8 +44,9 @@ SNI_NODE, SNI_DC = "pri", "primary"
 def start_server(reactor: Any, tls: TLSConfigurator) -> int:
     reg = HandlerRegistry()
     reg.register(RPCType.MULTIPLEX_V2, RPCHandler(default_endpoints(), multi=True))
-    port = reactor.listenTCP(0, RPCPortFactory(reg, reactor, tls, metrics=Registry()),
-                             interface="127.0.0.1")
+    port = reactor.listenTCP(
+        0, RPCPortFactory(reg, reactor, tls, metrics=Registry()), interface="127.0.0.1"
+    )
     return int(port.getHost().port)
 
 
@@ -55,20 +56,37 @@ def start_relay(reactor: Any, server_port: int) -> int:
     from wanfedtx.gateway.routes import routes_to_snapshot
     from wanfedtx.gateway.stats import GatewayStats
 
-    snap = routes_to_snapshot({
-        "clusters": [{"name": "pri", "endpoints": [
-            {"address": "127.0.0.1", "port": server_port}]}],
-        "filter_chains": [{"server_names": [f"{SNI_NODE}.server.{SNI_DC}.consul"],
-                           "cluster": "pri", "stat_prefix": "bench"}],
-    }, "127.0.0.1", 0)
+    snap = routes_to_snapshot(
+        {
+            "clusters": [
+                {"name": "pri", "endpoints": [{"address": "127.0.0.1", "port": server_port}]}
+            ],
+            "filter_chains": [
+                {
+                    "server_names": [f"{SNI_NODE}.server.{SNI_DC}.consul"],
+                    "cluster": "pri",
+                    "stat_prefix": "bench",
+                }
+            ],
+        },
+        "127.0.0.1",
+        0,
+    )
     stats = GatewayStats()
-    f = RelayFactory(reactor, RouteTable(snap), stats, stats.listener("127.0.0.1", 0),
-                     RelaySettings(), random.Random(1))
+    f = RelayFactory(
+        reactor,
+        RouteTable(snap),
+        stats,
+        stats.listener("127.0.0.1", 0),
+        RelaySettings(),
+        random.Random(1),
+    )
     return int(reactor.listenTCP(0, f, interface="127.0.0.1").getHost().port)
 
 
-async def run_load(reactor: Any, dialer: Dialer, addr: str, concurrency: int,
-                   seconds: float) -> dict[str, Any]:
+async def run_load(
+    reactor: Any, dialer: Dialer, addr: str, concurrency: int, seconds: float
+) -> dict[str, Any]:
     proto = RPCClientProtocol(multi=True)
     await dialer.dial_alpn(addr, SNI_DC, SNI_NODE, ALPN_RPC_MULTIPLEX_V2, proto)
     for _ in range(200):  # warm-up
@@ -102,7 +120,9 @@ async def run_load(reactor: Any, dialer: Dialer, addr: str, concurrency: int,
     await proto.close()
     lat.sort()
     return {
-        "concurrency": concurrency, "calls": len(lat), "seconds": round(elapsed, 3),
+        "concurrency": concurrency,
+        "calls": len(lat),
+        "seconds": round(elapsed, 3),
         "calls_per_s": round(len(lat) / elapsed),
         "p50_ms": round(lat[len(lat) // 2] * 1000, 3),
         "p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 3),
@@ -134,10 +154,13 @@ async def main(reactor: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
     client_tls = TLSConfigurator(pki.settings("secondary", "sec", d / "client"))
     child = None
     if args.split:
-        fields = {k: v for k, v in attrs.asdict(server_settings).items()
-                  if not k.endswith("_pem")}
-        child = subprocess.Popen([sys.executable, __file__, "--serve-child", json.dumps(fields)],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        fields = {k: v for k, v in attrs.asdict(server_settings).items() if not k.endswith("_pem")}
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--serve-child", json.dumps(fields)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert child.stdout is not None
         ports = json.loads(child.stdout.readline())
         sp, rp = ports["server"], ports["relay"]
@@ -165,8 +188,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
 def cli() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     p.add_argument("--seconds", type=float, default=5.0)
-    p.add_argument("--concurrency", default="1,64",
-                   type=lambda s: [int(x) for x in s.split(",")])
+    p.add_argument("--concurrency", default="1,64", type=lambda s: [int(x) for x in s.split(",")])
     p.add_argument("--split", action="store_true")
     p.add_argument("--workdir", default=f"/tmp/wanfed-bench-rpc-{os.getpid()}")
     p.add_argument("--serve-child", default=None, help=argparse.SUPPRESS)

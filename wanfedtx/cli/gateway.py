@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from typing import Any
@@ -102,8 +103,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "-workers",
         "--workers",
         type=int,
-        default=1,
-        help="relay loops sharing the port on the loop path (default 1)",
+        default=min(os.cpu_count() or 1, 4),
+        help="relay loops sharing the port on the loop path (default: the CPU count, at most"
+        " 4); -max-connections applies to each",
     )
     a("-log-level", "--log-level", default="info", help="trace, debug, info, warn or err")
     a("-log-json", "--log-json", action="store_true", help="log as JSON lines")
