@@ -23,6 +23,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from wanfedtx.metrics import REGISTRY, Registry
+
 from . import wire
 from .config import MemberlistConfig
 from .errors import GossipError, WireError
@@ -370,11 +372,19 @@ class Serf(Delegate):
         clock: IReactorTime,
         rng: random.Random | None = None,
         on_event: Callable[[Event], None] | None = None,
+        registry: Registry | None = None,
     ) -> None:
+        reg = registry if registry is not None else REGISTRY
+        self._m_member = {
+            k: reg.counter(f"serf.member.{k}", f"serf members that became {k}")
+            for k in ("join", "failed", "left", "update", "reap")
+        }
+        self._m_events = reg.counter("serf.events", "serf user events received")
+        self._m_queries = reg.counter("serf.queries", "serf queries received")
         self.config = config
         self.clock = clock
         self.rng = rng or random.Random()
-        self.on_event = on_event or (lambda e: None)
+        self._user_on_event = on_event or (lambda e: None)
         self.member_clock = LamportClock()
         self.event_clock = LamportClock()
         self.query_clock = LamportClock()
@@ -396,7 +406,27 @@ class Serf(Delegate):
         self.query_broadcasts = BroadcastQueue(ml_cfg.retransmit_mult, n)
         self._reap_call: IDelayedCall | None = None
         self._reconnect_call: IDelayedCall | None = None
-        self.memberlist = Memberlist(ml_cfg, transport, clock, self.rng, self)
+        self.memberlist = Memberlist(ml_cfg, transport, clock, self.rng, self, reg)
+
+    @property
+    def on_event(self) -> Callable[[Event], None]:
+        return self._count_and_deliver
+
+    @on_event.setter
+    def on_event(self, fn: Callable[[Event], None]) -> None:
+        self._user_on_event = fn
+
+    def _count_and_deliver(self, ev: Event) -> None:
+        if isinstance(ev, MemberEvent):
+            kind = ev.type.removeprefix("member-")
+            key = {"leave": "left"}.get(kind, kind)
+            if key in self._m_member:
+                self._m_member[key].inc(len(ev.members))
+        elif isinstance(ev, UserEvent):
+            self._m_events.inc()
+        elif isinstance(ev, Query):
+            self._m_queries.inc()
+        self._user_on_event(ev)
 
     def _num_nodes(self) -> int:
         return max(1, len(self.members))

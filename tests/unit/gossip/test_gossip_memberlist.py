@@ -350,3 +350,41 @@ def test_heap_clock_matches_task_clock_semantics() -> None:
         with pytest.raises(AlreadyCalled):
             a.cancel()
         assert d.getTime() == 1
+
+
+def test_key_rotation_keeps_cluster_together() -> None:
+    k1, k2 = b"1" * 32, b"2" * 16
+    clock = task.Clock()
+    net = SimNetwork(clock)
+    nodes: list[Memberlist] = []
+    for i in range(3):
+        cfg = local_config(f"n{i}")
+        cfg.bind_port = 7200 + i
+        cfg.keyring = Keyring([k1])
+        ml = Memberlist(cfg, net.transport("127.0.0.1", 7200 + i), clock, random.Random(i))
+        ml.start()
+        nodes.append(ml)
+    join_all(clock, nodes)
+    run_for(clock, 2)
+    for ml in nodes:  # 1. install the new key everywhere
+        assert ml.config.keyring is not None
+        ml.config.keyring.add_key(k2)
+    nodes[0].config.keyring.use_key(k2)  # type: ignore[union-attr]  # 2. rotate one node first
+    run_for(clock, 5)
+    for ml in nodes[1:]:
+        ml.config.keyring.use_key(k2)  # type: ignore[union-attr]
+    for ml in nodes:  # 3. remove the old key
+        ml.config.keyring.remove_key(k1)  # type: ignore[union-attr]
+    run_for(clock, 20)
+    for ml in nodes:
+        assert alive_view(ml) == {"n0", "n1", "n2"}
+        assert ml.config.keyring.keys() == [k2]  # type: ignore[union-attr]
+    # A node that only knows the old key can no longer join.
+    cfg = local_config("old")
+    cfg.bind_port = 7300
+    cfg.keyring = Keyring([k1])
+    old = Memberlist(cfg, net.transport("127.0.0.1", 7300), clock, random.Random(7))
+    res: list[object] = []
+    old.join(["n0/127.0.0.1:7200"]).addErrback(lambda f: res.append(f.value))
+    run_for(clock, 2)
+    assert len(res) == 1 and isinstance(res[0], JoinError)

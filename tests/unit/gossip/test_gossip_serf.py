@@ -151,3 +151,33 @@ def test_partition_heals_through_reconnect(reconnect: float) -> None:
         run_for(clock, 0.1)
     healed = all(s.members["s2.dc1"].status == MemberStatus.ALIVE for s in nodes[:2])
     assert healed is (reconnect < 100)
+
+
+def test_metrics_in_prometheus_text() -> None:
+    from wanfedtx.metrics import Registry
+
+    reg = Registry()
+    clock = task.Clock()
+    net = SimNetwork(clock)
+    nodes = []
+    for i in range(2):
+        cfg = local_config()
+        cfg.bind_port = 8100 + i
+        s = Serf(
+            SerfConfig(f"m{i}", cfg),
+            net.transport("127.0.0.1", 8100 + i),
+            clock,
+            random.Random(i),
+            registry=reg,
+        )
+        s.start()
+        nodes.append(s)
+    Deferred.fromCoroutine(nodes[1].join(["m0/127.0.0.1:8100"]))
+    run_for(clock, 3)
+    nodes[0].user_event("e", b"")
+    run_for(clock, 1)
+    text = reg.render()
+    assert "consul_serf_member_join 4" in text  # each node: itself and the other
+    assert "consul_serf_events 2" in text
+    sent = [ln for ln in text.splitlines() if ln.startswith("consul_memberlist_udp_sent ")]
+    assert sent and float(sent[0].split()[1]) > 0
