@@ -4,7 +4,9 @@
 port's ``HandlerRegistry`` and dials peers with the RPC ``Dialer``: legacy TLS (outer type 3 +
 inner type 1) when the dialer's TLS configurator has outgoing TLS enabled, plain type 1 otherwise.
 Peers are ``host:port`` server addresses (``retry_join`` entries resolved to the server port);
-``node_names`` maps them to node names for TLS server-name checks when known.
+``node_names`` maps them to node names for TLS server-name checks when known. With
+``native_tls`` peers are dialed with native TLS and ALPN ``consul/raft`` (SNI
+``<node>.server.<dc>.<domain>``, so every peer's node name must be in ``node_names``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from wanfedtx.raft.core import RaftOptions
 from wanfedtx.raft.interfaces import IRaftFSM
 from wanfedtx.raft.service import RaftService
 from wanfedtx.raft.transport import RaftHandler, StreamTransport
-from wanfedtx.rpc.constants import RPCType
+from wanfedtx.rpc.constants import ALPN_RPC_RAFT, RPCType
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.registry import HandlerRegistry
 
@@ -42,6 +44,7 @@ def raft_on_rpc_port(
     trailing_logs: int = 10240,
     rng: random.Random | None = None,
     metrics: Registry = REGISTRY,
+    native_tls: bool = False,
 ) -> RaftService:
     """A ``RaftService`` for the server reachable at ``advertise`` (``host:port`` of :8300)."""
     existing = registry.for_type(RPCType.RAFT)
@@ -53,6 +56,9 @@ def raft_on_rpc_port(
     names = dict(node_names or {})
 
     def dial(addr: str, proto: IProtocol) -> Deferred[Any]:
+        if native_tls:  # TLS first, ALPN consul/raft, SNI <node>.server.<dc>.<domain>
+            return dialer.dial_alpn(addr, dialer.datacenter, names.get(addr, ""),
+                                    ALPN_RPC_RAFT, proto)
         tls = dialer.tls is not None and dialer.tls.outgoing_tls_enabled()
         return dialer.dial_directly(dialer.datacenter, names.get(addr, ""), addr, RPCType.RAFT,
                                     tls, proto)

@@ -47,7 +47,10 @@ class KV:
 
 
 class Server:
-    def __init__(self, reactor: Any, tmp: Path, tls: TLSConfigurator | None) -> None:
+    def __init__(self, reactor: Any, tmp: Path, tls: TLSConfigurator | None,
+                 alpn: bool = False) -> None:
+        self.alpn = alpn
+        self.names: dict[str, str] = {}
         self.reactor = reactor
         self.tmp = tmp
         self.tls = tls
@@ -66,7 +69,8 @@ class Server:
             fsm=self.fsm, registry=self.reg, dialer=self.dialer, reactor=self.reactor,
             peers=peers, bootstrap_expect=3,
             options=RaftOptions(election_timeout=0.3, heartbeat_interval=0.05),
-            rng=random.Random(), snapshot_threshold=40, trailing_logs=10, metrics=Registry())
+            rng=random.Random(), snapshot_threshold=40, trailing_logs=10, metrics=Registry(),
+            native_tls=self.alpn, node_names=self.names)
         self.svc.startService()
 
     async def stop(self) -> None:
@@ -88,13 +92,17 @@ def leader(servers: list[Server]) -> Server | None:
     return ls[0] if ls else None
 
 
-@pytest.mark.parametrize("use_tls", [False, True], ids=["plain", "tls"])
+@pytest.mark.parametrize("mode", ["plain", "tls", "alpn"])
 @pytest_twisted.ensureDeferred
-async def test_three_servers_over_rpc_port(reactor: Any, tmp_path: Path, use_tls: bool) -> None:
+async def test_three_servers_over_rpc_port(reactor: Any, tmp_path: Path, mode: str) -> None:
+    """plain: type byte 1; tls: type 3 + TLS + inner type 1; alpn: native TLS, ALPN consul/raft."""
+    use_tls = mode != "plain"
     pki = PKI()
     servers = [Server(reactor, tmp_path, TLSConfigurator(pki.settings("dc1", f"s{i}"))
-                      if use_tls else None) for i in range(3)]
+                      if use_tls else None, alpn=mode == "alpn") for i in range(3)]
     peers = [s.addr for s in servers]
+    for s in servers:
+        s.names.update({x.addr: f"s{i}" for i, x in enumerate(servers)})
     try:
         for s in servers:
             s.start(peers)
