@@ -20,15 +20,22 @@ from wanfedtx.agent.catalog_services import CatalogAgent, catalog_agent_from_con
 from wanfedtx.agent.httpserver import HTTPServerService
 from wanfedtx.agent.member import local_member
 from wanfedtx.agent.nodeid import resolve_node_id
-from wanfedtx.agent.server_port import ServerPort, tls_configurator
+from wanfedtx.agent.server_port import (
+    ServerPort,
+    build_forwarder,
+    build_raft,
+    tls_configurator,
+)
 from wanfedtx.config.runtime import RuntimeConfig
+from wanfedtx.fsm.machine import FSM
 from wanfedtx.http.app import build_app
+from wanfedtx.raft.service import RaftService
+from wanfedtx.rpc.forward import Forwarder
 
 log = Logger(namespace="agent")
 
 class Agent(MultiService):
     """The wanfed agent process: every long-running part is a child service."""
-
 
     def __init__(self, config: RuntimeConfig, reactor: IReactorTCP | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -40,22 +47,33 @@ class Agent(MultiService):
         self.reactor = reactor
         self.config = attrs.evolve(config, node_id=resolve_node_id(config))
         self.app = build_app(self)
-        # Servers: state store, catalog/health/KV endpoints, local services and anti-entropy.
+        # Servers: the RPC port (ports.server), raft over it, then the state store, the
+        # catalog/health/KV endpoints, local services and anti-entropy on top of raft.
+        self.tls = tls_configurator(self.config)
+        self.server_port: ServerPort | None = None
+        self.raft: RaftService | None = None
         self.catalog: CatalogAgent | None = None
         if self.config.server_mode:
-            self.catalog = catalog_agent_from_config(self.config, reactor)
+            fsm = FSM()
+            forwarder: Forwarder | None = None
+            if self.config.server_port > 0:
+                self.server_port = ServerPort(self.config, reactor, self.tls)
+                self.server_port.service.setName("rpc")  # type: ignore[no-untyped-call]
+                self.server_port.service.setServiceParent(self)  # type: ignore[no-untyped-call]
+                if self.config.data_dir:
+                    self.raft = build_raft(self.config, reactor, fsm, self.server_port, self.tls)
+                    self.raft.setName("raft")  # type: ignore[no-untyped-call]
+                    self.raft.setServiceParent(self)  # type: ignore[no-untyped-call]
+                    forwarder = build_forwarder(self.config, reactor, self.raft, self.tls)
+                    forwarder.pool.setServiceParent(self)  # type: ignore[no-untyped-call]
+            self.catalog = catalog_agent_from_config(
+                self.config, reactor, self.raft, fsm, forwarder
+            )
             self.catalog.setName("catalog")  # type: ignore[no-untyped-call]
             self.catalog.setServiceParent(self)  # type: ignore[no-untyped-call]
             self.catalog.mount(self.app)
-        # Servers: the RPC port (ports.server), serving this server's endpoints.
-        self.tls = tls_configurator(self.config)
-        self.server_port: ServerPort | None = None
-        if self.config.server_mode and self.config.server_port > 0:
-            self.server_port = ServerPort(self.config, reactor, self.tls)
-            if self.catalog is not None:
+            if self.server_port is not None:
                 self.catalog.endpoints.register_into(self.server_port.endpoints)
-            self.server_port.service.setName("rpc")  # type: ignore[no-untyped-call]
-            self.server_port.service.setServiceParent(self)  # type: ignore[no-untyped-call]
         self.http: HTTPServerService | None = None
         if self.config.http_addrs:
             self.http = HTTPServerService(reactor, self.app.resource(), self.config.http_addrs)

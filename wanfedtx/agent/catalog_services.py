@@ -100,18 +100,23 @@ class CatalogAgent(MultiService):
         return handler(args)
 
     def startService(self) -> None:
-        if self.consensus.is_leader():
-            d = Deferred.fromCoroutine(
-                leader.reconcile_server(
-                    self.endpoints,
-                    self.node_name,
-                    self.advertise_addr,
-                    self.server_port,
-                    self.node_id,
-                )
-            )
-            d.addErrback(lambda f: log.failure("leader: failed to register this server", failure=f))
         super().startService()  # type: ignore[no-untyped-call]
+        self.consensus.add_leadership_observer(self._leadership_changed)
+
+    def _leadership_changed(self, leading: bool) -> None:
+        """Leader routine: register this server as service ``consul`` when it becomes leader."""
+        if not leading or not self.running:
+            return
+        d = Deferred.fromCoroutine(
+            leader.reconcile_server(
+                self.endpoints,
+                self.node_name,
+                self.advertise_addr,
+                self.server_port,
+                self.node_id,
+            )
+        )
+        d.addErrback(lambda f: log.failure("leader: failed to register this server", failure=f))
 
     def mount(self, app: Klein) -> None:
         mount_state_routes(app, APIContext(self.datacenter, self.rpc))
@@ -167,11 +172,17 @@ def service_dict(svc: Any) -> dict[str, Any]:
     }
 
 
-def catalog_agent_from_config(config: Any, reactor: Any) -> CatalogAgent:
+def catalog_agent_from_config(
+    config: Any,
+    reactor: Any,
+    consensus: Consensus | None = None,
+    fsm: FSM | None = None,
+    forwarder: Forwarder | None = None,
+) -> CatalogAgent:
     """The ``CatalogAgent`` of a server agent described by a ``RuntimeConfig``.
 
-    Until raft and the :8300 port are wired into the agent it runs on ``LocalConsensus``
-    (single server, in memory) with no forwarder: ``?dc=`` other than ours answers
+    ``consensus`` is the agent's raft service (``LocalConsensus``, in memory, when None) and
+    ``forwarder`` reaches its leader; with no forwarder, ``?dc=`` other than ours answers
     "No path to datacenter".
     """
     agent = CatalogAgent(
@@ -183,6 +194,9 @@ def catalog_agent_from_config(config: Any, reactor: Any) -> CatalogAgent:
         services=[service_dict(s) for s in config.services],
         node_id=config.node_id,
         node_meta=dict(config.node_meta),
+        consensus=consensus,
+        fsm=fsm,
+        forwarder=forwarder,
     )
     for i, check in enumerate(config.checks):
         agent.local.add_check(decode_check(_check_dict(check), f"checks[{i}]"))
