@@ -12,9 +12,10 @@ from typing import Any
 
 import attrs
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTCP
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from wanfedtx.agent.catalog_services import CatalogAgent, catalog_agent_from_config
 from wanfedtx.agent.httpserver import HTTPServerService
@@ -110,6 +111,29 @@ class Agent(MultiService):
         """Stop every child service; the Deferred fires when every socket is closed."""
         d: Deferred[None] = maybeDeferred(self.stopService)
         return d.addCallback(lambda _: None)
+
+    def stopService(self) -> Deferred[None]:
+        """Graceful leave: a leading server hands raft leadership to another voter first."""
+        def stop_children(_: None) -> Deferred[None]:
+            stopped: Deferred[None] = MultiService.stopService(self)  # type: ignore[no-untyped-call]
+            return stopped
+
+        return self._hand_over_leadership().addCallback(stop_children)
+
+    def _hand_over_leadership(self) -> Deferred[None]:
+        raft = self.raft
+        if raft is None or not raft.running or not raft.is_leader() or len(raft.peers()) < 2:
+            return succeed(None)
+        log.info("agent: transferring raft leadership before leaving")
+
+        def done(new_leader: str) -> None:
+            log.info("agent: raft leadership transferred: leader={leader}", leader=new_leader)
+
+        def failed(f: Failure) -> None:
+            log.warn("agent: leadership transfer failed, leaving anyway: {error}",
+                     error=f.getErrorMessage())
+
+        return raft.transfer_leadership().addCallbacks(done, failed)
 
     def startService(self) -> None:
         log.info(

@@ -141,6 +141,13 @@ async def test_three_servers_elect_one_leader_and_replicate(
             return True
 
         await _until(reactor, "the write on every server", everywhere)
+
+        # Graceful leave: the leader hands leadership over before it stops, so another server
+        # leads as soon as its stop has finished (no election timeout to wait for).
+        leader = next(a for a in agents if a.raft is not None and a.raft.is_leader())
+        await leader.stop()
+        assert any(a.raft is not None and a.raft.is_leader() for a in agents if a is not leader)
     finally:
         for a in agents:
-            await a.stop()
+            if a.running:
+                await a.stop()
