@@ -114,8 +114,11 @@ class OpenSSLTLS:
         assert self.ca is not None and self.pair is not None
         ctx = SSL.Context(SSL.TLS_METHOD)
         ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
-        ctx.use_certificate(x509.load_pem_x509_certificate(self.pair.cert_pem))
-        ctx.use_privatekey(serialization.load_pem_private_key(self.pair.key_pem, None))  # type: ignore[arg-type]
+        # pyOpenSSL objects (not cryptography ones) so the oldest supported pyOpenSSL works too.
+        cert = x509.load_pem_x509_certificate(self.pair.cert_pem)
+        key: Any = serialization.load_pem_private_key(self.pair.key_pem, None)
+        ctx.use_certificate(crypto.X509.from_cryptography(cert))
+        ctx.use_privatekey(crypto.PKey.from_cryptography_key(key))
         store = ctx.get_cert_store()
         assert store is not None
         store.add_cert(crypto.X509.from_cryptography(self.ca.cert))

@@ -1,6 +1,6 @@
 """Benchmark the mesh gateway beside haproxy (req.ssl_sni) and nginx (ssl_preread), one run.
 
-    .venv/bin/python bench/gateway/run.py [--seconds 3] [--json out.json]
+    .venv/bin/python bench/gateway/run.py [--seconds 2] [--rounds 3] [--json out.json]
 
 Every target gets the same TLS backend process and the same client code (this file): the direct
 path (no proxy), haproxy, nginx, and `wanfed gateway` with each data path (splice, twisted). All
@@ -16,7 +16,6 @@ the direct path), and new TLS connections per second (handshake + 1-byte echo + 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import shutil
@@ -43,43 +42,14 @@ CHUNK = 256 * 1024
 
 
 def make_certs(d: Path) -> None:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    """The project's agent CA and a server cert for node ``pri`` in DC ``primary``."""
+    from wanfedtx.tls.certs import create_ca, create_cert
 
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SNI)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(2)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(SNI)]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    (d / "ca.pem").write_bytes(ca.public_bytes(pem))
-    (d / "server.pem").write_bytes(cert.public_bytes(pem))
-    (d / "server-key.pem").write_bytes(
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    ca = create_ca()
+    cert = create_cert(ca, "server", dc="primary", node="pri")
+    (d / "ca.pem").write_bytes(ca.cert_pem)
+    (d / "server.pem").write_bytes(cert.cert_pem)
+    (d / "server-key.pem").write_bytes(cert.key_pem)
 
 
 # ------------------------------------------------------------------------------------------
@@ -276,8 +246,7 @@ backend be_pri
 
 
 def start_nginx(tmp: Path, port: int, backend: int) -> subprocess.Popen[bytes]:
-    d = tmp / "nginx"
-    d.mkdir()
+    d = Path(tempfile.mkdtemp(prefix="nginx-", dir=tmp))
     os.chmod(d, 0o777)
     cfg = d / "nginx.conf"
     module = "/usr/lib/nginx/modules/ngx_stream_module.so"
@@ -307,7 +276,9 @@ stream {{
     )
 
 
-def start_wanfed(tmp: Path, port: int, backend: int, data_path: str) -> subprocess.Popen[bytes]:
+def start_wanfed(
+    tmp: Path, port: int, backend: int, data_path: str, pipe_size: int | None = None
+) -> subprocess.Popen[bytes]:
     routes = tmp / f"routes-{data_path}.json"
     routes.write_text(
         json.dumps(
@@ -339,9 +310,12 @@ def start_wanfed(tmp: Path, port: int, backend: int, data_path: str) -> subproce
             "-routes",
             str(routes),
             "-data-path",
-            data_path,
+            "loop" if data_path == "loop2" else data_path,
+            "-workers",
+            "2" if data_path == "loop2" else "1",
             "-log-level",
             "warn",
+            *(["-pipe-size", str(pipe_size)] if pipe_size else []),
         ]
     )
 
@@ -394,10 +368,12 @@ def measure(
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--rtt", type=int, default=3000)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--rounds", type=int, default=3, help="medians over this many rounds")
+    ap.add_argument("--rtt", type=int, default=2000)
     ap.add_argument(
-        "--only", default="direct,haproxy,nginx,wanfed-loop,wanfed-splice,wanfed-twisted"
+        "--only",
+        default="direct,haproxy,nginx,wanfed-loop,wanfed-loop2,wanfed-splice,wanfed-twisted",
     )
     ap.add_argument("--json", default=None)
     ap.add_argument("--backend", type=int, default=None, help=argparse.SUPPRESS)
@@ -419,44 +395,64 @@ def main() -> int:
     backend.stdout.readline()
     wait_port(bport)
     ctx = client_ctx(tmp)
-    results: dict[str, Any] = {}
+    names = a.only.split(",")
+    rounds: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     try:
-        for name in a.only.split(","):
-            port = free_port()
-            proc: subprocess.Popen[bytes] | None = None
-            if name == "direct":
-                port = bport
-            elif name == "haproxy":
-                proc = start_haproxy(tmp, port, bport)
-            elif name == "nginx":
-                proc = start_nginx(tmp, port, bport)
-            elif name.startswith("wanfed-"):
-                proc = start_wanfed(tmp, port, bport, name.split("-", 1)[1])
-            else:
-                raise SystemExit(f"unknown target {name}")
-            try:
-                wait_port(port, proc)
-                print(f"== {name}", file=sys.stderr, flush=True)
-                results[name] = measure(
-                    ("127.0.0.1", port), ctx, proc.pid if proc else None, a.seconds, a.rtt
-                )
-                print(json.dumps(results[name]), file=sys.stderr, flush=True)
-            finally:
-                if proc is not None:
-                    proc.send_signal(signal.SIGTERM if not name == "nginx" else signal.SIGQUIT)
-                    try:
-                        proc.wait(10)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
+        for r in range(a.rounds):
+            # rotate the order each round so no target always runs last on a busy machine
+            order = names[r % len(names) :] + names[: r % len(names)]
+            for name in order:
+                rounds[name].append(run_target(name, tmp, bport, ctx, a))
     finally:
         backend.kill()
         backend.wait()
         shutil.rmtree(tmp, ignore_errors=True)
+    results = {n: median_of(rounds[n]) for n in names}
     report(results)
     if a.json:
-        Path(a.json).write_text(json.dumps(results, indent=2))
+        Path(a.json).write_text(json.dumps({"median": results, "rounds": rounds}, indent=2))
     return 0
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k in runs[0]:
+        vals = [r[k] for r in runs if r[k] is not None]
+        out[k] = statistics.median(vals) if vals else None
+    return out
+
+
+def run_target(
+    name: str, tmp: Path, bport: int, ctx: ssl.SSLContext, a: argparse.Namespace
+) -> dict[str, Any]:
+    port = free_port()
+    proc: subprocess.Popen[bytes] | None = None
+    if name == "direct":
+        port = bport
+    elif name == "haproxy":
+        proc = start_haproxy(tmp, port, bport)
+    elif name == "nginx":
+        proc = start_nginx(tmp, port, bport)
+    elif name.startswith("wanfed-"):
+        # wanfed-<path>[-<pipe bytes>]
+        parts = name.split("-")
+        proc = start_wanfed(tmp, port, bport, parts[1], int(parts[2]) if len(parts) > 2 else None)
+    else:
+        raise SystemExit(f"unknown target {name}")
+    try:
+        wait_port(port, proc)
+        print(f"== {name}", file=sys.stderr, flush=True)
+        res = measure(("127.0.0.1", port), ctx, proc.pid if proc else None, a.seconds, a.rtt)
+        print(json.dumps(res), file=sys.stderr, flush=True)
+        return res
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM if not name == "nginx" else signal.SIGQUIT)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def report(results: dict[str, Any]) -> None:

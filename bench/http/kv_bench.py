@@ -127,15 +127,17 @@ async def run(args: argparse.Namespace, reactor: Any, port: int, pid: int) -> No
 
     put_rate = await phase(b"PUT", args.requests)
     get_rate = await phase(b"GET", args.requests)
-    print(f"PUT/s {put_rate:.0f}  GET/s {get_rate:.0f}  "
-          f"({args.requests} requests, {args.concurrency} connections)", flush=True)
+    print(
+        f"PUT/s {put_rate:.0f}  GET/s {get_rate:.0f}  "
+        f"({args.requests} requests, {args.concurrency} connections)",
+        flush=True,
+    )
     await pool.closeCachedConnections()
 
     if not args.watchers:
         return
     put_agent = Agent(reactor)
-    r = await put_agent.request(b"PUT", base + b"/v1/kv/watched", None,
-                                Body(b"0"))
+    r = await put_agent.request(b"PUT", base + b"/v1/kv/watched", None, Body(b"0"))
     await readBody(r)
     r = await put_agent.request(b"GET", base + b"/v1/kv/watched")
     await readBody(r)
@@ -180,17 +182,22 @@ async def run(args: argparse.Namespace, reactor: Any, port: int, pid: int) -> No
     parked = time.perf_counter() - started
     assert not done_at, "a watcher returned before the write"
     per_watcher = (last - base_rss) * 1024 / args.watchers
-    print(f"{args.watchers} watchers parked in {parked:.1f}s; server RSS {base_rss} KiB -> "
-          f"{last} KiB: {per_watcher / 1024:.2f} KiB per watcher", flush=True)
+    print(
+        f"{args.watchers} watchers parked in {parked:.1f}s; server RSS {base_rss} KiB -> "
+        f"{last} KiB: {per_watcher / 1024:.2f} KiB per watcher",
+        flush=True,
+    )
     t0 = time.perf_counter()
-    r = await put_agent.request(b"PUT", base + b"/v1/kv/watched", None,
-                                Body(b"1"))
+    r = await put_agent.request(b"PUT", base + b"/v1/kv/watched", None, Body(b"1"))
     await readBody(r)
     await DeferredList(watchers, fireOnOneErrback=True)
     lat = sorted(t - t0 for t in done_at)
-    print(f"wake-up after one PUT: first {lat[0] * 1000:.0f} ms, median "
-          f"{lat[len(lat) // 2] * 1000:.0f} ms, p99 {lat[int(len(lat) * 0.99)] * 1000:.0f} ms, "
-          f"all {lat[-1] * 1000:.0f} ms", flush=True)
+    print(
+        f"wake-up after one PUT: first {lat[0] * 1000:.0f} ms, median "
+        f"{lat[len(lat) // 2] * 1000:.0f} ms, p99 {lat[int(len(lat) * 0.99)] * 1000:.0f} ms, "
+        f"all {lat[-1] * 1000:.0f} ms",
+        flush=True,
+    )
 
 
 def main() -> int:
@@ -203,8 +210,9 @@ def main() -> int:
     if args.serve:
         serve()
         return 0
-    child = subprocess.Popen([sys.executable, __file__, "--serve"], stdout=subprocess.PIPE,
-                             text=True)
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout is not None
         port = int(child.stdout.readline())

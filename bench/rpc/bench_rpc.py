@@ -8,9 +8,9 @@ recording each call's latency. The SNI hop is the project's gateway relay
     .venv/bin/python bench/rpc/bench_rpc.py [--seconds 5] [--concurrency 1,64] [--split]
 
 ``--split`` runs the RPC server (and the relay) in a child process so client and server use
-separate cores; otherwise everything shares one reactor. Certificates and the TLS provider are the
-RPC tests' (``tests/rpc_support.py``: real OpenSSL contexts) until ``wanfedtx.tls``'s
-configurator lands.
+separate cores; otherwise everything shares one reactor. TLS is the agent's own:
+``wanfedtx.tls.configurator.TLSConfigurator`` with certificates from ``wanfedtx.tls.certs``
+(verify_incoming/outgoing/server_hostname on, as in case-wanfed-gw).
 """
 
 from __future__ import annotations
@@ -25,28 +25,28 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
+import attrs
+from twisted.internet import defer
 
-from rpc_support import CA, OpenSSLTLS, Pair  # noqa: E402
-from twisted.internet import defer  # noqa: E402
-
-from wanfedtx.metrics import Registry  # noqa: E402
-from wanfedtx.rpc.constants import ALPN_RPC_MULTIPLEX_V2, RPCType  # noqa: E402
-from wanfedtx.rpc.dial import Dialer  # noqa: E402
-from wanfedtx.rpc.endpoints import default_endpoints  # noqa: E402
-from wanfedtx.rpc.protocol import RPCClientProtocol, RPCHandler  # noqa: E402
-from wanfedtx.rpc.registry import HandlerRegistry  # noqa: E402
-from wanfedtx.rpc.server import RPCPortFactory  # noqa: E402
+from wanfedtx.metrics import Registry
+from wanfedtx.rpc.constants import ALPN_RPC_MULTIPLEX_V2, RPCType
+from wanfedtx.rpc.dial import Dialer
+from wanfedtx.rpc.endpoints import default_endpoints
+from wanfedtx.rpc.protocol import RPCClientProtocol, RPCHandler
+from wanfedtx.rpc.registry import HandlerRegistry
+from wanfedtx.rpc.server import RPCPortFactory
+from wanfedtx.tls.configurator import TLSConfigurator, TLSSettings
+from wanfedtx.tls.testing import PKI
 
 SNI_NODE, SNI_DC = "pri", "primary"
 
 
-def start_server(reactor: Any, tls: OpenSSLTLS) -> int:
+def start_server(reactor: Any, tls: TLSConfigurator) -> int:
     reg = HandlerRegistry()
     reg.register(RPCType.MULTIPLEX_V2, RPCHandler(default_endpoints(), multi=True))
-    port = reactor.listenTCP(0, RPCPortFactory(reg, reactor, tls, metrics=Registry()),
-                             interface="127.0.0.1")
+    port = reactor.listenTCP(
+        0, RPCPortFactory(reg, reactor, tls, metrics=Registry()), interface="127.0.0.1"
+    )
     return int(port.getHost().port)
 
 
@@ -56,20 +56,37 @@ def start_relay(reactor: Any, server_port: int) -> int:
     from wanfedtx.gateway.routes import routes_to_snapshot
     from wanfedtx.gateway.stats import GatewayStats
 
-    snap = routes_to_snapshot({
-        "clusters": [{"name": "pri", "endpoints": [
-            {"address": "127.0.0.1", "port": server_port}]}],
-        "filter_chains": [{"server_names": [f"{SNI_NODE}.server.{SNI_DC}.consul"],
-                           "cluster": "pri", "stat_prefix": "bench"}],
-    }, "127.0.0.1", 0)
+    snap = routes_to_snapshot(
+        {
+            "clusters": [
+                {"name": "pri", "endpoints": [{"address": "127.0.0.1", "port": server_port}]}
+            ],
+            "filter_chains": [
+                {
+                    "server_names": [f"{SNI_NODE}.server.{SNI_DC}.consul"],
+                    "cluster": "pri",
+                    "stat_prefix": "bench",
+                }
+            ],
+        },
+        "127.0.0.1",
+        0,
+    )
     stats = GatewayStats()
-    f = RelayFactory(reactor, RouteTable(snap), stats, stats.listener("127.0.0.1", 0),
-                     RelaySettings(), random.Random(1))
+    f = RelayFactory(
+        reactor,
+        RouteTable(snap),
+        stats,
+        stats.listener("127.0.0.1", 0),
+        RelaySettings(),
+        random.Random(1),
+    )
     return int(reactor.listenTCP(0, f, interface="127.0.0.1").getHost().port)
 
 
-async def run_load(reactor: Any, dialer: Dialer, addr: str, concurrency: int,
-                   seconds: float) -> dict[str, Any]:
+async def run_load(
+    reactor: Any, dialer: Dialer, addr: str, concurrency: int, seconds: float
+) -> dict[str, Any]:
     proto = RPCClientProtocol(multi=True)
     await dialer.dial_alpn(addr, SNI_DC, SNI_NODE, ALPN_RPC_MULTIPLEX_V2, proto)
     for _ in range(200):  # warm-up
@@ -103,20 +120,21 @@ async def run_load(reactor: Any, dialer: Dialer, addr: str, concurrency: int,
     await proto.close()
     lat.sort()
     return {
-        "concurrency": concurrency, "calls": len(lat), "seconds": round(elapsed, 3),
+        "concurrency": concurrency,
+        "calls": len(lat),
+        "seconds": round(elapsed, 3),
         "calls_per_s": round(len(lat) / elapsed),
         "p50_ms": round(lat[len(lat) // 2] * 1000, 3),
         "p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 3),
     }
 
 
-def serve_child(ca_dir: Path) -> None:
+def serve_child(settings_json: str) -> None:
     """Child process of --split: server + relay, ports on stdout, runs until stdin closes."""
     from twisted.internet import reactor, stdio
     from twisted.internet.protocol import Protocol
 
-    pair = Pair((ca_dir / "srv.pem").read_bytes(), (ca_dir / "srv-key.pem").read_bytes())
-    tls = _tls_from_files(ca_dir, pair)
+    tls = TLSConfigurator(TLSSettings(**json.loads(settings_json)))
     sp = start_server(reactor, tls)
     rp = start_relay(reactor, sp)
     print(json.dumps({"server": sp, "relay": rp}), flush=True)
@@ -129,34 +147,25 @@ def serve_child(ca_dir: Path) -> None:
     reactor.run()  # type: ignore[attr-defined]
 
 
-def _tls_from_files(ca_dir: Path, pair: Pair) -> OpenSSLTLS:
-    from cryptography import x509
-
-    ca = CA.__new__(CA)
-    ca.domain = "consul"
-    ca.pem = (ca_dir / "ca.pem").read_bytes()
-    ca.cert = x509.load_pem_x509_certificate(ca.pem)
-    return OpenSSLTLS(ca, pair)
-
-
 async def main(reactor: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
-    ca = CA()
-    server_tls = OpenSSLTLS(ca, ca.server(SNI_DC, SNI_NODE))
-    client_tls = OpenSSLTLS(ca, ca.server("secondary", "sec"))
+    pki = PKI()
+    d = Path(args.workdir)
+    server_settings = pki.settings(SNI_DC, SNI_NODE, d / "server")
+    client_tls = TLSConfigurator(pki.settings("secondary", "sec", d / "client"))
     child = None
     if args.split:
-        d = Path(args.workdir)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "ca.pem").write_bytes(ca.pem)
-        assert server_tls.pair is not None
-        server_tls.pair.write(d, "srv")
-        child = subprocess.Popen([sys.executable, __file__, "--serve-child", str(d)],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        fields = {k: v for k, v in attrs.asdict(server_settings).items() if not k.endswith("_pem")}
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--serve-child", json.dumps(fields)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert child.stdout is not None
         ports = json.loads(child.stdout.readline())
         sp, rp = ports["server"], ports["relay"]
     else:
-        sp = start_server(reactor, server_tls)
+        sp = start_server(reactor, TLSConfigurator(server_settings))
         rp = start_relay(reactor, sp)
     dialer = Dialer(reactor, "secondary", server=True, tls=client_tls)
     results = []
@@ -179,14 +188,13 @@ async def main(reactor: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
 def cli() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     p.add_argument("--seconds", type=float, default=5.0)
-    p.add_argument("--concurrency", default="1,64",
-                   type=lambda s: [int(x) for x in s.split(",")])
+    p.add_argument("--concurrency", default="1,64", type=lambda s: [int(x) for x in s.split(",")])
     p.add_argument("--split", action="store_true")
     p.add_argument("--workdir", default=f"/tmp/wanfed-bench-rpc-{os.getpid()}")
     p.add_argument("--serve-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve_child:
-        serve_child(Path(args.serve_child))
+        serve_child(args.serve_child)
         return
     from twisted.internet import task
 

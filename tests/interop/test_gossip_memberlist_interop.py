@@ -110,10 +110,10 @@ async def test_mixed_cluster_join_meta_messages_leave(
             *keyargs,
         )
         await b.wait_for(lambda e: e["event"] == "joined" and e["contacted"] == 1)
-        await until(lambda: "b" in alive(py), what="py sees b")
+        await until(lambda: "b" in alive(py), 30, what="py sees b")
         assert alive(py)["b"].meta == b"meta-b"
-        await a.wait_for(lambda e: e["event"] == "join" and e["node"] == "b")
-        await b.wait_for(lambda e: e["event"] == "join" and e["node"] == "a")
+        await a.wait_for(lambda e: e["event"] == "join" and e["node"] == "b", 30)
+        await b.wait_for(lambda e: e["event"] == "join" and e["node"] == "a", 30)
 
         # User messages both ways, UDP and TCP, plus a gossiped user broadcast from Go.
         py.send_best_effort("a", b"py-udp")
@@ -123,7 +123,7 @@ async def test_mixed_cluster_join_meta_messages_leave(
         b.send(cmd="send", node="py", data="b-tcp", tcp=True)
         b.send(cmd="send", node="py", data="b-udp", tcp=False)
         a.send(cmd="gossip", data="a-gossip")
-        await until(lambda: {b"b-tcp", b"b-udp", b"a-gossip"} <= set(rec.msgs), what="msgs")
+        await until(lambda: {b"b-tcp", b"b-udp", b"a-gossip"} <= set(rec.msgs), 20, what="msgs")
 
         # Probing keeps everyone alive for a few probe rounds (no false suspicion either way).
         await task.deferLater(reactor, 2.5, lambda: None)  # type: ignore[arg-type]
@@ -135,8 +135,8 @@ async def test_mixed_cluster_join_meta_messages_leave(
 
         # Graceful leave of our node is seen by both Go nodes.
         await py.leave(3.0)
-        await a.wait_for(lambda e: e["event"] == "leave" and e["node"] == "py")
-        await b.wait_for(lambda e: e["event"] == "leave" and e["node"] == "py")
+        await a.wait_for(lambda e: e["event"] == "leave" and e["node"] == "py", 30)
+        await b.wait_for(lambda e: e["event"] == "leave" and e["node"] == "py", 30)
     finally:
         await py.shutdown()
 
@@ -158,7 +158,10 @@ async def test_failure_detection_both_ways(
     try:
         assert await py.join([f"a/127.0.0.1:{pa}"]) == 1
         assert await py2.join([f"py/127.0.0.1:{py.config.bind_port}"]) == 1
-        await until(lambda: set(alive(py)) == {"a", "b", "py", "py2"}, what="full view")
+        await until(lambda: set(alive(py)) == {"a", "b", "py", "py2"}, 30, what="full view")
+        # Go nodes learn py2 by gossip or, at worst, by the next push/pull (15 s + stagger).
+        await a.wait_for(lambda e: e["event"] == "join" and e["node"] == "py2", 40)
+        await b.wait_for(lambda e: e["event"] == "join" and e["node"] == "py2", 40)
 
         # SIGKILL a Go node: our nodes mark it dead (failed, not left).
         b.signal(signal.SIGKILL)

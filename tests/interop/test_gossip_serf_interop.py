@@ -33,7 +33,7 @@ KEY = bytes(range(16, 48))
 CONSUL_TAGS = "role=consul,dc=dc1,port=8300,vsn=2,build=1.8.0:abc"
 
 
-async def until(cond: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
+async def until(cond: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
     from twisted.internet import reactor
 
     deadline = time.monotonic() + timeout
@@ -123,7 +123,7 @@ async def test_serf_interop(
         assert await py2.join([f"srv2.dc1/127.0.0.1:{pb}"]) == 1
         want = {"srv1.dc1", "srv2.dc1", "py.dc1", "py2.dc1"}
         await until(lambda: set(py.members) == want == set(py2.members), what="full view")
-        await a.wait_for(lambda e: e["event"] == "member-join" and e["node"] == "py2.dc1")
+        await a.wait_for(lambda e: e["event"] == "member-join" and e["node"] == "py2.dc1", 30)
 
         # User events both ways.
         a.send(cmd="event", name="deploy", data="v1")
@@ -133,7 +133,8 @@ async def test_serf_interop(
         )
         py2.user_event("from-py2", b"hello")
         for peer in (a, b):
-            await peer.wait_for(lambda e: e["event"] == "user" and e["name"] == "from-py2")
+            # Gossip plus push/pull (15 s in the local profile) must deliver it.
+            await peer.wait_for(lambda e: e["event"] == "user" and e["name"] == "from-py2", 30)
 
         # Queries both ways: Go asks, we ack and respond; we ask, Go responds.
         b.send(cmd="query", name="ping-q", data="hello")
@@ -165,7 +166,7 @@ async def test_serf_interop(
 
         # Our graceful leave -> Go reports member-leave with status left.
         await py2.leave()
-        ev = await a.wait_for(lambda e: e["event"] == "member-leave" and e["node"] == "py2.dc1")
+        ev = await a.wait_for(lambda e: e["event"] == "member-leave" and e["node"] == "py2.dc1", 30)
         assert ev["status"] == "left"
         await py2.shutdown()
 
@@ -185,7 +186,7 @@ async def test_serf_interop(
         py3, _ = make_serf(reactor, "py3.dc1", keyring)
         try:
             assert await py3.join([f"srv1.dc1/127.0.0.1:{pa}"]) == 1
-            await a.wait_for(lambda e: e["event"] == "member-join" and e["node"] == "py3.dc1")
+            await a.wait_for(lambda e: e["event"] == "member-join" and e["node"] == "py3.dc1", 30)
             c.signal(signal.SIGKILL)
             await until(lambda: member_event(evs, "member-failed", "srv3.dc1"), 30, "c failed")
             await py3.shutdown()
@@ -198,3 +199,35 @@ async def test_serf_interop(
     finally:
         await py.shutdown()
         await py2.shutdown()
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+@pytest_twisted.ensureDeferred
+async def test_our_process_sigkill_is_failed_and_sigterm_is_left_at_go(
+    serfpeer_bin: Path, go_peers: Callable[..., GoPeer], encrypted: bool
+) -> None:
+    import sys
+
+    keyargs = ["-key", base64.b64encode(KEY).decode()] if encrypted else []
+    pypeer = str(Path(__file__).with_name("gossip_pypeer.py"))
+    pa = free_port()
+    a = go_peers(serfpeer_bin, "-name", "srv1.dc1", "-port", str(pa), *keyargs)
+    await a.wait_for(lambda e: e["event"] == "ready")
+    join = ["-join", f"srv1.dc1/127.0.0.1:{pa}", *keyargs]
+    killed = go_peers(Path(sys.executable), pypeer, "-name", "k.dc1", "-tags", "role=consul", *join)
+    term = go_peers(Path(sys.executable), pypeer, "-name", "t.dc1", *join)
+    for p in (killed, term):
+        await p.wait_for(lambda e: e["event"] == "joined" and e["contacted"] == 1, 20)
+    ev = await a.wait_for(lambda e: e["event"] == "member-join" and e["node"] == "k.dc1", 30)
+    assert ev["tags"] == {"role": "consul"}
+    await a.wait_for(lambda e: e["event"] == "member-join" and e["node"] == "t.dc1", 30)
+    await killed.wait_for(lambda e: e["event"] == "member-join" and e["node"] == "t.dc1", 30)
+
+    killed.signal(signal.SIGKILL)
+    ev = await a.wait_for(lambda e: e["event"] == "member-failed" and e["node"] == "k.dc1", 30)
+    assert ev["status"] == "failed"
+
+    term.signal(signal.SIGTERM)
+    ev = await a.wait_for(lambda e: e["event"] == "member-leave" and e["node"] == "t.dc1", 30)
+    assert ev["status"] == "left"
+    await term.wait_for(lambda e: e["event"] == "exit", 15)

@@ -121,6 +121,11 @@ class WanfedServiceMaker:
             )
             agent = Agent(result.runtime, reactor)
             configure_twistd(result.runtime.log_level, result.runtime.log_json)
+            from twisted.logger import Logger
+
+            log = Logger(namespace="agent")
+            for warning in result.warnings:
+                log.warn("{warning}", warning=warning)
         except (ConfigError, FlagError, AgentError, ValueError) as e:
             print(f"twistd wanfed: {e}", file=sys.stderr)
             raise SystemExit(1) from None

@@ -20,7 +20,7 @@ from wanfedtx.agent.httpserver import HTTPServerService
 from wanfedtx.agent.member import local_member
 from wanfedtx.agent.nodeid import resolve_node_id
 from wanfedtx.config.runtime import RuntimeConfig
-from wanfedtx.http.app import HTTPApi
+from wanfedtx.http.app import build_app
 
 log = Logger(namespace="agent")
 
@@ -37,17 +37,17 @@ class Agent(MultiService):
         assert reactor is not None
         self.reactor = reactor
         self.config = attrs.evolve(config, node_id=resolve_node_id(config))
-        self.api = HTTPApi(self)
+        self.app = build_app(self)
         # Servers: state store, catalog/health/KV endpoints, local services and anti-entropy.
         self.catalog: CatalogAgent | None = None
         if self.config.server_mode:
             self.catalog = catalog_agent_from_config(self.config, reactor)
             self.catalog.setName("catalog")  # type: ignore[no-untyped-call]
             self.catalog.setServiceParent(self)  # type: ignore[no-untyped-call]
-            self.catalog.mount(self.api.app)
+            self.catalog.mount(self.app)
         self.http: HTTPServerService | None = None
         if self.config.http_addrs:
-            self.http = HTTPServerService(reactor, self.api.resource(), self.config.http_addrs)
+            self.http = HTTPServerService(reactor, self.app.resource(), self.config.http_addrs)
             self.http.setName("http")  # type: ignore[no-untyped-call]
             self.http.setServiceParent(self)  # type: ignore[no-untyped-call]
 

@@ -30,6 +30,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.allow_abbrev = False
     parser.add_argument(
         "-dev",
+        metavar="BOOL",
         nargs="?",
         const=True,
         default=False,
@@ -68,6 +69,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     for flag in FLAGS:
         dest = "flag_" + flag.name.replace("-", "_")
+        metavar = {"int": "N", "list": "VALUE", "map": "KEY:VALUE"}.get(flag.kind, "VALUE")
         if flag.kind == "bool":
             parser.add_argument(
                 f"-{flag.name}",
@@ -76,16 +78,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
                 const=True,
                 default=None,
                 type=parse_bool,
+                metavar="BOOL",
                 help=flag.help,
             )
         elif flag.kind == "int":
-            parser.add_argument(f"-{flag.name}", dest=dest, type=int, default=None, help=flag.help)
+            parser.add_argument(
+                f"-{flag.name}", dest=dest, type=int, default=None, metavar=metavar, help=flag.help
+            )
         elif flag.kind in ("list", "map"):
             parser.add_argument(
-                f"-{flag.name}", dest=dest, action="append", default=[], help=flag.help
+                f"-{flag.name}",
+                dest=dest,
+                action="append",
+                default=[],
+                metavar=metavar,
+                help=flag.help + " (repeatable)",
             )
         else:
-            parser.add_argument(f"-{flag.name}", dest=dest, default=None, help=flag.help)
+            parser.add_argument(
+                f"-{flag.name}", dest=dest, default=None, metavar=metavar, help=flag.help
+            )
 
 
 def options_from_args(args: argparse.Namespace) -> LoadOptions:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from typing import Any
@@ -91,6 +92,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="how often the routes file's mtime is checked (default 1s; 0 disables)",
     )
+    a(
+        "-pipe-size",
+        "--pipe-size",
+        type=int,
+        default=1 << 20,
+        help="bytes of pipe per direction on the loop and splice paths (default 1 MiB)",
+    )
+    a(
+        "-workers",
+        "--workers",
+        type=int,
+        default=min(os.cpu_count() or 1, 4),
+        help="relay loops sharing the port on the loop path (default: the CPU count, at most"
+        " 4); -max-connections applies to each",
+    )
     a("-log-level", "--log-level", default="info", help="trace, debug, info, warn or err")
     a("-log-json", "--log-json", action="store_true", help="log as JSON lines")
 
@@ -112,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump(envoy_bootstrap(snapshot, admin), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    data_path = args.data_path or ("splice" if splice_available() else "twisted")
+    data_path = args.data_path or ("loop" if splice_available() else "twisted")
     if data_path in ("loop", "splice") and not splice_available():
         raise UsageError(f"-data-path {data_path} needs Linux (splice(2)); use -data-path twisted")
     settings = RelaySettings(
@@ -120,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout or None,
         max_connections=args.max_connections or None,
         data_path=data_path,
+        pipe_size=args.pipe_size,
+        workers=args.workers,
     )
     return _serve(args, (host, port), admin, snapshot, settings)
 

@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "agent": "wanfedtx.cli.agent",
     "gateway": "wanfedtx.cli.gateway",
     "tls": "wanfedtx.cli.tls",
+    "members": "wanfedtx.cli.members",
 }
 
 

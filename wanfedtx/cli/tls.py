@@ -44,7 +44,16 @@ def _flag(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
 
 
 def _bool_flag(parser: argparse.ArgumentParser, name: str, help: str) -> None:
-    _flag(parser, name, nargs="?", const=True, default=False, type=_go_bool, help=help)
+    _flag(
+        parser,
+        name,
+        nargs="?",
+        const=True,
+        default=False,
+        type=_go_bool,
+        metavar="BOOL",
+        help=help,
+    )
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -209,7 +218,13 @@ def _run_cert_create(args: argparse.Namespace) -> int:
     )
     ca_file = args.ca.replace("#DOMAIN#", args.domain, 1)
     key_file = args.key.replace("#DOMAIN#", args.domain, 1)
-    ca = certs.read_ca(ca_file, key_file)
+    try:
+        ca = certs.read_ca(ca_file, key_file)
+    except TLSError as e:
+        hint = ""
+        if str(e).startswith("Error reading CA"):
+            hint = " (create it with `wanfed tls ca create`, or pass -ca and -key)"
+        return _error(f"{e}{hint}")
     if kind == "server":
         print(SERVER_WARNING)
     print(f"==> Using {ca_file} and {key_file}")

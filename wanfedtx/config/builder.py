@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
+import functools
 import ipaddress
 import os
 import re
@@ -144,7 +146,16 @@ def sources_from_path(path: str, config_format: str | None, warnings: list[str])
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _builtin_source(name: str, text: str) -> tuple[dict[str, Any], Origins]:
+    """The default and dev sources never change: decode them once per process."""
+    return decode(parse_hcl(text, name), name)
+
+
 def parse_source(src: Source) -> tuple[dict[str, Any], Origins]:
+    if src.name in ("default", "dev"):
+        data, origins = _builtin_source(src.name, src.data)
+        return copy.deepcopy(data), dict(origins)
     obj: Obj = (
         parse_hcl(src.data, src.name) if src.format == "hcl" else parse_json(src.data, src.name)
     )

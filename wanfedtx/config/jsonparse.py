@@ -55,9 +55,12 @@ class _Reader:
         m = _NUMBER.match(self.s, pos)
         if m and m.end() > pos:
             text = m.group(0)
-            if m.group(1) or m.group(2):
-                return float(text), m.end()
-            return int(text), m.end()
+            try:
+                if m.group(1) or m.group(2):
+                    return float(text), m.end()
+                return int(text), m.end()
+            except ValueError as e:  # e.g. more digits than Python converts
+                raise self.fail(pos, f"bad number: {e}") from None
         raise self.fail(pos, f"unexpected character {c!r}")
 
     def string(self, pos: int) -> tuple[str, int]:

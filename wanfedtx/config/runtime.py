@@ -14,11 +14,14 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from wanfedtx.config.durations import format_duration
+
+if TYPE_CHECKING:
+    from wanfedtx.tls.configurator import TLSSettings
 
 Addr = tuple[str, int]
 
@@ -306,6 +309,25 @@ class RuntimeConfig:
     def domain(self) -> str:
         """The DNS domain without its trailing dot, as used in SNI names (``consul``)."""
         return self.dns_domain.rstrip(".")
+
+    def tls_settings(self) -> TLSSettings:
+        """The TLS options for ``wanfedtx.tls.configurator.TLSConfigurator``."""
+        from wanfedtx.tls.configurator import TLSSettings
+
+        return TLSSettings(
+            ca_file=self.ca_file or None,
+            ca_path=self.ca_path or None,
+            cert_file=self.cert_file or None,
+            key_file=self.key_file or None,
+            verify_incoming=self.verify_incoming,
+            verify_incoming_rpc=self.verify_incoming_rpc,
+            verify_outgoing=self.verify_outgoing,
+            verify_server_hostname=self.verify_server_hostname,
+            domain=self.domain,
+            node_name=self.node_name,
+            datacenter=self.datacenter,
+            tls_min_version=self.tls_min_version,
+        )
 
     def sanitized(self) -> dict[str, Any]:
         """This config as Consul's ``Sanitized()`` renders it (``DebugConfig``)."""

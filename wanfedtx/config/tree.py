@@ -8,13 +8,10 @@ source order, where repeated keys stay repeated (nothing is merged at parse time
 
 from __future__ import annotations
 
-from typing import Any
-
-import attrs
+from typing import Any, NamedTuple
 
 
-@attrs.frozen
-class Item:
+class Item(NamedTuple):
     """One ``key = value`` (or ``key { ... }`` block) with the line it starts on (0 if unknown)."""
 
     key: str

@@ -63,21 +63,23 @@ class _Leaf(Resource):
 
 
 class AdminRoot(Resource):
-    """The admin site's root; ``get_snapshot`` returns the snapshot current at request time."""
+    """The admin site's root; the callables give the snapshot and stats current at request time."""
 
-    def __init__(self, get_snapshot: Callable[[], Snapshot], stats: GatewayStats) -> None:
+    def __init__(
+        self, get_snapshot: Callable[[], Snapshot], get_stats: Callable[[], GatewayStats]
+    ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.get_snapshot = get_snapshot
-        self.stats = stats
+        self.get_stats = get_stats
         self.putChild(b"ready", _Leaf(lambda r: ("text/plain", b"LIVE\n")))
-        stats_res = _Leaf(lambda r: ("text/plain", self.stats.render_text().encode()))
+        stats_res = _Leaf(lambda r: ("text/plain", self.get_stats().render_text().encode()))
         stats_res.isLeaf = False
         stats_res.putChild(
             b"prometheus",
             _Leaf(
                 lambda r: (
                     "text/plain; version=0.0.4",
-                    self.stats.render_prometheus().encode(),
+                    self.get_stats().render_prometheus().encode(),
                 )
             ),
         )
@@ -89,7 +91,7 @@ class AdminRoot(Resource):
         snap = self.get_snapshot()
         fmt = (request.args or {}).get(b"format", [b""])[0]
         if fmt == b"json":
-            body = json.dumps(clusters_json(snap, self.stats), indent=2) + "\n"
+            body = json.dumps(clusters_json(snap, self.get_stats()), indent=2) + "\n"
             return "application/json", body.encode()
         return "text/plain", clusters_text(snap).encode()
 

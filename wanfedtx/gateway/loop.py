@@ -110,7 +110,7 @@ class RelayLoop:
         settings: Any,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
-        pipe_size: int = 1 << 20,
+        reuse_port: bool = False,
     ) -> None:
         if not splice_available():
             raise RuntimeError("the loop data path needs Linux (splice, epoll); use twisted")
@@ -120,11 +120,13 @@ class RelayLoop:
         self.settings = settings
         self.rng = rng if rng is not None else random.Random()
         self.clock = clock
-        self.pipe_size = pipe_size
+        self.pipe_size = settings.pipe_size
         host, port = address
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:  # several loops share the port; the kernel spreads connections
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         self.sock.bind((host, port))
         self.sock.listen(1024)
         self.sock.setblocking(False)

@@ -76,6 +76,11 @@ class RelaySettings:
     read_size: int = 256 * 1024
     """Bytes per read on the twisted data path (Twisted's default is 64 KiB)."""
     data_path: str = "twisted"
+    pipe_size: int = 1 << 20
+    workers: int = 1
+    """Relay loops on the loop path, sharing the port with SO_REUSEPORT."""
+    """Pipe capacity per direction on the splice and loop paths (the kernel caps it at
+    /proc/sys/fs/pipe-max-size)."""
 
 
 class RelayFactory(Factory):

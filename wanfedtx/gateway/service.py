@@ -28,7 +28,7 @@ from wanfedtx.gateway.router import RouteTable
 from wanfedtx.gateway.routes import listener_index, load_routes
 from wanfedtx.gateway.snapshot import Snapshot
 from wanfedtx.gateway.splice import SpliceRelay
-from wanfedtx.gateway.stats import GatewayStats
+from wanfedtx.gateway.stats import GatewayStats, merge
 
 log = Logger(namespace="wanfed.gateway")
 
@@ -52,15 +52,23 @@ class GatewayService(Service):
         self.rng = rng if rng is not None else random.Random()
         self.routes_path = Path(routes_path) if routes_path is not None else None
         self.reload_interval = reload_interval
-        self.stats = GatewayStats()
+        self._stats = GatewayStats()
         self.snapshot = snapshot
         self.splice: SpliceRelay | None = None
         self.factory: RelayFactory | None = None
         self.loop: RelayLoop | None = None
+        self.loops: list[RelayLoop] = []
         self.port: IListeningPort | None = None
         self.admin_port: IListeningPort | None = None
         self._mtime: float | None = None
         self._watch: task.LoopingCall | None = None
+
+    @property
+    def stats(self) -> GatewayStats:
+        """The counters; with several loop workers, a sum of theirs computed now."""
+        if len(self.loops) > 1:
+            return merge([lp.stats for lp in self.loops])
+        return self._stats
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -73,8 +81,8 @@ class GatewayService(Service):
         self.snapshot = snapshot
         if self.factory is not None:
             self.factory.set_route_table(table)
-        if self.loop is not None:
-            self.loop.set_route_table(table)
+        for lp in self.loops:
+            lp.set_route_table(table)
 
     def reload(self) -> bool:
         """Re-read the routes file; on error log it and keep the current snapshot."""
@@ -107,29 +115,39 @@ class GatewayService(Service):
         super().startService()  # type: ignore[no-untyped-call]
         host, port = self.address
         if self.settings.data_path == "loop":
-            self.loop = RelayLoop(
-                self.reactor,
-                self.address,
-                self._table(self.snapshot),
-                self.stats,
-                self.settings,
-                self.rng,
-            )
-            self.address = self.loop.address
-            self.loop.start()
+            workers = max(1, self.settings.workers)
+            for i in range(workers):
+                lp = RelayLoop(
+                    self.reactor,
+                    self.address,
+                    self._table(self.snapshot),
+                    self._stats if i == 0 else GatewayStats(),
+                    self.settings,
+                    random.Random(self.rng.random()),
+                    reuse_port=workers > 1,
+                )
+                self.address = lp.address  # the first one fixes the port for the others
+                self.loops.append(lp)
+            self.loop = self.loops[0]
+            for lp in self.loops:
+                lp.start()
         else:
             self._start_twisted(host, port)
         self._start_admin_and_watch()
 
     def _start_twisted(self, host: str, port: int) -> None:
         if self.settings.data_path == "splice":
-            self.splice = SpliceRelay(self.reactor, idle_timeout=self.settings.idle_timeout)
+            self.splice = SpliceRelay(
+                self.reactor,
+                idle_timeout=self.settings.idle_timeout,
+                pipe_size=self.settings.pipe_size,
+            )
             self.splice.start()
-        lstats = self.stats.listener(host, port)
+        lstats = self._stats.listener(host, port)
         self.factory = RelayFactory(
             self.reactor,
             self._table(self.snapshot),
-            self.stats,
+            self._stats,
             lstats,
             self.settings,
             self.rng,
@@ -139,12 +157,12 @@ class GatewayService(Service):
         if port == 0:
             real = self.port.getHost().port  # type: ignore[union-attr]
             self.address = (host, real)
-            self.stats.listeners.pop(f"{host}_0", None)
-            self.factory.listener_stats = self.stats.listener(host, real)
+            self._stats.listeners.pop(f"{host}_0", None)
+            self.factory.listener_stats = self._stats.listener(host, real)
 
     def _start_admin_and_watch(self) -> None:
         if self.admin_address is not None:
-            root = AdminRoot(lambda: self.snapshot, self.stats)
+            root = AdminRoot(lambda: self.snapshot, lambda: self.stats)
             site = Site(root)  # type: ignore[no-untyped-call]
             site.noisy = False
             ah, ap = self.admin_address
@@ -178,8 +196,8 @@ class GatewayService(Service):
             waits.append(self._connections_closed(self.factory))
         if self.splice is not None:
             waits.append(self.splice.stop())
-        if self.loop is not None:
-            waits.append(self.loop.stop())
+        for lp in self.loops:
+            waits.append(lp.stop())
         return defer.gatherResults(waits).addCallback(lambda _: None)
 
     def _connections_closed(self, factory: RelayFactory) -> defer.Deferred[None]:

@@ -138,6 +138,10 @@ class Direction:
             self.in_pipe += n
             short = n < SHORT_READ
             progress = True
+        # the fairness bound ended the loop: bytes may sit in the pipe with nothing left to read,
+        # so ask for EPOLLOUT on the destination to flush them on the next turn
+        if self.in_pipe or self.pending:
+            self.want_out = True
         return progress
 
     def close(self) -> None:

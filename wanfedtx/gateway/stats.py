@@ -198,3 +198,22 @@ class GatewayStats:
 
 def _escape(v: str) -> str:
     return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def merge(parts: list[GatewayStats]) -> GatewayStats:
+    """One view summing several workers' stats (each worker writes only its own)."""
+    out = GatewayStats()
+
+    def add(dst: _Scope, src: _Scope) -> None:
+        for f, v in src.items():
+            setattr(dst, f, getattr(dst, f) + v)
+
+    for p in parts:
+        add(out.inspector, p.inspector)
+        for k, ls in list(p.listeners.items()):
+            add(out.listeners.setdefault(k, ListenerStats()), ls)
+        for k, ts in list(p.tcp.items()):
+            add(out.tcp.setdefault(k, TcpStats()), ts)
+        for k, cs in list(p.clusters.items()):
+            add(out.clusters.setdefault(k, ClusterStats()), cs)
+    return out

@@ -27,59 +27,64 @@ DEFAULT_MAX_OUTPUT = 32 * 1024 * 1024
 def compress(data: bytes) -> bytes:
     """Compress ``data`` exactly as Go's ``lzw.NewWriter(w, lzw.LSB, 8)`` followed by Close."""
     out = bytearray()
-    bits = 0
-    nbits = 0
+    append = out.append
+    # The first code is always a clear code at width 9 (bits are packed LSB first).
+    bits = _CLEAR
+    nbits = 9
     width = 9
-
-    def emit(code: int) -> None:
-        nonlocal bits, nbits
-        bits |= code << nbits
-        nbits += width
-        while nbits >= 8:
-            out.append(bits & 0xFF)
-            bits >>= 8
-            nbits -= 8
-
     if not data:
-        emit(_CLEAR)
-        emit(_EOF)
+        bits |= _EOF << nbits
+        nbits += width
     else:
-        emit(_CLEAR)
         hi = _EOF
         overflow = 1 << width
         table: dict[int, int] = {}
+        get = table.get
         code = data[0]
         for lit in data[1:]:
             key = (code << 8) | lit
-            found = table.get(key)
+            found = get(key)
             if found is not None:
                 code = found
                 continue
-            emit(code)
+            bits |= code << nbits
+            nbits += width
+            while nbits >= 8:
+                append(bits & 0xFF)
+                bits >>= 8
+                nbits -= 8
             code = lit
             hi += 1
             if hi == overflow:
                 width += 1
                 overflow <<= 1
             if hi == _MAX_CODE:
-                emit(_CLEAR)
+                bits |= _CLEAR << nbits
+                nbits += width
                 width = 9
                 hi = _EOF
                 overflow = 1 << width
                 table.clear()
                 continue
             table[key] = hi
-        emit(code)
+        bits |= code << nbits
+        nbits += width
         hi += 1
         if hi == overflow:
             width += 1
             overflow <<= 1
         if hi == _MAX_CODE:
-            emit(_CLEAR)
+            bits |= _CLEAR << nbits
+            nbits += width
             width = 9
-        emit(_EOF)
+        bits |= _EOF << nbits
+        nbits += width
+    while nbits >= 8:
+        append(bits & 0xFF)
+        bits >>= 8
+        nbits -= 8
     if nbits > 0:
-        out.append(bits & 0xFF)
+        append(bits & 0xFF)
     return bytes(out)
 
 

@@ -24,6 +24,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from wanfedtx.metrics import REGISTRY, Registry
+
 from . import wire
 from .config import MemberlistConfig
 from .errors import GossipError, JoinError, NodeNamesRequired, WireError
@@ -123,6 +125,10 @@ class Delegate:
 
     def notify_merge(self, peers: list[NodeInfo]) -> str | None:
         """Return an error string to refuse a push/pull merge (serf's MergeDelegate)."""
+        return None
+
+    def notify_alive(self, node: NodeInfo) -> str | None:
+        """Return an error string to ignore an alive message (memberlist's AliveDelegate)."""
         return None
 
 
@@ -422,8 +428,24 @@ class Memberlist:
         clock: IReactorTime,
         rng: random.Random | None = None,
         delegate: Delegate | None = None,
+        registry: Registry | None = None,
     ) -> None:
         config.validate()
+        reg = registry if registry is not None else REGISTRY
+        self._m_udp_sent = reg.counter("memberlist.udp.sent", "Bytes of gossip packets sent")
+        self._m_udp_recv = reg.counter(
+            "memberlist.udp.received", "Bytes of gossip packets received"
+        )
+        self._m_msg = {
+            t: reg.counter(f"memberlist.msg.{t}", f"{t} messages received")
+            for t in ("alive", "suspect", "dead")
+        }
+        self._m_degraded = reg.counter(
+            "memberlist.degraded.probe", "Probes sent with an interval scaled by awareness"
+        )
+        self._m_health = reg.gauge(
+            "memberlist.health.score", "Lifeguard local health score (0 is healthy)"
+        )
         self.config = config
         self.transport = transport
         self.clock = clock
@@ -697,9 +719,17 @@ class Memberlist:
             msg = encrypt_payload(
                 self._enc_vsn(), self.config.keyring.primary_key(), msg, None, self._randbytes
             )
+        if self.shutdown_done:
+            return
         self.stats["packets_out"] += 1
         self.stats["bytes_out"] += len(msg)
-        self.transport.write_to_address(msg, address)
+        self._m_udp_sent.inc(len(msg))
+        try:
+            self.transport.write_to_address(msg, address)
+        except (GossipError, OSError, ValueError) as exc:
+            log.warn(
+                "memberlist: Failed to send packet to {addr}: {error}", addr=str(address), error=exc
+            )
 
     def _randbytes(self, n: int) -> bytes:
         return self.rng.randbytes(n)
@@ -727,7 +757,13 @@ class Memberlist:
 
     def _dial(self, address: Address, session: _StreamSession) -> None:
         self._check_name(address)
-        self.transport.dial_address(address, session, self.config.tcp_timeout)
+        if self.shutdown_done:
+            session.connection_lost("memberlist is shut down")
+            return
+        try:
+            self.transport.dial_address(address, session, self.config.tcp_timeout)
+        except (GossipError, OSError, ValueError) as exc:
+            session.connection_lost(f"dial failed: {exc}")
 
     def _get_broadcasts(self, overhead: int, limit: int) -> list[bytes]:
         out = self.broadcasts.get(overhead, limit)
@@ -750,6 +786,7 @@ class Memberlist:
         if self.shutdown_done:
             return
         self.stats["packets_in"] += 1
+        self._m_udp_recv.inc(len(buf))
         src = f"{format_host(from_addr[0])}:{from_addr[1]}"
         if len(buf) < 1:
             log.error("memberlist: packet too short ({n} bytes) from={src}", n=len(buf), src=src)
@@ -803,10 +840,13 @@ class Memberlist:
             if h is not None and h.on_nack is not None:
                 h.on_nack()
         elif isinstance(m, wire.Suspect):
+            self._m_msg["suspect"].inc()
             self._suspect_node(m)
         elif isinstance(m, wire.Alive):
+            self._m_msg["alive"].inc()
             self._alive_node(m)
         elif isinstance(m, wire.Dead):
+            self._m_msg["dead"].inc()
             self._dead_node(m)
         elif isinstance(m, wire.UserMsg):
             if m.data:
@@ -1051,6 +1091,16 @@ class Memberlist:
                 pmax=v[1],
             )
             return
+        err = self.delegate.notify_alive(
+            NodeInfo(
+                a.node, ip_string(a.addr), a.port, a.meta, a.incarnation, NodeStateType.ALIVE, a.vsn
+            )
+        )
+        if err is not None:
+            log.warn(
+                "memberlist: ignoring alive message for '{node}': {error}", node=a.node, error=err
+            )
+            return
         now = self.clock.seconds()
         state = self.node_map.get(a.node)
         updates_node = False
@@ -1214,8 +1264,9 @@ class Memberlist:
         now = self.clock.seconds()
         keep: list[Node] = []
         for n in self.nodes:
+            # Like memberlist 0.2.2's moveDeadNodes: only dead (not left) nodes are dropped.
             if (
-                n.state in (NodeStateType.DEAD, NodeStateType.LEFT)
+                n.state == NodeStateType.DEAD
                 and now - n.state_change > self.config.gossip_to_the_dead_time
                 and n.name != self.name
             ):
@@ -1228,6 +1279,9 @@ class Memberlist:
 
     def _probe_node(self, node: Node) -> None:
         probe_interval = self.awareness.scale(self.config.probe_interval)
+        if probe_interval > self.config.probe_interval:
+            self._m_degraded.inc()
+        self._m_health.set(self.awareness.score)
         seq = self._next_seq()
         ping = wire.Ping(
             seq, node.name, ip_bytes(self.advertise_ip), self.advertise_port, self.name
@@ -1239,8 +1293,8 @@ class Memberlist:
             if state.acked:
                 return
             state.acked = True
-            if state.phase == 1:
-                self.awareness.apply_delta(-1)
+            # memberlist: any ack (direct, indirect or after the fallback) counts as healthy.
+            self.awareness.apply_delta(-1)
             self.delegate.notify_ping_complete(node.snapshot(), ts - sent, payload)
 
         def on_nack() -> None:
@@ -1251,6 +1305,7 @@ class Memberlist:
             if state.acked:
                 return
             if state.tcp is True:
+                self.awareness.apply_delta(-1)
                 log.warn(
                     "memberlist: Was able to connect to {node} but other probes failed, "
                     "network may be misconfigured",
@@ -1326,9 +1381,11 @@ class Memberlist:
             state.tcp = isinstance(msg, wire.AckResp) and msg.seq_no == ping.seq_no
 
         session = _StreamSession(self, self._wrap_stream(ping.encode()), cb, True)
+        if self.shutdown_done:
+            return
         try:
             self.transport.dial_address(node.address(), session, max(timeout, 0.001))
-        except GossipError:
+        except (GossipError, OSError, ValueError):
             state.tcp = False
 
     def _k_random_nodes(self, k: int, exclude: Callable[[Node], bool]) -> list[Node]:

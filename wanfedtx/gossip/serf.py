@@ -23,6 +23,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from wanfedtx.metrics import REGISTRY, Registry
+
 from . import wire
 from .config import MemberlistConfig
 from .errors import GossipError, WireError
@@ -356,6 +358,8 @@ class SerfConfig:
     tombstone_timeout: float = 24 * 3600.0
     query_timeout_mult: int = 16
     recent_intent_timeout: float = 300.0
+    #: Serf's MergeDelegate: return an error string to refuse a join/push-pull merge.
+    merge_check: Callable[[list[Member]], str | None] | None = None
 
 
 class Serf(Delegate):
@@ -368,11 +372,19 @@ class Serf(Delegate):
         clock: IReactorTime,
         rng: random.Random | None = None,
         on_event: Callable[[Event], None] | None = None,
+        registry: Registry | None = None,
     ) -> None:
+        reg = registry if registry is not None else REGISTRY
+        self._m_member = {
+            k: reg.counter(f"serf.member.{k}", f"serf members that became {k}")
+            for k in ("join", "failed", "left", "update", "reap")
+        }
+        self._m_events = reg.counter("serf.events", "serf user events received")
+        self._m_queries = reg.counter("serf.queries", "serf queries received")
         self.config = config
         self.clock = clock
         self.rng = rng or random.Random()
-        self.on_event = on_event or (lambda e: None)
+        self._user_on_event = on_event or (lambda e: None)
         self.member_clock = LamportClock()
         self.event_clock = LamportClock()
         self.query_clock = LamportClock()
@@ -393,7 +405,28 @@ class Serf(Delegate):
         self.event_broadcasts = BroadcastQueue(ml_cfg.retransmit_mult, n)
         self.query_broadcasts = BroadcastQueue(ml_cfg.retransmit_mult, n)
         self._reap_call: IDelayedCall | None = None
-        self.memberlist = Memberlist(ml_cfg, transport, clock, self.rng, self)
+        self._reconnect_call: IDelayedCall | None = None
+        self.memberlist = Memberlist(ml_cfg, transport, clock, self.rng, self, reg)
+
+    @property
+    def on_event(self) -> Callable[[Event], None]:
+        return self._count_and_deliver
+
+    @on_event.setter
+    def on_event(self, fn: Callable[[Event], None]) -> None:
+        self._user_on_event = fn
+
+    def _count_and_deliver(self, ev: Event) -> None:
+        if isinstance(ev, MemberEvent):
+            kind = ev.type.removeprefix("member-")
+            key = {"leave": "left"}.get(kind, kind)
+            if key in self._m_member:
+                self._m_member[key].inc(len(ev.members))
+        elif isinstance(ev, UserEvent):
+            self._m_events.inc()
+        elif isinstance(ev, Query):
+            self._m_queries.inc()
+        self._user_on_event(ev)
 
     def _num_nodes(self) -> int:
         return max(1, len(self.members))
@@ -403,11 +436,15 @@ class Serf(Delegate):
     def start(self) -> None:
         self.memberlist.start()
         self._reap_call = self.clock.callLater(self.config.reap_interval, self._reap_tick)
+        self._reconnect_call = self.clock.callLater(
+            self.config.reconnect_interval, self._reconnect_tick
+        )
 
     def shutdown(self) -> Deferred[None]:
-        if self._reap_call is not None and self._reap_call.active():
-            self._reap_call.cancel()
-        self._reap_call = None
+        for call in (self._reap_call, self._reconnect_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._reap_call = self._reconnect_call = None
         for q in self.queries.values():
             if not q.finished.called:
                 q.finished.callback(None)
@@ -603,6 +640,23 @@ class Serf(Delegate):
                 continue
             for n, p in e[1]:
                 self._handle_user_event(UserEventMsg(e[0], n, p, False))
+
+    def notify_merge(self, peers: list[NodeInfo]) -> str | None:
+        if self.config.merge_check is None:
+            return None
+        members = []
+        for n in peers:
+            try:
+                tags = decode_tags(n.meta)
+            except WireError:
+                tags = {}
+            members.append(Member(n.name, n.addr, n.port, tags, MemberStatus.ALIVE, n.vsn))
+        return self.config.merge_check(members)
+
+    def notify_alive(self, node: NodeInfo) -> str | None:
+        if self.config.merge_check is None:
+            return None
+        return self.notify_merge([node])
 
     def notify_join(self, node: NodeInfo) -> None:
         try:
@@ -809,7 +863,26 @@ class Serf(Delegate):
         if ip and port and rest:
             self.memberlist.send_to_address(Address(f"{format_host(ip)}:{port}", name), rest)
 
-    # -- reaping
+    # -- reconnect and reaping
+
+    def _reconnect_tick(self) -> None:
+        """Try to rejoin one failed member now and then (serf's reconnect, throttled by the
+        failed/alive ratio), so partitions heal."""
+        self._reconnect_call = self.clock.callLater(
+            self.config.reconnect_interval, self._reconnect_tick
+        )
+        failed = [m for m in self.members.values() if m.status == MemberStatus.FAILED]
+        if not failed:
+            return
+        left = sum(1 for m in self.members.values() if m.status == MemberStatus.LEFT)
+        alive = max(len(self.members) - len(failed) - left, 1)
+        if self.rng.random() > len(failed) / alive:
+            log.debug("serf: forgoing reconnect for random throttling")
+            return
+        m = self.rng.choice(failed)
+        addr = f"{m.name}/{format_host(m.addr)}:{m.port}"
+        log.info("serf: attempting reconnect to {node} {addr}", node=m.name, addr=addr)
+        self.memberlist.join([addr]).addErrback(lambda f: None)
 
     def _reap_tick(self) -> None:
         now = self.clock.seconds()

@@ -329,7 +329,7 @@ class RaftCore:
                     for p, pr in self._progress.items()
                     if pr.last_ack >= now - self.opts.election_timeout
                 }
-                if not self._quorum(recent) and self.id in self.voters:
+                if not self._quorum(recent):
                     self._become_follower(self.term, None)
                     return
             if now >= self._hb_deadline:
@@ -419,26 +419,44 @@ class RaftCore:
             self._send_append(target)
         return target
 
-    def compact(self, index: int, data: bytes) -> Snapshot:
-        """The FSM state ``data`` covers entries up to ``index`` (<= applied): drop that log prefix.
+    @property
+    def snapshot_index(self) -> int:
+        """The index the latest snapshot covers (0 without one); >= ``snap_index``."""
+        return self.snapshot.index if self.snapshot is not None else 0
 
-        The host must have stored the returned snapshot durably before dropping its log segments.
+    def compact(self, index: int, data: bytes, trailing: int = 0) -> Snapshot:
+        """The FSM state ``data`` covers entries up to ``index`` (<= applied): take it as the
+        snapshot and drop the log prefix, keeping up to ``trailing`` entries before ``index`` in
+        memory so followers slightly behind still get entries instead of the snapshot.
+
+        ``snap_index`` is the log base (the index before the first entry held); it may be below
+        the snapshot's index by up to ``trailing``. The host must have stored the returned
+        snapshot durably before dropping its log segments.
         """
-        if index > self.applied or index <= self.snap_index:
+        if index > self.applied or index <= self.snapshot_index or index <= self.snap_index:
             raise ValueError(
-                f"cannot compact to {index}: must be in ({self.snap_index}, applied={self.applied}]"
+                f"cannot compact to {index}: must be in "
+                f"({max(self.snapshot_index, self.snap_index)}, applied={self.applied}]"
             )
         term = self.term_at(index)
         assert term is not None
-        voters: frozenset[str] = frozenset()
-        for idx, v in self._configs:
-            if idx <= index:
-                voters = v
-        snap = Snapshot(index, term, voters, data)
-        self.log = self.log[index - self.snap_index :]
-        self.snap_index, self.snap_term, self.snapshot = index, term, snap
-        keep = [c for c in self._configs if c[0] > index]
-        self._configs = [(index, voters), *keep]
+
+        def voters_at(i: int) -> frozenset[str]:
+            out: frozenset[str] = frozenset()
+            for idx, v in self._configs:
+                if idx <= i:
+                    out = v
+            return out
+
+        snap = Snapshot(index, term, voters_at(index), data)
+        base = max(self.snap_index, index - max(0, trailing))
+        base_term = self.term_at(base)
+        assert base_term is not None
+        base_voters = voters_at(base)
+        self.log = self.log[base - self.snap_index :]
+        self.snap_index, self.snap_term, self.snapshot = base, base_term, snap
+        keep = [c for c in self._configs if c[0] > base]
+        self._configs = [(base, base_voters), *keep]
         return snap
 
     def persisted(self, seq: int) -> None:
@@ -687,7 +705,7 @@ class RaftCore:
                 self._send_snapshot_chunk(p, pr)
             return
         if pr.next <= self.snap_index:
-            pr.state, pr.snap_index, pr.snap_offset = "snapshot", self.snap_index, 0
+            pr.state, pr.snap_index, pr.snap_offset = "snapshot", self.snapshot_index, 0
             pr.inflight.clear()
             self._send_snapshot_chunk(p, pr)
             return

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from wanfedtx.metrics import REGISTRY, Registry
 from wanfedtx.raft.core import (
     ERR_LEADERSHIP_LOST,
     ERR_NOT_LEADER,
@@ -75,8 +76,10 @@ class RaftService(Service):
         options: RaftOptions | None = None,
         rng: random.Random | None = None,
         snapshot_threshold: int = 8192,
+        trailing_logs: int = 10240,
         threaded_writer: bool = True,
         segment_size: int = 64 * 1024 * 1024,
+        metrics: Registry = REGISTRY,
     ) -> None:
         self.node_id = node_id
         self.fsm = fsm
@@ -88,6 +91,7 @@ class RaftService(Service):
         self.options = options or RaftOptions()
         self.rng = rng or random.Random()
         self.snapshot_threshold = snapshot_threshold
+        self.trailing_logs = trailing_logs
         self.threaded_writer = threaded_writer
         self.storage = RaftStorage(data_dir, segment_size=segment_size)
         self.core: RaftCore | None = None
@@ -107,9 +111,18 @@ class RaftService(Service):
         self._leader_term_start: int | None = None
         self._started_at = 0.0
         self._fatal = False
+        self._known = {node_id, *self.peers_config}
         # measurements
         self.fsync_batches = 0
         self.readies_written = 0
+        self._m_apply = metrics.counter("raft.apply", "Commands committed and applied (leader)")
+        self._m_leader = metrics.counter("raft.state.leader", "Times this server became leader")
+        self._m_batches = metrics.counter("raft.fsync.batches", "Group-commit write batches")
+        self._m_readies = metrics.counter("raft.fsync.readies", "Readies persisted")
+        self._m_snapshots = metrics.counter("raft.snapshot.taken", "FSM snapshots taken")
+        self._m_term = metrics.gauge("raft.term", "Current raft term")
+        self._m_commit = metrics.gauge("raft.commit_index", "Highest committed log index")
+        self._m_applied = metrics.gauge("raft.applied_index", "Highest index applied to the FSM")
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -123,16 +136,7 @@ class RaftService(Service):
             self._pool = ThreadPool(minthreads=1, maxthreads=1, name=f"raft-writer-{self.node_id}")
             self._pool.start()
         self.transport.set_receiver(self._receive)
-        fresh = restored.term == 0 and not restored.entries and restored.snapshot is None
-        if fresh and self.bootstrap_expect > 0:
-            voters = frozenset([self.node_id, *self.peers_config])
-            if len(voters) >= self.bootstrap_expect:
-                log.info("raft: bootstrapping cluster with {n} voters: {voters}", n=len(voters),
-                         voters=sorted(voters))
-                self.core.bootstrap(voters)
-            else:
-                log.info("raft: waiting for {expect} servers to bootstrap, know {n}",
-                         expect=self.bootstrap_expect, n=len(voters))
+        self._maybe_bootstrap()
         log.info("raft: started {node} at term {term}, last index {index}", node=self.node_id,
                  term=self.core.term, index=self.core.last_index())
         self._pump()
@@ -161,6 +165,38 @@ class RaftService(Service):
         d.addCallback(writer_done)
         d.addCallback(close)
         return d
+
+    def server_discovered(self, addr: str) -> None:
+        """A server of this datacenter became known (gossip discovery plugs in here).
+
+        With ``bootstrap_expect`` N, a server without raft state bootstraps once it knows
+        exactly N servers (itself included). Every server must see the same N servers; more
+        than N known servers means a misconfiguration and bootstrapping is refused (two
+        different voter sets could elect two leaders)."""
+        if addr not in self._known:
+            self._known.add(addr)
+            if self.core is not None:
+                self._maybe_bootstrap()
+                self._schedule_pump()
+
+    def _maybe_bootstrap(self) -> None:
+        core = self.core
+        if core is None or self.bootstrap_expect <= 0:
+            return
+        if core.term != 0 or core.last_index() != 0 or core.snapshot is not None:
+            return  # has state: already bootstrapped or joined
+        n = len(self._known)
+        if n == self.bootstrap_expect:
+            log.info("raft: bootstrapping cluster with {n} voters: {voters}", n=n,
+                     voters=sorted(self._known))
+            core.bootstrap(frozenset(self._known))
+        elif n > self.bootstrap_expect:
+            log.error("raft: {n} servers known but bootstrap_expect is {expect}; not "
+                      "bootstrapping: give every server the same bootstrap_expect and peers",
+                      n=n, expect=self.bootstrap_expect)
+        else:
+            log.info("raft: waiting for {expect} servers to bootstrap, know {n}",
+                     expect=self.bootstrap_expect, n=n)
 
     # -- IConsensus -------------------------------------------------------------------------------
 
@@ -295,6 +331,9 @@ class RaftService(Service):
             self._handle(core, r)
         self._maybe_snapshot(core)
         self._flush_writes()
+        self._m_term.set(core.term)
+        self._m_commit.set(core.commit)
+        self._m_applied.set(core.applied)
         deadline = core.next_deadline()
         delay = max(0.0, deadline - self.clock.seconds())
         if self._timer is not None and self._timer.active():
@@ -332,6 +371,7 @@ class RaftService(Service):
                 elif isinstance(result, Exception):
                     d.errback(result)
                 else:
+                    self._m_apply.inc()
                     d.callback((e.index, result))
         if r.apply:
             self._release_reads(core.applied)
@@ -350,6 +390,7 @@ class RaftService(Service):
                          leader=ev.leader or "unknown", term=ev.term)
             elif isinstance(ev, BecameLeader):
                 log.info("raft: entering leader state (term {term})", term=ev.term)
+                self._m_leader.inc()
                 self._leader_term_start = core.last_index()
             elif isinstance(ev, SteppedDown):
                 log.info("raft: entering follower state (term {term})", term=ev.term)
@@ -388,12 +429,13 @@ class RaftService(Service):
             d2.errback(exc)
 
     def _maybe_snapshot(self, core: RaftCore) -> None:
-        if core.applied - core.snap_index < self.snapshot_threshold:
+        if core.applied - core.snapshot_index < self.snapshot_threshold:
             return
-        snap = core.compact(core.applied, pack_fsm_snapshot(self.fsm))
+        snap = core.compact(core.applied, pack_fsm_snapshot(self.fsm), self.trailing_logs)
         log.info("raft: snapshot at index {index} ({size} bytes); log compacted",
                  index=snap.index, size=len(snap.data))
         self._queue.append(snap)
+        self._m_snapshots.inc()
 
     # -- persistence (one writer thread, group commit) --------------------------------------------
 
@@ -414,6 +456,8 @@ class RaftService(Service):
         seqs = [r.seq for r in batch if isinstance(r, Ready)]
         self.readies_written += len(seqs)
         self.fsync_batches += 1
+        self._m_batches.inc()
+        self._m_readies.inc(len(seqs))
         if self._pool is not None:
             d: Deferred[None] = deferToThreadPool(self.reactor, self._pool, self._write_batch,
                                                   batch)

@@ -142,6 +142,7 @@ class RaftStorage:
         self._seg_last: dict[int, int] = {}  # segment seq -> highest entry index written in it
         self._dirty = False
         self._hs: HardState | None = None
+        self._base_marker: int | None = None
         self.fsyncs = 0
 
     # -- recovery ---------------------------------------------------------------------------------
@@ -153,6 +154,9 @@ class RaftStorage:
         self._hs = HardState(term, vote)
         snap = self._read_snapshot()
         entries = self._read_log(snap)
+        # The log may end before the snapshot (a torn tail cut an "s" record whose snapshot file
+        # is durable): the next write first restates where the log continues.
+        self._base_marker = snap.index if snap is not None else None
         return RestoredState(term, vote, snap, tuple(entries))
 
     def _read_meta(self) -> tuple[int, str | None]:
@@ -189,7 +193,7 @@ class RaftStorage:
     def _read_log(self, snap: Snapshot | None) -> list[Entry]:
         segs = self._segments()
         entries: list[Entry] = []
-        base: int | None = None  # index before entries[0]
+        base: int | None = None  # the index the log continues after (before entries[0])
         for n, (seq, path) in enumerate(segs):
             buf = path.read_bytes()
             off = 0
@@ -205,6 +209,10 @@ class RaftStorage:
                     e = Entry(rec[1], rec[2], rec[3], rec[4])
                     expect = (entries[-1].index + 1) if entries else (
                         e.index if base is None else base + 1)
+                    if (e.index != expect and snap is not None
+                            and expect < e.index <= snap.index + 1):
+                        # the segments holding the gap were dropped after a snapshot covered it
+                        entries, base, expect = [], e.index - 1, e.index
                     if e.index != expect:
                         raise StorageError(
                             f"{path} at byte {off}: entry {e.index} where {expect} was expected; "
@@ -213,14 +221,12 @@ class RaftStorage:
                         base = e.index - 1
                     entries.append(e)
                     last_in_seg = max(last_in_seg, e.index)
-                elif kind == "t":
+                elif kind == "t":  # entries >= T are void; the next entry is T
                     entries = [x for x in entries if x.index < rec[1]]
-                    if not entries:
-                        base = rec[1] - 1 if base is None else min(base, rec[1] - 1)
-                else:
+                    base = rec[1] - 1 if base is None else min(base, rec[1] - 1)
+                else:  # a snapshot covers <= S; the log continues after S
                     entries = [x for x in entries if x.index > rec[1]]
-                    if not entries:
-                        base = rec[1]
+                    base = rec[1] if base is None else max(base, rec[1])
                 off = end
             self._seg_last[seq] = last_in_seg
         if snap is not None:
@@ -286,6 +292,10 @@ class RaftStorage:
         if snapshot is not None:
             self.save_snapshot(snapshot)
             self._append(["s", snapshot.index])
+            self._base_marker = None
+        elif self._base_marker is not None and (entries or truncate_from is not None):
+            self._append(["s", self._base_marker])
+            self._base_marker = None
         if truncate_from is not None:
             self._append(["t", truncate_from])
         for e in entries:
@@ -308,10 +318,13 @@ class RaftStorage:
         snaps = sorted(p for p in self.snap_dir.iterdir() if p.name.endswith(".snap"))
         for old in snaps[: -self.keep_snapshots]:
             old.unlink()
+        # Drop a prefix of segments whose entries the snapshot covers. Only a prefix: a later
+        # segment may hold the truncation record that voids an earlier segment's stale tail.
         for seq, path_ in self._segments():
-            if seq != self._seg_seq and self._seg_last.get(seq, 0) <= snap.index:
-                path_.unlink()
-                self._seg_last.pop(seq, None)
+            if seq == self._seg_seq or self._seg_last.get(seq, 0) > snap.index:
+                break
+            path_.unlink()
+            self._seg_last.pop(seq, None)
 
     def close(self) -> None:
         if self._seg is not None:

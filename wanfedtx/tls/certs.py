@@ -75,6 +75,14 @@ class CertAndKey:
         return load_private_key(self.key_pem)
 
 
+def validity(cert: x509.Certificate) -> tuple[datetime.datetime, datetime.datetime]:
+    """``(not_before, not_after)`` as UTC-aware datetimes (cryptography 41 and later)."""
+    if hasattr(cert, "not_valid_before_utc"):
+        return cert.not_valid_before_utc, cert.not_valid_after_utc
+    before = cert.not_valid_before.replace(tzinfo=datetime.UTC)  # pragma: no cover - old API
+    return before, cert.not_valid_after.replace(tzinfo=datetime.UTC)  # pragma: no cover
+
+
 def load_certificate(pem: bytes, what: str = "certificate") -> x509.Certificate:
     """Parse the first PEM certificate in ``pem``; :class:`PEMError` with a clear message."""
     if b"-----BEGIN CERTIFICATE-----" not in pem:
@@ -305,6 +313,11 @@ def cert_names(
             ) from None
     loopback = ipaddress.ip_address("127.0.0.1")
     cn = f"{kind}.{dc}.{d}"
+    if len(cn) > 64:
+        raise CertificateError(
+            f"the certificate's common name {cn!r} is longer than X.509's 64 characters: "
+            "use a shorter -dc or -domain"
+        )
     if kind == "server":
         dns = [*extra_dns]
         if node:

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from wanfedtx.tls.certs import validity
 from wanfedtx.tls.errors import (
     ALPNMismatch,
     CertificateVerifyFailed,
@@ -107,6 +109,32 @@ class TLSSettings:
     cert_pem: bytes | None = None
     key_pem: bytes | None = None
 
+    @classmethod
+    def from_runtime(cls, rc: Any) -> TLSSettings:
+        """Settings from a ``wanfedtx.config`` RuntimeConfig (read by attribute name).
+
+        Empty file names mean "not set"; the domain is ``dns_domain`` (or ``domain``).
+        """
+
+        def path(name: str) -> str | None:
+            value = getattr(rc, name, "") or ""
+            return str(value) or None
+
+        return cls(
+            ca_file=path("ca_file"),
+            ca_path=path("ca_path"),
+            cert_file=path("cert_file"),
+            key_file=path("key_file"),
+            verify_incoming=bool(getattr(rc, "verify_incoming", False)),
+            verify_incoming_rpc=bool(getattr(rc, "verify_incoming_rpc", False)),
+            verify_outgoing=bool(getattr(rc, "verify_outgoing", False)),
+            verify_server_hostname=bool(getattr(rc, "verify_server_hostname", False)),
+            domain=str(getattr(rc, "dns_domain", "") or getattr(rc, "domain", "") or "consul"),
+            node_name=str(getattr(rc, "node_name", "") or ""),
+            datacenter=str(getattr(rc, "datacenter", "") or "dc1"),
+            tls_min_version=str(getattr(rc, "tls_min_version", "") or "tls12"),
+        )
+
 
 @attrs.frozen
 class _Material:
@@ -133,7 +161,7 @@ def _parse_certs(pem: bytes, what: str) -> list[x509.Certificate]:
         raise PEMError(f"{what}: no PEM-encoded CERTIFICATE block found")
     try:
         parsed = x509.load_pem_x509_certificates(pem)
-    except ValueError as e:
+    except Exception as e:  # ValueError, x509.InvalidVersion, ...
         raise PEMError(f"{what}: not a valid PEM certificate ({e})") from None
     for i, c in enumerate(parsed):
         check_certificate_fields(c, what if len(parsed) == 1 else f"{what} (certificate #{i + 1})")
@@ -147,8 +175,7 @@ def check_certificate_fields(c: x509.Certificate, what: str) -> None:
         c.issuer.rfc4514_string()
         list(c.extensions)
         _public_bytes(c.public_key())
-        c.not_valid_after_utc  # noqa: B018 - forces parsing
-        c.not_valid_before_utc  # noqa: B018
+        validity(c)
     except Exception as e:  # ValueError, UnsupportedAlgorithm, ...
         raise PEMError(f"{what}: malformed certificate ({e})") from None
 
@@ -418,17 +445,24 @@ def _verify_error(role: str, err: int, depth: int, cert: crypto.X509) -> Certifi
 
 
 class _ConnState:
-    """Per-connection bookkeeping for the verify callbacks."""
+    """Per-connection bookkeeping for the verify callbacks.
+
+    It holds the TLS protocol weakly: the protocol owns the ``SSL.Connection``, which owns the
+    callback, which owns this state, so a strong reference would make a cycle per connection.
+    """
 
     def __init__(self, protocol: Any) -> None:
-        self.protocol = protocol
+        try:
+            self._protocol: Callable[[], Any] = weakref.ref(protocol)
+        except TypeError:  # not weak-referenceable (e.g. None in direct tests)
+            self._protocol = lambda: protocol
         self.failed = False
 
     def fail(self, exc: BaseException) -> None:
         if self.failed:
             return
         self.failed = True
-        proto, self.protocol = self.protocol, None
+        proto = self._protocol()
         if proto is not None and hasattr(proto, "failVerification"):
             try:
                 raise exc
@@ -441,9 +475,15 @@ class TLSConfigurator:
 
     def __init__(self, settings: TLSSettings, *, log: Logger | None = None) -> None:
         if settings.tls_min_version not in TLS_VERSIONS:
+            why = (
+                " (TLS 1.0 and 1.1 are refused: insecure, and disabled by OpenSSL 3's default "
+                "security level)"
+                if settings.tls_min_version in ("tls10", "tls11")
+                else ""
+            )
             raise TLSConfigError(
                 f"TLSMinVersion: value {settings.tls_min_version} not supported, please specify "
-                f"one of [{', '.join(sorted(TLS_VERSIONS))}]"
+                f"one of [{', '.join(sorted(TLS_VERSIONS))}]{why}"
             )
         self.settings = settings
         self._log = log or _log
@@ -535,9 +575,13 @@ class TLSConfigurator:
         stamp = _stamp(self.settings)
         if stamp == self._stamp:
             return False
-        material = _load_material(self.settings, self._generation + 1)
-        _check_with_openssl(material)
-        self._stamp = stamp
+        try:
+            material = _load_material(self.settings, self._generation + 1)
+            _check_with_openssl(material)
+        finally:
+            # Stamp taken *before* reading: a file that changes while (or after) we read it
+            # differs from this stamp and is read again; a bad one is not retried per handshake.
+            self._stamp = stamp
         self._material = material
         self._bump()
         self._log.info(
@@ -557,8 +601,6 @@ class TLSConfigurator:
                 "TLS certificate reload failed; keeping the previous certificates: {error}",
                 error=str(e),
             )
-            # Do not retry on every handshake until the files change again.
-            self._stamp = _stamp(self.settings)
 
     # -- contexts -----------------------------------------------------------------------------
 

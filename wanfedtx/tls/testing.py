@@ -19,7 +19,10 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
+from twisted.internet.task import Clock
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
+from twisted.test.iosim import connectedServerAndClient
 from zope.interface import implementer
 
 from wanfedtx.tls import certs
@@ -166,3 +169,32 @@ class RecordingFactory(ClientFactory):
         p.factory = self
         self.protocols.append(p)
         return p
+
+
+def handshake_in_memory(
+    server_creator: Any, client_creator: Any, require_alpn: str | None = None
+) -> tuple[Record, Record]:
+    """Run a real OpenSSL handshake between two creators over ``twisted.test.iosim``.
+
+    The client sends ``b"ping"`` after its handshake and the server echoes it. With
+    ``require_alpn`` (default: the client creator's ``alpn`` attribute, if any) the client checks
+    the negotiated protocol like the RPC dialer does. Returns the (server, client) records.
+    """
+    if require_alpn is None:
+        require_alpn = getattr(client_creator, "alpn", None) or None
+    clock = Clock()
+    sf = RecordingFactory(echo=True)
+    cf = RecordingFactory(greeting=b"ping", require_alpn=require_alpn)
+    server_tls = TLSMemoryBIOFactory(server_creator, False, sf, clock=clock)
+    client_tls = TLSMemoryBIOFactory(client_creator, True, cf, clock=clock)
+    _, _, pump = connectedServerAndClient(
+        lambda: server_tls.buildProtocol(None),
+        lambda: client_tls.buildProtocol(None),
+        greet=False,
+        clock=clock,
+    )
+    # Twisted's TLS layer flushes small writes on the next tick: pump and advance the clock.
+    for _ in range(20):
+        pump.flush()  # type: ignore[no-untyped-call]
+        clock.advance(0.01)
+    return sf.protocols[0].record, cf.protocols[0].record

@@ -89,10 +89,10 @@ async def test_agent_self_shape(reactor: Any) -> None:
 
         nf = await treq.get(url + "/v1/no/such/path")
         assert nf.code == 404
-        assert await nf.text() == "404 page not found\n"
+        assert await nf.text() == "404 page not found"
         bad = await treq.put(url + "/v1/agent/self", data=b"")
         assert bad.code == 405
-        assert await bad.text() == "method PUT not allowed\n"
+        assert await bad.text() == "method PUT not allowed"
     finally:
         await agent.stop()
     # the listening socket is closed once stop() fires

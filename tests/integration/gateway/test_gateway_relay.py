@@ -33,7 +33,14 @@ from wanfedtx.gateway.splice import splice_available
 
 pytestmark = pytest.mark.integration
 TRUST = "11111111-2222-3333-4444-555555555555.consul"
-PATHS = ["twisted"] + (["splice", "loop"] if splice_available() else [])
+PATHS = ["twisted"] + (["splice", "loop", "loop2"] if splice_available() else [])
+
+
+def settings_for(path: str, **kw: Any) -> RelaySettings:
+    """``loop2`` is the loop path with two workers sharing the port."""
+    if path == "loop2":
+        return RelaySettings(data_path="loop", workers=2, **kw)
+    return RelaySettings(data_path=path, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +54,7 @@ async def start_gateway(reactor: Any, snap: Snapshot, data_path: str, **kw: Any)
         ("127.0.0.1", 0),
         snap,
         admin=("127.0.0.1", 0),
-        settings=RelaySettings(data_path=data_path),
+        settings=settings_for(data_path),
         rng=random.Random(1),
         **kw,
     )
@@ -335,8 +342,10 @@ async def test_dead_endpoint_fails_over(reactor: Any, data_path: str) -> None:
         await live.stopListening()
 
 
-def stream(gw: tuple[str, int], rounds: int, started: threading.Event) -> tuple[bytes, int]:
-    """Echo ``rounds`` 32 KiB chunks; return (backend name, bytes verified)."""
+def stream(
+    gw: tuple[str, int], rounds: int, started: threading.Event, size: int = 32768
+) -> tuple[bytes, int]:
+    """Echo ``rounds`` chunks of ``size`` bytes; return (backend name, bytes verified)."""
     with socket.create_connection(gw, timeout=20) as s:
         s.sendall(HELLO)
         name = s.recv(1)
@@ -345,7 +354,7 @@ def stream(gw: tuple[str, int], rounds: int, started: threading.Event) -> tuple[
             echoed += s.recv(len(HELLO) - len(echoed))
         assert echoed == HELLO
         started.set()
-        chunk = bytes(range(256)) * 128
+        chunk = bytes(range(256)) * (size // 256)
         ok = 0
         for _ in range(rounds):
             s.sendall(chunk)
@@ -384,7 +393,9 @@ async def test_snapshot_swap_under_load_drops_nothing(reactor: Any, data_path: s
             assert svc.splice is not None and svc.splice.handoffs == 7
         else:
             assert svc.splice is None
-        assert (svc.loop is not None) is (data_path == "loop")
+        assert (svc.loop is not None) is data_path.startswith("loop")
+        if data_path == "loop2":
+            assert len(svc.loops) == 2
     finally:
         await svc.stopService()
         await a.stopListening()
@@ -458,7 +469,7 @@ def silent_then_closed(gw: tuple[str, int]) -> bool:
             return True
 
 
-@pytest.mark.parametrize("data_path", PATHS)
+@pytest.mark.parametrize("data_path", [p for p in PATHS if p != "loop2"])  # limit is per worker
 @pytest_twisted.ensureDeferred
 async def test_hello_deadline_and_connection_limit(reactor: Any, data_path: str) -> None:
     live = listen(reactor, NamedEcho, name=b"L")
@@ -467,7 +478,7 @@ async def test_hello_deadline_and_connection_limit(reactor: Any, data_path: str)
         reactor,
         ("127.0.0.1", 0),
         snap,
-        settings=RelaySettings(data_path=data_path, hello_timeout=0.3, max_connections=2),
+        settings=settings_for(data_path, hello_timeout=0.3, max_connections=2),
     )
     svc.startService()
     lkey = f"listener.127.0.0.1_{svc.address[1]}"
@@ -484,3 +495,21 @@ async def test_hello_deadline_and_connection_limit(reactor: Any, data_path: str)
     finally:
         await svc.stopService()
         await live.stopListening()
+
+
+@pytest.mark.parametrize("data_path", [p for p in PATHS if p != "twisted"])
+@pytest_twisted.ensureDeferred
+async def test_small_pipes_never_strand_bytes(reactor: Any, data_path: str) -> None:
+    """Small pipes force many pump rounds per burst; no byte may be left in a pipe."""
+    echo = listen(reactor, NamedEcho, name=b"E")
+    snap = explicit({"half.test": [("127.0.0.1", echo.getHost().port, 1)]})
+    svc = GatewayService(
+        reactor, ("127.0.0.1", 0), snap, settings=settings_for(data_path, pipe_size=4096)
+    )
+    svc.startService()
+    try:
+        name, n = await threads.deferToThread(stream, svc.address, 24, threading.Event(), 1 << 20)
+        assert (name, n) == (b"E", 24 << 20)
+    finally:
+        await svc.stopService()
+        await echo.stopListening()

@@ -1,4 +1,4 @@
-"""``openssl s_client`` against the RPC port: ALPN consul/rpc-single reaches the RPC handler."""
+"""``openssl s_client`` against the RPC port (TLSConfigurator): rpc-single reaches the handler."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from rpc_support import CA, OpenSSLTLS
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import ProcessProtocol
@@ -23,6 +22,9 @@ from wanfedtx.rpc.endpoints import default_endpoints
 from wanfedtx.rpc.protocol import RPCHandler
 from wanfedtx.rpc.registry import HandlerRegistry
 from wanfedtx.rpc.server import RPCPortFactory, RPCPortService
+from wanfedtx.tls import certs
+from wanfedtx.tls.configurator import TLSConfigurator
+from wanfedtx.tls.testing import PKI
 
 pytestmark = pytest.mark.integration
 
@@ -62,8 +64,8 @@ def logged() -> Any:
     globalLogPublisher.removeObserver(events.append)
 
 
-async def serve(reactor: Any, ca: CA) -> RPCPortService:
-    tls = OpenSSLTLS(ca, ca.server("primary", "pri"))
+async def serve(reactor: Any, pki: PKI, tmp: Path) -> RPCPortService:
+    tls = TLSConfigurator(pki.settings("primary", "pri", tmp / "server"))
     reg = HandlerRegistry()
     reg.register(RPCType.CONSUL, RPCHandler(default_endpoints(), multi=False))
     svc = RPCPortService(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
@@ -73,15 +75,16 @@ async def serve(reactor: Any, ca: CA) -> RPCPortService:
     return svc
 
 
-def s_client(reactor: Any, port: int, tmp: Path, ca: CA, alpn: str, with_cert: bool,
+def s_client(reactor: Any, port: int, tmp: Path, pki: PKI, alpn: str, with_cert: bool,
              want: bytes) -> Collect:
     ca_file = tmp / "ca.pem"
-    ca_file.write_bytes(ca.pem)
+    ca_file.write_bytes(pki.ca.cert_pem)
     args = [OPENSSL or "openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-alpn", alpn,
             "-servername", "pri.server.primary.consul", "-CAfile", str(ca_file),
             "-verify_hostname", "pri.server.primary.consul", "-verify_return_error", "-quiet"]
     if with_cert:
-        cert, key = ca.server("secondary", "sec").write(tmp, "sec")
+        cert, key = certs.write_cert(pki.server("secondary", "sec"), "server", tmp,
+                                     dc="secondary")
         args += ["-cert", str(cert), "-key", str(key)]
     proto = Collect(want)
     transport = reactor.spawnProcess(proto, args[0], args, env=dict(os.environ))
@@ -92,11 +95,11 @@ def s_client(reactor: Any, port: int, tmp: Path, ca: CA, alpn: str, with_cert: b
 @pytest_twisted.ensureDeferred
 async def test_s_client_rpc_single_status_ping(reactor: Any, tmp_path: Path, logged: Any
                                                ) -> None:
-    ca = CA()
-    svc = await serve(reactor, ca)
+    pki = PKI()
+    svc = await serve(reactor, pki, tmp_path)
     assert svc.port is not None
     want = encode_response(1, None, None)
-    proto = s_client(reactor, svc.port.getHost().port, tmp_path, ca, "consul/rpc-single",
+    proto = s_client(reactor, svc.port.getHost().port, tmp_path, pki, "consul/rpc-single",
                      True, want)
     try:
         out = await proto.got.addTimeout(20, reactor)
@@ -116,10 +119,10 @@ async def test_s_client_rpc_single_status_ping(reactor: Any, tmp_path: Path, log
 @pytest_twisted.ensureDeferred
 async def test_s_client_refused(reactor: Any, tmp_path: Path, logged: Any, alpn: str,
                                 with_cert: bool, message: str) -> None:
-    ca = CA()
-    svc = await serve(reactor, ca)
+    pki = PKI()
+    svc = await serve(reactor, pki, tmp_path)
     assert svc.port is not None
-    proto = s_client(reactor, svc.port.getHost().port, tmp_path, ca, alpn, with_cert,
+    proto = s_client(reactor, svc.port.getHost().port, tmp_path, pki, alpn, with_cert,
                      encode_response(1, None, None))
     try:
         # the server closes the connection, so s_client ends without a reply

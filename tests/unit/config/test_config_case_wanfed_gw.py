@@ -108,3 +108,36 @@ def test_bind_hcl_with_a_real_eth0_in_a_netns(tmp_path: Path) -> None:
         assert out.stdout.split() == ["10.77.0.5", "0.0.0.0"]
     finally:
         subprocess.run([ip, "netns", "del", ns], capture_output=True)
+
+
+def test_tls_settings_feed_the_tls_configurator(
+    loadcfg: Callable[..., LoadResult], tmp_path: Path
+) -> None:
+    """The primary's server.hcl, with its TLS files made by our CA code, builds a configurator
+    that is mutual-TLS capable and names this server in SNI terms."""
+    from wanfedtx.tls.certs import create_ca, create_cert
+    from wanfedtx.tls.configurator import TLSConfigurator
+
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    ca = create_ca()
+    cert = create_cert(ca, "server", dc="primary", node="pri")
+    (tls / "consul-agent-ca.pem").write_bytes(ca.cert_pem)
+    (tls / "primary-server-consul-0.pem").write_bytes(cert.cert_pem)
+    (tls / "primary-server-consul-0-key.pem").write_bytes(cert.key_pem)
+    d = _dc_dir(tmp_path, "primary")
+    server = (d / "server.hcl").read_text().replace("/workdir/primary/tls", str(tls))
+    (d / "server.hcl").write_text(server)
+    rt = loadcfg(str(d), dev=True, flags={"datacenter": "primary"}).runtime
+    settings = rt.tls_settings()
+    assert settings.ca_file == str(tls / "consul-agent-ca.pem")
+    assert settings.ca_path is None
+    assert (settings.node_name, settings.datacenter, settings.domain) == (
+        "pri",
+        "primary",
+        "consul",
+    )
+    assert settings.verify_incoming and settings.verify_outgoing and settings.verify_server_hostname
+    conf = TLSConfigurator(settings)
+    assert conf.mutual_tls_capable()
+    assert conf.server_sni("secondary", "sec") == "sec.server.secondary.consul"

@@ -307,3 +307,15 @@ def test_every_key_is_documented() -> None:
         if f"| `{path}` |" not in doc:
             missing.append(path)
     assert missing == []
+
+
+def test_huge_numbers_are_parse_errors(
+    loadcfg: Callable[..., LoadResult], write: Callable[[str, str], str]
+) -> None:
+    """Found while fuzzing by hand: Python refuses int() of more than 4300 digits."""
+    for name, text in (
+        ("n.json", '{"server_port": ' + "9" * 5000 + "}"),
+        ("n.hcl", "a = " + "9" * 5000),
+    ):
+        with pytest.raises(ConfigError, match="Exceeds the limit"):
+            loadcfg(write(name, text))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from twisted.internet import task
 from twisted.internet.defer import Deferred
 
@@ -44,7 +45,9 @@ def test_intent_golden() -> None:
     )
 
 
-def make(n: int) -> tuple[task.Clock, SimNetwork, list[Serf], list[list[Event]]]:
+def make(
+    n: int, reconnect_interval: float = 30.0, reconnect_timeout: float = 30.0
+) -> tuple[task.Clock, SimNetwork, list[Serf], list[list[Event]]]:
     clock = task.Clock()
     net = SimNetwork(clock)
     nodes, evs = [], []
@@ -59,8 +62,9 @@ def make(n: int) -> tuple[task.Clock, SimNetwork, list[Serf], list[list[Event]]]
                 cfg,
                 tags={"role": "consul", "dc": "dc1", "i": str(i)},
                 reap_interval=1.0,
-                reconnect_timeout=30.0,
+                reconnect_timeout=reconnect_timeout,
                 leave_propagate_delay=0.2,
+                reconnect_interval=reconnect_interval,
             ),
             net.transport("127.0.0.1", 8000 + i),
             clock,
@@ -129,3 +133,51 @@ def test_join_tags_events_queries_leave_fail_reap() -> None:
     run_for(clock, 40)
     assert "s2.dc1" in kinds(evs[0], "member-reap")
     assert "s2.dc1" not in nodes[0].members
+
+
+@pytest.mark.parametrize("reconnect", [2.0, 1e6], ids=["reconnect", "no-reconnect"])
+def test_partition_heals_through_reconnect(reconnect: float) -> None:
+    clock, net, nodes, _evs = make(3, reconnect_interval=reconnect, reconnect_timeout=600)
+    t2 = net.transports["127.0.0.1:8002"]
+    t2.up = False  # partition s2 away: everyone marks it failed...
+    # ...for longer than GossipToTheDeadTime (15 s local), after which memberlist stops gossiping
+    # to it and forgets it; only serf's reconnect can then heal the partition.
+    run_for(clock, 60)
+    assert nodes[0].members["s2.dc1"].status == MemberStatus.FAILED
+    t2.up = True
+    for _ in range(600):
+        if all(s.members["s2.dc1"].status == MemberStatus.ALIVE for s in nodes[:2]):
+            break
+        run_for(clock, 0.1)
+    healed = all(s.members["s2.dc1"].status == MemberStatus.ALIVE for s in nodes[:2])
+    assert healed is (reconnect < 100)
+
+
+def test_metrics_in_prometheus_text() -> None:
+    from wanfedtx.metrics import Registry
+
+    reg = Registry()
+    clock = task.Clock()
+    net = SimNetwork(clock)
+    nodes = []
+    for i in range(2):
+        cfg = local_config()
+        cfg.bind_port = 8100 + i
+        s = Serf(
+            SerfConfig(f"m{i}", cfg),
+            net.transport("127.0.0.1", 8100 + i),
+            clock,
+            random.Random(i),
+            registry=reg,
+        )
+        s.start()
+        nodes.append(s)
+    Deferred.fromCoroutine(nodes[1].join(["m0/127.0.0.1:8100"]))
+    run_for(clock, 3)
+    nodes[0].user_event("e", b"")
+    run_for(clock, 1)
+    text = reg.render()
+    assert "consul_serf_member_join 4" in text  # each node: itself and the other
+    assert "consul_serf_events 2" in text
+    sent = [ln for ln in text.splitlines() if ln.startswith("consul_memberlist_udp_sent ")]
+    assert sent and float(sent[0].split()[1]) > 0

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import os
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -27,6 +29,7 @@ from wanfedtx.raft.core import (
 )
 from wanfedtx.raft.errors import RaftError
 from wanfedtx.raft.messages import ENTRY_COMMAND, Entry
+from wanfedtx.raft.storage import RaftStorage
 
 
 class SafetyViolation(AssertionError):
@@ -91,6 +94,53 @@ class Disk:
         return RestoredState(self.term, self.vote, self.snapshot, tuple(self.entries))
 
 
+class FileDisk:
+    """The real ``RaftStorage`` on a real directory; a crash keeps a random prefix of the bytes
+    written since the last sync (possibly cutting a record in half) and restart runs recovery."""
+
+    def __init__(self, path: Path, segment_size: int) -> None:
+        self.path = path
+        self.segment_size = segment_size
+        self.st: RaftStorage | None = None
+        self.synced = 0  # bytes of the current segment known synced
+
+    def restored(self) -> RestoredState:
+        self.st = RaftStorage(self.path, segment_size=self.segment_size)
+        state = self.st.open()
+        segs = sorted((self.path / "raft" / "log").glob("*.seg"))
+        self.synced = segs[-1].stat().st_size if segs else 0  # what recovery kept is on disk
+        return state
+
+    def write(self, seq: int, r: Ready) -> None:
+        assert self.st is not None
+        before = self.st._seg_seq
+        self.st.persist(r.hard_state, r.snapshot, r.truncate_from, r.entries)
+        if self.st._seg_seq != before:
+            self.synced = 0  # a new segment: the previous one was fsynced when it was closed
+
+    def fsync(self, seq: int) -> None:
+        assert self.st is not None
+        self.st.sync()
+        if self.st._seg is not None:
+            self.synced = self.st._seg.tell()
+
+    def install(self, snap: Snapshot) -> None:
+        assert self.st is not None
+        self.st.save_snapshot(snap)
+
+    def crash(self, rng: random.Random) -> None:
+        st, self.st = self.st, None
+        if st is None or st._seg is None:
+            return
+        st._seg.flush()
+        size = st._seg.tell()
+        name = st._seg.name
+        st._seg.close()
+        keep = rng.randint(self.synced, size) if size > self.synced else size
+        os.truncate(name, keep)
+        self.synced = 0
+
+
 class KV:
     """A tiny FSM: a dict plus a hash chain over everything applied."""
 
@@ -118,7 +168,7 @@ class KV:
 @attrs.define
 class Node:
     id: str
-    disk: Disk
+    disk: Any  # Disk or FileDisk
     core: RaftCore | None = None
     fsm: KV = attrs.Factory(KV)
     held: list[tuple[int, list[tuple[str, m.Message]]]] = attrs.Factory(list)
@@ -127,15 +177,29 @@ class Node:
 
 
 class Sim:
-    def __init__(self, seed: int, n: int = 3, *, loss: float = 0.05, crashes: bool = True,
-                 partitions: bool = True, membership: bool = False, compaction: bool = True,
-                 transfers: bool = True, trace: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        seed: int,
+        n: int = 3,
+        *,
+        loss: float = 0.05,
+        crashes: bool = True,
+        partitions: bool = True,
+        membership: bool = False,
+        compaction: bool = True,
+        transfers: bool = True,
+        trace: Callable[[str], None] | None = None,
+        data_dir: Path | None = None,
+    ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
-        self.opts = RaftOptions(election_timeout=1.0, heartbeat_interval=0.1,
-                                max_entries_per_message=self.rng.choice([1, 3, 64]),
-                                max_inflight=self.rng.choice([1, 4]),
-                                snapshot_chunk_size=self.rng.choice([7, 64, 4096]))
+        self.opts = RaftOptions(
+            election_timeout=1.0,
+            heartbeat_interval=0.1,
+            max_entries_per_message=self.rng.choice([1, 3, 64]),
+            max_inflight=self.rng.choice([1, 4]),
+            snapshot_chunk_size=self.rng.choice([7, 64, 4096]),
+        )
         self.loss = loss
         self.crash_rate = 0.004
         self.fsync_latency = self.rng.choice([(0.0005, 0.005), (0.002, 0.02), (0.01, 0.08)])
@@ -146,7 +210,11 @@ class Sim:
         self.q: list[tuple[float, int, str, Any]] = []
         self.qseq = 0
         self.ids = [f"n{i}" for i in range(n)]
-        self.nodes = {i: Node(i, Disk()) for i in self.ids}
+        if data_dir is None:
+            self.nodes = {i: Node(i, Disk()) for i in self.ids}
+        else:
+            seg = self.rng.choice([300, 2000, 1 << 20])
+            self.nodes = {i: Node(i, FileDisk(data_dir / i, seg)) for i in self.ids}
         self.group: dict[str, int] = dict.fromkeys(self.ids, 0)
         # global knowledge for the checks
         self.leaders: dict[int, str] = {}
@@ -175,8 +243,9 @@ class Sim:
         node.incarnation += 1
         node.fsm = KV()
         node.held = []
-        node.core = RaftCore(i, self.opts, random.Random(self.rng.random()), self.now,
-                             node.disk.restored())
+        node.core = RaftCore(
+            i, self.opts, random.Random(self.rng.random()), self.now, node.disk.restored()
+        )
         if bootstrap:
             node.core.bootstrap(frozenset(self.ids))
         self._pump(i)
@@ -354,8 +423,9 @@ class Sim:
                 node = self.nodes[i]
                 c = node.core
                 assert c is not None
-                if c.applied > c.snap_index:
-                    snap = c.compact(c.applied, node.fsm.snapshot())
+                if c.applied > max(c.snap_index, c.snapshot_index):
+                    trailing = self.rng.choice([0, 0, 2, 10, 40])
+                    snap = c.compact(c.applied, node.fsm.snapshot(), trailing)
                     node.disk.install(snap)  # the host stores the snapshot durably first
                     self._pump(i)
         elif r < 0.8 and self.transfers:
@@ -434,7 +504,8 @@ class Sim:
             old = self.entry_key.setdefault(key, val)
             if old != val:
                 raise SafetyViolation(
-                    f"seed {self.seed}: log matching violated at {key} on {i}: {old} != {val}")
+                    f"seed {self.seed}: log matching violated at {key} on {i}: {old} != {val}"
+                )
             prev_term = e.term
 
     def _check_new_leader(self, i: str, core: RaftCore, term: int) -> None:
@@ -448,7 +519,8 @@ class Sim:
             if core.term_at(idx) != t:
                 raise SafetyViolation(
                     f"seed {self.seed}: leader {i} (term {term}) lacks committed entry "
-                    f"{idx}/{t} (has {core.term_at(idx)})")
+                    f"{idx}/{t} (has {core.term_at(idx)})"
+                )
 
     def _check_apply(self, i: str, e: Entry) -> None:
         val = (e.term, e.data)
@@ -456,15 +528,18 @@ class Sim:
         if old != val:
             raise SafetyViolation(
                 f"seed {self.seed}: state machine safety: {i} applied {val} at {e.index}, "
-                f"another node applied {old}")
+                f"another node applied {old}"
+            )
 
     def _check_state(self, i: str, core: RaftCore) -> None:
         if not (core.snap_index <= core.applied <= core.commit <= core.last_index()):
             raise SafetyViolation(
                 f"seed {self.seed}: {i} bad indexes snap={core.snap_index} "
-                f"applied={core.applied} commit={core.commit} last={core.last_index()}")
-        for idx in range(max(core.snap_index + 1, max(self.committed, default=0) + 1),
-                         core.commit + 1):
+                f"applied={core.applied} commit={core.commit} last={core.last_index()}"
+            )
+        for idx in range(
+            max(core.snap_index + 1, max(self.committed, default=0) + 1), core.commit + 1
+        ):
             t = core.term_at(idx)
             assert t is not None
             self.committed[idx] = t

@@ -51,8 +51,9 @@ class Cluster:
                 ents = [e for e in ents if e.index < r.truncate_from]
             ents += r.entries
             hs = r.hard_state
-            self.disks[i] = RestoredState(hs.term if hs else d.term, hs.vote if hs else d.vote,
-                                          snap, tuple(ents))
+            self.disks[i] = RestoredState(
+                hs.term if hs else d.term, hs.vote if hs else d.vote, snap, tuple(ents)
+            )
             if r.seq:
                 c.persisted(r.seq)
             for dst, msg in r.send_now + r.messages:
@@ -85,8 +86,11 @@ class Cluster:
         for _ in range(3):  # a first pre-vote round may only teach it a newer term
             self.now += 5
             self.tick(i)
-            self.deliver(lambda s, d, x: s in among and d in among and (
-                not votes_only or isinstance(x, vote_types)))
+            self.deliver(
+                lambda s, d, x: (
+                    s in among and d in among and (not votes_only or isinstance(x, vote_types))
+                )
+            )
             if self.nodes[i].role == LEADER:
                 return
         raise AssertionError(f"{i} was not elected")

@@ -13,6 +13,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
+from wanfedtx.catalog.endpoints import Endpoints
+from wanfedtx.fsm.machine import FSM
+from wanfedtx.metrics import Registry
 from wanfedtx.raft.core import RaftOptions
 from wanfedtx.raft.errors import NotLeaderError
 from wanfedtx.raft.interfaces import IConsensus
@@ -52,24 +55,28 @@ ADDRS = ["10.0.0.1:8300", "10.0.0.2:8300", "10.0.0.3:8300"]
 
 
 class World:
-    def __init__(self, tmp: Path, threshold: int = 1000) -> None:
+    def __init__(self, tmp: Path, threshold: int = 1000, fsm_factory: Any = None,
+                 trailing: int = 0) -> None:
+        self.trailing = trailing
+        self.fsm_factory = fsm_factory or KV
         self.clock = Clock()
         self.clock.advance(1000)
         self.net = MemoryNetwork(self.clock)
         self.tmp = tmp
         self.threshold = threshold
         self.svcs: dict[str, RaftService] = {}
-        self.fsms: dict[str, KV] = {}
+        self.fsms: dict[str, Any] = {}
         for a in ADDRS:
             self.start(a)
 
     def start(self, a: str) -> RaftService:
-        fsm = self.fsms[a] = KV()
+        fsm = self.fsms[a] = self.fsm_factory()
         s = RaftService(node_id=a, data_dir=str(self.tmp / a.replace(":", "_")), fsm=fsm,
                         transport=self.net.transport(a), reactor=self.clock, peers=ADDRS,
                         bootstrap_expect=3, options=RaftOptions(election_timeout=1.0,
                                                                 heartbeat_interval=0.1),
                         rng=random.Random(a), snapshot_threshold=self.threshold,
+                        trailing_logs=self.trailing,
                         threaded_writer=False)
         s.startService()
         self.svcs[a] = s
@@ -160,7 +167,7 @@ def test_snapshot_plus_tail_restores_same_fsm_after_full_restart(tmp_path: Path)
         w.settle(ld.apply(cmd(f"k{i % 9}", f"v{i}")))
     w.run(0.5)
     want = dict(w.fsms[ld.node_id].data)
-    assert all(s.core is not None and s.core.snap_index > 0 for s in w.svcs.values())
+    assert all(s.core is not None and s.core.snapshot_index > 0 for s in w.svcs.values())
     for a in ADDRS:
         snaps = list((tmp_path / a.replace(":", "_") / "raft" / "snapshots").iterdir())
         assert snaps, f"{a} wrote no snapshot"
@@ -185,3 +192,109 @@ def test_lagging_server_gets_snapshot(tmp_path: Path) -> None:
     w.run(2.0)
     assert w.fsms[lag].data == w.fsms[ld.node_id].data
     assert w.fsms[lag].restores == 1  # it caught up through InstallSnapshot
+
+
+def test_trailing_logs_spare_a_slightly_lagging_server_the_snapshot(tmp_path: Path) -> None:
+    w = World(tmp_path, threshold=10, trailing=50)
+    ld = w.leader()
+    lag = next(a for a in ADDRS if a != ld.node_id)
+    w.stop(lag)
+    for i in range(30):
+        w.settle(ld.apply(cmd(f"k{i}", f"v{i}")))
+    assert ld.core is not None and ld.core.snapshot_index > 10 and ld.core.snap_index < 10
+    w.start(lag)
+    w.run(2.0)
+    assert w.fsms[lag].data == w.fsms[ld.node_id].data
+    assert w.fsms[lag].restores == 0  # plain entries, no snapshot transfer
+
+
+def test_real_fsm_catalog_endpoints_status_and_restart(tmp_path: Path) -> None:
+    """The project's FSM and state store on raft, driven through the catalog RPC endpoints."""
+    w = World(tmp_path, threshold=5, fsm_factory=FSM)
+
+    def endpoints(a: str) -> dict[str, Any]:
+        return Endpoints("dc1", w.fsms[a].state, w.svcs[a], w.clock).handlers()
+
+    ld = w.leader()
+    eps = endpoints(ld.node_id)
+    for i in range(12):
+        w.settle(eps["KVS.Apply"]({"Op": "set", "DirEnt": {"Key": f"app/k{i}",
+                                                           "Value": b"v%d" % i}}))
+    got = w.settle(eps["KVS.Get"]({"Key": "app/k11", "RequireConsistent": True}))
+    assert got["Entries"][0]["Value"] == b"v11" and got["Index"] > 0
+    follower = next(a for a in ADDRS if a != ld.node_id)
+    w.run(0.5)
+    assert w.settle(endpoints(follower)["Status.Leader"]({})) == ld.node_id
+    assert w.settle(endpoints(follower)["Status.Peers"]({})) == sorted(ADDRS)
+    stale = w.settle(endpoints(follower)["KVS.Get"]({"Key": "app/k3", "AllowStale": True}))
+    assert stale["Entries"][0]["Value"] == b"v3" and stale["KnownLeader"] is True
+    for a in ADDRS:
+        assert list((tmp_path / a.replace(":", "_") / "raft" / "snapshots").iterdir())
+        w.stop(a)
+    for a in ADDRS:
+        w.start(a)
+    ld = w.leader()
+    w.run(0.5)
+    for a in ADDRS:
+        got = w.settle(endpoints(a)["KVS.Get"]({"Key": "app/k7", "AllowStale": True}))
+        assert got["Entries"][0]["Value"] == b"v7"
+
+
+def test_remove_and_add_voter(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    ld = w.leader()
+    w.settle(ld.apply(cmd("a", "1")))
+    gone = next(a for a in ADDRS if a != ld.node_id)
+    w.stop(gone)
+    w.settle(ld.remove_server(gone))
+    assert ld.peers() == sorted(a for a in ADDRS if a != gone)
+    third = next(a for a in ADDRS if a not in (gone, ld.node_id))
+    w.stop(third)  # two of three down, but the configuration has two voters: no quorum
+    d = ld.apply(cmd("b", "2"))
+    w.run(0.5)
+    assert not d.called
+    w.start(third)
+    w.settle(d)
+    ld = w.leader()
+    w.settle(ld.add_voter(gone))
+    w.start(gone)
+    w.run(1.0)
+    assert ld.peers() == sorted(ADDRS)
+    assert w.fsms[gone].data == {"a": "1", "b": "2"}
+
+
+def test_bootstrap_expect_waits_for_discovery_and_metrics(tmp_path: Path) -> None:
+    clock = Clock()
+    net = MemoryNetwork(clock)
+    reg = Registry()
+    svcs = []
+    for a in ADDRS:
+        s = RaftService(node_id=a, data_dir=str(tmp_path / a.replace(":", "_")), fsm=KV(),
+                        transport=net.transport(a), reactor=clock, peers=[],
+                        bootstrap_expect=3, rng=random.Random(a), threaded_writer=False,
+                        metrics=reg)
+        s.startService()
+        svcs.append(s)
+    for _ in range(300):
+        clock.advance(0.05)
+    assert not any(s.is_leader() for s in svcs)  # nobody knows 3 servers yet
+    assert all(s.core is not None and s.core.last_index() == 0 for s in svcs)
+    for s in svcs:
+        for a in ADDRS:
+            s.server_discovered(a)
+    for _ in range(300):
+        clock.advance(0.05)
+        if any(s.is_leader() for s in svcs):
+            break
+    ld = next(s for s in svcs if s.is_leader())
+    out: list[Any] = []
+    ld.apply(cmd("a", "b")).addBoth(out.append)
+    for _ in range(50):
+        clock.advance(0.01)
+    assert out and out[0][0] > 0
+    text = reg.render()
+    assert "consul_raft_apply 1" in text
+    assert "consul_raft_state_leader 1" in text
+    assert "consul_raft_fsync_batches" in text
+    for s in svcs:
+        s.stopService()

@@ -157,3 +157,40 @@ def test_fuzz_segment_recovery(tmp_path_factory: pytest.TempPathFactory, seed: i
     assert (r.term, r.vote) == (4, None)
     # whatever was kept must reopen identically (truncation was written back)
     assert list(RaftStorage(path, segment_size=segment_size).open().entries) == got
+
+
+def test_compaction_keeps_segments_that_void_stale_tails(tmp_path: Path) -> None:
+    """Regression (found by the storage-backed simulation): a snapshot must not delete a
+    segment holding a truncation record while an earlier segment still has the stale tail."""
+    s = RaftStorage(tmp_path, segment_size=200)
+    s.open()
+    s.persist(HardState(1, None), None, None, _entries(1, 61))
+    s.sync()
+    s.persist(HardState(2, None), None, 27, _entries(27, 46, term=2))
+    s.sync()
+    s.save_snapshot(Snapshot(40, 2, frozenset({"a"}), b"state"))
+    s.persist(None, None, None, _entries(46, 51, term=2))
+    s.sync()
+    s.close()
+    r = RaftStorage(tmp_path, segment_size=200).open()
+    assert r.snapshot is not None and r.snapshot.index == 40
+    assert [(e.index, e.term) for e in r.entries] == [(i, 2) for i in range(41, 51)]
+
+
+def test_log_resumes_after_snapshot_when_tail_was_lost(tmp_path: Path) -> None:
+    """An installed snapshot is durable but the log record saying so was torn off: new entries
+    after the snapshot index must still recover."""
+    s = RaftStorage(tmp_path)
+    s.open()
+    s.persist(HardState(1, None), None, None, _entries(1, 5))
+    s.sync()
+    s.save_snapshot(Snapshot(20, 3, frozenset({"a"}), b"state"))  # as if the "s" record was lost
+    s.close()
+    s = RaftStorage(tmp_path)
+    r = s.open()
+    assert r.snapshot is not None and r.entries == ()
+    s.persist(None, None, None, _entries(21, 25, term=3))
+    s.sync()
+    s.close()
+    r = RaftStorage(tmp_path).open()
+    assert [e.index for e in r.entries] == [21, 22, 23, 24]

@@ -55,8 +55,11 @@ def test_native_tls_allowed_under_verify_incoming() -> None:
 def test_inner_byte_inside_tls() -> None:
     inner = sniff.Sniffer(mutual_tls_capable=True, verify_incoming=True, inside_tls=True)
     assert inner.receive_data(b"\x04abc") == sniff.Legacy(4, b"abc")
-    for t, msg in [(3, sniff.MSG_NESTED_TLS), (7, sniff.MSG_NESTED_TLS),
-                   (0x16, sniff.MSG_UNRECOGNIZED)]:
+    for t, msg in [
+        (3, sniff.MSG_NESTED_TLS),
+        (7, sniff.MSG_NESTED_TLS),
+        (0x16, sniff.MSG_UNRECOGNIZED),
+    ]:
         s = sniff.Sniffer(mutual_tls_capable=True, verify_incoming=True, inside_tls=True)
         assert s.receive_data(bytes([t])) == sniff.Reject(msg, t)
 

@@ -26,6 +26,11 @@ from wanfedtx.tls.errors import CertificateError, FileExists, NodeRequiresServer
 NOW = datetime.datetime(2026, 3, 9, 12, 0, 0, tzinfo=datetime.UTC)
 
 
+def span(c: x509.Certificate) -> datetime.timedelta:
+    before, after = certs.validity(c)
+    return after - before
+
+
 @pytest.fixture(scope="module")
 def ca() -> certs.CertAndKey:
     return certs.create_ca(now=NOW)
@@ -85,8 +90,8 @@ def test_ca_is_self_signed_p256_sha256_ca(ca: certs.CertAndKey) -> None:
     assert "ecdsa-with-SHA256" in text
     assert "CA:TRUE" in text
     assert "NIST CURVE: P-256" in text
-    assert c.not_valid_before_utc == NOW
-    assert c.not_valid_after_utc - c.not_valid_before_utc == datetime.timedelta(days=1825)
+    assert certs.validity(c)[0] == NOW
+    assert span(c) == datetime.timedelta(days=1825)
 
 
 def test_ca_common_name_days_and_name_constraints() -> None:
@@ -99,7 +104,7 @@ def test_ca_common_name_days_and_name_constraints() -> None:
         additional_name_constraints=["ui.example.org"],
     ).certificate
     assert cn(c) == "My CA"
-    assert c.not_valid_after_utc - c.not_valid_before_utc == datetime.timedelta(days=10)
+    assert span(c) == datetime.timedelta(days=10)
     nc = c.extensions.get_extension_for_class(x509.NameConstraints)
     assert nc.critical
     assert [g.value for g in nc.value.permitted_subtrees or []] == [
@@ -169,7 +174,7 @@ def test_additional_names_come_first(ca: certs.CertAndKey) -> None:
         "IP Address:127.0.0.1",
     ]
     c = pair.certificate
-    assert c.not_valid_after_utc - c.not_valid_before_utc == datetime.timedelta(days=30)
+    assert span(c) == datetime.timedelta(days=30)
 
 
 def test_client_cert(ca: certs.CertAndKey) -> None:
@@ -213,6 +218,7 @@ def test_node_requires_server(ca: certs.CertAndKey, kind: certs.CertKind) -> Non
         ({"node": "a b"}, "invalid -node"),
         ({"domain": ""}, "invalid -domain"),
         ({"days": 0}, "-days must be at least 1"),
+        ({"dc": "d" * 30, "domain": "x" * 30}, "longer than X.509's 64 characters"),
         ({"additional_dnsnames": ["bad name"]}, "invalid DNS name 'bad name'"),
         ({"additional_ipaddresses": ["300.1.1.1"]}, "invalid IP address '300.1.1.1'"),
     ],

@@ -13,6 +13,11 @@ from wanfedtx.cli.main import main
 from wanfedtx.tls import certs
 
 
+def span(c: x509.Certificate) -> datetime.timedelta:
+    before, after = certs.validity(c)
+    return after - before
+
+
 @pytest.fixture
 def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
@@ -73,8 +78,8 @@ def test_case_wanfed_gw_global_setup(cwd: Path, capsys: pytest.CaptureFixture[st
     for name in ("primary-server-consul-0.pem", "secondary-server-consul-0.pem"):
         c = x509.load_pem_x509_certificate((cwd / name).read_bytes())
         c.verify_directly_issued_by(ca)
-        assert c.not_valid_after_utc - c.not_valid_before_utc == datetime.timedelta(days=365)
-    assert ca.not_valid_after_utc - ca.not_valid_before_utc == datetime.timedelta(days=1825)
+        assert span(c) == datetime.timedelta(days=365)
+    assert span(ca) == datetime.timedelta(days=1825)
 
 
 def test_second_cert_gets_next_index_and_flags(
@@ -102,7 +107,7 @@ def test_second_cert_gets_next_index_and_flags(
     p = cwd / "dc1-client-example-0.pem"
     assert dns(p) == ["a.example", "b.example", "client.dc1.example", "localhost"]
     c = x509.load_pem_x509_certificate(p.read_bytes())
-    assert c.not_valid_after_utc - c.not_valid_before_utc == datetime.timedelta(days=7)
+    assert span(c) == datetime.timedelta(days=7)
     assert run(capsys, "tls", "cert", "create", "-client", "-domain=example")[0] == 0
     assert (cwd / "dc1-client-example-1.pem").exists()
     assert run(capsys, "tls", "cert", "create", "-cli", "--domain", "example")[0] == 0
@@ -217,3 +222,46 @@ def test_tls_without_subcommand_prints_help(cwd: Path, capsys: pytest.CaptureFix
     assert rc == 1 and "SUBCOMMAND" in err
     rc, _, err = run(capsys, "tls", "cert")
     assert rc == 1 and "create" in err
+
+
+def test_cli_certs_work_for_case_wanfed_gw(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """global-setup.sh's three commands, then server.hcl's TLS settings: the servers handshake
+    with the right node SAN, and a dial naming the wrong node is a hostname error."""
+    from wanfedtx.tls.configurator import TLSConfigurator, TLSSettings
+    from wanfedtx.tls.errors import HostnameMismatch
+    from wanfedtx.tls.testing import handshake_in_memory
+
+    assert main(["tls", "ca", "create"]) == 0
+    assert main(["tls", "cert", "create", "-dc=primary", "-server", "-node=pri"]) == 0
+    assert main(["tls", "cert", "create", "-dc=secondary", "-server", "-node=sec"]) == 0
+    capsys.readouterr()
+
+    def server(dc: str, node: str) -> TLSConfigurator:
+        return TLSConfigurator(
+            TLSSettings(
+                ca_file=str(cwd / "consul-agent-ca.pem"),
+                cert_file=str(cwd / f"{dc}-server-consul-0.pem"),
+                key_file=str(cwd / f"{dc}-server-consul-0-key.pem"),
+                verify_incoming=True,
+                verify_outgoing=True,
+                verify_server_hostname=True,
+                node_name=node,
+                datacenter=dc,
+            )
+        )
+
+    pri, sec = server("primary", "pri"), server("secondary", "sec")
+    assert pri.mutual_tls_capable() and sec.mutual_tls_capable()
+    protos = ["consul/rpc-multi", "consul/wan-gossip/stream"]
+    s, c = handshake_in_memory(
+        pri.incoming_alpn_creator(protos), sec.outgoing_alpn_creator("primary", "pri", protos[0])
+    )
+    assert c.data == b"ping" and s.negotiated == b"consul/rpc-multi"
+    s, c = handshake_in_memory(
+        sec.incoming_alpn_creator(protos), pri.outgoing_alpn_creator("secondary", "*", protos[1])
+    )
+    assert c.data == b"ping" and s.negotiated == b"consul/wan-gossip/stream"
+    s, c = handshake_in_memory(
+        sec.incoming_alpn_creator(protos), pri.outgoing_alpn_creator("secondary", "pri", protos[0])
+    )
+    assert c.lost is not None and c.lost.check(HostnameMismatch)

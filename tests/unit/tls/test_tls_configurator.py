@@ -10,10 +10,7 @@ from typing import Any
 
 import pytest
 from OpenSSL import SSL
-from twisted.internet.task import Clock
 from twisted.logger import LogLevel, globalLogPublisher
-from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.test.iosim import connectedServerAndClient
 
 from wanfedtx.tls import certs
 from wanfedtx.tls.configurator import (
@@ -32,7 +29,7 @@ from wanfedtx.tls.errors import (
     PEMError,
     TLSConfigError,
 )
-from wanfedtx.tls.testing import PKI, Record, RecordingFactory
+from wanfedtx.tls.testing import PKI, Record, handshake_in_memory
 
 RPC_NEXT_PROTOS = [
     "consul/rpc-single",
@@ -63,26 +60,7 @@ def sec(pki: PKI) -> TLSConfigurator:
 def run(
     server_creator: Any, client_creator: Any, require_alpn: str | None = None
 ) -> tuple[Record, Record]:
-    """Handshake a server and a client in memory; the client sends b"ping", the server echoes.
-
-    The client checks the negotiated ALPN protocol after the handshake, like the RPC dialer."""
-    if require_alpn is None:
-        require_alpn = getattr(client_creator, "alpn", None) or None
-    clock = Clock()
-    sf = RecordingFactory(echo=True)
-    cf = RecordingFactory(greeting=b"ping", require_alpn=require_alpn)
-    server_tls = TLSMemoryBIOFactory(server_creator, False, sf, clock=clock)
-    client_tls = TLSMemoryBIOFactory(client_creator, True, cf, clock=clock)
-    _, _, pump = connectedServerAndClient(
-        lambda: server_tls.buildProtocol(None),
-        lambda: client_tls.buildProtocol(None),
-        greet=False,
-        clock=clock,
-    )
-    for _ in range(20):
-        pump.flush()
-        clock.advance(0.01)
-    return sf.protocols[0].record, cf.protocols[0].record
+    return handshake_in_memory(server_creator, client_creator, require_alpn)
 
 
 def test_alpn_handshake_with_node_san_succeeds(pri: TLSConfigurator, sec: TLSConfigurator) -> None:
@@ -337,6 +315,16 @@ def test_cert_reload_is_used_by_next_handshake(
     assert c.data == b"ping"
     assert any("reload failed" in str(e.get("log_format")) for e in warnings)
     assert "not a valid PEM certificate" in warnings[-1]["error"]
+    # the bad file is not re-read (nor re-logged) on every handshake...
+    _, c = run(creator, dial)
+    assert c.data == b"ping"
+    assert sum("reload failed" in str(e.get("log_format")) for e in warnings) == 1
+    # ...but the next change is picked up: back to a cert without the node SAN
+    other = pki.server("primary")
+    replace_file(settings.key_file, other.key_pem)
+    replace_file(settings.cert_file, other.cert_pem)
+    _, c = run(creator, dial)
+    assert c.lost is not None and c.lost.check(HostnameMismatch)
 
 
 def test_ca_reload(tmp_path: Path, pki: PKI) -> None:
@@ -588,3 +576,35 @@ def test_insecure_rpc_creator_never_asks_for_client_certs(pki: PKI) -> None:
     # while the secure legacy listener of the same agent refuses that client
     s, c = run(server.incoming_rpc_creator(), only_ca.outgoing_rpc_creator("dc1", "s1"))
     assert not s.handshake_done and c.data == b""
+
+
+def test_settings_from_runtime_config() -> None:
+    class RC:
+        ca_file = "/tls/consul-agent-ca.pem"
+        ca_path = ""
+        cert_file = "/tls/primary-server-consul-0.pem"
+        key_file = "/tls/primary-server-consul-0-key.pem"
+        verify_incoming = True
+        verify_incoming_rpc = False
+        verify_outgoing = True
+        verify_server_hostname = True
+        dns_domain = "consul."
+        node_name = "pri"
+        datacenter = "primary"
+        tls_min_version = "tls12"
+
+    s = TLSSettings.from_runtime(RC())
+    assert s == TLSSettings(
+        ca_file="/tls/consul-agent-ca.pem",
+        cert_file="/tls/primary-server-consul-0.pem",
+        key_file="/tls/primary-server-consul-0-key.pem",
+        verify_incoming=True,
+        verify_outgoing=True,
+        verify_server_hostname=True,
+        domain="consul.",
+        node_name="pri",
+        datacenter="primary",
+    )
+    assert TLSConfigurator(TLSSettings(domain=s.domain)).server_sni("primary", "pri") == (
+        "pri.server.primary.consul"
+    )

@@ -1,0 +1,128 @@
+"""`wanfed gateway` as a process: serves routes, admin API, SIGHUP reload, clean exit on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from gateway_hellos import real_client_hello
+from twisted.internet import protocol, task, threads
+
+pytestmark = pytest.mark.integration
+HELLO = real_client_hello("cli.test")
+
+
+class Named(protocol.Protocol):
+    def connectionMade(self) -> None:
+        self.transport.write(self.factory.name)  # type: ignore[attr-defined, union-attr]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def routes(path: Path, port: int) -> None:
+    path.write_text(
+        json.dumps(
+            {
+                "clusters": [{"name": "c", "endpoints": [{"address": "127.0.0.1", "port": port}]}],
+                "filter_chains": [
+                    {"server_names": ["cli.test"], "cluster": "c", "stat_prefix": "t"}
+                ],
+            }
+        )
+    )
+
+
+def first_byte(addr: tuple[str, int]) -> bytes:
+    with socket.create_connection(addr, timeout=10) as s:
+        s.sendall(HELLO)
+        return s.recv(1)
+
+
+def get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return str(r.read().decode())
+
+
+async def poll(reactor: Any, fn: Any, timeout: float = 20.0) -> Any:
+    """Run the blocking ``fn`` in a thread until it returns something true; deadline-bound."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            out = await threads.deferToThread(fn)
+            if out:
+                return out
+        except OSError as e:
+            last = e
+        await task.deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError(f"condition not met in time (last error {last})")
+
+
+@pytest.mark.parametrize("data_path", ["loop", "twisted"])
+@pytest_twisted.ensureDeferred
+async def test_cli_serves_reloads_on_sighup_and_exits(
+    reactor: Any, tmp_path: Path, data_path: str
+) -> None:
+    a = reactor.listenTCP(0, protocol.Factory.forProtocol(Named), interface="127.0.0.1")
+    a.factory.name = b"A"
+    b = reactor.listenTCP(0, protocol.Factory.forProtocol(Named), interface="127.0.0.1")
+    b.factory.name = b"B"
+    path = tmp_path / "routes.json"
+    routes(path, a.getHost().port)
+    port, admin = free_port(), free_port()
+    exe = Path(sys.executable).parent / "wanfed"
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "gateway",
+            "-address",
+            f"127.0.0.1:{port}",
+            "-admin-bind",
+            f"127.0.0.1:{admin}",
+            "-routes",
+            str(path),
+            "-data-path",
+            data_path,
+            "-reload-interval",
+            "0",
+            "-log-level",
+            "warn",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        ready = await poll(reactor, lambda: get(f"http://127.0.0.1:{admin}/ready"))
+        assert ready.strip() == "LIVE"
+        assert await threads.deferToThread(first_byte, ("127.0.0.1", port)) == b"A"
+        routes(path, b.getHost().port)
+        os.kill(proc.pid, signal.SIGHUP)
+
+        def routed_to_b() -> bool:
+            dump = json.loads(get(f"http://127.0.0.1:{admin}/config_dump"))
+            return bool(dump["endpoints"][0]["endpoints"][0]["port"] == b.getHost().port)
+
+        await poll(reactor, routed_to_b)
+        assert await threads.deferToThread(first_byte, ("127.0.0.1", port)) == b"B"
+        stats = await threads.deferToThread(get, f"http://127.0.0.1:{admin}/stats")
+        assert "cluster.c.upstream_cx_total: 2\n" in stats
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = await threads.deferToThread(proc.communicate, None, 20)
+        await a.stopListening()
+        await b.stopListening()
+    assert proc.returncode == 0, err.decode()

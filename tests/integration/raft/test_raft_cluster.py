@@ -1,0 +1,140 @@
+"""Three RaftServices on 127.0.0.1 talking through real RPC ports (type byte 1), with the
+threaded fsync writer: replication, leader loss, restart from disk."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+import pytest_twisted
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IProtocol
+from twisted.internet.task import deferLater
+
+from wanfedtx.raft.core import RaftOptions
+from wanfedtx.raft.service import RaftService
+from wanfedtx.raft.transport import InboundRaftProtocol, RaftHandler, StreamTransport
+from wanfedtx.rpc.constants import RPCType
+from wanfedtx.rpc.dial import Dialer
+from wanfedtx.rpc.registry import HandlerRegistry
+from wanfedtx.rpc.server import RPCPortFactory
+from wanfedtx.tls.configurator import TLSConfigurator
+from wanfedtx.tls.testing import PKI
+
+pytestmark = pytest.mark.integration
+
+
+class KV:
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+
+    def apply(self, index: int, data: bytes) -> Any:
+        k, v = msgpack.unpackb(data)
+        self.data[k] = v
+        return index
+
+    def snapshot(self) -> Any:
+        yield msgpack.packb(self.data)
+
+    def restore(self, chunks: Any, last_index: int = 0) -> None:
+        self.data = {}
+        for c in chunks:
+            self.data.update(msgpack.unpackb(c))
+
+
+class Server:
+    def __init__(self, reactor: Any, tmp: Path, tls: TLSConfigurator | None) -> None:
+        self.reactor = reactor
+        self.tmp = tmp
+        self.tls = tls
+        self.handler = RaftHandler()
+        reg = HandlerRegistry()
+        reg.register(RPCType.RAFT, self.handler)
+        self.port = reactor.listenTCP(0, RPCPortFactory(reg, reactor, tls),
+                                      interface="127.0.0.1")
+        self.addr = f"127.0.0.1:{self.port.getHost().port}"
+        self.dialer = Dialer(reactor, "dc1", server=True, tls=tls, timeout=2.0)
+        self.svc: RaftService | None = None
+        self.fsm = KV()
+
+    def dial(self, addr: str, proto: IProtocol) -> Deferred[Any]:
+        return self.dialer.dial_directly("dc1", "", addr, RPCType.RAFT, self.tls is not None,
+                                         proto)
+
+    def start(self, peers: list[str]) -> None:
+        self.fsm = KV()
+        self.svc = RaftService(
+            node_id=self.addr, data_dir=str(self.tmp / self.addr.replace(":", "_")),
+            fsm=self.fsm, transport=StreamTransport(self.reactor, self.dial, self.handler),
+            reactor=self.reactor, peers=peers, bootstrap_expect=3,
+            options=RaftOptions(election_timeout=0.3, heartbeat_interval=0.05),
+            rng=random.Random(), snapshot_threshold=40)
+        self.svc.startService()
+
+    async def stop(self) -> None:
+        if self.svc is not None:
+            svc, self.svc = self.svc, None
+            await svc.stopService()
+
+
+async def wait_for(reactor: Any, pred: Any, timeout: float = 10.0) -> None:
+    deadline = reactor.seconds() + timeout
+    while not pred():
+        if reactor.seconds() > deadline:
+            raise AssertionError("condition not met in time")
+        await deferLater(reactor, 0.02, lambda: None)
+
+
+def leader(servers: list[Server]) -> Server | None:
+    ls = [s for s in servers if s.svc is not None and s.svc.is_leader()]
+    return ls[0] if ls else None
+
+
+@pytest.mark.parametrize("use_tls", [False, True], ids=["plain", "tls"])
+@pytest_twisted.ensureDeferred
+async def test_three_servers_over_rpc_port(reactor: Any, tmp_path: Path, use_tls: bool) -> None:
+    pki = PKI()
+    servers = [Server(reactor, tmp_path, TLSConfigurator(pki.settings("dc1", f"s{i}"))
+                      if use_tls else None) for i in range(3)]
+    peers = [s.addr for s in servers]
+    try:
+        for s in servers:
+            s.start(peers)
+        await wait_for(reactor, lambda: leader(servers) is not None)
+        if use_tls:
+            # verify_incoming: a plaintext raft connection (type byte 1) is refused
+            rogue = InboundRaftProtocol(lambda: None)
+            plain = Dialer(reactor, "dc1", server=True, tls=None, timeout=2.0)
+            await plain.dial_directly("dc1", "", servers[0].addr, RPCType.RAFT, False, rogue)
+            await wait_for(reactor, lambda: rogue.transport is None or not getattr(
+                rogue.transport, "connected", True))
+        ld = leader(servers)
+        assert ld is not None and ld.svc is not None
+        ds = [ld.svc.apply(msgpack.packb([f"k{i}", f"v{i}"])) for i in range(100)]
+        res = await DeferredList(ds, fireOnOneErrback=True, consumeErrors=True)
+        assert len(res) == 100
+        assert ld.svc.fsync_batches < 60, "group commit should batch the 100 concurrent writes"
+        await wait_for(reactor, lambda: all(s.fsm.data == ld.fsm.data for s in servers))
+        # kill the leader; the others elect a new one and keep every write
+        await ld.stop()
+        rest = [s for s in servers if s is not ld]
+        await wait_for(reactor, lambda: leader(rest) is not None)
+        ld2 = leader(rest)
+        assert ld2 is not None and ld2.svc is not None
+        await ld2.svc.apply(msgpack.packb(["after", "x"]))
+        assert ld2.fsm.data["k99"] == "v99" and ld2.fsm.data["after"] == "x"
+        # restart everything else from disk: committed state is back
+        for s in rest:
+            await s.stop()
+        for s in rest:
+            s.start(peers)
+        await wait_for(reactor, lambda: leader(rest) is not None)
+        await wait_for(reactor, lambda: all(s.fsm.data.get("after") == "x" for s in rest))
+        assert all(len(s.fsm.data) == 101 for s in rest)
+    finally:
+        for s in servers:
+            await s.stop()
+            await s.port.stopListening()
