@@ -68,3 +68,7 @@ class LocalConsensus:
     def add_leadership_observer(self, observer: Callable[[bool], None]) -> None:
         self._observers.append(observer)
         observer(True)
+
+    def remove_leadership_observer(self, observer: Callable[[bool], None]) -> None:
+        if observer in self._observers:
+            self._observers.remove(observer)
