@@ -103,8 +103,14 @@ class CatalogAgent(MultiService):
         super().startService()  # type: ignore[no-untyped-call]
         self.consensus.add_leadership_observer(self._leadership_changed)
 
+    def stopService(self) -> Deferred[None]:
+        self.consensus.remove_leadership_observer(self._leadership_changed)
+        d: Deferred[None] = super().stopService()  # type: ignore[no-untyped-call]
+        return d
+
     def _leadership_changed(self, leading: bool) -> None:
-        """Leader routine: register this server as service ``consul`` when it becomes leader."""
+        """Leader routine: register this server (service ``consul`` + ``serfHealth``) and
+        sync local services right away."""
         if not leading or not self.running:
             return
         d = Deferred.fromCoroutine(
@@ -117,6 +123,7 @@ class CatalogAgent(MultiService):
             )
         )
         d.addErrback(lambda f: log.failure("leader: failed to register this server", failure=f))
+        self.ae.trigger()
 
     def mount(self, app: Klein) -> None:
         mount_state_routes(app, APIContext(self.datacenter, self.rpc))
@@ -201,3 +208,4 @@ def catalog_agent_from_config(
     for i, check in enumerate(config.checks):
         agent.local.add_check(decode_check(_check_dict(check), f"checks[{i}]"))
     return agent
+
