@@ -1,10 +1,12 @@
 """``Agent``: one ``MultiService`` built from a ``RuntimeConfig``.
 
-The agent owns the HTTP API (``/v1/agent/self``) on ``client_addr:ports.http`` and its serf pools
-(``agent.gossip``: LAN for every agent, WAN for servers; ``/v1/agent/members``, join, leave,
-force-leave). Servers also run the catalog with an RPC ``Forwarder`` whose router is fed by the
-pools. Later parts (RPC port, raft, gateways) become child services here. The node ID is resolved
-when the agent is built (``nodeid.resolve_node_id``) and stored in ``agent.config``.
+The agent owns the HTTP API on ``client_addr:ports.http``, its serf pools (``agent.gossip``: LAN
+for every agent, WAN for servers; ``/v1/agent/members``, join, leave, force-leave) and, on
+servers, the catalog and the RPC port on ``ports.server``. The RPC forwarder's router of other
+datacenters is fed by the pools (``agent.gossip.router``). Later parts (gateways) become child
+services here.
+The node ID is resolved when the agent is built (``nodeid.resolve_node_id``) and stored in
+``agent.config``.
 """
 
 from __future__ import annotations
@@ -14,19 +16,28 @@ from typing import Any
 
 import attrs
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTCP
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from wanfedtx.agent.catalog_services import CatalogAgent, catalog_agent_from_config
 from wanfedtx.agent.gossip import DEFAULT_LEAVE_TIMEOUT, AgentGossip
 from wanfedtx.agent.httpserver import HTTPServerService
 from wanfedtx.agent.member import local_member
 from wanfedtx.agent.nodeid import resolve_node_id
+from wanfedtx.agent.server_port import (
+    ServerPort,
+    build_forwarder,
+    build_raft,
+    tls_configurator,
+)
 from wanfedtx.config.runtime import RuntimeConfig
+from wanfedtx.fsm.machine import FSM
 from wanfedtx.gossip.api import member_json, mount_agent_gossip_ops, mount_agent_members
 from wanfedtx.gossip.serf import SerfConfig
 from wanfedtx.http.app import build_app
+from wanfedtx.raft.service import RaftService
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.forward import Forwarder, StaticLeader
 from wanfedtx.rpc.interfaces import ServerAddress
@@ -36,7 +47,6 @@ log = Logger(namespace="agent")
 
 class Agent(MultiService):
     """The wanfed agent process: every long-running part is a child service."""
-
 
     def __init__(
         self,
@@ -70,23 +80,47 @@ class Agent(MultiService):
         self.gossip.setServiceParent(self)  # type: ignore[no-untyped-call]
         mount_agent_members(self.app, self.gossip.lan_serf, self.gossip.wan_serf)
         mount_agent_gossip_ops(self.app, self)
-        self.forwarder: Forwarder | None = None
-        # Servers: state store, catalog/health/KV endpoints, local services and anti-entropy.
+        # Servers: the RPC port (ports.server), raft over it, then the state store, the
+        # catalog/health/KV endpoints, local services and anti-entropy on top of raft.
+        self.tls = tls_configurator(self.config)
+        self.server_port: ServerPort | None = None
+        self.raft: RaftService | None = None
         self.catalog: CatalogAgent | None = None
+        self.forwarder: Forwarder | None = None
         if self.config.server_mode:
-            rt = self.config
-            clock: Any = reactor
-            pool = ConnPool(Dialer(reactor, rt.datacenter, server=True), clock)
-            pool.setName("rpc-pool")  # type: ignore[no-untyped-call]
-            pool.setServiceParent(self)  # type: ignore[no-untyped-call]
-            me = ServerAddress(rt.node_name, f"{rt.advertise_addr_lan}:{rt.server_port}")
-            self.forwarder = Forwarder(
-                pool, rt.datacenter, StaticLeader(me, rt.node_name), self.gossip.router
+            fsm = FSM()
+            forwarder: Forwarder | None = None
+            if self.config.server_port > 0:
+                self.server_port = ServerPort(self.config, reactor, self.tls)
+                self.server_port.service.setName("rpc")  # type: ignore[no-untyped-call]
+                self.server_port.service.setServiceParent(self)  # type: ignore[no-untyped-call]
+                if self.config.data_dir:
+                    self.raft = build_raft(self.config, reactor, fsm, self.server_port, self.tls)
+                    self.raft.setName("raft")  # type: ignore[no-untyped-call]
+                    self.raft.setServiceParent(self)  # type: ignore[no-untyped-call]
+                    forwarder = build_forwarder(self.config, reactor, self.raft, self.tls)
+                    forwarder.router = self.gossip.router
+                    forwarder.pool.setServiceParent(self)  # type: ignore[no-untyped-call]
+            if forwarder is None:
+                # No raft (no data_dir): this server leads its in-memory consensus; the
+                # forwarder still reaches other datacenters through the gossip router.
+                rt = self.config
+                clock: Any = reactor
+                pool = ConnPool(Dialer(reactor, rt.datacenter, server=True, tls=self.tls), clock)
+                pool.setServiceParent(self)  # type: ignore[no-untyped-call]
+                me = ServerAddress(rt.node_name, f"{rt.advertise_addr_lan}:{rt.server_port}")
+                forwarder = Forwarder(
+                    pool, rt.datacenter, StaticLeader(me, rt.node_name), self.gossip.router
+                )
+            self.forwarder = forwarder
+            self.catalog = catalog_agent_from_config(
+                self.config, reactor, self.raft, fsm, forwarder
             )
-            self.catalog = catalog_agent_from_config(self.config, reactor, self.forwarder)
             self.catalog.setName("catalog")  # type: ignore[no-untyped-call]
             self.catalog.setServiceParent(self)  # type: ignore[no-untyped-call]
             self.catalog.mount(self.app)
+            if self.server_port is not None:
+                self.catalog.endpoints.register_into(self.server_port.endpoints)
         self.http: HTTPServerService | None = None
         if self.config.http_addrs:
             self.http = HTTPServerService(reactor, self.app.resource(), self.config.http_addrs)
@@ -139,6 +173,29 @@ class Agent(MultiService):
         """Stop every child service; the Deferred fires when every socket is closed."""
         d: Deferred[None] = maybeDeferred(self.stopService)
         return d.addCallback(lambda _: None)
+
+    def stopService(self) -> Deferred[None]:
+        """Graceful leave: a leading server hands raft leadership to another voter first."""
+        def stop_children(_: None) -> Deferred[None]:
+            stopped: Deferred[None] = MultiService.stopService(self)  # type: ignore[no-untyped-call]
+            return stopped
+
+        return self._hand_over_leadership().addCallback(stop_children)
+
+    def _hand_over_leadership(self) -> Deferred[None]:
+        raft = self.raft
+        if raft is None or not raft.running or not raft.is_leader() or len(raft.peers()) < 2:
+            return succeed(None)
+        log.info("agent: transferring raft leadership before leaving")
+
+        def done(new_leader: str) -> None:
+            log.info("agent: raft leadership transferred: leader={leader}", leader=new_leader)
+
+        def failed(f: Failure) -> None:
+            log.warn("agent: leadership transfer failed, leaving anyway: {error}",
+                     error=f.getErrorMessage())
+
+        return raft.transfer_leadership().addCallbacks(done, failed)
 
     def startService(self) -> None:
         log.info(

@@ -100,18 +100,30 @@ class CatalogAgent(MultiService):
         return handler(args)
 
     def startService(self) -> None:
-        if self.consensus.is_leader():
-            d = Deferred.fromCoroutine(
-                leader.reconcile_server(
-                    self.endpoints,
-                    self.node_name,
-                    self.advertise_addr,
-                    self.server_port,
-                    self.node_id,
-                )
-            )
-            d.addErrback(lambda f: log.failure("leader: failed to register this server", failure=f))
         super().startService()  # type: ignore[no-untyped-call]
+        self.consensus.add_leadership_observer(self._leadership_changed)
+
+    def stopService(self) -> Deferred[None]:
+        self.consensus.remove_leadership_observer(self._leadership_changed)
+        d: Deferred[None] = super().stopService()  # type: ignore[no-untyped-call]
+        return d
+
+    def _leadership_changed(self, leading: bool) -> None:
+        """Leader routine: register this server (service ``consul`` + ``serfHealth``) and
+        sync local services right away."""
+        if not leading or not self.running:
+            return
+        d = Deferred.fromCoroutine(
+            leader.reconcile_server(
+                self.endpoints,
+                self.node_name,
+                self.advertise_addr,
+                self.server_port,
+                self.node_id,
+            )
+        )
+        d.addErrback(lambda f: log.failure("leader: failed to register this server", failure=f))
+        self.ae.trigger()
 
     def mount(self, app: Klein) -> None:
         mount_state_routes(app, APIContext(self.datacenter, self.rpc))
@@ -168,14 +180,17 @@ def service_dict(svc: Any) -> dict[str, Any]:
 
 
 def catalog_agent_from_config(
-    config: Any, reactor: Any, forwarder: Forwarder | None = None
+    config: Any,
+    reactor: Any,
+    consensus: Consensus | None = None,
+    fsm: FSM | None = None,
+    forwarder: Forwarder | None = None,
 ) -> CatalogAgent:
     """The ``CatalogAgent`` of a server agent described by a ``RuntimeConfig``.
 
-    Until raft and the :8300 port are wired into the agent it runs on ``LocalConsensus``
-    (single server, in memory). ``forwarder`` (the agent passes the RPC ``Forwarder`` routed by
-    its gossip pools) serves ``?dc=`` of other datacenters and ``Catalog.ListDatacenters``;
-    without one, other DCs answer "No path to datacenter".
+    ``consensus`` is the agent's raft service (``LocalConsensus``, in memory, when None) and
+    ``forwarder`` reaches its leader; with no forwarder, ``?dc=`` other than ours answers
+    "No path to datacenter".
     """
     agent = CatalogAgent(
         node_name=config.node_name,
@@ -186,8 +201,11 @@ def catalog_agent_from_config(
         services=[service_dict(s) for s in config.services],
         node_id=config.node_id,
         node_meta=dict(config.node_meta),
+        consensus=consensus,
+        fsm=fsm,
         forwarder=forwarder,
     )
     for i, check in enumerate(config.checks):
         agent.local.add_check(decode_check(_check_dict(check), f"checks[{i}]"))
     return agent
+

@@ -14,7 +14,8 @@
   ``retry_interval(_wan)`` until one join succeeds, with Consul's retry-join log lines, and
   ``retry_max(_wan)`` exhausted calls ``on_join_exhausted`` (Consul's ``retryJoinCh``). Neither
   WAN join runs with mesh-gateway federation (config validation refuses them anyway);
-* flood-join: every alive LAN server with a ``wan_join_port`` tag is joined into the WAN pool;
+* flood-join: every alive LAN server with a ``wan_join_port`` tag is joined into the WAN pool (on
+  LAN join/update events and every ``flood_interval``, 60 s);
 * ``router``: an ``IRouter`` (``wanfedtx.rpc.interfaces``) of alive servers per DC, fed by the WAN
   pool (every DC) and the LAN pool (this DC).
 
@@ -30,7 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
@@ -57,6 +58,7 @@ log = Logger(namespace="agent")
 
 WAN_JOIN_DISABLED = "WAN join is disabled when wan federation via mesh gateways is enabled"
 DEFAULT_LEAVE_TIMEOUT = 10.0
+FLOOD_INTERVAL = 60.0  # Consul's serf flooder also re-checks every minute
 
 
 class GossipRouter:
@@ -121,6 +123,8 @@ class AgentGossip(MultiService):
         self.router = GossipRouter(rt.datacenter)
         self.wanfed = rt.connect_mesh_gateway_wan_federation_enabled
         self._calls: list[IDelayedCall] = []
+        self.flood_interval = FLOOD_INTERVAL
+        self._flood_loop: task.LoopingCall | None = None
         self._left = False
         keyring = _keyring(rt)
 
@@ -193,6 +197,12 @@ class AgentGossip(MultiService):
 
     def _on_wan_event(self, ev: Event) -> None:
         self.router.wan.handle_event(ev)
+
+    def _flood_all(self) -> None:
+        lan = self.lan_serf()
+        if lan is not None:
+            for name in list(lan.members):
+                self._flood(name)
 
     def _flood(self, lan_name: str) -> None:
         """Consul's flooder: join an alive LAN server into the WAN pool if it is not there."""
@@ -304,6 +314,10 @@ class AgentGossip(MultiService):
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         rt = self.rt
+        if self.wan is not None:
+            self._flood_loop = task.LoopingCall(self._flood_all)
+            self._flood_loop.clock = self.reactor
+            self._flood_loop.start(self.flood_interval, now=False)
         self._start_join(rt.start_join_addrs_lan, False)
         self._retry_join(
             "LAN", rt.retry_join_lan, rt.retry_join_interval_lan, rt.retry_join_max_attempts_lan,
@@ -350,6 +364,9 @@ class AgentGossip(MultiService):
             if c.active():
                 c.cancel()
         self._calls.clear()
+        if self._flood_loop is not None and self._flood_loop.running:
+            self._flood_loop.stop()
+        self._flood_loop = None
 
         async def stop() -> None:
             if not self._left:

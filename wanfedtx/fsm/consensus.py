@@ -31,6 +31,10 @@ class Consensus(Protocol):
 
     def peers(self) -> list[str]: ...
 
+    def add_leadership_observer(self, observer: Callable[[bool], None]) -> None: ...
+
+    def remove_leadership_observer(self, observer: Callable[[bool], None]) -> None: ...
+
 
 class LocalConsensus:
     """Single server, in memory: every command is committed and applied immediately."""
@@ -68,3 +72,7 @@ class LocalConsensus:
     def add_leadership_observer(self, observer: Callable[[bool], None]) -> None:
         self._observers.append(observer)
         observer(True)
+
+    def remove_leadership_observer(self, observer: Callable[[bool], None]) -> None:
+        if observer in self._observers:
+            self._observers.remove(observer)

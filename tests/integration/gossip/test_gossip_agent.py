@@ -71,6 +71,7 @@ def make_agent(reactor: Any, node: str, dc: str, **extra: Any) -> Agent:
     flags = agent_config(node, dc, **extra)
     rt = load(LoadOptions(dev=True, flags=flags)).runtime
     agent = Agent(rt, reactor, leave_timeout=5.0, serf_tuning=fast_serf)
+    agent.gossip.flood_interval = 0.5
     agent.startService()
     return agent
 

@@ -90,3 +90,53 @@ async def test_real_agent_catalog_kv_and_gateway_service(reactor: Any, tmp_path:
     finally:
         c.http.session.close()
         await agent.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_real_agent_restart_keeps_kv_and_catalog(reactor: Any, tmp_path: Path) -> None:
+    """A single server with a data dir runs on raft: stop, start again, the data is there."""
+    flags = {
+        "bind_addr": "127.0.0.1",
+        "client_addr": "127.0.0.1",
+        "ports": {"http": _free_port(), "serf_lan": _free_port(), "serf_wan": _free_port()},
+        "node_name": "pri",
+        "datacenter": "primary",
+        "server": True,
+        "bootstrap_expect": 1,
+        "data_dir": str(tmp_path / "data"),
+    }
+
+    async def start() -> tuple[Agent, consul.Consul]:
+        rt = load(LoadOptions(flags=flags)).runtime
+        agent = Agent(rt, reactor)
+        agent.startService()
+        (url,) = agent.http_urls()
+        c = consul.Consul(host="127.0.0.1", port=int(url.rsplit(":", 1)[1]))
+        for _ in range(500):  # until raft elected this server and it registered itself
+            assert agent.catalog is not None
+            if agent.catalog.consensus.is_leader() and agent.catalog.fsm.state.list_nodes(None)[1]:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        return agent, c
+
+    agent, c = await start()
+    try:
+        assert await deferToThread(c.kv.put, "persist/me", "yes") is True
+        await deferToThread(
+            c.catalog.register, "ext", "127.0.0.9", service={"Service": "db", "Port": 5432}
+        )
+        index, _ = await deferToThread(c.kv.get, "persist/me")
+    finally:
+        c.http.session.close()
+        await agent.stop()
+    agent, c = await start()
+    try:
+        new_index, entry = await deferToThread(c.kv.get, "persist/me")
+        assert entry["Value"] == b"yes" and int(new_index) >= int(index)
+        _, dbs = await deferToThread(c.catalog.service, "db")
+        assert [(d["Node"], d["ServicePort"]) for d in dbs] == [("ext", 5432)]
+        _, servers = await deferToThread(c.catalog.service, "consul")
+        assert [s["Node"] for s in servers] == ["pri"]
+    finally:
+        c.http.session.close()
+        await agent.stop()
