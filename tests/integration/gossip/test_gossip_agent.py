@@ -231,6 +231,22 @@ async def test_wan_join_datacenters_and_wanfed_refusal(reactor: Any) -> None:
             f"127.0.0.1:{two.config.server_port}"
         ]
 
+        # ?dc= forwarding goes through the gossip router to dc2's RPC port.
+        resp = await treq.put(f"{base(two)}/v1/kv/where", b"dc2-value")
+        assert resp.code == 200
+        got = await get_json(f"{base(one)}/v1/kv/where?dc=dc2")
+        assert [e["Key"] for e in got] == ["where"]
+
+        async def dc2_nodes() -> bool:
+            resp = await treq.get(f"{base(one)}/v1/catalog/nodes?dc=dc2")
+            return resp.code == 200 and [n["Node"] for n in json.loads(await resp.content())] == [
+                "two"
+            ]
+
+        await until(dc2_nodes, "dc2's catalog read from dc1")
+        resp = await treq.get(f"{base(one)}/v1/kv/where?dc=dc9")
+        assert resp.code == 500 and "No path to datacenter" in await resp.text()
+
         # WAN join refused with mesh-gateway federation on.
         resp = await treq.put(
             f"{base(fed)}/v1/agent/join/127.0.0.1:{one.config.serf_port_wan}?wan=1"
