@@ -1,8 +1,9 @@
 """``Agent``: one ``MultiService`` built from a ``RuntimeConfig``.
 
-For now the agent owns the HTTP API (``/v1/agent/self``) on ``client_addr:ports.http``; later
-parts (RPC port, raft, gossip, gateways) become child services here. The node ID is resolved when
-the agent is built (``nodeid.resolve_node_id``) and stored in ``agent.config``.
+The agent owns the HTTP API on ``client_addr:ports.http`` and, on servers, the catalog and the
+RPC port on ``ports.server``; later parts (raft, gossip, gateways) become child services here.
+The node ID is resolved when the agent is built (``nodeid.resolve_node_id``) and stored in
+``agent.config``.
 """
 
 from __future__ import annotations
@@ -11,22 +12,31 @@ from typing import Any
 
 import attrs
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTCP
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from wanfedtx.agent.catalog_services import CatalogAgent, catalog_agent_from_config
 from wanfedtx.agent.httpserver import HTTPServerService
 from wanfedtx.agent.member import local_member
 from wanfedtx.agent.nodeid import resolve_node_id
+from wanfedtx.agent.server_port import (
+    ServerPort,
+    build_forwarder,
+    build_raft,
+    tls_configurator,
+)
 from wanfedtx.config.runtime import RuntimeConfig
+from wanfedtx.fsm.machine import FSM
 from wanfedtx.http.app import build_app
+from wanfedtx.raft.service import RaftService
+from wanfedtx.rpc.forward import Forwarder
 
 log = Logger(namespace="agent")
 
 class Agent(MultiService):
     """The wanfed agent process: every long-running part is a child service."""
-
 
     def __init__(self, config: RuntimeConfig, reactor: IReactorTCP | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -38,13 +48,33 @@ class Agent(MultiService):
         self.reactor = reactor
         self.config = attrs.evolve(config, node_id=resolve_node_id(config))
         self.app = build_app(self)
-        # Servers: state store, catalog/health/KV endpoints, local services and anti-entropy.
+        # Servers: the RPC port (ports.server), raft over it, then the state store, the
+        # catalog/health/KV endpoints, local services and anti-entropy on top of raft.
+        self.tls = tls_configurator(self.config)
+        self.server_port: ServerPort | None = None
+        self.raft: RaftService | None = None
         self.catalog: CatalogAgent | None = None
         if self.config.server_mode:
-            self.catalog = catalog_agent_from_config(self.config, reactor)
+            fsm = FSM()
+            forwarder: Forwarder | None = None
+            if self.config.server_port > 0:
+                self.server_port = ServerPort(self.config, reactor, self.tls)
+                self.server_port.service.setName("rpc")  # type: ignore[no-untyped-call]
+                self.server_port.service.setServiceParent(self)  # type: ignore[no-untyped-call]
+                if self.config.data_dir:
+                    self.raft = build_raft(self.config, reactor, fsm, self.server_port, self.tls)
+                    self.raft.setName("raft")  # type: ignore[no-untyped-call]
+                    self.raft.setServiceParent(self)  # type: ignore[no-untyped-call]
+                    forwarder = build_forwarder(self.config, reactor, self.raft, self.tls)
+                    forwarder.pool.setServiceParent(self)  # type: ignore[no-untyped-call]
+            self.catalog = catalog_agent_from_config(
+                self.config, reactor, self.raft, fsm, forwarder
+            )
             self.catalog.setName("catalog")  # type: ignore[no-untyped-call]
             self.catalog.setServiceParent(self)  # type: ignore[no-untyped-call]
             self.catalog.mount(self.app)
+            if self.server_port is not None:
+                self.catalog.endpoints.register_into(self.server_port.endpoints)
         self.http: HTTPServerService | None = None
         if self.config.http_addrs:
             self.http = HTTPServerService(reactor, self.app.resource(), self.config.http_addrs)
@@ -81,6 +111,29 @@ class Agent(MultiService):
         """Stop every child service; the Deferred fires when every socket is closed."""
         d: Deferred[None] = maybeDeferred(self.stopService)
         return d.addCallback(lambda _: None)
+
+    def stopService(self) -> Deferred[None]:
+        """Graceful leave: a leading server hands raft leadership to another voter first."""
+        def stop_children(_: None) -> Deferred[None]:
+            stopped: Deferred[None] = MultiService.stopService(self)  # type: ignore[no-untyped-call]
+            return stopped
+
+        return self._hand_over_leadership().addCallback(stop_children)
+
+    def _hand_over_leadership(self) -> Deferred[None]:
+        raft = self.raft
+        if raft is None or not raft.running or not raft.is_leader() or len(raft.peers()) < 2:
+            return succeed(None)
+        log.info("agent: transferring raft leadership before leaving")
+
+        def done(new_leader: str) -> None:
+            log.info("agent: raft leadership transferred: leader={leader}", leader=new_leader)
+
+        def failed(f: Failure) -> None:
+            log.warn("agent: leadership transfer failed, leaving anyway: {error}",
+                     error=f.getErrorMessage())
+
+        return raft.transfer_leadership().addCallbacks(done, failed)
 
     def startService(self) -> None:
         log.info(

@@ -15,7 +15,7 @@ from typing import Any
 
 from klein import Klein
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from wanfedtx.agent.ae import AntiEntropy
@@ -103,19 +103,20 @@ class CatalogAgent(MultiService):
         super().startService()  # type: ignore[no-untyped-call]
         observe = getattr(self.consensus, "add_leadership_observer", None)
         if observe is not None:
-            observe(self._leadership)
+            observe(self._leadership_changed)
         elif self.consensus.is_leader():
-            self._leadership(True)
+            self._leadership_changed(True)
 
     def stopService(self) -> Deferred[None]:
         forget = getattr(self.consensus, "remove_leadership_observer", None)
         if forget is not None:
-            forget(self._leadership)
+            forget(self._leadership_changed)
         d: Deferred[None] = super().stopService()  # type: ignore[no-untyped-call]
         return d
 
-    def _leadership(self, leading: bool) -> None:
-        """Leader routine: register this server (service ``consul`` + ``serfHealth``)."""
+    def _leadership_changed(self, leading: bool) -> None:
+        """Leader routine: register this server (service ``consul`` + ``serfHealth``) and
+        let anti-entropy retry at once (its syncs fail while there is no leader)."""
         if not leading or not self.running:
             return
         d = Deferred.fromCoroutine(
@@ -184,27 +185,19 @@ def service_dict(svc: Any) -> dict[str, Any]:
     }
 
 
-def catalog_agent_from_config(config: Any, reactor: Any) -> CatalogAgent:
+def catalog_agent_from_config(
+    config: Any,
+    reactor: Any,
+    consensus: Consensus | None = None,
+    fsm: FSM | None = None,
+    forwarder: Forwarder | None = None,
+) -> CatalogAgent:
     """The ``CatalogAgent`` of a server agent described by a ``RuntimeConfig``.
 
-    A single server with a data dir (not ``-dev``; ``bootstrap`` or ``bootstrap_expect = 1``)
-    runs on a one-voter raft whose log and snapshots live in ``<data_dir>/raft``, so a restart
-    keeps everything. Otherwise (dev mode, or several servers, whose raft transport is not wired
-    into the agent yet) it runs on ``LocalConsensus``: in memory, single server. No forwarder is
-    wired yet: ``?dc=`` other than ours answers "No path to datacenter".
+    ``consensus`` is the agent's raft service (``LocalConsensus``, in memory, when None) and
+    ``forwarder`` reaches its leader; with no forwarder, ``?dc=`` other than ours answers
+    "No path to datacenter".
     """
-    fsm = FSM()
-    raft = None
-    single = config.bootstrap or config.bootstrap_expect == 1
-    if not config.dev_mode and config.data_dir and single:
-        import os
-
-        raft = single_server_raft(
-            fsm,
-            os.path.join(config.data_dir, "raft"),
-            f"{config.advertise_addr_lan}:{config.server_port}",
-            reactor,
-        )
     agent = CatalogAgent(
         node_name=config.node_name,
         datacenter=config.datacenter,
@@ -214,47 +207,10 @@ def catalog_agent_from_config(config: Any, reactor: Any) -> CatalogAgent:
         services=[service_dict(s) for s in config.services],
         node_id=config.node_id,
         node_meta=dict(config.node_meta),
+        consensus=consensus,
         fsm=fsm,
-        consensus=raft,
+        forwarder=forwarder,
     )
-    if raft is not None:
-        raft.setName("raft")
-        raft.setServiceParent(agent)
     for i, check in enumerate(config.checks):
         agent.local.add_check(decode_check(_check_dict(check), f"checks[{i}]"))
     return agent
-
-
-class _NoPeers:
-    """Raft transport of a single-voter configuration: there is nobody to send to."""
-
-    def send(self, peer: str, message: Any) -> None:
-        log.warn("raft: no transport to reach {peer}; single-server mode", peer=peer)
-
-    def set_receiver(self, receiver: Any) -> None:
-        pass
-
-    def stop(self) -> Deferred[None]:
-        return succeed(None)
-
-
-def single_server_raft(
-    fsm: FSM, data_dir: str, address: str, reactor: Any, snapshot_threshold: int = 8192
-) -> Any:
-    """A one-voter ``RaftService`` (durable log and snapshots in ``data_dir``) for the catalog.
-
-    It bootstraps itself on first start (``bootstrap_expect = 1``) and restores the FSM from its
-    snapshot and log on later starts. Multi-server raft needs the :8300 raft transport, which
-    the agent does not wire yet.
-    """
-    from wanfedtx.raft.service import RaftService
-
-    return RaftService(
-        node_id=address,
-        data_dir=data_dir,
-        fsm=fsm,
-        transport=_NoPeers(),
-        reactor=reactor,
-        bootstrap_expect=1,
-        snapshot_threshold=snapshot_threshold,
-    )

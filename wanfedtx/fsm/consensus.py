@@ -31,6 +31,8 @@ class Consensus(Protocol):
 
     def peers(self) -> list[str]: ...
 
+    def add_leadership_observer(self, observer: Callable[[bool], None]) -> None: ...
+
 
 class LocalConsensus:
     """Single server, in memory: every command is committed and applied immediately."""

@@ -37,26 +37,34 @@ def frame(msg: Message) -> bytes:
 
 
 class FrameDecoder:
-    """Sans-IO: bytes in, messages out; raises MessageDecodeError on a bad frame."""
+    """Sans-IO: bytes in, messages out. A bad frame sets ``failed`` (a MessageDecodeError);
+    the messages before it are still returned, and nothing is decoded after it."""
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buf = bytearray()
         self.max_frame = max_frame
+        self.failed: MessageDecodeError | None = None
 
     def feed(self, data: bytes) -> list[Message]:
+        if self.failed is not None:
+            return []
         self._buf += data
         out = []
-        while len(self._buf) >= 4:
-            (n,) = _LEN.unpack_from(self._buf)
-            if n == 0 or n > self.max_frame:
-                raise MessageDecodeError(
-                    f"raft frame length {n} is outside 1..{self.max_frame}; the peer does not "
-                    "speak this raft protocol")
-            if len(self._buf) < 4 + n:
-                break
-            body = bytes(self._buf[4:4 + n])
-            del self._buf[:4 + n]
-            out.append(decode(body))
+        try:
+            while len(self._buf) >= 4:
+                (n,) = _LEN.unpack_from(self._buf)
+                if n == 0 or n > self.max_frame:
+                    raise MessageDecodeError(
+                        f"raft frame length {n} is outside 1..{self.max_frame}; the peer does "
+                        "not speak this raft protocol")
+                if len(self._buf) < 4 + n:
+                    break
+                body = bytes(self._buf[4:4 + n])
+                del self._buf[:4 + n]
+                out.append(decode(body))
+        except MessageDecodeError as e:
+            self.failed = e
+            self._buf.clear()
         return out
 
 
@@ -68,18 +76,16 @@ class InboundRaftProtocol(Protocol):
         self._decoder = FrameDecoder()
 
     def dataReceived(self, data: bytes) -> None:
-        try:
-            msgs = self._decoder.feed(data)
-        except MessageDecodeError as e:
-            t: Any = self.transport
-            log.warn("raft: closing connection from {peer}: {error}",
-                     peer=str(t.getPeer()), error=str(e))
-            t.loseConnection()
-            return
+        msgs = self._decoder.feed(data)
         recv = self._receiver()
         if recv is not None:
             for m in msgs:
                 recv(m)
+        if self._decoder.failed is not None and self.transport is not None:
+            t: Any = self.transport
+            log.warn("raft: closing connection from {peer}: {error}",
+                     peer=str(t.getPeer()), error=str(self._decoder.failed))
+            t.loseConnection()
 
 
 class RaftHandler:

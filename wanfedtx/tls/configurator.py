@@ -109,32 +109,6 @@ class TLSSettings:
     cert_pem: bytes | None = None
     key_pem: bytes | None = None
 
-    @classmethod
-    def from_runtime(cls, rc: Any) -> TLSSettings:
-        """Settings from a ``wanfedtx.config`` RuntimeConfig (read by attribute name).
-
-        Empty file names mean "not set"; the domain is ``dns_domain`` (or ``domain``).
-        """
-
-        def path(name: str) -> str | None:
-            value = getattr(rc, name, "") or ""
-            return str(value) or None
-
-        return cls(
-            ca_file=path("ca_file"),
-            ca_path=path("ca_path"),
-            cert_file=path("cert_file"),
-            key_file=path("key_file"),
-            verify_incoming=bool(getattr(rc, "verify_incoming", False)),
-            verify_incoming_rpc=bool(getattr(rc, "verify_incoming_rpc", False)),
-            verify_outgoing=bool(getattr(rc, "verify_outgoing", False)),
-            verify_server_hostname=bool(getattr(rc, "verify_server_hostname", False)),
-            domain=str(getattr(rc, "dns_domain", "") or getattr(rc, "domain", "") or "consul"),
-            node_name=str(getattr(rc, "node_name", "") or ""),
-            datacenter=str(getattr(rc, "datacenter", "") or "dc1"),
-            tls_min_version=str(getattr(rc, "tls_min_version", "") or "tls12"),
-        )
-
 
 @attrs.frozen
 class _Material:

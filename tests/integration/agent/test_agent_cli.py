@@ -15,16 +15,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from netutil import free_port
 
 pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _run_agent(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -99,7 +94,7 @@ def _wait_for_self(url: str, proc: subprocess.Popen[str], deadline: float) -> di
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_dev_agent_serves_and_stops_on_signal(tmp_path: Path, sig: signal.Signals) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [str(BIN / "wanfed"), "agent", "-dev", "-node", "devnode", "-http-port", str(port)],
         stdout=subprocess.PIPE,
@@ -140,7 +135,7 @@ def test_twistd_plugin_listed_and_serves(tmp_path: Path) -> None:
         env=env,
     )
     assert "wanfed" in listing.stdout
-    port = _free_port()
+    port = free_port()
     (tmp_path / "bind.hcl").write_text('bind_addr = "127.0.0.1"\nclient_addr = "127.0.0.1"\n')
     (tmp_path / "server.hcl").write_text(
         f'server = true\nnode_name = "tw"\nports {{ http = {port} }}\n'

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
+from netutil import free_port
 
 from wanfedtx.agent.agent import Agent
 from wanfedtx.agent.nodeid import NODE_ID_FILE
@@ -20,18 +20,12 @@ from wanfedtx.config import LoadOptions, load
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _agent(reactor: Any, data_dir: Path | None = None, **flags: Any) -> Agent:
     # Port 0 means "disabled" in Consul's config, so tests pick a free port.
     base: dict[str, Any] = {
         "bind_addr": "127.0.0.1",
         "client_addr": "127.0.0.1",
-        "ports": {"http": _free_port()},
+        "ports": {"http": free_port()},
         "node_name": "pri",
         "datacenter": "primary",
     }

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from gateway_hellos import real_client_hello
+from netutil import free_port
 from twisted.internet import protocol, task, threads
 
 pytestmark = pytest.mark.integration
@@ -25,12 +26,6 @@ HELLO = real_client_hello("cli.test")
 class Named(protocol.Protocol):
     def connectionMade(self) -> None:
         self.transport.write(self.factory.name)  # type: ignore[attr-defined, union-attr]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def routes(path: Path, port: int) -> None:

@@ -10,13 +10,14 @@ from typing import Any
 import msgpack
 import pytest
 import pytest_twisted
-from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IProtocol
+from twisted.internet.defer import DeferredList
 from twisted.internet.task import deferLater
 
+from wanfedtx.metrics import Registry
 from wanfedtx.raft.core import RaftOptions
 from wanfedtx.raft.service import RaftService
-from wanfedtx.raft.transport import InboundRaftProtocol, RaftHandler, StreamTransport
+from wanfedtx.raft.transport import InboundRaftProtocol
+from wanfedtx.raft.wiring import raft_on_rpc_port
 from wanfedtx.rpc.constants import RPCType
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.registry import HandlerRegistry
@@ -46,32 +47,30 @@ class KV:
 
 
 class Server:
-    def __init__(self, reactor: Any, tmp: Path, tls: TLSConfigurator | None) -> None:
+    def __init__(self, reactor: Any, tmp: Path, tls: TLSConfigurator | None,
+                 alpn: bool = False) -> None:
+        self.alpn = alpn
+        self.names: dict[str, str] = {}
         self.reactor = reactor
         self.tmp = tmp
         self.tls = tls
-        self.handler = RaftHandler()
-        reg = HandlerRegistry()
-        reg.register(RPCType.RAFT, self.handler)
-        self.port = reactor.listenTCP(0, RPCPortFactory(reg, reactor, tls),
+        self.reg = HandlerRegistry()
+        self.port = reactor.listenTCP(0, RPCPortFactory(self.reg, reactor, tls),
                                       interface="127.0.0.1")
         self.addr = f"127.0.0.1:{self.port.getHost().port}"
         self.dialer = Dialer(reactor, "dc1", server=True, tls=tls, timeout=2.0)
         self.svc: RaftService | None = None
         self.fsm = KV()
 
-    def dial(self, addr: str, proto: IProtocol) -> Deferred[Any]:
-        return self.dialer.dial_directly("dc1", "", addr, RPCType.RAFT, self.tls is not None,
-                                         proto)
-
     def start(self, peers: list[str]) -> None:
         self.fsm = KV()
-        self.svc = RaftService(
-            node_id=self.addr, data_dir=str(self.tmp / self.addr.replace(":", "_")),
-            fsm=self.fsm, transport=StreamTransport(self.reactor, self.dial, self.handler),
-            reactor=self.reactor, peers=peers, bootstrap_expect=3,
+        self.svc = raft_on_rpc_port(
+            advertise=self.addr, data_dir=str(self.tmp / self.addr.replace(":", "_")),
+            fsm=self.fsm, registry=self.reg, dialer=self.dialer, reactor=self.reactor,
+            peers=peers, bootstrap_expect=3,
             options=RaftOptions(election_timeout=0.3, heartbeat_interval=0.05),
-            rng=random.Random(), snapshot_threshold=40)
+            rng=random.Random(), snapshot_threshold=40, trailing_logs=10, metrics=Registry(),
+            native_tls=self.alpn, node_names=self.names)
         self.svc.startService()
 
     async def stop(self) -> None:
@@ -93,13 +92,17 @@ def leader(servers: list[Server]) -> Server | None:
     return ls[0] if ls else None
 
 
-@pytest.mark.parametrize("use_tls", [False, True], ids=["plain", "tls"])
+@pytest.mark.parametrize("mode", ["plain", "tls", "alpn"])
 @pytest_twisted.ensureDeferred
-async def test_three_servers_over_rpc_port(reactor: Any, tmp_path: Path, use_tls: bool) -> None:
+async def test_three_servers_over_rpc_port(reactor: Any, tmp_path: Path, mode: str) -> None:
+    """plain: type byte 1; tls: type 3 + TLS + inner type 1; alpn: native TLS, ALPN consul/raft."""
+    use_tls = mode != "plain"
     pki = PKI()
     servers = [Server(reactor, tmp_path, TLSConfigurator(pki.settings("dc1", f"s{i}"))
-                      if use_tls else None) for i in range(3)]
+                      if use_tls else None, alpn=mode == "alpn") for i in range(3)]
     peers = [s.addr for s in servers]
+    for s in servers:
+        s.names.update({x.addr: f"s{i}" for i, x in enumerate(servers)})
     try:
         for s in servers:
             s.start(peers)

@@ -162,8 +162,10 @@ async def test_dial_fails_without_node_san_or_for_wrong_dc(reactor: Any, ca: CA)
     router.routes["carl.server.dc1.consul"] = carl.addr
     try:
         for name in ("alice", "carl"):
-            # hostname verification: the cert lacks <node>.server.dc1.consul
-            with pytest.raises(DialError, match=r"TLS handshake .* failed: .*DNSMismatch"):
+            # hostname verification: the cert lacks <node>.server.dc1.consul. Current stacks fail
+            # the handshake (DialError); the oldest supported one (tox twisted-oldest) reports it
+            # as the connection closes. Either way no call reaches the server.
+            with pytest.raises((DialError, ConnectionClosed), match=r"DNSMismatch"):
                 await src.pool.rpc("dc1", name, "192.0.2.1:8300", "Status.Ping")
         assert src.pool.keys() == []
         # an ALPN the server does not offer is refused by the ALPN check

@@ -578,33 +578,3 @@ def test_insecure_rpc_creator_never_asks_for_client_certs(pki: PKI) -> None:
     assert not s.handshake_done and c.data == b""
 
 
-def test_settings_from_runtime_config() -> None:
-    class RC:
-        ca_file = "/tls/consul-agent-ca.pem"
-        ca_path = ""
-        cert_file = "/tls/primary-server-consul-0.pem"
-        key_file = "/tls/primary-server-consul-0-key.pem"
-        verify_incoming = True
-        verify_incoming_rpc = False
-        verify_outgoing = True
-        verify_server_hostname = True
-        dns_domain = "consul."
-        node_name = "pri"
-        datacenter = "primary"
-        tls_min_version = "tls12"
-
-    s = TLSSettings.from_runtime(RC())
-    assert s == TLSSettings(
-        ca_file="/tls/consul-agent-ca.pem",
-        cert_file="/tls/primary-server-consul-0.pem",
-        key_file="/tls/primary-server-consul-0-key.pem",
-        verify_incoming=True,
-        verify_outgoing=True,
-        verify_server_hostname=True,
-        domain="consul.",
-        node_name="pri",
-        datacenter="primary",
-    )
-    assert TLSConfigurator(TLSSettings(domain=s.domain)).server_sni("primary", "pri") == (
-        "pri.server.primary.consul"
-    )

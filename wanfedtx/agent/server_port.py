@@ -1,0 +1,130 @@
+"""A server agent's RPC port (``ports.server``, default 8300) and its raft, from RuntimeConfig.
+
+Serves ``consul/rpc-single`` (type 0) and ``consul/rpc-multi`` (type 4) with the endpoint table
+of this server: ``Status.Ping`` plus every catalog/health/KV/status endpoint of the
+``CatalogAgent``. TLS comes from ``ca_file``/``cert_file``/``key_file``: with a CA and a cert the
+port also accepts native TLS with ALPN (``wanfedtx.rpc.server``), and ``verify_incoming`` applies
+to the legacy path. Other parts (raft, WAN gossip tunnels) register their handlers on
+``registry`` before the service starts.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+
+from wanfedtx.config.runtime import RuntimeConfig
+from wanfedtx.fsm.machine import FSM
+from wanfedtx.raft.service import RaftService
+from wanfedtx.raft.wiring import raft_on_rpc_port
+from wanfedtx.rpc.constants import RPCType
+from wanfedtx.rpc.dial import Dialer
+from wanfedtx.rpc.endpoints import Endpoints, default_endpoints
+from wanfedtx.rpc.forward import Forwarder, StaticRouter
+from wanfedtx.rpc.interfaces import ServerAddress
+from wanfedtx.rpc.pool import ConnPool
+from wanfedtx.rpc.protocol import RPCHandler
+from wanfedtx.rpc.registry import HandlerRegistry
+from wanfedtx.rpc.server import RPCPortFactory, RPCPortService
+from wanfedtx.tls.configurator import TLSConfigurator
+
+
+def tls_configurator(config: RuntimeConfig) -> TLSConfigurator | None:
+    """The agent's TLS configurator, or None when no TLS file is configured."""
+    if not (config.ca_file or config.cert_file or config.key_file):
+        return None
+    return TLSConfigurator(config.tls_settings())
+
+
+class ServerPort:
+    """The registry, endpoint table and listening service of one server's RPC port."""
+
+    def __init__(
+        self,
+        config: RuntimeConfig,
+        reactor: Any,
+        tls: TLSConfigurator | None,
+        endpoints: Endpoints | None = None,
+    ) -> None:
+        self.endpoints = endpoints if endpoints is not None else default_endpoints()
+        self.registry = HandlerRegistry()
+        self.registry.register(RPCType.CONSUL, RPCHandler(self.endpoints, multi=False))
+        self.registry.register(RPCType.MULTIPLEX_V2, RPCHandler(self.endpoints, multi=True))
+        self.factory = RPCPortFactory(
+            self.registry, reactor, tls, handshake_timeout=config.rpc_handshake_timeout
+        )
+        host, port = config.rpc_bind_addr
+        endpoint_type = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
+        self.service = RPCPortService(endpoint_type(reactor, port, interface=host), self.factory)
+
+
+def raft_peers(config: RuntimeConfig) -> list[str]:
+    """Raft peers (``host:port`` of their RPC ports) from ``retry_join``/``start_join``.
+
+    Join addresses name the peers' LAN gossip port; every server is taken to use this server's
+    ``ports.server`` for RPC, as Consul's servers advertise it in their gossip tags.
+    """
+    peers: list[str] = []
+    for entry in (*config.start_join_addrs_lan, *config.retry_join_lan):
+        host = entry.rsplit("/", 1)[-1]  # memberlist's "name/addr" form
+        if host.startswith("["):
+            host = host[1 : host.index("]")]
+        elif host.count(":") == 1:
+            host = host.split(":", 1)[0]
+        peers.append(f"{host}:{config.server_port}")
+    return peers
+
+
+def build_raft(
+    config: RuntimeConfig,
+    reactor: Any,
+    fsm: FSM,
+    server_port: ServerPort,
+    tls: TLSConfigurator | None,
+) -> RaftService:
+    """This server's raft on its RPC port, its log under ``<data_dir>/raft``.
+
+    ``bootstrap`` (and ``-dev``) bootstraps a single-server cluster; otherwise
+    ``bootstrap_expect`` servers from the join addresses bootstrap together.
+    """
+    host, port = config.rpc_advertise_addr
+    advertise = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    expect = 1 if (config.bootstrap or config.dev_mode) else config.bootstrap_expect
+    dialer = Dialer(reactor, config.datacenter, server=True, tls=tls)
+    return raft_on_rpc_port(
+        advertise=advertise,
+        data_dir=os.path.join(config.data_dir, "raft"),
+        fsm=fsm,
+        registry=server_port.registry,
+        dialer=dialer,
+        reactor=reactor,
+        peers=raft_peers(config),
+        bootstrap_expect=expect,
+    )
+
+
+class RaftLeader:
+    """``ILeaderProvider`` from raft. Raft names servers by RPC address, and until gossip tells
+    node names that address is also the name the connection pool keys the leader by (the legacy
+    TLS path the pool uses within a datacenter verifies ``server.<dc>.<domain>``, not a node)."""
+
+    def __init__(self, raft: RaftService) -> None:
+        self.raft = raft
+
+    def is_leader(self) -> bool:
+        return self.raft.is_leader()
+
+    def leader(self) -> ServerAddress | None:
+        addr = self.raft.leader_address()
+        return ServerAddress(name=addr, addr=addr) if addr else None
+
+
+def build_forwarder(
+    config: RuntimeConfig, reactor: Any, raft: RaftService, tls: TLSConfigurator | None
+) -> Forwarder:
+    """Forwarding of writes and consistent reads to the raft leader, through a pool of rpc-multi
+    connections. No other datacenter is reachable until the WAN pool feeds a router."""
+    pool = ConnPool(Dialer(reactor, config.datacenter, server=True, tls=tls), reactor)
+    return Forwarder(pool, config.datacenter, RaftLeader(raft), StaticRouter({}))
