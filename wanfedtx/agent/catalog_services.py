@@ -110,7 +110,7 @@ class CatalogAgent(MultiService):
 
     def _leadership_changed(self, leading: bool) -> None:
         """Leader routine: register this server (service ``consul`` + ``serfHealth``) and
-        sync local services right away."""
+        let anti-entropy retry at once (its syncs fail while there is no leader)."""
         if not leading or not self.running:
             return
         d = Deferred.fromCoroutine(
@@ -208,4 +208,3 @@ def catalog_agent_from_config(
     for i, check in enumerate(config.checks):
         agent.local.add_check(decode_check(_check_dict(check), f"checks[{i}]"))
     return agent
-
