@@ -120,6 +120,7 @@ class WanfedServiceMaker:
                 )
             )
             agent = Agent(result.runtime, reactor)
+            agent.request_shutdown = reactor.stop  # PUT /v1/agent/leave ends twistd
             configure_twistd(result.runtime.log_level, result.runtime.log_json)
             from twisted.logger import Logger
 
