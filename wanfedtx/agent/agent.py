@@ -98,6 +98,7 @@ class Agent(MultiService):
                     self.raft = build_raft(self.config, reactor, fsm, self.server_port, self.tls)
                     self.raft.setName("raft")  # type: ignore[no-untyped-call]
                     self.raft.setServiceParent(self)  # type: ignore[no-untyped-call]
+                    self.gossip.on_lan_server = self.raft.server_discovered
                     forwarder = build_forwarder(self.config, reactor, self.raft, self.tls)
                     forwarder.router = self.gossip.router
                     forwarder.pool.setServiceParent(self)  # type: ignore[no-untyped-call]

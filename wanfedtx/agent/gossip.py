@@ -50,7 +50,7 @@ from wanfedtx.gossip.pools import (
     wan_merge_check,
 )
 from wanfedtx.gossip.security import Keyring
-from wanfedtx.gossip.serf import Event, MemberEvent, MemberStatus, Serf, SerfConfig
+from wanfedtx.gossip.serf import Event, Member, MemberEvent, MemberStatus, Serf, SerfConfig
 from wanfedtx.gossip.service import SerfService
 from wanfedtx.rpc.interfaces import ServerAddress
 
@@ -126,6 +126,9 @@ class AgentGossip(MultiService):
         self.flood_interval = FLOOD_INTERVAL
         self._flood_loop: task.LoopingCall | None = None
         self._left = False
+        #: Called with ``host:port`` of the RPC port of each server of this datacenter that
+        #: joins (or updates) in the LAN pool: raft's peer discovery (``server_discovered``).
+        self.on_lan_server: Callable[[str], object] | None = None
         keyring = _keyring(rt)
 
         lan_ml = lan_config(rt.node_name)
@@ -194,6 +197,18 @@ class AgentGossip(MultiService):
         if isinstance(ev, MemberEvent) and ev.type in ("member-join", "member-update"):
             for m in ev.members:
                 self._flood(m.name)
+                self._discover_server(m)
+
+    def _discover_server(self, m: Member) -> None:
+        """Tell raft about a LAN member that is a server of this datacenter (tags ``role`` =
+        consul, ``dc`` and ``port``, as Consul's servers advertise them)."""
+        tags = m.tags
+        if self.on_lan_server is None or tags.get("role") != "consul":
+            return
+        if tags.get("dc") != self.rt.datacenter or not tags.get("port", "").isdigit():
+            return
+        host = f"[{m.addr}]" if ":" in m.addr else m.addr
+        self.on_lan_server(f"{host}:{tags['port']}")
 
     def _on_wan_event(self, ev: Event) -> None:
         self.router.wan.handle_event(ev)

@@ -12,8 +12,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_twisted
 import treq
+from agent_support import fast_serf
 from netutil import free_port
 from twisted.internet import task
 
@@ -96,21 +98,33 @@ async def test_restart_keeps_kv_and_catalog(reactor: Any, tmp_path: Path) -> Non
         await again.stop()
 
 
+@pytest.mark.parametrize("joins", ["all", "gossip"])
 @pytest_twisted.ensureDeferred
 async def test_three_servers_elect_one_leader_and_replicate(
-    reactor: Any, tmp_path: Path
+    reactor: Any, tmp_path: Path, joins: str
 ) -> None:
+    """``all``: every server lists every address in ``retry_join``. ``gossip``: s1 lists none
+    and s2, s3 list only s1, so raft learns the other servers from the LAN pool's members."""
     ports = {
         "http": free_port(), "server": free_port(), "serf_lan": free_port(), "serf_wan": free_port()
     }
     ips = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
-    join = ", ".join(f'"{ip}"' for ip in ips)
+
+    def join_list(i: int) -> str:
+        targets = ips if joins == "all" else ([] if i == 0 else ips[:1])
+        return ", ".join(f'"{ip}"' for ip in targets)
+
     agents = [
         Agent(
             _config(
-                tmp_path, f"s{i + 1}", ip, ports, ["bootstrap_expect = 3", f"retry_join = [{join}]"]
+                tmp_path,
+                f"s{i + 1}",
+                ip,
+                ports,
+                ["bootstrap_expect = 3", f"retry_join = [{join_list(i)}]"],
             ),
             reactor,
+            serf_tuning=fast_serf,
         )
         for i, ip in enumerate(ips)
     ]

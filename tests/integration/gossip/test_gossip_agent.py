@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
+from agent_support import fast_serf
 from gossip_free_port import free_port
 from twisted.internet import task, threads
 
 from wanfedtx.agent.agent import Agent
 from wanfedtx.cli.main import main
 from wanfedtx.config import LoadOptions, load
-from wanfedtx.gossip.serf import SerfConfig
 
 pytestmark = pytest.mark.integration
 
@@ -37,14 +37,6 @@ FAST_GOSSIP = {
     "retransmit_mult": 3,
     "gossip_nodes": 3,
 }
-
-
-def fast_serf(cfg: SerfConfig) -> None:
-    """Test-only serf timings (the agent's ``serf_tuning`` hook)."""
-    cfg.leave_propagate_delay = 0.2
-    cfg.broadcast_timeout = 2.0
-    cfg.memberlist.push_pull_interval = 2.0
-    cfg.memberlist.tcp_timeout = 2.0
 
 
 def agent_config(node: str, dc: str, **extra: Any) -> dict[str, Any]:
