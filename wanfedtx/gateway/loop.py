@@ -36,9 +36,6 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from wanfedtx.gateway.clienthello import (
-    MALFORMED,
-    NOT_TLS,
-    TOO_LARGE,
     ClientHello,
     ClientHelloReader,
     Rejected,
@@ -47,6 +44,7 @@ from wanfedtx.gateway.router import Route, RouteTable, pick_endpoint
 from wanfedtx.gateway.snapshot import Endpoint
 from wanfedtx.gateway.splice import Direction, splice_available
 from wanfedtx.gateway.stats import ClusterStats, GatewayStats, ListenerStats, TcpStats
+from wanfedtx.gateway.wakepipe import WakePipe
 
 log = Logger(namespace="wanfed.gateway")
 
@@ -133,8 +131,7 @@ class RelayLoop:
         self.address = (host, self.sock.getsockname()[1])
         self.listener_stats: ListenerStats = stats.listener(host, self.address[1])
         self._ep = select.epoll()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._ep.register(self._wake_r, EPOLLIN)
+        self._wake = WakePipe(self._ep)
         self._ep.register(self.sock.fileno(), EPOLLIN)
         self._fds: dict[int, _Conn] = {}
         self._conns: set[_Conn] = set()
@@ -167,7 +164,7 @@ class RelayLoop:
             return d
         self._stopped = d
         self._stopping = True
-        os.write(self._wake_w, b"s")
+        self._wake.wake(b"s")
         return d
 
     def _log(self, level: str, fmt: str, **kw: Any) -> None:
@@ -187,7 +184,7 @@ class RelayLoop:
                 for fd, ev in self._ep.poll(timeout):
                     if fd == listen_fd:
                         self._accept()
-                    elif fd == self._wake_r:
+                    elif fd == self._wake.fd:
                         self._drain_wake()
                     else:
                         c = self._fds.get(fd)
@@ -208,19 +205,14 @@ class RelayLoop:
                 self._close(c)
             self._ep.close()
             self.sock.close()
-            for fd in (self._wake_r, self._wake_w):
-                os.close(fd)
+            self._wake.close()
             if self._resolver is not None:
                 self._resolver.shutdown(wait=False)
             if self._stopped is not None:
                 self.reactor.callFromThread(self._stopped.callback, None)
 
     def _drain_wake(self) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
+        self._wake.drain()
         with self._lock:
             done, self._resolved = self._resolved, []
         for c, gen, ep, result in done:
@@ -308,13 +300,7 @@ class RelayLoop:
             self._hello(c, outcome)
 
     def _rejected(self, c: _Conn, r: Rejected) -> None:
-        ins = self.stats.inspector
-        if r.reason == NOT_TLS:
-            ins.tls_not_found += 1
-        elif r.reason == TOO_LARGE:
-            ins.client_hello_too_large += 1
-        elif r.reason == MALFORMED:
-            ins.read_error += 1
+        self.stats.inspector.count_rejected(r.reason)
         self._log(
             "info",
             "gateway closed a connection: {reason}: {detail}",
@@ -324,16 +310,7 @@ class RelayLoop:
         self._close(c)
 
     def _hello(self, c: _Conn, hello: ClientHello) -> None:
-        ins = self.stats.inspector
-        ins.tls_found += 1
-        if hello.server_name:
-            ins.sni_found += 1
-        else:
-            ins.sni_not_found += 1
-        if hello.alpn:
-            ins.alpn_found += 1
-        else:
-            ins.alpn_not_found += 1
+        self.stats.inspector.count_hello(hello)
         c.gen += 1  # the hello deadline no longer applies
         table = self.table
         fc = table.match_chain(hello.server_name)
@@ -405,7 +382,7 @@ class RelayLoop:
                 result = e
             with self._lock:
                 self._resolved.append((c, gen, ep, result))
-            os.write(self._wake_w, b"r")
+            self._wake.wake(b"r")
 
         self._resolver.submit(work)
 

@@ -40,9 +40,6 @@ from zope.interface import implementer
 
 from wanfedtx.gateway.clienthello import (
     DEFAULT_MAX_HELLO_SIZE,
-    MALFORMED,
-    NOT_TLS,
-    TOO_LARGE,
     ClientHello,
     ClientHelloReader,
     Rejected,
@@ -238,13 +235,7 @@ class DownstreamProtocol(Protocol):
             self.pending += data
 
     def _rejected(self, r: Rejected) -> None:
-        ins = self.f.stats.inspector
-        if r.reason == NOT_TLS:
-            ins.tls_not_found += 1
-        elif r.reason == TOO_LARGE:
-            ins.client_hello_too_large += 1
-        elif r.reason == MALFORMED:
-            ins.read_error += 1
+        self.f.stats.inspector.count_rejected(r.reason)
         log.info(
             "gateway closed {peer}: {reason}: {detail}",
             peer=self._peer(),
@@ -257,16 +248,7 @@ class DownstreamProtocol(Protocol):
         if self.hello_timer is not None and self.hello_timer.active():
             self.hello_timer.cancel()
         self.hello_timer = None
-        ins = self.f.stats.inspector
-        ins.tls_found += 1
-        if hello.server_name:
-            ins.sni_found += 1
-        else:
-            ins.sni_not_found += 1
-        if hello.alpn:
-            ins.alpn_found += 1
-        else:
-            ins.alpn_not_found += 1
+        self.f.stats.inspector.count_hello(hello)
         self.sni = hello.server_name
         table = self.f.table  # the snapshot current now is the one this connection uses
         fc = table.match_chain(hello.server_name)

@@ -26,6 +26,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from wanfedtx.gateway.stats import ClusterStats, TcpStats
+from wanfedtx.gateway.wakepipe import WakePipe
 
 log = Logger(namespace="wanfed.gateway.splice")
 
@@ -223,8 +224,7 @@ class SpliceRelay:
         self.pipe_size = pipe_size
         self.clock = clock
         self._ep = select.epoll()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._ep.register(self._wake_r, EPOLLIN)
+        self._wake = WakePipe(self._ep)
         self._lock = threading.Lock()
         self._incoming: list[_Pair] = []
         self._stopping = False
@@ -254,7 +254,7 @@ class SpliceRelay:
             self._incoming.append(pair)
             wake = len(self._incoming) == 1  # one wake-up per batch: fewer GIL hand-overs
         if wake:
-            os.write(self._wake_w, b"a")
+            self._wake.wake(b"a")
 
     def stop(self) -> Deferred[None]:
         """Close every pair and end the thread; the Deferred fires in the reactor thread."""
@@ -264,7 +264,7 @@ class SpliceRelay:
             return d
         self._stopped = d
         self._stopping = True
-        os.write(self._wake_w, b"s")
+        self._wake.wake(b"s")
         return d
 
     # -- loop thread -----------------------------------------------------------------------
@@ -275,7 +275,7 @@ class SpliceRelay:
             while not self._stopping:
                 events = self._ep.poll(1.0)
                 for fd, ev in events:
-                    if fd == self._wake_r:
+                    if fd == self._wake.fd:
                         self._accept_new()
                         continue
                     pair = self.pairs.get(fd)
@@ -295,17 +295,12 @@ class SpliceRelay:
             for pair in list(self.pairs.values()):
                 self._close(pair, idle=False)
             self._ep.close()
-            for fd in (self._wake_r, self._wake_w):
-                os.close(fd)
+            self._wake.close()
             if self._stopped is not None:
                 self.reactor.callFromThread(self._stopped.callback, None)
 
     def _accept_new(self) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
+        self._wake.drain()
         with self._lock:
             new, self._incoming = self._incoming, []
         for pair in new:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import ClassVar
 
+from wanfedtx.gateway.clienthello import MALFORMED, NOT_TLS, TOO_LARGE, ClientHello
+
 
 class _Scope:
     FIELDS: ClassVar[tuple[str, ...]] = ()
@@ -68,6 +70,27 @@ class InspectorStats(_Scope):
     alpn_found: int
     alpn_not_found: int
     read_error: int
+
+    def count_rejected(self, reason: str) -> None:
+        """Count a connection the inspector turned away for ``reason`` (a clienthello reason)."""
+        if reason == NOT_TLS:
+            self.tls_not_found += 1
+        elif reason == TOO_LARGE:
+            self.client_hello_too_large += 1
+        elif reason == MALFORMED:
+            self.read_error += 1
+
+    def count_hello(self, hello: ClientHello) -> None:
+        """Count a parsed ClientHello and whether it carried SNI and ALPN."""
+        self.tls_found += 1
+        if hello.server_name:
+            self.sni_found += 1
+        else:
+            self.sni_not_found += 1
+        if hello.alpn:
+            self.alpn_found += 1
+        else:
+            self.alpn_not_found += 1
 
 
 class TcpStats(_Scope):
