@@ -854,14 +854,21 @@ class RaftCore:
             ),
         )
 
-    def _on_append_response(self, m: AppendEntriesResponse) -> None:
+    def _acked(self, m: AppendEntriesResponse | InstallSnapshotResponse) -> _Progress | None:
+        """Record a current-term reply from a follower; its progress, or None if it is stale."""
         if self.role != LEADER or m.term != self.term:
-            return
+            return None
         pr = self._progress.get(m.src)
         if pr is None:
-            return
+            return None
         pr.last_ack = self.now
         pr.acked_seq = max(pr.acked_seq, m.seq)
+        return pr
+
+    def _on_append_response(self, m: AppendEntriesResponse) -> None:
+        pr = self._acked(m)
+        if pr is None:
+            return
         if m.success:
             if m.match_index > pr.match:
                 pr.match = m.match_index
@@ -953,13 +960,9 @@ class RaftCore:
         )
 
     def _on_snapshot_response(self, m: InstallSnapshotResponse) -> None:
-        if self.role != LEADER or m.term != self.term:
-            return
-        pr = self._progress.get(m.src)
+        pr = self._acked(m)
         if pr is None:
             return
-        pr.last_ack = self.now
-        pr.acked_seq = max(pr.acked_seq, m.seq)
         self._check_reads()
         if pr.state != "snapshot" or m.last_index != pr.snap_index:
             return
