@@ -300,8 +300,9 @@ class ErrResp(Body):
 
 
 @attrs.frozen
-class Suspect(Body):
-    TYPE = MsgType.SUSPECT
+class _Accusation(Body):
+    """The body ``suspect`` and ``dead`` share: who says which incarnation of a node failed."""
+
     FIELDS = (
         ("Incarnation", "incarnation", "u32", False),
         ("Node", "node", "str", False),
@@ -310,6 +311,11 @@ class Suspect(Body):
     incarnation: int
     node: str
     from_: str
+
+
+@attrs.frozen
+class Suspect(_Accusation):
+    TYPE = MsgType.SUSPECT
 
 
 @attrs.frozen
@@ -332,16 +338,8 @@ class Alive(Body):
 
 
 @attrs.frozen
-class Dead(Body):
+class Dead(_Accusation):
     TYPE = MsgType.DEAD
-    FIELDS = (
-        ("Incarnation", "incarnation", "u32", False),
-        ("Node", "node", "str", False),
-        ("From", "from_", "str", False),
-    )
-    incarnation: int
-    node: str
-    from_: str
 
 
 @attrs.frozen
