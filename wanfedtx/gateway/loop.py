@@ -40,11 +40,11 @@ from wanfedtx.gateway.clienthello import (
     ClientHelloReader,
     Rejected,
 )
+from wanfedtx.gateway.loopthread import LoopThread
 from wanfedtx.gateway.router import Route, RouteTable, pick_endpoint
 from wanfedtx.gateway.snapshot import Endpoint
 from wanfedtx.gateway.splice import Direction, splice_available
 from wanfedtx.gateway.stats import ClusterStats, GatewayStats, ListenerStats, TcpStats
-from wanfedtx.gateway.wakepipe import WakePipe
 
 log = Logger(namespace="wanfed.gateway")
 
@@ -131,7 +131,7 @@ class RelayLoop:
         self.address = (host, self.sock.getsockname()[1])
         self.listener_stats: ListenerStats = stats.listener(host, self.address[1])
         self._ep = select.epoll()
-        self._wake = WakePipe(self._ep)
+        self._loop = LoopThread(reactor, self._ep, "wanfed-gateway-loop")
         self._ep.register(self.sock.fileno(), EPOLLIN)
         self._fds: dict[int, _Conn] = {}
         self._conns: set[_Conn] = set()
@@ -140,9 +140,6 @@ class RelayLoop:
         self._resolved: list[tuple[_Conn, int, Endpoint, Any]] = []
         self._lock = threading.Lock()
         self._resolver: ThreadPoolExecutor | None = None
-        self._stopping = False
-        self._stopped: Deferred[None] | None = None
-        self._thread: threading.Thread | None = None
 
     # -- reactor thread --------------------------------------------------------------------
 
@@ -154,18 +151,10 @@ class RelayLoop:
         return len(self._conns)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="wanfed-gateway-loop", daemon=True)
-        self._thread.start()
+        self._loop.start(self._run)
 
     def stop(self) -> Deferred[None]:
-        d: Deferred[None] = Deferred()
-        if self._thread is None or not self._thread.is_alive():
-            d.callback(None)
-            return d
-        self._stopped = d
-        self._stopping = True
-        self._wake.wake(b"s")
-        return d
+        return self._loop.stop()
 
     def _log(self, level: str, fmt: str, **kw: Any) -> None:
         self.reactor.callFromThread(getattr(log, level), fmt, **kw)
@@ -176,7 +165,7 @@ class RelayLoop:
         last_sweep = self.clock()
         listen_fd = self.sock.fileno()
         try:
-            while not self._stopping:
+            while not self._loop.stopping:
                 now = self.clock()
                 timeout = 1.0
                 if self._timers:
@@ -184,7 +173,7 @@ class RelayLoop:
                 for fd, ev in self._ep.poll(timeout):
                     if fd == listen_fd:
                         self._accept()
-                    elif fd == self._wake.fd:
+                    elif fd == self._loop.wake.fd:
                         self._drain_wake()
                     else:
                         c = self._fds.get(fd)
@@ -205,14 +194,12 @@ class RelayLoop:
                 self._close(c)
             self._ep.close()
             self.sock.close()
-            self._wake.close()
             if self._resolver is not None:
                 self._resolver.shutdown(wait=False)
-            if self._stopped is not None:
-                self.reactor.callFromThread(self._stopped.callback, None)
+            self._loop.finished()
 
     def _drain_wake(self) -> None:
-        self._wake.drain()
+        self._loop.wake.drain()
         with self._lock:
             done, self._resolved = self._resolved, []
         for c, gen, ep, result in done:
@@ -382,7 +369,7 @@ class RelayLoop:
                 result = e
             with self._lock:
                 self._resolved.append((c, gen, ep, result))
-            self._wake.wake(b"r")
+            self._loop.wake.wake(b"r")
 
         self._resolver.submit(work)
 

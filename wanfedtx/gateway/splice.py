@@ -25,8 +25,8 @@ from typing import Any, Protocol
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from wanfedtx.gateway.loopthread import LoopThread
 from wanfedtx.gateway.stats import ClusterStats, TcpStats
-from wanfedtx.gateway.wakepipe import WakePipe
 
 log = Logger(namespace="wanfed.gateway.splice")
 
@@ -224,19 +224,15 @@ class SpliceRelay:
         self.pipe_size = pipe_size
         self.clock = clock
         self._ep = select.epoll()
-        self._wake = WakePipe(self._ep)
+        self._loop = LoopThread(reactor, self._ep, "wanfed-gateway-splice")
         self._lock = threading.Lock()
         self._incoming: list[_Pair] = []
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._stopped: Deferred[None] | None = None
         self.pairs: dict[int, _Pair] = {}  # fd -> pair, loop thread only
         self.count = 0  # pairs open, updated in the reactor thread
         self.handoffs = 0  # pairs ever handed to this relay
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="wanfed-gateway-splice", daemon=True)
-        self._thread.start()
+        self._loop.start(self._run)
 
     def add(
         self,
@@ -254,28 +250,21 @@ class SpliceRelay:
             self._incoming.append(pair)
             wake = len(self._incoming) == 1  # one wake-up per batch: fewer GIL hand-overs
         if wake:
-            self._wake.wake(b"a")
+            self._loop.wake.wake(b"a")
 
     def stop(self) -> Deferred[None]:
         """Close every pair and end the thread; the Deferred fires in the reactor thread."""
-        d: Deferred[None] = Deferred()
-        if self._thread is None or not self._thread.is_alive():
-            d.callback(None)
-            return d
-        self._stopped = d
-        self._stopping = True
-        self._wake.wake(b"s")
-        return d
+        return self._loop.stop()
 
     # -- loop thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
         last_tick = self.clock()
         try:
-            while not self._stopping:
+            while not self._loop.stopping:
                 events = self._ep.poll(1.0)
                 for fd, ev in events:
-                    if fd == self._wake.fd:
+                    if fd == self._loop.wake.fd:
                         self._accept_new()
                         continue
                     pair = self.pairs.get(fd)
@@ -295,12 +284,10 @@ class SpliceRelay:
             for pair in list(self.pairs.values()):
                 self._close(pair, idle=False)
             self._ep.close()
-            self._wake.close()
-            if self._stopped is not None:
-                self.reactor.callFromThread(self._stopped.callback, None)
+            self._loop.finished()
 
     def _accept_new(self) -> None:
-        self._wake.drain()
+        self._loop.wake.drain()
         with self._lock:
             new, self._incoming = self._incoming, []
         for pair in new:
