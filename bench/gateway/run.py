@@ -119,9 +119,9 @@ CLIENT_FLIGHT = 80  # bytes, about a client Finished plus a 1-byte application r
 def shaped_main(port: int) -> None:
     """Handshake-shaped peer for the new-connections test, one epoll loop, no crypto.
 
-    Per connection: read one whole TLS record (the ClientHello), answer SERVER_FLIGHT bytes, read
-    CLIENT_FLIGHT bytes, answer 1 byte, close. The proxies see a real hello and the same packet
-    exchange as a TLS 1.3 handshake plus a 1-byte echo.
+    Per connection: read one whole TLS record (the ClientHello), answer SERVER_FLIGHT bytes,
+    read CLIENT_FLIGHT bytes, answer 1 byte, close when the client has closed. The proxies see
+    a real hello and the same packet exchange as a TLS 1.3 handshake plus a 1-byte echo.
     """
     ls = socket.create_server(("127.0.0.1", port), backlog=4096)
     ls.setblocking(False)
@@ -160,9 +160,12 @@ def shaped_main(port: int) -> None:
                 stage[0] = 1
                 c.sendall(flight)  # fits the socket buffer of a fresh connection
             if stage[0] == 1 and len(buf) >= CLIENT_FLIGHT:
+                # answer, then wait for the client's close: the connecting sides close first,
+                # so TIME_WAIT stays with them (a listener-side TIME_WAIT hit by a reused port
+                # costs a 1 s SYN retransmit and made the haproxy and nginx rounds bimodal)
                 c.sendall(b"x")
-                ep.unregister(fd)
-                conns.pop(fd)[0].close()
+                stage[0] = 2
+                del buf[:]
 
 
 def shaped_client_main(port: int, certdir: Path, start_at: float, seconds: float) -> None:
