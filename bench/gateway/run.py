@@ -2,15 +2,35 @@
 
     .venv/bin/python bench/gateway/run.py [--seconds 2] [--rounds 3] [--json out.json]
 
-Every target gets the same TLS backend process and the same client code (this file): the direct
-path (no proxy), haproxy, nginx, and `wanfed gateway` with each data path (splice, twisted). All
-proxies route the SNI ``pri.server.primary.consul`` to the backend without terminating TLS. haproxy
-and nginx run unprivileged (as ``nobody``) with configs in a temp dir on 127.0.0.1 high ports.
+CPU budget: the proxy under test is pinned with ``taskset`` to one core (``--proxy-cpu``, default
+1) and everything else -- this controller, the load generators, the sink and the TLS backend --
+to another (``--load-cpu``, default 0). haproxy runs with ``nbthread 1``, nginx with
+``worker_processes 1``, ``wanfed gateway`` with ``-data-path loop -workers 1`` (``wanfed-loop``)
+and with no data-path flags at all (``wanfed-default``: the loop path with one worker per CPU the
+machine has, i.e. 2 loops sharing the one pinned core). Every target gets the same load
+generators, sink and backend.
 
-Measured per target: bulk client->backend throughput over TLS on 1 and 32 connections, proxy CPU
-seconds per GiB relayed (utime+stime from /proc/<pid>/stat of the proxy and its children, over
-the bulk runs), round-trip time of 64-byte messages on one connection (p50/p99; "added" is minus
-the direct path), and new TLS connections per second (handshake + 1-byte echo + close).
+Measured per target:
+
+* bulk throughput on 1 and 32 connections, measured at the sink over a fixed window after a
+  warm-up. Each connection starts with a real ClientHello from OpenSSL (Python ``ssl`` on a memory
+  BIO) carrying the SNI, followed by opaque bytes sent with ``sendfile(2)`` from a page-cached file;
+  the sink drains with ``splice(2)`` into /dev/null. A TLS-passthrough relay never looks past the
+  hello, so the bytes it relays are the same work whether or not they are ciphertext; encrypting
+  them would only spend the load core on AES and make the load generator, not the proxy, the
+  bottleneck (the direct row shows what the load side can do without a proxy).
+* proxy CPU seconds per GiB over the same windows: utime+stime from /proc/<pid>/stat of the proxy
+  process (all its threads) and its direct children (nginx's worker).
+* round-trip time of 64-byte messages over full TLS on one connection (Python ``ssl`` client and
+  backend; p50/p99; "added" is minus the direct path).
+* new full TLS connections/s (TLS 1.3 handshake with certificate verification, 1-byte echo,
+  close) from 4 client processes, and failures among them (a connection that was reset or
+  closed without a TLS close is counted, not fatal). This one is bound by the load core (two
+  handshakes' crypto per connection), so it shows parity, not the proxies' capacity.
+* new connections/s, handshake-shaped, from 16 client processes: a real ClientHello, a
+  2000-byte server flight, an 80-byte client flight, a 1-byte answer and close, against a peer
+  with no crypto: the proxy does exactly its per-connection work (accept, hello, route, connect,
+  relay, close) and the load core is no longer the limit. Plus proxy CPU us per such connection.
 """
 
 from __future__ import annotations
@@ -18,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -33,8 +54,14 @@ from pathlib import Path
 from typing import Any
 
 SNI = "pri.server.primary.consul"
+SINK_SNI = "sink." + SNI  # routed to the bulk sink by every proxy
+SHAPED_SNI = "shaped." + SNI  # routed to the handshake-shaped peer
 ROOT = Path(__file__).resolve().parents[2]
-CHUNK = 256 * 1024
+BLOB = 16 << 20  # bytes of the page-cached file the bulk senders sendfile() from
+F_SETPIPE_SZ = 1031
+SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+CONN_PROCS = 16  # handshake-shaped client processes (fewer leave haproxy idle)
+TLS_CONN_PROCS = 4  # full-TLS client processes (bound by the load core's crypto)
 
 
 # ------------------------------------------------------------------------------------------
@@ -50,52 +77,27 @@ def make_certs(d: Path) -> None:
     (d / "ca.pem").write_bytes(ca.cert_pem)
     (d / "server.pem").write_bytes(cert.cert_pem)
     (d / "server-key.pem").write_bytes(cert.key_pem)
+    (d / "blob").write_bytes(os.urandom(BLOB))
 
 
 # ------------------------------------------------------------------------------------------
-# backend (a separate process): thread per connection, first byte picks the mode
-
-
-def read_exact(s: ssl.SSLSocket, view: memoryview) -> bool:
-    got = 0
-    while got < len(view):
-        n = s.recv_into(view[got:])
-        if n == 0:
-            return False
-        got += n
-    return True
+# TLS backend (a separate process, thread per connection): echo for the RTT and conns/s tests
 
 
 def backend_main(port: int, certdir: Path) -> None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(certdir / "server.pem", certdir / "server-key.pem")
-    ls = socket.create_server(("127.0.0.1", port), backlog=1024)
+    ls = socket.create_server(("127.0.0.1", port), backlog=4096)
 
     def serve(raw: socket.socket) -> None:
         try:
             with ctx.wrap_socket(raw, server_side=True) as s:
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                mode = s.recv(1)
-                if mode == b"S":  # sink: frames of <u32 length><bytes>; length 0 ends
-                    n = 0
-                    buf = bytearray(CHUNK + 4)
-                    view = memoryview(buf)
-                    while True:
-                        if not read_exact(s, view[:4]):
-                            break
-                        size = struct.unpack("!I", view[:4])[0]
-                        if size == 0:
-                            break
-                        if not read_exact(s, view[:size]):
-                            break
-                        n += size
-                    s.sendall(struct.pack("!Q", n))
-                elif mode == b"E":  # echo
-                    while True:
-                        b = s.recv(65536)
-                        if not b:
-                            break
-                        s.sendall(b)
+                while True:
+                    b = s.recv(65536)
+                    if not b:
+                        break
+                    s.sendall(b)
         except (OSError, ssl.SSLError):
             pass
 
@@ -106,7 +108,199 @@ def backend_main(port: int, certdir: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# client measurements
+# bulk sink (a separate process): splice every connection into /dev/null, count the bytes.
+# A line on stdin asks for the running total, answered on stdout.
+
+
+SERVER_FLIGHT = 2000  # bytes, about a TLS 1.3 ServerHello..Finished with one P-256 cert
+CLIENT_FLIGHT = 80  # bytes, about a client Finished plus a 1-byte application record
+
+
+def shaped_main(port: int) -> None:
+    """Handshake-shaped peer for the new-connections test, one epoll loop, no crypto.
+
+    Per connection: read one whole TLS record (the ClientHello), answer SERVER_FLIGHT bytes,
+    read CLIENT_FLIGHT bytes, answer 1 byte, close when the client has closed. The proxies see
+    a real hello and the same packet exchange as a TLS 1.3 handshake plus a 1-byte echo.
+    """
+    ls = socket.create_server(("127.0.0.1", port), backlog=4096)
+    ls.setblocking(False)
+    ep = select.epoll()
+    ep.register(ls.fileno(), select.EPOLLIN)
+    conns: dict[int, tuple[socket.socket, bytearray, list[int]]] = {}
+    flight = b"s" * SERVER_FLIGHT
+    print("ready", flush=True)
+    while True:
+        for fd, _ev in ep.poll():
+            if fd == ls.fileno():
+                while True:
+                    try:
+                        c, _ = ls.accept()
+                    except BlockingIOError:
+                        break
+                    c.setblocking(False)
+                    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    conns[c.fileno()] = (c, bytearray(), [0])
+                    ep.register(c.fileno(), select.EPOLLIN)
+                continue
+            c, buf, stage = conns[fd]
+            try:
+                data = c.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            buf += data
+            if not data:
+                ep.unregister(fd)
+                conns.pop(fd)[0].close()
+                continue
+            if stage[0] == 0 and len(buf) >= 5 and len(buf) >= 5 + struct.unpack("!H", buf[3:5])[0]:
+                del buf[: 5 + struct.unpack("!H", buf[3:5])[0]]
+                stage[0] = 1
+                c.sendall(flight)  # fits the socket buffer of a fresh connection
+            if stage[0] == 1 and len(buf) >= CLIENT_FLIGHT:
+                # answer, then wait for the client's close: the connecting sides close first,
+                # so TIME_WAIT stays with them (a listener-side TIME_WAIT hit by a reused port
+                # costs a 1 s SYN retransmit and made the haproxy and nginx rounds bimodal)
+                c.sendall(b"x")
+                stage[0] = 2
+                del buf[:]
+
+
+def shaped_client_main(port: int, certdir: Path, start_at: float, seconds: float) -> None:
+    """Sequential handshake-shaped connections; prints like conns_main."""
+    ctx = client_ctx(certdir)
+    hello = client_hello(ctx, SHAPED_SNI)
+    fin = b"f" * CLIENT_FLIGHT
+    ok = failed = 0
+    first = ""
+    buf = bytearray(SERVER_FLIGHT)
+    while time.monotonic() < start_at:
+        time.sleep(0.001)
+    end = start_at + seconds
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                s.sendall(hello)
+                got = 0
+                view = memoryview(buf)
+                while got < SERVER_FLIGHT:
+                    n = s.recv_into(view[got:])
+                    if not n:
+                        raise ConnectionError("closed during the server flight")
+                    got += n
+                s.sendall(fin)
+                if s.recv(1) != b"x":
+                    raise ConnectionError("closed before the reply")
+            ok += 1
+        except OSError as e:
+            failed += 1
+            first = first or f"{type(e).__name__}: {e}"
+    print(json.dumps({"ok": ok, "failed": failed, "first_error": first}), flush=True)
+
+
+def sink_main(port: int) -> None:
+    ls = socket.create_server(("127.0.0.1", port), backlog=4096)
+    ls.setblocking(False)
+    pr, pw = os.pipe()
+    fcntl_setpipe(pw, 1 << 20)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    ep = select.epoll()
+    ep.register(ls.fileno(), select.EPOLLIN)
+    ep.register(0, select.EPOLLIN)
+    conns: dict[int, socket.socket] = {}
+    total = 0
+    print("ready", flush=True)
+    while True:
+        for fd, _ev in ep.poll():
+            if fd == ls.fileno():
+                while True:
+                    try:
+                        c, _ = ls.accept()
+                    except BlockingIOError:
+                        break
+                    c.setblocking(False)
+                    conns[c.fileno()] = c
+                    ep.register(c.fileno(), select.EPOLLIN)
+            elif fd == 0:
+                if not os.read(0, 4096):
+                    return
+                sys.stdout.write(f"{total}\n")
+                sys.stdout.flush()
+            else:
+                while True:
+                    try:
+                        n = os.splice(fd, pw, 1 << 20, flags=SPLICE_FLAGS)
+                    except BlockingIOError:
+                        break
+                    except OSError:
+                        n = 0
+                    if n == 0:
+                        ep.unregister(fd)
+                        conns.pop(fd).close()
+                        break
+                    total += n
+                    while n:
+                        n -= os.splice(pr, devnull, n, flags=os.SPLICE_F_MOVE)
+
+
+def fcntl_setpipe(fd: int, size: int) -> None:
+    import fcntl
+
+    try:
+        fcntl.fcntl(fd, F_SETPIPE_SZ, size)
+    except OSError:
+        pass
+
+
+# ------------------------------------------------------------------------------------------
+# bulk sender (a separate process): N connections, each a real ClientHello then sendfile()
+
+
+def client_hello(ctx: ssl.SSLContext, name: str) -> bytes:
+    """The ClientHello OpenSSL sends for SNI name (what a real client's first flight is)."""
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname=name)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+def blast_main(port: int, conns: int, certdir: Path) -> None:
+    ctx = client_ctx(certdir)
+    blob = os.open(certdir / "blob", os.O_RDONLY)
+    socks: dict[int, socket.socket] = {}
+    offsets: dict[int, int] = {}
+    ep = select.epoll()
+    for i in range(conns):
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        s.sendall(client_hello(ctx, SINK_SNI))
+        s.setblocking(False)
+        socks[s.fileno()] = s
+        offsets[s.fileno()] = (i * 65536) % BLOB
+        ep.register(s.fileno(), select.EPOLLOUT)
+    print("ready", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    while True:
+        for fd, ev in ep.poll():
+            if ev & (select.EPOLLERR | select.EPOLLHUP):
+                raise SystemExit(f"bulk connection {fd} failed (event {ev:#x})")
+            off = offsets[fd]
+            while True:
+                try:
+                    n = os.sendfile(fd, blob, off, BLOB - off)
+                except BlockingIOError:
+                    break
+                off = (off + n) % BLOB
+            offsets[fd] = off
+
+
+# ------------------------------------------------------------------------------------------
+# TLS clients: RTT (in this process) and new connections/s (CONN_PROCS processes)
 
 
 def client_ctx(certdir: Path) -> ssl.SSLContext:
@@ -121,45 +315,15 @@ def connect(addr: tuple[str, int], ctx: ssl.SSLContext) -> ssl.SSLSocket:
     return ctx.wrap_socket(raw, server_hostname=SNI)
 
 
-def bulk(addr: tuple[str, int], ctx: ssl.SSLContext, conns: int, seconds: float) -> float:
-    """Bytes/s delivered to the backend, all connections together."""
-    frame = struct.pack("!I", CHUNK) + os.urandom(CHUNK)
-    totals: list[int] = []
-    barrier = threading.Barrier(conns + 1)
-    lock = threading.Lock()
-
-    def one() -> None:
-        s = connect(addr, ctx)
-        s.sendall(b"S")
-        barrier.wait()
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            s.sendall(frame)
-        s.sendall(struct.pack("!I", 0))
-        got = bytearray(8)
-        ok = read_exact(s, memoryview(got))
-        s.close()
-        with lock:
-            totals.append(struct.unpack("!Q", got)[0] if ok else 0)
-
-    threads = [threading.Thread(target=one) for _ in range(conns)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    t0 = time.monotonic()
-    for t in threads:
-        t.join()
-    return sum(totals) / (time.monotonic() - t0)
-
-
 def rtt(addr: tuple[str, int], ctx: ssl.SSLContext, n: int) -> list[float]:
     s = connect(addr, ctx)
-    s.sendall(b"E")
     msg = b"m" * 64
     out = []
     for _ in range(50):  # warm up
         s.sendall(msg)
-        s.recv(64)
+        got = 0
+        while got < 64:
+            got += len(s.recv(64 - got))
     for _ in range(n):
         t0 = time.perf_counter()
         s.sendall(msg)
@@ -171,25 +335,26 @@ def rtt(addr: tuple[str, int], ctx: ssl.SSLContext, n: int) -> list[float]:
     return out
 
 
-def conn_rate(addr: tuple[str, int], ctx: ssl.SSLContext, workers: int, seconds: float) -> float:
-    count = [0] * workers
-    end = time.monotonic() + seconds
-
-    def one(i: int) -> None:
-        while time.monotonic() < end:
-            s = connect(addr, ctx)
-            s.sendall(b"Ex")
-            s.recv(1)
+def conns_main(port: int, certdir: Path, start_at: float, seconds: float) -> None:
+    """Sequential full TLS connections from start_at for seconds; prints 'ok failed first-error'."""
+    ctx = client_ctx(certdir)
+    ok = failed = 0
+    first = ""
+    while time.monotonic() < start_at:
+        time.sleep(0.001)
+    end = start_at + seconds
+    while time.monotonic() < end:
+        try:
+            s = connect(("127.0.0.1", port), ctx)
+            s.sendall(b"x")
+            if s.recv(1) != b"x":
+                raise ConnectionError("no echo")
             s.close()
-            count[i] += 1
-
-    t0 = time.monotonic()
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sum(count) / (time.monotonic() - t0)
+            ok += 1
+        except (OSError, ssl.SSLError) as e:
+            failed += 1
+            first = first or f"{type(e).__name__}: {e}"
+    print(json.dumps({"ok": ok, "failed": failed, "first_error": first}), flush=True)
 
 
 # ------------------------------------------------------------------------------------------
@@ -197,7 +362,7 @@ def conn_rate(addr: tuple[str, int], ctx: ssl.SSLContext, workers: int, seconds:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime+stime of pid and its direct children (nginx workers), in seconds."""
+    """utime+stime of pid (all threads) and its direct children (nginx workers), in seconds."""
     tck = os.sysconf("SC_CLK_TCK")
     pids = [pid]
     for p in Path("/proc").iterdir():
@@ -224,28 +389,44 @@ def as_nobody() -> list[str]:
     return []
 
 
-def start_haproxy(tmp: Path, port: int, backend: int) -> subprocess.Popen[bytes]:
-    cfg = tmp / "haproxy.cfg"
+def pinned(cpu: int) -> list[str]:
+    return ["taskset", "-c", str(cpu)]
+
+
+def start_haproxy(
+    tmp: Path, port: int, backend: int, sink: int, shaped: int, cpu: int, splice: bool
+) -> subprocess.Popen[bytes]:
+    cfg = tmp / f"haproxy-{port}.cfg"
     cfg.write_text(f"""
 global
-    maxconn 8192
+    maxconn 4096
+    nbthread 1
 defaults
     mode tcp
     timeout connect 5s
     timeout client 1h
     timeout server 1h
+{"    option splice-auto" if splice else ""}
 frontend fe
     bind 127.0.0.1:{port}
     tcp-request inspect-delay 5s
     tcp-request content accept if {{ req.ssl_hello_type 1 }}
     use_backend be_pri if {{ req.ssl_sni -i {SNI} }}
+    use_backend be_sink if {{ req.ssl_sni -i {SINK_SNI} }}
+    use_backend be_shaped if {{ req.ssl_sni -i {SHAPED_SNI} }}
 backend be_pri
     server s1 127.0.0.1:{backend}
+backend be_sink
+    server s1 127.0.0.1:{sink}
+backend be_shaped
+    server s1 127.0.0.1:{shaped}
 """)
-    return subprocess.Popen([*as_nobody(), "haproxy", "-db", "-f", str(cfg)])
+    return subprocess.Popen([*pinned(cpu), *as_nobody(), "haproxy", "-db", "-f", str(cfg)])
 
 
-def start_nginx(tmp: Path, port: int, backend: int) -> subprocess.Popen[bytes]:
+def start_nginx(
+    tmp: Path, port: int, backend: int, sink: int, shaped: int, cpu: int
+) -> subprocess.Popen[bytes]:
     d = Path(tempfile.mkdtemp(prefix="nginx-", dir=tmp))
     os.chmod(d, 0o777)
     cfg = d / "nginx.conf"
@@ -254,13 +435,15 @@ def start_nginx(tmp: Path, port: int, backend: int) -> subprocess.Popen[bytes]:
     cfg.write_text(f"""
 {load}
 daemon off;
-worker_processes auto;
+worker_processes 1;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 8192; }}
 stream {{
     map $ssl_preread_server_name $up {{
         {SNI} 127.0.0.1:{backend};
+        {SINK_SNI} 127.0.0.1:{sink};
+        {SHAPED_SNI} 127.0.0.1:{shaped};
         default 127.0.0.1:1;
     }}
     server {{
@@ -272,22 +455,37 @@ stream {{
 }}
 """)
     return subprocess.Popen(
-        [*as_nobody(), "nginx", "-p", str(d), "-e", str(d / "error.log"), "-c", str(cfg)]
+        [
+            *pinned(cpu),
+            *as_nobody(),
+            "nginx",
+            "-p",
+            str(d),
+            "-e",
+            str(d / "error.log"),
+            "-c",
+            str(cfg),
+        ]
     )
 
 
 def start_wanfed(
-    tmp: Path, port: int, backend: int, data_path: str, pipe_size: int | None = None
+    tmp: Path, port: int, backend: int, sink: int, shaped: int, cpu: int, flags: list[str]
 ) -> subprocess.Popen[bytes]:
-    routes = tmp / f"routes-{data_path}.json"
+    routes = tmp / f"routes-{port}.json"
     routes.write_text(
         json.dumps(
             {
                 "clusters": [
+                    {"name": SNI, "endpoints": [{"address": "127.0.0.1", "port": backend}]},
                     {
-                        "name": "pri.server.primary.consul",
-                        "endpoints": [{"address": "127.0.0.1", "port": backend}],
-                    }
+                        "name": f"{SINK_SNI}",
+                        "endpoints": [{"address": "127.0.0.1", "port": sink}],
+                    },
+                    {
+                        "name": SHAPED_SNI,
+                        "endpoints": [{"address": "127.0.0.1", "port": shaped}],
+                    },
                 ],
                 "filter_chains": [
                     {
@@ -303,21 +501,27 @@ def start_wanfed(
     exe = ROOT / ".venv" / "bin" / "wanfed"
     return subprocess.Popen(
         [
+            *pinned(cpu),
             str(exe),
             "gateway",
             "-address",
             f"127.0.0.1:{port}",
             "-routes",
             str(routes),
-            "-data-path",
-            "loop" if data_path == "loop2" else data_path,
-            "-workers",
-            "2" if data_path == "loop2" else "1",
             "-log-level",
             "warn",
-            *(["-pipe-size", str(pipe_size)] if pipe_size else []),
+            *flags,
         ]
     )
+
+
+# wanfed targets: name -> flags (the default row passes none)
+WANFED = {
+    "wanfed-loop": ["-data-path", "loop", "-workers", "1"],
+    "wanfed-default": [],
+    "wanfed-splice": ["-data-path", "splice"],
+    "wanfed-twisted": ["-data-path", "twisted"],
+}
 
 
 def free_port() -> int:
@@ -342,71 +546,240 @@ def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None) -> None:
 # ------------------------------------------------------------------------------------------
 
 
+class Sink:
+    """The sink process and its byte counter."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--role", "sink", "--port", str(port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None
+        self.proc.stdout.readline()
+
+    def count(self) -> int:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(b"c\n")
+        self.proc.stdin.flush()
+        return int(self.proc.stdout.readline())
+
+    def settle(self) -> None:
+        """Wait until nothing more arrives (the previous test's bytes are drained)."""
+        last = self.count()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            time.sleep(0.05)  # harness polling, not a test
+            now = self.count()
+            if now == last:
+                return
+            last = now
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def bulk(
+    port: int,
+    conns: int,
+    seconds: float,
+    warmup: float,
+    sink: Sink,
+    certdir: Path,
+    pid: int | None,
+) -> tuple[float, float, int]:
+    """(bytes/s at the sink, proxy CPU seconds, bytes) over a window after warm-up."""
+    sink.settle()
+    blaster = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--role",
+            "blast",
+            "--port",
+            str(port),
+            "--conns",
+            str(conns),
+            "--certdir",
+            str(certdir),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert blaster.stdout is not None
+        if blaster.stdout.readline().strip() != b"ready":
+            raise RuntimeError("bulk sender failed to connect")
+        time.sleep(warmup)  # harness: let the transfer reach steady state
+        c0, cpu0, t0 = sink.count(), cpu_seconds(pid) if pid else 0.0, time.monotonic()
+        time.sleep(seconds)
+        c1, cpu1, t1 = sink.count(), cpu_seconds(pid) if pid else 0.0, time.monotonic()
+        if blaster.poll() is not None:
+            raise RuntimeError(f"bulk sender exited with {blaster.returncode}")
+    finally:
+        blaster.terminate()
+        blaster.wait()
+    return (c1 - c0) / (t1 - t0), cpu1 - cpu0, c1 - c0
+
+
+def conn_rate(port: int, certdir: Path, seconds: float, role: str) -> tuple[float, int, str]:
+    start_at = time.monotonic() + 1.0
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--role",
+                role,
+                "--port",
+                str(port),
+                "--certdir",
+                str(certdir),
+                "--start-at",
+                repr(start_at),
+                "--seconds",
+                str(seconds),
+            ],
+            stdout=subprocess.PIPE,
+        )
+        for _ in range(CONN_PROCS if role == "shaped-client" else TLS_CONN_PROCS)
+    ]
+    ok = failed = 0
+    first = ""
+    for p in procs:
+        out, _ = p.communicate()
+        r = json.loads(out)
+        ok += r["ok"]
+        failed += r["failed"]
+        first = first or r["first_error"]
+    return ok / seconds, failed, first
+
+
 def measure(
-    addr: tuple[str, int], ctx: ssl.SSLContext, pid: int | None, seconds: float, rtt_n: int
+    port: int,
+    pid: int | None,
+    sink: Sink,
+    shaped: int,
+    certdir: Path,
+    ctx: ssl.SSLContext,
+    a: argparse.Namespace,
 ) -> dict[str, Any]:
-    cpu0 = cpu_seconds(pid) if pid else 0.0
-    t1 = bulk(addr, ctx, 1, seconds)
-    t32 = bulk(addr, ctx, 32, seconds)
-    cpu1 = cpu_seconds(pid) if pid else 0.0
-    relayed = (t1 + t32) * seconds  # approximately the bytes moved during the two bulk runs
-    r = rtt(addr, ctx, rtt_n)
-    cpu2 = cpu_seconds(pid) if pid else 0.0
-    rate = conn_rate(addr, ctx, 8, seconds)
+    target = sink.port if pid is None else port
+    t1, cpu_a, b1 = bulk(target, 1, a.seconds, a.warmup, sink, certdir, pid)
+    t32, cpu_b, b32 = bulk(target, 32, a.seconds, a.warmup, sink, certdir, pid)
+    r = rtt(("127.0.0.1", port), ctx, a.rtt)
+    rate, failed, first = conn_rate(port, certdir, a.seconds, "conns")
     cpu3 = cpu_seconds(pid) if pid else 0.0
+    hs_rate, hs_failed, hs_first = conn_rate(
+        shaped if pid is None else port, certdir, a.seconds, "shaped-client"
+    )
+    cpu4 = cpu_seconds(pid) if pid else 0.0
     q = statistics.quantiles(r, n=100)
     return {
         "bulk1_MBps": t1 / 1e6,
         "bulk32_MBps": t32 / 1e6,
-        "cpu_s_per_GiB": ((cpu1 - cpu0) / (relayed / 2**30)) if pid else None,
+        "cpu_s_per_GiB": ((cpu_a + cpu_b) / ((b1 + b32) / 2**30)) if pid else None,
         "rtt_p50_us": statistics.median(r) * 1e6,
         "rtt_p99_us": q[98] * 1e6,
-        "conns_per_s": rate,
-        "cpu_us_per_conn": ((cpu3 - cpu2) / (rate * seconds) * 1e6) if pid else None,
+        "tls_conns_per_s": rate,
+        "conns_per_s": hs_rate,
+        "conn_failures": failed + hs_failed,
+        "first_failure": first or hs_first,
+        "cpu_us_per_conn": ((cpu4 - cpu3) / (hs_rate * a.seconds) * 1e6)
+        if pid and hs_rate
+        else None,
     }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--seconds", type=float, default=2.0, help="window per measurement")
+    ap.add_argument("--warmup", type=float, default=0.5, help="bulk warm-up before the window")
     ap.add_argument("--rounds", type=int, default=3, help="medians over this many rounds")
-    ap.add_argument("--rtt", type=int, default=2000)
+    ap.add_argument("--rtt", type=int, default=2000, help="64-byte round trips per target")
+    ap.add_argument("--load-cpu", type=int, default=0, help="core for everything but the proxy")
+    ap.add_argument("--proxy-cpu", type=int, default=1, help="core for the proxy under test")
     ap.add_argument(
         "--only",
-        default="direct,haproxy,nginx,wanfed-loop,wanfed-loop2,wanfed-splice,wanfed-twisted",
+        default="direct,haproxy,haproxy-splice,nginx,wanfed-loop,wanfed-default",
+        help="targets, comma separated; also wanfed-splice, wanfed-twisted",
     )
     ap.add_argument("--json", default=None)
-    ap.add_argument("--backend", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--role", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--conns", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--certdir", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     a = ap.parse_args()
-    if a.backend is not None:
-        backend_main(a.backend, Path(a.certdir))
+    if a.role == "backend":
+        backend_main(a.port, Path(a.certdir))
+        return 0
+    if a.role == "sink":
+        sink_main(a.port)
+        return 0
+    if a.role == "blast":
+        blast_main(a.port, a.conns, Path(a.certdir))
+        return 0
+    if a.role == "shaped":
+        shaped_main(a.port)
+        return 0
+    if a.role == "shaped-client":
+        shaped_client_main(a.port, Path(a.certdir), a.start_at, a.seconds)
+        return 0
+    if a.role == "conns":
+        conns_main(a.port, Path(a.certdir), a.start_at, a.seconds)
         return 0
 
+    # everything started from here (backend, sink, load generators) inherits the load core
+    os.sched_setaffinity(0, {a.load_cpu})
     tmp = Path(tempfile.mkdtemp(prefix="wanfed-gw-bench-"))
     os.chmod(tmp, 0o755)
     make_certs(tmp)
-    bport = free_port()
+    os.chmod(tmp / "blob", 0o644)
+    bport, sport = free_port(), free_port()
     backend = subprocess.Popen(
-        [sys.executable, __file__, "--backend", str(bport), "--certdir", str(tmp)],
+        [
+            sys.executable,
+            __file__,
+            "--role",
+            "backend",
+            "--port",
+            str(bport),
+            "--certdir",
+            str(tmp),
+        ],
         stdout=subprocess.PIPE,
     )
     assert backend.stdout is not None
     backend.stdout.readline()
     wait_port(bport)
+    sink = Sink(sport)
+    shport = free_port()
+    shaped = subprocess.Popen(
+        [sys.executable, __file__, "--role", "shaped", "--port", str(shport)],
+        stdout=subprocess.PIPE,
+    )
+    assert shaped.stdout is not None
+    shaped.stdout.readline()
     ctx = client_ctx(tmp)
     names = a.only.split(",")
     rounds: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    t_start = time.monotonic()
     try:
         for r in range(a.rounds):
             # rotate the order each round so no target always runs last on a busy machine
             order = names[r % len(names) :] + names[: r % len(names)]
             for name in order:
-                rounds[name].append(run_target(name, tmp, bport, ctx, a))
+                rounds[name].append(run_target(name, tmp, bport, sink, shport, ctx, a))
     finally:
+        sink.close()
+        shaped.kill()
+        shaped.wait()
         backend.kill()
         backend.wait()
         shutil.rmtree(tmp, ignore_errors=True)
+    print(f"({time.monotonic() - t_start:.0f} s)", file=sys.stderr)
     results = {n: median_of(rounds[n]) for n in names}
     report(results)
     if a.json:
@@ -417,32 +790,43 @@ def main() -> int:
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k in runs[0]:
+        if k == "conn_failures":
+            out[k] = sum(r[k] for r in runs)  # failures over all rounds
+            continue
+        if k == "first_failure":
+            out[k] = next((r[k] for r in runs if r[k]), "")
+            continue
         vals = [r[k] for r in runs if r[k] is not None]
         out[k] = statistics.median(vals) if vals else None
     return out
 
 
 def run_target(
-    name: str, tmp: Path, bport: int, ctx: ssl.SSLContext, a: argparse.Namespace
+    name: str,
+    tmp: Path,
+    bport: int,
+    sink: Sink,
+    shport: int,
+    ctx: ssl.SSLContext,
+    a: argparse.Namespace,
 ) -> dict[str, Any]:
     port = free_port()
     proc: subprocess.Popen[bytes] | None = None
+    cpu = a.proxy_cpu
     if name == "direct":
         port = bport
-    elif name == "haproxy":
-        proc = start_haproxy(tmp, port, bport)
+    elif name in ("haproxy", "haproxy-splice"):
+        proc = start_haproxy(tmp, port, bport, sink.port, shport, cpu, name == "haproxy-splice")
     elif name == "nginx":
-        proc = start_nginx(tmp, port, bport)
-    elif name.startswith("wanfed-"):
-        # wanfed-<path>[-<pipe bytes>]
-        parts = name.split("-")
-        proc = start_wanfed(tmp, port, bport, parts[1], int(parts[2]) if len(parts) > 2 else None)
+        proc = start_nginx(tmp, port, bport, sink.port, shport, cpu)
+    elif name in WANFED:
+        proc = start_wanfed(tmp, port, bport, sink.port, shport, cpu, WANFED[name])
     else:
         raise SystemExit(f"unknown target {name}")
     try:
         wait_port(port, proc)
         print(f"== {name}", file=sys.stderr, flush=True)
-        res = measure(("127.0.0.1", port), ctx, proc.pid if proc else None, a.seconds, a.rtt)
+        res = measure(port, proc.pid if proc else None, sink, shport, tmp, ctx, a)
         print(json.dumps(res), file=sys.stderr, flush=True)
         return res
     finally:
@@ -460,29 +844,31 @@ def report(results: dict[str, Any]) -> None:
     hap = results.get("haproxy")
     print(
         "| target | bulk 1 conn MB/s | bulk 32 conns MB/s | CPU s/GiB | RTT p50 us | RTT p99 us"
-        " | added p50 us | added p99 us | new TLS conns/s | proxy CPU us/conn |"
+        " | added p50 us | added p99 us | new conns/s | proxy CPU us/conn | full-TLS conns/s"
+        " | failed conns |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         add50 = r["rtt_p50_us"] - direct["rtt_p50_us"] if direct else float("nan")
         add99 = r["rtt_p99_us"] - direct["rtt_p99_us"] if direct else float("nan")
-        cpu = "-" if r["cpu_s_per_GiB"] is None else f"{r['cpu_s_per_GiB']:.2f}"
+        cpu = "-" if r["cpu_s_per_GiB"] is None else f"{r['cpu_s_per_GiB']:.3f}"
         print(
             f"| {name} | {r['bulk1_MBps']:.0f} | {r['bulk32_MBps']:.0f} | {cpu} | "
             f"{r['rtt_p50_us']:.0f} | {r['rtt_p99_us']:.0f} | {add50:.0f} | {add99:.0f} | "
             f"{r['conns_per_s']:.0f} | "
-            f"{'-' if r['cpu_us_per_conn'] is None else format(r['cpu_us_per_conn'], '.0f')} |"
+            f"{'-' if r['cpu_us_per_conn'] is None else format(r['cpu_us_per_conn'], '.0f')} | "
+            f"{r['tls_conns_per_s']:.0f} | {r['conn_failures']} |"
         )
+    for name, r in results.items():
+        if r["first_failure"]:
+            print(f"{name}: first failed connection: {r['first_failure']}")
     if hap and direct:
         print()
-        print(
-            "| wanfed vs haproxy | throughput 1 | throughput 32 | CPU/GiB | added RTT p50 |"
-            " conns/s |"
-        )
+        print("| vs haproxy | throughput 1 | throughput 32 | CPU/GiB | added RTT p50 | conns/s |")
         print("|---|---|---|---|---|---|")
         hadd = hap["rtt_p50_us"] - direct["rtt_p50_us"]
         for name, r in results.items():
-            if not name.startswith("wanfed"):
+            if name in ("direct", "haproxy"):
                 continue
             radd = r["rtt_p50_us"] - direct["rtt_p50_us"]
             print(
