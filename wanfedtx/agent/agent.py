@@ -27,8 +27,8 @@ from wanfedtx.agent.httpserver import HTTPServerService
 from wanfedtx.agent.member import local_member
 from wanfedtx.agent.nodeid import resolve_node_id
 from wanfedtx.agent.server_port import (
+    RaftLeader,
     ServerPort,
-    build_forwarder,
     build_raft,
     tls_configurator,
 )
@@ -40,7 +40,7 @@ from wanfedtx.http.app import build_app
 from wanfedtx.raft.service import RaftService
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.forward import Forwarder, StaticLeader
-from wanfedtx.rpc.interfaces import ServerAddress
+from wanfedtx.rpc.interfaces import ILeaderProvider, ServerAddress
 from wanfedtx.rpc.pool import ConnPool
 
 log = Logger(namespace="agent")
@@ -88,31 +88,27 @@ class Agent(MultiService):
         self.catalog: CatalogAgent | None = None
         self.forwarder: Forwarder | None = None
         if self.config.server_mode:
+            rt = self.config
             fsm = FSM()
-            forwarder: Forwarder | None = None
-            if self.config.server_port > 0:
-                self.server_port = ServerPort(self.config, reactor, self.tls)
+            dialer = Dialer(reactor, rt.datacenter, server=True, tls=self.tls)
+            # Without raft (no data_dir) this server leads its in-memory consensus.
+            me = ServerAddress(rt.node_name, f"{rt.advertise_addr_lan}:{rt.server_port}")
+            leader: ILeaderProvider = StaticLeader(me, rt.node_name)
+            if rt.server_port > 0:
+                self.server_port = ServerPort(rt, reactor, self.tls)
                 self.server_port.service.setName("rpc")  # type: ignore[no-untyped-call]
                 self.server_port.service.setServiceParent(self)  # type: ignore[no-untyped-call]
-                if self.config.data_dir:
-                    self.raft = build_raft(self.config, reactor, fsm, self.server_port, self.tls)
+                if rt.data_dir:
+                    self.raft = build_raft(rt, reactor, fsm, self.server_port, dialer)
                     self.raft.setName("raft")  # type: ignore[no-untyped-call]
                     self.raft.setServiceParent(self)  # type: ignore[no-untyped-call]
                     self.gossip.on_lan_server = self.raft.server_discovered
-                    forwarder = build_forwarder(self.config, reactor, self.raft, self.tls)
-                    forwarder.router = self.gossip.router
-                    forwarder.pool.setServiceParent(self)  # type: ignore[no-untyped-call]
-            if forwarder is None:
-                # No raft (no data_dir): this server leads its in-memory consensus; the
-                # forwarder still reaches other datacenters through the gossip router.
-                rt = self.config
-                clock: Any = reactor
-                pool = ConnPool(Dialer(reactor, rt.datacenter, server=True, tls=self.tls), clock)
-                pool.setServiceParent(self)  # type: ignore[no-untyped-call]
-                me = ServerAddress(rt.node_name, f"{rt.advertise_addr_lan}:{rt.server_port}")
-                forwarder = Forwarder(
-                    pool, rt.datacenter, StaticLeader(me, rt.node_name), self.gossip.router
-                )
+                    leader = RaftLeader(self.raft)
+            # Writes go to the leader; other datacenters are reached through the gossip router.
+            clock: Any = reactor  # the reactor is also the IReactorTime the pool reaps with
+            pool = ConnPool(dialer, clock)
+            pool.setServiceParent(self)  # type: ignore[no-untyped-call]
+            forwarder = Forwarder(pool, rt.datacenter, leader, self.gossip.router)
             self.forwarder = forwarder
             self.catalog = catalog_agent_from_config(
                 self.config, reactor, self.raft, fsm, forwarder

@@ -22,9 +22,7 @@ from wanfedtx.raft.wiring import raft_on_rpc_port
 from wanfedtx.rpc.constants import RPCType
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.endpoints import Endpoints, default_endpoints
-from wanfedtx.rpc.forward import Forwarder, StaticRouter
 from wanfedtx.rpc.interfaces import ServerAddress
-from wanfedtx.rpc.pool import ConnPool
 from wanfedtx.rpc.protocol import RPCHandler
 from wanfedtx.rpc.registry import HandlerRegistry
 from wanfedtx.rpc.server import RPCPortFactory, RPCPortService
@@ -82,7 +80,7 @@ def build_raft(
     reactor: Any,
     fsm: FSM,
     server_port: ServerPort,
-    tls: TLSConfigurator | None,
+    dialer: Dialer,
 ) -> RaftService:
     """This server's raft on its RPC port, its log under ``<data_dir>/raft``.
 
@@ -92,7 +90,6 @@ def build_raft(
     host, port = config.rpc_advertise_addr
     advertise = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     expect = 1 if (config.bootstrap or config.dev_mode) else config.bootstrap_expect
-    dialer = Dialer(reactor, config.datacenter, server=True, tls=tls)
     return raft_on_rpc_port(
         advertise=advertise,
         data_dir=os.path.join(config.data_dir, "raft"),
@@ -120,11 +117,3 @@ class RaftLeader:
         addr = self.raft.leader_address()
         return ServerAddress(name=addr, addr=addr) if addr else None
 
-
-def build_forwarder(
-    config: RuntimeConfig, reactor: Any, raft: RaftService, tls: TLSConfigurator | None
-) -> Forwarder:
-    """Forwarding of writes and consistent reads to the raft leader, through a pool of rpc-multi
-    connections. No other datacenter is reachable until the WAN pool feeds a router."""
-    pool = ConnPool(Dialer(reactor, config.datacenter, server=True, tls=tls), reactor)
-    return Forwarder(pool, config.datacenter, RaftLeader(raft), StaticRouter({}))
