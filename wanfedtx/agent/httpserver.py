@@ -13,10 +13,11 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort, IReactorTCP
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
+from wanfedtx import logs
 from wanfedtx.http.parking import APIRequest
 
 Addr = tuple[str, int]
@@ -34,6 +35,8 @@ class _TrackingSite(Site):
 
     def log(self, request: Any) -> None:
         """Access log at debug level, as Consul's ``Request finished`` lines."""
+        if not logs.enabled(LogLevel.debug):
+            return
         peer = request.getClientAddress()
         log.debug(
             "Request finished: method={method} url={url} from={peer} code={code}",

@@ -78,7 +78,11 @@ class TimerQueue:
 
     def _cancelled(self) -> None:
         self._dead += 1
-        if self._dead >= COMPACT_MIN and self._dead * 2 > len(self._heap):
+        if self._dead == len(self._heap):  # nothing live: drop everything, disarm
+            self._heap = []
+            self._dead = 0
+            self._arm()
+        elif self._dead >= COMPACT_MIN and self._dead * 2 > len(self._heap):
             self._heap = [t for t in self._heap if t.call is not None]
             heapq.heapify(self._heap)
             self._dead = 0
