@@ -10,7 +10,7 @@ reply dict. Requests for another datacenter and writes on a follower go through 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Hashable
 from functools import partial
 from typing import Any, Protocol
 
@@ -23,7 +23,7 @@ from wanfedtx.fsm import commands
 from wanfedtx.fsm.commands import MessageType
 from wanfedtx.fsm.consensus import Consensus
 from wanfedtx.state import StateStore, WatchSet
-from wanfedtx.state.blocking import BlockingQuery
+from wanfedtx.state.blocking import BlockingQuery, WaitGroups
 from wanfedtx.state.catalog import HEALTH_ANY, HEALTH_STATES
 from wanfedtx.state.timers import TimerQueue
 
@@ -65,9 +65,11 @@ class Endpoints:
         self.state = state
         self.consensus = consensus
         self.clock = clock
-        # One reactor timer for the deadlines of every parked blocking query.
+        # One reactor timer for the deadlines of every parked blocking query, and one watch
+        # and one answer for every group of identical ones.
         self.timers = TimerQueue(clock)
         self.rng = rng if rng is not None else random.Random()
+        self.waits = WaitGroups(self.timers, self.rng)
         self.forwarder = forwarder
 
     def handlers(self) -> dict[str, Handler]:
@@ -155,8 +157,9 @@ class Endpoints:
     ) -> Deferred[Any]:
         """Serve a read here (blocking as asked) or forward it.
 
-        Reads served here without ``RequireConsistent`` take no coroutine: a parked query is
-        a :class:`BlockingQuery` and the reply is shaped by a callback.
+        Reads served here without ``RequireConsistent`` take no coroutine: a blocking one joins
+        the :class:`WaitGroups` entry of identical reads (same method, arguments and index),
+        which share one watch and one reply object (callers must not mutate replies).
         """
         min_index = _uint(args, "MinQueryIndex")
         max_time = _uint(args, "MaxQueryTime") * NANOSECOND
@@ -167,9 +170,10 @@ class Endpoints:
             return Deferred.fromCoroutine(
                 self._read_elsewhere_or_consistent(method, args, min_index, max_time, query, shape)
             )
-        return BlockingQuery(
-            self.timers, self.rng, min_index, max_time, query, partial(self._shape_reply, shape)
-        )
+        answer = partial(self._shape_reply, shape)
+        if min_index <= 0:
+            return BlockingQuery(self.timers, self.rng, min_index, max_time, query, answer)
+        return self.waits.wait(_query_key(method, args), min_index, max_time, query, answer)
 
     async def _read_elsewhere_or_consistent(
         self,
@@ -412,6 +416,24 @@ class Endpoints:
     async def status_peers(self, args: Args) -> Any:
         forwarded, reply = await self._status_forward("Status.Peers", args)
         return reply if forwarded else self.consensus.peers()
+
+
+_NOT_IN_KEY = frozenset(("MinQueryIndex", "MaxQueryTime"))
+
+
+def _freeze(value: Any) -> Hashable:
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, Hashable):
+        return value
+    return repr(value)
+
+
+def _query_key(method: str, args: Args) -> Hashable:
+    """What makes two reads interchangeable: the method and every argument but the wait."""
+    return (method, _freeze({k: v for k, v in args.items() if k not in _NOT_IN_KEY}))
 
 
 # Module functions and partials rather than closures: parked queries keep them alive.

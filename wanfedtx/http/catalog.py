@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from klein import Klein
@@ -20,6 +21,7 @@ from wanfedtx.http.common import (
 from wanfedtx.http.parking import ReadReply, Render, read
 
 
+@cache
 def _field(name: str) -> Render:
     """Render the reply's ``name`` field as the JSON body."""
 

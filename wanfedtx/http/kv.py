@@ -55,12 +55,15 @@ def render_entries(request: IRequest, reply: dict[str, Any]) -> bytes:
     entries = reply["Entries"]
     if not entries:
         return text_reply(request, 404, "")
-    if has_arg(request, "raw"):
-        set_header(request, "X-Content-Type-Options", "nosniff")
-        return body_reply(
-            request, 200, "text/plain; charset=utf-8", bytes(entries[0]["Value"] or b"")
-        )
     return json_reply(request, entries)
+
+
+def render_raw(request: IRequest, reply: dict[str, Any]) -> bytes:
+    entries = reply["Entries"]
+    if not entries:
+        return text_reply(request, 404, "")
+    set_header(request, "X-Content-Type-Options", "nosniff")
+    return body_reply(request, 200, "text/plain; charset=utf-8", bytes(entries[0]["Value"] or b""))
 
 
 def mount(app: Klein, ctx: APIContext) -> None:
@@ -92,7 +95,8 @@ def mount(app: Klein, ctx: APIContext) -> None:
         else:
             _missing_key(key)
             method = "KVS.Get"
-        return read(request, ctx, method, args, render_entries)
+        render = render_raw if has_arg(request, "raw") else render_entries
+        return read(request, ctx, method, args, render)
 
     async def put(request: IRequest, key: str) -> bytes:
         _missing_key(key)

@@ -44,6 +44,44 @@ def _render_read(reply: Args, request: Request, render: Render) -> bytes:
     return render(request, reply)
 
 
+class _SharedRender:
+    """The last rendering of a shared reply, replayed for the other requests that got it.
+
+    When a write wakes a group of identical parked reads, every member gets the same reply
+    object; the first is rendered (JSON, headers) and the rest get its status, the headers the
+    rendering set and its body. Renderers of parked reads must depend on the reply only.
+    """
+
+    __slots__ = ("body", "code", "headers", "render", "reply")
+
+    def __init__(self) -> None:
+        self.reply: Args | None = None
+        self.render: Render | None = None
+        self.code = 200
+        self.headers: list[tuple[bytes, list[bytes]]] = []
+        self.body = b""
+
+    def __call__(self, reply: Args, request: Request, render: Render) -> bytes:
+        headers = request.responseHeaders
+        if reply is self.reply and render is self.render:
+            request.setResponseCode(self.code)
+            for name, values in self.headers:
+                headers.setRawHeaders(name, values)
+            return self.body
+        before = {name: list(values) for name, values in headers.getAllRawHeaders()}
+        body = _render_read(reply, request, render)
+        self.reply, self.render, self.code, self.body = reply, render, request.code, body
+        self.headers = [
+            (name, list(values))
+            for name, values in headers.getAllRawHeaders()
+            if before.get(name) != list(values)
+        ]
+        return body
+
+
+_render_shared = _SharedRender()
+
+
 class APIRequest(Request):
     """A ``twisted.web`` request that cancels its parked query when the connection is lost."""
 
@@ -96,7 +134,7 @@ class ParkedResponse:
         if request is None:
             return
         try:
-            body = _render_read(reply, request, self._render)
+            body = _render_shared(reply, request, self._render)
         except Exception as exc:
             body = error_reply(request, exc)
         _respond(request, body)

@@ -14,7 +14,7 @@ among all parked queries.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
@@ -149,3 +149,180 @@ def blocking_query(
 ) -> Deferred[tuple[int, T]]:
     """Run ``query`` until its index passes ``min_index`` or the wait expires."""
     return BlockingQuery(clock, rng, min_index, wait, query)
+
+
+class WaitGroups:
+    """Blocking queries for the same data at the same index share one watch and one answer.
+
+    Thousands of clients often wait on one key. A group runs the query once, parks on its watch
+    channels, and when they fire runs it once more and hands the same answer to every member.
+    A request joining a parked group runs no query at all: the group's watches have not fired,
+    so its data has not changed since it last looked. Each member keeps its own deadline; a
+    member whose wait expires leaves and answers itself with the current data.
+
+    ``key`` names the query (its method and every argument that shapes the answer); two calls
+    with equal keys must be interchangeable, ``query`` and ``answer`` included.
+    """
+
+    def __init__(self, clock: TimerSource, rng: random.Random) -> None:
+        self.clock = clock
+        self.rng = rng
+        self._groups: dict[Hashable, _Group] = {}
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def wait(
+        self,
+        key: Hashable,
+        min_index: int,
+        wait: float | None,
+        query: Query[T],
+        answer: Callable[[int, T], Any],
+    ) -> Deferred[Any]:
+        if min_index <= 0:
+            return BlockingQuery(self.clock, self.rng, min_index, wait, query, answer)
+        group_key = (key, min_index)
+        group = self._groups.get(group_key)
+        if group is None:
+            group = _Group(self, group_key, min_index, query, answer)
+            answered = group.run()
+            if answered is not None:
+                return answered
+            self._groups[group_key] = group
+        return group.join(query_timeout(wait, self.rng))
+
+    def _drop(self, group: _Group) -> None:
+        if self._groups.get(group.key) is group:
+            del self._groups[group.key]
+
+
+class _Group:
+    """One shared parked query and its members."""
+
+    __slots__ = ("_answer", "_min_index", "_owner", "_query", "_ws", "key", "members")
+
+    def __init__(
+        self,
+        owner: WaitGroups,
+        key: Hashable,
+        min_index: int,
+        query: Query[Any],
+        answer: Callable[[int, Any], Any],
+    ) -> None:
+        self._owner = owner
+        self.key = key
+        self._min_index = min_index
+        self._query = query
+        self._answer = answer
+        self._ws: WatchSet | None = None
+        self.members: dict[_Member, None] = {}
+
+    def run(self) -> Deferred[Any] | None:
+        """Run the query: a fired Deferred when it has an answer, None when parked."""
+        ws = WatchSet()
+        try:
+            index, result = self._query(ws)
+            index = max(index, 1)
+            if index <= self._min_index:
+                self._ws = ws
+                ws.subscribe(self._changed)
+                if self._ws is not ws:  # a channel fired while subscribing: look again
+                    return self.run()
+                return None
+            ws.close()
+            value = self._answer(index, result)
+        except Exception:
+            ws.close()
+            d: Deferred[Any] = Deferred()
+            d.errback(Failure())  # type: ignore[no-untyped-call]
+            return d
+        d = Deferred()
+        d.callback(value)
+        return d
+
+    def join(self, timeout: float) -> _Member:
+        member = _Member(self)
+        self.members[member] = None
+        member.timer = self._owner.clock.callLater(timeout, member.expire)
+        return member
+
+    def leave(self, member: _Member) -> None:
+        self.members.pop(member, None)
+        if not self.members:
+            self.close()
+
+    def close(self) -> None:
+        self._owner._drop(self)
+        if self._ws is not None:
+            self._ws.close()
+            self._ws = None
+
+    def run_last(self) -> Any:
+        """The current answer, without watching (for a member whose wait expired)."""
+        index, result = self._query(None)
+        return self._answer(max(index, 1), result)
+
+    def _changed(self) -> None:
+        self._ws = None
+        if not self.members:
+            self.close()
+            return
+        answered = self.run()
+        if answered is None:
+            return  # still at or below the index: parked again
+        self.close()
+        members, self.members = self.members, {}
+        answered.addBoth(self._fan_out, members)
+
+    @staticmethod
+    def _fan_out(value: Any, members: dict[_Member, None]) -> None:
+        for member in members:
+            member.resolve(value)
+
+
+class _Member(Deferred[Any]):
+    """One caller waiting in a :class:`_Group`: a Deferred with its own deadline."""
+
+    def __init__(self, group: _Group) -> None:
+        super().__init__()
+        self.group: _Group | None = group
+        self.timer: Timer | None = None
+
+    def resolve(self, value: Any) -> None:
+        self._stop()
+        if self.called:
+            return
+        if isinstance(value, Failure):
+            self.errback(value)
+        else:
+            self.callback(value)
+
+    def expire(self) -> None:
+        self.timer = None
+        group = self.group
+        if group is None or self.called:
+            return
+        self.group = None
+        group.leave(self)
+        try:
+            value = group.run_last()
+        except Exception:
+            self.errback(Failure())  # type: ignore[no-untyped-call]
+            return
+        self.callback(value)
+
+    def _stop(self) -> None:
+        self.group = None
+        if self.timer is not None:
+            if self.timer.active():
+                self.timer.cancel()
+            self.timer = None
+
+    def cancel(self) -> None:
+        if not self.called:
+            group = self.group
+            self._stop()
+            if group is not None:
+                group.leave(self)
+        super().cancel()

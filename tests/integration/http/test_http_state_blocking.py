@@ -102,3 +102,43 @@ async def test_parked_reads_are_answered_by_one_write(state_api: Any) -> None:
 
 def reactor_of(api: Any) -> Any:
     return api.server.reactor
+
+
+@pytest_twisted.ensureDeferred
+async def test_identical_parked_reads_share_one_answer(state_api: Any) -> None:
+    """Twenty identical blocking reads form one wait group; one write answers them all with
+    the same body and headers, rendered once; a raw read of the key shares the wait and is
+    rendered on its own."""
+    r = await treq.put(f"{state_api.url}/v1/kv/shared", data=b"a")
+    await r.content()
+    store = state_api.server.fsm.state
+    index = store.kvs_get(None, "shared")[0]
+    urls = [f"/v1/kv/shared?index={index}&wait=30s"] * 20 + [
+        f"/v1/kv/shared?raw&index={index}&wait=30s"
+    ]
+    waits = [treq.get(f"{state_api.url}{u}") for u in urls]
+    endpoints = state_api.server.endpoints
+    for _ in range(500):
+        if len(endpoints.timers) == len(urls):
+            break
+        await deferLater(reactor_of(state_api), 0.01, lambda: None)
+    assert len(endpoints.timers) == len(urls)
+    assert len(endpoints.waits) == 1  # raw or JSON is rendering: one RPC query for all
+    r = await treq.put(f"{state_api.url}/v1/kv/shared", data=b"b")
+    await r.content()
+    bodies = []
+    for url, w in zip(urls, waits, strict=True):
+        resp = await w
+        body = await resp.content()
+        assert resp.code == 200
+        assert int(resp.headers.getRawHeaders("X-Consul-Index")[0]) > index
+        assert resp.headers.getRawHeaders("X-Consul-KnownLeader") == ["true"]
+        assert resp.headers.getRawHeaders("Date")
+        if "raw" in url:
+            assert body == b"b"
+            assert resp.headers.getRawHeaders("Content-Type") == ["text/plain; charset=utf-8"]
+        else:
+            assert resp.headers.getRawHeaders("Content-Type") == ["application/json"]
+            bodies.append(body)
+    assert len(set(bodies)) == 1 and b'"Value":"Yg=="' in bodies[0]
+    assert len(endpoints.waits) == 0

@@ -12,7 +12,7 @@ from twisted.internet import task
 from twisted.internet.defer import CancelledError
 
 from wanfedtx.state import StateStore
-from wanfedtx.state.blocking import BlockingQuery
+from wanfedtx.state.blocking import BlockingQuery, WaitGroups
 from wanfedtx.state.timers import COMPACT_MIN, TimerQueue
 
 
@@ -156,3 +156,92 @@ def test_blocking_query_expiry_answers_with_current_data() -> None:
     clock.advance(10 + 10 / 16)
     assert len(got) == 1 and got[0][0] == 6 and got[0][1]["Value"] == b"1"
     assert len(s.tables["kvs"]._key_watch) == 0
+
+
+class CountingQuery:
+    def __init__(self, store: StateStore, key: str) -> None:
+        self.store = store
+        self.key = key
+        self.calls = 0
+
+    def __call__(self, ws: Any) -> tuple[int, Any]:
+        self.calls += 1
+        return self.store.kvs_get(ws, self.key)
+
+
+def _answer(index: int, row: Any) -> dict[str, Any]:
+    return {"Index": index, "Value": None if row is None else row["Value"]}
+
+
+def test_identical_waits_share_one_watch_and_one_answer() -> None:
+    s = _store_with_key()
+    clock = task.Clock()
+    groups = WaitGroups(TimerQueue(clock), random.Random(1))
+    query = CountingQuery(s, "k")
+    got: list[Any] = []
+    for _ in range(50):
+        groups.wait("k", 5, 30, query, _answer).addCallback(got.append)
+    assert query.calls == 1  # joiners of a parked group run no query
+    assert len(groups) == 1
+    assert s.tables["kvs"]._key_watch.get(("id", "k")).subscriber_count == 1
+    other: list[Any] = []
+    groups.wait("k", 4, 30, query, _answer).addCallback(other.append)  # lower index: at once
+    assert other == [{"Index": 5, "Value": b"1"}]
+    s.kvs_set(6, {"Key": "k", "Value": b"2"})
+    assert query.calls == 3
+    assert len(got) == 50 and all(g is got[0] for g in got)
+    assert got[0] == {"Index": 6, "Value": b"2"}
+    assert len(groups) == 0 and clock.getDelayedCalls() == []
+    assert len(s.tables["kvs"]._key_watch) == 0
+
+
+def test_group_members_expire_and_cancel_on_their_own() -> None:
+    s = _store_with_key()
+    clock = task.Clock()
+    groups = WaitGroups(TimerQueue(clock), random.Random(1))
+    query = CountingQuery(s, "k")
+    short: list[Any] = []
+    long: list[Any] = []
+    cancelled: list[Any] = []
+    groups.wait("k", 5, 1, query, _answer).addCallback(short.append)
+    groups.wait("k", 5, 100, query, _answer).addCallback(long.append)
+    gone = groups.wait("k", 5, 100, query, _answer)
+    gone.addErrback(cancelled.append)
+    gone.cancel()
+    assert cancelled and cancelled[0].check(CancelledError)
+    clock.advance(2)
+    assert short == [{"Index": 5, "Value": b"1"}] and long == []
+    assert len(groups) == 1
+    s.kvs_set(6, {"Key": "k", "Value": b"2"})
+    assert long == [{"Index": 6, "Value": b"2"}]
+    # The last member leaving drops the group and its watch.
+    lonely = groups.wait("k", 6, 100, query, _answer)
+    assert len(groups) == 1
+    lonely.addErrback(lambda f: None)
+    lonely.cancel()
+    assert len(groups) == 0 and len(s.tables["kvs"]._key_watch) == 0
+    assert len(groups.clock) == 0  # type: ignore[arg-type]
+
+
+def test_group_parks_again_when_the_index_did_not_move_and_shares_failures() -> None:
+    s = _store_with_key()
+    clock = task.Clock()
+    groups = WaitGroups(TimerQueue(clock), random.Random(1))
+    index = [5]
+    fail = [False]
+
+    def query(ws: Any) -> tuple[int, Any]:
+        if fail[0]:
+            raise ValueError("store broke")
+        _, row = s.kvs_get(ws, "k")
+        return index[0], row
+
+    errors: list[Any] = []
+    for _ in range(3):
+        groups.wait("k", 5, 30, query, _answer).addErrback(errors.append)
+    s.kvs_set(6, {"Key": "k", "Value": b"2"})  # the watch fires, but our index stays 5
+    assert errors == [] and len(groups) == 1
+    fail[0] = True
+    s.kvs_set(7, {"Key": "k", "Value": b"3"})
+    assert len(errors) == 3 and all(e.check(ValueError) for e in errors)
+    assert len(groups) == 0
