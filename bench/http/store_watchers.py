@@ -1,8 +1,9 @@
 """Blocking queries at the state-store level, without HTTP: memory and wake-up of N watchers.
 
-N ``run_blocking_query`` coroutines (as the RPC endpoint runs them) wait on one KV key, their
-timers on the real reactor (not run; ``task.Clock`` cancels timers in O(n), which would measure
-the test clock); one write wakes them all. Memory per watcher is measured with ``tracemalloc``
+N blocking queries wait on one KV key, either as N independent ``BlockingQuery`` objects
+(``--mode single``) or as members of one ``WaitGroups`` group (``--mode grouped``, what the
+RPC endpoints do for identical reads); their deadlines sit in a ``TimerQueue`` on the real
+reactor (not run). One write wakes them all. Memory per watcher is measured with ``tracemalloc``
 (Python allocations made while the watchers park); wake-up is the wall time of the write call
 until every watcher has its answer (they all resume inside that call).
 
@@ -22,25 +23,37 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
 from wanfedtx.state import StateStore
-from wanfedtx.state.blocking import run_blocking_query
+from wanfedtx.state.blocking import BlockingQuery, WaitGroups
+from wanfedtx.state.timers import TimerQueue
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--watchers", type=int, default=10000)
+    parser.add_argument("--mode", choices=["single", "grouped"], default="grouped")
     args = parser.parse_args()
     store = StateStore()
-    clock: Any = reactor
+    clock = TimerQueue(reactor)  # type: ignore[arg-type]
     rng = random.Random(1)
+    groups = WaitGroups(clock, rng)
+
+    def query(ws: Any) -> tuple[int, Any]:
+        return store.kvs_get(ws, "watched")
+
+    def answer(index: int, row: Any) -> tuple[int, Any]:
+        return index, row
+
     store.kvs_set(1, {"Key": "watched", "Value": b"0"})
     got: list[Any] = []
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for _ in range(args.watchers):
-        d = Deferred.fromCoroutine(
-            run_blocking_query(clock, rng, 1, 300.0, lambda ws: store.kvs_get(ws, "watched"))
-        )
+        d: Deferred[Any]
+        if args.mode == "single":
+            d = BlockingQuery(clock, rng, 1, 300.0, query, answer)
+        else:
+            d = groups.wait("watched", 1, 300.0, query, answer)
         d.addCallback(got.append)
     gc.collect()
     per = (tracemalloc.get_traced_memory()[0] - before) / args.watchers
@@ -51,7 +64,8 @@ def main() -> None:
     elapsed = time.perf_counter() - t0
     assert len(got) == args.watchers and all(g[0] == 2 for g in got)
     print(
-        f"{args.watchers} store-level watchers: {per / 1024:.2f} KiB per watcher (tracemalloc); "
+        f"{args.watchers} store-level watchers ({args.mode}): {per / 1024:.2f} KiB per watcher "
+        "(tracemalloc); "
         f"one write woke all in {elapsed * 1000:.0f} ms"
     )
 
