@@ -21,7 +21,8 @@ epoll, keep-alive, one request in flight per connection), never from the server'
    many GETs. On three servers: PUT to the leader, PUT to the followers (forwarded to the leader),
    default-mode GET on the leader and on the followers (forwarded), ``?stale`` GET spread over all
    three. Each row: requests/s (all requests / wall time from the first client's start to the
-   last one's end), p50/p99 latency, CPU % of every server process during the row.
+   last one's end), p50/p99 latency, CPU % of every server process and of the clients during
+   the row, and "other": what the rest of the (shared) machine used meanwhile, from /proc/stat.
 2. Watchers (one server): a watcher process opens ``--watchers`` connections (batches of
    ``--connect-batch``; the next batch starts once the server has accepted the previous ones)
    each sending ``GET /v1/kv/watched?index=<current>&wait=300s``. Once the
@@ -85,6 +86,13 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores; /proc/stat minus idle and iowait)."""
+    with open("/proc/stat") as f:
+        values = [int(x) for x in f.readline().split()[1:9]]
+    return (sum(values) - values[3] - values[4]) / TICK
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float, step: float = 0.1) -> None:
@@ -291,6 +299,7 @@ def load_row(
         if json.loads(line or "{}").get("event") != "ready":
             raise BenchError(f"load client did not start: {line!r}")
     cpu0 = {s.name: cpu_seconds(s.pid) for s in everyone}
+    busy0 = machine_busy_seconds()
     for proc in procs:
         assert proc.stdin is not None
         proc.stdin.write("go\n")
@@ -300,6 +309,7 @@ def load_row(
         out, _ = proc.communicate(timeout=900)
         results.append(json.loads(out.strip().splitlines()[-1]))
     cpu1 = {s.name: cpu_seconds(s.pid) for s in everyone}
+    busy1 = machine_busy_seconds()
     start = min(r["start"] for r in results)
     end = max(r["end"] for r in results)
     lat = sorted(x / 1000 for r in results for x in r["latencies_us"])
@@ -323,11 +333,15 @@ def load_row(
         "server_cpu": {n: 100 * (cpu1[n] - cpu0[n]) / wall for n in cpu0},
         "client_cpu": 100 * sum(r["cpu_s"] for r in results) / wall,
     }
+    # Everything else the machine ran meanwhile (other jobs on the shared cores, this harness).
+    ours = sum(cpu1[n] - cpu0[n] for n in cpu0) + sum(r["cpu_s"] for r in results)
+    row["other_cpu"] = max(0.0, 100 * ((busy1 - busy0) - ours) / wall)
     cpu = " ".join(f"{n} {v:.0f}%" for n, v in row["server_cpu"].items())
     print(
         f"servers={row['servers']} {label:<34} {row['requests']:>6} req  "
         f"{row['rate']:>6.0f} req/s  p50 {row['p50']:6.2f} ms  p99 {row['p99']:6.2f} ms  "
-        f"non-200 {row['requests'] - ok}  cpu: {cpu}, clients {row['client_cpu']:.0f}%",
+        f"non-200 {row['requests'] - ok}  cpu: {cpu}, clients {row['client_cpu']:.0f}%, "
+        f"other {row['other_cpu']:.0f}%",
         flush=True,
     )
     if errors or ok != args.requests:
@@ -438,9 +452,15 @@ def watcher_phase(args: argparse.Namespace, server: Server) -> dict[str, Any]:
             f"{final_rss} KiB, +{final_rss - base_rss} KiB for {args.watchers} watchers)",
             flush=True,
         )
+        cpu0 = cpu_seconds(server.pid)
+        busy0 = machine_busy_seconds()
+        t0 = time.monotonic()
         proc.stdin.write("put\n")
         proc.stdin.flush()
         out, _ = proc.communicate(timeout=300)
+        wall = time.monotonic() - t0
+        server_cpu = cpu_seconds(server.pid) - cpu0
+        busy = machine_busy_seconds() - busy0
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -456,6 +476,12 @@ def watcher_phase(args: argparse.Namespace, server: Server) -> dict[str, Any]:
             f"(PUT answered {woken['put_status']} in {woken['put_ms'] or 0:.0f} ms)",
             flush=True,
         )
+    print(
+        f"wake-up phase: server CPU {server_cpu:.2f} s ({server_cpu / args.watchers * 1e6:.0f} "
+        f"µs per watcher); watcher process CPU {woken['cpu_s']:.2f} s in all; whole machine busy "
+        f"{busy:.2f} CPU-s over {wall:.2f} s",
+        flush=True,
+    )
     failures = woken["failures"]
     good = woken["watchers"] - sum(failures.values())
     print(
@@ -477,6 +503,7 @@ def watcher_phase(args: argparse.Namespace, server: Server) -> dict[str, Any]:
         "wake_median": statistics.median(wake),
         "wake_p99": percentile(wake, 0.99),
         "wake_all": wake[-1],
+        "wake_server_cpu_s": server_cpu,
     }
 
 
@@ -485,24 +512,27 @@ def watcher_phase(args: argparse.Namespace, server: Server) -> dict[str, Any]:
 
 def markdown(rows: list[dict[str, Any]], watch: dict[str, Any] | None) -> str:
     lines = [
-        "| servers | row (server hit) | requests | req/s | p50 ms | p99 ms | server CPU % |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| servers | row (server hit) | requests | req/s | p50 ms | p99 ms | server CPU % "
+        "| client CPU % | other CPU % |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in rows:
         cpu = ", ".join(f"{n} {v:.0f}" for n, v in r["server_cpu"].items())
         lines.append(
             f"| {r['servers']} | {r['label']} | {r['requests']} | {r['rate']:.0f} | "
-            f"{r['p50']:.2f} | {r['p99']:.2f} | {cpu} |"
+            f"{r['p50']:.2f} | {r['p99']:.2f} | {cpu} | {r['client_cpu']:.0f} | "
+            f"{r['other_cpu']:.0f} |"
         )
     if watch:
         lines += [
             "",
             "| watchers | RSS before KiB | RSS after KiB | KiB per watcher | first ms | median ms "
-            "| p99 ms | all ms |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| p99 ms | all ms | server CPU s while waking |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             f"| {watch['watchers']} | {watch['base_rss']} | {watch['final_rss']} | "
             f"{watch['per_watcher_kib']:.2f} | {watch['wake_first']:.0f} | "
-            f"{watch['wake_median']:.0f} | {watch['wake_p99']:.0f} | {watch['wake_all']:.0f} |",
+            f"{watch['wake_median']:.0f} | {watch['wake_p99']:.0f} | {watch['wake_all']:.0f} | "
+            f"{watch['wake_server_cpu_s']:.2f} |",
         ]
     return "\n".join(lines)
 
@@ -559,7 +589,8 @@ def main(argv: list[str] | None = None) -> int:
         p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
     )
     root = Path(tempfile.mkdtemp(prefix="wanfed-httpbench-", dir=args.tmp))
-    print(f"data dirs and agent logs under {root}", flush=True)
+    print(f"data dirs and agent logs under {root}; load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs", flush=True)
     print(
         f"load: {args.requests} requests per row, {args.concurrency} connections, "
         f"{args.client_procs} client process(es), {args.value_size}-byte values, "
