@@ -478,7 +478,7 @@ def watcher_phase(args: argparse.Namespace, server: Server) -> dict[str, Any]:
         )
     print(
         f"wake-up phase: server CPU {server_cpu:.2f} s ({server_cpu / args.watchers * 1e6:.0f} "
-        f"µs per watcher); watcher process CPU {woken['cpu_s']:.2f} s in all; whole machine busy "
+        f"µs per watcher); watcher process CPU {woken['cpu_s']:.2f} s; whole machine busy "
         f"{busy:.2f} CPU-s over {wall:.2f} s",
         flush=True,
     )

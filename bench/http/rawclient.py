@@ -383,6 +383,7 @@ def run_watch(cfg: dict[str, Any]) -> int:
     put_resp: list[Response] = []
     sel.register(put_sock, EVENT_READ, put_parser)
     remaining = sum(1 for w in watchers if w.resp is None)
+    cpu0 = os.times()
     t0 = time.monotonic()
     put_sock.sendall(put_req)
     put_done = 0.0
@@ -406,6 +407,7 @@ def run_watch(cfg: dict[str, Any]) -> int:
                     sel.unregister(put_sock)
             elif read_watcher(sel, key.data, errors, early=False):
                 remaining -= 1
+    cpu1 = os.times()
     put_sock.close()
 
     # Check every answer only after the clock has stopped.
@@ -443,7 +445,6 @@ def run_watch(cfg: dict[str, Any]) -> int:
         if not w.early:
             wake_ms.append((w.done_at - t0) * 1000)
         w.sock.close()
-    cpu = os.times()
     emit(
         {
             "event": "woken",
@@ -455,7 +456,7 @@ def run_watch(cfg: dict[str, Any]) -> int:
             "early": early,
             "put_status": put_resp[0].status if put_resp else 0,
             "put_ms": (put_done - t0) * 1000 if put_done else None,
-            "cpu_s": cpu.user + cpu.system,
+            "cpu_s": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
         }
     )
     return 0
