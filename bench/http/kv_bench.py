@@ -457,10 +457,13 @@ def watcher_phase(args: argparse.Namespace, server: Server) -> dict[str, Any]:
         t0 = time.monotonic()
         proc.stdin.write("put\n")
         proc.stdin.flush()
-        out, _ = proc.communicate(timeout=300)
+        out = proc.stdout.readline()  # the watcher process is done, its sockets still open
         wall = time.monotonic() - t0
         server_cpu = cpu_seconds(server.pid) - cpu0
         busy = machine_busy_seconds() - busy0
+        proc.stdin.write("bye\n")
+        proc.stdin.flush()
+        proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
