@@ -118,13 +118,26 @@ def format_json(event: dict[str, Any]) -> str | None:
     return _json.dumps(record) + "\n"
 
 
+# The lowest level any observer made here lets through. Hot paths (the per-request access log)
+# ask :func:`enabled` before building an event that every observer would drop.
+_lowest_level: list[LogLevel] = []
+
+
+def enabled(level: LogLevel) -> bool:
+    """Whether an event at ``level`` can be written (True until an observer is made)."""
+    return not _lowest_level or level >= _lowest_level[0]
+
+
 def make_observer(
     level: str = "info", json: bool = False, out: IO[str] | None = None
 ) -> ILogObserver:
     """An observer writing events at ``level`` or above to ``out`` (stderr by default)."""
     stream = out if out is not None else sys.stderr
     inner = FileLogObserver(stream, format_json if json else format_text)
-    predicate = LogLevelFilterPredicate(defaultLogLevel=parse_level(level))
+    min_level = parse_level(level)
+    if not _lowest_level or min_level < _lowest_level[0]:
+        _lowest_level[:] = [min_level]
+    predicate = LogLevelFilterPredicate(defaultLogLevel=min_level)
     return FilteringLogObserver(inner, [predicate])
 
 

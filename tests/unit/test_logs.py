@@ -6,8 +6,9 @@ import io
 import json
 
 import pytest
-from twisted.logger import Logger, LogPublisher
+from twisted.logger import Logger, LogLevel, LogPublisher
 
+from wanfedtx import logs
 from wanfedtx.logs import UnknownLogLevel, make_observer, parse_level
 
 
@@ -26,3 +27,18 @@ def test_filtering_and_json_output() -> None:
     log.warn("shown {x}", x=2)
     records = [json.loads(line.strip("\x1e")) for line in out.getvalue().splitlines() if line]
     assert [r["x"] for r in records] == [2]
+
+
+def test_enabled_follows_the_lowest_observer_level() -> None:
+    saved = list(logs._lowest_level)
+    try:
+        logs._lowest_level.clear()
+        assert logs.enabled(LogLevel.debug)  # no observer made yet: nothing is dropped
+        logs.make_observer("warn", out=io.StringIO())
+        assert not logs.enabled(LogLevel.info) and logs.enabled(LogLevel.error)
+        logs.make_observer("info", out=io.StringIO())
+        assert logs.enabled(LogLevel.info) and not logs.enabled(LogLevel.debug)
+        logs.make_observer("error", out=io.StringIO())  # a stricter one changes nothing
+        assert logs.enabled(LogLevel.info)
+    finally:
+        logs._lowest_level[:] = saved

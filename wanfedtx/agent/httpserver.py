@@ -7,14 +7,18 @@ open connections and returns a Deferred that fires when every socket is closed.
 from __future__ import annotations
 
 import ipaddress
+from functools import partial
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort, IReactorTCP
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.web.resource import IResource
 from twisted.web.server import Site
+
+from wanfedtx import logs
+from wanfedtx.http.parking import APIRequest
 
 Addr = tuple[str, int]
 
@@ -26,10 +30,13 @@ class _TrackingSite(Site):
 
     def __init__(self, resource: IResource, **kw: Any) -> None:
         super().__init__(resource, **kw)  # type: ignore[no-untyped-call]
-        self.open: dict[Any, defer.Deferred[None]] = {}
+        self.open: set[Any] = set()
+        self._drained: list[defer.Deferred[None]] = []
 
     def log(self, request: Any) -> None:
         """Access log at debug level, as Consul's ``Request finished`` lines."""
+        if not logs.enabled(LogLevel.debug):
+            return
         peer = request.getClientAddress()
         log.debug(
             "Request finished: method={method} url={url} from={peer} code={code}",
@@ -43,19 +50,29 @@ class _TrackingSite(Site):
         proto = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
         if proto is None:
             return None
-        closed: defer.Deferred[None] = defer.Deferred()
-        self.open[proto] = closed
-        lost = proto.connectionLost
-
-        def connectionLost(reason: Any) -> None:
-            try:
-                lost(reason)
-            finally:
-                self.open.pop(proto, None)
-                closed.callback(None)
-
-        proto.connectionLost = connectionLost
+        self.open.add(proto)
+        # A partial rather than a closure and a Deferred per connection: thousands of
+        # connections may be parked on blocking queries.
+        proto.connectionLost = partial(self._lost, proto, proto.connectionLost)
         return proto
+
+    def _lost(self, proto: Any, lost: Any, reason: Any) -> None:
+        try:
+            lost(reason)
+        finally:
+            self.open.discard(proto)
+            if not self.open:
+                drained, self._drained = self._drained, []
+                for d in drained:
+                    d.callback(None)
+
+    def drained(self) -> defer.Deferred[None]:
+        """Fires once no connection is open."""
+        if not self.open:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._drained.append(d)
+        return d
 
 
 class HTTPServerService(Service):
@@ -65,7 +82,7 @@ class HTTPServerService(Service):
     def __init__(self, reactor: IReactorTCP, resource: IResource, addrs: tuple[Addr, ...]) -> None:
         self.reactor = reactor
         self.addrs = addrs
-        self.site = _TrackingSite(resource)
+        self.site = _TrackingSite(resource, requestFactory=APIRequest)
         self.site.displayTracebacks = False
         self.site.noisy = False
         self.ports: list[IListeningPort] = []
@@ -104,8 +121,8 @@ class HTTPServerService(Service):
             if isinstance(d, defer.Deferred):
                 waits.append(d)
         self.ports = []
-        for proto, closed in list(self.site.open.items()):
-            waits.append(closed)
+        waits.append(self.site.drained())
+        for proto in list(self.site.open):
             # Site builds a _GenericHTTPChannelProtocol that proxies to the real channel.
             transport = getattr(proto, "transport", None) or getattr(
                 getattr(proto, "_channel", None), "transport", None

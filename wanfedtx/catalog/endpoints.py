@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, fail
@@ -22,8 +23,9 @@ from wanfedtx.fsm import commands
 from wanfedtx.fsm.commands import MessageType
 from wanfedtx.fsm.consensus import Consensus
 from wanfedtx.state import StateStore, WatchSet
-from wanfedtx.state.blocking import run_blocking_query
+from wanfedtx.state.blocking import BlockingQuery
 from wanfedtx.state.catalog import HEALTH_ANY, HEALTH_STATES
+from wanfedtx.state.timers import TimerQueue
 
 Args = dict[str, Any]
 Handler = Callable[[Args], Deferred[Any]]
@@ -63,12 +65,14 @@ class Endpoints:
         self.state = state
         self.consensus = consensus
         self.clock = clock
+        # One reactor timer for the deadlines of every parked blocking query.
+        self.timers = TimerQueue(clock)
         self.rng = rng if rng is not None else random.Random()
         self.forwarder = forwarder
 
     def handlers(self) -> dict[str, Handler]:
         """``"Service.Method" -> handler`` for the RPC endpoint registry."""
-        table: dict[str, Callable[[Args], Coroutine[Any, Any, Any]]] = {
+        table: dict[str, Callable[[Args], Coroutine[Any, Any, Any] | Deferred[Any]]] = {
             "Catalog.Register": self.catalog_register,
             "Catalog.Deregister": self.catalog_deregister,
             "Catalog.ListDatacenters": self.catalog_list_datacenters,
@@ -89,13 +93,15 @@ class Endpoints:
             "Status.Peers": self.status_peers,
         }
 
-        def wrap(fn: Callable[[Args], Coroutine[Any, Any, Any]]) -> Handler:
+        def wrap(fn: Callable[[Args], Coroutine[Any, Any, Any] | Deferred[Any]]) -> Handler:
             def handler(args: Args) -> Deferred[Any]:
                 try:
-                    coro = fn(args)
+                    result = fn(args)
                 except Exception as exc:  # validation done before the coroutine started
                     return fail(exc)
-                return Deferred.fromCoroutine(coro)
+                if isinstance(result, Deferred):
+                    return result
+                return Deferred.fromCoroutine(result)
 
             return handler
 
@@ -140,10 +146,37 @@ class Endpoints:
             else int(self.consensus.last_contact() * 1e9),
         }
 
-    async def _read(
+    def _read(
         self,
         method: str,
         args: Args,
+        query: Callable[[WatchSet | None], tuple[int, Any]],
+        shape: Callable[[Any], Args],
+    ) -> Deferred[Any]:
+        """Serve a read here (blocking as asked) or forward it.
+
+        Reads served here without ``RequireConsistent`` take no coroutine: a parked query is
+        a :class:`BlockingQuery` and the reply is shaped by a callback.
+        """
+        min_index = _uint(args, "MinQueryIndex")
+        max_time = _uint(args, "MaxQueryTime") * NANOSECOND
+        local = self._target_dc(args) is None and (
+            self.consensus.is_leader() or bool(args.get("AllowStale"))
+        )
+        if not local or args.get("RequireConsistent"):
+            return Deferred.fromCoroutine(
+                self._read_elsewhere_or_consistent(method, args, min_index, max_time, query, shape)
+            )
+        return BlockingQuery(
+            self.timers, self.rng, min_index, max_time, query, partial(self._shape_reply, shape)
+        )
+
+    async def _read_elsewhere_or_consistent(
+        self,
+        method: str,
+        args: Args,
+        min_index: int,
+        max_time: float,
         query: Callable[[WatchSet | None], tuple[int, Any]],
         shape: Callable[[Any], Args],
     ) -> Any:
@@ -152,9 +185,10 @@ class Endpoints:
             return reply
         if args.get("RequireConsistent"):
             await self.consensus.verify_leader()
-        min_index = _uint(args, "MinQueryIndex")
-        max_time = _uint(args, "MaxQueryTime") * NANOSECOND
-        index, value = await run_blocking_query(self.clock, self.rng, min_index, max_time, query)
+        index, value = await BlockingQuery(self.timers, self.rng, min_index, max_time, query)
+        return self._shape_reply(shape, index, value)
+
+    def _shape_reply(self, shape: Callable[[Any], Args], index: int, value: Any) -> Args:
         reply = shape(value)
         reply.update(self._meta(index))
         return reply
@@ -190,18 +224,18 @@ class Endpoints:
         others = sorted(dc for dc in known() if dc != self.datacenter)
         return [self.datacenter, *others]
 
-    def catalog_list_nodes(self, args: Args) -> Coroutine[Any, Any, Any]:
+    def catalog_list_nodes(self, args: Args) -> Deferred[Any]:
         def shape(nodes: list[Args]) -> Args:
             return {"Nodes": [structs.node_out(n) for n in nodes]}
 
         return self._read("Catalog.ListNodes", args, self.state.list_nodes, shape)
 
-    def catalog_list_services(self, args: Args) -> Coroutine[Any, Any, Any]:
+    def catalog_list_services(self, args: Args) -> Deferred[Any]:
         return self._read(
             "Catalog.ListServices", args, self.state.list_services, lambda s: {"Services": s}
         )
 
-    def catalog_service_nodes(self, args: Args) -> Coroutine[Any, Any, Any]:
+    def catalog_service_nodes(self, args: Args) -> Deferred[Any]:
         name = _str(args, "ServiceName")
         if not name:
             raise BadRequestError("Must provide service name")
@@ -221,7 +255,7 @@ class Endpoints:
             shape,
         )
 
-    def catalog_node_services(self, args: Args) -> Coroutine[Any, Any, Any]:
+    def catalog_node_services(self, args: Args) -> Deferred[Any]:
         node = _str(args, "Node")
         if not node:
             raise BadRequestError("Must provide node")
@@ -243,7 +277,7 @@ class Endpoints:
 
     # -- Health --------------------------------------------------------------------------------
 
-    def health_service_nodes(self, args: Args) -> Coroutine[Any, Any, Any]:
+    def health_service_nodes(self, args: Args) -> Deferred[Any]:
         name = _str(args, "ServiceName")
         if not name:
             raise BadRequestError("Must provide service name")
@@ -268,7 +302,7 @@ class Endpoints:
     def _checks(self, rows: list[Args]) -> Args:
         return {"HealthChecks": [structs.check_out(c) for c in rows]}
 
-    def health_checks_in_state(self, args: Args) -> Coroutine[Any, Any, Any]:
+    def health_checks_in_state(self, args: Args) -> Deferred[Any]:
         state = _str(args, "State")
         if state != HEALTH_ANY and state not in HEALTH_STATES:
             raise BadRequestError(f"Invalid state: {state!r}")
@@ -279,13 +313,13 @@ class Endpoints:
             self._checks,
         )
 
-    def health_node_checks(self, args: Args) -> Coroutine[Any, Any, Any]:
+    def health_node_checks(self, args: Args) -> Deferred[Any]:
         node = _str(args, "Node")
         return self._read(
             "Health.NodeChecks", args, lambda ws: self.state.node_checks(ws, node), self._checks
         )
 
-    def health_service_checks(self, args: Args) -> Coroutine[Any, Any, Any]:
+    def health_service_checks(self, args: Args) -> Deferred[Any]:
         name = _str(args, "ServiceName")
         return self._read(
             "Health.ServiceChecks",
@@ -330,23 +364,15 @@ class Endpoints:
         result = await self._apply(MessageType.KVS, body)
         return bool(result) if op in (commands.KVS_CAS, commands.KVS_DELETE_CAS) else True
 
-    def kvs_get(self, args: Args) -> Coroutine[Any, Any, Any]:
+    def kvs_get(self, args: Args) -> Deferred[Any]:
         key = _str(args, "Key")
+        return self._read("KVS.Get", args, partial(_kv_get, self.state, key), _kv_entry)
 
-        def shape(row: Args | None) -> Args:
-            return {"Entries": None if row is None else [structs.dir_entry_out(row)]}
-
-        return self._read("KVS.Get", args, lambda ws: self.state.kvs_get(ws, key), shape)
-
-    def kvs_list(self, args: Args) -> Coroutine[Any, Any, Any]:
+    def kvs_list(self, args: Args) -> Deferred[Any]:
         key = _str(args, "Key")
+        return self._read("KVS.List", args, partial(_kv_list, self.state, key), _kv_entries)
 
-        def shape(rows: list[Args]) -> Args:
-            return {"Entries": [structs.dir_entry_out(r) for r in rows] or None}
-
-        return self._read("KVS.List", args, lambda ws: self.state.kvs_list(ws, key), shape)
-
-    def kvs_list_keys(self, args: Args) -> Coroutine[Any, Any, Any]:
+    def kvs_list_keys(self, args: Args) -> Deferred[Any]:
         prefix = _str(args, "Prefix")
         sep = _str(args, "Seperator")  # sic: the reference's field name
         return self._read(
@@ -358,7 +384,7 @@ class Endpoints:
 
     # -- Internal and Status -------------------------------------------------------------------
 
-    def internal_service_dump(self, args: Args) -> Coroutine[Any, Any, Any]:
+    def internal_service_dump(self, args: Args) -> Deferred[Any]:
         kind = _str(args, "ServiceKind")
 
         def shape(rows: list[tuple[Args, Args, list[Args]]]) -> Args:
@@ -386,6 +412,23 @@ class Endpoints:
     async def status_peers(self, args: Args) -> Any:
         forwarded, reply = await self._status_forward("Status.Peers", args)
         return reply if forwarded else self.consensus.peers()
+
+
+# Module functions and partials rather than closures: parked queries keep them alive.
+def _kv_get(state: StateStore, key: str, ws: WatchSet | None) -> tuple[int, Args | None]:
+    return state.kvs_get(ws, key)
+
+
+def _kv_list(state: StateStore, prefix: str, ws: WatchSet | None) -> tuple[int, list[Args]]:
+    return state.kvs_list(ws, prefix)
+
+
+def _kv_entry(row: Args | None) -> Args:
+    return {"Entries": None if row is None else [structs.dir_entry_out(row)]}
+
+
+def _kv_entries(rows: list[Args]) -> Args:
+    return {"Entries": [structs.dir_entry_out(r) for r in rows] or None}
 
 
 def _str(args: Args, name: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from klein import Klein
 
 from wanfedtx.config.runtime import RuntimeConfig
-from wanfedtx.http.common import IRequest, has_arg, json_reply, route, set_header
+from wanfedtx.http.common import IRequest, body_reply, has_arg, json_reply, route
 
 
 class AgentView(Protocol):
@@ -55,7 +55,6 @@ def mount_agent_routes(app: Klein, view: AgentView) -> None:
     async def self_(request: IRequest) -> bytes:
         body = agent_self(view)
         if has_arg(request, "pretty"):
-            request.setResponseCode(200)
-            set_header(request, "Content-Type", "application/json")
-            return json.dumps(body, indent=4).encode() + b"\n"
+            pretty = json.dumps(body, indent=4).encode() + b"\n"
+            return body_reply(request, 200, "application/json", pretty)
         return json_reply(request, body)

@@ -15,9 +15,18 @@ from wanfedtx.http.common import (
     json_reply,
     query_args,
     route,
-    set_meta,
     write_args,
 )
+from wanfedtx.http.parking import ReadReply, Render, read
+
+
+def _field(name: str) -> Render:
+    """Render the reply's ``name`` field as the JSON body."""
+
+    def render(request: IRequest, reply: dict[str, Any]) -> bytes:
+        return json_reply(request, reply[name])
+
+    return render
 
 
 def _body_object(request: IRequest) -> dict[str, Any]:
@@ -53,38 +62,31 @@ def mount(app: Klein, ctx: APIContext) -> None:
 
     @app.route("/v1/catalog/nodes", methods=["GET"])
     @route
-    async def nodes(request: IRequest) -> bytes:
-        reply = await ctx.rpc("Catalog.ListNodes", query_args(request, ctx))
-        set_meta(request, reply)
-        return json_reply(request, reply["Nodes"])
+    def nodes(request: IRequest) -> ReadReply:
+        return read(request, ctx, "Catalog.ListNodes", query_args(request, ctx), _field("Nodes"))
 
     @app.route("/v1/catalog/services", methods=["GET"])
     @route
-    async def services(request: IRequest) -> bytes:
-        reply = await ctx.rpc("Catalog.ListServices", query_args(request, ctx))
-        set_meta(request, reply)
-        return json_reply(request, reply["Services"])
+    def services(request: IRequest) -> ReadReply:
+        args = query_args(request, ctx)
+        return read(request, ctx, "Catalog.ListServices", args, _field("Services"))
 
     @app.route("/v1/catalog/service/", methods=["GET"])
     @app.route("/v1/catalog/service/<path:name>", methods=["GET"])
     @route
-    async def service(request: IRequest, name: str = "") -> bytes:
+    def service(request: IRequest, name: str = "") -> ReadReply:
         if not name:
             raise HTTPError(400, "Missing service name")
         args = query_args(request, ctx)
         args.update(ServiceName=name, ServiceTags=args_list(request, "tag"))
-        reply = await ctx.rpc("Catalog.ServiceNodes", args)
-        set_meta(request, reply)
-        return json_reply(request, reply["ServiceNodes"])
+        return read(request, ctx, "Catalog.ServiceNodes", args, _field("ServiceNodes"))
 
     @app.route("/v1/catalog/node/", methods=["GET"])
     @app.route("/v1/catalog/node/<path:name>", methods=["GET"])
     @route
-    async def node(request: IRequest, name: str = "") -> bytes:
+    def node(request: IRequest, name: str = "") -> ReadReply:
         if not name:
             raise HTTPError(400, "Missing node name")
         args = query_args(request, ctx)
         args["Node"] = name
-        reply = await ctx.rpc("Catalog.NodeServices", args)
-        set_meta(request, reply)
-        return json_reply(request, reply["NodeServices"])
+        return read(request, ctx, "Catalog.NodeServices", args, _field("NodeServices"))

@@ -17,9 +17,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import attrs
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.resource import IResource
 from twisted.web.server import Request as IRequest
 
 __all__ = ["IRequest"]
@@ -220,16 +221,23 @@ def set_meta(request: IRequest, reply: Args) -> None:
     set_header(request, "X-Consul-LastContact", str(int(reply.get("LastContact", 0) // 1_000_000)))
 
 
-def json_reply(request: IRequest, value: Any, code: int = 200) -> bytes:
+def body_reply(request: IRequest, code: int, content_type: str, body: bytes) -> bytes:
+    """Status, ``Content-Type`` and ``Content-Length`` for ``body`` (returned as is).
+
+    With the length known, Twisted sends the body in one write instead of chunked encoding.
+    """
     request.setResponseCode(code)
-    set_header(request, "Content-Type", "application/json")
-    return to_json(value)
+    set_header(request, "Content-Type", content_type)
+    set_header(request, "Content-Length", str(len(body)))
+    return body
+
+
+def json_reply(request: IRequest, value: Any, code: int = 200) -> bytes:
+    return body_reply(request, code, "application/json", to_json(value))
 
 
 def text_reply(request: IRequest, code: int, message: str) -> bytes:
-    request.setResponseCode(code)
-    set_header(request, "Content-Type", "text/plain; charset=utf-8")
-    return message.encode("utf-8")
+    return body_reply(request, code, "text/plain; charset=utf-8", message.encode("utf-8"))
 
 
 def error_reply(request: IRequest, exc: BaseException) -> bytes:
@@ -250,19 +258,26 @@ def error_reply(request: IRequest, exc: BaseException) -> bytes:
     return text_reply(request, 500, f"internal error: {exc.__class__.__name__}")
 
 
-Route = Callable[..., Coroutine[Any, Any, bytes]]
+Route = Callable[..., Coroutine[Any, Any, bytes] | Deferred[bytes] | IResource]
 
 
-def route(fn: Route) -> Callable[..., Deferred[bytes]]:
-    """Run an async handler; any exception becomes :func:`error_reply`.
+def route(fn: Route) -> Callable[..., Deferred[bytes] | IResource]:
+    """Run a handler (a coroutine function, or a function returning a Deferred or a resource
+    such as a parked response); any exception becomes :func:`error_reply`.
 
     A cancelled request (the client went away) stays cancelled and is not logged.
     """
 
-    def wrapper(request: IRequest, *a: Any, **kw: Any) -> Deferred[bytes]:
-        d = Deferred.fromCoroutine(fn(request, *a, **kw))
-        d.addErrback(_failed, request)
-        return d
+    def wrapper(request: IRequest, *a: Any, **kw: Any) -> Deferred[bytes] | IResource:
+        try:
+            result = fn(request, *a, **kw)
+        except Exception as exc:
+            return succeed(error_reply(request, exc))
+        if isinstance(result, Coroutine):
+            result = Deferred.fromCoroutine(result)
+        if isinstance(result, Deferred):
+            result.addErrback(_failed, request)
+        return result
 
     # Klein names endpoints after the function: make them unique per module and handler.
     wrapper.__name__ = f"{fn.__module__}.{fn.__qualname__}"

@@ -13,15 +13,16 @@ from wanfedtx.http.common import (
     HTTPError,
     IRequest,
     arg,
+    body_reply,
     has_arg,
     json_reply,
     query_args,
     route,
     set_header,
-    set_meta,
     text_reply,
     write_args,
 )
+from wanfedtx.http.parking import ReadReply, read
 
 
 def _uint_arg(request: IRequest, name: str) -> int | None:
@@ -44,12 +45,31 @@ def _conflicting(request: IRequest, *flags: str) -> None:
         raise HTTPError(400, "Conflicting flags: " + ", ".join(present))
 
 
+def render_keys(request: IRequest, reply: dict[str, Any]) -> bytes:
+    if not reply["Keys"]:
+        return text_reply(request, 404, "")
+    return json_reply(request, reply["Keys"])
+
+
+def render_entries(request: IRequest, reply: dict[str, Any]) -> bytes:
+    entries = reply["Entries"]
+    if not entries:
+        return text_reply(request, 404, "")
+    if has_arg(request, "raw"):
+        set_header(request, "X-Content-Type-Options", "nosniff")
+        return body_reply(
+            request, 200, "text/plain; charset=utf-8", bytes(entries[0]["Value"] or b"")
+        )
+    return json_reply(request, entries)
+
+
 def mount(app: Klein, ctx: APIContext) -> None:
     @app.route("/v1/kv/", methods=["GET", "PUT", "DELETE"])
     @app.route("/v1/kv/<path:key>", methods=["GET", "PUT", "DELETE"])
     @route
-    def kv(request: IRequest, key: str = "") -> Coroutine[Any, Any, bytes]:
-        # Not a coroutine itself: returns the sub-handler's, one frame less per waiting query.
+    def kv(
+        request: IRequest, key: str = ""
+    ) -> Coroutine[Any, Any, bytes] | ReadReply:
         method = request.method
         if method == b"GET":
             if has_arg(request, "keys"):
@@ -59,16 +79,12 @@ def mount(app: Klein, ctx: APIContext) -> None:
             return put(request, key)
         return delete(request, key)
 
-    async def get_keys(request: IRequest, prefix: str) -> bytes:
+    def get_keys(request: IRequest, prefix: str) -> ReadReply:
         args = query_args(request, ctx)
         args.update(Prefix=prefix, Seperator=arg(request, "separator") or "")
-        reply = await ctx.rpc("KVS.ListKeys", args)
-        set_meta(request, reply)
-        if not reply["Keys"]:
-            return text_reply(request, 404, "")
-        return json_reply(request, reply["Keys"])
+        return read(request, ctx, "KVS.ListKeys", args, render_keys)
 
-    async def get(request: IRequest, key: str) -> bytes:
+    def get(request: IRequest, key: str) -> ReadReply:
         args = query_args(request, ctx)
         args["Key"] = key
         if has_arg(request, "recurse"):
@@ -76,18 +92,7 @@ def mount(app: Klein, ctx: APIContext) -> None:
         else:
             _missing_key(key)
             method = "KVS.Get"
-        reply = await ctx.rpc(method, args)
-        set_meta(request, reply)
-        entries = reply["Entries"]
-        if not entries:
-            return text_reply(request, 404, "")
-        if has_arg(request, "raw"):
-            value = entries[0]["Value"] or b""
-            request.setResponseCode(200)
-            set_header(request, "Content-Type", "text/plain; charset=utf-8")
-            set_header(request, "X-Content-Type-Options", "nosniff")
-            return bytes(value)
-        return json_reply(request, entries)
+        return read(request, ctx, method, args, render_entries)
 
     async def put(request: IRequest, key: str) -> bytes:
         _missing_key(key)

@@ -2,14 +2,15 @@
 
 A :class:`WatchChannel` stands for "this piece of data" (a key in an index, a prefix, a whole
 table). Writers fire it once; firing removes it from its registry, so the next reader gets a new
-channel (like closing a Go channel). Readers collect channels in a :class:`WatchSet` and wait on
-it with a timeout driven by an injected ``IReactorTime``.
+channel (like closing a Go channel). Readers collect channels in a :class:`WatchSet` and either
+:meth:`~WatchSet.subscribe` a callback (what blocking queries do: no Deferred, no timer, no
+closure per watcher, since tens of thousands of them may be parked at once) or
+:meth:`~WatchSet.wait` on it with a timeout driven by an injected ``IReactorTime``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -18,36 +19,37 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 class WatchChannel:
     """One-shot notification: fired at most once, then discarded by its registry."""
 
-    __slots__ = ("_key", "_registry", "_subscribers", "fired")
+    __slots__ = ("_key", "_registry", "_watchers", "fired")
 
     def __init__(self, registry: ChannelRegistry | None = None, key: Hashable = None) -> None:
         self._registry = registry
         self._key = key
-        self._subscribers: dict[int, Callable[[], None]] = {}
+        # An insertion-ordered set: watchers are woken in the order they subscribed.
+        self._watchers: dict[WatchSet, None] = {}
         self.fired = False
 
-    def subscribe(self, token: int, callback: Callable[[], None]) -> None:
+    def subscribe(self, watcher: WatchSet) -> None:
         if self.fired:
-            callback()
+            watcher.channel_fired()
             return
-        self._subscribers[token] = callback
+        self._watchers[watcher] = None
 
-    def unsubscribe(self, token: int) -> None:
-        self._subscribers.pop(token, None)
-        if not self._subscribers and self._registry is not None and not self.fired:
+    def unsubscribe(self, watcher: WatchSet) -> None:
+        self._watchers.pop(watcher, None)
+        if not self._watchers and self._registry is not None and not self.fired:
             self._registry.discard(self._key, self)
 
     def fire(self) -> None:
         if self.fired:
             return
         self.fired = True
-        subscribers, self._subscribers = self._subscribers, {}
-        for callback in subscribers.values():
-            callback()
+        watchers, self._watchers = self._watchers, {}
+        for watcher in watchers:
+            watcher.channel_fired()
 
     @property
     def subscriber_count(self) -> int:
-        return len(self._subscribers)
+        return len(self._watchers)
 
 
 class ChannelRegistry:
@@ -81,15 +83,13 @@ class ChannelRegistry:
 
 
 class WatchSet:
-    """The channels one query read from; :meth:`wait` fires when any of them does."""
+    """The channels one query read from; fires (once) when any of them does."""
 
-    __slots__ = ("_channels", "_deferred", "_timer")
-    _next_token = 0
+    __slots__ = ("_channels", "_notify")
 
     def __init__(self) -> None:
         self._channels: list[WatchChannel] = []
-        self._deferred: Deferred[bool] | None = None
-        self._timer: IDelayedCall | None = None
+        self._notify: Callable[[], None] | None = None
 
     def add(self, channel: WatchChannel) -> None:
         self._channels.append(channel)
@@ -97,55 +97,65 @@ class WatchSet:
     def __len__(self) -> int:
         return len(self._channels)
 
+    def subscribe(self, notify: Callable[[], None]) -> None:
+        """Call ``notify`` once, when the first channel fires (at once if one already has).
+
+        Firing (or :meth:`close`) drops every subscription, so nothing is left behind.
+        """
+        if self._notify is not None:
+            raise RuntimeError("WatchSet is already subscribed")
+        self._notify = notify
+        for channel in self._channels:
+            channel.subscribe(self)
+            if self._notify is None:  # that channel had fired already
+                return
+
+    def channel_fired(self) -> None:
+        """Called by a channel of this set when it fires."""
+        notify = self._notify
+        if notify is None:
+            return
+        self.close()
+        notify()
+
     def wait(self, clock: IReactorTime, timeout: float) -> Deferred[bool]:
-        """Fire with True when a channel fires, False when ``timeout`` seconds pass first."""
-        if self._deferred is not None:
-            raise RuntimeError("WatchSet.wait called twice")
-        token = WatchSet._next_token = WatchSet._next_token + 1
+        """Fire with True when a channel fires, False when ``timeout`` seconds pass first.
+
+        A convenience over :meth:`subscribe` for callers that want a Deferred; cancelling it
+        drops the subscriptions.
+        """
+        timer: list[IDelayedCall] = []
 
         def cancel(_: Deferred[bool]) -> None:
-            self._finish(token)
+            self.close()
+            if timer and timer[0].active():
+                timer[0].cancel()
 
         d: Deferred[bool] = Deferred(cancel)
-        self._deferred = d
 
         def fired() -> None:
-            self._resolve(token, True)
+            if timer and timer[0].active():
+                timer[0].cancel()
+            d.callback(True)
 
         def expired() -> None:
-            self._timer = None
-            self._resolve(token, False)
+            self.close()
+            d.callback(False)
 
-        for channel in self._channels:
-            channel.subscribe(token, fired)
-            if self._deferred is None:
-                return d
-        if self._deferred is not None:
-            self._timer = clock.callLater(max(timeout, 0.0), expired)
+        self.subscribe(fired)
+        if not d.called:
+            timer.append(clock.callLater(max(timeout, 0.0), expired))
         return d
 
-    def _resolve(self, token: int, result: bool) -> None:
-        d = self._deferred
-        if d is None:
-            return
-        self._finish(token)
-        d.callback(result)
-
-    def _finish(self, token: int) -> None:
-        self._deferred = None
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        self.close(token)
-
-    def close(self, token: int = 0) -> None:
+    def close(self) -> None:
         """Stop watching: drop subscriptions and channels nobody else watches."""
-        for channel in self._channels:
-            channel.unsubscribe(token)
-        self._channels = []
+        self._notify = None
+        channels, self._channels = self._channels, []
+        for channel in channels:
+            channel.unsubscribe(self)
 
 
-def fire_all(channels: list[WatchChannel] | Any) -> None:
+def fire_all(channels: Iterable[WatchChannel]) -> None:
     """Fire every channel in ``channels`` (after a write has completed)."""
     for channel in channels:
         channel.fire()

@@ -107,7 +107,7 @@ async def test_stop_closes_open_keepalive_connections(reactor: Any) -> None:
     await resp.text()
     assert agent.http is not None and len(agent.http.site.open) == 1
     await agent.stop()
-    assert agent.http.site.open == {}
+    assert agent.http.site.open == set()
     await pool.closeCachedConnections()
 
 

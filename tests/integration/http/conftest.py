@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.web.server import Site
 
 from wanfedtx.agent.catalog_services import CatalogAgent
+from wanfedtx.http.parking import APIRequest
 from wanfedtx.http.routes import install_error_handlers
 from wanfedtx.rpc.errors import NoDCPath
 
@@ -60,6 +61,7 @@ class API:
     port: int
     server: CatalogAgent
     other: CatalogAgent
+    site: Site
 
 
 @pytest_twisted.async_yield_fixture
@@ -79,12 +81,12 @@ async def state_api(reactor: Any) -> AsyncIterator[API]:
     app = Klein()
     servers["dc1"].mount(app)
     install_error_handlers(app)
-    site = Site(app.resource())
+    site = Site(app.resource(), requestFactory=APIRequest)
     site.noisy = False
     port = reactor.listenTCP(0, site, interface="127.0.0.1")
     try:
         n = port.getHost().port
-        yield API(f"http://127.0.0.1:{n}", n, servers["dc1"], servers["dc2"])
+        yield API(f"http://127.0.0.1:{n}", n, servers["dc1"], servers["dc2"], site)
     finally:
         await port.stopListening()
         for server in servers.values():
