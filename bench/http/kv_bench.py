@@ -131,7 +131,9 @@ def free_ports(ips: list[str], count: int) -> list[int]:
 class Server:
     """One ``wanfed agent`` process."""
 
-    def __init__(self, name: str, ip: str, ports: dict[str, int], root: Path, extra: list[str]):
+    def __init__(
+        self, name: str, ip: str, ports: dict[str, int], root: Path, extra: list[str]
+    ) -> None:
         self.name = name
         self.ip = ip
         self.http_port = ports["http"]
