@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IReactorTCP
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from wanfedtx.agent import limits
 from wanfedtx.agent.catalog_services import CatalogAgent, catalog_agent_from_config
 from wanfedtx.agent.gossip import DEFAULT_LEAVE_TIMEOUT, AgentGossip
 from wanfedtx.agent.httpserver import HTTPServerService
@@ -200,4 +201,7 @@ class Agent(MultiService):
             node=self.config.node_name,
             dc=self.config.datacenter,
         )
+        before, after = limits.raise_open_files_limit()
+        if after != before:
+            log.debug("raised the open files limit: from={old} to={new}", old=before, new=after)
         super().startService()  # type: ignore[no-untyped-call]

@@ -18,6 +18,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from wanfedtx import logs
+from wanfedtx.agent import limits
 from wanfedtx.http.parking import APIRequest
 
 Addr = tuple[str, int]
@@ -96,6 +97,7 @@ class HTTPServerService(Service):
             lp = self.reactor.listenTCP(
                 port,
                 self.site,  # type: ignore[arg-type]
+                backlog=limits.listen_backlog(),
                 interface=interface,
             )
             self.ports.append(lp)
