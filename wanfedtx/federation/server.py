@@ -7,9 +7,10 @@ raft type-30 handler on the catalog's FSM (before raft replays its log), adds th
 HTTP API calls) and, through :meth:`register_into`, to the :8300 endpoint table.
 
 With ``leader_routines`` on, it watches consensus leadership: on gaining it, it starts
-anti-entropy (every datacenter), pruning (primary only) and replication (secondaries only); on
-losing it, it stops anti-entropy first, then the others, as the reference's
-``revokeLeadership`` does.
+replication (secondaries only), anti-entropy (every datacenter, unless ``anti_entropy`` is off:
+the reference's test-only ``DisableFederationStateAntiEntropy``) and pruning (primary only); on
+losing it, it stops them in reverse order (anti-entropy before replication, as the reference's
+``revokeLeadership``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ from wanfedtx.federation.antientropy import (
 )
 from wanfedtx.federation.endpoints import FederationEndpoints
 from wanfedtx.federation.loop import LOOP_BURST, LOOP_RATE
+from wanfedtx.federation.replication import (
+    FEDERATION_STATE_REPLICATION_APPLY_LIMIT,
+    FEDERATION_STATE_REPLICATION_BURST,
+    FEDERATION_STATE_REPLICATION_RATE,
+    FederationStateReplicator,
+)
 from wanfedtx.http import federation as http_federation
 from wanfedtx.http.common import APIContext
 
@@ -46,9 +53,9 @@ class FederationTiming:
     loop_rate: float = LOOP_RATE
     loop_burst: int = LOOP_BURST
     prune_interval: float = FEDERATION_STATE_PRUNE_INTERVAL
-    replication_rate: float = 1.0
-    replication_burst: int = 5
-    replication_apply_limit: float = 100.0
+    replication_rate: float = FEDERATION_STATE_REPLICATION_RATE
+    replication_burst: int = FEDERATION_STATE_REPLICATION_BURST
+    replication_apply_limit: float = FEDERATION_STATE_REPLICATION_APPLY_LIMIT
 
 
 class FederationServer(MultiService):
@@ -104,6 +111,18 @@ class FederationServer(MultiService):
         ep = self.catalog.endpoints
         clock = self.catalog.reactor
         out: list[Service] = []
+        if not self.is_primary:
+            out.append(
+                FederationStateReplicator(
+                    ep,
+                    self.primary_datacenter,
+                    clock,
+                    self.rng,
+                    t.replication_rate,
+                    t.replication_burst,
+                    t.replication_apply_limit,
+                )
+            )
         if self.anti_entropy_enabled:
             out.append(
                 FederationStateAntiEntropy(
@@ -138,8 +157,9 @@ class FederationServer(MultiService):
             self._stop_routines()
 
     def _stop_routines(self) -> None:
+        """Stop in reverse start order: anti-entropy before replication."""
         routines, self.routines = self.routines, []
-        for routine in routines:
+        for routine in reversed(routines):
             d = routine.stopService()  # type: ignore[no-untyped-call]
             if d is None:
                 d = succeed(None)

@@ -95,12 +95,24 @@ def test_secondary_pushes_to_the_primary(net: Net) -> None:
     net.add("dc2", "dc1", make=leader_fed())
     for cat in net.servers.values():
         cat.startService()
-    assert stored(net, "dc1", "dc2") is not None
-    assert stored(net, "dc2", "dc2") is None  # written in the primary only
+    fed2 = net.feds["dc2"]
+    row = stored(net, "dc1", "dc2")
+    assert row is not None and ("dc1", "FederationState.Apply") in net.calls
+    # Written in the primary, then replicated back (10 ms after the apply).
+    net.clock.advance(0.01)
+    copy = stored(net, "dc2", "dc2")
+    assert copy is not None and copy["PrimaryModifyIndex"] == row["ModifyIndex"]
     register_gateway(net.servers["dc2"], "gw2", 4432)
     row = stored(net, "dc1", "dc2")
     assert [g["Service"]["Port"] for g in row["MeshGateways"]] == [4432]
-    assert ("dc1", "FederationState.Apply") in net.calls
+    net.clock.advance(0.01)
+    assert stored(net, "dc2", "dc2")["MeshGateways"] == row["MeshGateways"]
+    # The copy replicated back equals the catalog: later rounds skip.
+    syncs = ae(fed2).syncs
+    net.clock.advance(30)
+    assert ae(fed2).syncs == syncs == 2
+    for cat in net.servers.values():
+        cat.stopService()
 
 
 def test_errors_back_off_exponentially_and_recover(net: Net, messages: list[str]) -> None:
@@ -122,10 +134,9 @@ def test_errors_back_off_exponentially_and_recover(net: Net, messages: list[str]
     assert loop.runs == 3
     net.down.clear()
     net.clock.advance(8)  # then 8 s, and this one succeeds
-    assert stored(net, "dc1", "dc2") is not None
-    assert loop.runs == 5  # the 4th round succeeded; the 5th waits on the blocking query
-    net.clock.advance(60)
-    assert loop.runs == 5
+    assert stored(net, "dc1", "dc2") is not None and loop.syncs == 1
+    net.clock.advance(60)  # replication copies it back; the rounds it wakes find no change
+    assert stored(net, "dc2", "dc2") is not None and loop.syncs == 1
     for cat in net.servers.values():
         cat.stopService()
 
@@ -166,7 +177,12 @@ def test_secondaries_do_not_prune(net: Net) -> None:
     fed = net.add("dc2", "dc1", make=leader_fed())
     for cat in net.servers.values():
         cat.startService()
-    assert [r.name for r in fed.routines] == ["federation state anti-entropy"]
+    assert [r.name for r in fed.routines] == [
+        "federation state replication",
+        "federation state anti-entropy",
+    ]
+    for cat in net.servers.values():
+        cat.stopService()
 
 
 def test_pruning_removes_states_of_unknown_datacenters_hourly(
