@@ -126,8 +126,14 @@ class Agent(MultiService):
             self.catalog.mount(self.app)
             if self.server_port is not None:
                 self.catalog.endpoints.register_into(self.server_port.endpoints)
-            # Federation states: raft type 30, FederationState.* RPCs, /v1/internal APIs.
-            self.federation = FederationServer(self.catalog, rt.primary_datacenter)
+            # Federation states: raft type 30, FederationState.* RPCs, /v1/internal APIs; with
+            # WAN federation via mesh gateways, the leader routines (anti-entropy, pruning,
+            # replication).
+            self.federation = FederationServer(
+                self.catalog,
+                rt.primary_datacenter,
+                leader_routines=rt.connect_mesh_gateway_wan_federation_enabled,
+            )
             self.federation.setName("federation")  # type: ignore[no-untyped-call]
             self.federation.setServiceParent(self)  # type: ignore[no-untyped-call]
             self.federation.mount(self.app)
