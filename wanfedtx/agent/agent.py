@@ -41,8 +41,9 @@ from wanfedtx.http.app import build_app
 from wanfedtx.raft.service import RaftService
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.forward import Forwarder, StaticLeader
-from wanfedtx.rpc.interfaces import ILeaderProvider, ServerAddress
+from wanfedtx.rpc.interfaces import IGatewayResolver, ILeaderProvider, ServerAddress
 from wanfedtx.rpc.pool import ConnPool
+from wanfedtx.wanfed.wiring import WanfedWiring, wire_agent
 
 log = Logger(namespace="agent")
 
@@ -56,9 +57,12 @@ class Agent(MultiService):
         *,
         leave_timeout: float = DEFAULT_LEAVE_TIMEOUT,
         serf_tuning: Callable[[SerfConfig], None] | None = None,
+        gateway_resolver: IGatewayResolver | None = None,
     ) -> None:
         """``serf_tuning`` adjusts each pool's ``SerfConfig`` before it starts (tests use it for
-        short timings); it is not reachable from configuration."""
+        short timings); it is not reachable from configuration. ``gateway_resolver`` picks mesh
+        gateways for WAN gossip with ``connect.enable_mesh_gateway_wan_federation`` (default: the
+        ``primary_gateways`` of the primary datacenter, ``wanfedtx.wanfed.wiring``)."""
         super().__init__()  # type: ignore[no-untyped-call]
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -119,6 +123,12 @@ class Agent(MultiService):
             self.catalog.mount(self.app)
             if self.server_port is not None:
                 self.catalog.endpoints.register_into(self.server_port.endpoints)
+        # WAN federation via mesh gateways: WAN gossip of other DCs through gateways (wanfed).
+        self.wanfed: WanfedWiring | None = None
+        if (self.config.server_mode and self.config.connect_mesh_gateway_wan_federation_enabled
+                and self.gossip.wan is not None and self.server_port is not None):
+            self.wanfed = wire_agent(self.config, reactor, self.gossip.wan,
+                                     self.server_port.registry, self.tls, gateway_resolver)
         self.http: HTTPServerService | None = None
         if self.config.http_addrs:
             self.http = HTTPServerService(reactor, self.app.resource(), self.config.http_addrs)
