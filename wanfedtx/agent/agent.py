@@ -34,6 +34,7 @@ from wanfedtx.agent.server_port import (
     tls_configurator,
 )
 from wanfedtx.config.runtime import RuntimeConfig
+from wanfedtx.federation.server import FederationServer
 from wanfedtx.fsm.machine import FSM
 from wanfedtx.gossip.api import member_json, mount_agent_gossip_ops, mount_agent_members
 from wanfedtx.gossip.serf import SerfConfig
@@ -91,6 +92,7 @@ class Agent(MultiService):
         self.server_port: ServerPort | None = None
         self.raft: RaftService | None = None
         self.catalog: CatalogAgent | None = None
+        self.federation: FederationServer | None = None
         self.forwarder: Forwarder | None = None
         if self.config.server_mode:
             rt = self.config
@@ -123,6 +125,13 @@ class Agent(MultiService):
             self.catalog.mount(self.app)
             if self.server_port is not None:
                 self.catalog.endpoints.register_into(self.server_port.endpoints)
+            # Federation states: raft type 30, FederationState.* RPCs, /v1/internal APIs.
+            self.federation = FederationServer(self.catalog, rt.primary_datacenter)
+            self.federation.setName("federation")  # type: ignore[no-untyped-call]
+            self.federation.setServiceParent(self)  # type: ignore[no-untyped-call]
+            self.federation.mount(self.app)
+            if self.server_port is not None:
+                self.federation.register_into(self.server_port.endpoints)
         # WAN federation via mesh gateways: WAN gossip of other DCs through gateways (wanfed).
         self.wanfed: WanfedWiring | None = None
         if (self.config.server_mode and self.config.connect_mesh_gateway_wan_federation_enabled

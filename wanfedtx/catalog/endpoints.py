@@ -116,17 +116,22 @@ class Endpoints:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _target_dc(self, args: Args) -> str | None:
-        dc = args.get("Datacenter") or ""
+    def _target_dc(self, args: Args, route: str = "Datacenter") -> str | None:
+        dc = args.get(route) or ""
         if not isinstance(dc, str):
-            raise BadRequestError("Datacenter must be a string")
+            raise BadRequestError(f"{route} must be a string")
         if dc and dc != self.datacenter:
             return dc
         return None
 
-    async def _forward(self, method: str, args: Args, write: bool) -> tuple[bool, Any]:
-        """(True, reply) when the request was served elsewhere, (False, None) to serve here."""
-        dc = self._target_dc(args)
+    async def _forward(
+        self, method: str, args: Args, write: bool, route: str = "Datacenter"
+    ) -> tuple[bool, Any]:
+        """(True, reply) when the request was served elsewhere, (False, None) to serve here.
+
+        ``route`` names the field holding the datacenter that must serve the request.
+        """
+        dc = self._target_dc(args, route)
         if dc is not None:
             if self.forwarder is None:
                 raise NoPathToDatacenterError(dc)
@@ -154,8 +159,9 @@ class Endpoints:
         args: Args,
         query: Callable[[WatchSet | None], tuple[int, Any]],
         shape: Callable[[Any], Args],
+        route: str = "Datacenter",
     ) -> Deferred[Any]:
-        """Serve a read here (blocking as asked) or forward it.
+        """Serve a read here (blocking as asked) or forward it (by the ``route`` field).
 
         Reads served here without ``RequireConsistent`` take no coroutine: a blocking one joins
         the :class:`WaitGroups` entry of identical reads (same method, arguments and index),
@@ -163,12 +169,14 @@ class Endpoints:
         """
         min_index = _uint(args, "MinQueryIndex")
         max_time = _uint(args, "MaxQueryTime") * NANOSECOND
-        local = self._target_dc(args) is None and (
+        local = self._target_dc(args, route) is None and (
             self.consensus.is_leader() or bool(args.get("AllowStale"))
         )
         if not local or args.get("RequireConsistent"):
             return Deferred.fromCoroutine(
-                self._read_elsewhere_or_consistent(method, args, min_index, max_time, query, shape)
+                self._read_elsewhere_or_consistent(
+                    method, args, min_index, max_time, query, shape, route
+                )
             )
         answer = partial(self._shape_reply, shape)
         if min_index <= 0:
@@ -183,8 +191,9 @@ class Endpoints:
         max_time: float,
         query: Callable[[WatchSet | None], tuple[int, Any]],
         shape: Callable[[Any], Args],
+        route: str = "Datacenter",
     ) -> Any:
-        forwarded, reply = await self._forward(method, args, write=False)
+        forwarded, reply = await self._forward(method, args, write=False, route=route)
         if forwarded:
             return reply
         if args.get("RequireConsistent"):

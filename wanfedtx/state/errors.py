@@ -24,3 +24,10 @@ class InvalidMetadataError(StateError):
 
 class SnapshotFormatError(StateError):
     """A snapshot stream could not be decoded; the store was not replaced."""
+
+
+class MissingDatacenterError(StateError):
+    """A federation state without a datacenter name."""
+
+    def __init__(self) -> None:
+        super().__init__("missing datacenter on federation state")

@@ -109,8 +109,10 @@ async def test_agents_federate_wan_gossip_through_a_gateway(reactor: Any, tmp_pa
         assert "server.primary.consul" in router.seen
         assert sec.wanfed.transport is not None and pri.wanfed.transport is not None
         # Packets to the other DC travel on pooled gateway connections, keyed by node name.
-        assert sec.wanfed.transport.pool.idle_count("pri.primary") >= 1
-        assert pri.wanfed.transport.pool.idle_count("sec.secondary") >= 1
+        st, pt = sec.wanfed.transport, pri.wanfed.transport
+        await until(lambda: _true(st.pool.idle_count("pri.primary") >= 1
+                                  and pt.pool.idle_count("sec.secondary") >= 1),
+                    "pooled packet connections in both directions")
         # The WAN router learnt the other DC from gossip that only crossed the gateway.
         assert [s.name for s in pri.gossip.router.servers_for_dc("secondary")] == ["sec"]
         assert [s.name for s in sec.gossip.router.servers_for_dc("primary")] == ["pri"]

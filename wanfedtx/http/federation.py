@@ -1,0 +1,89 @@
+"""Internal (debugging) HTTP APIs of federation states, read-only, as the reference's:
+
+* ``GET /v1/internal/federation-state/<dc>``: ``FederationState.Get``; the path names the state,
+  ``?dc=`` the datacenter whose server answers. The body is the whole response (``State``,
+  ``Index``, ``LastContact``, ``KnownLeader``, ``ConsistencyLevel``); a missing state is a 404
+  with an empty body, an empty name a 400 ``Missing datacenter name``.
+* ``GET /v1/internal/federation-states``: ``FederationState.List``, a JSON array (never null).
+* ``GET /v1/internal/federation-states/mesh-gateways``: ``FederationState.ListMeshGateways``, a
+  JSON object from datacenter name to CheckServiceNodes.
+
+All take the usual ``?dc``, ``?index``/``?wait``, ``?stale``/``?consistent`` and token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from klein import Klein
+
+from wanfedtx.http.common import (
+    APIContext,
+    HTTPError,
+    IRequest,
+    body_reply,
+    json_reply,
+    query_args,
+    route,
+)
+from wanfedtx.http.parking import ReadReply, read
+
+
+def _consistency(args: dict[str, Any]) -> str:
+    if args.get("RequireConsistent"):
+        return "consistent"
+    if args.get("AllowStale"):
+        return "stale"
+    return "leader"
+
+
+def mount(app: Klein, ctx: APIContext) -> None:
+    @app.route("/v1/internal/federation-state/", methods=["GET"])
+    @app.route("/v1/internal/federation-state/<path:name>", methods=["GET"])
+    @route
+    def get(request: IRequest, name: str = "") -> ReadReply:
+        if not name:
+            raise HTTPError(400, "Missing datacenter name")
+        args = query_args(request, ctx)
+        args["TargetDatacenter"] = args["Datacenter"]
+        args["Datacenter"] = name
+        level = _consistency(args)
+
+        def render(request: IRequest, reply: dict[str, Any]) -> bytes:
+            if reply.get("State") is None:
+                return body_reply(request, 404, "text/plain; charset=utf-8", b"")
+            return json_reply(
+                request,
+                {
+                    "State": reply["State"],
+                    "Index": reply.get("Index", 0),
+                    "LastContact": reply.get("LastContact", 0),
+                    "KnownLeader": bool(reply.get("KnownLeader")),
+                    "ConsistencyLevel": level,
+                },
+            )
+
+        return read(request, ctx, "FederationState.Get", args, render)
+
+    def render_list(request: IRequest, reply: dict[str, Any]) -> bytes:
+        return json_reply(request, reply.get("States") or [])
+
+    @app.route("/v1/internal/federation-states", methods=["GET"])
+    @route
+    def list_states(request: IRequest) -> ReadReply:
+        return read(request, ctx, "FederationState.List", query_args(request, ctx), render_list)
+
+    def render_gateways(request: IRequest, reply: dict[str, Any]) -> bytes:
+        nodes = reply.get("DatacenterNodes") or {}
+        return json_reply(request, {dc: gws or [] for dc, gws in nodes.items()})
+
+    @app.route("/v1/internal/federation-states/mesh-gateways", methods=["GET"])
+    @route
+    def mesh_gateways(request: IRequest) -> ReadReply:
+        return read(
+            request,
+            ctx,
+            "FederationState.ListMeshGateways",
+            query_args(request, ctx),
+            render_gateways,
+        )
