@@ -5,6 +5,10 @@ primary: ``pri`` on 127.0.0.2; secondary: ``sec`` on 127.0.0.3 and ``sec2`` on 1
 server runs its WAN pool (``SerfService``) wrapped by ``wire_wan_pool`` and an RPC port whose
 native-TLS ALPN dispatch feeds tunnelled gossip into that pool. The gateway routes by SNI only.
 A spy under each wanfed transport proves no packet or stream ever goes directly to another DC.
+
+The second test uses the project's own mesh gateways (``wanfedtx.gateway``), one per DC, routing
+from snapshots built like the reference's xDS: the primary reaches the secondary through its local
+gateway and the secondary's (two hops); the secondary reaches the primary's gateway directly.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from rpc_support import CA, OpenSSLTLS, SNIRouter
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.task import deferLater
 
+from wanfedtx.gateway.relay import RelaySettings
+from wanfedtx.gateway.routes import routes_to_snapshot
+from wanfedtx.gateway.service import GatewayService
 from wanfedtx.gossip.config import local_config
 from wanfedtx.gossip.interfaces import Address, IGossipTransport
 from wanfedtx.gossip.pools import server_tags, wan_memberlist_config, wan_merge_check
@@ -208,3 +215,61 @@ async def test_two_dcs_gossip_only_through_the_gateway(reactor: Any, ca: CA) -> 
         for s in servers:
             await s.kill()
         await gw_port.stopListening()
+
+
+def gateway_snapshot(dc: str, servers: list[Server], gws: dict[str, tuple[str, int]]) -> Any:
+    """The routes of ``dc``'s gateway; ``gws`` holds every DC's gateway, this one's included (as
+    in the federation states: the local DC then gets its ``server.<dc>.<domain>`` cluster)."""
+    inputs = {
+        "datacenter": dc,
+        "trust_domain": "11111111-2222-3333-4444-555555555555.consul",
+        "wan_federation": True,
+        "servers": [{"node": s.node, "address": s.host, "port": int(s.rpc_addr.split(":")[1])}
+                    for s in servers],
+        "gateways": {gdc: [{"address": a, "port": p}] for gdc, (a, p) in gws.items()},
+    }
+    return routes_to_snapshot({"inputs": inputs}, "127.0.0.1", 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_hops_through_the_projects_mesh_gateways(reactor: Any, ca: CA) -> None:
+    empty = gateway_snapshot("primary", [], {})
+    gws = []
+    for _ in range(2):
+        g = GatewayService(reactor, ("127.0.0.1", 0), empty,
+                           settings=RelaySettings(data_path="twisted"), rng=random.Random(1),
+                           reload_interval=None)
+        g.startService()
+        gws.append(g)
+    gw_pri, gw_sec = gws
+    a_pri = f"127.0.0.1:{gw_pri.address[1]}"
+    # Resolvers as the gateway locator picks: the primary by its gateway, others via local ones.
+    pri = await start_server(reactor, ca, "pri", "primary", "127.0.0.2", {"secondary": [a_pri]})
+    sec = await start_server(reactor, ca, "sec", "secondary", "127.0.0.3", {"primary": [a_pri]})
+    every = {"primary": gw_pri.address, "secondary": gw_sec.address}
+    gw_pri.set_snapshot(gateway_snapshot("primary", [pri], every))
+    gw_sec.set_snapshot(gateway_snapshot("secondary", [sec], every))
+    servers = [pri, sec]
+    try:
+        assert await sec.serf.join(["*.primary/192.0.2.2"]) == 1
+        want = {"pri.primary": "alive", "sec.secondary": "alive"}
+        for s in servers:
+            await until(lambda s=s: s.status() == want, f"{s.name} sees both alive")
+        assert pri.serf.serf is not None
+        pri.serf.serf.user_event("deploy", b"v2")
+        await until(lambda: ("deploy", b"v2") in sec.user_events(), "sec got the user event")
+        # primary -> secondary went through both gateways: pri's gateway relayed to the remote
+        # gateway cluster, and the secondary's gateway to sec itself.
+        await until(lambda: gw_pri.stats.clusters.get("server.secondary.consul") is not None
+                    and gw_sec.stats.clusters.get("sec.server.secondary.consul") is not None,
+                    "both hops used")
+        assert gw_pri.stats.clusters["server.secondary.consul"].upstream_cx_total >= 1
+        assert gw_sec.stats.clusters["sec.server.secondary.consul"].upstream_cx_total >= 1
+        for s in servers:
+            for spy in s.spy:
+                assert [n for n in spy.targets if not n.endswith("." + s.dc)] == []
+    finally:
+        for s in servers:
+            await s.kill()
+        for g in gws:
+            await g.stopService()
