@@ -45,8 +45,9 @@ from wanfedtx.http.app import build_app
 from wanfedtx.raft.service import RaftService
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.forward import Forwarder, StaticLeader
-from wanfedtx.rpc.interfaces import ILeaderProvider, ServerAddress
+from wanfedtx.rpc.interfaces import IGatewayResolver, ILeaderProvider, ServerAddress
 from wanfedtx.rpc.pool import ConnPool
+from wanfedtx.wanfed.wiring import WanfedWiring, wire_agent
 
 log = Logger(namespace="agent")
 
@@ -60,9 +61,12 @@ class Agent(MultiService):
         *,
         leave_timeout: float = DEFAULT_LEAVE_TIMEOUT,
         serf_tuning: Callable[[SerfConfig], None] | None = None,
+        gateway_resolver: IGatewayResolver | None = None,
     ) -> None:
         """``serf_tuning`` adjusts each pool's ``SerfConfig`` before it starts (tests use it for
-        short timings); it is not reachable from configuration."""
+        short timings); it is not reachable from configuration. ``gateway_resolver`` picks mesh
+        gateways for WAN gossip with ``connect.enable_mesh_gateway_wan_federation`` (default: the
+        ``primary_gateways`` of the primary datacenter, ``wanfedtx.wanfed.wiring``)."""
         super().__init__()  # type: ignore[no-untyped-call]
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -140,14 +144,24 @@ class Agent(MultiService):
             if self.server_port is not None:
                 self.federation.register_into(self.server_port.endpoints)
             if rt.connect_mesh_gateway_wan_federation_enabled:
-                self._start_wan_federation(dialer)
+                self._start_wan_federation(dialer, gateway_resolver)
+        # WAN federation via mesh gateways: WAN gossip of other DCs through gateways (wanfed),
+        # resolved by the gateway locator (or the resolver a test passes).
+        self.wanfed: WanfedWiring | None = None
+        if (self.config.server_mode and self.config.connect_mesh_gateway_wan_federation_enabled
+                and self.gossip.wan is not None and self.server_port is not None):
+            resolver = gateway_resolver if gateway_resolver is not None else self.locator
+            self.wanfed = wire_agent(self.config, reactor, self.gossip.wan,
+                                     self.server_port.registry, self.tls, resolver)
         self.http: HTTPServerService | None = None
         if self.config.http_addrs:
             self.http = HTTPServerService(reactor, self.app.resource(), self.config.http_addrs)
             self.http.setName("http")  # type: ignore[no-untyped-call]
             self.http.setServiceParent(self)  # type: ignore[no-untyped-call]
 
-    def _start_wan_federation(self, dialer: Dialer) -> None:
+    def _start_wan_federation(
+        self, dialer: Dialer, gateway_resolver: IGatewayResolver | None
+    ) -> None:
         """Servers with WAN federation: the gateway locator resolves other datacenters for the
         RPC dialer; a secondary finds the primary's gateways and joins its WAN pool (spec 5,
         10)."""
@@ -165,7 +179,7 @@ class Agent(MultiService):
         )
         self.locator.setName("gateway_locator")  # type: ignore[no-untyped-call]
         self.locator.setServiceParent(self)  # type: ignore[no-untyped-call]
-        dialer.gateway_resolver = self.locator
+        dialer.gateway_resolver = gateway_resolver if gateway_resolver is not None else self.locator
         if rt.datacenter == rt.primary_datacenter:
             return  # the primary never joins anyone: secondaries join it
         self.primary_join = PrimaryJoin(

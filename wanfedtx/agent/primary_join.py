@@ -85,7 +85,8 @@ class PrimaryJoin(Service):
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
-        self._later(0, self._refresh_gateways)
+        # Synchronously, as the reference: the fallback list is there before anything dials.
+        self._refresh_gateways()
 
     def stopService(self) -> None:
         super().stopService()  # type: ignore[no-untyped-call]
