@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "gateway": "wanfedtx.cli.gateway",
     "tls": "wanfedtx.cli.tls",
     "members": "wanfedtx.cli.members",
+    "demo": "wanfedtx.cli.demo",
 }
 
 

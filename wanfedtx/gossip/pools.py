@@ -220,11 +220,18 @@ def lan_merge_check(local_dc: str, segment: str = "") -> Callable[[list[Member]]
 
 
 class Router:
-    """Alive Consul servers per datacenter, fed by WAN serf member events."""
+    """Consul servers per datacenter, fed by WAN serf member events (Consul's router).
+
+    As the reference: a join or update adds a server, a leave or reap removes it, and a failure
+    only moves it to the back of its datacenter's list: a server that gossip thinks failed stays
+    routable (its RPC may still work, and with WAN federation gossip and RPC take different
+    paths through the gateways), it is just tried last.
+    """
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng or random.Random()
         self._servers: dict[str, dict[str, ServerInfo]] = {}
+        self._failed: set[tuple[str, str]] = set()
 
     def handle_event(self, ev: Event) -> None:
         if not isinstance(ev, MemberEvent):
@@ -233,26 +240,39 @@ class Router:
             srv = parse_server(m)
             if srv is None:
                 continue
-            dc = self._servers.setdefault(srv.datacenter, {})
+            key = (srv.datacenter, srv.name)
             if ev.type in ("member-join", "member-update") and m.status == MemberStatus.ALIVE:
-                dc[srv.name] = srv
+                self._servers.setdefault(srv.datacenter, {})[srv.name] = srv
+                self._failed.discard(key)
+            elif ev.type == "member-failed":
+                if srv.name in self._servers.get(srv.datacenter, {}):
+                    self._failed.add(key)
             else:
+                dc = self._servers.get(srv.datacenter, {})
                 dc.pop(srv.name, None)
+                self._failed.discard(key)
                 if not dc:
-                    del self._servers[srv.datacenter]
+                    self._servers.pop(srv.datacenter, None)
 
     def datacenters(self) -> list[str]:
-        """Datacenters with at least one alive server, sorted (Catalog.ListDatacenters order is
+        """Datacenters with at least one known server, sorted (Catalog.ListDatacenters order is
         by round-trip time in Consul; without coordinates we sort by name)."""
         return sorted(self._servers)
 
     def servers(self, datacenter: str) -> list[ServerInfo]:
-        return sorted(self._servers.get(datacenter, {}).values(), key=lambda s: s.name)
+        """The datacenter's servers by name, the ones gossip saw fail last."""
+        return sorted(
+            self._servers.get(datacenter, {}).values(),
+            key=lambda s: ((datacenter, s.name) in self._failed, s.name),
+        )
 
     def find_route(self, datacenter: str) -> ServerInfo | None:
-        """A random alive server of ``datacenter`` (None when the DC has none)."""
+        """A random server of ``datacenter``, preferring those not marked failed (None when the
+        DC has none)."""
         servers = self.servers(datacenter)
-        return self.rng.choice(servers) if servers else None
+        healthy = [s for s in servers if (datacenter, s.name) not in self._failed]
+        pool = healthy or servers
+        return self.rng.choice(pool) if pool else None
 
 
 def flood_join_address(lan_member: Member, datacenter: str) -> str | None:

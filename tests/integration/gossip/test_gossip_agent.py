@@ -307,10 +307,13 @@ async def test_killed_agent_is_failed_then_force_left(reactor: Any, tmp_path: Pa
             lambda: _eq(members_status(one, wan=True), {"one.dc1": 1, "victim.dc2": 4}),
             "victim seen as failed",
         )
-        assert await get_json(f"{base(one)}/v1/catalog/datacenters") == ["dc1"]
+        # As Consul's router: a failed server stays known (tried last) until it leaves or is
+        # reaped, so its datacenter is still listed.
+        assert await get_json(f"{base(one)}/v1/catalog/datacenters") == ["dc1", "dc2"]
         resp = await treq.put(f"{base(one)}/v1/agent/force-leave/victim.dc2")
         assert resp.code == 200, await resp.text()
         assert (await members_status(one, wan=True)())["victim.dc2"] == 3
+        assert await get_json(f"{base(one)}/v1/catalog/datacenters") == ["dc1"]  # left: gone
         resp = await treq.put(f"{base(one)}/v1/agent/force-leave/victim.dc2?prune")
         assert resp.code == 200
         assert await members_status(one, wan=True)() == {"one.dc1": 1}

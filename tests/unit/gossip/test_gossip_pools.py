@@ -119,10 +119,38 @@ def test_wan_pool_router_and_merge_check() -> None:
     client.memberlist.shutdown_done = True
     net.transports["127.0.0.1:8400"].up = False
 
-    # A server that crashes disappears from the router.
+    # A server that crashes stays routable, as in Consul's router (only leave or reap removes
+    # it); it is tried after the servers gossip still sees alive.
     net.transports["127.0.0.1:8304"].up = False
     run_for(clock, 60)
-    assert router.datacenters() == ["dc1", "dc3"]
+    assert router.datacenters() == ["dc1", "dc2", "dc3"]
+    assert pools[0].members["s2.dc2"].status != MemberStatus.ALIVE
+    route = router.find_route("dc2")
+    assert route is not None and route.name == "s2.dc2"
+
+
+def test_router_keeps_failed_servers_last_and_drops_left_ones() -> None:
+    from wanfedtx.gossip.pools import Router
+    from wanfedtx.gossip.serf import MemberEvent
+
+    def server(name: str, status: MemberStatus) -> Member:
+        tags = server_tags(datacenter="dc2", node_id=name, build="1.8.0:x", bootstrap_expect=1)
+        return Member(f"{name}.dc2", "127.0.0.1", 8302, tags, status, b"")
+
+    router = Router(random.Random(1))
+    both = (server("a", MemberStatus.ALIVE), server("b", MemberStatus.ALIVE))
+    router.handle_event(MemberEvent("member-join", both))
+    router.handle_event(MemberEvent("member-failed", (server("a", MemberStatus.FAILED),)))
+    assert [s.name for s in router.servers("dc2")] == ["b.dc2", "a.dc2"]
+    picks = {getattr(router.find_route("dc2"), "name", None) for _ in range(20)}
+    assert picks == {"b.dc2"}
+    router.handle_event(MemberEvent("member-leave", (server("b", MemberStatus.LEFT),)))
+    assert [s.name for s in router.servers("dc2")] == ["a.dc2"]
+    route = router.find_route("dc2")
+    assert route is not None and route.name == "a.dc2"  # only a failed one left: still used
+    router.handle_event(MemberEvent("member-join", (server("a", MemberStatus.ALIVE),)))
+    router.handle_event(MemberEvent("member-reap", (server("a", MemberStatus.FAILED),)))
+    assert router.datacenters() == []
 
 
 def test_flood_join_address_and_bootstrap() -> None:

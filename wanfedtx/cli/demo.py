@@ -1,0 +1,311 @@
+"""``wanfed demo``: two datacenters federated through mesh gateways, on this machine's loopback.
+
+The ``case-wanfed-gw`` scenario of the reference (spec 1): datacenters ``primary`` and
+``secondary``, one server each (``-dev``, TLS with verify_incoming/outgoing/server_hostname,
+``connect.enable_mesh_gateway_wan_federation``), each with a mesh gateway registered with the
+``consul-wan-federation`` meta and run as ``wanfed gateway -proxy-id mesh-gateway``. The
+secondary knows only ``primary_gateways``. Each datacenter gets its own loopback address
+(127.0.1.1 and 127.0.2.1 by default) with Consul's default ports, so the servers never share a
+port: the only way between them is through the gateways.
+
+The demo writes the TLS material and config files into a directory, starts the four processes
+(logs beside them), waits for the reference's checks (the WAN pool shows two alive servers in
+each datacenter, each gateway has a healthy endpoint for the other datacenter, a KV write
+crosses in each direction), prints what to look at, and runs until interrupted (or exits after
+the checks with ``-check``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from wanfedtx.cli.main import UsageError
+
+HELP = "Run two datacenters federated through mesh gateways on loopback (case-wanfed-gw)."
+
+DCS = ("primary", "secondary")
+NODES = {"primary": "pri", "secondary": "sec"}
+GATEWAY_PORTS = {"primary": 4431, "secondary": 4432}
+ADMIN_PORTS = {"primary": 19000, "secondary": 19001}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("-dir", "--dir", default=None, help="where to write configs, TLS files and logs"
+      " (default: a new temporary directory)")
+    a("-primary-ip", "--primary-ip", default="127.0.1.1", help="loopback address of the primary")
+    a(
+        "-secondary-ip",
+        "--secondary-ip",
+        default="127.0.2.1",
+        help="loopback address of the secondary",
+    )
+    a("-timeout", "--timeout", type=float, default=90.0, help="seconds to wait for the checks")
+    a("-check", "--check", action="store_true", help="exit after the checks (0 if all passed)")
+
+
+def _write_tls(root: Path) -> None:
+    from wanfedtx.tls.certs import create_ca, create_cert
+
+    ca = create_ca()
+    for dc in DCS:
+        tls = root / dc / "tls"
+        tls.mkdir(parents=True, exist_ok=True)
+        cert = create_cert(ca, "server", dc=dc, node=NODES[dc])
+        (tls / "consul-agent-ca.pem").write_bytes(ca.cert_pem)
+        (tls / f"{dc}-server-consul-0.pem").write_bytes(cert.cert_pem)
+        (tls / f"{dc}-server-consul-0-key.pem").write_bytes(cert.key_pem)
+
+
+def _write_config(root: Path, dc: str, ips: dict[str, str]) -> Path:
+    d = root / dc / "consul"
+    d.mkdir(parents=True, exist_ok=True)
+    tls = root / dc / "tls"
+    ip = ips[dc]
+    (d / "base.hcl").write_text('primary_datacenter = "primary"\n')
+    (d / "bind.hcl").write_text(
+        f'bind_addr = "{ip}"\nadvertise_addr = "{ip}"\nclient_addr = "{ip}"\n'
+    )
+    server = [
+        f'node_name = "{NODES[dc]}"',
+        "connect {",
+        "  enabled = true",
+        "  enable_mesh_gateway_wan_federation = true",
+        "}",
+        f'ca_file = "{tls / "consul-agent-ca.pem"}"',
+        f'cert_file = "{tls / f"{dc}-server-consul-0.pem"}"',
+        f'key_file = "{tls / f"{dc}-server-consul-0-key.pem"}"',
+        "verify_incoming = true",
+        "verify_outgoing = true",
+        "verify_server_hostname = true",
+    ]
+    if dc == "secondary":
+        server += [
+            f'primary_gateways = ["{ips["primary"]}:{GATEWAY_PORTS["primary"]}"]',
+            'primary_gateways_interval = "5s"',
+            # The gateways start after the servers: retry the WAN join sooner than the
+            # default 30 s so the demo comes up quickly.
+            'retry_interval_wan = "3s"',
+        ]
+    (d / "server.hcl").write_text("\n".join(server) + "\n")
+    (d / "gateway.hcl").write_text(
+        "services {\n"
+        '  name = "mesh-gateway"\n'
+        '  kind = "mesh-gateway"\n'
+        f"  port = {GATEWAY_PORTS[dc]}\n"
+        '  meta { consul-wan-federation = "1" }\n'
+        "}\n"
+    )
+    return d
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            r.read()
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+    except OSError:
+        return 0
+
+
+def _get(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            body = r.read()
+            return r.status, json.loads(body) if body else None
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
+    except (OSError, ValueError) as e:
+        return 0, str(e)
+
+
+def _put(url: str, data: bytes) -> tuple[int, str]:
+    req = urllib.request.Request(url, data=data, method="PUT")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
+    except OSError as e:
+        return 0, str(e)
+
+
+def _alive_wan(http: str) -> int:
+    code, members = _get(f"{http}/v1/agent/members?wan=1")
+    if code != 200 or not isinstance(members, list):
+        return 0
+    return sum(1 for m in members if m.get("Status") == 1)
+
+
+def _healthy_endpoints(admin: str, prefix: str) -> int:
+    code, data = _get(f"{admin}/clusters?format=json")
+    if code != 200 or not isinstance(data, dict):
+        return 0
+    n = 0
+    for cluster in data.get("cluster_statuses", []):
+        if cluster.get("name", "").startswith(prefix):
+            for host in cluster.get("host_statuses", []):
+                if host.get("health_status", {}).get("eds_health_status") == "HEALTHY":
+                    n += 1
+    return n
+
+
+class Checks:
+    """The reference's bats assertions (spec 1.4), for both datacenters."""
+
+    def __init__(self, http: dict[str, str], admin: dict[str, str]) -> None:
+        self.http = http
+        self.admin = admin
+        self.done: dict[str, bool] = {}
+
+    def all(self) -> list[tuple[str, Callable[[], bool]]]:
+        out: list[tuple[str, Callable[[], bool]]] = []
+        for dc, other in (("primary", "secondary"), ("secondary", "primary")):
+            out += self._for(dc, other)
+        return out
+
+    def _for(self, dc: str, other: str) -> list[tuple[str, Callable[[], bool]]]:
+        http, admin = self.http[dc], self.admin[dc]
+        key, value = ("foo", b'{"Value":"bar"}') if dc == "primary" else ("oof", b'{"Value":"rab"}')
+
+        def admin_up() -> bool:
+            return _status(f"{admin}/stats") == 200
+
+        def healthy() -> bool:
+            return _healthy_endpoints(admin, other) == 1
+
+        def rpc() -> bool:
+            return _put(f"{http}/v1/kv/{key}?dc={other}", value)[0] == 200
+
+        def wan() -> bool:
+            return _alive_wan(http) == 2
+
+        return [
+            (f"{dc}: gateway admin is up", admin_up),
+            (f"{dc}: gateway has a healthy endpoint for {other}", healthy),
+            (f"{dc}: RPC to {other} (PUT /v1/kv/{key}?dc={other})", rpc),
+            (f"{dc}: WAN pool shows 2 alive servers", wan),
+        ]
+
+
+def _start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+    f = log.open("wb")
+    return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    ips = {"primary": args.primary_ip, "secondary": args.secondary_ip}
+    for ip in ips.values():
+        if not ip.startswith("127."):
+            raise UsageError("the demo runs on loopback: -primary-ip/-secondary-ip must be 127.x")
+    root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="wanfed-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    _write_tls(root)
+    wanfed = [sys.executable, "-m", "wanfedtx.cli.main"]
+    procs: list[subprocess.Popen[bytes]] = []
+    http = {dc: f"http://{ips[dc]}:8500" for dc in DCS}
+    admin = {dc: f"http://{ips[dc]}:{ADMIN_PORTS[dc]}" for dc in DCS}
+
+    def stop(*_: Any) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    print(f"wanfed demo: files and logs in {root}")
+    try:
+        for dc in DCS:
+            conf = _write_config(root, dc, ips)
+            cmd = [*wanfed, "agent", "-dev", "-datacenter", dc, "-config-dir", str(conf)]
+            procs.append(_start(cmd, root / dc / "agent.log"))
+            print(f"  started server {NODES[dc]} of {dc} on {ips[dc]} (HTTP {http[dc]})")
+        for dc in DCS:
+            cmd = [
+                *wanfed,
+                "gateway",
+                "-proxy-id",
+                "mesh-gateway",
+                "-http-addr",
+                f"{ips[dc]}:8500",
+                "-admin-bind",
+                f"{ips[dc]}:{ADMIN_PORTS[dc]}",
+            ]
+            procs.append(_start(cmd, root / dc / "gateway.log"))
+            print(
+                f"  started mesh gateway of {dc} on {ips[dc]}:{GATEWAY_PORTS[dc]}"
+                f" (admin {admin[dc]})"
+            )
+        ok = _wait_for_checks(Checks(http, admin), procs, args.timeout)
+        _explain(http, admin, root)
+        if args.check or not ok:
+            return 0 if ok else 1
+        print("Running; press Ctrl-C to stop.")
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        while all(p.poll() is None for p in procs):
+            time.sleep(1)
+        print("a demo process exited; see the logs above", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop()
+        if not args.dir and os.environ.get("WANFED_DEMO_KEEP") != "1":
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_for_checks(checks: Checks, procs: list[subprocess.Popen[bytes]], timeout: float) -> bool:
+    print("checks (the case-wanfed-gw assertions):")
+    pending = checks.all()
+    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    while pending and time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            print("  a demo process exited early; see its log", file=sys.stderr)
+            return False
+        still = []
+        for name, check in pending:
+            if check():
+                print(f"  ok   {name}  ({time.monotonic() - start:.1f}s)")
+            else:
+                still.append((name, check))
+        pending = still
+        if pending:
+            time.sleep(0.5)
+    for name, _ in pending:
+        print(f"  FAIL {name}  (not true after {timeout:.0f}s)")
+    return not pending
+
+
+def _explain(http: dict[str, str], admin: dict[str, str], root: Path) -> None:
+    p, s = http["primary"], http["secondary"]
+    print(
+        "\nWhat to look at:\n"
+        f"  curl -s {p}/v1/agent/members?wan=1            # pri.primary and sec.secondary, alive\n"
+        f"  curl -s {p}/v1/kv/foo?dc=secondary&raw        # read in the secondary, via gateways\n"
+        f"  curl -s {s}/v1/catalog/service/consul?dc=primary\n"
+        f"  curl -s {p}/v1/internal/federation-states      # each DC's mesh gateways\n"
+        f"  curl -s '{admin['primary']}/clusters?format=json'  # the primary gateway's clusters\n"
+        f"  curl -s {admin['secondary']}/stats             # connections per cluster\n"
+        f"  logs: {root}/<dc>/agent.log and gateway.log\n"
+        "The servers share no port across datacenters: RPC and WAN gossip between them went\n"
+        "through the gateways (TLS with ALPN, routed by SNI), as the gateway stats show."
+    )
