@@ -208,36 +208,32 @@ def _start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def run(args: argparse.Namespace) -> int:
-    ips = {"primary": args.primary_ip, "secondary": args.secondary_ip}
-    for ip in ips.values():
-        if not ip.startswith("127."):
-            raise UsageError("the demo runs on loopback: -primary-ip/-secondary-ip must be 127.x")
-    root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="wanfed-demo-"))
-    root.mkdir(parents=True, exist_ok=True)
-    _write_tls(root)
-    wanfed = [sys.executable, "-m", "wanfedtx.cli.main"]
-    procs: list[subprocess.Popen[bytes]] = []
-    http = {dc: f"http://{ips[dc]}:8500" for dc in DCS}
-    admin = {dc: f"http://{ips[dc]}:{ADMIN_PORTS[dc]}" for dc in DCS}
+class Federation:
+    """The scenario's four processes: write the files, start them, stop them.
 
-    def stop(*_: Any) -> None:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    ``prefix`` puts a command before each datacenter's processes (the netns test runs each
+    datacenter in its own network namespace with ``ip netns exec``).
+    """
 
-    print(f"wanfed demo: files and logs in {root}")
-    try:
+    def __init__(
+        self, root: Path, ips: dict[str, str], prefix: dict[str, list[str]] | None = None
+    ) -> None:
+        self.root = root
+        self.ips = ips
+        self.prefix = prefix or {dc: [] for dc in DCS}
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.http = {dc: f"http://{ips[dc]}:8500" for dc in DCS}
+        self.admin = {dc: f"http://{ips[dc]}:{ADMIN_PORTS[dc]}" for dc in DCS}
+
+    def start(self, say: Callable[[str], object] = print) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        _write_tls(self.root)
+        wanfed = [sys.executable, "-m", "wanfedtx.cli.main"]
         for dc in DCS:
-            conf = _write_config(root, dc, ips)
+            conf = _write_config(self.root, dc, self.ips)
             cmd = [*wanfed, "agent", "-dev", "-datacenter", dc, "-config-dir", str(conf)]
-            procs.append(_start(cmd, root / dc / "agent.log"))
-            print(f"  started server {NODES[dc]} of {dc} on {ips[dc]} (HTTP {http[dc]})")
+            self.procs.append(_start([*self.prefix[dc], *cmd], self.root / dc / "agent.log"))
+            say(f"  started server {NODES[dc]} of {dc} on {self.ips[dc]} (HTTP {self.http[dc]})")
         for dc in DCS:
             cmd = [
                 *wanfed,
@@ -245,29 +241,58 @@ def run(args: argparse.Namespace) -> int:
                 "-proxy-id",
                 "mesh-gateway",
                 "-http-addr",
-                f"{ips[dc]}:8500",
+                f"{self.ips[dc]}:8500",
                 "-admin-bind",
-                f"{ips[dc]}:{ADMIN_PORTS[dc]}",
+                f"{self.ips[dc]}:{ADMIN_PORTS[dc]}",
             ]
-            procs.append(_start(cmd, root / dc / "gateway.log"))
-            print(
-                f"  started mesh gateway of {dc} on {ips[dc]}:{GATEWAY_PORTS[dc]}"
-                f" (admin {admin[dc]})"
+            self.procs.append(_start([*self.prefix[dc], *cmd], self.root / dc / "gateway.log"))
+            say(
+                f"  started mesh gateway of {dc} on {self.ips[dc]}:{GATEWAY_PORTS[dc]}"
+                f" (admin {self.admin[dc]})"
             )
-        ok = _wait_for_checks(Checks(http, admin), procs, args.timeout)
-        _explain(http, admin, root)
+
+    def checks(self) -> Checks:
+        return Checks(self.http, self.admin)
+
+    def wait(self, timeout: float) -> bool:
+        return _wait_for_checks(self.checks(), self.procs, timeout)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def run(args: argparse.Namespace) -> int:
+    ips = {"primary": args.primary_ip, "secondary": args.secondary_ip}
+    for ip in ips.values():
+        if not ip.startswith("127."):
+            raise UsageError("the demo runs on loopback: -primary-ip/-secondary-ip must be 127.x")
+    root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="wanfed-demo-"))
+    fed = Federation(root, ips)
+    print(f"wanfed demo: files and logs in {root}")
+    try:
+        fed.start()
+        ok = fed.wait(args.timeout)
+        _explain(fed.http, fed.admin, root)
         if args.check or not ok:
             return 0 if ok else 1
         print("Running; press Ctrl-C to stop.")
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        while all(p.poll() is None for p in procs):
+        while all(p.poll() is None for p in fed.procs):
             time.sleep(1)
         print("a demo process exited; see the logs above", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
     finally:
-        stop()
+        fed.stop()
         if not args.dir and os.environ.get("WANFED_DEMO_KEEP") != "1":
             shutil.rmtree(root, ignore_errors=True)
 
