@@ -132,10 +132,10 @@ class Agent(MultiService):
             self.federation.mount(self.app)
             if self.server_port is not None:
                 self.federation.register_into(self.server_port.endpoints)
-        # WAN federation via mesh gateways: WAN gossip of other DCs through gateways (wanfed).
+        # WAN gossip tunnelled through mesh gateways (wanfed): ingestion on the RPC port, and
+        # with connect.enable_mesh_gateway_wan_federation the WAN pool's gateway transport.
         self.wanfed: WanfedWiring | None = None
-        if (self.config.server_mode and self.config.connect_mesh_gateway_wan_federation_enabled
-                and self.gossip.wan is not None and self.server_port is not None):
+        if self.config.server_mode and self.gossip.wan is not None and self.server_port is not None:
             self.wanfed = wire_agent(self.config, reactor, self.gossip.wan,
                                      self.server_port.registry, self.tls, gateway_resolver)
         self.http: HTTPServerService | None = None
