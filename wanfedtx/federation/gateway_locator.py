@@ -37,7 +37,7 @@ LOOP_BURST = 5
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 256.0
 
-FederationStatesQuery = Callable[[WatchSet | None], tuple[int, list[Mapping[str, Any]]]]
+FederationStatesQuery = Callable[[WatchSet | None], tuple[int, list[dict[str, Any]]]]
 
 
 class LocalStateNotInitialized(Exception):

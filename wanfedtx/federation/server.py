@@ -1,36 +1,99 @@
-"""Wiring of federation states into one server: FSM type 30, RPC endpoints, HTTP routes.
+"""Wiring of federation states into one server: FSM type 30, RPC endpoints, HTTP routes and
+the leader routines.
 
 :class:`FederationServer` is a ``MultiService`` child of the agent on servers. It installs the
 raft type-30 handler on the catalog's FSM (before raft replays its log), adds the
 ``FederationState.*`` handlers to the catalog's local RPC table (``CatalogAgent.rpc``, which the
 HTTP API calls) and, through :meth:`register_into`, to the :8300 endpoint table.
+
+With ``leader_routines`` on, it watches consensus leadership: on gaining it, it starts
+replication (secondaries only), anti-entropy (every datacenter, unless ``anti_entropy`` is off:
+the reference's test-only ``DisableFederationStateAntiEntropy``) and pruning (primary only); on
+losing it, it stops them in reverse order (anti-entropy before replication, as the reference's
+``revokeLeadership``).
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import attrs
 from klein import Klein
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.logger import Logger
 
 from wanfedtx.agent.catalog_services import CatalogAgent
 from wanfedtx.federation import fsm as fed_fsm
+from wanfedtx.federation.antientropy import (
+    FEDERATION_STATE_PRUNE_INTERVAL,
+    FederationStateAntiEntropy,
+    FederationStatePruning,
+)
 from wanfedtx.federation.endpoints import FederationEndpoints
+from wanfedtx.federation.loop import LOOP_BURST, LOOP_RATE
+from wanfedtx.federation.replication import (
+    FEDERATION_STATE_REPLICATION_APPLY_LIMIT,
+    FEDERATION_STATE_REPLICATION_BURST,
+    FEDERATION_STATE_REPLICATION_RATE,
+    FederationStateReplicator,
+)
 from wanfedtx.http import federation as http_federation
 from wanfedtx.http.common import APIContext
+
+log = Logger(namespace="agent.server.leader")
+
+
+@attrs.frozen
+class FederationTiming:
+    """The reference's constants (``consul.Config`` and ``leader_*.go``); tests shorten them."""
+
+    loop_rate: float = LOOP_RATE
+    loop_burst: int = LOOP_BURST
+    prune_interval: float = FEDERATION_STATE_PRUNE_INTERVAL
+    replication_rate: float = FEDERATION_STATE_REPLICATION_RATE
+    replication_burst: int = FEDERATION_STATE_REPLICATION_BURST
+    replication_apply_limit: float = FEDERATION_STATE_REPLICATION_APPLY_LIMIT
 
 
 class FederationServer(MultiService):
     """Federation states on one server."""
 
-    def __init__(self, catalog: CatalogAgent, primary_datacenter: str) -> None:
+    def __init__(
+        self,
+        catalog: CatalogAgent,
+        primary_datacenter: str,
+        *,
+        leader_routines: bool = False,
+        anti_entropy: bool = True,
+        datacenters: Callable[[], Iterable[str]] | None = None,
+        timing: FederationTiming | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.catalog = catalog
         self.datacenter = catalog.datacenter
         self.primary_datacenter = primary_datacenter or catalog.datacenter
+        self.leader_routines = leader_routines
+        self.anti_entropy_enabled = anti_entropy
+        self.timing = timing if timing is not None else FederationTiming()
+        self.rng = rng if rng is not None else random.Random()
+        if datacenters is None:
+            known = getattr(catalog.endpoints.forwarder, "datacenters", None)
+            datacenters = known if known is not None else (lambda: [self.datacenter])
+        self.datacenters = datacenters
         fed_fsm.install(catalog.fsm)
         self.endpoints = FederationEndpoints(catalog.endpoints, self.primary_datacenter)
         catalog.handlers.update(self.endpoints.handlers())
+        #: The leader routines now running (anti-entropy first), empty when not leading.
+        self.routines: list[Service] = []
+        self._stopping: list[Deferred[None]] = []
+
+    @property
+    def is_primary(self) -> bool:
+        return self.datacenter == self.primary_datacenter
 
     def register_into(self, registry: Any) -> None:
         """Add the ``FederationState.*`` handlers to the :8300 endpoint table."""
@@ -39,3 +102,76 @@ class FederationServer(MultiService):
     def mount(self, app: Klein) -> None:
         """The internal HTTP APIs (``/v1/internal/federation-state*``) on the agent's app."""
         http_federation.mount(app, APIContext(self.datacenter, self.catalog.rpc))
+
+    # -- leader routines -----------------------------------------------------------------------
+
+    def build_routines(self) -> list[Service]:
+        """The routines this server runs while it leads, in start order."""
+        t = self.timing
+        ep = self.catalog.endpoints
+        clock = self.catalog.reactor
+        out: list[Service] = []
+        if not self.is_primary:
+            out.append(
+                FederationStateReplicator(
+                    ep,
+                    self.primary_datacenter,
+                    clock,
+                    self.rng,
+                    t.replication_rate,
+                    t.replication_burst,
+                    t.replication_apply_limit,
+                )
+            )
+        if self.anti_entropy_enabled:
+            out.append(
+                FederationStateAntiEntropy(
+                    ep, self.primary_datacenter, clock, self.rng, t.loop_rate, t.loop_burst
+                )
+            )
+            if self.is_primary:
+                out.append(FederationStatePruning(ep, self.datacenters, clock, t.prune_interval))
+        return out
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        if self.leader_routines:
+            self.catalog.consensus.add_leadership_observer(self._leadership_changed)
+
+    def stopService(self) -> Deferred[None]:
+        if self.leader_routines:
+            self.catalog.consensus.remove_leadership_observer(self._leadership_changed)
+        self._stop_routines()
+        stopping, self._stopping = self._stopping, []
+        d: Deferred[None] = super().stopService()  # type: ignore[no-untyped-call]
+        every = DeferredList([d, *stopping], consumeErrors=True)
+        return every.addCallback(lambda _: None)
+
+    def _leadership_changed(self, leading: bool) -> None:
+        if leading and self.running and not self.routines:
+            self.routines = self.build_routines()
+            for routine in self.routines:
+                log.debug("starting leader routine: routine={routine}", routine=routine.name)
+                routine.startService()  # type: ignore[no-untyped-call]
+        elif not leading:
+            self._stop_routines()
+
+    def _stop_routines(self) -> None:
+        """Stop in reverse start order: anti-entropy before replication."""
+        routines, self.routines = self.routines, []
+        for routine in reversed(routines):
+            d = routine.stopService()  # type: ignore[no-untyped-call]
+            if d is None:
+                d = succeed(None)
+            d.addErrback(
+                lambda f, name=routine.name: log.failure(
+                    "leader routine failed to stop: routine={routine}", f, routine=name
+                )
+            )
+            self._stopping.append(d)
+            d.addBoth(self._forget, d)
+
+    def _forget(self, result: Any, d: Deferred[None]) -> Any:
+        if d in self._stopping:
+            self._stopping.remove(d)
+        return result
