@@ -145,11 +145,11 @@ class Agent(MultiService):
                 self.federation.register_into(self.server_port.endpoints)
             if rt.connect_mesh_gateway_wan_federation_enabled:
                 self._start_wan_federation(dialer, gateway_resolver)
-        # WAN federation via mesh gateways: WAN gossip of other DCs through gateways (wanfed),
+        # WAN gossip tunnelled through mesh gateways (wanfed): ingestion on the RPC port, and
+        # with connect.enable_mesh_gateway_wan_federation the WAN pool's gateway transport,
         # resolved by the gateway locator (or the resolver a test passes).
         self.wanfed: WanfedWiring | None = None
-        if (self.config.server_mode and self.config.connect_mesh_gateway_wan_federation_enabled
-                and self.gossip.wan is not None and self.server_port is not None):
+        if self.config.server_mode and self.gossip.wan is not None and self.server_port is not None:
             resolver = gateway_resolver if gateway_resolver is not None else self.locator
             self.wanfed = wire_agent(self.config, reactor, self.gossip.wan,
                                      self.server_port.registry, self.tls, resolver)

@@ -6,10 +6,13 @@ port's registry; they reach the WAN transport only while the pool runs. (The WAN
 ``require_node_names`` and per-node TCP-ping switch come from
 ``gossip.pools.wan_memberlist_config``.)
 
-``wire_agent`` does it from a ``RuntimeConfig``: the resolver is the caller's (the gateway locator,
-once built) or else ``StaticGatewayResolver.from_primary_gateways`` (docs/decisions.md). A server
-without TLS material still gets the transport, whose gateway dials then fail with the reference's
-``wanfed: cannot dial via a mesh gateway when outgoing TLS is disabled``.
+``wire_agent`` does it for a server agent from its ``RuntimeConfig``. With
+``connect.enable_mesh_gateway_wan_federation`` the resolver is the caller's (the gateway locator)
+or else ``StaticGatewayResolver.from_primary_gateways`` (docs/decisions.md); a server without TLS
+material still gets the transport, whose gateway dials then fail with the reference's
+``wanfed: cannot dial via a mesh gateway when outgoing TLS is disabled``. Without the option the
+WAN pool keeps its plain transport, and the ingestion handlers still feed it, as the reference's
+server always ingests tunnelled gossip into ``memberlistTransportWAN``.
 """
 
 from __future__ import annotations
@@ -92,8 +95,16 @@ def wire_agent(
     registry: HandlerRegistry,
     tls: IClientTLS | None,
     resolver: IGatewayResolver | None = None,
-) -> WanfedWiring:
-    """``wire_wan_pool`` for a server agent with ``connect.enable_mesh_gateway_wan_federation``."""
+) -> WanfedWiring | None:
+    """A server's WAN pool and RPC port (module docstring); None without mesh-gateway
+    federation (then only the ingestion handlers are registered)."""
+    if not rt.connect_mesh_gateway_wan_federation_enabled:
+
+        def plain() -> IGossipTransport | None:
+            return wan.net_transport if wan.serf is not None else None
+
+        register_ingestion(registry, plain, reactor)
+        return None
     if tls is None:  # like the reference's configurator without certificates: dials refuse
         tls = TLSConfigurator(TLSSettings(domain=rt.domain, node_name=rt.node_name,
                                           datacenter=rt.datacenter))
