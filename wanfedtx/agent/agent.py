@@ -11,6 +11,7 @@ The node ID is resolved when the agent is built (``nodeid.resolve_node_id``) and
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ from wanfedtx.agent.gossip import DEFAULT_LEAVE_TIMEOUT, AgentGossip
 from wanfedtx.agent.httpserver import HTTPServerService
 from wanfedtx.agent.member import local_member
 from wanfedtx.agent.nodeid import resolve_node_id
+from wanfedtx.agent.primary_join import PrimaryJoin
 from wanfedtx.agent.server_port import (
     RaftLeader,
     ServerPort,
@@ -34,6 +36,7 @@ from wanfedtx.agent.server_port import (
     tls_configurator,
 )
 from wanfedtx.config.runtime import RuntimeConfig
+from wanfedtx.federation.gateway_locator import GatewayLocator
 from wanfedtx.federation.server import FederationServer
 from wanfedtx.fsm.machine import FSM
 from wanfedtx.gossip.api import member_json, mount_agent_gossip_ops, mount_agent_members
@@ -42,8 +45,9 @@ from wanfedtx.http.app import build_app
 from wanfedtx.raft.service import RaftService
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.forward import Forwarder, StaticLeader
-from wanfedtx.rpc.interfaces import ILeaderProvider, ServerAddress
+from wanfedtx.rpc.interfaces import IGatewayResolver, ILeaderProvider, ServerAddress
 from wanfedtx.rpc.pool import ConnPool
+from wanfedtx.wanfed.wiring import WanfedWiring, wire_agent
 
 log = Logger(namespace="agent")
 
@@ -57,9 +61,12 @@ class Agent(MultiService):
         *,
         leave_timeout: float = DEFAULT_LEAVE_TIMEOUT,
         serf_tuning: Callable[[SerfConfig], None] | None = None,
+        gateway_resolver: IGatewayResolver | None = None,
     ) -> None:
         """``serf_tuning`` adjusts each pool's ``SerfConfig`` before it starts (tests use it for
-        short timings); it is not reachable from configuration."""
+        short timings); it is not reachable from configuration. ``gateway_resolver`` picks mesh
+        gateways for WAN gossip with ``connect.enable_mesh_gateway_wan_federation`` (default: the
+        ``primary_gateways`` of the primary datacenter, ``wanfedtx.wanfed.wiring``)."""
         super().__init__()  # type: ignore[no-untyped-call]
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -89,6 +96,8 @@ class Agent(MultiService):
         self.raft: RaftService | None = None
         self.catalog: CatalogAgent | None = None
         self.federation: FederationServer | None = None
+        self.locator: GatewayLocator | None = None
+        self.primary_join: PrimaryJoin | None = None
         self.forwarder: Forwarder | None = None
         if self.config.server_mode:
             rt = self.config
@@ -134,11 +143,59 @@ class Agent(MultiService):
             self.federation.mount(self.app)
             if self.server_port is not None:
                 self.federation.register_into(self.server_port.endpoints)
+            if rt.connect_mesh_gateway_wan_federation_enabled:
+                self._start_wan_federation(dialer, gateway_resolver)
+        # WAN federation via mesh gateways: WAN gossip of other DCs through gateways (wanfed),
+        # resolved by the gateway locator (or the resolver a test passes).
+        self.wanfed: WanfedWiring | None = None
+        if (self.config.server_mode and self.config.connect_mesh_gateway_wan_federation_enabled
+                and self.gossip.wan is not None and self.server_port is not None):
+            resolver = gateway_resolver if gateway_resolver is not None else self.locator
+            self.wanfed = wire_agent(self.config, reactor, self.gossip.wan,
+                                     self.server_port.registry, self.tls, resolver)
         self.http: HTTPServerService | None = None
         if self.config.http_addrs:
             self.http = HTTPServerService(reactor, self.app.resource(), self.config.http_addrs)
             self.http.setName("http")  # type: ignore[no-untyped-call]
             self.http.setServiceParent(self)  # type: ignore[no-untyped-call]
+
+    def _start_wan_federation(
+        self, dialer: Dialer, gateway_resolver: IGatewayResolver | None
+    ) -> None:
+        """Servers with WAN federation: the gateway locator resolves other datacenters for the
+        RPC dialer; a secondary finds the primary's gateways and joins its WAN pool (spec 5,
+        10)."""
+        rt = self.config
+        assert self.catalog is not None
+        consensus = self.catalog.consensus
+        clock: Any = self.reactor
+        self.locator = GatewayLocator(
+            clock,
+            random.Random(),
+            rt.datacenter,
+            rt.primary_datacenter,
+            self.catalog.fsm.state.federation_state_list,
+            lambda: consensus.is_leader() or bool(consensus.leader_address()),
+        )
+        self.locator.setName("gateway_locator")  # type: ignore[no-untyped-call]
+        self.locator.setServiceParent(self)  # type: ignore[no-untyped-call]
+        dialer.gateway_resolver = gateway_resolver if gateway_resolver is not None else self.locator
+        if rt.datacenter == rt.primary_datacenter:
+            return  # the primary never joins anyone: secondaries join it
+        self.primary_join = PrimaryJoin(
+            self.reactor,
+            primary_datacenter=rt.primary_datacenter,
+            primary_gateways=rt.primary_gateways,
+            gateways_interval=rt.primary_gateways_interval,
+            retry_interval=rt.retry_join_interval_wan,
+            retry_max=rt.retry_join_max_attempts_wan,
+            refresh_fallback=self.locator.refresh_primary_gateway_fallback_addresses,
+            primary_gateways_ready=self.locator.primary_gateways_ready,
+            join_wan=lambda addrs: self.gossip.join(addrs, wan=True, via_gateways=True),
+            on_exhausted=lambda: self.request_shutdown(),
+        )
+        self.primary_join.setName("primary_join")  # type: ignore[no-untyped-call]
+        self.primary_join.setServiceParent(self)  # type: ignore[no-untyped-call]
 
     # AgentView
     def member(self) -> dict[str, Any]:

@@ -245,10 +245,16 @@ class AgentGossip(MultiService):
 
     # -- joins
 
-    async def join(self, addrs: Sequence[str], wan: bool = False) -> int:
-        """``JoinLAN`` / ``JoinWAN``: how many nodes were contacted; raises on failure."""
+    async def join(
+        self, addrs: Sequence[str], wan: bool = False, *, via_gateways: bool = False
+    ) -> int:
+        """``JoinLAN`` / ``JoinWAN``: how many nodes were contacted; raises on failure.
+
+        With WAN federation only the agent itself joins the WAN pool (``via_gateways``: the
+        secondary's join of the primary, spec 10); requests from users are refused.
+        """
         if wan:
-            if self.wanfed:
+            if self.wanfed and not via_gateways:
                 raise AgentError(WAN_JOIN_DISABLED)
             if self.wan is None or self.wan.serf is None:
                 raise AgentError("Must be a server to join WAN cluster")

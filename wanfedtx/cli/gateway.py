@@ -1,10 +1,15 @@
 """``wanfed gateway``: run the mesh gateway (SNI relay + admin API) or print its Envoy config.
 
+    wanfed gateway -proxy-id mesh-gateway -http-addr 127.0.0.1:8500 -admin-bind 127.0.0.1:19000
     wanfed gateway -address 0.0.0.0:4431 -admin-bind 127.0.0.1:19000 -routes routes.hcl
     wanfed gateway -address 0.0.0.0:4431 -routes routes.json -envoy-config > envoy.json
 
-The routes file (JSON or HCL; docs/gateway.md) is re-read on SIGHUP and when its modification time
-changes; a bad file is logged and the previous routes stay in force.
+With ``-proxy-id`` the routes come from the local agent, as Envoy's come from proxycfg: the
+gateway's service registration, the local servers and the federation states' mesh gateways,
+watched with blocking queries (``wanfedtx.gateway.agentwatch``); it listens on the
+registration's default bind unless ``-address`` says otherwise. With ``-routes`` the routes file
+(JSON or HCL; docs/gateway.md) is re-read on SIGHUP and when its modification time changes; a
+bad file is logged and the previous routes stay in force.
 """
 
 from __future__ import annotations
@@ -48,9 +53,42 @@ def parse_hostport(text: str, flag: str) -> tuple[str, int]:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
-    a("-address", "--address", required=True, help="ADDR:PORT the gateway listens on")
+    a(
+        "-address",
+        "--address",
+        default=None,
+        help="ADDR:PORT the gateway listens on (required with -routes; with -proxy-id the"
+        " registration's default bind)",
+    )
     a("-admin-bind", "--admin-bind", default=None, help="ADDR:PORT of the admin API")
-    a("-routes", "--routes", required=True, help="routes file (JSON or HCL)")
+    a("-routes", "--routes", default=None, help="routes file (JSON or HCL)")
+    a(
+        "-proxy-id",
+        "--proxy-id",
+        default=None,
+        help="ID of this gateway's mesh-gateway service on the local agent: take the routes"
+        " from the agent instead of a file",
+    )
+    a(
+        "-http-addr",
+        "--http-addr",
+        default=os.environ.get("CONSUL_HTTP_ADDR", "127.0.0.1:8500"),
+        help="the local agent's HTTP API, with -proxy-id (default $CONSUL_HTTP_ADDR or"
+        " 127.0.0.1:8500)",
+    )
+    a(
+        "-token",
+        "--token",
+        default=os.environ.get("CONSUL_HTTP_TOKEN", ""),
+        help="ACL token for the agent's API (default $CONSUL_HTTP_TOKEN)",
+    )
+    a(
+        "-trust-domain",
+        "--trust-domain",
+        default="consul",
+        help="trust domain of <dc>.internal.<trust-domain> cluster names, with -proxy-id"
+        " (there is no Connect CA yet to take it from; default consul)",
+    )
     a(
         "-envoy-config",
         "--envoy-config",
@@ -114,12 +152,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from wanfedtx.gateway.envoy import envoy_bootstrap
     from wanfedtx.gateway.errors import RoutesFileError
-    from wanfedtx.gateway.relay import RelaySettings
     from wanfedtx.gateway.routes import load_routes
-    from wanfedtx.gateway.splice import splice_available
 
-    host, port = parse_hostport(args.address, "-address")
+    if (args.routes is None) == (args.proxy_id is None):
+        raise UsageError(
+            "give exactly one of -routes (a routes file) or -proxy-id (routes from the agent)"
+        )
     admin = parse_hostport(args.admin_bind, "-admin-bind") if args.admin_bind else None
+    settings = _relay_settings(args)
+    if args.proxy_id is not None:
+        if args.envoy_config:
+            raise UsageError("-envoy-config needs -routes")
+        address = parse_hostport(args.address, "-address") if args.address else None
+        return _serve_from_agent(args, address, admin, settings)
+    if args.address is None:
+        raise UsageError("-routes needs -address")
+    host, port = parse_hostport(args.address, "-address")
     try:
         snapshot = load_routes(args.routes, host, port)
     except RoutesFileError as e:
@@ -128,10 +176,17 @@ def run(args: argparse.Namespace) -> int:
         json.dump(envoy_bootstrap(snapshot, admin), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
+    return _serve(args, (host, port), admin, snapshot, settings)
+
+
+def _relay_settings(args: argparse.Namespace) -> Any:
+    from wanfedtx.gateway.relay import RelaySettings
+    from wanfedtx.gateway.splice import splice_available
+
     data_path = args.data_path or ("loop" if splice_available() else "twisted")
     if data_path in ("loop", "splice") and not splice_available():
         raise UsageError(f"-data-path {data_path} needs Linux (splice(2)); use -data-path twisted")
-    settings = RelaySettings(
+    return RelaySettings(
         hello_timeout=args.hello_timeout,
         idle_timeout=args.idle_timeout or None,
         max_connections=args.max_connections or None,
@@ -139,7 +194,57 @@ def run(args: argparse.Namespace) -> int:
         pipe_size=args.pipe_size,
         workers=args.workers,
     )
-    return _serve(args, (host, port), admin, snapshot, settings)
+
+
+def _serve_from_agent(
+    args: argparse.Namespace,
+    address: tuple[str, int] | None,
+    admin: tuple[str, int] | None,
+    settings: Any,
+) -> int:
+    """Run the gateway with routes from the agent; it starts listening once the watches have
+    produced a valid snapshot, and follows every change after that."""
+    from twisted.internet import reactor
+
+    from wanfedtx.gateway.agentwatch import AgentWatcher
+    from wanfedtx.gateway.service import GatewayService
+    from wanfedtx.gateway.snapshot import SnapshotInputs, build_snapshot
+    from wanfedtx.logs import start_logging
+
+    start_logging(args.log_level, args.log_json)
+    r: Any = reactor
+    running: list[GatewayService] = []
+
+    def on_inputs(inputs: SnapshotInputs) -> None:
+        snapshot = build_snapshot(inputs)
+        if running:
+            running[0].set_snapshot(snapshot)
+            return
+        bind = address
+        if bind is None:
+            default = inputs.binds[0]
+            bind = (default.address, default.port)
+        svc = GatewayService(
+            r, bind, snapshot, admin=admin, settings=settings, reload_interval=None
+        )
+        running.append(svc)
+        svc.startService()
+
+    http = args.http_addr if "://" in args.http_addr else f"http://{args.http_addr}"
+    watcher = AgentWatcher(
+        r, http, args.proxy_id, on_inputs, trust_domain=args.trust_domain, token=args.token
+    )
+
+    def stop() -> Any:
+        from twisted.internet.defer import DeferredList
+
+        waits = [watcher.stopService()] + [svc.stopService() for svc in running]
+        return DeferredList(waits, consumeErrors=True)
+
+    r.callWhenRunning(watcher.startService)
+    r.addSystemEventTrigger("before", "shutdown", stop)
+    r.run()
+    return 0
 
 
 def _serve(

@@ -1,0 +1,235 @@
+"""Gateway locator: which mesh gateway to dial for a datacenter (spec section 5).
+
+A server with WAN federation on keeps two sorted lists from the replicated federation states:
+the primary datacenter's usable gateways (WAN addresses) and its own datacenter's (LAN
+addresses). ``pick_gateway(primary)`` picks from the first, falling back to the addresses found
+from ``primary_gateways`` before anything has replicated; any other datacenter is reached through
+a local gateway (there is no fallback: no local gateway, no path). A gateway is usable when its
+service has the ``consul-wan-federation = "1"`` meta and none of its checks is critical.
+
+:class:`GatewayLocator` is the long-running part: a blocking query on the local store's
+federation-states list (no RPC), re-run whenever that list changes, gated by the reference's
+rate limit (one loop per 5 s, burst 5) with exponential backoff on errors (2 s doubling, capped
+at 256 s). It implements the ``IGatewayResolver`` seam: ``pick_gateway(dc) -> "host:port" | ""``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from wanfedtx.state.blocking import BlockingQuery, TimerSource
+from wanfedtx.state.watch import WatchSet
+
+log = Logger(namespace="gateway_locator")
+
+WANFED_META = "consul-wan-federation"
+LOOP_RATE = 0.2  # loops per second
+LOOP_BURST = 5
+BACKOFF_BASE = 2.0
+BACKOFF_CAP = 256.0
+
+FederationStatesQuery = Callable[[WatchSet | None], tuple[int, list[dict[str, Any]]]]
+
+
+class LocalStateNotInitialized(Exception):
+    """``local state not initialized``: no leader contact yet; not logged, just retried."""
+
+    def __init__(self) -> None:
+        super().__init__("local state not initialized")
+
+
+def _join_host_port(host: str, port: int) -> str:
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{host}]:{port}"
+    except ValueError:
+        pass
+    return f"{host}:{port}"
+
+
+def best_address(csn: Mapping[str, Any], wan: bool) -> str:
+    """``CheckServiceNode.BestAddress``: WAN = service ``wan`` tagged address (its port if
+    non-zero), else service address, else node ``wan`` tagged address, else node address; LAN =
+    service address, else node address; with the service port unless said otherwise."""
+    node = csn.get("Node") or {}
+    svc = csn.get("Service") or {}
+    port = int(svc.get("Port") or 0)
+    if wan:
+        tagged = (svc.get("TaggedAddresses") or {}).get("wan")
+        if isinstance(tagged, Mapping) and tagged.get("Address"):
+            return _join_host_port(str(tagged["Address"]), int(tagged.get("Port") or port))
+        if svc.get("Address"):
+            return _join_host_port(str(svc["Address"]), port)
+        node_wan = (node.get("TaggedAddresses") or {}).get("wan")
+        if node_wan:
+            return _join_host_port(str(node_wan), port)
+        return _join_host_port(str(node.get("Address") or ""), port)
+    return _join_host_port(str(svc.get("Address") or node.get("Address") or ""), port)
+
+
+def usable(csn: Mapping[str, Any]) -> bool:
+    """The gateway has the wanfed meta and no critical check (warning counts as OK)."""
+    meta = (csn.get("Service") or {}).get("Meta") or {}
+    if meta.get(WANFED_META) != "1":
+        return False
+    return all(c.get("Status") != "critical" for c in csn.get("Checks") or ())
+
+
+def addresses(gateways: Iterable[Mapping[str, Any]], wan: bool) -> list[str]:
+    return sorted(best_address(g, wan) for g in gateways if usable(g))
+
+
+class GatewayLocator(Service):
+    """Tracks the primary's and this datacenter's mesh gateways; picks one to dial."""
+
+    def __init__(
+        self,
+        clock: TimerSource,
+        rng: random.Random,
+        datacenter: str,
+        primary_datacenter: str,
+        federation_states: FederationStatesQuery,
+        local_state_ready: Callable[[], bool],
+    ) -> None:
+        self.clock = clock
+        self.rng = rng
+        self.datacenter = datacenter
+        self.primary_datacenter = primary_datacenter
+        self._query = federation_states
+        self._ready = local_state_ready
+        self.primary_gateways: list[str] = []
+        self.local_gateways: list[str] = []
+        self._fallback: list[str] = []
+        self.primary_gateways_ready: Deferred[None] = Deferred()
+        self._tokens = float(LOOP_BURST)
+        self._tokens_at = 0.0
+        self._failures = 0
+        self._index = 0
+        self._pending: BlockingQuery | None = None
+        self._timer: IDelayedCall | Any = None
+
+    # -- the resolver ----------------------------------------------------------------------
+
+    def pick_gateway(self, dc: str) -> str:
+        """A ``host:port`` to dial for ``dc``, or "" when there is none."""
+        if dc == self.primary_datacenter:
+            choices = self.primary_gateways or self._fallback
+        else:
+            choices = self.local_gateways
+        if not choices:
+            return ""
+        pick = choices[0] if len(choices) == 1 else choices[self.rng.randrange(len(choices))]
+        log.debug(
+            "picking gateway for transit: gateway={gateway} source_datacenter={source}"
+            " dest_datacenter={dest}",
+            gateway=pick,
+            source=self.datacenter,
+            dest=dc,
+        )
+        return pick
+
+    def refresh_primary_gateway_fallback_addresses(self, addrs: Iterable[str]) -> None:
+        new = sorted(addrs)
+        if new != self._fallback:
+            self._fallback = new
+            log.info(
+                "updated fallback list of primary mesh gateways: mesh_gateways={mesh_gateways}",
+                mesh_gateways=new,
+            )
+
+    def primary_gateway_fallback_addresses(self) -> list[str]:
+        return list(self._fallback)
+
+    # -- tracking the federation states ------------------------------------------------------
+
+    def update_from_state(self, states: Iterable[Mapping[str, Any]]) -> None:
+        primary: list[str] = []
+        local: list[str] = []
+        for state in states:
+            dc = state.get("Datacenter")
+            gateways = state.get("MeshGateways") or ()
+            if dc == self.datacenter:
+                local = addresses(gateways, wan=False)
+            if dc == self.primary_datacenter:
+                primary = addresses(gateways, wan=True)
+        if primary != self.primary_gateways or local != self.local_gateways:
+            self.primary_gateways, self.local_gateways = primary, local
+            log.info(
+                "new cached locations of mesh gateways: primary={primary} local={local}",
+                primary=primary,
+                local=local,
+            )
+        if primary and not self.primary_gateways_ready.called:
+            self.primary_gateways_ready.callback(None)
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        self._tokens_at = self.clock.seconds()
+        self._schedule(0.0)
+
+    def stopService(self) -> None:
+        super().stopService()  # type: ignore[no-untyped-call]
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.cancel()
+
+    def _schedule(self, delay: float) -> None:
+        """Run the next loop after ``delay``, and no sooner than the rate limiter allows."""
+        now = self.clock.seconds()
+        self._tokens = min(LOOP_BURST, self._tokens + (now - self._tokens_at) * LOOP_RATE)
+        self._tokens_at = now
+        wait = max(delay, 0.0 if self._tokens >= 1 else (1 - self._tokens) / LOOP_RATE)
+        self._timer = self.clock.callLater(wait, self._run_once)
+
+    def _run_once(self) -> None:
+        self._timer = None
+        if not self.running:
+            return
+        now = self.clock.seconds()
+        self._tokens = min(LOOP_BURST, self._tokens + (now - self._tokens_at) * LOOP_RATE) - 1
+        self._tokens_at = now
+        if not self._ready():
+            self._failed(Failure(LocalStateNotInitialized()))  # type: ignore[no-untyped-call]
+            return
+        d = BlockingQuery(self.clock, self.rng, self._index, None, self._query)
+        self._pending = d
+        d.addCallbacks(self._succeeded, self._failed)
+
+    def _succeeded(self, result: tuple[int, list[Mapping[str, Any]]]) -> None:
+        self._pending = None
+        index, states = result
+        try:
+            self.update_from_state(states)
+        except Exception:
+            self._failed(Failure())  # type: ignore[no-untyped-call]
+            return
+        self._failures = 0
+        self._index = index
+        if self.running:
+            self._schedule(0.0)
+
+    def _failed(self, failure: Failure) -> None:
+        self._pending = None
+        if failure.check(CancelledError) or not self.running:  # type: ignore[no-untyped-call]
+            return
+        if not failure.check(LocalStateNotInitialized):  # type: ignore[no-untyped-call]
+            log.error(
+                "error tracking primary and local mesh gateways: {error}",
+                error=failure.getErrorMessage(),
+            )
+        # The reference increments n before each wait while 2^n < 256: 2 s, 4 s, ... 256 s.
+        if BACKOFF_BASE ** (self._failures + 1) <= BACKOFF_CAP:
+            self._failures += 1
+        self._schedule(min(BACKOFF_BASE**self._failures, BACKOFF_CAP))

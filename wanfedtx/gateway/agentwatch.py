@@ -1,0 +1,322 @@
+"""The mesh gateway fed by its local agent: the reference's proxycfg watches, over HTTP.
+
+Envoy gets its mesh-gateway configuration from the agent's proxycfg; our gateway is its own
+process and watches the agent's HTTP API with blocking queries instead (spec 12.2):
+
+* the gateway's own service registration (``/v1/agent/service/<proxy-id>``, polled): kind,
+  port, address, tagged addresses (the binds) and the ``consul-wan-federation`` meta;
+* with that meta, the local servers (``/v1/health/service/consul``, no passing filter; every entry
+  must be service ``consul`` in the local datacenter, else the reference's errors), and
+* the mesh gateways of every datacenter from the federation states
+  (``/v1/internal/federation-states/mesh-gateways``).
+
+Each change rebuilds :class:`~wanfedtx.gateway.snapshot.SnapshotInputs`; the snapshot is not
+valid (no inputs are produced) while a wanfed gateway knows no local server, as the reference.
+The conversions are plain functions; :class:`AgentWatcher` is the Twisted service running the
+watch loops.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import treq
+from twisted.application.service import Service
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import HTTPConnectionPool
+
+from wanfedtx.gateway.errors import SnapshotInputError
+from wanfedtx.gateway.snapshot import (
+    HEALTHY,
+    BindInput,
+    EndpointInput,
+    ServerInput,
+    SnapshotInputs,
+)
+
+log = Logger(namespace="proxycfg")
+
+WANFED_META = "consul-wan-federation"
+MESH_GATEWAY_KIND = "mesh-gateway"
+UNHEALTHY = "UNHEALTHY"
+REGISTRATION_POLL = 5.0
+BLOCKING_WAIT = "5m"
+RETRY_MIN = 0.5
+RETRY_MAX = 30.0
+
+
+class AgentWatchError(SnapshotInputError):
+    """The agent's answer cannot feed the gateway (the reference's proxycfg errors)."""
+
+
+@attrs.frozen
+class Registration:
+    """What the gateway reads from its own service registration."""
+
+    datacenter: str
+    service_id: str
+    port: int
+    binds: tuple[BindInput, ...]
+    wan_federation: bool
+
+
+def registration_from_json(
+    datacenter: str, service: Mapping[str, Any], node_address: str = ""
+) -> Registration:
+    """The gateway's registration from ``/v1/agent/service/<id>``.
+
+    Binds as the reference's mesh gateway: ``default`` on the service address (``0.0.0.0`` when
+    empty) and the service port, plus the ``lan``/``wan`` tagged addresses that differ from it.
+    """
+    kind = service.get("Kind") or ""
+    sid = str(service.get("ID") or "")
+    if kind != MESH_GATEWAY_KIND:
+        raise AgentWatchError(f"service {sid!r} is of kind {kind!r}, not a mesh-gateway")
+    port = int(service.get("Port") or 0)
+    if port <= 0:
+        raise AgentWatchError(f"mesh gateway {sid!r} has no port")
+    default = BindInput("default", str(service.get("Address") or "0.0.0.0"), port)
+    binds = [default]
+    tagged = service.get("TaggedAddresses") or {}
+    for name in ("lan", "wan"):
+        entry = tagged.get(name)
+        if not isinstance(entry, Mapping) or not entry.get("Address"):
+            continue
+        bind = BindInput(name, str(entry["Address"]), int(entry.get("Port") or port))
+        if (bind.address, bind.port) not in {(b.address, b.port) for b in binds}:
+            binds.append(bind)
+    meta = service.get("Meta") or {}
+    return Registration(datacenter, sid, port, tuple(binds), meta.get(WANFED_META) == "1")
+
+
+def servers_from_health(entries: Any, datacenter: str) -> tuple[ServerInput, ...]:
+    """Local servers from ``/v1/health/service/consul`` (every entry, whatever its health)."""
+    out = []
+    for entry in entries or ():
+        node, svc = entry.get("Node") or {}, entry.get("Service") or {}
+        name = svc.get("Service", "")
+        if name != "consul":
+            raise AgentWatchError(f'expected service name "consul" but got "{name}"')
+        dc = node.get("Datacenter", "")
+        if dc != datacenter:
+            raise AgentWatchError(f'expected datacenter "{datacenter}" but got "{dc}"')
+        address = svc.get("Address") or node.get("Address") or ""
+        out.append(ServerInput(str(node.get("Node", "")), str(address), int(svc.get("Port") or 0)))
+    return tuple(out)
+
+
+def endpoint_of(entry: Mapping[str, Any], local_dc: str) -> EndpointInput:
+    """A gateway instance as an endpoint: its WAN address when it is in another datacenter
+    (service ``wan`` tagged address, else the node's), health and weight from its checks."""
+    node, svc = entry.get("Node") or {}, entry.get("Service") or {}
+    address, port = str(svc.get("Address") or node.get("Address") or ""), int(svc.get("Port") or 0)
+    if node.get("Datacenter", local_dc) != local_dc:
+        wan = (svc.get("TaggedAddresses") or {}).get("wan")
+        node_wan = (node.get("TaggedAddresses") or {}).get("wan")
+        if isinstance(wan, Mapping) and wan.get("Address"):
+            address, port = str(wan["Address"]), int(wan.get("Port") or port)
+        elif node_wan:
+            address = str(node_wan)
+    statuses = {c.get("Status") for c in entry.get("Checks") or ()}
+    weights = svc.get("Weights") or {}
+    if "critical" in statuses:
+        return EndpointInput(address, port, UNHEALTHY, 1)
+    weight = weights.get("Warning", 1) if "warning" in statuses else weights.get("Passing", 1)
+    return EndpointInput(address, port, HEALTHY, max(int(weight or 1), 1))
+
+
+def gateways_from_federation_states(
+    data: Mapping[str, Any], local_dc: str
+) -> dict[str, tuple[EndpointInput, ...]]:
+    """``/v1/internal/federation-states/mesh-gateways`` (DC -> CheckServiceNodes) as endpoints."""
+    return {
+        str(dc): tuple(endpoint_of(e, local_dc) for e in (entries or ()))
+        for dc, entries in data.items()
+    }
+
+
+def snapshot_inputs(
+    reg: Registration,
+    servers: tuple[ServerInput, ...],
+    gateways: Mapping[str, tuple[EndpointInput, ...]],
+    trust_domain: str,
+    domain: str = "consul",
+) -> SnapshotInputs | None:
+    """The snapshot inputs, or None while the snapshot would not be valid (a wanfed gateway
+    with no local server)."""
+    if reg.wan_federation and not servers:
+        return None
+    return SnapshotInputs(
+        datacenter=reg.datacenter,
+        trust_domain=trust_domain,
+        binds=reg.binds,
+        domain=domain,
+        wan_federation=reg.wan_federation,
+        servers=servers if reg.wan_federation else (),
+        gateways=dict(gateways),
+    )
+
+
+class AgentWatcher(Service):
+    """Runs the watches against the agent at ``http_base`` and calls ``on_inputs`` with every
+    new valid :class:`SnapshotInputs`."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        http_base: str,
+        proxy_id: str,
+        on_inputs: Callable[[SnapshotInputs], None],
+        trust_domain: str,
+        token: str = "",
+        domain: str = "consul",
+        rng: random.Random | None = None,
+    ) -> None:
+        self.reactor = reactor
+        self.http_base = http_base.rstrip("/")
+        self.proxy_id = proxy_id
+        self.on_inputs = on_inputs
+        self.trust_domain = trust_domain
+        self.domain = domain
+        self.token = token
+        self.rng = rng if rng is not None else random.Random()
+        self.registration: Registration | None = None
+        self.servers: tuple[ServerInput, ...] = ()
+        self.gateways: dict[str, tuple[EndpointInput, ...]] = {}
+        self.inputs: SnapshotInputs | None = None
+        self._pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
+        self._loops: list[Deferred[None]] = []
+        self._blocking_started = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        self._spawn(self._poll_registration())
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        for d in self._loops:
+            d.cancel()
+        self._loops = []
+        closed: Deferred[None] = self._pool.closeCachedConnections()  # type: ignore[no-untyped-call]
+        return closed
+
+    def _spawn(self, coro: Any) -> None:
+        d: Deferred[None] = Deferred.fromCoroutine(coro)
+        d.addErrback(_log_unless_cancelled)
+        self._loops.append(d)
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    async def _get(self, path: str, index: int = 0) -> tuple[Any, int]:
+        sep = "&" if "?" in path else "?"
+        url = f"{self.http_base}{path}"
+        if index:
+            url += f"{sep}index={index}&wait={BLOCKING_WAIT}"
+        headers: dict[bytes | str, bytes | str] | None = (
+            {"X-Consul-Token": self.token} if self.token else None
+        )
+        resp = await treq.get(url, headers=headers, pool=self._pool)
+        body = await resp.content()
+        if resp.code != 200:
+            text = body.decode("utf-8", "replace").strip()
+            raise AgentWatchError(f"GET {path}: HTTP {resp.code}: {text}")
+        raw = resp.headers.getRawHeaders("X-Consul-Index") or ["0"]
+        return treq_json(body), int(raw[0])
+
+    async def _pause(self, failures: int) -> None:
+        delay = min(RETRY_MAX, RETRY_MIN * (2 ** min(failures, 8)))
+        await deferLater(self.reactor, delay * (0.5 + self.rng.random() / 2), lambda: None)
+
+    # -- the watches -----------------------------------------------------------------------
+
+    async def _poll_registration(self) -> None:
+        failures = 0
+        while self.running:
+            try:
+                agent_self, _ = await self._get("/v1/agent/self")
+                service, _ = await self._get(f"/v1/agent/service/{self.proxy_id}")
+                reg = registration_from_json(agent_self["Config"]["Datacenter"], service)
+            except CancelledError:
+                return
+            except Exception as e:
+                failures += 1
+                log.warn("gateway registration watch failed: {error}", error=str(e))
+                await self._pause(failures)
+                continue
+            failures = 0
+            if reg != self.registration:
+                self.registration = reg
+                self._update()
+            if reg.wan_federation and not self._blocking_started:
+                self._blocking_started = True
+                self._spawn(self._blocking("/v1/health/service/consul", self._set_servers))
+                self._spawn(
+                    self._blocking(
+                        "/v1/internal/federation-states/mesh-gateways?stale", self._set_gateways
+                    )
+                )
+            await deferLater(self.reactor, REGISTRATION_POLL, lambda: None)
+
+    async def _blocking(self, path: str, handle: Callable[[Any], None]) -> None:
+        index, failures = 0, 0
+        while self.running:
+            try:
+                value, new_index = await self._get(path, index)
+                handle(value)
+            except CancelledError:
+                return
+            except Exception as e:
+                failures += 1
+                log.warn("gateway watch {path} failed: {error!r}", path=path, error=e)
+                await self._pause(failures)
+                continue
+            failures = 0
+            index = new_index if new_index > index else 0
+
+    def _set_servers(self, entries: Any) -> None:
+        if self.registration is None:
+            return
+        servers = servers_from_health(entries, self.registration.datacenter)
+        if servers != self.servers:
+            self.servers = servers
+            self._update()
+
+    def _set_gateways(self, data: Any) -> None:
+        if self.registration is None or not isinstance(data, Mapping):
+            raise AgentWatchError("federation state mesh gateways: expected a JSON object")
+        gateways = gateways_from_federation_states(data, self.registration.datacenter)
+        if gateways != self.gateways:
+            self.gateways = gateways
+            self._update()
+
+    def _update(self) -> None:
+        if self.registration is None:
+            return
+        inputs = snapshot_inputs(
+            self.registration, self.servers, self.gateways, self.trust_domain, self.domain
+        )
+        if inputs is None or inputs == self.inputs:
+            return
+        self.inputs = inputs
+        self.on_inputs(inputs)
+
+
+def _log_unless_cancelled(failure: Failure) -> None:
+    if not failure.check(CancelledError):  # type: ignore[no-untyped-call]
+        log.failure("gateway watch stopped", failure=failure)
+
+
+def treq_json(body: bytes) -> Any:
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise AgentWatchError(f"the agent sent invalid JSON: {e}") from None

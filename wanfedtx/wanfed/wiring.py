@@ -1,0 +1,103 @@
+"""Plugging the wanfed transport into a server (the reference's ``setupSerf``, WAN only, spec 4.2).
+
+``wire_wan_pool`` makes the WAN ``SerfService`` wrap its UDP/TCP transport with a
+``WanfedTransport`` when it starts, and registers the two ingestion ALPN handlers on the RPC
+port's registry; they reach the WAN transport only while the pool runs. (The WAN memberlist's
+``require_node_names`` and per-node TCP-ping switch come from
+``gossip.pools.wan_memberlist_config``.)
+
+``wire_agent`` does it from a ``RuntimeConfig``: the resolver is the caller's (the gateway locator,
+once built) or else ``StaticGatewayResolver.from_primary_gateways`` (docs/decisions.md). A server
+without TLS material still gets the transport, whose gateway dials then fail with the reference's
+``wanfed: cannot dial via a mesh gateway when outgoing TLS is disabled``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wanfedtx.config.runtime import RuntimeConfig
+from wanfedtx.gossip.interfaces import IGossipTransport
+from wanfedtx.gossip.service import SerfService
+from wanfedtx.gossip.transport import NetTransport
+from wanfedtx.rpc.interfaces import IClientTLS, IGatewayResolver
+from wanfedtx.rpc.registry import HandlerRegistry
+from wanfedtx.tls.configurator import TLSConfigurator, TLSSettings
+
+from .constants import DIAL_TIMEOUT, GOSSIP_PACKET_MAX_IDLE_TIME
+from .errors import ConfigurationError
+from .ingest import register_ingestion
+from .resolver import StaticGatewayResolver
+from .transport import WanfedTransport
+
+
+class WanfedWiring:
+    """The WAN pool's wanfed transport, created when the pool starts."""
+
+    def __init__(
+        self,
+        wan: SerfService,
+        datacenter: str,
+        tls: IClientTLS,
+        resolver: IGatewayResolver,
+        reactor: Any,
+        dial_timeout: float = DIAL_TIMEOUT,
+        max_idle: float = GOSSIP_PACKET_MAX_IDLE_TIME,
+    ) -> None:
+        self.wan = wan
+        self.datacenter = datacenter
+        self.tls = tls
+        self.resolver = resolver
+        self.reactor = reactor
+        self.dial_timeout = dial_timeout
+        self.max_idle = max_idle
+        self.transport: WanfedTransport | None = None
+
+    def wrap(self, inner: NetTransport) -> IGossipTransport:
+        self.transport = WanfedTransport(
+            inner, self.datacenter, self.tls, self.resolver, self.reactor,
+            dial_timeout=self.dial_timeout, max_idle=self.max_idle,
+        )
+        return self.transport
+
+    def current(self) -> IGossipTransport | None:
+        """The running WAN pool's transport; None before start and once stopping."""
+        return self.transport if self.wan.serf is not None else None
+
+
+def wire_wan_pool(
+    wan: SerfService,
+    registry: HandlerRegistry,
+    datacenter: str,
+    tls: IClientTLS | None,
+    resolver: IGatewayResolver | None,
+    reactor: Any,
+    **kw: float,
+) -> WanfedWiring:
+    """Wrap ``wan``'s transport on start and register the ingestion handlers on ``registry``."""
+    if tls is None:
+        raise ConfigurationError("wanfed: tlsConfigurator is nil")
+    if resolver is None:
+        raise ConfigurationError("wanfed: gwResolver is nil")
+    wiring = WanfedWiring(wan, datacenter, tls, resolver, reactor, **kw)
+    wan.wrap_transport = wiring.wrap
+    register_ingestion(registry, wiring.current, reactor)
+    return wiring
+
+
+def wire_agent(
+    rt: RuntimeConfig,
+    reactor: Any,
+    wan: SerfService,
+    registry: HandlerRegistry,
+    tls: IClientTLS | None,
+    resolver: IGatewayResolver | None = None,
+) -> WanfedWiring:
+    """``wire_wan_pool`` for a server agent with ``connect.enable_mesh_gateway_wan_federation``."""
+    if tls is None:  # like the reference's configurator without certificates: dials refuse
+        tls = TLSConfigurator(TLSSettings(domain=rt.domain, node_name=rt.node_name,
+                                          datacenter=rt.datacenter))
+    if resolver is None:
+        resolver = StaticGatewayResolver.from_primary_gateways(
+            rt.primary_datacenter, rt.primary_gateways, rt.datacenter)
+    return wire_wan_pool(wan, registry, rt.datacenter, tls, resolver, reactor)
