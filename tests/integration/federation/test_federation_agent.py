@@ -89,6 +89,11 @@ async def test_agent_records_and_serves_its_federation_state(reactor: Any, tmp_p
         assert (code, body) == (400, b"Missing datacenter name")
         code, body, _ = await _get(url + "/v1/internal/federation-states?dc=elsewhere")
         assert (code, body) == (500, b"No path to datacenter")
+        # ?dc= names the answering server (TargetDatacenter), the path the state.
+        code, body, _ = await _get(url + "/v1/internal/federation-state/primary?dc=elsewhere")
+        assert (code, body) == (500, b"No path to datacenter")
+        code, body, _ = await _get(url + "/v1/internal/federation-state/primary?consistent")
+        assert code == 200 and json.loads(body)["ConsistencyLevel"] == "consistent"
         # A blocking list wakes when a second gateway registered in the catalog is pushed.
         answered: list[Any] = []
         waiting = treq.get(url + f"/v1/internal/federation-states?index={index}&wait=30s")

@@ -167,7 +167,27 @@ _state = st.fixed_dictionaries(
         "PrimaryModifyIndex": _json,
     },
 )
-_request = (
+_name = st.text(min_size=1, max_size=6)
+_valid_csn = st.builds(
+    lambda node, svc, port, checks: {
+        "Node": {"Node": node, "Address": "10.0.0.1"},
+        "Service": {"Kind": "mesh-gateway", "Service": svc, "Port": port},
+        "Checks": [{"CheckID": c, "Status": status} for c, status in checks],
+    },
+    _name,
+    _name,
+    st.integers(0, 65535),
+    st.lists(st.tuples(_name, st.sampled_from(["passing", "warning", "critical"])), max_size=2),
+)
+_valid = st.fixed_dictionaries(
+    {
+        "Op": st.sampled_from(["upsert", "delete"]),
+        "State": st.fixed_dictionaries(
+            {"Datacenter": _name, "MeshGateways": st.lists(_valid_csn, max_size=2)}
+        ),
+    }
+)
+_request = _valid | (
     st.fixed_dictionaries(
         {},
         optional={
@@ -195,6 +215,12 @@ def test_fuzz_apply_decoder(args: Any) -> None:
     handler(args).addBoth(outcome.append)
     assert outcome
     if isinstance(outcome[0], bool):
+        _, rows = state.federation_state_list(None)
+        if args["Op"] == "upsert":
+            assert outcome[0] is True
+            assert [r["Datacenter"] for r in rows] == [args["State"]["Datacenter"]]
+        else:
+            assert outcome[0] is False and rows == []
         return
     failure = outcome[0]
     assert failure.check(BadRequestError), failure.getTraceback()
