@@ -30,6 +30,11 @@ def test_router_from_wan_and_lan_events() -> None:
     assert r.servers_for_dc("dc1") == [ServerAddress("c", "10.0.0.1:8300")]
     failed = member("b.dc2", "dc2", MemberStatus.FAILED)
     r.wan.handle_event(MemberEvent("member-failed", (failed,)))
+    # A failed server stays routable (tried last), as in Consul's router...
+    assert r.datacenters() == ["dc1", "dc2"]
+    assert r.servers_for_dc("dc2") == [ServerAddress("b", "10.0.0.1:8300")]
+    # ...until it is reaped (or leaves).
+    r.wan.handle_event(MemberEvent("member-reap", (failed,)))
     assert r.datacenters() == ["dc1"] and r.servers_for_dc("dc2") == []
     # Non-servers are ignored.
     tags = {"role": "node", "dc": "dc3"}
