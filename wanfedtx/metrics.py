@@ -1,4 +1,4 @@
-"""A tiny metrics registry rendering Prometheus text format (counters and gauges with labels).
+"""A tiny metrics registry rendering Prometheus text format (counters, gauges and timers).
 
 Names are given as the reference spells them (``rpc.cross-dc``) and rendered with the ``consul_``
 prefix and ``.``/``-`` turned into ``_`` (``consul_rpc_cross_dc``). Components take a
@@ -49,6 +49,11 @@ class _Metric:
     def value(self, **labels: str) -> float:
         return self._values.get(self._key(labels), 0.0)
 
+    def items(self) -> list[tuple[tuple[str, ...], float]]:
+        """``(label values, value)`` for every label set, sorted."""
+        with self._lock:
+            return sorted(self._values.items())
+
     def render(self) -> list[str]:
         pname = prometheus_name(self.name)
         lines = [f"# HELP {pname} {self.help}", f"# TYPE {pname} {self.kind}"]
@@ -85,6 +90,44 @@ class Gauge(_Metric):
             self._values[key] = float(value)
 
 
+class Summary(_Metric):
+    """A timer (go-metrics ``MeasureSince``): count and sum of observed seconds per label set,
+    rendered as a Prometheus summary without quantiles."""
+
+    kind = "summary"
+
+    def __init__(self, name: str, help: str, labelnames: Sequence[str]) -> None:
+        super().__init__(name, help, labelnames)
+        self._sums: dict[tuple[str, ...], float] = {}
+
+    def observe(self, seconds: float, **labels: str) -> None:
+        key = self._key(labels)
+        with self._lock:
+            self._values[key] = self._values.get(key, 0.0) + 1
+            self._sums[key] = self._sums.get(key, 0.0) + seconds
+
+    def count(self, **labels: str) -> float:
+        return self.value(**labels)
+
+    def total(self, **labels: str) -> float:
+        return self._sums.get(self._key(labels), 0.0)
+
+    def samples(self) -> list[tuple[tuple[str, ...], float, float]]:
+        """``(label values, count, sum of seconds)`` for every label set, sorted."""
+        with self._lock:
+            return sorted((k, v, self._sums.get(k, 0.0)) for k, v in self._values.items())
+
+    def render(self) -> list[str]:
+        pname = prometheus_name(self.name)
+        lines = [f"# HELP {pname} {self.help}", f"# TYPE {pname} {self.kind}"]
+        for key, count, total in self.samples():
+            lbl = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(self.labelnames, key, strict=True))
+            braces = f"{{{lbl}}}" if lbl else ""
+            lines.append(f"{pname}_sum{braces} {total:g}")
+            lines.append(f"{pname}_count{braces} {count:g}")
+        return lines
+
+
 M = TypeVar("M", bound=_Metric)
 
 
@@ -99,6 +142,12 @@ class Registry:
 
     def gauge(self, name: str, help: str, labelnames: Sequence[str] = ()) -> Gauge:
         return self._get(Gauge, name, help, labelnames)
+
+    def summary(self, name: str, help: str, labelnames: Sequence[str] = ()) -> Summary:
+        return self._get(Summary, name, help, labelnames)
+
+    def metrics(self) -> list[_Metric]:
+        return [self._metrics[n] for n in sorted(self._metrics)]
 
     def _get(self, cls: type[M], name: str, help: str, labelnames: Sequence[str]) -> M:
         existing = self._metrics.get(name)

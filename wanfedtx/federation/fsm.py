@@ -7,18 +7,39 @@ every server installs it before raft replays its log.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from wanfedtx.federation.structs import OP_DELETE, OP_UPSERT
 from wanfedtx.fsm.commands import MessageType
 from wanfedtx.fsm.errors import FSMError
 from wanfedtx.fsm.machine import FSM
+from wanfedtx.metrics import REGISTRY, Registry
 from wanfedtx.state import StateStore
 
 
-def apply_federation_state(state: StateStore, index: int, req: Any) -> Any:
-    """Apply one request at ``index``: True for an upsert, None for a delete."""
+def apply_federation_state(
+    state: StateStore, index: int, req: Any, metrics: Registry = REGISTRY
+) -> Any:
+    """Apply one request at ``index``: True for an upsert, None for a delete.
+
+    Timed as ``fsm.federation_state.<dc>`` with label ``op`` (spec 13.2).
+    """
     op = req["Op"]
+    if op not in (OP_UPSERT, OP_DELETE):
+        return FSMError(f"invalid federation state operation type: {op}")
+    dc = str((req.get("State") or {}).get("Datacenter") or req.get("Datacenter") or "")
+    timer = metrics.summary(
+        f"fsm.federation_state.{dc}", "Time to apply a federation state (seconds)", ("op",)
+    )
+    start = time.perf_counter()
+    try:
+        return _apply(state, index, req, op)
+    finally:
+        timer.observe(time.perf_counter() - start, op=op)
+
+
+def _apply(state: StateStore, index: int, req: Any, op: str) -> Any:
     if op == OP_UPSERT:
         state.federation_state_set(index, dict(req["State"]))
         return True

@@ -36,6 +36,7 @@ from wanfedtx.federation.loop import (
     sleep,
 )
 from wanfedtx.fsm.commands import MessageType
+from wanfedtx.metrics import REGISTRY, Registry
 
 REPLICATION_ROUTINE = "federation state replication"
 FEDERATION_STATE_REPLICATION_RATE = 1.0
@@ -91,8 +92,18 @@ class FederationStateReplicator(LoopService):
         burst: int = FEDERATION_STATE_REPLICATION_BURST,
         apply_limit: float = FEDERATION_STATE_REPLICATION_APPLY_LIMIT,
         max_wait: float = REPLICATION_MAX_WAIT,
+        metrics: Registry = REGISTRY,
     ) -> None:
         super().__init__(REPLICATION_ROUTINE)
+        # leader.replication.federation-state.fetch / .apply (spec 13.2)
+        self._fetch_timer = metrics.summary(
+            "leader.replication.federation-state.fetch",
+            "Time to fetch the primary's federation states (seconds)",
+        )
+        self._apply_timer = metrics.summary(
+            "leader.replication.federation-state.apply",
+            "Time to apply one replication round's changes locally (seconds)",
+        )
         self.endpoints = endpoints
         self.primary_datacenter = primary_datacenter
         self.clock = clock
@@ -153,7 +164,9 @@ class FederationStateReplicator(LoopService):
 
     async def replicate(self, last_remote_index: int) -> int:
         """One round; the remote index replicated through."""
+        start = self.clock.seconds()
         remote_index, remote = await self.fetch_remote(last_remote_index)
+        self._fetch_timer.observe(self.clock.seconds() - start)
         log.debug("finished fetching remote objects: amount={amount}", amount=len(remote))
         _, local = self.endpoints.state.federation_state_list(None)
         if remote_index < last_remote_index:
@@ -175,6 +188,7 @@ class FederationStateReplicator(LoopService):
             deletions=len(deletions),
             updates=len(updates),
         )
+        start = self.clock.seconds()
         if deletions:
             log.debug("performing deletions: deletions={n}", n=len(deletions))
             for dc in deletions:
@@ -185,6 +199,8 @@ class FederationStateReplicator(LoopService):
                 state = structs.decode_federation_state(remote_state)
                 state["PrimaryModifyIndex"] = remote_state["ModifyIndex"]
                 await self._apply(structs.OP_UPSERT, state)
+        if deletions or updates:
+            self._apply_timer.observe(self.clock.seconds() - start)
         return remote_index
 
     async def _apply(self, op: str, state: Row) -> None:

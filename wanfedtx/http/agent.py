@@ -9,13 +9,24 @@ the JSON as Consul does.
 
 from __future__ import annotations
 
+import datetime
 import json
+import time
 from typing import Any, Protocol
 
 from klein import Klein
 
 from wanfedtx.config.runtime import RuntimeConfig
-from wanfedtx.http.common import IRequest, body_reply, has_arg, json_reply, route
+from wanfedtx.http.common import (
+    HTTPError,
+    IRequest,
+    arg,
+    body_reply,
+    has_arg,
+    json_reply,
+    route,
+)
+from wanfedtx.metrics import PREFIX, REGISTRY, Counter, Gauge, Registry, Summary
 
 
 class AgentView(Protocol):
@@ -49,7 +60,58 @@ def agent_self(view: AgentView) -> dict[str, Any]:
     }
 
 
+def metrics_summary(registry: Registry, now: float) -> dict[str, Any]:
+    """``/v1/agent/metrics`` as JSON, shaped like Consul's (go-metrics ``MetricsSummary``).
+
+    Values are cumulative since the agent started (Consul's in-memory sink shows the current
+    10 s interval); Min/Max/Stddev/Rate are not kept, so they are not shown.
+    """
+    gauges: list[dict[str, Any]] = []
+    counters: list[dict[str, Any]] = []
+    samples: list[dict[str, Any]] = []
+    for metric in registry.metrics():
+        name = f"{PREFIX}.{metric.name}"
+        if isinstance(metric, Summary):
+            for key, count, total in metric.samples():
+                labels = dict(zip(metric.labelnames, key, strict=True))
+                samples.append(
+                    {
+                        "Name": name,
+                        "Count": int(count),
+                        "Sum": total * 1000.0,  # go-metrics timers are in milliseconds
+                        "Mean": total * 1000.0 / count if count else 0.0,
+                        "Labels": labels,
+                    }
+                )
+            continue
+        for key, value in metric.items():
+            labels = dict(zip(metric.labelnames, key, strict=True))
+            if isinstance(metric, Gauge):
+                gauges.append({"Name": name, "Value": value, "Labels": labels})
+            elif isinstance(metric, Counter):
+                counters.append({"Name": name, "Count": int(value), "Sum": value, "Labels": labels})
+    stamp = datetime.datetime.fromtimestamp(now, datetime.UTC)
+    return {
+        "Timestamp": stamp.strftime("%Y-%m-%d %H:%M:%S +0000 UTC"),
+        "Gauges": gauges,
+        "Points": [],
+        "Counters": counters,
+        "Samples": samples,
+    }
+
+
 def mount_agent_routes(app: Klein, view: AgentView) -> None:
+    @app.route("/v1/agent/metrics", methods=["GET"])
+    @route
+    async def metrics(request: IRequest) -> bytes:
+        fmt = arg(request, "format")
+        if fmt == "prometheus":
+            text = REGISTRY.render().encode()
+            return body_reply(request, 200, "text/plain; version=0.0.4; charset=utf-8", text)
+        if fmt:
+            raise HTTPError(400, f"Unknown metrics format {fmt!r}; use ?format=prometheus")
+        return json_reply(request, metrics_summary(REGISTRY, time.time()))
+
     @app.route("/v1/agent/self", methods=["GET"])
     @route
     async def self_(request: IRequest) -> bytes:

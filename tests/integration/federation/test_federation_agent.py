@@ -112,5 +112,21 @@ async def test_agent_records_and_serves_its_federation_state(reactor: Any, tmp_p
         states = json.loads(await r.content())
         assert int(r.headers.getRawHeaders("X-Consul-Index")[0]) > index
         assert len(states[0]["MeshGateways"]) == 2
+        # The spec's timers are served by /v1/agent/metrics (Prometheus text and JSON).
+        code, body, headers = await _get(url + "/v1/agent/metrics?format=prometheus")
+        text = body.decode()
+        assert code == 200 and headers.getRawHeaders("Content-Type")[0].startswith("text/plain")
+        for line in (
+            "consul_federation_state_get_count ",
+            "consul_federation_state_list_count ",
+            "consul_federation_state_list_mesh_gateways_count ",
+            'consul_fsm_federation_state_primary_count{op="upsert"} ',
+        ):
+            assert line in text, line
+        code, body, _ = await _get(url + "/v1/agent/metrics")
+        names = {s["Name"] for s in json.loads(body)["Samples"]}
+        assert "consul.federation_state.list" in names
+        code, body, _ = await _get(url + "/v1/agent/metrics?format=xml")
+        assert code == 400
     finally:
         await agent.stop()
