@@ -318,10 +318,11 @@ async def test_half_close_both_ways(reactor: Any, data_path: str) -> None:
 @pytest.mark.allow_logged_errors
 @pytest_twisted.ensureDeferred
 async def test_dead_endpoint_fails_over(reactor: Any, data_path: str) -> None:
+    # Bound but never listening for the whole test: connects are refused, and no other
+    # process can take the port meanwhile (a closed port could be reused and accept).
     dead = socket.socket()
     dead.bind(("127.0.0.1", 0))
     dead_port = dead.getsockname()[1]
-    dead.close()
     live = listen(reactor, NamedEcho, name=b"L")
     snap = explicit(
         {"half.test": [("127.0.0.1", dead_port, 1000), ("127.0.0.1", live.getHost().port, 1)]}
@@ -338,6 +339,7 @@ async def test_dead_endpoint_fails_over(reactor: Any, data_path: str) -> None:
         assert svc.stats.value("cluster.half.test.upstream_cx_connect_fail") == 1
         assert svc.stats.value("cluster.half.test.upstream_cx_total") == 2
     finally:
+        dead.close()
         await svc.stopService()
         await live.stopListening()
 
