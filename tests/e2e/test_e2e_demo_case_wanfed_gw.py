@@ -8,8 +8,11 @@ never dialed each other, the secondary joined through the primary's gateway.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,3 +40,50 @@ def test_demo_federates_two_datacenters_through_gateways(tmp_path: Path) -> None
     assert "Join cluster completed. Synced with initial agents: cluster=WAN" in secondary
     primary = (tmp_path / "primary" / "agent.log").read_text()
     assert "new cached locations of mesh gateways" in primary
+
+
+def _processes_naming(path: Path) -> list[int]:
+    """Pids whose command line contains ``path`` (the demo's agents name their config dir)."""
+    pids = []
+    for pid in os.listdir("/proc"):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if pid.isdigit() and str(path).encode() in cmdline:
+            pids.append(int(pid))
+    return pids
+
+
+def test_demo_runs_until_interrupted_and_stops_its_processes(tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "wanfed"
+    proc = subprocess.Popen(
+        [str(exe), "demo", "-timeout", "120", "-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        seen: list[str] = []
+        for line in proc.stdout:  # reads until the demo says it is running (or exits)
+            seen.append(line)
+            if line.startswith("Running; press Ctrl-C"):
+                break
+        assert seen and seen[-1].startswith("Running"), "".join(seen)
+        assert len(_processes_naming(tmp_path)) == 3  # the demo (-dir) and its two agents
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        deadline = time.monotonic() + 30
+        while _processes_naming(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.2)  # polling with a deadline: the agents finish their graceful leave
+        assert _processes_naming(tmp_path) == []
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for pid in _processes_naming(tmp_path):
+            os.kill(pid, signal.SIGKILL)

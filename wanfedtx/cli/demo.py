@@ -277,6 +277,10 @@ def run(args: argparse.Namespace) -> int:
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="wanfed-demo-"))
     fed = Federation(root, ips)
     print(f"wanfed demo: files and logs in {root}")
+    # Ctrl-C and SIGTERM stop the demo and its processes, even when started with SIGINT
+    # ignored (a background job of a non-interactive shell).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         fed.start()
         ok = fed.wait(args.timeout)
@@ -284,7 +288,6 @@ def run(args: argparse.Namespace) -> int:
         if args.check or not ok:
             return 0 if ok else 1
         print("Running; press Ctrl-C to stop.")
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         while all(p.poll() is None for p in fed.procs):
             time.sleep(1)
         print("a demo process exited; see the logs above", file=sys.stderr)
