@@ -37,9 +37,10 @@ from wanfedtx.cli.main import UsageError
 HELP = "Run two datacenters federated through mesh gateways on loopback (case-wanfed-gw)."
 
 DCS = ("primary", "secondary")
-NODES = {"primary": "pri", "secondary": "sec"}
-GATEWAY_PORTS = {"primary": 4431, "secondary": 4432}
-ADMIN_PORTS = {"primary": 19000, "secondary": 19001}
+# A third datacenter for tests that need two secondaries (secondary -> secondary is two hops).
+NODES = {"primary": "pri", "secondary": "sec", "tertiary": "ter"}
+GATEWAY_PORTS = {"primary": 4431, "secondary": 4432, "tertiary": 4433}
+ADMIN_PORTS = {"primary": 19000, "secondary": 19001, "tertiary": 19002}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -57,11 +58,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("-check", "--check", action="store_true", help="exit after the checks (0 if all passed)")
 
 
-def _write_tls(root: Path) -> None:
+def _write_tls(root: Path, dcs: tuple[str, ...] = DCS) -> None:
     from wanfedtx.tls.certs import create_ca, create_cert
 
     ca = create_ca()
-    for dc in DCS:
+    for dc in dcs:
         tls = root / dc / "tls"
         tls.mkdir(parents=True, exist_ok=True)
         cert = create_cert(ca, "server", dc=dc, node=NODES[dc])
@@ -92,7 +93,7 @@ def _write_config(root: Path, dc: str, ips: dict[str, str]) -> Path:
         "verify_outgoing = true",
         "verify_server_hostname = true",
     ]
-    if dc == "secondary":
+    if dc != "primary":
         server += [
             f'primary_gateways = ["{ips["primary"]}:{GATEWAY_PORTS["primary"]}"]',
             'primary_gateways_interval = "5s"',
@@ -171,36 +172,44 @@ class Checks:
     def __init__(self, http: dict[str, str], admin: dict[str, str]) -> None:
         self.http = http
         self.admin = admin
-        self.done: dict[str, bool] = {}
+        self.dcs = tuple(http)
 
     def all(self) -> list[tuple[str, Callable[[], bool]]]:
         out: list[tuple[str, Callable[[], bool]]] = []
-        for dc, other in (("primary", "secondary"), ("secondary", "primary")):
-            out += self._for(dc, other)
+        for dc in self.dcs:
+            out += self._for(dc, [other for other in self.dcs if other != dc])
         return out
 
-    def _for(self, dc: str, other: str) -> list[tuple[str, Callable[[], bool]]]:
+    def _for(self, dc: str, others: list[str]) -> list[tuple[str, Callable[[], bool]]]:
         http, admin = self.http[dc], self.admin[dc]
-        key, value = ("foo", b'{"Value":"bar"}') if dc == "primary" else ("oof", b'{"Value":"rab"}')
+        n = len(self.dcs)
 
         def admin_up() -> bool:
             return _status(f"{admin}/stats") == 200
 
-        def healthy() -> bool:
-            return _healthy_endpoints(admin, other) == 1
-
-        def rpc() -> bool:
-            return _put(f"{http}/v1/kv/{key}?dc={other}", value)[0] == 200
-
         def wan() -> bool:
-            return _alive_wan(http) == 2
+            return _alive_wan(http) == n
 
-        return [
-            (f"{dc}: gateway admin is up", admin_up),
-            (f"{dc}: gateway has a healthy endpoint for {other}", healthy),
-            (f"{dc}: RPC to {other} (PUT /v1/kv/{key}?dc={other})", rpc),
-            (f"{dc}: WAN pool shows 2 alive servers", wan),
-        ]
+        out: list[tuple[str, Callable[[], bool]]] = [(f"{dc}: gateway admin is up", admin_up)]
+        for other in others:
+            # The reference's keys for its two datacenters; <dc>-to-<other> beyond them.
+            key, value = {
+                ("primary", "secondary"): ("foo", b'{"Value":"bar"}'),
+                ("secondary", "primary"): ("oof", b'{"Value":"rab"}'),
+            }.get((dc, other), (f"{dc}-to-{other}", b"1"))
+
+            def healthy(other: str = other) -> bool:
+                return _healthy_endpoints(admin, other) == 1
+
+            def rpc(key: str = key, value: bytes = value, other: str = other) -> bool:
+                return _put(f"{http}/v1/kv/{key}?dc={other}", value)[0] == 200
+
+            out += [
+                (f"{dc}: gateway has a healthy endpoint for {other}", healthy),
+                (f"{dc}: RPC to {other} (PUT /v1/kv/{key}?dc={other})", rpc),
+            ]
+        out.append((f"{dc}: WAN pool shows {n} alive servers", wan))
+        return out
 
 
 def _start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -209,7 +218,8 @@ def _start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 
 class Federation:
-    """The scenario's four processes: write the files, start them, stop them.
+    """The scenario's processes (a server and a gateway per datacenter): write the files,
+    start them, stop them. ``ips`` names the datacenters, the primary first.
 
     ``prefix`` puts a command before each datacenter's processes (the netns test runs each
     datacenter in its own network namespace with ``ip netns exec``).
@@ -220,21 +230,22 @@ class Federation:
     ) -> None:
         self.root = root
         self.ips = ips
-        self.prefix = prefix or {dc: [] for dc in DCS}
+        self.dcs = tuple(ips)  # primary first
+        self.prefix = prefix or {dc: [] for dc in self.dcs}
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.http = {dc: f"http://{ips[dc]}:8500" for dc in DCS}
-        self.admin = {dc: f"http://{ips[dc]}:{ADMIN_PORTS[dc]}" for dc in DCS}
+        self.http = {dc: f"http://{ips[dc]}:8500" for dc in self.dcs}
+        self.admin = {dc: f"http://{ips[dc]}:{ADMIN_PORTS[dc]}" for dc in self.dcs}
 
     def start(self, say: Callable[[str], object] = print) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        _write_tls(self.root)
+        _write_tls(self.root, self.dcs)
         wanfed = [sys.executable, "-m", "wanfedtx.cli.main"]
-        for dc in DCS:
+        for dc in self.dcs:
             conf = _write_config(self.root, dc, self.ips)
             cmd = [*wanfed, "agent", "-dev", "-datacenter", dc, "-config-dir", str(conf)]
             self.procs.append(_start([*self.prefix[dc], *cmd], self.root / dc / "agent.log"))
             say(f"  started server {NODES[dc]} of {dc} on {self.ips[dc]} (HTTP {self.http[dc]})")
-        for dc in DCS:
+        for dc in self.dcs:
             cmd = [
                 *wanfed,
                 "gateway",
