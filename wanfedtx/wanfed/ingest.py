@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from twisted.internet.interfaces import IDelayedCall, IProtocol, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
@@ -148,20 +149,15 @@ class _CloseAtOnce(Protocol):
         self.transport.loseConnection()
 
 
+@attrs.define
 class PacketHandler:
-    """``IRPCHandler`` for ``consul/wan-gossip/packet``."""
+    """``IRPCHandler`` for ``consul/wan-gossip/packet``: its settings go to each connection's
+    :class:`PacketIngestProtocol`."""
 
-    def __init__(
-        self,
-        get_transport: TransportGetter,
-        clock: IReactorTime,
-        idle_timeout: float = GOSSIP_PACKET_MAX_IDLE_TIME,
-        max_size: int = GOSSIP_PACKET_MAX_BYTE_SIZE,
-    ) -> None:
-        self.get_transport = get_transport
-        self.clock = clock
-        self.idle_timeout = idle_timeout
-        self.max_size = max_size
+    get_transport: TransportGetter
+    clock: IReactorTime
+    idle_timeout: float = GOSSIP_PACKET_MAX_IDLE_TIME
+    max_size: int = GOSSIP_PACKET_MAX_BYTE_SIZE
 
     def build_protocol(self, conn: ConnectionInfo) -> IProtocol:
         if self.get_transport() is None:
