@@ -16,88 +16,39 @@ from typing import Any
 import attrs
 import pytest
 import pytest_twisted
-from rpc_support import CA, OpenSSLTLS, SNIRouter
-from twisted.internet.endpoints import TCP4ServerEndpoint
+from rpc_support import CA, SNIRouter
 from twisted.internet.task import deferLater
+from two_dc_support import ServerDC, start_server_dc
 
-from wanfedtx.agent.catalog_services import CatalogAgent
 from wanfedtx.federation.server import FederationServer
-from wanfedtx.rpc.constants import RPCType
-from wanfedtx.rpc.dial import Dialer
-from wanfedtx.rpc.endpoints import default_endpoints
-from wanfedtx.rpc.forward import Forwarder, StaticLeader, StaticRouter
-from wanfedtx.rpc.interfaces import ServerAddress
-from wanfedtx.rpc.pool import ConnPool
-from wanfedtx.rpc.protocol import RPCHandler
-from wanfedtx.rpc.registry import HandlerRegistry
-from wanfedtx.rpc.server import RPCPortFactory, RPCPortService
 
 pytestmark = pytest.mark.integration
 
 
-class Resolver:
-    def __init__(self, gw: str) -> None:
-        self.gw = gw
-
-    def pick_gateway(self, dc: str) -> str | None:
-        return self.gw
-
-
 @attrs.define
 class DC:
-    agent: CatalogAgent
+    server: ServerDC
     fed: FederationServer
-    rpc_service: RPCPortService
-    pool: ConnPool
-    rpc_addr: str
+
+    @property
+    def agent(self) -> Any:
+        return self.server.agent
+
+    @property
+    def rpc_addr(self) -> str:
+        return self.server.rpc_addr
 
     async def stop(self) -> None:
         await self.fed.stopService()
-        await self.agent.stopService()
-        await self.pool.stopService()
-        await self.rpc_service.stopService()
+        await self.server.stop()
 
 
 async def start_dc(reactor: Any, ca: CA, dc: str, node: str, other: tuple[str, str], gw: str) -> DC:
-    tls = OpenSSLTLS(ca, ca.server(dc, node))
-    table = default_endpoints()
-    reg = HandlerRegistry()
-    reg.register(RPCType.CONSUL, RPCHandler(table, multi=False))
-    reg.register(RPCType.MULTIPLEX_V2, RPCHandler(table, multi=True))
-    service = RPCPortService(
-        TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
-        RPCPortFactory(reg, reactor, tls),
-    )
-    service.startService()
-    port = (await service.when_listening()).getHost().port
-    pool = ConnPool(
-        Dialer(reactor, dc, server=True, tls=tls, gateway_resolver=Resolver(gw), timeout=5.0),
-        reactor,
-    )
-    pool.startService()
-    addr = f"127.0.0.1:{port}"
-    other_dc, other_node = other
-    forwarder = Forwarder(
-        pool,
-        dc,
-        StaticLeader(ServerAddress(node, addr), node),
-        StaticRouter({other_dc: [ServerAddress(other_node, "192.0.2.1:8300")]}),
-    )
-    agent = CatalogAgent(
-        node_name=node,
-        datacenter=dc,
-        advertise_addr="127.0.0.1",
-        server_port=port,
-        reactor=reactor,
-        forwarder=forwarder,
-        rng=random.Random(3),
-    )
-    fed = FederationServer(agent, "primary", leader_routines=True, rng=random.Random(5))
-    agent.endpoints.register_into(table)
-    fed.register_into(table)
-    agent.startService()
+    server = await start_server_dc(reactor, ca, dc, node, other, gw)
+    fed = FederationServer(server.agent, "primary", leader_routines=True, rng=random.Random(5))
+    fed.register_into(server.table)
     fed.startService()
-    return DC(agent, fed, service, pool, addr)
+    return DC(server, fed)
 
 
 def states(dc: DC) -> list[dict[str, Any]]:

@@ -8,7 +8,6 @@ talks to dc1's HTTP API with ``dc=dc2``.
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import attrs
@@ -16,43 +15,28 @@ import consul
 import pytest
 import pytest_twisted
 from klein import Klein
-from rpc_support import CA, OpenSSLTLS, SNIRouter
-from twisted.internet.endpoints import TCP4ServerEndpoint
+from rpc_support import CA, SNIRouter
 from twisted.internet.threads import deferToThread
 from twisted.web.server import Site
+from two_dc_support import ServerDC, start_server_dc
 
-from wanfedtx.agent.catalog_services import CatalogAgent
 from wanfedtx.http.routes import install_error_handlers
-from wanfedtx.rpc.constants import RPCType
-from wanfedtx.rpc.dial import Dialer
-from wanfedtx.rpc.endpoints import default_endpoints
-from wanfedtx.rpc.forward import Forwarder, StaticLeader, StaticRouter
-from wanfedtx.rpc.interfaces import ServerAddress
-from wanfedtx.rpc.pool import ConnPool
-from wanfedtx.rpc.protocol import RPCHandler
-from wanfedtx.rpc.registry import HandlerRegistry
-from wanfedtx.rpc.server import RPCPortFactory, RPCPortService
 
 pytestmark = pytest.mark.integration
 
 
-class Resolver:
-    def __init__(self, gw: str) -> None:
-        self.gw = gw
-
-    def pick_gateway(self, dc: str) -> str | None:
-        return self.gw
-
-
 @attrs.define
 class DC:
-    name: str
-    node: str
-    agent: CatalogAgent
-    rpc_service: RPCPortService
-    pool: ConnPool
+    server: ServerDC
     http_port: Any
-    rpc_addr: str
+
+    @property
+    def rpc_addr(self) -> str:
+        return self.server.rpc_addr
+
+    @property
+    def agent(self) -> Any:
+        return self.server.agent
 
     @property
     def http(self) -> int:
@@ -60,55 +44,17 @@ class DC:
 
     async def stop(self) -> None:
         await self.http_port.stopListening()
-        await self.agent.stopService()
-        await self.pool.stopService()
-        await self.rpc_service.stopService()
+        await self.server.stop()
 
 
 async def start_dc(reactor: Any, ca: CA, dc: str, node: str, other: tuple[str, str], gw: str) -> DC:
-    tls = OpenSSLTLS(ca, ca.server(dc, node))
-    table = default_endpoints()
-    reg = HandlerRegistry()
-    reg.register(RPCType.CONSUL, RPCHandler(table, multi=False))
-    reg.register(RPCType.MULTIPLEX_V2, RPCHandler(table, multi=True))
-    service = RPCPortService(
-        TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
-        RPCPortFactory(reg, reactor, tls),
-    )
-    service.startService()
-    port = (await service.when_listening()).getHost().port
-    pool = ConnPool(
-        Dialer(reactor, dc, server=True, tls=tls, gateway_resolver=Resolver(gw), timeout=5.0),
-        reactor,
-    )
-    pool.startService()
-    addr = f"127.0.0.1:{port}"
-    other_dc, other_node = other
-    forwarder = Forwarder(
-        pool,
-        dc,
-        StaticLeader(ServerAddress(node, addr), node),
-        # The other DC's server address is only a pool key: the gateway does the routing.
-        StaticRouter({other_dc: [ServerAddress(other_node, "192.0.2.1:8300")]}),
-    )
-    agent = CatalogAgent(
-        node_name=node,
-        datacenter=dc,
-        advertise_addr="127.0.0.1",
-        server_port=port,
-        reactor=reactor,
-        forwarder=forwarder,
-        rng=random.Random(3),
-    )
-    agent.endpoints.register_into(table)
-    agent.startService()
+    server = await start_server_dc(reactor, ca, dc, node, other, gw)
     app = Klein()
-    agent.mount(app)
+    server.agent.mount(app)
     install_error_handlers(app)
     site = Site(app.resource())
     site.noisy = False
-    http_port = reactor.listenTCP(0, site, interface="127.0.0.1")
-    return DC(dc, node, agent, service, pool, http_port, addr)
+    return DC(server, reactor.listenTCP(0, site, interface="127.0.0.1"))
 
 
 @pytest_twisted.ensureDeferred
