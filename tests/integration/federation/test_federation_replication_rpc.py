@@ -16,9 +16,9 @@ from typing import Any
 import attrs
 import pytest
 import pytest_twisted
-from rpc_support import CA, SNIRouter
+from rpc_support import CA
 from twisted.internet.task import deferLater
-from two_dc_support import ServerDC, start_server_dc
+from two_dc_support import ServerDC, start_gateway, start_server_dc
 
 from wanfedtx.federation.server import FederationServer
 
@@ -62,13 +62,12 @@ def states(dc: DC) -> list[dict[str, Any]]:
 @pytest_twisted.ensureDeferred
 async def test_gateways_reach_the_primary_and_replicate_back(reactor: Any) -> None:
     ca = CA()
-    router = SNIRouter(reactor)
-    gw_port = reactor.listenTCP(0, router, interface="127.0.0.1")
-    gw = f"127.0.0.1:{gw_port.getHost().port}"
+    gateway = start_gateway(reactor)
+    router, gw = gateway.router, gateway.address
     pri = await start_dc(reactor, ca, "primary", "pri", ("secondary", "sec"), gw)
     sec = await start_dc(reactor, ca, "secondary", "sec", ("primary", "pri"), gw)
-    router.routes["pri.server.primary.consul"] = pri.rpc_addr
-    router.routes["sec.server.secondary.consul"] = sec.rpc_addr
+    gateway.route(pri.server)
+    gateway.route(sec.server)
     try:
         reg = {
             "Node": "gw-sec",
@@ -97,4 +96,4 @@ async def test_gateways_reach_the_primary_and_replicate_back(reactor: Any) -> No
     finally:
         await sec.stop()
         await pri.stop()
-        await gw_port.stopListening()
+        await gateway.port.stopListening()

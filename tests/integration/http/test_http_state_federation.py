@@ -15,10 +15,10 @@ import consul
 import pytest
 import pytest_twisted
 from klein import Klein
-from rpc_support import CA, SNIRouter
+from rpc_support import CA
 from twisted.internet.threads import deferToThread
 from twisted.web.server import Site
-from two_dc_support import ServerDC, start_server_dc
+from two_dc_support import ServerDC, start_gateway, start_server_dc
 
 from wanfedtx.http.routes import install_error_handlers
 
@@ -60,13 +60,12 @@ async def start_dc(reactor: Any, ca: CA, dc: str, node: str, other: tuple[str, s
 @pytest_twisted.ensureDeferred
 async def test_kv_and_catalog_reads_across_datacenters_via_gateway(reactor: Any) -> None:
     ca = CA()
-    router = SNIRouter(reactor)
-    gw_port = reactor.listenTCP(0, router, interface="127.0.0.1")
-    gw = f"127.0.0.1:{gw_port.getHost().port}"
+    gateway = start_gateway(reactor)
+    router, gw = gateway.router, gateway.address
     pri = await start_dc(reactor, ca, "primary", "pri", ("secondary", "sec"), gw)
     sec = await start_dc(reactor, ca, "secondary", "sec", ("primary", "pri"), gw)
-    router.routes["pri.server.primary.consul"] = pri.rpc_addr
-    router.routes["sec.server.secondary.consul"] = sec.rpc_addr
+    gateway.route(pri.server)
+    gateway.route(sec.server)
     c_pri = consul.Consul(host="127.0.0.1", port=pri.http)
     c_sec = consul.Consul(host="127.0.0.1", port=sec.http)
     try:
@@ -92,4 +91,4 @@ async def test_kv_and_catalog_reads_across_datacenters_via_gateway(reactor: Any)
         c_sec.http.session.close()
         await pri.stop()
         await sec.stop()
-        await gw_port.stopListening()
+        await gateway.port.stopListening()
