@@ -12,10 +12,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from wanfedtx.cli.demo import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -74,10 +75,8 @@ def test_demo_runs_until_interrupted_and_stops_its_processes(tmp_path: Path) -> 
         assert len(_processes_naming(tmp_path)) == 3  # the demo (-dir) and its two agents
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
-        deadline = time.monotonic() + 30
-        while _processes_naming(tmp_path) and time.monotonic() < deadline:
-            time.sleep(0.2)  # polling with a deadline: the agents finish their graceful leave
-        assert _processes_naming(tmp_path) == []
+        # The agents finish their graceful leave, then exit.
+        assert poll_until(lambda: _processes_naming(tmp_path) == [], 30)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)

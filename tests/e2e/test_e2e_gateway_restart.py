@@ -9,27 +9,16 @@ members marked each other failed meanwhile, is whole again through serf's reconn
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from wanfedtx.cli.demo import Federation, _alive_wan, _put
+from wanfedtx.cli.demo import Federation, _alive_wan, _put, poll_until
 
 pytestmark = pytest.mark.integration
 
 P = "http://127.0.1.1:8500"
 S = "http://127.0.2.1:8500"
-
-
-def _until(check: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.25)
-    return False
 
 
 def test_federation_recovers_from_a_gateway_restart(tmp_path: Path) -> None:
@@ -44,12 +33,12 @@ def test_federation_recovers_from_a_gateway_restart(tmp_path: Path) -> None:
         code, body = _put(f"{P}/v1/kv/x?dc=secondary", b"down")
         assert code == 500 and "TLS handshake with 127.0.1.1:4431 failed" in body, body
         # Gossip notices too: each side marks the other failed.
-        assert _until(lambda: _alive_wan(P) == 1 and _alive_wan(S) == 1, 60)
+        assert poll_until(lambda: _alive_wan(P) == 1 and _alive_wan(S) == 1, 60)
         log = (tmp_path / "secondary" / "gateway-2.log").open("wb")
         fed.procs[3] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        assert _until(lambda: _put(f"{P}/v1/kv/x?dc=secondary", b"up")[0] == 200, 30)
-        assert _until(lambda: _put(f"{S}/v1/kv/y?dc=primary", b"up")[0] == 200, 30)
+        assert poll_until(lambda: _put(f"{P}/v1/kv/x?dc=secondary", b"up")[0] == 200, 30)
+        assert poll_until(lambda: _put(f"{S}/v1/kv/y?dc=primary", b"up")[0] == 200, 30)
         # serf retries failed members every 30 s (reconnect_interval)
-        assert _until(lambda: _alive_wan(P) == 2 and _alive_wan(S) == 2, 75)
+        assert poll_until(lambda: _alive_wan(P) == 2 and _alive_wan(S) == 2, 75)
     finally:
         fed.stop()

@@ -212,6 +212,17 @@ class Checks:
         return out
 
 
+def poll_until(check: Callable[[], bool], seconds: float, interval: float = 0.25) -> bool:
+    """Call ``check`` every ``interval`` until it is true (True) or ``seconds`` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
 def _start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
     f = log.open("wb")
     return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
