@@ -46,9 +46,6 @@ class QueuedTimer:
         self.call = None
         self._queue._cancelled()
 
-    def getTime(self) -> float:
-        return self.when
-
 
 class TimerQueue:
     """Timers in a heap, served by one ``callLater`` on ``clock`` for the earliest."""

@@ -2,18 +2,15 @@
 
 A :class:`WatchChannel` stands for "this piece of data" (a key in an index, a prefix, a whole
 table). Writers fire it once; firing removes it from its registry, so the next reader gets a new
-channel (like closing a Go channel). Readers collect channels in a :class:`WatchSet` and either
-:meth:`~WatchSet.subscribe` a callback (what blocking queries do: no Deferred, no timer, no
-closure per watcher, since tens of thousands of them may be parked at once) or
-:meth:`~WatchSet.wait` on it with a timeout driven by an injected ``IReactorTime``.
+channel (like closing a Go channel). Readers collect channels in a :class:`WatchSet` and
+:meth:`~WatchSet.subscribe` a callback (no Deferred, no timer, no closure per watcher, since tens
+of thousands of blocking queries may be parked at once; their deadlines live in
+:mod:`wanfedtx.state.blocking`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
-
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 
 class WatchChannel:
@@ -117,35 +114,6 @@ class WatchSet:
             return
         self.close()
         notify()
-
-    def wait(self, clock: IReactorTime, timeout: float) -> Deferred[bool]:
-        """Fire with True when a channel fires, False when ``timeout`` seconds pass first.
-
-        A convenience over :meth:`subscribe` for callers that want a Deferred; cancelling it
-        drops the subscriptions.
-        """
-        timer: list[IDelayedCall] = []
-
-        def cancel(_: Deferred[bool]) -> None:
-            self.close()
-            if timer and timer[0].active():
-                timer[0].cancel()
-
-        d: Deferred[bool] = Deferred(cancel)
-
-        def fired() -> None:
-            if timer and timer[0].active():
-                timer[0].cancel()
-            d.callback(True)
-
-        def expired() -> None:
-            self.close()
-            d.callback(False)
-
-        self.subscribe(fired)
-        if not d.called:
-            timer.append(clock.callLater(max(timeout, 0.0), expired))
-        return d
 
     def close(self) -> None:
         """Stop watching: drop subscriptions and channels nobody else watches."""

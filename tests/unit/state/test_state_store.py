@@ -136,32 +136,30 @@ def test_kv_list_index_rises_after_delete_and_delete_tree() -> None:
 
 def test_watch_fires_on_key_write_only() -> None:
     s = StateStore()
-    clock = task.Clock()
     ws = WatchSet()
     s.kvs_get(ws, "a")
     results: list[bool] = []
-    ws.wait(clock, 10).addCallback(results.append)
+    ws.subscribe(lambda: results.append(True))
     s.kvs_set(1, {"Key": "b", "Value": b""})
     assert results == []
     s.kvs_set(2, {"Key": "a", "Value": b""})
     assert results == [True]
 
 
-def test_watch_prefix_and_timeout() -> None:
+def test_watch_prefix_and_abandoned_channels() -> None:
     s = StateStore()
-    clock = task.Clock()
     ws = WatchSet()
     s.kvs_list(ws, "foo/")
     results: list[bool] = []
-    ws.wait(clock, 10).addCallback(results.append)
-    s.kvs_set(1, {"Key": "fo", "Value": b""})
-    clock.advance(9.9)
+    ws.subscribe(lambda: results.append(True))
+    s.kvs_set(1, {"Key": "fo", "Value": b""})  # not under the prefix
     assert results == []
-    clock.advance(0.2)
-    assert results == [False]
-    assert clock.getDelayedCalls() == []
+    assert len(s.tables["kvs"]._prefix_watch) == 1
+    ws.close()  # a waiter that gives up (its wait expired)
     # The abandoned channel was discarded: nobody watches anymore.
     assert len(s.tables["kvs"]._prefix_watch) == 0
+    s.kvs_set(2, {"Key": "foo/x", "Value": b""})
+    assert results == []
 
 
 def test_blocking_query_unblocks_on_write_and_times_out() -> None:
@@ -217,7 +215,7 @@ def test_snapshot_restore_round_trip_and_fires_watches() -> None:
     ws = WatchSet()
     s2.kvs_get(ws, "k/001")
     fired: list[bool] = []
-    ws.wait(task.Clock(), 5).addCallback(fired.append)
+    ws.subscribe(lambda: fired.append(True))
     s2.restore_chunks(chunks)
     assert fired == [True]
     assert list(s2.snapshot_records()) == list(s.snapshot_records())
