@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 PREFIX = "consul"
@@ -90,6 +90,24 @@ class Gauge(_Metric):
             self._values[key] = float(value)
 
 
+class GaugeFunc(_Metric):
+    """A gauge read from a function when rendered (no labels): e.g. queries parked right now."""
+
+    kind = "gauge"
+
+    def __init__(self, name: str, help: str, labelnames: Sequence[str]) -> None:
+        super().__init__(name, help, labelnames)
+        self.read: Callable[[], float] = lambda: 0.0
+
+    def items(self) -> list[tuple[tuple[str, ...], float]]:
+        return [((), float(self.read()))]
+
+    def render(self) -> list[str]:
+        pname = prometheus_name(self.name)
+        return [f"# HELP {pname} {self.help}", f"# TYPE {pname} {self.kind}",
+                f"{pname} {float(self.read()):g}"]
+
+
 class Summary(_Metric):
     """A timer (go-metrics ``MeasureSince``): count and sum of observed seconds per label set,
     rendered as a Prometheus summary without quantiles."""
@@ -142,6 +160,12 @@ class Registry:
 
     def gauge(self, name: str, help: str, labelnames: Sequence[str] = ()) -> Gauge:
         return self._get(Gauge, name, help, labelnames)
+
+    def gauge_func(self, name: str, help: str, read: Callable[[], float]) -> GaugeFunc:
+        """A gauge whose value ``read()`` gives at render time (the latest ``read`` wins)."""
+        metric = self._get(GaugeFunc, name, help, ())
+        metric.read = read
+        return metric
 
     def summary(self, name: str, help: str, labelnames: Sequence[str] = ()) -> Summary:
         return self._get(Summary, name, help, labelnames)

@@ -43,3 +43,34 @@ def test_json_summary_shape() -> None:
     (sample,) = out["Samples"]
     assert sample["Name"] == "consul.federation_state.get" and sample["Count"] == 1
     assert sample["Sum"] == pytest.approx(2.0) and sample["Mean"] == pytest.approx(2.0)
+
+
+def test_endpoints_count_queries_and_parked_ones() -> None:
+    import random
+
+    from twisted.internet import task
+
+    from wanfedtx.catalog.endpoints import Endpoints
+    from wanfedtx.fsm.consensus import LocalConsensus
+    from wanfedtx.fsm.machine import FSM
+
+    r = Registry()
+    fsm = FSM()
+    ep = Endpoints(
+        "dc1", fsm.state, LocalConsensus(fsm, "a:1"), task.Clock(), random.Random(1), None, r
+    )
+    fsm.state.kvs_set(5, {"Key": "k", "Value": b"1"})
+    handlers = ep.handlers()
+    handlers["KVS.Get"]({"Key": "k"})
+    parked = [
+        handlers["KVS.Get"]({"Key": "k", "MinQueryIndex": 5, "MaxQueryTime": 10**10})
+        for _ in range(3)
+    ]
+    text = r.render()
+    assert "consul_rpc_query 4\n" in text
+    assert "consul_rpc_queries_blocking 3\n" in text
+    fsm.state.kvs_set(6, {"Key": "k", "Value": b"2"})
+    assert all(d.called for d in parked)
+    assert "consul_rpc_queries_blocking 0\n" in r.render()
+    gauges = {g["Name"]: g["Value"] for g in metrics_summary(r, 0.0)["Gauges"]}
+    assert gauges == {"consul.rpc.queries_blocking": 0.0}

@@ -22,6 +22,7 @@ from wanfedtx.catalog.errors import BadRequestError, NoLeaderError, NoPathToData
 from wanfedtx.fsm import commands
 from wanfedtx.fsm.commands import MessageType
 from wanfedtx.fsm.consensus import Consensus
+from wanfedtx.metrics import REGISTRY, Registry
 from wanfedtx.state import StateStore, WatchSet
 from wanfedtx.state.blocking import BlockingQuery, WaitGroups
 from wanfedtx.state.catalog import HEALTH_ANY, HEALTH_STATES
@@ -60,6 +61,7 @@ class Endpoints:
         clock: IReactorTime,
         rng: random.Random | None = None,
         forwarder: Forwarder | None = None,
+        metrics: Registry = REGISTRY,
     ) -> None:
         self.datacenter = datacenter
         self.state = state
@@ -70,6 +72,11 @@ class Endpoints:
         self.timers = TimerQueue(clock)
         self.rng = rng if rng is not None else random.Random()
         self.waits = WaitGroups(self.timers, self.rng)
+        # rpc.query (reads served here) and rpc.queries_blocking (parked now: one timer each).
+        self._queries = metrics.counter("rpc.query", "Read queries served by this server")
+        metrics.gauge_func(
+            "rpc.queries_blocking", "Blocking queries waiting now", lambda: len(self.timers)
+        )
         self.forwarder = forwarder
 
     def handlers(self) -> dict[str, Handler]:
@@ -178,6 +185,7 @@ class Endpoints:
                     method, args, min_index, max_time, query, shape, route
                 )
             )
+        self._queries.inc()
         answer = partial(self._shape_reply, shape)
         if min_index <= 0:
             return BlockingQuery(self.timers, self.rng, min_index, max_time, query, answer)
@@ -198,6 +206,7 @@ class Endpoints:
             return reply
         if args.get("RequireConsistent"):
             await self.consensus.verify_leader()
+        self._queries.inc()
         index, value = await BlockingQuery(self.timers, self.rng, min_index, max_time, query)
         return self._shape_reply(shape, index, value)
 

@@ -26,7 +26,7 @@ from wanfedtx.http.common import (
     json_reply,
     route,
 )
-from wanfedtx.metrics import PREFIX, REGISTRY, Counter, Gauge, Registry, Summary
+from wanfedtx.metrics import PREFIX, REGISTRY, Counter, Gauge, GaugeFunc, Registry, Summary
 
 
 class AgentView(Protocol):
@@ -86,7 +86,7 @@ def metrics_summary(registry: Registry, now: float) -> dict[str, Any]:
             continue
         for key, value in metric.items():
             labels = dict(zip(metric.labelnames, key, strict=True))
-            if isinstance(metric, Gauge):
+            if isinstance(metric, Gauge | GaugeFunc):
                 gauges.append({"Name": name, "Value": value, "Labels": labels})
             elif isinstance(metric, Counter):
                 counters.append({"Name": name, "Count": int(value), "Sum": value, "Labels": labels})
