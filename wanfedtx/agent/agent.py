@@ -180,6 +180,9 @@ class Agent(MultiService):
         self.locator.setName("gateway_locator")  # type: ignore[no-untyped-call]
         self.locator.setServiceParent(self)  # type: ignore[no-untyped-call]
         dialer.gateway_resolver = gateway_resolver if gateway_resolver is not None else self.locator
+        federation = self.federation
+        if federation is not None:
+            self.gossip.on_wan_server_joined = lambda dc: federation.wake_routines()
         if rt.datacenter == rt.primary_datacenter:
             return  # the primary never joins anyone: secondaries join it
         self.primary_join = PrimaryJoin(

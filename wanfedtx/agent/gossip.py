@@ -129,6 +129,8 @@ class AgentGossip(MultiService):
         #: Called with ``host:port`` of the RPC port of each server of this datacenter that
         #: joins (or updates) in the LAN pool: raft's peer discovery (``server_discovered``).
         self.on_lan_server: Callable[[str], object] | None = None
+        #: Called with the datacenter of a server of another datacenter joining the WAN pool.
+        self.on_wan_server_joined: Callable[[str], object] | None = None
         keyring = _keyring(rt)
 
         lan_ml = lan_config(rt.node_name)
@@ -212,6 +214,13 @@ class AgentGossip(MultiService):
 
     def _on_wan_event(self, ev: Event) -> None:
         self.router.wan.handle_event(ev)
+        hook = self.on_wan_server_joined
+        if hook is None or not isinstance(ev, MemberEvent) or ev.type != "member-join":
+            return
+        for m in ev.members:
+            dc = m.tags.get("dc", "")
+            if m.tags.get("role") == "consul" and dc and dc != self.rt.datacenter:
+                hook(dc)
 
     def _flood_all(self) -> None:
         lan = self.lan_serf()

@@ -306,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         fed.start()
         ok = fed.wait(args.timeout)
-        _explain(fed.http, fed.admin, root)
+        _explain(fed.http, fed.admin, root, keep=bool(args.dir))
         if args.check or not ok:
             return 0 if ok else 1
         print("Running; press Ctrl-C to stop.")
@@ -345,17 +345,30 @@ def _wait_for_checks(checks: Checks, procs: list[subprocess.Popen[bytes]], timeo
     return not pending
 
 
-def _explain(http: dict[str, str], admin: dict[str, str], root: Path) -> None:
+def _explain(http: dict[str, str], admin: dict[str, str], root: Path, keep: bool) -> None:
     p, s = http["primary"], http["secondary"]
+    rows = [
+        (f"{p}/v1/agent/members?wan=1", "pri.primary and sec.secondary, alive"),
+        (f"{p}/v1/kv/foo?dc=secondary&raw", "read in the secondary, via the gateways"),
+        (f"{s}/v1/catalog/service/consul?dc=primary", "the primary's server, from the secondary"),
+        (f"{p}/v1/internal/federation-states", "each datacenter's mesh gateways"),
+        (f"{admin['primary']}/clusters?format=json", "the primary gateway's clusters"),
+        (f"{admin['secondary']}/stats", "connections per cluster"),
+    ]
+    width = max(len(url) for url, _ in rows) + 2
+    lines = [f"  curl -s {repr_url(url):<{width}} # {what}" for url, what in rows]
+    where = f"  logs: {root}/<dc>/agent.log and gateway.log"
+    if not keep:
+        where += " (removed when the demo ends; -dir keeps them)"
     print(
-        "\nWhat to look at:\n"
-        f"  curl -s {p}/v1/agent/members?wan=1            # pri.primary and sec.secondary, alive\n"
-        f"  curl -s {p}/v1/kv/foo?dc=secondary&raw        # read in the secondary, via gateways\n"
-        f"  curl -s {s}/v1/catalog/service/consul?dc=primary\n"
-        f"  curl -s {p}/v1/internal/federation-states      # each DC's mesh gateways\n"
-        f"  curl -s '{admin['primary']}/clusters?format=json'  # the primary gateway's clusters\n"
-        f"  curl -s {admin['secondary']}/stats             # connections per cluster\n"
-        f"  logs: {root}/<dc>/agent.log and gateway.log\n"
+        "\nWhat to look at (while the demo runs):\n"
+        + "\n".join(lines)
+        + f"\n{where}\n"
         "The servers share no port across datacenters: RPC and WAN gossip between them went\n"
         "through the gateways (TLS with ALPN, routed by SNI), as the gateway stats show."
     )
+
+
+def repr_url(url: str) -> str:
+    """The URL quoted for a shell."""
+    return f"'{url}'"

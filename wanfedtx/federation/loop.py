@@ -82,6 +82,34 @@ class LoopService(Service):
     def __init__(self, name: str) -> None:
         self.setName(name)  # type: ignore[no-untyped-call]
         self._task: Deferred[None] | None = None
+        self._nap: tuple[Deferred[None], list[Any]] | None = None
+
+    def backoff(self, clock: IReactorTime, seconds: float) -> Deferred[None]:
+        """Sleep ``seconds`` after an error, unless :meth:`wake` ends the sleep sooner."""
+        call: list[Any] = []
+
+        def cancel(_: Deferred[None]) -> None:
+            if call and call[0].active():
+                call[0].cancel()
+
+        d: Deferred[None] = Deferred(cancel)
+        call.append(clock.callLater(seconds, self._wake_nap, d, call))
+        self._nap = (d, call)
+        return d
+
+    def _wake_nap(self, d: Deferred[None], call: list[Any]) -> None:
+        if self._nap is not None and self._nap[0] is d:
+            self._nap = None
+        if call and call[0].active():
+            call[0].cancel()
+        if not d.called:
+            d.callback(None)
+
+    def wake(self) -> None:
+        """Retry now if the loop is backing off after an error (a path may have opened)."""
+        if self._nap is not None:
+            d, call = self._nap
+            self._wake_nap(d, call)
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
@@ -150,6 +178,6 @@ class RetryLoop(LoopService):
                 raise
             except Exception as exc:
                 self.on_error(exc)
-                await sleep(self.clock, retry_time)
+                await self.backoff(self.clock, retry_time)
                 continue
             failed = 0

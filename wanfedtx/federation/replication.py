@@ -132,7 +132,7 @@ class FederationStateReplicator(LoopService):
                     "replication error (will retry if still leader): error={error}",
                     error=str(exc),
                 )
-                await sleep(self.clock, retry_wait(self.failures, self.rng, self.max_wait))
+                await self.backoff(self.clock, retry_wait(self.failures, self.rng, self.max_wait))
                 continue
             self.failures = 0
             self.last_remote_index = index

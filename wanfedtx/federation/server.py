@@ -156,6 +156,16 @@ class FederationServer(MultiService):
         elif not leading:
             self._stop_routines()
 
+    def wake_routines(self) -> None:
+        """A server of another datacenter just joined the WAN pool: routines backing off after
+        "no path" errors retry now instead of after their backoff (anti-entropy then tells the
+        primary, and so its gateway, about this datacenter before gossip gives up on acks
+        that have no route yet)."""
+        for routine in self.routines:
+            wake = getattr(routine, "wake", None)
+            if wake is not None:
+                wake()
+
     def _stop_routines(self) -> None:
         """Stop in reverse start order: anti-entropy before replication."""
         routines, self.routines = self.routines, []
