@@ -280,15 +280,18 @@ class Federation:
         return _wait_for_checks(self.checks(), self.procs, timeout)
 
     def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        """Servers first (their graceful WAN leave still crosses the gateways), then gateways."""
+        n = len(self.dcs)
+        for group in (self.procs[:n], self.procs[n:]):
+            for p in group:
+                if p.poll() is None:
+                    p.terminate()
+            for p in group:
+                try:
+                    p.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
 
 
 def run(args: argparse.Namespace) -> int:
