@@ -50,6 +50,25 @@ class Forwarder(Protocol):
         ...
 
 
+HandlerFn = Callable[[Args], Coroutine[Any, Any, Any] | Deferred[Any]]
+
+
+def as_handler(fn: HandlerFn) -> Handler:
+    """An RPC handler (always a Deferred) from a coroutine function or a Deferred-returning one;
+    exceptions raised before any coroutine starts (validation) become failed Deferreds."""
+
+    def handler(args: Args) -> Deferred[Any]:
+        try:
+            result = fn(args)
+        except Exception as exc:
+            return fail(exc)
+        if isinstance(result, Deferred):
+            return result
+        return Deferred.fromCoroutine(result)
+
+    return handler
+
+
 class Endpoints:
     """The handlers of one server, bound to its state store and consensus."""
 
@@ -81,7 +100,7 @@ class Endpoints:
 
     def handlers(self) -> dict[str, Handler]:
         """``"Service.Method" -> handler`` for the RPC endpoint registry."""
-        table: dict[str, Callable[[Args], Coroutine[Any, Any, Any] | Deferred[Any]]] = {
+        table: dict[str, HandlerFn] = {
             "Catalog.Register": self.catalog_register,
             "Catalog.Deregister": self.catalog_deregister,
             "Catalog.ListDatacenters": self.catalog_list_datacenters,
@@ -101,20 +120,7 @@ class Endpoints:
             "Status.Leader": self.status_leader,
             "Status.Peers": self.status_peers,
         }
-
-        def wrap(fn: Callable[[Args], Coroutine[Any, Any, Any] | Deferred[Any]]) -> Handler:
-            def handler(args: Args) -> Deferred[Any]:
-                try:
-                    result = fn(args)
-                except Exception as exc:  # validation done before the coroutine started
-                    return fail(exc)
-                if isinstance(result, Deferred):
-                    return result
-                return Deferred.fromCoroutine(result)
-
-            return handler
-
-        return {name: wrap(fn) for name, fn in table.items()}
+        return {name: as_handler(fn) for name, fn in table.items()}
 
     def register_into(self, registry: Any) -> None:
         """Add every handler to an RPC endpoint table (``wanfedtx.rpc.endpoints.Endpoints``)."""

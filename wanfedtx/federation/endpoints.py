@@ -21,9 +21,9 @@ from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred
 
-from wanfedtx.catalog.endpoints import Endpoints
+from wanfedtx.catalog.endpoints import Endpoints, HandlerFn, as_handler
 from wanfedtx.catalog.errors import BadRequestError
 from wanfedtx.federation import structs
 from wanfedtx.fsm.commands import MessageType
@@ -54,7 +54,7 @@ class FederationEndpoints:
         return self.endpoints.state
 
     def handlers(self) -> dict[str, Handler]:
-        table: dict[str, Callable[[Args], Coroutine[Any, Any, Any] | Deferred[Any]]] = {
+        table: dict[str, HandlerFn] = {
             APPLY: self.apply,
             GET: self.get,
             LIST: self.list,
@@ -63,9 +63,7 @@ class FederationEndpoints:
 
         clock = self.endpoints.clock
 
-        def wrap(
-            name: str, fn: Callable[[Args], Coroutine[Any, Any, Any] | Deferred[Any]]
-        ) -> Handler:
+        def wrap(name: str, fn: HandlerFn) -> Handler:
             # federation_state.apply/get/list/list_mesh_gateways (spec 13.2): whole call,
             # blocking wait included, as the reference's MeasureSince.
             timer = self.metrics.summary(
@@ -73,22 +71,21 @@ class FederationEndpoints:
                 f"Time spent in {name} (seconds)",
             )
 
+            def checked(args: Args) -> Coroutine[Any, Any, Any] | Deferred[Any]:
+                if not isinstance(args, dict):
+                    raise BadRequestError("request must be an object")
+                return fn(args)
+
+            inner = as_handler(checked)
+
             def handler(args: Args) -> Deferred[Any]:
                 start = clock.seconds()
-                try:
-                    if not isinstance(args, dict):
-                        raise BadRequestError("request must be an object")
-                    result = fn(args)
-                except Exception as exc:
-                    timer.observe(clock.seconds() - start)
-                    return fail(exc)
-                d = result if isinstance(result, Deferred) else Deferred.fromCoroutine(result)
 
                 def measured(value: Any) -> Any:
                     timer.observe(clock.seconds() - start)
                     return value
 
-                return d.addBoth(measured)
+                return inner(args).addBoth(measured)
 
             return handler
 
