@@ -25,7 +25,7 @@ Collaborators are plain ``typing.Protocol`` types so tests can pass real objects
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import attrs
@@ -43,7 +43,10 @@ class ConnectionInfo:
 
     ``rpc_type`` is the legacy type byte (None for native TLS); ``alpn`` the negotiated protocol
     (None on the legacy path); ``tls`` whether the bytes travel inside TLS; ``sni`` the server
-    name the client sent, if any.
+    name the client sent, if any. ``peer_node`` is set on raft connections when the port enforces
+    server identity (``verify_incoming`` and ``verify_server_hostname``): the node name from the
+    peer's verified ``<node>.server.<dc>.<domain>`` certificate SAN (``*`` for a wildcard node
+    certificate); None when identity is not enforced.
     """
 
     transport: ITransport
@@ -51,6 +54,13 @@ class ConnectionInfo:
     alpn: str | None
     tls: bool
     sni: str | None = None
+    peer_node: str | None = None
+
+
+SourceCheck = Callable[[str | None, str], str | None]
+"""Raft's per-message source check: ``(peer_node, message_src) -> None`` when the message may be
+read, or the reason to refuse it (the connection is then closed). ``peer_node`` is
+``ConnectionInfo.peer_node``; ``message_src`` the raft address the message claims to come from."""
 
 
 @runtime_checkable
