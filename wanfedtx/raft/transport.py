@@ -21,8 +21,11 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from wanfedtx.metrics import REGISTRY, Registry
 from wanfedtx.raft.errors import MessageDecodeError
 from wanfedtx.raft.messages import Message, decode, encode
+from wanfedtx.ratelog import RateLimitedLog
+from wanfedtx.rpc.interfaces import SourceCheck
 
 log = Logger(namespace="wanfedtx.raft.transport")
 
@@ -69,33 +72,78 @@ class FrameDecoder:
 
 
 class InboundRaftProtocol(Protocol):
-    """The accepted side: decodes frames and hands messages to the receiver."""
+    """The accepted side: decodes frames and hands messages to the receiver.
 
-    def __init__(self, receiver: Callable[[], Receiver | None]) -> None:
+    With a ``source_check``, every message is checked against the peer's verified identity
+    (``peer_node``) before the receiver sees it; the first refused message closes the connection
+    and nothing after it is read."""
+
+    def __init__(self, receiver: Callable[[], Receiver | None],
+                 source_check: SourceCheck | None = None, peer_node: str | None = None,
+                 refused: Callable[[str, str], None] | None = None) -> None:
         self._receiver = receiver
         self._decoder = FrameDecoder()
+        self._source_check = source_check
+        self._peer_node = peer_node
+        self._refused = refused
+        self._closed = False
 
     def dataReceived(self, data: bytes) -> None:
+        if self._closed:
+            return
         msgs = self._decoder.feed(data)
         recv = self._receiver()
-        if recv is not None:
-            for m in msgs:
+        for m in msgs:
+            if self._source_check is not None:
+                reason = self._source_check(self._peer_node, m.src)
+                if reason is not None:
+                    self._refuse(m.src, reason)
+                    return
+            if recv is not None:
                 recv(m)
         if self._decoder.failed is not None and self.transport is not None:
             t: Any = self.transport
             log.warn("raft: closing connection from {peer}: {error}",
                      peer=str(t.getPeer()), error=str(self._decoder.failed))
+            self._closed = True
+            t.loseConnection()
+
+    def _refuse(self, src: str, reason: str) -> None:
+        self._closed = True
+        t: Any = self.transport
+        peer = str(t.getPeer()) if t is not None else "?"
+        if self._refused is not None:
+            self._refused(peer, f"message from {src!r} refused: {reason}")
+        if t is not None:
             t.loseConnection()
 
 
 class RaftHandler:
-    """``IRPCHandler`` for the raft type byte / ALPN: feeds inbound messages to a transport."""
+    """``IRPCHandler`` for the raft type byte / ALPN: feeds inbound messages to a transport.
 
-    def __init__(self) -> None:
+    ``source_check`` (see ``wanfedtx.rpc.interfaces.SourceCheck``) vets every inbound message
+    against the connection's ``peer_node``; refusals are logged (rate-limited, with the peer
+    and the reason) and counted in ``raft.rpc.refused``."""
+
+    def __init__(self, source_check: SourceCheck | None = None,
+                 clock: IReactorTime | None = None, metrics: Registry = REGISTRY) -> None:
         self.receiver: Receiver | None = None
+        self.source_check = source_check
+        self._refusals = metrics.counter(
+            "raft.rpc.refused", "Raft connections closed for a message the peer may not send")
+        self._log = RateLimitedLog(log, clock) if clock is not None else None
 
     def build_protocol(self, conn: Any) -> IProtocol:
-        return InboundRaftProtocol(lambda: self.receiver)
+        return InboundRaftProtocol(lambda: self.receiver, self.source_check,
+                                   getattr(conn, "peer_node", None), self._refused)
+
+    def _refused(self, peer: str, reason: str) -> None:
+        self._refusals.inc()
+        fmt = "raft: closing connection: from={peer} operation=\"raft RPC\" error={error}"
+        if self._log is not None:
+            self._log.warn("raft-source", fmt, peer=peer, error=reason)
+        else:
+            log.warn(fmt, peer=peer, error=reason)
 
 
 class _Outbound(Protocol):
