@@ -204,43 +204,52 @@ class AntiEntropy(Service):
         await self.rpc("Catalog.Deregister", args)
 
     async def sync_changes(self) -> None:
+        """Push every out-of-sync entry. Each RPC sends a snapshot of the entry; after the await
+        an entry is marked in sync only if it is still that same snapshot, so a change that
+        arrived while the RPC was in flight (a TTL update, a re-registration) is synced next."""
         local = self.local
         for sid, entry in list(local.services.items()):
             if entry.deleted and not entry.in_sync:
                 await self._deregister(ServiceID=sid)
                 log.info("agent: Deregistered service {service}", service=sid)
-            if entry.deleted:
+            if entry.deleted and local.services.get(sid) is entry:
                 local.services.pop(sid, None)
         for cid, check in list(local.checks.items()):
             if check.deleted and not check.in_sync:
                 await self._deregister(CheckID=cid)
                 log.info("agent: Deregistered check {check}", check=cid)
-            if check.deleted:
+            if check.deleted and local.checks.get(cid) is check:
                 local.checks.pop(cid, None)
         for sid, entry in list(local.services.items()):
-            if entry.in_sync:
+            if entry.in_sync or entry.deleted or local.services.get(sid) is not entry:
                 continue
             svc_checks = [
-                c for c in local.checks.values() if c.check["ServiceID"] == sid and not c.deleted
+                (c, c.check) for c in local.checks.values()
+                if c.check["ServiceID"] == sid and not c.deleted
             ]
+            sent_service = entry.service
             req = self._register_base()
-            req["Service"] = entry.service
-            req["Checks"] = [c.check for c in svc_checks]
+            req["Service"] = sent_service
+            req["Checks"] = [row for _, row in svc_checks]
             req["Token"] = entry.token
             await self.rpc("Catalog.Register", req)
-            entry.in_sync = True
-            for c in svc_checks:
-                c.in_sync = True
+            if local.services.get(sid) is entry and entry.service is sent_service:
+                entry.in_sync = not entry.deleted
+            for c, row in svc_checks:
+                if c.check is row and not c.deleted:
+                    c.in_sync = True
             local.node_in_sync = True
             log.info("agent: Synced service {service}", service=sid)
         for cid, check in list(local.checks.items()):
-            if check.in_sync:
+            if check.in_sync or check.deleted or local.checks.get(cid) is not check:
                 continue
+            sent_row = check.check
             req = self._register_base()
-            req["Check"] = check.check
+            req["Check"] = sent_row
             req["Token"] = check.token
             await self.rpc("Catalog.Register", req)
-            check.in_sync = True
+            if check.check is sent_row and not check.deleted:
+                check.in_sync = True
             local.node_in_sync = True
             log.info("agent: Synced check {check}", check=cid)
         if not local.node_in_sync:

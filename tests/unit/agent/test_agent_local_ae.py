@@ -164,3 +164,60 @@ def test_check_definition_snake_case_and_defaults() -> None:
     )
     svc = decode_service({"name": "w", "checks": [{"ttl": "1s"}, {"ttl": "2s"}]})
     assert [c.check_id for c in svc.checks] == ["service:w:1", "service:w:2"]
+
+
+class HeldRPC:
+    """Holds ``Catalog.Register``/``Catalog.Deregister`` replies until released, as a slow server
+    would, so a local change can arrive while the RPC is in flight."""
+
+    def __init__(self, w: World) -> None:
+        self.w = w
+        self.held: list[tuple[Deferred[Any], Deferred[Any]]] = []
+        self.hold = True
+
+    def __call__(self, method: str, args: dict[str, Any]) -> Deferred[Any]:
+        w = self.w
+        w.calls.append(method)
+        if not self.hold or method not in ("Catalog.Register", "Catalog.Deregister"):
+            return w.handlers[method](args)
+        outer: Deferred[Any] = Deferred()
+        self.held.append((w.handlers[method](args), outer))
+        return outer
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for inner, outer in held:
+            inner.chainDeferred(outer)
+
+
+def test_check_update_during_register_rpc_is_not_lost() -> None:
+    w = World()
+    held = HeldRPC(w)
+    w.ae.rpc = held
+    w.local.add_service(decode_service({"Name": "web", "ID": "web1", "Check": {"TTL": "30s"}}))
+    w.start()
+    assert held.held, "the register RPC is in flight"
+    # the TTL pass arrives while the service (with its critical check) is being registered
+    w.runners.ttl_update("service:web1", "passing", "ok")
+    held.hold = False
+    held.release()
+    w.clock.advance(0)
+    assert w.catalog_checks()["service:web1"]["Status"] == "passing"
+    assert w.local.checks["service:web1"].in_sync
+
+
+def test_service_reregistered_during_deregister_rpc_is_kept() -> None:
+    w = World()
+    w.local.add_service(decode_service({"Name": "web", "ID": "web1"}))
+    w.start()
+    held = HeldRPC(w)
+    w.ae.rpc = held
+    w.local.remove_service("web1")
+    w.clock.advance(0)
+    assert held.held, "the deregister RPC is in flight"
+    w.local.add_service(decode_service({"Name": "web", "ID": "web1", "Port": 81}))
+    held.hold = False
+    held.release()
+    w.clock.advance(0)
+    assert "web1" in w.local.services and not w.local.services["web1"].deleted
+    assert w.catalog_services()["web1"]["Port"] == 81
