@@ -24,10 +24,21 @@ class WakePipe:
     def __init__(self, ep: select.epoll) -> None:
         self.fd, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         ep.register(self.fd, select.EPOLLIN)
+        # ``wake`` (reactor thread) and ``close`` (loop thread) race at shutdown: without the
+        # lock a wake after close would write to a closed descriptor, or, once the number is
+        # reused, into someone else's socket.
+        self._lock = threading.Lock()
+        self.closed = False
 
     def wake(self, tag: bytes) -> None:
-        """Make the epoll thread's ``poll`` return (any thread)."""
-        os.write(self._w, tag)
+        """Make the epoll thread's ``poll`` return (any thread); a no-op once closed."""
+        with self._lock:
+            if self.closed:
+                return
+            try:
+                os.write(self._w, tag)
+            except BlockingIOError:
+                pass  # the pipe is full: the loop has wake-ups pending already
 
     def drain(self) -> None:
         """Read every pending wake-up byte (loop thread)."""
@@ -38,8 +49,12 @@ class WakePipe:
             pass
 
     def close(self) -> None:
-        for fd in (self.fd, self._w):
-            os.close(fd)
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            for fd in (self.fd, self._w):
+                os.close(fd)
 
 
 class LoopThread:
