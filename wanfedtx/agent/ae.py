@@ -243,6 +243,9 @@ class AntiEntropy(Service):
         for cid, check in list(local.checks.items()):
             if check.in_sync or check.deleted or local.checks.get(cid) is not check:
                 continue
+            owner = local.services.get(check.check.get("ServiceID") or "")
+            if owner is not None and not owner.in_sync:
+                continue  # its service changed meanwhile; the next pass registers both
             sent_row = check.check
             req = self._register_base()
             req["Check"] = sent_row
