@@ -34,7 +34,7 @@ def test_wake_after_close_writes_nothing_to_a_reused_descriptor() -> None:
 
 
 def test_wake_and_close_race_from_two_threads() -> None:
-    for _ in range(200):
+    for _ in range(2000):
         ep = select.epoll()
         pipe = WakePipe(ep)
         errors: list[BaseException] = []
