@@ -67,6 +67,7 @@ from wanfedtx.tls.errors import (
     TLSConfigError,
     TLSError,
 )
+from wanfedtx.tls.server_identity import ServerIdentity, authorize_server_conn
 
 _log = Logger(namespace="wanfedtx.tls")
 
@@ -517,6 +518,20 @@ class TLSConfigurator:
     def verify_incoming_rpc(self) -> bool:
         """Consul's ``VerifyIncomingRPC()``: ``verify_incoming || verify_incoming_rpc``."""
         return self.settings.verify_incoming or self.settings.verify_incoming_rpc
+
+    def server_identity_required(self) -> bool:
+        """Raft needs a server certificate of this DC with a node name (Consul after PR #11255:
+        ``verify_incoming``/``verify_incoming_rpc`` and ``verify_server_hostname`` both on)."""
+        return self.verify_incoming_rpc() and self.settings.verify_server_hostname
+
+    def authorize_server_conn(self, transport: Any) -> ServerIdentity:
+        """Consul's ``AuthorizeServerConn`` for a finished TLS transport (or ``SSL.Connection``):
+        see :mod:`wanfedtx.tls.server_identity`. Only the manual CA pool counts."""
+        self._refresh()
+        handle = transport if isinstance(transport, SSL.Connection) else _handle(transport)
+        return authorize_server_conn(
+            handle, self._material.cas, self.settings.datacenter, self.domain
+        )
 
     def server_sni(self, dc: str, node: str) -> str:
         """``server.<dc>.<domain>`` for node "" or "*", else ``<node>.server.<dc>.<domain>``."""
