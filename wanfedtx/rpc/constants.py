@@ -55,7 +55,7 @@ RPC_NEXT_PROTOS: Final[tuple[str, ...]] = (
 
 # limits.rpc_handshake_timeout default: covers the first-byte peek and the native TLS handshake.
 DEFAULT_RPC_HANDSHAKE_TIMEOUT: Final = 5.0
-# limits.rpc_max_conns_per_client default: concurrent :8300 connections per source IP (0 = no limit).
+# limits.rpc_max_conns_per_client default: concurrent :8300 conns per source IP (0 = no limit).
 DEFAULT_RPC_MAX_CONNS_PER_CLIENT: Final = 100
 # pool defaultDialTimeout (also the snapshot dial timeout).
 DEFAULT_DIAL_TIMEOUT: Final = 10.0
