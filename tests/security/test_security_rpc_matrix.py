@@ -220,6 +220,26 @@ def test_wildcard_node_certificate_is_any_server(pki: PKI, server_tls: TLSConfig
     assert handlers[ALPN_RPC_RAFT].infos[0].peer_node == "*"
 
 
+def test_raft_needs_the_manual_ca_pool(pki: PKI) -> None:
+    """A server cert from an auto-encrypt CA passes the handshake (combined pool) but not the
+    server-identity check: only ``ca_file``/``ca_path`` CAs vouch for servers."""
+    auto = PKI()
+    tls = TLSConfigurator(pki.settings("dc1", "s1"))
+    tls.update_auto_encrypt_ca([auto.ca.cert_pem])
+    f, handlers, clock, metrics = rpc_port(tls)
+    pair = auto.server("dc1", "s2")
+    creator = client_creator(pki.ca.cert_pem, pair, "server.dc1.consul", ALPN_RPC_RAFT)
+    tf = TLSMemoryBIOFactory(creator, True, Factory(), clock=clock)
+    link = Link(f.buildProtocol(None), tf.protocol(tf, _App(b"hello")), clock)
+    link.pump()
+    assert not handlers[ALPN_RPC_RAFT].protocols
+    assert metrics.counter("rpc.raft_refused", "").value() == 1
+    f2, handlers2, clock2, _ = rpc_port(tls)
+    link2 = Link(f2.buildProtocol(None), client_for(pki, pair, "tls3-4", clock2), clock2)
+    link2.pump()
+    assert handlers2["4"].protocols  # RPC still takes the combined pool
+
+
 def test_identity_not_enforced_without_verify_server_hostname(pki: PKI) -> None:
     """VI on, VSH off: raft takes any CA-signed cert (as Consul); no peer_node."""
     tls = TLSConfigurator(pki.settings("dc1", "s1", verify_server_hostname=False))
