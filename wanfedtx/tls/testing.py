@@ -213,7 +213,8 @@ def client_creator(
 
     client = None
     if pair is not None:
-        client = tssl.PrivateCertificate.loadPEM(pair.cert_pem + pair.key_pem)
+        client = tssl.PrivateCertificate.loadPEM(  # type: ignore[no-untyped-call]
+            pair.cert_pem + pair.key_pem)
     return tssl.optionsForClientTLS(
         hostname,
         trustRoot=tssl.Certificate.loadPEM(ca_pem),
