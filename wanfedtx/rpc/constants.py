@@ -63,5 +63,8 @@ DEFAULT_DIAL_TIMEOUT: Final = 10.0
 DEFAULT_POOL_MAX_IDLE: Final = 120.0
 # How often the pool looks for idle connections.
 POOL_REAP_INTERVAL: Final = 1.0
+# Unanswered calls per server connection before it stops reading (back-pressure; yamux's
+# AcceptBacklog is 256 too).
+MAX_PENDING_CALLS: Final = 256
 # Largest RPC frame (request or response body) accepted by the codec, in bytes.
 DEFAULT_MAX_FRAME_SIZE: Final = 16 * 1024 * 1024

@@ -3,6 +3,13 @@
 ``rpc-single`` (type 0 / ALPN ``consul/rpc-single``) serves one call at a time in arrival order;
 ``rpc-multi`` (type 4 / ALPN ``consul/rpc-multi``) runs every call as it arrives and answers in
 completion order. A malformed frame logs ``RPC error`` and closes the connection.
+
+Bounds: a frame's declared length is checked before its bytes are buffered (``FrameDecoder``,
+``DEFAULT_MAX_FRAME_SIZE``), so one connection holds at most one partial frame. Calls a peer has
+sent but not yet been answered (queued on ``rpc-single``, running on ``rpc-multi``) are capped at
+``MAX_PENDING_CALLS``: at the cap the server stops reading the connection (TCP back-pressure)
+and resumes below half of it, so a peer that pipelines requests without reading the answers
+cannot grow the queue or the write buffer without bound.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from wanfedtx.rpc.codec import (
     encode_request,
     encode_response,
 )
-from wanfedtx.rpc.constants import DEFAULT_MAX_FRAME_SIZE
+from wanfedtx.rpc.constants import DEFAULT_MAX_FRAME_SIZE, MAX_PENDING_CALLS
 from wanfedtx.rpc.endpoints import EndpointNotFound, Endpoints
 from wanfedtx.rpc.errors import ConnectionClosed, FrameError, RemoteError, RPCLayerError
 from wanfedtx.rpc.interfaces import ConnectionInfo
@@ -48,10 +55,24 @@ class RPCServerProtocol(Protocol):
         self._queue: deque[Request] = deque()
         self._busy = False
         self._closed = False
+        self._pending = 0  # calls received and not yet answered
+        self._paused = False
 
     def _t(self) -> Any:
-        assert self.transport is not None, "not connected"
+        if self.transport is None:
+            raise RuntimeError("RPC server protocol used before connectionMade")
         return self.transport
+
+    def _throttle(self) -> None:
+        """Stop reading at ``MAX_PENDING_CALLS`` unanswered calls; resume below half of it."""
+        pause = getattr(self.transport, "pauseProducing", None)
+        resume = getattr(self.transport, "resumeProducing", None)
+        if not self._paused and self._pending >= MAX_PENDING_CALLS and pause is not None:
+            self._paused = True
+            pause()
+        elif self._paused and self._pending < MAX_PENDING_CALLS // 2 and resume is not None:
+            self._paused = False
+            resume()
 
     def dataReceived(self, data: bytes) -> None:
         if self._closed:
@@ -65,6 +86,7 @@ class RPCServerProtocol(Protocol):
             if not isinstance(msg, Request):
                 self._fail("RPC server received a response frame")
                 return
+            self._pending += 1
             if self._multi:
                 self._dispatch(msg)
             else:
@@ -73,6 +95,8 @@ class RPCServerProtocol(Protocol):
             self._pump()
         if error is not None:
             self._fail(str(error))
+            return
+        self._throttle()
 
     def _fail(self, error: str) -> None:
         log.error("RPC error", error=error, conn=_peer(self.transport))
@@ -98,6 +122,7 @@ class RPCServerProtocol(Protocol):
         )
 
     def _respond(self, seq: int, error: str | None, reply: Any) -> None:
+        self._pending = max(0, self._pending - 1)
         if not self._closed:
             try:
                 frame = encode_response(seq, error, reply, self._max)
@@ -107,6 +132,8 @@ class RPCServerProtocol(Protocol):
         if not self._multi:
             self._busy = False
             self._pump()
+        if not self._closed:
+            self._throttle()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closed = True
@@ -175,7 +202,8 @@ class RPCClientProtocol(Protocol):
         self.connected_flag = True
 
     def _t(self) -> Any:
-        assert self.transport is not None, "not connected"
+        if self.transport is None:
+            raise ConnectionClosed("not connected")
         return self.transport
 
     def call(self, method: str, args: Any = None) -> Deferred[Any]:

@@ -100,3 +100,30 @@ def test_server_closes_on_bad_frame(junk: bytes, fail_on_logged_errors: Any) -> 
     server.dataReceived(encode_request(1, "Status.Ping", None) + junk)
     assert t.disconnecting
     assert t.value() == b"\x00\x00\x00\x05\x94\x01\x01\xc0\xc0"  # the good call was answered
+
+
+@pytest.mark.parametrize("multi", [False, True])
+def test_unanswered_calls_pause_reading_until_answered(multi: bool) -> None:
+    """A peer that pipelines calls faster than they are answered is throttled (TCP
+    back-pressure) at MAX_PENDING_CALLS instead of growing the queue without bound."""
+    from wanfedtx.rpc.constants import MAX_PENDING_CALLS
+
+    waits: list[Deferred[Any]] = []
+    eps = default_endpoints()
+
+    def slow(args: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        waits.append(d)
+        return d
+
+    eps.register("Test.Slow", slow)
+    server = RPCServerProtocol(eps, multi=multi)
+    t = StringTransport()
+    server.makeConnection(t)
+    burst = b"".join(encode_request(i, "Test.Slow", None) for i in range(MAX_PENDING_CALLS + 5))
+    server.dataReceived(burst)
+    assert t.producerState == "paused"
+    while waits and t.producerState == "paused":
+        waits.pop(0).callback("ok")
+    assert t.producerState == "producing"
+    assert not t.disconnecting
