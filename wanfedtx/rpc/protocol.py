@@ -65,8 +65,11 @@ class RPCServerProtocol(Protocol):
 
     def _throttle(self) -> None:
         """Stop reading at ``MAX_PENDING_CALLS`` unanswered calls; resume below half of it."""
-        pause = getattr(self.transport, "pauseProducing", None)
-        resume = getattr(self.transport, "resumeProducing", None)
+        socket: Any = self.transport
+        while socket is not None and not hasattr(socket, "pauseProducing"):
+            socket = getattr(socket, "transport", None)  # a TLS layer: pause the socket below
+        pause = getattr(socket, "pauseProducing", None)
+        resume = getattr(socket, "resumeProducing", None)
         if not self._paused and self._pending >= MAX_PENDING_CALLS and pause is not None:
             self._paused = True
             pause()
