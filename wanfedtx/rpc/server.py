@@ -108,10 +108,15 @@ _SNIFF_REASONS = {
 
 
 def _peer(transport: Any) -> str:
+    """``host:port`` of the peer (``[host]:port`` for IPv6), as Consul's ``from=`` shows it."""
     try:
-        return str(transport.getPeer())
+        addr = transport.getPeer()
     except Exception:
         return "?"
+    host, port = getattr(addr, "host", None), getattr(addr, "port", None)
+    if isinstance(host, str) and isinstance(port, int):
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(addr)
 
 
 class RPCPortFactory(ServerFactory):
