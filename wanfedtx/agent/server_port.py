@@ -54,8 +54,10 @@ class ServerPort:
     ) -> None:
         self.endpoints = endpoints if endpoints is not None else default_endpoints()
         self.registry = HandlerRegistry()
-        self.registry.register(RPCType.CONSUL, RPCHandler(self.endpoints, multi=False))
-        self.registry.register(RPCType.MULTIPLEX_V2, RPCHandler(self.endpoints, multi=True))
+        self.registry.register(RPCType.CONSUL,
+                               RPCHandler(self.endpoints, multi=False, clock=reactor))
+        self.registry.register(RPCType.MULTIPLEX_V2,
+                               RPCHandler(self.endpoints, multi=True, clock=reactor))
         self.factory = RPCPortFactory(
             self.registry, reactor, tls, handshake_timeout=config.rpc_handshake_timeout,
             max_conns_per_client=config.rpc_max_conns_per_client,

@@ -18,11 +18,12 @@ from collections import deque
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IProtocol
+from twisted.internet.interfaces import IProtocol, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from wanfedtx.ratelog import RateLimitedLog
 from wanfedtx.rpc.codec import (
     FrameDecoder,
     Request,
@@ -47,7 +48,9 @@ class RPCServerProtocol(Protocol):
         *,
         multi: bool,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        rate_log: RateLimitedLog | None = None,
     ) -> None:
+        self._rlog = rate_log
         self._endpoints = endpoints
         self._multi = multi
         self._max = max_frame_size
@@ -102,7 +105,11 @@ class RPCServerProtocol(Protocol):
         self._throttle()
 
     def _fail(self, error: str) -> None:
-        log.error("RPC error", error=error, conn=_peer(self.transport))
+        if self._rlog is not None:  # a peer's bad input: bounded, with the peer and the cause
+            self._rlog.error("rpc-frame", "RPC error: from={peer} error={error}",
+                             peer=_peer(self.transport), error=error)
+        else:
+            log.error("RPC error", error=error, conn=_peer(self.transport))
         self._closed = True
         if self.transport is not None:
             self._t().loseConnection()
@@ -165,14 +172,18 @@ class RPCHandler:
         *,
         multi: bool,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        clock: IReactorTime | None = None,
     ) -> None:
         self.endpoints = endpoints
         self.multi = multi
         self.max_frame_size = max_frame_size
+        # With a clock, malformed-frame lines are rate-limited per handler (reason rpc-frame).
+        self.rate_log = RateLimitedLog(log, clock) if clock is not None else None
 
     def build_protocol(self, conn: ConnectionInfo) -> IProtocol:
         return RPCServerProtocol(
-            self.endpoints, multi=self.multi, max_frame_size=self.max_frame_size
+            self.endpoints, multi=self.multi, max_frame_size=self.max_frame_size,
+            rate_log=self.rate_log
         )
 
 

@@ -127,3 +127,32 @@ def test_unanswered_calls_pause_reading_until_answered(multi: bool) -> None:
         waits.pop(0).callback("ok")
     assert t.producerState == "producing"
     assert not t.disconnecting
+
+
+def test_malformed_frames_log_through_the_rate_limit() -> None:
+    """With a clock, a peer's bad frames are logged with the peer, at most a burst per
+    interval, whatever the number of connections."""
+    from twisted.internet.address import IPv4Address
+    from twisted.logger import globalLogPublisher
+
+    from wanfedtx.rpc.interfaces import ConnectionInfo
+    from wanfedtx.rpc.protocol import RPCHandler
+
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        clock = Clock()
+        handler = RPCHandler(default_endpoints(), multi=True, clock=clock)
+        for i in range(50):
+            t = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.1", 4000 + i))
+            proto = handler.build_protocol(ConnectionInfo(t, 4, None, tls=False))
+            proto.makeConnection(t)
+            proto.dataReceived(b"\xff\xff\xff\xff")
+            assert t.disconnecting
+        clock.advance(10)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    lines = [e for e in events if e.get("log_namespace") == "wanfedtx.rpc"]
+    assert len(lines) == 11
+    assert lines[0]["reason"] == "rpc-frame" and "192.0.2.1" in lines[0]["peer"]
+    assert lines[-1]["count"] == 40
