@@ -254,3 +254,42 @@ async def test_three_tls_servers_with_server_identity_elect_and_replicate(
         for a in agents:
             if a.running:
                 await a.stop()
+
+
+@pytest.mark.parametrize(("tls", "expected"), [
+    ("none", "raft on the RPC port is UNAUTHENTICATED"),
+    ("vi-only", "raft on the RPC port accepts ANY certificate signed by the CA"),
+    ("vi-vsh", None),
+])
+@pytest_twisted.ensureDeferred
+async def test_server_agent_warns_once_at_start_when_raft_is_not_authenticated(
+    reactor: Any, tmp_path: Path, pki: PKI, tls: str, expected: str | None
+) -> None:
+    ports = {"http": free_port(), "server": free_port(), "serf_lan": free_port(),
+             "serf_wan": free_port()}
+    rt = _config(tmp_path, "s1", "127.0.0.1", ports, pki)
+    hcl = tmp_path / "s1.hcl"
+    text = hcl.read_text().replace("bootstrap_expect = 3", "bootstrap = true")
+    if tls == "none":
+        text = "\n".join(line for line in text.splitlines()
+                         if not line.startswith(("ca_file", "cert_file", "key_file", "verify_")))
+    elif tls == "vi-only":
+        text = text.replace("verify_server_hostname = true", "verify_server_hostname = false")
+    hcl.write_text(text + "\n")
+    rt = load(LoadOptions(config_files=[str(hcl)])).runtime
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    agent = Agent(rt, reactor, serf_tuning=fast_serf)
+    try:
+        agent.startService()
+        assert agent.server_port is not None
+        await agent.server_port.service.when_listening()
+    finally:
+        await agent.stop()
+        globalLogPublisher.removeObserver(events.append)
+    warnings = [e for e in events if e.get("log_namespace") == "wanfedtx.rpc"
+                and str(e.get("log_format", "")).startswith("raft on the RPC port")]
+    if expected is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and warnings[0]["log_format"].startswith(expected)
