@@ -41,7 +41,8 @@ from wanfedtx.rpc.constants import (
     RPCType,
 )
 from wanfedtx.rpc.registry import HandlerRegistry
-from wanfedtx.rpc.server import MSG_CONN_LIMIT, RPCPortFactory
+from wanfedtx.rpc.rejections import MSG_CONN_LIMIT
+from wanfedtx.rpc.server import RPCPortFactory
 from wanfedtx.tls.configurator import TLSConfigurator
 from wanfedtx.tls.testing import PKI, client_creator, peer_matrix
 

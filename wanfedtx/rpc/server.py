@@ -63,60 +63,33 @@ from wanfedtx.rpc.constants import (
 )
 from wanfedtx.rpc.interfaces import ConnectionInfo, IServerTLS
 from wanfedtx.rpc.registry import HandlerRegistry
+from wanfedtx.rpc.rejections import (
+    MSG_ACCEPTED_NATIVE,
+    MSG_CONN_LIMIT,
+    MSG_DETECTED_TLS,
+    MSG_FIRST_BYTE,
+    MSG_HANDSHAKE_FAILED,
+    MSG_RAFT_ANY_CERT,
+    MSG_RAFT_PLAINTEXT,
+    MSG_RAFT_REFUSED,
+    MSG_TLS_NOT_CONFIGURED,
+    MSG_UNKNOWN_ALPN,
+    REASON_BAD_BYTE,
+    REASON_CONN_LIMIT,
+    REASON_FIRST_BYTE_TIMEOUT,
+    REASON_RAFT_IDENTITY,
+    REASON_TLS_FAILED,
+    REASON_TLS_NOT_CONFIGURED,
+    REASON_TLS_TIMEOUT,
+    REASON_UNKNOWN_ALPN,
+    SNIFF_REASONS,
+    handshake_reason,
+    log_format,
+    peer_address,
+    peer_host,
+)
 
 log = Logger(namespace="wanfedtx.rpc")
-
-MSG_DETECTED_TLS = "detected actual TLS over RPC port"
-MSG_FIRST_BYTE = "failed to read first byte"
-MSG_HANDSHAKE_FAILED = "TLS handshake failed"
-MSG_ACCEPTED_NATIVE = "accepted nativeTLS RPC"
-MSG_UNKNOWN_ALPN = "discarding RPC for unknown negotiated protocol"
-MSG_TLS_NOT_CONFIGURED = "TLS connection attempted but TLS is not configured on this server"
-MSG_CONN_LIMIT = "rejecting RPC conn from because rpc_max_conns_per_client exceeded"
-MSG_RAFT_REFUSED = "refusing raft RPC"
-MSG_RAFT_PLAINTEXT = (
-    "raft on the RPC port is UNAUTHENTICATED: verify_incoming is off, so anyone who reaches "
-    "this port can speak raft (plaintext type byte 1) and rewrite the cluster state; turn on "
-    "verify_incoming, verify_outgoing and verify_server_hostname"
-)
-MSG_RAFT_ANY_CERT = (
-    "raft on the RPC port accepts ANY certificate signed by the CA (clients and servers of every "
-    "datacenter): verify_incoming is on but verify_server_hostname is off; turn on "
-    "verify_server_hostname so that only this datacenter's servers speak raft"
-)
-
-# Rate-limit reasons of rejection lines (one budget each).
-REASON_FIRST_BYTE_TIMEOUT = "first-byte-timeout"
-REASON_TLS_TIMEOUT = "tls-handshake-timeout"
-REASON_TLS_FAILED = "tls-handshake"
-REASON_MISSING_CERT = "missing-certificate"
-REASON_WRONG_NAME = "wrong-name"
-REASON_BAD_CERT = "bad-certificate"
-REASON_NON_TLS = "non-tls"
-REASON_BAD_BYTE = "bad-first-byte"
-REASON_NESTED_TLS = "nested-tls"
-REASON_UNKNOWN_ALPN = "unknown-alpn"
-REASON_TLS_NOT_CONFIGURED = "tls-not-configured"
-REASON_CONN_LIMIT = "conn-limit"
-REASON_RAFT_IDENTITY = "raft-identity"
-
-_SNIFF_REASONS = {
-    sniff.MSG_NON_TLS_VERIFY_INCOMING: REASON_NON_TLS,
-    sniff.MSG_UNRECOGNIZED: REASON_BAD_BYTE,
-    sniff.MSG_NESTED_TLS: REASON_NESTED_TLS,
-}
-
-
-def _peer(transport: Any) -> str:
-    """``host:port`` of the peer (``[host]:port`` for IPv6), as Consul's ``from=`` shows it."""
-    try:
-        addr = transport.getPeer()
-    except Exception:
-        return "?"
-    host, port = getattr(addr, "host", None), getattr(addr, "port", None)
-    if isinstance(host, str) and isinstance(port, int):
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return str(addr)
 
 
 class RPCPortFactory(ServerFactory):
@@ -212,11 +185,11 @@ class SniffingProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.port.connections.add(self)
-        host = _host(self.transport)
+        host = peer_host(self.transport)
         if not self.port.admit(host):
             self.port.accept_conn.inc(status="rejected")
             self.port.rlog.error(REASON_CONN_LIMIT, MSG_CONN_LIMIT + ": from={peer}",
-                                 peer=_peer(self.transport),
+                                 peer=peer_address(self.transport),
                                  limit=self.port.max_conns_per_client)
             self._stage = _Stage.CLOSED
             self._socket().loseConnection()
@@ -260,7 +233,7 @@ class SniffingProtocol(Protocol):
 
     def _act(self, decision: sniff.Decision) -> None:
         if isinstance(decision, sniff.Reject):
-            self.reject(decision.message, _SNIFF_REASONS.get(decision.message, REASON_BAD_BYTE),
+            self.reject(decision.message, SNIFF_REASONS.get(decision.message, REASON_BAD_BYTE),
                         byte=decision.first_byte)
         elif isinstance(decision, sniff.Legacy):
             self._cancel_timer()
@@ -269,7 +242,7 @@ class SniffingProtocol(Protocol):
                 decision.data, self,
             )
         elif isinstance(decision, sniff.NativeTLS):
-            log.debug(MSG_DETECTED_TLS, conn=_peer(self.transport))
+            log.debug(MSG_DETECTED_TLS, conn=peer_address(self.transport))
             if self.port.tls is None:  # the sniffer decides NativeTLS only with TLS material
                 self.reject(MSG_TLS_NOT_CONFIGURED, REASON_TLS_NOT_CONFIGURED)
                 return
@@ -319,8 +292,8 @@ class SniffingProtocol(Protocol):
         port's rate-limited log, and close the connection.
 
         ``transport`` is the layer to close (the TLS layer inside TLS; the socket otherwise)."""
-        line = _line(message, fields)  # (removes the ``raw`` flag from ``fields``)
-        self.port.rlog.emit(level, reason, line, peer=_peer(self.transport), **fields)
+        line = log_format(message, fields)  # (removes the ``raw`` flag from ``fields``)
+        self.port.rlog.emit(level, reason, line, peer=peer_address(self.transport), **fields)
         self._stage = _Stage.CLOSED
         self._cancel_timer()
         closing = transport if transport is not None else self.transport
@@ -354,7 +327,7 @@ class SniffingProtocol(Protocol):
             proto: Any = handler.build_protocol(info)
         except Exception:
             log.failure("RPC handler {handler!r} refused the connection", handler=handler,
-                        conn=_peer(self.transport))
+                        conn=peer_address(self.transport))
             self._stage = _Stage.CLOSED
             info.transport.loseConnection()
             return
@@ -398,14 +371,16 @@ class SniffingProtocol(Protocol):
 
     def _timed_out(self) -> None:
         self._timer = None
-        peer = _peer(self.transport)
+        peer = peer_address(self.transport)
         if self._stage == _Stage.SNIFF:
             error = "i/o timeout waiting for the first byte"
             self.port.rlog.error(REASON_FIRST_BYTE_TIMEOUT,
-                                 _line(MSG_FIRST_BYTE, {"error": error}), peer=peer, error=error)
+                                 log_format(MSG_FIRST_BYTE, {"error": error}),
+                                 peer=peer, error=error)
         elif self._stage == _Stage.TLS:
             error = "i/o timeout during the TLS handshake"
-            self.port.rlog.error(REASON_TLS_TIMEOUT, _line(MSG_HANDSHAKE_FAILED, {"error": error}),
+            self.port.rlog.error(REASON_TLS_TIMEOUT,
+                                 log_format(MSG_HANDSHAKE_FAILED, {"error": error}),
                                  peer=peer, error=error)
         self._stage = _Stage.CLOSED
         self._socket().abortConnection()
@@ -455,7 +430,7 @@ class _TLSSide(Protocol):
         if self._native:
             raw = getattr(transport, "negotiatedProtocol", None)
             alpn = raw.decode("ascii", "replace") if raw else ""
-            log.debug(MSG_ACCEPTED_NATIVE, sni=sni, protocol=alpn, conn=_peer(transport))
+            log.debug(MSG_ACCEPTED_NATIVE, sni=sni, protocol=alpn, conn=peer_address(transport))
             conn.hand_off(ConnectionInfo(transport, None, alpn, tls=True, sni=sni), b"", self)
         elif self._rpc_type == RPCType.TLS:
             self._inner_sniffer = sniff.Sniffer(
@@ -480,51 +455,18 @@ class _TLSSide(Protocol):
             self._conn.hand_off(info, decision.data, self)
         elif isinstance(decision, sniff.Reject):
             self._conn.reject(decision.message,
-                              _SNIFF_REASONS.get(decision.message, REASON_BAD_BYTE),
+                              SNIFF_REASONS.get(decision.message, REASON_BAD_BYTE),
                               self.transport, byte=decision.first_byte)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if not self._handshake_done and self._conn._stage == _Stage.TLS:
             error = reason.getErrorMessage()
-            self._conn.port.rlog.error(_handshake_reason(reason),
-                                       _line(MSG_HANDSHAKE_FAILED, {"error": error}),
-                                       peer=_peer(self._conn.transport), error=error)
+            self._conn.port.rlog.error(handshake_reason(reason),
+                                       log_format(MSG_HANDSHAKE_FAILED, {"error": error}),
+                                       peer=peer_address(self._conn.transport), error=error)
         target, self.target = self.target, None
         if target is not None:
             target.connectionLost(reason)
-
-
-def _host(transport: Any) -> str | None:
-    """The peer's IP address (None for transports without one, e.g. UNIX sockets)."""
-    try:
-        host = transport.getPeer().host
-    except Exception:
-        return None
-    return host if isinstance(host, str) else None
-
-
-def _line(message: str, fields: dict[str, Any]) -> str:
-    """The log format: the reference's ``message``, then the peer, the reason and ``fields``.
-
-    ``fields`` with ``raw`` means ``message`` already is a format (the flag is removed)."""
-    if fields.pop("raw", False):
-        return message + " reason={reason}"
-    extra = "".join(f" {k}={{{k}}}" for k in fields)
-    return message + ": from={peer} reason={reason}" + extra
-
-
-def _handshake_reason(reason: Failure) -> str:
-    """The rate-limit reason of a failed TLS handshake."""
-    name = type(reason.value).__name__
-    text = reason.getErrorMessage().lower()
-    if name == "PeerIdentityError" or name == "HostnameMismatch":
-        return REASON_WRONG_NAME
-    if "peer did not return a certificate" in text or "certificate required" in text \
-            or "no certificate" in text:
-        return REASON_MISSING_CERT
-    if name == "CertificateVerifyFailed" or "certificate verify failed" in text:
-        return REASON_BAD_CERT
-    return REASON_TLS_FAILED
 
 
 def _server_name(transport: Any) -> str | None:
