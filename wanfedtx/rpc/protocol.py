@@ -35,6 +35,7 @@ from wanfedtx.rpc.constants import DEFAULT_MAX_FRAME_SIZE, MAX_PENDING_CALLS
 from wanfedtx.rpc.endpoints import EndpointNotFound, Endpoints
 from wanfedtx.rpc.errors import ConnectionClosed, FrameError, RemoteError, RPCLayerError
 from wanfedtx.rpc.interfaces import ConnectionInfo
+from wanfedtx.rpc.rejections import peer_address
 
 log = Logger(namespace="wanfedtx.rpc")
 
@@ -157,10 +158,7 @@ def _error_string(method: str, failure: Failure) -> str:
 
 
 def _peer(transport: Any) -> str:
-    try:
-        return str(transport.getPeer())
-    except Exception:
-        return "?"
+    return peer_address(transport)
 
 
 class RPCHandler:
