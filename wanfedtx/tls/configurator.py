@@ -265,7 +265,8 @@ def _load_material(s: TLSSettings, generation: int) -> _Material:
         key_what = f"key_file {key_src}" if key_src else "key_pem"
         cert_pem = _read(cert_src, "cert_file") if cert_src else s.cert_pem
         key_pem = _read(key_src, "key_file") if key_src else s.key_pem
-        assert cert_pem is not None and key_pem is not None
+        if cert_pem is None or key_pem is None:
+            raise TLSConfigError("cert_file and key_file must be set together")
         chain = _parse_certs(cert_pem, cert_what)
         key = _parse_key(key_pem, key_what)
         if _public_bytes(key.public_key()) != _public_bytes(chain[0].public_key()):
@@ -735,7 +736,8 @@ def _install_material(
         if key is not None:
             _use_cert_and_key(ctx, chain, key)
         store = ctx.get_cert_store()
-        assert store is not None
+        if store is None:
+            raise TLSConfigError("OpenSSL gave the TLS context no certificate store")
         for ca in cas:
             store.add_cert(crypto.X509.from_cryptography(ca))
     except (SSL.Error, crypto.Error, ValueError) as e:

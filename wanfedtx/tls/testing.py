@@ -128,7 +128,8 @@ class RecordingProtocol(Protocol):
 
     def handshakeCompleted(self) -> None:
         self.record.handshake_done = True
-        assert self.transport is not None
+        if self.transport is None:
+            return
         self.record.negotiated = getattr(self.transport, "negotiatedProtocol", None)
         if self.require_alpn is not None:
             try:
