@@ -111,7 +111,12 @@ class Agent(MultiService):
                 self.server_port.service.setName("rpc")  # type: ignore[no-untyped-call]
                 self.server_port.service.setServiceParent(self)  # type: ignore[no-untyped-call]
                 if rt.data_dir:
-                    self.raft = build_raft(rt, reactor, fsm, self.server_port, dialer)
+                    router = self.gossip.router
+                    self.raft = build_raft(
+                        rt, reactor, fsm, self.server_port, dialer,
+                        lambda: [(s.short_name, s.rpc_addr)
+                                 for s in router.lan.servers(rt.datacenter)],
+                    )
                     self.raft.setName("raft")  # type: ignore[no-untyped-call]
                     self.raft.setServiceParent(self)  # type: ignore[no-untyped-call]
                     self.gossip.on_lan_server = self.raft.server_discovered

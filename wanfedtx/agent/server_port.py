@@ -6,6 +6,11 @@ of this server: ``Status.Ping`` plus every catalog/health/KV/status endpoint of 
 port also accepts native TLS with ALPN (``wanfedtx.rpc.server``), and ``verify_incoming`` applies
 to the legacy path. Other parts (raft, WAN gossip tunnels) register their handlers on
 ``registry`` before the service starts.
+
+The port enforces ``limits.rpc_max_conns_per_client`` at accept and listens with the kernel's
+``somaxconn`` backlog. With ``verify_incoming`` and ``verify_server_hostname`` raft is served only
+to this datacenter's servers, each message checked against the sender's certificate node name
+(``ServerSourceCheck`` over the LAN gossip servers).
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ from typing import Any
 
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 
+from wanfedtx.agent.limits import listen_backlog
 from wanfedtx.config.runtime import RuntimeConfig
 from wanfedtx.fsm.machine import FSM
 from wanfedtx.raft.service import RaftService
-from wanfedtx.raft.wiring import raft_on_rpc_port
+from wanfedtx.raft.wiring import ServerLister, ServerSourceCheck, raft_on_rpc_port
 from wanfedtx.rpc.constants import RPCType
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.endpoints import Endpoints, default_endpoints
@@ -48,14 +54,18 @@ class ServerPort:
     ) -> None:
         self.endpoints = endpoints if endpoints is not None else default_endpoints()
         self.registry = HandlerRegistry()
-        self.registry.register(RPCType.CONSUL, RPCHandler(self.endpoints, multi=False))
-        self.registry.register(RPCType.MULTIPLEX_V2, RPCHandler(self.endpoints, multi=True))
+        self.registry.register(RPCType.CONSUL,
+                               RPCHandler(self.endpoints, multi=False, clock=reactor))
+        self.registry.register(RPCType.MULTIPLEX_V2,
+                               RPCHandler(self.endpoints, multi=True, clock=reactor))
         self.factory = RPCPortFactory(
-            self.registry, reactor, tls, handshake_timeout=config.rpc_handshake_timeout
+            self.registry, reactor, tls, handshake_timeout=config.rpc_handshake_timeout,
+            max_conns_per_client=config.rpc_max_conns_per_client,
         )
         host, port = config.rpc_bind_addr
         endpoint_type = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
-        self.service = RPCPortService(endpoint_type(reactor, port, interface=host), self.factory)
+        endpoint = endpoint_type(reactor, port, backlog=listen_backlog(), interface=host)
+        self.service = RPCPortService(endpoint, self.factory)
 
 
 def raft_peers(config: RuntimeConfig) -> list[str]:
@@ -81,15 +91,21 @@ def build_raft(
     fsm: FSM,
     server_port: ServerPort,
     dialer: Dialer,
+    lan_servers: ServerLister | None = None,
 ) -> RaftService:
     """This server's raft on its RPC port, its log under ``<data_dir>/raft``.
 
     ``bootstrap`` (and ``-dev``) bootstraps a single-server cluster; otherwise
-    ``bootstrap_expect`` servers from the join addresses bootstrap together.
+    ``bootstrap_expect`` servers from the join addresses bootstrap together. ``lan_servers``
+    lists this datacenter's servers known to LAN gossip (node, raft address): with server
+    identity enforced, inbound raft messages are accepted only from those.
     """
     host, port = config.rpc_advertise_addr
     advertise = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     expect = 1 if (config.bootstrap or config.dev_mode) else config.bootstrap_expect
+    source_check = None
+    if server_port.factory.server_identity_required():
+        source_check = ServerSourceCheck(lan_servers, {advertise: config.node_name})
     return raft_on_rpc_port(
         advertise=advertise,
         data_dir=os.path.join(config.data_dir, "raft"),
@@ -99,6 +115,7 @@ def build_raft(
         reactor=reactor,
         peers=raft_peers(config),
         bootstrap_expect=expect,
+        source_check=source_check,
     )
 
 

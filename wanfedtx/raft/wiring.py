@@ -7,12 +7,18 @@ Peers are ``host:port`` server addresses (``retry_join`` entries resolved to the
 ``node_names`` maps them to node names for TLS server-name checks when known. With
 ``native_tls`` peers are dialed with native TLS and ALPN ``consul/raft`` (SNI
 ``<node>.server.<dc>.<domain>``, so every peer's node name must be in ``node_names``).
+
+With ``source_check`` (given when the RPC port enforces server identity: ``verify_incoming`` and
+``verify_server_hostname``) every inbound raft message is vetted against the certificate's node
+name; ``ServerSourceCheck`` is the check: the node must be a server of this datacenter whose raft
+address is the message's ``src``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -25,7 +31,63 @@ from wanfedtx.raft.service import RaftService
 from wanfedtx.raft.transport import RaftHandler, StreamTransport
 from wanfedtx.rpc.constants import ALPN_RPC_RAFT, RPCType
 from wanfedtx.rpc.dial import Dialer
+from wanfedtx.rpc.interfaces import SourceCheck
 from wanfedtx.rpc.registry import HandlerRegistry
+from wanfedtx.tls.server_identity import WILDCARD_NODE
+
+ServerLister = Callable[[], Iterable[tuple[str, str]]]
+"""``() -> [(node name, "host:port" raft address), ...]``: this datacenter's servers now."""
+
+
+def normalize_addr(addr: str) -> str:
+    """``host:port`` in one spelling: IPv6 in brackets and compressed, names lower-cased."""
+    host, sep, port = addr.rpartition(":")
+    if not sep:
+        return addr.lower()
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return f"{host.lower()}:{port}"
+    return f"[{ip.compressed}]:{port}" if ip.version == 6 else f"{ip.compressed}:{port}"
+
+
+class ServerSourceCheck:
+    """``SourceCheck`` under server identity: ``peer_node`` must name a server of this DC whose
+    raft address equals the message's ``src``.
+
+    Servers come from ``servers()`` (the LAN gossip members with ``role=consul``, ``dc`` of this
+    datacenter and an RPC ``port`` tag) and from ``static`` (``addr -> node``, e.g.
+    ``raft_on_rpc_port``'s ``node_names``). A wildcard node certificate (``*``) may send from any
+    known server address of this DC. An unknown node or address is refused: the sender's
+    transport reconnects, and gossip usually knows the server by then.
+    """
+
+    def __init__(self, servers: ServerLister | None = None,
+                 static: Mapping[str, str] | None = None) -> None:
+        self._servers = servers
+        self._static = dict(static or {})
+
+    def known(self) -> dict[str, set[str]]:
+        """Normalized raft address -> the node names claiming it."""
+        out: dict[str, set[str]] = {}
+        for addr, node in self._static.items():
+            out.setdefault(normalize_addr(addr), set()).add(node.lower())
+        if self._servers is not None:
+            for node, addr in self._servers():
+                out.setdefault(normalize_addr(addr), set()).add(node.lower())
+        return out
+
+    def __call__(self, peer_node: str | None, src: str) -> str | None:
+        if not peer_node:
+            return "the connection has no verified server identity"
+        nodes = self.known().get(normalize_addr(src))
+        if nodes is None:
+            return f"{src!r} is not the raft address of a known server of this datacenter"
+        if peer_node == WILDCARD_NODE or peer_node.lower() in nodes:
+            return None
+        return (f"the certificate names node {peer_node!r} but {src!r} is the raft address of "
+                f"{', '.join(sorted(nodes))}")
 
 
 def raft_on_rpc_port(
@@ -45,13 +107,15 @@ def raft_on_rpc_port(
     rng: random.Random | None = None,
     metrics: Registry = REGISTRY,
     native_tls: bool = False,
+    source_check: SourceCheck | None = None,
 ) -> RaftService:
     """A ``RaftService`` for the server reachable at ``advertise`` (``host:port`` of :8300)."""
     existing = registry.for_type(RPCType.RAFT)
     if isinstance(existing, RaftHandler):
         handler = existing  # a restarted service on the same port
+        handler.source_check = source_check
     else:
-        handler = RaftHandler()
+        handler = RaftHandler(source_check=source_check, clock=reactor, metrics=metrics)
         registry.register(RPCType.RAFT, handler)
     names = dict(node_names or {})
 

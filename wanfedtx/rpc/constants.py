@@ -55,11 +55,16 @@ RPC_NEXT_PROTOS: Final[tuple[str, ...]] = (
 
 # limits.rpc_handshake_timeout default: covers the first-byte peek and the native TLS handshake.
 DEFAULT_RPC_HANDSHAKE_TIMEOUT: Final = 5.0
+# limits.rpc_max_conns_per_client default: concurrent :8300 conns per source IP (0 = no limit).
+DEFAULT_RPC_MAX_CONNS_PER_CLIENT: Final = 100
 # pool defaultDialTimeout (also the snapshot dial timeout).
 DEFAULT_DIAL_TIMEOUT: Final = 10.0
 # serverRPCCache: idle pooled server connections are closed after this long.
 DEFAULT_POOL_MAX_IDLE: Final = 120.0
 # How often the pool looks for idle connections.
 POOL_REAP_INTERVAL: Final = 1.0
+# Unanswered calls per server connection before it stops reading (back-pressure; yamux's
+# AcceptBacklog is 256 too).
+MAX_PENDING_CALLS: Final = 256
 # Largest RPC frame (request or response body) accepted by the codec, in bytes.
 DEFAULT_MAX_FRAME_SIZE: Final = 16 * 1024 * 1024

@@ -3,6 +3,13 @@
 ``rpc-single`` (type 0 / ALPN ``consul/rpc-single``) serves one call at a time in arrival order;
 ``rpc-multi`` (type 4 / ALPN ``consul/rpc-multi``) runs every call as it arrives and answers in
 completion order. A malformed frame logs ``RPC error`` and closes the connection.
+
+Bounds: a frame's declared length is checked before its bytes are buffered (``FrameDecoder``,
+``DEFAULT_MAX_FRAME_SIZE``), so one connection holds at most one partial frame. Calls a peer has
+sent but not yet been answered (queued on ``rpc-single``, running on ``rpc-multi``) are capped at
+``MAX_PENDING_CALLS``: at the cap the server stops reading the connection (TCP back-pressure)
+and resumes below half of it, so a peer that pipelines requests without reading the answers
+cannot grow the queue or the write buffer without bound.
 """
 
 from __future__ import annotations
@@ -11,11 +18,12 @@ from collections import deque
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IProtocol
+from twisted.internet.interfaces import IProtocol, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from wanfedtx.ratelog import RateLimitedLog
 from wanfedtx.rpc.codec import (
     FrameDecoder,
     Request,
@@ -23,10 +31,11 @@ from wanfedtx.rpc.codec import (
     encode_request,
     encode_response,
 )
-from wanfedtx.rpc.constants import DEFAULT_MAX_FRAME_SIZE
+from wanfedtx.rpc.constants import DEFAULT_MAX_FRAME_SIZE, MAX_PENDING_CALLS
 from wanfedtx.rpc.endpoints import EndpointNotFound, Endpoints
 from wanfedtx.rpc.errors import ConnectionClosed, FrameError, RemoteError, RPCLayerError
 from wanfedtx.rpc.interfaces import ConnectionInfo
+from wanfedtx.rpc.rejections import peer_address
 
 log = Logger(namespace="wanfedtx.rpc")
 
@@ -40,7 +49,9 @@ class RPCServerProtocol(Protocol):
         *,
         multi: bool,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        rate_log: RateLimitedLog | None = None,
     ) -> None:
+        self._rlog = rate_log
         self._endpoints = endpoints
         self._multi = multi
         self._max = max_frame_size
@@ -48,10 +59,27 @@ class RPCServerProtocol(Protocol):
         self._queue: deque[Request] = deque()
         self._busy = False
         self._closed = False
+        self._pending = 0  # calls received and not yet answered
+        self._paused = False
 
     def _t(self) -> Any:
-        assert self.transport is not None, "not connected"
+        if self.transport is None:
+            raise RuntimeError("RPC server protocol used before connectionMade")
         return self.transport
+
+    def _throttle(self) -> None:
+        """Stop reading at ``MAX_PENDING_CALLS`` unanswered calls; resume below half of it."""
+        socket: Any = self.transport
+        while socket is not None and not hasattr(socket, "pauseProducing"):
+            socket = getattr(socket, "transport", None)  # a TLS layer: pause the socket below
+        pause = getattr(socket, "pauseProducing", None)
+        resume = getattr(socket, "resumeProducing", None)
+        if not self._paused and self._pending >= MAX_PENDING_CALLS and pause is not None:
+            self._paused = True
+            pause()
+        elif self._paused and self._pending < MAX_PENDING_CALLS // 2 and resume is not None:
+            self._paused = False
+            resume()
 
     def dataReceived(self, data: bytes) -> None:
         if self._closed:
@@ -65,6 +93,7 @@ class RPCServerProtocol(Protocol):
             if not isinstance(msg, Request):
                 self._fail("RPC server received a response frame")
                 return
+            self._pending += 1
             if self._multi:
                 self._dispatch(msg)
             else:
@@ -73,9 +102,15 @@ class RPCServerProtocol(Protocol):
             self._pump()
         if error is not None:
             self._fail(str(error))
+            return
+        self._throttle()
 
     def _fail(self, error: str) -> None:
-        log.error("RPC error", error=error, conn=_peer(self.transport))
+        if self._rlog is not None:  # a peer's bad input: bounded, with the peer and the cause
+            self._rlog.error("rpc-frame", "RPC error: from={peer} error={error}",
+                             peer=_peer(self.transport), error=error)
+        else:
+            log.error("RPC error", error=error, conn=_peer(self.transport))
         self._closed = True
         if self.transport is not None:
             self._t().loseConnection()
@@ -98,6 +133,7 @@ class RPCServerProtocol(Protocol):
         )
 
     def _respond(self, seq: int, error: str | None, reply: Any) -> None:
+        self._pending = max(0, self._pending - 1)
         if not self._closed:
             try:
                 frame = encode_response(seq, error, reply, self._max)
@@ -107,6 +143,8 @@ class RPCServerProtocol(Protocol):
         if not self._multi:
             self._busy = False
             self._pump()
+        if not self._closed:
+            self._throttle()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closed = True
@@ -120,10 +158,7 @@ def _error_string(method: str, failure: Failure) -> str:
 
 
 def _peer(transport: Any) -> str:
-    try:
-        return str(transport.getPeer())
-    except Exception:
-        return "?"
+    return peer_address(transport)
 
 
 class RPCHandler:
@@ -135,14 +170,18 @@ class RPCHandler:
         *,
         multi: bool,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        clock: IReactorTime | None = None,
     ) -> None:
         self.endpoints = endpoints
         self.multi = multi
         self.max_frame_size = max_frame_size
+        # With a clock, malformed-frame lines are rate-limited per handler (reason rpc-frame).
+        self.rate_log = RateLimitedLog(log, clock) if clock is not None else None
 
     def build_protocol(self, conn: ConnectionInfo) -> IProtocol:
         return RPCServerProtocol(
-            self.endpoints, multi=self.multi, max_frame_size=self.max_frame_size
+            self.endpoints, multi=self.multi, max_frame_size=self.max_frame_size,
+            rate_log=self.rate_log
         )
 
 
@@ -175,7 +214,8 @@ class RPCClientProtocol(Protocol):
         self.connected_flag = True
 
     def _t(self) -> Any:
-        assert self.transport is not None, "not connected"
+        if self.transport is None:
+            raise ConnectionClosed("not connected")
         return self.transport
 
     def call(self, method: str, args: Any = None) -> Deferred[Any]:

@@ -13,12 +13,26 @@
 One timer (``handshake_timeout``, the reference's ``rpc_handshake_timeout``) covers the first
 byte, the TLS handshake and the inner type byte; it is cancelled when a handler takes over.
 ``RPCPortService`` listens on an endpoint and closes every connection on stop.
+
+Guards (an unauthenticated peer reaches all of them):
+
+* ``max_conns_per_client`` (``limits.rpc_max_conns_per_client``, 0 = unlimited): concurrent
+  connections per source IP, every connection counted (raft and WAN-gossip ALPN too); one over
+  the limit is closed at once (metric ``rpc.accept_conn`` with ``status``).
+* Server identity for raft: when the TLS provider says ``server_identity_required()``
+  (``verify_incoming`` + ``verify_server_hostname``), a raft connection (legacy inner type 1 or
+  ALPN ``consul/raft``) is handed over only after ``authorize_server_conn(transport)`` accepted
+  the peer's certificate (see ``wanfedtx.tls.server_identity``); the node name goes into
+  ``ConnectionInfo.peer_node``. Refusals are counted in ``rpc.raft_refused``.
+* Every rejection line goes through one ``RateLimitedLog`` per port, with the peer (``from``)
+  and a reason per cause (``REASON_*``), keeping the reference's message texts.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import (
@@ -32,37 +46,50 @@ from twisted.internet.interfaces import (
     ITransport,
 )
 from twisted.internet.protocol import Factory, Protocol, ServerFactory, connectionDone
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wanfedtx.metrics import REGISTRY, Registry
+from wanfedtx.ratelog import RateLimitedLog
 from wanfedtx.rpc import sniff
 from wanfedtx.rpc.constants import (
     ALPN_RPC_RAFT,
     DEFAULT_RPC_HANDSHAKE_TIMEOUT,
+    DEFAULT_RPC_MAX_CONNS_PER_CLIENT,
     RPC_NEXT_PROTOS,
     RPCType,
 )
 from wanfedtx.rpc.interfaces import ConnectionInfo, IServerTLS
 from wanfedtx.rpc.registry import HandlerRegistry
+from wanfedtx.rpc.rejections import (
+    MSG_ACCEPTED_NATIVE,
+    MSG_CONN_LIMIT,
+    MSG_DETECTED_TLS,
+    MSG_FIRST_BYTE,
+    MSG_HANDSHAKE_FAILED,
+    MSG_RAFT_ANY_CERT,
+    MSG_RAFT_PLAINTEXT,
+    MSG_RAFT_REFUSED,
+    MSG_TLS_NOT_CONFIGURED,
+    MSG_UNKNOWN_ALPN,
+    REASON_BAD_BYTE,
+    REASON_CONN_LIMIT,
+    REASON_FIRST_BYTE_TIMEOUT,
+    REASON_RAFT_IDENTITY,
+    REASON_TLS_FAILED,
+    REASON_TLS_NOT_CONFIGURED,
+    REASON_TLS_TIMEOUT,
+    REASON_UNKNOWN_ALPN,
+    SNIFF_REASONS,
+    handshake_reason,
+    log_format,
+    peer_address,
+    peer_host,
+)
 
 log = Logger(namespace="wanfedtx.rpc")
-
-MSG_DETECTED_TLS = "detected actual TLS over RPC port"
-MSG_FIRST_BYTE = "failed to read first byte"
-MSG_HANDSHAKE_FAILED = "TLS handshake failed"
-MSG_ACCEPTED_NATIVE = "accepted nativeTLS RPC"
-MSG_UNKNOWN_ALPN = "discarding RPC for unknown negotiated protocol"
-MSG_TLS_NOT_CONFIGURED = "TLS connection attempted but TLS is not configured on this server"
-
-
-def _peer(transport: Any) -> str:
-    try:
-        return str(transport.getPeer())
-    except Exception:
-        return "?"
 
 
 class RPCPortFactory(ServerFactory):
@@ -75,17 +102,59 @@ class RPCPortFactory(ServerFactory):
         tls: IServerTLS | None = None,
         handshake_timeout: float = DEFAULT_RPC_HANDSHAKE_TIMEOUT,
         metrics: Registry = REGISTRY,
+        max_conns_per_client: int = DEFAULT_RPC_MAX_CONNS_PER_CLIENT,
+        rate_log: RateLimitedLog | None = None,
     ) -> None:
         self.registry = registry
         self.clock = clock
         self.tls = tls
         self.handshake_timeout = handshake_timeout
+        self.max_conns_per_client = max_conns_per_client
         self.raft_handoff = metrics.counter(
             "rpc.raft_handoff", "Connections handed to the raft layer")
+        self.raft_refused = metrics.counter(
+            "rpc.raft_refused",
+            "Raft connections refused: the peer is not a server of this datacenter")
+        self.accept_conn = metrics.counter(
+            "rpc.accept_conn", "Connections accepted on the RPC port, by status", ("status",))
         self.connections: set[SniffingProtocol] = set()
+        self.per_client: dict[str, int] = {}
+        self.rlog = rate_log if rate_log is not None else RateLimitedLog(log, clock)
 
     def buildProtocol(self, addr: Any) -> SniffingProtocol:
         return SniffingProtocol(self)
+
+    def server_identity_required(self) -> bool:
+        """Raft needs a verified server identity (``verify_incoming`` and
+        ``verify_server_hostname``); a TLS provider without the check never requires it."""
+        check = getattr(self.tls, "server_identity_required", None)
+        return bool(check()) if callable(check) else False
+
+    def raft_security_warnings(self) -> list[str]:
+        """The start-up warnings about raft's authentication on this port (possibly none)."""
+        tls = self.tls
+        if tls is None or not tls.verify_incoming_rpc():
+            return [MSG_RAFT_PLAINTEXT]
+        if not self.server_identity_required():
+            return [MSG_RAFT_ANY_CERT]
+        return []
+
+    def admit(self, host: str | None) -> bool:
+        """Count a new connection from ``host``; False when it is over the per-client limit."""
+        if host is None:
+            return True
+        n = self.per_client.get(host, 0)
+        if self.max_conns_per_client > 0 and n >= self.max_conns_per_client:
+            return False
+        self.per_client[host] = n + 1
+        return True
+
+    def release(self, host: str) -> None:
+        n = self.per_client.get(host, 0) - 1
+        if n > 0:
+            self.per_client[host] = n
+        else:
+            self.per_client.pop(host, None)
 
 
 class _Stage:
@@ -105,6 +174,7 @@ class SniffingProtocol(Protocol):
         self._downstream: IProtocol | None = None  # receives the socket's later bytes
         self._close_waiters: list[Deferred[None]] = []
         self._lost = False
+        self._counted_host: str | None = None
         tls = factory.tls
         self._sniffer = sniff.Sniffer(
             mutual_tls_capable=tls is not None and tls.mutual_tls_capable(),
@@ -115,6 +185,17 @@ class SniffingProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.port.connections.add(self)
+        host = peer_host(self.transport)
+        if not self.port.admit(host):
+            self.port.accept_conn.inc(status="rejected")
+            self.port.rlog.error(REASON_CONN_LIMIT, MSG_CONN_LIMIT + ": from={peer}",
+                                 peer=peer_address(self.transport),
+                                 limit=self.port.max_conns_per_client)
+            self._stage = _Stage.CLOSED
+            self._socket().loseConnection()
+            return
+        self._counted_host = host
+        self.port.accept_conn.inc(status="accepted")
         try:  # Go sockets default to TCP_NODELAY; small RPC frames must not wait for ACKs
             self._socket().setTcpNoDelay(True)
         except (AttributeError, NotImplementedError, OSError):
@@ -136,6 +217,9 @@ class SniffingProtocol(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancel_timer()
         self.port.connections.discard(self)
+        if self._counted_host is not None:
+            self.port.release(self._counted_host)
+            self._counted_host = None
         downstream, self._downstream = self._downstream, None
         if downstream is not None:
             downstream.connectionLost(reason)
@@ -149,7 +233,8 @@ class SniffingProtocol(Protocol):
 
     def _act(self, decision: sniff.Decision) -> None:
         if isinstance(decision, sniff.Reject):
-            self.reject(decision.message, byte=decision.first_byte)
+            self.reject(decision.message, SNIFF_REASONS.get(decision.message, REASON_BAD_BYTE),
+                        byte=decision.first_byte)
         elif isinstance(decision, sniff.Legacy):
             self._cancel_timer()
             self.hand_off(
@@ -157,18 +242,21 @@ class SniffingProtocol(Protocol):
                 decision.data, self,
             )
         elif isinstance(decision, sniff.NativeTLS):
-            log.debug(MSG_DETECTED_TLS, conn=_peer(self.transport))
-            assert self.port.tls is not None
+            log.debug(MSG_DETECTED_TLS, conn=peer_address(self.transport))
+            if self.port.tls is None:  # the sniffer decides NativeTLS only with TLS material
+                self.reject(MSG_TLS_NOT_CONFIGURED, REASON_TLS_NOT_CONFIGURED)
+                return
             try:
                 creator = self.port.tls.incoming_alpn_creator(RPC_NEXT_PROTOS)
             except Exception as e:  # e.g. certificate files unreadable after a reload
-                self.reject(MSG_HANDSHAKE_FAILED, error=str(e))
+                self.reject(MSG_HANDSHAKE_FAILED, REASON_TLS_FAILED, error=str(e))
                 return
             self._start_tls(creator, decision.data, native=True, rpc_type=None)
         else:  # LegacyTLS
             tls = self.port.tls
             if tls is None:
-                self.reject(MSG_TLS_NOT_CONFIGURED, byte=decision.rpc_type)
+                self.reject(MSG_TLS_NOT_CONFIGURED, REASON_TLS_NOT_CONFIGURED,
+                            byte=decision.rpc_type)
                 return
             make: Any
             if decision.rpc_type == RPCType.TLS:
@@ -176,12 +264,12 @@ class SniffingProtocol(Protocol):
             else:
                 make = getattr(tls, "incoming_insecure_rpc_creator", None)
                 if make is None:
-                    self.reject(sniff.MSG_UNRECOGNIZED, byte=decision.rpc_type)
+                    self.reject(sniff.MSG_UNRECOGNIZED, REASON_BAD_BYTE, byte=decision.rpc_type)
                     return
             try:
                 creator = make()
             except Exception as e:
-                self.reject(MSG_HANDSHAKE_FAILED, error=str(e))
+                self.reject(MSG_HANDSHAKE_FAILED, REASON_TLS_FAILED, error=str(e))
                 return
             self._start_tls(creator, decision.data, native=False, rpc_type=decision.rpc_type)
 
@@ -198,11 +286,14 @@ class SniffingProtocol(Protocol):
         if data and self._downstream is tls_proto:
             tls_proto.dataReceived(data)
 
-    def reject(self, message: str, transport: ITransport | None = None, **fields: Any) -> None:
-        """Log ``message`` (the reference's wording) and close the connection.
+    def reject(self, message: str, reason: str, transport: ITransport | None = None,
+               level: LogLevel = LogLevel.error, **fields: Any) -> None:
+        """Log ``message`` (the reference's wording) with the peer and ``reason`` through the
+        port's rate-limited log, and close the connection.
 
         ``transport`` is the layer to close (the TLS layer inside TLS; the socket otherwise)."""
-        log.error(message, conn=_peer(self.transport), **fields)
+        line = log_format(message, fields)  # (removes the ``raw`` flag from ``fields``)
+        self.port.rlog.emit(level, reason, line, peer=peer_address(self.transport), **fields)
         self._stage = _Stage.CLOSED
         self._cancel_timer()
         closing = transport if transport is not None else self.transport
@@ -215,15 +306,20 @@ class SniffingProtocol(Protocol):
         if info.alpn is not None:
             handler = registry.for_alpn(info.alpn)
             if handler is None:
-                self.reject(MSG_UNKNOWN_ALPN, info.transport, protocol=info.alpn, sni=info.sni)
+                self.reject(MSG_UNKNOWN_ALPN, REASON_UNKNOWN_ALPN, info.transport,
+                            protocol=info.alpn, sni=info.sni)
                 return
         else:
-            assert info.rpc_type is not None
-            handler = registry.for_type(info.rpc_type)
+            handler = registry.for_type(info.rpc_type) if info.rpc_type is not None else None
             if handler is None:
-                self.reject(sniff.MSG_UNRECOGNIZED, info.transport, byte=info.rpc_type)
+                self.reject(sniff.MSG_UNRECOGNIZED, REASON_BAD_BYTE, info.transport,
+                            byte=info.rpc_type)
                 return
         if info.rpc_type == RPCType.RAFT or info.alpn == ALPN_RPC_RAFT:
+            checked = self._authorize_raft(info)
+            if checked is None:
+                return
+            info = checked
             self.port.raft_handoff.inc()
         self._cancel_timer()
         self._stage = _Stage.HANDLER
@@ -231,7 +327,7 @@ class SniffingProtocol(Protocol):
             proto: Any = handler.build_protocol(info)
         except Exception:
             log.failure("RPC handler {handler!r} refused the connection", handler=handler,
-                        conn=_peer(self.transport))
+                        conn=peer_address(self.transport))
             self._stage = _Stage.CLOSED
             info.transport.loseConnection()
             return
@@ -239,6 +335,28 @@ class SniffingProtocol(Protocol):
         proto.makeConnection(info.transport)
         if data:
             proto.dataReceived(data)
+
+    def _authorize_raft(self, info: ConnectionInfo) -> ConnectionInfo | None:
+        """``info`` with ``peer_node`` when raft may be served, None when refused (closed)."""
+        if not self.port.server_identity_required():
+            return info
+        tls: Any = self.port.tls
+        if not info.tls:  # the sniffer's verify_incoming gate closes these first
+            error = "raft requires TLS with a server certificate of this datacenter"
+        else:
+            try:
+                identity = tls.authorize_server_conn(info.transport)
+            except Exception as e:  # never let a certificate quirk skip the refusal
+                error = f"server certificate check failed: {e!r}"
+            else:
+                if identity.node is not None:
+                    return attrs.evolve(info, peer_node=identity.node)
+                error = str(identity.reason)
+        self.port.raft_refused.inc()
+        self.reject(MSG_RAFT_REFUSED + ': from={peer} operation="raft RPC" error={error}',
+                    REASON_RAFT_IDENTITY, info.transport, level=LogLevel.warn, error=error,
+                    raw=True)
+        return None
 
     # the plaintext path forwards through this object itself
     @property
@@ -253,12 +371,17 @@ class SniffingProtocol(Protocol):
 
     def _timed_out(self) -> None:
         self._timer = None
+        peer = peer_address(self.transport)
         if self._stage == _Stage.SNIFF:
-            log.error(MSG_FIRST_BYTE, conn=_peer(self.transport),
-                      error="i/o timeout waiting for the first byte")
+            error = "i/o timeout waiting for the first byte"
+            self.port.rlog.error(REASON_FIRST_BYTE_TIMEOUT,
+                                 log_format(MSG_FIRST_BYTE, {"error": error}),
+                                 peer=peer, error=error)
         elif self._stage == _Stage.TLS:
-            log.error(MSG_HANDSHAKE_FAILED, conn=_peer(self.transport),
-                      error="i/o timeout during the TLS handshake")
+            error = "i/o timeout during the TLS handshake"
+            self.port.rlog.error(REASON_TLS_TIMEOUT,
+                                 log_format(MSG_HANDSHAKE_FAILED, {"error": error}),
+                                 peer=peer, error=error)
         self._stage = _Stage.CLOSED
         self._socket().abortConnection()
 
@@ -268,7 +391,8 @@ class SniffingProtocol(Protocol):
         self._timer = None
 
     def _socket(self) -> Any:
-        assert self.transport is not None
+        if self.transport is None:
+            raise RuntimeError("RPC-port connection used before connectionMade")
         return self.transport
 
     def when_closed(self) -> Deferred[None]:
@@ -306,7 +430,7 @@ class _TLSSide(Protocol):
         if self._native:
             raw = getattr(transport, "negotiatedProtocol", None)
             alpn = raw.decode("ascii", "replace") if raw else ""
-            log.debug(MSG_ACCEPTED_NATIVE, sni=sni, protocol=alpn, conn=_peer(transport))
+            log.debug(MSG_ACCEPTED_NATIVE, sni=sni, protocol=alpn, conn=peer_address(transport))
             conn.hand_off(ConnectionInfo(transport, None, alpn, tls=True, sni=sni), b"", self)
         elif self._rpc_type == RPCType.TLS:
             self._inner_sniffer = sniff.Sniffer(
@@ -330,12 +454,16 @@ class _TLSSide(Protocol):
                                   sni=_server_name(self.transport))
             self._conn.hand_off(info, decision.data, self)
         elif isinstance(decision, sniff.Reject):
-            self._conn.reject(decision.message, self.transport, byte=decision.first_byte)
+            self._conn.reject(decision.message,
+                              SNIFF_REASONS.get(decision.message, REASON_BAD_BYTE),
+                              self.transport, byte=decision.first_byte)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if not self._handshake_done and self._conn._stage == _Stage.TLS:
-            log.error(MSG_HANDSHAKE_FAILED, conn=_peer(self.transport),
-                      error=reason.getErrorMessage())
+            error = reason.getErrorMessage()
+            self._conn.port.rlog.error(handshake_reason(reason),
+                                       log_format(MSG_HANDSHAKE_FAILED, {"error": error}),
+                                       peer=peer_address(self._conn.transport), error=error)
         target, self.target = self.target, None
         if target is not None:
             target.connectionLost(reason)
@@ -360,6 +488,9 @@ class RPCPortService(Service):
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
+        if self.factory.registry.for_type(RPCType.RAFT) is not None:
+            for warning in self.factory.raft_security_warnings():
+                log.warn(warning)
         self._listening = self.endpoint.listen(self.factory)
 
         def got(port: IListeningPort) -> IListeningPort:
@@ -370,7 +501,8 @@ class RPCPortService(Service):
 
     def when_listening(self) -> Deferred[IListeningPort]:
         """Fires with the listening port (start the service first)."""
-        assert self._listening is not None, "start the service first"
+        if self._listening is None:
+            raise RuntimeError("start the service first")
         d: Deferred[IListeningPort] = Deferred()
 
         def fire(p: IListeningPort) -> IListeningPort:
@@ -388,6 +520,7 @@ class RPCPortService(Service):
             if stopped is not None:
                 waits.append(stopped)
             self.port = None
+        self.factory.rlog.stop()
         for conn in list(self.factory.connections):
             waits.append(conn.when_closed())
             if conn.transport is not None:

@@ -67,6 +67,7 @@ from wanfedtx.tls.errors import (
     TLSConfigError,
     TLSError,
 )
+from wanfedtx.tls.server_identity import ServerIdentity, authorize_server_conn
 
 _log = Logger(namespace="wanfedtx.tls")
 
@@ -264,7 +265,8 @@ def _load_material(s: TLSSettings, generation: int) -> _Material:
         key_what = f"key_file {key_src}" if key_src else "key_pem"
         cert_pem = _read(cert_src, "cert_file") if cert_src else s.cert_pem
         key_pem = _read(key_src, "key_file") if key_src else s.key_pem
-        assert cert_pem is not None and key_pem is not None
+        if cert_pem is None or key_pem is None:
+            raise TLSConfigError("cert_file and key_file must be set together")
         chain = _parse_certs(cert_pem, cert_what)
         key = _parse_key(key_pem, key_what)
         if _public_bytes(key.public_key()) != _public_bytes(chain[0].public_key()):
@@ -518,6 +520,20 @@ class TLSConfigurator:
         """Consul's ``VerifyIncomingRPC()``: ``verify_incoming || verify_incoming_rpc``."""
         return self.settings.verify_incoming or self.settings.verify_incoming_rpc
 
+    def server_identity_required(self) -> bool:
+        """Raft needs a server certificate of this DC with a node name (Consul after PR #11255:
+        ``verify_incoming``/``verify_incoming_rpc`` and ``verify_server_hostname`` both on)."""
+        return self.verify_incoming_rpc() and self.settings.verify_server_hostname
+
+    def authorize_server_conn(self, transport: Any) -> ServerIdentity:
+        """Consul's ``AuthorizeServerConn`` for a finished TLS transport (or ``SSL.Connection``):
+        see :mod:`wanfedtx.tls.server_identity`. Only the manual CA pool counts."""
+        self._refresh()
+        handle = transport if isinstance(transport, SSL.Connection) else _handle(transport)
+        return authorize_server_conn(
+            handle, self._material.cas, self.settings.datacenter, self.domain
+        )
+
     def server_sni(self, dc: str, node: str) -> str:
         """``server.<dc>.<domain>`` for node "" or "*", else ``<node>.server.<dc>.<domain>``."""
         if node in ("", "*"):
@@ -720,7 +736,8 @@ def _install_material(
         if key is not None:
             _use_cert_and_key(ctx, chain, key)
         store = ctx.get_cert_store()
-        assert store is not None
+        if store is None:
+            raise TLSConfigError("OpenSSL gave the TLS context no certificate store")
         for ca in cas:
             store.add_cert(crypto.X509.from_cryptography(ca))
     except (SSL.Error, crypto.Error, ValueError) as e:

@@ -128,7 +128,8 @@ class RecordingProtocol(Protocol):
 
     def handshakeCompleted(self) -> None:
         self.record.handshake_done = True
-        assert self.transport is not None
+        if self.transport is None:
+            return
         self.record.negotiated = getattr(self.transport, "negotiatedProtocol", None)
         if self.require_alpn is not None:
             try:
@@ -198,3 +199,44 @@ def handshake_in_memory(
         pump.flush()  # type: ignore[no-untyped-call]
         clock.advance(0.01)
     return sf.protocols[0].record, cf.protocols[0].record
+
+
+def client_creator(
+    ca_pem: bytes,
+    pair: certs.CertAndKey | None,
+    hostname: str,
+    alpn: str | None = None,
+) -> Any:
+    """A plain client-side TLS creator (Twisted's ``optionsForClientTLS``) that trusts
+    ``ca_pem``, checks ``hostname`` and presents ``pair`` (no certificate when None): for tests
+    that play an arbitrary peer against the RPC port."""
+    from twisted.internet import ssl as tssl
+
+    client = None
+    if pair is not None:
+        client = tssl.PrivateCertificate.loadPEM(  # type: ignore[no-untyped-call]
+            pair.cert_pem + pair.key_pem)
+    return tssl.optionsForClientTLS(
+        hostname,
+        trustRoot=tssl.Certificate.loadPEM(ca_pem),
+        clientCertificate=client,
+        acceptableProtocols=[alpn.encode()] if alpn else None,
+    )
+
+
+def peer_matrix(pki: PKI, dc: str = "dc1", node: str = "s2") -> dict[str, certs.CertAndKey | None]:
+    """The certificates of the RPC-port security matrix, by name, for a server of ``dc``.
+
+    ``none`` (no certificate), ``other-ca`` (a server cert of ``dc`` from another CA), ``cli``,
+    ``client``, ``server-other-dc``, ``server-no-node`` (``server.<dc>.<domain>`` only) and
+    ``server`` (the legitimate ``<node>.server.<dc>.<domain>``)."""
+    other = PKI(pki.domain, now=pki.now)
+    return {
+        "none": None,
+        "other-ca": other.server(dc, node),
+        "cli": pki.cli(dc),
+        "client": pki.client(dc),
+        "server-other-dc": pki.server("dc2" if dc != "dc2" else "dc3", node),
+        "server-no-node": pki.server(dc, ""),
+        "server": pki.server(dc, node),
+    }

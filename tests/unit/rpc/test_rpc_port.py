@@ -31,7 +31,8 @@ def logged() -> Any:
 
 
 def messages(events: list[dict[str, Any]]) -> list[str]:
-    return [e.get("log_format", "") for e in events
+    """The reference's message of each line (the text before the peer and the reason)."""
+    return [e.get("log_format", "").split(": from=")[0] for e in events
             if e.get("log_namespace") == "wanfedtx.rpc"]
 
 
@@ -224,7 +225,7 @@ def test_type_without_handler_is_unrecognized(ca: CA, logged: Any) -> None:
     link.ct.write(b"\x02x")
     link.pump()
     assert link.lost
-    assert [e for e in logged if e.get("log_format") == "unrecognized RPC byte"
+    assert [e for e in logged if e.get("log_format", "").startswith("unrecognized RPC byte: from=")
             and e.get("byte") == 2 and e["log_level"] is LogLevel.error]
 
 
@@ -270,7 +271,7 @@ def test_tls_material_error_closes_with_log_and_when_closed_fires(ca: CA, logged
     link = Link(server, client, clock)
     link.pump()
     assert link.lost
-    assert [e for e in logged if e.get("log_format") == "TLS handshake failed"
+    assert [e for e in logged if e.get("log_format", "").startswith("TLS handshake failed: from=")
             and "vanished" in e.get("error", "")]
     fired: list[None] = []
     server.when_closed().addCallback(fired.append)

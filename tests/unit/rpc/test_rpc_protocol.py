@@ -100,3 +100,59 @@ def test_server_closes_on_bad_frame(junk: bytes, fail_on_logged_errors: Any) -> 
     server.dataReceived(encode_request(1, "Status.Ping", None) + junk)
     assert t.disconnecting
     assert t.value() == b"\x00\x00\x00\x05\x94\x01\x01\xc0\xc0"  # the good call was answered
+
+
+@pytest.mark.parametrize("multi", [False, True])
+def test_unanswered_calls_pause_reading_until_answered(multi: bool) -> None:
+    """A peer that pipelines calls faster than they are answered is throttled (TCP
+    back-pressure) at MAX_PENDING_CALLS instead of growing the queue without bound."""
+    from wanfedtx.rpc.constants import MAX_PENDING_CALLS
+
+    waits: list[Deferred[Any]] = []
+    eps = default_endpoints()
+
+    def slow(args: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        waits.append(d)
+        return d
+
+    eps.register("Test.Slow", slow)
+    server = RPCServerProtocol(eps, multi=multi)
+    t = StringTransport()
+    server.makeConnection(t)
+    burst = b"".join(encode_request(i, "Test.Slow", None) for i in range(MAX_PENDING_CALLS + 5))
+    server.dataReceived(burst)
+    assert t.producerState == "paused"
+    while waits and t.producerState == "paused":
+        waits.pop(0).callback("ok")
+    assert t.producerState == "producing"
+    assert not t.disconnecting
+
+
+def test_malformed_frames_log_through_the_rate_limit() -> None:
+    """With a clock, a peer's bad frames are logged with the peer, at most a burst per
+    interval, whatever the number of connections."""
+    from twisted.internet.address import IPv4Address
+    from twisted.logger import globalLogPublisher
+
+    from wanfedtx.rpc.interfaces import ConnectionInfo
+    from wanfedtx.rpc.protocol import RPCHandler
+
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        clock = Clock()
+        handler = RPCHandler(default_endpoints(), multi=True, clock=clock)
+        for i in range(50):
+            t = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.1", 4000 + i))
+            proto = handler.build_protocol(ConnectionInfo(t, 4, None, tls=False))
+            proto.makeConnection(t)
+            proto.dataReceived(b"\xff\xff\xff\xff")
+            assert t.disconnecting
+        clock.advance(10)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    lines = [e for e in events if e.get("log_namespace") == "wanfedtx.rpc"]
+    assert len(lines) == 11
+    assert lines[0]["reason"] == "rpc-frame" and "192.0.2.1" in lines[0]["peer"]
+    assert lines[-1]["count"] == 40
