@@ -36,8 +36,10 @@ import attrs
 from wanfedtx.raft.errors import (
     BootstrapError,
     ConfigChangeError,
+    EntryTooLargeError,
     LeadershipTransferError,
     NotLeaderError,
+    RaftInvariantError,
 )
 from wanfedtx.raft.messages import (
     ENTRY_COMMAND,
@@ -66,6 +68,17 @@ ERR_NOT_LEADER = "node is not the leader"
 ERR_LEADERSHIP_TRANSFER = "leadership transfer in progress"
 ERR_LEADERSHIP_LOST = "leadership lost while committing log"
 
+DEFAULT_MAX_ENTRY_BYTES = 4 * 1024 * 1024
+ENTRY_OVERHEAD = 32  # msgpack framing of one entry ([index, term, kind, bin]) at most
+
+# ProtocolViolation reasons (bounded set: they label a metric).
+V_NOT_MEMBER = "not-a-member"  # AppendEntries/InstallSnapshot/TimeoutNow from outside the config
+V_NOT_VOTER = "not-a-voter"  # RequestVote from outside the configuration
+V_TERM = "term-from-non-member"  # a higher term in a message from outside the configuration
+V_TRUNCATE = "truncate-committed"  # AppendEntries conflicting with a committed entry
+V_MATCH = "match-beyond-log"  # AppendEntriesResponse claiming entries the leader does not have
+V_MALFORMED = "malformed-append"  # entries not contiguous after prev, or terms out of order
+
 
 @attrs.define
 class RaftOptions:
@@ -78,6 +91,8 @@ class RaftOptions:
     snapshot_chunk_size: int = 256 * 1024
     pre_vote: bool = True
     check_quorum: bool = True
+    max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES  # ``propose`` refuses larger commands
+    max_append_bytes: int = DEFAULT_MAX_ENTRY_BYTES  # AppendEntries batch cap (>= 1 entry)
 
 
 @attrs.frozen
@@ -122,7 +137,16 @@ class SteppedDown:
     term: int
 
 
-Event = LeaderChanged | BecameLeader | SteppedDown
+@attrs.frozen
+class ProtocolViolation:
+    """A message refused because its sender may not send it (it changed nothing)."""
+
+    sender: str
+    reason: str  # one of the V_* constants
+    detail: str
+
+
+Event = LeaderChanged | BecameLeader | SteppedDown | ProtocolViolation
 
 
 @attrs.frozen
@@ -347,6 +371,10 @@ class RaftCore:
         """Append a command as leader; the returned entry's index and term identify the result."""
         self.now = max(self.now, now)
         self._check_leader_accepts()
+        if len(data) > self.opts.max_entry_bytes:
+            raise EntryTooLargeError(
+                f"raft entry of {len(data)} bytes is over the maximum of "
+                f"{self.opts.max_entry_bytes} bytes; split the write into smaller ones")
         e = Entry(self.last_index() + 1, self.term, ENTRY_COMMAND, data)
         self._append(e)
         self._need_flush = True
@@ -383,8 +411,7 @@ class RaftCore:
             if add in voters:
                 raise ConfigChangeError(f"server {add!r} is already a voter")
             voters.add(add)
-        else:
-            assert remove is not None
+        elif remove is not None:
             if remove not in voters:
                 raise ConfigChangeError(f"server {remove!r} is not a voter")
             voters.discard(remove)
@@ -439,7 +466,8 @@ class RaftCore:
                 f"({max(self.snapshot_index, self.snap_index)}, applied={self.applied}]"
             )
         term = self.term_at(index)
-        assert term is not None
+        if term is None:
+            raise RaftInvariantError(f"cannot compact to {index}: its term is unknown")
 
         def voters_at(i: int) -> frozenset[str]:
             out: frozenset[str] = frozenset()
@@ -451,7 +479,8 @@ class RaftCore:
         snap = Snapshot(index, term, voters_at(index), data)
         base = max(self.snap_index, index - max(0, trailing))
         base_term = self.term_at(base)
-        assert base_term is not None
+        if base_term is None:
+            raise RaftInvariantError(f"cannot keep the log from {base}: its term is unknown")
         base_voters = voters_at(base)
         self.log = self.log[base - self.snap_index :]
         self.snap_index, self.snap_term, self.snapshot = base, base_term, snap
@@ -477,7 +506,14 @@ class RaftCore:
             self._maybe_commit()
 
     def receive(self, msg: Message, now: float) -> None:
+        """Handle one message. A message its sender may not send (see ``_refusal``) changes
+        nothing: not the term, the vote, the leader nor the log; it becomes a
+        ``ProtocolViolation`` event."""
         self.now = max(self.now, now)
+        refusal = self._refusal(msg)
+        if refusal is not None:
+            self._events.append(ProtocolViolation(msg.src, refusal[0], refusal[1]))
+            return
         if msg.term > self.term:
             if isinstance(msg, RequestVote):
                 pass  # handled below (pre-vote never changes our term; stickiness)
@@ -502,6 +538,64 @@ class RaftCore:
         elif isinstance(msg, TimeoutNow):
             if msg.term == self.term and self.role == FOLLOWER and self.id in self.voters:
                 self._start_election(transfer=True)
+
+    # -- admission --------------------------------------------------------------------------------
+
+    def _ever_member(self) -> bool:
+        """Whether this server is in any configuration it holds (log or snapshot). A server that
+        is in none is being added (or was never bootstrapped): it must follow the leader that
+        replicates the history to it, whose own addition may come later in that history."""
+        return any(self.id in v for _, v in self._configs)
+
+    def _refusal(self, msg: Message) -> tuple[str, str] | None:
+        """(reason, detail) if ``msg`` may not be processed, None if it may."""
+        src, kind = msg.src, type(msg).__name__
+        voters = self.voters
+        if src == self.id:
+            return V_NOT_MEMBER, f"{kind} claims to come from this server's own id"
+        if isinstance(msg, AppendEntries | InstallSnapshot):
+            if src not in voters and self._ever_member():
+                return V_NOT_MEMBER, f"{kind} (term {msg.term}) from a server outside the " \
+                    f"configuration {sorted(voters)}"
+            if isinstance(msg, AppendEntries) and msg.term >= self.term:
+                return self._append_refusal(msg)
+            return None
+        if isinstance(msg, RequestVote):
+            if src not in voters:
+                return V_NOT_VOTER, f"RequestVote (term {msg.term}) from a server that is not " \
+                    "a voter"
+            return None
+        if src not in voters and (msg.term > self.term or isinstance(msg, TimeoutNow)):
+            return V_TERM, f"{kind} with term {msg.term} (ours {self.term}) from a server " \
+                "outside the configuration"
+        if (isinstance(msg, AppendEntriesResponse) and msg.success and self.role == LEADER
+                and msg.term == self.term and msg.match_index > self.last_index()):
+            return V_MATCH, f"acknowledges index {msg.match_index} beyond our last index " \
+                f"{self.last_index()}"
+        return None
+
+    def _append_refusal(self, m: AppendEntries) -> tuple[str, str] | None:
+        """Malformed batches, and batches that conflict with a committed entry (Log Matching
+        says a leader never asks that; only a forger or a broken peer does)."""
+        if m.prev_term > m.term:
+            return V_MALFORMED, f"prev_term {m.prev_term} above the message term {m.term}"
+        last_term = m.prev_term
+        for i, e in enumerate(m.entries):
+            if e.index != m.prev_index + 1 + i or e.term > m.term or e.term < last_term:
+                return V_MALFORMED, f"entry {i} (index {e.index}, term {e.term}) does not " \
+                    f"follow index {m.prev_index} / term {m.prev_term} in term {m.term}"
+            last_term = e.term
+        if m.prev_index > self.snap_index and self.term_at(m.prev_index) != m.prev_term:
+            return None  # refused by a failure reply; nothing changes
+        for e in m.entries:
+            t = self.term_at(e.index)
+            if t is None or t == e.term:
+                continue
+            if e.index <= self.commit:
+                return V_TRUNCATE, f"entry {e.index} (term {e.term}) conflicts with our " \
+                    f"committed entry of term {t} (commit index {self.commit})"
+            break
+        return None
 
     # -- output -----------------------------------------------------------------------------------
 
@@ -636,7 +730,9 @@ class RaftCore:
     # -- log mutation -----------------------------------------------------------------------------
 
     def _append(self, e: Entry) -> None:
-        assert e.index == self.last_index() + 1
+        if e.index != self.last_index() + 1:
+            raise RaftInvariantError(
+                f"{self.id}: entry {e.index} does not follow the last index {self.last_index()}")
         self.log.append(e)
         self._pending_entries.append(e)
         if e.kind == ENTRY_CONFIG:
@@ -646,7 +742,9 @@ class RaftCore:
 
     def _truncate(self, index: int) -> None:
         """Drop entries >= index (uncommitted ones only)."""
-        assert index > self.commit, f"{self.id}: truncating committed entry {index}"
+        if index <= self.commit:
+            raise RaftInvariantError(
+                f"{self.id}: refusing to truncate committed entry {index} (commit {self.commit})")
         self.log = self.log[: index - self.snap_index - 1]
         self._pending_entries = [e for e in self._pending_entries if e.index < index]
         self._pending_trunc = (
@@ -689,7 +787,10 @@ class RaftCore:
     def _send_heartbeat(self, p: str, pr: _Progress) -> None:
         prev = max(pr.match, self.snap_index)
         t = self.term_at(prev)
-        assert t is not None
+        if t is None:  # cannot happen with match <= last_index; probe again instead
+            pr.state, pr.next, pr.paused = "probe", self.last_index() + 1, False
+            pr.inflight.clear()
+            return
         self._send(
             p,
             AppendEntries(self.id, self.term, prev, t, (), min(self.commit, prev), self._hb_seq),
@@ -726,9 +827,11 @@ class RaftCore:
     def _send_entries(self, p: str, pr: _Progress) -> None:
         prev = pr.next - 1
         prev_term = self.term_at(prev)
-        assert prev_term is not None
+        if prev_term is None:  # next beyond our log: restart the probe from our end
+            pr.next = self.last_index() + 1
+            prev, prev_term = self.last_index(), self.last_term()
         lo = pr.next - self.snap_index - 1
-        batch = tuple(self.log[lo : lo + self.opts.max_entries_per_message])
+        batch = self._batch(lo)
         self._send(
             p,
             AppendEntries(self.id, self.term, prev, prev_term, batch, self.commit, self._hb_seq),
@@ -738,9 +841,22 @@ class RaftCore:
             pr.next = batch[-1].index + 1
             pr.inflight.append(batch[-1].index)
 
+    def _batch(self, lo: int) -> tuple[Entry, ...]:
+        """Entries from log position ``lo``, capped by count and by bytes (at least one)."""
+        out: list[Entry] = []
+        size = 0
+        for e in self.log[lo : lo + self.opts.max_entries_per_message]:
+            size += len(e.data) + ENTRY_OVERHEAD
+            if out and size > self.opts.max_append_bytes:
+                break
+            out.append(e)
+        return tuple(out)
+
     def _send_snapshot_chunk(self, p: str, pr: _Progress) -> None:
         snap = self.snapshot
-        assert snap is not None
+        if snap is None:  # no snapshot to send (cannot happen with next <= snap_index)
+            pr.state, pr.paused = "probe", False
+            return
         if pr.snap_index != snap.index:
             pr.snap_index, pr.snap_offset = snap.index, 0
         off = pr.snap_offset
