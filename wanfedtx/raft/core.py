@@ -282,6 +282,9 @@ class RaftCore:
         self._term_start_index = 0  # index of the leader's first entry in its term
         # follower: snapshot being received
         self._incoming: tuple[int, int, bytearray] | None = None
+        # a leader outside our configuration that one of our voters follows: (leader, term)
+        self._vouched: tuple[str, int] | None = None
+        self._stray_at = -1e18  # last AppendEntries refused from outside the configuration
 
     # -- log helpers ------------------------------------------------------------------------------
 
@@ -366,6 +369,8 @@ class RaftCore:
                     self._start_pre_vote()
                 else:
                     self._start_election(transfer=False)
+            elif now - self._stray_at <= 2 * self.opts.election_timeout:
+                self._probe_leader()
 
     def propose(self, data: bytes, now: float) -> Entry:
         """Append a command as leader; the returned entry's index and term identify the result."""
@@ -554,7 +559,11 @@ class RaftCore:
         if src == self.id:
             return V_NOT_MEMBER, f"{kind} claims to come from this server's own id"
         if isinstance(msg, AppendEntries | InstallSnapshot):
-            if src not in voters and self._ever_member():
+            vouched = self._vouched
+            if (src not in voters and self._ever_member()
+                    and not (vouched and vouched[0] == src and msg.term >= vouched[1])):
+                if msg.term >= self.term:
+                    self._stray_at = self.now
                 return V_NOT_MEMBER, f"{kind} (term {msg.term}) from a server outside the " \
                     f"configuration {sorted(voters)}"
             if isinstance(msg, AppendEntries) and msg.term >= self.term:
@@ -691,6 +700,14 @@ class RaftCore:
                     self.id, self.term + 1, self.last_index(), self.last_term(), pre_vote=True
                 ),
             )
+
+    def _probe_leader(self) -> None:
+        """A non-voter that a server outside its configuration tries to lead asks its voters
+        who leads (a pre-vote request that cannot make it a candidate); a voter's answer
+        naming that server lets it follow (``_vouched``)."""
+        for p in sorted(self.voters - {self.id}):
+            self._send(p, RequestVote(self.id, self.term + 1, self.last_index(),
+                                      self.last_term(), pre_vote=True))
 
     def _start_election(self, transfer: bool) -> None:
         self.role = CANDIDATE
@@ -886,12 +903,14 @@ class RaftCore:
             grant = m.term > self.term and up_to_date and (m.transfer or not self._in_lease())
             self._send(
                 m.src,
-                RequestVoteResponse(self.id, m.term if grant else self.term, grant, pre_vote=True),
+                RequestVoteResponse(self.id, m.term if grant else self.term, grant, pre_vote=True,
+                                    leader=self.leader or ""),
             )
             return
         if m.term > self.term:
             if self._in_lease() and not m.transfer:
-                self._send(m.src, RequestVoteResponse(self.id, self.term, False))
+                self._send(m.src, RequestVoteResponse(self.id, self.term, False,
+                                                      leader=self.leader or ""))
                 return
             self._become_follower(m.term, None)
         grant = m.term == self.term and self.vote in (None, m.src) and up_to_date
@@ -900,9 +919,13 @@ class RaftCore:
                 self.vote = m.src
                 self._hs_dirty = True
             self._reset_election_timer()
-        self._send(m.src, RequestVoteResponse(self.id, self.term, grant))
+        self._send(m.src, RequestVoteResponse(self.id, self.term, grant,
+                                              leader=self.leader or ""))
 
     def _on_vote_response(self, m: RequestVoteResponse) -> None:
+        if (m.leader and m.leader != self.id and m.leader not in self.voters
+                and m.src in self.voters and m.term >= self.term):
+            self._vouched = (m.leader, m.term)  # a voter follows it: we missed its addition
         if m.pre_vote:
             if self.role != PRECANDIDATE:
                 return
