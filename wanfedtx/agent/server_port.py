@@ -17,6 +17,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 
 from wanfedtx.config.runtime import RuntimeConfig
 from wanfedtx.fsm.machine import FSM
+from wanfedtx.raft.core import RaftOptions
 from wanfedtx.raft.service import RaftService
 from wanfedtx.raft.wiring import raft_on_rpc_port
 from wanfedtx.rpc.constants import RPCType
@@ -99,6 +100,10 @@ def build_raft(
         reactor=reactor,
         peers=raft_peers(config),
         bootstrap_expect=expect,
+        options=RaftOptions(max_entry_bytes=config.raft_max_entry_size,
+                            max_append_bytes=config.raft_max_entry_size),
+        partial_frame_budget=config.raft_partial_frame_budget,
+        frame_timeout=config.raft_frame_timeout,
     )
 
 
