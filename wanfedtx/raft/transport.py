@@ -308,6 +308,7 @@ class _Peer:
         self.proto: _Outbound | None = None
         self.connecting = False
         self.queue: deque[bytes] = deque()
+        self.queued_bytes = 0
         self.next_try = 0.0
 
     def send(self, data: bytes) -> None:
@@ -315,8 +316,10 @@ class _Peer:
             self.proto.transport.write(data)
             return
         self.queue.append(data)
-        while len(self.queue) > self.owner.max_queue:
-            self.queue.popleft()  # raft retries; keep only the newest messages
+        self.queued_bytes += len(data)
+        while len(self.queue) > 1 and (len(self.queue) > self.owner.max_queue
+                                       or self.queued_bytes > self.owner.max_queue_bytes):
+            self.queued_bytes -= len(self.queue.popleft())  # raft retries; keep the newest
         self.connect()
 
     def connect(self) -> None:
@@ -332,11 +335,13 @@ class _Peer:
             self.proto = proto
             while self.queue and proto.transport is not None:
                 proto.transport.write(self.queue.popleft())
+            self.queued_bytes = sum(len(q) for q in self.queue)
 
         def failed(f: Failure) -> None:
             self.connecting = False
             self.next_try = self.owner.clock.seconds() + self.owner.retry_delay
             self.queue.clear()
+            self.queued_bytes = 0
             log.debug("raft: cannot reach {peer}: {error}", peer=self.addr,
                       error=f.getErrorMessage())
 
@@ -351,8 +356,10 @@ class StreamTransport:
     """``IRaftTransport`` over stream connections made by ``dial(addr, protocol)``."""
 
     def __init__(self, clock: IReactorTime, dial: Callable[[str, IProtocol], Deferred[Any]],
-                 handler: RaftHandler, max_queue: int = 1024, retry_delay: float = 0.2) -> None:
+                 handler: RaftHandler, max_queue: int = 1024, retry_delay: float = 0.2,
+                 max_queue_bytes: int = 64 * 1024 * 1024) -> None:
         self.clock = clock
+        self.max_queue_bytes = max_queue_bytes  # per peer, while (re)connecting
         self.dial = dial
         self.handler = handler
         self.max_queue = max_queue

@@ -231,3 +231,24 @@ class _Null:
 
     def restore(self, chunks: Any, last_index: int = 0) -> None:
         pass
+
+
+def test_outbound_queue_to_an_unreachable_peer_is_bounded_by_bytes() -> None:
+    from twisted.internet.defer import Deferred
+
+    from wanfedtx.raft.transport import StreamTransport
+
+    pending: list[Deferred[Any]] = []
+
+    def dial(addr: str, proto: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        pending.append(d)
+        return d
+
+    st = StreamTransport(Clock(), dial, RaftHandler(), max_queue_bytes=10_000)
+    big = m.AppendEntries("a:1", 3, 9, 2, (m.Entry(10, 3, 0, b"x" * 3000),), 9)
+    for _ in range(20):
+        st.send("b:2", big)
+    peer = st._peers["b:2"]
+    assert peer.queued_bytes <= 10_000 and len(peer.queue) == 3
+    assert len(pending) == 1
