@@ -31,8 +31,7 @@ import random
 from collections import deque
 from typing import Any
 
-import attrs
-
+from wanfedtx.raft.admission import ever_member, refusal
 from wanfedtx.raft.errors import (
     BootstrapError,
     ConfigChangeError,
@@ -57,157 +56,66 @@ from wanfedtx.raft.messages import (
     decode_voters,
     encode_voters,
 )
+from wanfedtx.raft.state import (
+    CANDIDATE,
+    DEFAULT_MAX_ENTRY_BYTES,
+    ENTRY_OVERHEAD,
+    ERR_LEADERSHIP_LOST,
+    ERR_LEADERSHIP_TRANSFER,
+    ERR_NOT_LEADER,
+    FOLLOWER,
+    LEADER,
+    PRECANDIDATE,
+    V_MALFORMED,
+    V_MATCH,
+    V_NOT_MEMBER,
+    V_NOT_VOTER,
+    V_TERM,
+    V_TRUNCATE,
+    BecameLeader,
+    Event,
+    HardState,
+    LeaderChanged,
+    PendingRead,
+    Progress,
+    ProtocolViolation,
+    RaftOptions,
+    ReadResult,
+    Ready,
+    RestoredState,
+    Snapshot,
+    SteppedDown,
+)
 
-FOLLOWER = "follower"
-PRECANDIDATE = "pre-candidate"
-CANDIDATE = "candidate"
-LEADER = "leader"
-
-# Reference (hashicorp/raft) error strings.
-ERR_NOT_LEADER = "node is not the leader"
-ERR_LEADERSHIP_TRANSFER = "leadership transfer in progress"
-ERR_LEADERSHIP_LOST = "leadership lost while committing log"
-
-DEFAULT_MAX_ENTRY_BYTES = 4 * 1024 * 1024
-ENTRY_OVERHEAD = 32  # msgpack framing of one entry ([index, term, kind, bin]) at most
-
-# ProtocolViolation reasons (bounded set: they label a metric).
-V_NOT_MEMBER = "not-a-member"  # AppendEntries/InstallSnapshot/TimeoutNow from outside the config
-V_NOT_VOTER = "not-a-voter"  # RequestVote from outside the configuration
-V_TERM = "term-from-non-member"  # a higher term in a message from outside the configuration
-V_TRUNCATE = "truncate-committed"  # AppendEntries conflicting with a committed entry
-V_MATCH = "match-beyond-log"  # AppendEntriesResponse claiming entries the leader does not have
-V_MALFORMED = "malformed-append"  # entries not contiguous after prev, or terms out of order
-
-
-@attrs.define
-class RaftOptions:
-    """Timing and flow-control knobs; times are in the same unit as ``now`` (seconds)."""
-
-    election_timeout: float = 1.0
-    heartbeat_interval: float = 0.1
-    max_entries_per_message: int = 256
-    max_inflight: int = 16
-    snapshot_chunk_size: int = 256 * 1024
-    pre_vote: bool = True
-    check_quorum: bool = True
-    max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES  # ``propose`` refuses larger commands
-    max_append_bytes: int = DEFAULT_MAX_ENTRY_BYTES  # AppendEntries batch cap (>= 1 entry)
-
-
-@attrs.frozen
-class Snapshot:
-    """An FSM snapshot covering the log up to ``index`` (whose term is ``term``)."""
-
-    index: int
-    term: int
-    voters: frozenset[str]
-    data: bytes
-
-
-@attrs.frozen
-class HardState:
-    term: int
-    vote: str | None
-
-
-@attrs.frozen
-class RestoredState:
-    """What the host read back from disk at start."""
-
-    term: int = 0
-    vote: str | None = None
-    snapshot: Snapshot | None = None
-    entries: tuple[Entry, ...] = ()
-
-
-@attrs.frozen
-class LeaderChanged:
-    leader: str | None
-    term: int
-
-
-@attrs.frozen
-class BecameLeader:
-    term: int
-
-
-@attrs.frozen
-class SteppedDown:
-    term: int
-
-
-@attrs.frozen
-class ProtocolViolation:
-    """A message refused because its sender may not send it (it changed nothing)."""
-
-    sender: str
-    reason: str  # one of the V_* constants
-    detail: str
-
-
-Event = LeaderChanged | BecameLeader | SteppedDown | ProtocolViolation
-
-
-@attrs.frozen
-class ReadResult:
-    """Result of ``read_index``: the index to wait for, or an error string."""
-
-    req: Any
-    index: int | None
-    error: str | None = None
-
-
-@attrs.define
-class Ready:
-    seq: int = 0  # persistence token of this Ready (0: nothing to persist)
-    wait_seq: int = 0  # send ``messages`` once every token <= wait_seq is acknowledged
-    hard_state: HardState | None = None
-    snapshot: Snapshot | None = None
-    truncate_from: int | None = None
-    entries: list[Entry] = attrs.Factory(list)
-    messages: list[tuple[str, Message]] = attrs.Factory(list)
-    send_now: list[tuple[str, Message]] = attrs.Factory(list)
-    restore: Snapshot | None = None
-    apply: list[Entry] = attrs.Factory(list)
-    reads: list[ReadResult] = attrs.Factory(list)
-    events: list[Event] = attrs.Factory(list)
-
-    @property
-    def needs_persist(self) -> bool:
-        return self.seq != 0
-
-    def empty(self) -> bool:
-        return not (
-            self.seq
-            or self.messages
-            or self.send_now
-            or self.restore
-            or self.apply
-            or self.reads
-            or self.events
-        )
-
-
-@attrs.define
-class _Progress:
-    next: int
-    match: int = 0
-    state: str = "probe"  # probe | replicate | snapshot
-    paused: bool = False  # probe: one message outstanding until a response or a heartbeat
-    inflight: deque[int] = attrs.Factory(deque)  # last index of each outstanding append
-    last_ack: float = -1e18  # time of the last response in this term
-    last_progress: float = -1e18
-    acked_seq: int = 0
-    snap_index: int = 0
-    snap_offset: int = 0
-
-
-@attrs.define
-class _PendingRead:
-    req: Any
-    seq: int  # 0 until a heartbeat round is started for it
-    index: int
+__all__ = [
+    "CANDIDATE",
+    "DEFAULT_MAX_ENTRY_BYTES",
+    "ENTRY_OVERHEAD",
+    "ERR_LEADERSHIP_LOST",
+    "ERR_LEADERSHIP_TRANSFER",
+    "ERR_NOT_LEADER",
+    "FOLLOWER",
+    "LEADER",
+    "PRECANDIDATE",
+    "V_MALFORMED",
+    "V_MATCH",
+    "V_NOT_MEMBER",
+    "V_NOT_VOTER",
+    "V_TERM",
+    "V_TRUNCATE",
+    "BecameLeader",
+    "Event",
+    "HardState",
+    "LeaderChanged",
+    "ProtocolViolation",
+    "RaftCore",
+    "RaftOptions",
+    "ReadResult",
+    "Ready",
+    "RestoredState",
+    "Snapshot",
+    "SteppedDown",
+]
 
 
 class RaftCore:
@@ -271,11 +179,11 @@ class RaftCore:
         self._election_deadline = 0.0
         self._reset_election_timer()
         # leader state
-        self._progress: dict[str, _Progress] = {}
+        self._progress: dict[str, Progress] = {}
         self._hb_deadline = 0.0
         self._quorum_deadline = 0.0
         self._hb_seq = 0
-        self._reads: list[_PendingRead] = []
+        self._reads: list[PendingRead] = []
         self._need_flush = False
         self._transfer_target: str | None = None
         self._transfer_deadline = 0.0
@@ -391,7 +299,7 @@ class RaftCore:
         if self.role != LEADER:
             self._reads_out.append(ReadResult(req, None, ERR_NOT_LEADER))
             return
-        self._reads.append(_PendingRead(req, 0, 0))
+        self._reads.append(PendingRead(req, 0, 0))
         self._need_flush = True
 
     def change_config(
@@ -547,64 +455,10 @@ class RaftCore:
     # -- admission --------------------------------------------------------------------------------
 
     def _ever_member(self) -> bool:
-        """Whether this server is in any configuration it holds (log or snapshot). A server that
-        is in none is being added (or was never bootstrapped): it must follow the leader that
-        replicates the history to it, whose own addition may come later in that history."""
-        return any(self.id in v for _, v in self._configs)
+        return ever_member(self)
 
     def _refusal(self, msg: Message) -> tuple[str, str] | None:
-        """(reason, detail) if ``msg`` may not be processed, None if it may."""
-        src, kind = msg.src, type(msg).__name__
-        voters = self.voters
-        if src == self.id:
-            return V_NOT_MEMBER, f"{kind} claims to come from this server's own id"
-        if isinstance(msg, AppendEntries | InstallSnapshot):
-            vouched = self._vouched
-            if (src not in voters and self._ever_member()
-                    and not (vouched and vouched[0] == src and msg.term >= vouched[1])):
-                if msg.term >= self.term:
-                    self._stray_at = self.now
-                return V_NOT_MEMBER, f"{kind} (term {msg.term}) from a server outside the " \
-                    f"configuration {sorted(voters)}"
-            if isinstance(msg, AppendEntries) and msg.term >= self.term:
-                return self._append_refusal(msg)
-            return None
-        if isinstance(msg, RequestVote):
-            if src not in voters:
-                return V_NOT_VOTER, f"RequestVote (term {msg.term}) from a server that is not " \
-                    "a voter"
-            return None
-        if src not in voters and (msg.term > self.term or isinstance(msg, TimeoutNow)):
-            return V_TERM, f"{kind} with term {msg.term} (ours {self.term}) from a server " \
-                "outside the configuration"
-        if (isinstance(msg, AppendEntriesResponse) and msg.success and self.role == LEADER
-                and msg.term == self.term and msg.match_index > self.last_index()):
-            return V_MATCH, f"acknowledges index {msg.match_index} beyond our last index " \
-                f"{self.last_index()}"
-        return None
-
-    def _append_refusal(self, m: AppendEntries) -> tuple[str, str] | None:
-        """Malformed batches, and batches that conflict with a committed entry (Log Matching
-        says a leader never asks that; only a forger or a broken peer does)."""
-        if m.prev_term > m.term:
-            return V_MALFORMED, f"prev_term {m.prev_term} above the message term {m.term}"
-        last_term = m.prev_term
-        for i, e in enumerate(m.entries):
-            if e.index != m.prev_index + 1 + i or e.term > m.term or e.term < last_term:
-                return V_MALFORMED, f"entry {i} (index {e.index}, term {e.term}) does not " \
-                    f"follow index {m.prev_index} / term {m.prev_term} in term {m.term}"
-            last_term = e.term
-        if m.prev_index > self.snap_index and self.term_at(m.prev_index) != m.prev_term:
-            return None  # refused by a failure reply; nothing changes
-        for e in m.entries:
-            t = self.term_at(e.index)
-            if t is None or t == e.term:
-                continue
-            if e.index <= self.commit:
-                return V_TRUNCATE, f"entry {e.index} (term {e.term}) conflicts with our " \
-                    f"committed entry of term {t} (commit index {self.commit})"
-            break
-        return None
+        return refusal(self, msg)
 
     # -- output -----------------------------------------------------------------------------------
 
@@ -731,7 +585,7 @@ class RaftCore:
         self._set_leader(self.id)
         self._events.append(BecameLeader(self.term))
         self._progress = {
-            p: _Progress(next=self.last_index() + 1, last_ack=self.now, last_progress=self.now)
+            p: Progress(next=self.last_index() + 1, last_ack=self.now, last_progress=self.now)
             for p in self.voters
             if p != self.id
         }
@@ -774,7 +628,7 @@ class RaftCore:
     def _sync_progress(self) -> None:
         for p in self.voters:
             if p != self.id and p not in self._progress:
-                self._progress[p] = _Progress(
+                self._progress[p] = Progress(
                     next=self.last_index(), last_ack=self.now, last_progress=self.now
                 )
         for p in list(self._progress):
@@ -801,7 +655,7 @@ class RaftCore:
                 self._send_heartbeat(p, pr)
             self._send_append(p, force=True)
 
-    def _send_heartbeat(self, p: str, pr: _Progress) -> None:
+    def _send_heartbeat(self, p: str, pr: Progress) -> None:
         prev = max(pr.match, self.snap_index)
         t = self.term_at(prev)
         if t is None:  # cannot happen with match <= last_index; probe again instead
@@ -841,7 +695,7 @@ class RaftCore:
         if force and not sent:
             pass  # the heartbeat was already sent by _heartbeat
 
-    def _send_entries(self, p: str, pr: _Progress) -> None:
+    def _send_entries(self, p: str, pr: Progress) -> None:
         prev = pr.next - 1
         prev_term = self.term_at(prev)
         if prev_term is None:  # next beyond our log: restart the probe from our end
@@ -869,7 +723,7 @@ class RaftCore:
             out.append(e)
         return tuple(out)
 
-    def _send_snapshot_chunk(self, p: str, pr: _Progress) -> None:
+    def _send_snapshot_chunk(self, p: str, pr: Progress) -> None:
         snap = self.snapshot
         if snap is None:  # no snapshot to send (cannot happen with next <= snap_index)
             pr.state, pr.paused = "probe", False
@@ -993,7 +847,7 @@ class RaftCore:
             ),
         )
 
-    def _acked(self, m: AppendEntriesResponse | InstallSnapshotResponse) -> _Progress | None:
+    def _acked(self, m: AppendEntriesResponse | InstallSnapshotResponse) -> Progress | None:
         """Record a current-term reply from a follower; its progress, or None if it is stale."""
         if self.role != LEADER or m.term != self.term:
             return None
