@@ -23,6 +23,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from wanfedtx.agent.limits import listen_backlog
 from wanfedtx.config.runtime import RuntimeConfig
 from wanfedtx.fsm.machine import FSM
+from wanfedtx.raft.core import RaftOptions
 from wanfedtx.raft.service import RaftService
 from wanfedtx.raft.wiring import ServerLister, ServerSourceCheck, raft_on_rpc_port
 from wanfedtx.rpc.constants import RPCType
@@ -116,6 +117,10 @@ def build_raft(
         peers=raft_peers(config),
         bootstrap_expect=expect,
         source_check=source_check,
+        options=RaftOptions(max_entry_bytes=config.raft_max_entry_size,
+                            max_append_bytes=config.raft_max_entry_size),
+        partial_frame_budget=config.raft_partial_frame_budget,
+        frame_timeout=config.raft_frame_timeout,
     )
 
 

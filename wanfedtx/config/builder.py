@@ -280,6 +280,13 @@ class Builder:
             )
         return ns / 1e9
 
+    def positive_int(self, path: str, default: int) -> int:
+        v = self.get(path)
+        n = default if v is None else int(v)
+        if n <= 0:
+            raise self.error(f"{path} must be a positive number of bytes, got {n}", path)
+        return n
+
     def port(self, path: str) -> int:
         v = self.get(path)
         if v is None or v <= 0:
@@ -569,6 +576,10 @@ class Builder:
             rpc_max_burst=int(g("limits.rpc_max_burst", 1000)),
             kv_max_value_size=int(g("limits.kv_max_value_size", 524288)),
             txn_max_req_len=int(g("limits.txn_max_req_len", 524288)),
+            raft_max_entry_size=self.positive_int("limits.raft_max_entry_size", 4194304),
+            raft_partial_frame_budget=self.positive_int("limits.raft_partial_frame_budget",
+                                                        33554432),
+            raft_frame_timeout=self.duration("limits.raft_frame_timeout", positive=True),
             raft_multiplier=int(g("performance.raft_multiplier", 5)),
             leave_drain_time=self.duration("performance.leave_drain_time", nonneg=True),
             rpc_hold_timeout=self.duration("performance.rpc_hold_timeout", nonneg=True),

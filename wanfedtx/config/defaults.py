@@ -59,6 +59,9 @@ limits = {
   rpc_max_conns_per_client = 100
   kv_max_value_size = 524288
   txn_max_req_len = 524288
+  raft_max_entry_size = 4194304
+  raft_partial_frame_budget = 33554432
+  raft_frame_timeout = "10s"
 }
 performance = {
   leave_drain_time = "5s"

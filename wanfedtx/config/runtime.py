@@ -283,6 +283,9 @@ class RuntimeConfig:
     rpc_max_burst: int
     kv_max_value_size: int
     txn_max_req_len: int
+    raft_max_entry_size: int
+    raft_partial_frame_budget: int
+    raft_frame_timeout: float = attrs.field(metadata=_DUR)
     raft_multiplier: int
     leave_drain_time: float = attrs.field(metadata=_DUR)
     rpc_hold_timeout: float = attrs.field(metadata=_DUR)

@@ -165,6 +165,9 @@ LIMITS: dict[str, Field] = {
     "rpc_max_burst": I("RPC burst size."),
     "kv_max_value_size": I("Largest KV value in bytes."),
     "txn_max_req_len": I("Largest transaction request in bytes."),
+    "raft_max_entry_size": I("Largest raft log entry in bytes; raft frames are capped from it."),
+    "raft_partial_frame_budget": I("Bytes of unfinished raft frames, all inbound connections."),
+    "raft_frame_timeout": D("Deadline to receive one raft frame whole, from its first byte."),
 }
 
 ACL_TOKENS: dict[str, Field] = {

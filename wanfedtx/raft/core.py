@@ -31,13 +31,14 @@ import random
 from collections import deque
 from typing import Any
 
-import attrs
-
+from wanfedtx.raft.admission import ever_member, refusal
 from wanfedtx.raft.errors import (
     BootstrapError,
     ConfigChangeError,
+    EntryTooLargeError,
     LeadershipTransferError,
     NotLeaderError,
+    RaftInvariantError,
 )
 from wanfedtx.raft.messages import (
     ENTRY_COMMAND,
@@ -55,135 +56,66 @@ from wanfedtx.raft.messages import (
     decode_voters,
     encode_voters,
 )
+from wanfedtx.raft.state import (
+    CANDIDATE,
+    DEFAULT_MAX_ENTRY_BYTES,
+    ENTRY_OVERHEAD,
+    ERR_LEADERSHIP_LOST,
+    ERR_LEADERSHIP_TRANSFER,
+    ERR_NOT_LEADER,
+    FOLLOWER,
+    LEADER,
+    PRECANDIDATE,
+    V_MALFORMED,
+    V_MATCH,
+    V_NOT_MEMBER,
+    V_NOT_VOTER,
+    V_TERM,
+    V_TRUNCATE,
+    BecameLeader,
+    Event,
+    HardState,
+    LeaderChanged,
+    PendingRead,
+    Progress,
+    ProtocolViolation,
+    RaftOptions,
+    ReadResult,
+    Ready,
+    RestoredState,
+    Snapshot,
+    SteppedDown,
+)
 
-FOLLOWER = "follower"
-PRECANDIDATE = "pre-candidate"
-CANDIDATE = "candidate"
-LEADER = "leader"
-
-# Reference (hashicorp/raft) error strings.
-ERR_NOT_LEADER = "node is not the leader"
-ERR_LEADERSHIP_TRANSFER = "leadership transfer in progress"
-ERR_LEADERSHIP_LOST = "leadership lost while committing log"
-
-
-@attrs.define
-class RaftOptions:
-    """Timing and flow-control knobs; times are in the same unit as ``now`` (seconds)."""
-
-    election_timeout: float = 1.0
-    heartbeat_interval: float = 0.1
-    max_entries_per_message: int = 256
-    max_inflight: int = 16
-    snapshot_chunk_size: int = 256 * 1024
-    pre_vote: bool = True
-    check_quorum: bool = True
-
-
-@attrs.frozen
-class Snapshot:
-    """An FSM snapshot covering the log up to ``index`` (whose term is ``term``)."""
-
-    index: int
-    term: int
-    voters: frozenset[str]
-    data: bytes
-
-
-@attrs.frozen
-class HardState:
-    term: int
-    vote: str | None
-
-
-@attrs.frozen
-class RestoredState:
-    """What the host read back from disk at start."""
-
-    term: int = 0
-    vote: str | None = None
-    snapshot: Snapshot | None = None
-    entries: tuple[Entry, ...] = ()
-
-
-@attrs.frozen
-class LeaderChanged:
-    leader: str | None
-    term: int
-
-
-@attrs.frozen
-class BecameLeader:
-    term: int
-
-
-@attrs.frozen
-class SteppedDown:
-    term: int
-
-
-Event = LeaderChanged | BecameLeader | SteppedDown
-
-
-@attrs.frozen
-class ReadResult:
-    """Result of ``read_index``: the index to wait for, or an error string."""
-
-    req: Any
-    index: int | None
-    error: str | None = None
-
-
-@attrs.define
-class Ready:
-    seq: int = 0  # persistence token of this Ready (0: nothing to persist)
-    wait_seq: int = 0  # send ``messages`` once every token <= wait_seq is acknowledged
-    hard_state: HardState | None = None
-    snapshot: Snapshot | None = None
-    truncate_from: int | None = None
-    entries: list[Entry] = attrs.Factory(list)
-    messages: list[tuple[str, Message]] = attrs.Factory(list)
-    send_now: list[tuple[str, Message]] = attrs.Factory(list)
-    restore: Snapshot | None = None
-    apply: list[Entry] = attrs.Factory(list)
-    reads: list[ReadResult] = attrs.Factory(list)
-    events: list[Event] = attrs.Factory(list)
-
-    @property
-    def needs_persist(self) -> bool:
-        return self.seq != 0
-
-    def empty(self) -> bool:
-        return not (
-            self.seq
-            or self.messages
-            or self.send_now
-            or self.restore
-            or self.apply
-            or self.reads
-            or self.events
-        )
-
-
-@attrs.define
-class _Progress:
-    next: int
-    match: int = 0
-    state: str = "probe"  # probe | replicate | snapshot
-    paused: bool = False  # probe: one message outstanding until a response or a heartbeat
-    inflight: deque[int] = attrs.Factory(deque)  # last index of each outstanding append
-    last_ack: float = -1e18  # time of the last response in this term
-    last_progress: float = -1e18
-    acked_seq: int = 0
-    snap_index: int = 0
-    snap_offset: int = 0
-
-
-@attrs.define
-class _PendingRead:
-    req: Any
-    seq: int  # 0 until a heartbeat round is started for it
-    index: int
+__all__ = [
+    "CANDIDATE",
+    "DEFAULT_MAX_ENTRY_BYTES",
+    "ENTRY_OVERHEAD",
+    "ERR_LEADERSHIP_LOST",
+    "ERR_LEADERSHIP_TRANSFER",
+    "ERR_NOT_LEADER",
+    "FOLLOWER",
+    "LEADER",
+    "PRECANDIDATE",
+    "V_MALFORMED",
+    "V_MATCH",
+    "V_NOT_MEMBER",
+    "V_NOT_VOTER",
+    "V_TERM",
+    "V_TRUNCATE",
+    "BecameLeader",
+    "Event",
+    "HardState",
+    "LeaderChanged",
+    "ProtocolViolation",
+    "RaftCore",
+    "RaftOptions",
+    "ReadResult",
+    "Ready",
+    "RestoredState",
+    "Snapshot",
+    "SteppedDown",
+]
 
 
 class RaftCore:
@@ -247,17 +179,20 @@ class RaftCore:
         self._election_deadline = 0.0
         self._reset_election_timer()
         # leader state
-        self._progress: dict[str, _Progress] = {}
+        self._progress: dict[str, Progress] = {}
         self._hb_deadline = 0.0
         self._quorum_deadline = 0.0
         self._hb_seq = 0
-        self._reads: list[_PendingRead] = []
+        self._reads: list[PendingRead] = []
         self._need_flush = False
         self._transfer_target: str | None = None
         self._transfer_deadline = 0.0
         self._term_start_index = 0  # index of the leader's first entry in its term
         # follower: snapshot being received
         self._incoming: tuple[int, int, bytearray] | None = None
+        # a leader outside our configuration that one of our voters follows: (leader, term)
+        self._vouched: tuple[str, int] | None = None
+        self._stray_at = -1e18  # last AppendEntries refused from outside the configuration
 
     # -- log helpers ------------------------------------------------------------------------------
 
@@ -342,11 +277,17 @@ class RaftCore:
                     self._start_pre_vote()
                 else:
                     self._start_election(transfer=False)
+            elif now - self._stray_at <= 2 * self.opts.election_timeout:
+                self._probe_leader()
 
     def propose(self, data: bytes, now: float) -> Entry:
         """Append a command as leader; the returned entry's index and term identify the result."""
         self.now = max(self.now, now)
         self._check_leader_accepts()
+        if len(data) > self.opts.max_entry_bytes:
+            raise EntryTooLargeError(
+                f"raft entry of {len(data)} bytes is over the maximum of "
+                f"{self.opts.max_entry_bytes} bytes; split the write into smaller ones")
         e = Entry(self.last_index() + 1, self.term, ENTRY_COMMAND, data)
         self._append(e)
         self._need_flush = True
@@ -358,7 +299,7 @@ class RaftCore:
         if self.role != LEADER:
             self._reads_out.append(ReadResult(req, None, ERR_NOT_LEADER))
             return
-        self._reads.append(_PendingRead(req, 0, 0))
+        self._reads.append(PendingRead(req, 0, 0))
         self._need_flush = True
 
     def change_config(
@@ -383,8 +324,7 @@ class RaftCore:
             if add in voters:
                 raise ConfigChangeError(f"server {add!r} is already a voter")
             voters.add(add)
-        else:
-            assert remove is not None
+        elif remove is not None:
             if remove not in voters:
                 raise ConfigChangeError(f"server {remove!r} is not a voter")
             voters.discard(remove)
@@ -439,7 +379,8 @@ class RaftCore:
                 f"({max(self.snapshot_index, self.snap_index)}, applied={self.applied}]"
             )
         term = self.term_at(index)
-        assert term is not None
+        if term is None:
+            raise RaftInvariantError(f"cannot compact to {index}: its term is unknown")
 
         def voters_at(i: int) -> frozenset[str]:
             out: frozenset[str] = frozenset()
@@ -451,7 +392,8 @@ class RaftCore:
         snap = Snapshot(index, term, voters_at(index), data)
         base = max(self.snap_index, index - max(0, trailing))
         base_term = self.term_at(base)
-        assert base_term is not None
+        if base_term is None:
+            raise RaftInvariantError(f"cannot keep the log from {base}: its term is unknown")
         base_voters = voters_at(base)
         self.log = self.log[base - self.snap_index :]
         self.snap_index, self.snap_term, self.snapshot = base, base_term, snap
@@ -477,7 +419,14 @@ class RaftCore:
             self._maybe_commit()
 
     def receive(self, msg: Message, now: float) -> None:
+        """Handle one message. A message its sender may not send (see ``_refusal``) changes
+        nothing: not the term, the vote, the leader nor the log; it becomes a
+        ``ProtocolViolation`` event."""
         self.now = max(self.now, now)
+        refusal = self._refusal(msg)
+        if refusal is not None:
+            self._events.append(ProtocolViolation(msg.src, refusal[0], refusal[1]))
+            return
         if msg.term > self.term:
             if isinstance(msg, RequestVote):
                 pass  # handled below (pre-vote never changes our term; stickiness)
@@ -502,6 +451,14 @@ class RaftCore:
         elif isinstance(msg, TimeoutNow):
             if msg.term == self.term and self.role == FOLLOWER and self.id in self.voters:
                 self._start_election(transfer=True)
+
+    # -- admission --------------------------------------------------------------------------------
+
+    def _ever_member(self) -> bool:
+        return ever_member(self)
+
+    def _refusal(self, msg: Message) -> tuple[str, str] | None:
+        return refusal(self, msg)
 
     # -- output -----------------------------------------------------------------------------------
 
@@ -598,6 +555,14 @@ class RaftCore:
                 ),
             )
 
+    def _probe_leader(self) -> None:
+        """A non-voter that a server outside its configuration tries to lead asks its voters
+        who leads (a pre-vote request that cannot make it a candidate); a voter's answer
+        naming that server lets it follow (``_vouched``)."""
+        for p in sorted(self.voters - {self.id}):
+            self._send(p, RequestVote(self.id, self.term + 1, self.last_index(),
+                                      self.last_term(), pre_vote=True))
+
     def _start_election(self, transfer: bool) -> None:
         self.role = CANDIDATE
         self.term += 1
@@ -620,7 +585,7 @@ class RaftCore:
         self._set_leader(self.id)
         self._events.append(BecameLeader(self.term))
         self._progress = {
-            p: _Progress(next=self.last_index() + 1, last_ack=self.now, last_progress=self.now)
+            p: Progress(next=self.last_index() + 1, last_ack=self.now, last_progress=self.now)
             for p in self.voters
             if p != self.id
         }
@@ -636,7 +601,9 @@ class RaftCore:
     # -- log mutation -----------------------------------------------------------------------------
 
     def _append(self, e: Entry) -> None:
-        assert e.index == self.last_index() + 1
+        if e.index != self.last_index() + 1:
+            raise RaftInvariantError(
+                f"{self.id}: entry {e.index} does not follow the last index {self.last_index()}")
         self.log.append(e)
         self._pending_entries.append(e)
         if e.kind == ENTRY_CONFIG:
@@ -646,7 +613,9 @@ class RaftCore:
 
     def _truncate(self, index: int) -> None:
         """Drop entries >= index (uncommitted ones only)."""
-        assert index > self.commit, f"{self.id}: truncating committed entry {index}"
+        if index <= self.commit:
+            raise RaftInvariantError(
+                f"{self.id}: refusing to truncate committed entry {index} (commit {self.commit})")
         self.log = self.log[: index - self.snap_index - 1]
         self._pending_entries = [e for e in self._pending_entries if e.index < index]
         self._pending_trunc = (
@@ -659,7 +628,7 @@ class RaftCore:
     def _sync_progress(self) -> None:
         for p in self.voters:
             if p != self.id and p not in self._progress:
-                self._progress[p] = _Progress(
+                self._progress[p] = Progress(
                     next=self.last_index(), last_ack=self.now, last_progress=self.now
                 )
         for p in list(self._progress):
@@ -686,10 +655,13 @@ class RaftCore:
                 self._send_heartbeat(p, pr)
             self._send_append(p, force=True)
 
-    def _send_heartbeat(self, p: str, pr: _Progress) -> None:
+    def _send_heartbeat(self, p: str, pr: Progress) -> None:
         prev = max(pr.match, self.snap_index)
         t = self.term_at(prev)
-        assert t is not None
+        if t is None:  # cannot happen with match <= last_index; probe again instead
+            pr.state, pr.next, pr.paused = "probe", self.last_index() + 1, False
+            pr.inflight.clear()
+            return
         self._send(
             p,
             AppendEntries(self.id, self.term, prev, t, (), min(self.commit, prev), self._hb_seq),
@@ -723,12 +695,14 @@ class RaftCore:
         if force and not sent:
             pass  # the heartbeat was already sent by _heartbeat
 
-    def _send_entries(self, p: str, pr: _Progress) -> None:
+    def _send_entries(self, p: str, pr: Progress) -> None:
         prev = pr.next - 1
         prev_term = self.term_at(prev)
-        assert prev_term is not None
+        if prev_term is None:  # next beyond our log: restart the probe from our end
+            pr.next = self.last_index() + 1
+            prev, prev_term = self.last_index(), self.last_term()
         lo = pr.next - self.snap_index - 1
-        batch = tuple(self.log[lo : lo + self.opts.max_entries_per_message])
+        batch = self._batch(lo)
         self._send(
             p,
             AppendEntries(self.id, self.term, prev, prev_term, batch, self.commit, self._hb_seq),
@@ -738,9 +712,22 @@ class RaftCore:
             pr.next = batch[-1].index + 1
             pr.inflight.append(batch[-1].index)
 
-    def _send_snapshot_chunk(self, p: str, pr: _Progress) -> None:
+    def _batch(self, lo: int) -> tuple[Entry, ...]:
+        """Entries from log position ``lo``, capped by count and by bytes (at least one)."""
+        out: list[Entry] = []
+        size = 0
+        for e in self.log[lo : lo + self.opts.max_entries_per_message]:
+            size += len(e.data) + ENTRY_OVERHEAD
+            if out and size > self.opts.max_append_bytes:
+                break
+            out.append(e)
+        return tuple(out)
+
+    def _send_snapshot_chunk(self, p: str, pr: Progress) -> None:
         snap = self.snapshot
-        assert snap is not None
+        if snap is None:  # no snapshot to send (cannot happen with next <= snap_index)
+            pr.state, pr.paused = "probe", False
+            return
         if pr.snap_index != snap.index:
             pr.snap_index, pr.snap_offset = snap.index, 0
         off = pr.snap_offset
@@ -770,12 +757,14 @@ class RaftCore:
             grant = m.term > self.term and up_to_date and (m.transfer or not self._in_lease())
             self._send(
                 m.src,
-                RequestVoteResponse(self.id, m.term if grant else self.term, grant, pre_vote=True),
+                RequestVoteResponse(self.id, m.term if grant else self.term, grant, pre_vote=True,
+                                    leader=self.leader or ""),
             )
             return
         if m.term > self.term:
             if self._in_lease() and not m.transfer:
-                self._send(m.src, RequestVoteResponse(self.id, self.term, False))
+                self._send(m.src, RequestVoteResponse(self.id, self.term, False,
+                                                      leader=self.leader or ""))
                 return
             self._become_follower(m.term, None)
         grant = m.term == self.term and self.vote in (None, m.src) and up_to_date
@@ -784,9 +773,13 @@ class RaftCore:
                 self.vote = m.src
                 self._hs_dirty = True
             self._reset_election_timer()
-        self._send(m.src, RequestVoteResponse(self.id, self.term, grant))
+        self._send(m.src, RequestVoteResponse(self.id, self.term, grant,
+                                              leader=self.leader or ""))
 
     def _on_vote_response(self, m: RequestVoteResponse) -> None:
+        if (m.leader and m.leader != self.id and m.leader not in self.voters
+                and m.src in self.voters and m.term >= self.term):
+            self._vouched = (m.leader, m.term)  # a voter follows it: we missed its addition
         if m.pre_vote:
             if self.role != PRECANDIDATE:
                 return
@@ -854,7 +847,7 @@ class RaftCore:
             ),
         )
 
-    def _acked(self, m: AppendEntriesResponse | InstallSnapshotResponse) -> _Progress | None:
+    def _acked(self, m: AppendEntriesResponse | InstallSnapshotResponse) -> Progress | None:
         """Record a current-term reply from a follower; its progress, or None if it is stale."""
         if self.role != LEADER or m.term != self.term:
             return None

@@ -37,3 +37,11 @@ class StorageError(RaftError):
 
 class BootstrapError(RaftError):
     """The cluster cannot be bootstrapped (already has state, empty voter set...)."""
+
+
+class EntryTooLargeError(RaftError):
+    """A command over the maximum raft entry size; the write must be split into smaller ones."""
+
+
+class RaftInvariantError(RaftError):
+    """An internal raft invariant would be broken (a bug, or a peer breaking the protocol)."""

@@ -72,11 +72,13 @@ class RequestVote:
 @attrs.frozen(slots=True)
 class RequestVoteResponse:
     TYPE: ClassVar[int] = 2
-    FIELDS: ClassVar[tuple[str, ...]] = ("src", "term", "granted", "pre_vote")
+    FIELDS: ClassVar[tuple[str, ...]] = ("src", "term", "granted", "pre_vote", "leader")
+    OPTIONAL: ClassVar[int] = 1  # trailing fields older peers do not send
     src: str
     term: int
     granted: bool
     pre_vote: bool = False
+    leader: str = ""  # the voter's known leader ("" if none): lets a stale server place it
 
 
 @attrs.frozen(slots=True)
@@ -244,6 +246,12 @@ def _entries(name: str, v: Any) -> tuple[Entry, ...]:
     return tuple(out)
 
 
+def _optstr(name: str, v: Any) -> str:
+    if type(v) is not str:
+        raise MessageDecodeError(f"field {name!r} must be a string, got {v!r:.40}")
+    return v
+
+
 def _voters(name: str, v: Any) -> tuple[str, ...]:
     if type(v) is not list:
         raise MessageDecodeError(f"field {name!r} must be an array of voter ids")
@@ -273,6 +281,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "data": _bytes,
     "done": _bool,
     "next_offset": _uint,
+    "leader": _optstr,
 }
 
 
@@ -289,12 +298,13 @@ def decode(data: bytes) -> Message:
     if cls is None:
         raise MessageDecodeError(f"unknown raft message type {code!r:.20}")
     fields: tuple[str, ...] = cls.FIELDS
-    if len(obj) != len(fields) + 1:
+    optional: int = getattr(cls, "OPTIONAL", 0)
+    if not len(fields) - optional <= len(obj) - 1 <= len(fields):
         raise MessageDecodeError(
             f"{cls.__name__} must have {len(fields)} fields, got {len(obj) - 1}"
         )
     values = {}
-    for name, v in zip(fields, obj[1:], strict=True):
+    for name, v in zip(fields, obj[1:], strict=False):
         try:
             values[name] = _CHECKS[name](name, v)
         except MessageDecodeError as e:

@@ -29,6 +29,7 @@ from wanfedtx.raft.core import (
     LEADER,
     BecameLeader,
     LeaderChanged,
+    ProtocolViolation,
     RaftCore,
     RaftOptions,
     Ready,
@@ -39,10 +40,13 @@ from wanfedtx.raft.errors import LeadershipLostError, NotLeaderError, RaftError
 from wanfedtx.raft.interfaces import IRaftFSM, IRaftTransport
 from wanfedtx.raft.messages import ENTRY_COMMAND, Message
 from wanfedtx.raft.storage import RaftStorage
+from wanfedtx.ratelog import RateLimitedLog
 
 log = Logger(namespace="wanfedtx.raft")
 
 ERR_SHUTDOWN = "raft is already shutdown"
+WARN_ENTRY_BYTES = 1024 * 1024  # Consul's raftWarnSize
+_MAX_SEEN_VIOLATIONS = 1024  # (sender, reason) pairs remembered for log-once
 
 
 def pack_fsm_snapshot(fsm: IRaftFSM) -> bytes:
@@ -123,6 +127,11 @@ class RaftService(Service):
         self._m_term = metrics.gauge("raft.term", "Current raft term")
         self._m_commit = metrics.gauge("raft.commit_index", "Highest committed log index")
         self._m_applied = metrics.gauge("raft.applied_index", "Highest index applied to the FSM")
+        self._m_violations = metrics.counter(
+            "raft.protocol_violations",
+            "Raft messages refused because their sender may not send them", ("reason",))
+        self._violation_log = RateLimitedLog(log, self.clock)
+        self._violations_seen: set[tuple[str, str]] = set()
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -148,6 +157,7 @@ class RaftService(Service):
                 c.cancel()
         self._timer = self._pump_call = None
         self._fail_pending(RaftError(ERR_SHUTDOWN))
+        self._violation_log.stop()
         core, self.core = self.core, None
         d = self.transport.stop()
 
@@ -204,6 +214,9 @@ class RaftService(Service):
         core = self.core
         if core is None:
             return fail(RaftError(ERR_SHUTDOWN))
+        if len(command) > WARN_ENTRY_BYTES:
+            log.warn("raft: Attempting to apply large raft entry: size_in_bytes={size}",
+                     size=len(command))
         try:
             e = core.propose(command, self.clock.seconds())
         except RaftError as exc:
@@ -305,7 +318,12 @@ class RaftService(Service):
     def _receive(self, msg: Message) -> None:
         if self.core is None or self._fatal:
             return
-        self.core.receive(msg, self.clock.seconds())
+        try:
+            self.core.receive(msg, self.clock.seconds())
+        except RaftError as e:  # a peer made us break an invariant: drop its message
+            self._violation_log.error(
+                "raft-invariant", "raft: dropped a message: from={sender} error={error}",
+                sender=msg.src, error=str(e))
         self._schedule_pump()
 
     def _schedule_pump(self) -> None:
@@ -397,9 +415,25 @@ class RaftService(Service):
                 self._leader_term_start = None
                 self._fail_pending(LeadershipLostError(ERR_LEADERSHIP_LOST))
                 self._notify(False)
+            elif isinstance(ev, ProtocolViolation):
+                self._violation(ev)
         if (self._leader_term_start is not None and core.role == LEADER
                 and core.applied >= self._leader_term_start and not self._leading_notified):
             self._notify(True)
+
+    def _violation(self, ev: ProtocolViolation) -> None:
+        """Count every refused message; log each (sender, reason) once (and every reason at
+        most at the rate-limited log's pace, whatever the number of senders)."""
+        self._m_violations.inc(reason=ev.reason)
+        key = (ev.sender, ev.reason)
+        if key in self._violations_seen:
+            return
+        if len(self._violations_seen) < _MAX_SEEN_VIOLATIONS:
+            self._violations_seen.add(key)
+        self._violation_log.warn(
+            f"raft-violation-{ev.reason}",
+            "raft: refused a message: from={sender} reason={violation} error={detail}",
+            sender=ev.sender, violation=ev.reason, detail=ev.detail)
 
     def _release_reads(self, applied: int) -> None:
         if not self._read_waits:

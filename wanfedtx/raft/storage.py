@@ -119,10 +119,11 @@ def decode_snapshot(raw: bytes, name: str) -> Snapshot:
                            "the data directory from a backup")
     try:
         index, term, voters, data = msgpack.unpackb(body, raw=False)
-        assert _uint(index) and _uint(term) and isinstance(voters, list)
-        assert isinstance(data, bytes) and all(isinstance(v, str) for v in voters)
     except Exception:
         raise StorageError(f"snapshot file {name} has a malformed body") from None
+    if not (_uint(index) and _uint(term) and isinstance(voters, list)
+            and isinstance(data, bytes) and all(isinstance(v, str) for v in voters)):
+        raise StorageError(f"snapshot file {name} has a malformed body")
     return Snapshot(index, term, frozenset(voters), data)
 
 
@@ -169,9 +170,10 @@ class RaftStorage:
                                "unknown; restore the data directory from a backup")
         try:
             term, vote = msgpack.unpackb(raw[4:], raw=False)
-            assert _uint(term) and (vote is None or isinstance(vote, str))
         except Exception:
             raise StorageError(f"{path} is malformed; restore the data directory") from None
+        if not (_uint(term) and (vote is None or isinstance(vote, str))):
+            raise StorageError(f"{path} is malformed; restore the data directory")
         return term, vote
 
     def _read_snapshot(self) -> Snapshot | None:

@@ -16,12 +16,13 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IProtocol, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IProtocol, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wanfedtx.metrics import REGISTRY, Registry
+from wanfedtx.raft.core import DEFAULT_MAX_ENTRY_BYTES
 from wanfedtx.raft.errors import MessageDecodeError
 from wanfedtx.raft.messages import Message, decode, encode
 from wanfedtx.ratelog import RateLimitedLog
@@ -30,8 +31,17 @@ from wanfedtx.rpc.interfaces import SourceCheck
 log = Logger(namespace="wanfedtx.raft.transport")
 
 _LEN = struct.Struct(">I")
-MAX_FRAME = 64 * 1024 * 1024
+FRAME_OVERHEAD = 64 * 1024  # message fields, per-entry framing, a snapshot's voter list
+MAX_FRAME = DEFAULT_MAX_ENTRY_BYTES + FRAME_OVERHEAD
+DEFAULT_PARTIAL_BUDGET = 32 * 1024 * 1024  # bytes of unfinished frames, all connections
+DEFAULT_FRAME_TIMEOUT = 10.0  # seconds from a frame's first byte to its last (Consul: 10s)
 Receiver = Callable[[Message], None]
+
+
+def max_frame_for(max_entry_bytes: int, snapshot_chunk_size: int = 256 * 1024) -> int:
+    """The largest frame a peer with these limits sends: one maximal entry (or a batch capped
+    at that many bytes), or one snapshot chunk, plus the message's own fields."""
+    return max(max_entry_bytes, snapshot_chunk_size) + FRAME_OVERHEAD
 
 
 def frame(msg: Message) -> bytes:
@@ -39,36 +49,97 @@ def frame(msg: Message) -> bytes:
     return _LEN.pack(len(body)) + body
 
 
+class FrameBudgetError(MessageDecodeError):
+    """The partial frame would take the shared budget of unfinished frames over its limit."""
+
+
+class FrameBudget:
+    """Bytes held in partially received frames across every inbound raft connection.
+
+    One object per ``RaftHandler``; decoders ``reserve`` what they buffer and ``release`` it
+    when the frame completes or the connection closes."""
+
+    def __init__(self, limit: int = DEFAULT_PARTIAL_BUDGET) -> None:
+        self.limit = limit
+        self.used = 0
+        self.peak = 0
+
+    def reserve(self, n: int) -> bool:
+        if self.used + n > self.limit:
+            return False
+        self.used += n
+        self.peak = max(self.peak, self.used)
+        return True
+
+    def release(self, n: int) -> None:
+        self.used = max(0, self.used - n)
+
+
 class FrameDecoder:
     """Sans-IO: bytes in, messages out. A bad frame sets ``failed`` (a MessageDecodeError);
-    the messages before it are still returned, and nothing is decoded after it."""
+    the messages before it are still returned, and nothing is decoded after it.
 
-    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+    A declared length over ``max_frame`` fails at the header, before its body is buffered.
+    With a ``budget``, the bytes of the unfinished frame are reserved in it; a frame the budget
+    cannot hold fails with ``FrameBudgetError``. ``close`` releases the reservation."""
+
+    def __init__(self, max_frame: int = MAX_FRAME, budget: FrameBudget | None = None) -> None:
         self._buf = bytearray()
         self.max_frame = max_frame
         self.failed: MessageDecodeError | None = None
+        self.budget = budget
+        self.held = 0  # bytes reserved in the budget
+        self.completed = 0  # frames decoded so far
+
+    @property
+    def pending(self) -> int:
+        """Bytes of the frame being received (0 between frames)."""
+        return len(self._buf)
 
     def feed(self, data: bytes) -> list[Message]:
         if self.failed is not None:
             return []
-        self._buf += data
         out = []
         try:
+            self._buf += data
             while len(self._buf) >= 4:
                 (n,) = _LEN.unpack_from(self._buf)
                 if n == 0 or n > self.max_frame:
                     raise MessageDecodeError(
                         f"raft frame length {n} is outside 1..{self.max_frame}; the peer does "
-                        "not speak this raft protocol")
+                        "not speak this raft protocol or sends entries over the size limit")
                 if len(self._buf) < 4 + n:
                     break
                 body = bytes(self._buf[4:4 + n])
                 del self._buf[:4 + n]
+                self.completed += 1
                 out.append(decode(body))
+            self._account()
         except MessageDecodeError as e:
             self.failed = e
-            self._buf.clear()
+            self.close()
         return out
+
+    def _account(self) -> None:
+        if self.budget is None:
+            return
+        want = len(self._buf)
+        if want > self.held:
+            if not self.budget.reserve(want - self.held):
+                raise FrameBudgetError(
+                    f"a partial raft frame of {want} bytes does not fit the budget for "
+                    f"unfinished frames ({self.budget.used} of {self.budget.limit} bytes in use)")
+            self.held = want
+        elif want < self.held:
+            self.budget.release(self.held - want)
+            self.held = want
+
+    def close(self) -> None:
+        """Drop the buffer and give its bytes back to the budget."""
+        self._buf = bytearray()
+        if self.budget is not None and self.held:
+            self.budget.release(self.held)
+        self.held = 0
 
 
 class InboundRaftProtocol(Protocol):
@@ -76,21 +147,31 @@ class InboundRaftProtocol(Protocol):
 
     With a ``source_check``, every message is checked against the peer's verified identity
     (``peer_node``) before the receiver sees it; the first refused message closes the connection
-    and nothing after it is read."""
+    and nothing after it is read. With a ``clock``, each frame must arrive whole within
+    ``frame_timeout`` seconds of its first byte (later bytes do not extend it)."""
 
     def __init__(self, receiver: Callable[[], Receiver | None],
                  source_check: SourceCheck | None = None, peer_node: str | None = None,
-                 refused: Callable[[str, str], None] | None = None) -> None:
+                 refused: Callable[[str, str], None] | None = None, *,
+                 max_frame: int = MAX_FRAME, budget: FrameBudget | None = None,
+                 clock: IReactorTime | None = None,
+                 frame_timeout: float = DEFAULT_FRAME_TIMEOUT,
+                 closed: Callable[[str, str, str], None] | None = None) -> None:
         self._receiver = receiver
-        self._decoder = FrameDecoder()
+        self._decoder = FrameDecoder(max_frame, budget)
         self._source_check = source_check
         self._peer_node = peer_node
         self._refused = refused
+        self._clock = clock
+        self._frame_timeout = frame_timeout
+        self._timer: IDelayedCall | None = None
+        self._on_closed = closed
         self._closed = False
 
     def dataReceived(self, data: bytes) -> None:
         if self._closed:
             return
+        before = self._decoder.completed
         msgs = self._decoder.feed(data)
         recv = self._receiver()
         for m in msgs:
@@ -101,15 +182,53 @@ class InboundRaftProtocol(Protocol):
                     return
             if recv is not None:
                 recv(m)
-        if self._decoder.failed is not None and self.transport is not None:
-            t: Any = self.transport
-            log.warn("raft: closing connection from {peer}: {error}",
-                     peer=str(t.getPeer()), error=str(self._decoder.failed))
-            self._closed = True
+        failed = self._decoder.failed
+        if failed is not None:
+            key = "raft-frame-budget" if isinstance(failed, FrameBudgetError) else "raft-frame"
+            self._close(key, str(failed))
+            return
+        if self._closed:
+            return
+        if self._decoder.pending == 0:
+            self._cancel_timer()
+        elif self._timer is None or self._decoder.completed != before:
+            self._cancel_timer()  # a new frame started in this read: its own deadline
+            if self._clock is not None:
+                self._timer = self._clock.callLater(self._frame_timeout, self._expired)
+
+    def _expired(self) -> None:
+        self._timer = None
+        self._close("raft-frame-timeout",
+                    f"a raft frame was not received whole within {self._frame_timeout:g}s "
+                    f"({self._decoder.pending} bytes arrived)")
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _close(self, key: str, error: str) -> None:
+        self._closed = True
+        self._cancel_timer()
+        self._decoder.close()
+        t: Any = self.transport
+        peer = str(t.getPeer()) if t is not None else "?"
+        if self._on_closed is not None:
+            self._on_closed(key, peer, error)
+        else:
+            log.warn("raft: closing connection from {peer}: {error}", peer=peer, error=error)
+        if t is not None:
             t.loseConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._closed = True
+        self._cancel_timer()
+        self._decoder.close()
 
     def _refuse(self, src: str, reason: str) -> None:
         self._closed = True
+        self._cancel_timer()
+        self._decoder.close()
         t: Any = self.transport
         peer = str(t.getPeer()) if t is not None else "?"
         if self._refused is not None:
@@ -123,19 +242,45 @@ class RaftHandler:
 
     ``source_check`` (see ``wanfedtx.rpc.interfaces.SourceCheck``) vets every inbound message
     against the connection's ``peer_node``; refusals are logged (rate-limited, with the peer
-    and the reason) and counted in ``raft.rpc.refused``."""
+    and the reason) and counted in ``raft.rpc.refused``.
+
+    Bounds on every inbound connection: frames over ``max_frame`` bytes are refused at their
+    header; unfinished frames of all connections share one ``FrameBudget`` of
+    ``partial_budget`` bytes; with a ``clock``, a frame must arrive whole within
+    ``frame_timeout`` seconds. Connections closed for these are logged (rate-limited, with
+    the peer and the reason) and counted in ``raft.rpc.closed`` by reason."""
 
     def __init__(self, source_check: SourceCheck | None = None,
-                 clock: IReactorTime | None = None, metrics: Registry = REGISTRY) -> None:
+                 clock: IReactorTime | None = None, metrics: Registry = REGISTRY, *,
+                 max_frame: int = MAX_FRAME, partial_budget: int = DEFAULT_PARTIAL_BUDGET,
+                 frame_timeout: float = DEFAULT_FRAME_TIMEOUT) -> None:
         self.receiver: Receiver | None = None
         self.source_check = source_check
+        self.clock = clock
+        self.max_frame = max_frame
+        self.budget = FrameBudget(partial_budget)
+        self.frame_timeout = frame_timeout
         self._refusals = metrics.counter(
             "raft.rpc.refused", "Raft connections closed for a message the peer may not send")
+        self._closes = metrics.counter(
+            "raft.rpc.closed", "Raft connections closed for a bad, oversized or slow frame",
+            ("reason",))
         self._log = RateLimitedLog(log, clock) if clock is not None else None
 
     def build_protocol(self, conn: Any) -> IProtocol:
         return InboundRaftProtocol(lambda: self.receiver, self.source_check,
-                                   getattr(conn, "peer_node", None), self._refused)
+                                   getattr(conn, "peer_node", None), self._refused,
+                                   max_frame=self.max_frame, budget=self.budget,
+                                   clock=self.clock, frame_timeout=self.frame_timeout,
+                                   closed=self._closed)
+
+    def _closed(self, key: str, peer: str, error: str) -> None:
+        self._closes.inc(reason=key)
+        fmt = "raft: closing connection: from={peer} operation=\"raft RPC\" error={error}"
+        if self._log is not None:
+            self._log.warn(key, fmt, peer=peer, error=error)
+        else:
+            log.warn(fmt, peer=peer, error=error)
 
     def _refused(self, peer: str, reason: str) -> None:
         self._refusals.inc()
@@ -163,6 +308,7 @@ class _Peer:
         self.proto: _Outbound | None = None
         self.connecting = False
         self.queue: deque[bytes] = deque()
+        self.queued_bytes = 0
         self.next_try = 0.0
 
     def send(self, data: bytes) -> None:
@@ -170,8 +316,10 @@ class _Peer:
             self.proto.transport.write(data)
             return
         self.queue.append(data)
-        while len(self.queue) > self.owner.max_queue:
-            self.queue.popleft()  # raft retries; keep only the newest messages
+        self.queued_bytes += len(data)
+        while len(self.queue) > 1 and (len(self.queue) > self.owner.max_queue
+                                       or self.queued_bytes > self.owner.max_queue_bytes):
+            self.queued_bytes -= len(self.queue.popleft())  # raft retries; keep the newest
         self.connect()
 
     def connect(self) -> None:
@@ -187,11 +335,13 @@ class _Peer:
             self.proto = proto
             while self.queue and proto.transport is not None:
                 proto.transport.write(self.queue.popleft())
+            self.queued_bytes = sum(len(q) for q in self.queue)
 
         def failed(f: Failure) -> None:
             self.connecting = False
             self.next_try = self.owner.clock.seconds() + self.owner.retry_delay
             self.queue.clear()
+            self.queued_bytes = 0
             log.debug("raft: cannot reach {peer}: {error}", peer=self.addr,
                       error=f.getErrorMessage())
 
@@ -206,8 +356,10 @@ class StreamTransport:
     """``IRaftTransport`` over stream connections made by ``dial(addr, protocol)``."""
 
     def __init__(self, clock: IReactorTime, dial: Callable[[str, IProtocol], Deferred[Any]],
-                 handler: RaftHandler, max_queue: int = 1024, retry_delay: float = 0.2) -> None:
+                 handler: RaftHandler, max_queue: int = 1024, retry_delay: float = 0.2,
+                 max_queue_bytes: int = 64 * 1024 * 1024) -> None:
         self.clock = clock
+        self.max_queue_bytes = max_queue_bytes  # per peer, while (re)connecting
         self.dial = dial
         self.handler = handler
         self.max_queue = max_queue

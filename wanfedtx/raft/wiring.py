@@ -28,7 +28,13 @@ from wanfedtx.metrics import REGISTRY, Registry
 from wanfedtx.raft.core import RaftOptions
 from wanfedtx.raft.interfaces import IRaftFSM
 from wanfedtx.raft.service import RaftService
-from wanfedtx.raft.transport import RaftHandler, StreamTransport
+from wanfedtx.raft.transport import (
+    DEFAULT_FRAME_TIMEOUT,
+    DEFAULT_PARTIAL_BUDGET,
+    RaftHandler,
+    StreamTransport,
+    max_frame_for,
+)
 from wanfedtx.rpc.constants import ALPN_RPC_RAFT, RPCType
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.interfaces import SourceCheck
@@ -108,6 +114,8 @@ def raft_on_rpc_port(
     metrics: Registry = REGISTRY,
     native_tls: bool = False,
     source_check: SourceCheck | None = None,
+    partial_frame_budget: int = DEFAULT_PARTIAL_BUDGET,
+    frame_timeout: float = DEFAULT_FRAME_TIMEOUT,
 ) -> RaftService:
     """A ``RaftService`` for the server reachable at ``advertise`` (``host:port`` of :8300)."""
     existing = registry.for_type(RPCType.RAFT)
@@ -115,7 +123,11 @@ def raft_on_rpc_port(
         handler = existing  # a restarted service on the same port
         handler.source_check = source_check
     else:
-        handler = RaftHandler(source_check=source_check, clock=reactor, metrics=metrics)
+        opts = options or RaftOptions()
+        handler = RaftHandler(
+            source_check=source_check, clock=reactor, metrics=metrics,
+            max_frame=max_frame_for(opts.max_entry_bytes, opts.snapshot_chunk_size),
+            partial_budget=partial_frame_budget, frame_timeout=frame_timeout)
         registry.register(RPCType.RAFT, handler)
     names = dict(node_names or {})
 
