@@ -42,8 +42,13 @@ def test_configured_values_reach_the_raft_handler(tmp_path: Path) -> None:
     assert (rt.raft_max_entry_size, rt.raft_partial_frame_budget, rt.raft_frame_timeout) == (
         1048576, 8388608, 3.0)
 
+    class Factory:
+        def server_identity_required(self) -> bool:
+            return False
+
     class Port:
         registry = HandlerRegistry()
+        factory = Factory()
 
     svc = build_raft(rt, Clock(), object(), Port(), object())  # type: ignore[arg-type]
     h = Port.registry.for_type(RPCType.RAFT)
