@@ -569,6 +569,10 @@ class Builder:
             rpc_max_burst=int(g("limits.rpc_max_burst", 1000)),
             kv_max_value_size=int(g("limits.kv_max_value_size", 524288)),
             txn_max_req_len=int(g("limits.txn_max_req_len", 524288)),
+            http_max_request_body=int(g("limits.http_max_request_body", 1048576)),
+            http_read_header_timeout=self.duration(
+                "limits.http_read_header_timeout", nonneg=True
+            ),
             raft_multiplier=int(g("performance.raft_multiplier", 5)),
             leave_drain_time=self.duration("performance.leave_drain_time", nonneg=True),
             rpc_hold_timeout=self.duration("performance.rpc_hold_timeout", nonneg=True),

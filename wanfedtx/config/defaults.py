@@ -59,6 +59,8 @@ limits = {
   rpc_max_conns_per_client = 100
   kv_max_value_size = 524288
   txn_max_req_len = 524288
+  http_max_request_body = 1048576
+  http_read_header_timeout = "10s"
 }
 performance = {
   leave_drain_time = "5s"

@@ -283,6 +283,8 @@ class RuntimeConfig:
     rpc_max_burst: int
     kv_max_value_size: int
     txn_max_req_len: int
+    http_max_request_body: int
+    http_read_header_timeout: float = attrs.field(metadata=_DUR)
     raft_multiplier: int
     leave_drain_time: float = attrs.field(metadata=_DUR)
     rpc_hold_timeout: float = attrs.field(metadata=_DUR)

@@ -165,6 +165,8 @@ LIMITS: dict[str, Field] = {
     "rpc_max_burst": I("RPC burst size."),
     "kv_max_value_size": I("Largest KV value in bytes."),
     "txn_max_req_len": I("Largest transaction request in bytes."),
+    "http_max_request_body": I("Largest catalog/agent registration request body in bytes."),
+    "http_read_header_timeout": D("Deadline for an HTTP request's headers (slowloris bound)."),
 }
 
 ACL_TOKENS: dict[str, Field] = {

@@ -22,6 +22,7 @@ from wanfedtx.http.common import (
     text_reply,
     write_args,
 )
+from wanfedtx.http.limits import BodyCap
 from wanfedtx.http.parking import ReadReply, read
 
 
@@ -113,11 +114,8 @@ def mount(app: Klein, ctx: APIContext) -> None:
         value = content.read(limit + 1) if content is not None else b""
         size = int(length) if length and length.isdigit() else len(value)
         if size > limit or len(value) > limit:
-            raise HTTPError(
-                413,
-                f"Request body({max(size, len(value))} bytes) too large, max size: {limit} bytes. "
-                "See https://www.consul.io/docs/agent/options.html#kv_max_value_size.",
-            )
+            cap = BodyCap(limit, "limits.kv_max_value_size")
+            raise HTTPError(413, cap.too_large(max(size, len(value))))
         args = write_args(request, ctx)
         args["Op"] = "set" if cas is None else "cas"
         args["DirEnt"] = {"Key": key, "Value": value, "Flags": flags, "ModifyIndex": cas or 0}
