@@ -174,6 +174,17 @@ class APIChannel(HTTPChannel):
         else:
             transport.loseConnection()
 
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        """Twisted's answer to an unparsable request line or header, with a one-line body."""
+        body = b"Malformed HTTP request"
+        transport: Any = self.transport
+        transport.write(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
+            + body
+        )
+        self.loseConnection()  # type: ignore[no-untyped-call]
+
     def connectionLost(self, reason: Any = None) -> None:
         self._stop_header_deadline()
         linger, self._linger = self._linger, None
