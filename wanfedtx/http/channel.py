@@ -16,7 +16,7 @@ get around (the numbers are the Site's :class:`~wanfedtx.http.limits.HTTPLimits`
   timeout (``Site.timeout``) closes as before.
 
 Refusals are logged through :class:`~wanfedtx.ratelog.RateLimitedLog` with the peer and counted
-(``http.request.refused``, label ``reason``).
+(``http.request.refused``, label ``reason``); so is Twisted's idle-timeout line (not counted).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.web.http import HTTPChannel, HTTPFactory, _GenericHTTPChannelProtocol
 
 from wanfedtx.http.limits import BodyCap, HTTPLimits
+from wanfedtx.ratelog import RateLimitedLog
 
 LINGER = 2.0
 """Seconds a refused request's remaining body is drained before the connection is aborted."""
@@ -60,6 +61,18 @@ class APIChannel(HTTPChannel):
         report = getattr(getattr(self, "site", None), "report_refusal", None)
         if callable(report):
             report(reason, format, peer=self._peer(), **fields)
+
+    def timeoutConnection(self) -> None:
+        """Twisted's idle timeout, its per-connection INFO line rate-limited (with the peer)."""
+        ratelog = getattr(getattr(self, "site", None), "ratelog", None)
+        if isinstance(ratelog, RateLimitedLog):
+            ratelog.info("idle-timeout", "Timing out idle HTTP client: from={peer}",
+                         peer=self._peer())
+        if self.abortTimeout is not None:
+            self._abortingCall = self.callLater(  # type: ignore[no-untyped-call]
+                self.abortTimeout, self.forceAbortClient
+            )
+        self.loseConnection()  # type: ignore[no-untyped-call]
 
     # -- header deadline -------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from wanfedtx.http.common import (
     text_reply,
     write_args,
 )
-from wanfedtx.http.limits import BodyCap
+from wanfedtx.http.limits import BodyCap, HTTPLimits
 from wanfedtx.http.parking import ReadReply, read
 
 
@@ -109,7 +109,14 @@ def mount(app: Klein, ctx: APIContext) -> None:
         flags = _uint_arg(request, "flags") or 0
         cas = _uint_arg(request, "cas")
         length = request.getHeader("Content-Length")
-        limit = ctx.kv_max_value_size
+        # The Site's limits (from config) when served by the agent; the channel has already
+        # refused bodies over them before they were read.
+        site_limits = getattr(getattr(request, "site", None), "http_limits", None)
+        limit = (
+            site_limits.kv_max_value_size
+            if isinstance(site_limits, HTTPLimits)
+            else ctx.kv_max_value_size
+        )
         content = request.content
         value = content.read(limit + 1) if content is not None else b""
         size = int(length) if length and length.isdigit() else len(value)

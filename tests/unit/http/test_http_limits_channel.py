@@ -288,3 +288,40 @@ def _failure() -> Any:
         raise Boom("outside")
     except Boom:
         return Failure()
+
+
+def test_kv_cap_comes_from_the_site_config() -> None:
+    s = Server(kv_max_value_size=1_000_000)  # over the handler's own 512 KiB default
+    proto, tr = s.connect()
+    body = b"v" * 600_000
+    proto.dataReceived(b"PUT /v1/kv/big HTTP/1.1\r\nContent-Length: 600000\r\n\r\n" + body)
+    assert _status(tr) == b"HTTP/1.1 200 OK"
+    assert s.fsm.state.kvs_get(None, "big")[1]["Value"] == body
+
+
+def test_expect_continue_over_the_cap_gets_no_100() -> None:
+    s = Server()
+    proto, tr = s.connect()
+    proto.dataReceived(
+        b"PUT /v1/agent/service/register HTTP/1.1\r\nExpect: 100-continue\r\n"
+        b"Content-Length: 2000000\r\n\r\n"
+    )
+    assert _status(tr) == b"HTTP/1.1 413 Request Entity Too Large"
+    assert b"100 Continue" not in tr.value()
+
+
+def test_idle_timeout_line_is_rate_limited_with_the_peer() -> None:
+    s = Server()
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        conns = [s.connect() for _ in range(30)]
+        for proto, _ in conns:
+            proto.dataReceived(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.clock.advance(61)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert all(tr.disconnecting for _, tr in conns)
+    lines = [e for e in events if e.get("reason") == "idle-timeout"]
+    assert len(lines) == 10 and lines[0]["peer"] == "127.0.0.1:40000"
+    assert not [e for e in events if "Timing out client" in str(e.get("log_format"))]
