@@ -110,7 +110,7 @@ class APIRequest(Request):
                 peer: Any = self.getClientAddress()  # type: ignore[no-untyped-call]
                 report("bad-url", "HTTP request refused: from={peer} cause={cause}",
                        peer=f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}",
-                       cause="URL is not valid UTF-8")
+                       cause="URL or Host is not valid UTF-8")
             self.write(text_reply(self, 400, "Non-UTF-8 encoding in URL."))  # type: ignore[no-untyped-call]
             self.finish()  # type: ignore[no-untyped-call]
             return
@@ -191,11 +191,15 @@ class ParkedResponse:
 
 
 def _utf8_url(request: Request) -> bool:
-    """True if the path and the query string decode (after percent-decoding) as UTF-8."""
+    """True if the path and the query string (after percent-decoding) and the ``Host`` header
+    decode as UTF-8 (Klein decodes them and logs a traceback when they do not)."""
     path, _, qs = request.uri.partition(b"?")
+    host = request.requestHeaders.getRawHeaders(b"host") or []
     try:
         unquote_to_bytes(path).decode("utf-8")
         unquote_to_bytes(qs.replace(b"+", b" ")).decode("utf-8")
+        for value in host:
+            value.decode("utf-8")
     except UnicodeDecodeError:
         return False
     return True

@@ -10,6 +10,8 @@ import random
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from klein import Klein
 from twisted.internet import task
 from twisted.internet.address import IPv4Address
@@ -214,6 +216,14 @@ def test_non_utf8_url_is_400(uri: bytes) -> None:
     assert s.refused("bad-url") == 1
 
 
+def test_non_utf8_host_is_400() -> None:
+    s = Server()
+    proto, tr = s.connect()
+    proto.dataReceived(b"GET /v1/status/leader HTTP/1.1\r\nHost: \xff\xfe\r\n\r\n")
+    assert _status(tr) == b"HTTP/1.1 400 Bad Request"
+    assert _body(tr) == b"Non-UTF-8 encoding in URL."
+
+
 @pytest.mark.parametrize("uri", [b"/v1/kv/\xff", b"/v1/kv/a?x=\xc3"])
 def test_raw_non_ascii_request_line_is_400(uri: bytes) -> None:
     s = Server()
@@ -325,3 +335,28 @@ def test_idle_timeout_line_is_rate_limited_with_the_peer() -> None:
     lines = [e for e in events if e.get("reason") == "idle-timeout"]
     assert len(lines) == 10 and lines[0]["peer"] == "127.0.0.1:40000"
     assert not [e for e in events if "Timing out client" in str(e.get("log_format"))]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    method=st.sampled_from([b"GET", b"PUT", b"DELETE", b"POST", b"G\xffT", b"HEAD"]),
+    path=st.tuples(
+        st.sampled_from([b"/v1/kv/", b"/v1/catalog/register", b"/v1/agent/service/register",
+                         b"/v1/agent/check/update/", b"/v1/catalog/nodes?", b"/v1/"]),
+        st.binary(max_size=20),
+    ).map(lambda t: t[0] + t[1].replace(b" ", b"").replace(b"\n", b"").replace(b"\r", b"")),
+    header=st.binary(max_size=30),
+    body=st.binary(max_size=200),
+)
+def test_random_requests_never_log_a_traceback(
+    method: bytes, path: bytes, header: bytes, body: bytes
+) -> None:
+    s = Server(kv_max_value_size=100, read_header_timeout=1.0)
+    proto, tr = s.connect()
+    head = header.replace(b"\r", b"").replace(b"\n", b"")
+    proto.dataReceived(
+        method + b" " + path + b" HTTP/1.1\r\nHost: x\r\nX-A: " + head
+        + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    s.clock.advance(2)
+    assert tr.value().startswith(b"HTTP/1.1 ") or tr.disconnecting
