@@ -360,3 +360,18 @@ def test_random_requests_never_log_a_traceback(
     )
     s.clock.advance(2)
     assert tr.value().startswith(b"HTTP/1.1 ") or tr.disconnecting
+
+
+def test_keepalive_next_request_deadline_starts_at_its_first_byte() -> None:
+    s = Server(read_header_timeout=1.0)
+    proto, tr = s.connect()
+    proto.dataReceived(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.clock.advance(20)  # idle between requests: not the header deadline
+    assert not tr.disconnecting
+    proto.dataReceived(b"GET /v1/status/leader HTTP/1.1\r\n")
+    s.clock.advance(0.9)
+    proto.dataReceived(b"X-Slow: a\r\n")
+    assert not tr.disconnecting
+    s.clock.advance(0.1)
+    assert tr.disconnecting
+    assert s.refused("header-timeout") == 1
