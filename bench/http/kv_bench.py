@@ -150,6 +150,8 @@ class Server:
             f'data_dir = "{self.dir / "data"}"',
             'log_level = "info"',
             "performance { raft_multiplier = 1 }",
+            # Thousands of watchers come from one address: no per-client connection limit.
+            "limits { http_max_conns_per_client = 0 }",
             f"ports {{ http = {ports['http']} server = {ports['server']} dns = -1 "
             f"serf_lan = {ports['serf_lan']} serf_wan = {ports['serf_wan']} }}",
             *extra,

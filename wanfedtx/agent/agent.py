@@ -42,6 +42,7 @@ from wanfedtx.fsm.machine import FSM
 from wanfedtx.gossip.api import member_json, mount_agent_gossip_ops, mount_agent_members
 from wanfedtx.gossip.serf import SerfConfig
 from wanfedtx.http.app import build_app
+from wanfedtx.http.limits import http_limits
 from wanfedtx.raft.service import RaftService
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.forward import Forwarder, StaticLeader
@@ -160,7 +161,8 @@ class Agent(MultiService):
                                      self.server_port.registry, self.tls, resolver)
         self.http: HTTPServerService | None = None
         if self.config.http_addrs:
-            self.http = HTTPServerService(reactor, self.app.resource(), self.config.http_addrs)
+            self.http = HTTPServerService(reactor, self.app.resource(), self.config.http_addrs,
+                                          http_limits(self.config))
             self.http.setName("http")  # type: ignore[no-untyped-call]
             self.http.setServiceParent(self)  # type: ignore[no-untyped-call]
 

@@ -2,6 +2,12 @@
 
 ``startService`` listens on every ``(host, port)``; ``stopService`` stops listening, closes the
 open connections and returns a Deferred that fires when every socket is closed.
+
+The Site enforces the HTTP bounds (:class:`~wanfedtx.http.limits.HTTPLimits`): at most
+``limits.http_max_conns_per_client`` open connections per client IP (one more is closed at
+accept, without a response, as Consul), and, through :class:`~wanfedtx.http.channel.APIChannel`,
+the route body caps and the header-read deadline. Refusals are logged rate-limited with the peer
+(``wanfedtx.ratelog``) and counted in ``http.request.refused`` (label ``reason``).
 """
 
 from __future__ import annotations
@@ -12,27 +18,54 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.interfaces import IListeningPort, IReactorTCP
+from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-from wanfedtx import logs
+from wanfedtx import logs, metrics
 from wanfedtx.agent import limits
+from wanfedtx.http.channel import api_channel_factory
+from wanfedtx.http.limits import HTTPLimits
 from wanfedtx.http.parking import APIRequest
+from wanfedtx.ratelog import RateLimitedLog
 
 Addr = tuple[str, int]
 
 
 log = Logger(namespace="agent")
 
-class _TrackingSite(Site):
-    """A Site that remembers its open connections and when they close."""
 
-    def __init__(self, resource: IResource, **kw: Any) -> None:
+class _TrackingSite(Site):
+    """A Site that remembers its open connections and when they close, and bounds them per
+    client IP."""
+
+    protocol = api_channel_factory
+
+    def __init__(
+        self,
+        resource: IResource,
+        *,
+        http_limits: HTTPLimits | None = None,
+        registry: metrics.Registry | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(resource, **kw)  # type: ignore[no-untyped-call]
+        self.http_limits = http_limits if http_limits is not None else HTTPLimits()
         self.open: set[Any] = set()
+        self.per_client: dict[str, int] = {}
+        self._peer_of: dict[int, str] = {}
         self._drained: list[defer.Deferred[None]] = []
+        clock: IReactorTime = self.reactor
+        self.ratelog = RateLimitedLog(log, clock)
+        self.refused = (registry or metrics.REGISTRY).counter(
+            "http.request.refused", "HTTP connections or requests refused by a bound", ("reason",)
+        )
+
+    def report_refusal(self, reason: str, format: str, **fields: Any) -> None:
+        """Count a refusal and log it (rate-limited per reason)."""
+        self.refused.inc(reason=reason)
+        self.ratelog.warn(reason, format, **fields)
 
     def log(self, request: Any) -> None:
         """Access log at debug level, as Consul's ``Request finished`` lines."""
@@ -48,9 +81,22 @@ class _TrackingSite(Site):
         )
 
     def buildProtocol(self, addr: Any) -> Any:
+        host = str(getattr(addr, "host", ""))
+        cap = self.http_limits.max_conns_per_client
+        if cap > 0 and self.per_client.get(host, 0) >= cap:
+            self.report_refusal(
+                "conn-limit",
+                "HTTP connection refused: from={peer} cause=client connection limit reached "
+                "({limit} per client, limits.http_max_conns_per_client)",
+                peer=f"{host}:{getattr(addr, 'port', '?')}",
+                limit=cap,
+            )
+            return None  # Twisted closes the socket
         proto = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
         if proto is None:
             return None
+        self.per_client[host] = self.per_client.get(host, 0) + 1
+        self._peer_of[id(proto)] = host
         self.open.add(proto)
         # A partial rather than a closure and a Deferred per connection: thousands of
         # connections may be parked on blocking queries.
@@ -62,6 +108,13 @@ class _TrackingSite(Site):
             lost(reason)
         finally:
             self.open.discard(proto)
+            host = self._peer_of.pop(id(proto), None)
+            if host is not None:
+                left = self.per_client.get(host, 1) - 1
+                if left > 0:
+                    self.per_client[host] = left
+                else:
+                    self.per_client.pop(host, None)
             if not self.open:
                 drained, self._drained = self._drained, []
                 for d in drained:
@@ -77,13 +130,20 @@ class _TrackingSite(Site):
 
 
 class HTTPServerService(Service):
-    """Serve ``resource`` over HTTP on ``addrs``."""
+    """Serve ``resource`` over HTTP on ``addrs`` within ``http_limits``."""
 
-
-    def __init__(self, reactor: IReactorTCP, resource: IResource, addrs: tuple[Addr, ...]) -> None:
+    def __init__(
+        self,
+        reactor: IReactorTCP,
+        resource: IResource,
+        addrs: tuple[Addr, ...],
+        http_limits: HTTPLimits | None = None,
+    ) -> None:
         self.reactor = reactor
         self.addrs = addrs
-        self.site = _TrackingSite(resource, requestFactory=APIRequest)
+        self.site = _TrackingSite(
+            resource, requestFactory=APIRequest, http_limits=http_limits, reactor=reactor
+        )
         self.site.displayTracebacks = False
         self.site.noisy = False
         self.ports: list[IListeningPort] = []
@@ -123,6 +183,7 @@ class HTTPServerService(Service):
             if isinstance(d, defer.Deferred):
                 waits.append(d)
         self.ports = []
+        self.site.ratelog.stop()
         waits.append(self.site.drained())
         for proto in list(self.site.open):
             # Site builds a _GenericHTTPChannelProtocol that proxies to the real channel.

@@ -580,6 +580,10 @@ class Builder:
             raft_partial_frame_budget=self.positive_int("limits.raft_partial_frame_budget",
                                                         33554432),
             raft_frame_timeout=self.duration("limits.raft_frame_timeout", positive=True),
+            http_max_request_body=self.positive_int("limits.http_max_request_body", 1048576),
+            http_read_header_timeout=self.duration(
+                "limits.http_read_header_timeout", nonneg=True
+            ),
             raft_multiplier=int(g("performance.raft_multiplier", 5)),
             leave_drain_time=self.duration("performance.leave_drain_time", nonneg=True),
             rpc_hold_timeout=self.duration("performance.rpc_hold_timeout", nonneg=True),

@@ -62,6 +62,8 @@ limits = {
   raft_max_entry_size = 4194304
   raft_partial_frame_budget = 33554432
   raft_frame_timeout = "10s"
+  http_max_request_body = 1048576
+  http_read_header_timeout = "10s"
 }
 performance = {
   leave_drain_time = "5s"

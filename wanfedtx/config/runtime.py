@@ -286,6 +286,8 @@ class RuntimeConfig:
     raft_max_entry_size: int
     raft_partial_frame_budget: int
     raft_frame_timeout: float = attrs.field(metadata=_DUR)
+    http_max_request_body: int
+    http_read_header_timeout: float = attrs.field(metadata=_DUR)
     raft_multiplier: int
     leave_drain_time: float = attrs.field(metadata=_DUR)
     rpc_hold_timeout: float = attrs.field(metadata=_DUR)

@@ -168,6 +168,8 @@ LIMITS: dict[str, Field] = {
     "raft_max_entry_size": I("Largest raft log entry in bytes; raft frames are capped from it."),
     "raft_partial_frame_budget": I("Bytes of unfinished raft frames, all inbound connections."),
     "raft_frame_timeout": D("Deadline to receive one raft frame whole, from its first byte."),
+    "http_max_request_body": I("Largest catalog/agent registration request body in bytes."),
+    "http_read_header_timeout": D("Deadline for an HTTP request's headers (slowloris bound)."),
 }
 
 ACL_TOKENS: dict[str, Field] = {

@@ -41,6 +41,8 @@ Args = dict[str, Any]
 RPC = Callable[[str, Args], Deferred[Any]]
 
 KV_MAX_VALUE_SIZE = 512 * 1024
+MAX_JSON_DEPTH = 64
+"""Deepest JSON nesting a request body may have (Consul's bodies nest a handful of levels)."""
 
 
 class HTTPError(Exception):
@@ -75,7 +77,11 @@ def query(request: IRequest) -> dict[str, list[str]]:
         return cached
     _, _, qs = request.uri.partition(b"?")
     out: dict[str, list[str]] = {}
-    for name, value in parse_qsl(qs.decode("utf-8", "replace"), keep_blank_values=True):
+    try:
+        pairs = parse_qsl(qs.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise HTTPError(400, "Invalid query string: not valid UTF-8") from None
+    for name, value in pairs:
         out.setdefault(name, []).append(value)
     request._wanfed_query = out  # type: ignore[attr-defined]
     return out
@@ -191,9 +197,32 @@ def json_body(request: IRequest) -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw.decode("utf-8"))
+        value = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise HTTPError(400, f"Request decode failed: {exc}") from None
+    except RecursionError:
+        value = None
+    else:
+        if _depth_within(value, MAX_JSON_DEPTH):
+            return value
+    raise HTTPError(400, f"Request decode failed: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+
+
+def _depth_within(value: Any, limit: int) -> bool:
+    """True if ``value`` nests at most ``limit`` arrays/objects deep (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
 
 
 # -- responses -------------------------------------------------------------------------------
@@ -240,8 +269,17 @@ def text_reply(request: IRequest, code: int, message: str) -> bytes:
     return body_reply(request, code, "text/plain; charset=utf-8", message.encode("utf-8"))
 
 
-def error_reply(request: IRequest, exc: BaseException) -> bytes:
-    """Map an exception to the reference's status code and a one-line message."""
+def error_reply(request: IRequest, error: BaseException | Failure) -> bytes:
+    """Map an exception to the reference's status code and a one-line message.
+
+    Anything unexpected is logged with its traceback and the request (:func:`log_unexpected`)
+    and answered ``500 internal error: <class>``.
+    """
+    if isinstance(error, Failure):
+        failure: Failure | None = error
+        exc: BaseException = error.value if error.value is not None else Exception("unknown")
+    else:
+        failure, exc = None, error
     if isinstance(exc, HTTPError):
         for name, value in exc.headers.items():
             set_header(request, name, value)
@@ -254,8 +292,21 @@ def error_reply(request: IRequest, exc: BaseException) -> bytes:
         # As the reference: RPC failures (including errors returned by a remote server) are
         # 500s carrying the error text.
         return text_reply(request, 500, str(exc))
-    log.failure("unexpected error serving {method} {uri}", method=request.method, uri=request.uri)
+    if failure is None:
+        failure = Failure(exc, type(exc), exc.__traceback__)  # type: ignore[no-untyped-call]
+    log_unexpected(request, failure)
     return text_reply(request, 500, f"internal error: {exc.__class__.__name__}")
+
+
+def log_unexpected(request: IRequest, failure: Failure) -> None:
+    """Log an unexpected handler failure with its traceback, method and path (never the query:
+    it may carry a token)."""
+    log.failure(
+        "unexpected error serving {method} {path}",
+        failure=failure,
+        method=request.method.decode("ascii", "replace"),
+        path=request.uri.partition(b"?")[0].decode("utf-8", "replace")[:200],
+    )
 
 
 Route = Callable[..., Coroutine[Any, Any, bytes] | Deferred[bytes] | IResource]
@@ -271,8 +322,8 @@ def route(fn: Route) -> Callable[..., Deferred[bytes] | IResource]:
     def wrapper(request: IRequest, *a: Any, **kw: Any) -> Deferred[bytes] | IResource:
         try:
             result = fn(request, *a, **kw)
-        except Exception as exc:
-            return succeed(error_reply(request, exc))
+        except Exception:
+            return succeed(error_reply(request, Failure()))  # type: ignore[no-untyped-call]
         if isinstance(result, Coroutine):
             result = Deferred.fromCoroutine(result)
         if isinstance(result, Deferred):
@@ -288,4 +339,4 @@ def route(fn: Route) -> Callable[..., Deferred[bytes] | IResource]:
 def _failed(failure: Failure, request: IRequest) -> Any:
     if isinstance(failure.value, CancelledError) or failure.value is None:
         return failure
-    return error_reply(request, failure.value)
+    return error_reply(request, failure)

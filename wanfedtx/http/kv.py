@@ -22,6 +22,7 @@ from wanfedtx.http.common import (
     text_reply,
     write_args,
 )
+from wanfedtx.http.limits import BodyCap, HTTPLimits
 from wanfedtx.http.parking import ReadReply, read
 
 
@@ -108,16 +109,20 @@ def mount(app: Klein, ctx: APIContext) -> None:
         flags = _uint_arg(request, "flags") or 0
         cas = _uint_arg(request, "cas")
         length = request.getHeader("Content-Length")
-        limit = ctx.kv_max_value_size
+        # The Site's limits (from config) when served by the agent; the channel has already
+        # refused bodies over them before they were read.
+        site_limits = getattr(getattr(request, "site", None), "http_limits", None)
+        limit = (
+            site_limits.kv_max_value_size
+            if isinstance(site_limits, HTTPLimits)
+            else ctx.kv_max_value_size
+        )
         content = request.content
         value = content.read(limit + 1) if content is not None else b""
         size = int(length) if length and length.isdigit() else len(value)
         if size > limit or len(value) > limit:
-            raise HTTPError(
-                413,
-                f"Request body({max(size, len(value))} bytes) too large, max size: {limit} bytes. "
-                "See https://www.consul.io/docs/agent/options.html#kv_max_value_size.",
-            )
+            cap = BodyCap(limit, "limits.kv_max_value_size")
+            raise HTTPError(413, cap.too_large(max(size, len(value))))
         args = write_args(request, ctx)
         args["Op"] = "set" if cas is None else "cas"
         args["DirEnt"] = {"Key": key, "Value": value, "Flags": flags, "ModifyIndex": cas or 0}

@@ -8,12 +8,16 @@ and whose callback on the endpoint's Deferred writes the response and finishes t
 
 :class:`APIRequest` is the Site's request class for the HTTP API: when the client goes away it
 cancels the parked query (dropping its watches and timer) without a ``notifyFinish`` Deferred.
+It also counts body bytes against the route's cap (:mod:`wanfedtx.http.channel`), keeps the body
+in memory (it is capped; Twisted would spill bodies over 100 KB to a temporary file), and answers
+a failure that escaped every handler with a logged, plain-text 500 instead of Twisted's HTML page.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, TypeAlias
+from urllib.parse import unquote_to_bytes
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
@@ -21,7 +25,8 @@ from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
-from wanfedtx.http.common import APIContext, error_reply, set_meta
+from wanfedtx.http.channel import APIChannel, content_file
+from wanfedtx.http.common import APIContext, error_reply, log_unexpected, set_meta, text_reply
 
 Args = dict[str, Any]
 Render = Callable[[Request, Args], bytes]
@@ -87,6 +92,39 @@ class APIRequest(Request):
 
     parked: ParkedResponse | None = None
 
+    def gotLength(self, length: int | None) -> None:
+        self.content = content_file()
+
+    def handleContentChunk(self, data: bytes) -> None:
+        channel = self.channel
+        if isinstance(channel, APIChannel) and not channel.body_chunk(len(data)):
+            return
+        content: Any = self.content
+        content.write(data)
+
+    def render(self, resrc: IResource) -> None:
+        """Render ``resrc`` unless the URL is not UTF-8 (one-line 400, one rate-limited line)."""
+        if not _utf8_url(self):
+            report = getattr(self.site, "report_refusal", None)
+            if callable(report):
+                peer: Any = self.getClientAddress()  # type: ignore[no-untyped-call]
+                report("bad-url", "HTTP request refused: from={peer} cause={cause}",
+                       peer=f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}",
+                       cause="URL or Host is not valid UTF-8")
+            self.write(text_reply(self, 400, "Non-UTF-8 encoding in URL."))  # type: ignore[no-untyped-call]
+            self.finish()  # type: ignore[no-untyped-call]
+            return
+        super().render(resrc)  # type: ignore[no-untyped-call]
+
+    def processingFailed(self, reason: Failure) -> Failure:
+        """A failure no handler answered: logged with the request, a one-line 500."""
+        log_unexpected(self, reason)
+        if not self.finished and not self._disconnected and not self.startedWriting:
+            body = text_reply(self, 500, "internal error")
+            self.write(body)  # type: ignore[no-untyped-call]
+            self.finish()  # type: ignore[no-untyped-call]
+        return reason
+
     def connectionLost(self, reason: Failure) -> None:
         parked = self.parked
         if parked is not None:
@@ -135,22 +173,36 @@ class ParkedResponse:
             return
         try:
             body = _render_shared(reply, request, self._render)
-        except Exception as exc:
-            body = error_reply(request, exc)
+        except Exception:
+            body = error_reply(request, Failure())  # type: ignore[no-untyped-call]
         _respond(request, body)
 
     def _failed(self, failure: Failure) -> None:
         request = self._take()
         if request is None or isinstance(failure.value, CancelledError):
             return
-        assert failure.value is not None
-        _respond(request, error_reply(request, failure.value))
+        _respond(request, error_reply(request, failure))
 
     def _take(self) -> Request | None:
         request, self._request = self._request, None
         if isinstance(request, APIRequest):
             request.parked = None
         return request
+
+
+def _utf8_url(request: Request) -> bool:
+    """True if the path and the query string (after percent-decoding) and the ``Host`` header
+    decode as UTF-8 (Klein decodes them and logs a traceback when they do not)."""
+    path, _, qs = request.uri.partition(b"?")
+    host = request.requestHeaders.getRawHeaders(b"host") or []
+    try:
+        unquote_to_bytes(path).decode("utf-8")
+        unquote_to_bytes(qs.replace(b"+", b" ")).decode("utf-8")
+        for value in host:
+            value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _respond(request: Request, body: bytes) -> None:
