@@ -22,11 +22,12 @@ from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 
 from wanfedtx.agent.limits import listen_backlog
 from wanfedtx.config.runtime import RuntimeConfig
+from wanfedtx.framebudget import FrameBudget
 from wanfedtx.fsm.machine import FSM
 from wanfedtx.raft.core import RaftOptions
 from wanfedtx.raft.service import RaftService
 from wanfedtx.raft.wiring import ServerLister, ServerSourceCheck, raft_on_rpc_port
-from wanfedtx.rpc.constants import RPCType
+from wanfedtx.rpc.constants import DEFAULT_PARTIAL_BUDGET, RPCType
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.endpoints import Endpoints, default_endpoints
 from wanfedtx.rpc.interfaces import ServerAddress
@@ -55,10 +56,11 @@ class ServerPort:
     ) -> None:
         self.endpoints = endpoints if endpoints is not None else default_endpoints()
         self.registry = HandlerRegistry()
-        self.registry.register(RPCType.CONSUL,
-                               RPCHandler(self.endpoints, multi=False, clock=reactor))
-        self.registry.register(RPCType.MULTIPLEX_V2,
-                               RPCHandler(self.endpoints, multi=True, clock=reactor))
+        # one budget for the unfinished request frames of every RPC connection of this port
+        self.rpc_frame_budget = FrameBudget(DEFAULT_PARTIAL_BUDGET)
+        for rpc_type, multi in ((RPCType.CONSUL, False), (RPCType.MULTIPLEX_V2, True)):
+            self.registry.register(rpc_type, RPCHandler(
+                self.endpoints, multi=multi, clock=reactor, budget=self.rpc_frame_budget))
         self.factory = RPCPortFactory(
             self.registry, reactor, tls, handshake_timeout=config.rpc_handshake_timeout,
             max_conns_per_client=config.rpc_max_conns_per_client,

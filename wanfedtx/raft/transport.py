@@ -21,6 +21,7 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from wanfedtx.framebudget import FrameBudget
 from wanfedtx.metrics import REGISTRY, Registry
 from wanfedtx.raft.core import DEFAULT_MAX_ENTRY_BYTES
 from wanfedtx.raft.errors import MessageDecodeError
@@ -53,26 +54,7 @@ class FrameBudgetError(MessageDecodeError):
     """The partial frame would take the shared budget of unfinished frames over its limit."""
 
 
-class FrameBudget:
-    """Bytes held in partially received frames across every inbound raft connection.
-
-    One object per ``RaftHandler``; decoders ``reserve`` what they buffer and ``release`` it
-    when the frame completes or the connection closes."""
-
-    def __init__(self, limit: int = DEFAULT_PARTIAL_BUDGET) -> None:
-        self.limit = limit
-        self.used = 0
-        self.peak = 0
-
-    def reserve(self, n: int) -> bool:
-        if self.used + n > self.limit:
-            return False
-        self.used += n
-        self.peak = max(self.peak, self.used)
-        return True
-
-    def release(self, n: int) -> None:
-        self.used = max(0, self.used - n)
+__all__ = ["FrameBudget"]  # re-exported: raft's budget is the shared primitive
 
 
 class FrameDecoder:

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import msgpack
 
+from wanfedtx.framebudget import FrameBudget, HeldBytes
 from wanfedtx.rpc.constants import DEFAULT_MAX_FRAME_SIZE
 from wanfedtx.rpc.errors import FrameError
 
@@ -92,12 +93,18 @@ def decode_body(body: bytes) -> Message:
 
 
 class FrameDecoder:
-    """Reassembles frames from a byte stream."""
+    """Reassembles frames from a byte stream.
 
-    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+    With a ``budget`` (one per port, shared by its connections), the bytes of the unfinished
+    frame are reserved in it; a frame the budget cannot hold fails with ``FrameError``.
+    ``close`` gives the reservation back."""
+
+    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+                 budget: FrameBudget | None = None) -> None:
         self._max = max_frame_size
         self._buf = bytearray()
         self._failed = False
+        self._held = HeldBytes(budget)
 
     @property
     def buffered(self) -> int:
@@ -131,8 +138,25 @@ class FrameDecoder:
         except FrameError as e:
             self._failed = True
             buf.clear()
+            self._held.release_all()
             e.messages = out  # the complete messages before the bad frame
             raise
         if pos:
             del buf[:pos]
+        if not self._held.hold(len(buf)):
+            self._failed = True
+            budget = self._held.budget
+            used, limit = (budget.used, budget.limit) if budget is not None else (0, 0)
+            buf.clear()
+            self._held.release_all()
+            over = FrameError(
+                f"a partial RPC frame of {n - pos} bytes does not fit the budget for unfinished "
+                f"frames ({used} of {limit} bytes in use)")
+            over.messages = out
+            raise over
         return out
+
+    def close(self) -> None:
+        """Drop the buffer and give its bytes back to the budget (connection closed)."""
+        self._buf.clear()
+        self._held.release_all()

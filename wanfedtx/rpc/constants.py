@@ -68,3 +68,6 @@ POOL_REAP_INTERVAL: Final = 1.0
 MAX_PENDING_CALLS: Final = 256
 # Largest RPC frame (request or response body) accepted by the codec, in bytes.
 DEFAULT_MAX_FRAME_SIZE: Final = 16 * 1024 * 1024
+# Bytes of unfinished request frames held across every connection of one RPC port: a peer that
+# declares large frames and sends them slowly over many connections cannot hold more.
+DEFAULT_PARTIAL_BUDGET: Final = 64 * 1024 * 1024

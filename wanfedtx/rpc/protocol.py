@@ -5,7 +5,9 @@
 completion order. A malformed frame logs ``RPC error`` and closes the connection.
 
 Bounds: a frame's declared length is checked before its bytes are buffered (``FrameDecoder``,
-``DEFAULT_MAX_FRAME_SIZE``), so one connection holds at most one partial frame. Calls a peer has
+``DEFAULT_MAX_FRAME_SIZE``), so one connection holds at most one partial frame, and the partial
+frames of every connection a handler serves share one ``FrameBudget`` (``DEFAULT_PARTIAL_BUDGET``;
+a frame that does not fit closes its connection). Calls a peer has
 sent but not yet been answered (queued on ``rpc-single``, running on ``rpc-multi``) are capped at
 ``MAX_PENDING_CALLS``: at the cap the server stops reading the connection (TCP back-pressure)
 and resumes below half of it, so a peer that pipelines requests without reading the answers
@@ -23,6 +25,7 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from wanfedtx.framebudget import FrameBudget
 from wanfedtx.ratelog import RateLimitedLog
 from wanfedtx.rpc.codec import (
     FrameDecoder,
@@ -31,7 +34,11 @@ from wanfedtx.rpc.codec import (
     encode_request,
     encode_response,
 )
-from wanfedtx.rpc.constants import DEFAULT_MAX_FRAME_SIZE, MAX_PENDING_CALLS
+from wanfedtx.rpc.constants import (
+    DEFAULT_MAX_FRAME_SIZE,
+    DEFAULT_PARTIAL_BUDGET,
+    MAX_PENDING_CALLS,
+)
 from wanfedtx.rpc.endpoints import EndpointNotFound, Endpoints
 from wanfedtx.rpc.errors import ConnectionClosed, FrameError, RemoteError, RPCLayerError
 from wanfedtx.rpc.interfaces import ConnectionInfo
@@ -50,12 +57,13 @@ class RPCServerProtocol(Protocol):
         multi: bool,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         rate_log: RateLimitedLog | None = None,
+        budget: FrameBudget | None = None,
     ) -> None:
         self._rlog = rate_log
         self._endpoints = endpoints
         self._multi = multi
         self._max = max_frame_size
-        self._decoder = FrameDecoder(max_frame_size)
+        self._decoder = FrameDecoder(max_frame_size, budget)
         self._queue: deque[Request] = deque()
         self._busy = False
         self._closed = False
@@ -149,6 +157,7 @@ class RPCServerProtocol(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closed = True
         self._queue.clear()
+        self._decoder.close()
 
 
 def _error_string(method: str, failure: Failure) -> str:
@@ -171,17 +180,21 @@ class RPCHandler:
         multi: bool,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         clock: IReactorTime | None = None,
+        budget: FrameBudget | None = None,
     ) -> None:
         self.endpoints = endpoints
         self.multi = multi
         self.max_frame_size = max_frame_size
+        # Unfinished request frames of every connection this handler serves (share one budget
+        # between the rpc-single and rpc-multi handlers of a port).
+        self.budget = budget if budget is not None else FrameBudget(DEFAULT_PARTIAL_BUDGET)
         # With a clock, malformed-frame lines are rate-limited per handler (reason rpc-frame).
         self.rate_log = RateLimitedLog(log, clock) if clock is not None else None
 
     def build_protocol(self, conn: ConnectionInfo) -> IProtocol:
         return RPCServerProtocol(
             self.endpoints, multi=self.multi, max_frame_size=self.max_frame_size,
-            rate_log=self.rate_log
+            rate_log=self.rate_log, budget=self.budget
         )
 
 
