@@ -178,7 +178,7 @@ ACL_TOKENS: dict[str, Field] = {
 }
 
 ACL: dict[str, Field] = {
-    "enabled": B("Enable ACLs (kept; not enforced yet)."),
+    "enabled": B("Enable ACLs (not available yet: true refuses to start)."),
     "default_policy": S("allow or deny."),
     "down_policy": S("allow, deny, extend-cache, async-cache."),
     "policy_ttl": D("Policy cache TTL."),
@@ -262,7 +262,10 @@ SCHEMA: dict[str, Field] = {
     "log_level": S("trace, debug, info, warn, err."),
     "log_json": B("Log JSON lines."),
     "connect": Blk(CONNECT, "Connect (service mesh) settings."),
-    "acl": Blk(ACL, "ACL settings (accepted and kept; not enforced yet)."),
+    "acl": Blk(
+        ACL,
+        "ACL settings: not available yet; enabled = true refuses to start, other keys warn.",
+    ),
     "limits": Blk(LIMITS, "Rate and connection limits, handshake deadlines."),
     "performance": Blk(PERFORMANCE, "Raft and RPC timing."),
     "gossip_lan": Blk(GOSSIP, "LAN gossip (memberlist) tuning."),

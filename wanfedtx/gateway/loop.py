@@ -45,6 +45,7 @@ from wanfedtx.gateway.router import Route, RouteTable, pick_endpoint
 from wanfedtx.gateway.snapshot import Endpoint
 from wanfedtx.gateway.splice import Direction, splice_available
 from wanfedtx.gateway.stats import ClusterStats, GatewayStats, ListenerStats, TcpStats
+from wanfedtx.netlimits import listen_backlog
 
 log = Logger(namespace="wanfed.gateway")
 
@@ -126,7 +127,7 @@ class RelayLoop:
         if reuse_port:  # several loops share the port; the kernel spreads connections
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         self.sock.bind((host, port))
-        self.sock.listen(1024)
+        self.sock.listen(listen_backlog())
         self.sock.setblocking(False)
         self.address = (host, self.sock.getsockname()[1])
         self.listener_stats: ListenerStats = stats.listener(host, self.address[1])
