@@ -21,7 +21,7 @@ from wanfedtx.gateway.stats import GatewayStats
 from wanfedtx.ratelog import DEFAULT_BURST, DEFAULT_INTERVAL
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit" / "gateway"))
-from gateway_hellos import real_client_hello  # noqa: E402
+from gateway_hellos import real_client_hello
 
 SNAP = routes_to_snapshot(
     {

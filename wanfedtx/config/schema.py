@@ -42,6 +42,13 @@ class Field:
     template: bool = False
     doc: str = ""
 
+    @property
+    def fields(self) -> Mapping[str, Field]:
+        """The sub-schema of a block kind (a schema-table bug if missing, never user input)."""
+        if self.sub is None:
+            raise SchemaError(f"config schema: a {self.kind} field has no sub-schema")
+        return self.sub
+
 
 def S(doc: str = "", template: bool = False) -> Field:
     return Field("str", doc=doc, template=template)
@@ -419,19 +426,17 @@ class _Decoder:
             if item.value is None:  # JSON null leaves the key unset, as in Consul
                 continue
             if k == "block":
-                assert f.sub is not None
                 objs = self.objects(path, item.value, item.line, k)
                 counts[key] = counts.get(key, 0) + len(objs)
                 if counts[key] > 1:
                     raise self.repeat_error(path, key, item.line)
                 if objs:
-                    out[key] = self.obj(objs[0][0], f.sub, path + ".")
+                    out[key] = self.obj(objs[0][0], f.fields, path + ".")
                 self.origins[path] = (self.source, item.line)
             elif k == "blocklist":
-                assert f.sub is not None
                 lst = out.setdefault(key, [])
                 for o, _line in self.objects(path, item.value, item.line, k):
-                    lst.append(self.obj(o, f.sub, f"{path}[{len(lst)}]."))
+                    lst.append(self.obj(o, f.fields, f"{path}[{len(lst)}]."))
                 self.origins[path] = (self.source, item.line)
             elif k == "strmap":
                 objs = self.objects(path, item.value, item.line, k)
@@ -453,7 +458,6 @@ class _Decoder:
                 out[key] = m
                 self.origins[path] = (self.source, item.line)
             elif k == "mapof":
-                assert f.sub is not None
                 objs = self.objects(path, item.value, item.line, k)
                 counts[key] = counts.get(key, 0) + len(objs)
                 if counts[key] > 1:
@@ -466,7 +470,7 @@ class _Decoder:
                         )
                         if len(sub_objs) > 1:
                             raise self.repeat_error(f"{path}.{entry.key}", entry.key, entry.line)
-                        mo[entry.key] = self.obj(sub_objs[0][0], f.sub, f"{path}.{entry.key}.")
+                        mo[entry.key] = self.obj(sub_objs[0][0], f.fields, f"{path}.{entry.key}.")
                 out[key] = mo
                 self.origins[path] = (self.source, item.line)
             else:
@@ -519,8 +523,7 @@ def merge(
         if f.kind in ("strlist", "blocklist"):
             out[key] = list(av) + list(bv)
         elif f.kind == "block":
-            assert f.sub is not None
-            out[key] = merge(av, bv, f.sub)
+            out[key] = merge(av, bv, f.fields)
         elif f.kind in ("strmap", "mapof"):
             out[key] = {**av, **bv}
         else:

@@ -714,10 +714,10 @@ class Memberlist:
                 msg = c
         if node is not None and node.pmax >= 5:
             msg = wire.add_crc(msg)
-        if self.config.encryption_enabled() and self.config.gossip_verify_outgoing:
-            assert self.config.keyring is not None
+        keyring = self.config.keyring
+        if keyring is not None and keyring.keys() and self.config.gossip_verify_outgoing:
             msg = encrypt_payload(
-                self._enc_vsn(), self.config.keyring.primary_key(), msg, None, self._randbytes
+                self._enc_vsn(), keyring.primary_key(), msg, None, self._randbytes
             )
         if self.shutdown_done:
             return
@@ -736,9 +736,9 @@ class Memberlist:
 
     def _wrap_stream(self, msg: bytes) -> bytes:
         keys = None
-        if self.config.encryption_enabled() and self.config.gossip_verify_outgoing:
-            assert self.config.keyring is not None
-            keys = self.config.keyring.keys()
+        keyring = self.config.keyring
+        if keyring is not None and keyring.keys() and self.config.gossip_verify_outgoing:
+            keys = keyring.keys()
         return encode_stream(
             msg,
             compress=self.config.enable_compression,
@@ -791,12 +791,12 @@ class Memberlist:
         if len(buf) < 1:
             log.error("memberlist: packet too short ({n} bytes) from={src}", n=len(buf), src=src)
             return
-        if self.config.encryption_enabled():
-            assert self.config.keyring is not None
+        keyring = self.config.keyring
+        if keyring is not None and keyring.keys():  # encryption_enabled(), narrowed for mypy
             try:
                 from .security import decrypt_payload
 
-                buf = decrypt_payload(self.config.keyring.keys(), buf)
+                buf = decrypt_payload(keyring.keys(), buf)
             except WireError as exc:
                 if self.config.gossip_verify_incoming:
                     log.error(
@@ -923,7 +923,8 @@ class Memberlist:
 
     def _handle_inbound_stream(self, msg: wire.StreamMessage, session: _StreamSession) -> None:
         w = session.writer
-        assert w is not None
+        if w is None:  # a message is only parsed after connection_made set the writer
+            raise GossipError("memberlist: inbound stream message before its connection was made")
         if isinstance(msg, wire.PushPull):
             if self.push_pull_inflight >= MAX_PUSH_PULL_REQUESTS:
                 log.error("memberlist: Too many pending push/pull requests")

@@ -145,8 +145,8 @@ class PacketIngestProtocol(Protocol):
 
 class _CloseAtOnce(Protocol):
     def connectionMade(self) -> None:
-        assert self.transport is not None
-        self.transport.loseConnection()
+        if self.transport is not None:
+            self.transport.loseConnection()
 
 
 @attrs.define
