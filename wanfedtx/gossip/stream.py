@@ -40,8 +40,8 @@ from .wire import (
 MAX_PUSH_NODES = 1 << 20
 #: Upper bound on a push/pull's user state and a user message (memberlist v0.6.0: 20 MiB).
 MAX_USER_BYTES = 20 * 1024 * 1024
-#: Upper bound on a decompressed stream message (memberlist v0.6.0: 40 MiB).
-MAX_DECOMPRESSED_BYTES = lzw.DEFAULT_MAX_OUTPUT
+#: Upper bound on a decompressed stream message (memberlist v0.6.0: 40 MiB, twice the state cap).
+MAX_DECOMPRESSED_BYTES = 2 * MAX_PUSH_STATE_BYTES
 
 
 def encode_stream(
@@ -80,6 +80,9 @@ class StreamReader:
         self._keys = list(keys) if keys else []
         self._require_enc = require_encryption
         self._max = max_bytes
+        # a reader with a smaller budget (tests, fuzzing) scales every bound down with it
+        self._max_user = min(MAX_USER_BYTES, max_bytes)
+        self._max_decompressed = min(MAX_DECOMPRESSED_BYTES, 2 * max_bytes)
         self._buf = bytearray()
         self._mode = "start"  # start -> enc | plain -> done
         self._unpacker: Any = None
@@ -174,7 +177,7 @@ class StreamReader:
                 c = Compress.from_obj(obj)
                 if c.algo != LZW_ALGO:
                     raise WireError(f"Cannot decompress unknown algorithm {c.algo}")
-                inner = lzw.decompress(c.buf, max_output=MAX_DECOMPRESSED_BYTES)
+                inner = lzw.decompress(c.buf, max_output=self._max_decompressed)
                 # The decompressed buffer is a complete message of its own (already bounded).
                 self._start_plain(len(inner))
                 self._type = -1
@@ -194,7 +197,7 @@ class StreamReader:
                 # checked before anything is read or allocated for them (memberlist v0.6.0)
                 if not 0 <= h.nodes <= MAX_PUSH_NODES:
                     raise WireError(f"number of nodes in header ({h.nodes}) exceeds limit")
-                if not 0 <= h.user_state_len <= MAX_USER_BYTES:
+                if not 0 <= h.user_state_len <= self._max_user:
                     raise WireError(f"user state length ({h.user_state_len}) exceeds limit")
                 self._pp_header = h
                 self._tail_len = h.user_state_len
@@ -214,7 +217,7 @@ class StreamReader:
                 if not ok:
                     return None
                 h2 = UserMsgHeader.from_obj(obj)
-                if not 0 <= h2.user_msg_len <= MAX_USER_BYTES:
+                if not 0 <= h2.user_msg_len <= self._max_user:
                     raise WireError(f"user message length ({h2.user_msg_len}) exceeds limit")
                 self._tail_len = h2.user_msg_len
             if not self._read_tail():
