@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 
 from wanfedtx.agent import limits
 from wanfedtx.agent.catalog_services import CatalogAgent, catalog_agent_from_config
+from wanfedtx.agent.errors import AgentError
 from wanfedtx.agent.gossip import DEFAULT_LEAVE_TIMEOUT, AgentGossip
 from wanfedtx.agent.httpserver import HTTPServerService
 from wanfedtx.agent.member import local_member
@@ -73,7 +74,6 @@ class Agent(MultiService):
             from twisted.internet import reactor as default_reactor
 
             reactor = default_reactor
-        assert reactor is not None
         self.reactor = reactor
         self.config = attrs.evolve(config, node_id=resolve_node_id(config))
         self.app = build_app(self)
@@ -173,7 +173,8 @@ class Agent(MultiService):
         RPC dialer; a secondary finds the primary's gateways and joins its WAN pool (spec 5,
         10)."""
         rt = self.config
-        assert self.catalog is not None
+        if self.catalog is None:
+            raise AgentError("WAN federation needs the server's catalog; start it first")
         consensus = self.catalog.consensus
         clock: Any = self.reactor
         self.locator = GatewayLocator(

@@ -9,10 +9,11 @@ Twisted's default of 50, so bursts of new connections are not dropped.
 from __future__ import annotations
 
 import resource
-from pathlib import Path
 
-DEFAULT_BACKLOG = 4096
-SOMAXCONN = Path("/proc/sys/net/core/somaxconn")
+# The backlog helper lives in a primitive module so gossip and gateway can use it too.
+from wanfedtx.netlimits import DEFAULT_BACKLOG, SOMAXCONN, listen_backlog
+
+__all__ = ["DEFAULT_BACKLOG", "SOMAXCONN", "listen_backlog", "raise_open_files_limit"]
 
 
 def raise_open_files_limit() -> tuple[int, int]:
@@ -26,12 +27,3 @@ def raise_open_files_limit() -> tuple[int, int]:
     except (ValueError, OSError):
         return soft, soft
     return soft, target
-
-
-def listen_backlog(path: Path = SOMAXCONN) -> int:
-    """The kernel's ``somaxconn`` (what Go's ``net.Listen`` uses), or 4096 if unreadable."""
-    try:
-        value = int(path.read_text().strip())
-    except (OSError, ValueError):
-        return DEFAULT_BACKLOG
-    return max(1, min(value, 65535))

@@ -13,6 +13,9 @@ from typing import Any
 
 from wanfedtx.config.runtime import RuntimeConfig
 
+# Consul's serf ``acls`` tag: "0" disabled, "1" enabled, "2" legacy. ACLs are not implemented
+# (``acl.enabled = true`` refuses to load), so a server always says "0".
+ACLS_TAG = 0
 STATUS_ALIVE = 1
 PROTOCOL_MIN, PROTOCOL_MAX, PROTOCOL_CUR = 1, 5, 2
 DELEGATE_MIN, DELEGATE_MAX, DELEGATE_CUR = 2, 5, 4
@@ -38,7 +41,7 @@ def lan_tags(rt: RuntimeConfig) -> dict[str, str]:
             "role": "consul",
             "raft_vsn": str(rt.raft_protocol),
             "port": str(rt.server_port),
-            "acls": "1" if rt.acls_enabled else "0",
+            "acls": str(ACLS_TAG),
             "ft_fs": "1",
         }
     )

@@ -35,6 +35,7 @@ import attrs
 
 from wanfedtx import __version__
 from wanfedtx.config import sockaddr
+from wanfedtx.config.acl import check_acl
 from wanfedtx.config.defaults import DEFAULT_HCL, DEV_HCL
 from wanfedtx.config.durations import format_duration, parse_duration_ns
 from wanfedtx.config.errors import ConfigError, ParseError, TemplateError, ValidationError
@@ -839,6 +840,8 @@ class Builder:
                 raise ValidationError(
                     f"service {_q(svc.name)}: Port must be set for a Mesh Gateway"
                 )
+
+        check_acl(rt, self.origins, self.error, self.warnings)
 
         # warnings, as Consul prints them
         if rt.server_mode and not rt.dev_mode and not rt.bootstrap and rt.bootstrap_expect == 2:

@@ -44,7 +44,8 @@ def parse_duration_ns(text: str) -> int:
     pos = 0
     while pos < len(text):
         m = _PAIR.match(text, pos)
-        assert m is not None  # the pattern matches the empty string
+        if m is None:  # cannot happen: the pattern matches the empty string
+            raise DurationError(f"time: invalid duration {quoted}")
         number, unit = m.group(1), m.group(2)
         if number in ("", "."):
             raise DurationError(f"time: invalid duration {quoted}")

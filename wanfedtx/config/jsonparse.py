@@ -33,8 +33,7 @@ class _Reader:
 
     def ws(self, pos: int) -> int:
         m = _WS.match(self.s, pos)
-        assert m is not None
-        return m.end()
+        return pos if m is None else m.end()  # the pattern matches the empty string
 
     def value(self, pos: int, depth: int) -> tuple[Any, int]:
         if depth > _MAX_DEPTH:

@@ -42,6 +42,13 @@ class Field:
     template: bool = False
     doc: str = ""
 
+    @property
+    def fields(self) -> Mapping[str, Field]:
+        """The sub-schema of a block kind (a schema-table bug if missing, never user input)."""
+        if self.sub is None:
+            raise SchemaError(f"config schema: a {self.kind} field has no sub-schema")
+        return self.sub
+
 
 def S(doc: str = "", template: bool = False) -> Field:
     return Field("str", doc=doc, template=template)
@@ -183,7 +190,7 @@ ACL_TOKENS: dict[str, Field] = {
 }
 
 ACL: dict[str, Field] = {
-    "enabled": B("Enable ACLs (kept; not enforced yet)."),
+    "enabled": B("Enable ACLs (not available yet: true refuses to start)."),
     "default_policy": S("allow or deny."),
     "down_policy": S("allow, deny, extend-cache, async-cache."),
     "policy_ttl": D("Policy cache TTL."),
@@ -267,7 +274,10 @@ SCHEMA: dict[str, Field] = {
     "log_level": S("trace, debug, info, warn, err."),
     "log_json": B("Log JSON lines."),
     "connect": Blk(CONNECT, "Connect (service mesh) settings."),
-    "acl": Blk(ACL, "ACL settings (accepted and kept; not enforced yet)."),
+    "acl": Blk(
+        ACL,
+        "ACL settings: not available yet; enabled = true refuses to start, other keys warn.",
+    ),
     "limits": Blk(LIMITS, "Rate and connection limits, handshake deadlines."),
     "performance": Blk(PERFORMANCE, "Raft and RPC timing."),
     "gossip_lan": Blk(GOSSIP, "LAN gossip (memberlist) tuning."),
@@ -421,19 +431,17 @@ class _Decoder:
             if item.value is None:  # JSON null leaves the key unset, as in Consul
                 continue
             if k == "block":
-                assert f.sub is not None
                 objs = self.objects(path, item.value, item.line, k)
                 counts[key] = counts.get(key, 0) + len(objs)
                 if counts[key] > 1:
                     raise self.repeat_error(path, key, item.line)
                 if objs:
-                    out[key] = self.obj(objs[0][0], f.sub, path + ".")
+                    out[key] = self.obj(objs[0][0], f.fields, path + ".")
                 self.origins[path] = (self.source, item.line)
             elif k == "blocklist":
-                assert f.sub is not None
                 lst = out.setdefault(key, [])
                 for o, _line in self.objects(path, item.value, item.line, k):
-                    lst.append(self.obj(o, f.sub, f"{path}[{len(lst)}]."))
+                    lst.append(self.obj(o, f.fields, f"{path}[{len(lst)}]."))
                 self.origins[path] = (self.source, item.line)
             elif k == "strmap":
                 objs = self.objects(path, item.value, item.line, k)
@@ -455,7 +463,6 @@ class _Decoder:
                 out[key] = m
                 self.origins[path] = (self.source, item.line)
             elif k == "mapof":
-                assert f.sub is not None
                 objs = self.objects(path, item.value, item.line, k)
                 counts[key] = counts.get(key, 0) + len(objs)
                 if counts[key] > 1:
@@ -468,7 +475,7 @@ class _Decoder:
                         )
                         if len(sub_objs) > 1:
                             raise self.repeat_error(f"{path}.{entry.key}", entry.key, entry.line)
-                        mo[entry.key] = self.obj(sub_objs[0][0], f.sub, f"{path}.{entry.key}.")
+                        mo[entry.key] = self.obj(sub_objs[0][0], f.fields, f"{path}.{entry.key}.")
                 out[key] = mo
                 self.origins[path] = (self.source, item.line)
             else:
@@ -521,8 +528,7 @@ def merge(
         if f.kind in ("strlist", "blocklist"):
             out[key] = list(av) + list(bv)
         elif f.kind == "block":
-            assert f.sub is not None
-            out[key] = merge(av, bv, f.sub)
+            out[key] = merge(av, bv, f.fields)
         elif f.kind in ("strmap", "mapof"):
             out[key] = {**av, **bv}
         else:

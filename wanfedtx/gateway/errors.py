@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class GatewayError(Exception):
     """Base class of every gateway error."""
@@ -13,3 +17,14 @@ class RoutesFileError(GatewayError):
 
 class SnapshotInputError(GatewayError):
     """Snapshot inputs that cannot produce a routing snapshot."""
+
+
+class RelayStateError(GatewayError):
+    """A relayed connection in a state its invariants exclude: a bug, never a peer's input."""
+
+
+def need(value: T | None, what: str) -> T:
+    """``value``, or ``RelayStateError`` naming ``what`` if it is not set (no ``assert``)."""
+    if value is None:
+        raise RelayStateError(f"gateway relay: {what} is not set in this connection state")
+    return value

@@ -33,18 +33,21 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
+from wanfedtx.gateway import peerlog
 from wanfedtx.gateway.clienthello import (
     ClientHello,
     ClientHelloReader,
     Rejected,
 )
+from wanfedtx.gateway.errors import need
 from wanfedtx.gateway.loopthread import LoopThread
 from wanfedtx.gateway.router import Route, RouteTable, pick_endpoint
 from wanfedtx.gateway.snapshot import Endpoint
 from wanfedtx.gateway.splice import Direction, splice_available
 from wanfedtx.gateway.stats import ClusterStats, GatewayStats, ListenerStats, TcpStats
+from wanfedtx.netlimits import listen_backlog
 
 log = Logger(namespace="wanfed.gateway")
 
@@ -65,6 +68,7 @@ class _Conn:
         "idle_since",
         "mask_down",
         "mask_up",
+        "peer",
         "reader",
         "route",
         "state",
@@ -76,8 +80,9 @@ class _Conn:
         "up_fd",
     )
 
-    def __init__(self, down: socket.socket, max_hello: int) -> None:
+    def __init__(self, down: socket.socket, max_hello: int, peer: str = "?") -> None:
         self.down = down
+        self.peer = peer
         self.down_fd = down.fileno()
         self.up: socket.socket | None = None
         self.up_fd = -1
@@ -126,7 +131,7 @@ class RelayLoop:
         if reuse_port:  # several loops share the port; the kernel spreads connections
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         self.sock.bind((host, port))
-        self.sock.listen(1024)
+        self.sock.listen(listen_backlog())
         self.sock.setblocking(False)
         self.address = (host, self.sock.getsockname()[1])
         self.listener_stats: ListenerStats = stats.listener(host, self.address[1])
@@ -140,6 +145,7 @@ class RelayLoop:
         self._resolved: list[tuple[_Conn, int, Endpoint, Any]] = []
         self._lock = threading.Lock()
         self._resolver: ThreadPoolExecutor | None = None
+        self.peer_log = peerlog.peer_log(reactor)
 
     # -- reactor thread --------------------------------------------------------------------
 
@@ -154,10 +160,16 @@ class RelayLoop:
         self._loop.start(self._run)
 
     def stop(self) -> Deferred[None]:
-        return self._loop.stop()
+        d = self._loop.stop()
+        d.addBoth(_passthrough(self.peer_log.stop))
+        return d
 
     def _log(self, level: str, fmt: str, **kw: Any) -> None:
         self.reactor.callFromThread(getattr(log, level), fmt, **kw)
+
+    def _peer_log(self, level: LogLevel, reason: str, fmt: str, c: _Conn, **kw: Any) -> None:
+        """A line a peer caused: rate-limited per reason (in the reactor thread)."""
+        self.reactor.callFromThread(self.peer_log.emit, level, reason, fmt, peer=c.peer, **kw)
 
     # -- loop thread -----------------------------------------------------------------------
 
@@ -217,7 +229,7 @@ class RelayLoop:
         limit = self.settings.max_connections
         for _ in range(64):
             try:
-                s, _peer = self.sock.accept()
+                s, peer = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
@@ -229,10 +241,17 @@ class RelayLoop:
             if limit is not None and len(self._conns) >= limit:
                 ls.downstream_cx_overflow += 1
                 s.close()
+                self.reactor.callFromThread(
+                    self.peer_log.warn,
+                    peerlog.CONNECTION_LIMIT,
+                    peerlog.MSG_CONNECTION_LIMIT,
+                    peer=peerlog.host_port(peer),
+                    limit=limit,
+                )
                 continue
             s.setblocking(False)
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            c = _Conn(s, self.settings.max_hello_size)
+            c = _Conn(s, self.settings.max_hello_size, peerlog.host_port(peer))
             ls.downstream_cx_active += 1
             self._conns.add(c)
             self._fds[c.down_fd] = c
@@ -250,7 +269,7 @@ class RelayLoop:
                 reading, writing = c.to_up, c.to_down
             else:
                 reading, writing = c.to_down, c.to_up
-            assert reading is not None and writing is not None
+            reading, writing = need(reading, "direction"), need(writing, "direction")
             if ev & EPOLLOUT:
                 dirs: tuple[Direction, ...] = (
                     (writing, reading) if ev & (EPOLLIN | EPOLLHUP) else (writing,)
@@ -277,8 +296,7 @@ class RelayLoop:
         if not data:
             self._close(c)
             return
-        assert c.reader is not None
-        outcome = c.reader.receive_data(data)
+        outcome = need(c.reader, "hello reader").receive_data(data)
         if outcome is None:
             return
         if isinstance(outcome, Rejected):
@@ -288,11 +306,12 @@ class RelayLoop:
 
     def _rejected(self, c: _Conn, r: Rejected) -> None:
         self.stats.inspector.count_rejected(r.reason)
-        self._log(
-            "info",
-            "gateway closed a connection: {reason}: {detail}",
-            reason=r.reason,
-            detail=r.detail,
+        self._peer_log(
+            LogLevel.info,
+            peerlog.BAD_HELLO,
+            peerlog.MSG_BAD_HELLO,
+            c,
+            cause=f"{r.reason}: {r.detail}",
         )
         self._close(c)
 
@@ -303,9 +322,11 @@ class RelayLoop:
         fc = table.match_chain(hello.server_name)
         if fc is None:
             self.listener_stats.no_filter_chain_match += 1
-            self._log(
-                "info",
-                "gateway closed a connection: no filter chain matches SNI {sni!r}",
+            self._peer_log(
+                LogLevel.info,
+                peerlog.UNKNOWN_SNI,
+                peerlog.MSG_UNKNOWN_SNI,
+                c,
                 sni=hello.server_name,
             )
             self._close(c)
@@ -315,10 +336,8 @@ class RelayLoop:
         route = table.route(hello.server_name)
         if route is None or route.endpoints is None:
             c.tcp.downstream_cx_no_route += 1
-            self._log(
-                "info",
-                "gateway closed a connection: no cluster for SNI {sni!r}",
-                sni=hello.server_name,
+            self._peer_log(
+                LogLevel.info, peerlog.NO_ROUTE, peerlog.MSG_NO_ROUTE, c, sni=hello.server_name
             )
             self._close(c)
             return
@@ -328,25 +347,28 @@ class RelayLoop:
         self._connect_next(c, _cluster_timeout(table, route.cluster))
 
     def _connect_next(self, c: _Conn, timeout: float | None = None) -> None:
-        assert c.route is not None and c.route.endpoints is not None and c.cluster is not None
+        route = need(c.route, "route")
+        cluster = need(c.cluster, "cluster stats")
         limit = self.settings.max_connect_attempts
         ep = None
         if limit is None or len(c.tried) < limit:
-            ep = pick_endpoint(c.route.endpoints, self.rng, c.tried)
+            ep = pick_endpoint(need(route.endpoints, "route endpoints"), self.rng, c.tried)
         if ep is None:
             if not c.tried:
-                c.cluster.upstream_cx_none_healthy += 1
-            self._log(
-                "info",
-                "gateway closed a connection: no healthy endpoint left in cluster {cluster}",
-                cluster=c.route.cluster,
+                cluster.upstream_cx_none_healthy += 1
+            self._peer_log(
+                LogLevel.warn,
+                peerlog.NO_ENDPOINT,
+                peerlog.MSG_NO_ENDPOINT,
+                c,
+                cluster=route.cluster,
                 tried=len(c.tried),
             )
             self._close(c)
             return
         c.tried.append(ep)
         c.endpoint = ep
-        c.cluster.upstream_cx_total += 1
+        cluster.upstream_cx_total += 1
         try:
             ip = ipaddress.ip_address(ep.address)
         except ValueError:
@@ -389,23 +411,23 @@ class RelayLoop:
         self._fds[c.up_fd] = c
         self._ep.register(c.up_fd, EPOLLOUT)
         c.mask_up = EPOLLOUT
-        assert c.route is not None
-        self._timer(c, _cluster_timeout(self.table, c.route.cluster), CONNECTING)
+        route = need(c.route, "route")
+        self._timer(c, _cluster_timeout(self.table, route.cluster), CONNECTING)
 
     def _connect_done(self, c: _Conn) -> None:
-        assert c.up is not None and c.endpoint is not None
-        err = c.up.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        up, endpoint = need(c.up, "upstream socket"), need(c.endpoint, "endpoint")
+        err = up.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             self._drop_up(c)
-            self._connect_failed(c, c.endpoint, os.strerror(err), False)
+            self._connect_failed(c, endpoint, os.strerror(err), False)
             return
         c.gen += 1  # the connect deadline no longer applies
-        assert c.cluster is not None and c.tcp is not None and c.reader is not None
-        first = c.reader.buffered
+        cluster, tcp = need(c.cluster, "cluster stats"), need(c.tcp, "tcp stats")
+        first = need(c.reader, "hello reader").buffered
         c.reader = None
-        c.cluster.upstream_cx_active += 1
-        c.tcp.downstream_cx_rx_bytes_total += len(first)
-        c.cluster.upstream_cx_tx_bytes_total += len(first)
+        cluster.upstream_cx_active += 1
+        tcp.downstream_cx_rx_bytes_total += len(first)
+        cluster.upstream_cx_tx_bytes_total += len(first)
         c.to_up = Direction(c.down_fd, c.up_fd, first)
         c.to_down = Direction(c.up_fd, c.down_fd, b"")
         c.to_up.open_pipe(self.pipe_size)
@@ -415,16 +437,18 @@ class RelayLoop:
         self._pump(c)
 
     def _connect_failed(self, c: _Conn, ep: Endpoint, why: str, timed_out: bool) -> None:
-        assert c.cluster is not None and c.route is not None
-        c.cluster.upstream_cx_connect_fail += 1
+        cluster, route = need(c.cluster, "cluster stats"), need(c.route, "route")
+        cluster.upstream_cx_connect_fail += 1
         if timed_out:
-            c.cluster.upstream_cx_connect_timeout += 1
-        self._log(
-            "info",
-            "gateway connect to {address}:{port} of {cluster} failed: {why}",
+            cluster.upstream_cx_connect_timeout += 1
+        self._peer_log(
+            LogLevel.warn,
+            peerlog.UPSTREAM_CONNECT,
+            peerlog.MSG_UPSTREAM_CONNECT,
+            c,
             address=ep.address,
             port=ep.port,
-            cluster=c.route.cluster,
+            cluster=route.cluster,
             why=why,
         )
         c.gen += 1
@@ -434,9 +458,11 @@ class RelayLoop:
     def _deadline(self, c: _Conn, kind: int) -> None:
         if kind == HELLO and c.state == HELLO:
             self.listener_stats.downstream_pre_cx_timeout += 1
-            self._log(
-                "info",
-                "gateway closed a connection: no complete ClientHello within {timeout}s",
+            self._peer_log(
+                LogLevel.info,
+                peerlog.HELLO_TIMEOUT,
+                peerlog.MSG_HELLO_TIMEOUT,
+                c,
                 timeout=self.settings.hello_timeout,
             )
             self._close(c)
@@ -466,8 +492,7 @@ class RelayLoop:
             c.mask_up = mask
 
     def _pump(self, c: _Conn, dirs: tuple[Direction, ...] = ()) -> bool:
-        up, down = c.to_up, c.to_down
-        assert up is not None and down is not None
+        up, down = need(c.to_up, "direction"), need(c.to_down, "direction")
         try:
             moved = False
             for d in dirs or (up, down):
@@ -478,11 +503,11 @@ class RelayLoop:
         if moved:
             c.idle_since = self.clock()
         if up.moved or down.moved:
-            assert c.tcp is not None and c.cluster is not None
-            c.tcp.downstream_cx_rx_bytes_total += up.moved
-            c.cluster.upstream_cx_tx_bytes_total += up.moved
-            c.tcp.downstream_cx_tx_bytes_total += down.moved
-            c.cluster.upstream_cx_rx_bytes_total += down.moved
+            tcp, cluster = need(c.tcp, "tcp stats"), need(c.cluster, "cluster stats")
+            tcp.downstream_cx_rx_bytes_total += up.moved
+            cluster.upstream_cx_tx_bytes_total += up.moved
+            tcp.downstream_cx_tx_bytes_total += down.moved
+            cluster.upstream_cx_rx_bytes_total += down.moved
             up.moved = down.moved = 0
         if up.finished and down.finished:
             self._close(c)
@@ -505,9 +530,8 @@ class RelayLoop:
             return
         for c in list(self._conns):
             if c.state == RELAYING and now - c.idle_since >= idle:
-                assert c.tcp is not None
-                c.tcp.idle_timeout += 1
-                self._log("info", "gateway closed an idle connection")
+                need(c.tcp, "tcp stats").idle_timeout += 1
+                self._log("debug", peerlog.MSG_IDLE, peer=c.peer)
                 self._close(c)
 
     def _close(self, c: _Conn) -> None:
@@ -536,3 +560,11 @@ def _cluster_timeout(table: RouteTable, cluster: str) -> float:
         if cl.name == cluster:
             return cl.connect_timeout_ms / 1000.0
     return 5.0
+
+
+def _passthrough(fn: Callable[[], None]) -> Callable[[Any], Any]:
+    def call(result: Any) -> Any:
+        fn()
+        return result
+
+    return call

@@ -38,12 +38,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from wanfedtx.gateway import peerlog
 from wanfedtx.gateway.clienthello import (
     DEFAULT_MAX_HELLO_SIZE,
     ClientHello,
     ClientHelloReader,
     Rejected,
 )
+from wanfedtx.gateway.errors import need
 from wanfedtx.gateway.router import Route, RouteTable, pick_endpoint
 from wanfedtx.gateway.snapshot import Endpoint
 from wanfedtx.gateway.stats import ClusterStats, GatewayStats, ListenerStats, TcpStats
@@ -103,6 +105,7 @@ class RelayFactory(Factory):
         self.rng = rng if rng is not None else random.Random()
         self.splice = splice
         self.active: set[DownstreamProtocol] = set()
+        self.peer_log = peerlog.peer_log(reactor)
 
     def set_route_table(self, table: RouteTable) -> None:
         """Swap routing atomically: new connections use ``table``, open ones are untouched."""
@@ -112,8 +115,11 @@ class RelayFactory(Factory):
         limit = self.settings.max_connections
         if limit is not None and len(self.active) >= limit:
             self.listener_stats.downstream_cx_overflow += 1
-            log.warn(
-                "gateway connection limit reached; closing {peer}", peer=str(addr), limit=limit
+            self.peer_log.warn(
+                peerlog.CONNECTION_LIMIT,
+                peerlog.MSG_CONNECTION_LIMIT,
+                peer=peerlog.host_port(addr),
+                limit=limit,
             )
             return None
         p = DownstreamProtocol(self)
@@ -123,6 +129,7 @@ class RelayFactory(Factory):
     def close_all(self) -> None:
         for p in list(self.active):
             p.abort("gateway stopping")
+        self.peer_log.stop()
 
 
 @implementer(IHalfCloseableProtocol)
@@ -192,8 +199,7 @@ class DownstreamProtocol(Protocol):
 
     def _peer(self) -> str:
         try:
-            a = self.transport.getPeer()
-            return f"{a.host}:{a.port}"
+            return peerlog.host_port(self.transport.getPeer())
         except Exception:
             return "?"
 
@@ -203,8 +209,9 @@ class DownstreamProtocol(Protocol):
         self.hello_timer = None
         if self.state == "hello":
             self.f.listener_stats.downstream_pre_cx_timeout += 1
-            log.info(
-                "gateway closed {peer}: no complete ClientHello within {timeout}s",
+            self.f.peer_log.info(
+                peerlog.HELLO_TIMEOUT,
+                peerlog.MSG_HELLO_TIMEOUT,
                 peer=self._peer(),
                 timeout=self.f.settings.hello_timeout,
             )
@@ -214,16 +221,13 @@ class DownstreamProtocol(Protocol):
         state = self.state
         if state == "relaying":
             self.moved = True
-            up = self.upstream
-            assert up is not None and up.transport is not None
-            up.transport.write(data)
+            need(self.upstream, "upstream").transport.write(data)
             n = len(data)
             self.tcp_stats.downstream_cx_rx_bytes_total += n
             self.cluster_stats.upstream_cx_tx_bytes_total += n
             return
         if state == "hello":
-            assert self.reader is not None
-            outcome = self.reader.receive_data(data)
+            outcome = need(self.reader, "hello reader").receive_data(data)
             if outcome is None:
                 return
             if isinstance(outcome, Rejected):
@@ -236,11 +240,11 @@ class DownstreamProtocol(Protocol):
 
     def _rejected(self, r: Rejected) -> None:
         self.f.stats.inspector.count_rejected(r.reason)
-        log.info(
-            "gateway closed {peer}: {reason}: {detail}",
+        self.f.peer_log.info(
+            peerlog.BAD_HELLO,
+            peerlog.MSG_BAD_HELLO,
             peer=self._peer(),
-            reason=r.reason,
-            detail=r.detail,
+            cause=f"{r.reason}: {r.detail}",
         )
         self.abort(r.reason)
 
@@ -254,8 +258,9 @@ class DownstreamProtocol(Protocol):
         fc = table.match_chain(hello.server_name)
         if fc is None:
             self.f.listener_stats.no_filter_chain_match += 1
-            log.info(
-                "gateway closed {peer}: no filter chain matches SNI {sni!r}",
+            self.f.peer_log.info(
+                peerlog.UNKNOWN_SNI,
+                peerlog.MSG_UNKNOWN_SNI,
                 peer=self._peer(),
                 sni=hello.server_name,
             )
@@ -266,8 +271,9 @@ class DownstreamProtocol(Protocol):
         route = table.route(hello.server_name)
         if route is None or route.endpoints is None:
             self.tcp_stats.downstream_cx_no_route += 1
-            log.info(
-                "gateway closed {peer}: no cluster for SNI {sni!r}",
+            self.f.peer_log.info(
+                peerlog.NO_ROUTE,
+                peerlog.MSG_NO_ROUTE,
                 peer=self._peer(),
                 sni=hello.server_name,
             )
@@ -276,8 +282,7 @@ class DownstreamProtocol(Protocol):
         self.route = route
         self.table = table
         self.cluster_stats = self.f.stats.cluster(route.cluster)
-        assert self.reader is not None
-        self.pending += self.reader.buffered
+        self.pending += need(self.reader, "hello reader").buffered
         self.reader = None
         self.state = "connecting"
         self.transport.pauseProducing()
@@ -286,38 +291,39 @@ class DownstreamProtocol(Protocol):
     # -- connecting ------------------------------------------------------------------------
 
     def _connect_next(self) -> None:
-        assert self.route is not None and self.route.endpoints is not None
+        route = need(self.route, "route")
+        endpoints = need(route.endpoints, "route endpoints")
         cs = self.cluster_stats
-        assert cs is not None
         limit = self.f.settings.max_connect_attempts
         ep = None
         if limit is None or len(self.tried) < limit:
-            ep = pick_endpoint(self.route.endpoints, self.f.rng, self.tried)
+            ep = pick_endpoint(endpoints, self.f.rng, self.tried)
         if ep is None:
             if not self.tried:
                 cs.upstream_cx_none_healthy += 1
-            log.info(
-                "gateway closed {peer}: no healthy endpoint left in cluster {cluster}",
+            self.f.peer_log.warn(
+                peerlog.NO_ENDPOINT,
+                peerlog.MSG_NO_ENDPOINT,
                 peer=self._peer(),
-                cluster=self.route.cluster,
+                cluster=route.cluster,
                 tried=len(self.tried),
             )
             self.abort("no endpoint")
             return
         self.tried.append(ep)
         cs.upstream_cx_total += 1
-        assert self.table is not None
-        timeout = _cluster_timeout(self.table, self.route.cluster)
+        timeout = _cluster_timeout(need(self.table, "route table"), route.cluster)
         self.f.tcp.connectTCP(ep.address, ep.port, _UpstreamFactory(self, ep), timeout=timeout)
 
     def upstream_failed(self, ep: Endpoint, reason: Failure) -> None:
         cs = self.cluster_stats
-        assert cs is not None
         cs.upstream_cx_connect_fail += 1
         if _is_timeout(reason):
             cs.upstream_cx_connect_timeout += 1
-        log.info(
-            "gateway connect to {address}:{port} of {cluster} failed: {why}",
+        self.f.peer_log.warn(
+            peerlog.UPSTREAM_CONNECT,
+            peerlog.MSG_UPSTREAM_CONNECT,
+            peer=self._peer(),
             address=ep.address,
             port=ep.port,
             cluster=self.route.cluster if self.route else "",
@@ -331,7 +337,6 @@ class DownstreamProtocol(Protocol):
             up.transport.abortConnection()
             return
         self.upstream = up
-        assert self.cluster_stats is not None
         self.cluster_stats.upstream_cx_active += 1
         first = bytes(self.pending)
         self.pending = bytearray()
@@ -343,9 +348,8 @@ class DownstreamProtocol(Protocol):
             self._hand_off(splice, up, first)
             return
         self.state = "relaying"
-        ut = up.transport
-        dt = self.transport
-        assert ut is not None and dt is not None
+        ut = need(up.transport, "upstream transport")
+        dt = need(self.transport, "downstream transport")
         if hasattr(ut, "bufferSize"):
             ut.bufferSize = self.f.settings.read_size
         ut.write(first)
@@ -358,9 +362,8 @@ class DownstreamProtocol(Protocol):
             self.idle_timer = self.f.clock.callLater(idle, self._idle_check)
 
     def _hand_off(self, splice: SpliceRelay, up: UpstreamProtocol, first: bytes) -> None:
-        dt = self.transport
-        ut = up.transport
-        assert dt is not None and ut is not None
+        dt = need(self.transport, "downstream transport")
+        ut = need(up.transport, "upstream transport")
         self.state = "handed-off"
         up.closed = True
         # take the descriptors out of Twisted without a shutdown(2): detach the sockets, then
@@ -373,7 +376,6 @@ class DownstreamProtocol(Protocol):
         for t in (dt, ut):
             t.connectionLost(Failure(error.ConnectionDone("handed to the splice relay")))  # type: ignore[no-untyped-call]
         self.f.active.discard(self)
-        assert self.tcp_stats is not None and self.cluster_stats is not None
         splice.add(down_fd, up_fd, first, self, self.tcp_stats, self.cluster_stats)
 
     def splice_closed(self, idle: bool) -> None:
@@ -394,15 +396,11 @@ class DownstreamProtocol(Protocol):
             self.moved = False
             if self.upstream is not None:
                 self.upstream.moved = False
-            idle = self.f.settings.idle_timeout
-            assert idle is not None
+            idle = need(self.f.settings.idle_timeout, "idle timeout")
             self.idle_timer = self.f.clock.callLater(idle, self._idle_check)
             return
-        assert self.tcp_stats is not None
         self.tcp_stats.idle_timeout += 1
-        log.info(
-            "gateway closed idle connection {peer} (sni {sni})", peer=self._peer(), sni=self.sni
-        )
+        log.debug(peerlog.MSG_IDLE, peer=self._peer(), sni=self.sni)
         self.transport.loseConnection()
         if self.upstream is not None and self.upstream.transport is not None:
             self.upstream.transport.loseConnection()
@@ -425,11 +423,11 @@ class DownstreamProtocol(Protocol):
 
     def upstream_eof(self) -> None:
         self.up_eof = True
-        dt = self.transport
-        assert dt is not None and self.upstream is not None
+        dt = need(self.transport, "downstream transport")
+        up = need(self.upstream, "upstream")
         if self.down_eof:
             dt.loseConnection()
-            self.upstream.transport.loseConnection()
+            up.transport.loseConnection()
         else:
             dt.loseWriteConnection()
 

@@ -29,6 +29,7 @@ from wanfedtx.gateway.routes import listener_index, load_routes
 from wanfedtx.gateway.snapshot import Snapshot
 from wanfedtx.gateway.splice import SpliceRelay
 from wanfedtx.gateway.stats import GatewayStats, merge
+from wanfedtx.netlimits import listen_backlog
 
 log = Logger(namespace="wanfed.gateway")
 
@@ -105,7 +106,8 @@ class GatewayService(Service):
         return True
 
     def _check_mtime(self) -> None:
-        assert self.routes_path is not None
+        if self.routes_path is None:  # the watch only runs with a routes file
+            return
         if _mtime(self.routes_path) != self._mtime:
             self.reload()
 
@@ -153,7 +155,9 @@ class GatewayService(Service):
             self.rng,
             self.splice,
         )
-        self.port = self.reactor.listenTCP(port, self.factory, backlog=1024, interface=host)
+        self.port = self.reactor.listenTCP(
+            port, self.factory, backlog=listen_backlog(), interface=host
+        )
         if port == 0:
             real = self.port.getHost().port  # type: ignore[union-attr]
             self.address = (host, real)
@@ -166,7 +170,9 @@ class GatewayService(Service):
             site = Site(root)  # type: ignore[no-untyped-call]
             site.noisy = False
             ah, ap = self.admin_address
-            self.admin_port = self.reactor.listenTCP(ap, site, interface=ah)
+            self.admin_port = self.reactor.listenTCP(
+                ap, site, backlog=listen_backlog(), interface=ah
+            )
             if ap == 0:
                 self.admin_address = (ah, self.admin_port.getHost().port)  # type: ignore[union-attr]
         if self.routes_path is not None and self.reload_interval:

@@ -19,9 +19,10 @@ _CLEAR = 256
 _EOF = 257
 _MAX_WIDTH = 12
 _MAX_CODE = (1 << _MAX_WIDTH) - 1
+_LITERALS = tuple(bytes((i,)) for i in range(256))
 
-#: Default cap on decompressed size (memberlist's push/pull limit is 20 MiB).
-DEFAULT_MAX_OUTPUT = 32 * 1024 * 1024
+#: Default cap on decompressed size: memberlist v0.6.0's ``maxDecompressedSize`` (40 MiB).
+DEFAULT_MAX_OUTPUT = 40 * 1024 * 1024
 
 
 def compress(data: bytes) -> bytes:
@@ -117,8 +118,7 @@ def decompress(data: bytes, max_output: int = DEFAULT_MAX_OUTPUT) -> bytes:
         bits >>= width
         nbits -= width
         if code < _CLEAR:
-            cur = table[code]
-            assert cur is not None
+            cur = _LITERALS[code]
             if last is not None:
                 table[hi] = last + cur[:1]
         elif code == _CLEAR:
@@ -143,9 +143,7 @@ def decompress(data: bytes, max_output: int = DEFAULT_MAX_OUTPUT) -> bytes:
             raise CompressionError(f"lzw: invalid code {code} (corrupt payload)")
         out += cur
         if len(out) > max_output:
-            raise CompressionError(
-                f"lzw: decompressed payload exceeds the limit of {max_output} bytes"
-            )
+            raise CompressionError(f"decompressed message is larger than limit ({max_output})")
         last = cur
         hi += 1
         if hi >= overflow:

@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wanfedtx.metrics import REGISTRY, Registry
+from wanfedtx.ratelog import RateLimitedLog
 
 from . import wire
 from .config import MemberlistConfig
@@ -370,7 +371,12 @@ class _StreamSession:
         try:
             msg = self.reader.feed(data)
         except WireError as exc:
-            log.warn("memberlist: failed to receive: {error}", error=str(exc))
+            self.ml.peer_log.warn(
+                "stream",
+                "memberlist: failed to receive: {error} from={src}",
+                error=str(exc),
+                src=_writer_peer(self.writer),
+            )
             if self.first is None and self.writer is not None:
                 # Responder: tell the peer what was wrong, like memberlist's errResp.
                 self.writer.write(self.ml._wrap_stream(wire.ErrResp(str(exc)).encode()))
@@ -449,6 +455,8 @@ class Memberlist:
         self.config = config
         self.transport = transport
         self.clock = clock
+        #: lines a peer's bad input causes: per-reason budget, then a summary (wanfedtx.ratelog)
+        self.peer_log = RateLimitedLog(log, clock)
         self.rng = rng or random.Random()
         self.delegate = delegate or Delegate()
         self.nodes: list[Node] = []
@@ -511,6 +519,7 @@ class Memberlist:
             if h.timer.active():
                 h.timer.cancel()
         self.ack_handlers.clear()
+        self.peer_log.stop()
         for t in self._timers:
             if t.active():
                 t.cancel()
@@ -714,10 +723,10 @@ class Memberlist:
                 msg = c
         if node is not None and node.pmax >= 5:
             msg = wire.add_crc(msg)
-        if self.config.encryption_enabled() and self.config.gossip_verify_outgoing:
-            assert self.config.keyring is not None
+        keyring = self.config.keyring
+        if keyring is not None and keyring.keys() and self.config.gossip_verify_outgoing:
             msg = encrypt_payload(
-                self._enc_vsn(), self.config.keyring.primary_key(), msg, None, self._randbytes
+                self._enc_vsn(), keyring.primary_key(), msg, None, self._randbytes
             )
         if self.shutdown_done:
             return
@@ -736,9 +745,9 @@ class Memberlist:
 
     def _wrap_stream(self, msg: bytes) -> bytes:
         keys = None
-        if self.config.encryption_enabled() and self.config.gossip_verify_outgoing:
-            assert self.config.keyring is not None
-            keys = self.config.keyring.keys()
+        keyring = self.config.keyring
+        if keyring is not None and keyring.keys() and self.config.gossip_verify_outgoing:
+            keys = keyring.keys()
         return encode_stream(
             msg,
             compress=self.config.enable_compression,
@@ -789,17 +798,23 @@ class Memberlist:
         self._m_udp_recv.inc(len(buf))
         src = f"{format_host(from_addr[0])}:{from_addr[1]}"
         if len(buf) < 1:
-            log.error("memberlist: packet too short ({n} bytes) from={src}", n=len(buf), src=src)
+            self.peer_log.error(
+                "packet-short",
+                "memberlist: packet too short ({n} bytes) from={src}",
+                n=len(buf),
+                src=src,
+            )
             return
-        if self.config.encryption_enabled():
-            assert self.config.keyring is not None
+        keyring = self.config.keyring
+        if keyring is not None and keyring.keys():  # encryption_enabled(), narrowed for mypy
             try:
                 from .security import decrypt_payload
 
-                buf = decrypt_payload(self.config.keyring.keys(), buf)
+                buf = decrypt_payload(keyring.keys(), buf)
             except WireError as exc:
                 if self.config.gossip_verify_incoming:
-                    log.error(
+                    self.peer_log.error(
+                        "decrypt",
                         "memberlist: Decrypt packet failed: {error} from={src}",
                         error=str(exc),
                         src=src,
@@ -808,11 +823,14 @@ class Memberlist:
         try:
             buf = wire.strip_crc(buf)
         except WireError as exc:
-            log.warn("memberlist: {error} from={src}", error=str(exc), src=src)
+            self.peer_log.warn(
+                "checksum", "memberlist: {error} from={src}", error=str(exc), src=src
+            )
             return
         got = wire.unpack_packet(buf)
         for p in got.problems:
-            log.warn(
+            self.peer_log.warn(
+                "bad-packet",
                 "memberlist: dropped part of a packet: {problem} from={src}",
                 problem=p,
                 src=src,
@@ -821,7 +839,9 @@ class Memberlist:
             try:
                 self._handle_packet_msg(m, from_addr, timestamp)
             except NodeNamesRequired as exc:
-                log.warn("memberlist: {error} from={src}", error=str(exc), src=src)
+                self.peer_log.warn(
+                    "node-names", "memberlist: {error} from={src}", error=str(exc), src=src
+                )
 
     def _handle_packet_msg(
         self, m: wire.PacketMessage, from_addr: tuple[str, int], ts: float
@@ -861,7 +881,8 @@ class Memberlist:
 
     def _handle_ping(self, p: wire.Ping, from_addr: tuple[str, int]) -> None:
         if p.node and p.node != self.name:
-            log.warn(
+            self.peer_log.warn(
+                "unexpected-node",
                 "memberlist: Got ping for unexpected node '{node}' from={src}",
                 node=p.node,
                 src=f"{from_addr[0]}:{from_addr[1]}",
@@ -923,10 +944,15 @@ class Memberlist:
 
     def _handle_inbound_stream(self, msg: wire.StreamMessage, session: _StreamSession) -> None:
         w = session.writer
-        assert w is not None
+        if w is None:  # a message is only parsed after connection_made set the writer
+            raise GossipError("memberlist: inbound stream message before its connection was made")
         if isinstance(msg, wire.PushPull):
             if self.push_pull_inflight >= MAX_PUSH_PULL_REQUESTS:
-                log.error("memberlist: Too many pending push/pull requests")
+                self.peer_log.error(
+                    "push-pull-limit",
+                    "memberlist: Too many pending push/pull requests from={src}",
+                    src=_writer_peer(w),
+                )
                 w.close()
                 return
             w.write(self._wrap_stream(self._local_state(msg.join)))
@@ -940,14 +966,24 @@ class Memberlist:
             return
         if isinstance(msg, wire.Ping):
             if msg.node and msg.node != self.name:
-                log.warn("memberlist: Got ping for unexpected node {node}", node=msg.node)
+                self.peer_log.warn(
+                    "unexpected-node",
+                    "memberlist: Got ping for unexpected node {node} from={src}",
+                    node=msg.node,
+                    src=_writer_peer(w),
+                )
                 w.close()
                 return
             ack = wire.AckResp(msg.seq_no, self.delegate.ack_payload())
             w.write(self._wrap_stream(ack.encode()))
             w.close()
             return
-        log.error("memberlist: Received invalid msgType on a stream: {msg!r}", msg=msg)
+        self.peer_log.error(
+            "stream-type",
+            "memberlist: Received invalid msgType on a stream: {msg!r} from={src}",
+            msg=msg,
+            src=_writer_peer(w),
+        )
         w.close()
 
     def _local_state(self, join: bool) -> bytes:
@@ -1472,3 +1508,12 @@ def _fail(exc: Exception) -> Deferred[None]:
     d: Deferred[None] = Deferred()
     d.errback(exc)
     return d
+
+
+def _writer_peer(writer: IStreamWriter | None) -> str:
+    """``host:port`` of the peer behind a stream writer (a Twisted protocol), or ``?``."""
+    try:
+        peer = writer.transport.getPeer()  # type: ignore[union-attr]
+        return f"{format_host(peer.host)}:{peer.port}"
+    except Exception:
+        return "?"

@@ -36,8 +36,12 @@ from .wire import (
     compress_message,
 )
 
-#: Upper bound on the node count announced by a push/pull header.
+#: Upper bound on the node count announced by a push/pull header (memberlist v0.6.0).
 MAX_PUSH_NODES = 1 << 20
+#: Upper bound on a push/pull's user state and a user message (memberlist v0.6.0: 20 MiB).
+MAX_USER_BYTES = 20 * 1024 * 1024
+#: Upper bound on a decompressed stream message (memberlist v0.6.0: 40 MiB, twice the state cap).
+MAX_DECOMPRESSED_BYTES = 2 * MAX_PUSH_STATE_BYTES
 
 
 def encode_stream(
@@ -76,6 +80,9 @@ class StreamReader:
         self._keys = list(keys) if keys else []
         self._require_enc = require_encryption
         self._max = max_bytes
+        # a reader with a smaller budget (tests, fuzzing) scales every bound down with it
+        self._max_user = min(MAX_USER_BYTES, max_bytes)
+        self._max_decompressed = min(MAX_DECOMPRESSED_BYTES, 2 * max_bytes)
         self._buf = bytearray()
         self._mode = "start"  # start -> enc | plain -> done
         self._unpacker: Any = None
@@ -126,11 +133,11 @@ class StreamReader:
 
     # -- internals
 
-    def _start_plain(self) -> None:
+    def _start_plain(self, limit: int | None = None) -> None:
         self._unpacker = msgpack.Unpacker(
             raw=True,
             strict_map_key=False,
-            max_buffer_size=self._max + 64 * 1024,
+            max_buffer_size=(self._max if limit is None else limit) + 64 * 1024,
             timestamp=0,
         )
 
@@ -170,9 +177,9 @@ class StreamReader:
                 c = Compress.from_obj(obj)
                 if c.algo != LZW_ALGO:
                     raise WireError(f"Cannot decompress unknown algorithm {c.algo}")
-                inner = lzw.decompress(c.buf, max_output=self._max)
-                # The decompressed buffer is a complete message of its own.
-                self._start_plain()
+                inner = lzw.decompress(c.buf, max_output=self._max_decompressed)
+                # The decompressed buffer is a complete message of its own (already bounded).
+                self._start_plain(len(inner))
                 self._type = -1
                 if inner[:1] == bytes((MsgType.COMPRESS,)):
                     raise WireError("nested compression in a stream is not supported")
@@ -187,12 +194,11 @@ class StreamReader:
                 if not ok:
                     return None
                 h = PushPullHeader.from_obj(obj)
+                # checked before anything is read or allocated for them (memberlist v0.6.0)
                 if not 0 <= h.nodes <= MAX_PUSH_NODES:
-                    raise WireError(f"push/pull header announces {h.nodes} nodes; refusing")
-                if not 0 <= h.user_state_len <= self._max:
-                    raise WireError(
-                        f"push/pull user state of {h.user_state_len} bytes exceeds the limit"
-                    )
+                    raise WireError(f"number of nodes in header ({h.nodes}) exceeds limit")
+                if not 0 <= h.user_state_len <= self._max_user:
+                    raise WireError(f"user state length ({h.user_state_len}) exceeds limit")
                 self._pp_header = h
                 self._tail_len = h.user_state_len
             while len(self._pp_nodes) < self._pp_header.nodes:
@@ -211,8 +217,8 @@ class StreamReader:
                 if not ok:
                     return None
                 h2 = UserMsgHeader.from_obj(obj)
-                if not 0 <= h2.user_msg_len <= self._max:
-                    raise WireError(f"user message of {h2.user_msg_len} bytes exceeds the limit")
+                if not 0 <= h2.user_msg_len <= self._max_user:
+                    raise WireError(f"user message length ({h2.user_msg_len}) exceeds limit")
                 self._tail_len = h2.user_msg_len
             if not self._read_tail():
                 return None

@@ -24,6 +24,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from wanfedtx.netlimits import listen_backlog
+
 from .errors import GossipError
 from .interfaces import Address, IGossipTransport, IStreamSink, IStreamWriter, PacketHandler
 from .memberlist import split_host_port
@@ -116,7 +118,9 @@ class NetTransport:
         factory = Factory.forProtocol(lambda: StreamProtocol(self._new_sink, self))
         factory.noisy = False
         for _ in range(10):
-            tcp = self.reactor.listenTCP(self.bind_port, factory, interface=self.bind_addr)
+            tcp = self.reactor.listenTCP(
+                self.bind_port, factory, backlog=listen_backlog(), interface=self.bind_addr
+            )
             port = tcp.getHost().port
             try:
                 udp = self.reactor.listenUDP(

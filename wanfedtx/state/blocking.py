@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from wanfedtx.state.errors import StateError
 from wanfedtx.state.watch import WatchSet
 
 DEFAULT_QUERY_TIME = 300.0
@@ -103,7 +104,8 @@ class BlockingQuery(Deferred[Any]):
                 return True
             self._deliver(value, None)
             return True
-        assert ws is not None
+        if ws is None:  # ``last`` always delivers above
+            raise StateError("blocking query: no watch set for a query that must wait")
         self._ws = ws
         ws.subscribe(self._changed)
         return self._query is None

@@ -12,7 +12,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from wanfedtx.state.base import StoreBase, register_schema
-from wanfedtx.state.errors import InvalidMetadataError, MissingServiceError
+from wanfedtx.state.errors import InvalidMetadataError, MissingNodeError, MissingServiceError
 from wanfedtx.state.table import IndexSpec, Row, TableSchema
 from wanfedtx.state.validate import validate_service_meta
 from wanfedtx.state.watch import WatchSet
@@ -120,7 +120,8 @@ class CatalogStore(StoreBase):
                     self.insert(NODES, _stamp(existing_node, new_node, idx))
                     self.bump_index(NODES, idx)
             node_row = nodes.get(node_key)
-            assert node_row is not None
+            if node_row is None:  # inserted just above
+                raise MissingNodeError(f"node {node_name!r} vanished while being registered")
             if service is not None:
                 self._ensure_service(idx, node_row["Node"], service)
             for check in checks:

@@ -128,19 +128,20 @@ class RecordingProtocol(Protocol):
 
     def handshakeCompleted(self) -> None:
         self.record.handshake_done = True
-        if self.transport is None:
+        transport = self.transport
+        if transport is None:  # a handshake completes only on a connected transport
             return
-        self.record.negotiated = getattr(self.transport, "negotiatedProtocol", None)
+        self.record.negotiated = getattr(transport, "negotiatedProtocol", None)
         if self.require_alpn is not None:
             try:
-                check_negotiated_alpn(self.transport, self.require_alpn)
+                check_negotiated_alpn(transport, self.require_alpn)
             except ALPNMismatch as e:
                 self.record.alpn_error = e
-                abort = getattr(self.transport, "abortConnection", self.transport.loseConnection)
+                abort = getattr(transport, "abortConnection", transport.loseConnection)
                 abort()
                 return
         if self.greeting:
-            self.transport.write(self.greeting)
+            transport.write(self.greeting)
 
     def dataReceived(self, data: bytes) -> None:
         self.record.data += data

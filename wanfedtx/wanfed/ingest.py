@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wanfedtx.gossip.interfaces import IGossipTransport
+from wanfedtx.ratelog import RateLimitedLog
 from wanfedtx.rpc.interfaces import ConnectionInfo
 from wanfedtx.rpc.registry import HandlerRegistry
 
@@ -69,9 +70,12 @@ class PacketIngestProtocol(Protocol):
         clock: IReactorTime,
         idle_timeout: float = GOSSIP_PACKET_MAX_IDLE_TIME,
         max_size: int = GOSSIP_PACKET_MAX_BYTE_SIZE,
+        peer_log: RateLimitedLog | None = None,
     ) -> None:
         self.get_transport = get_transport
         self.clock = clock
+        # shared by every connection of a handler, so N bad peers write a bounded number of lines
+        self.peer_log = peer_log if peer_log is not None else RateLimitedLog(log, clock)
         self.idle_timeout = idle_timeout
         self.decoder = FrameDecoder(max_size)
         self._timer: IDelayedCall | None = None
@@ -95,8 +99,11 @@ class PacketIngestProtocol(Protocol):
 
     def _idle(self) -> None:
         self._timer = None
-        self._fail(f"read tcp {_fmt(self.peer)}: i/o timeout waiting for the next gossip packet "
-                   f"after {self.idle_timeout:g}s")
+        self._fail(
+            "idle",
+            f"read tcp {_fmt(self.peer)}: i/o timeout waiting for the next gossip packet "
+            f"after {self.idle_timeout:g}s",
+        )
 
     def dataReceived(self, data: bytes) -> None:
         if self._done:
@@ -113,23 +120,25 @@ class PacketIngestProtocol(Protocol):
                 self._close()
                 return
             if not frame:
-                self._fail(str(PacketTooShort(0, _fmt(self.peer))))
+                self._fail("empty-frame", str(PacketTooShort(0, _fmt(self.peer))))
                 return
             self.packets += 1
             transport.ingest_packet(frame, self.peer, self.clock.seconds())
             if self._done:
                 return
         if error is not None:
-            self._fail(str(error))
+            self._fail("bad-frame", str(error))
             return
         if not self.decoder.awaiting_header:
             self._disarm()  # a frame body has no deadline
         elif frames or not was_header:
             self._arm()  # a new header wait begins
 
-    def _fail(self, error: str) -> None:
-        log.error(MSG_FAILED_TO_INGEST, error=error, conn=_fmt(self.peer),
-                  protocol=ALPN_WAN_GOSSIP_PACKET)
+    def _fail(self, reason: str, error: str) -> None:
+        self.peer_log.error(
+            reason, MSG_FAILED_TO_INGEST, error=error, conn=_fmt(self.peer),
+            protocol=ALPN_WAN_GOSSIP_PACKET,
+        )
         self._close()
 
     def _close(self) -> None:
@@ -145,8 +154,8 @@ class PacketIngestProtocol(Protocol):
 
 class _CloseAtOnce(Protocol):
     def connectionMade(self) -> None:
-        assert self.transport is not None
-        self.transport.loseConnection()
+        if self.transport is not None:
+            self.transport.loseConnection()
 
 
 @attrs.define
@@ -158,12 +167,17 @@ class PacketHandler:
     clock: IReactorTime
     idle_timeout: float = GOSSIP_PACKET_MAX_IDLE_TIME
     max_size: int = GOSSIP_PACKET_MAX_BYTE_SIZE
+    peer_log: RateLimitedLog | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.peer_log is None:
+            self.peer_log = RateLimitedLog(log, self.clock)
 
     def build_protocol(self, conn: ConnectionInfo) -> IProtocol:
         if self.get_transport() is None:
             return _CloseAtOnce()
         return PacketIngestProtocol(self.get_transport, self.clock, self.idle_timeout,
-                                    self.max_size)
+                                    self.max_size, self.peer_log)
 
 
 class StreamHandler:

@@ -97,9 +97,11 @@ class PacketConn(_Closable):
         if not self.usable():
             self.failed = True
             raise WanfedError(f"wanfed: the packet connection to {self.key} is closed")
+        transport = self.transport
+        if transport is None:  # usable() checked it; narrowed for mypy
+            raise WanfedError(f"wanfed: the packet connection to {self.key} is closed")
         try:
-            assert self.transport is not None
-            self.transport.write(frame)
+            transport.write(frame)
         except Exception as e:
             self.failed = True
             raise WanfedError(f"wanfed: writing to the packet connection failed: {e}") from e
@@ -250,7 +252,8 @@ class WanfedTransport:
         return float(self.clock.seconds())
 
     def _send(self, conn: PooledConn, frame: bytes) -> None:
-        assert isinstance(conn, PacketConn)
+        if not isinstance(conn, PacketConn):
+            raise WanfedError(f"wanfed: pool returned a {type(conn).__name__}, not a PacketConn")
         try:
             conn.send(frame)
         finally:

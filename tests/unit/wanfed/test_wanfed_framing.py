@@ -186,3 +186,25 @@ def test_fuzz_receiver_bad_input_closes_with_log_never_crashes(data: bytes, step
     assert t.disconnecting
     assert "failed to ingest RPC" in formats(logs)
     assert all(0 < len(x[0]) <= 256 for x in inner.ingested)
+
+
+def test_many_bad_peers_write_a_bounded_number_of_lines() -> None:
+    from wanfedtx.ratelog import DEFAULT_BURST, DEFAULT_INTERVAL
+    from wanfedtx.wanfed.ingest import PacketHandler
+
+    clock = Clock()
+    inner = FakeInner()
+    handler = PacketHandler(lambda: inner, clock)
+    with captured_logs() as logs:
+        for i in range(500):
+            p = handler.build_protocol(None)  # type: ignore[arg-type]
+            t = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.3", 2000 + i))
+            p.makeConnection(t)
+            p.dataReceived(struct.pack(">I", GOSSIP_PACKET_MAX_BYTE_SIZE + 1))
+            assert t.disconnecting
+        lines = [e for e in logs if e.get("log_format") == "failed to ingest RPC"]
+        assert len(lines) == DEFAULT_BURST
+        assert lines[0]["conn"] == "192.0.2.3:2000" and lines[0]["reason"] == "bad-frame"
+        clock.advance(DEFAULT_INTERVAL)
+    summary = [e for e in logs if e.get("count")]
+    assert [(e["reason"], e["count"]) for e in summary] == [("bad-frame", 500 - DEFAULT_BURST)]
