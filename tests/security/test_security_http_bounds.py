@@ -3,7 +3,9 @@
 * 10 MB bodies (``Content-Length`` and chunked) to every write route of the agent's route table
   get 413 with one line, and the agent's RSS stays flat (nothing is buffered);
 * 300 connections from 127.0.0.1 are cut at ``limits.http_max_conns_per_client`` (50 here) while
-  127.0.0.2 is still served;
+  127.0.0.2 is still served; 20,500 idle connections from one address (the reported attack, held
+  by two child processes) leave the agent with the default limit of 200 and a bounded number of
+  file descriptors, and another address is served meanwhile;
 * a slowloris connection (a header byte every 0.2 s) is closed at the 1 s header deadline, while
   a blocking query parked for longer is answered;
 * a non-UTF-8 URL and 10,000-deep JSON get 400, with no traceback in the agent's log;
@@ -45,9 +47,9 @@ limits {
 
 
 class AgentProcess:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, limits_hcl: str = LIMITS_HCL) -> None:
         cfg = tmp / "limits.hcl"
-        cfg.write_text(LIMITS_HCL)
+        cfg.write_text(limits_hcl)
         self.port = free_port()
         self.log = tmp / "agent.log"
         self._out = self.log.open("w")
@@ -299,3 +301,83 @@ async def test_handler_exception_is_plain_500_and_logged(reactor: Any) -> None:
     [event] = [e for e in events if "log_failure" in e]
     assert event["log_failure"].check(Broken)
     assert (event["method"], event["path"]) == ("PUT", "/v1/agent/service/register")
+
+
+# A child process holding many connections to one port (a process may not have enough file
+# descriptors for all of them): it opens them, then answers each line on stdin with the number the
+# server has closed so far; end of stdin closes them all.
+_HOLDER = """
+import select, socket, sys
+port, count = int(sys.argv[1]), int(sys.argv[2])
+ep = select.epoll()
+socks = []
+for _ in range(count):
+    s = socket.socket()
+    s.setblocking(False)
+    s.bind(("127.0.0.1", 0))
+    s.connect_ex(("127.0.0.1", port))
+    socks.append(s)
+    ep.register(s.fileno(), select.EPOLLRDHUP | select.EPOLLHUP)
+closed = set()
+print("open", flush=True)
+for _line in sys.stdin:
+    for fd, _ in ep.poll(0.5):
+        if fd not in closed:
+            closed.add(fd)
+            ep.unregister(fd)
+    print(len(closed), flush=True)
+"""
+
+
+@pytest.fixture
+def patient_agent(tmp_path: Path) -> Iterator[AgentProcess]:
+    """The default per-client limit (200) and a header deadline long enough that idle
+    connections stay open for the whole test."""
+    a = AgentProcess(tmp_path, 'limits {\n  http_read_header_timeout = "300s"\n}\n')
+    try:
+        yield a
+    finally:
+        a.stop()
+
+
+def test_twenty_thousand_connections_from_one_address_do_not_exhaust_the_agent(
+    patient_agent: AgentProcess,
+) -> None:
+    """The attack of the report: 20,500 idle connections from one address took every file
+    descriptor of the agent. Now all but 200 (the default limit) are closed at accept, the agent
+    holds a bounded number of descriptors, and another address is served meanwhile."""
+    agent = patient_agent
+    limit = 200
+    shares = (10_250, 10_250)
+    holders = [
+        subprocess.Popen([sys.executable, "-c", _HOLDER, str(agent.port), str(n)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for n in shares
+    ]
+    try:
+        for h in holders:
+            assert h.stdout is not None and h.stdout.readline().strip() == "open"
+        closed = 0
+        deadline = time.monotonic() + 120
+        while closed < sum(shares) - limit and time.monotonic() < deadline:
+            counts = []
+            for h in holders:
+                assert h.stdin is not None and h.stdout is not None
+                h.stdin.write("?\n")
+                h.stdin.flush()
+                counts.append(int(h.stdout.readline()))
+            closed = sum(counts)
+        assert closed == sum(shares) - limit, closed
+        agent_fds = len(list(Path(f"/proc/{agent.proc.pid}/fd").iterdir()))
+        assert agent_fds < limit + 300, agent_fds
+        with agent.connect("127.0.0.2") as other:
+            other.sendall(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(other).startswith(b"HTTP/1.1 200")
+    finally:
+        for h in holders:
+            if h.stdin is not None:
+                h.stdin.close()
+            h.wait(timeout=60)
+            if h.stdout is not None:
+                h.stdout.close()
+    assert agent.proc.poll() is None
