@@ -13,9 +13,9 @@ from typing import Any
 import msgpack
 import pytest
 import pytest_twisted
+from raft_support import KV, leader, wait_for
 from twisted.internet.defer import DeferredList
 from twisted.internet.protocol import ClientFactory, Protocol
-from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 from wanfedtx.metrics import Registry
@@ -32,24 +32,6 @@ from wanfedtx.rpc.server import RPCPortFactory
 pytestmark = pytest.mark.integration
 
 FORGER = "127.0.0.1:1"
-
-
-class KV:
-    def __init__(self) -> None:
-        self.data: dict[str, str] = {}
-
-    def apply(self, index: int, data: bytes) -> Any:
-        k, v = msgpack.unpackb(data)
-        self.data[k] = v
-        return index
-
-    def snapshot(self) -> Any:
-        yield msgpack.packb(self.data)
-
-    def restore(self, chunks: Any, last_index: int = 0) -> None:
-        self.data = {}
-        for c in chunks:
-            self.data.update(msgpack.unpackb(c))
 
 
 class Server:
@@ -109,19 +91,6 @@ async def raw_connect(reactor: Any, addr: str) -> Raw:
     await wait_for(reactor, lambda: proto.transport is not None)
     proto.transport.write(bytes([RPCType.RAFT]))  # type: ignore[union-attr]
     return proto
-
-
-async def wait_for(reactor: Any, pred: Any, timeout: float = 15.0) -> None:
-    deadline = reactor.seconds() + timeout
-    while not pred():
-        if reactor.seconds() > deadline:
-            raise AssertionError("condition not met in time")
-        await deferLater(reactor, 0.02, lambda: None)
-
-
-def leader(servers: list[Server]) -> Server | None:
-    ls = [s for s in servers if s.svc is not None and s.svc.is_leader()]
-    return ls[0] if ls else None
 
 
 @pytest_twisted.ensureDeferred

@@ -10,8 +10,8 @@ from typing import Any
 import msgpack
 import pytest
 import pytest_twisted
+from raft_support import KV, leader, wait_for
 from twisted.internet.defer import DeferredList
-from twisted.internet.task import deferLater
 
 from wanfedtx.metrics import Registry
 from wanfedtx.raft.core import RaftOptions
@@ -26,24 +26,6 @@ from wanfedtx.tls.configurator import TLSConfigurator
 from wanfedtx.tls.testing import PKI
 
 pytestmark = pytest.mark.integration
-
-
-class KV:
-    def __init__(self) -> None:
-        self.data: dict[str, str] = {}
-
-    def apply(self, index: int, data: bytes) -> Any:
-        k, v = msgpack.unpackb(data)
-        self.data[k] = v
-        return index
-
-    def snapshot(self) -> Any:
-        yield msgpack.packb(self.data)
-
-    def restore(self, chunks: Any, last_index: int = 0) -> None:
-        self.data = {}
-        for c in chunks:
-            self.data.update(msgpack.unpackb(c))
 
 
 class Server:
@@ -77,19 +59,6 @@ class Server:
         if self.svc is not None:
             svc, self.svc = self.svc, None
             await svc.stopService()
-
-
-async def wait_for(reactor: Any, pred: Any, timeout: float = 10.0) -> None:
-    deadline = reactor.seconds() + timeout
-    while not pred():
-        if reactor.seconds() > deadline:
-            raise AssertionError("condition not met in time")
-        await deferLater(reactor, 0.02, lambda: None)
-
-
-def leader(servers: list[Server]) -> Server | None:
-    ls = [s for s in servers if s.svc is not None and s.svc.is_leader()]
-    return ls[0] if ls else None
 
 
 @pytest.mark.parametrize("mode", ["plain", "tls", "alpn"])
