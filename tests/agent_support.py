@@ -1,6 +1,13 @@
-"""Test helpers for real agents: short serf timings (the agent's test-only ``serf_tuning``)."""
+"""Test helpers for real agents: short serf timings (the agent's test-only ``serf_tuning``),
+polling with a deadline and HTTP checks across several agents."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import treq
+from twisted.internet import task
 
 from wanfedtx.gossip.serf import SerfConfig
 
@@ -11,3 +18,42 @@ def fast_serf(cfg: SerfConfig) -> None:
     cfg.broadcast_timeout = 2.0
     cfg.memberlist.push_pull_interval = 2.0
     cfg.memberlist.tcp_timeout = 2.0
+
+
+async def until(reactor: Any, what: str, check: Callable[[], bool | Awaitable[bool]],
+                seconds: float = 20.0) -> None:
+    """Poll ``check`` (plain or async) every 50 ms; AssertionError after ``seconds``."""
+    for _ in range(int(seconds / 0.05)):
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        await task.deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def http_get(url: str) -> tuple[int, bytes]:
+    """GET ``url``: status code and body."""
+    resp = await treq.get(url)
+    return resp.code, await resp.content()
+
+
+async def one_leader_known(bases: Sequence[str]) -> bool:
+    """Every agent's /v1/status/leader names a leader, and the same one."""
+    leaders = set()
+    for b in bases:
+        code, body = await http_get(b + "/v1/status/leader")
+        if code != 200 or body in (b'""', b""):
+            return False
+        leaders.add(body)
+    return len(leaders) == 1
+
+
+async def body_everywhere(bases: Sequence[str], path: str, expected: bytes) -> bool:
+    """Every agent answers ``path`` with 200 and exactly ``expected``."""
+    for b in bases:
+        code, body = await http_get(b + path)
+        if code != 200 or body != expected:
+            return False
+    return True

@@ -2,6 +2,7 @@
 
 pytest-twisted installs the default reactor. Tests that run real sockets use
 ``@pytest_twisted.ensureDeferred`` (or ``inlineCallbacks``) and the ``reactor`` fixture.
+``logged`` collects every log event of a test (Twisted's global log publisher).
 Any event logged with a failure (``log.failure``) or at level critical during a test fails that
 test, unless the test is marked ``@pytest.mark.allow_logged_errors``.
 """
@@ -26,6 +27,17 @@ def reactor() -> Any:
     from twisted.internet import reactor as _reactor
 
     return _reactor
+
+
+@pytest.fixture
+def logged() -> Iterator[list[dict[str, Any]]]:
+    """Every event logged while the test runs, in order."""
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        yield events
+    finally:
+        globalLogPublisher.removeObserver(events.append)
 
 
 @pytest.fixture(autouse=True)
