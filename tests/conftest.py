@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from log_support import captured_logs
 from twisted.logger import LogLevel, globalLogPublisher
 
 
@@ -32,12 +33,8 @@ def reactor() -> Any:
 @pytest.fixture
 def logged() -> Iterator[list[dict[str, Any]]]:
     """Every event logged while the test runs, in order."""
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
-    try:
+    with captured_logs() as events:
         yield events
-    finally:
-        globalLogPublisher.removeObserver(events.append)
 
 
 @pytest.fixture(autouse=True)

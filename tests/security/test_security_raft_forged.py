@@ -5,7 +5,6 @@ shared budget and the connections are closed."""
 
 from __future__ import annotations
 
-import random
 import struct
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import msgpack
 import pytest
 import pytest_twisted
-from raft_support import KV, leader, wait_for
+from raft_support import RaftPortServer, leader, wait_for
 from twisted.internet.defer import DeferredList
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.python.failure import Failure
@@ -21,40 +20,24 @@ from twisted.python.failure import Failure
 from wanfedtx.metrics import Registry
 from wanfedtx.raft import messages as m
 from wanfedtx.raft.core import LEADER, RaftOptions
-from wanfedtx.raft.service import RaftService
 from wanfedtx.raft.transport import RaftHandler, frame
-from wanfedtx.raft.wiring import raft_on_rpc_port
 from wanfedtx.rpc.constants import RPCType
-from wanfedtx.rpc.dial import Dialer
-from wanfedtx.rpc.registry import HandlerRegistry
-from wanfedtx.rpc.server import RPCPortFactory
 
 pytestmark = pytest.mark.integration
 
 FORGER = "127.0.0.1:1"
 
 
-class Server:
+class Server(RaftPortServer):
     def __init__(self, reactor: Any, tmp: Path) -> None:
-        self.reactor = reactor
-        self.tmp = tmp
-        self.reg = HandlerRegistry()
-        self.port = reactor.listenTCP(0, RPCPortFactory(self.reg, reactor, None),
-                                      interface="127.0.0.1")
-        self.addr = f"127.0.0.1:{self.port.getHost().port}"
-        self.dialer = Dialer(reactor, "dc1", server=True, tls=None, timeout=2.0)
+        super().__init__(reactor, tmp)
         self.metrics = Registry()
-        self.fsm = KV()
-        self.svc: RaftService | None = None
 
     def start(self, peers: list[str], budget: int = 32 * 1024 * 1024) -> None:
-        self.svc = raft_on_rpc_port(
-            advertise=self.addr, data_dir=str(self.tmp / self.addr.replace(":", "_")),
-            fsm=self.fsm, registry=self.reg, dialer=self.dialer, reactor=self.reactor,
-            peers=peers, bootstrap_expect=len(peers),
+        self.start_raft(
+            peers, bootstrap_expect=len(peers),
             options=RaftOptions(election_timeout=0.5, heartbeat_interval=0.05),
-            rng=random.Random(), metrics=self.metrics, partial_frame_budget=budget)
-        self.svc.startService()
+            metrics=self.metrics, partial_frame_budget=budget)
 
     @property
     def handler(self) -> RaftHandler:
@@ -67,9 +50,7 @@ class Server:
             reason=reason)
 
     async def stop(self) -> None:
-        if self.svc is not None:
-            svc, self.svc = self.svc, None
-            await svc.stopService()
+        await super().stop()
         await self.port.stopListening()
 
 

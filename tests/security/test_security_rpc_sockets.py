@@ -9,14 +9,12 @@ and replicate (raft's per-message source check does not block the cluster's star
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
-import treq
-from agent_support import body_everywhere, fast_serf, http_get, one_leader_known, until
+from agent_support import elect_and_replicate, fast_serf, until
 from netutil import free_port
 from rpc_support import RecordingHandler
 from test_security_rpc_matrix import client_for
@@ -207,17 +205,7 @@ async def test_three_tls_servers_with_server_identity_elect_and_replicate(
         a.startService()
     try:
         bases = [f"http://{ip}:{ports['http']}" for ip in ips]
-
-        await until(reactor, "one leader known to all three",
-                    lambda: one_leader_known(bases), 30.0)
-        code, body = await http_get(bases[0] + "/v1/status/peers")
-        assert code == 200 and len(json.loads(body)) == 3
-        follower = next(i for i, a in enumerate(agents) if a.raft and not a.raft.is_leader())
-        resp = await treq.put(bases[follower] + "/v1/kv/shared", data=b"hello")
-        assert resp.code == 200, await resp.text()
-
-        await until(reactor, "the write on every server",
-                    lambda: body_everywhere(bases, "/v1/kv/shared?raw&stale", b"hello"))
+        await elect_and_replicate(reactor, agents, bases, 30.0)
     finally:
         for a in agents:
             if a.running:

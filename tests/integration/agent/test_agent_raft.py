@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
-from agent_support import body_everywhere, fast_serf, http_get, one_leader_known, until
+from agent_support import elect_and_replicate, fast_serf, http_get, until
 from netutil import free_port
 
 from wanfedtx.agent.agent import Agent
@@ -116,19 +116,8 @@ async def test_three_servers_elect_one_leader_and_replicate(
         a.startService()
     try:
         bases = [f"http://{ip}:{ports['http']}" for ip in ips]
-
-        await until(reactor, "one leader known to all three", lambda: one_leader_known(bases))
-        assert sum(1 for a in agents if a.raft is not None and a.raft.is_leader()) == 1
-        code, body = await http_get(bases[0] + "/v1/status/peers")
-        assert code == 200 and len(json.loads(body)) == 3
-
-        # A write on a follower is forwarded to the leader and replicated to every server.
-        follower = next(i for i, a in enumerate(agents) if a.raft and not a.raft.is_leader())
-        resp = await treq.put(bases[follower] + "/v1/kv/shared", data=b"hello")
-        assert resp.code == 200, await resp.text()
-
-        await until(reactor, "the write on every server",
-                    lambda: body_everywhere(bases, "/v1/kv/shared?raw&stale", b"hello"))
+        # One leader; a write on a follower is forwarded to it and replicated to every server.
+        await elect_and_replicate(reactor, agents, bases)
 
         # Graceful leave: the leader hands leadership over before it stops, so another server
         # leads as soon as its stop has finished (no election timeout to wait for).
