@@ -85,6 +85,14 @@ def _connect(reactor: Any, port: int, proto: Any, source: str = "127.0.0.1") -> 
     reactor.connectTCP("127.0.0.1", port, f, bindAddress=(source, 0))
 
 
+def _held(reactor: Any, port: int, n: int) -> list[_Holder]:
+    """``n`` raw connections from 127.0.0.1 that send nothing."""
+    held = [_Holder() for _ in range(n)]
+    for p in held:
+        _connect(reactor, port, p)
+    return held
+
+
 @pytest.fixture(scope="module")
 def pki() -> PKI:
     return PKI()
@@ -128,9 +136,7 @@ async def test_conn_limit_cuts_one_address_while_another_is_served(reactor: Any,
     tls = TLSConfigurator(pki.settings("dc1", "s1"))
     svc, port, _ = await _serve(reactor, tls, max_conns_per_client=5, handshake_timeout=60.0)
     try:
-        held = [_Holder() for _ in range(5)]
-        for p in held:
-            _connect(reactor, port, p)
+        held = _held(reactor, port, 5)
         await until(reactor, "five accepted", lambda: sum(
             svc.factory.per_client.values()) == 5)
         over = _Holder()
@@ -153,9 +159,7 @@ async def test_idle_connections_log_a_bounded_number_of_lines(reactor: Any, pki:
     tls = TLSConfigurator(pki.settings("dc1", "s1"))
     svc, port, _ = await _serve(reactor, tls, max_conns_per_client=0, handshake_timeout=0.2)
     try:
-        idle = [_Holder() for _ in range(300)]
-        for p in idle:
-            _connect(reactor, port, p)
+        idle = _held(reactor, port, 300)
         await until(reactor, "every idle connection closed", lambda: all(p.closed for p in idle))
     finally:
         await svc.stopService()  # writes the pending summary line
