@@ -1,7 +1,17 @@
-"""Test helpers for real agents: short serf timings (the agent's test-only ``serf_tuning``)."""
+"""Test helpers for real agents: short serf timings (the agent's test-only ``serf_tuning``),
+polling with a deadline, HTTP checks across several agents and the three-server election and
+replication scenario."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import treq
+from twisted.internet import task
+
+from wanfedtx.agent.agent import Agent
 from wanfedtx.gossip.serf import SerfConfig
 
 
@@ -11,3 +21,58 @@ def fast_serf(cfg: SerfConfig) -> None:
     cfg.broadcast_timeout = 2.0
     cfg.memberlist.push_pull_interval = 2.0
     cfg.memberlist.tcp_timeout = 2.0
+
+
+async def until(reactor: Any, what: str, check: Callable[[], bool | Awaitable[bool]],
+                seconds: float = 20.0) -> None:
+    """Poll ``check`` (plain or async) every 50 ms; AssertionError after ``seconds``."""
+    for _ in range(int(seconds / 0.05)):
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        await task.deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def http_get(url: str) -> tuple[int, bytes]:
+    """GET ``url``: status code and body."""
+    resp = await treq.get(url)
+    return resp.code, await resp.content()
+
+
+async def one_leader_known(bases: Sequence[str]) -> bool:
+    """Every agent's /v1/status/leader names a leader, and the same one."""
+    leaders = set()
+    for b in bases:
+        code, body = await http_get(b + "/v1/status/leader")
+        if code != 200 or body in (b'""', b""):
+            return False
+        leaders.add(body)
+    return len(leaders) == 1
+
+
+async def body_everywhere(bases: Sequence[str], path: str, expected: bytes) -> bool:
+    """Every agent answers ``path`` with 200 and exactly ``expected``."""
+    for b in bases:
+        code, body = await http_get(b + path)
+        if code != 200 or body != expected:
+            return False
+    return True
+
+
+async def elect_and_replicate(reactor: Any, agents: Sequence[Agent], bases: Sequence[str],
+                              seconds: float = 20.0) -> None:
+    """Three servers agree on one leader and list three raft peers; a KV write on a follower
+    is forwarded to the leader and reaches every server."""
+    await until(reactor, "one leader known to all three", lambda: one_leader_known(bases),
+                seconds)
+    assert sum(1 for a in agents if a.raft is not None and a.raft.is_leader()) == 1
+    code, body = await http_get(bases[0] + "/v1/status/peers")
+    assert code == 200 and len(json.loads(body)) == 3
+    follower = next(i for i, a in enumerate(agents) if a.raft and not a.raft.is_leader())
+    resp = await treq.put(bases[follower] + "/v1/kv/shared", data=b"hello")
+    assert resp.code == 200, await resp.text()
+    await until(reactor, "the write on every server",
+                lambda: body_everywhere(bases, "/v1/kv/shared?raw&stale", b"hello"))

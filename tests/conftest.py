@@ -2,6 +2,7 @@
 
 pytest-twisted installs the default reactor. Tests that run real sockets use
 ``@pytest_twisted.ensureDeferred`` (or ``inlineCallbacks``) and the ``reactor`` fixture.
+``logged`` collects every log event of a test (Twisted's global log publisher).
 Any event logged with a failure (``log.failure``) or at level critical during a test fails that
 test, unless the test is marked ``@pytest.mark.allow_logged_errors``.
 """
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from log_support import captured_logs
 from twisted.logger import LogLevel, globalLogPublisher
 
 
@@ -26,6 +28,13 @@ def reactor() -> Any:
     from twisted.internet import reactor as _reactor
 
     return _reactor
+
+
+@pytest.fixture
+def logged() -> Iterator[list[dict[str, Any]]]:
+    """Every event logged while the test runs, in order."""
+    with captured_logs() as events:
+        yield events
 
 
 @pytest.fixture(autouse=True)

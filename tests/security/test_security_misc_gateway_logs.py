@@ -5,23 +5,21 @@ from __future__ import annotations
 
 import random
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from twisted.internet import address
 from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisconnection
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel
 
 from wanfedtx.gateway.relay import DownstreamProtocol, RelayFactory, RelaySettings
-from wanfedtx.gateway.router import RouteTable
 from wanfedtx.gateway.routes import routes_to_snapshot
-from wanfedtx.gateway.stats import GatewayStats
 from wanfedtx.ratelog import DEFAULT_BURST, DEFAULT_INTERVAL
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit" / "gateway"))
 from gateway_hellos import real_client_hello
+from relay_support import connect_from, relay_factory
 
 SNAP = routes_to_snapshot(
     {
@@ -40,46 +38,24 @@ SNAP = routes_to_snapshot(
 N = 2000
 
 
-@pytest.fixture
-def events() -> Iterator[list[dict[str, Any]]]:
-    seen: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(seen.append)
-    yield seen
-    globalLogPublisher.removeObserver(seen.append)
-
-
-def gateway_lines(events: list[dict[str, Any]], at_least: LogLevel = LogLevel.info) -> list[Any]:
+def gateway_lines(logged: list[dict[str, Any]], at_least: LogLevel = LogLevel.info) -> list[Any]:
     order = [LogLevel.debug, LogLevel.info, LogLevel.warn, LogLevel.error, LogLevel.critical]
     return [
         e
-        for e in events
+        for e in logged
         if e.get("log_namespace") == "wanfed.gateway"
         and order.index(e["log_level"]) >= order.index(at_least)
     ]
 
 
-def make(**kw: Any) -> tuple[MemoryReactorClock, RelayFactory]:
-    reactor = MemoryReactorClock()
-    stats = GatewayStats()
-    f = RelayFactory(
-        reactor,
-        RouteTable(SNAP),
-        stats,
-        stats.listener("127.0.0.1", 4431),
-        RelaySettings(max_connections=None, **kw),
-        random.Random(1),
+def make(max_connections: int | None = None, **kw: Any) -> tuple[MemoryReactorClock, RelayFactory]:
+    return relay_factory(
+        SNAP, RelaySettings(max_connections=max_connections, **kw), random.Random(1)
     )
-    return reactor, f
 
 
 def connect(f: RelayFactory, i: int) -> tuple[DownstreamProtocol, StringTransportWithDisconnection]:
-    peer = address.IPv4Address("TCP", "192.0.2.7", 1024 + i)
-    p = f.buildProtocol(peer)
-    assert isinstance(p, DownstreamProtocol)
-    t = StringTransportWithDisconnection(peerAddress=peer)
-    t.protocol = p
-    p.makeConnection(t)
-    return p, t
+    return connect_from(f, address.IPv4Address("TCP", "192.0.2.7", 1024 + i))
 
 
 CASES = {
@@ -91,70 +67,62 @@ CASES = {
 
 @pytest.mark.parametrize("reason", sorted(CASES))
 def test_bad_connections_write_a_bounded_number_of_lines(
-    reason: str, events: list[dict[str, Any]]
+    reason: str, logged: list[dict[str, Any]]
 ) -> None:
     reactor, f = make()
     for i in range(N):
         p, t = connect(f, i)
         p.dataReceived(CASES[reason])
         assert not t.connected
-    lines = gateway_lines(events)
+    lines = gateway_lines(logged)
     assert len(lines) == DEFAULT_BURST
     for e in lines:
         assert e["reason"] == reason
         assert e["peer"].startswith("192.0.2.7:")
         assert "{peer}" in e["log_format"]
     reactor.advance(DEFAULT_INTERVAL)
-    summary = gateway_lines(events)[DEFAULT_BURST:]
+    summary = gateway_lines(logged)[DEFAULT_BURST:]
     assert len(summary) == 1
     assert summary[0]["count"] == N - DEFAULT_BURST and summary[0]["reason"] == reason
 
 
-def test_hello_timeouts_are_bounded_and_name_the_peer(events: list[dict[str, Any]]) -> None:
+def test_hello_timeouts_are_bounded_and_name_the_peer(logged: list[dict[str, Any]]) -> None:
     reactor, f = make(hello_timeout=1.0)
     for i in range(N):
         connect(f, i)
     reactor.advance(1.0)
     assert f.listener_stats.downstream_pre_cx_timeout == N
-    lines = gateway_lines(events)
+    lines = gateway_lines(logged)
     assert len(lines) == DEFAULT_BURST
     assert all(e["reason"] == "hello-timeout" and e["peer"] for e in lines)
     reactor.advance(DEFAULT_INTERVAL)
-    assert len(gateway_lines(events)) == DEFAULT_BURST + 1
+    assert len(gateway_lines(logged)) == DEFAULT_BURST + 1
 
 
-def test_bad_hello_line_names_the_cause(events: list[dict[str, Any]]) -> None:
+def test_bad_hello_line_names_the_cause(logged: list[dict[str, Any]]) -> None:
     _, f = make()
     p, _ = connect(f, 0)
     p.dataReceived(CASES["bad-hello"])
-    (line,) = gateway_lines(events)
+    (line,) = gateway_lines(logged)
     assert line["cause"] == "not_tls: first byte 0x47 is not a TLS handshake"
 
 
-def test_connection_limit_lines_are_bounded(events: list[dict[str, Any]]) -> None:
-    reactor = MemoryReactorClock()
-    stats = GatewayStats()
-    f = RelayFactory(
-        reactor,
-        RouteTable(SNAP),
-        stats,
-        stats.listener("127.0.0.1", 4431),
-        RelaySettings(max_connections=1),
-    )
+def test_connection_limit_lines_are_bounded(logged: list[dict[str, Any]]) -> None:
+    _, f = make(max_connections=1)
     connect(f, 0)
     for i in range(N):
         assert f.buildProtocol(address.IPv4Address("TCP", "192.0.2.8", 2000 + i)) is None
-    lines = gateway_lines(events)
+    lines = gateway_lines(logged)
     assert len(lines) == DEFAULT_BURST
     assert all(e["reason"] == "connection-limit" for e in lines)
     assert lines[0]["peer"] == "192.0.2.8:2000"
     f.close_all()  # stopping writes the pending summary at once
-    assert gateway_lines(events)[-1]["count"] == N - DEFAULT_BURST
+    assert gateway_lines(logged)[-1]["count"] == N - DEFAULT_BURST
 
 
-def test_a_good_connection_writes_nothing_at_info(events: list[dict[str, Any]]) -> None:
+def test_a_good_connection_writes_nothing_at_info(logged: list[dict[str, Any]]) -> None:
     reactor, f = make()
     p, _ = connect(f, 0)
     p.dataReceived(real_client_hello("a.test"))
     assert len(reactor.tcpClients) == 1
-    assert gateway_lines(events) == []
+    assert gateway_lines(logged) == []

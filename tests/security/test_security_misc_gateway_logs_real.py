@@ -4,13 +4,12 @@ thread): 300 bad connections write at most the per-reason burst."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import pytest_twisted
 from twisted.internet import task, threads
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel
 
 from wanfedtx.gateway.relay import RelaySettings
 from wanfedtx.gateway.routes import routes_to_snapshot
@@ -28,14 +27,6 @@ SNAP = routes_to_snapshot(
 )
 
 
-@pytest.fixture
-def events() -> Iterator[list[dict[str, Any]]]:
-    seen: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(seen.append)
-    yield seen
-    globalLogPublisher.removeObserver(seen.append)
-
-
 def _bad_connections(addr: tuple[str, int]) -> None:
     for _ in range(N):
         with socket.create_connection(addr, timeout=10) as s:
@@ -49,7 +40,7 @@ def _bad_connections(addr: tuple[str, int]) -> None:
 @pytest.mark.parametrize("data_path", PATHS)
 @pytest_twisted.ensureDeferred
 async def test_bad_connections_log_a_bounded_number_of_lines(
-    reactor: Any, data_path: str, events: list[dict[str, Any]]
+    reactor: Any, data_path: str, logged: list[dict[str, Any]]
 ) -> None:
     svc = GatewayService(
         reactor, ("127.0.0.1", 0), SNAP, settings=RelaySettings(data_path=data_path)
@@ -65,7 +56,7 @@ async def test_bad_connections_log_a_bounded_number_of_lines(
         await task.deferLater(reactor, 0.05, lambda: None)
         lines = [
             e
-            for e in events
+            for e in logged
             if e.get("log_namespace") == "wanfed.gateway"
             and e["log_level"] != LogLevel.debug
             and "{peer}" in e.get("log_format", "")
@@ -74,5 +65,5 @@ async def test_bad_connections_log_a_bounded_number_of_lines(
         assert all(e["reason"] == "bad-hello" and e["peer"].startswith("127.0.0.1:") for e in lines)
     finally:
         await svc.stopService()
-    summary = [e for e in events if e.get("reason") == "bad-hello" and "count" in e]
+    summary = [e for e in logged if e.get("reason") == "bad-hello" and "count" in e]
     assert [e["count"] for e in summary] == [N - DEFAULT_BURST]

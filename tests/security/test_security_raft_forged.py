@@ -5,7 +5,6 @@ shared budget and the connections are closed."""
 
 from __future__ import annotations
 
-import random
 import struct
 from pathlib import Path
 from typing import Any
@@ -13,66 +12,32 @@ from typing import Any
 import msgpack
 import pytest
 import pytest_twisted
+from raft_support import RaftPortServer, leader, wait_for
 from twisted.internet.defer import DeferredList
 from twisted.internet.protocol import ClientFactory, Protocol
-from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 from wanfedtx.metrics import Registry
 from wanfedtx.raft import messages as m
 from wanfedtx.raft.core import LEADER, RaftOptions
-from wanfedtx.raft.service import RaftService
 from wanfedtx.raft.transport import RaftHandler, frame
-from wanfedtx.raft.wiring import raft_on_rpc_port
 from wanfedtx.rpc.constants import RPCType
-from wanfedtx.rpc.dial import Dialer
-from wanfedtx.rpc.registry import HandlerRegistry
-from wanfedtx.rpc.server import RPCPortFactory
 
 pytestmark = pytest.mark.integration
 
 FORGER = "127.0.0.1:1"
 
 
-class KV:
-    def __init__(self) -> None:
-        self.data: dict[str, str] = {}
-
-    def apply(self, index: int, data: bytes) -> Any:
-        k, v = msgpack.unpackb(data)
-        self.data[k] = v
-        return index
-
-    def snapshot(self) -> Any:
-        yield msgpack.packb(self.data)
-
-    def restore(self, chunks: Any, last_index: int = 0) -> None:
-        self.data = {}
-        for c in chunks:
-            self.data.update(msgpack.unpackb(c))
-
-
-class Server:
+class Server(RaftPortServer):
     def __init__(self, reactor: Any, tmp: Path) -> None:
-        self.reactor = reactor
-        self.tmp = tmp
-        self.reg = HandlerRegistry()
-        self.port = reactor.listenTCP(0, RPCPortFactory(self.reg, reactor, None),
-                                      interface="127.0.0.1")
-        self.addr = f"127.0.0.1:{self.port.getHost().port}"
-        self.dialer = Dialer(reactor, "dc1", server=True, tls=None, timeout=2.0)
+        super().__init__(reactor, tmp)
         self.metrics = Registry()
-        self.fsm = KV()
-        self.svc: RaftService | None = None
 
     def start(self, peers: list[str], budget: int = 32 * 1024 * 1024) -> None:
-        self.svc = raft_on_rpc_port(
-            advertise=self.addr, data_dir=str(self.tmp / self.addr.replace(":", "_")),
-            fsm=self.fsm, registry=self.reg, dialer=self.dialer, reactor=self.reactor,
-            peers=peers, bootstrap_expect=len(peers),
+        self.start_raft(
+            peers, bootstrap_expect=len(peers),
             options=RaftOptions(election_timeout=0.5, heartbeat_interval=0.05),
-            rng=random.Random(), metrics=self.metrics, partial_frame_budget=budget)
-        self.svc.startService()
+            metrics=self.metrics, partial_frame_budget=budget)
 
     @property
     def handler(self) -> RaftHandler:
@@ -85,9 +50,7 @@ class Server:
             reason=reason)
 
     async def stop(self) -> None:
-        if self.svc is not None:
-            svc, self.svc = self.svc, None
-            await svc.stopService()
+        await super().stop()
         await self.port.stopListening()
 
 
@@ -109,19 +72,6 @@ async def raw_connect(reactor: Any, addr: str) -> Raw:
     await wait_for(reactor, lambda: proto.transport is not None)
     proto.transport.write(bytes([RPCType.RAFT]))  # type: ignore[union-attr]
     return proto
-
-
-async def wait_for(reactor: Any, pred: Any, timeout: float = 15.0) -> None:
-    deadline = reactor.seconds() + timeout
-    while not pred():
-        if reactor.seconds() > deadline:
-            raise AssertionError("condition not met in time")
-        await deferLater(reactor, 0.02, lambda: None)
-
-
-def leader(servers: list[Server]) -> Server | None:
-    ls = [s for s in servers if s.svc is not None and s.svc.is_leader()]
-    return ls[0] if ls else None
 
 
 @pytest_twisted.ensureDeferred

@@ -23,7 +23,6 @@ from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import globalLogPublisher
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -99,14 +98,6 @@ def peers(pki: PKI) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def server_tls(pki: PKI) -> TLSConfigurator:
     return TLSConfigurator(pki.settings("dc1", "s1"))
-
-
-@pytest.fixture
-def logged() -> Any:
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 def rpc_port(tls: TLSConfigurator | None, raft: Any = None, **kw: Any

@@ -9,19 +9,15 @@ and replicate (raft's per-message source check does not block the cluster's star
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
-import treq
-from agent_support import fast_serf
+from agent_support import elect_and_replicate, fast_serf, until
 from netutil import free_port
 from rpc_support import RecordingHandler
 from test_security_rpc_matrix import client_for
-from twisted.internet import task
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.logger import globalLogPublisher
@@ -38,18 +34,6 @@ from wanfedtx.tls.configurator import TLSConfigurator
 from wanfedtx.tls.testing import PKI, peer_matrix
 
 pytestmark = pytest.mark.integration
-
-
-async def _until(reactor: Any, what: str, check: Callable[[], bool | Awaitable[bool]],
-                 seconds: float = 20.0) -> None:
-    for _ in range(int(seconds / 0.05)):
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        await task.deferLater(reactor, 0.05, lambda: None)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class _Holder(Protocol):
@@ -101,6 +85,14 @@ def _connect(reactor: Any, port: int, proto: Any, source: str = "127.0.0.1") -> 
     reactor.connectTCP("127.0.0.1", port, f, bindAddress=(source, 0))
 
 
+def _held(reactor: Any, port: int, n: int) -> list[_Holder]:
+    """``n`` raw connections from 127.0.0.1 that send nothing."""
+    held = [_Holder() for _ in range(n)]
+    for p in held:
+        _connect(reactor, port, p)
+    return held
+
+
 @pytest.fixture(scope="module")
 def pki() -> PKI:
     return PKI()
@@ -127,12 +119,12 @@ async def test_path_families_over_real_sockets(reactor: Any, pki: PKI, path: str
         _connect(reactor, port, client)
         h = handlers[handler]
         if accepted:
-            await _until(reactor, "the handler's bytes",
+            await until(reactor, "the handler's bytes",
                          lambda: bool(h.protocols) and h.protocols[0].data == b"hello")
             if handler in ("1", ALPN_RPC_RAFT):
                 assert h.infos[0].peer_node == "s2"
         else:
-            await _until(reactor, "the refused connection to close", lambda: client.closed)
+            await until(reactor, "the refused connection to close", lambda: client.closed)
             assert not any(x.protocols for x in handlers.values())
     finally:
         await svc.stopService()
@@ -144,17 +136,15 @@ async def test_conn_limit_cuts_one_address_while_another_is_served(reactor: Any,
     tls = TLSConfigurator(pki.settings("dc1", "s1"))
     svc, port, _ = await _serve(reactor, tls, max_conns_per_client=5, handshake_timeout=60.0)
     try:
-        held = [_Holder() for _ in range(5)]
-        for p in held:
-            _connect(reactor, port, p)
-        await _until(reactor, "five accepted", lambda: sum(
+        held = _held(reactor, port, 5)
+        await until(reactor, "five accepted", lambda: sum(
             svc.factory.per_client.values()) == 5)
         over = _Holder()
         _connect(reactor, port, over)
-        await _until(reactor, "the sixth connection to be closed", lambda: over.closed)
+        await until(reactor, "the sixth connection to be closed", lambda: over.closed)
         other = _Holder()
         _connect(reactor, port, other, source="127.0.0.2")
-        await _until(reactor, "127.0.0.2 accepted",
+        await until(reactor, "127.0.0.2 accepted",
                      lambda: svc.factory.per_client.get("127.0.0.2") == 1)
         assert not other.closed and not any(p.closed for p in held)
         assert svc.factory.accept_conn.value(status="rejected") == 1
@@ -169,10 +159,8 @@ async def test_idle_connections_log_a_bounded_number_of_lines(reactor: Any, pki:
     tls = TLSConfigurator(pki.settings("dc1", "s1"))
     svc, port, _ = await _serve(reactor, tls, max_conns_per_client=0, handshake_timeout=0.2)
     try:
-        idle = [_Holder() for _ in range(300)]
-        for p in idle:
-            _connect(reactor, port, p)
-        await _until(reactor, "every idle connection closed", lambda: all(p.closed for p in idle))
+        idle = _held(reactor, port, 300)
+        await until(reactor, "every idle connection closed", lambda: all(p.closed for p in idle))
     finally:
         await svc.stopService()  # writes the pending summary line
         globalLogPublisher.removeObserver(events.append)
@@ -221,35 +209,7 @@ async def test_three_tls_servers_with_server_identity_elect_and_replicate(
         a.startService()
     try:
         bases = [f"http://{ip}:{ports['http']}" for ip in ips]
-
-        async def get(url: str) -> tuple[int, bytes]:
-            resp = await treq.get(url)
-            return resp.code, await resp.content()
-
-        async def one_leader() -> bool:
-            leaders = set()
-            for b in bases:
-                code, body = await get(b + "/v1/status/leader")
-                if code != 200 or body in (b'""', b""):
-                    return False
-                leaders.add(body)
-            return len(leaders) == 1
-
-        await _until(reactor, "one leader known to all three", one_leader, 30.0)
-        code, body = await get(bases[0] + "/v1/status/peers")
-        assert code == 200 and len(json.loads(body)) == 3
-        follower = next(i for i, a in enumerate(agents) if a.raft and not a.raft.is_leader())
-        resp = await treq.put(bases[follower] + "/v1/kv/shared", data=b"hello")
-        assert resp.code == 200, await resp.text()
-
-        async def everywhere() -> bool:
-            for b in bases:
-                code, body = await get(b + "/v1/kv/shared?raw&stale")
-                if code != 200 or body != b"hello":
-                    return False
-            return True
-
-        await _until(reactor, "the write on every server", everywhere)
+        await elect_and_replicate(reactor, agents, bases, 30.0)
     finally:
         for a in agents:
             if a.running:

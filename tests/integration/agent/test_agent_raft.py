@@ -8,16 +8,14 @@ would (join addresses carry no RPC port; every server uses ``ports.server``).
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
 import treq
-from agent_support import fast_serf
+from agent_support import elect_and_replicate, fast_serf, http_get, until
 from netutil import free_port
-from twisted.internet import task
 
 from wanfedtx.agent.agent import Agent
 from wanfedtx.config import LoadOptions, load
@@ -40,20 +38,6 @@ def _config(tmp: Path, name: str, ip: str, ports: dict[str, int], extra: list[st
     return load(LoadOptions(config_files=[str(hcl)])).runtime
 
 
-async def _until(reactor: Any, what: str, check: Callable[[], Awaitable[bool]]) -> None:
-    """Poll ``check`` every 50 ms for up to 20 s."""
-    for _ in range(400):
-        if await check():
-            return
-        await task.deferLater(reactor, 0.05, lambda: None)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-async def _get(url: str) -> tuple[int, bytes]:
-    resp = await treq.get(url)
-    return resp.code, await resp.content()
-
-
 @pytest_twisted.ensureDeferred
 async def test_restart_keeps_kv_and_catalog(reactor: Any, tmp_path: Path) -> None:
     ports = {
@@ -66,10 +50,10 @@ async def test_restart_keeps_kv_and_catalog(reactor: Any, tmp_path: Path) -> Non
     agent.startService()
     try:
         async def leader_known() -> bool:
-            code, body = await _get(base + "/v1/status/leader")
+            code, body = await http_get(base + "/v1/status/leader")
             return code == 200 and body not in (b'""', b"")
 
-        await _until(reactor, "a raft leader", leader_known)
+        await until(reactor, "a raft leader", leader_known)
         resp = await treq.put(base + "/v1/kv/app/config", data=b"v1")
         assert resp.code == 200 and await resp.content() == b"true"
         resp = await treq.put(base + "/v1/kv/app/other", data=b"v2")
@@ -81,19 +65,19 @@ async def test_restart_keeps_kv_and_catalog(reactor: Any, tmp_path: Path) -> Non
     again.startService()
     try:
         async def value_back() -> bool:
-            code, body = await _get(base + "/v1/kv/app/config?raw")
+            code, body = await http_get(base + "/v1/kv/app/config?raw")
             return code == 200 and body == b"v1"
 
-        await _until(reactor, "the KV value after restart", value_back)
-        code, body = await _get(base + "/v1/kv/app?recurse")
+        await until(reactor, "the KV value after restart", value_back)
+        code, body = await http_get(base + "/v1/kv/app?recurse")
         assert code == 200
         assert sorted(e["Key"] for e in json.loads(body)) == ["app/config", "app/other"]
 
         async def server_registered() -> bool:
-            code, body = await _get(base + "/v1/catalog/service/consul")
+            code, body = await http_get(base + "/v1/catalog/service/consul")
             return code == 200 and [e["Node"] for e in json.loads(body)] == ["s1"]
 
-        await _until(reactor, "service consul in the catalog", server_registered)
+        await until(reactor, "service consul in the catalog", server_registered)
     finally:
         await again.stop()
 
@@ -132,34 +116,8 @@ async def test_three_servers_elect_one_leader_and_replicate(
         a.startService()
     try:
         bases = [f"http://{ip}:{ports['http']}" for ip in ips]
-
-        async def one_leader() -> bool:
-            leaders = set()
-            for b in bases:
-                code, body = await _get(b + "/v1/status/leader")
-                if code != 200 or body in (b'""', b""):
-                    return False
-                leaders.add(body)
-            return len(leaders) == 1
-
-        await _until(reactor, "one leader known to all three", one_leader)
-        assert sum(1 for a in agents if a.raft is not None and a.raft.is_leader()) == 1
-        code, body = await _get(bases[0] + "/v1/status/peers")
-        assert code == 200 and len(json.loads(body)) == 3
-
-        # A write on a follower is forwarded to the leader and replicated to every server.
-        follower = next(i for i, a in enumerate(agents) if a.raft and not a.raft.is_leader())
-        resp = await treq.put(bases[follower] + "/v1/kv/shared", data=b"hello")
-        assert resp.code == 200, await resp.text()
-
-        async def everywhere() -> bool:
-            for b in bases:
-                code, body = await _get(b + "/v1/kv/shared?raw&stale")
-                if code != 200 or body != b"hello":
-                    return False
-            return True
-
-        await _until(reactor, "the write on every server", everywhere)
+        # One leader; a write on a follower is forwarded to it and replicated to every server.
+        await elect_and_replicate(reactor, agents, bases)
 
         # Graceful leave: the leader hands leadership over before it stops, so another server
         # leads as soon as its stop has finished (no election timeout to wait for).

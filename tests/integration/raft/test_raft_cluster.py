@@ -3,93 +3,40 @@ threaded fsync writer: replication, leader loss, restart from disk."""
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any
 
 import msgpack
 import pytest
 import pytest_twisted
+from raft_support import KV, RaftPortServer, leader, wait_for
 from twisted.internet.defer import DeferredList
-from twisted.internet.task import deferLater
 
 from wanfedtx.metrics import Registry
 from wanfedtx.raft.core import RaftOptions
-from wanfedtx.raft.service import RaftService
 from wanfedtx.raft.transport import InboundRaftProtocol
-from wanfedtx.raft.wiring import raft_on_rpc_port
 from wanfedtx.rpc.constants import RPCType
 from wanfedtx.rpc.dial import Dialer
-from wanfedtx.rpc.registry import HandlerRegistry
-from wanfedtx.rpc.server import RPCPortFactory
 from wanfedtx.tls.configurator import TLSConfigurator
 from wanfedtx.tls.testing import PKI
 
 pytestmark = pytest.mark.integration
 
 
-class KV:
-    def __init__(self) -> None:
-        self.data: dict[str, str] = {}
-
-    def apply(self, index: int, data: bytes) -> Any:
-        k, v = msgpack.unpackb(data)
-        self.data[k] = v
-        return index
-
-    def snapshot(self) -> Any:
-        yield msgpack.packb(self.data)
-
-    def restore(self, chunks: Any, last_index: int = 0) -> None:
-        self.data = {}
-        for c in chunks:
-            self.data.update(msgpack.unpackb(c))
-
-
-class Server:
+class Server(RaftPortServer):
     def __init__(self, reactor: Any, tmp: Path, tls: TLSConfigurator | None,
                  alpn: bool = False) -> None:
+        super().__init__(reactor, tmp, tls)
         self.alpn = alpn
         self.names: dict[str, str] = {}
-        self.reactor = reactor
-        self.tmp = tmp
-        self.tls = tls
-        self.reg = HandlerRegistry()
-        self.port = reactor.listenTCP(0, RPCPortFactory(self.reg, reactor, tls),
-                                      interface="127.0.0.1")
-        self.addr = f"127.0.0.1:{self.port.getHost().port}"
-        self.dialer = Dialer(reactor, "dc1", server=True, tls=tls, timeout=2.0)
-        self.svc: RaftService | None = None
-        self.fsm = KV()
 
     def start(self, peers: list[str]) -> None:
         self.fsm = KV()
-        self.svc = raft_on_rpc_port(
-            advertise=self.addr, data_dir=str(self.tmp / self.addr.replace(":", "_")),
-            fsm=self.fsm, registry=self.reg, dialer=self.dialer, reactor=self.reactor,
-            peers=peers, bootstrap_expect=3,
+        self.start_raft(
+            peers, bootstrap_expect=3,
             options=RaftOptions(election_timeout=0.3, heartbeat_interval=0.05),
-            rng=random.Random(), snapshot_threshold=40, trailing_logs=10, metrics=Registry(),
+            snapshot_threshold=40, trailing_logs=10, metrics=Registry(),
             native_tls=self.alpn, node_names=self.names)
-        self.svc.startService()
-
-    async def stop(self) -> None:
-        if self.svc is not None:
-            svc, self.svc = self.svc, None
-            await svc.stopService()
-
-
-async def wait_for(reactor: Any, pred: Any, timeout: float = 10.0) -> None:
-    deadline = reactor.seconds() + timeout
-    while not pred():
-        if reactor.seconds() > deadline:
-            raise AssertionError("condition not met in time")
-        await deferLater(reactor, 0.02, lambda: None)
-
-
-def leader(servers: list[Server]) -> Server | None:
-    ls = [s for s in servers if s.svc is not None and s.svc.is_leader()]
-    return ls[0] if ls else None
 
 
 @pytest.mark.parametrize("mode", ["plain", "tls", "alpn"])

@@ -12,7 +12,6 @@ import pytest_twisted
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import ProcessProtocol
-from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 
 from wanfedtx.metrics import Registry
@@ -54,14 +53,6 @@ class Collect(ProcessProtocol):
             self.got.errback(AssertionError(
                 f"s_client ended without the reply; stdout={self.out!r} stderr={self.err!r}"))
         self.ended.callback(None)
-
-
-@pytest.fixture
-def logged() -> Any:
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 async def serve(reactor: Any, pki: PKI, tmp: Path) -> RPCPortService:

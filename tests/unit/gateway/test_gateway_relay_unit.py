@@ -6,6 +6,7 @@ import random
 
 import pytest
 from gateway_hellos import real_client_hello
+from relay_support import connect_from, relay_factory
 from twisted.internet import address, error
 from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisconnection
 from twisted.python.failure import Failure
@@ -13,7 +14,6 @@ from twisted.python.failure import Failure
 from wanfedtx.gateway.relay import DownstreamProtocol, RelayFactory, RelaySettings
 from wanfedtx.gateway.router import RouteTable
 from wanfedtx.gateway.routes import routes_to_snapshot
-from wanfedtx.gateway.stats import GatewayStats
 
 SNAP = routes_to_snapshot(
     {
@@ -37,26 +37,11 @@ PEER = address.IPv4Address("TCP", "127.0.0.1", 50000)
 
 
 def make(settings: RelaySettings | None = None) -> tuple[MemoryReactorClock, RelayFactory]:
-    reactor = MemoryReactorClock()
-    stats = GatewayStats()
-    f = RelayFactory(
-        reactor,
-        RouteTable(SNAP),
-        stats,
-        stats.listener("127.0.0.1", 4431),
-        settings or RelaySettings(),
-        random.Random(3),
-    )
-    return reactor, f
+    return relay_factory(SNAP, settings or RelaySettings(), random.Random(3))
 
 
 def connect(f: RelayFactory) -> tuple[DownstreamProtocol, StringTransportWithDisconnection]:
-    p = f.buildProtocol(PEER)
-    assert isinstance(p, DownstreamProtocol)
-    t = StringTransportWithDisconnection(peerAddress=PEER)
-    t.protocol = p
-    p.makeConnection(t)
-    return p, t
+    return connect_from(f, PEER)
 
 
 @pytest.mark.parametrize("seconds, closed", [(4.9, False), (5.0, True)])

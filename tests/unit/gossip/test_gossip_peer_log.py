@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from twisted.internet import task
-from twisted.logger import globalLogPublisher
 
 from wanfedtx.gossip import memberlist
 from wanfedtx.gossip.config import local_config
@@ -19,16 +17,8 @@ from wanfedtx.ratelog import DEFAULT_BURST, DEFAULT_INTERVAL
 N = 1000
 
 
-@pytest.fixture
-def events() -> Iterator[list[dict[str, Any]]]:
-    seen: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(seen.append)
-    yield seen
-    globalLogPublisher.removeObserver(seen.append)
-
-
-def memberlist_lines(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [e for e in events if e.get("log_namespace") == memberlist.log.namespace]
+def memberlist_lines(logged: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in logged if e.get("log_namespace") == memberlist.log.namespace]
 
 
 @pytest.mark.parametrize(
@@ -40,7 +30,7 @@ def memberlist_lines(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ],
 )
 def test_bad_packets_write_a_bounded_number_of_lines(
-    events: list[dict[str, Any]], packet: bytes, reason: str
+    logged: list[dict[str, Any]], packet: bytes, reason: str
 ) -> None:
     clock = task.Clock()
     cfg = local_config("n0")
@@ -48,10 +38,10 @@ def test_bad_packets_write_a_bounded_number_of_lines(
     ml = Memberlist(cfg, SimNetwork(clock).transport("127.0.0.1", 7000), clock, random.Random(1))
     for i in range(N):
         ml.ingest_packet(packet, ("192.0.2.9", 1000 + i), 0.0)
-    lines = memberlist_lines(events)
+    lines = memberlist_lines(logged)
     assert len(lines) == DEFAULT_BURST
     assert [(e["reason"], e["src"]) for e in lines][:1] == [(reason, "192.0.2.9:1000")]
     assert all(e["reason"] == reason and e["src"].startswith("192.0.2.9:") for e in lines)
     clock.advance(DEFAULT_INTERVAL)
-    summary = memberlist_lines(events)[DEFAULT_BURST:]
+    summary = memberlist_lines(logged)[DEFAULT_BURST:]
     assert [(e["reason"], e["count"]) for e in summary] == [(reason, N - DEFAULT_BURST)]

@@ -6,69 +6,42 @@ the exception logged)."""
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import pytest
+from http_support import StateApp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from klein import Klein
-from twisted.internet import task
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
 
 from wanfedtx import metrics
-from wanfedtx.agent.checks import CheckRunners
 from wanfedtx.agent.httpserver import _TrackingSite
-from wanfedtx.agent.local import LocalState
-from wanfedtx.catalog.endpoints import Endpoints
-from wanfedtx.fsm.consensus import LocalConsensus
-from wanfedtx.fsm.machine import FSM
-from wanfedtx.http import agent_services
 from wanfedtx.http.channel import LINGER
-from wanfedtx.http.common import APIContext, IRequest, route
+from wanfedtx.http.common import IRequest, route
 from wanfedtx.http.limits import HTTPLimits
 from wanfedtx.http.parking import APIRequest
-from wanfedtx.http.routes import install_error_handlers, mount_state_routes
+from wanfedtx.http.routes import install_error_handlers
 
 
 class Boom(Exception):
     pass
 
 
-class Server:
+class Server(StateApp):
     def __init__(self, **limits: Any) -> None:
-        self.clock = task.Clock()
-        self.fsm = FSM()
-        consensus = LocalConsensus(self.fsm, "127.0.0.1:8300")
-        handlers = Endpoints(
-            "dc1", self.fsm.state, consensus, self.clock, random.Random(1)
-        ).handlers()
+        super().__init__()
 
-        def rpc(method: str, args: dict[str, Any]) -> Deferred[Any]:
-            return maybeDeferred(handlers[method], args)
-
-        app = Klein()
-        mount_state_routes(app, APIContext("dc1", rpc))
-        self.local = LocalState("n1")
-        agent_services.mount(
-            app,
-            agent_services.AgentServicesContext(
-                self.local, CheckRunners(self.local, self.clock), "dc1"
-            ),
-        )
-
-        @app.route("/v1/boom", methods=["GET"])
+        @self.app.route("/v1/boom", methods=["GET"])
         @route
         async def boom(request: IRequest) -> bytes:
             raise Boom("kaboom")
 
-        install_error_handlers(app)
+        install_error_handlers(self.app)
         self.registry = metrics.Registry()
         self.site = _TrackingSite(
-            app.resource(),
+            self.app.resource(),
             requestFactory=APIRequest,
             http_limits=HTTPLimits(**limits),
             reactor=self.clock,

@@ -8,55 +8,27 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from typing import Any
 
 import pytest
+from http_support import StateApp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from klein import Klein
 from treq.testing import StubTreq
-from twisted.internet import task
-from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
 from twisted.web.error import PageRedirect
 
-from wanfedtx.agent.checks import CheckRunners
-from wanfedtx.agent.local import LocalState
-from wanfedtx.catalog.endpoints import Endpoints
-from wanfedtx.fsm.consensus import LocalConsensus
-from wanfedtx.fsm.machine import FSM
-from wanfedtx.http import agent_services
-from wanfedtx.http.common import APIContext
-from wanfedtx.http.routes import install_error_handlers, mount_state_routes
+from wanfedtx.http.routes import install_error_handlers
 
 EXAMPLES = int(os.environ.get("WANFED_FUZZ_EXAMPLES", "100"))
 BASE = "http://127.0.0.1:8500"
 
 
-class Harness:
+class Harness(StateApp):
     def __init__(self, kv_limit: int = 512 * 1024) -> None:
-        self.clock = task.Clock()
-        self.fsm = FSM()
-        consensus = LocalConsensus(self.fsm, "127.0.0.1:8300")
-        handlers = Endpoints(
-            "dc1", self.fsm.state, consensus, self.clock, random.Random(1)
-        ).handlers()
-
-        def rpc(method: str, args: dict[str, Any]) -> Deferred[Any]:
-            return maybeDeferred(handlers[method], args)
-
-        app = Klein()
-        mount_state_routes(app, APIContext("dc1", rpc, kv_limit))
-        self.local = LocalState("n1")
-        agent_services.mount(
-            app,
-            agent_services.AgentServicesContext(
-                self.local, CheckRunners(self.local, self.clock), "dc1"
-            ),
-        )
-        install_error_handlers(app)
-        self.stub = StubTreq(app.resource())
+        super().__init__(kv_limit)
+        install_error_handlers(self.app)
+        self.stub = StubTreq(self.app.resource())
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes, Any]:
         d = self.stub.request(method, BASE + path, data=body)

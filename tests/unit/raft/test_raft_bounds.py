@@ -43,6 +43,17 @@ def connect(handler: RaftHandler, port: int = 40000) -> tuple[Any, StringTranspo
     return proto, t
 
 
+def deadline_connection() -> tuple[Clock, RaftHandler, Any, StringTransport, list[m.Message]]:
+    """A handler with a 10 s frame deadline on a fake clock, one connection to it and the list
+    of the messages it delivers."""
+    clock = Clock()
+    h = RaftHandler(clock=clock, metrics=Registry(), frame_timeout=10.0)
+    got: list[m.Message] = []
+    h.receiver = got.append
+    p, t = connect(h)
+    return clock, h, p, t, got
+
+
 class Logs:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
@@ -114,11 +125,7 @@ def test_connection_over_budget_is_closed_logged_and_counted() -> None:
 
 
 def test_frame_deadline_starts_at_first_byte_and_is_not_reset() -> None:
-    clock = Clock()
-    h = RaftHandler(clock=clock, metrics=Registry(), frame_timeout=10.0)
-    got: list[m.Message] = []
-    h.receiver = got.append
-    p, t = connect(h)
+    clock, h, p, t, got = deadline_connection()
     raw = frame(HB)
     clock.advance(100)  # idle between frames: no deadline
     assert not t.disconnecting
@@ -135,11 +142,7 @@ def test_frame_deadline_starts_at_first_byte_and_is_not_reset() -> None:
 
 
 def test_completed_frames_cancel_the_deadline_and_the_next_frame_gets_its_own() -> None:
-    clock = Clock()
-    h = RaftHandler(clock=clock, metrics=Registry(), frame_timeout=10.0)
-    got: list[m.Message] = []
-    h.receiver = got.append
-    p, t = connect(h)
+    clock, _, p, t, got = deadline_connection()
     raw = frame(HB)
     p.dataReceived(raw[:5])
     clock.advance(9)

@@ -50,6 +50,29 @@ def settled(n: int = 3, **opts: object) -> Cluster:
     return c
 
 
+def add_server(c: Cluster, leader: str, new: str, rounds: int) -> RaftCore:
+    """Start `new` with an empty configuration, have `leader` add it and replicate for `rounds`."""
+    core = RaftCore(new, c.opts, random.Random(int(new[1:])), c.now)
+    c.nodes[new] = core
+    c.ids.append(new)
+    c.applied[new] = []
+    c.nodes[leader].change_config(add=new, now=c.now)
+    c.pump(leader)
+    for _ in range(rounds):
+        c.tick(leader, 0.1)
+        c.deliver()
+    return core
+
+
+def transfer(c: Cluster, src: str, dst: str) -> RaftCore:
+    c.nodes[src].transfer_leadership(dst, c.now)
+    c.pump(src)
+    c.deliver()
+    core = c.nodes[dst]
+    assert core.role == LEADER
+    return core
+
+
 def test_forged_append_with_higher_term_from_non_member_changes_nothing() -> None:
     c = settled()
     s2 = c.nodes["s2"]
@@ -141,15 +164,7 @@ def test_malformed_append_is_refused() -> None:
 def test_joining_server_with_empty_configuration_catches_up() -> None:
     c = settled(max_entries_per_message=1)
     s1 = c.nodes["s1"]
-    new = RaftCore("s4", c.opts, random.Random(4), c.now)
-    c.nodes["s4"] = new
-    c.ids.append("s4")
-    c.applied["s4"] = []
-    s1.change_config(add="s4", now=c.now)
-    c.pump("s1")
-    for _ in range(30):
-        c.tick("s1", 0.1)
-        c.deliver()
+    new = add_server(c, "s1", "s4", 30)
     assert new.voters == s1.voters and "s4" in new.voters
     assert new.last_index() == s1.last_index() and new.leader == "s1"
 
@@ -158,29 +173,9 @@ def test_joining_server_follows_a_leader_added_after_bootstrap() -> None:
     """History is replayed one entry at a time: the first configurations it learns do not name
     the leader (added later); it is in none of them yet, so it keeps following."""
     c = settled(max_entries_per_message=1)
-    s1 = c.nodes["s1"]
-    c.nodes["s4"] = RaftCore("s4", c.opts, random.Random(4), c.now)
-    c.ids.append("s4")
-    c.applied["s4"] = []
-    s1.change_config(add="s4", now=c.now)
-    c.pump("s1")
-    for _ in range(30):
-        c.tick("s1", 0.1)
-        c.deliver()
-    s1.transfer_leadership("s4", c.now)
-    c.pump("s1")
-    c.deliver()
-    s4 = c.nodes["s4"]
-    assert s4.role == LEADER
-    c.nodes["s5"] = RaftCore("s5", c.opts, random.Random(5), c.now)
-    c.ids.append("s5")
-    c.applied["s5"] = []
-    s4.change_config(add="s5", now=c.now)
-    c.pump("s4")
-    for _ in range(60):
-        c.tick("s4", 0.1)
-        c.deliver()
-    s5 = c.nodes["s5"]
+    add_server(c, "s1", "s4", 30)
+    s4 = transfer(c, "s1", "s4")
+    s5 = add_server(c, "s4", "s5", 60)
     assert s5.last_index() == s4.last_index() and s5.leader == "s4"
     assert violations(s5)[0] == []
 
@@ -188,20 +183,8 @@ def test_joining_server_follows_a_leader_added_after_bootstrap() -> None:
 def test_follower_that_missed_the_leaders_addition_learns_it_from_a_voter() -> None:
     c = settled()
     c.crash("s3")  # s3 keeps the configuration {s1, s2, s3}
-    s1 = c.nodes["s1"]
-    c.nodes["s4"] = RaftCore("s4", c.opts, random.Random(4), c.now)
-    c.ids.append("s4")
-    c.applied["s4"] = []
-    s1.change_config(add="s4", now=c.now)
-    c.pump("s1")
-    for _ in range(20):
-        c.tick("s1", 0.1)
-        c.deliver()
-    s1.transfer_leadership("s4", c.now)
-    c.pump("s1")
-    c.deliver()
-    s4 = c.nodes["s4"]
-    assert s4.role == LEADER
+    add_server(c, "s1", "s4", 20)
+    s4 = transfer(c, "s1", "s4")
     c.restart("s3")
     s3 = c.nodes["s3"]
     assert "s4" not in s3.voters

@@ -8,7 +8,7 @@ import pytest
 from rpc_support import CA, Link, OpenSSLTLS, Recorder, RecordingHandler, server_tls
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from wanfedtx.metrics import Registry
@@ -20,14 +20,6 @@ from wanfedtx.rpc.server import RPCPortFactory
 @pytest.fixture(scope="module")
 def ca() -> CA:
     return CA()
-
-
-@pytest.fixture
-def logged() -> Any:
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 def messages(events: list[dict[str, Any]]) -> list[str]:

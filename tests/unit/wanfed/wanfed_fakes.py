@@ -3,14 +3,13 @@ and a log capture."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
+from log_support import captured_logs as captured_logs  # the wanfed tests import it here
 from rpc_support import Recorder
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IProtocol
-from twisted.logger import globalLogPublisher
 from zope.interface import implementer
 
 from wanfedtx.gossip.interfaces import (
@@ -91,16 +90,6 @@ class Resolver:
     def pick_gateway(self, dc: str) -> str | None:
         self.asked.append(dc)
         return self.gateways.get(dc)
-
-
-@contextmanager
-def captured_logs() -> Iterator[list[dict[str, Any]]]:
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
-    try:
-        yield events
-    finally:
-        globalLogPublisher.removeObserver(events.append)
 
 
 def formats(events: list[dict[str, Any]]) -> list[str]:
