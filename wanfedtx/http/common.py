@@ -32,6 +32,7 @@ from wanfedtx.catalog.errors import (
     NoPathToDatacenterError,
     NotFoundError,
 )
+from wanfedtx.http.limits import KV_MAX_VALUE_SIZE
 from wanfedtx.rpc.errors import RPCLayerError
 from wanfedtx.state.errors import StateError
 
@@ -40,7 +41,6 @@ log = Logger()
 Args = dict[str, Any]
 RPC = Callable[[str, Args], Deferred[Any]]
 
-KV_MAX_VALUE_SIZE = 512 * 1024
 MAX_JSON_DEPTH = 64
 """Deepest JSON nesting a request body may have (Consul's bodies nest a handful of levels)."""
 
