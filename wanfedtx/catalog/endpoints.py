@@ -15,7 +15,9 @@ from functools import partial
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, fail
+from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 
 from wanfedtx.catalog import structs
 from wanfedtx.catalog.errors import BadRequestError, NoLeaderError, NoPathToDatacenterError
@@ -23,6 +25,7 @@ from wanfedtx.fsm import commands
 from wanfedtx.fsm.commands import MessageType
 from wanfedtx.fsm.consensus import Consensus
 from wanfedtx.metrics import REGISTRY, Registry
+from wanfedtx.rpc.errors import ConnectionClosed, DialError, NoLeader, RemoteError
 from wanfedtx.state import StateStore, WatchSet
 from wanfedtx.state.blocking import BlockingQuery, WaitGroups
 from wanfedtx.state.catalog import HEALTH_ANY, HEALTH_STATES
@@ -32,6 +35,20 @@ Args = dict[str, Any]
 Handler = Callable[[Args], Deferred[Any]]
 
 NANOSECOND = 1e-9
+DEFAULT_HOLD_TIMEOUT = 7.0  # Consul's performance.rpc_hold_timeout
+
+
+def _leader_retryable(exc: Exception, write: bool) -> bool:
+    """May a request that failed this way be sent to the leader again?
+
+    No leader known here or at the server we reached, or the leader could not be dialed (the
+    request was never sent): always. The connection closed before the answer: only for reads,
+    since a write may have been applied."""
+    if isinstance(exc, NoLeader | NoLeaderError | DialError | ConnectError):
+        return True
+    if isinstance(exc, RemoteError) and str(exc) == NoLeader().args[0]:
+        return True
+    return not write and isinstance(exc, ConnectionClosed)
 
 
 class Forwarder(Protocol):
@@ -81,8 +98,11 @@ class Endpoints:
         rng: random.Random | None = None,
         forwarder: Forwarder | None = None,
         metrics: Registry = REGISTRY,
+        hold_timeout: float = DEFAULT_HOLD_TIMEOUT,
     ) -> None:
         self.datacenter = datacenter
+        # performance.rpc_hold_timeout: how long a request waits for a leader during elections
+        self.hold_timeout = hold_timeout
         self.state = state
         self.consensus = consensus
         self.clock = clock
@@ -149,13 +169,27 @@ class Endpoints:
             if self.forwarder is None:
                 raise NoPathToDatacenterError(dc)
             return True, await self.forwarder.forward_dc(dc, method, args)
-        if self.consensus.is_leader():
-            return False, None
-        if not write and args.get("AllowStale"):
-            return False, None
-        if self.forwarder is None:
-            raise NoLeaderError()
-        return True, await self.forwarder.forward_to_leader(method, args)
+        give_up_at: float | None = None
+        while True:
+            if self.consensus.is_leader():
+                return False, None
+            if not write and args.get("AllowStale"):
+                return False, None
+            if self.forwarder is None:
+                raise NoLeaderError()
+            try:
+                return True, await self.forwarder.forward_to_leader(method, args)
+            except Exception as exc:
+                if not _leader_retryable(exc, write):
+                    raise
+                now = self.clock.seconds()
+                if give_up_at is None:
+                    give_up_at = now + self.hold_timeout
+                if now >= give_up_at:
+                    raise
+                # Consul's jittered stagger: a random part of hold/16, never past the hold.
+                pause = min(self.rng.random() * self.hold_timeout / 16, give_up_at - now)
+                await deferLater(self.clock, max(pause, 0.001))
 
     def _meta(self, index: int) -> Args:
         return {

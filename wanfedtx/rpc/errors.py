@@ -68,3 +68,12 @@ class FrameError(RPCLayerError):
 
 class DuplicateRegistration(RPCLayerError):
     """A handler or endpoint was registered twice under the same key."""
+
+
+class RPCTimeout(RPCLayerError):
+    """A forwarded call had no reply within its deadline (the blocking wait plus a bound)."""
+
+    def __init__(self, method: str, server: str, dc: str, seconds: float) -> None:
+        super().__init__(
+            f"rpc error: timeout waiting for {method} from {server} in datacenter {dc!r} "
+            f"after {seconds:g}s")

@@ -4,7 +4,13 @@
 working single-server stand-in configured with the one server) and calls the leader through the
 pool. ``Forwarder.forward_dc`` asks an ``IRouter`` for the target DC's servers, counts the
 ``rpc.cross-dc`` metric (label ``datacenter``) and calls the first server through the pool; the
-pool's dialer goes through a mesh gateway when federation via gateways is on.
+pool's dialer goes through a mesh gateway when federation via gateways is on. A server that
+cannot be dialed (the request was never sent) is skipped for the next one of that datacenter.
+
+Every forwarded call has a deadline: the blocking wait it asks for (``MaxQueryTime``, default
+5 minutes, at most 10, plus the 1/16 jitter a server may add) plus ``REPLY_BOUND`` (10 s). A call
+past it fails with ``RPCTimeout`` and its pooled connection is closed, so a server that stopped
+answering (SIGSTOP, a half-open link) costs one deadline, not a hung request per caller.
 """
 
 from __future__ import annotations
@@ -15,9 +21,27 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from wanfedtx.metrics import REGISTRY, Registry
-from wanfedtx.rpc.errors import NoDCPath, NoLeader
+from wanfedtx.rpc.errors import DialError, NoDCPath, NoLeader
 from wanfedtx.rpc.interfaces import ILeaderProvider, IRouter, ServerAddress
 from wanfedtx.rpc.pool import ConnPool
+
+REPLY_BOUND = 10.0
+DEFAULT_QUERY_TIME = 300.0
+MAX_QUERY_TIME = 600.0
+NANOSECOND = 1e-9
+
+
+def call_deadline(args: Any) -> float:
+    """Seconds a forwarded call may take: its blocking wait (with jitter) plus ``REPLY_BOUND``."""
+    wait = 0.0
+    if isinstance(args, Mapping):
+        min_index = args.get("MinQueryIndex") or 0
+        if isinstance(min_index, int) and min_index > 0:
+            max_time = args.get("MaxQueryTime") or 0
+            wait = (max_time * NANOSECOND if isinstance(max_time, int) and max_time > 0
+                    else DEFAULT_QUERY_TIME)
+            wait = min(wait, MAX_QUERY_TIME)
+    return wait + wait / 16 + REPLY_BOUND
 
 
 class StaticLeader:
@@ -77,7 +101,8 @@ class Forwarder:
             d: Deferred[Any] = Deferred()
             d.errback(NoLeader())
             return d
-        return self.pool.rpc(self.datacenter, server.name, server.addr, method, args)
+        return self.pool.rpc(self.datacenter, server.name, server.addr, method, args,
+                             timeout=call_deadline(args))
 
     def forward_dc(self, dc: str, method: str, args: Any = None) -> Deferred[Any]:
         """Call ``method`` on a server of datacenter ``dc``."""
@@ -87,5 +112,16 @@ class Forwarder:
             d.errback(NoDCPath())
             return d
         self.cross_dc.inc(datacenter=dc)
-        server = servers[0]
-        return self.pool.rpc(dc, server.name, server.addr, method, args)
+        return Deferred.fromCoroutine(self._first_reachable(dc, list(servers), method, args))
+
+    async def _first_reachable(self, dc: str, servers: list[ServerAddress], method: str,
+                               args: Any) -> Any:
+        timeout = call_deadline(args)
+        for i, server in enumerate(servers):
+            try:
+                return await self.pool.rpc(dc, server.name, server.addr, method, args,
+                                           timeout=timeout)
+            except DialError:
+                if i == len(servers) - 1:
+                    raise
+        raise NoDCPath()

@@ -25,7 +25,7 @@ from wanfedtx.rpc.constants import (
     RPCType,
 )
 from wanfedtx.rpc.dial import Dialer
-from wanfedtx.rpc.errors import NodeNameRequired
+from wanfedtx.rpc.errors import NodeNameRequired, RPCTimeout
 from wanfedtx.rpc.protocol import RPCClientProtocol
 
 log = Logger(namespace="wanfedtx.rpc")
@@ -73,8 +73,13 @@ class ConnPool(Service):
         method: str,
         args: Any = None,
         use_tls: bool = True,
+        timeout: float | None = None,
     ) -> Deferred[Any]:
-        """Call ``method`` on server ``node_name`` at ``addr`` in ``dc``."""
+        """Call ``method`` on server ``node_name`` at ``addr`` in ``dc``.
+
+        With a ``timeout``, the dial and the call together must finish within it; otherwise
+        the call fails with ``RPCTimeout`` and the pooled connection to that server is closed
+        (a server that does not answer is not trusted with the next call)."""
         if not node_name:
             return _failed(NodeNameRequired("RPC"))
         d = self.acquire(dc, node_name, addr, use_tls)
@@ -93,7 +98,34 @@ class ConnPool(Service):
             result.addBoth(touched)
             return result
 
-        return d.addCallback(call)
+        d.addCallback(call)
+        if timeout is not None:
+            return self._with_deadline(d, timeout, dc, node_name, addr, method)
+        return d
+
+    def _with_deadline(self, d: Deferred[Any], timeout: float, dc: str, node_name: str,
+                       addr: str, method: str) -> Deferred[Any]:
+        outer: Deferred[Any] = Deferred()
+        timer = self.clock.callLater(timeout, self._expire, outer, d, timeout, dc, node_name,
+                                     addr, method)
+
+        def settle(result: Any) -> None:
+            if timer.active():
+                timer.cancel()
+            if not outer.called:
+                outer.callback(result)  # a Failure errbacks
+
+        d.addBoth(settle)
+        return outer
+
+    def _expire(self, outer: Deferred[Any], inner: Deferred[Any], timeout: float, dc: str,
+                node_name: str, addr: str, method: str) -> None:
+        if outer.called:
+            return
+        outer.errback(RPCTimeout(method, node_name, dc, timeout))
+        conn = self._conns.pop(pool_key(node_name, addr), None)
+        if conn is not None:
+            conn.proto.close()  # fails the calls still waiting on it
 
     def ping(self, dc: str, node_name: str, addr: str, use_tls: bool = True) -> Deferred[bool]:
         """``Status.Ping`` on the server; fires True, or fails with the error."""

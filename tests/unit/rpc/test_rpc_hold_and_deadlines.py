@@ -1,0 +1,140 @@
+"""Requests during elections are held and retried for rpc_hold_timeout; forwarded calls have a
+deadline; a server that cannot be dialed is skipped for the next one of its datacenter."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+from wanfedtx.catalog.endpoints import Endpoints
+from wanfedtx.fsm.consensus import LocalConsensus
+from wanfedtx.fsm.machine import FSM
+from wanfedtx.rpc.dial import Dialer
+from wanfedtx.rpc.errors import ConnectionClosed, DialError, NoLeader, RemoteError, RPCTimeout
+from wanfedtx.rpc.forward import REPLY_BOUND, Forwarder, StaticRouter, call_deadline
+from wanfedtx.rpc.interfaces import ServerAddress
+from wanfedtx.rpc.pool import ConnPool
+
+KV_PUT = {"Op": "set", "DirEnt": {"Key": "k", "Value": b"v"}}
+
+
+class Follower(LocalConsensus):
+    """A follower: never the leader, so every write is forwarded."""
+
+    def is_leader(self) -> bool:
+        return False
+
+
+class ScriptedForwarder:
+    """Fails ``forward_to_leader`` with the scripted errors, then answers."""
+
+    def __init__(self, errors: list[Exception]) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    def forward_to_leader(self, method: str, args: Any = None) -> Deferred[Any]:
+        self.calls += 1
+        if self.errors:
+            return fail(self.errors.pop(0))
+        return succeed(True)
+
+    def forward_dc(self, dc: str, method: str, args: Any = None) -> Deferred[Any]:
+        raise AssertionError("not used")
+
+
+def endpoints(errors: list[Exception], hold: float = 7.0) -> tuple[Endpoints, Clock,
+                                                                  ScriptedForwarder]:
+    clock = Clock()
+    fwd = ScriptedForwarder(errors)
+    fsm = FSM()
+    ep = Endpoints("dc1", fsm.state, Follower(fsm, "127.0.0.1:8300"), clock, random.Random(3),
+                   forwarder=fwd, hold_timeout=hold)
+    return ep, clock, fwd
+
+
+def outcome(d: Deferred[Any]) -> list[Any]:
+    out: list[Any] = []
+    d.addBoth(out.append)
+    return out
+
+
+def test_write_during_an_election_is_held_until_a_leader_answers() -> None:
+    ep, clock, fwd = endpoints([NoLeader(), DialError("dial tcp 10.0.0.1:8300: refused"),
+                                RemoteError("No cluster leader")])
+    result = outcome(ep.handlers()["KVS.Apply"](dict(KV_PUT)))
+    assert result == [] and fwd.calls == 1
+    for _ in range(100):
+        if result:
+            break
+        clock.advance(0.1)
+    assert result == [True] and fwd.calls == 4
+    assert clock.seconds() < 7.0
+
+
+def test_write_fails_with_no_leader_after_the_hold() -> None:
+    ep, clock, fwd = endpoints([NoLeader()] * 10_000, hold=2.0)
+    result = outcome(ep.handlers()["KVS.Apply"](dict(KV_PUT)))
+    clock.pump([0.05] * 60)
+    assert len(result) == 1 and isinstance(result[0].value, NoLeader)
+    assert 2.0 <= clock.seconds() and fwd.calls > 2
+
+
+def test_a_write_whose_connection_closed_is_not_retried_a_read_is() -> None:
+    ep, clock, fwd = endpoints([ConnectionClosed("closed")])
+    result = outcome(ep.handlers()["KVS.Apply"](dict(KV_PUT)))
+    assert len(result) == 1 and isinstance(result[0].value, ConnectionClosed)
+    assert fwd.calls == 1
+    ep, clock, fwd = endpoints([ConnectionClosed("closed")])
+    result = outcome(ep.handlers()["KVS.Get"]({"Key": "k"}))
+    clock.pump([0.5] * 4)
+    assert result == [True] and fwd.calls == 2
+
+
+def test_call_deadline_is_the_blocking_wait_plus_a_bound() -> None:
+    assert call_deadline({}) == REPLY_BOUND
+    assert call_deadline({"MinQueryIndex": 5, "MaxQueryTime": 16 * 10**9}) == 17 + REPLY_BOUND
+    assert call_deadline({"MinQueryIndex": 5}) == 300 + 300 / 16 + REPLY_BOUND
+    assert call_deadline({"MinQueryIndex": 5, "MaxQueryTime": 3600 * 10**9}) == (
+        600 + 600 / 16 + REPLY_BOUND)
+
+
+def test_a_call_to_a_server_that_stopped_answering_times_out_and_drops_the_connection() -> None:
+    r = MemoryReactorClock()
+    pool = ConnPool(Dialer(r, "dc2", server=True), r)
+    fwd = Forwarder(pool, "dc1", Follower(FSM(), "x"), StaticRouter(
+        {"dc2": [ServerAddress("s2", "127.0.0.1:8300")]}))
+    result = outcome(fwd.forward_dc("dc2", "Catalog.ListNodes", {"Datacenter": "dc2"}))
+    # the TCP connection is made; the server never answers
+    _host, _port, factory, _, _ = r.tcpClients[0]
+    proto = factory.buildProtocol(None)
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    r.advance(0)
+    assert result == [] and pool.keys()
+    r.advance(REPLY_BOUND + 0.1)
+    assert len(result) == 1 and isinstance(result[0].value, RPCTimeout)
+    assert "after 10s" in str(result[0].value)
+    assert pool.keys() == []
+
+
+def test_a_server_that_cannot_be_dialed_is_skipped_for_the_next() -> None:
+    class Pool:
+        def __init__(self) -> None:
+            self.tried: list[str] = []
+
+        def rpc(self, dc: str, name: str, addr: str, method: str, args: Any = None,
+                use_tls: bool = True, timeout: float | None = None) -> Deferred[Any]:
+            self.tried.append(name)
+            if name == "dead":
+                return fail(DialError("dial tcp 127.0.0.1:1: connection refused"))
+            return succeed({"ok": name})
+
+    pool = Pool()
+    fwd = Forwarder(pool, "dc1", Follower(FSM(), "x"), StaticRouter(  # type: ignore[arg-type]
+        {"dc2": [ServerAddress("dead", "127.0.0.1:1"), ServerAddress("live", "127.0.0.1:2")]}))
+    assert outcome(fwd.forward_dc("dc2", "Status.Ping")) == [{"ok": "live"}]
+    assert pool.tried == ["dead", "live"]
