@@ -20,7 +20,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
 from wanfedtx.catalog import structs
-from wanfedtx.catalog.errors import BadRequestError, NoLeaderError, NoPathToDatacenterError
+from wanfedtx.catalog.errors import (
+    BadRequestError,
+    NoLeaderError,
+    NoPathToDatacenterError,
+    NotReadyError,
+)
 from wanfedtx.fsm import commands
 from wanfedtx.fsm.commands import MessageType
 from wanfedtx.fsm.consensus import Consensus
@@ -117,6 +122,35 @@ class Endpoints:
             "rpc.queries_blocking", "Blocking queries waiting now", lambda: len(self.timers)
         )
         self.forwarder = forwarder
+        # A new leader serves default reads only once the first entry of its term is applied
+        # (raft's leadership observers fire True then): before that its FSM may be stale.
+        self._leading = False
+        self._ready_waiters: list[Deferred[None]] = []
+        consensus.add_leadership_observer(self._on_leadership)
+
+    def _on_leadership(self, leading: bool) -> None:
+        self._leading = leading
+        if leading:
+            waiters, self._ready_waiters = self._ready_waiters, []
+            for w in waiters:
+                if not w.called:
+                    w.callback(None)
+
+    def _ready_or_timeout(self, seconds: float) -> Deferred[None]:
+        """Fires when this server becomes a ready leader, or after ``seconds``."""
+        d: Deferred[None] = Deferred()
+        self._ready_waiters.append(d)
+        timer = self.clock.callLater(seconds, lambda: None if d.called else d.callback(None))
+
+        def done(result: None) -> None:
+            if timer.active():
+                timer.cancel()
+            if d in self._ready_waiters:
+                self._ready_waiters.remove(d)
+            return result
+
+        d.addBoth(done)
+        return d
 
     def handlers(self) -> dict[str, Handler]:
         """``"Service.Method" -> handler`` for the RPC endpoint registry."""
@@ -217,7 +251,7 @@ class Endpoints:
         min_index = _uint(args, "MinQueryIndex")
         max_time = _uint(args, "MaxQueryTime") * NANOSECOND
         local = self._target_dc(args, route) is None and (
-            self.consensus.is_leader() or bool(args.get("AllowStale"))
+            (self._leading and self.consensus.is_leader()) or bool(args.get("AllowStale"))
         )
         if not local or args.get("RequireConsistent"):
             return Deferred.fromCoroutine(
@@ -241,9 +275,21 @@ class Endpoints:
         shape: Callable[[Any], Args],
         route: str = "Datacenter",
     ) -> Any:
-        forwarded, reply = await self._forward(method, args, write=False, route=route)
-        if forwarded:
-            return reply
+        give_up_at: float | None = None
+        while True:
+            forwarded, reply = await self._forward(method, args, write=False, route=route)
+            if forwarded:
+                return reply
+            if args.get("AllowStale") or self._leading:
+                break
+            # the leader of a new term: wait until its first entry is applied (its FSM has
+            # every acknowledged write), for at most the hold timeout
+            now = self.clock.seconds()
+            if give_up_at is None:
+                give_up_at = now + self.hold_timeout
+            if now >= give_up_at:
+                raise NotReadyError()
+            await self._ready_or_timeout(give_up_at - now)
         if args.get("RequireConsistent"):
             await self.consensus.verify_leader()
         self._queries.inc()

@@ -32,3 +32,10 @@ class NoLeaderError(EndpointError):
 
     def __init__(self) -> None:
         super().__init__("No cluster leader")
+
+
+class NotReadyError(EndpointError):
+    """This server leads but has not applied the first entry of its term yet."""
+
+    def __init__(self) -> None:
+        super().__init__("Not ready to serve consistent reads")

@@ -138,3 +138,39 @@ def test_a_server_that_cannot_be_dialed_is_skipped_for_the_next() -> None:
         {"dc2": [ServerAddress("dead", "127.0.0.1:1"), ServerAddress("live", "127.0.0.1:2")]}))
     assert outcome(fwd.forward_dc("dc2", "Status.Ping")) == [{"ok": "live"}]
     assert pool.tried == ["dead", "live"]
+
+
+class NewLeader(LocalConsensus):
+    """Leads, but its observers hear "leading" only when the test says the no-op is applied."""
+
+    def add_leadership_observer(self, observer: Any) -> None:
+        self._observers.append(observer)
+
+    def noop_applied(self) -> None:
+        for observer in list(self._observers):
+            observer(True)
+
+
+def test_a_new_leader_serves_default_reads_only_after_its_first_entry_is_applied() -> None:
+    clock = Clock()
+    fsm = FSM()
+    consensus = NewLeader(fsm, "127.0.0.1:8300")
+    ep = Endpoints("dc1", fsm.state, consensus, clock, random.Random(3), hold_timeout=7.0)
+    read = outcome(ep.handlers()["KVS.Get"]({"Key": "k"}))
+    stale = outcome(ep.handlers()["KVS.Get"]({"Key": "k", "AllowStale": True}))
+    assert read == [] and len(stale) == 1  # stale reads never wait
+    clock.advance(1.0)
+    assert read == []
+    consensus.noop_applied()
+    assert len(read) == 1 and not isinstance(read[0], Exception) and "Index" in read[0]
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_leader_that_never_becomes_ready_answers_not_ready_after_the_hold() -> None:
+    clock = Clock()
+    fsm = FSM()
+    ep = Endpoints("dc1", fsm.state, NewLeader(fsm, "x"), clock, random.Random(3),
+                   hold_timeout=2.0)
+    read = outcome(ep.handlers()["Catalog.ListNodes"]({}))
+    clock.advance(2.0)
+    assert len(read) == 1 and str(read[0].value) == "Not ready to serve consistent reads"
