@@ -19,6 +19,7 @@ from wanfedtx.config.runtime import (
     RuntimeConfig,
 )
 from wanfedtx.config.schema import Origins
+from wanfedtx.hostport import join_host_port
 
 _DATACENTER_RE = re.compile(r"^[a-z0-9_-]+$")
 _INVALID_DNS_RE = re.compile(r"[^A-Za-z0-9\-]+")
@@ -169,10 +170,10 @@ class Validation:
         def unique(name: str, net: str, addr: Addr | None) -> None:
             if addr is None:
                 return
-            key = f"{net}:{_hostport(addr)}"
+            key = f"{net}:{join_host_port(*addr)}"
             if key in inuse:
                 raise ValidationError(
-                    f"{name} address {_hostport(addr)} already configured for {inuse[key]}"
+                    f"{name} address {join_host_port(*addr)} already configured for {inuse[key]}"
                 )
             inuse[key] = name
 
@@ -226,8 +227,3 @@ class Validation:
 def _q(s: str) -> str:
     out = s.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{out}"'
-
-
-def _hostport(a: Addr) -> str:
-    host, port = a
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
