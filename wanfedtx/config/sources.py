@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.config.test_config_loading -*-
 """Configuration sources: reading ``-config-file``/``-config-dir`` paths and parsing them.
 
 A ``Source`` is one named text in HCL or JSON (a file, a ``-hcl`` fragment, the built-in defaults);

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.config.test_config_validation -*-
 """Consul's semantic checks of a built ``RuntimeConfig`` (the ``validate`` step of ``load``).
 
 ``Validation`` is a mixin of ``config.builder.Builder``: ``validate`` raises ``ValidationError``

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.raft.test_raft_core,tests.unit.raft.test_raft_core_safety -*-
 """State and shared helpers of the sans-IO Raft core (see ``wanfedtx.raft.core``).
 
 ``CoreBase`` holds one server's whole state (term, vote, log, configurations, persistence

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.raft.test_raft_core,tests.unit.raft.test_raft_core_safety -*-
 """Leader election of the sans-IO Raft core: pre-vote, candidacy, votes and becoming leader.
 
 Randomized timeouts with pre-vote (thesis §9.6), leader stickiness (§4.2.3) and the probe a

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.raft.test_raft_core,tests.unit.raft.test_raft_core_safety -*-
 """The follower side of the sans-IO Raft core: AppendEntries and InstallSnapshot received.
 
 Log matching and truncation of conflicting uncommitted entries (thesis §3.5), snapshots

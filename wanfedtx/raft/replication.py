@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.raft.test_raft_core,tests.unit.raft.test_raft_core_safety -*-
 """The leader side of the sans-IO Raft core: replication, commit and read-index rounds.
 
 Heartbeats, per-follower progress (probe / replicate with a pipelined window / snapshot),

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.tls.test_tls_configurator -*-
 """pyOpenSSL connection creators for Twisted's ``TLSMemoryBIOFactory``, made by ``TLSConfigurator``.
 
 ``IncomingCreator`` (server side: client certificate required or not, peer kinds checked) and

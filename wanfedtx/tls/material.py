@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.tls.test_tls_configurator -*-
 """TLS material: the agent's TLS settings, loading CAs, cert chain and key, and installing them.
 
 ``TLSSettings`` holds the options (Consul's names). ``_load_material`` reads and checks one

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.tls.test_tls_configurator -*-
 """Checking the TLS peer: certificate names (server/client identity), ALPN and verify errors.
 
 ``peer_identity_problem`` says why a peer certificate does not name an agent of the domain;
