@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from wanfedtx.config.durations import format_duration
+from wanfedtx.hostport import join_host_port
 
 if TYPE_CHECKING:
     from wanfedtx.tls.configurator import TLSSettings
@@ -66,10 +67,7 @@ def _is_secret(name: str) -> bool:
 
 
 def _fmt_addr(a: Addr, scheme: str) -> str:
-    host, port = a
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{scheme}://{host}:{port}"
+    return f"{scheme}://{join_host_port(*a)}"
 
 
 def _sanitize(name: str, value: Any, meta: Mapping[str, Any]) -> Any:

@@ -23,15 +23,21 @@ current-term entries only (§3.6.2); read-index leader verification (§6.4); lea
 with TimeoutNow (§3.10); single-server membership changes that take effect when appended (§4.1),
 only after the leader committed an entry of its term; log compaction and InstallSnapshot in
 chunks (§5).
+
+Layout: ``RaftCore`` (this module: the inputs and ``take_ready``) combines mixins over one state,
+``CoreBase`` (``raft/core_base.py``: state, log access and mutation, stepping down), ``Election``
+(``raft/election.py``), ``Replication`` (``raft/replication.py``, the leader side: progress,
+commit, reads) and ``Follower`` (``raft/follower.py``: appends and snapshots received). It is
+still one state machine: the mixins share ``self`` and never do I/O.
 """
 
 from __future__ import annotations
 
-import random
-from collections import deque
 from typing import Any
 
 from wanfedtx.raft.admission import ever_member, refusal
+from wanfedtx.raft.core_base import CoreBase
+from wanfedtx.raft.election import Election
 from wanfedtx.raft.errors import (
     BootstrapError,
     ConfigChangeError,
@@ -40,10 +46,10 @@ from wanfedtx.raft.errors import (
     NotLeaderError,
     RaftInvariantError,
 )
+from wanfedtx.raft.follower import Follower
 from wanfedtx.raft.messages import (
     ENTRY_COMMAND,
     ENTRY_CONFIG,
-    ENTRY_NOOP,
     AppendEntries,
     AppendEntriesResponse,
     Entry,
@@ -53,9 +59,9 @@ from wanfedtx.raft.messages import (
     RequestVote,
     RequestVoteResponse,
     TimeoutNow,
-    decode_voters,
     encode_voters,
 )
+from wanfedtx.raft.replication import Replication
 from wanfedtx.raft.state import (
     CANDIDATE,
     DEFAULT_MAX_ENTRY_BYTES,
@@ -77,7 +83,6 @@ from wanfedtx.raft.state import (
     HardState,
     LeaderChanged,
     PendingRead,
-    Progress,
     ProtocolViolation,
     RaftOptions,
     ReadResult,
@@ -118,126 +123,8 @@ __all__ = [
 ]
 
 
-class RaftCore:
+class RaftCore(Election, Follower, Replication, CoreBase):
     """One Raft server. See the module docstring for the host contract."""
-
-    def __init__(
-        self,
-        node_id: str,
-        options: RaftOptions,
-        rng: random.Random,
-        now: float,
-        restored: RestoredState | None = None,
-    ) -> None:
-        restored = restored or RestoredState()
-        self.id = node_id
-        self.opts = options
-        self.rng = rng
-        self.now = now
-        self.term = restored.term
-        self.vote = restored.vote
-        self.role = FOLLOWER
-        self.leader: str | None = None
-        snap = restored.snapshot
-        self.snapshot: Snapshot | None = snap
-        self.snap_index = snap.index if snap else 0
-        self.snap_term = snap.term if snap else 0
-        self.log: list[Entry] = []
-        for e in restored.entries:
-            if e.index <= self.snap_index:
-                continue
-            if e.index != self.snap_index + len(self.log) + 1:
-                raise ValueError(f"restored log is not contiguous at index {e.index}")
-            self.log.append(e)
-        self.commit = self.snap_index
-        self.applied = self.snap_index
-        self.stable = self.last_index()  # everything restored is on disk
-        # configuration history: (index, voters), latest last
-        self._configs: list[tuple[int, frozenset[str]]] = []
-        if snap:
-            self._configs.append((snap.index, snap.voters))
-        for e in self.log:
-            if e.kind == ENTRY_CONFIG:
-                self._configs.append((e.index, decode_voters(e.data)))
-        # persistence bookkeeping
-        self._persist_seq = 0
-        self._acked_seq = 0
-        self._unacked: deque[tuple[int, int, int]] = deque()  # (seq, last_index, last_term)
-        self._hs_dirty = False
-        self._pending_trunc: int | None = None
-        self._pending_entries: list[Entry] = []
-        self._pending_snapshot: Snapshot | None = None
-        self._restore: Snapshot | None = snap  # the FSM starts from the snapshot
-        self._msgs: list[tuple[str, Message]] = []
-        self._now_msgs: list[tuple[str, Message]] = []
-        self._events: list[Event] = []
-        self._reads_out: list[ReadResult] = []
-        # election state
-        self._votes: set[str] = set()
-        self._self_vote_seq = 0
-        self._last_leader_contact = -1e18
-        self._election_deadline = 0.0
-        self._reset_election_timer()
-        # leader state
-        self._progress: dict[str, Progress] = {}
-        self._hb_deadline = 0.0
-        self._quorum_deadline = 0.0
-        self._hb_seq = 0
-        self._reads: list[PendingRead] = []
-        self._need_flush = False
-        self._transfer_target: str | None = None
-        self._transfer_deadline = 0.0
-        self._term_start_index = 0  # index of the leader's first entry in its term
-        # follower: snapshot being received
-        self._incoming: tuple[int, int, bytearray] | None = None
-        # a leader outside our configuration that one of our voters follows: (leader, term)
-        self._vouched: tuple[str, int] | None = None
-        self._stray_at = -1e18  # last AppendEntries refused from outside the configuration
-
-    # -- log helpers ------------------------------------------------------------------------------
-
-    def last_index(self) -> int:
-        return self.snap_index + len(self.log)
-
-    def last_term(self) -> int:
-        return self.log[-1].term if self.log else self.snap_term
-
-    def term_at(self, index: int) -> int | None:
-        """The term of the entry at ``index``; None if unknown (compacted below or beyond end)."""
-        if index == self.snap_index:
-            return self.snap_term
-        if index < self.snap_index or index > self.last_index():
-            return None
-        return self.log[index - self.snap_index - 1].term
-
-    def entry(self, index: int) -> Entry:
-        return self.log[index - self.snap_index - 1]
-
-    @property
-    def voters(self) -> frozenset[str]:
-        return self._configs[-1][1] if self._configs else frozenset()
-
-    @property
-    def config_index(self) -> int:
-        return self._configs[-1][0] if self._configs else 0
-
-    def committed_voters(self) -> frozenset[str]:
-        for idx, v in reversed(self._configs):
-            if idx <= self.commit:
-                return v
-        return frozenset()
-
-    def _quorum(self, acks: set[str]) -> bool:
-        v = self.voters
-        return bool(v) and len(acks & v) > len(v) // 2
-
-    def next_deadline(self) -> float:
-        if self.role == LEADER:
-            d = min(self._hb_deadline, self._quorum_deadline)
-            if self._transfer_target is not None:
-                d = min(d, self._transfer_deadline)
-            return d
-        return self._election_deadline
 
     # -- inputs -----------------------------------------------------------------------------------
 
@@ -358,11 +245,6 @@ class RaftCore:
         else:
             self._send_append(target)
         return target
-
-    @property
-    def snapshot_index(self) -> int:
-        """The index the latest snapshot covers (0 without one); >= ``snap_index``."""
-        return self.snapshot.index if self.snapshot is not None else 0
 
     def compact(self, index: int, data: bytes, trailing: int = 0) -> Snapshot:
         """The FSM state ``data`` covers entries up to ``index`` (<= applied): take it as the
@@ -497,525 +379,6 @@ class RaftCore:
         r.events, self._events = self._events, []
         return r
 
-    # -- roles ------------------------------------------------------------------------------------
-
-    def _reset_election_timer(self) -> None:
-        e = self.opts.election_timeout
-        self._election_deadline = self.now + e + self.rng.random() * e
-
-    def _set_leader(self, leader: str | None) -> None:
-        if leader != self.leader:
-            self.leader = leader
-            self._events.append(LeaderChanged(leader, self.term))
-
-    def _become_follower(self, term: int, leader: str | None) -> None:
-        if term > self.term:
-            self.term = term
-            self.vote = None
-            self._hs_dirty = True
-        was_leader = self.role == LEADER
-        self.role = FOLLOWER
-        self._votes = set()
-        self._self_vote_seq = 0
-        if was_leader:
-            self._progress = {}
-            self._transfer_target = None
-            for rd in self._reads:
-                self._reads_out.append(ReadResult(rd.req, None, ERR_LEADERSHIP_LOST))
-            self._reads = []
-            self._events.append(SteppedDown(self.term))
-        self._set_leader(leader)
-        if leader is not None:
-            self._last_leader_contact = self.now
-        self._reset_election_timer()
-
-    def _log_up_to_date(self, last_index: int, last_term: int) -> bool:
-        return (last_term, last_index) >= (self.last_term(), self.last_index())
-
-    def _in_lease(self) -> bool:
-        if self.role == LEADER:
-            return True
-        return (
-            self.leader is not None
-            and self.now - self._last_leader_contact < self.opts.election_timeout
-        )
-
-    def _start_pre_vote(self) -> None:
-        self.role = PRECANDIDATE
-        self._set_leader(None)
-        self._votes = {self.id}
-        if self._quorum(self._votes):
-            self._start_election(transfer=False)
-            return
-        for p in sorted(self.voters - {self.id}):
-            self._send(
-                p,
-                RequestVote(
-                    self.id, self.term + 1, self.last_index(), self.last_term(), pre_vote=True
-                ),
-            )
-
-    def _probe_leader(self) -> None:
-        """A non-voter that a server outside its configuration tries to lead asks its voters
-        who leads (a pre-vote request that cannot make it a candidate); a voter's answer
-        naming that server lets it follow (``_vouched``)."""
-        for p in sorted(self.voters - {self.id}):
-            self._send(p, RequestVote(self.id, self.term + 1, self.last_index(),
-                                      self.last_term(), pre_vote=True))
-
-    def _start_election(self, transfer: bool) -> None:
-        self.role = CANDIDATE
-        self.term += 1
-        self.vote = self.id
-        self._hs_dirty = True
-        self._set_leader(None)
-        self._votes = set()
-        self._self_vote_seq = -1  # set to the Ready's seq; our vote counts once it is durable
-        self._reset_election_timer()
-        for p in sorted(self.voters - {self.id}):
-            self._send(
-                p,
-                RequestVote(
-                    self.id, self.term, self.last_index(), self.last_term(), transfer=transfer
-                ),
-            )
-
-    def _become_leader(self) -> None:
-        self.role = LEADER
-        self._set_leader(self.id)
-        self._events.append(BecameLeader(self.term))
-        self._progress = {
-            p: Progress(next=self.last_index() + 1, last_ack=self.now, last_progress=self.now)
-            for p in self.voters
-            if p != self.id
-        }
-        self._reads = []
-        self._transfer_target = None
-        self._hb_deadline = self.now + self.opts.heartbeat_interval
-        self._quorum_deadline = self.now + self.opts.election_timeout
-        noop = Entry(self.last_index() + 1, self.term, ENTRY_NOOP, b"")
-        self._term_start_index = noop.index
-        self._append(noop)
-        self._need_flush = True
-
-    # -- log mutation -----------------------------------------------------------------------------
-
-    def _append(self, e: Entry) -> None:
-        if e.index != self.last_index() + 1:
-            raise RaftInvariantError(
-                f"{self.id}: entry {e.index} does not follow the last index {self.last_index()}")
-        self.log.append(e)
-        self._pending_entries.append(e)
-        if e.kind == ENTRY_CONFIG:
-            self._configs.append((e.index, decode_voters(e.data)))
-            if self.role == LEADER:
-                self._sync_progress()
-
-    def _truncate(self, index: int) -> None:
-        """Drop entries >= index (uncommitted ones only)."""
-        if index <= self.commit:
-            raise RaftInvariantError(
-                f"{self.id}: refusing to truncate committed entry {index} (commit {self.commit})")
-        self.log = self.log[: index - self.snap_index - 1]
-        self._pending_entries = [e for e in self._pending_entries if e.index < index]
-        self._pending_trunc = (
-            index if self._pending_trunc is None else min(self._pending_trunc, index)
-        )
-        self.stable = min(self.stable, index - 1)
-        while self._configs and self._configs[-1][0] >= index:
-            self._configs.pop()
-
-    def _sync_progress(self) -> None:
-        for p in self.voters:
-            if p != self.id and p not in self._progress:
-                self._progress[p] = Progress(
-                    next=self.last_index(), last_ack=self.now, last_progress=self.now
-                )
-        for p in list(self._progress):
-            if p not in self.voters:
-                del self._progress[p]
-
-    # -- sending ----------------------------------------------------------------------------------
-
-    def _send(self, dst: str, msg: Message, now: bool = False) -> None:
-        (self._now_msgs if now else self._msgs).append((dst, msg))
-
-    def _heartbeat(self) -> None:
-        self._hb_deadline = self.now + self.opts.heartbeat_interval
-        for p, pr in self._progress.items():
-            if (
-                pr.state == "replicate"
-                and pr.inflight
-                and (self.now - pr.last_progress > 2 * self.opts.heartbeat_interval)
-            ):
-                pr.state, pr.next = "probe", pr.match + 1
-                pr.inflight.clear()
-            pr.paused = False
-            if pr.state == "replicate":
-                self._send_heartbeat(p, pr)
-            self._send_append(p, force=True)
-
-    def _send_heartbeat(self, p: str, pr: Progress) -> None:
-        prev = max(pr.match, self.snap_index)
-        t = self.term_at(prev)
-        if t is None:  # cannot happen with match <= last_index; probe again instead
-            pr.state, pr.next, pr.paused = "probe", self.last_index() + 1, False
-            pr.inflight.clear()
-            return
-        self._send(
-            p,
-            AppendEntries(self.id, self.term, prev, t, (), min(self.commit, prev), self._hb_seq),
-            now=True,
-        )
-
-    def _send_append(self, p: str, force: bool = False) -> None:
-        pr = self._progress.get(p)
-        if pr is None or self.role != LEADER:
-            return
-        if pr.state == "snapshot":
-            if force:
-                self._send_snapshot_chunk(p, pr)
-            return
-        if pr.next <= self.snap_index:
-            pr.state, pr.snap_index, pr.snap_offset = "snapshot", self.snapshot_index, 0
-            pr.inflight.clear()
-            self._send_snapshot_chunk(p, pr)
-            return
-        if pr.state == "probe":
-            if pr.paused and not force:
-                return
-            self._send_entries(p, pr)
-            pr.paused = True
-            return
-        # replicate: pipeline batches while the window allows
-        sent = False
-        while len(pr.inflight) < self.opts.max_inflight and pr.next <= self.last_index():
-            self._send_entries(p, pr)
-            sent = True
-        if force and not sent:
-            pass  # the heartbeat was already sent by _heartbeat
-
-    def _send_entries(self, p: str, pr: Progress) -> None:
-        prev = pr.next - 1
-        prev_term = self.term_at(prev)
-        if prev_term is None:  # next beyond our log: restart the probe from our end
-            pr.next = self.last_index() + 1
-            prev, prev_term = self.last_index(), self.last_term()
-        lo = pr.next - self.snap_index - 1
-        batch = self._batch(lo)
-        self._send(
-            p,
-            AppendEntries(self.id, self.term, prev, prev_term, batch, self.commit, self._hb_seq),
-            now=True,
-        )
-        if batch and pr.state == "replicate":
-            pr.next = batch[-1].index + 1
-            pr.inflight.append(batch[-1].index)
-
-    def _batch(self, lo: int) -> tuple[Entry, ...]:
-        """Entries from log position ``lo``, capped by count and by bytes (at least one)."""
-        out: list[Entry] = []
-        size = 0
-        for e in self.log[lo : lo + self.opts.max_entries_per_message]:
-            size += len(e.data) + ENTRY_OVERHEAD
-            if out and size > self.opts.max_append_bytes:
-                break
-            out.append(e)
-        return tuple(out)
-
-    def _send_snapshot_chunk(self, p: str, pr: Progress) -> None:
-        snap = self.snapshot
-        if snap is None:  # no snapshot to send (cannot happen with next <= snap_index)
-            pr.state, pr.paused = "probe", False
-            return
-        if pr.snap_index != snap.index:
-            pr.snap_index, pr.snap_offset = snap.index, 0
-        off = pr.snap_offset
-        chunk = snap.data[off : off + self.opts.snapshot_chunk_size]
-        done = off + len(chunk) >= len(snap.data)
-        self._send(
-            p,
-            InstallSnapshot(
-                self.id,
-                self.term,
-                snap.index,
-                snap.term,
-                tuple(sorted(snap.voters)),
-                off,
-                chunk,
-                done,
-                self._hb_seq,
-            ),
-            now=True,
-        )
-
-    # -- handlers ---------------------------------------------------------------------------------
-
-    def _on_request_vote(self, m: RequestVote) -> None:
-        up_to_date = self._log_up_to_date(m.last_log_index, m.last_log_term)
-        if m.pre_vote:
-            grant = m.term > self.term and up_to_date and (m.transfer or not self._in_lease())
-            self._send(
-                m.src,
-                RequestVoteResponse(self.id, m.term if grant else self.term, grant, pre_vote=True,
-                                    leader=self.leader or ""),
-            )
-            return
-        if m.term > self.term:
-            if self._in_lease() and not m.transfer:
-                self._send(m.src, RequestVoteResponse(self.id, self.term, False,
-                                                      leader=self.leader or ""))
-                return
-            self._become_follower(m.term, None)
-        grant = m.term == self.term and self.vote in (None, m.src) and up_to_date
-        if grant:
-            if self.vote != m.src:
-                self.vote = m.src
-                self._hs_dirty = True
-            self._reset_election_timer()
-        self._send(m.src, RequestVoteResponse(self.id, self.term, grant,
-                                              leader=self.leader or ""))
-
-    def _on_vote_response(self, m: RequestVoteResponse) -> None:
-        if (m.leader and m.leader != self.id and m.leader not in self.voters
-                and m.src in self.voters and m.term >= self.term):
-            self._vouched = (m.leader, m.term)  # a voter follows it: we missed its addition
-        if m.pre_vote:
-            if self.role != PRECANDIDATE:
-                return
-            if m.granted and m.term == self.term + 1:
-                self._votes.add(m.src)
-                if self._quorum(self._votes):
-                    self._start_election(transfer=False)
-            elif not m.granted and m.term > self.term:
-                self._become_follower(m.term, None)
-            return
-        if self.role != CANDIDATE or m.term != self.term or not m.granted:
-            return
-        self._votes.add(m.src)
-        if self._quorum(self._votes):
-            self._become_leader()
-
-    def _on_append(self, m: AppendEntries) -> None:
-        if m.term < self.term:
-            self._send(
-                m.src, AppendEntriesResponse(self.id, self.term, False, m.prev_index, 0, m.seq)
-            )
-            return
-        if self.role != FOLLOWER:
-            self._become_follower(m.term, m.src)
-        self._set_leader(m.src)
-        self._last_leader_contact = self.now
-        self._reset_election_timer()
-        prev, prev_term, entries = m.prev_index, m.prev_term, m.entries
-        match = prev + len(entries)
-        if prev < self.snap_index:
-            entries = tuple(e for e in entries if e.index > self.snap_index)
-            prev, prev_term = self.snap_index, self.snap_term
-            if match < prev:  # everything in the message is already in our snapshot
-                self._reply_append(m, True, match)
-                return
-        local = self.term_at(prev)
-        if local is None:
-            self._reply_append(m, False, 0, hint=self.last_index())
-            return
-        if local != prev_term:
-            first = prev
-            while first - 1 > self.snap_index and self.term_at(first - 1) == local:
-                first -= 1
-            self._reply_append(m, False, 0, hint=max(self.commit, first - 1))
-            return
-        for i, e in enumerate(entries):
-            t = self.term_at(e.index)
-            if t == e.term:
-                continue
-            if t is not None:
-                self._truncate(e.index)
-            for e2 in entries[i:]:
-                self._append(e2)
-            break
-        new_commit = min(m.leader_commit, match)
-        if new_commit > self.commit:
-            self.commit = new_commit
-        self._reply_append(m, True, match)
-
-    def _reply_append(self, m: AppendEntries, ok: bool, match: int, hint: int = 0) -> None:
-        self._send(
-            m.src,
-            AppendEntriesResponse(
-                self.id, self.term, ok, match if ok else m.prev_index, hint, m.seq
-            ),
-        )
-
-    def _acked(self, m: AppendEntriesResponse | InstallSnapshotResponse) -> Progress | None:
-        """Record a current-term reply from a follower; its progress, or None if it is stale."""
-        if self.role != LEADER or m.term != self.term:
-            return None
-        pr = self._progress.get(m.src)
-        if pr is None:
-            return None
-        pr.last_ack = self.now
-        pr.acked_seq = max(pr.acked_seq, m.seq)
-        return pr
-
-    def _on_append_response(self, m: AppendEntriesResponse) -> None:
-        pr = self._acked(m)
-        if pr is None:
-            return
-        if m.success:
-            if m.match_index > pr.match:
-                pr.match = m.match_index
-                pr.last_progress = self.now
-            pr.next = max(pr.next, pr.match + 1)
-            while pr.inflight and pr.inflight[0] <= pr.match:
-                pr.inflight.popleft()
-            if pr.state == "probe":
-                pr.state, pr.paused = "replicate", False
-                pr.inflight.clear()
-                pr.next = pr.match + 1
-            self._maybe_commit()
-            if m.src == self._transfer_target and pr.match == self.last_index():
-                self._send(m.src, TimeoutNow(self.id, self.term), now=True)
-        else:
-            if m.match_index <= pr.match or pr.state == "snapshot":
-                self._check_reads()
-                return  # stale rejection
-            pr.next = max(pr.match + 1, min(pr.next - 1, m.hint + 1))
-            pr.state, pr.paused = "probe", False
-            pr.inflight.clear()
-        self._check_reads()
-        self._send_append(m.src)
-
-    def _on_install_snapshot(self, m: InstallSnapshot) -> None:
-        if m.term < self.term:
-            self._send(
-                m.src, InstallSnapshotResponse(self.id, self.term, m.last_index, 0, False, m.seq)
-            )
-            return
-        if self.role != FOLLOWER:
-            self._become_follower(m.term, m.src)
-        self._set_leader(m.src)
-        self._last_leader_contact = self.now
-        self._reset_election_timer()
-        if m.last_index <= self.commit:
-            self._incoming = None
-            self._send(
-                m.src, InstallSnapshotResponse(self.id, self.term, m.last_index, 0, True, m.seq)
-            )
-            return
-        inc = self._incoming
-        if m.offset == 0:
-            inc = (m.last_index, m.last_term, bytearray())
-        if (
-            inc is None
-            or inc[0] != m.last_index
-            or inc[1] != m.last_term
-            or m.offset != len(inc[2])
-        ):
-            want = len(inc[2]) if inc and inc[0] == m.last_index and inc[1] == m.last_term else 0
-            self._send(
-                m.src, InstallSnapshotResponse(self.id, self.term, m.last_index, want, False, m.seq)
-            )
-            return
-        inc[2].extend(m.data)
-        self._incoming = inc
-        if not m.done:
-            self._send(
-                m.src,
-                InstallSnapshotResponse(
-                    self.id, self.term, m.last_index, len(inc[2]), False, m.seq
-                ),
-            )
-            return
-        self._incoming = None
-        snap = Snapshot(m.last_index, m.last_term, frozenset(m.voters), bytes(inc[2]))
-        if self.term_at(snap.index) == snap.term:
-            self.log = self.log[snap.index - self.snap_index :]  # keep the matching suffix
-        else:
-            if self.last_index() > snap.index or self._pending_entries:
-                self._pending_trunc = snap.index + 1
-            self.log = []
-            self._pending_entries = []
-        self._pending_entries = [e for e in self._pending_entries if e.index > snap.index]
-        self.snap_index, self.snap_term, self.snapshot = snap.index, snap.term, snap
-        self._pending_snapshot = snap
-        self._configs = [(snap.index, snap.voters)] + [
-            (i, v) for i, v in self._configs if i > snap.index and i <= self.last_index()
-        ]
-        self.stable = min(self.stable, self.last_index())
-        self.commit = max(self.commit, snap.index)
-        if snap.index > self.applied:
-            self.applied = snap.index
-            self._restore = snap
-        self._send(
-            m.src,
-            InstallSnapshotResponse(self.id, self.term, m.last_index, len(inc[2]), True, m.seq),
-        )
-
-    def _on_snapshot_response(self, m: InstallSnapshotResponse) -> None:
-        pr = self._acked(m)
-        if pr is None:
-            return
-        self._check_reads()
-        if pr.state != "snapshot" or m.last_index != pr.snap_index:
-            return
-        if m.done:
-            pr.match = max(pr.match, m.last_index)
-            pr.next = pr.match + 1
-            pr.state, pr.paused = "probe", False
-            pr.last_progress = self.now
-            self._maybe_commit()
-            self._send_append(m.src)
-        else:
-            pr.snap_offset = m.next_offset
-            self._send_snapshot_chunk(m.src, pr)
-
-    # -- commit and reads -------------------------------------------------------------------------
-
-    def _maybe_commit(self) -> None:
-        voters = self.voters
-        matches = [pr.match for p, pr in self._progress.items() if p in voters]
-        if self.id in voters:
-            matches.append(self.stable)
-        if not matches:
-            return
-        matches.sort(reverse=True)
-        n = matches[len(voters) // 2]
-        if n > self.commit and self.term_at(n) == self.term:
-            self.commit = n
-            self._check_reads()
-            if self.id not in self.voters and self.config_index <= self.commit:
-                self._become_follower(self.term, None)  # removed ourselves: step down (§4.2.2)
-                self._election_deadline = float("inf")
-
-    def _start_read_round(self) -> None:
-        if not any(rd.seq == 0 for rd in self._reads):
-            return
-        if self.commit < self._term_start_index:
-            return  # wait until an entry of our term is committed (§6.4 step 1)
-        self._hb_seq += 1
-        for rd in self._reads:
-            if rd.seq == 0:
-                rd.seq, rd.index = self._hb_seq, self.commit
-        for p, pr in self._progress.items():
-            self._send_heartbeat(p, pr)
-        self._check_reads()
-
-    def _check_reads(self) -> None:
-        if not self._reads:
-            return
-        if any(rd.seq == 0 for rd in self._reads) and self.commit >= self._term_start_index:
-            self._need_flush = True
-        done = 0
-        for rd in self._reads:
-            if rd.seq == 0:
-                break
-            acks = {self.id} | {p for p, pr in self._progress.items() if pr.acked_seq >= rd.seq}
-            if not self._quorum(acks):
-                break
-            self._reads_out.append(ReadResult(rd.req, rd.index))
-            done += 1
-        del self._reads[:done]
 
     def _check_leader_accepts(self) -> None:
         if self.role != LEADER:

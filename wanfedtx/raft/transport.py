@@ -10,7 +10,6 @@ dialed and receives on the ones it accepted; replies travel on the replier's own
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wanfedtx.framebudget import FrameBudget
+from wanfedtx.framing import LengthPrefixedDecoder, length_prefixed
 from wanfedtx.metrics import REGISTRY, Registry
 from wanfedtx.raft.core import DEFAULT_MAX_ENTRY_BYTES
 from wanfedtx.raft.errors import MessageDecodeError
@@ -31,7 +31,6 @@ from wanfedtx.rpc.interfaces import SourceCheck
 
 log = Logger(namespace="wanfedtx.raft.transport")
 
-_LEN = struct.Struct(">I")
 FRAME_OVERHEAD = 64 * 1024  # message fields, per-entry framing, a snapshot's voter list
 MAX_FRAME = DEFAULT_MAX_ENTRY_BYTES + FRAME_OVERHEAD
 DEFAULT_PARTIAL_BUDGET = 32 * 1024 * 1024  # bytes of unfinished frames, all connections
@@ -46,8 +45,7 @@ def max_frame_for(max_entry_bytes: int, snapshot_chunk_size: int = 256 * 1024) -
 
 
 def frame(msg: Message) -> bytes:
-    body = encode(msg)
-    return _LEN.pack(len(body)) + body
+    return length_prefixed(encode(msg))
 
 
 class FrameBudgetError(MessageDecodeError):
@@ -57,71 +55,37 @@ class FrameBudgetError(MessageDecodeError):
 __all__ = ["FrameBudget"]  # re-exported: raft's budget is the shared primitive
 
 
-class FrameDecoder:
-    """Sans-IO: bytes in, messages out. A bad frame sets ``failed`` (a MessageDecodeError);
-    the messages before it are still returned, and nothing is decoded after it.
+class FrameDecoder(LengthPrefixedDecoder[Message]):
+    """Sans-IO: bytes in, messages out (``wanfedtx.framing``). A bad frame sets ``failed`` (a
+    MessageDecodeError); the messages before it are still returned, and nothing is decoded
+    after it.
 
-    A declared length over ``max_frame`` fails at the header, before its body is buffered.
+    A declared length outside 1..``max_frame`` fails at the header, before its body is buffered.
     With a ``budget``, the bytes of the unfinished frame are reserved in it; a frame the budget
     cannot hold fails with ``FrameBudgetError``. ``close`` releases the reservation."""
 
+    errors = (MessageDecodeError,)
+
     def __init__(self, max_frame: int = MAX_FRAME, budget: FrameBudget | None = None) -> None:
-        self._buf = bytearray()
-        self.max_frame = max_frame
-        self.failed: MessageDecodeError | None = None
-        self.budget = budget
-        self.held = 0  # bytes reserved in the budget
-        self.completed = 0  # frames decoded so far
+        super().__init__(max_frame, budget, min_frame=1)
 
     @property
     def pending(self) -> int:
         """Bytes of the frame being received (0 between frames)."""
-        return len(self._buf)
+        return self.buffered
 
-    def feed(self, data: bytes) -> list[Message]:
-        if self.failed is not None:
-            return []
-        out = []
-        try:
-            self._buf += data
-            while len(self._buf) >= 4:
-                (n,) = _LEN.unpack_from(self._buf)
-                if n == 0 or n > self.max_frame:
-                    raise MessageDecodeError(
-                        f"raft frame length {n} is outside 1..{self.max_frame}; the peer does "
-                        "not speak this raft protocol or sends entries over the size limit")
-                if len(self._buf) < 4 + n:
-                    break
-                body = bytes(self._buf[4:4 + n])
-                del self._buf[:4 + n]
-                self.completed += 1
-                out.append(decode(body))
-            self._account()
-        except MessageDecodeError as e:
-            self.failed = e
-            self.close()
-        return out
+    def decode(self, body: bytes) -> Message:
+        return decode(body)
 
-    def _account(self) -> None:
-        if self.budget is None:
-            return
-        want = len(self._buf)
-        if want > self.held:
-            if not self.budget.reserve(want - self.held):
-                raise FrameBudgetError(
-                    f"a partial raft frame of {want} bytes does not fit the budget for "
-                    f"unfinished frames ({self.budget.used} of {self.budget.limit} bytes in use)")
-            self.held = want
-        elif want < self.held:
-            self.budget.release(self.held - want)
-            self.held = want
+    def bad_length(self, size: int) -> MessageDecodeError:
+        return MessageDecodeError(
+            f"raft frame length {size} is outside 1..{self.max_frame}; the peer does "
+            "not speak this raft protocol or sends entries over the size limit")
 
-    def close(self) -> None:
-        """Drop the buffer and give its bytes back to the budget."""
-        self._buf = bytearray()
-        if self.budget is not None and self.held:
-            self.budget.release(self.held)
-        self.held = 0
+    def over_budget(self, partial: int, budget: FrameBudget) -> MessageDecodeError:
+        return FrameBudgetError(
+            f"a partial raft frame of {partial} bytes does not fit the budget for "
+            f"unfinished frames ({budget.used} of {budget.limit} bytes in use)")
 
 
 class InboundRaftProtocol(Protocol):

@@ -2,20 +2,20 @@
 
 A frame is a 4-byte big-endian length N followed by N bytes of msgpack: a request is the array
 ``[0, seq, "Service.Method", args]`` and a response ``[1, seq, error, reply]`` where ``error`` is
-nil or a string. ``FrameDecoder.receive_data`` returns complete messages and raises
-``FrameError`` on anything malformed or larger than the maximum frame size; the caller then
-closes the connection.
+nil or a string. ``FrameDecoder.feed`` returns complete messages; anything malformed or larger
+than the maximum frame size sets its ``failed`` to a ``FrameError`` (the shape of
+``wanfedtx.framing``), and the caller then closes the connection.
 """
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 import attrs
 import msgpack
 
-from wanfedtx.framebudget import FrameBudget, HeldBytes
+from wanfedtx.framebudget import FrameBudget
+from wanfedtx.framing import LengthPrefixedDecoder, length_prefixed
 from wanfedtx.rpc.constants import DEFAULT_MAX_FRAME_SIZE
 from wanfedtx.rpc.errors import FrameError
 
@@ -23,7 +23,6 @@ KIND_REQUEST = 0
 KIND_RESPONSE = 1
 MAX_SEQ = 2**64 - 1
 
-_LEN = struct.Struct(">I")
 
 
 @attrs.frozen
@@ -49,7 +48,7 @@ def _frame(body: bytes, max_frame_size: int) -> bytes:
             f"RPC frame of {len(body)} bytes exceeds the maximum of {max_frame_size} bytes; "
             "send smaller arguments or raise the limit on both sides"
         )
-    return _LEN.pack(len(body)) + body
+    return length_prefixed(body)
 
 
 def encode_request(
@@ -92,71 +91,25 @@ def decode_body(body: bytes) -> Message:
     raise FrameError(f"RPC frame kind must be 0 (request) or 1 (response), not {kind!r}")
 
 
-class FrameDecoder:
-    """Reassembles frames from a byte stream.
+class FrameDecoder(LengthPrefixedDecoder[Message]):
+    """Reassembles RPC messages from a byte stream (``wanfedtx.framing``: ``feed`` returns the
+    complete messages; a malformed, oversized or over-budget frame sets ``failed`` to a
+    ``FrameError``)."""
 
-    With a ``budget`` (one per port, shared by its connections), the bytes of the unfinished
-    frame are reserved in it; a frame the budget cannot hold fails with ``FrameError``.
-    ``close`` gives the reservation back."""
+    errors = (FrameError,)
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
                  budget: FrameBudget | None = None) -> None:
-        self._max = max_frame_size
-        self._buf = bytearray()
-        self._failed = False
-        self._held = HeldBytes(budget)
+        super().__init__(max_frame_size, budget)
 
-    @property
-    def buffered(self) -> int:
-        """Bytes held while waiting for the rest of a frame."""
-        return len(self._buf)
+    def decode(self, body: bytes) -> Message:
+        return decode_body(body)
 
-    def receive_data(self, data: bytes) -> list[Message]:
-        """Take bytes; return the complete messages they finish, in order.
+    def bad_length(self, size: int) -> FrameError:
+        return FrameError(
+            f"RPC frame of {size} bytes exceeds the maximum of {self.max_frame} bytes")
 
-        Raises ``FrameError`` (and refuses further input) on a malformed or oversized frame;
-        its ``messages`` attribute holds the complete messages that came before it."""
-        if self._failed:
-            raise FrameError("RPC stream already failed; close the connection")
-        buf = self._buf
-        buf += data
-        out: list[Message] = []
-        pos = 0
-        n = len(buf)
-        try:
-            while n - pos >= 4:
-                (size,) = _LEN.unpack_from(buf, pos)
-                if size > self._max:
-                    raise FrameError(
-                        f"RPC frame of {size} bytes exceeds the maximum of {self._max} bytes"
-                    )
-                end = pos + 4 + size
-                if end > n:
-                    break
-                out.append(decode_body(bytes(buf[pos + 4 : end])))
-                pos = end
-        except FrameError as e:
-            self._failed = True
-            buf.clear()
-            self._held.release_all()
-            e.messages = out  # the complete messages before the bad frame
-            raise
-        if pos:
-            del buf[:pos]
-        if not self._held.hold(len(buf)):
-            self._failed = True
-            budget = self._held.budget
-            used, limit = (budget.used, budget.limit) if budget is not None else (0, 0)
-            buf.clear()
-            self._held.release_all()
-            over = FrameError(
-                f"a partial RPC frame of {n - pos} bytes does not fit the budget for unfinished "
-                f"frames ({used} of {limit} bytes in use)")
-            over.messages = out
-            raise over
-        return out
-
-    def close(self) -> None:
-        """Drop the buffer and give its bytes back to the budget (connection closed)."""
-        self._buf.clear()
-        self._held.release_all()
+    def over_budget(self, partial: int, budget: FrameBudget) -> FrameError:
+        return FrameError(
+            f"a partial RPC frame of {partial} bytes does not fit the budget for unfinished "
+            f"frames ({budget.used} of {budget.limit} bytes in use)")

@@ -92,11 +92,8 @@ class RPCServerProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._closed:
             return
-        error: FrameError | None = None
-        try:
-            messages = self._decoder.receive_data(data)
-        except FrameError as e:
-            messages, error = e.messages, e
+        messages = self._decoder.feed(data)
+        error = self._decoder.failed
         for msg in messages:
             if not isinstance(msg, Request):
                 self._fail("RPC server received a response frame")
@@ -256,11 +253,8 @@ class RPCClientProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._closed_reason is not None:
             return
-        error: FrameError | None = None
-        try:
-            messages = self._decoder.receive_data(data)
-        except FrameError as e:
-            messages, error = e.messages, e
+        messages = self._decoder.feed(data)
+        error = self._decoder.failed
         for msg in messages:
             if not isinstance(msg, Response) or msg.seq not in self._pending:
                 self._protocol_error("RPC client received an unexpected frame")

@@ -38,7 +38,7 @@ from .constants import (
     GOSSIP_PACKET_MAX_BYTE_SIZE,
     GOSSIP_PACKET_MAX_IDLE_TIME,
 )
-from .errors import FrameError, PacketTooShort
+from .errors import PacketTooShort
 from .framing import FrameDecoder
 
 log = Logger(namespace="wanfedtx.rpc")
@@ -109,11 +109,8 @@ class PacketIngestProtocol(Protocol):
         if self._done:
             return
         was_header = self.decoder.awaiting_header
-        error: FrameError | None = None
-        try:
-            frames = self.decoder.feed(data)
-        except FrameError as e:
-            frames, error = e.frames, e
+        frames = self.decoder.feed(data)
+        error = self.decoder.failed
         for frame in frames:
             transport = self.get_transport()
             if transport is None:  # the server is shutting down: return quietly

@@ -37,7 +37,7 @@ def test_roundtrip_in_any_chunking() -> None:
         dec = FrameDecoder()
         out = []
         for i in range(0, len(frames), step):
-            out += dec.receive_data(frames[i : i + step])
+            out += dec.feed(frames[i : i + step])
         assert out == [Request(7, "KV.Get", {"Key": "a", "n": [1, 2]}),
                        Response(7, None, {"Value": b"\x00\xff"})]
         assert dec.buffered == 0
@@ -45,10 +45,10 @@ def test_roundtrip_in_any_chunking() -> None:
 
 def test_oversized_frame_refused_from_header_alone() -> None:
     dec = FrameDecoder(max_frame_size=100)
-    with pytest.raises(FrameError, match="exceeds the maximum of 100 bytes"):
-        dec.receive_data(struct.pack(">I", 101))
-    with pytest.raises(FrameError):
-        dec.receive_data(b"")
+    assert dec.feed(struct.pack(">I", 101)) == []
+    assert isinstance(dec.failed, FrameError)
+    assert "exceeds the maximum of 100 bytes" in str(dec.failed)
+    assert dec.feed(encode_request(1, "A.B", {})) == []  # nothing after a bad frame
     with pytest.raises(FrameError):
         encode_request(1, "A.B", b"x" * 200, max_frame_size=100)
 

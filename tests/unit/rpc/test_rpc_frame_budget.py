@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import struct
 
-import pytest
 from twisted.internet.testing import StringTransport
 
 from wanfedtx.framebudget import FrameBudget
@@ -22,10 +21,10 @@ def _partial(declared: int, sent: int) -> bytes:
 def test_decoders_share_the_budget_and_give_it_back() -> None:
     budget = FrameBudget(1000)
     a, b = FrameDecoder(10_000, budget), FrameDecoder(10_000, budget)
-    assert a.receive_data(_partial(5000, 600)) == []
+    assert a.feed(_partial(5000, 600)) == [] and a.failed is None
     assert budget.used == 604  # the length prefix counts too
-    with pytest.raises(FrameError, match="does not fit the budget"):
-        b.receive_data(_partial(5000, 600))
+    assert b.feed(_partial(5000, 600)) == []
+    assert isinstance(b.failed, FrameError) and "does not fit the budget" in str(b.failed)
     assert budget.used == 604  # the refused decoder holds nothing
     a.close()
     assert budget.used == 0
@@ -35,9 +34,9 @@ def test_a_completed_frame_releases_its_bytes() -> None:
     budget = FrameBudget(1 << 20)
     d = FrameDecoder(1 << 20, budget)
     frame = encode_request(1, "Status.Ping", {})
-    assert d.receive_data(frame[:-1]) == []
+    assert d.feed(frame[:-1]) == []
     assert budget.used == len(frame) - 1
-    [msg] = d.receive_data(frame[-1:])
+    [msg] = d.feed(frame[-1:])
     assert msg.method == "Status.Ping" and budget.used == 0
 
 
