@@ -15,7 +15,6 @@ at 256 s). It implements the ``IGatewayResolver`` seam: ``pick_gateway(dc) -> "h
 
 from __future__ import annotations
 
-import ipaddress
 import random
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -26,6 +25,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from wanfedtx.hostport import join_host_port
 from wanfedtx.state.blocking import BlockingQuery, TimerSource
 from wanfedtx.state.watch import WatchSet
 
@@ -47,13 +47,7 @@ class LocalStateNotInitialized(Exception):
         super().__init__("local state not initialized")
 
 
-def _join_host_port(host: str, port: int) -> str:
-    try:
-        if ipaddress.ip_address(host).version == 6:
-            return f"[{host}]:{port}"
-    except ValueError:
-        pass
-    return f"{host}:{port}"
+_join_host_port = join_host_port
 
 
 def best_address(csn: Mapping[str, Any], wan: bool) -> str:

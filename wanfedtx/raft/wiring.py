@@ -16,7 +16,6 @@ address is the message's ``src``.
 
 from __future__ import annotations
 
-import ipaddress
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IProtocol
 
+from wanfedtx.hostport import normalize_host_port
 from wanfedtx.metrics import REGISTRY, Registry
 from wanfedtx.raft.core import RaftOptions
 from wanfedtx.raft.interfaces import IRaftFSM
@@ -45,17 +45,7 @@ ServerLister = Callable[[], Iterable[tuple[str, str]]]
 """``() -> [(node name, "host:port" raft address), ...]``: this datacenter's servers now."""
 
 
-def normalize_addr(addr: str) -> str:
-    """``host:port`` in one spelling: IPv6 in brackets and compressed, names lower-cased."""
-    host, sep, port = addr.rpartition(":")
-    if not sep:
-        return addr.lower()
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return f"{host.lower()}:{port}"
-    return f"[{ip.compressed}]:{port}" if ip.version == 6 else f"{ip.compressed}:{port}"
+normalize_addr = normalize_host_port  # one spelling of host:port (wanfedtx.hostport)
 
 
 class ServerSourceCheck:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 
 class RPCLayerError(Exception):
     """Base class of every error raised by ``wanfedtx.rpc``."""
@@ -57,13 +55,8 @@ class ConnectionClosed(RPCLayerError):
 
 
 class FrameError(RPCLayerError):
-    """A malformed or oversized RPC frame; the connection carrying it is closed.
-
-    ``messages`` holds the complete messages decoded before the bad frame (if any)."""
-
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)
-        self.messages: list[Any] = []
+    """A malformed or oversized RPC frame; the connection carrying it is closed (the decoder
+    reports it as a value, ``FrameDecoder.failed``, after the frames before it)."""
 
 
 class DuplicateRegistration(RPCLayerError):

@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.python.failure import Failure
 
+from wanfedtx.hostport import address_text
 from wanfedtx.rpc import sniff
 
 MSG_DETECTED_TLS = "detected actual TLS over RPC port"
@@ -61,10 +62,8 @@ def peer_address(transport: Any) -> str:
         addr = transport.getPeer()
     except Exception:
         return "?"
-    host, port = getattr(addr, "host", None), getattr(addr, "port", None)
-    if isinstance(host, str) and isinstance(port, int):
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return str(addr)
+    text = address_text(addr)
+    return str(addr) if text == "?" else text
 
 
 def peer_host(transport: Any) -> str | None:

@@ -43,13 +43,8 @@ class PacketQueueFull(WanfedError):
 
 
 class FrameError(WanfedError):
-    """A received packet frame is invalid; the connection carrying it is closed.
-
-    ``frames`` holds the complete payloads decoded before the bad frame in the same input."""
-
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)
-        self.frames: list[bytes] = []
+    """A received packet frame is invalid; the connection carrying it is closed (the decoder
+    reports it as a value, ``FrameDecoder.failed``, after the frames before it)."""
 
 
 class FrameTooLarge(FrameError):

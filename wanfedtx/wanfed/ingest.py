@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wanfedtx.gossip.interfaces import IGossipTransport
+from wanfedtx.hostport import join_host_port
 from wanfedtx.ratelog import RateLimitedLog
 from wanfedtx.rpc.interfaces import ConnectionInfo
 from wanfedtx.rpc.registry import HandlerRegistry
@@ -57,8 +58,7 @@ def _peer(transport: Any) -> tuple[str, int]:
 
 
 def _fmt(addr: tuple[str, int]) -> str:
-    host, port = addr
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return join_host_port(*addr)
 
 
 class PacketIngestProtocol(Protocol):
