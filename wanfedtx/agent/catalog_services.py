@@ -18,10 +18,6 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from wanfedtx.agent.ae import AntiEntropy
-from wanfedtx.agent.checks import CheckRunners
-from wanfedtx.agent.definitions import decode_check, decode_service
-from wanfedtx.agent.local import LocalState
 from wanfedtx.catalog import leader
 from wanfedtx.catalog.endpoints import Endpoints, Forwarder
 from wanfedtx.fsm.consensus import Consensus, LocalConsensus
@@ -29,6 +25,10 @@ from wanfedtx.fsm.machine import FSM
 from wanfedtx.http import agent_services
 from wanfedtx.http.common import APIContext
 from wanfedtx.http.routes import mount_state_routes
+from wanfedtx.local.ae import AntiEntropy
+from wanfedtx.local.checks import CheckRunners
+from wanfedtx.local.definitions import decode_check, decode_service
+from wanfedtx.local.state import LocalState
 
 log = Logger()
 

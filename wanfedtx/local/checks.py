@@ -18,8 +18,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.web.http_headers import Headers
 
-from wanfedtx.agent.definitions import CheckDefinition
-from wanfedtx.agent.local import LocalState
+from wanfedtx.local.definitions import CheckDefinition
+from wanfedtx.local.state import LocalState
 
 log = Logger()
 

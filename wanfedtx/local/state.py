@@ -2,7 +2,7 @@
 
 Services come from config files and ``/v1/agent/service/register``; checks from service
 definitions and ``/v1/agent/check/register``. Each entry remembers whether the catalog already
-has it (``in_sync``) or must lose it (``deleted``); anti-entropy (:mod:`wanfedtx.agent.ae`) does
+has it (``in_sync``) or must lose it (``deleted``); anti-entropy (:mod:`wanfedtx.local.ae`) does
 the syncing and is told about every change through ``on_change``.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import attrs
 
-from wanfedtx.agent.definitions import CheckDefinition, ServiceDefinition
 from wanfedtx.catalog.errors import NotFoundError
+from wanfedtx.local.definitions import CheckDefinition, ServiceDefinition
 
 Row = dict[str, Any]
 

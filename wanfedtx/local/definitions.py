@@ -14,14 +14,13 @@ import attrs
 
 from wanfedtx.catalog.errors import BadRequestError
 from wanfedtx.catalog.structs import SERVICE_KINDS, Fields, decode_weights
+from wanfedtx.config.durations import parse_duration
 from wanfedtx.state.errors import InvalidMetadataError
 from wanfedtx.state.validate import KIND_MESH_GATEWAY, validate_service_meta
 
 
 def _duration(f: Fields, name: str) -> float:
     """A duration given as a Go string ("10s") or as nanoseconds."""
-    from wanfedtx.http.common import parse_duration
-
     value = f.raw(name)
     if value is None or value == "":
         return 0.0
@@ -31,11 +30,12 @@ def _duration(f: Fields, name: str) -> float:
         return float(value) * 1e-9
     if isinstance(value, str):
         try:
-            return parse_duration(value)
+            seconds = parse_duration(value)
         except ValueError:
-            raise BadRequestError(
-                f"{f.where}: field {name!r}: invalid duration {value!r}"
-            ) from None
+            seconds = -1.0
+        if seconds < 0:
+            raise BadRequestError(f"{f.where}: field {name!r}: invalid duration {value!r}")
+        return seconds
     raise BadRequestError(f'{f.where}: field {name!r} must be a duration like "10s"')
 
 
