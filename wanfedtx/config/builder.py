@@ -52,6 +52,7 @@ from wanfedtx.config.runtime import (
 )
 from wanfedtx.config.schema import SCHEMA, Origins, decode, merge
 from wanfedtx.config.tree import Obj
+from wanfedtx.state.validate import service_meta_problem
 
 REVISION = "wanfedtx"
 _DATACENTER_RE = re.compile(r"^[a-z0-9_-]+$")
@@ -656,7 +657,7 @@ class Builder:
                 path,
             )
         meta = dict(s.get("meta", {}))
-        err = validate_service_meta(kind, meta)
+        err = service_meta_problem(kind, meta)
         if err:
             raise self.error(f"invalid meta for service {name}: {err}", path)
         checks = [self.check(c, f"{path}.checks[{i}]") for i, c in enumerate(s.get("checks", []))]
@@ -864,18 +865,6 @@ class Builder:
             self.warnings.append("bootstrap = true: do not enable unless necessary")
         if rt.server_mode and not rt.dev_mode and not rt.bootstrap and rt.bootstrap_expect > 1:
             self.warnings.append(f"bootstrap_expect > 0: expecting {rt.bootstrap_expect} servers")
-
-
-def validate_service_meta(kind: str, meta: Mapping[str, str]) -> str | None:
-    """Consul's ValidateServiceMetadata (without the size limits): the reserved prefix rule."""
-    for k in meta:
-        if not k:
-            return "Key cannot be blank"
-        if k.startswith("consul-"):
-            if kind == "mesh-gateway" and k == META_WAN_FEDERATION_KEY:
-                continue
-            return "Key prefix 'consul-' is reserved for internal use"
-    return None
 
 
 def _q(s: str) -> str:
