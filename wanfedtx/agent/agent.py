@@ -126,11 +126,11 @@ class Agent(MultiService):
             on_wan_server_joined=wake,
             wrap_wan_transport=self.wanfed.wrap if self.wanfed is not None else None,
         )
+        self._mount_routes()
         self.http: HTTPServerService | None = None
         if self.config.http_addrs:
             self.http = HTTPServerService(reactor, self.app.resource(), self.config.http_addrs,
                                           http_limits(self.config))
-        self._mount_routes()
         self._add_children()
 
     def _build_server(
