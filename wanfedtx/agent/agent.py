@@ -24,8 +24,7 @@ from twisted.python.failure import Failure
 
 from wanfedtx.agent import limits
 from wanfedtx.agent.catalog_services import CatalogAgent, catalog_agent_from_config
-from wanfedtx.agent.errors import AgentError
-from wanfedtx.agent.gossip import DEFAULT_LEAVE_TIMEOUT, AgentGossip
+from wanfedtx.agent.gossip import DEFAULT_LEAVE_TIMEOUT, AgentGossip, GossipRouter
 from wanfedtx.agent.httpserver import HTTPServerService
 from wanfedtx.agent.member import local_member
 from wanfedtx.agent.nodeid import resolve_node_id
@@ -40,10 +39,14 @@ from wanfedtx.config.runtime import RuntimeConfig
 from wanfedtx.federation.gateway_locator import GatewayLocator
 from wanfedtx.federation.server import FederationServer
 from wanfedtx.fsm.machine import FSM
-from wanfedtx.gossip.api import member_json, mount_agent_gossip_ops, mount_agent_members
+from wanfedtx.gossip.api import member_json
 from wanfedtx.gossip.serf import SerfConfig
+from wanfedtx.http import federation as http_federation
 from wanfedtx.http.app import build_app
+from wanfedtx.http.common import APIContext
+from wanfedtx.http.gossip import mount_agent_gossip_ops, mount_agent_members
 from wanfedtx.http.limits import http_limits
+from wanfedtx.http.routes import mount_server_routes
 from wanfedtx.raft.service import RaftService
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.forward import Forwarder, StaticLeader
@@ -54,7 +57,13 @@ from wanfedtx.wanfed.wiring import WanfedWiring, wire_agent
 log = Logger(namespace="agent")
 
 class Agent(MultiService):
-    """The wanfed agent process: every long-running part is a child service."""
+    """The wanfed agent process: every long-running part is a child service.
+
+    This is the composition root: the only place that knows every package. Every part gets its
+    collaborators as constructor arguments; parts are built first and added as children
+    afterwards, in start order (gossip, RPC port, raft, connection pool, catalog, federation,
+    gateway locator, primary join, HTTP).
+    """
 
     def __init__(
         self,
@@ -64,11 +73,14 @@ class Agent(MultiService):
         leave_timeout: float = DEFAULT_LEAVE_TIMEOUT,
         serf_tuning: Callable[[SerfConfig], None] | None = None,
         gateway_resolver: IGatewayResolver | None = None,
+        request_shutdown: Callable[[], object] | None = None,
     ) -> None:
         """``serf_tuning`` adjusts each pool's ``SerfConfig`` before it starts (tests use it for
         short timings); it is not reachable from configuration. ``gateway_resolver`` picks mesh
         gateways for WAN gossip with ``connect.enable_mesh_gateway_wan_federation`` (default: the
-        ``primary_gateways`` of the primary datacenter, ``wanfedtx.wanfed.wiring``)."""
+        ``primary_gateways`` of the primary datacenter, ``wanfedtx.wanfed.wiring``).
+        ``request_shutdown`` is called after ``PUT /v1/agent/leave`` and when joins are
+        exhausted (default: stop this service; the CLI passes ``reactor.stop``)."""
         super().__init__()  # type: ignore[no-untyped-call]
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -77,136 +89,154 @@ class Agent(MultiService):
         self.reactor = reactor
         self.config = attrs.evolve(config, node_id=resolve_node_id(config))
         self.app = build_app(self)
-        #: Called after ``PUT /v1/agent/leave``; the CLI replaces it to end the process.
-        self.request_shutdown: Callable[[], object] = self.stop
+        self.request_shutdown: Callable[[], object] = (
+            request_shutdown if request_shutdown is not None else self.stop
+        )
+        rt = self.config
+        router = GossipRouter(rt.datacenter)
+        # Servers: the RPC port (ports.server), raft over it, then the state store, the
+        # catalog/health/KV endpoints, local services and anti-entropy on top of raft.
+        self.tls = tls_configurator(self.config)
+        self.server_port: ServerPort | None = None
+        self.raft: RaftService | None = None
+        self.pool: ConnPool | None = None
+        self.catalog: CatalogAgent | None = None
+        self.federation: FederationServer | None = None
+        self.locator: GatewayLocator | None = None
+        self.primary_join: PrimaryJoin | None = None
+        self.forwarder: Forwarder | None = None
+        self.wanfed: WanfedWiring | None = None
+        if rt.server_mode:
+            self._build_server(reactor, router, gateway_resolver)
+        raft = self.raft
+        federation = self.federation
+        wake = (
+            (lambda dc: federation.wake_routines())
+            if federation is not None and self.locator is not None
+            else None
+        )
         self.gossip = AgentGossip(
             self.config,
             reactor,
             leave_timeout=leave_timeout,
             serf_tuning=serf_tuning,
             on_join_exhausted=lambda: self.request_shutdown(),
+            router=router,
+            on_lan_server=raft.server_discovered if raft is not None else None,
+            on_wan_server_joined=wake,
+            wrap_wan_transport=self.wanfed.wrap if self.wanfed is not None else None,
         )
-        self.gossip.setName("gossip")  # type: ignore[no-untyped-call]
-        self.gossip.setServiceParent(self)  # type: ignore[no-untyped-call]
-        mount_agent_members(self.app, self.gossip.lan_serf, self.gossip.wan_serf)
-        mount_agent_gossip_ops(self.app, self)
-        # Servers: the RPC port (ports.server), raft over it, then the state store, the
-        # catalog/health/KV endpoints, local services and anti-entropy on top of raft.
-        self.tls = tls_configurator(self.config)
-        self.server_port: ServerPort | None = None
-        self.raft: RaftService | None = None
-        self.catalog: CatalogAgent | None = None
-        self.federation: FederationServer | None = None
-        self.locator: GatewayLocator | None = None
-        self.primary_join: PrimaryJoin | None = None
-        self.forwarder: Forwarder | None = None
-        if self.config.server_mode:
-            rt = self.config
-            fsm = FSM()
-            dialer = Dialer(reactor, rt.datacenter, server=True, tls=self.tls)
-            # Without raft (no data_dir) this server leads its in-memory consensus.
-            me = ServerAddress(rt.node_name, f"{rt.advertise_addr_lan}:{rt.server_port}")
-            leader: ILeaderProvider = StaticLeader(me, rt.node_name)
-            if rt.server_port > 0:
-                self.server_port = ServerPort(rt, reactor, self.tls)
-                self.server_port.service.setName("rpc")  # type: ignore[no-untyped-call]
-                self.server_port.service.setServiceParent(self)  # type: ignore[no-untyped-call]
-                if rt.data_dir:
-                    router = self.gossip.router
-                    self.raft = build_raft(
-                        rt, reactor, fsm, self.server_port, dialer,
-                        lambda: [(s.short_name, s.rpc_addr)
-                                 for s in router.lan.servers(rt.datacenter)],
-                    )
-                    self.raft.setName("raft")  # type: ignore[no-untyped-call]
-                    self.raft.setServiceParent(self)  # type: ignore[no-untyped-call]
-                    self.gossip.on_lan_server = self.raft.server_discovered
-                    leader = RaftLeader(self.raft)
-            # Writes go to the leader; other datacenters are reached through the gossip router.
-            clock: Any = reactor  # the reactor is also the IReactorTime the pool reaps with
-            pool = ConnPool(dialer, clock)
-            pool.setServiceParent(self)  # type: ignore[no-untyped-call]
-            forwarder = Forwarder(pool, rt.datacenter, leader, self.gossip.router)
-            self.forwarder = forwarder
-            self.catalog = catalog_agent_from_config(
-                self.config, reactor, self.raft, fsm, forwarder
-            )
-            self.catalog.setName("catalog")  # type: ignore[no-untyped-call]
-            self.catalog.setServiceParent(self)  # type: ignore[no-untyped-call]
-            self.catalog.mount(self.app)
-            if self.server_port is not None:
-                self.catalog.endpoints.register_into(self.server_port.endpoints)
-            # Federation states: raft type 30, FederationState.* RPCs, /v1/internal APIs; with
-            # WAN federation via mesh gateways, the leader routines (anti-entropy, pruning,
-            # replication).
-            self.federation = FederationServer(
-                self.catalog,
-                rt.primary_datacenter,
-                leader_routines=rt.connect_mesh_gateway_wan_federation_enabled,
-            )
-            self.federation.setName("federation")  # type: ignore[no-untyped-call]
-            self.federation.setServiceParent(self)  # type: ignore[no-untyped-call]
-            self.federation.mount(self.app)
-            if self.server_port is not None:
-                self.federation.register_into(self.server_port.endpoints)
-            if rt.connect_mesh_gateway_wan_federation_enabled:
-                self._start_wan_federation(dialer, gateway_resolver)
-        # WAN gossip tunnelled through mesh gateways (wanfed): ingestion on the RPC port, and
-        # with connect.enable_mesh_gateway_wan_federation the WAN pool's gateway transport,
-        # resolved by the gateway locator (or the resolver a test passes).
-        self.wanfed: WanfedWiring | None = None
-        if self.config.server_mode and self.gossip.wan is not None and self.server_port is not None:
-            resolver = gateway_resolver if gateway_resolver is not None else self.locator
-            self.wanfed = wire_agent(self.config, reactor, self.gossip.wan,
-                                     self.server_port.registry, self.tls, resolver)
+        self._mount_routes()
         self.http: HTTPServerService | None = None
         if self.config.http_addrs:
             self.http = HTTPServerService(reactor, self.app.resource(), self.config.http_addrs,
                                           http_limits(self.config))
-            self.http.setName("http")  # type: ignore[no-untyped-call]
-            self.http.setServiceParent(self)  # type: ignore[no-untyped-call]
+        self._add_children()
 
-    def _start_wan_federation(
-        self, dialer: Dialer, gateway_resolver: IGatewayResolver | None
+    def _build_server(
+        self,
+        reactor: Any,
+        router: GossipRouter,
+        gateway_resolver: IGatewayResolver | None,
     ) -> None:
-        """Servers with WAN federation: the gateway locator resolves other datacenters for the
-        RPC dialer; a secondary finds the primary's gateways and joins its WAN pool (spec 5,
-        10)."""
         rt = self.config
-        if self.catalog is None:
-            raise AgentError("WAN federation needs the server's catalog; start it first")
-        consensus = self.catalog.consensus
-        clock: Any = self.reactor
-        self.locator = GatewayLocator(
-            clock,
-            random.Random(),
-            rt.datacenter,
+        fsm = FSM()
+        wan_federation = rt.connect_mesh_gateway_wan_federation_enabled
+        if wan_federation:
+            # Servers with WAN federation: the gateway locator resolves other datacenters for
+            # the RPC dialer (spec 5, 10).
+            self.locator = GatewayLocator(
+                reactor,
+                random.Random(),
+                rt.datacenter,
+                rt.primary_datacenter,
+                fsm.state.federation_state_list,
+                self._has_leader,
+            )
+        resolver = gateway_resolver if gateway_resolver is not None else self.locator
+        dialer = Dialer(reactor, rt.datacenter, server=True, tls=self.tls,
+                        gateway_resolver=resolver if wan_federation else None)
+        # Without raft (no data_dir) this server leads its in-memory consensus.
+        me = ServerAddress(rt.node_name, f"{rt.advertise_addr_lan}:{rt.server_port}")
+        leader: ILeaderProvider = StaticLeader(me, rt.node_name)
+        if rt.server_port > 0:
+            self.server_port = ServerPort(rt, reactor, self.tls)
+            if rt.data_dir:
+                self.raft = build_raft(
+                    rt, reactor, fsm, self.server_port, dialer,
+                    lambda: [(s.short_name, s.rpc_addr)
+                             for s in router.lan.servers(rt.datacenter)],
+                )
+                leader = RaftLeader(self.raft)
+        # Writes go to the leader; other datacenters are reached through the gossip router.
+        clock: Any = reactor  # the reactor is also the IReactorTime the pool reaps with
+        self.pool = ConnPool(dialer, clock)
+        forwarder = Forwarder(self.pool, rt.datacenter, leader, router)
+        self.forwarder = forwarder
+        self.catalog = catalog_agent_from_config(self.config, reactor, self.raft, fsm, forwarder)
+        if self.server_port is not None:
+            self.catalog.endpoints.register_into(self.server_port.endpoints)
+        # Federation states: raft type 30, FederationState.* RPCs, /v1/internal APIs; with
+        # WAN federation via mesh gateways, the leader routines (anti-entropy, pruning,
+        # replication).
+        self.federation = FederationServer(
+            self.catalog,
             rt.primary_datacenter,
-            self.catalog.fsm.state.federation_state_list,
-            lambda: consensus.is_leader() or bool(consensus.leader_address()),
+            leader_routines=wan_federation,
         )
-        self.locator.setName("gateway_locator")  # type: ignore[no-untyped-call]
-        self.locator.setServiceParent(self)  # type: ignore[no-untyped-call]
-        dialer.gateway_resolver = gateway_resolver if gateway_resolver is not None else self.locator
-        federation = self.federation
-        if federation is not None:
-            self.gossip.on_wan_server_joined = lambda dc: federation.wake_routines()
-        if rt.datacenter == rt.primary_datacenter:
-            return  # the primary never joins anyone: secondaries join it
-        self.primary_join = PrimaryJoin(
-            self.reactor,
-            primary_datacenter=rt.primary_datacenter,
-            primary_gateways=rt.primary_gateways,
-            gateways_interval=rt.primary_gateways_interval,
-            retry_interval=rt.retry_join_interval_wan,
-            retry_max=rt.retry_join_max_attempts_wan,
-            refresh_fallback=self.locator.refresh_primary_gateway_fallback_addresses,
-            primary_gateways_ready=self.locator.primary_gateways_ready,
-            join_wan=lambda addrs: self.gossip.join(addrs, wan=True, via_gateways=True),
-            on_exhausted=lambda: self.request_shutdown(),
-        )
-        self.primary_join.setName("primary_join")  # type: ignore[no-untyped-call]
-        self.primary_join.setServiceParent(self)  # type: ignore[no-untyped-call]
+        if self.server_port is not None:
+            self.federation.register_into(self.server_port.endpoints)
+        if self.locator is not None and rt.datacenter != rt.primary_datacenter:
+            # A secondary finds the primary's gateways and joins its WAN pool; the primary
+            # never joins anyone: secondaries join it.
+            self.primary_join = PrimaryJoin(
+                reactor,
+                primary_datacenter=rt.primary_datacenter,
+                primary_gateways=rt.primary_gateways,
+                gateways_interval=rt.primary_gateways_interval,
+                retry_interval=rt.retry_join_interval_wan,
+                retry_max=rt.retry_join_max_attempts_wan,
+                refresh_fallback=self.locator.refresh_primary_gateway_fallback_addresses,
+                primary_gateways_ready=self.locator.primary_gateways_ready,
+                join_wan=lambda addrs: self.gossip.join(addrs, wan=True, via_gateways=True),
+                on_exhausted=lambda: self.request_shutdown(),
+            )
+        # WAN gossip tunnelled through mesh gateways (wanfed): ingestion on the RPC port, and
+        # with connect.enable_mesh_gateway_wan_federation the WAN pool's gateway transport,
+        # resolved by the gateway locator (or the resolver a test passes). The WAN pool is
+        # built after its wrapper, so the wiring reads it through a provider.
+        if rt.serf_bind_addr_wan is not None and self.server_port is not None:
+            self.wanfed = wire_agent(rt, reactor, lambda: self.gossip.wan,
+                                     self.server_port.registry, self.tls, resolver)
+
+    def _has_leader(self) -> bool:
+        """The gateway locator's "is there a leader" question (none before the catalog)."""
+        if self.catalog is None:
+            return False
+        consensus = self.catalog.consensus
+        return consensus.is_leader() or bool(consensus.leader_address())
+
+    def _mount_routes(self) -> None:
+        mount_agent_members(self.app, self.gossip.lan_serf, self.gossip.wan_serf)
+        mount_agent_gossip_ops(self.app, self)
+        if self.catalog is not None:
+            mount_server_routes(self.app, self.catalog)
+            http_federation.mount(self.app, APIContext(self.catalog.datacenter, self.catalog.rpc))
+
+    def _add_children(self) -> None:
+        """Every part as a named child service, in start order."""
+        children: list[tuple[str | None, Any]] = [("gossip", self.gossip)]
+        if self.server_port is not None:
+            children.append(("rpc", self.server_port.service))
+        children += [("raft", self.raft), (None, self.pool), ("catalog", self.catalog),
+                     ("federation", self.federation), ("gateway_locator", self.locator),
+                     ("primary_join", self.primary_join), ("http", self.http)]
+        for name, child in children:
+            if child is None:
+                continue
+            if name is not None:
+                child.setName(name)
+            child.setServiceParent(self)
 
     # AgentView
     def member(self) -> dict[str, Any]:

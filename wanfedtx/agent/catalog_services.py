@@ -4,7 +4,7 @@
 (``LocalConsensus`` unless a raft implementation is passed), the RPC endpoints, the agent's
 local services and checks (from config and HTTP), the check runners, anti-entropy, and the
 leader routine that registers this server as service ``consul`` with ``serfHealth``.
-``mount(app)`` adds the /v1 catalog, health, KV, status and agent-service routes to a Klein app.
+``wanfedtx.http.routes.mount_server_routes(app, catalog)`` serves it over HTTP.
 """
 
 from __future__ import annotations
@@ -13,22 +13,18 @@ import random
 from collections.abc import Iterable
 from typing import Any
 
-from klein import Klein
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from wanfedtx.agent.ae import AntiEntropy
-from wanfedtx.agent.checks import CheckRunners
-from wanfedtx.agent.definitions import decode_check, decode_service
-from wanfedtx.agent.local import LocalState
 from wanfedtx.catalog import leader
 from wanfedtx.catalog.endpoints import Endpoints, Forwarder
 from wanfedtx.fsm.consensus import Consensus, LocalConsensus
 from wanfedtx.fsm.machine import FSM
-from wanfedtx.http import agent_services
-from wanfedtx.http.common import APIContext
-from wanfedtx.http.routes import mount_state_routes
+from wanfedtx.local.ae import AntiEntropy
+from wanfedtx.local.checks import CheckRunners
+from wanfedtx.local.definitions import decode_check, decode_service
+from wanfedtx.local.state import LocalState
 
 log = Logger()
 
@@ -124,12 +120,6 @@ class CatalogAgent(MultiService):
         )
         d.addErrback(lambda f: log.failure("leader: failed to register this server", failure=f))
         self.ae.trigger()
-
-    def mount(self, app: Klein) -> None:
-        mount_state_routes(app, APIContext(self.datacenter, self.rpc))
-        agent_services.mount(
-            app, agent_services.AgentServicesContext(self.local, self.runners, self.datacenter)
-        )
 
 
 def _check_dict(check: Any) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from wanfedtx.agent.member import ACLS_TAG, lan_tags
 from wanfedtx.config.runtime import GossipConfig, RuntimeConfig
 from wanfedtx.gossip.config import MemberlistConfig, lan_config
 from wanfedtx.gossip.errors import GossipError
+from wanfedtx.gossip.interfaces import IGossipTransport
 from wanfedtx.gossip.pools import (
     Router,
     flood_join_address,
@@ -52,6 +53,7 @@ from wanfedtx.gossip.pools import (
 from wanfedtx.gossip.security import Keyring
 from wanfedtx.gossip.serf import Event, Member, MemberEvent, MemberStatus, Serf, SerfConfig
 from wanfedtx.gossip.service import SerfService
+from wanfedtx.gossip.transport import NetTransport
 from wanfedtx.rpc.interfaces import ServerAddress
 
 log = Logger(namespace="agent")
@@ -114,13 +116,20 @@ class AgentGossip(MultiService):
         leave_timeout: float = DEFAULT_LEAVE_TIMEOUT,
         serf_tuning: Callable[[SerfConfig], None] | None = None,
         on_join_exhausted: Callable[[], object] | None = None,
+        *,
+        router: GossipRouter | None = None,
+        on_lan_server: Callable[[str], object] | None = None,
+        on_wan_server_joined: Callable[[str], object] | None = None,
+        wrap_wan_transport: Callable[[NetTransport], IGossipTransport] | None = None,
     ) -> None:
+        """``router`` is the one the agent's RPC forwarder reads (a new one when None);
+        ``wrap_wan_transport`` wraps the WAN pool's transport when it starts (wanfed)."""
         super().__init__()  # type: ignore[no-untyped-call]
         self.rt = rt
         self.on_join_exhausted = on_join_exhausted
         self.reactor = reactor
         self.leave_timeout = leave_timeout
-        self.router = GossipRouter(rt.datacenter)
+        self.router = router if router is not None else GossipRouter(rt.datacenter)
         self.wanfed = rt.connect_mesh_gateway_wan_federation_enabled
         self._calls: list[IDelayedCall] = []
         self.flood_interval = FLOOD_INTERVAL
@@ -128,9 +137,9 @@ class AgentGossip(MultiService):
         self._left = False
         #: Called with ``host:port`` of the RPC port of each server of this datacenter that
         #: joins (or updates) in the LAN pool: raft's peer discovery (``server_discovered``).
-        self.on_lan_server: Callable[[str], object] | None = None
+        self.on_lan_server = on_lan_server
         #: Called with the datacenter of a server of another datacenter joining the WAN pool.
-        self.on_wan_server_joined: Callable[[str], object] | None = None
+        self.on_wan_server_joined = on_wan_server_joined
         keyring = _keyring(rt)
 
         lan_ml = lan_config(rt.node_name)
@@ -175,7 +184,9 @@ class AgentGossip(MultiService):
             )
             if serf_tuning is not None:
                 serf_tuning(wan_cfg)
-            self.wan = SerfService(wan_cfg, reactor, self._on_wan_event, rng=rng)
+            self.wan = SerfService(
+                wan_cfg, reactor, self._on_wan_event, wrap_transport=wrap_wan_transport, rng=rng
+            )
             self.wan.setName("serf-wan")  # type: ignore[no-untyped-call]
             self.wan.setServiceParent(self)  # type: ignore[no-untyped-call]
 

@@ -151,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
     from wanfedtx.agent.agent import Agent
 
     try:
-        agent = Agent(rt, reactor)
+        # PUT /v1/agent/leave (and exhausted joins) end the process.
+        agent = Agent(rt, reactor, request_shutdown=reactor.stop)
         agent.startService()
     except (AgentError, CannotListenError) as e:
         print(f"==> Error starting agent: {e}", file=sys.stderr)
@@ -161,7 +162,6 @@ def run(args: argparse.Namespace) -> int:
     for w in result.warnings:
         log.warn("{warning}", warning=w)
 
-    agent.request_shutdown = reactor.stop  # PUT /v1/agent/leave ends the process
     state = {"stopping": False}
 
     def shutdown(signame: str) -> None:

@@ -53,6 +53,7 @@ from wanfedtx.config.sources import (
     split_flags,
 )
 from wanfedtx.config.validate import Validation
+from wanfedtx.state.validate import service_meta_problem
 
 REVISION = "wanfedtx"
 _SERVICE_KINDS = ("", "connect-proxy", "mesh-gateway", "terminating-gateway", "ingress-gateway")
@@ -549,7 +550,7 @@ class Builder(Validation):
                 path,
             )
         meta = dict(s.get("meta", {}))
-        err = validate_service_meta(kind, meta)
+        err = service_meta_problem(kind, meta)
         if err:
             raise self.error(f"invalid meta for service {name}: {err}", path)
         checks = [self.check(c, f"{path}.checks[{i}]") for i, c in enumerate(s.get("checks", []))]
@@ -575,13 +576,3 @@ class Builder(Validation):
             checks=tuple(checks),
         )
 
-def validate_service_meta(kind: str, meta: Mapping[str, str]) -> str | None:
-    """Consul's ValidateServiceMetadata (without the size limits): the reserved prefix rule."""
-    for k in meta:
-        if not k:
-            return "Key cannot be blank"
-        if k.startswith("consul-"):
-            if kind == "mesh-gateway" and k == META_WAN_FEDERATION_KEY:
-                continue
-            return "Key prefix 'consul-' is reserved for internal use"
-    return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -115,7 +115,9 @@ class ServiceAddress:
 
 @attrs.frozen
 class CheckDefinition:
-    """A health check from config (node-level or inside a service)."""
+    """A health check: from config (node-level or inside a service) and, decoded and validated
+    by ``wanfedtx.local.definitions.decode_check``, the agent's local check (the one check
+    definition type of the project)."""
 
     id: str = ""
     name: str = ""
@@ -127,7 +129,7 @@ class CheckDefinition:
     http: str = ""
     method: str = ""
     body: str = ""
-    header: Mapping[str, str] = attrs.field(factory=dict)
+    header: Mapping[str, str | Sequence[str]] = attrs.field(factory=dict)
     tcp: str = ""
     grpc: str = ""
     grpc_use_tls: bool = False

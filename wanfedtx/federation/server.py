@@ -1,10 +1,11 @@
-"""Wiring of federation states into one server: FSM type 30, RPC endpoints, HTTP routes and
-the leader routines.
+"""Federation states on one server: FSM type 30, RPC endpoints and the leader routines.
 
 :class:`FederationServer` is a ``MultiService`` child of the agent on servers. It installs the
 raft type-30 handler on the catalog's FSM (before raft replays its log), adds the
-``FederationState.*`` handlers to the catalog's local RPC table (``CatalogAgent.rpc``, which the
-HTTP API calls) and, through :meth:`register_into`, to the :8300 endpoint table.
+``FederationState.*`` handlers to the catalog's local RPC table (``ICatalogServer.handlers``,
+which the HTTP API calls through ``rpc``) and, through :meth:`register_into`, to the :8300
+endpoint table. It knows neither the agent nor HTTP: the composition root (``wanfedtx.agent``)
+mounts the internal HTTP APIs (``wanfedtx.http.federation``) over the catalog's ``rpc``.
 
 With ``leader_routines`` on, it watches consensus leadership: on gaining it, it starts
 replication (secondaries only), anti-entropy (every datacenter, unless ``anti_entropy`` is off:
@@ -16,16 +17,15 @@ losing it, it stops them in reverse order (anti-entropy before replication, as t
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import Any, Protocol
 
 import attrs
-from klein import Klein
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 
-from wanfedtx.agent.catalog_services import CatalogAgent
+from wanfedtx.catalog.endpoints import Endpoints
 from wanfedtx.federation import fsm as fed_fsm
 from wanfedtx.federation.antientropy import (
     FEDERATION_STATE_PRUNE_INTERVAL,
@@ -40,10 +40,32 @@ from wanfedtx.federation.replication import (
     FEDERATION_STATE_REPLICATION_RATE,
     FederationStateReplicator,
 )
-from wanfedtx.http import federation as http_federation
-from wanfedtx.http.common import APIContext
+from wanfedtx.fsm.consensus import Consensus
+from wanfedtx.fsm.machine import FSM
 
 log = Logger(namespace="agent.server.leader")
+
+
+class ICatalogServer(Protocol):
+    """What federation states need from a server's catalog (the agent's ``CatalogAgent``)."""
+
+    @property
+    def datacenter(self) -> str: ...
+
+    @property
+    def reactor(self) -> Any: ...
+
+    @property
+    def fsm(self) -> FSM: ...
+
+    @property
+    def consensus(self) -> Consensus: ...
+
+    @property
+    def endpoints(self) -> Endpoints: ...
+
+    @property
+    def handlers(self) -> MutableMapping[str, Any]: ...
 
 
 @attrs.frozen
@@ -63,7 +85,7 @@ class FederationServer(MultiService):
 
     def __init__(
         self,
-        catalog: CatalogAgent,
+        catalog: ICatalogServer,
         primary_datacenter: str,
         *,
         leader_routines: bool = False,
@@ -98,10 +120,6 @@ class FederationServer(MultiService):
     def register_into(self, registry: Any) -> None:
         """Add the ``FederationState.*`` handlers to the :8300 endpoint table."""
         self.endpoints.register_into(registry)
-
-    def mount(self, app: Klein) -> None:
-        """The internal HTTP APIs (``/v1/internal/federation-state*``) on the agent's app."""
-        http_federation.mount(app, APIContext(self.datacenter, self.catalog.rpc))
 
     # -- leader routines -----------------------------------------------------------------------
 

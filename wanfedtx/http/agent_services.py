@@ -1,6 +1,6 @@
 """``/v1/agent/{services,checks,service/...,check/...}``: the agent's local services and checks.
 
-Registrations land in :class:`~wanfedtx.agent.local.LocalState`; anti-entropy pushes them to the
+Registrations land in :class:`~wanfedtx.local.state.LocalState`; anti-entropy pushes them to the
 catalog. TTL check updates go to the check runners.
 """
 
@@ -11,9 +11,6 @@ from typing import Any
 import attrs
 from klein import Klein
 
-from wanfedtx.agent.checks import CheckRunners
-from wanfedtx.agent.definitions import decode_check, decode_service
-from wanfedtx.agent.local import LocalState
 from wanfedtx.catalog.errors import BadRequestError
 from wanfedtx.http.common import (
     HTTPError,
@@ -25,6 +22,9 @@ from wanfedtx.http.common import (
     text_reply,
     token,
 )
+from wanfedtx.local.checks import CheckRunners
+from wanfedtx.local.definitions import decode_check, decode_service
+from wanfedtx.local.state import LocalState
 
 
 @attrs.define

@@ -1,16 +1,38 @@
 """Mounts the state-backed /v1 routes (catalog, health, KV, status) on a Klein app, plus the
-reference's answers for unknown paths (404 "404 page not found") and wrong methods (405)."""
+reference's answers for unknown paths (404 "404 page not found") and wrong methods (405).
+
+``mount_server_routes`` mounts them with the agent-service routes over an ``IServerState`` (the
+agent's catalog: its datacenter, local RPC table and local services/checks).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from klein import Klein
 from twisted.python.failure import Failure
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from wanfedtx.http import catalog, health, kv, status
-from wanfedtx.http.common import APIContext, set_header, text_reply
+from wanfedtx.http import agent_services, catalog, health, kv, status
+from wanfedtx.http.common import RPC, APIContext, set_header, text_reply
+from wanfedtx.local.checks import CheckRunners
+from wanfedtx.local.state import LocalState
+
+
+class IServerState(Protocol):
+    """What the state-backed routes need from a server agent's catalog."""
+
+    @property
+    def datacenter(self) -> str: ...
+
+    @property
+    def rpc(self) -> RPC: ...
+
+    @property
+    def local(self) -> LocalState: ...
+
+    @property
+    def runners(self) -> CheckRunners: ...
 
 
 def mount_state_routes(app: Klein, ctx: APIContext) -> None:
@@ -19,6 +41,14 @@ def mount_state_routes(app: Klein, ctx: APIContext) -> None:
     app.url_map.merge_slashes = False
     for module in (catalog, health, kv, status):
         module.mount(app, ctx)
+
+
+def mount_server_routes(app: Klein, server: IServerState) -> None:
+    """Catalog, health, KV, status and the agent's service/check routes of one server."""
+    mount_state_routes(app, APIContext(server.datacenter, server.rpc))
+    agent_services.mount(
+        app, agent_services.AgentServicesContext(server.local, server.runners, server.datacenter)
+    )
 
 
 def install_error_handlers(app: Klein) -> None:

@@ -19,7 +19,14 @@ class MissingServiceError(StateError):
 
 
 class InvalidMetadataError(StateError):
-    """Node or service metadata broke the metadata rules (reserved prefix, sizes, characters)."""
+    """Node or service metadata broke the metadata rules (reserved prefix, sizes, characters).
+
+    ``problem`` is the rule broken, without the pair (the whole message when not about a pair).
+    """
+
+    def __init__(self, message: str, problem: str = "") -> None:
+        super().__init__(message)
+        self.problem = problem or message
 
 
 class SnapshotFormatError(StateError):

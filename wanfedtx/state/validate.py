@@ -32,6 +32,16 @@ def validate_service_meta(
     _validate(meta, allow_consul_prefix, allowed)
 
 
+def service_meta_problem(kind: str, meta: Mapping[str, object] | None) -> str | None:
+    """The first problem ``validate_service_meta(kind, meta, False)`` raises for, without the
+    pair it names (config files word their own error around it); None when valid."""
+    try:
+        validate_service_meta(kind, meta, False)
+    except InvalidMetadataError as exc:
+        return exc.problem
+    return None
+
+
 def _validate(
     meta: Mapping[str, object] | None, allow_consul_prefix: bool, allowed: frozenset[str]
 ) -> None:
@@ -45,7 +55,7 @@ def _validate(
         problem = _pair_problem(key, value, allow_consul_prefix or key in allowed)
         if problem:
             raise InvalidMetadataError(
-                f"Couldn't load metadata pair ('{key}', '{value}'): {problem}"
+                f"Couldn't load metadata pair ('{key}', '{value}'): {problem}", problem
             )
 
 

@@ -1,8 +1,11 @@
 """Plugging the wanfed transport into a server (the reference's ``setupSerf``, WAN only, spec 4.2).
 
-``wire_wan_pool`` makes the WAN ``SerfService`` wrap its UDP/TCP transport with a
-``WanfedTransport`` when it starts, and registers the two ingestion ALPN handlers on the RPC
-port's registry; they reach the WAN transport only while the pool runs. (The WAN memberlist's
+``wire_wan_pool`` builds the ``WanfedWiring`` whose ``wrap`` the WAN ``SerfService`` takes as its
+``wrap_transport`` constructor argument (it wraps the UDP/TCP transport with a
+``WanfedTransport`` when the pool starts), and registers the two ingestion ALPN handlers on the
+RPC port's registry; they reach the WAN transport only while the pool runs. The pool is given as
+a provider (``Callable[[], IWanPool | None]``), read on each use, because the pool is built
+after its wrapper. (The WAN memberlist's
 ``require_node_names`` and per-node TCP-ping switch come from
 ``gossip.pools.wan_memberlist_config``.)
 
@@ -17,11 +20,11 @@ server always ingests tunnelled gossip into ``memberlistTransportWAN``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from wanfedtx.config.runtime import RuntimeConfig
 from wanfedtx.gossip.interfaces import IGossipTransport
-from wanfedtx.gossip.service import SerfService
 from wanfedtx.gossip.transport import NetTransport
 from wanfedtx.rpc.interfaces import IClientTLS, IGatewayResolver
 from wanfedtx.rpc.registry import HandlerRegistry
@@ -34,12 +37,25 @@ from .resolver import StaticGatewayResolver
 from .transport import WanfedTransport
 
 
+class IWanPool(Protocol):
+    """What the wiring reads of the WAN pool (a ``SerfService``): running when ``serf`` is set."""
+
+    @property
+    def serf(self) -> object | None: ...
+
+    @property
+    def net_transport(self) -> NetTransport | None: ...
+
+
+WanPoolProvider = Callable[[], IWanPool | None]
+
+
 class WanfedWiring:
     """The WAN pool's wanfed transport, created when the pool starts."""
 
     def __init__(
         self,
-        wan: SerfService,
+        wan: WanPoolProvider,
         datacenter: str,
         tls: IClientTLS,
         resolver: IGatewayResolver,
@@ -65,11 +81,12 @@ class WanfedWiring:
 
     def current(self) -> IGossipTransport | None:
         """The running WAN pool's transport; None before start and once stopping."""
-        return self.transport if self.wan.serf is not None else None
+        pool = self.wan()
+        return self.transport if pool is not None and pool.serf is not None else None
 
 
 def wire_wan_pool(
-    wan: SerfService,
+    wan: WanPoolProvider,
     registry: HandlerRegistry,
     datacenter: str,
     tls: IClientTLS | None,
@@ -77,13 +94,12 @@ def wire_wan_pool(
     reactor: Any,
     **kw: float,
 ) -> WanfedWiring:
-    """Wrap ``wan``'s transport on start and register the ingestion handlers on ``registry``."""
+    """The wiring whose ``wrap`` the WAN pool takes; the ingestion handlers on ``registry``."""
     if tls is None:
         raise ConfigurationError("wanfed: tlsConfigurator is nil")
     if resolver is None:
         raise ConfigurationError("wanfed: gwResolver is nil")
     wiring = WanfedWiring(wan, datacenter, tls, resolver, reactor, **kw)
-    wan.wrap_transport = wiring.wrap
     register_ingestion(registry, wiring.current, reactor)
     return wiring
 
@@ -91,17 +107,18 @@ def wire_wan_pool(
 def wire_agent(
     rt: RuntimeConfig,
     reactor: Any,
-    wan: SerfService,
+    wan: WanPoolProvider,
     registry: HandlerRegistry,
     tls: IClientTLS | None,
     resolver: IGatewayResolver | None = None,
 ) -> WanfedWiring | None:
     """A server's WAN pool and RPC port (module docstring); None without mesh-gateway
-    federation (then only the ingestion handlers are registered)."""
+    federation (then only the ingestion handlers are registered, into the plain transport)."""
     if not rt.connect_mesh_gateway_wan_federation_enabled:
 
         def plain() -> IGossipTransport | None:
-            return wan.net_transport if wan.serf is not None else None
+            pool = wan()
+            return pool.net_transport if pool is not None and pool.serf is not None else None
 
         register_ingestion(registry, plain, reactor)
         return None

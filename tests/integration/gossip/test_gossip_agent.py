@@ -59,10 +59,12 @@ def agent_config(node: str, dc: str, **extra: Any) -> dict[str, Any]:
     return cfg
 
 
-def make_agent(reactor: Any, node: str, dc: str, **extra: Any) -> Agent:
+def make_agent(reactor: Any, node: str, dc: str,
+               request_shutdown: Callable[[], object] | None = None, **extra: Any) -> Agent:
     flags = agent_config(node, dc, **extra)
     rt = load(LoadOptions(dev=True, flags=flags)).runtime
-    agent = Agent(rt, reactor, leave_timeout=5.0, serf_tuning=fast_serf)
+    agent = Agent(rt, reactor, leave_timeout=5.0, serf_tuning=fast_serf,
+                  request_shutdown=request_shutdown)
     agent.gossip.flood_interval = 0.5
     agent.startService()
     return agent
@@ -342,14 +344,14 @@ async def test_retry_join_encryption_and_http_leave(reactor: Any) -> None:
         reactor, "k2", "dc1", encrypt=KEY, retry_join=[f"127.0.0.1:{lan1}"],
         retry_interval="100ms",
     )
+    stopped: Deferred[None] = Deferred()
     k3 = make_agent(
         reactor, "k3", "dc2", encrypt=KEY, retry_join_wan=[f"127.0.0.1:{wan1}"],
         retry_interval_wan="100ms",
+        request_shutdown=lambda: k3.stop().chainDeferred(stopped),
     )
     k1 = Agent(load(LoadOptions(dev=True, flags=f1)).runtime, reactor, serf_tuning=fast_serf)
     plain = make_agent(reactor, "plain", "dc1")
-    stopped: Deferred[None] = Deferred()
-    k3.request_shutdown = lambda: k3.stop().chainDeferred(stopped)
     k3_stopped = False
     try:
         await task.deferLater(reactor, 0.3, lambda: None)  # type: ignore[arg-type]
@@ -384,9 +386,9 @@ async def test_failed_start_join_shuts_agent_down(reactor: Any) -> None:
     from twisted.internet.defer import Deferred
 
     flags = agent_config("lonely", "dc1", start_join=[f"127.0.0.1:{free_port()}"])
-    agent = Agent(load(LoadOptions(dev=True, flags=flags)).runtime, reactor, serf_tuning=fast_serf)
     asked: Deferred[None] = Deferred()
-    agent.request_shutdown = lambda: asked.callback(None)
+    agent = Agent(load(LoadOptions(dev=True, flags=flags)).runtime, reactor, serf_tuning=fast_serf,
+                  request_shutdown=lambda: asked.callback(None))
     agent.startService()
     try:
         await asked.addTimeout(10, reactor)

@@ -14,11 +14,11 @@ from twisted.internet import task, threads
 from twisted.web.server import Site
 
 from wanfedtx.cli.main import main
-from wanfedtx.gossip.api import mount_agent_members
 from wanfedtx.gossip.config import local_config
 from wanfedtx.gossip.pools import server_tags
 from wanfedtx.gossip.serf import SerfConfig
 from wanfedtx.gossip.service import SerfService
+from wanfedtx.http.gossip import mount_agent_members
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from twisted.web.server import Site
 
 from wanfedtx.agent.catalog_services import CatalogAgent
 from wanfedtx.http.parking import APIRequest
-from wanfedtx.http.routes import install_error_handlers
+from wanfedtx.http.routes import install_error_handlers, mount_server_routes
 from wanfedtx.rpc.errors import NoDCPath
 
 
@@ -79,7 +79,7 @@ async def state_api(reactor: Any) -> AsyncIterator[API]:
     for server in servers.values():
         server.startService()
     app = Klein()
-    servers["dc1"].mount(app)
+    mount_server_routes(app, servers["dc1"])
     install_error_handlers(app)
     site = Site(app.resource(), requestFactory=APIRequest)
     site.noisy = False

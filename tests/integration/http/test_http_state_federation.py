@@ -20,7 +20,7 @@ from twisted.internet.threads import deferToThread
 from twisted.web.server import Site
 from two_dc_support import ServerDC, start_gateway, start_server_dc
 
-from wanfedtx.http.routes import install_error_handlers
+from wanfedtx.http.routes import install_error_handlers, mount_server_routes
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ class DC:
 async def start_dc(reactor: Any, ca: CA, dc: str, node: str, other: tuple[str, str], gw: str) -> DC:
     server = await start_server_dc(reactor, ca, dc, node, other, gw)
     app = Klein()
-    server.agent.mount(app)
+    mount_server_routes(app, server.agent)
     install_error_handlers(app)
     site = Site(app.resource())
     site.noisy = False

@@ -121,19 +121,18 @@ async def start_server(reactor: Any, ca: CA, node: str, dc: str, host: str,
     )
     fast(cfg)
     events: list[Event] = []
-    serf = SerfService(cfg, reactor, on_event=events.append, rng=random.Random(len(node)))
     resolver = StaticGatewayResolver(gateways, dc, random.Random(1))
-    wiring = wire_wan_pool(serf, registry, dc, tls, resolver, reactor, dial_timeout=5.0)
+    serf: SerfService | None = None
+    wiring = wire_wan_pool(lambda: serf, registry, dc, tls, resolver, reactor, dial_timeout=5.0)
     spies: list[DirectSpy] = []
-    wrap = serf.wrap_transport
-    assert wrap is not None
 
     def spied(t: NetTransport) -> IGossipTransport:
         spy = DirectSpy(t)
         spies.append(spy)
-        return wrap(spy)  # type: ignore[arg-type]
+        return wiring.wrap(spy)  # type: ignore[arg-type]
 
-    serf.wrap_transport = spied
+    serf = SerfService(cfg, reactor, on_event=events.append, wrap_transport=spied,
+                       rng=random.Random(len(node)))
     rpc.startService()
     port = await rpc.when_listening()
     serf.startService()

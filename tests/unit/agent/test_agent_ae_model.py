@@ -17,14 +17,14 @@ from hypothesis import strategies as st
 from twisted.internet import task
 from twisted.internet.defer import Deferred
 
-from wanfedtx.agent.ae import AntiEntropy
-from wanfedtx.agent.checks import CheckRunners
-from wanfedtx.agent.definitions import decode_service
-from wanfedtx.agent.local import LocalState
 from wanfedtx.catalog.endpoints import Endpoints
 from wanfedtx.catalog.errors import NotFoundError
 from wanfedtx.fsm.consensus import LocalConsensus
 from wanfedtx.fsm.machine import FSM
+from wanfedtx.local.ae import AntiEntropy
+from wanfedtx.local.checks import CheckRunners
+from wanfedtx.local.definitions import decode_service
+from wanfedtx.local.state import LocalState
 
 SERVICES = ("web1", "web2")
 

@@ -13,14 +13,14 @@ import pytest
 from twisted.internet import task
 from twisted.internet.defer import Deferred, fail
 
-from wanfedtx.agent.ae import AntiEntropy
-from wanfedtx.agent.checks import CheckRunners
-from wanfedtx.agent.definitions import decode_check, decode_service
-from wanfedtx.agent.local import LocalState
 from wanfedtx.catalog.endpoints import Endpoints
 from wanfedtx.catalog.errors import BadRequestError, NotFoundError
 from wanfedtx.fsm.consensus import LocalConsensus
 from wanfedtx.fsm.machine import FSM
+from wanfedtx.local.ae import AntiEntropy
+from wanfedtx.local.checks import CheckRunners
+from wanfedtx.local.definitions import check_kind, decode_check, decode_service
+from wanfedtx.local.state import LocalState
 
 
 class World:
@@ -155,7 +155,7 @@ def test_service_definition_errors(body: dict[str, Any], message: str) -> None:
 
 def test_check_definition_snake_case_and_defaults() -> None:
     d = decode_check({"name": "db", "tcp": "127.0.0.1:5432", "interval": "10s"})
-    assert (d.check_id, d.kind, d.interval, d.timeout, d.status) == (
+    assert (d.id, check_kind(d), d.interval, d.timeout, d.status) == (
         "db",
         "tcp",
         10.0,
@@ -163,7 +163,7 @@ def test_check_definition_snake_case_and_defaults() -> None:
         "critical",
     )
     svc = decode_service({"name": "w", "checks": [{"ttl": "1s"}, {"ttl": "2s"}]})
-    assert [c.check_id for c in svc.checks] == ["service:w:1", "service:w:2"]
+    assert [c.id for c in svc.checks] == ["service:w:1", "service:w:2"]
 
 
 class HeldRPC:

@@ -10,14 +10,14 @@ from klein import Klein
 from twisted.internet import task
 from twisted.internet.defer import Deferred, maybeDeferred
 
-from wanfedtx.agent.checks import CheckRunners
-from wanfedtx.agent.local import LocalState
 from wanfedtx.catalog.endpoints import Endpoints
 from wanfedtx.fsm.consensus import LocalConsensus
 from wanfedtx.fsm.machine import FSM
 from wanfedtx.http import agent_services
 from wanfedtx.http.common import KV_MAX_VALUE_SIZE, APIContext
 from wanfedtx.http.routes import mount_state_routes
+from wanfedtx.local.checks import CheckRunners
+from wanfedtx.local.state import LocalState
 
 
 class StateApp:

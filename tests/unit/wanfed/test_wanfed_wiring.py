@@ -23,12 +23,11 @@ from wanfedtx.wanfed.wiring import wire_agent, wire_wan_pool
 
 
 class WanPool:
-    """Stands in for the WAN ``SerfService`` (its ``serf``, ``net_transport`` and hook)."""
+    """Stands in for the WAN ``SerfService`` (its ``serf`` and ``net_transport``)."""
 
     def __init__(self) -> None:
         self.serf: Any = None
         self.net_transport: Any = None
-        self.wrap_transport: Any = None
 
 
 def runtime(**flags: Any) -> Any:
@@ -50,8 +49,7 @@ def packet_conn(registry: HandlerRegistry) -> tuple[Any, StringTransport]:
 def test_without_wanfed_only_ingestion_into_the_plain_transport() -> None:
     rt = runtime()
     pool, reg, r = WanPool(), HandlerRegistry(), MemoryReactorClock()
-    assert wire_agent(rt, r, pool, reg, None) is None  # type: ignore[arg-type]
-    assert pool.wrap_transport is None
+    assert wire_agent(rt, r, lambda: pool, reg, None) is None
     assert reg.for_alpn("consul/wan-gossip/stream") is not None
     _, t = packet_conn(reg)
     assert t.disconnecting  # the pool is not running
@@ -67,10 +65,10 @@ def test_with_wanfed_the_pool_is_wrapped_and_routes_to_the_primary_gateways() ->
                  primary_gateways=["127.0.0.1:4431", "provider=aws tag_key=x"])
     pool, reg, r = WanPool(), HandlerRegistry(), MemoryReactorClock()
     ca = CA()
-    wiring = wire_agent(rt, r, pool, reg, server_tls(ca, "secondary", "sec"))  # type: ignore[arg-type]
+    wiring = wire_agent(rt, r, lambda: pool, reg, server_tls(ca, "secondary", "sec"))
     assert wiring is not None and wiring.current() is None
     inner = FakeInner()
-    transport = pool.wrap_transport(inner)
+    transport = wiring.wrap(inner)
     assert isinstance(transport, WanfedTransport) and wiring.transport is transport
     assert isinstance(transport.resolver, StaticGatewayResolver)
     assert transport.resolver.pick_gateway("primary") == "127.0.0.1:4431"
@@ -85,9 +83,9 @@ def test_with_wanfed_and_no_tls_files_sends_are_refused_with_the_reference_error
     rt = runtime(connect={"enabled": True, "enable_mesh_gateway_wan_federation": True},
                  primary_gateways=["127.0.0.1:4431"])
     pool, r = WanPool(), MemoryReactorClock()
-    wiring = wire_agent(rt, r, pool, HandlerRegistry(), None)  # type: ignore[arg-type]
+    wiring = wire_agent(rt, r, lambda: pool, HandlerRegistry(), None)
     assert wiring is not None
-    transport = pool.wrap_transport(FakeInner())
+    transport = wiring.wrap(FakeInner())  # type: ignore[arg-type]
     with pytest.raises(OutgoingTLSDisabled):
         transport.write_to_address(b"\x08x", Address("10.0.0.1:8302", "pri.primary"))
     assert r.tcpClients == []
@@ -95,8 +93,8 @@ def test_with_wanfed_and_no_tls_files_sends_are_refused_with_the_reference_error
 
 def test_wire_wan_pool_needs_tls_and_a_resolver() -> None:
     with pytest.raises(ConfigurationError, match=r"^wanfed: tlsConfigurator is nil$"):
-        wire_wan_pool(WanPool(), HandlerRegistry(), "dc1", None,  # type: ignore[arg-type]
+        wire_wan_pool(WanPool, HandlerRegistry(), "dc1", None,
                       StaticGatewayResolver({}), MemoryReactorClock())
     with pytest.raises(ConfigurationError, match=r"^wanfed: gwResolver is nil$"):
-        wire_wan_pool(WanPool(), HandlerRegistry(), "dc1",  # type: ignore[arg-type]
+        wire_wan_pool(WanPool, HandlerRegistry(), "dc1",
                       server_tls(CA(), "dc1", "a"), None, MemoryReactorClock())

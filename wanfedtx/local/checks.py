@@ -18,8 +18,9 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.web.http_headers import Headers
 
-from wanfedtx.agent.definitions import CheckDefinition
-from wanfedtx.agent.local import LocalState
+from wanfedtx.config.runtime import CheckDefinition
+from wanfedtx.local.definitions import check_kind
+from wanfedtx.local.state import LocalState
 
 log = Logger()
 
@@ -52,9 +53,9 @@ class _Runner:
         if self.stopped:
             return
         try:
-            self.local.update_check(self.definition.check_id, status, output)
+            self.local.update_check(self.definition.id, status, output)
         except Exception:
-            log.failure("agent: could not update check {check}", check=self.definition.check_id)
+            log.failure("agent: could not update check {check}", check=self.definition.id)
 
 
 class TTLRunner(_Runner):
@@ -70,7 +71,7 @@ class TTLRunner(_Runner):
 
     def _expired(self) -> None:
         self.timer = None
-        log.warn("agent: Check TTL expired: {check}", check=self.definition.check_id)
+        log.warn("agent: Check TTL expired: {check}", check=self.definition.id)
         self.update("critical", TTL_EXPIRED)
 
     def set_status(self, status: str, output: str) -> None:
@@ -135,7 +136,9 @@ class HTTPRunner(_IntervalRunner):
         url = definition.http
         method = definition.method
         agent = Agent(self.reactor, connectTimeout=definition.timeout)  # type: ignore[no-untyped-call]
-        headers = Headers({k: list(v) for k, v in definition.header.items()})
+        headers = Headers(
+            {k: [v] if isinstance(v, str) else list(v) for k, v in definition.header.items()}
+        )
         client = treq.client.HTTPClient(agent)
         d: Deferred[Any] = client.request(method, url, headers=headers, timeout=definition.timeout)
 
@@ -170,7 +173,7 @@ class CheckRunners(Service):
         local.on_check_change(self._changed)
 
     def _make(self, definition: CheckDefinition) -> _Runner:
-        kind = definition.kind
+        kind = check_kind(definition)
         if kind == "ttl":
             return TTLRunner(self.local, definition, self.reactor)
         if kind == "tcp":

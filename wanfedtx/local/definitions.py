@@ -1,5 +1,7 @@
 """Service and check definitions, as written in config files (``services {}``) or sent to
-``/v1/agent/service/register``, decoded into the agent's local service and check records.
+``/v1/agent/service/register``, decoded into the agent's local service and check records: a
+``ServiceRegistration`` (NodeService row + checks) and ``wanfedtx.config.runtime.CheckDefinition``
+(the one check definition type, validated here).
 
 Keys match case-insensitively and snake_case is accepted (``enable_tag_override``), so HCL config
 blocks and JSON bodies share this decoder. Supported check kinds: TTL, TCP and HTTP; script,
@@ -14,14 +16,14 @@ import attrs
 
 from wanfedtx.catalog.errors import BadRequestError
 from wanfedtx.catalog.structs import SERVICE_KINDS, Fields, decode_weights
+from wanfedtx.config.durations import parse_duration
+from wanfedtx.config.runtime import CheckDefinition
 from wanfedtx.state.errors import InvalidMetadataError
 from wanfedtx.state.validate import KIND_MESH_GATEWAY, validate_service_meta
 
 
 def _duration(f: Fields, name: str) -> float:
     """A duration given as a Go string ("10s") or as nanoseconds."""
-    from wanfedtx.http.common import parse_duration
-
     value = f.raw(name)
     if value is None or value == "":
         return 0.0
@@ -31,11 +33,12 @@ def _duration(f: Fields, name: str) -> float:
         return float(value) * 1e-9
     if isinstance(value, str):
         try:
-            return parse_duration(value)
+            seconds = parse_duration(value)
         except ValueError:
-            raise BadRequestError(
-                f"{f.where}: field {name!r}: invalid duration {value!r}"
-            ) from None
+            seconds = -1.0
+        if seconds < 0:
+            raise BadRequestError(f"{f.where}: field {name!r}: invalid duration {value!r}")
+        return seconds
     raise BadRequestError(f'{f.where}: field {name!r} must be a duration like "10s"')
 
 
@@ -52,45 +55,30 @@ class _SnakeFields(Fields):
         return value
 
 
-@attrs.frozen
-class CheckDefinition:
-    check_id: str
-    name: str
-    status: str
-    notes: str
-    service_id: str
-    ttl: float
-    tcp: str
-    http: str
-    method: str
-    header: dict[str, list[str]]
-    interval: float
-    timeout: float
-    tls_skip_verify: bool
+def check_kind(check: CheckDefinition) -> str:
+    """``ttl``, ``tcp`` or ``http``: the kinds of check this agent runs."""
+    if check.ttl:
+        return "ttl"
+    if check.tcp:
+        return "tcp"
+    return "http"
 
-    @property
-    def kind(self) -> str:
-        if self.ttl:
-            return "ttl"
-        if self.tcp:
-            return "tcp"
-        return "http"
 
-    def health_check(self, node: str, output: str = "") -> dict[str, Any]:
-        """The HealthCheck row this definition starts as."""
-        return {
-            "Node": node,
-            "CheckID": self.check_id,
-            "Name": self.name,
-            "Status": self.status,
-            "Notes": self.notes,
-            "Output": output,
-            "ServiceID": self.service_id,
-            "ServiceName": "",
-            "ServiceTags": [],
-            "Type": self.kind,
-            "Definition": {},
-        }
+def health_check(check: CheckDefinition, node: str, output: str = "") -> dict[str, Any]:
+    """The HealthCheck row a decoded check starts as."""
+    return {
+        "Node": node,
+        "CheckID": check.id,
+        "Name": check.name,
+        "Status": check.status,
+        "Notes": check.notes,
+        "Output": output,
+        "ServiceID": check.service_id,
+        "ServiceName": "",
+        "ServiceTags": [],
+        "Type": check_kind(check),
+        "Definition": {},
+    }
 
 
 def decode_check(
@@ -141,7 +129,7 @@ def decode_check(
             raise BadRequestError(f"{where}: Header values must be arrays of strings")
         header[str(key)] = list(values)
     return CheckDefinition(
-        check_id=check_id,
+        id=check_id,
         name=name or check_id,
         status=status,
         notes=f.text("Notes"),
@@ -158,13 +146,16 @@ def decode_check(
 
 
 @attrs.frozen
-class ServiceDefinition:
-    service: dict[str, Any]  # NodeService row shape (see catalog.structs)
+class ServiceRegistration:
+    """A decoded service definition: its NodeService row (``catalog.structs`` shape) and its
+    checks (as the reference's ``ServiceDefinition.NodeService()`` and ``CheckTypes()``)."""
+
+    service: dict[str, Any]
     checks: tuple[CheckDefinition, ...]
 
 
-def decode_service(obj: Any, where: str = "Service") -> ServiceDefinition:
-    """A ``ServiceDefinition`` with the reference's agent-side validation."""
+def decode_service(obj: Any, where: str = "Service") -> ServiceRegistration:
+    """A service definition with the reference's agent-side validation."""
     f = _SnakeFields(obj, where)
     name = f.text("Name")
     if not name:
@@ -210,4 +201,4 @@ def decode_service(obj: Any, where: str = "Service") -> ServiceDefinition:
             )
         except BadRequestError as exc:
             raise BadRequestError(f"Invalid check: {exc}") from exc
-    return ServiceDefinition(service, tuple(checks))
+    return ServiceRegistration(service, tuple(checks))

@@ -2,7 +2,7 @@
 
 Services come from config files and ``/v1/agent/service/register``; checks from service
 definitions and ``/v1/agent/check/register``. Each entry remembers whether the catalog already
-has it (``in_sync``) or must lose it (``deleted``); anti-entropy (:mod:`wanfedtx.agent.ae`) does
+has it (``in_sync``) or must lose it (``deleted``); anti-entropy (:mod:`wanfedtx.local.ae`) does
 the syncing and is told about every change through ``on_change``.
 """
 
@@ -13,8 +13,9 @@ from typing import Any
 
 import attrs
 
-from wanfedtx.agent.definitions import CheckDefinition, ServiceDefinition
 from wanfedtx.catalog.errors import NotFoundError
+from wanfedtx.config.runtime import CheckDefinition
+from wanfedtx.local.definitions import ServiceRegistration, health_check
 
 Row = dict[str, Any]
 
@@ -60,13 +61,13 @@ class LocalState:
 
     # -- services ------------------------------------------------------------------------------
 
-    def add_service(self, definition: ServiceDefinition, token: str = "") -> None:
+    def add_service(self, definition: ServiceRegistration, token: str = "") -> None:
         sid = definition.service["ID"]
         old_checks = [
             cid for cid, c in self.checks.items() if c.check["ServiceID"] == sid and not c.deleted
         ]
         self.services[sid] = LocalService(dict(definition.service), token)
-        new_ids = {c.check_id for c in definition.checks}
+        new_ids = {c.id for c in definition.checks}
         for cid in old_checks:
             if cid not in new_ids:
                 self._remove_check(cid)
@@ -100,14 +101,14 @@ class LocalState:
         self._changed()
 
     def _add_check(self, definition: CheckDefinition, token: str) -> None:
-        row = definition.health_check(self.node)
+        row = health_check(definition, self.node)
         svc = self.services.get(definition.service_id)
         if svc is not None:
             row["ServiceName"] = svc.service["Service"]
             row["ServiceTags"] = list(svc.service["Tags"])
-        self.checks[definition.check_id] = LocalCheck(row, definition, token)
+        self.checks[definition.id] = LocalCheck(row, definition, token)
         for listener in list(self._check_listeners):
-            listener(definition.check_id, definition)
+            listener(definition.id, definition)
 
     def remove_check(self, check_id: str) -> None:
         entry = self.checks.get(check_id)

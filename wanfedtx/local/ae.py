@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from wanfedtx.agent.local import LocalState
+from wanfedtx.local.state import LocalState
 
 log = Logger()
 
