@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from wanfedtx.catalog import leader
-from wanfedtx.catalog.endpoints import Endpoints, Forwarder
+from wanfedtx.catalog.endpoints import DEFAULT_HOLD_TIMEOUT, Endpoints, Forwarder
 from wanfedtx.fsm.consensus import Consensus, LocalConsensus
 from wanfedtx.fsm.machine import FSM
 from wanfedtx.local.ae import AntiEntropy
@@ -48,6 +48,7 @@ class CatalogAgent(MultiService):
         forwarder: Forwarder | None = None,
         rng: random.Random | None = None,
         ae_interval: float = 60.0,
+        hold_timeout: float = DEFAULT_HOLD_TIMEOUT,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.node_name = node_name
@@ -63,7 +64,8 @@ class CatalogAgent(MultiService):
             else LocalConsensus(self.fsm, f"{advertise_addr}:{server_port}")
         )
         self.endpoints = Endpoints(
-            datacenter, self.fsm.state, self.consensus, reactor, rng, forwarder
+            datacenter, self.fsm.state, self.consensus, reactor, rng, forwarder,
+            hold_timeout=hold_timeout,
         )
         self.handlers = self.endpoints.handlers()
         self.local = LocalState(node_name)
@@ -194,6 +196,7 @@ def catalog_agent_from_config(
         consensus=consensus,
         fsm=fsm,
         forwarder=forwarder,
+        hold_timeout=config.rpc_hold_timeout,
     )
     for i, check in enumerate(config.checks):
         agent.local.add_check(decode_check(_check_dict(check), f"checks[{i}]"))
