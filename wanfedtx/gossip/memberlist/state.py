@@ -1,4 +1,9 @@
-"""The alive/suspect/dead/refute state machine applied to the member list."""
+"""Applies the pure transitions of ``nodestate`` to the member list: timers, delegate, logs.
+
+``_alive_node``/``_suspect_node``/``_dead_node`` keep their memberlist names; each looks the member
+up, asks ``nodestate.transition`` what to do and carries the effects out (the broadcast queue, the
+suspicion timers, the delegate's notifications, log lines).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,33 @@ from ..wire import NodeStateType
 from .base import MemberlistBase
 from .lifeguard import Suspicion
 from .node import Node, NodeInfo, ip_bytes, ip_string, log, suspicion_timeout
+from .nodestate import (
+    Broadcast,
+    CancelSuspicion,
+    ConfirmSuspicion,
+    Effect,
+    Local,
+    LocalAlive,
+    MemberView,
+    Message,
+    NotifyJoin,
+    NotifyLeave,
+    NotifyUpdate,
+    Refuted,
+    StartSuspicion,
+    SuspicionExpired,
+    SuspicionView,
+    before_update,
+    transition,
+)
+
+
+def _view(n: Node) -> MemberView:
+    return MemberView(n.name, n.addr, n.port, n.meta, n.incarnation, n.state, n.state_change, n.vsn)
+
+
+def _info(m: MemberView) -> NodeInfo:
+    return NodeInfo(m.name, ip_string(m.addr), m.port, m.meta, m.incarnation, m.state, m.vsn)
 
 
 class StateMixin(MemberlistBase):
@@ -31,16 +63,6 @@ class StateMixin(MemberlistBase):
             self.vsn(),
         )
         self._alive_node(a, bootstrap=True)
-
-    def _refute(self, me: Node, accused_inc: int) -> None:
-        inc = self._next_incarnation()
-        if accused_inc >= inc:
-            self.incarnation = accused_inc + 1
-            inc = self.incarnation
-        me.incarnation = inc
-        self.awareness.apply_delta(1)
-        a = wire.Alive(inc, me.name, me.addr, me.port, me.meta, self.vsn())
-        self._broadcast(me.name, a)
 
     def _alive_node(self, a: wire.Alive, bootstrap: bool = False) -> None:
         if self.leaving and a.node == self.name:
@@ -66,93 +88,80 @@ class StateMixin(MemberlistBase):
                 "memberlist: ignoring alive message for '{node}': {error}", node=a.node, error=err
             )
             return
-        now = self.clock.seconds()
-        state = self.node_map.get(a.node)
-        updates_node = False
-        if state is None:
-            state = Node(a.node, a.addr, a.port, state=NodeStateType.DEAD, state_change=now)
-            self.node_map[a.node] = state
-            self.nodes.append(state)
-            # Insert at a random offset so probes stay spread (like Go).
-            if len(self.nodes) > 1:
-                i = self.rng.randrange(len(self.nodes))
-                self.nodes[-1], self.nodes[i] = self.nodes[i], self.nodes[-1]
-            self.num_nodes += 1
-        elif state.addr != a.addr or state.port != a.port:
-            reclaim = self.config.dead_node_reclaim_time
-            can_reclaim = reclaim > 0 and now - state.state_change > reclaim
-            if state.state == NodeStateType.LEFT or (
-                state.state == NodeStateType.DEAD and can_reclaim
-            ):
-                log.info(
-                    "memberlist: Updating address for left or failed node {node}",
-                    node=state.name,
-                )
-                updates_node = True
-            else:
-                log.error(
-                    "memberlist: Conflicting address for {node}. Mine: {mine} Theirs: {theirs} "
-                    "Old state: {old}",
-                    node=state.name,
-                    mine=f"{state.ip}:{state.port}",
-                    theirs=f"{ip_string(a.addr)}:{a.port}",
-                    old=state.state.name,
-                )
-                return
-        is_local = a.node == self.name
-        if a.incarnation <= state.incarnation and not is_local and not updates_node:
-            return
-        if a.incarnation < state.incarnation and is_local:
-            return
-        s = self.suspicions.pop(a.node, None)
-        if s is not None:
-            s.cancel()
-        old_state = state.state
-        old_meta = state.meta
-        if not bootstrap and is_local:
-            if (
-                a.incarnation == state.incarnation
-                and a.meta == state.meta
-                and wire.vsn_tuple(a.vsn) == wire.vsn_tuple(state.vsn)
-            ):
-                return
-            self._refute(state, a.incarnation)
-            log.warn("memberlist: Refuting an alive message for '{node}'", node=a.node)
-            return
-        self._broadcast(a.node, a)
-        state.vsn = bytes(a.vsn)
-        state.incarnation = a.incarnation
-        state.meta = bytes(a.meta)
-        state.addr = bytes(a.addr)
-        state.port = a.port
-        if state.state != NodeStateType.ALIVE:
-            state.state = NodeStateType.ALIVE
-            state.state_change = now
-        if old_state in (NodeStateType.DEAD, NodeStateType.LEFT):
-            self.delegate.notify_join(state.snapshot())
-        elif old_meta != state.meta:
-            self.delegate.notify_update(state.snapshot())
+        self._apply(a.node, LocalAlive(a) if bootstrap else a)
 
     def _suspect_node(self, s: wire.Suspect) -> None:
-        state = self.node_map.get(s.node)
-        if state is None or s.incarnation < state.incarnation:
-            return
-        timer = self.suspicions.get(s.node)
+        self._apply(s.node, s)
+
+    def _dead_node(self, d: wire.Dead, on_done: Callable[[], None] | None = None) -> None:
+        self._apply(d.node, d, on_done)
+
+    def _local(self) -> Local:
+        return Local(
+            self.name,
+            self.incarnation,
+            self.vsn(),
+            self.leaving,
+            self.config.dead_node_reclaim_time,
+        )
+
+    def _apply(self, name: str, msg: Message, on_done: Callable[[], None] | None = None) -> None:
+        """Run one transition for member ``name`` and carry out its effects."""
+        node = self.node_map.get(name)
+        timer = self.suspicions.get(name)
+        suspicion = None
         if timer is not None:
-            if timer.confirm(s.from_):
-                self._broadcast(s.node, s)
-            return
-        if state.state != NodeStateType.ALIVE:
-            return
-        if state.name == self.name:
-            self._refute(state, s.incarnation)
-            log.warn("memberlist: Refuting a suspect message (from: {src})", src=s.from_)
-            return
-        self._broadcast(s.node, s)
-        state.incarnation = s.incarnation
-        state.state = NodeStateType.SUSPECT
-        change_time = self.clock.seconds()
-        state.state_change = change_time
+            suspicion = SuspicionView(timer.k, frozenset(timer.confirmations))
+        now = self.clock.seconds()
+        step = transition(None if node is None else _view(node), suspicion, self._local(), msg, now)
+        for e in step.effects:
+            if before_update(e):
+                self._effect(e, on_done)
+        m = step.member
+        if m is not None:
+            if node is None:
+                node = Node(m.name, m.addr, m.port, state=m.state, state_change=m.state_change)
+                self.node_map[m.name] = node
+                self.nodes.append(node)
+                # Insert at a random offset so probes stay spread (like Go).
+                if len(self.nodes) > 1:
+                    i = self.rng.randrange(len(self.nodes))
+                    self.nodes[-1], self.nodes[i] = self.nodes[i], self.nodes[-1]
+                self.num_nodes += 1
+            node.addr, node.port, node.meta, node.vsn = m.addr, m.port, m.meta, m.vsn
+            node.incarnation, node.state, node.state_change = m.incarnation, m.state, m.state_change
+        for e in step.effects:
+            if not before_update(e):
+                self._effect(e, on_done)
+
+    def _effect(self, e: Effect, on_done: Callable[[], None] | None) -> None:
+        if isinstance(e, Broadcast):
+            # Only the dead broadcast of a leave waits for its transmission (``on_done``).
+            done = on_done if isinstance(e.msg, wire.Dead) else None
+            self._broadcast(e.node, e.msg, done)
+        elif isinstance(e, Refuted):
+            self.incarnation = e.incarnation
+            self.awareness.apply_delta(1)
+        elif isinstance(e, CancelSuspicion):
+            s = self.suspicions.pop(e.node, None)
+            if s is not None:
+                s.cancel()
+        elif isinstance(e, ConfirmSuspicion):
+            timer = self.suspicions.get(e.node)
+            if timer is not None:
+                timer.confirm(e.from_)
+        elif isinstance(e, StartSuspicion):
+            self._start_suspicion(e)
+        elif isinstance(e, NotifyJoin):
+            self.delegate.notify_join(_info(e.member))
+        elif isinstance(e, NotifyUpdate):
+            self.delegate.notify_update(_info(e.member))
+        elif isinstance(e, NotifyLeave):
+            self.delegate.notify_leave(_info(e.member))
+        else:
+            getattr(log, e.level)(e.fmt, **dict(e.fields))
+
+    def _start_suspicion(self, e: StartSuspicion) -> None:
         k = self.config.suspicion_mult - 2
         n = self.estimate_num_nodes()
         if n - 2 < k:
@@ -161,33 +170,7 @@ class StateMixin(MemberlistBase):
         max_t = self.config.suspicion_max_timeout_mult * min_t
 
         def fire(confirmations: int) -> None:
-            self.suspicions.pop(s.node, None)
-            if state.state == NodeStateType.SUSPECT and state.state_change == change_time:
-                log.info(
-                    "memberlist: Marking {node} as failed, suspect timeout reached "
-                    "({n} peer confirmations)",
-                    node=state.name,
-                    n=confirmations,
-                )
-                self._dead_node(wire.Dead(state.incarnation, state.name, self.name))
+            self.suspicions.pop(e.node, None)
+            self._apply(e.node, SuspicionExpired(e.node, e.started_at, confirmations))
 
-        self.suspicions[s.node] = Suspicion(self.clock, s.from_, k, min_t, max_t, fire)
-
-    def _dead_node(self, d: wire.Dead, on_done: Callable[[], None] | None = None) -> None:
-        state = self.node_map.get(d.node)
-        if state is None or d.incarnation < state.incarnation:
-            return
-        s = self.suspicions.pop(d.node, None)
-        if s is not None:
-            s.cancel()
-        if state.dead_or_left():
-            return
-        if state.name == self.name and not self.leaving:
-            self._refute(state, d.incarnation)
-            log.warn("memberlist: Refuting a dead message (from: {src})", src=d.from_)
-            return
-        self._broadcast(d.node, d, on_done)
-        state.incarnation = d.incarnation
-        state.state = NodeStateType.LEFT if d.node == d.from_ else NodeStateType.DEAD
-        state.state_change = self.clock.seconds()
-        self.delegate.notify_leave(state.snapshot())
+        self.suspicions[e.node] = Suspicion(self.clock, e.from_, k, min_t, max_t, fire)
