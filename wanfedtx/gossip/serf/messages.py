@@ -54,64 +54,40 @@ class MemberStatus(enum.IntEnum):
 @attrs.frozen
 class JoinIntent(wire.Body):
     TYPE = MsgType.JOIN
-    FIELDS = (("LTime", "ltime", "u64", False), ("Node", "node", "str", False))
-    ltime: int
-    node: str
+    ltime: int = attrs.field(metadata=wire.go("LTime", "u64"))
+    node: str = attrs.field(metadata=wire.go("Node", "str"))
 
 
 @attrs.frozen
 class LeaveIntent(wire.Body):
     TYPE = MsgType.LEAVE
-    FIELDS = (
-        ("LTime", "ltime", "u64", False),
-        ("Node", "node", "str", False),
-        ("Prune", "prune", "bool", False),
-    )
-    ltime: int
-    node: str
-    prune: bool = False
+    ltime: int = attrs.field(metadata=wire.go("LTime", "u64"))
+    node: str = attrs.field(metadata=wire.go("Node", "str"))
+    prune: bool = attrs.field(default=False, metadata=wire.go("Prune", "bool"))
 
 
 @attrs.frozen
 class UserEventMsg(wire.Body):
     TYPE = MsgType.USER_EVENT
-    FIELDS = (
-        ("LTime", "ltime", "u64", False),
-        ("Name", "name", "str", False),
-        ("Payload", "payload", "bytes", False),
-        ("CC", "cc", "bool", False),
-    )
-    ltime: int
-    name: str
-    payload: bytes = b""
-    cc: bool = False
+    ltime: int = attrs.field(metadata=wire.go("LTime", "u64"))
+    name: str = attrs.field(metadata=wire.go("Name", "str"))
+    payload: bytes = attrs.field(default=b"", metadata=wire.go("Payload", "bytes"))
+    cc: bool = attrs.field(default=False, metadata=wire.go("CC", "bool"))
 
 
 @attrs.frozen
 class QueryMsg(wire.Body):
     TYPE = MsgType.QUERY
-    FIELDS = (
-        ("LTime", "ltime", "u64", False),
-        ("ID", "id", "u32", False),
-        ("Addr", "addr", "bytes", False),
-        ("Port", "port", "u16", False),
-        ("SourceNode", "source_node", "str", False),
-        ("Flags", "flags", "u32", False),
-        ("RelayFactor", "relay_factor", "u8", False),
-        ("Timeout", "timeout_ns", "int", False),
-        ("Name", "name", "str", False),
-        ("Payload", "payload", "bytes", False),
-    )
-    ltime: int
-    id: int
-    addr: bytes
-    port: int
-    source_node: str
-    flags: int
-    relay_factor: int
-    timeout_ns: int
-    name: str
-    payload: bytes = b""
+    ltime: int = attrs.field(metadata=wire.go("LTime", "u64"))
+    id: int = attrs.field(metadata=wire.go("ID", "u32"))
+    addr: bytes = attrs.field(metadata=wire.go("Addr", "bytes"))
+    port: int = attrs.field(metadata=wire.go("Port", "u16"))
+    source_node: str = attrs.field(metadata=wire.go("SourceNode", "str"))
+    flags: int = attrs.field(metadata=wire.go("Flags", "u32"))
+    relay_factor: int = attrs.field(metadata=wire.go("RelayFactor", "u8"))
+    timeout_ns: int = attrs.field(metadata=wire.go("Timeout", "int"))
+    name: str = attrs.field(metadata=wire.go("Name", "str"))
+    payload: bytes = attrs.field(default=b"", metadata=wire.go("Payload", "bytes"))
     filters: tuple[bytes, ...] = ()
 
     def to_map(self) -> dict[bytes, Any]:
@@ -133,18 +109,11 @@ class QueryMsg(wire.Body):
 @attrs.frozen
 class QueryResponseMsg(wire.Body):
     TYPE = MsgType.QUERY_RESPONSE
-    FIELDS = (
-        ("LTime", "ltime", "u64", False),
-        ("ID", "id", "u32", False),
-        ("From", "from_", "str", False),
-        ("Flags", "flags", "u32", False),
-        ("Payload", "payload", "bytes", False),
-    )
-    ltime: int
-    id: int
-    from_: str
-    flags: int = 0
-    payload: bytes = b""
+    ltime: int = attrs.field(metadata=wire.go("LTime", "u64"))
+    id: int = attrs.field(metadata=wire.go("ID", "u32"))
+    from_: str = attrs.field(metadata=wire.go("From", "str"))
+    flags: int = attrs.field(default=0, metadata=wire.go("Flags", "u32"))
+    payload: bytes = attrs.field(default=b"", metadata=wire.go("Payload", "bytes"))
 
 
 @attrs.frozen
