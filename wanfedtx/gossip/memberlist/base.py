@@ -22,6 +22,7 @@ from ..stream import StreamReader, encode_stream
 from .broadcast import BroadcastQueue
 from .lifeguard import Awareness, Suspicion
 from .node import Delegate, Node, NodeInfo, log
+from .nodestate import Local
 from .session import _StreamSession
 
 
@@ -85,6 +86,8 @@ class MemberlistBase:
         self._gossip_call: IDelayedCall | None = None
         self._pushpull_call: IDelayedCall | None = None
         self.stats: dict[str, int] = {"packets_in": 0, "packets_out": 0, "bytes_out": 0}
+        #: the local node as ``nodestate`` sees it (state.StateMixin._local keeps it current)
+        self._local_view: Local | None = None
         self.advertise_ip, self.advertise_port = transport.final_advertise_addr(
             config.advertise_addr or config.bind_addr, config.advertise_port or config.bind_port
         )

@@ -97,13 +97,23 @@ class StateMixin(MemberlistBase):
         self._apply(d.node, d, on_done)
 
     def _local(self) -> Local:
-        return Local(
-            self.name,
-            self.incarnation,
-            self.vsn(),
-            self.leaving,
-            self.config.dead_node_reclaim_time,
-        )
+        # Rebuilt only when what it holds changes: one is read for every alive of a push/pull.
+        loc = self._local_view
+        if (
+            loc is None
+            or loc.incarnation != self.incarnation
+            or loc.leaving != self.leaving
+            or loc.dead_node_reclaim_time != self.config.dead_node_reclaim_time
+        ):
+            loc = Local(
+                self.name,
+                self.incarnation,
+                self.vsn(),
+                self.leaving,
+                self.config.dead_node_reclaim_time,
+            )
+            self._local_view = loc
+        return loc
 
     def _apply(self, name: str, msg: Message, on_done: Callable[[], None] | None = None) -> None:
         """Run one transition for member ``name`` and carry out its effects."""
