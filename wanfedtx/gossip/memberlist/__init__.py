@@ -6,7 +6,10 @@ independent confirmations, awareness (local health) scaling probe timeouts, refu
 left, retransmit limits, push/pull with join, node names on every send, ``name/addr`` join syntax.
 
 No sockets here: packets and streams go through an ``IGossipTransport``; time comes from an injected
-``IReactorTime`` and randomness from an injected ``random.Random``.
+``IReactorTime`` and randomness from an injected ``random.Random``. The member-state transitions
+(alive, suspect, dead, refute) are a pure function, ``nodestate.transition``; the probe, gossip and
+push/pull loops, suspicion timers and stream sessions still schedule on the injected clock, and
+``join``/``leave``/``push_pull_node`` return Deferreds.
 
 Modules: ``node`` (member records, delegate hooks, formulas), ``nodestate`` (the pure
 alive/suspect/dead/refute transition function), ``broadcast`` (transmit-limited queue),
