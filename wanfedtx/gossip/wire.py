@@ -164,8 +164,8 @@ def as_map(obj: Any, what: str) -> Mapping[bytes, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# Message bodies. ``FIELDS``: (Go name, attribute, kind, omitempty). Kinds: str, bytes, bool,
-# u8/u16/u32/u64/int.
+# Message bodies. Each encoded attribute carries its Go field in its attrs metadata:
+# ``attrs.field(metadata=go("SeqNo", "u32"))``. Kinds: str, bytes, bool, u8/u16/u32/u64/int.
 
 _Kind = str
 _BOUNDS: dict[str, tuple[int, int]] = {
@@ -175,15 +175,51 @@ _BOUNDS: dict[str, tuple[int, int]] = {
     "u64": _U64,
     "int": _I64,
 }
+_GO_KEY = "wanfedtx.gossip.wire.go"
 
 M = TypeVar("M", bound="Body")
 
 
-class Body:
-    """A msgpack struct body; subclasses are attrs classes with a ``FIELDS`` table."""
+@attrs.frozen
+class GoField:
+    """How one attribute travels: its Go struct field name, its kind, ``omitempty``."""
 
-    FIELDS: ClassVar[tuple[tuple[str, str, _Kind, bool], ...]] = ()
+    name: str
+    kind: _Kind
+    omitempty: bool = False
+
+
+def go(name: str, kind: _Kind, omitempty: bool = False) -> dict[str, GoField]:
+    """attrs field metadata naming the Go struct field an attribute is encoded as."""
+    if kind not in _BOUNDS and kind not in ("str", "bytes", "bool"):
+        raise ValueError(f"unknown wire kind {kind!r}")
+    return {_GO_KEY: GoField(name, kind, omitempty)}
+
+
+#: (Go name, attribute, kind, omitempty)
+_FieldRow = tuple[str, str, _Kind, bool]
+
+
+class Body:
+    """A msgpack struct body; subclasses are attrs classes whose fields carry ``go(...)``."""
+
     TYPE: ClassVar[int] = -1
+    _FIELDS: ClassVar[tuple[_FieldRow, ...]]
+    _SORTED: ClassVar[tuple[_FieldRow, ...]]
+
+    @classmethod
+    def go_fields(cls) -> tuple[_FieldRow, ...]:
+        """The encoded fields in declaration order, read from the attrs field metadata."""
+        cached: tuple[_FieldRow, ...] | None = cls.__dict__.get("_FIELDS")
+        if cached is None:
+            rows: list[_FieldRow] = []
+            for a in getattr(cls, "__attrs_attrs__", ()):
+                g = a.metadata.get(_GO_KEY)
+                if isinstance(g, GoField):
+                    rows.append((g.name, a.name, g.kind, g.omitempty))
+            cached = tuple(rows)
+            cls._FIELDS = cached
+        return cached
 
     def to_map(self) -> dict[bytes, Any]:
         out: dict[bytes, Any] = {}
@@ -200,18 +236,18 @@ class Body:
         return out
 
     @classmethod
-    def _sorted_fields(cls) -> tuple[tuple[str, str, _Kind, bool], ...]:
-        cached: tuple[tuple[str, str, _Kind, bool], ...] | None = cls.__dict__.get("_SORTED")
+    def _sorted_fields(cls) -> tuple[_FieldRow, ...]:
+        cached: tuple[_FieldRow, ...] | None = cls.__dict__.get("_SORTED")
         if cached is None:
-            cached = tuple(sorted(cls.FIELDS, key=lambda f: f[0].encode()))
-            cls._SORTED = cached  # type: ignore[attr-defined]
+            cached = tuple(sorted(cls.go_fields(), key=lambda f: f[0].encode()))
+            cls._SORTED = cached
         return cached
 
     @classmethod
     def from_obj(cls, obj: Any) -> Self:
         m = as_map(obj, cls.__name__)
         kwargs: dict[str, Any] = {}
-        for go_name, attr, kind, _ in cls.FIELDS:
+        for go_name, attr, kind, _ in cls.go_fields():
             raw = m.get(go_name.encode(), None)
             field = f"{cls.__name__}.{go_name}"
             if kind == "str":
@@ -240,77 +276,56 @@ class Body:
 @attrs.frozen
 class Ping(Body):
     TYPE = MsgType.PING
-    FIELDS = (
-        ("SeqNo", "seq_no", "u32", False),
-        ("Node", "node", "str", False),
-        ("SourceAddr", "source_addr", "bytes", True),
-        ("SourcePort", "source_port", "u16", True),
-        ("SourceNode", "source_node", "str", True),
+    seq_no: int = attrs.field(metadata=go("SeqNo", "u32"))
+    node: str = attrs.field(default="", metadata=go("Node", "str"))
+    source_addr: bytes = attrs.field(
+        default=b"", metadata=go("SourceAddr", "bytes", omitempty=True)
     )
-    seq_no: int
-    node: str = ""
-    source_addr: bytes = b""
-    source_port: int = 0
-    source_node: str = ""
+    source_port: int = attrs.field(default=0, metadata=go("SourcePort", "u16", omitempty=True))
+    source_node: str = attrs.field(default="", metadata=go("SourceNode", "str", omitempty=True))
 
 
 @attrs.frozen
 class IndirectPingReq(Body):
     TYPE = MsgType.INDIRECT_PING
-    FIELDS = (
-        ("SeqNo", "seq_no", "u32", False),
-        ("Target", "target", "bytes", False),
-        ("Port", "port", "u16", False),
-        ("Node", "node", "str", False),
-        ("Nack", "nack", "bool", False),
-        ("SourceAddr", "source_addr", "bytes", True),
-        ("SourcePort", "source_port", "u16", True),
-        ("SourceNode", "source_node", "str", True),
+    seq_no: int = attrs.field(metadata=go("SeqNo", "u32"))
+    target: bytes = attrs.field(metadata=go("Target", "bytes"))
+    port: int = attrs.field(metadata=go("Port", "u16"))
+    node: str = attrs.field(default="", metadata=go("Node", "str"))
+    nack: bool = attrs.field(default=False, metadata=go("Nack", "bool"))
+    source_addr: bytes = attrs.field(
+        default=b"", metadata=go("SourceAddr", "bytes", omitempty=True)
     )
-    seq_no: int
-    target: bytes
-    port: int
-    node: str = ""
-    nack: bool = False
-    source_addr: bytes = b""
-    source_port: int = 0
-    source_node: str = ""
+    source_port: int = attrs.field(default=0, metadata=go("SourcePort", "u16", omitempty=True))
+    source_node: str = attrs.field(default="", metadata=go("SourceNode", "str", omitempty=True))
 
 
 @attrs.frozen
 class AckResp(Body):
     TYPE = MsgType.ACK_RESP
-    FIELDS = (("SeqNo", "seq_no", "u32", False), ("Payload", "payload", "bytes", False))
-    seq_no: int
-    payload: bytes = b""
+    seq_no: int = attrs.field(metadata=go("SeqNo", "u32"))
+    payload: bytes = attrs.field(default=b"", metadata=go("Payload", "bytes"))
 
 
 @attrs.frozen
 class NackResp(Body):
     TYPE = MsgType.NACK_RESP
-    FIELDS = (("SeqNo", "seq_no", "u32", False),)
-    seq_no: int
+    seq_no: int = attrs.field(metadata=go("SeqNo", "u32"))
 
 
 @attrs.frozen
 class ErrResp(Body):
     TYPE = MsgType.ERR
-    FIELDS = (("Error", "error", "str", False),)
-    error: str
+    error: str = attrs.field(metadata=go("Error", "str"))
 
 
 @attrs.frozen
 class _Accusation(Body):
     """The body ``suspect`` and ``dead`` share: who says which incarnation of a node failed."""
 
-    FIELDS = (
-        ("Incarnation", "incarnation", "u32", False),
-        ("Node", "node", "str", False),
-        ("From", "from_", "str", False),
-    )
-    incarnation: int
-    node: str
-    from_: str
+    incarnation: int = attrs.field(metadata=go("Incarnation", "u32"))
+    node: str = attrs.field(metadata=go("Node", "str"))
+    from_: str = attrs.field(metadata=go("From", "str"))
 
 
 @attrs.frozen
@@ -321,20 +336,12 @@ class Suspect(_Accusation):
 @attrs.frozen
 class Alive(Body):
     TYPE = MsgType.ALIVE
-    FIELDS = (
-        ("Incarnation", "incarnation", "u32", False),
-        ("Node", "node", "str", False),
-        ("Addr", "addr", "bytes", False),
-        ("Port", "port", "u16", False),
-        ("Meta", "meta", "bytes", False),
-        ("Vsn", "vsn", "bytes", False),
-    )
-    incarnation: int
-    node: str
-    addr: bytes
-    port: int
-    meta: bytes = b""
-    vsn: bytes = b""
+    incarnation: int = attrs.field(metadata=go("Incarnation", "u32"))
+    node: str = attrs.field(metadata=go("Node", "str"))
+    addr: bytes = attrs.field(metadata=go("Addr", "bytes"))
+    port: int = attrs.field(metadata=go("Port", "u16"))
+    meta: bytes = attrs.field(default=b"", metadata=go("Meta", "bytes"))
+    vsn: bytes = attrs.field(default=b"", metadata=go("Vsn", "bytes"))
 
 
 @attrs.frozen
@@ -345,49 +352,33 @@ class Dead(_Accusation):
 @attrs.frozen
 class PushPullHeader(Body):
     TYPE = MsgType.PUSH_PULL
-    FIELDS = (
-        ("Nodes", "nodes", "int", False),
-        ("UserStateLen", "user_state_len", "int", False),
-        ("Join", "join", "bool", False),
-    )
-    nodes: int
-    user_state_len: int
-    join: bool
+    nodes: int = attrs.field(metadata=go("Nodes", "int"))
+    user_state_len: int = attrs.field(metadata=go("UserStateLen", "int"))
+    join: bool = attrs.field(metadata=go("Join", "bool"))
 
 
 @attrs.frozen
 class PushNodeState(Body):
-    FIELDS = (
-        ("Name", "name", "str", False),
-        ("Addr", "addr", "bytes", False),
-        ("Port", "port", "u16", False),
-        ("Meta", "meta", "bytes", False),
-        ("Incarnation", "incarnation", "u32", False),
-        ("State", "state", "int", False),
-        ("Vsn", "vsn", "bytes", False),
-    )
-    name: str
-    addr: bytes
-    port: int
-    meta: bytes
-    incarnation: int
-    state: int
-    vsn: bytes
+    name: str = attrs.field(metadata=go("Name", "str"))
+    addr: bytes = attrs.field(metadata=go("Addr", "bytes"))
+    port: int = attrs.field(metadata=go("Port", "u16"))
+    meta: bytes = attrs.field(metadata=go("Meta", "bytes"))
+    incarnation: int = attrs.field(metadata=go("Incarnation", "u32"))
+    state: int = attrs.field(metadata=go("State", "int"))
+    vsn: bytes = attrs.field(metadata=go("Vsn", "bytes"))
 
 
 @attrs.frozen
 class UserMsgHeader(Body):
     TYPE = MsgType.USER
-    FIELDS = (("UserMsgLen", "user_msg_len", "int", False),)
-    user_msg_len: int
+    user_msg_len: int = attrs.field(metadata=go("UserMsgLen", "int"))
 
 
 @attrs.frozen
 class Compress(Body):
     TYPE = MsgType.COMPRESS
-    FIELDS = (("Algo", "algo", "u8", False), ("Buf", "buf", "bytes", False))
-    algo: int
-    buf: bytes
+    algo: int = attrs.field(metadata=go("Algo", "u8"))
+    buf: bytes = attrs.field(metadata=go("Buf", "bytes"))
 
 
 @attrs.frozen

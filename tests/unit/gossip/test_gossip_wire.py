@@ -258,3 +258,18 @@ def test_encrypted_compressed_stream() -> None:
 
 def test_crc_is_ieee() -> None:
     assert wire.add_crc(b"abc")[1:5] == zlib.crc32(b"abc").to_bytes(4, "big")
+
+
+def test_codec_tables_come_from_attrs_metadata() -> None:
+    assert wire.Ping.go_fields() == (
+        ("SeqNo", "seq_no", "u32", False),
+        ("Node", "node", "str", False),
+        ("SourceAddr", "source_addr", "bytes", True),
+        ("SourcePort", "source_port", "u16", True),
+        ("SourceNode", "source_node", "str", True),
+    )
+    # Suspect and Dead share the accusation body through attrs inheritance.
+    assert wire.Dead.go_fields() == wire.Suspect.go_fields()
+    assert [f[0] for f in wire.Dead.go_fields()] == ["Incarnation", "Node", "From"]
+    with pytest.raises(ValueError, match="unknown wire kind"):
+        wire.go("X", "float")
