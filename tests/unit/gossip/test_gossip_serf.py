@@ -204,3 +204,37 @@ def test_force_leave_marks_failed_left_everywhere_and_prune_forgets() -> None:
     for s, e in zip(nodes[:2], evs[:2], strict=True):
         assert "s2.dc1" not in s.members
         assert "s2.dc1" in kinds(e, "member-reap")
+
+
+@pytest.mark.parametrize("handoff", [True, False])
+def test_leave_is_seen_as_left_even_when_every_gossip_packet_is_lost(
+    handoff: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The leave intent and memberlist's dead message travel by UDP gossip; if a peer misses
+    both (a busy host, a lossy link) its failure detector declares the leaver failed. The
+    leaving node therefore also hands its leave over TCP (a push/pull naming itself among the
+    left members), so the peer ends with the member left. Without the hand-off (the second
+    case) the peer sees it failed: this is what the hand-off fixes."""
+    if not handoff:
+        monkeypatch.setattr(serfmod.Serf, "_hand_off_leave", _no_handoff)
+    clock, net, nodes, evs = make(3, reconnect_interval=1e6)
+    net.packet_loss = 1.0  # every UDP packet from now on is lost; streams still work
+    d = Deferred.fromCoroutine(nodes[2].leave())
+    for _ in range(1200):
+        if d.called:
+            break
+        run_for(clock, 0.01)
+    assert d.called
+    net.transports["127.0.0.1:8002"].up = False  # the leaver stops as soon as leave() returns
+    run_for(clock, 30)
+    statuses = {s.members["s2.dc1"].status for s in nodes[:2]}
+    if handoff:
+        assert statuses == {MemberStatus.LEFT}
+        for e in evs[:2]:
+            assert "s2.dc1" in kinds(e, "member-leave")
+    else:
+        assert MemberStatus.FAILED in statuses
+
+
+async def _no_handoff(self: object) -> None:
+    return None

@@ -95,6 +95,13 @@ class Serf(IntentsMixin, QueriesMixin, SerfBase):
 
     def local_state(self, join: bool) -> bytes:
         left = [m.name for m in self.members.values() if m.status == MemberStatus.LEFT]
+        me = self.members.get(self.name)
+        if self.leaving and me is not None and me.status == MemberStatus.LEAVING:
+            # While leaving, name ourselves among the left members (with our leave intent's
+            # Lamport time in StatusLTimes): a peer that merges this state applies the intent
+            # (serf's MergeRemoteState), so it sees us as left even if the gossiped intent
+            # never reached it, or reached it after its failure detector gave up on us.
+            left.append(self.name)
         return PushPullState(
             ltime=self.member_clock.time(),
             status_ltimes={m.name: m.status_ltime for m in self.members.values()},

@@ -6,15 +6,19 @@ from collections.abc import Sequence
 
 import attrs
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from ..errors import GossipError, WireError
 from ..memberlist import (
     NodeInfo,
+    NodeStateType,
     format_host,
 )
 from .base import SerfBase, log
 from .events import Member, MemberEvent
 from .messages import JoinIntent, LeaveIntent, MemberStatus, MsgType, decode_tags
+
+LEAVE_HANDOFF_PEERS = 3  # members told of our leave over TCP before we stop
 
 
 class IntentsMixin(SerfBase):
@@ -58,9 +62,46 @@ class IntentsMixin(SerfBase):
             await self.memberlist.leave(self.config.broadcast_timeout)
         except GossipError as exc:
             log.warn("serf: timeout waiting for leave broadcast: {error}", error=str(exc))
+        if not alone:
+            await self._hand_off_leave()
         # Stay up a little so others learn we left (nobody to tell when we were alone).
         if self.config.leave_propagate_delay > 0 and not alone:
             await task.deferLater(self.clock, self.config.leave_propagate_delay, lambda: None)
+
+    async def _hand_off_leave(self) -> None:
+        """Tell up to ``LEAVE_HANDOFF_PEERS`` alive members over TCP that we leave.
+
+        The leave intent and memberlist's own dead message travel by UDP gossip, a few peers per
+        interval; on a busy host or a lossy link a peer can miss both and later declare us
+        failed. A push/pull carries both in one reliable exchange: memberlist's state shows us
+        left, and serf's names us among the left members with our intent's Lamport time (see
+        ``local_state``). Best effort: failures are logged at debug, the whole hand-off is
+        bounded by ``broadcast_timeout``."""
+        ml = self.memberlist
+        peers = ml._k_random_nodes(
+            LEAVE_HANDOFF_PEERS,
+            lambda n: n.name == self.name or n.state != NodeStateType.ALIVE)
+        if not peers:
+            return
+        finished: Deferred[None] = Deferred()
+        pending = len(peers)
+
+        def one_done(result: object) -> None:
+            nonlocal pending
+            if isinstance(result, Failure):
+                log.debug("serf: leave hand-off failed: {error}", error=result.getErrorMessage())
+            pending -= 1
+            if pending == 0 and not finished.called:
+                finished.callback(None)
+
+        for p in peers:
+            ml.push_pull_node(p.address(), join=False).addBoth(one_done)
+        timer = self.clock.callLater(
+            self.config.broadcast_timeout,
+            lambda: None if finished.called else finished.callback(None))
+        await finished
+        if timer.active():
+            timer.cancel()
 
     def force_leave(self, node: str, prune: bool = False) -> bool:
         """serf ``RemoveFailedNode``: broadcast a leave intent for ``node`` so a failed member
