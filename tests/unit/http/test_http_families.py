@@ -1,19 +1,24 @@
 """Each HTTP route family alone, built with fakes and called through ``treq.testing.StubTreq``
 (no sockets, no agent), and the composition of families into the agent's one API: prefixes
 route to their family, 404/405 answer in every branch, a parked read answers through a branch,
-and a prefix cannot be mounted twice."""
+a prefix cannot be mounted twice, and the API's prefix lookup never disagrees with the root's
+branch routes (hypothesis over random paths)."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.web.resource import IResource
+from werkzeug.exceptions import HTTPException
 
 from wanfedtx.catalog.errors import NoLeaderError
 from wanfedtx.config import LoadOptions, RuntimeConfig, load
@@ -31,6 +36,7 @@ from wanfedtx.http.status import StatusRoutes
 from wanfedtx.local.checks import CheckRunners
 from wanfedtx.local.state import LocalState
 
+EXAMPLES = int(os.environ.get("WANFED_FUZZ_EXAMPLES", "200"))
 BASE = "http://127.0.0.1:8500"
 META = {"Index": 7, "KnownLeader": True, "LastContact": 0}
 
@@ -377,3 +383,42 @@ def test_a_prefix_mounted_twice_is_refused() -> None:
     rpc = FakeRPC()
     with pytest.raises(ValueError, match="/v1/status"):
         API([StatusRoutes(rpc.ctx()), StatusRoutes(rpc.ctx())])
+
+
+SEGMENTS = [
+    "", "v1", "kv", "k", "agent", "self", "selfx", "service", "services", "check", "checks",
+    "members", "join", "leave", "status", "leader", "catalog", "health", "internal",
+    "federation-state", "federation-states", "%6Bv", "x",
+]
+
+
+PREFIXES = sorted({p for f in all_families() for p in f.prefixes})
+TAILS = st.lists(st.sampled_from(SEGMENTS), max_size=4)
+PREFIX_SEGMENTS = st.sampled_from(PREFIXES).map(lambda p: p.strip("/").split("/"))
+# Random paths, paths under a prefix, and paths under a prefix's parent.
+PATHS = st.one_of(
+    TAILS,
+    st.builds(lambda p, t: p + t, PREFIX_SEGMENTS, TAILS),
+    st.builds(lambda p, t: p[:-1] + t, PREFIX_SEGMENTS, TAILS),
+)
+
+
+@settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
+@given(PATHS)
+def test_the_prefix_lookup_agrees_with_the_root_routes(segments: list[str]) -> None:
+    api = API(all_families())
+    postpath = [s.encode() for s in segments]
+    picked = api.pick(postpath)
+    # The path Klein's root matches for this postpath (as klein's extractURLparts builds it).
+    path = "/".join(segments)
+    path = path if not path or path.startswith("/") else "/" + path
+    adapter = api.root.url_map.bind("x", "", path_info=path)
+    try:
+        rule, _ = adapter.match(return_rule=True)
+    except HTTPException:
+        assert picked is None, path
+        return
+    if picked is not None:
+        assert api.by_endpoint[rule.endpoint] is picked, path
+    elif segments[:2] == ["v1", "kv"] and len(segments) > 2 and segments[2]:
+        raise AssertionError(f"{path}: the common case was not looked up")
