@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.http.test_http_families -*-
 """``GET /v1/agent/self`` and ``GET /v1/agent/metrics``: the :class:`AgentRoutes` family.
 
 ``/v1/agent/self`` answers as Consul's ``AgentSelf``: ``Config`` (Datacenter, PrimaryDatacenter,

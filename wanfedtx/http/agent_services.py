@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.http,tests.integration.http -*-
 """``/v1/agent/{services,checks,service/...,check/...}``: the agent's local services and checks.
 
 Registrations land in :class:`~wanfedtx.local.state.LocalState`; anti-entropy pushes them to the

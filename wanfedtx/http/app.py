@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.http.test_http_families -*-
 """The agent's HTTP API: route families composed into one resource with ``branch=True`` routes.
 
 Each family (``wanfedtx.http.family``) is a class with its own Klein app and its context on

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.http,tests.integration.http -*-
 """``/v1/catalog/*``: register, deregister, datacenters, nodes, services, service/<s>, node/<n>."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.http,tests.integration.http -*-
 """Shared plumbing of the /v1 HTTP handlers: query options, tokens, headers, JSON, errors.
 
 Handlers build RPC requests with :func:`query_args` / :func:`write_args`, call the RPC endpoint

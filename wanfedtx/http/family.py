@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.http.test_http_families -*-
 """What every HTTP route family shares: its Klein app and the reference's 404/405 answers.
 
 A route family is a class with its own ``app = family_app()`` as a class attribute (Klein's

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.http.test_http_families,tests.integration.http -*-
 """Internal (debugging) HTTP APIs of federation states, read-only, as the reference's:
 
 * ``GET /v1/internal/federation-state/<dc>``: ``FederationState.Get``; the path names the state,

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.http.test_http_families,tests.integration.gossip -*-
 """Consul's ``/v1/agent/members`` and the gossip operations (join, leave, force-leave) over HTTP.
 
 The JSON shape is ``wanfedtx.gossip.api.member_json``. Two route families: ``MembersRoutes`` serves

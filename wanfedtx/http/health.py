@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.http,tests.integration.http -*-
 """``/v1/health/*``: service/<s> (with ``?passing``, ``?tag``), checks/<s>, node/<n>, state/<st>."""
 
 from __future__ import annotations

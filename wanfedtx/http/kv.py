@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.http,tests.integration.http -*-
 """``/v1/kv/<key>``: GET (``raw``, ``recurse``, ``keys``, ``separator``), PUT (``cas``, ``flags``),
 DELETE (``recurse``, ``cas``), with the reference's status codes and messages."""
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.http.test_http_families -*-
 """The route families of a server agent's state (catalog, health, KV, status, agent services,
 federation states), and the reference's answers for unknown paths (404 "404 page not found")
 and wrong methods (405), re-exported from :mod:`wanfedtx.http.family`.

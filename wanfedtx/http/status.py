@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.http.test_http_families -*-
 """``/v1/status/leader`` and ``/v1/status/peers``."""
 
 from __future__ import annotations
