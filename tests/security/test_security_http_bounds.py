@@ -153,14 +153,14 @@ def send_big(a: AgentProcess, method: str, path: str, chunked: bool) -> bytes:
 
 
 def write_routes() -> list[tuple[str, str]]:
-    """Every PUT/POST route of a dev agent's route table, with placeholders filled in."""
+    """Every PUT/POST route of a dev agent's route families, with placeholders filled in."""
     flags = {"node_name": "enum", "ports": {"http": free_port()}}
     rt = load(LoadOptions(dev=True, flags=flags)).runtime
     from twisted.internet import reactor
 
-    app = Agent(rt, reactor).app
+    api = Agent(rt, reactor).app
     out = set()
-    for rule in app.url_map.iter_rules():
+    for rule in api.rules():
         for method in sorted((rule.methods or set()) & {"PUT", "POST"}):
             out.add((method, re.sub(r"<[^>]+>", "x", rule.rule)))
     # A body that passed the cap could stop the agent: the leave goes last.

@@ -41,12 +41,12 @@ from wanfedtx.federation.server import FederationServer
 from wanfedtx.fsm.machine import FSM
 from wanfedtx.gossip.api import member_json
 from wanfedtx.gossip.serf import SerfConfig
-from wanfedtx.http import federation as http_federation
-from wanfedtx.http.app import build_app
-from wanfedtx.http.common import APIContext
-from wanfedtx.http.gossip import mount_agent_gossip_ops, mount_agent_members
+from wanfedtx.http.agent import AgentRoutes
+from wanfedtx.http.app import API
+from wanfedtx.http.family import RouteFamily
+from wanfedtx.http.gossip import GossipOpsRoutes, MembersRoutes
 from wanfedtx.http.limits import http_limits
-from wanfedtx.http.routes import mount_server_routes
+from wanfedtx.http.routes import server_families
 from wanfedtx.raft.service import RaftService
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.forward import Forwarder, StaticLeader
@@ -88,7 +88,6 @@ class Agent(MultiService):
             reactor = default_reactor
         self.reactor = reactor
         self.config = attrs.evolve(config, node_id=resolve_node_id(config))
-        self.app = build_app(self)
         self.request_shutdown: Callable[[], object] = (
             request_shutdown if request_shutdown is not None else self.stop
         )
@@ -217,11 +216,14 @@ class Agent(MultiService):
         return consensus.is_leader() or bool(consensus.leader_address())
 
     def _mount_routes(self) -> None:
-        mount_agent_members(self.app, self.gossip.lan_serf, self.gossip.wan_serf)
-        mount_agent_gossip_ops(self.app, self)
+        families: list[RouteFamily] = [
+            AgentRoutes(self),
+            MembersRoutes(self.gossip.lan_serf, self.gossip.wan_serf),
+            GossipOpsRoutes(self),
+        ]
         if self.catalog is not None:
-            mount_server_routes(self.app, self.catalog)
-            http_federation.mount(self.app, APIContext(self.catalog.datacenter, self.catalog.rpc))
+            families += server_families(self.catalog)
+        self.app = API(families)
 
     def _add_children(self) -> None:
         """Every part as a named child service, in start order."""

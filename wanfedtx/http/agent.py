@@ -1,4 +1,5 @@
-"""``/v1/agent/...`` routes: ``GET /v1/agent/self``.
+# -*- test-case-name: tests.unit.http.test_http_families -*-
+"""``GET /v1/agent/self`` and ``GET /v1/agent/metrics``: the :class:`AgentRoutes` family.
 
 ``/v1/agent/self`` answers as Consul's ``AgentSelf``: ``Config`` (Datacenter, PrimaryDatacenter,
 NodeName, NodeID, Revision, Server, Version), ``DebugConfig`` (the sanitized runtime config),
@@ -12,8 +13,9 @@ from __future__ import annotations
 import datetime
 import json
 import time
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
+import attrs
 from klein import Klein
 
 from wanfedtx.config.runtime import RuntimeConfig
@@ -22,10 +24,11 @@ from wanfedtx.http.common import (
     IRequest,
     arg,
     body_reply,
+    endpoint,
     has_arg,
     json_reply,
-    route,
 )
+from wanfedtx.http.family import family_app
 from wanfedtx.metrics import PREFIX, REGISTRY, Counter, Gauge, GaugeFunc, Registry, Summary
 
 
@@ -100,10 +103,18 @@ def metrics_summary(registry: Registry, now: float) -> dict[str, Any]:
     }
 
 
-def mount_agent_routes(app: Klein, view: AgentView) -> None:
+@attrs.define
+class AgentRoutes:
+    """``/v1/agent/self`` and ``/v1/agent/metrics`` of ``view`` (the agent)."""
+
+    app: ClassVar[Klein] = family_app()
+    prefixes: ClassVar[tuple[str, ...]] = ("/v1/agent/metrics", "/v1/agent/self")
+
+    view: AgentView
+
     @app.route("/v1/agent/metrics", methods=["GET"])
-    @route
-    async def metrics(request: IRequest) -> bytes:
+    @endpoint
+    async def metrics(self, request: IRequest) -> bytes:
         fmt = arg(request, "format")
         if fmt == "prometheus":
             text = REGISTRY.render().encode()
@@ -113,9 +124,9 @@ def mount_agent_routes(app: Klein, view: AgentView) -> None:
         return json_reply(request, metrics_summary(REGISTRY, time.time()))
 
     @app.route("/v1/agent/self", methods=["GET"])
-    @route
-    async def self_(request: IRequest) -> bytes:
-        body = agent_self(view)
+    @endpoint
+    async def self_(self, request: IRequest) -> bytes:
+        body = agent_self(self.view)
         if has_arg(request, "pretty"):
             pretty = json.dumps(body, indent=4).encode() + b"\n"
             return body_reply(request, 200, "application/json", pretty)

@@ -1,10 +1,12 @@
+# -*- test-case-name: tests.unit.http,tests.integration.http -*-
 """``/v1/catalog/*``: register, deregister, datacenters, nodes, services, service/<s>, node/<n>."""
 
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, ClassVar
 
+import attrs
 from klein import Klein
 
 from wanfedtx.http.common import (
@@ -12,12 +14,13 @@ from wanfedtx.http.common import (
     HTTPError,
     IRequest,
     args_list,
+    endpoint,
     json_body,
     json_reply,
     query_args,
-    route,
     write_args,
 )
+from wanfedtx.http.family import family_app
 from wanfedtx.http.parking import ReadReply, Render, read
 
 
@@ -38,10 +41,19 @@ def _body_object(request: IRequest) -> dict[str, Any]:
     return body
 
 
-def mount(app: Klein, ctx: APIContext) -> None:
+@attrs.define
+class CatalogRoutes:
+    """``/v1/catalog/*`` over ``ctx.rpc`` (``Catalog.*``)."""
+
+    app: ClassVar[Klein] = family_app()
+    prefixes: ClassVar[tuple[str, ...]] = ("/v1/catalog",)
+
+    ctx: APIContext
+
     @app.route("/v1/catalog/register", methods=["PUT"])
-    @route
-    async def register(request: IRequest) -> bytes:
+    @endpoint
+    async def register(self, request: IRequest) -> bytes:
+        ctx = self.ctx
         body = _body_object(request)
         args = {**body, **write_args(request, ctx)}
         if body.get("Datacenter"):
@@ -49,8 +61,9 @@ def mount(app: Klein, ctx: APIContext) -> None:
         return json_reply(request, await ctx.rpc("Catalog.Register", args))
 
     @app.route("/v1/catalog/deregister", methods=["PUT"])
-    @route
-    async def deregister(request: IRequest) -> bytes:
+    @endpoint
+    async def deregister(self, request: IRequest) -> bytes:
+        ctx = self.ctx
         body = _body_object(request)
         args = {**body, **write_args(request, ctx)}
         if body.get("Datacenter"):
@@ -58,25 +71,29 @@ def mount(app: Klein, ctx: APIContext) -> None:
         return json_reply(request, await ctx.rpc("Catalog.Deregister", args))
 
     @app.route("/v1/catalog/datacenters", methods=["GET"])
-    @route
-    async def datacenters(request: IRequest) -> bytes:
+    @endpoint
+    async def datacenters(self, request: IRequest) -> bytes:
+        ctx = self.ctx
         return json_reply(request, await ctx.rpc("Catalog.ListDatacenters", {}))
 
     @app.route("/v1/catalog/nodes", methods=["GET"])
-    @route
-    def nodes(request: IRequest) -> ReadReply:
+    @endpoint
+    def nodes(self, request: IRequest) -> ReadReply:
+        ctx = self.ctx
         return read(request, ctx, "Catalog.ListNodes", query_args(request, ctx), _field("Nodes"))
 
     @app.route("/v1/catalog/services", methods=["GET"])
-    @route
-    def services(request: IRequest) -> ReadReply:
+    @endpoint
+    def services(self, request: IRequest) -> ReadReply:
+        ctx = self.ctx
         args = query_args(request, ctx)
         return read(request, ctx, "Catalog.ListServices", args, _field("Services"))
 
     @app.route("/v1/catalog/service/", methods=["GET"])
     @app.route("/v1/catalog/service/<path:name>", methods=["GET"])
-    @route
-    def service(request: IRequest, name: str = "") -> ReadReply:
+    @endpoint
+    def service(self, request: IRequest, name: str = "") -> ReadReply:
+        ctx = self.ctx
         if not name:
             raise HTTPError(400, "Missing service name")
         args = query_args(request, ctx)
@@ -85,8 +102,9 @@ def mount(app: Klein, ctx: APIContext) -> None:
 
     @app.route("/v1/catalog/node/", methods=["GET"])
     @app.route("/v1/catalog/node/<path:name>", methods=["GET"])
-    @route
-    def node(request: IRequest, name: str = "") -> ReadReply:
+    @endpoint
+    def node(self, request: IRequest, name: str = "") -> ReadReply:
+        ctx = self.ctx
         if not name:
             raise HTTPError(400, "Missing node name")
         args = query_args(request, ctx)

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.http.test_http_limits_channel,tests.security -*-
 """The HTTP/1.1 channel of the agent's API: body caps before the body is read, a header deadline.
 
 :class:`APIChannel` is Twisted's ``HTTPChannel`` with two bounds an unauthenticated client cannot

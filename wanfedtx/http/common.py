@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.http,tests.integration.http -*-
 """Shared plumbing of the /v1 HTTP handlers: query options, tokens, headers, JSON, errors.
 
 Handlers build RPC requests with :func:`query_args` / :func:`write_args`, call the RPC endpoint
@@ -310,30 +311,48 @@ def log_unexpected(request: IRequest, failure: Failure) -> None:
 
 
 Route = Callable[..., Coroutine[Any, Any, bytes] | Deferred[bytes] | IResource]
+Answer = Deferred[bytes] | IResource
 
 
-def route(fn: Route) -> Callable[..., Deferred[bytes] | IResource]:
+def route(fn: Route) -> Callable[..., Answer]:
     """Run a handler (a coroutine function, or a function returning a Deferred or a resource
     such as a parked response); any exception becomes :func:`error_reply`.
 
     A cancelled request (the client went away) stays cancelled and is not logged.
     """
 
-    def wrapper(request: IRequest, *a: Any, **kw: Any) -> Deferred[bytes] | IResource:
-        try:
-            result = fn(request, *a, **kw)
-        except Exception:
-            return succeed(error_reply(request, Failure()))  # type: ignore[no-untyped-call]
-        if isinstance(result, Coroutine):
-            result = Deferred.fromCoroutine(result)
-        if isinstance(result, Deferred):
-            result.addErrback(_failed, request)
-        return result
+    def wrapper(request: IRequest, *a: Any, **kw: Any) -> Answer:
+        return _settle(request, fn, (request, *a), kw)
 
+    return _named(wrapper, fn)
+
+
+def endpoint(fn: Route) -> Callable[..., Answer]:
+    """:func:`route` for a method of a route family (``fn(self, request, ...)``)."""
+
+    def wrapper(self: Any, request: IRequest, *a: Any, **kw: Any) -> Answer:
+        return _settle(request, fn, (self, request, *a), kw)
+
+    return _named(wrapper, fn)
+
+
+def _named(wrapper: Callable[..., Answer], fn: Route) -> Callable[..., Answer]:
     # Klein names endpoints after the function: make them unique per module and handler.
     wrapper.__name__ = f"{fn.__module__}.{fn.__qualname__}"
     wrapper.__doc__ = fn.__doc__
     return wrapper
+
+
+def _settle(request: IRequest, fn: Route, a: tuple[Any, ...], kw: dict[str, Any]) -> Answer:
+    try:
+        result = fn(*a, **kw)
+    except Exception:
+        return succeed(error_reply(request, Failure()))  # type: ignore[no-untyped-call]
+    if isinstance(result, Coroutine):
+        result = Deferred.fromCoroutine(result)
+    if isinstance(result, Deferred):
+        result.addErrback(_failed, request)
+    return result
 
 
 def _failed(failure: Failure, request: IRequest) -> Any:

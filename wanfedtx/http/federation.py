@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.http.test_http_families,tests.integration.http -*-
 """Internal (debugging) HTTP APIs of federation states, read-only, as the reference's:
 
 * ``GET /v1/internal/federation-state/<dc>``: ``FederationState.Get``; the path names the state,
@@ -13,8 +14,9 @@ All take the usual ``?dc``, ``?index``/``?wait``, ``?stale``/``?consistent`` and
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
+import attrs
 from klein import Klein
 
 from wanfedtx.http.common import (
@@ -22,10 +24,11 @@ from wanfedtx.http.common import (
     HTTPError,
     IRequest,
     body_reply,
+    endpoint,
     json_reply,
     query_args,
-    route,
 )
+from wanfedtx.http.family import family_app
 from wanfedtx.http.parking import ReadReply, read
 
 
@@ -37,14 +40,34 @@ def _consistency(args: dict[str, Any]) -> str:
     return "leader"
 
 
-def mount(app: Klein, ctx: APIContext) -> None:
+def render_list(request: IRequest, reply: dict[str, Any]) -> bytes:
+    return json_reply(request, reply.get("States") or [])
+
+
+def render_gateways(request: IRequest, reply: dict[str, Any]) -> bytes:
+    nodes = reply.get("DatacenterNodes") or {}
+    return json_reply(request, {dc: gws or [] for dc, gws in nodes.items()})
+
+
+@attrs.define
+class FederationStateRoutes:
+    """``/v1/internal/federation-state*`` over ``ctx.rpc`` (``FederationState.*``)."""
+
+    app: ClassVar[Klein] = family_app()
+    prefixes: ClassVar[tuple[str, ...]] = (
+        "/v1/internal/federation-state/",
+        "/v1/internal/federation-states",
+    )
+
+    ctx: APIContext
+
     @app.route("/v1/internal/federation-state/", methods=["GET"])
     @app.route("/v1/internal/federation-state/<path:name>", methods=["GET"])
-    @route
-    def get(request: IRequest, name: str = "") -> ReadReply:
+    @endpoint
+    def get(self, request: IRequest, name: str = "") -> ReadReply:
         if not name:
             raise HTTPError(400, "Missing datacenter name")
-        args = query_args(request, ctx)
+        args = query_args(request, self.ctx)
         args["TargetDatacenter"] = args["Datacenter"]
         args["Datacenter"] = name
         level = _consistency(args)
@@ -63,27 +86,21 @@ def mount(app: Klein, ctx: APIContext) -> None:
                 },
             )
 
-        return read(request, ctx, "FederationState.Get", args, render)
-
-    def render_list(request: IRequest, reply: dict[str, Any]) -> bytes:
-        return json_reply(request, reply.get("States") or [])
+        return read(request, self.ctx, "FederationState.Get", args, render)
 
     @app.route("/v1/internal/federation-states", methods=["GET"])
-    @route
-    def list_states(request: IRequest) -> ReadReply:
-        return read(request, ctx, "FederationState.List", query_args(request, ctx), render_list)
-
-    def render_gateways(request: IRequest, reply: dict[str, Any]) -> bytes:
-        nodes = reply.get("DatacenterNodes") or {}
-        return json_reply(request, {dc: gws or [] for dc, gws in nodes.items()})
+    @endpoint
+    def list_states(self, request: IRequest) -> ReadReply:
+        args = query_args(request, self.ctx)
+        return read(request, self.ctx, "FederationState.List", args, render_list)
 
     @app.route("/v1/internal/federation-states/mesh-gateways", methods=["GET"])
-    @route
-    def mesh_gateways(request: IRequest) -> ReadReply:
+    @endpoint
+    def mesh_gateways(self, request: IRequest) -> ReadReply:
         return read(
             request,
-            ctx,
+            self.ctx,
             "FederationState.ListMeshGateways",
-            query_args(request, ctx),
+            query_args(request, self.ctx),
             render_gateways,
         )

@@ -1,22 +1,26 @@
+# -*- test-case-name: tests.unit.http.test_http_families,tests.integration.gossip -*-
 """Consul's ``/v1/agent/members`` and the gossip operations (join, leave, force-leave) over HTTP.
 
-The JSON shape is ``wanfedtx.gossip.api.member_json``. ``mount_agent_members(app, lan, wan)`` serves
+The JSON shape is ``wanfedtx.gossip.api.member_json``. Two route families: ``MembersRoutes`` serves
 ``GET /v1/agent/members`` (LAN pool) and ``?wan=1`` (WAN pool); the pools are looked up on each
 request so the agent can start and stop them freely; ``?segment=`` filters LAN members by their
-``segment`` tag (``_all``: every member). ``mount_agent_gossip_ops`` adds join, leave and
-force-leave on top of an ``IAgentGossipOps`` (the agent).
+``segment`` tag (``_all``: every member). ``GossipOpsRoutes`` serves join, leave and force-leave
+on top of an ``IAgentGossipOps`` (the agent).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
+import attrs
 from klein import Klein
 
 from wanfedtx.gossip.api import members_json
 from wanfedtx.gossip.serf import Serf
+from wanfedtx.http.app import mount
+from wanfedtx.http.family import family_app
 
 PoolGetter = Callable[[], Serf | None]
 ALL_SEGMENTS = "_all"
@@ -32,15 +36,24 @@ def _flag(request: Any, name: bytes) -> bool:
     return request.args.get(name, [b""])[0] not in (b"", b"0", b"false")
 
 
-def mount_agent_members(app: Klein, lan: PoolGetter, wan: PoolGetter) -> None:
+@attrs.define
+class MembersRoutes:
+    """``GET /v1/agent/members`` of the pools ``lan()`` and ``wan()`` return."""
+
+    app: ClassVar[Klein] = family_app()
+    prefixes: ClassVar[tuple[str, ...]] = ("/v1/agent/members",)
+
+    lan: PoolGetter
+    wan: PoolGetter
+
     @app.route("/v1/agent/members", methods=["GET"])
-    def agent_members(request: Any) -> bytes:
+    def agent_members(self, request: Any) -> bytes:
         want_wan = _flag(request, b"wan")
         segment = request.args.get(b"segment", [b""])[0].decode("utf-8", "replace")
         if want_wan and segment not in ("", ALL_SEGMENTS):
             request.setResponseCode(400)
             return b"Cannot provide a segment with wan=true"
-        pool = wan() if want_wan else lan()
+        pool = self.wan() if want_wan else self.lan()
         request.setHeader(b"Content-Type", b"application/json")
         if pool is None:
             # Consul answers a client agent's ?wan=1 with an empty list.
@@ -49,6 +62,11 @@ def mount_agent_members(app: Klein, lan: PoolGetter, wan: PoolGetter) -> None:
         if not want_wan and segment != ALL_SEGMENTS:
             members = [m for m in members if m["Tags"].get("segment", "") == segment]
         return json.dumps(members).encode()
+
+
+def mount_agent_members(app: Klein, lan: PoolGetter, wan: PoolGetter) -> None:
+    """Mount :class:`MembersRoutes` on ``app`` (a plain Klein app)."""
+    mount(app, MembersRoutes(lan, wan))
 
 
 class IAgentGossipOps(Protocol):
@@ -61,36 +79,47 @@ class IAgentGossipOps(Protocol):
     def force_leave(self, node: str, prune: bool = False) -> None: ...
 
 
-def mount_agent_gossip_ops(app: Klein, ops: IAgentGossipOps) -> None:
+def _fail(request: Any, exc: Exception) -> bytes:
+    request.setResponseCode(500)
+    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+    return str(exc).encode()
+
+
+@attrs.define
+class GossipOpsRoutes:
     """``PUT /v1/agent/join/<addr>`` (``?wan=1``), ``PUT /v1/agent/leave`` and
     ``PUT /v1/agent/force-leave/<node>`` (``?prune``); errors answer 500 with the error text, as
     Consul's HTTP layer does for errors without a specific code."""
 
-    def fail(request: Any, exc: Exception) -> bytes:
-        request.setResponseCode(500)
-        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-        return str(exc).encode()
+    app: ClassVar[Klein] = family_app()
+    prefixes: ClassVar[tuple[str, ...]] = (
+        "/v1/agent/join",
+        "/v1/agent/leave",
+        "/v1/agent/force-leave",
+    )
+
+    ops: IAgentGossipOps
 
     @app.route("/v1/agent/join/<path:addr>", methods=["PUT"])
-    async def agent_join(request: Any, addr: str) -> bytes:
+    async def agent_join(self, request: Any, addr: str) -> bytes:
         try:
-            await ops.join([addr], wan=_flag(request, b"wan"))
+            await self.ops.join([addr], wan=_flag(request, b"wan"))
         except Exception as exc:  # every join error goes back to the caller
-            return fail(request, exc)
+            return _fail(request, exc)
         return b""
 
     @app.route("/v1/agent/leave", methods=["PUT"])
-    async def agent_leave(request: Any) -> bytes:
+    async def agent_leave(self, request: Any) -> bytes:
         try:
-            await ops.leave_and_shutdown()
+            await self.ops.leave_and_shutdown()
         except Exception as exc:
-            return fail(request, exc)
+            return _fail(request, exc)
         return b""
 
     @app.route("/v1/agent/force-leave/<path:node>", methods=["PUT"])
-    def agent_force_leave(request: Any, node: str) -> bytes:
+    def agent_force_leave(self, request: Any, node: str) -> bytes:
         try:
-            ops.force_leave(node, prune=_has_param(request, b"prune"))
+            self.ops.force_leave(node, prune=_has_param(request, b"prune"))
         except Exception as exc:
-            return fail(request, exc)
+            return _fail(request, exc)
         return b""

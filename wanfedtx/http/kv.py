@@ -1,11 +1,13 @@
+# -*- test-case-name: tests.unit.http,tests.integration.http -*-
 """``/v1/kv/<key>``: GET (``raw``, ``recurse``, ``keys``, ``separator``), PUT (``cas``, ``flags``),
 DELETE (``recurse``, ``cas``), with the reference's status codes and messages."""
 
 from __future__ import annotations
 
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, ClassVar
 
+import attrs
 from klein import Klein
 
 from wanfedtx.http.common import (
@@ -14,14 +16,15 @@ from wanfedtx.http.common import (
     IRequest,
     arg,
     body_reply,
+    endpoint,
     has_arg,
     json_reply,
     query_args,
-    route,
     set_header,
     text_reply,
     write_args,
 )
+from wanfedtx.http.family import family_app
 from wanfedtx.http.limits import BodyCap, HTTPLimits
 from wanfedtx.http.parking import ReadReply, read
 
@@ -67,28 +70,38 @@ def render_raw(request: IRequest, reply: dict[str, Any]) -> bytes:
     return body_reply(request, 200, "text/plain; charset=utf-8", bytes(entries[0]["Value"] or b""))
 
 
-def mount(app: Klein, ctx: APIContext) -> None:
+@attrs.define
+class KVRoutes:
+    """``/v1/kv/<key>`` over ``ctx.rpc`` (``KVS.*``)."""
+
+    app: ClassVar[Klein] = family_app()
+    prefixes: ClassVar[tuple[str, ...]] = ("/v1/kv/",)
+
+    ctx: APIContext
+
     @app.route("/v1/kv/", methods=["GET", "PUT", "DELETE"])
     @app.route("/v1/kv/<path:key>", methods=["GET", "PUT", "DELETE"])
-    @route
+    @endpoint
     def kv(
-        request: IRequest, key: str = ""
+        self, request: IRequest, key: str = ""
     ) -> Coroutine[Any, Any, bytes] | ReadReply:
         method = request.method
         if method == b"GET":
             if has_arg(request, "keys"):
-                return get_keys(request, key)
-            return get(request, key)
+                return self.get_keys(request, key)
+            return self.get(request, key)
         if method == b"PUT":
-            return put(request, key)
-        return delete(request, key)
+            return self.put(request, key)
+        return self.delete(request, key)
 
-    def get_keys(request: IRequest, prefix: str) -> ReadReply:
+    def get_keys(self, request: IRequest, prefix: str) -> ReadReply:
+        ctx = self.ctx
         args = query_args(request, ctx)
         args.update(Prefix=prefix, Seperator=arg(request, "separator") or "")
         return read(request, ctx, "KVS.ListKeys", args, render_keys)
 
-    def get(request: IRequest, key: str) -> ReadReply:
+    def get(self, request: IRequest, key: str) -> ReadReply:
+        ctx = self.ctx
         args = query_args(request, ctx)
         args["Key"] = key
         if has_arg(request, "recurse"):
@@ -99,7 +112,8 @@ def mount(app: Klein, ctx: APIContext) -> None:
         render = render_raw if has_arg(request, "raw") else render_entries
         return read(request, ctx, method, args, render)
 
-    async def put(request: IRequest, key: str) -> bytes:
+    async def put(self, request: IRequest, key: str) -> bytes:
+        ctx = self.ctx
         _missing_key(key)
         _conflicting(request, "cas", "acquire", "release")
         if has_arg(request, "acquire") or has_arg(request, "release"):
@@ -128,7 +142,8 @@ def mount(app: Klein, ctx: APIContext) -> None:
         args["DirEnt"] = {"Key": key, "Value": value, "Flags": flags, "ModifyIndex": cas or 0}
         return json_reply(request, await ctx.rpc("KVS.Apply", args))
 
-    async def delete(request: IRequest, key: str) -> bytes:
+    async def delete(self, request: IRequest, key: str) -> bytes:
+        ctx = self.ctx
         _conflicting(request, "recurse", "cas")
         args = write_args(request, ctx)
         if has_arg(request, "recurse"):

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.http.test_http_limits_channel,tests.security -*-
 """Bounds of the HTTP API: request body caps per route, connections per client, header deadline.
 
 Sans-IO: :class:`HTTPLimits` holds the numbers (from the agent's ``limits`` config block) and

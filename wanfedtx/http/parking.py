@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.http,tests.integration.http -*-
 """Requests parked on a blocking query, answered without a Deferred chain per request.
 
 A blocking read (``?index=N``) may wait minutes, and thousands may wait on one key. While one

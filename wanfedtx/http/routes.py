@@ -1,22 +1,29 @@
-"""Mounts the state-backed /v1 routes (catalog, health, KV, status) on a Klein app, plus the
-reference's answers for unknown paths (404 "404 page not found") and wrong methods (405).
+# -*- test-case-name: tests.unit.http.test_http_families -*-
+"""The route families of a server agent's state (catalog, health, KV, status, agent services,
+federation states), and the reference's answers for unknown paths (404 "404 page not found")
+and wrong methods (405), re-exported from :mod:`wanfedtx.http.family`.
 
-``mount_server_routes`` mounts them with the agent-service routes over an ``IServerState`` (the
-agent's catalog: its datacenter, local RPC table and local services/checks).
+``server_families(server)`` builds them over an ``IServerState`` (the agent's catalog: its
+datacenter, local RPC table and local services/checks); :class:`wanfedtx.http.app.API` composes
+them with the agent's own families.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
-from klein import Klein
-from twisted.python.failure import Failure
-from werkzeug.exceptions import MethodNotAllowed, NotFound
-
-from wanfedtx.http import agent_services, catalog, health, kv, status
-from wanfedtx.http.common import RPC, APIContext, set_header, text_reply
+from wanfedtx.http.agent_services import AgentServicesRoutes
+from wanfedtx.http.catalog import CatalogRoutes
+from wanfedtx.http.common import RPC, APIContext
+from wanfedtx.http.family import RouteFamily, install_error_handlers
+from wanfedtx.http.federation import FederationStateRoutes
+from wanfedtx.http.health import HealthRoutes
+from wanfedtx.http.kv import KVRoutes
+from wanfedtx.http.status import StatusRoutes
 from wanfedtx.local.checks import CheckRunners
 from wanfedtx.local.state import LocalState
+
+__all__ = ["IServerState", "install_error_handlers", "server_families", "state_families"]
 
 
 class IServerState(Protocol):
@@ -35,32 +42,16 @@ class IServerState(Protocol):
     def runners(self) -> CheckRunners: ...
 
 
-def mount_state_routes(app: Klein, ctx: APIContext) -> None:
-    # KV keys may contain empty segments ("a//b", "/"); werkzeug would otherwise answer such
-    # paths with a redirect to the slash-merged key instead of routing them.
-    app.url_map.merge_slashes = False
-    for module in (catalog, health, kv, status):
-        module.mount(app, ctx)
+def state_families(ctx: APIContext) -> list[RouteFamily]:
+    """Catalog, health, KV and status over ``ctx``."""
+    return [CatalogRoutes(ctx), HealthRoutes(ctx), KVRoutes(ctx), StatusRoutes(ctx)]
 
 
-def mount_server_routes(app: Klein, server: IServerState) -> None:
-    """Catalog, health, KV, status and the agent's service/check routes of one server."""
-    mount_state_routes(app, APIContext(server.datacenter, server.rpc))
-    agent_services.mount(
-        app, agent_services.AgentServicesContext(server.local, server.runners, server.datacenter)
-    )
-
-
-def install_error_handlers(app: Klein) -> None:
-    @app.handle_errors(NotFound)
-    def not_found(request: Any, failure: Failure) -> bytes:
-        return text_reply(request, 404, "404 page not found")
-
-    @app.handle_errors(MethodNotAllowed)
-    def not_allowed(request: Any, failure: Failure) -> bytes:
-        exc: Any = failure.value
-        allowed = sorted(m for m in (exc.valid_methods or []) if m not in ("HEAD", "OPTIONS"))
-        if allowed:
-            set_header(request, "Allow", ", ".join(allowed))
-        method = request.method.decode("ascii", "replace")
-        return text_reply(request, 405, f"method {method} not allowed")
+def server_families(server: IServerState) -> list[RouteFamily]:
+    """Catalog, health, KV, status, the agent's service/check routes and federation states."""
+    ctx = APIContext(server.datacenter, server.rpc)
+    return [
+        *state_families(ctx),
+        AgentServicesRoutes(server.local, server.runners, server.datacenter),
+        FederationStateRoutes(ctx),
+    ]

@@ -1,21 +1,34 @@
+# -*- test-case-name: tests.unit.http.test_http_families -*-
 """``/v1/status/leader`` and ``/v1/status/peers``."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+import attrs
 from klein import Klein
 
-from wanfedtx.http.common import APIContext, IRequest, datacenter, json_reply, route
+from wanfedtx.http.common import APIContext, IRequest, datacenter, endpoint, json_reply
+from wanfedtx.http.family import family_app
 
 
-def mount(app: Klein, ctx: APIContext) -> None:
+@attrs.define
+class StatusRoutes:
+    """``/v1/status/*`` over ``ctx.rpc`` (``Status.Leader``, ``Status.Peers``)."""
+
+    app: ClassVar[Klein] = family_app()
+    prefixes: ClassVar[tuple[str, ...]] = ("/v1/status",)
+
+    ctx: APIContext
+
     @app.route("/v1/status/leader", methods=["GET"])
-    @route
-    async def leader(request: IRequest) -> bytes:
-        args = {"Datacenter": datacenter(request, ctx)}
-        return json_reply(request, await ctx.rpc("Status.Leader", args))
+    @endpoint
+    async def leader(self, request: IRequest) -> bytes:
+        args = {"Datacenter": datacenter(request, self.ctx)}
+        return json_reply(request, await self.ctx.rpc("Status.Leader", args))
 
     @app.route("/v1/status/peers", methods=["GET"])
-    @route
-    async def peers(request: IRequest) -> bytes:
-        args = {"Datacenter": datacenter(request, ctx)}
-        return json_reply(request, await ctx.rpc("Status.Peers", args))
+    @endpoint
+    async def peers(self, request: IRequest) -> bytes:
+        args = {"Datacenter": datacenter(request, self.ctx)}
+        return json_reply(request, await self.ctx.rpc("Status.Peers", args))

@@ -15,13 +15,13 @@ from typing import Any
 
 import attrs
 import pytest_twisted
-from klein import Klein
 from twisted.internet.defer import Deferred, fail
 from twisted.web.server import Site
 
 from wanfedtx.agent.catalog_services import CatalogAgent
+from wanfedtx.http.app import API as HTTPAPI
 from wanfedtx.http.parking import APIRequest
-from wanfedtx.http.routes import install_error_handlers, mount_server_routes
+from wanfedtx.http.routes import server_families
 from wanfedtx.rpc.errors import NoDCPath
 
 
@@ -78,10 +78,8 @@ async def state_api(reactor: Any) -> AsyncIterator[API]:
     servers["dc2"] = make_server("dc2", reactor, forwarder, [])
     for server in servers.values():
         server.startService()
-    app = Klein()
-    mount_server_routes(app, servers["dc1"])
-    install_error_handlers(app)
-    site = Site(app.resource(), requestFactory=APIRequest)
+    api = HTTPAPI(server_families(servers["dc1"]))
+    site = Site(api.resource(), requestFactory=APIRequest)
     site.noisy = False
     port = reactor.listenTCP(0, site, interface="127.0.0.1")
     try:

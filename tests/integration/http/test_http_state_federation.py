@@ -14,13 +14,13 @@ import attrs
 import consul
 import pytest
 import pytest_twisted
-from klein import Klein
 from rpc_support import CA
 from twisted.internet.threads import deferToThread
 from twisted.web.server import Site
 from two_dc_support import ServerDC, start_gateway, start_server_dc
 
-from wanfedtx.http.routes import install_error_handlers, mount_server_routes
+from wanfedtx.http.app import API
+from wanfedtx.http.routes import server_families
 
 pytestmark = pytest.mark.integration
 
@@ -49,10 +49,7 @@ class DC:
 
 async def start_dc(reactor: Any, ca: CA, dc: str, node: str, other: tuple[str, str], gw: str) -> DC:
     server = await start_server_dc(reactor, ca, dc, node, other, gw)
-    app = Klein()
-    mount_server_routes(app, server.agent)
-    install_error_handlers(app)
-    site = Site(app.resource())
+    site = Site(API(server_families(server.agent)).resource())
     site.noisy = False
     return DC(server, reactor.listenTCP(0, site, interface="127.0.0.1"))
 

@@ -6,12 +6,13 @@ the exception logged)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from http_support import StateApp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from klein import Klein
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
@@ -19,29 +20,34 @@ from twisted.logger import globalLogPublisher
 from wanfedtx import metrics
 from wanfedtx.agent.httpserver import _TrackingSite
 from wanfedtx.http.channel import LINGER
-from wanfedtx.http.common import IRequest, route
+from wanfedtx.http.common import IRequest, endpoint
+from wanfedtx.http.family import family_app
 from wanfedtx.http.limits import HTTPLimits
 from wanfedtx.http.parking import APIRequest
-from wanfedtx.http.routes import install_error_handlers
 
 
 class Boom(Exception):
     pass
 
 
+class BoomRoutes:
+    """A route family whose handler fails unexpectedly."""
+
+    app: ClassVar[Klein] = family_app()
+    prefixes: ClassVar[tuple[str, ...]] = ("/v1/boom",)
+
+    @app.route("/v1/boom", methods=["GET"])
+    @endpoint
+    async def boom(self, request: IRequest) -> bytes:
+        raise Boom("kaboom")
+
+
 class Server(StateApp):
     def __init__(self, **limits: Any) -> None:
-        super().__init__()
-
-        @self.app.route("/v1/boom", methods=["GET"])
-        @route
-        async def boom(request: IRequest) -> bytes:
-            raise Boom("kaboom")
-
-        install_error_handlers(self.app)
+        super().__init__(extra=[BoomRoutes()])
         self.registry = metrics.Registry()
         self.site = _TrackingSite(
-            self.app.resource(),
+            self.api.resource(),
             requestFactory=APIRequest,
             http_limits=HTTPLimits(**limits),
             reactor=self.clock,

@@ -18,8 +18,6 @@ from treq.testing import StubTreq
 from twisted.python.failure import Failure
 from twisted.web.error import PageRedirect
 
-from wanfedtx.http.routes import install_error_handlers
-
 EXAMPLES = int(os.environ.get("WANFED_FUZZ_EXAMPLES", "100"))
 BASE = "http://127.0.0.1:8500"
 
@@ -27,8 +25,7 @@ BASE = "http://127.0.0.1:8500"
 class Harness(StateApp):
     def __init__(self, kv_limit: int = 512 * 1024) -> None:
         super().__init__(kv_limit)
-        install_error_handlers(self.app)
-        self.stub = StubTreq(self.app.resource())
+        self.stub = StubTreq(self.api.resource())
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes, Any]:
         d = self.stub.request(method, BASE + path, data=body)
