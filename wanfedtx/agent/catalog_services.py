@@ -4,7 +4,7 @@
 (``LocalConsensus`` unless a raft implementation is passed), the RPC endpoints, the agent's
 local services and checks (from config and HTTP), the check runners, anti-entropy, and the
 leader routine that registers this server as service ``consul`` with ``serfHealth``.
-``wanfedtx.http.routes.mount_server_routes(app, catalog)`` serves it over HTTP.
+``wanfedtx.http.routes.server_families(catalog)`` serves it over HTTP.
 """
 
 from __future__ import annotations

@@ -314,21 +314,11 @@ Route = Callable[..., Coroutine[Any, Any, bytes] | Deferred[bytes] | IResource]
 Answer = Deferred[bytes] | IResource
 
 
-def route(fn: Route) -> Callable[..., Answer]:
-    """Run a handler (a coroutine function, or a function returning a Deferred or a resource
-    such as a parked response); any exception becomes :func:`error_reply`.
-
-    A cancelled request (the client went away) stays cancelled and is not logged.
-    """
-
-    def wrapper(request: IRequest, *a: Any, **kw: Any) -> Answer:
-        return _settle(request, fn, (request, *a), kw)
-
-    return _named(wrapper, fn)
-
-
 def endpoint(fn: Route) -> Callable[..., Answer]:
-    """:func:`route` for a method of a route family (``fn(self, request, ...)``)."""
+    """Run a route family's handler method (``fn(self, request, ...)``: a coroutine function, or
+    a function returning a Deferred or a resource such as a parked response); any exception
+    becomes :func:`error_reply`. A cancelled request (the client went away) stays cancelled and
+    is not logged."""
 
     def wrapper(self: Any, request: IRequest, *a: Any, **kw: Any) -> Answer:
         return _settle(request, fn, (self, request, *a), kw)
