@@ -45,7 +45,7 @@ from wanfedtx.gateway.errors import need
 from wanfedtx.gateway.loopthread import LoopThread
 from wanfedtx.gateway.router import Route, RouteTable, pick_endpoint
 from wanfedtx.gateway.snapshot import Endpoint
-from wanfedtx.gateway.splice import Direction, splice_available
+from wanfedtx.gateway.pump import Direction, splice_available
 from wanfedtx.gateway.stats import ClusterStats, GatewayStats, ListenerStats, TcpStats
 from wanfedtx.netlimits import listen_backlog
 
