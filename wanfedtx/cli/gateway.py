@@ -98,9 +98,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a(
         "-data-path",
         "--data-path",
-        choices=("loop", "splice", "twisted"),
+        choices=("loop", "twisted"),
         default=None,
-        help="relay engine once both sides are connected (default: splice where available)",
+        help="relay engine: loop (epoll + splice(2) threads, Linux) or twisted (default: loop"
+        " where available)",
     )
     a(
         "-hello-timeout",
@@ -135,7 +136,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--pipe-size",
         type=int,
         default=1 << 20,
-        help="bytes of pipe per direction on the loop and splice paths (default 1 MiB)",
+        help="bytes of pipe per direction on the loop path (default 1 MiB)",
     )
     a(
         "-workers",
@@ -180,11 +181,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _relay_settings(args: argparse.Namespace) -> Any:
-    from wanfedtx.gateway.relay import RelaySettings
-    from wanfedtx.gateway.splice import splice_available
+    from wanfedtx.gateway.conn import RelaySettings
+    from wanfedtx.gateway.pump import splice_available
 
     data_path = args.data_path or ("loop" if splice_available() else "twisted")
-    if data_path in ("loop", "splice") and not splice_available():
+    if data_path == "loop" and not splice_available():
         raise UsageError(f"-data-path {data_path} needs Linux (splice(2)); use -data-path twisted")
     return RelaySettings(
         hello_timeout=args.hello_timeout,
@@ -206,45 +207,38 @@ def _serve_from_agent(
     produced a valid snapshot, and follows every change after that."""
     from twisted.internet import reactor
 
-    from wanfedtx.gateway.agentwatch import AgentWatcher
-    from wanfedtx.gateway.service import GatewayService
-    from wanfedtx.gateway.snapshot import SnapshotInputs, build_snapshot
     from wanfedtx.logs import start_logging
 
     start_logging(args.log_level, args.log_json)
     r: Any = reactor
-    running: list[GatewayService] = []
-
-    def on_inputs(inputs: SnapshotInputs) -> None:
-        snapshot = build_snapshot(inputs)
-        if running:
-            running[0].set_snapshot(snapshot)
-            return
-        bind = address
-        if bind is None:
-            default = inputs.binds[0]
-            bind = (default.address, default.port)
-        svc = GatewayService(
-            r, bind, snapshot, admin=admin, settings=settings, reload_interval=None
-        )
-        running.append(svc)
-        svc.startService()
-
-    http = args.http_addr if "://" in args.http_addr else f"http://{args.http_addr}"
-    watcher = AgentWatcher(
-        r, http, args.proxy_id, on_inputs, trust_domain=args.trust_domain, token=args.token
-    )
-
-    def stop() -> Any:
-        from twisted.internet.defer import DeferredList
-
-        waits = [watcher.stopService()] + [svc.stopService() for svc in running]
-        return DeferredList(waits, consumeErrors=True)
-
-    r.callWhenRunning(watcher.startService)
-    r.addSystemEventTrigger("before", "shutdown", stop)
+    svc = agent_gateway(r, args, address, admin, settings)
+    r.callWhenRunning(svc.startService)
+    r.addSystemEventTrigger("before", "shutdown", svc.stopService)
     r.run()
     return 0
+
+
+def agent_gateway(
+    reactor: Any,
+    args: argparse.Namespace,
+    address: tuple[str, int] | None,
+    admin: tuple[str, int] | None,
+    settings: Any,
+) -> Any:
+    """The ``GatewayService`` of ``-proxy-id``: routes from the agent's watches."""
+    from wanfedtx.gateway.service import GatewayService
+
+    http = args.http_addr if "://" in args.http_addr else f"http://{args.http_addr}"
+    return GatewayService.from_agent(
+        reactor,
+        address,
+        http,
+        args.proxy_id,
+        trust_domain=args.trust_domain,
+        token=args.token,
+        admin=admin,
+        settings=settings,
+    )
 
 
 def _serve(
