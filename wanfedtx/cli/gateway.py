@@ -151,9 +151,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from twisted.internet import reactor
+
+    from wanfedtx.logs import start_logging
+
+    r: Any = reactor
+    svc = make_service(args, r)
+    if svc is None:
+        return 0  # -envoy-config printed the bootstrap
+    start_logging(args.log_level, args.log_json)
+    if args.routes is not None:
+        install_sighup(r, svc)
+    r.callWhenRunning(svc.startService)
+    r.addSystemEventTrigger("before", "shutdown", svc.stopService)
+    r.run()
+    return 0
+
+
+def make_service(args: argparse.Namespace, reactor: Any) -> Any:
+    """The ``GatewayService`` the parsed flags describe (shared with ``twistd wanfed-gateway``),
+    or None after printing the Envoy bootstrap for ``-envoy-config``. Raises ``UsageError``."""
     from wanfedtx.gateway.envoy import envoy_bootstrap
     from wanfedtx.gateway.errors import RoutesFileError
     from wanfedtx.gateway.routes import load_routes
+    from wanfedtx.gateway.service import GatewayService
 
     if (args.routes is None) == (args.proxy_id is None):
         raise UsageError(
@@ -165,7 +186,17 @@ def run(args: argparse.Namespace) -> int:
         if args.envoy_config:
             raise UsageError("-envoy-config needs -routes")
         address = parse_hostport(args.address, "-address") if args.address else None
-        return _serve_from_agent(args, address, admin, settings)
+        http = args.http_addr if "://" in args.http_addr else f"http://{args.http_addr}"
+        return GatewayService.from_agent(
+            reactor,
+            address,
+            http,
+            args.proxy_id,
+            trust_domain=args.trust_domain,
+            token=args.token,
+            admin=admin,
+            settings=settings,
+        )
     if args.address is None:
         raise UsageError("-routes needs -address")
     host, port = parse_hostport(args.address, "-address")
@@ -176,8 +207,21 @@ def run(args: argparse.Namespace) -> int:
     if args.envoy_config:
         json.dump(envoy_bootstrap(snapshot, admin), sys.stdout, indent=2)
         sys.stdout.write("\n")
-        return 0
-    return _serve(args, (host, port), admin, snapshot, settings)
+        return None
+    return GatewayService(
+        reactor,
+        (host, port),
+        snapshot,
+        admin=admin,
+        settings=settings,
+        routes_path=args.routes,
+        reload_interval=args.reload_interval or None,
+    )
+
+
+def install_sighup(reactor: Any, svc: Any) -> None:
+    """SIGHUP re-reads the routes file (with -routes; a no-op with -proxy-id)."""
+    signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(svc.reload))
 
 
 def _relay_settings(args: argparse.Namespace) -> Any:
@@ -195,77 +239,3 @@ def _relay_settings(args: argparse.Namespace) -> Any:
         pipe_size=args.pipe_size,
         workers=args.workers,
     )
-
-
-def _serve_from_agent(
-    args: argparse.Namespace,
-    address: tuple[str, int] | None,
-    admin: tuple[str, int] | None,
-    settings: Any,
-) -> int:
-    """Run the gateway with routes from the agent; it starts listening once the watches have
-    produced a valid snapshot, and follows every change after that."""
-    from twisted.internet import reactor
-
-    from wanfedtx.logs import start_logging
-
-    start_logging(args.log_level, args.log_json)
-    r: Any = reactor
-    svc = agent_gateway(r, args, address, admin, settings)
-    r.callWhenRunning(svc.startService)
-    r.addSystemEventTrigger("before", "shutdown", svc.stopService)
-    r.run()
-    return 0
-
-
-def agent_gateway(
-    reactor: Any,
-    args: argparse.Namespace,
-    address: tuple[str, int] | None,
-    admin: tuple[str, int] | None,
-    settings: Any,
-) -> Any:
-    """The ``GatewayService`` of ``-proxy-id``: routes from the agent's watches."""
-    from wanfedtx.gateway.service import GatewayService
-
-    http = args.http_addr if "://" in args.http_addr else f"http://{args.http_addr}"
-    return GatewayService.from_agent(
-        reactor,
-        address,
-        http,
-        args.proxy_id,
-        trust_domain=args.trust_domain,
-        token=args.token,
-        admin=admin,
-        settings=settings,
-    )
-
-
-def _serve(
-    args: argparse.Namespace,
-    address: tuple[str, int],
-    admin: tuple[str, int] | None,
-    snapshot: Any,
-    settings: Any,
-) -> int:
-    from twisted.internet import reactor
-
-    from wanfedtx.gateway.service import GatewayService
-    from wanfedtx.logs import start_logging
-
-    start_logging(args.log_level, args.log_json)
-    svc = GatewayService(
-        reactor,
-        address,
-        snapshot,
-        admin=admin,
-        settings=settings,
-        routes_path=args.routes,
-        reload_interval=args.reload_interval or None,
-    )
-    r: Any = reactor
-    signal.signal(signal.SIGHUP, lambda *_: r.callFromThread(svc.reload))
-    r.callWhenRunning(svc.startService)
-    r.addSystemEventTrigger("before", "shutdown", svc.stopService)
-    r.run()
-    return 0
