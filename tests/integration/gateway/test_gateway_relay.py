@@ -25,11 +25,11 @@ from twisted.internet import defer, protocol, task, threads
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from zope.interface import implementer
 
+from wanfedtx.gateway.pump import splice_available
 from wanfedtx.gateway.relay import RelaySettings
 from wanfedtx.gateway.routes import routes_to_snapshot
 from wanfedtx.gateway.service import GatewayService
 from wanfedtx.gateway.snapshot import Snapshot
-from wanfedtx.gateway.pump import splice_available
 
 pytestmark = pytest.mark.integration
 TRUST = "11111111-2222-3333-4444-555555555555.consul"
