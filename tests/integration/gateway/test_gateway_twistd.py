@@ -29,7 +29,8 @@ HELLO = real_client_hello("tw.test")
 
 @pytest.fixture
 def backend() -> Iterator[int]:
-    """A TCP server on a kernel-chosen port that answers every connection with ``T``."""
+    """A TCP server on a kernel-chosen port that reads the ClientHello, answers ``T`` and waits
+    for the client to close (closing with unread bytes would send a RST, not ``T`` + FIN)."""
     ls = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
@@ -41,7 +42,15 @@ def backend() -> Iterator[int]:
             except OSError:
                 continue
             with s:
+                s.settimeout(10)
+                got = b""
+                while len(got) < len(HELLO):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    got += chunk
                 s.sendall(b"T")
+                s.recv(1)
 
     t = threading.Thread(target=serve, daemon=True)
     t.start()
