@@ -419,10 +419,18 @@ class Connection:
         out.append(WriteDown(ev.data))
 
     def _moved(self, ev: Moved, out: list[Effect]) -> None:
-        self.tcp.downstream_cx_rx_bytes_total += ev.to_up
-        self.cluster.upstream_cx_tx_bytes_total += ev.to_up
-        self.tcp.downstream_cx_tx_bytes_total += ev.to_down
-        self.cluster.upstream_cx_rx_bytes_total += ev.to_down
+        self.moved(ev.to_up, ev.to_down)
+
+    def moved(self, to_up: int, to_down: int) -> None:
+        """``handle(Moved(to_up, to_down))`` without the event object, for the loop path's
+        pumps (called for every pump that moved bytes); counts only while relaying."""
+        if self.state is not State.RELAYING:
+            return
+        tcp, cluster = self.tcp, self.cluster
+        tcp.downstream_cx_rx_bytes_total += to_up
+        cluster.upstream_cx_tx_bytes_total += to_up
+        tcp.downstream_cx_tx_bytes_total += to_down
+        cluster.upstream_cx_rx_bytes_total += to_down
 
     def _idle(self, ev: Idle, out: list[Effect]) -> None:
         self.tcp.idle_timeout += 1

@@ -50,7 +50,6 @@ from wanfedtx.gateway.conn import (
     HelloTimeout,
     Idle,
     Log,
-    Moved,
     PauseDown,
     Relay,
     RelaySettings,
@@ -459,7 +458,7 @@ class RelayLoop:
             c.idle_since = self.clock()
         core = c.core
         if up.moved or down.moved:
-            self._handle(c, Moved(up.moved, down.moved))
+            core.moved(up.moved, down.moved)
             up.moved = down.moved = 0
         # a FIN counts once its direction is drained and shut down; both: the core closes
         if up.finished and not core.down_eof:
