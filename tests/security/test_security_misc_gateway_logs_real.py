@@ -11,10 +11,10 @@ import pytest_twisted
 from twisted.internet import task, threads
 from twisted.logger import LogLevel
 
+from wanfedtx.gateway.pump import splice_available
 from wanfedtx.gateway.relay import RelaySettings
 from wanfedtx.gateway.routes import routes_to_snapshot
 from wanfedtx.gateway.service import GatewayService
-from wanfedtx.gateway.splice import splice_available
 from wanfedtx.ratelog import DEFAULT_BURST
 
 pytestmark = pytest.mark.integration

@@ -98,9 +98,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a(
         "-data-path",
         "--data-path",
-        choices=("loop", "splice", "twisted"),
+        choices=("loop", "twisted"),
         default=None,
-        help="relay engine once both sides are connected (default: splice where available)",
+        help="relay engine: loop (epoll + splice(2) threads, Linux) or twisted (default: loop"
+        " where available)",
     )
     a(
         "-hello-timeout",
@@ -135,7 +136,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--pipe-size",
         type=int,
         default=1 << 20,
-        help="bytes of pipe per direction on the loop and splice paths (default 1 MiB)",
+        help="bytes of pipe per direction on the loop path (default 1 MiB)",
     )
     a(
         "-workers",
@@ -150,9 +151,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from twisted.internet import reactor
+
+    from wanfedtx.logs import start_logging
+
+    r: Any = reactor
+    svc = make_service(args, r)
+    if svc is None:
+        return 0  # -envoy-config printed the bootstrap
+    start_logging(args.log_level, args.log_json)
+    if args.routes is not None:
+        install_sighup(r, svc)
+    r.callWhenRunning(svc.startService)
+    r.addSystemEventTrigger("before", "shutdown", svc.stopService)
+    r.run()
+    return 0
+
+
+def make_service(args: argparse.Namespace, reactor: Any) -> Any:
+    """The ``GatewayService`` the parsed flags describe (shared with ``twistd wanfed-gateway``),
+    or None after printing the Envoy bootstrap for ``-envoy-config``. Raises ``UsageError``."""
     from wanfedtx.gateway.envoy import envoy_bootstrap
     from wanfedtx.gateway.errors import RoutesFileError
     from wanfedtx.gateway.routes import load_routes
+    from wanfedtx.gateway.service import GatewayService
 
     if (args.routes is None) == (args.proxy_id is None):
         raise UsageError(
@@ -164,7 +186,17 @@ def run(args: argparse.Namespace) -> int:
         if args.envoy_config:
             raise UsageError("-envoy-config needs -routes")
         address = parse_hostport(args.address, "-address") if args.address else None
-        return _serve_from_agent(args, address, admin, settings)
+        http = args.http_addr if "://" in args.http_addr else f"http://{args.http_addr}"
+        return GatewayService.from_agent(
+            reactor,
+            address,
+            http,
+            args.proxy_id,
+            trust_domain=args.trust_domain,
+            token=args.token,
+            admin=admin,
+            settings=settings,
+        )
     if args.address is None:
         raise UsageError("-routes needs -address")
     host, port = parse_hostport(args.address, "-address")
@@ -175,16 +207,29 @@ def run(args: argparse.Namespace) -> int:
     if args.envoy_config:
         json.dump(envoy_bootstrap(snapshot, admin), sys.stdout, indent=2)
         sys.stdout.write("\n")
-        return 0
-    return _serve(args, (host, port), admin, snapshot, settings)
+        return None
+    return GatewayService(
+        reactor,
+        (host, port),
+        snapshot,
+        admin=admin,
+        settings=settings,
+        routes_path=args.routes,
+        reload_interval=args.reload_interval or None,
+    )
+
+
+def install_sighup(reactor: Any, svc: Any) -> None:
+    """SIGHUP re-reads the routes file (with -routes; a no-op with -proxy-id)."""
+    signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(svc.reload))
 
 
 def _relay_settings(args: argparse.Namespace) -> Any:
-    from wanfedtx.gateway.relay import RelaySettings
-    from wanfedtx.gateway.splice import splice_available
+    from wanfedtx.gateway.conn import RelaySettings
+    from wanfedtx.gateway.pump import splice_available
 
     data_path = args.data_path or ("loop" if splice_available() else "twisted")
-    if data_path in ("loop", "splice") and not splice_available():
+    if data_path == "loop" and not splice_available():
         raise UsageError(f"-data-path {data_path} needs Linux (splice(2)); use -data-path twisted")
     return RelaySettings(
         hello_timeout=args.hello_timeout,
@@ -194,84 +239,3 @@ def _relay_settings(args: argparse.Namespace) -> Any:
         pipe_size=args.pipe_size,
         workers=args.workers,
     )
-
-
-def _serve_from_agent(
-    args: argparse.Namespace,
-    address: tuple[str, int] | None,
-    admin: tuple[str, int] | None,
-    settings: Any,
-) -> int:
-    """Run the gateway with routes from the agent; it starts listening once the watches have
-    produced a valid snapshot, and follows every change after that."""
-    from twisted.internet import reactor
-
-    from wanfedtx.gateway.agentwatch import AgentWatcher
-    from wanfedtx.gateway.service import GatewayService
-    from wanfedtx.gateway.snapshot import SnapshotInputs, build_snapshot
-    from wanfedtx.logs import start_logging
-
-    start_logging(args.log_level, args.log_json)
-    r: Any = reactor
-    running: list[GatewayService] = []
-
-    def on_inputs(inputs: SnapshotInputs) -> None:
-        snapshot = build_snapshot(inputs)
-        if running:
-            running[0].set_snapshot(snapshot)
-            return
-        bind = address
-        if bind is None:
-            default = inputs.binds[0]
-            bind = (default.address, default.port)
-        svc = GatewayService(
-            r, bind, snapshot, admin=admin, settings=settings, reload_interval=None
-        )
-        running.append(svc)
-        svc.startService()
-
-    http = args.http_addr if "://" in args.http_addr else f"http://{args.http_addr}"
-    watcher = AgentWatcher(
-        r, http, args.proxy_id, on_inputs, trust_domain=args.trust_domain, token=args.token
-    )
-
-    def stop() -> Any:
-        from twisted.internet.defer import DeferredList
-
-        waits = [watcher.stopService()] + [svc.stopService() for svc in running]
-        return DeferredList(waits, consumeErrors=True)
-
-    r.callWhenRunning(watcher.startService)
-    r.addSystemEventTrigger("before", "shutdown", stop)
-    r.run()
-    return 0
-
-
-def _serve(
-    args: argparse.Namespace,
-    address: tuple[str, int],
-    admin: tuple[str, int] | None,
-    snapshot: Any,
-    settings: Any,
-) -> int:
-    from twisted.internet import reactor
-
-    from wanfedtx.gateway.service import GatewayService
-    from wanfedtx.logs import start_logging
-
-    start_logging(args.log_level, args.log_json)
-    svc = GatewayService(
-        reactor,
-        address,
-        snapshot,
-        admin=admin,
-        settings=settings,
-        routes_path=args.routes,
-        reload_interval=args.reload_interval or None,
-    )
-    r: Any = reactor
-    signal.signal(signal.SIGHUP, lambda *_: r.callFromThread(svc.reload))
-    r.callWhenRunning(svc.startService)
-    r.addSystemEventTrigger("before", "shutdown", svc.stopService)
-    r.run()
-    return 0

@@ -1,14 +1,14 @@
 """The ``loop`` data path: one dedicated thread accepts, reads the hello, connects and splices.
 
-The Twisted paths pay for the reactor's per-connection machinery (protocols, connectors, delayed
-calls) and, with the ``splice`` path, for GIL hand-overs between the reactor and the relay thread
-on every new connection. Here the whole connection lives in one level-triggered ``epoll`` loop in
-its own thread: ``accept``, the sans-IO :class:`~wanfedtx.gateway.clienthello.ClientHelloReader`,
-the :class:`~wanfedtx.gateway.router.RouteTable` current at hello time, a non-blocking
-``connect`` with fail-over to the next healthy endpoint (on error or on the cluster's connect
-timeout), then :class:`~wanfedtx.gateway.splice.Direction` pumps (``splice(2)`` through a pipe per
-direction, FIN forwarded as ``shutdown(SHUT_WR)``). Deadlines (hello, connect) sit in a heap and
-idle connections are swept once a second, all on an injected monotonic clock.
+The ``twisted`` path pays for the reactor's per-connection machinery (protocols, connectors,
+delayed calls). Here the whole connection lives in one level-triggered ``epoll`` loop in its own
+thread: ``accept``, then each connection's sans-IO :class:`~wanfedtx.gateway.conn.Connection`
+(the same core the ``twisted`` path drives: hello, routing with the
+:class:`~wanfedtx.gateway.router.RouteTable` current at hello time, fail-over, counters) told
+what the sockets did, and its effects carried out here: a non-blocking ``connect`` (deadline: the
+cluster's connect timeout), then :class:`~wanfedtx.gateway.pump.Direction` pumps (``splice(2)``
+through a pipe per direction, FIN forwarded as ``shutdown(SHUT_WR)``). Deadlines (hello, connect)
+sit in a heap and idle connections are swept once a second, all on an injected monotonic clock.
 
 The reactor keeps the control plane: it swaps route tables (one attribute assignment, atomic),
 serves the admin API, and reads the counters, which only this thread writes. Log events are
@@ -33,20 +33,38 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger, LogLevel
+from twisted.logger import Logger
 
 from wanfedtx.gateway import peerlog
-from wanfedtx.gateway.clienthello import (
-    ClientHello,
-    ClientHelloReader,
-    Rejected,
+from wanfedtx.gateway.conn import (
+    Abort,
+    AbortUp,
+    Close,
+    Connect,
+    Connection,
+    DownBytes,
+    DownEof,
+    DownLost,
+    Effect,
+    Event,
+    HelloTimeout,
+    Idle,
+    Log,
+    PauseDown,
+    Relay,
+    RelaySettings,
+    State,
+    UpConnected,
+    UpEof,
+    UpFailed,
+    cluster_timeout,
 )
 from wanfedtx.gateway.errors import need
 from wanfedtx.gateway.loopthread import LoopThread
-from wanfedtx.gateway.router import Route, RouteTable, pick_endpoint
+from wanfedtx.gateway.pump import Direction, splice_available
+from wanfedtx.gateway.router import RouteTable
 from wanfedtx.gateway.snapshot import Endpoint
-from wanfedtx.gateway.splice import Direction, splice_available
-from wanfedtx.gateway.stats import ClusterStats, GatewayStats, ListenerStats, TcpStats
+from wanfedtx.gateway.stats import GatewayStats, ListenerStats
 from wanfedtx.netlimits import listen_backlog
 
 log = Logger(namespace="wanfed.gateway")
@@ -55,12 +73,14 @@ EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
 EPOLLERR = select.EPOLLERR
 EPOLLHUP = select.EPOLLHUP
-HELLO, RESOLVING, CONNECTING, RELAYING, CLOSED = range(5)
+HELLO_DEADLINE, CONNECT_DEADLINE = range(2)
 
 
 class _Conn:
+    """The sockets, pumps and deadlines of one connection around its sans-IO core."""
+
     __slots__ = (
-        "cluster",
+        "core",
         "down",
         "down_fd",
         "endpoint",
@@ -68,32 +88,22 @@ class _Conn:
         "idle_since",
         "mask_down",
         "mask_up",
-        "peer",
-        "reader",
-        "route",
-        "state",
-        "tcp",
+        "resolving",
         "to_down",
         "to_up",
-        "tried",
         "up",
         "up_fd",
     )
 
-    def __init__(self, down: socket.socket, max_hello: int, peer: str = "?") -> None:
+    def __init__(self, down: socket.socket, core: Connection) -> None:
         self.down = down
-        self.peer = peer
+        self.core = core
         self.down_fd = down.fileno()
         self.up: socket.socket | None = None
         self.up_fd = -1
-        self.reader: ClientHelloReader | None = ClientHelloReader(max_hello)
-        self.state = HELLO
-        self.gen = 0  # bumped whenever a deadline must be ignored
-        self.route: Route | None = None
-        self.tried: list[Endpoint] = []
+        self.resolving = False
+        self.gen = 0  # bumped whenever a deadline or a resolution must be ignored
         self.endpoint: Endpoint | None = None
-        self.tcp: TcpStats | None = None
-        self.cluster: ClusterStats | None = None
         self.to_up: Direction | None = None
         self.to_down: Direction | None = None
         self.idle_since = 0.0
@@ -110,7 +120,7 @@ class RelayLoop:
         address: tuple[str, int],
         table: RouteTable,
         stats: GatewayStats,
-        settings: Any,
+        settings: RelaySettings,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         reuse_port: bool = False,
@@ -167,9 +177,13 @@ class RelayLoop:
     def _log(self, level: str, fmt: str, **kw: Any) -> None:
         self.reactor.callFromThread(getattr(log, level), fmt, **kw)
 
-    def _peer_log(self, level: LogLevel, reason: str, fmt: str, c: _Conn, **kw: Any) -> None:
-        """A line a peer caused: rate-limited per reason (in the reactor thread)."""
-        self.reactor.callFromThread(self.peer_log.emit, level, reason, fmt, peer=c.peer, **kw)
+    def _emit(self, e: Log) -> None:
+        """A connection core's log line, written in the reactor thread; one a peer caused goes
+        through the rate-limited log."""
+        if e.reason is None:
+            self.reactor.callFromThread(log.emit, e.level, e.format, **e.fields)
+        else:
+            self.reactor.callFromThread(self.peer_log.emit, e.level, e.reason, e.format, **e.fields)
 
     # -- loop thread -----------------------------------------------------------------------
 
@@ -189,12 +203,12 @@ class RelayLoop:
                         self._drain_wake()
                     else:
                         c = self._fds.get(fd)
-                        if c is not None and c.state != CLOSED:
+                        if c is not None and c.core.state is not State.CLOSED:
                             self._event(c, fd, ev)
                 now = self.clock()
                 while self._timers and self._timers[0][0] <= now:
                     _, _, kind, c, gen = heapq.heappop(self._timers)
-                    if c.gen == gen and c.state != CLOSED:
+                    if c.gen == gen and c.core.state is not State.CLOSED:
                         self._deadline(c, kind)
                 if now - last_sweep >= 1.0:
                     last_sweep = now
@@ -203,7 +217,8 @@ class RelayLoop:
             self.reactor.callFromThread(log.failure, "gateway relay loop crashed")
         finally:
             for c in list(self._conns):
-                self._close(c)
+                self._handle(c, Abort("gateway stopping"))
+                self._teardown(c)  # even if its core had closed already
             self._ep.close()
             self.sock.close()
             if self._resolver is not None:
@@ -215,9 +230,10 @@ class RelayLoop:
         with self._lock:
             done, self._resolved = self._resolved, []
         for c, gen, ep, result in done:
-            if c.gen == gen and c.state == RESOLVING:
+            if c.gen == gen and c.resolving and c.core.state is State.CONNECTING:
+                c.resolving = False
                 if isinstance(result, BaseException):
-                    self._connect_failed(c, ep, f"cannot resolve {ep.address}: {result}", False)
+                    self._failed(c, ep, f"cannot resolve {ep.address}: {result}")
                 else:
                     self._connect_to(c, ep, result)
 
@@ -251,124 +267,49 @@ class RelayLoop:
                 continue
             s.setblocking(False)
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            c = _Conn(s, self.settings.max_hello_size, peerlog.host_port(peer))
-            ls.downstream_cx_active += 1
+            core = Connection(
+                self._current_table,
+                self.stats,
+                ls,
+                self.settings,
+                self.rng,
+                peer=peerlog.host_port(peer),
+            )
+            c = _Conn(s, core)
             self._conns.add(c)
             self._fds[c.down_fd] = c
             self._ep.register(c.down_fd, EPOLLIN)
             c.mask_down = EPOLLIN
-            self._timer(c, self.settings.hello_timeout, HELLO)
+            self._timer(c, self.settings.hello_timeout, HELLO_DEADLINE)
 
-    def _event(self, c: _Conn, fd: int, ev: int) -> None:
-        if c.state == RELAYING:
-            if ev & EPOLLERR:
-                self._close(c)
-                return
-            # pump only the directions this event concerns: reading from fd, writing to fd
-            if fd == c.down_fd:
-                reading, writing = c.to_up, c.to_down
-            else:
-                reading, writing = c.to_down, c.to_up
-            reading, writing = need(reading, "direction"), need(writing, "direction")
-            if ev & EPOLLOUT:
-                dirs: tuple[Direction, ...] = (
-                    (writing, reading) if ev & (EPOLLIN | EPOLLHUP) else (writing,)
-                )
-            else:
-                dirs = (reading,)
-            if not self._pump(c, dirs) and ev & EPOLLHUP:
-                self._close(c)
-        elif c.state == HELLO:
-            self._read_hello(c)
-        elif c.state == CONNECTING and fd == c.up_fd:
-            self._connect_done(c)
-        elif fd == c.down_fd and ev & (EPOLLERR | EPOLLHUP):
-            self._close(c)  # downstream went away while resolving or connecting
+    def _current_table(self) -> RouteTable:
+        return self.table
 
-    def _read_hello(self, c: _Conn) -> None:
-        try:
-            data = c.down.recv(16384)
-        except BlockingIOError:
-            return
-        except OSError:
-            self._close(c)
-            return
-        if not data:
-            self._close(c)
-            return
-        outcome = need(c.reader, "hello reader").receive_data(data)
-        if outcome is None:
-            return
-        if isinstance(outcome, Rejected):
-            self._rejected(c, outcome)
-        else:
-            self._hello(c, outcome)
+    # -- the core and its effects ----------------------------------------------------------
 
-    def _rejected(self, c: _Conn, r: Rejected) -> None:
-        self.stats.inspector.count_rejected(r.reason)
-        self._peer_log(
-            LogLevel.info,
-            peerlog.BAD_HELLO,
-            peerlog.MSG_BAD_HELLO,
-            c,
-            cause=f"{r.reason}: {r.detail}",
-        )
-        self._close(c)
+    def _handle(self, c: _Conn, event: Event) -> None:
+        for e in c.core.handle(event):
+            self._do(c, e)
 
-    def _hello(self, c: _Conn, hello: ClientHello) -> None:
-        self.stats.inspector.count_hello(hello)
-        c.gen += 1  # the hello deadline no longer applies
-        table = self.table
-        fc = table.match_chain(hello.server_name)
-        if fc is None:
-            self.listener_stats.no_filter_chain_match += 1
-            self._peer_log(
-                LogLevel.info,
-                peerlog.UNKNOWN_SNI,
-                peerlog.MSG_UNKNOWN_SNI,
-                c,
-                sni=hello.server_name,
-            )
-            self._close(c)
-            return
-        c.tcp = self.stats.tcp_prefix(fc.stat_prefix)
-        c.tcp.downstream_cx_total += 1
-        route = table.route(hello.server_name)
-        if route is None or route.endpoints is None:
-            c.tcp.downstream_cx_no_route += 1
-            self._peer_log(
-                LogLevel.info, peerlog.NO_ROUTE, peerlog.MSG_NO_ROUTE, c, sni=hello.server_name
-            )
-            self._close(c)
-            return
-        c.route = route
-        c.cluster = self.stats.cluster(route.cluster)
-        self._set_mask(c, c.down_fd, 0)  # the kernel buffers what follows until we relay
-        self._connect_next(c, _cluster_timeout(table, route.cluster))
+    def _do(self, c: _Conn, e: Effect) -> None:
+        if isinstance(e, Log):
+            self._emit(e)
+        elif isinstance(e, PauseDown):
+            c.gen += 1  # the hello deadline no longer applies
+            self._set_mask(c, c.down_fd, 0)  # the kernel buffers what follows until we relay
+        elif isinstance(e, Connect):
+            self._connect(c, e)
+        elif isinstance(e, Relay):
+            self._relay(c, e.first)
+        elif isinstance(e, AbortUp):
+            self._drop_up(c)
+        elif isinstance(e, Close):
+            self._teardown(c)
+        # WriteUp/WriteDown/ShutdownUp/ShutdownDown: the splice pumps move the bytes and
+        # forward FINs themselves; the core only counts them (Moved) and tracks the FINs
 
-    def _connect_next(self, c: _Conn, timeout: float | None = None) -> None:
-        route = need(c.route, "route")
-        cluster = need(c.cluster, "cluster stats")
-        limit = self.settings.max_connect_attempts
-        ep = None
-        if limit is None or len(c.tried) < limit:
-            ep = pick_endpoint(need(route.endpoints, "route endpoints"), self.rng, c.tried)
-        if ep is None:
-            if not c.tried:
-                cluster.upstream_cx_none_healthy += 1
-            self._peer_log(
-                LogLevel.warn,
-                peerlog.NO_ENDPOINT,
-                peerlog.MSG_NO_ENDPOINT,
-                c,
-                cluster=route.cluster,
-                tried=len(c.tried),
-            )
-            self._close(c)
-            return
-        c.tried.append(ep)
-        c.endpoint = ep
-        cluster.upstream_cx_total += 1
+    def _connect(self, c: _Conn, e: Connect) -> None:
+        ep = c.endpoint = e.endpoint
         try:
             ip = ipaddress.ip_address(ep.address)
         except ValueError:
@@ -378,7 +319,7 @@ class RelayLoop:
         self._connect_to(c, ep, (fam, (ep.address, ep.port)))
 
     def _resolve(self, c: _Conn, ep: Endpoint) -> None:
-        c.state = RESOLVING
+        c.resolving = True
         gen = c.gen
         if self._resolver is None:
             self._resolver = ThreadPoolExecutor(2, thread_name_prefix="wanfed-gateway-dns")
@@ -403,72 +344,85 @@ class RelayLoop:
         err = s.connect_ex(addr)
         if err not in (0, errno.EINPROGRESS):
             s.close()
-            self._connect_failed(c, ep, os.strerror(err), False)
+            self._failed(c, ep, os.strerror(err))
             return
         c.up = s
         c.up_fd = s.fileno()
-        c.state = CONNECTING
         self._fds[c.up_fd] = c
         self._ep.register(c.up_fd, EPOLLOUT)
         c.mask_up = EPOLLOUT
-        route = need(c.route, "route")
-        self._timer(c, _cluster_timeout(self.table, route.cluster), CONNECTING)
+        route, table = need(c.core.route, "route"), need(c.core.table, "route table")
+        self._timer(c, cluster_timeout(table, route.cluster), CONNECT_DEADLINE)
 
     def _connect_done(self, c: _Conn) -> None:
         up, endpoint = need(c.up, "upstream socket"), need(c.endpoint, "endpoint")
         err = up.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             self._drop_up(c)
-            self._connect_failed(c, endpoint, os.strerror(err), False)
+            self._failed(c, endpoint, os.strerror(err))
             return
         c.gen += 1  # the connect deadline no longer applies
-        cluster, tcp = need(c.cluster, "cluster stats"), need(c.tcp, "tcp stats")
-        first = need(c.reader, "hello reader").buffered
-        c.reader = None
-        cluster.upstream_cx_active += 1
-        tcp.downstream_cx_rx_bytes_total += len(first)
-        cluster.upstream_cx_tx_bytes_total += len(first)
-        c.to_up = Direction(c.down_fd, c.up_fd, first)
-        c.to_down = Direction(c.up_fd, c.down_fd, b"")
+        self._handle(c, UpConnected())
+
+    def _failed(self, c: _Conn, ep: Endpoint, why: str, timed_out: bool = False) -> None:
+        c.gen += 1  # this attempt's deadline no longer applies
+        self._handle(c, UpFailed(ep, why, timed_out))
+
+    def _relay(self, c: _Conn, first: bytes) -> None:
+        up_fd = need(c.up, "upstream socket").fileno()
+        c.to_up = Direction(c.down_fd, up_fd, first)
+        c.to_down = Direction(up_fd, c.down_fd, b"")
         c.to_up.open_pipe(self.pipe_size)
         c.to_down.open_pipe(self.pipe_size)
-        c.state = RELAYING
         c.idle_since = self.clock()
         self._pump(c)
 
-    def _connect_failed(self, c: _Conn, ep: Endpoint, why: str, timed_out: bool) -> None:
-        cluster, route = need(c.cluster, "cluster stats"), need(c.route, "route")
-        cluster.upstream_cx_connect_fail += 1
-        if timed_out:
-            cluster.upstream_cx_connect_timeout += 1
-        self._peer_log(
-            LogLevel.warn,
-            peerlog.UPSTREAM_CONNECT,
-            peerlog.MSG_UPSTREAM_CONNECT,
-            c,
-            address=ep.address,
-            port=ep.port,
-            cluster=route.cluster,
-            why=why,
-        )
-        c.gen += 1
-        c.state = CONNECTING
-        self._connect_next(c)
+    # -- events from the sockets -----------------------------------------------------------
+
+    def _event(self, c: _Conn, fd: int, ev: int) -> None:
+        state = c.core.state
+        if state is State.RELAYING:
+            if ev & EPOLLERR:
+                self._handle(c, Abort("socket error"))
+                return
+            # pump only the directions this event concerns: reading from fd, writing to fd
+            if fd == c.down_fd:
+                reading, writing = c.to_up, c.to_down
+            else:
+                reading, writing = c.to_down, c.to_up
+            reading, writing = need(reading, "direction"), need(writing, "direction")
+            if ev & EPOLLOUT:
+                dirs: tuple[Direction, ...] = (
+                    (writing, reading) if ev & (EPOLLIN | EPOLLHUP) else (writing,)
+                )
+            else:
+                dirs = (reading,)
+            if not self._pump(c, dirs) and ev & EPOLLHUP:
+                self._handle(c, Abort("hang-up"))
+        elif state is State.HELLO:
+            self._read_hello(c)
+        elif state is State.CONNECTING and fd == c.up_fd:
+            self._connect_done(c)
+        elif fd == c.down_fd and ev & (EPOLLERR | EPOLLHUP):
+            self._handle(c, DownLost(clean=False))  # gone while resolving or connecting
+
+    def _read_hello(self, c: _Conn) -> None:
+        try:
+            data = c.down.recv(16384)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._handle(c, DownLost(clean=False))
+            return
+        self._handle(c, DownBytes(data) if data else DownEof())
 
     def _deadline(self, c: _Conn, kind: int) -> None:
-        if kind == HELLO and c.state == HELLO:
-            self.listener_stats.downstream_pre_cx_timeout += 1
-            self._peer_log(
-                LogLevel.info,
-                peerlog.HELLO_TIMEOUT,
-                peerlog.MSG_HELLO_TIMEOUT,
-                c,
-                timeout=self.settings.hello_timeout,
-            )
-            self._close(c)
-        elif kind == CONNECTING and c.state == CONNECTING and c.endpoint is not None:
+        state = c.core.state
+        if kind == HELLO_DEADLINE and state is State.HELLO:
+            self._handle(c, HelloTimeout())
+        elif kind == CONNECT_DEADLINE and state is State.CONNECTING and c.endpoint is not None:
             self._drop_up(c)
-            self._connect_failed(c, c.endpoint, "connect timeout", True)
+            self._failed(c, c.endpoint, "connect timeout", True)
 
     def _drop_up(self, c: _Conn) -> None:
         if c.up is not None:
@@ -498,19 +452,20 @@ class RelayLoop:
             for d in dirs or (up, down):
                 moved = d.pump() or moved
         except OSError:
-            self._close(c)
+            self._handle(c, Abort("socket error"))
             return True
         if moved:
             c.idle_since = self.clock()
+        core = c.core
         if up.moved or down.moved:
-            tcp, cluster = need(c.tcp, "tcp stats"), need(c.cluster, "cluster stats")
-            tcp.downstream_cx_rx_bytes_total += up.moved
-            cluster.upstream_cx_tx_bytes_total += up.moved
-            tcp.downstream_cx_tx_bytes_total += down.moved
-            cluster.upstream_cx_rx_bytes_total += down.moved
+            core.moved(up.moved, down.moved)
             up.moved = down.moved = 0
-        if up.finished and down.finished:
-            self._close(c)
+        # a FIN counts once its direction is drained and shut down; both: the core closes
+        if up.finished and not core.down_eof:
+            self._handle(c, DownEof())
+        if down.finished and not core.up_eof:
+            self._handle(c, UpEof())
+        if core.state is State.CLOSED:
             return True
         self._set_mask(
             c,
@@ -529,20 +484,15 @@ class RelayLoop:
         if idle is None:
             return
         for c in list(self._conns):
-            if c.state == RELAYING and now - c.idle_since >= idle:
-                need(c.tcp, "tcp stats").idle_timeout += 1
-                self._log("debug", peerlog.MSG_IDLE, peer=c.peer)
-                self._close(c)
+            if c.core.state is State.RELAYING and now - c.idle_since >= idle:
+                self._handle(c, Idle())
 
-    def _close(self, c: _Conn) -> None:
-        if c.state == CLOSED:
+    def _teardown(self, c: _Conn) -> None:
+        """Close the sockets and pipes of a connection its core has closed."""
+        if c not in self._conns:
             return
-        if c.state == RELAYING and c.cluster is not None:
-            c.cluster.upstream_cx_active -= 1
-        c.state = CLOSED
         c.gen += 1
         self._conns.discard(c)
-        self.listener_stats.downstream_cx_active -= 1
         self._drop_up(c)
         self._fds.pop(c.down_fd, None)
         try:
@@ -553,13 +503,6 @@ class RelayLoop:
         for d in (c.to_up, c.to_down):
             if d is not None:
                 d.close()
-
-
-def _cluster_timeout(table: RouteTable, cluster: str) -> float:
-    for cl in table.snapshot.clusters:
-        if cl.name == cluster:
-            return cl.connect_timeout_ms / 1000.0
-    return 5.0
 
 
 def _passthrough(fn: Callable[[], None]) -> Callable[[Any], Any]:

@@ -1,6 +1,6 @@
 """The thread, self-pipe and stop hand-shake shared by the gateway's epoll relay threads.
 
-Both epoll relay threads (``loop.py`` and ``splice.py``) register the wake pipe's read end in their
+The ``loop.py`` relay threads (one per worker) register the wake pipe's read end in their
 epoll set; other threads write a byte to make ``poll`` return, and the loop thread drains the pipe
 before it looks at the work handed over under its lock. ``LoopThread`` runs the loop function in a
 daemon thread and turns a stop request into a Deferred that fires in the reactor thread once the

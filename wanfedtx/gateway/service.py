@@ -1,10 +1,20 @@
-"""The gateway as a twisted.application Service: relay listener, admin site, routes reloading.
+"""The gateway as a twisted.application MultiService: data path, admin API, reload timer, watcher.
 
-``GatewayService`` owns the listening sockets, the current snapshot and its route table, the stats,
-and (with the ``splice`` data path) the relay thread. ``set_snapshot`` swaps routing atomically;
-``reload`` re-reads the routes file and keeps the old snapshot if the new file is bad. With a
-routes file, its modification time is polled (``reload_interval``) so edits apply without a signal;
-the CLI also reloads on SIGHUP. ``stopService`` fires once the sockets are closed.
+``GatewayService`` owns the current snapshot and the stats; its children do the IO:
+
+* :class:`DataPathService`: the listening socket(s) and relayed connections, on the ``loop`` path
+  (epoll threads, :mod:`wanfedtx.gateway.loop`) or the ``twisted`` path
+  (:mod:`wanfedtx.gateway.relay`);
+* :class:`AdminService`: the Envoy-like admin API (:mod:`wanfedtx.gateway.admin`);
+* :class:`ReloadTimer`: with a routes file, polls its modification time (``reload_interval``) so
+  edits apply without a signal (the CLI also reloads on SIGHUP);
+* with routes from the agent (:meth:`GatewayService.from_agent`), the
+  :class:`~wanfedtx.gateway.agentwatch.AgentWatcher`; the data path and the admin API are added
+  once the watches produced the first valid snapshot.
+
+``set_snapshot`` swaps routing atomically; ``reload`` re-reads the routes file and keeps the old
+snapshot if the new file is bad. ``stopService`` returns a Deferred that fires once every socket is
+closed.
 """
 
 from __future__ import annotations
@@ -14,55 +24,275 @@ import random
 from pathlib import Path
 from typing import Any
 
-from twisted.application.service import Service
+from twisted.application.service import MultiService, Service
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.web.server import Site
 
 from wanfedtx.gateway.admin import AdminRoot
+from wanfedtx.gateway.conn import DATA_PATHS, RelaySettings
 from wanfedtx.gateway.errors import RoutesFileError
 from wanfedtx.gateway.loop import RelayLoop
-from wanfedtx.gateway.relay import RelayFactory, RelaySettings
+from wanfedtx.gateway.relay import RelayFactory
 from wanfedtx.gateway.router import RouteTable
 from wanfedtx.gateway.routes import listener_index, load_routes
-from wanfedtx.gateway.snapshot import Snapshot
-from wanfedtx.gateway.splice import SpliceRelay
+from wanfedtx.gateway.snapshot import Snapshot, SnapshotInputs, build_snapshot
 from wanfedtx.gateway.stats import GatewayStats, merge
 from wanfedtx.netlimits import listen_backlog
 
 log = Logger(namespace="wanfed.gateway")
 
 
-class GatewayService(Service):
+class DataPathService(Service):
+    """The relay listener(s) of one gateway: ``loop`` workers or a Twisted ``RelayFactory``."""
+
     def __init__(
         self,
         reactor: Any,
         address: tuple[str, int],
-        snapshot: Snapshot,
+        table: RouteTable,
+        stats: GatewayStats,
+        settings: RelaySettings,
+        rng: random.Random,
+    ) -> None:
+        if settings.data_path not in DATA_PATHS:
+            raise ValueError(
+                f"unknown gateway data path {settings.data_path!r}; use one of "
+                + ", ".join(DATA_PATHS)
+            )
+        self.reactor = reactor
+        self.address = address
+        self.table = table
+        self.stats = stats
+        self.settings = settings
+        self.rng = rng
+        self.factory: RelayFactory | None = None
+        self.port: IListeningPort | None = None
+        self.loops: list[RelayLoop] = []
+
+    def set_route_table(self, table: RouteTable) -> None:
+        self.table = table
+        if self.factory is not None:
+            self.factory.set_route_table(table)
+        for lp in self.loops:
+            lp.set_route_table(table)
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        if self.settings.data_path == "loop":
+            workers = max(1, self.settings.workers)
+            for i in range(workers):
+                lp = RelayLoop(
+                    self.reactor,
+                    self.address,
+                    self.table,
+                    self.stats if i == 0 else GatewayStats(),
+                    self.settings,
+                    random.Random(self.rng.random()),
+                    reuse_port=workers > 1,
+                )
+                self.address = lp.address  # the first one fixes the port for the others
+                self.loops.append(lp)
+            for lp in self.loops:
+                lp.start()
+            return
+        host, port = self.address
+        self.factory = RelayFactory(
+            self.reactor,
+            self.table,
+            self.stats,
+            self.stats.listener(host, port),
+            self.settings,
+            self.rng,
+        )
+        self.port = self.reactor.listenTCP(
+            port, self.factory, backlog=listen_backlog(), interface=host
+        )
+        if port == 0:
+            real = self.port.getHost().port  # type: ignore[union-attr]
+            self.address = (host, real)
+            self.stats.listeners.pop(f"{host}_0", None)
+            self.factory.listener_stats = self.stats.listener(host, real)
+
+    def stopService(self) -> defer.Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        waits: list[defer.Deferred[Any]] = []
+        if self.port is not None:
+            d = self.port.stopListening()
+            if d is not None:
+                waits.append(d)
+        if self.factory is not None:
+            self.factory.close_all()
+            waits.append(self._connections_closed(self.factory))
+        for lp in self.loops:
+            waits.append(lp.stop())
+        return defer.gatherResults(waits).addCallback(lambda _: None)
+
+    def _connections_closed(self, factory: RelayFactory) -> defer.Deferred[None]:
+        d: defer.Deferred[None] = defer.Deferred()
+
+        def check(tries: int) -> None:
+            if not factory.active or tries > 200:
+                d.callback(None)
+            else:
+                self.reactor.callLater(0.01, check, tries + 1)
+
+        check(0)
+        return d
+
+
+class AdminService(Service):
+    """The admin API's listening port."""
+
+    def __init__(self, reactor: Any, address: tuple[str, int], root: AdminRoot) -> None:
+        self.reactor = reactor
+        self.address = address
+        self.root = root
+        self.port: IListeningPort | None = None
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        site = Site(self.root)  # type: ignore[no-untyped-call]
+        site.noisy = False
+        host, port = self.address
+        self.port = self.reactor.listenTCP(port, site, backlog=listen_backlog(), interface=host)
+        if port == 0:
+            self.address = (host, self.port.getHost().port)  # type: ignore[union-attr]
+
+    def stopService(self) -> defer.Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        d = self.port.stopListening() if self.port is not None else None
+        self.port = None
+        return d if d is not None else defer.succeed(None)
+
+
+class ReloadTimer(Service):
+    """Calls ``check`` every ``interval`` seconds on the injected clock (not at start)."""
+
+    def __init__(self, clock: Any, interval: float, check: Any) -> None:
+        self._call = task.LoopingCall(check)
+        self._call.clock = clock
+        self.interval = interval
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        self._call.start(self.interval, now=False)
+
+    def stopService(self) -> defer.Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        if self._call.running:
+            self._call.stop()
+        return defer.succeed(None)
+
+
+class GatewayService(MultiService):
+    def __init__(
+        self,
+        reactor: Any,
+        address: tuple[str, int] | None,
+        snapshot: Snapshot | None,
         admin: tuple[str, int] | None = None,
         settings: RelaySettings | None = None,
         rng: random.Random | None = None,
         routes_path: str | Path | None = None,
         reload_interval: float | None = 1.0,
     ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
         self.reactor = reactor
-        self.address = address
-        self.admin_address = admin
+        self._address = address
+        self._admin_address = admin
         self.settings = settings if settings is not None else RelaySettings()
         self.rng = rng if rng is not None else random.Random()
         self.routes_path = Path(routes_path) if routes_path is not None else None
         self.reload_interval = reload_interval
         self._stats = GatewayStats()
         self.snapshot = snapshot
-        self.splice: SpliceRelay | None = None
-        self.factory: RelayFactory | None = None
-        self.loop: RelayLoop | None = None
-        self.loops: list[RelayLoop] = []
-        self.port: IListeningPort | None = None
-        self.admin_port: IListeningPort | None = None
+        self.data_path: DataPathService | None = None
+        self.admin: AdminService | None = None
         self._mtime: float | None = None
-        self._watch: task.LoopingCall | None = None
+        if snapshot is not None:
+            self._add_listeners(snapshot)
+        if self.routes_path is not None and reload_interval:
+            ReloadTimer(reactor, reload_interval, self._check_mtime).setServiceParent(self)  # type: ignore[no-untyped-call]
+
+    @classmethod
+    def from_agent(
+        cls,
+        reactor: Any,
+        address: tuple[str, int] | None,
+        http_base: str,
+        proxy_id: str,
+        trust_domain: str,
+        token: str = "",
+        admin: tuple[str, int] | None = None,
+        settings: RelaySettings | None = None,
+    ) -> GatewayService:
+        """A gateway whose routes come from the local agent; it listens (on ``address``, or the
+        registration's default bind) once the watches produced a valid snapshot."""
+        from wanfedtx.gateway.agentwatch import AgentWatcher
+
+        svc = cls(reactor, address, None, admin=admin, settings=settings, reload_interval=None)
+        watcher = AgentWatcher(
+            reactor, http_base, proxy_id, svc.on_inputs, trust_domain=trust_domain, token=token
+        )
+        watcher.setServiceParent(svc)  # type: ignore[no-untyped-call]
+        return svc
+
+    # -- children --------------------------------------------------------------------------
+
+    def _add_listeners(self, snapshot: Snapshot) -> None:
+        address = self._address
+        if address is None:
+            raise ValueError("the gateway needs an address to listen on")
+        self.data_path = DataPathService(
+            self.reactor, address, self._table(snapshot), self._stats, self.settings, self.rng
+        )
+        self.data_path.setServiceParent(self)  # type: ignore[no-untyped-call]
+        if self._admin_address is not None:
+            root = AdminRoot(lambda: self._snapshot(), lambda: self.stats)
+            self.admin = AdminService(self.reactor, self._admin_address, root)
+            self.admin.setServiceParent(self)  # type: ignore[no-untyped-call]
+        if self.running:
+            self._log_listening()
+
+    def on_inputs(self, inputs: SnapshotInputs) -> None:
+        """New watch results from the agent: route with them, starting the listeners at first."""
+        snapshot = build_snapshot(inputs)
+        if self.data_path is not None:
+            self.set_snapshot(snapshot)
+            return
+        if self._address is None:
+            default = inputs.binds[0]
+            self._address = (default.address, default.port)
+        self.snapshot = snapshot
+        self._add_listeners(snapshot)
+
+    # -- views -----------------------------------------------------------------------------
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self.data_path is not None:
+            return self.data_path.address
+        if self._address is None:
+            raise ValueError("the gateway's address is not known yet")
+        return self._address
+
+    @property
+    def admin_address(self) -> tuple[str, int] | None:
+        return self.admin.address if self.admin is not None else self._admin_address
+
+    @property
+    def factory(self) -> RelayFactory | None:
+        return self.data_path.factory if self.data_path is not None else None
+
+    @property
+    def loops(self) -> list[RelayLoop]:
+        return self.data_path.loops if self.data_path is not None else []
+
+    @property
+    def loop(self) -> RelayLoop | None:
+        return self.loops[0] if self.loops else None
 
     @property
     def stats(self) -> GatewayStats:
@@ -70,6 +300,11 @@ class GatewayService(Service):
         if len(self.loops) > 1:
             return merge([lp.stats for lp in self.loops])
         return self._stats
+
+    def _snapshot(self) -> Snapshot:
+        if self.snapshot is None:
+            raise ValueError("the gateway has no snapshot yet")
+        return self.snapshot
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -80,10 +315,8 @@ class GatewayService(Service):
         """New connections route with ``snapshot`` from now on; open ones are not touched."""
         table = self._table(snapshot)
         self.snapshot = snapshot
-        if self.factory is not None:
-            self.factory.set_route_table(table)
-        for lp in self.loops:
-            lp.set_route_table(table)
+        if self.data_path is not None:
+            self.data_path.set_route_table(table)
 
     def reload(self) -> bool:
         """Re-read the routes file; on error log it and keep the current snapshot."""
@@ -106,7 +339,7 @@ class GatewayService(Service):
         return True
 
     def _check_mtime(self) -> None:
-        if self.routes_path is None:  # the watch only runs with a routes file
+        if self.routes_path is None:  # the timer only runs with a routes file
             return
         if _mtime(self.routes_path) != self._mtime:
             self.reload()
@@ -114,72 +347,13 @@ class GatewayService(Service):
     # -- lifecycle -------------------------------------------------------------------------
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
-        host, port = self.address
-        if self.settings.data_path == "loop":
-            workers = max(1, self.settings.workers)
-            for i in range(workers):
-                lp = RelayLoop(
-                    self.reactor,
-                    self.address,
-                    self._table(self.snapshot),
-                    self._stats if i == 0 else GatewayStats(),
-                    self.settings,
-                    random.Random(self.rng.random()),
-                    reuse_port=workers > 1,
-                )
-                self.address = lp.address  # the first one fixes the port for the others
-                self.loops.append(lp)
-            self.loop = self.loops[0]
-            for lp in self.loops:
-                lp.start()
-        else:
-            self._start_twisted(host, port)
-        self._start_admin_and_watch()
-
-    def _start_twisted(self, host: str, port: int) -> None:
-        if self.settings.data_path == "splice":
-            self.splice = SpliceRelay(
-                self.reactor,
-                idle_timeout=self.settings.idle_timeout,
-                pipe_size=self.settings.pipe_size,
-            )
-            self.splice.start()
-        lstats = self._stats.listener(host, port)
-        self.factory = RelayFactory(
-            self.reactor,
-            self._table(self.snapshot),
-            self._stats,
-            lstats,
-            self.settings,
-            self.rng,
-            self.splice,
-        )
-        self.port = self.reactor.listenTCP(
-            port, self.factory, backlog=listen_backlog(), interface=host
-        )
-        if port == 0:
-            real = self.port.getHost().port  # type: ignore[union-attr]
-            self.address = (host, real)
-            self._stats.listeners.pop(f"{host}_0", None)
-            self.factory.listener_stats = self._stats.listener(host, real)
-
-    def _start_admin_and_watch(self) -> None:
-        if self.admin_address is not None:
-            root = AdminRoot(lambda: self.snapshot, lambda: self.stats)
-            site = Site(root)  # type: ignore[no-untyped-call]
-            site.noisy = False
-            ah, ap = self.admin_address
-            self.admin_port = self.reactor.listenTCP(
-                ap, site, backlog=listen_backlog(), interface=ah
-            )
-            if ap == 0:
-                self.admin_address = (ah, self.admin_port.getHost().port)  # type: ignore[union-attr]
-        if self.routes_path is not None and self.reload_interval:
+        if self.routes_path is not None:
             self._mtime = _mtime(self.routes_path)
-            self._watch = task.LoopingCall(self._check_mtime)
-            self._watch.clock = self.reactor
-            self._watch.start(self.reload_interval, now=False)
+        super().startService()  # type: ignore[no-untyped-call]
+        if self.data_path is not None:
+            self._log_listening()
+
+    def _log_listening(self) -> None:
         log.info(
             "gateway listening on {host}:{port} ({path} data path)",
             host=self.address[0],
@@ -188,35 +362,9 @@ class GatewayService(Service):
         )
 
     def stopService(self) -> defer.Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
-        if self._watch is not None and self._watch.running:
-            self._watch.stop()
-        waits: list[defer.Deferred[Any]] = []
-        for p in (self.port, self.admin_port):
-            if p is not None:
-                d = p.stopListening()
-                if d is not None:
-                    waits.append(d)
-        if self.factory is not None:
-            self.factory.close_all()
-            waits.append(self._connections_closed(self.factory))
-        if self.splice is not None:
-            waits.append(self.splice.stop())
-        for lp in self.loops:
-            waits.append(lp.stop())
-        return defer.gatherResults(waits).addCallback(lambda _: None)
-
-    def _connections_closed(self, factory: RelayFactory) -> defer.Deferred[None]:
-        d: defer.Deferred[None] = defer.Deferred()
-
-        def check(tries: int) -> None:
-            if not factory.active or tries > 200:
-                d.callback(None)
-            else:
-                self.reactor.callLater(0.01, check, tries + 1)
-
-        check(0)
-        return d
+        """Stop every child; the Deferred fires once their sockets are closed."""
+        d: defer.Deferred[Any] = super().stopService()  # type: ignore[no-untyped-call]
+        return d.addCallback(lambda _: None)
 
 
 def _mtime(path: Path) -> float | None:

@@ -25,15 +25,15 @@ from twisted.internet import defer, protocol, task, threads
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from zope.interface import implementer
 
+from wanfedtx.gateway.pump import splice_available
 from wanfedtx.gateway.relay import RelaySettings
 from wanfedtx.gateway.routes import routes_to_snapshot
 from wanfedtx.gateway.service import GatewayService
 from wanfedtx.gateway.snapshot import Snapshot
-from wanfedtx.gateway.splice import splice_available
 
 pytestmark = pytest.mark.integration
 TRUST = "11111111-2222-3333-4444-555555555555.consul"
-PATHS = ["twisted"] + (["splice", "loop", "loop2"] if splice_available() else [])
+PATHS = ["twisted"] + (["loop", "loop2"] if splice_available() else [])
 
 
 def settings_for(path: str, **kw: Any) -> RelaySettings:
@@ -391,10 +391,6 @@ async def test_snapshot_swap_under_load_drops_nothing(reactor: Any, data_path: s
         assert all(name == b"A" and n == 150 * 32768 for name, n in results)
         new = await threads.deferToThread(stream, svc.address, 1, threading.Event())
         assert new[0] == b"B"
-        if data_path == "splice":
-            assert svc.splice is not None and svc.splice.handoffs == 7
-        else:
-            assert svc.splice is None
         assert (svc.loop is not None) is data_path.startswith("loop")
         if data_path == "loop2":
             assert len(svc.loops) == 2

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from wanfedtx.gateway.splice import Direction, splice_available
+from wanfedtx.gateway.pump import Direction, splice_available
 
 pytestmark = pytest.mark.skipif(not splice_available(), reason="splice(2) is Linux-only")
 
