@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.tls.test_tls_cli,tests.unit.tls.test_tls_configurator -*-
 """Test support for TLS: a throw-away PKI and a protocol that records what TLS did to it.
 
 Other packages' tests use :class:`PKI` for their certificates, e.g.::
