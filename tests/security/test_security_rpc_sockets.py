@@ -29,9 +29,9 @@ from wanfedtx.metrics import Registry
 from wanfedtx.rpc.constants import ALPN_RPC_RAFT, RPCType
 from wanfedtx.rpc.registry import HandlerRegistry
 from wanfedtx.rpc.server import RPCPortFactory, RPCPortService
+from wanfedtx.testing.pki import PKI, peer_matrix
 from wanfedtx.tls import certs
 from wanfedtx.tls.configurator import TLSConfigurator
-from wanfedtx.tls.testing import PKI, peer_matrix
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ import pytest_twisted
 from twisted.internet import defer, task
 
 from wanfedtx.raft.linearizability import Op, check_history
-from wanfedtx.tls.testing import PKI
+from wanfedtx.testing.pki import PKI
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "bench" / "raft"))

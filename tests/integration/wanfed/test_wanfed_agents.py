@@ -19,11 +19,12 @@ import pytest
 import pytest_twisted
 import treq
 from agent_support import fast_serf
-from rpc_support import CA, SNIRouter
+from rpc_support import SNIRouter
 from twisted.internet import task
 
 from wanfedtx.agent.agent import Agent
 from wanfedtx.config import LoadOptions, load
+from wanfedtx.testing.pki import PKI
 from wanfedtx.wanfed.resolver import StaticGatewayResolver
 
 pytestmark = pytest.mark.integration
@@ -40,12 +41,12 @@ def free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def make_agent(reactor: Any, tmp: Path, ca: CA, node: str, dc: str, host: str,
+def make_agent(reactor: Any, tmp: Path, ca: PKI, node: str, dc: str, host: str,
                resolver: Any = None, **extra: Any) -> Agent:
     d = tmp / node
     d.mkdir()
-    (d / "ca.pem").write_bytes(ca.pem)
-    cert, key = ca.server(dc, node).write(d, "server")
+    (d / "ca.pem").write_bytes(ca.ca_pem)
+    cert, key = PKI.write(ca.server(dc, node), d, "server")
     flags: dict[str, Any] = {
         "bind_addr": host, "client_addr": host, "node_name": node, "datacenter": dc,
         "primary_datacenter": "primary", "server": True,
@@ -83,7 +84,7 @@ async def until(cond: Callable[[], Any], what: str, timeout: float = 20.0) -> An
 
 @pytest_twisted.ensureDeferred
 async def test_agents_federate_wan_gossip_through_a_gateway(reactor: Any, tmp_path: Path) -> None:
-    ca = CA()
+    ca = PKI()
     router = SNIRouter(reactor)
     gw_port = reactor.listenTCP(0, router, interface="127.0.0.1")
     gw = f"127.0.0.1:{gw_port.getHost().port}"
