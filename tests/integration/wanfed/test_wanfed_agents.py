@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
-from agent_support import fast_serf
+from agent_support import fast_serf, http_on_port_zero
+from netutil import free_port
 from rpc_support import SNIRouter
 from twisted.internet import task
 
@@ -33,13 +34,6 @@ FAST = {"gossip_interval": "50ms", "probe_interval": "200ms", "probe_timeout": "
         "suspicion_mult": 3, "retransmit_mult": 3, "gossip_nodes": 3}
 
 
-def free_port(host: str) -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
 
 def make_agent(reactor: Any, tmp: Path, ca: PKI, node: str, dc: str, host: str,
                resolver: Any = None, **extra: Any) -> Agent:
@@ -50,14 +44,14 @@ def make_agent(reactor: Any, tmp: Path, ca: PKI, node: str, dc: str, host: str,
     flags: dict[str, Any] = {
         "bind_addr": host, "client_addr": host, "node_name": node, "datacenter": dc,
         "primary_datacenter": "primary", "server": True,
-        "ports": {"http": free_port(host), "serf_lan": free_port(host),
-                  "serf_wan": free_port(host), "server": free_port(host)},
+        "ports": {"serf_lan": free_port(host), "serf_wan": free_port(host),
+                  "server": free_port(host)},
         "gossip_lan": FAST, "gossip_wan": FAST,
         "connect": {"enabled": True, "enable_mesh_gateway_wan_federation": True},
         "ca_file": str(d / "ca.pem"), "cert_file": str(cert), "key_file": str(key),
     }
     flags.update(extra)
-    rt = load(LoadOptions(dev=True, flags=flags)).runtime
+    rt = http_on_port_zero(load(LoadOptions(dev=True, flags=flags)).runtime)
     agent = Agent(rt, reactor, leave_timeout=5.0, serf_tuning=fast_serf, gateway_resolver=resolver)
     agent.startService()
     return agent
