@@ -71,7 +71,8 @@ async def test_agent_self_shape(reactor: Any) -> None:
         assert (m["ProtocolMin"], m["ProtocolMax"], m["ProtocolCur"]) == (1, 5, 2)
         assert (m["DelegateMin"], m["DelegateMax"], m["DelegateCur"]) == (2, 5, 4)
         assert m["Tags"]["role"] == "consul" and m["Tags"]["dc"] == "primary"
-        assert m["Tags"]["id"] == cfg["NodeID"] and m["Tags"]["port"] == "8300"
+        assert m["Tags"]["id"] == cfg["NodeID"]
+        assert m["Tags"]["port"] == str(agent.config.server_port)
         assert m["Tags"]["ft_fs"] == "1"
         assert body["Meta"] == {"rack": "r1"}
         assert body["Coord"] is None

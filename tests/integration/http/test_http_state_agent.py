@@ -54,12 +54,13 @@ async def test_real_agent_catalog_kv_and_gateway_service(reactor: Any, tmp_path:
     port = int(url.rsplit(":", 1)[1])
     c = consul.Consul(host="127.0.0.1", port=port)
     try:
-        # What case-wanfed-gw's setup.sh curls: the server is service "consul" on :8300.
+        # What case-wanfed-gw's setup.sh curls: the server is service "consul" on its RPC port
+        # (:8300 there; a free port here).
         r = await treq.get(url + "/v1/catalog/service/consul")
         body = await r.json()
         assert r.code == 200 and r.headers.getRawHeaders("X-Consul-Index")
         assert [(s["Node"], s["ServicePort"], s["Address"]) for s in body] == [
-            ("pri", 8300, "127.0.0.1")
+            ("pri", rt.server_port, "127.0.0.1")
         ]
         # The config-file gateway reaches the catalog through anti-entropy.
         for _ in range(200):
