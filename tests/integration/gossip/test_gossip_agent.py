@@ -272,6 +272,7 @@ async def _eq(probe: Callable[[], Any], want: Any) -> bool:
 async def test_killed_agent_is_failed_then_force_left(reactor: Any, tmp_path: Path) -> None:
     one = make_agent(reactor, "one", "dc1")
     flags = agent_config("victim", "dc2")
+    flags["ports"]["http"] = free_port()  # a `wanfed agent` process: its port is chosen first
     conf = tmp_path / "victim.json"
     conf.write_text(json.dumps(flags))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
