@@ -519,6 +519,7 @@ def start_wanfed(
 WANFED = {
     "wanfed-loop": ["-data-path", "loop", "-workers", "1"],
     "wanfed-default": [],
+    "wanfed-splice": ["-data-path", "splice"],
     "wanfed-twisted": ["-data-path", "twisted"],
 }
 
@@ -702,7 +703,7 @@ def main() -> int:
     ap.add_argument(
         "--only",
         default="direct,haproxy,haproxy-splice,nginx,wanfed-loop,wanfed-default",
-        help="targets, comma separated; also wanfed-twisted",
+        help="targets, comma separated; also wanfed-splice, wanfed-twisted",
     )
     ap.add_argument("--json", default=None)
     ap.add_argument("--role", default=None, help=argparse.SUPPRESS)
