@@ -8,10 +8,12 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import attrs
 import treq
 from twisted.internet import task
 
 from wanfedtx.agent.agent import Agent
+from wanfedtx.config.runtime import RuntimeConfig
 from wanfedtx.gossip.serf import SerfConfig
 
 
@@ -76,3 +78,10 @@ async def elect_and_replicate(reactor: Any, agents: Sequence[Agent], bases: Sequ
     assert resp.code == 200, await resp.text()
     await until(reactor, "the write on every server",
                 lambda: body_everywhere(bases, "/v1/kv/shared?raw&stale", b"hello"))
+
+
+def http_on_port_zero(rt: RuntimeConfig) -> RuntimeConfig:
+    """``rt`` with its HTTP API listening on port 0 (read the port back with
+    ``Agent.http_urls()``). Consul's config means "disabled" by ``ports.http = 0``, so the built
+    runtime config is changed instead of the input."""
+    return attrs.evolve(rt, http_port=0, http_addrs=tuple((h, 0) for h, _ in rt.http_addrs))

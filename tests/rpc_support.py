@@ -1,6 +1,7 @@
-"""Test support for the RPC layer: a CA, per-node certificates and a TLS provider over pyOpenSSL.
+"""Test support for the RPC layer: a TLS provider over pyOpenSSL for the shared test PKI.
 
-Tests only. It implements ``wanfedtx.rpc.interfaces.IServerTLS`` and ``IClientTLS`` with real
+Tests only. Certificates come from ``wanfedtx.testing.pki.PKI`` (the one test PKI).
+``OpenSSLTLS`` implements ``wanfedtx.rpc.interfaces.IServerTLS`` and ``IClientTLS`` with real
 OpenSSL contexts: native TLS requires and verifies client certificates and offers the given ALPN
 names (a client with no common name gets no ALPN, as the reference's Go server of this era does);
 outgoing dials send SNI ``<node>.server.<dc>.<domain>``, verify the hostname and offer one ALPN.
@@ -8,16 +9,10 @@ outgoing dials send SNI ``<node>.server.<dc>.<domain>``, verify the hostname and
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 from collections.abc import Sequence
-from pathlib import Path
 
-import attrs
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL, crypto
 from twisted.internet import ssl as tssl
 from twisted.internet.interfaces import (
@@ -26,61 +21,8 @@ from twisted.internet.interfaces import (
 )
 from zope.interface import implementer
 
-from wanfedtx.tls import certs
-
-
-@attrs.frozen
-class Pair:
-    cert_pem: bytes
-    key_pem: bytes
-
-    def write(self, directory: Path, name: str) -> tuple[Path, Path]:
-        c, k = directory / f"{name}.pem", directory / f"{name}-key.pem"
-        c.write_bytes(self.cert_pem)
-        k.write_bytes(self.key_pem)
-        return c, k
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM,
-                             serialization.PrivateFormat.TraditionalOpenSSL,
-                             serialization.NoEncryption())
-
-
-class CA:
-    """A test CA made with ``wanfedtx.tls.certs`` (``wanfed tls ca create``)."""
-
-    def __init__(self, domain: str = "consul") -> None:
-        self.domain = domain
-        self._ca = certs.create_ca(domain=domain)
-        self.pem = self._ca.cert_pem
-        self.cert = x509.load_pem_x509_certificate(self.pem)
-        self.key = serialization.load_pem_private_key(self._ca.key_pem, None)
-
-    def issue(self, cn: str, dns: Sequence[str], ips: Sequence[str] = ("127.0.0.1",)) -> Pair:
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
-        sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(self.cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
-        return Pair(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
-
-    def server(self, dc: str, node: str | None) -> Pair:
-        """``wanfed tls cert create -server -dc dc [-node node]``."""
-        p = certs.create_cert(self._ca, "server", dc=dc, node=node or "", domain=self.domain)
-        return Pair(p.cert_pem, p.key_pem)
+from wanfedtx.testing.pki import PKI
+from wanfedtx.tls.certs import CertAndKey
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -95,7 +37,7 @@ class _ServerCreator:
 class OpenSSLTLS:
     """``IServerTLS`` + ``IClientTLS`` for one agent holding ``pair`` signed by ``ca``."""
 
-    def __init__(self, ca: CA | None, pair: Pair | None, *, verify_incoming: bool = False,
+    def __init__(self, ca: PKI | None, pair: CertAndKey | None, *, verify_incoming: bool = False,
                  verify_outgoing: bool = True, domain: str = "consul") -> None:
         self.ca = ca
         self.pair = pair
@@ -121,7 +63,7 @@ class OpenSSLTLS:
         ctx.use_privatekey(crypto.PKey.from_cryptography_key(key))
         store = ctx.get_cert_store()
         assert store is not None
-        store.add_cert(crypto.X509.from_cryptography(self.ca.cert))
+        store.add_cert(crypto.X509.from_cryptography(self.ca.ca.certificate))
         if require_client:
             ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
                            lambda *a: bool(a[-1]))
@@ -162,7 +104,7 @@ class OpenSSLTLS:
         if self.pair is not None:
             client = tssl.PrivateCertificate.loadPEM(self.pair.cert_pem + self.pair.key_pem)
         return tssl.optionsForClientTLS(
-            hostname, trustRoot=tssl.Certificate.loadPEM(self.ca.pem),
+            hostname, trustRoot=tssl.Certificate.loadPEM(self.ca.ca_pem),
             clientCertificate=client, acceptableProtocols=alpn)
 
     def outgoing_alpn_creator(self, dc: str, node: str, alpn: str
@@ -177,7 +119,7 @@ class OpenSSLTLS:
         return self.client_creator(f"server.{dc}.{self.domain}", None)
 
 
-def server_tls(ca: CA, dc: str, node: str, **kw: bool) -> OpenSSLTLS:
+def server_tls(ca: PKI, dc: str, node: str, **kw: bool) -> OpenSSLTLS:
     return OpenSSLTLS(ca, ca.server(dc, node), **kw)
 
 

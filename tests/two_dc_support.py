@@ -12,7 +12,7 @@ import random
 from typing import Any
 
 import attrs
-from rpc_support import CA, OpenSSLTLS, SNIRouter
+from rpc_support import OpenSSLTLS, SNIRouter
 from twisted.internet.endpoints import TCP4ServerEndpoint
 
 from wanfedtx.agent.catalog_services import CatalogAgent
@@ -25,6 +25,7 @@ from wanfedtx.rpc.pool import ConnPool
 from wanfedtx.rpc.protocol import RPCHandler
 from wanfedtx.rpc.registry import HandlerRegistry
 from wanfedtx.rpc.server import RPCPortFactory, RPCPortService
+from wanfedtx.testing.pki import PKI
 
 
 class FixedGateway:
@@ -70,7 +71,7 @@ def start_gateway(reactor: Any) -> Gateway:
 
 
 async def start_server_dc(
-    reactor: Any, ca: CA, dc: str, node: str, other: tuple[str, str], gw: str
+    reactor: Any, ca: PKI, dc: str, node: str, other: tuple[str, str], gw: str
 ) -> ServerDC:
     """A started datacenter ``dc`` (server ``node``) that reaches ``other`` = (dc, node) via
     the gateway at ``gw``; the agent's endpoints are registered, the agent is started."""

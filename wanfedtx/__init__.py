@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_cli -*-
 """wanfedtx: WAN federation via mesh gateways, implemented with Twisted.
 
 Servers of several datacenters federate over a WAN in which only mesh-gateway ports are

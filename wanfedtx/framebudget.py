@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.rpc.test_rpc_frame_budget,tests.unit.test_framing -*-
 """A shared byte budget for frames that are still arriving, across many connections.
 
 A peer can declare a large frame and then send it slowly, over many connections at once. Each

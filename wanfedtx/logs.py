@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.agent.test_agent_units,tests.unit.test_logs -*-
 """Logging setup for the agent and the CLI: ``twisted.logger`` observers, text or JSON, by level.
 
 Every module logs through ``twisted.logger.Logger`` with structured fields; this module only decides

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip.test_gossip_serf -*-
 """A tiny metrics registry rendering Prometheus text format (counters, gauges and timers).
 
 Names are given as the reference spells them (``rpc.cross-dc``) and rendered with the ``consul_``

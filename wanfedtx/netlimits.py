@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.security.test_security_misc_backlog -*-
 """Listen backlogs for every TCP listener: the kernel's ``somaxconn``, not Twisted's 50.
 
 Twisted's ``listenTCP`` asks for a backlog of 50; a burst of thousands of connects then waits out

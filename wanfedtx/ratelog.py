@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip.test_gossip_peer_log,tests.unit.test_ratelog -*-
 """Log lines that unauthenticated peers can cause, bounded per reason.
 
 A peer that opens thousands of bad connections must not be able to fill the operator's disk or

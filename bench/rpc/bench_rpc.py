@@ -35,8 +35,8 @@ from wanfedtx.rpc.endpoints import default_endpoints
 from wanfedtx.rpc.protocol import RPCClientProtocol, RPCHandler
 from wanfedtx.rpc.registry import HandlerRegistry
 from wanfedtx.rpc.server import RPCPortFactory
+from wanfedtx.testing.pki import PKI
 from wanfedtx.tls.configurator import TLSConfigurator, TLSSettings
-from wanfedtx.tls.testing import PKI
 
 SNI_NODE, SNI_DC = "pri", "primary"
 

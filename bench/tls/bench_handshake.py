@@ -23,8 +23,8 @@ from typing import Any
 
 from OpenSSL import SSL
 
+from wanfedtx.testing.pki import PKI, handshake_in_memory
 from wanfedtx.tls.configurator import OutgoingCreator, TLSConfigurator
-from wanfedtx.tls.testing import PKI, handshake_in_memory
 
 
 def main() -> None:

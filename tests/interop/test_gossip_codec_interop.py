@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from gossip_gopeers import GoPeer, free_port
+from gossip_gopeers import GoPeer
 
 from wanfedtx.gossip import lzw, wire
 from wanfedtx.gossip.security import decrypt_payload, encrypt_payload
@@ -57,24 +57,38 @@ def recv_stream(conn: socket.socket, reader: StreamReader) -> object:
             return msg
 
 
+def _listen_tcp_and_udp() -> tuple[socket.socket, socket.socket]:
+    """A listening TCP socket on a port the kernel picks and a UDP socket bound to the same
+    port (memberlist's one port for both); retried when that UDP port is taken."""
+    for _ in range(50):
+        lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lsock.bind(("127.0.0.1", 0))
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            udp.bind(("127.0.0.1", lsock.getsockname()[1]))
+        except OSError:
+            udp.close()
+            lsock.close()
+            continue
+        lsock.listen(4)
+        lsock.settimeout(5)
+        udp.settimeout(5)
+        return lsock, udp
+    raise AssertionError("no port free for both TCP and UDP on 127.0.0.1")
+
+
 @pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
 def test_codec_against_go_memberlist(
     mlpeer_bin: Path, go_peers: Callable[..., GoPeer], encrypted: bool
 ) -> None:
     keys = [KEY] if encrypted else None
-    port_a, port_py = free_port(), free_port()
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", port_py))
-    udp.settimeout(5)
-    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    lsock.bind(("127.0.0.1", port_py))
-    lsock.listen(4)
-    lsock.settimeout(5)
-    args = ["-name", "a", "-port", str(port_a), "-meta", "meta-a", "-state", "state-a"]
+    lsock, udp = _listen_tcp_and_udp()
+    port_py = lsock.getsockname()[1]
+    args = ["-name", "a", "-port", "0", "-meta", "meta-a", "-state", "state-a"]
     if encrypted:
         args += ["-key", base64.b64encode(KEY).decode()]
     a = go_peers(mlpeer_bin, *args)
-    a.wait_blocking(lambda e: e["event"] == "ready")
+    port_a = a.wait_blocking(lambda e: e["event"] == "ready")["port"]
 
     def seal(packet: bytes) -> bytes:
         return encrypt_payload(1, KEY, packet) if keys else packet

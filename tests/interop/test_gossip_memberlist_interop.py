@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from gossip_gopeers import GoPeer, free_port
+from gossip_gopeers import GoPeer
 from twisted.internet import task
 
 from wanfedtx.gossip.config import local_config
@@ -60,7 +60,7 @@ async def until(
 
 
 def make_node(reactor: Any, name: str, keyring: Keyring | None) -> tuple[Memberlist, Recorder]:
-    t = NetTransport(reactor, "127.0.0.1", free_port())
+    t = NetTransport(reactor, "127.0.0.1", 0)
     port = t.listen()
     cfg = local_config(name)
     cfg.bind_addr = "127.0.0.1"
@@ -83,9 +83,8 @@ async def test_mixed_cluster_join_meta_messages_leave(
 ) -> None:
     keyring = Keyring([KEY]) if encrypted else None
     keyargs = ["-key", base64.b64encode(KEY).decode()] if encrypted else []
-    pa = free_port()
-    a = go_peers(mlpeer_bin, "-name", "a", "-port", str(pa), "-meta", "meta-a", *keyargs)
-    await a.wait_for(lambda e: e["event"] == "ready")
+    a = go_peers(mlpeer_bin, "-name", "a", "-port", "0", "-meta", "meta-a", *keyargs)
+    pa = (await a.wait_for(lambda e: e["event"] == "ready"))["port"]
     py, rec = make_node(reactor, "py", keyring)
     try:
         # Our node joins the Go cluster.
@@ -96,13 +95,12 @@ async def test_mixed_cluster_join_meta_messages_leave(
         assert ev["port"] == py.config.bind_port
 
         # A Go node joins *our* node; everyone learns everyone.
-        pb = free_port()
         b = go_peers(
             mlpeer_bin,
             "-name",
             "b",
             "-port",
-            str(pb),
+            "0",
             "-meta",
             "meta-b",
             "-join",
@@ -160,10 +158,9 @@ async def test_failure_detection_both_ways(
 ) -> None:
     keyring = Keyring([KEY]) if encrypted else None
     keyargs = ["-key", base64.b64encode(KEY).decode()] if encrypted else []
-    pa, pb = free_port(), free_port()
-    a = go_peers(mlpeer_bin, "-name", "a", "-port", str(pa), *keyargs)
-    await a.wait_for(lambda e: e["event"] == "ready")
-    b = go_peers(mlpeer_bin, "-name", "b", "-port", str(pb), "-join", f"127.0.0.1:{pa}", *keyargs)
+    a = go_peers(mlpeer_bin, "-name", "a", "-port", "0", *keyargs)
+    pa = (await a.wait_for(lambda e: e["event"] == "ready"))["port"]
+    b = go_peers(mlpeer_bin, "-name", "b", "-port", "0", "-join", f"127.0.0.1:{pa}", *keyargs)
     await b.wait_for(lambda e: e["event"] == "joined")
     py, rec = make_node(reactor, "py", keyring)
     py2, rec2 = make_node(reactor, "py2", keyring)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from gossip_gopeers import GoPeer, free_port
+from gossip_gopeers import GoPeer
 from twisted.internet import task
 
 from wanfedtx.gossip.config import local_config
@@ -47,7 +47,7 @@ async def until(cond: Callable[[], Any], timeout: float = 30.0, what: str = "") 
 
 
 def make_serf(reactor: Any, name: str, keyring: Keyring | None) -> tuple[Serf, list[Event]]:
-    t = NetTransport(reactor, "127.0.0.1", free_port())
+    t = NetTransport(reactor, "127.0.0.1", 0)
     port = t.listen()
     cfg = local_config()
     cfg.bind_addr = "127.0.0.1"
@@ -90,11 +90,10 @@ async def test_serf_interop(
 ) -> None:
     keyring = Keyring([KEY]) if encrypted else None
     keyargs = ["-key", base64.b64encode(KEY).decode()] if encrypted else []
-    pa = free_port()
     a = go_peers(
-        serfpeer_bin, "-name", "srv1.dc1", "-port", str(pa), "-tags", CONSUL_TAGS, *keyargs
+        serfpeer_bin, "-name", "srv1.dc1", "-port", "0", "-tags", CONSUL_TAGS, *keyargs
     )
-    await a.wait_for(lambda e: e["event"] == "ready")
+    pa = (await a.wait_for(lambda e: e["event"] == "ready"))["port"]
     py, evs = make_serf(reactor, "py.dc1", keyring)
     py2, evs2 = make_serf(reactor, "py2.dc1", keyring)
     try:
@@ -106,19 +105,19 @@ async def test_serf_interop(
         assert ev["vsn"] == [1, 5, 2, 2, 5, 4]
 
         # A Go node joins us; py2 joins through it.
-        pb = free_port()
         b = go_peers(
             serfpeer_bin,
             "-name",
             "srv2.dc1",
             "-port",
-            str(pb),
+            "0",
             "-tags",
             "role=consul,dc=dc1",
             "-join",
             f"py.dc1/127.0.0.1:{py.config.memberlist.bind_port}",
             *keyargs,
         )
+        pb = (await b.wait_for(lambda e: e["event"] == "ready"))["port"]
         await b.wait_for(lambda e: e["event"] == "joined" and e["contacted"] == 1)
         assert await py2.join([f"srv2.dc1/127.0.0.1:{pb}"]) == 1
         want = {"srv1.dc1", "srv2.dc1", "py.dc1", "py2.dc1"}
@@ -171,13 +170,12 @@ async def test_serf_interop(
         await py2.shutdown()
 
         # SIGKILL of a Go node -> failed here; our crash (no leave) -> failed at Go.
-        pc = free_port()
         c = go_peers(
             serfpeer_bin,
             "-name",
             "srv3.dc1",
             "-port",
-            str(pc),
+            "0",
             "-join",
             f"127.0.0.1:{pa}",
             *keyargs,
@@ -210,9 +208,8 @@ async def test_our_process_sigkill_is_failed_and_sigterm_is_left_at_go(
 
     keyargs = ["-key", base64.b64encode(KEY).decode()] if encrypted else []
     pypeer = str(Path(__file__).with_name("gossip_pypeer.py"))
-    pa = free_port()
-    a = go_peers(serfpeer_bin, "-name", "srv1.dc1", "-port", str(pa), *keyargs)
-    await a.wait_for(lambda e: e["event"] == "ready")
+    a = go_peers(serfpeer_bin, "-name", "srv1.dc1", "-port", "0", *keyargs)
+    pa = (await a.wait_for(lambda e: e["event"] == "ready"))["port"]
     join = ["-join", f"srv1.dc1/127.0.0.1:{pa}", *keyargs]
     killed = go_peers(Path(sys.executable), pypeer, "-name", "k.dc1", "-tags", "role=consul", *join)
     term = go_peers(Path(sys.executable), pypeer, "-name", "t.dc1", *join)

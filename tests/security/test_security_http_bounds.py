@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
+from agent_support import http_on_port_zero
 from netutil import free_port
 from twisted.logger import globalLogPublisher
 
@@ -154,7 +155,7 @@ def send_big(a: AgentProcess, method: str, path: str, chunked: bool) -> bytes:
 
 def write_routes() -> list[tuple[str, str]]:
     """Every PUT/POST route of a dev agent's route families, with placeholders filled in."""
-    flags = {"node_name": "enum", "ports": {"http": free_port()}}
+    flags = {"node_name": "enum"}  # the agent is built, never started: nothing listens
     rt = load(LoadOptions(dev=True, flags=flags)).runtime
     from twisted.internet import reactor
 
@@ -270,10 +271,9 @@ async def test_handler_exception_is_plain_500_and_logged(reactor: Any) -> None:
         "bind_addr": "127.0.0.1",
         "client_addr": "127.0.0.1",
         "node_name": "boom",
-        "ports": {"http": free_port(), "serf_lan": free_port(), "serf_wan": free_port(),
-                  "server": free_port()},
+        "ports": {"serf_lan": free_port(), "serf_wan": free_port(), "server": free_port()},
     }
-    rt = load(LoadOptions(dev=True, flags=flags)).runtime
+    rt = http_on_port_zero(load(LoadOptions(dev=True, flags=flags)).runtime)
     agent = Agent(rt, reactor)
     assert agent.catalog is not None
 

@@ -2,7 +2,7 @@
 
 The RPC port runs with a real ``TLSConfigurator`` (``verify_incoming``, ``verify_outgoing``,
 ``verify_server_hostname``; server ``s1`` of ``dc1``). Every peer certificate of
-``wanfedtx.tls.testing.peer_matrix`` is tried on every path (plaintext type bytes, type 3 + inner
+``wanfedtx.testing.pki.peer_matrix`` is tried on every path (plaintext type bytes, type 3 + inner
 byte, native ALPN); a cell is "accepted" when the path's handler got the connection. Raft
 (inner 1, ALPN ``consul/raft``) is served only to a server certificate of ``dc1`` with a node
 name, and the node reaches the handler as ``peer_node``.
@@ -42,8 +42,8 @@ from wanfedtx.rpc.constants import (
 from wanfedtx.rpc.registry import HandlerRegistry
 from wanfedtx.rpc.rejections import MSG_CONN_LIMIT
 from wanfedtx.rpc.server import RPCPortFactory
+from wanfedtx.testing.pki import PKI, client_creator, peer_matrix
 from wanfedtx.tls.configurator import TLSConfigurator
-from wanfedtx.tls.testing import PKI, client_creator, peer_matrix
 
 CERTS = ("none", "other-ca", "cli", "client", "server-other-dc", "server-no-node", "server")
 

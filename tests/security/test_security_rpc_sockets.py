@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from agent_support import elect_and_replicate, fast_serf, until
+from agent_support import elect_and_replicate, fast_serf, http_on_port_zero, until
 from netutil import free_port
 from rpc_support import RecordingHandler
 from test_security_rpc_matrix import client_for
@@ -29,9 +29,9 @@ from wanfedtx.metrics import Registry
 from wanfedtx.rpc.constants import ALPN_RPC_RAFT, RPCType
 from wanfedtx.rpc.registry import HandlerRegistry
 from wanfedtx.rpc.server import RPCPortFactory, RPCPortService
+from wanfedtx.testing.pki import PKI, peer_matrix
 from wanfedtx.tls import certs
 from wanfedtx.tls.configurator import TLSConfigurator
-from wanfedtx.tls.testing import PKI, peer_matrix
 
 pytestmark = pytest.mark.integration
 
@@ -184,7 +184,7 @@ def _config(tmp: Path, name: str, ip: str, ports: dict[str, int], pki: PKI) -> A
     lines = [
         'datacenter = "dc1"', f'node_name = "{name}"', "server = true",
         f'bind_addr = "{ip}"', f'client_addr = "{ip}"', f'data_dir = "{tmp / name}"',
-        f"ports {{ http = {ports['http']} server = {ports['server']} dns = -1 "
+        f"ports {{ server = {ports['server']} dns = -1 "
         f"serf_lan = {ports['serf_lan']} serf_wan = {ports['serf_wan']} }}",
         "bootstrap_expect = 3", f"retry_join = [{joins}]",
         f'ca_file = "{d / "ca.pem"}"', f'cert_file = "{d / "cert.pem"}"',
@@ -192,15 +192,14 @@ def _config(tmp: Path, name: str, ip: str, ports: dict[str, int], pki: PKI) -> A
         "verify_incoming = true", "verify_outgoing = true", "verify_server_hostname = true",
     ]
     hcl.write_text("\n".join(lines) + "\n")
-    return load(LoadOptions(config_files=[str(hcl)])).runtime
+    return http_on_port_zero(load(LoadOptions(config_files=[str(hcl)])).runtime)
 
 
 @pytest_twisted.ensureDeferred
 async def test_three_tls_servers_with_server_identity_elect_and_replicate(
     reactor: Any, tmp_path: Path, pki: PKI
 ) -> None:
-    ports = {"http": free_port(), "server": free_port(), "serf_lan": free_port(),
-             "serf_wan": free_port()}
+    ports = {"server": free_port(), "serf_lan": free_port(), "serf_wan": free_port()}
     ips = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
     agents = [Agent(_config(tmp_path, f"s{i + 1}", ip, ports, pki), reactor,
                     serf_tuning=fast_serf) for i, ip in enumerate(ips)]
@@ -208,7 +207,7 @@ async def test_three_tls_servers_with_server_identity_elect_and_replicate(
         assert a.server_port is not None and a.server_port.factory.server_identity_required()
         a.startService()
     try:
-        bases = [f"http://{ip}:{ports['http']}" for ip in ips]
+        bases = [a.http_urls()[0] for a in agents]
         await elect_and_replicate(reactor, agents, bases, 30.0)
     finally:
         for a in agents:
@@ -225,8 +224,7 @@ async def test_three_tls_servers_with_server_identity_elect_and_replicate(
 async def test_server_agent_warns_once_at_start_when_raft_is_not_authenticated(
     reactor: Any, tmp_path: Path, pki: PKI, tls: str, expected: str | None
 ) -> None:
-    ports = {"http": free_port(), "server": free_port(), "serf_lan": free_port(),
-             "serf_wan": free_port()}
+    ports = {"server": free_port(), "serf_lan": free_port(), "serf_wan": free_port()}
     rt = _config(tmp_path, "s1", "127.0.0.1", ports, pki)
     hcl = tmp_path / "s1.hcl"
     text = hcl.read_text().replace("bootstrap_expect = 3", "bootstrap = true")
@@ -236,7 +234,7 @@ async def test_server_agent_warns_once_at_start_when_raft_is_not_authenticated(
     elif tls == "vi-only":
         text = text.replace("verify_server_hostname = true", "verify_server_hostname = false")
     hcl.write_text(text + "\n")
-    rt = load(LoadOptions(config_files=[str(hcl)])).runtime
+    rt = http_on_port_zero(load(LoadOptions(config_files=[str(hcl)])).runtime)
     events: list[dict[str, Any]] = []
     globalLogPublisher.addObserver(events.append)
     agent = Agent(rt, reactor, serf_tuning=fast_serf)

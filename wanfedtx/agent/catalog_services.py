@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.agent.test_agent_hold_timeout -*-
 """Wiring of the state-backed parts of one agent into a ``MultiService``.
 
 :class:`CatalogAgent` holds the FSM and state store, the consensus it applies through

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.agent.test_agent_units -*-
 """Errors raised while starting the agent (node ID, listeners)."""
 
 from __future__ import annotations

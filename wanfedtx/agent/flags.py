@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.agent.test_agent_units -*-
 """The agent's command-line flags (Consul's names) and their mapping onto config keys.
 
 Shared by ``wanfed agent`` (single-dash flags, ``-datacenter=dc1``) and the twistd plugin

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.agent.test_agent_gossip_router -*-
 """The agent's serf pools: LAN for every agent, WAN for servers, joins, flood-join and the router.
 
 ``AgentGossip`` (a ``MultiService``) is built from a ``RuntimeConfig``:

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.agent.test_agent_limits -*-
 """Process limits an agent raises for itself: open files and the listen backlog.
 
 A server holds one socket per HTTP client, and blocking queries keep thousands of them open.

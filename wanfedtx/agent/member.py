@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.agent.test_agent_units -*-
 """This node's serf member as it will be advertised on the LAN pool (``Member`` in agent/self).
 
 Gossip is not running yet, so this describes the node truthfully as it *will* be announced:

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.agent.test_agent_units -*-
 """The node ID: from config, else persisted in ``<data_dir>/node-id``, as Consul does.
 
 * ``node_id`` set in config: used (lower-cased; it must be a UUID).

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.agent.test_agent_primary_join -*-
 """How a secondary's server finds the primary datacenter with WAN federation (spec section 10).
 
 With ``connect.enable_mesh_gateway_wan_federation`` the primary never joins anyone (secondaries

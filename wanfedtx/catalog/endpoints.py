@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.agent.test_agent_ae_model,tests.unit.agent.test_agent_local_ae -*-
 """RPC-side endpoints: Catalog.*, Health.*, KVS.*, Internal.ServiceDump, Status.*.
 
 Each handler takes the request as a dict shaped like the reference's struct (``Datacenter``,

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.agent.test_agent_ae_model,tests.unit.agent.test_agent_local_ae -*-
 """Exceptions raised by the catalog/health/KV endpoints.
 
 ``BadRequestError`` maps to HTTP 400, ``NotFoundError`` to 404, ``NoPathToDatacenterError``

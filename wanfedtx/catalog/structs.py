@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.fsm.test_fsm_machine,tests.unit.state.test_state_store -*-
 """Decoding and shaping of the reference's request/response structs as plain dicts.
 
 Incoming dicts (from JSON bodies or msgpack RPC) are checked field by field and turned into

@@ -1,1 +1,2 @@
+# -*- test-case-name: tests.unit.test_cli -*-
 """The ``wanfed`` command line."""

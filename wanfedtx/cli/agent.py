@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.agent.test_agent_units -*-
 """``wanfed agent``: run an agent with Consul's flags, until SIGINT or SIGTERM.
 
 Config errors print one line and exit 1. On start the agent prints Consul's banner and the URL

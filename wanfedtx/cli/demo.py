@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.e2e.test_e2e_demo_case_wanfed_gw -*-
 """``wanfed demo``: two datacenters federated through mesh gateways, on this machine's loopback.
 
 The ``case-wanfed-gw`` scenario of the reference (spec 1): datacenters ``primary`` and

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_cli,tests.unit.agent.test_agent_units -*-
 """Entry point of the ``wanfed`` command: dispatches to one module per subcommand.
 
 Each subcommand lives in its own module that exposes ``configure(parser)`` (adds its flags to an

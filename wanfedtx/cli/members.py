@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.gossip.test_gossip_members_api -*-
 """``wanfed members [-wan] [-http-addr=...] [-status=regex] [-detailed]``: the pool's members.
 
 Reads ``/v1/agent/members`` (``?wan=1`` with ``-wan``) from the agent's HTTP API and prints

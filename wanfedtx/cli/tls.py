@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.tls.test_tls_cli -*-
 """``wanfed tls``: create the agent CA and certificates, like ``consul tls ca/cert create``.
 
 * ``wanfed tls ca create [-domain D] [-days N] [-common-name CN] [-name-constraint

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_cli -*-
 """``wanfed version``: print the version of this build."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.agent.test_agent_hold_timeout,tests.unit.agent.test_agent_units -*-
 """Consul-compatible agent configuration: HCL1/JSON files, merging, defaults, validation.
 
 Use ``load(LoadOptions(config_files=[...], flags={...}))`` to get a ``LoadResult`` whose

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.security.test_security_acl_stopgap -*-
 """The ACL stopgap: ``acl { enabled = true }`` refuses to load; other acl keys load with a warning.
 
 ACLs are not implemented yet. An agent that believed them enabled would serve every request

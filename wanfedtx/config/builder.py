@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.config -*-
 """Loading, merging, building and validating the configuration (Consul's ``config.Builder``).
 
 ``load(LoadOptions)`` reads the sources in Consul's order and returns a ``LoadResult`` holding

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.config -*-
 """Consul's default and dev-mode config sources, as HCL text parsed like any other source.
 
 ``DEFAULT_HCL`` mirrors Consul's ``DefaultSource`` for every key we accept (values from

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.config.test_config_durations -*-
 """Go ``time.Duration`` strings: parse (``"1h2m3.5s"``, ``"300ms"``) and format like Go.
 
 Durations are returned as float seconds. Parsing follows Go's ``time.ParseDuration`` grammar: an

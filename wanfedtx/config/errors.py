@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.config.test_config_templates -*-
 """Errors of the config package: every problem with a config source is one ``ConfigError``.
 
 A ``ConfigError`` renders as one line that names the source file, the line the parser reported

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.config.test_config_loading -*-
 """HCL1 reading with pyhcl 0.4.5's grammar, keeping repeated blocks and line numbers.
 
 Stock pyhcl flattens objects with ``objectlist_flat``, which merges repeated keys and, for

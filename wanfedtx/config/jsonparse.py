@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.config -*-
 """JSON config reading into the same ``tree.Obj`` form as HCL, with the line of every key.
 
 The standard ``json`` module does not report where keys are, so this is a small recursive-descent

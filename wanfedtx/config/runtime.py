@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.config -*-
 """``RuntimeConfig``: the built, validated configuration every part of the agent reads.
 
 Frozen attrs classes with snake_case fields named after Consul's ``RuntimeConfig`` fields

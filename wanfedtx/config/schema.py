@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.config.test_config_fuzz,tests.unit.config.test_config_loading -*-
 """The keys a config file may set, their types, and decoding of a parsed source against them.
 
 ``SCHEMA`` lists every accepted key (Consul's snake_case names). ``decode(obj, source)`` walks a

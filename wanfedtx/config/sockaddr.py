@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.config.test_config_fuzz,tests.unit.config.test_config_templates -*-
 """The go-sockaddr template forms Consul config accepts: ``GetInterfaceIP`` and ``GetPrivateIP``.
 
 Consul expands address settings (``bind_addr``, ``advertise_addr``, ``client_addr``, ``retry_join``,

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.config -*-
 """The parsed form of one config source: ordered key/value items that remember their line.
 
 Both the HCL and the JSON readers produce an ``Obj``: a list of ``Item(key, value, line)`` in

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.fsm.test_fsm_machine -*-
 """The replicated state machine: numbered msgpack commands applied to the state store.
 
 :mod:`wanfedtx.fsm.commands` numbers and encodes commands like the reference's

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.fsm.test_fsm_machine -*-
 """Raft command types and their encoding: one type byte, then a msgpack body.
 
 Numbers are the reference's ``structs.MessageType`` values; only the ones this FSM applies

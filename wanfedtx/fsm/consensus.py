@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.fsm.test_fsm_machine,tests.unit.agent.test_agent_ae_model -*-
 """The consensus seam the endpoints talk to, and ``LocalConsensus``, the single-server mode.
 
 ``IConsensus`` lives in ``wanfedtx.raft.interfaces`` once raft lands; until then this Protocol

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.fsm.test_fsm_machine -*-
 """Exceptions of the FSM package."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.agent.test_agent_ae_model,tests.unit.agent.test_agent_local_ae -*-
 """The FSM raft drives: ``apply(index, command_bytes)``, ``snapshot()``, ``restore(chunks)``.
 
 ``apply`` returns the command's result (True/False for check-and-set, None otherwise) or, when

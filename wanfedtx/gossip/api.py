@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip -*-
 """Consul's ``api.AgentMember`` JSON shape of serf pool members (``/v1/agent/members``).
 
 ``member_json`` gives one member (``Status`` is serf's number: 1 alive, 2 leaving, 3 left,

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip.test_gossip_memberlist -*-
 """memberlist configuration and its timing profiles (DefaultLANConfig / WAN / Local, spec 4.10).
 
 Durations are float seconds. ``lan_config``, ``wan_config`` and ``local_config`` return fresh

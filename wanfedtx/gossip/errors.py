@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip.test_gossip_fuzz -*-
 """Exceptions of the gossip package; messages say what was wrong and what to do."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip.test_gossip_memberlist -*-
 """The gossip transport seam (memberlist's NodeAwareTransport + IngestionAwareTransport).
 
 The memberlist core never touches sockets: it hands packets to ``IGossipTransport.write_to_address``

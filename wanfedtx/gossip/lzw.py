@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip.test_gossip_fuzz -*-
 """LZW compression compatible with Go's ``compress/lzw`` (order LSB, literal width 8).
 
 memberlist wraps stream messages (always) and UDP packets (when smaller) in ``compressMsg`` whose

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip.test_gossip_pools -*-
 """Consul's serf pools on top of ``Serf``: WAN naming, server tags, server parsing and the router.
 
 * WAN members are named ``<node>.<datacenter>``; ``split_node_name`` is wanfed's ``SplitNodeName``.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip.test_gossip_fuzz -*-
 """AES-GCM encryption of memberlist packets and streams, and the keyring (memberlist ``security.go``
 / ``keyring.go`` semantics, our own code).
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip.test_gossip_memberlist -*-
 """An in-memory network of ``IGossipTransport``s driven by an ``IReactorTime`` (``task.Clock``).
 
 Used by unit tests and the simulation benchmark to run many memberlist/serf nodes in one process

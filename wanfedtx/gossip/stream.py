@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip.test_gossip_fuzz -*-
 """Sans-IO reader and writer for memberlist TCP stream messages.
 
 A stream carries one message: push/pull (header, node states, raw user state), a user message

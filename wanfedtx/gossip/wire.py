@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip.test_gossip_fuzz -*-
 """memberlist 0.2.2 wire codec: message types, Go msgpack bodies, compound, CRC, compress.
 
 Each message is one type byte followed by one msgpack map encoded like hashicorp/go-msgpack 0.5

@@ -1,1 +1,2 @@
+# -*- test-case-name: tests.unit.http -*-
 """Consul-compatible HTTP API (``/v1/...``) served with Klein."""

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.agent.test_agent_local_ae,tests.unit.agent.test_agent_ae_model -*-
 """Agent-local state: the services and checks this agent registered (config files and
 ``/v1/agent/service/register``), their check runners and anti-entropy to the catalog.
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.agent.test_agent_ae_model,tests.unit.agent.test_agent_local_ae -*-
 """Agent-to-catalog anti-entropy: push local services and checks into the catalog.
 
 Changes are synced soon after they happen (coalesced); a full sync every ``full_interval``

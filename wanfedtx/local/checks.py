@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.agent.test_agent_ae_model,tests.unit.agent.test_agent_local_ae -*-
 """Check runners: TTL, TCP and HTTP checks that feed status updates into the local state.
 
 A :class:`CheckRunners` service watches the local state for added/removed check definitions and

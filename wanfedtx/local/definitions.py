@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.agent.test_agent_ae_model,tests.unit.agent.test_agent_local_ae -*-
 """Service and check definitions, as written in config files (``services {}``) or sent to
 ``/v1/agent/service/register``, decoded into the agent's local service and check records: a
 ``ServiceRegistration`` (NodeService row + checks) and ``wanfedtx.config.runtime.CheckDefinition``

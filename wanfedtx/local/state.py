@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.agent.test_agent_ae_model,tests.unit.agent.test_agent_local_ae -*-
 """The agent's local view: services and checks registered on this agent, with sync flags.
 
 Services come from config files and ``/v1/agent/service/register``; checks from service

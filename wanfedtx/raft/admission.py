@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.raft -*-
 """Which raft messages a server may process: the sender must be placed in its configuration.
 
 ``refusal(core, msg)`` is called by ``RaftCore.receive`` before anything else; a message it

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.raft.test_raft_bounds,tests.unit.raft.test_raft_core -*-
 """The sans-IO Raft core: one server's consensus state machine, with no I/O and no clock of its own.
 
 Inputs: ``receive(msg, now)``, ``tick(now)``, ``propose(data, now)``, ``read_index(req, now)``,

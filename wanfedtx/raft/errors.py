@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.raft.test_raft_bounds,tests.unit.raft.test_raft_core -*-
 """Exceptions of the raft package; messages say what was wrong and what to do."""
 
 from __future__ import annotations

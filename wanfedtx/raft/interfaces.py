@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.raft.test_raft_service -*-
 """Seams of the consensus package: ``IConsensus`` (what the FSM and endpoints use), the FSM it
 drives (``IRaftFSM``) and the message transport (``IRaftTransport``).
 

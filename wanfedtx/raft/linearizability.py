@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.raft.test_raft_linearizability -*-
 """A linearizability checker for register histories (Wing & Gong search with Lowe's memoization,
 as in Knossos/Porcupine), used to check histories recorded against a raft cluster.
 

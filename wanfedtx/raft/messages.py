@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.raft.test_raft_bounds,tests.unit.raft.test_raft_core -*-
 """Raft messages as frozen attrs classes, with explicit msgpack encoding and a strict decoder.
 
 Wire form of every message: a msgpack array ``[type_code, field1, field2, ...]`` with the fields

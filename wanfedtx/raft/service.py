@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.raft.test_raft_bounds,tests.unit.raft.test_raft_service -*-
 """``RaftService``: the Twisted shell around the sans-IO core; implements ``IConsensus``.
 
 One reactor turn of inputs (proposals, received messages) becomes one ``Ready``; everything to

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.raft -*-
 """The raft core's data types and constants: options, persisted state, Ready, events, and the
 reasons of protocol violations. Re-exported by ``wanfedtx.raft.core``."""
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.raft.test_raft_sim,tests.unit.raft.test_raft_storage -*-
 """Durable raft state in a data directory: log segments, term/vote, snapshots (msgpack only).
 
 Layout under ``<data_dir>/raft/`` (documented in docs/raft.md):

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.raft.test_raft_bounds,tests.unit.raft.test_raft_service -*-
 """Raft message transports: length-prefixed msgpack frames over streams, and an in-memory one.
 
 Frame: 4-byte big-endian length, then one message as encoded by ``wanfedtx.raft.messages``. On the

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.security.test_security_rpc_matrix -*-
 """Building a ``RaftService`` on the :8300 port from plain parameters (no config object).
 
 ``raft_on_rpc_port`` registers the raft handler (type byte 1 and ALPN ``consul/raft``) in the RPC

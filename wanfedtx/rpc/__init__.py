@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.rpc.test_rpc_sniff -*-
 """The :8300 server port and the RPC layer.
 
 * ``constants``: type bytes, ALPN names and timing constants of the reference.

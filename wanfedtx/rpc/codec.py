@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.rpc.test_rpc_codec,tests.unit.rpc.test_rpc_frame_budget -*-
 """Sans-IO codec of RPC frames (see docs/protocols.md for the byte layout).
 
 A frame is a 4-byte big-endian length N followed by N bytes of msgpack: a request is the array

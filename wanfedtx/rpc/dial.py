@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.rpc.test_rpc_dial,tests.unit.rpc.test_rpc_hold_and_deadlines -*-
 """Outgoing connections to RPC ports: direct (type byte, or legacy TLS with an inner byte) or via a
 mesh gateway (native TLS with ALPN and SNI ``<node>.server.<dc>.<domain>``), spec 3.4 and 11.
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.rpc.test_rpc_codec,tests.unit.rpc.test_rpc_frame_budget -*-
 """RPC endpoints by ``Service.Method`` with net/rpc's lookup errors; ships ``Status.Ping``.
 
 An endpoint is a callable taking the decoded arguments and returning the reply, or a Deferred

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.rpc.test_rpc_codec,tests.unit.rpc.test_rpc_dial -*-
 """Exceptions of the RPC layer; messages are the reference's exact strings where it has them."""
 
 from __future__ import annotations

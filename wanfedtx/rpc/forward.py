@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.rpc.test_rpc_dial,tests.unit.rpc.test_rpc_hold_and_deadlines -*-
 """Forwarding RPCs to this datacenter's leader and to servers of other datacenters.
 
 ``Forwarder.forward_to_leader`` asks an ``ILeaderProvider`` (consensus; ``StaticLeader`` is a

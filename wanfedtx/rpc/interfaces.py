@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.rpc.test_rpc_dial,tests.unit.rpc.test_rpc_frame_budget -*-
 """Seams of the RPC layer: what it needs from TLS, routing and consensus, and what handlers provide.
 
 Handlers (``IRPCHandler``)

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.rpc.test_rpc_dial,tests.unit.rpc.test_rpc_hold_and_deadlines -*-
 """The RPC connection pool: one rpc-multi connection per ``nodeName:addr``, reaped when idle.
 
 As in the reference (spec 11), every operation needs the destination node name (it selects the

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.rpc.test_rpc_dial,tests.unit.rpc.test_rpc_frame_budget -*-
 """Twisted adapters around the RPC codec: the server protocol, its handler, and the client protocol.
 
 ``rpc-single`` (type 0 / ALPN ``consul/rpc-single``) serves one call at a time in arrival order;

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.rpc.test_rpc_fuzz,tests.unit.rpc.test_rpc_port -*-
 """Handlers of the RPC port by legacy type byte and by negotiated ALPN name.
 
 See ``wanfedtx.rpc.interfaces`` for how a handler is written. ``consul/rpc-gossip`` is never

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.security.test_security_rpc_matrix -*-
 """What the :8300 port logs when it refuses a connection: the reference's messages, one
 rate-limit reason per cause, and the peer as ``host:port``.
 

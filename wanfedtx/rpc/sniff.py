@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.rpc.test_rpc_sniff -*-
 """Sans-IO first-byte sniffer of the :8300 port (the reference's ``PeekForTLS`` + type switch).
 
 Feed it bytes with ``receive_data``; once it has seen the first byte it returns a decision and

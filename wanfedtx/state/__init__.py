@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.state.test_state_blocking_timers -*-
 """In-memory state store: tables with indexes, watch sets for blocking queries, snapshot/restore.
 
 The store is driven by the FSM (``wanfedtx.fsm``): every write carries the raft index that

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.state -*-
 """The core of the state store: the set of tables, the ``index`` table, write batches.
 
 Tables are declared with :func:`register_schema`; a new kind of data (federation states, ...) is

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.state.test_state_blocking_timers -*-
 """The blocking-query helper shared by every read endpoint.
 
 ``MinQueryIndex`` 0 means "answer now". Otherwise the query runs, and while its index is not above

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.state -*-
 """Catalog tables (nodes, services, checks) and their reads and writes.
 
 Semantics follow the reference's state store: registering a service or check on an unknown node

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.state.test_state_store -*-
 """Exceptions raised by the state store.
 
 Messages follow the reference's wording where it has one, so they can be shown to API users as-is.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.state -*-
 """The ``federation-states`` table: one FederationState per datacenter, and its reads and writes.
 
 As the reference's state store: rows are keyed case-insensitively on ``Datacenter``; a set keeps

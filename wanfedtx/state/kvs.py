@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.state -*-
 """The KV table, its tombstones, and KV reads and writes.
 
 As the reference: a set keeps CreateIndex/LockIndex of an existing entry; check-and-set with

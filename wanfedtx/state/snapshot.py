@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.state.test_state_store -*-
 """Encoding of state-store snapshots as a chunked msgpack stream.
 
 Layout: a header map ``{"Format": "wanfedtx-state", "Version": 1}`` followed by one

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.state -*-
 """The state store: every table (catalog, KV, ...) behind one object.
 
 Reads return ``(index, value)`` and take a :class:`~wanfedtx.state.watch.WatchSet` (or None);

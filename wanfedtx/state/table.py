@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.state -*-
 """A small generic in-memory table: rows by primary key, secondary indexes, watch channels.
 
 Rows are plain msgpack-able dicts that are never mutated once stored (writers store new dicts),

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.state.test_state_blocking_timers -*-
 """Many long timers on one reactor timer: the deadlines of parked blocking queries.
 
 Every blocking query has a deadline (300 s by default, up to 10 minutes). With tens of thousands

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.state -*-
 """Node and service metadata rules (reference spec section 2.3).
 
 Keys starting with ``consul-`` are reserved; the only exception is ``consul-wan-federation`` on

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.state -*-
 """Watch channels and watch sets: how blocking queries learn that data they read has changed.
 
 A :class:`WatchChannel` stands for "this piece of data" (a key in an index, a prefix, a whole

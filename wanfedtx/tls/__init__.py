@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.tls.test_tls_certs,tests.unit.tls.test_tls_cli -*-
 """TLS for wanfedtx: agent CA and certificate creation, and TLS context builders.
 
 * :mod:`wanfedtx.tls.certs` creates the agent CA and server/client/cli certificates the way

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.tls.test_tls_certs,tests.unit.tls.test_tls_cli -*-
 """Agent CA and certificate creation, as ``consul tls ca create`` / ``tls cert create`` do it.
 
 The certificates follow Consul's conventions (spec 1.3 and 2.5):

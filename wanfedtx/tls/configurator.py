@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.tls.test_tls_cli,tests.unit.tls.test_tls_configurator -*-
 """TLS contexts for the RPC port, modelled on Consul's ``tlsutil.Configurator``.
 
 :class:`TLSSettings` holds the agent's TLS options (``ca_file``, ``cert_file``, ``verify_*``, ...).

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.tls.test_tls_certs,tests.unit.tls.test_tls_cli -*-
 """Exceptions raised by :mod:`wanfedtx.tls` (one module for the whole package).
 
 Every message says what was wrong and, where it helps, what to do about it. Strings that the

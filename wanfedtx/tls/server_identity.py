@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.tls.test_tls_server_identity -*-
 """Server identity of a raft peer: Consul's ``AuthorizeServerConn``, plus the node name.
 
 Raft (legacy inner type byte 1 and native ALPN ``consul/raft``) may only be spoken by this

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.wanfed -*-
 """WAN gossip through mesh gateways (the reference's ``agent/consul/wanfed`` package, spec 4).
 
 * ``transport.WanfedTransport`` wraps the WAN pool's UDP/TCP transport: names of this datacenter

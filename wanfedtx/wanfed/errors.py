@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.wanfed.test_wanfed_framing,tests.unit.wanfed.test_wanfed_pool -*-
 """Exceptions of the wanfed package; the reference's exact messages where it has them.
 
 They derive from ``GossipError`` because the memberlist core catches that around every transport

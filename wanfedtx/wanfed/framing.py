@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.wanfed.test_wanfed_framing,tests.unit.wanfed.test_wanfed_wiring -*-
 """Sans-IO framing of tunnelled gossip packets: a 4-byte big-endian length, then the payload.
 
 ``encode_frame`` builds one frame. ``FrameDecoder.feed`` takes bytes as they arrive and returns the

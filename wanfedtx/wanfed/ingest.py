@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.wanfed.test_wanfed_framing -*-
 """Ingestion of tunnelled WAN gossip on the receiving server's RPC port (spec 4.6).
 
 Two ``IRPCHandler``s for the native-TLS ALPN dispatch of the :8300 port:

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.wanfed.test_wanfed_pool -*-
 """The packet connection pool of the wanfed transport (the reference's ``wanfed/pool.go``, 4.5).
 
 Idle connections are kept per key (the full WAN node name, ``sec.secondary``), several per key

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.wanfed.test_wanfed_transport -*-
 """A minimal ``IGatewayResolver``: fixed mesh-gateway addresses per datacenter.
 
 It stands in for the gateway locator (spec 5, built later in ``wanfedtx.federation``) and really

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.wanfed.test_wanfed_transport -*-
 """``WanfedTransport``: the WAN pool's transport when WAN federation goes through mesh gateways.
 
 It wraps the plain UDP/TCP transport (spec 4.4). Every address must carry a WAN node name

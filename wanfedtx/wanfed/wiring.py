@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.wanfed.test_wanfed_wiring -*-
 """Plugging the wanfed transport into a server (the reference's ``setupSerf``, WAN only, spec 4.2).
 
 ``wire_wan_pool`` builds the ``WanfedWiring`` whose ``wrap`` the WAN ``SerfService`` takes as its

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
+from agent_support import http_on_port_zero
 from netutil import free_port
 
 from wanfedtx.agent.agent import Agent
@@ -21,18 +22,18 @@ pytestmark = pytest.mark.integration
 
 
 def _agent(reactor: Any, data_dir: Path | None = None, **flags: Any) -> Agent:
-    # Port 0 means "disabled" in Consul's config, so tests pick a free port.
+    # HTTP listens on port 0; gossip and RPC ports must be chosen first (see netutil).
     base: dict[str, Any] = {
         "bind_addr": "127.0.0.1",
         "client_addr": "127.0.0.1",
-        "ports": {"http": free_port(), "serf_lan": free_port(), "serf_wan": free_port()},
+        "ports": {"serf_lan": free_port(), "serf_wan": free_port(), "server": free_port()},
         "node_name": "pri",
         "datacenter": "primary",
     }
     base.update(flags)
     if data_dir is not None:
         base["data_dir"] = str(data_dir)
-    rt = load(LoadOptions(dev=data_dir is None, flags=base)).runtime
+    rt = http_on_port_zero(load(LoadOptions(dev=data_dir is None, flags=base)).runtime)
     return Agent(rt, reactor)
 
 
@@ -70,7 +71,8 @@ async def test_agent_self_shape(reactor: Any) -> None:
         assert (m["ProtocolMin"], m["ProtocolMax"], m["ProtocolCur"]) == (1, 5, 2)
         assert (m["DelegateMin"], m["DelegateMax"], m["DelegateCur"]) == (2, 5, 4)
         assert m["Tags"]["role"] == "consul" and m["Tags"]["dc"] == "primary"
-        assert m["Tags"]["id"] == cfg["NodeID"] and m["Tags"]["port"] == "8300"
+        assert m["Tags"]["id"] == cfg["NodeID"]
+        assert m["Tags"]["port"] == str(agent.config.server_port)
         assert m["Tags"]["ft_fs"] == "1"
         assert body["Meta"] == {"rack": "r1"}
         assert body["Coord"] is None

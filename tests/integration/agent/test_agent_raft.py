@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
-from agent_support import elect_and_replicate, fast_serf, http_get, until
+from agent_support import elect_and_replicate, fast_serf, http_get, http_on_port_zero, until
 from netutil import free_port
 
 from wanfedtx.agent.agent import Agent
@@ -30,24 +30,22 @@ def _config(tmp: Path, name: str, ip: str, ports: dict[str, int], extra: list[st
         f'bind_addr = "{ip}"',
         f'client_addr = "{ip}"',
         f'data_dir = "{tmp / name}"',
-        f"ports {{ http = {ports['http']} server = {ports['server']} dns = -1 "
+        f"ports {{ server = {ports['server']} dns = -1 "
         f"serf_lan = {ports['serf_lan']} serf_wan = {ports['serf_wan']} }}",
         *extra,
     ]
     hcl.write_text("\n".join(lines) + "\n")
-    return load(LoadOptions(config_files=[str(hcl)])).runtime
+    return http_on_port_zero(load(LoadOptions(config_files=[str(hcl)])).runtime)
 
 
 @pytest_twisted.ensureDeferred
 async def test_restart_keeps_kv_and_catalog(reactor: Any, tmp_path: Path) -> None:
-    ports = {
-        "http": free_port(), "server": free_port(), "serf_lan": free_port(), "serf_wan": free_port()
-    }
+    ports = {"server": free_port(), "serf_lan": free_port(), "serf_wan": free_port()}
     cfg = _config(tmp_path, "s1", "127.0.0.1", ports, ["bootstrap = true"])
-    base = f"http://127.0.0.1:{ports['http']}"
 
     agent = Agent(cfg, reactor)
     agent.startService()
+    (base,) = agent.http_urls()
     try:
         async def leader_known() -> bool:
             code, body = await http_get(base + "/v1/status/leader")
@@ -63,6 +61,7 @@ async def test_restart_keeps_kv_and_catalog(reactor: Any, tmp_path: Path) -> Non
 
     again = Agent(cfg, reactor)
     again.startService()
+    (base,) = again.http_urls()
     try:
         async def value_back() -> bool:
             code, body = await http_get(base + "/v1/kv/app/config?raw")
@@ -89,9 +88,7 @@ async def test_three_servers_elect_one_leader_and_replicate(
 ) -> None:
     """``all``: every server lists every address in ``retry_join``. ``gossip``: s1 lists none
     and s2, s3 list only s1, so raft learns the other servers from the LAN pool's members."""
-    ports = {
-        "http": free_port(), "server": free_port(), "serf_lan": free_port(), "serf_wan": free_port()
-    }
+    ports = {"server": free_port(), "serf_lan": free_port(), "serf_wan": free_port()}
     ips = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
 
     def join_list(i: int) -> str:
@@ -115,7 +112,7 @@ async def test_three_servers_elect_one_leader_and_replicate(
     for a in agents:
         a.startService()
     try:
-        bases = [f"http://{ip}:{ports['http']}" for ip in ips]
+        bases = [a.http_urls()[0] for a in agents]
         # One leader; a write on a follower is forwarded to it and replicated to every server.
         await elect_and_replicate(reactor, agents, bases)
 

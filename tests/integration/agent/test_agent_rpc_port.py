@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest_twisted
+from agent_support import http_on_port_zero
 from netutil import free_port
 
 from wanfedtx.agent.agent import Agent
@@ -41,12 +42,12 @@ def _server_config(tmp: Path, pki: dict[str, str]) -> Any:
         'bind_addr = "127.0.0.1"',
         'client_addr = "127.0.0.1"',
         f'data_dir = "{tmp / "data"}"',
-        f"ports {{ http = {free_port()} server = {free_port()} dns = -1 "
+        f"ports {{ server = {free_port()} dns = -1 "
         f"serf_lan = {free_port()} serf_wan = {free_port()} }}",
     ]
     lines += [f'{k} = "{v}"' for k, v in pki.items()]
     hcl.write_text("\n".join(lines) + "\n")
-    return load(LoadOptions(config_files=[str(hcl)])).runtime
+    return http_on_port_zero(load(LoadOptions(config_files=[str(hcl)])).runtime)
 
 
 @pytest_twisted.ensureDeferred

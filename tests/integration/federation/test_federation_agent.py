@@ -8,13 +8,14 @@ internal HTTP APIs show it, as the reference's ``TestAgent_JoinWAN_viaMeshGatewa
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
 import treq
+from agent_support import http_on_port_zero
+from netutil import free_port
 from twisted.internet.task import deferLater
 
 from wanfedtx.agent.agent import Agent
@@ -38,11 +39,6 @@ services {
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 async def _get(url: str) -> tuple[int, bytes, Any]:
     r = await treq.get(url)
@@ -57,11 +53,12 @@ async def test_agent_records_and_serves_its_federation_state(reactor: Any, tmp_p
     flags = {
         "bind_addr": "127.0.0.1",
         "client_addr": "127.0.0.1",
-        "ports": {"http": _free_port(), "serf_lan": _free_port(), "serf_wan": _free_port()},
+        "ports": {"serf_lan": free_port(), "serf_wan": free_port(), "server": free_port()},
         "node_name": "pri",
         "datacenter": "primary",
     }
     rt = load(LoadOptions(dev=True, config_files=[str(cfg)], flags=flags)).runtime
+    rt = http_on_port_zero(rt)
     assert rt.connect_mesh_gateway_wan_federation_enabled
     agent = Agent(rt, reactor)
     agent.startService()

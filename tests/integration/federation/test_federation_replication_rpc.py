@@ -16,11 +16,11 @@ from typing import Any
 import attrs
 import pytest
 import pytest_twisted
-from rpc_support import CA
 from twisted.internet.task import deferLater
 from two_dc_support import ServerDC, start_gateway, start_server_dc
 
 from wanfedtx.federation.server import FederationServer
+from wanfedtx.testing.pki import PKI
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,9 @@ class DC:
         await self.server.stop()
 
 
-async def start_dc(reactor: Any, ca: CA, dc: str, node: str, other: tuple[str, str], gw: str) -> DC:
+async def start_dc(
+    reactor: Any, ca: PKI, dc: str, node: str, other: tuple[str, str], gw: str
+) -> DC:
     server = await start_server_dc(reactor, ca, dc, node, other, gw)
     fed = FederationServer(server.agent, "primary", leader_routines=True, rng=random.Random(5))
     fed.register_into(server.table)
@@ -61,7 +63,7 @@ def states(dc: DC) -> list[dict[str, Any]]:
 
 @pytest_twisted.ensureDeferred
 async def test_gateways_reach_the_primary_and_replicate_back(reactor: Any) -> None:
-    ca = CA()
+    ca = PKI()
     gateway = start_gateway(reactor)
     router, gw = gateway.router, gateway.address
     pri = await start_dc(reactor, ca, "primary", "pri", ("secondary", "sec"), gw)

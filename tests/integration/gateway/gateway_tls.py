@@ -16,23 +16,24 @@ from typing import Any
 from twisted.internet import protocol
 from twisted.internet import ssl as tssl
 
-from wanfedtx.tls.certs import create_ca, create_cert
+from wanfedtx.testing.pki import PKI
 
 
 class CA:
-    """The project's agent CA (``wanfedtx.tls.certs``) issuing server certs per node and DC."""
+    """The shared test PKI (``wanfedtx.testing.pki``) with its CA written to a file and server
+    certs issued by name."""
 
     def __init__(self) -> None:
-        self.ca = create_ca()
+        self.pki = PKI()
+        self.ca = self.pki.ca
         self.dir = Path(tempfile.mkdtemp(prefix="wanfed-gw-ca-"))
-        self.ca_file = self.dir / "ca.pem"
-        self.ca_file.write_bytes(self.ca.cert_pem)
+        self.ca_file = self.pki.write_ca(self.dir)
 
     def issue(self, name: str) -> tuple[bytes, bytes]:
         """A server cert for ``<node>.server.<dc>.consul`` (CN ``server.<dc>.consul``)."""
         node, _, rest = name.partition(".server.")
         dc = rest.removesuffix(".consul")
-        ck = create_cert(self.ca, "server", dc=dc, node=node)
+        ck = self.pki.server(dc, node)
         return ck.cert_pem, ck.key_pem
 
 

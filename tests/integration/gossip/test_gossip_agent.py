@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
-from agent_support import fast_serf
-from gossip_free_port import free_port
+from agent_support import fast_serf, http_on_port_zero
+from netutil import free_port
 from twisted.internet import task, threads
 
 from wanfedtx.agent.agent import Agent
@@ -46,8 +46,7 @@ def agent_config(node: str, dc: str, **extra: Any) -> dict[str, Any]:
         "node_name": node,
         "datacenter": dc,
         "server": True,
-        "ports": {
-            "http": free_port(),
+        "ports": {  # HTTP listens on port 0 (make_agent); these must be known (see netutil)
             "serf_lan": free_port(),
             "serf_wan": free_port(),
             "server": free_port(),
@@ -62,7 +61,7 @@ def agent_config(node: str, dc: str, **extra: Any) -> dict[str, Any]:
 def make_agent(reactor: Any, node: str, dc: str,
                request_shutdown: Callable[[], object] | None = None, **extra: Any) -> Agent:
     flags = agent_config(node, dc, **extra)
-    rt = load(LoadOptions(dev=True, flags=flags)).runtime
+    rt = http_on_port_zero(load(LoadOptions(dev=True, flags=flags)).runtime)
     agent = Agent(rt, reactor, leave_timeout=5.0, serf_tuning=fast_serf,
                   request_shutdown=request_shutdown)
     agent.gossip.flood_interval = 0.5
@@ -273,6 +272,7 @@ async def _eq(probe: Callable[[], Any], want: Any) -> bool:
 async def test_killed_agent_is_failed_then_force_left(reactor: Any, tmp_path: Path) -> None:
     one = make_agent(reactor, "one", "dc1")
     flags = agent_config("victim", "dc2")
+    flags["ports"]["http"] = free_port()  # a `wanfed agent` process: its port is chosen first
     conf = tmp_path / "victim.json"
     conf.write_text(json.dumps(flags))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -350,7 +350,8 @@ async def test_retry_join_encryption_and_http_leave(reactor: Any) -> None:
         retry_interval_wan="100ms",
         request_shutdown=lambda: k3.stop().chainDeferred(stopped),
     )
-    k1 = Agent(load(LoadOptions(dev=True, flags=f1)).runtime, reactor, serf_tuning=fast_serf)
+    k1 = Agent(http_on_port_zero(load(LoadOptions(dev=True, flags=f1)).runtime), reactor,
+               serf_tuning=fast_serf)
     plain = make_agent(reactor, "plain", "dc1")
     k3_stopped = False
     try:
@@ -387,8 +388,8 @@ async def test_failed_start_join_shuts_agent_down(reactor: Any) -> None:
 
     flags = agent_config("lonely", "dc1", start_join=[f"127.0.0.1:{free_port()}"])
     asked: Deferred[None] = Deferred()
-    agent = Agent(load(LoadOptions(dev=True, flags=flags)).runtime, reactor, serf_tuning=fast_serf,
-                  request_shutdown=lambda: asked.callback(None))
+    agent = Agent(http_on_port_zero(load(LoadOptions(dev=True, flags=flags)).runtime), reactor,
+                  serf_tuning=fast_serf, request_shutdown=lambda: asked.callback(None))
     agent.startService()
     try:
         await asked.addTimeout(10, reactor)

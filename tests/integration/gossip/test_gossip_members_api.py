@@ -101,7 +101,7 @@ async def test_members_http_and_cli(reactor: Any, capsys: pytest.CaptureFixture[
 
 
 def test_members_cli_reports_unreachable_agent(capsys: pytest.CaptureFixture[str]) -> None:
-    from gossip_free_port import free_port
+    from netutil import free_port
 
     rc = main(["members", "-http-addr", f"127.0.0.1:{free_port()}"])
     assert rc == 1

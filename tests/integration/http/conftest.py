@@ -15,33 +15,18 @@ from typing import Any
 
 import attrs
 import pytest_twisted
-from twisted.internet.defer import Deferred, fail
 from twisted.web.server import Site
 
 from wanfedtx.agent.catalog_services import CatalogAgent
 from wanfedtx.http.app import API as HTTPAPI
 from wanfedtx.http.parking import APIRequest
 from wanfedtx.http.routes import server_families
-from wanfedtx.rpc.errors import NoDCPath
+from wanfedtx.testing import FakeForwarder
 
 
-class Forwarder:
-    def __init__(self, servers: dict[str, CatalogAgent]) -> None:
-        self.servers = servers
-
-    def datacenters(self) -> list[str]:
-        return sorted(self.servers)
-
-    def forward_dc(self, dc: str, method: str, args: Any = None) -> Deferred[Any]:
-        if dc not in self.servers:
-            return fail(NoDCPath())
-        return self.servers[dc].rpc(method, args)
-
-    def forward_to_leader(self, method: str, args: Any = None) -> Deferred[Any]:
-        raise AssertionError("single-server test datacenters always have a leader")
-
-
-def make_server(dc: str, reactor: Any, forwarder: Forwarder, services: list[Any]) -> CatalogAgent:
+def make_server(
+    dc: str, reactor: Any, forwarder: FakeForwarder, services: list[Any]
+) -> CatalogAgent:
     return CatalogAgent(
         node_name=f"server-{dc}",
         datacenter=dc,
@@ -67,7 +52,7 @@ class API:
 @pytest_twisted.async_yield_fixture
 async def state_api(reactor: Any) -> AsyncIterator[API]:
     servers: dict[str, CatalogAgent] = {}
-    forwarder = Forwarder(servers)
+    forwarder = FakeForwarder(servers)
     gateway = {
         "name": "mesh-gateway",
         "kind": "mesh-gateway",

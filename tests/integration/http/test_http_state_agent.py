@@ -6,7 +6,6 @@ The agent is the one ``wanfed agent`` runs (``wanfedtx.agent.agent.Agent``) with
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,8 @@ import consul
 import pytest
 import pytest_twisted
 import treq
+from agent_support import http_on_port_zero
+from netutil import free_port
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
@@ -34,11 +35,6 @@ services {
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest_twisted.ensureDeferred
 async def test_real_agent_catalog_kv_and_gateway_service(reactor: Any, tmp_path: Path) -> None:
@@ -47,23 +43,24 @@ async def test_real_agent_catalog_kv_and_gateway_service(reactor: Any, tmp_path:
     flags = {
         "bind_addr": "127.0.0.1",
         "client_addr": "127.0.0.1",
-        "ports": {"http": _free_port(), "serf_lan": _free_port(), "serf_wan": _free_port()},
+        "ports": {"serf_lan": free_port(), "serf_wan": free_port(), "server": free_port()},
         "node_name": "pri",
         "datacenter": "primary",
     }
-    rt = load(LoadOptions(dev=True, config_files=[str(gw)], flags=flags)).runtime
+    rt = http_on_port_zero(load(LoadOptions(dev=True, config_files=[str(gw)], flags=flags)).runtime)
     agent = Agent(rt, reactor)
     agent.startService()
     (url,) = agent.http_urls()
     port = int(url.rsplit(":", 1)[1])
     c = consul.Consul(host="127.0.0.1", port=port)
     try:
-        # What case-wanfed-gw's setup.sh curls: the server is service "consul" on :8300.
+        # What case-wanfed-gw's setup.sh curls: the server is service "consul" on its RPC port
+        # (:8300 there; a free port here).
         r = await treq.get(url + "/v1/catalog/service/consul")
         body = await r.json()
         assert r.code == 200 and r.headers.getRawHeaders("X-Consul-Index")
         assert [(s["Node"], s["ServicePort"], s["Address"]) for s in body] == [
-            ("pri", 8300, "127.0.0.1")
+            ("pri", rt.server_port, "127.0.0.1")
         ]
         # The config-file gateway reaches the catalog through anti-entropy.
         for _ in range(200):
@@ -98,7 +95,7 @@ async def test_real_agent_restart_keeps_kv_and_catalog(reactor: Any, tmp_path: P
     flags = {
         "bind_addr": "127.0.0.1",
         "client_addr": "127.0.0.1",
-        "ports": {"http": _free_port(), "serf_lan": _free_port(), "serf_wan": _free_port()},
+        "ports": {"serf_lan": free_port(), "serf_wan": free_port(), "server": free_port()},
         "node_name": "pri",
         "datacenter": "primary",
         "server": True,
@@ -107,7 +104,7 @@ async def test_real_agent_restart_keeps_kv_and_catalog(reactor: Any, tmp_path: P
     }
 
     async def start() -> tuple[Agent, consul.Consul]:
-        rt = load(LoadOptions(flags=flags)).runtime
+        rt = http_on_port_zero(load(LoadOptions(flags=flags)).runtime)
         agent = Agent(rt, reactor)
         agent.startService()
         (url,) = agent.http_urls()

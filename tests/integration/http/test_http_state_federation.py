@@ -14,13 +14,13 @@ import attrs
 import consul
 import pytest
 import pytest_twisted
-from rpc_support import CA
 from twisted.internet.threads import deferToThread
 from twisted.web.server import Site
 from two_dc_support import ServerDC, start_gateway, start_server_dc
 
 from wanfedtx.http.app import API
 from wanfedtx.http.routes import server_families
+from wanfedtx.testing.pki import PKI
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,9 @@ class DC:
         await self.server.stop()
 
 
-async def start_dc(reactor: Any, ca: CA, dc: str, node: str, other: tuple[str, str], gw: str) -> DC:
+async def start_dc(
+    reactor: Any, ca: PKI, dc: str, node: str, other: tuple[str, str], gw: str
+) -> DC:
     server = await start_server_dc(reactor, ca, dc, node, other, gw)
     site = Site(API(server_families(server.agent)).resource())
     site.noisy = False
@@ -56,7 +58,7 @@ async def start_dc(reactor: Any, ca: CA, dc: str, node: str, other: tuple[str, s
 
 @pytest_twisted.ensureDeferred
 async def test_kv_and_catalog_reads_across_datacenters_via_gateway(reactor: Any) -> None:
-    ca = CA()
+    ca = PKI()
     gateway = start_gateway(reactor)
     router, gw = gateway.router, gateway.address
     pri = await start_dc(reactor, ca, "primary", "pri", ("secondary", "sec"), gw)

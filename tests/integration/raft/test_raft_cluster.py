@@ -17,8 +17,8 @@ from wanfedtx.raft.core import RaftOptions
 from wanfedtx.raft.transport import InboundRaftProtocol
 from wanfedtx.rpc.constants import RPCType
 from wanfedtx.rpc.dial import Dialer
+from wanfedtx.testing.pki import PKI
 from wanfedtx.tls.configurator import TLSConfigurator
-from wanfedtx.tls.testing import PKI
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,6 @@ import math
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,10 +21,11 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from netutil import free_port
 from twisted.internet import defer, task
 
 from wanfedtx.raft.linearizability import Op, check_history
-from wanfedtx.tls.testing import PKI
+from wanfedtx.testing.pki import PKI
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "bench" / "raft"))
@@ -37,22 +37,18 @@ MIN_KILLS = 3
 MIN_ACKED = 50
 
 
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
 
 class Cluster:
     def __init__(self, tmp: Path) -> None:
         self.pki = PKI()
         for i in range(3):
             self.pki.settings("dc1", f"n{i}", tmp / f"tls{i}")  # writes CA, cert and key files
-        ports = free_ports(6)
+        # raft_node.py processes are told each other's raft and client addresses on their
+        # command lines before any of them listens, so these ports are chosen first (netutil).
+        ports: list[int] = []
+        while len(ports) < 6:
+            if (p := free_port()) not in ports:
+                ports.append(p)
         self.rafts = [f"127.0.0.1:{p}" for p in ports[:3]]
         self.clients = [f"127.0.0.1:{p}" for p in ports[3:]]
         self.tmp = tmp

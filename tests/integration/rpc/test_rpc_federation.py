@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 import pytest
 import pytest_twisted
-from rpc_support import CA, OpenSSLTLS, Pair, SNIRouter
+from rpc_support import OpenSSLTLS, SNIRouter
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.task import Clock, deferLater
 
@@ -28,6 +28,8 @@ from wanfedtx.rpc.pool import ConnPool
 from wanfedtx.rpc.protocol import RPCClientProtocol, RPCHandler
 from wanfedtx.rpc.registry import HandlerRegistry
 from wanfedtx.rpc.server import RPCPortFactory, RPCPortService
+from wanfedtx.testing.pki import PKI
+from wanfedtx.tls.certs import CertAndKey
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +58,7 @@ class Node:
         await self.service.stopService()
 
 
-async def start_node(reactor: Any, ca: CA, dc: str, name: str, *, pair: Pair | None = None,
+async def start_node(reactor: Any, ca: PKI, dc: str, name: str, *, pair: CertAndKey | None = None,
                      gateway: str | None = None, verify_incoming: bool = False,
                      pool_clock: Any = None) -> Node:
     tls = OpenSSLTLS(ca, pair or ca.server(dc, name), verify_incoming=verify_incoming)
@@ -79,12 +81,12 @@ async def start_node(reactor: Any, ca: CA, dc: str, name: str, *, pair: Pair | N
 
 
 @pytest.fixture(scope="module")
-def ca() -> CA:
-    return CA()
+def ca() -> PKI:
+    return PKI()
 
 
 @pytest_twisted.ensureDeferred
-async def test_same_dc_pool_direct_plain_and_legacy_tls(reactor: Any, ca: CA) -> None:
+async def test_same_dc_pool_direct_plain_and_legacy_tls(reactor: Any, ca: PKI) -> None:
     a = await start_node(reactor, ca, "dc1", "a")
     b = await start_node(reactor, ca, "dc1", "b", verify_incoming=True)
     try:
@@ -114,7 +116,7 @@ async def test_same_dc_pool_direct_plain_and_legacy_tls(reactor: Any, ca: CA) ->
 
 
 @pytest_twisted.ensureDeferred
-async def test_three_dcs_all_six_directions_via_sni_router(reactor: Any, ca: CA) -> None:
+async def test_three_dcs_all_six_directions_via_sni_router(reactor: Any, ca: PKI) -> None:
     router = SNIRouter(reactor)
     gw = reactor.listenTCP(0, router, interface="127.0.0.1")
     gw_addr = f"127.0.0.1:{gw.getHost().port}"
@@ -151,7 +153,7 @@ async def test_three_dcs_all_six_directions_via_sni_router(reactor: Any, ca: CA)
 
 @pytest.mark.allow_logged_errors
 @pytest_twisted.ensureDeferred
-async def test_dial_fails_without_node_san_or_for_wrong_dc(reactor: Any, ca: CA) -> None:
+async def test_dial_fails_without_node_san_or_for_wrong_dc(reactor: Any, ca: PKI) -> None:
     router = SNIRouter(reactor)
     gw = reactor.listenTCP(0, router, interface="127.0.0.1")
     gw_addr = f"127.0.0.1:{gw.getHost().port}"
@@ -195,7 +197,7 @@ async def test_dial_fails_without_node_san_or_for_wrong_dc(reactor: Any, ca: CA)
 
 
 @pytest_twisted.ensureDeferred
-async def test_pool_reaps_idle_connections_after_two_minutes(reactor: Any, ca: CA) -> None:
+async def test_pool_reaps_idle_connections_after_two_minutes(reactor: Any, ca: PKI) -> None:
     clock = Clock()
     a = await start_node(reactor, ca, "dc1", "a", pool_clock=clock)
     b = await start_node(reactor, ca, "dc1", "b")

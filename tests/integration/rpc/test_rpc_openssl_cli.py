@@ -21,9 +21,9 @@ from wanfedtx.rpc.endpoints import default_endpoints
 from wanfedtx.rpc.protocol import RPCHandler
 from wanfedtx.rpc.registry import HandlerRegistry
 from wanfedtx.rpc.server import RPCPortFactory, RPCPortService
+from wanfedtx.testing.pki import PKI
 from wanfedtx.tls import certs
 from wanfedtx.tls.configurator import TLSConfigurator
-from wanfedtx.tls.testing import PKI
 
 pytestmark = pytest.mark.integration
 

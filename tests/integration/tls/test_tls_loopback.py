@@ -15,9 +15,9 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from wanfedtx.testing.pki import PKI, RecordingFactory, RecordingProtocol
 from wanfedtx.tls.configurator import OutgoingCreator, TLSConfigurator, TLSSettings
 from wanfedtx.tls.errors import HostnameMismatch
-from wanfedtx.tls.testing import PKI, RecordingFactory, RecordingProtocol
 
 pytestmark = pytest.mark.integration
 

@@ -23,9 +23,9 @@ from wanfedtx.rpc.pool import ConnPool
 from wanfedtx.rpc.protocol import RPCHandler
 from wanfedtx.rpc.registry import HandlerRegistry
 from wanfedtx.rpc.server import RPCPortFactory, RPCPortService
+from wanfedtx.testing.pki import PKI
 from wanfedtx.tls.certs import CertAndKey
 from wanfedtx.tls.configurator import TLSConfigurator
-from wanfedtx.tls.testing import PKI
 
 pytestmark = pytest.mark.integration
 

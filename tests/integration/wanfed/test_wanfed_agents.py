@@ -18,12 +18,14 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
-from agent_support import fast_serf
-from rpc_support import CA, SNIRouter
+from agent_support import fast_serf, http_on_port_zero
+from netutil import free_port
+from rpc_support import SNIRouter
 from twisted.internet import task
 
 from wanfedtx.agent.agent import Agent
 from wanfedtx.config import LoadOptions, load
+from wanfedtx.testing.pki import PKI
 from wanfedtx.wanfed.resolver import StaticGatewayResolver
 
 pytestmark = pytest.mark.integration
@@ -32,31 +34,24 @@ FAST = {"gossip_interval": "50ms", "probe_interval": "200ms", "probe_timeout": "
         "suspicion_mult": 3, "retransmit_mult": 3, "gossip_nodes": 3}
 
 
-def free_port(host: str) -> int:
-    import socket
 
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def make_agent(reactor: Any, tmp: Path, ca: CA, node: str, dc: str, host: str,
+def make_agent(reactor: Any, tmp: Path, ca: PKI, node: str, dc: str, host: str,
                resolver: Any = None, **extra: Any) -> Agent:
     d = tmp / node
     d.mkdir()
-    (d / "ca.pem").write_bytes(ca.pem)
-    cert, key = ca.server(dc, node).write(d, "server")
+    (d / "ca.pem").write_bytes(ca.ca_pem)
+    cert, key = PKI.write(ca.server(dc, node), d, "server")
     flags: dict[str, Any] = {
         "bind_addr": host, "client_addr": host, "node_name": node, "datacenter": dc,
         "primary_datacenter": "primary", "server": True,
-        "ports": {"http": free_port(host), "serf_lan": free_port(host),
-                  "serf_wan": free_port(host), "server": free_port(host)},
+        "ports": {"serf_lan": free_port(host), "serf_wan": free_port(host),
+                  "server": free_port(host)},
         "gossip_lan": FAST, "gossip_wan": FAST,
         "connect": {"enabled": True, "enable_mesh_gateway_wan_federation": True},
         "ca_file": str(d / "ca.pem"), "cert_file": str(cert), "key_file": str(key),
     }
     flags.update(extra)
-    rt = load(LoadOptions(dev=True, flags=flags)).runtime
+    rt = http_on_port_zero(load(LoadOptions(dev=True, flags=flags)).runtime)
     agent = Agent(rt, reactor, leave_timeout=5.0, serf_tuning=fast_serf, gateway_resolver=resolver)
     agent.startService()
     return agent
@@ -83,7 +78,7 @@ async def until(cond: Callable[[], Any], what: str, timeout: float = 20.0) -> An
 
 @pytest_twisted.ensureDeferred
 async def test_agents_federate_wan_gossip_through_a_gateway(reactor: Any, tmp_path: Path) -> None:
-    ca = CA()
+    ca = PKI()
     router = SNIRouter(reactor)
     gw_port = reactor.listenTCP(0, router, interface="127.0.0.1")
     gw = f"127.0.0.1:{gw_port.getHost().port}"

@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 import pytest
 import pytest_twisted
-from rpc_support import CA, OpenSSLTLS, SNIRouter
+from rpc_support import OpenSSLTLS, SNIRouter
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.task import deferLater
 
@@ -36,6 +36,7 @@ from wanfedtx.gossip.transport import NetTransport
 from wanfedtx.metrics import Registry
 from wanfedtx.rpc.registry import HandlerRegistry
 from wanfedtx.rpc.server import RPCPortFactory, RPCPortService
+from wanfedtx.testing.pki import PKI
 from wanfedtx.wanfed.resolver import StaticGatewayResolver
 from wanfedtx.wanfed.wiring import WanfedWiring, wire_wan_pool
 
@@ -105,7 +106,7 @@ def fast(cfg: SerfConfig) -> None:
     cfg.reap_interval = 60.0
 
 
-async def start_server(reactor: Any, ca: CA, node: str, dc: str, host: str,
+async def start_server(reactor: Any, ca: PKI, node: str, dc: str, host: str,
                        gateways: dict[str, list[str]]) -> Server:
     tls = OpenSSLTLS(ca, ca.server(dc, node))
     registry = HandlerRegistry()
@@ -152,12 +153,12 @@ async def until(cond: Callable[[], bool], what: str, timeout: float = 20.0) -> N
 
 
 @pytest.fixture(scope="module")
-def ca() -> CA:
-    return CA()
+def ca() -> PKI:
+    return PKI()
 
 
 @pytest_twisted.ensureDeferred
-async def test_two_dcs_gossip_only_through_the_gateway(reactor: Any, ca: CA) -> None:
+async def test_two_dcs_gossip_only_through_the_gateway(reactor: Any, ca: PKI) -> None:
     router = SNIRouter(reactor)
     gw_port = reactor.listenTCP(0, router, interface="127.0.0.1")
     gw = f"127.0.0.1:{gw_port.getHost().port}"
@@ -231,7 +232,7 @@ def gateway_snapshot(dc: str, servers: list[Server], gws: dict[str, tuple[str, i
 
 
 @pytest_twisted.ensureDeferred
-async def test_two_hops_through_the_projects_mesh_gateways(reactor: Any, ca: CA) -> None:
+async def test_two_hops_through_the_projects_mesh_gateways(reactor: Any, ca: PKI) -> None:
     empty = gateway_snapshot("primary", [], {})
     gws = []
     for _ in range(2):

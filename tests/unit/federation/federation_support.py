@@ -10,12 +10,12 @@ from typing import Any
 
 import msgpack
 from twisted.internet import task
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from wanfedtx.agent.catalog_services import CatalogAgent
 from wanfedtx.federation.server import FederationServer
-from wanfedtx.rpc.errors import NoDCPath
+from wanfedtx.testing import FakeForwarder
 
 
 def _wire(value: Any) -> Any:
@@ -32,8 +32,8 @@ class Net:
         self.down: set[str] = set()
         self.calls: list[tuple[str, str]] = []
 
-    def forwarder(self, here: str) -> Forwarder:
-        return Forwarder(self, here)
+    def forwarder(self, here: str) -> FakeForwarder:
+        return FakeForwarder(self.servers, down=self.down, calls=self.calls, wire=_wire)
 
     def add(
         self,
@@ -58,24 +58,6 @@ class Net:
         self.feds[dc] = fed
         return fed
 
-
-class Forwarder:
-    def __init__(self, net: Net, here: str) -> None:
-        self.net = net
-        self.here = here
-
-    def datacenters(self) -> list[str]:
-        return sorted(dc for dc in self.net.servers if dc not in self.net.down)
-
-    def forward_dc(self, dc: str, method: str, args: Any = None) -> Deferred[Any]:
-        if dc not in self.net.servers or dc in self.net.down:
-            return fail(NoDCPath())
-        self.net.calls.append((dc, method))
-        d = self.net.servers[dc].rpc(method, _wire(args))
-        return d.addCallback(_wire)
-
-    def forward_to_leader(self, method: str, args: Any = None) -> Deferred[Any]:
-        raise AssertionError("single-server test datacenters always lead")
 
 
 def gateway(

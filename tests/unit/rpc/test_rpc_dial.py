@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from rpc_support import CA, OpenSSLTLS, server_tls
+from rpc_support import OpenSSLTLS, server_tls
 from twisted.internet.testing import MemoryReactorClock
 
 from wanfedtx.rpc.constants import RPCType
@@ -15,6 +15,7 @@ from wanfedtx.rpc.forward import Forwarder, StaticRouter
 from wanfedtx.rpc.interfaces import ServerAddress
 from wanfedtx.rpc.pool import ConnPool, pool_key
 from wanfedtx.rpc.protocol import RPCClientProtocol
+from wanfedtx.testing.pki import PKI
 
 
 class Resolver:
@@ -28,8 +29,8 @@ class Resolver:
 
 
 @pytest.fixture(scope="module")
-def ca() -> CA:
-    return CA()
+def ca() -> PKI:
+    return PKI()
 
 
 def failure_of(d: Any) -> Exception:
@@ -44,7 +45,7 @@ def via(dialer: Dialer, dc: str = "dc2", node: str = "n", t: RPCType = RPCType.M
     return failure_of(dialer.dial_via_mesh_gateway(dc, node, t, RPCClientProtocol(multi=True)))
 
 
-def test_gateway_guards_in_order(ca: CA) -> None:
+def test_gateway_guards_in_order(ca: PKI) -> None:
     r = MemoryReactorClock()
     tls = server_tls(ca, "dc1", "a")
     gw = Resolver("127.0.0.1:4431")
@@ -72,7 +73,7 @@ def test_gateway_guards_in_order(ca: CA) -> None:
             d.alpn_creator(*args)
 
 
-def test_routing_rule_other_dc_goes_to_gateway(ca: CA) -> None:
+def test_routing_rule_other_dc_goes_to_gateway(ca: PKI) -> None:
     r = MemoryReactorClock()
     gw = Resolver("127.0.0.1:4431")
     d = Dialer(r, "dc1", server=True, tls=server_tls(ca, "dc1", "a"), gateway_resolver=gw)
@@ -86,7 +87,7 @@ def test_routing_rule_other_dc_goes_to_gateway(ca: CA) -> None:
     assert r.tcpClients[-1][:2] == ("127.0.0.9", 8300)
 
 
-def test_insecure_dial_refused_across_dcs(ca: CA) -> None:
+def test_insecure_dial_refused_across_dcs(ca: PKI) -> None:
     r = MemoryReactorClock()
     tls = server_tls(ca, "dc1", "a")
     d = Dialer(r, "dc1", server=True, tls=tls)
@@ -96,7 +97,7 @@ def test_insecure_dial_refused_across_dcs(ca: CA) -> None:
     assert str(e) == "insecure dialing prohibited between datacenters"
 
 
-def test_dial_timeout_covers_connect(ca: CA) -> None:
+def test_dial_timeout_covers_connect(ca: PKI) -> None:
     r = MemoryReactorClock()
     d = Dialer(r, "dc1", server=True, tls=None, timeout=10.0)
     res = d.dial("dc1", "b", "127.0.0.1:8300", RPCType.MULTIPLEX_V2, False,
@@ -107,7 +108,7 @@ def test_dial_timeout_covers_connect(ca: CA) -> None:
     assert "i/o timeout after 10s" in str(failure_of(res))
 
 
-def test_pool_requires_node_names(ca: CA) -> None:
+def test_pool_requires_node_names(ca: PKI) -> None:
     pool = ConnPool(Dialer(MemoryReactorClock(), "dc1", server=True), MemoryReactorClock())
     assert str(failure_of(pool.rpc("dc1", "", "127.0.0.1:8300", "Status.Ping"))) == (
         "pool: ConnPool.RPC requires a node name")
@@ -158,7 +159,7 @@ def test_split_host_port() -> None:
             split_host_port(bad)
 
 
-def test_legacy_tls_without_wrapper_fails(ca: CA) -> None:
+def test_legacy_tls_without_wrapper_fails(ca: PKI) -> None:
     class NoWrapper(OpenSSLTLS):
         def outgoing_rpc_creator(self, dc: str) -> Any:
             return None

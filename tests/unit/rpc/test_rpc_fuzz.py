@@ -15,7 +15,7 @@ from typing import Any
 import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rpc_support import CA, Link, Recorder, server_tls
+from rpc_support import Link, Recorder, server_tls
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -30,12 +30,13 @@ from wanfedtx.rpc.errors import FrameError
 from wanfedtx.rpc.protocol import RPCHandler, RPCServerProtocol
 from wanfedtx.rpc.registry import HandlerRegistry
 from wanfedtx.rpc.server import RPCPortFactory
+from wanfedtx.testing.pki import PKI
 
 EXAMPLES = int(os.environ.get("WANFED_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
-_CA = CA()
+_CA = PKI()
 _TLS = server_tls(_CA, "primary", "pri")
 _CLIENT_TLS = server_tls(_CA, "secondary", "sec")
 

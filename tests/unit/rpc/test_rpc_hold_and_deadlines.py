@@ -11,39 +11,17 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from wanfedtx.catalog.endpoints import Endpoints
-from wanfedtx.fsm.consensus import LocalConsensus
 from wanfedtx.fsm.machine import FSM
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.errors import ConnectionClosed, DialError, NoLeader, RemoteError, RPCTimeout
 from wanfedtx.rpc.forward import REPLY_BOUND, Forwarder, StaticRouter, call_deadline
 from wanfedtx.rpc.interfaces import ServerAddress
 from wanfedtx.rpc.pool import ConnPool
+from wanfedtx.testing import FollowerConsensus, NotReadyLeaderConsensus, ScriptedForwarder
 
 KV_PUT = {"Op": "set", "DirEnt": {"Key": "k", "Value": b"v"}}
 
 
-class Follower(LocalConsensus):
-    """A follower: never the leader, so every write is forwarded."""
-
-    def is_leader(self) -> bool:
-        return False
-
-
-class ScriptedForwarder:
-    """Fails ``forward_to_leader`` with the scripted errors, then answers."""
-
-    def __init__(self, errors: list[Exception]) -> None:
-        self.errors = list(errors)
-        self.calls = 0
-
-    def forward_to_leader(self, method: str, args: Any = None) -> Deferred[Any]:
-        self.calls += 1
-        if self.errors:
-            return fail(self.errors.pop(0))
-        return succeed(True)
-
-    def forward_dc(self, dc: str, method: str, args: Any = None) -> Deferred[Any]:
-        raise AssertionError("not used")
 
 
 def endpoints(errors: list[Exception], hold: float = 7.0) -> tuple[Endpoints, Clock,
@@ -51,7 +29,8 @@ def endpoints(errors: list[Exception], hold: float = 7.0) -> tuple[Endpoints, Cl
     clock = Clock()
     fwd = ScriptedForwarder(errors)
     fsm = FSM()
-    ep = Endpoints("dc1", fsm.state, Follower(fsm, "127.0.0.1:8300"), clock, random.Random(3),
+    follower = FollowerConsensus(fsm, "127.0.0.1:8300")
+    ep = Endpoints("dc1", fsm.state, follower, clock, random.Random(3),
                    forwarder=fwd, hold_timeout=hold)
     return ep, clock, fwd
 
@@ -105,7 +84,7 @@ def test_call_deadline_is_the_blocking_wait_plus_a_bound() -> None:
 def test_a_call_to_a_server_that_stopped_answering_times_out_and_drops_the_connection() -> None:
     r = MemoryReactorClock()
     pool = ConnPool(Dialer(r, "dc2", server=True), r)
-    fwd = Forwarder(pool, "dc1", Follower(FSM(), "x"), StaticRouter(
+    fwd = Forwarder(pool, "dc1", FollowerConsensus(FSM(), "x"), StaticRouter(
         {"dc2": [ServerAddress("s2", "127.0.0.1:8300")]}))
     result = outcome(fwd.forward_dc("dc2", "Catalog.ListNodes", {"Datacenter": "dc2"}))
     # the TCP connection is made; the server never answers
@@ -134,27 +113,17 @@ def test_a_server_that_cannot_be_dialed_is_skipped_for_the_next() -> None:
             return succeed({"ok": name})
 
     pool = Pool()
-    fwd = Forwarder(pool, "dc1", Follower(FSM(), "x"), StaticRouter(  # type: ignore[arg-type]
+    fwd = Forwarder(pool, "dc1", FollowerConsensus(FSM(), "x"), StaticRouter(  # type: ignore[arg-type]
         {"dc2": [ServerAddress("dead", "127.0.0.1:1"), ServerAddress("live", "127.0.0.1:2")]}))
     assert outcome(fwd.forward_dc("dc2", "Status.Ping")) == [{"ok": "live"}]
     assert pool.tried == ["dead", "live"]
 
 
-class NewLeader(LocalConsensus):
-    """Leads, but its observers hear "leading" only when the test says the no-op is applied."""
-
-    def add_leadership_observer(self, observer: Any) -> None:
-        self._observers.append(observer)
-
-    def noop_applied(self) -> None:
-        for observer in list(self._observers):
-            observer(True)
-
 
 def test_a_new_leader_serves_default_reads_only_after_its_first_entry_is_applied() -> None:
     clock = Clock()
     fsm = FSM()
-    consensus = NewLeader(fsm, "127.0.0.1:8300")
+    consensus = NotReadyLeaderConsensus(fsm, "127.0.0.1:8300")
     ep = Endpoints("dc1", fsm.state, consensus, clock, random.Random(3), hold_timeout=7.0)
     read = outcome(ep.handlers()["KVS.Get"]({"Key": "k"}))
     stale = outcome(ep.handlers()["KVS.Get"]({"Key": "k", "AllowStale": True}))
@@ -169,7 +138,7 @@ def test_a_new_leader_serves_default_reads_only_after_its_first_entry_is_applied
 def test_a_leader_that_never_becomes_ready_answers_not_ready_after_the_hold() -> None:
     clock = Clock()
     fsm = FSM()
-    ep = Endpoints("dc1", fsm.state, NewLeader(fsm, "x"), clock, random.Random(3),
+    ep = Endpoints("dc1", fsm.state, NotReadyLeaderConsensus(fsm, "x"), clock, random.Random(3),
                    hold_timeout=2.0)
     read = outcome(ep.handlers()["Catalog.ListNodes"]({}))
     clock.advance(2.0)

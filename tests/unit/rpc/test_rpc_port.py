@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from rpc_support import CA, Link, OpenSSLTLS, Recorder, RecordingHandler, server_tls
+from rpc_support import Link, OpenSSLTLS, Recorder, RecordingHandler, server_tls
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel
@@ -15,11 +15,12 @@ from wanfedtx.metrics import Registry
 from wanfedtx.rpc.constants import ALPN_RPC_CONSUL, ALPN_RPC_RAFT, RPC_NEXT_PROTOS
 from wanfedtx.rpc.registry import HandlerRegistry
 from wanfedtx.rpc.server import RPCPortFactory
+from wanfedtx.testing.pki import PKI
 
 
 @pytest.fixture(scope="module")
-def ca() -> CA:
-    return CA()
+def ca() -> PKI:
+    return PKI()
 
 
 def messages(events: list[dict[str, Any]]) -> list[str]:
@@ -58,7 +59,7 @@ def tls_client(client_tls: OpenSSLTLS, clock: Clock, dc: str, node: str, alpn: s
 
 
 @pytest.mark.parametrize("t", [0, 1, 2, 4, 5, 6])
-def test_type_byte_reaches_handler_with_bytes_intact(t: int, ca: CA) -> None:
+def test_type_byte_reaches_handler_with_bytes_intact(t: int, ca: PKI) -> None:
     f, handlers, clock = port(server_tls(ca, "primary", "pri"))
     client = Recorder()
     link = Link(f.buildProtocol(None), client, clock)
@@ -72,7 +73,7 @@ def test_type_byte_reaches_handler_with_bytes_intact(t: int, ca: CA) -> None:
 
 
 @pytest.mark.parametrize("chunk", [None, 1])
-def test_native_tls_alpn_delivers_payload(ca: CA, chunk: int | None, logged: Any) -> None:
+def test_native_tls_alpn_delivers_payload(ca: PKI, chunk: int | None, logged: Any) -> None:
     f, handlers, clock = port(server_tls(ca, "primary", "pri"))
     app = Recorder()
     client = tls_client(server_tls(ca, "secondary", "sec"), clock, "primary", "pri",
@@ -93,7 +94,7 @@ def test_native_tls_alpn_delivers_payload(ca: CA, chunk: int | None, logged: Any
     assert "accepted nativeTLS RPC" in messages(logged)
 
 
-def test_raft_alpn_counts_handoff(ca: CA) -> None:
+def test_raft_alpn_counts_handoff(ca: PKI) -> None:
     f, handlers, clock = port(server_tls(ca, "primary", "pri"))
     client = tls_client(server_tls(ca, "primary", "pri2"), clock, "primary", "pri",
                         ALPN_RPC_RAFT, Recorder())
@@ -105,7 +106,7 @@ def test_raft_alpn_counts_handoff(ca: CA) -> None:
 
 
 @pytest.mark.parametrize("alpn", ["consul/rpc-gossip", "foo/bar"])
-def test_unknown_or_gossip_alpn_is_discarded(ca: CA, alpn: str, logged: Any) -> None:
+def test_unknown_or_gossip_alpn_is_discarded(ca: PKI, alpn: str, logged: Any) -> None:
     f, handlers, clock = port(server_tls(ca, "primary", "pri"))
     app = Recorder()
     client = tls_client(server_tls(ca, "primary", "x"), clock, "primary", "pri", alpn, app)
@@ -117,7 +118,7 @@ def test_unknown_or_gossip_alpn_is_discarded(ca: CA, alpn: str, logged: Any) -> 
     assert all(not h.protocols for h in handlers.values())
 
 
-def test_native_tls_refused_when_not_mutual_tls_capable(ca: CA, logged: Any) -> None:
+def test_native_tls_refused_when_not_mutual_tls_capable(ca: PKI, logged: Any) -> None:
     f, _handlers, clock = port(OpenSSLTLS(ca, None))
     client = tls_client(server_tls(ca, "primary", "x"), clock, "primary", "pri",
                         ALPN_RPC_CONSUL, Recorder())
@@ -127,7 +128,7 @@ def test_native_tls_refused_when_not_mutual_tls_capable(ca: CA, logged: Any) -> 
     assert "unrecognized RPC byte" in messages(logged)
 
 
-def test_client_without_cert_fails_handshake(ca: CA, logged: Any) -> None:
+def test_client_without_cert_fails_handshake(ca: PKI, logged: Any) -> None:
     f, handlers, clock = port(server_tls(ca, "primary", "pri"))
     client = tls_client(OpenSSLTLS(ca, None), clock, "primary", "pri", ALPN_RPC_CONSUL,
                         Recorder())
@@ -139,7 +140,7 @@ def test_client_without_cert_fails_handshake(ca: CA, logged: Any) -> None:
     assert not handlers[ALPN_RPC_CONSUL].protocols
 
 
-def test_stalled_handshake_closed_at_timeout(ca: CA, logged: Any) -> None:
+def test_stalled_handshake_closed_at_timeout(ca: PKI, logged: Any) -> None:
     f, _handlers, clock = port(server_tls(ca, "primary", "pri"), timeout=5.0)
     client = tls_client(server_tls(ca, "primary", "x"), clock, "primary", "pri",
                         ALPN_RPC_CONSUL, Recorder())
@@ -154,7 +155,7 @@ def test_stalled_handshake_closed_at_timeout(ca: CA, logged: Any) -> None:
     assert "TLS handshake failed" in messages(logged)
 
 
-def test_silent_connection_closed_at_timeout(ca: CA, logged: Any) -> None:
+def test_silent_connection_closed_at_timeout(ca: PKI, logged: Any) -> None:
     f, _handlers, clock = port(server_tls(ca, "primary", "pri"), timeout=5.0)
     link = Link(f.buildProtocol(None), Recorder(), clock)
     clock.advance(5.0)
@@ -162,7 +163,7 @@ def test_silent_connection_closed_at_timeout(ca: CA, logged: Any) -> None:
     assert "failed to read first byte" in messages(logged)
 
 
-def test_handler_takes_over_before_timeout(ca: CA) -> None:
+def test_handler_takes_over_before_timeout(ca: PKI) -> None:
     f, handlers, clock = port(server_tls(ca, "primary", "pri"), timeout=5.0)
     link = Link(f.buildProtocol(None), Recorder(), clock)
     link.ct.write(b"\x00a")
@@ -172,7 +173,7 @@ def test_handler_takes_over_before_timeout(ca: CA) -> None:
     assert handlers["0"].protocols[0].data == b"a"
 
 
-def test_verify_incoming_refuses_plaintext(ca: CA, logged: Any) -> None:
+def test_verify_incoming_refuses_plaintext(ca: PKI, logged: Any) -> None:
     f, _handlers, clock = port(server_tls(ca, "primary", "pri", verify_incoming=True))
     link = Link(f.buildProtocol(None), Recorder(), clock)
     link.ct.write(b"\x04hello")
@@ -181,7 +182,7 @@ def test_verify_incoming_refuses_plaintext(ca: CA, logged: Any) -> None:
     assert "Non-TLS connection attempted with VerifyIncoming set" in messages(logged)
 
 
-def test_legacy_rpctls_then_inner_type_byte(ca: CA) -> None:
+def test_legacy_rpctls_then_inner_type_byte(ca: PKI) -> None:
     f, handlers, clock = port(server_tls(ca, "primary", "pri", verify_incoming=True))
     app = Recorder()
     client = tls_client(server_tls(ca, "primary", "x"), clock, "primary", "pri", None, app)
@@ -198,7 +199,7 @@ def test_legacy_rpctls_then_inner_type_byte(ca: CA) -> None:
     assert handlers["4"].infos[0].tls
 
 
-def test_legacy_rpctls_insecure_has_no_inner_byte(ca: CA) -> None:
+def test_legacy_rpctls_insecure_has_no_inner_byte(ca: PKI) -> None:
     f, handlers, clock = port(server_tls(ca, "primary", "pri"))
     client = tls_client(OpenSSLTLS(ca, None), clock, "primary", "pri", None, Recorder())
     link = Link(f.buildProtocol(None), Recorder(), clock)
@@ -210,7 +211,7 @@ def test_legacy_rpctls_insecure_has_no_inner_byte(ca: CA) -> None:
     assert handlers["7"].protocols[0].data == b"sign-me"
 
 
-def test_type_without_handler_is_unrecognized(ca: CA, logged: Any) -> None:
+def test_type_without_handler_is_unrecognized(ca: PKI, logged: Any) -> None:
     clock = Clock()
     f = RPCPortFactory(HandlerRegistry(), clock, None, metrics=Registry())
     link = Link(f.buildProtocol(None), Recorder(), clock)
@@ -221,7 +222,7 @@ def test_type_without_handler_is_unrecognized(ca: CA, logged: Any) -> None:
             and e.get("byte") == 2 and e["log_level"] is LogLevel.error]
 
 
-def test_insecure_type_refused_when_provider_has_no_insecure_creator(ca: CA, logged: Any
+def test_insecure_type_refused_when_provider_has_no_insecure_creator(ca: PKI, logged: Any
                                                                      ) -> None:
     class Strict(OpenSSLTLS):
         incoming_insecure_rpc_creator = None  # type: ignore[assignment]
@@ -251,7 +252,7 @@ def test_handler_that_raises_closes_the_connection(fail_on_logged_errors: Any) -
     assert "no capacity" in fail_on_logged_errors[0]["log_failure"].getErrorMessage()
 
 
-def test_tls_material_error_closes_with_log_and_when_closed_fires(ca: CA, logged: Any) -> None:
+def test_tls_material_error_closes_with_log_and_when_closed_fires(ca: PKI, logged: Any) -> None:
     class Unloadable(OpenSSLTLS):
         def incoming_alpn_creator(self, protocols: Any) -> Any:
             raise OSError("cert file vanished")

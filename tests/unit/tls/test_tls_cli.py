@@ -227,9 +227,9 @@ def test_tls_without_subcommand_prints_help(cwd: Path, capsys: pytest.CaptureFix
 def test_cli_certs_work_for_case_wanfed_gw(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """global-setup.sh's three commands, then server.hcl's TLS settings: the servers handshake
     with the right node SAN, and a dial naming the wrong node is a hostname error."""
+    from wanfedtx.testing.pki import handshake_in_memory
     from wanfedtx.tls.configurator import TLSConfigurator, TLSSettings
     from wanfedtx.tls.errors import HostnameMismatch
-    from wanfedtx.tls.testing import handshake_in_memory
 
     assert main(["tls", "ca", "create"]) == 0
     assert main(["tls", "cert", "create", "-dc=primary", "-server", "-node=pri"]) == 0

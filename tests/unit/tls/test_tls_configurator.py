@@ -12,6 +12,7 @@ import pytest
 from OpenSSL import SSL
 from twisted.logger import LogLevel, globalLogPublisher
 
+from wanfedtx.testing.pki import PKI, Record, handshake_in_memory
 from wanfedtx.tls import certs
 from wanfedtx.tls.configurator import (
     OutgoingCreator,
@@ -29,7 +30,6 @@ from wanfedtx.tls.errors import (
     PEMError,
     TLSConfigError,
 )
-from wanfedtx.tls.testing import PKI, Record, handshake_in_memory
 
 RPC_NEXT_PROTOS = [
     "consul/rpc-single",

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from wanfedtx.testing.pki import PKI
 from wanfedtx.tls import certs
 from wanfedtx.tls.configurator import TLSConfigurator, TLSSettings
 from wanfedtx.tls.errors import TLSError
-from wanfedtx.tls.testing import PKI
 
 EXAMPLES = int(os.environ.get("WANFED_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

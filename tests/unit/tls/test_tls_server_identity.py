@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from cryptography import x509
 
+from wanfedtx.testing.pki import PKI
 from wanfedtx.tls import certs
 from wanfedtx.tls.server_identity import check_certificate, expected_name
-from wanfedtx.tls.testing import PKI
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from rpc_support import CA, Link, OpenSSLTLS, server_tls
+from rpc_support import Link, OpenSSLTLS, server_tls
 from twisted.internet.testing import MemoryReactorClock
 from wanfed_fakes import FakeInner, Resolver, Sink, captured_logs, formats
 
@@ -20,6 +20,7 @@ from wanfedtx.gossip.pools import split_node_name
 from wanfedtx.metrics import Registry
 from wanfedtx.rpc.registry import HandlerRegistry
 from wanfedtx.rpc.server import RPCPortFactory
+from wanfedtx.testing.pki import PKI
 from wanfedtx.wanfed.errors import ConfigurationError, DCNotAvailable, OutgoingTLSDisabled
 from wanfedtx.wanfed.ingest import register_ingestion
 from wanfedtx.wanfed.resolver import StaticGatewayResolver
@@ -29,11 +30,11 @@ GW = "127.0.0.1:4431"
 
 
 @pytest.fixture(scope="module")
-def ca() -> CA:
-    return CA()
+def ca() -> PKI:
+    return PKI()
 
 
-def make(ca: CA, tls: OpenSSLTLS | None = None, gateways: dict[str, str] | None = None
+def make(ca: PKI, tls: OpenSSLTLS | None = None, gateways: dict[str, str] | None = None
          ) -> tuple[WanfedTransport, FakeInner, MemoryReactorClock, Resolver]:
     r = MemoryReactorClock()
     inner = FakeInner()
@@ -42,7 +43,7 @@ def make(ca: CA, tls: OpenSSLTLS | None = None, gateways: dict[str, str] | None 
     return t, inner, r, res
 
 
-def server_side(ca: CA, clock: MemoryReactorClock, running: bool = True
+def server_side(ca: PKI, clock: MemoryReactorClock, running: bool = True
                 ) -> tuple[RPCPortFactory, FakeInner, list[Any]]:
     """The primary server's RPC port with the wanfed handlers; records ConnectionInfos."""
     remote = FakeInner()
@@ -83,7 +84,7 @@ def test_split_node_name_cases() -> None:
     assert split_node_name("*.primary") == ("*", "primary")
 
 
-def test_constructor_errors(ca: CA) -> None:
+def test_constructor_errors(ca: PKI) -> None:
     r = MemoryReactorClock()
     with pytest.raises(ConfigurationError, match=r"^wanfed: tlsConfigurator is nil$"):
         WanfedTransport(FakeInner(), "dc1", None, Resolver({}), r)
@@ -91,7 +92,7 @@ def test_constructor_errors(ca: CA) -> None:
         WanfedTransport(FakeInner(), "dc1", server_tls(ca, "dc1", "a"), None, r)
 
 
-def test_same_dc_goes_to_the_wrapped_transport(ca: CA) -> None:
+def test_same_dc_goes_to_the_wrapped_transport(ca: PKI) -> None:
     t, inner, r, res = make(ca)
     a = Address("127.0.0.5:8302", "other.secondary")
     assert t.write_to_address(b"\x08x", a) == 1.0
@@ -101,7 +102,7 @@ def test_same_dc_goes_to_the_wrapped_transport(ca: CA) -> None:
     assert r.tcpClients == [] and res.asked == []
 
 
-def test_unnamed_or_unsplittable_addresses_fail(ca: CA) -> None:
+def test_unnamed_or_unsplittable_addresses_fail(ca: PKI) -> None:
     t, inner, r, _ = make(ca)
     for name in ("", "nodc", "a.b.c"):
         with pytest.raises(GossipError, match="node name does not encode a datacenter"):
@@ -111,7 +112,7 @@ def test_unnamed_or_unsplittable_addresses_fail(ca: CA) -> None:
     assert inner.written == [] and r.tcpClients == []
 
 
-def test_no_gateway_is_dc_not_available(ca: CA) -> None:
+def test_no_gateway_is_dc_not_available(ca: PKI) -> None:
     t, _, r, res = make(ca, gateways={})
     with pytest.raises(DCNotAvailable, match=r"^Remote DC has no server currently reachable$"):
         t.write_to_address(b"x", Address("10.0.0.1:8302", "pri.primary"))
@@ -120,7 +121,7 @@ def test_no_gateway_is_dc_not_available(ca: CA) -> None:
     assert res.asked == ["primary", "primary"] and r.tcpClients == []
 
 
-def test_without_tls_material_gateway_dials_are_refused(ca: CA) -> None:
+def test_without_tls_material_gateway_dials_are_refused(ca: PKI) -> None:
     t, _, r, _ = make(ca, tls=OpenSSLTLS(ca, None))
     msg = "^wanfed: cannot dial via a mesh gateway when outgoing TLS is disabled$"
     with pytest.raises(OutgoingTLSDisabled, match=msg):
@@ -130,7 +131,7 @@ def test_without_tls_material_gateway_dials_are_refused(ca: CA) -> None:
     assert r.tcpClients == []
 
 
-def test_packets_framed_over_one_pooled_tls_conn_to_the_gateway(ca: CA) -> None:
+def test_packets_framed_over_one_pooled_tls_conn_to_the_gateway(ca: PKI) -> None:
     t, _, r, _ = make(ca)
     port, remote, infos = server_side(ca, r)
     target = Address("10.9.9.9:8302", "pri.primary")  # never dialed: the gateway is
@@ -162,7 +163,7 @@ def test_packets_framed_over_one_pooled_tls_conn_to_the_gateway(ca: CA) -> None:
     assert len(r.tcpClients) == 3
 
 
-def test_wildcard_node_uses_the_datacenter_sni(ca: CA) -> None:
+def test_wildcard_node_uses_the_datacenter_sni(ca: PKI) -> None:
     t, _, r, _ = make(ca)
     port, remote, infos = server_side(ca, r)
     sink = Sink(hello=b"push-pull")
@@ -182,7 +183,7 @@ def test_wildcard_node_uses_the_datacenter_sni(ca: CA) -> None:
     assert sink.lost == [None]
 
 
-def test_stream_per_dial_never_pooled(ca: CA) -> None:
+def test_stream_per_dial_never_pooled(ca: PKI) -> None:
     t, _, r, _ = make(ca)
     a = Address("10.0.0.1:8302", "pri.primary")
     t.dial_address(a, Sink(), 1.0)
@@ -190,7 +191,7 @@ def test_stream_per_dial_never_pooled(ca: CA) -> None:
     assert len(r.tcpClients) == 2
 
 
-def test_failed_dials_are_reported(ca: CA) -> None:
+def test_failed_dials_are_reported(ca: PKI) -> None:
     from twisted.internet.error import ConnectionRefusedError
     from twisted.python.failure import Failure
 
@@ -209,7 +210,7 @@ def test_failed_dials_are_reported(ca: CA) -> None:
     assert len(r.tcpClients) == 3
 
 
-def test_wrong_server_name_fails_the_handshake(ca: CA) -> None:
+def test_wrong_server_name_fails_the_handshake(ca: PKI) -> None:
     """The gateway delivered us to a server whose cert lacks the SAN we asked for."""
     t, _, r, _ = make(ca)
     port, remote, infos = server_side(ca, r)
@@ -222,7 +223,7 @@ def test_wrong_server_name_fails_the_handshake(ca: CA) -> None:
     assert len(sink.lost) == 1 and sink.lost[0] is not None
 
 
-def test_ingestion_closes_when_the_pool_is_not_running(ca: CA) -> None:
+def test_ingestion_closes_when_the_pool_is_not_running(ca: PKI) -> None:
     t, _, r, _ = make(ca)
     port, remote, _ = server_side(ca, r, running=False)
     t.write_to_address(b"\x08x", Address("10.0.0.1:8302", "pri.primary"))
@@ -236,7 +237,7 @@ def test_ingestion_closes_when_the_pool_is_not_running(ca: CA) -> None:
     assert link2.lost and sink.lost == [None] and remote.stream_protocols == []
 
 
-def test_shutdown_closes_pool_then_inner(ca: CA) -> None:
+def test_shutdown_closes_pool_then_inner(ca: PKI) -> None:
     t, inner, r, _ = make(ca)
     port, _, _ = server_side(ca, r)
     t.write_to_address(b"\x08x", Address("10.0.0.1:8302", "pri.primary"))

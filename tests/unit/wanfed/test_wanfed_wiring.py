@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from rpc_support import CA, server_tls
+from rpc_support import server_tls
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from wanfed_fakes import FakeInner
@@ -14,6 +14,7 @@ from wanfedtx.config import LoadOptions, load
 from wanfedtx.gossip.interfaces import Address
 from wanfedtx.rpc.interfaces import ConnectionInfo
 from wanfedtx.rpc.registry import HandlerRegistry
+from wanfedtx.testing.pki import PKI
 from wanfedtx.wanfed.errors import ConfigurationError, OutgoingTLSDisabled
 from wanfedtx.wanfed.framing import encode_frame
 from wanfedtx.wanfed.ingest import PacketIngestProtocol
@@ -64,7 +65,7 @@ def test_with_wanfed_the_pool_is_wrapped_and_routes_to_the_primary_gateways() ->
     rt = runtime(connect={"enabled": True, "enable_mesh_gateway_wan_federation": True},
                  primary_gateways=["127.0.0.1:4431", "provider=aws tag_key=x"])
     pool, reg, r = WanPool(), HandlerRegistry(), MemoryReactorClock()
-    ca = CA()
+    ca = PKI()
     wiring = wire_agent(rt, r, lambda: pool, reg, server_tls(ca, "secondary", "sec"))
     assert wiring is not None and wiring.current() is None
     inner = FakeInner()
@@ -97,4 +98,4 @@ def test_wire_wan_pool_needs_tls_and_a_resolver() -> None:
                       StaticGatewayResolver({}), MemoryReactorClock())
     with pytest.raises(ConfigurationError, match=r"^wanfed: gwResolver is nil$"):
         wire_wan_pool(WanPool, HandlerRegistry(), "dc1",
-                      server_tls(CA(), "dc1", "a"), None, MemoryReactorClock())
+                      server_tls(PKI(), "dc1", "a"), None, MemoryReactorClock())

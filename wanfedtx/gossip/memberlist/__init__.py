@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip.test_gossip_memberlist -*-
 """Sans-IO memberlist core: SWIM failure detection with Lifeguard, gossip, push/pull anti-entropy.
 
 Behaviour follows hashicorp/memberlist 0.2.2 (spec memberlist-wire.md section 4.9): probes (direct,

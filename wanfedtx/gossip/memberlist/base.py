@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip -*-
 """The memberlist core's state, lifecycle and send path; the mixins of the package add the rest."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip -*-
 """memberlist's TransmitLimitedQueue: queued gossip, fewest-transmitted first, newest first."""
 
 from __future__ import annotations

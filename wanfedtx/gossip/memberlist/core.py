@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip -*-
 """``Memberlist``: the public API (join, leave, update, user messages) over the mixins."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip -*-
 """Lifeguard: local health awareness and the suspicion timer that shrinks with confirmations."""
 
 from __future__ import annotations

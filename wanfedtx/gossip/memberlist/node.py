@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip -*-
 """memberlist node state as the core holds it, the view handed to delegates, the delegate
 hooks, address helpers and the scaling formulas (suspicion timeout, retransmit limit, push/pull)."""
 

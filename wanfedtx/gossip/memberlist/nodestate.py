@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip.test_gossip_nodestate -*-
 """The alive/suspect/dead/refute transitions as a pure function.
 
 ``transition(member, suspicion, local, message, now) -> Step(member, local_incarnation, effects)``

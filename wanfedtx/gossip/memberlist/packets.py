@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip -*-
 """Receiving packets: decrypt, CRC, unpack, dispatch; ping and indirect-ping handling, acks."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip -*-
 """Periodic work: probes (direct, indirect, TCP fallback), gossip and push/pull ticks."""
 
 from __future__ import annotations

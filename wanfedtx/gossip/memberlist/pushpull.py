@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip -*-
 """Streams: inbound stream dispatch, push/pull state exchange and merge, protocol checks."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip -*-
 """One stream exchange (push/pull, TCP ping, reliable user message) as an ``IStreamSink``."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip -*-
 """Applies the pure transitions of ``nodestate`` to the member list: timers, delegate, logs.
 
 ``_alive_node``/``_suspect_node``/``_dead_node`` keep their memberlist names; each looks the member

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip.test_gossip_pools,tests.unit.gossip.test_gossip_serf -*-
 """Serf 0.9.4-compatible layer over memberlist: tags, Lamport clocks, intents, events, queries.
 
 Serf messages travel as memberlist user messages (type 8) whose first byte is the serf type

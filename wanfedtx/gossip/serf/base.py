@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip -*-
 """serf node state and configuration shared by the mixins of the package."""
 
 from __future__ import annotations

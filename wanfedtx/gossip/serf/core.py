@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip -*-
 """``Serf``: lifecycle and the memberlist delegate over the intent and query mixins."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip -*-
 """serf Lamport clocks, members, the events delivered upward and query response collectors."""
 
 from __future__ import annotations

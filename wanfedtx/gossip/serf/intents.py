@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip -*-
 """serf membership: join and leave intents, memberlist notifications, reconnect and reaping."""
 
 from __future__ import annotations

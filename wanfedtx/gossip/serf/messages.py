@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip -*-
 """serf message codec: types, intents, user events, queries, push/pull state, tag meta."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gossip -*-
 """serf user events and queries: sending, receiving, filters, responses and relays."""
 
 from __future__ import annotations
