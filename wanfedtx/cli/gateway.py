@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.gateway -*-
 """``wanfed gateway``: run the mesh gateway (SNI relay + admin API) or print its Envoy config.
 
     wanfed gateway -proxy-id mesh-gateway -http-addr 127.0.0.1:8500 -admin-bind 127.0.0.1:19000

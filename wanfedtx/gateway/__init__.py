@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gateway -*-
 """Mesh gateway data plane: ClientHello reader, routing snapshot, SNI relay, admin API, Envoy JSON.
 
 The gateway never terminates TLS. It reads the SNI from the ClientHello, picks a filter chain and

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gateway,tests.integration.gateway.test_gateway_cli -*-
 """The gateway's admin API, shaped like Envoy's where scripts read it.
 
 ``/ready`` (``LIVE``), ``/stats`` (``name: value`` text), ``/stats/prometheus``, ``/clusters``

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gateway.test_gateway_agentwatch,tests.integration.gateway -*-
 """The mesh gateway fed by its local agent: the reference's proxycfg watches, over HTTP.
 
 Envoy gets its mesh-gateway configuration from the agent's proxycfg; our gateway is its own

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gateway.test_gateway_clienthello -*-
 """Sans-IO TLS ClientHello reader: bytes in, SNI and ALPN (or a rejection reason) out.
 
 Feed it whatever arrives on a fresh connection with :meth:`ClientHelloReader.receive_data`. It walks

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gateway.test_gateway_conn,tests.unit.gateway -*-
 """The sans-IO core of one relayed gateway connection, shared by the ``twisted`` and ``loop`` paths.
 
 A :class:`Connection` goes ``hello -> connecting -> relaying -> closed`` (:data:`TRANSITIONS`).

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gateway.test_gateway_envoy -*-
 """Render a routing snapshot as an Envoy v3 bootstrap (static listeners and clusters) in JSON.
 
 Users who run Envoy get exactly the routing this gateway does: one listener per snapshot listener

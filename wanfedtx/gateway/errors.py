@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gateway -*-
 """Exceptions of the gateway package; messages say what was wrong and what to do."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.gateway.test_gateway_relay -*-
 """The ``loop`` data path: one dedicated thread accepts, reads the hello, connects and splices.
 
 The ``twisted`` path pays for the reactor's per-connection machinery (protocols, connectors,

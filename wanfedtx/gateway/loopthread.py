@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gateway.test_gateway_loopthread -*-
 """The thread, self-pipe and stop hand-shake shared by the gateway's epoll relay threads.
 
 The ``loop.py`` relay threads (one per worker) register the wake pipe's read end in their

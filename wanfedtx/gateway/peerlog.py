@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.security.test_security_misc_gateway_logs -*-
 """Log lines of the gateway's relay paths: per-connection lines at DEBUG, peer-caused ones bounded.
 
 The gateway's listener is open to anyone who can reach it, and nothing before the ClientHello is

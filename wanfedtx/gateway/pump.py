@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gateway.test_gateway_pump_unit -*-
 """The ``splice(2)`` pump of the ``loop`` data path: one :class:`Direction` per relayed direction.
 
 Bytes go socket -> pipe -> socket inside the kernel, never through Python objects. Backpressure is

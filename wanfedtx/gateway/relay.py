@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gateway.test_gateway_relay_unit,tests.integration.gateway -*-
 """The ``twisted`` data path: Twisted protocols driving the sans-IO connection core.
 
 Per downstream connection a :class:`DownstreamProtocol` feeds a

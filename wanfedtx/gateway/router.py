@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gateway.test_gateway_router -*-
 """SNI routing over a snapshot: filter-chain match as Envoy does it, then endpoint choice.
 
 A :class:`RouteTable` is compiled once per snapshot and listener. Matching follows Envoy's

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gateway,tests.integration.gateway.test_gateway_cli -*-
 """Reading a gateway routes file (JSON or HCL) into a routing snapshot.
 
 A routes file holds either the snapshot *inputs* (``inputs { ... }``: local DC, servers, gateways

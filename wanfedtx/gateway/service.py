@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.gateway -*-
 """The gateway as a twisted.application MultiService: data path, admin API, reload timer, watcher.
 
 ``GatewayService`` owns the current snapshot and the stats; its children do the IO:

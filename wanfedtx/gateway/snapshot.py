@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gateway.test_gateway_snapshot -*-
 """The routing snapshot of a mesh gateway and the pure function that builds it (spec 12.3).
 
 :func:`build_snapshot` turns :class:`SnapshotInputs` (local DC, domain, trust domain, local Consul

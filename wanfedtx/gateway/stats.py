@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.gateway,tests.integration.gateway -*-
 """Gateway counters with Envoy's names, rendered as Envoy's ``/stats`` text and Prometheus text.
 
 Counters live in small per-scope objects (one per listener, tcp_proxy stat prefix and cluster) so
