@@ -153,7 +153,8 @@ class DrainingEndpointService(Service):
     endpoints do: "address already in use" reaches the caller). ``stopService`` stops every
     listening port, aborts (``abort=True``) or closes every open connection and returns a
     Deferred that fires once every port and every socket is closed. ``on_listening`` is called
-    with each port as it starts listening.
+    with each port as it starts listening. ``connections`` may be shared with connections the
+    owner tracks itself (e.g. the gossip transport's outbound streams): stopping closes those too.
     """
 
     def __init__(
@@ -163,6 +164,7 @@ class DrainingEndpointService(Service):
         *,
         abort: bool = True,
         on_listening: Callable[[IListeningPort], None] | None = None,
+        connections: Connections | None = None,
     ) -> None:
         if IStreamServerEndpoint.providedBy(endpoints):
             endpoints = [endpoints]
@@ -170,7 +172,7 @@ class DrainingEndpointService(Service):
         self.factory = factory
         self.abort = abort
         self.on_listening = on_listening
-        self.connections = Connections()
+        self.connections = connections if connections is not None else Connections()
         self.ports: list[IListeningPort] = []
         self._listening: Deferred[list[IListeningPort]] | None = None
 
