@@ -203,14 +203,15 @@ class DrainingEndpointService(Service):
             self.on_listening(port)
         return port
 
-    def when_listening(self) -> Deferred[list[IListeningPort]]:
-        """Fires with the listening ports once every endpoint listens (start first)."""
+    def when_listening(self) -> Deferred[IListeningPort]:
+        """Fires with the first endpoint's port once every endpoint listens (start first;
+        ``ports`` has them all)."""
         if self._listening is None:
             raise RuntimeError("start the service first")
-        d: Deferred[list[IListeningPort]] = Deferred()
+        d: Deferred[IListeningPort] = Deferred()
 
         def fire(ports: list[IListeningPort]) -> list[IListeningPort]:
-            d.callback(ports)
+            d.callback(ports[0])
             return ports
 
         self._listening.addCallback(fire)

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.federation.test_federation_leader_services -*-
 """Leader routines: the services a server runs only while it leads, and server registration.
 
 :class:`LeaderServices` is a ``MultiService`` child of a server part (the catalog, federation

@@ -484,10 +484,6 @@ class RPCPortService(DrainingEndpointService):
                 log.warn(warning)
         super().startService()
 
-    def when_listening(self) -> Deferred[IListeningPort]:  # type: ignore[override]
-        """Fires with the listening port (start the service first)."""
-        return super().when_listening().addCallback(lambda ports: ports[0])
-
     def stopService(self) -> Deferred[None]:
         self.rpc_factory.rlog.stop()
         return super().stopService()
