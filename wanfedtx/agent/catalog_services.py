@@ -4,7 +4,8 @@
 :class:`CatalogAgent` holds the FSM and state store, the consensus it applies through
 (``LocalConsensus`` unless a raft implementation is passed), the RPC endpoints, the agent's
 local services and checks (from config and HTTP), the check runners, anti-entropy, and the
-leader routine that registers this server as service ``consul`` with ``serfHealth``.
+leader routine that registers this server as service ``consul`` with ``serfHealth`` (a child of
+the ``LeaderServices`` that runs it while this server leads).
 ``wanfedtx.http.routes.server_families(catalog)`` serves it over HTTP.
 """
 
@@ -14,9 +15,8 @@ import random
 from collections.abc import Iterable
 from typing import Any
 
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 
 from wanfedtx.catalog import leader
 from wanfedtx.catalog.endpoints import DEFAULT_HOLD_TIMEOUT, Endpoints, Forwarder
@@ -26,8 +26,6 @@ from wanfedtx.local.ae import AntiEntropy
 from wanfedtx.local.checks import CheckRunners
 from wanfedtx.local.definitions import decode_check, decode_service
 from wanfedtx.local.state import LocalState
-
-log = Logger()
 
 
 class CatalogAgent(MultiService):
@@ -90,6 +88,8 @@ class CatalogAgent(MultiService):
             ae_interval,
         )
         self.ae.setServiceParent(self)  # type: ignore[no-untyped-call]
+        self.leader = leader.LeaderServices(self.consensus, self._leader_routines)
+        self.leader.setServiceParent(self)  # type: ignore[no-untyped-call]
 
     def rpc(self, method: str, args: dict[str, Any]) -> Deferred[Any]:
         """Call a local RPC endpoint (the agent's own RPC, as the reference's ``agent.RPC``)."""
@@ -98,31 +98,19 @@ class CatalogAgent(MultiService):
             raise KeyError(f"unknown RPC method {method!r}")
         return handler(args)
 
-    def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
-        self.consensus.add_leadership_observer(self._leadership_changed)
-
-    def stopService(self) -> Deferred[None]:
-        self.consensus.remove_leadership_observer(self._leadership_changed)
-        d: Deferred[None] = super().stopService()  # type: ignore[no-untyped-call]
-        return d
-
-    def _leadership_changed(self, leading: bool) -> None:
-        """Leader routine: register this server (service ``consul`` + ``serfHealth``) and
-        let anti-entropy retry at once (its syncs fail while there is no leader)."""
-        if not leading or not self.running:
-            return
-        d = Deferred.fromCoroutine(
-            leader.reconcile_server(
+    def _leader_routines(self) -> list[Service]:
+        """While leading: register this server (service ``consul`` + ``serfHealth``) and let
+        anti-entropy retry at once (its syncs fail while there is no leader)."""
+        return [
+            leader.ServerRegistration(
                 self.endpoints,
                 self.node_name,
                 self.advertise_addr,
                 self.server_port,
                 self.node_id,
+                then=self.ae.trigger,
             )
-        )
-        d.addErrback(lambda f: log.failure("leader: failed to register this server", failure=f))
-        self.ae.trigger()
+        ]
 
 
 def _check_dict(check: Any) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """A service that serves one ``IResource`` on a list of TCP addresses and closes cleanly.
 
-``startService`` listens on every ``(host, port)``; ``stopService`` stops listening, closes the
-open connections and returns a Deferred that fires when every socket is closed.
+``HTTPServerService`` is the draining endpoint service of :mod:`wanfedtx.listening` with a
+Site: ``startService`` listens on every ``(host, port)`` (``somaxconn`` backlog) and logs
+``Started HTTP server``; ``stopService`` stops listening, closes the open connections and
+returns a Deferred that fires when every socket is closed.
 
 The Site enforces the HTTP bounds (:class:`~wanfedtx.http.limits.HTTPLimits`): at most
 ``limits.http_max_conns_per_client`` open connections per client IP (one more is closed at
@@ -12,11 +14,9 @@ the route body caps and the header-read deadline. Refusals are logged rate-limit
 
 from __future__ import annotations
 
-import ipaddress
 from functools import partial
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
 from twisted.logger import Logger, LogLevel
@@ -24,10 +24,10 @@ from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from wanfedtx import logs, metrics
-from wanfedtx.agent import limits
 from wanfedtx.http.channel import api_channel_factory
 from wanfedtx.http.limits import HTTPLimits
 from wanfedtx.http.parking import APIRequest
+from wanfedtx.listening import DrainingEndpointService, tcp_endpoint
 from wanfedtx.ratelog import RateLimitedLog
 
 Addr = tuple[str, int]
@@ -37,8 +37,7 @@ log = Logger(namespace="agent")
 
 
 class _TrackingSite(Site):
-    """A Site that remembers its open connections and when they close, and bounds them per
-    client IP."""
+    """A Site that bounds its open connections per client IP."""
 
     protocol = api_channel_factory
 
@@ -52,10 +51,7 @@ class _TrackingSite(Site):
     ) -> None:
         super().__init__(resource, **kw)  # type: ignore[no-untyped-call]
         self.http_limits = http_limits if http_limits is not None else HTTPLimits()
-        self.open: set[Any] = set()
         self.per_client: dict[str, int] = {}
-        self._peer_of: dict[int, str] = {}
-        self._drained: list[defer.Deferred[None]] = []
         clock: IReactorTime = self.reactor
         self.ratelog = RateLimitedLog(log, clock)
         self.refused = (registry or metrics.REGISTRY).counter(
@@ -96,40 +92,22 @@ class _TrackingSite(Site):
         if proto is None:
             return None
         self.per_client[host] = self.per_client.get(host, 0) + 1
-        self._peer_of[id(proto)] = host
-        self.open.add(proto)
-        # A partial rather than a closure and a Deferred per connection: thousands of
-        # connections may be parked on blocking queries.
-        proto.connectionLost = partial(self._lost, proto, proto.connectionLost)
+        # A partial rather than a closure per connection (as wanfedtx.listening does).
+        proto.connectionLost = partial(self._lost, host, proto.connectionLost)
         return proto
 
-    def _lost(self, proto: Any, lost: Any, reason: Any) -> None:
+    def _lost(self, host: str, lost: Any, reason: Any) -> None:
         try:
             lost(reason)
         finally:
-            self.open.discard(proto)
-            host = self._peer_of.pop(id(proto), None)
-            if host is not None:
-                left = self.per_client.get(host, 1) - 1
-                if left > 0:
-                    self.per_client[host] = left
-                else:
-                    self.per_client.pop(host, None)
-            if not self.open:
-                drained, self._drained = self._drained, []
-                for d in drained:
-                    d.callback(None)
-
-    def drained(self) -> defer.Deferred[None]:
-        """Fires once no connection is open."""
-        if not self.open:
-            return defer.succeed(None)
-        d: defer.Deferred[None] = defer.Deferred()
-        self._drained.append(d)
-        return d
+            left = self.per_client.get(host, 1) - 1
+            if left > 0:
+                self.per_client[host] = left
+            else:
+                self.per_client.pop(host, None)
 
 
-class HTTPServerService(Service):
+class HTTPServerService(DrainingEndpointService):
     """Serve ``resource`` over HTTP on ``addrs`` within ``http_limits``."""
 
     def __init__(
@@ -146,26 +124,12 @@ class HTTPServerService(Service):
         )
         self.site.displayTracebacks = False
         self.site.noisy = False
-        self.ports: list[IListeningPort] = []
-
-    def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
-        for host, port in self.addrs:
-            interface = host
-            if ipaddress.ip_address(host).version == 6 and host == "::":
-                interface = "::"
-            lp = self.reactor.listenTCP(
-                port,
-                self.site,  # type: ignore[arg-type]
-                backlog=limits.listen_backlog(),
-                interface=interface,
-            )
-            self.ports.append(lp)
-            bound: Any = lp.getHost()
-            log.info(
-                "Started HTTP server: address={address} network=tcp",
-                address=_fmt(bound.host, bound.port),
-            )
+        super().__init__(
+            [tcp_endpoint(reactor, host, port) for host, port in addrs],
+            self.site,
+            abort=False,
+            on_listening=_started,
+        )
 
     def bound_addresses(self) -> list[Addr]:
         """Where the server actually listens (ports resolved when 0 was asked for)."""
@@ -176,24 +140,14 @@ class HTTPServerService(Service):
         return out
 
     def stopService(self) -> defer.Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
-        waits: list[defer.Deferred[Any]] = []
-        for p in self.ports:
-            d = p.stopListening()
-            if isinstance(d, defer.Deferred):
-                waits.append(d)
-        self.ports = []
         self.site.ratelog.stop()
-        waits.append(self.site.drained())
-        for proto in list(self.site.open):
-            # Site builds a _GenericHTTPChannelProtocol that proxies to the real channel.
-            transport = getattr(proto, "transport", None) or getattr(
-                getattr(proto, "_channel", None), "transport", None
-            )
-            if transport is not None:
-                transport.loseConnection()
-        dl = defer.DeferredList(waits, consumeErrors=True)
-        return dl.addCallback(lambda _: None)
+        return super().stopService()
+
+
+def _started(port: IListeningPort) -> None:
+    bound: Any = port.getHost()
+    log.info("Started HTTP server: address={address} network=tcp",
+             address=_fmt(bound.host, bound.port))
 
 
 def _fmt(host: str, port: int) -> str:

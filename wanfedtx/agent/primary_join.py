@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
 
 log = Logger(namespace="agent")
@@ -83,18 +83,25 @@ class PrimaryJoin(Service):
         self.on_exhausted = on_exhausted
         self.joined = False
         self._calls: list[Any] = []
+        self._attempting: Deferred[None] | None = None
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         # Synchronously, as the reference: the fallback list is there before anything dials.
         self._refresh_gateways()
 
-    def stopService(self) -> None:
+    def stopService(self) -> Deferred[None]:
+        """Cancel the retry timers and a join in flight; fires once that join has settled."""
         super().stopService()  # type: ignore[no-untyped-call]
         for call in self._calls:
             if call.active():
                 call.cancel()
         self._calls = []
+        attempting, self._attempting = self._attempting, None
+        if attempting is None or attempting.called:
+            return succeed(None)
+        attempting.cancel()
+        return attempting
 
     def _later(self, delay: float, fn: Callable[[], object]) -> None:
         self._calls = [c for c in self._calls if c.active()]
@@ -147,6 +154,8 @@ class PrimaryJoin(Service):
             )
 
         def failed(failure: Any) -> None:
+            if failure.check(CancelledError) or not self.running:
+                return  # stopped: no retry, nothing to tell
             if self.retry_max > 0 and attempt >= self.retry_max:
                 log.error(
                     "agent: max join {cluster} retry exhausted, exiting",
@@ -163,7 +172,15 @@ class PrimaryJoin(Service):
             )
             self._later(self.retry_interval, lambda: self._attempt(addrs, attempt + 1))
 
-        d.addCallbacks(joined, failed)
+        settled = d.addCallbacks(joined, failed)
+        if not settled.called:
+            self._attempting = settled
+            settled.addBoth(self._settled, settled)
+
+    def _settled(self, result: Any, d: Deferred[None]) -> Any:
+        if self._attempting is d:
+            self._attempting = None
+        return result
 
 
 async def _await(awaitable: Awaitable[int]) -> int:

@@ -18,12 +18,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
-
-from wanfedtx.agent.limits import listen_backlog
 from wanfedtx.config.runtime import RuntimeConfig
 from wanfedtx.framebudget import FrameBudget
 from wanfedtx.fsm.machine import FSM
+from wanfedtx.listening import tcp_endpoint
 from wanfedtx.raft.core import RaftOptions
 from wanfedtx.raft.service import RaftService
 from wanfedtx.raft.wiring import ServerLister, ServerSourceCheck, raft_on_rpc_port
@@ -66,9 +64,7 @@ class ServerPort:
             max_conns_per_client=config.rpc_max_conns_per_client,
         )
         host, port = config.rpc_bind_addr
-        endpoint_type = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
-        endpoint = endpoint_type(reactor, port, backlog=listen_backlog(), interface=host)
-        self.service = RPCPortService(endpoint, self.factory)
+        self.service = RPCPortService(tcp_endpoint(reactor, host, port), self.factory)
 
 
 def raft_peers(config: RuntimeConfig) -> list[str]:

@@ -8,9 +8,11 @@ a local gateway (there is no fallback: no local gateway, no path). A gateway is 
 service has the ``consul-wan-federation = "1"`` meta and none of its checks is critical.
 
 :class:`GatewayLocator` is the long-running part: a blocking query on the local store's
-federation-states list (no RPC), re-run whenever that list changes, gated by the reference's
-rate limit (one loop per 5 s, burst 5) with exponential backoff on errors (2 s doubling, capped
-at 256 s). It implements the ``IGatewayResolver`` seam: ``pick_gateway(dc) -> "host:port" | ""``.
+federation-states list (no RPC), re-run whenever that list changes, under the same
+:class:`~wanfedtx.federation.loop.RetryLoop` as anti-entropy (the reference's
+``retryLoopBackoff``: one loop per 5 s, burst 5, exponential backoff on errors, 2 s doubling,
+capped at 256 s). It implements the ``IGatewayResolver`` seam:
+``pick_gateway(dc) -> "host:port" | ""``.
 """
 
 from __future__ import annotations
@@ -19,12 +21,10 @@ import random
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
+from wanfedtx.federation.loop import LOOP_BURST, LOOP_RATE, MAX_RETRY_BACKOFF, RetryLoop
 from wanfedtx.hostport import join_host_port
 from wanfedtx.state.blocking import BlockingQuery, TimerSource
 from wanfedtx.state.watch import WatchSet
@@ -32,10 +32,7 @@ from wanfedtx.state.watch import WatchSet
 log = Logger(namespace="gateway_locator")
 
 WANFED_META = "consul-wan-federation"
-LOOP_RATE = 0.2  # loops per second
-LOOP_BURST = 5
-BACKOFF_BASE = 2.0
-BACKOFF_CAP = 256.0
+LOCATOR_ROUTINE = "gateway locator"
 
 FederationStatesQuery = Callable[[WatchSet | None], tuple[int, list[dict[str, Any]]]]
 
@@ -82,7 +79,7 @@ def addresses(gateways: Iterable[Mapping[str, Any]], wan: bool) -> list[str]:
     return sorted(best_address(g, wan) for g in gateways if usable(g))
 
 
-class GatewayLocator(Service):
+class GatewayLocator(RetryLoop):
     """Tracks the primary's and this datacenter's mesh gateways; picks one to dial."""
 
     def __init__(
@@ -94,7 +91,9 @@ class GatewayLocator(Service):
         federation_states: FederationStatesQuery,
         local_state_ready: Callable[[], bool],
     ) -> None:
-        self.clock = clock
+        loop_clock: Any = clock  # a TimerSource: the reactor or task.Clock
+        super().__init__(LOCATOR_ROUTINE, loop_clock, self._run_once, self._log_error,
+                         LOOP_RATE, LOOP_BURST, MAX_RETRY_BACKOFF)
         self.rng = rng
         self.datacenter = datacenter
         self.primary_datacenter = primary_datacenter
@@ -104,12 +103,6 @@ class GatewayLocator(Service):
         self.local_gateways: list[str] = []
         self._fallback: list[str] = []
         self.primary_gateways_ready: Deferred[None] = Deferred()
-        self._tokens = float(LOOP_BURST)
-        self._tokens_at = 0.0
-        self._failures = 0
-        self._index = 0
-        self._pending: BlockingQuery | None = None
-        self._timer: IDelayedCall | Any = None
 
     # -- the resolver ----------------------------------------------------------------------
 
@@ -165,65 +158,19 @@ class GatewayLocator(Service):
         if primary and not self.primary_gateways_ready.called:
             self.primary_gateways_ready.callback(None)
 
-    def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
-        self._tokens_at = self.clock.seconds()
-        self._schedule(0.0)
-
-    def stopService(self) -> None:
-        super().stopService()  # type: ignore[no-untyped-call]
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.cancel()
-
-    def _schedule(self, delay: float) -> None:
-        """Run the next loop after ``delay``, and no sooner than the rate limiter allows."""
-        now = self.clock.seconds()
-        self._tokens = min(LOOP_BURST, self._tokens + (now - self._tokens_at) * LOOP_RATE)
-        self._tokens_at = now
-        wait = max(delay, 0.0 if self._tokens >= 1 else (1 - self._tokens) / LOOP_RATE)
-        self._timer = self.clock.callLater(wait, self._run_once)
-
-    def _run_once(self) -> None:
-        self._timer = None
-        if not self.running:
-            return
-        now = self.clock.seconds()
-        self._tokens = min(LOOP_BURST, self._tokens + (now - self._tokens_at) * LOOP_RATE) - 1
-        self._tokens_at = now
+    def _run_once(self, index: int) -> Deferred[int]:
+        """One loop: the blocking query from ``index``; the index it answered at."""
         if not self._ready():
-            self._failed(Failure(LocalStateNotInitialized()))  # type: ignore[no-untyped-call]
-            return
-        d = BlockingQuery(self.clock, self.rng, self._index, None, self._query)
-        self._pending = d
-        d.addCallbacks(self._succeeded, self._failed)
+            raise LocalStateNotInitialized()
+        d = BlockingQuery(self.clock, self.rng, index, None, self._query)
+        return d.addCallback(self._update)
 
-    def _succeeded(self, result: tuple[int, list[Mapping[str, Any]]]) -> None:
-        self._pending = None
+    def _update(self, result: tuple[int, list[Mapping[str, Any]]]) -> int:
         index, states = result
-        try:
-            self.update_from_state(states)
-        except Exception:
-            self._failed(Failure())  # type: ignore[no-untyped-call]
-            return
-        self._failures = 0
-        self._index = index
-        if self.running:
-            self._schedule(0.0)
+        self.update_from_state(states)
+        return index
 
-    def _failed(self, failure: Failure) -> None:
-        self._pending = None
-        if failure.check(CancelledError) or not self.running:  # type: ignore[no-untyped-call]
-            return
-        if not failure.check(LocalStateNotInitialized):  # type: ignore[no-untyped-call]
-            log.error(
-                "error tracking primary and local mesh gateways: {error}",
-                error=failure.getErrorMessage(),
-            )
-        # The reference increments n before each wait while 2^n < 256: 2 s, 4 s, ... 256 s.
-        if BACKOFF_BASE ** (self._failures + 1) <= BACKOFF_CAP:
-            self._failures += 1
-        self._schedule(min(BACKOFF_BASE**self._failures, BACKOFF_CAP))
+    @staticmethod
+    def _log_error(exc: BaseException) -> None:
+        if not isinstance(exc, LocalStateNotInitialized):
+            log.error("error tracking primary and local mesh gateways: {error}", error=str(exc))

@@ -7,11 +7,12 @@ which the HTTP API calls through ``rpc``) and, through :meth:`register_into`, to
 endpoint table. It knows neither the agent nor HTTP: the composition root (``wanfedtx.agent``)
 mounts the internal HTTP APIs (``wanfedtx.http.federation``) over the catalog's ``rpc``.
 
-With ``leader_routines`` on, it watches consensus leadership: on gaining it, it starts
-replication (secondaries only), anti-entropy (every datacenter, unless ``anti_entropy`` is off:
-the reference's test-only ``DisableFederationStateAntiEntropy``) and pruning (primary only); on
-losing it, it stops them in reverse order (anti-entropy before replication, as the reference's
-``revokeLeadership``).
+With ``leader_routines`` on, its child ``leader`` (``wanfedtx.catalog.leader.LeaderServices``)
+watches consensus leadership: on gaining it, a ``MultiService`` of replication (secondaries
+only), anti-entropy (every datacenter, unless ``anti_entropy`` is off: the reference's
+test-only ``DisableFederationStateAntiEntropy``) and pruning (primary only) is added; on losing
+it, that ``MultiService`` is removed, which stops them in reverse order (anti-entropy before
+replication, as the reference's ``revokeLeadership``).
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, Protocol
 
 import attrs
-from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.logger import Logger
+from twisted.application.service import IService, MultiService, Service
 
 from wanfedtx.catalog.endpoints import Endpoints
+from wanfedtx.catalog.leader import LeaderServices
 from wanfedtx.federation import fsm as fed_fsm
 from wanfedtx.federation.antientropy import (
     FEDERATION_STATE_PRUNE_INTERVAL,
@@ -42,8 +42,6 @@ from wanfedtx.federation.replication import (
 )
 from wanfedtx.fsm.consensus import Consensus
 from wanfedtx.fsm.machine import FSM
-
-log = Logger(namespace="agent.server.leader")
 
 
 class ICatalogServer(Protocol):
@@ -109,9 +107,16 @@ class FederationServer(MultiService):
         fed_fsm.install(catalog.fsm)
         self.endpoints = FederationEndpoints(catalog.endpoints, self.primary_datacenter)
         catalog.handlers.update(self.endpoints.handlers())
-        #: The leader routines now running (anti-entropy first), empty when not leading.
-        self.routines: list[Service] = []
-        self._stopping: list[Deferred[None]] = []
+        #: Runs the leader routines while this server leads (with ``leader_routines``).
+        self.leader: LeaderServices | None = None
+        if leader_routines:
+            self.leader = LeaderServices(catalog.consensus, self.build_routines)
+            self.leader.setServiceParent(self)  # type: ignore[no-untyped-call]
+
+    @property
+    def routines(self) -> list[IService]:
+        """The leader routines now running (start order), empty when not leading."""
+        return self.leader.routines if self.leader is not None else []
 
     @property
     def is_primary(self) -> bool:
@@ -151,29 +156,6 @@ class FederationServer(MultiService):
                 out.append(FederationStatePruning(ep, self.datacenters, clock, t.prune_interval))
         return out
 
-    def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
-        if self.leader_routines:
-            self.catalog.consensus.add_leadership_observer(self._leadership_changed)
-
-    def stopService(self) -> Deferred[None]:
-        if self.leader_routines:
-            self.catalog.consensus.remove_leadership_observer(self._leadership_changed)
-        self._stop_routines()
-        stopping, self._stopping = self._stopping, []
-        d: Deferred[None] = super().stopService()  # type: ignore[no-untyped-call]
-        every = DeferredList([d, *stopping], consumeErrors=True)
-        return every.addCallback(lambda _: None)
-
-    def _leadership_changed(self, leading: bool) -> None:
-        if leading and self.running and not self.routines:
-            self.routines = self.build_routines()
-            for routine in self.routines:
-                log.debug("starting leader routine: routine={routine}", routine=routine.name)
-                routine.startService()  # type: ignore[no-untyped-call]
-        elif not leading:
-            self._stop_routines()
-
     def wake_routines(self) -> None:
         """A server of another datacenter just joined the WAN pool: routines backing off after
         "no path" errors retry now instead of after their backoff (anti-entropy then tells the
@@ -183,23 +165,3 @@ class FederationServer(MultiService):
             wake = getattr(routine, "wake", None)
             if wake is not None:
                 wake()
-
-    def _stop_routines(self) -> None:
-        """Stop in reverse start order: anti-entropy before replication."""
-        routines, self.routines = self.routines, []
-        for routine in reversed(routines):
-            d = routine.stopService()  # type: ignore[no-untyped-call]
-            if d is None:
-                d = succeed(None)
-            d.addErrback(
-                lambda f, name=routine.name: log.failure(
-                    "leader routine failed to stop: routine={routine}", f, routine=name
-                )
-            )
-            self._stopping.append(d)
-            d.addBoth(self._forget, d)
-
-    def _forget(self, result: Any, d: Deferred[None]) -> Any:
-        if d in self._stopping:
-            self._stopping.remove(d)
-        return result

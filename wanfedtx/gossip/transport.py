@@ -2,7 +2,9 @@
 
 Packets are UDP datagrams on the bind port; streams are TCP connections on the same port number.
 Each stream connection is driven by an ``IStreamSink`` from the core. The wanfed transport wraps
-this one for names in other datacenters.
+this one for names in other datacenters. The TCP listener is the draining endpoint service of
+:mod:`wanfedtx.listening`; every stream (accepted, dialed or ingested) is tracked in its
+``Connections``, so ``shutdown`` fires once every socket is closed.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from wanfedtx.netlimits import listen_backlog
+from wanfedtx.listening import Connections, DrainingEndpointService, tcp_endpoint
 
 from .errors import GossipError
 from .interfaces import Address, IGossipTransport, IStreamSink, IStreamWriter, PacketHandler
@@ -49,7 +51,7 @@ class StreamProtocol(Protocol):
 
     def connectionMade(self) -> None:
         if self.owner is not None:
-            self.owner._conns.add(self)
+            self.owner.connections.track(self)
         self.sink = self.sink_factory()
         self.sink.connection_made(self)
 
@@ -58,8 +60,6 @@ class StreamProtocol(Protocol):
             self.sink.data_received(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self.owner is not None:
-            self.owner._conns.discard(self)
         if self.sink is not None:
             sink, self.sink = self.sink, None
             sink.connection_lost(None)
@@ -109,25 +109,28 @@ class NetTransport:
         self._packet_handler: PacketHandler | None = None
         self._stream_handler: Callable[[], IStreamSink] | None = None
         self._udp: IListeningPort | None = None
-        self._tcp: IListeningPort | None = None
-        self._conns: set[StreamProtocol] = set()
+        self._tcp: DrainingEndpointService | None = None
+        self.connections = Connections()
         self._closing = False
 
     def listen(self) -> int:
         """Bind UDP and TCP; return the port."""
-        factory = Factory.forProtocol(lambda: StreamProtocol(self._new_sink, self))
+        factory = Factory.forProtocol(lambda: StreamProtocol(self._new_sink, None))
         factory.noisy = False
         for _ in range(10):
-            tcp = self.reactor.listenTCP(
-                self.bind_port, factory, backlog=listen_backlog(), interface=self.bind_addr
+            # Accepted streams are tracked by the listener (owner None: not twice).
+            tcp = DrainingEndpointService(
+                tcp_endpoint(self.reactor, self.bind_addr, self.bind_port), factory,
+                connections=self.connections,
             )
-            port = tcp.getHost().port
+            tcp.startService()
+            port = tcp.ports[0].getHost().port  # type: ignore[attr-defined]
             try:
                 udp = self.reactor.listenUDP(
                     port, _UDP(self), interface=self.bind_addr, maxPacketSize=UDP_RECV_BUF
                 )
             except Exception:
-                tcp.stopListening()
+                tcp.stopService()
                 if self.bind_port:
                     raise
                 continue
@@ -173,16 +176,14 @@ class NetTransport:
         return StreamProtocol(self._new_sink, self)
 
     def shutdown(self) -> Deferred[None]:
+        """Stop both listeners and abort every stream; fires once every socket is closed."""
         self._closing = True
         ds: list[Deferred[Any]] = []
-        for lp in (self._udp, self._tcp):
-            if lp is not None:
-                r = lp.stopListening()
-                if isinstance(r, Deferred):
-                    ds.append(r)
-        self._udp = self._tcp = None
-        for c in list(self._conns):
-            if c.transport is not None:
-                c.transport.abortConnection()  # type: ignore[attr-defined]
-        d: Deferred[Any] = defer.gatherResults(ds) if ds else defer.succeed(None)
+        if self._udp is not None:
+            r = self._udp.stopListening()
+            if isinstance(r, Deferred):
+                ds.append(r)
+        tcp, self._tcp, self._udp = self._tcp, None, None
+        ds.append(tcp.stopService() if tcp is not None else self.connections.close_all())
+        d: Deferred[Any] = defer.gatherResults(ds)
         return d.addCallback(lambda _: None)

@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wanfedtx.framebudget import FrameBudget
+from wanfedtx.listening import CloseNotifier
 from wanfedtx.ratelog import RateLimitedLog
 from wanfedtx.rpc.codec import (
     FrameDecoder,
@@ -210,7 +211,7 @@ class RPCClientProtocol(Protocol):
         self._pending: dict[int, Deferred[Any]] = {}
         self._waiting: deque[tuple[bytes, int, Deferred[Any]]] = deque()
         self._closed_reason: Failure | None = None
-        self._close_waiters: list[Deferred[None]] = []
+        self._closed = CloseNotifier()
         self.connected_flag = False
 
     @property
@@ -284,12 +285,7 @@ class RPCClientProtocol(Protocol):
         return d
 
     def when_closed(self) -> Deferred[None]:
-        d: Deferred[None] = Deferred()
-        if self._closed_reason is not None:
-            d.callback(None)
-        else:
-            self._close_waiters.append(d)
-        return d
+        return self._closed.when_closed()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closed_reason = reason
@@ -299,9 +295,7 @@ class RPCClientProtocol(Protocol):
         self._waiting.clear()
         for d in pending:
             d.errback(err)
-        waiters, self._close_waiters = self._close_waiters, []
-        for w in waiters:
-            w.callback(None)
+        self._closed.fire()
 
 
 def _failed(exc: Exception) -> Deferred[Any]:

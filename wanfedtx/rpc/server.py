@@ -12,7 +12,8 @@
 
 One timer (``handshake_timeout``, the reference's ``rpc_handshake_timeout``) covers the first
 byte, the TLS handshake and the inner type byte; it is cancelled when a handler takes over.
-``RPCPortService`` listens on an endpoint and closes every connection on stop.
+``RPCPortService`` is the draining endpoint service of ``wanfedtx.listening`` with this factory:
+it listens on an endpoint and aborts every connection on stop.
 
 Guards (an unauthenticated peer reaches all of them):
 
@@ -33,8 +34,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHandshakeListener,
@@ -51,6 +51,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from wanfedtx.listening import CloseNotifier, DrainingEndpointService
 from wanfedtx.metrics import REGISTRY, Registry
 from wanfedtx.ratelog import RateLimitedLog
 from wanfedtx.rpc import sniff
@@ -117,7 +118,6 @@ class RPCPortFactory(ServerFactory):
             "Raft connections refused: the peer is not a server of this datacenter")
         self.accept_conn = metrics.counter(
             "rpc.accept_conn", "Connections accepted on the RPC port, by status", ("status",))
-        self.connections: set[SniffingProtocol] = set()
         self.per_client: dict[str, int] = {}
         self.rlog = rate_log if rate_log is not None else RateLimitedLog(log, clock)
 
@@ -172,8 +172,7 @@ class SniffingProtocol(Protocol):
         self._stage = _Stage.SNIFF
         self._timer: IDelayedCall | None = None
         self._downstream: IProtocol | None = None  # receives the socket's later bytes
-        self._close_waiters: list[Deferred[None]] = []
-        self._lost = False
+        self._closed = CloseNotifier()
         self._counted_host: str | None = None
         tls = factory.tls
         self._sniffer = sniff.Sniffer(
@@ -184,7 +183,6 @@ class SniffingProtocol(Protocol):
     # -- socket events ---------------------------------------------------------------------
 
     def connectionMade(self) -> None:
-        self.port.connections.add(self)
         host = peer_host(self.transport)
         if not self.port.admit(host):
             self.port.accept_conn.inc(status="rejected")
@@ -216,7 +214,6 @@ class SniffingProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancel_timer()
-        self.port.connections.discard(self)
         if self._counted_host is not None:
             self.port.release(self._counted_host)
             self._counted_host = None
@@ -224,10 +221,7 @@ class SniffingProtocol(Protocol):
         if downstream is not None:
             downstream.connectionLost(reason)
         self._stage = _Stage.CLOSED
-        self._lost = True
-        waiters, self._close_waiters = self._close_waiters, []
-        for w in waiters:
-            w.callback(None)
+        self._closed.fire()
 
     # -- decisions --------------------------------------------------------------------------
 
@@ -397,12 +391,7 @@ class SniffingProtocol(Protocol):
 
     def when_closed(self) -> Deferred[None]:
         """Fires once the socket is closed."""
-        d: Deferred[None] = Deferred()
-        if self._lost:
-            d.callback(None)
-        else:
-            self._close_waiters.append(d)
-        return d
+        return self._closed.when_closed()
 
 
 _Forwarding = Any  # an object with a writable ``target`` attribute
@@ -477,54 +466,24 @@ def _server_name(transport: Any) -> str | None:
     return name.decode("ascii", "replace") if name else None
 
 
-class RPCPortService(Service):
-    """Listens on ``endpoint`` with an ``RPCPortFactory``; stopping closes every connection."""
+class RPCPortService(DrainingEndpointService):
+    """Listens on ``endpoint`` with an ``RPCPortFactory``; stopping aborts every connection
+    and fires once every socket is closed (``wanfedtx.listening``)."""
 
     def __init__(self, endpoint: IStreamServerEndpoint, factory: RPCPortFactory) -> None:
-        self.endpoint = endpoint
-        self.factory = factory
-        self.port: IListeningPort | None = None
-        self._listening: Deferred[IListeningPort] | None = None
+        super().__init__(endpoint, factory, abort=True)
+        self.rpc_factory = factory
+
+    @property
+    def port(self) -> IListeningPort | None:
+        return self.ports[0] if self.ports else None
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
-        if self.factory.registry.for_type(RPCType.RAFT) is not None:
-            for warning in self.factory.raft_security_warnings():
+        if self.rpc_factory.registry.for_type(RPCType.RAFT) is not None:
+            for warning in self.rpc_factory.raft_security_warnings():
                 log.warn(warning)
-        self._listening = self.endpoint.listen(self.factory)
-
-        def got(port: IListeningPort) -> IListeningPort:
-            self.port = port
-            return port
-
-        self._listening.addCallback(got)
-
-    def when_listening(self) -> Deferred[IListeningPort]:
-        """Fires with the listening port (start the service first)."""
-        if self._listening is None:
-            raise RuntimeError("start the service first")
-        d: Deferred[IListeningPort] = Deferred()
-
-        def fire(p: IListeningPort) -> IListeningPort:
-            d.callback(p)
-            return p
-
-        self._listening.addCallback(fire)
-        return d
+        super().startService()
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
-        waits: list[Deferred[Any]] = []
-        if self.port is not None:
-            stopped = self.port.stopListening()
-            if stopped is not None:
-                waits.append(stopped)
-            self.port = None
-        self.factory.rlog.stop()
-        for conn in list(self.factory.connections):
-            waits.append(conn.when_closed())
-            if conn.transport is not None:
-                conn._socket().abortConnection()
-        d = DeferredList(waits)
-        d.addCallback(lambda _: None)
-        return d  # type: ignore[return-value]
+        self.rpc_factory.rlog.stop()
+        return super().stopService()

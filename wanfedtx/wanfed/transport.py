@@ -39,6 +39,7 @@ from wanfedtx.gossip.interfaces import (
     PacketHandler,
 )
 from wanfedtx.gossip.pools import split_node_name
+from wanfedtx.listening import CloseNotifier
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.errors import RPCLayerError
 from wanfedtx.rpc.interfaces import IClientTLS, IGatewayResolver
@@ -62,22 +63,17 @@ class _Closable(Protocol):
     """Tracks when the connection is gone."""
 
     def __init__(self) -> None:
-        self._gone = False
-        self._waiters: list[Deferred[None]] = []
+        self._closed = CloseNotifier()
+
+    @property
+    def _gone(self) -> bool:
+        return self._closed.closed
 
     def when_closed(self) -> Deferred[None]:
-        d: Deferred[None] = Deferred()
-        if self._gone:
-            d.callback(None)
-        else:
-            self._waiters.append(d)
-        return d
+        return self._closed.when_closed()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._gone = True
-        waiters, self._waiters = self._waiters, []
-        for d in waiters:
-            d.callback(None)
+        self._closed.fire()
 
 
 class PacketConn(_Closable):

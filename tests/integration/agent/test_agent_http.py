@@ -107,9 +107,9 @@ async def test_stop_closes_open_keepalive_connections(reactor: Any) -> None:
     pool = HTTPConnectionPool(reactor, persistent=True)
     resp = await treq.get(url + "/v1/agent/self", pool=pool)
     await resp.text()
-    assert agent.http is not None and len(agent.http.site.open) == 1
+    assert agent.http is not None and len(agent.http.connections.open) == 1
     await agent.stop()
-    assert agent.http.site.open == set()
+    assert agent.http.connections.open == set()
     await pool.closeCachedConnections()
 
 

@@ -162,11 +162,11 @@ def test_leadership_loss_stops_the_routines(net: Net) -> None:
     names = [r.name for r in fed.routines]
     assert names == ["federation state anti-entropy", "federation state pruning"]
     running = list(fed.routines)
-    fed._leadership_changed(False)
+    fed.leader.leadership_changed(False)
     assert fed.routines == [] and not any(r.running for r in running)
     register_gateway(net.servers["dc1"], "gw1", 1)
     assert stored(net, "dc1", "dc1")["MeshGateways"] == []  # nobody pushes any more
-    fed._leadership_changed(True)
+    fed.leader.leadership_changed(True)
     assert len(stored(net, "dc1", "dc1")["MeshGateways"]) == 1
     d = net.servers["dc1"].stopService()
     assert d.called
