@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.agent.test_agent_wiring,tests.integration.agent -*-
 """``Agent``: one ``MultiService`` built from a ``RuntimeConfig``.
 
 The agent owns the HTTP API on ``client_addr:ports.http``, its serf pools (``agent.gossip``: LAN

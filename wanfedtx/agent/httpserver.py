@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.agent.test_agent_http,tests.security -*-
 """A service that serves one ``IResource`` on a list of TCP addresses and closes cleanly.
 
 ``HTTPServerService`` is the draining endpoint service of :mod:`wanfedtx.listening` with a

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.agent.test_agent_rpc_port -*-
 """A server agent's RPC port (``ports.server``, default 8300) and its raft, from RuntimeConfig.
 
 Serves ``consul/rpc-single`` (type 0) and ``consul/rpc-multi`` (type 4) with the endpoint table

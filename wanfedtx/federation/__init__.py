@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.federation -*-
 """Federation states: one record per datacenter of its mesh gateways, kept in the primary.
 
 :mod:`.structs` decodes and shapes them, :mod:`.fsm` applies raft type 30, :mod:`.endpoints`

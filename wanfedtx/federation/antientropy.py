@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.federation.test_federation_antientropy -*-
 """Federation-state anti-entropy and pruning: leader routines of every server.
 
 Anti-entropy (routine ``federation state anti-entropy``) keeps this datacenter's federation

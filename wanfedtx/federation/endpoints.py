@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.federation.test_federation_endpoints -*-
 """RPC endpoints ``FederationState.Apply``, ``.Get``, ``.List`` and ``.ListMeshGateways``.
 
 They ride on the catalog's :class:`~wanfedtx.catalog.endpoints.Endpoints` (same state store,

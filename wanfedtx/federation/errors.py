@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.federation -*-
 """Exceptions of the federation package.
 
 Request validation errors are :class:`wanfedtx.catalog.errors.BadRequestError` (HTTP 400), as

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.federation.test_federation_state -*-
 """Raft type 30 (``FederationStateRequestType``): upsert and delete of federation states.
 
 The body is a msgpack ``FederationStateRequest`` ``{"Datacenter", "Op", "State"}`` as built by

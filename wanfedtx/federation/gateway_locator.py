@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.federation.test_federation_gateway_locator -*-
 """Gateway locator: which mesh gateway to dial for a datacenter (spec section 5).
 
 A server with WAN federation on keeps two sorted lists from the replicated federation states:

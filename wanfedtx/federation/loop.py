@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.federation.test_federation_loop -*-
 """Leader-routine loops: a token-bucket limiter and the reference's two retry disciplines.
 
 * :class:`RetryLoop` is ``retryLoopBackoff`` (used by anti-entropy and the gateway locator):

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.federation.test_federation_replication -*-
 """Replication of federation states from the primary into a secondary (leader routine).
 
 The reference's generic ``Replicator`` around an ``IndexReplicator`` whose delegate is the

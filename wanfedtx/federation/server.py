@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.federation,tests.integration.federation -*-
 """Federation states on one server: FSM type 30, RPC endpoints and the leader routines.
 
 :class:`FederationServer` is a ``MultiService`` child of the agent on servers. It installs the

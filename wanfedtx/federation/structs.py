@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.federation -*-
 """FederationState requests and rows as plain dicts: decoding, output shape, ``IsSame``.
 
 A federation state is ``{"Datacenter", "MeshGateways", "UpdatedAt", "PrimaryModifyIndex",

@@ -40,6 +40,7 @@ from wanfedtx.gateway.router import RouteTable
 from wanfedtx.gateway.routes import listener_index, load_routes
 from wanfedtx.gateway.snapshot import Snapshot, SnapshotInputs, build_snapshot
 from wanfedtx.gateway.stats import GatewayStats, merge
+from wanfedtx.listening import Connections, TrackingFactory
 from wanfedtx.netlimits import listen_backlog
 
 log = Logger(namespace="wanfed.gateway")
@@ -71,6 +72,8 @@ class DataPathService(Service):
         self.factory: RelayFactory | None = None
         self.port: IListeningPort | None = None
         self.loops: list[RelayLoop] = []
+        # the twisted path's downstream connections, so stopping waits until every one closed
+        self.connections = Connections()
 
     def set_route_table(self, table: RouteTable) -> None:
         self.table = table
@@ -108,7 +111,8 @@ class DataPathService(Service):
             self.rng,
         )
         self.port = self.reactor.listenTCP(
-            port, self.factory, backlog=listen_backlog(), interface=host
+            port, TrackingFactory(self.factory, self.connections), backlog=listen_backlog(),
+            interface=host,
         )
         if port == 0:
             real = self.port.getHost().port  # type: ignore[union-attr]
@@ -124,23 +128,11 @@ class DataPathService(Service):
             if d is not None:
                 waits.append(d)
         if self.factory is not None:
-            self.factory.close_all()
-            waits.append(self._connections_closed(self.factory))
+            self.factory.close_all()  # each connection's core aborts it (stats stay right)
+            waits.append(self.connections.drained())
         for lp in self.loops:
             waits.append(lp.stop())
         return defer.gatherResults(waits).addCallback(lambda _: None)
-
-    def _connections_closed(self, factory: RelayFactory) -> defer.Deferred[None]:
-        d: defer.Deferred[None] = defer.Deferred()
-
-        def check(tries: int) -> None:
-            if not factory.active or tries > 200:
-                d.callback(None)
-            else:
-                self.reactor.callLater(0.01, check, tries + 1)
-
-        check(0)
-        return d
 
 
 class AdminService(Service):

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.gossip -*-
 """``SerfService``: a serf pool (LAN or WAN) as a twisted.application Service.
 
 ``startService`` binds UDP+TCP (``NetTransport``), optionally wraps the transport (the wanfed

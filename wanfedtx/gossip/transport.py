@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.gossip,tests.unit.test_listening -*-
 """Twisted UDP + TCP transport for memberlist (like ``NetTransport``); an ``IGossipTransport``.
 
 Packets are UDP datagrams on the bind port; streams are TCP connections on the same port number.

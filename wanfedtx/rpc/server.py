@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.rpc.test_rpc_port,tests.security.test_security_rpc_matrix -*-
 """The :8300 RPC port: Twisted adapters around the sniffer, wrap-mode TLS and handler dispatch.
 
 ``RPCPortFactory.buildProtocol`` returns a ``SniffingProtocol`` per connection. It feeds bytes to
