@@ -30,11 +30,7 @@ class Follower(CoreBase):
                 m.src, AppendEntriesResponse(self.id, self.term, False, m.prev_index, 0, m.seq)
             )
             return
-        if self.role != FOLLOWER:
-            self._become_follower(m.term, m.src)
-        self._set_leader(m.src)
-        self._last_leader_contact = self.now
-        self._reset_election_timer()
+        self._heard_from_leader(m.term, m.src)
         prev, prev_term, entries = m.prev_index, m.prev_term, m.entries
         match = prev + len(entries)
         if prev < self.snap_index:
@@ -67,6 +63,14 @@ class Follower(CoreBase):
             self.commit = new_commit
         self._reply_append(m, True, match)
 
+    def _heard_from_leader(self, term: int, leader: str) -> None:
+        """A current-term leader spoke: follow it and restart the election timer."""
+        if self.role != FOLLOWER:
+            self._become_follower(term, leader)
+        self._set_leader(leader)
+        self._last_leader_contact = self.now
+        self._reset_election_timer()
+
     def _reply_append(self, m: AppendEntries, ok: bool, match: int, hint: int = 0) -> None:
         self._send(
             m.src,
@@ -81,11 +85,7 @@ class Follower(CoreBase):
                 m.src, InstallSnapshotResponse(self.id, self.term, m.last_index, 0, False, m.seq)
             )
             return
-        if self.role != FOLLOWER:
-            self._become_follower(m.term, m.src)
-        self._set_leader(m.src)
-        self._last_leader_contact = self.now
-        self._reset_election_timer()
+        self._heard_from_leader(m.term, m.src)
         if m.last_index <= self.commit:
             self._incoming = None
             self._send(
