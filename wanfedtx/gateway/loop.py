@@ -66,6 +66,7 @@ from wanfedtx.gateway.pump import Direction, splice_available
 from wanfedtx.gateway.router import RouteTable
 from wanfedtx.gateway.snapshot import Endpoint
 from wanfedtx.gateway.stats import GatewayStats, ListenerStats
+from wanfedtx.hostport import address_text
 from wanfedtx.netlimits import listen_backlog
 
 log = Logger(namespace="wanfed.gateway")
@@ -262,7 +263,7 @@ class RelayLoop:
                     self.peer_log.warn,
                     peerlog.CONNECTION_LIMIT,
                     peerlog.MSG_CONNECTION_LIMIT,
-                    peer=peerlog.host_port(peer),
+                    peer=address_text(peer),
                     limit=limit,
                 )
                 continue
@@ -274,7 +275,7 @@ class RelayLoop:
                 ls,
                 self.settings,
                 self.rng,
-                peer=peerlog.host_port(peer),
+                peer=address_text(peer),
             )
             c = _Conn(s, core)
             self._conns.add(c)

@@ -39,14 +39,3 @@ MSG_IDLE = "gateway closed idle connection {peer}"
 def peer_log(clock: IReactorTime) -> RateLimitedLog:
     """The rate-limited log of one listener (first 10 lines per reason per 10 s, then a count)."""
     return RateLimitedLog(log, clock)
-
-
-def host_port(addr: object) -> str:
-    """``host:port`` of a Twisted address or a socket address tuple; ``?`` if neither."""
-    host = getattr(addr, "host", None)
-    port = getattr(addr, "port", None)
-    if host is None and isinstance(addr, tuple) and len(addr) >= 2:
-        host, port = addr[0], addr[1]
-    if host is None:
-        return "?"
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"

@@ -64,6 +64,7 @@ from wanfedtx.gateway.conn import (
 from wanfedtx.gateway.router import RouteTable
 from wanfedtx.gateway.snapshot import Endpoint
 from wanfedtx.gateway.stats import GatewayStats, ListenerStats
+from wanfedtx.hostport import address_text
 
 __all__ = ["DATA_PATHS", "DownstreamProtocol", "RelayFactory", "RelaySettings", "UpstreamProtocol"]
 
@@ -107,7 +108,7 @@ class RelayFactory(Factory):
             self.peer_log.warn(
                 peerlog.CONNECTION_LIMIT,
                 peerlog.MSG_CONNECTION_LIMIT,
-                peer=peerlog.host_port(addr),
+                peer=address_text(addr),
                 limit=limit,
             )
             return None
@@ -170,7 +171,7 @@ class DownstreamProtocol(Protocol):
 
     def _peer(self) -> str:
         try:
-            return peerlog.host_port(self.transport.getPeer())
+            return address_text(self.transport.getPeer())
         except Exception:
             return "?"
 
