@@ -154,6 +154,19 @@ def decode_node_service(obj: Any, where: str = "Service") -> Row:
     sid = f.text("ID") or name
     if not name:
         raise BadRequestError("Must provide service name with ID")
+    return node_service_row(f, kind, sid, name)
+
+
+def node_service_row(
+    f: Fields,
+    kind: str,
+    sid: str,
+    name: str,
+    meta: dict[str, str] | None = None,
+    port: int | None = None,
+) -> Row:
+    """The ``NodeService`` row of ``f`` once kind, ID and name are settled; ``Meta`` and ``Port``
+    are read here (in field order) unless the caller has already read and checked them."""
     return {
         "Kind": kind,
         "ID": sid,
@@ -161,8 +174,8 @@ def decode_node_service(obj: Any, where: str = "Service") -> Row:
         "Tags": f.str_list("Tags"),
         "Address": f.text("Address"),
         "TaggedAddresses": f.opaque("TaggedAddresses") or {},
-        "Meta": f.str_map("Meta"),
-        "Port": f.integer("Port", 0, 0, 65535),
+        "Meta": f.str_map("Meta") if meta is None else meta,
+        "Port": f.integer("Port", 0, 0, 65535) if port is None else port,
         "Weights": decode_weights(f),
         "EnableTagOverride": f.boolean("EnableTagOverride"),
         "Proxy": f.opaque("Proxy") or {},

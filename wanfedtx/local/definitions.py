@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from wanfedtx.catalog.errors import BadRequestError
-from wanfedtx.catalog.structs import SERVICE_KINDS, Fields, decode_weights
+from wanfedtx.catalog.structs import SERVICE_KINDS, Fields, node_service_row
 from wanfedtx.config.durations import parse_duration
 from wanfedtx.config.runtime import CheckDefinition
 from wanfedtx.state.errors import InvalidMetadataError
@@ -173,20 +173,7 @@ def decode_service(obj: Any, where: str = "Service") -> ServiceRegistration:
     port = f.integer("Port", 0, 0, 65535)
     if kind == KIND_MESH_GATEWAY and port == 0:
         raise BadRequestError("Port must be non-zero for a Mesh Gateway")
-    service = {
-        "Kind": kind,
-        "ID": sid,
-        "Service": name,
-        "Tags": f.str_list("Tags"),
-        "Address": f.text("Address"),
-        "TaggedAddresses": f.opaque("TaggedAddresses") or {},
-        "Meta": meta,
-        "Port": port,
-        "Weights": decode_weights(f),
-        "EnableTagOverride": f.boolean("EnableTagOverride"),
-        "Proxy": f.opaque("Proxy") or {},
-        "Connect": f.opaque("Connect") or {},
-    }
+    service = node_service_row(f, kind, sid, name, meta, port)
     raw_checks: list[Any] = []
     if f.raw("Check") is not None:
         raw_checks.append(f.raw("Check"))
