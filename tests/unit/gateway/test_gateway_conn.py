@@ -15,6 +15,7 @@ from typing import Any
 from gateway_hellos import real_client_hello
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from relay_support import cluster_c
 
 from wanfedtx.gateway import peerlog
 from wanfedtx.gateway.conn import (
@@ -55,15 +56,7 @@ from wanfedtx.gateway.stats import GatewayStats
 SNAP = routes_to_snapshot(
     {
         "clusters": [
-            {
-                "name": "c",
-                "connect_timeout_ms": 2500,
-                "endpoints": [
-                    {"address": "10.0.0.1", "port": 1},
-                    {"address": "10.0.0.2", "port": 2},
-                    {"address": "10.0.0.3", "port": 3, "health": "UNHEALTHY"},
-                ],
-            },
+            cluster_c(),
             {
                 "name": "dead",
                 "endpoints": [{"address": "10.0.0.9", "port": 9, "health": "UNHEALTHY"}],

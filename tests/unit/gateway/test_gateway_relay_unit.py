@@ -6,7 +6,7 @@ import random
 
 import pytest
 from gateway_hellos import real_client_hello
-from relay_support import connect_from, relay_factory
+from relay_support import cluster_c, connect_from, relay_factory
 from twisted.internet import address, error
 from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisconnection
 from twisted.python.failure import Failure
@@ -17,17 +17,7 @@ from wanfedtx.gateway.routes import routes_to_snapshot
 
 SNAP = routes_to_snapshot(
     {
-        "clusters": [
-            {
-                "name": "c",
-                "connect_timeout_ms": 2500,
-                "endpoints": [
-                    {"address": "10.0.0.1", "port": 1},
-                    {"address": "10.0.0.2", "port": 2},
-                    {"address": "10.0.0.3", "port": 3, "health": "UNHEALTHY"},
-                ],
-            },
-        ],
+        "clusters": [cluster_c()],
         "filter_chains": [{"server_names": ["a.test"], "cluster": "c", "stat_prefix": "p"}],
     },
     "127.0.0.1",
