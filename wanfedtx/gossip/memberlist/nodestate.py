@@ -194,13 +194,14 @@ def transition(
     return _expired(member, local, msg, now)
 
 
-def _refute(me: MemberView, local: Local, accused_inc: int) -> tuple[MemberView, int, list[Effect]]:
+def _refute(me: MemberView, local: Local, accused_inc: int, before: list[Effect], why: Log) -> Step:
+    """We are accused: the refuting step (``before``, the refuting alive, then the ``why`` line)."""
     inc = local.incarnation + 1
     if accused_inc >= inc:
         inc = accused_inc + 1
     me = attrs.evolve(me, incarnation=inc)
     alive = wire.Alive(inc, me.name, me.addr, me.port, me.meta, local.vsn)
-    return me, inc, [Refuted(inc), Broadcast(me.name, alive)]
+    return Step(me, inc, (*before, Refuted(inc), Broadcast(me.name, alive), why))
 
 
 def _alive(
@@ -263,12 +264,13 @@ def _alive(
             and wire.vsn_tuple(a.vsn) == wire.vsn_tuple(member.vsn)
         ):
             return Step(member, inc, tuple(effects))
-        member, inc, refute = _refute(member, local, a.incarnation)
-        effects += refute
-        effects.append(
-            Log("warn", "memberlist: Refuting an alive message for '{node}'", (("node", a.node),))
+        return _refute(
+            member,
+            local,
+            a.incarnation,
+            effects,
+            Log("warn", "memberlist: Refuting an alive message for '{node}'", (("node", a.node),)),
         )
-        return Step(member, inc, tuple(effects))
     effects.append(Broadcast(a.node, a))
     member = attrs.evolve(
         member,
@@ -304,11 +306,15 @@ def _suspect(
     if member.state != NodeStateType.ALIVE:
         return Step(member, inc)
     if member.name == local.name:
-        member, inc, effects = _refute(member, local, s.incarnation)
-        effects.append(
-            Log("warn", "memberlist: Refuting a suspect message (from: {src})", (("src", s.from_),))
+        return _refute(
+            member,
+            local,
+            s.incarnation,
+            [],
+            Log(
+                "warn", "memberlist: Refuting a suspect message (from: {src})", (("src", s.from_),)
+            ),
         )
-        return Step(member, inc, tuple(effects))
     member = attrs.evolve(
         member, incarnation=s.incarnation, state=NodeStateType.SUSPECT, state_change=now
     )
@@ -331,12 +337,13 @@ def _dead(
     if member.dead_or_left():
         return Step(member, inc, tuple(effects))
     if member.name == local.name and not local.leaving:
-        member, inc, refute = _refute(member, local, d.incarnation)
-        effects += refute
-        effects.append(
-            Log("warn", "memberlist: Refuting a dead message (from: {src})", (("src", d.from_),))
+        return _refute(
+            member,
+            local,
+            d.incarnation,
+            effects,
+            Log("warn", "memberlist: Refuting a dead message (from: {src})", (("src", d.from_),)),
         )
-        return Step(member, inc, tuple(effects))
     effects.append(Broadcast(d.node, d))
     state = NodeStateType.LEFT if d.node == d.from_ else NodeStateType.DEAD
     member = attrs.evolve(member, incarnation=d.incarnation, state=state, state_change=now)
