@@ -84,13 +84,7 @@ def tls_roundtrip(
         with ctx.wrap_socket(raw, server_hostname=sni) as s:
             cn = peer_cn(s)
             s.sendall(payload)
-            got = b""
-            while len(got) < len(payload):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                got += chunk
-            return cn, got
+            return cn, recv_upto(s, len(payload))
 
 
 def peer_cn(s: ssl.SSLSocket) -> str:
@@ -145,3 +139,14 @@ def closed_without_reply(gw: tuple[str, int], data: bytes, timeout: float = 10.0
             return s.recv(1024) == b""
         except ConnectionResetError:
             return True
+
+
+def recv_upto(s: socket.socket, n: int) -> bytes:
+    """What ``s`` sends until at least ``n`` bytes have come or it closes (fewer then)."""
+    got = b""
+    while len(got) < n:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return got

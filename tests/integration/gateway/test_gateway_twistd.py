@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from gateway_hellos import real_client_hello
+from gateway_tls import recv_upto
 from netutil import free_port
 from twistd_support import stops_cleanly
 
@@ -43,12 +44,7 @@ def backend() -> Iterator[int]:
                 continue
             with s:
                 s.settimeout(10)
-                got = b""
-                while len(got) < len(HELLO):
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    got += chunk
+                recv_upto(s, len(HELLO))
                 s.sendall(b"T")
                 s.recv(1)
 
