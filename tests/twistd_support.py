@@ -1,11 +1,16 @@
-"""Test support for ``twistd`` subprocesses: stop one with SIGTERM, check it shut down cleanly."""
+"""Test support for ``twistd`` subprocesses: run one to completion, or stop a running one with
+SIGTERM and check it shut down cleanly."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+TWISTD = Path(sys.executable).parent / "twistd"
 
 
 @contextmanager
@@ -24,3 +29,12 @@ def stops_cleanly(proc: subprocess.Popen[str]) -> Iterator[None]:
     assert proc.returncode in (0, -signal.SIGTERM), err
     assert "Traceback" not in out + err
     assert "Server Shut Down." in out + err
+
+
+def run_twistd(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``twistd *args`` run in ``cwd`` to its end (60 s at most), output captured as text."""
+    return subprocess.run(
+        [str(TWISTD), *args], capture_output=True, text=True, timeout=60, cwd=cwd, env=env
+    )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from netutil import free_port
-from twistd_support import stops_cleanly
+from twistd_support import run_twistd, stops_cleanly
 
 pytestmark = pytest.mark.integration
 
@@ -134,14 +134,7 @@ def test_dev_agent_serves_and_stops_on_signal(tmp_path: Path, sig: signal.Signal
 
 def test_twistd_plugin_listed_and_serves(tmp_path: Path) -> None:
     env = dict(os.environ)
-    listing = subprocess.run(
-        [str(BIN / "twistd"), "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        env=env,
-    )
+    listing = run_twistd(tmp_path, "--help", env=env)
     assert "wanfed" in listing.stdout
     port = free_port()
     (tmp_path / "bind.hcl").write_text('bind_addr = "127.0.0.1"\nclient_addr = "127.0.0.1"\n')
@@ -182,13 +175,7 @@ def test_twistd_plugin_listed_and_serves(tmp_path: Path) -> None:
 
 def test_twistd_config_error_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "bad.hcl").write_text("nope = 1\n")
-    r = subprocess.run(
-        [str(BIN / "twistd"), "-n", "--pidfile=", "wanfed", "--config", "bad.hcl"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
+    r = run_twistd(tmp_path, "-n", "--pidfile=", "wanfed", "--config", "bad.hcl")
     assert r.returncode == 1
     assert (
         r.stderr.strip() == "twistd wanfed: Error parsing bad.hcl: line 1: invalid config key nope"

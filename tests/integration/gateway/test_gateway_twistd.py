@@ -20,7 +20,7 @@ import pytest
 from gateway_hellos import real_client_hello
 from gateway_tls import recv_upto
 from netutil import free_port
-from twistd_support import stops_cleanly
+from twistd_support import run_twistd, stops_cleanly
 
 pytestmark = pytest.mark.integration
 
@@ -82,9 +82,7 @@ def _wait_stats(admin: int, proc: subprocess.Popen[str], deadline: float) -> str
 def test_twistd_gateway_relays_serves_admin_and_stops_on_sigterm(
     tmp_path: Path, backend: int, data_path: str
 ) -> None:
-    listing = subprocess.run(
-        [str(BIN / "twistd"), "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path
-    )
+    listing = run_twistd(tmp_path, "--help")
     assert "wanfed-gateway" in listing.stdout
     (tmp_path / "routes.json").write_text(
         json.dumps(
@@ -162,13 +160,7 @@ def test_retired_splice_data_path_is_refused_in_one_line(
 
 
 def test_twistd_gateway_usage_error_is_one_line(tmp_path: Path) -> None:
-    r = subprocess.run(
-        [str(BIN / "twistd"), "-n", "--pidfile=", "wanfed-gateway", "-address", "127.0.0.1:0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
+    r = run_twistd(tmp_path, "-n", "--pidfile=", "wanfed-gateway", "-address", "127.0.0.1:0")
     assert r.returncode == 2
     assert r.stderr.strip() == (
         "twistd wanfed-gateway: give exactly one of -routes (a routes file) or -proxy-id"
