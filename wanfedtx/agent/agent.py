@@ -144,7 +144,7 @@ class Agent(MultiService):
         wan_federation = rt.connect_mesh_gateway_wan_federation_enabled
         if wan_federation:
             # Servers with WAN federation: the gateway locator resolves other datacenters for
-            # the RPC dialer (spec 5, 10).
+            # the RPC dialer.
             self.locator = GatewayLocator(
                 reactor,
                 random.Random(),

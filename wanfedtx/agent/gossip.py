@@ -6,7 +6,7 @@
 * LAN pool on ``serf_bind_addr_lan`` (advertised as ``serf_advertise_addr_lan``) named
   ``node_name`` with the tags of ``agent.member.lan_tags``;
 * servers with a WAN port: WAN pool on ``serf_bind_addr_wan`` named ``<node>.<dc>`` with Consul's
-  server tags (spec 8.1); with ``connect.enable_mesh_gateway_wan_federation`` the WAN memberlist
+  server tags; with ``connect.enable_mesh_gateway_wan_federation`` the WAN memberlist
   requires node names and skips TCP fallback pings to other DCs (``pools.wan_memberlist_config``);
 * ``encrypt`` key (and ``encrypt_verify_*``) on both pools; the ``gossip_lan`` / ``gossip_wan``
   tuning keys over memberlist's LAN / WAN defaults;
@@ -272,7 +272,7 @@ class AgentGossip(MultiService):
         """``JoinLAN`` / ``JoinWAN``: how many nodes were contacted; raises on failure.
 
         With WAN federation only the agent itself joins the WAN pool (``via_gateways``: the
-        secondary's join of the primary, spec 10); requests from users are refused.
+        secondary's join of the primary); requests from users are refused.
         """
         if wan:
             if self.wanfed and not via_gateways:

@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.unit.agent.test_agent_primary_join -*-
-"""How a secondary's server finds the primary datacenter with WAN federation (spec section 10).
+"""How a secondary's server finds the primary datacenter with WAN federation.
 
 With ``connect.enable_mesh_gateway_wan_federation`` the primary never joins anyone (secondaries
 join it: a star), and ``retry_join_wan`` is forbidden. A server in a secondary:

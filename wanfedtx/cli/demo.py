@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.e2e.test_e2e_demo_case_wanfed_gw -*-
 """``wanfed demo``: two datacenters federated through mesh gateways, on this machine's loopback.
 
-The ``case-wanfed-gw`` scenario of the reference (spec 1): datacenters ``primary`` and
+The ``case-wanfed-gw`` scenario of the reference: datacenters ``primary`` and
 ``secondary``, one server each (``-dev``, TLS with verify_incoming/outgoing/server_hostname,
 ``connect.enable_mesh_gateway_wan_federation``), each with a mesh gateway registered with the
 ``consul-wan-federation`` meta and run as ``wanfed gateway -proxy-id mesh-gateway``. The
@@ -168,7 +168,7 @@ def _healthy_endpoints(admin: str, prefix: str) -> int:
 
 
 class Checks:
-    """The reference's bats assertions (spec 1.4), for both datacenters."""
+    """The reference's bats assertions, for both datacenters."""
 
     def __init__(self, http: dict[str, str], admin: dict[str, str]) -> None:
         self.http = http

@@ -137,7 +137,7 @@ class Validation:
         except UnknownLogLevel as e:
             raise self.error(str(e), "log_level") from None
 
-        # The reference's WAN federation checks (spec 2.2), in its order.
+        # The reference's WAN federation checks, in its order.
         if rt.connect_mesh_gateway_wan_federation_enabled and not rt.server_mode:
             raise ValidationError(
                 "'connect.enable_mesh_gateway_wan_federation = true' requires 'server = true'"

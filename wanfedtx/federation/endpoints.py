@@ -65,7 +65,7 @@ class FederationEndpoints:
         clock = self.endpoints.clock
 
         def wrap(name: str, fn: HandlerFn) -> Handler:
-            # federation_state.apply/get/list/list_mesh_gateways (spec 13.2): whole call,
+            # federation_state.apply/get/list/list_mesh_gateways: whole call,
             # blocking wait included, as the reference's MeasureSince.
             timer = self.metrics.summary(
                 "federation_state." + _snake(name.split(".", 1)[1]),

@@ -24,7 +24,7 @@ def apply_federation_state(
 ) -> Any:
     """Apply one request at ``index``: True for an upsert, None for a delete.
 
-    Timed as ``fsm.federation_state.<dc>`` with label ``op`` (spec 13.2).
+    Timed as ``fsm.federation_state.<dc>`` with label ``op``.
     """
     op = req["Op"]
     if op not in (OP_UPSERT, OP_DELETE):

@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.unit.federation.test_federation_gateway_locator -*-
-"""Gateway locator: which mesh gateway to dial for a datacenter (spec section 5).
+"""Gateway locator: which mesh gateway to dial for a datacenter.
 
 A server with WAN federation on keeps two sorted lists from the replicated federation states:
 the primary datacenter's usable gateways (WAN addresses) and its own datacenter's (LAN

@@ -96,7 +96,7 @@ class FederationStateReplicator(LoopService):
         metrics: Registry = REGISTRY,
     ) -> None:
         super().__init__(REPLICATION_ROUTINE)
-        # leader.replication.federation-state.fetch / .apply (spec 13.2)
+        # leader.replication.federation-state.fetch / .apply
         self._fetch_timer = metrics.summary(
             "leader.replication.federation-state.fetch",
             "Time to fetch the primary's federation states (seconds)",

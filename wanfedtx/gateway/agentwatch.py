@@ -2,7 +2,7 @@
 """The mesh gateway fed by its local agent: the reference's proxycfg watches, over HTTP.
 
 Envoy gets its mesh-gateway configuration from the agent's proxycfg; our gateway is its own
-process and watches the agent's HTTP API with blocking queries instead (spec 12.2):
+process and watches the agent's HTTP API with blocking queries instead:
 
 * the gateway's own service registration (``/v1/agent/service/<proxy-id>``, polled): kind,
   port, address, tagged addresses (the binds) and the ``consul-wan-federation`` meta;

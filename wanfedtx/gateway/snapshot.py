@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.unit.gateway.test_gateway_snapshot -*-
-"""The routing snapshot of a mesh gateway and the pure function that builds it (spec 12.3).
+"""The routing snapshot of a mesh gateway and the pure function that builds it.
 
 :func:`build_snapshot` turns :class:`SnapshotInputs` (local DC, domain, trust domain, local Consul
 servers, gateways per DC, local services, bind addresses, whether WAN federation is on) into a

@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.unit.gossip.test_gossip_memberlist -*-
-"""memberlist configuration and its timing profiles (DefaultLANConfig / WAN / Local, spec 4.10).
+"""memberlist configuration and its timing profiles (DefaultLANConfig / WAN / Local).
 
 Durations are float seconds. ``lan_config``, ``wan_config`` and ``local_config`` return fresh
 mutable configs with memberlist 0.2.2's defaults; Consul's WAN pool starts from ``wan_config``.

@@ -2,7 +2,7 @@
 """Consul's serf pools on top of ``Serf``: WAN naming, server tags, server parsing and the router.
 
 * WAN members are named ``<node>.<datacenter>``; ``split_node_name`` is wanfed's ``SplitNodeName``.
-* ``server_tags`` builds the tags a Consul server advertises (spec 8.1); ``parse_server`` is
+* ``server_tags`` builds the tags a Consul server advertises; ``parse_server`` is
   ``metadata.IsConsulServer``: the checks applied before treating a member as a server.
 * ``wan_memberlist_config`` is the WAN pool's memberlist config with mesh-gateway federation on:
   node names required and TCP fallback pings off for nodes of other datacenters.

@@ -8,7 +8,7 @@ and ``[]byte`` both as old-style raw (never str8/bin), nil slices as nil,
 Decoding accepts any key order, skips unknown keys, takes missing keys as zero values and checks
 types and ranges; anything else raises ``WireError``.
 
-Packet layering (spec 4.5/6): ``[encrypt] -> [0c crc32] -> [09 compress] -> [07 compound]``.
+Packet layering: ``[encrypt] -> [0c crc32] -> [09 compress] -> [07 compound]``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.unit.rpc.test_rpc_dial,tests.unit.rpc.test_rpc_fuzz -*-
-"""Constants of the :8300 port: first-byte RPC types, ALPN names, timings (spec 3 and 13)."""
+"""Constants of the :8300 port: first-byte RPC types, ALPN names, timings."""
 
 from __future__ import annotations
 

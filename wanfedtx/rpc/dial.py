@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.unit.rpc.test_rpc_dial,tests.unit.rpc.test_rpc_hold_and_deadlines -*-
 """Outgoing connections to RPC ports: direct (type byte, or legacy TLS with an inner byte) or via a
-mesh gateway (native TLS with ALPN and SNI ``<node>.server.<dc>.<domain>``), spec 3.4 and 11.
+mesh gateway (native TLS with ALPN and SNI ``<node>.server.<dc>.<domain>``), as Consul's
+ALPN-RPC wrapper does.
 
 ``Dialer.dial`` applies the reference's routing rule: a server with a gateway resolver and TLS,
 dialing another datacenter, goes through a mesh gateway; everything else dials the server's

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.unit.rpc.test_rpc_dial,tests.unit.rpc.test_rpc_hold_and_deadlines -*-
 """The RPC connection pool: one rpc-multi connection per ``nodeName:addr``, reaped when idle.
 
-As in the reference (spec 11), every operation needs the destination node name (it selects the
+As in the reference, every operation needs the destination node name (it selects the
 cert SAN and the gateway SNI), connections are keyed by ``nodeName + ":" + addr`` and use
 ``RPCMultiplexV2`` (type 4, or ALPN ``consul/rpc-multi`` through a gateway), and server
 connections idle for 2 minutes are closed. ``ConnPool`` is a Service: starting it starts the

@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.unit.state -*-
-"""Node and service metadata rules (reference spec section 2.3).
+"""Node and service metadata rules.
 
 Keys starting with ``consul-`` are reserved; the only exception is ``consul-wan-federation`` on
 services of kind ``mesh-gateway``. Sizes and characters follow the reference's limits.

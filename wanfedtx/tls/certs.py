@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.unit.tls.test_tls_certs,tests.unit.tls.test_tls_cli -*-
 """Agent CA and certificate creation, as ``consul tls ca create`` / ``tls cert create`` do it.
 
-The certificates follow Consul's conventions (spec 1.3 and 2.5):
+The certificates follow Consul's conventions:
 
 * keys are ECDSA P-256, written as ``EC PRIVATE KEY`` PEM; certificates are signed with SHA-256;
   serial numbers are random 128-bit integers;

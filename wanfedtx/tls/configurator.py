@@ -5,12 +5,12 @@
 :class:`TLSConfigurator` turns them into pyOpenSSL *connection creators* for Twisted's
 ``TLSMemoryBIOFactory`` / ``TLSMemoryBIOProtocol``:
 
-* :meth:`~TLSConfigurator.incoming_alpn_creator` -- native TLS on :8300 (spec 3.3): client certs
+* :meth:`~TLSConfigurator.incoming_alpn_creator` -- native TLS on :8300: client certs
   are required and verified whatever ``verify_incoming`` says, the ALPN list is offered (server
   preference order; no overlap means no ALPN, as Go did), and the peer's certificate *names* are
   checked too (see :func:`peer_identity_problem`).
 * :meth:`~TLSConfigurator.outgoing_alpn_creator` -- dialing a server through a mesh gateway
-  (spec 3.4): SNI ``server_sni(dc, node)``, our cert presented, the server's chain verified against
+ : SNI ``server_sni(dc, node)``, our cert presented, the server's chain verified against
   our CAs and its name verified with ``service_identity``; the dialer then checks the
   negotiated ALPN protocol with :func:`check_negotiated_alpn`.
 * :meth:`~TLSConfigurator.incoming_rpc_creator` / :meth:`~TLSConfigurator.outgoing_rpc_creator` --

@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.unit.wanfed -*-
-"""WAN gossip through mesh gateways (the reference's ``agent/consul/wanfed`` package, spec 4).
+"""WAN gossip through mesh gateways (the reference's ``agent/consul/wanfed`` package).
 
 * ``transport.WanfedTransport`` wraps the WAN pool's UDP/TCP transport: names of this datacenter
   go to it unchanged; other datacenters go over TLS to a mesh gateway (ALPN

@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.unit.wanfed.test_wanfed_framing -*-
-"""Constants of the wanfed transport (spec 4.4, 4.5 and 13.1)."""
+"""Constants of the wanfed transport."""
 
 from __future__ import annotations
 

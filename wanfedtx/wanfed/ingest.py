@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.unit.wanfed.test_wanfed_framing -*-
-"""Ingestion of tunnelled WAN gossip on the receiving server's RPC port (spec 4.6).
+"""Ingestion of tunnelled WAN gossip on the receiving server's RPC port.
 
 Two ``IRPCHandler``s for the native-TLS ALPN dispatch of the :8300 port:
 

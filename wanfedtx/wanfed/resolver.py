@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.unit.wanfed.test_wanfed_transport -*-
 """A minimal ``IGatewayResolver``: fixed mesh-gateway addresses per datacenter.
 
-It stands in for the gateway locator (spec 5, built later in ``wanfedtx.federation``) and really
+It stands in for the gateway locator (the gateway locator in ``wanfedtx.federation``) and really
 routes: ``pick_gateway(dc)`` returns one of the gateways configured for ``dc`` (chosen at random
 with an injected RNG when there are several, as the locator does) or None when there is none.
 ``from_primary_gateways`` builds the secondary-side case the agent can know from configuration

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.unit.wanfed.test_wanfed_transport -*-
 """``WanfedTransport``: the WAN pool's transport when WAN federation goes through mesh gateways.
 
-It wraps the plain UDP/TCP transport (spec 4.4). Every address must carry a WAN node name
+It wraps the plain UDP/TCP transport. Every address must carry a WAN node name
 ``<node>.<dc>`` (``split_node_name``); names of this datacenter use the wrapped transport as is.
 For another datacenter the gateway comes from the ``IGatewayResolver`` (no gateway:
 ``Remote DC has no server currently reachable``) and:

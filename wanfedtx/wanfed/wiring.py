@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.unit.wanfed.test_wanfed_wiring -*-
-"""Plugging the wanfed transport into a server (the reference's ``setupSerf``, WAN only, spec 4.2).
+"""Plugging the wanfed transport into a server (the reference's ``setupSerf``, WAN only).
 
 ``wire_wan_pool`` builds the ``WanfedWiring`` whose ``wrap`` the WAN ``SerfService`` takes as its
 ``wrap_transport`` constructor argument (it wraps the UDP/TCP transport with a
