@@ -33,6 +33,7 @@ from netutil import free_port
 from twisted.logger import globalLogPublisher
 
 from wanfedtx.agent.agent import Agent
+from wanfedtx.cli.demo import poll_until
 from wanfedtx.config import LoadOptions, load
 
 pytestmark = pytest.mark.integration
@@ -64,20 +65,17 @@ class AgentProcess:
             stderr=subprocess.STDOUT,
             cwd=tmp,
         )
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"agent exited: {self.log.read_text()}")
-            try:
-                if self.request(b"GET /v1/catalog/nodes HTTP/1.1\r\nHost: x\r\n\r\n").startswith(
-                    b"HTTP/1.1 200"
-                ):
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("agent did not serve in time")
-            time.sleep(0.1)
+        if not poll_until(self._serving, 30, interval=0.1):
+            raise AssertionError("agent did not serve in time")
+
+    def _serving(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"agent exited: {self.log.read_text()}")
+        try:
+            reply = self.request(b"GET /v1/catalog/nodes HTTP/1.1\r\nHost: x\r\n\r\n")
+        except OSError:
+            return False
+        return reply.startswith(b"HTTP/1.1 200")
 
     def connect(self, source: str = "127.0.0.1") -> socket.socket:
         s = socket.socket()

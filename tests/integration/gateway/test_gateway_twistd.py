@@ -22,6 +22,8 @@ from gateway_tls import recv_upto
 from netutil import free_port
 from twistd_support import run_twistd, stops_cleanly
 
+from wanfedtx.cli.demo import poll_until
+
 pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
@@ -67,15 +69,20 @@ def _get(url: str) -> str | None:
 
 
 def _wait_stats(admin: int, proc: subprocess.Popen[str], deadline: float) -> str:
-    while time.monotonic() < deadline:
+    answers: list[str] = []
+
+    def answered() -> bool:
         if proc.poll() is not None:
             out, err = proc.communicate()
             raise AssertionError(f"twistd exited {proc.returncode}: {out}{err}")
         stats = _get(f"http://127.0.0.1:{admin}/stats")
         if stats is not None:
-            return stats
-        time.sleep(0.05)
-    raise AssertionError("the admin API did not answer in time")
+            answers.append(stats)
+        return bool(answers)
+
+    if not poll_until(answered, deadline - time.monotonic(), interval=0.05):
+        raise AssertionError("the admin API did not answer in time")
+    return answers[0]
 
 
 @pytest.mark.parametrize("data_path", ["loop", "twisted"])
