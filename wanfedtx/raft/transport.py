@@ -221,6 +221,11 @@ class RaftHandler:
                                    clock=self.clock, frame_timeout=self.frame_timeout,
                                    closed=self._closed)
 
+    def stop_logging(self) -> None:
+        """Write the pending rate-limit summaries now and cancel their timers (on stop)."""
+        if self._log is not None:
+            self._log.stop()
+
     def _closed(self, key: str, peer: str, error: str) -> None:
         self._closes.inc(reason=key)
         fmt = "raft: closing connection: from={peer} operation=\"raft RPC\" error={error}"
@@ -326,6 +331,7 @@ class StreamTransport:
     def stop(self) -> Deferred[None]:
         self.stopped = True
         self.handler.receiver = None
+        self.handler.stop_logging()
         for p in self._peers.values():
             if p.proto is not None and p.proto.transport is not None:
                 p.proto.transport.loseConnection()

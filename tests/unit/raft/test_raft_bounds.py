@@ -255,3 +255,17 @@ def test_outbound_queue_to_an_unreachable_peer_is_bounded_by_bytes() -> None:
     peer = st._peers["b:2"]
     assert peer.queued_bytes <= 10_000 and len(peer.queue) == 3
     assert len(pending) == 1
+
+
+def test_stopping_the_transport_writes_pending_summaries_and_leaves_no_timer() -> None:
+    from twisted.internet.task import Clock
+
+    from wanfedtx.raft.transport import RaftHandler, StreamTransport
+
+    clock = Clock()
+    handler = RaftHandler(clock=clock)
+    for i in range(20):  # past the burst: a summary timer is pending
+        handler._closed("raft-frame", f"127.0.0.1:{i}", "bad frame")
+    assert clock.getDelayedCalls()
+    StreamTransport(clock, lambda addr, proto: None, handler).stop()  # type: ignore[arg-type,return-value]
+    assert clock.getDelayedCalls() == []
