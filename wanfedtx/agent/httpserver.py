@@ -25,6 +25,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from wanfedtx import logs, metrics
+from wanfedtx.hostport import address_text
 from wanfedtx.http.channel import api_channel_factory
 from wanfedtx.http.limits import HTTPLimits
 from wanfedtx.http.parking import APIRequest
@@ -73,7 +74,7 @@ class _TrackingSite(Site):
             "Request finished: method={method} url={url} from={peer} code={code}",
             method=request.method.decode("ascii", "replace"),
             url=request.uri.decode("ascii", "replace"),
-            peer=f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}",
+            peer=address_text(peer),
             code=request.code,
         )
 

@@ -26,6 +26,7 @@ from wanfedtx.listening import tcp_endpoint
 from wanfedtx.raft.core import RaftOptions
 from wanfedtx.raft.service import RaftService
 from wanfedtx.raft.wiring import ServerLister, ServerSourceCheck, raft_on_rpc_port
+from wanfedtx.ratelog import RateLimitedLog
 from wanfedtx.rpc.constants import DEFAULT_PARTIAL_BUDGET, RPCType
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.endpoints import Endpoints, default_endpoints
@@ -33,6 +34,7 @@ from wanfedtx.rpc.interfaces import ServerAddress
 from wanfedtx.rpc.protocol import RPCHandler
 from wanfedtx.rpc.registry import HandlerRegistry
 from wanfedtx.rpc.server import RPCPortFactory, RPCPortService
+from wanfedtx.rpc.server import log as rpc_log
 from wanfedtx.tls.configurator import TLSConfigurator
 
 
@@ -57,12 +59,15 @@ class ServerPort:
         self.registry = HandlerRegistry()
         # one budget for the unfinished request frames of every RPC connection of this port
         self.rpc_frame_budget = FrameBudget(DEFAULT_PARTIAL_BUDGET)
+        # one rate-limited log for every line a peer can cause on this port; the port's
+        # service flushes it on stop
+        rate_log = RateLimitedLog(rpc_log, reactor)
         for rpc_type, multi in ((RPCType.CONSUL, False), (RPCType.MULTIPLEX_V2, True)):
             self.registry.register(rpc_type, RPCHandler(
-                self.endpoints, multi=multi, clock=reactor, budget=self.rpc_frame_budget))
+                self.endpoints, multi=multi, budget=self.rpc_frame_budget, rate_log=rate_log))
         self.factory = RPCPortFactory(
             self.registry, reactor, tls, handshake_timeout=config.rpc_handshake_timeout,
-            max_conns_per_client=config.rpc_max_conns_per_client,
+            max_conns_per_client=config.rpc_max_conns_per_client, rate_log=rate_log,
         )
         host, port = config.rpc_bind_addr
         self.service = RPCPortService(tcp_endpoint(reactor, host, port), self.factory)

@@ -28,6 +28,7 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall
 from twisted.web.http import HTTPChannel, HTTPFactory, _GenericHTTPChannelProtocol
 
+from wanfedtx.hostport import address_text
 from wanfedtx.http.limits import BodyCap, HTTPLimits
 from wanfedtx.ratelog import RateLimitedLog
 
@@ -51,12 +52,17 @@ class APIChannel(HTTPChannel):
 
     @property
     def limits(self) -> HTTPLimits:
-        limits = getattr(getattr(self, "site", None), "http_limits", None)
-        return limits if isinstance(limits, HTTPLimits) else HTTPLimits()
+        """The site's limits, looked up once per connection."""
+        limits = self.__dict__.get("_limits")
+        if limits is None:
+            limits = getattr(getattr(self, "site", None), "http_limits", None)
+            if not isinstance(limits, HTTPLimits):
+                limits = HTTPLimits()
+            self.__dict__["_limits"] = limits
+        return limits
 
     def _peer(self) -> str:
-        peer: Any = self.transport.getPeer() if self.transport is not None else None
-        return f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        return address_text(self.transport.getPeer()) if self.transport is not None else "?"
 
     def _report(self, reason: str, format: str, **fields: Any) -> None:
         report = getattr(getattr(self, "site", None), "report_refusal", None)

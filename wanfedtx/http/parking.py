@@ -26,6 +26,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from wanfedtx.hostport import address_text
 from wanfedtx.http.channel import APIChannel, content_file
 from wanfedtx.http.common import APIContext, error_reply, log_unexpected, set_meta, text_reply
 
@@ -110,7 +111,7 @@ class APIRequest(Request):
             if callable(report):
                 peer: Any = self.getClientAddress()  # type: ignore[no-untyped-call]
                 report("bad-url", "HTTP request refused: from={peer} cause={cause}",
-                       peer=f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}",
+                       peer=address_text(peer),
                        cause="URL or Host is not valid UTF-8")
             self.write(text_reply(self, 400, "Non-UTF-8 encoding in URL."))  # type: ignore[no-untyped-call]
             self.finish()  # type: ignore[no-untyped-call]

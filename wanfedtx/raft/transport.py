@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 
 from wanfedtx.framebudget import FrameBudget
 from wanfedtx.framing import LengthPrefixedDecoder, length_prefixed
+from wanfedtx.hostport import address_text
 from wanfedtx.metrics import REGISTRY, Registry
 from wanfedtx.raft.core import DEFAULT_MAX_ENTRY_BYTES
 from wanfedtx.raft.errors import MessageDecodeError
@@ -33,7 +34,6 @@ from wanfedtx.rpc.interfaces import SourceCheck
 log = Logger(namespace="wanfedtx.raft.transport")
 
 FRAME_OVERHEAD = 64 * 1024  # message fields, per-entry framing, a snapshot's voter list
-MAX_FRAME = DEFAULT_MAX_ENTRY_BYTES + FRAME_OVERHEAD
 DEFAULT_PARTIAL_BUDGET = 32 * 1024 * 1024  # bytes of unfinished frames, all connections
 DEFAULT_FRAME_TIMEOUT = 10.0  # seconds from a frame's first byte to its last (Consul: 10s)
 Receiver = Callable[[Message], None]
@@ -43,6 +43,9 @@ def max_frame_for(max_entry_bytes: int, snapshot_chunk_size: int = 256 * 1024) -
     """The largest frame a peer with these limits sends: one maximal entry (or a batch capped
     at that many bytes), or one snapshot chunk, plus the message's own fields."""
     return max(max_entry_bytes, snapshot_chunk_size) + FRAME_OVERHEAD
+
+
+MAX_FRAME = max_frame_for(DEFAULT_MAX_ENTRY_BYTES)
 
 
 def frame(msg: Message) -> bytes:
@@ -159,7 +162,7 @@ class InboundRaftProtocol(Protocol):
         self._cancel_timer()
         self._decoder.close()
         t: Any = self.transport
-        peer = str(t.getPeer()) if t is not None else "?"
+        peer = address_text(t.getPeer()) if t is not None else "?"
         if self._on_closed is not None:
             self._on_closed(key, peer, error)
         else:
@@ -177,7 +180,7 @@ class InboundRaftProtocol(Protocol):
         self._cancel_timer()
         self._decoder.close()
         t: Any = self.transport
-        peer = str(t.getPeer()) if t is not None else "?"
+        peer = address_text(t.getPeer()) if t is not None else "?"
         if self._refused is not None:
             self._refused(peer, f"message from {src!r} refused: {reason}")
         if t is not None:

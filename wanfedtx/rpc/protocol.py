@@ -180,6 +180,7 @@ class RPCHandler:
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         clock: IReactorTime | None = None,
         budget: FrameBudget | None = None,
+        rate_log: RateLimitedLog | None = None,
     ) -> None:
         self.endpoints = endpoints
         self.multi = multi
@@ -187,8 +188,12 @@ class RPCHandler:
         # Unfinished request frames of every connection this handler serves (share one budget
         # between the rpc-single and rpc-multi handlers of a port).
         self.budget = budget if budget is not None else FrameBudget(DEFAULT_PARTIAL_BUDGET)
-        # With a clock, malformed-frame lines are rate-limited per handler (reason rpc-frame).
-        self.rate_log = RateLimitedLog(log, clock) if clock is not None else None
+        # Malformed-frame lines are rate-limited (reason rpc-frame): with the port's own log when
+        # given (one budget per reason per port, flushed when the port stops), else with one of
+        # the handler's own when it has a clock.
+        if rate_log is None and clock is not None:
+            rate_log = RateLimitedLog(log, clock)
+        self.rate_log = rate_log
 
     def build_protocol(self, conn: ConnectionInfo) -> IProtocol:
         return RPCServerProtocol(
