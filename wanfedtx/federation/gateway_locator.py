@@ -45,7 +45,6 @@ class LocalStateNotInitialized(Exception):
         super().__init__("local state not initialized")
 
 
-_join_host_port = join_host_port
 
 
 def best_address(csn: Mapping[str, Any], wan: bool) -> str:
@@ -58,14 +57,14 @@ def best_address(csn: Mapping[str, Any], wan: bool) -> str:
     if wan:
         tagged = (svc.get("TaggedAddresses") or {}).get("wan")
         if isinstance(tagged, Mapping) and tagged.get("Address"):
-            return _join_host_port(str(tagged["Address"]), int(tagged.get("Port") or port))
+            return join_host_port(str(tagged["Address"]), int(tagged.get("Port") or port))
         if svc.get("Address"):
-            return _join_host_port(str(svc["Address"]), port)
+            return join_host_port(str(svc["Address"]), port)
         node_wan = (node.get("TaggedAddresses") or {}).get("wan")
         if node_wan:
-            return _join_host_port(str(node_wan), port)
-        return _join_host_port(str(node.get("Address") or ""), port)
-    return _join_host_port(str(svc.get("Address") or node.get("Address") or ""), port)
+            return join_host_port(str(node_wan), port)
+        return join_host_port(str(node.get("Address") or ""), port)
+    return join_host_port(str(svc.get("Address") or node.get("Address") or ""), port)
 
 
 def usable(csn: Mapping[str, Any]) -> bool:

@@ -58,7 +58,6 @@ from wanfedtx.gateway.conn import (
     UpConnected,
     UpEof,
     UpFailed,
-    cluster_timeout,
 )
 from wanfedtx.gateway.errors import need
 from wanfedtx.gateway.loopthread import LoopThread
@@ -82,6 +81,7 @@ class _Conn:
     """The sockets, pumps and deadlines of one connection around its sans-IO core."""
 
     __slots__ = (
+        "connect_timeout",
         "core",
         "down",
         "down_fd",
@@ -106,6 +106,7 @@ class _Conn:
         self.resolving = False
         self.gen = 0  # bumped whenever a deadline or a resolution must be ignored
         self.endpoint: Endpoint | None = None
+        self.connect_timeout = 0.0  # the core's Connect.timeout for the current attempt
         self.to_up: Direction | None = None
         self.to_down: Direction | None = None
         self.idle_since = 0.0
@@ -312,6 +313,7 @@ class RelayLoop:
 
     def _connect(self, c: _Conn, e: Connect) -> None:
         ep = c.endpoint = e.endpoint
+        c.connect_timeout = e.timeout
         try:
             ip = ipaddress.ip_address(ep.address)
         except ValueError:
@@ -353,8 +355,7 @@ class RelayLoop:
         self._fds[c.up_fd] = c
         self._ep.register(c.up_fd, EPOLLOUT)
         c.mask_up = EPOLLOUT
-        route, table = need(c.core.route, "route"), need(c.core.table, "route table")
-        self._timer(c, cluster_timeout(table, route.cluster), CONNECT_DEADLINE)
+        self._timer(c, c.connect_timeout, CONNECT_DEADLINE)
 
     def _connect_done(self, c: _Conn) -> None:
         up, endpoint = need(c.up, "upstream socket"), need(c.endpoint, "endpoint")

@@ -132,24 +132,29 @@ class DataPathService(Service):
             waits.append(self.connections.drained())
         for lp in self.loops:
             waits.append(lp.stop())
+        # a later start builds fresh listeners and workers
+        self.port, self.factory, self.loops = None, None, []
         return defer.gatherResults(waits).addCallback(lambda _: None)
 
 
 class AdminService(Service):
-    """The admin API's listening port."""
+    """The admin API's listening port; stopping also closes its open (keep-alive) connections."""
 
     def __init__(self, reactor: Any, address: tuple[str, int], root: AdminRoot) -> None:
         self.reactor = reactor
         self.address = address
         self.root = root
         self.port: IListeningPort | None = None
+        self.connections = Connections()
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         site = Site(self.root)  # type: ignore[no-untyped-call]
         site.noisy = False
         host, port = self.address
-        self.port = self.reactor.listenTCP(port, site, backlog=listen_backlog(), interface=host)
+        self.port = self.reactor.listenTCP(
+            port, TrackingFactory(site, self.connections), backlog=listen_backlog(),
+            interface=host)
         if port == 0:
             self.address = (host, self.port.getHost().port)  # type: ignore[union-attr]
 
@@ -157,7 +162,9 @@ class AdminService(Service):
         super().stopService()  # type: ignore[no-untyped-call]
         d = self.port.stopListening() if self.port is not None else None
         self.port = None
-        return d if d is not None else defer.succeed(None)
+        waits = [d if d is not None else defer.succeed(None),
+                 self.connections.close_all(abort=False)]
+        return defer.gatherResults(waits).addCallback(lambda _: None)
 
 
 class ReloadTimer(Service):

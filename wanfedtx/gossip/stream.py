@@ -39,10 +39,11 @@ from .wire import (
 
 #: Upper bound on the node count announced by a push/pull header (memberlist v0.6.0).
 MAX_PUSH_NODES = 1 << 20
-#: Upper bound on a push/pull's user state and a user message (memberlist v0.6.0: 20 MiB).
-MAX_USER_BYTES = 20 * 1024 * 1024
-#: Upper bound on a decompressed stream message (memberlist v0.6.0: 40 MiB, twice the state cap).
-MAX_DECOMPRESSED_BYTES = 2 * MAX_PUSH_STATE_BYTES
+#: Upper bound on a push/pull's user state and a user message (memberlist v0.6.0: 20 MiB, the
+#: same as the whole pushed state).
+MAX_USER_BYTES = MAX_PUSH_STATE_BYTES
+#: Upper bound on a decompressed stream message (memberlist v0.6.0: 40 MiB), lzw's own default.
+MAX_DECOMPRESSED_BYTES = lzw.DEFAULT_MAX_OUTPUT
 
 
 def encode_stream(

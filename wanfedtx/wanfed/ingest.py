@@ -58,8 +58,6 @@ def _peer(transport: Any) -> tuple[str, int]:
         return "", 0
 
 
-def _fmt(addr: tuple[str, int]) -> str:
-    return join_host_port(*addr)
 
 
 class PacketIngestProtocol(Protocol):
@@ -102,8 +100,8 @@ class PacketIngestProtocol(Protocol):
         self._timer = None
         self._fail(
             "idle",
-            f"read tcp {_fmt(self.peer)}: i/o timeout waiting for the next gossip packet "
-            f"after {self.idle_timeout:g}s",
+            f"read tcp {join_host_port(*self.peer)}: i/o timeout waiting for the next gossip "
+            f"packet after {self.idle_timeout:g}s",
         )
 
     def dataReceived(self, data: bytes) -> None:
@@ -118,7 +116,7 @@ class PacketIngestProtocol(Protocol):
                 self._close()
                 return
             if not frame:
-                self._fail("empty-frame", str(PacketTooShort(0, _fmt(self.peer))))
+                self._fail("empty-frame", str(PacketTooShort(0, join_host_port(*self.peer))))
                 return
             self.packets += 1
             transport.ingest_packet(frame, self.peer, self.clock.seconds())
@@ -134,7 +132,7 @@ class PacketIngestProtocol(Protocol):
 
     def _fail(self, reason: str, error: str) -> None:
         self.peer_log.error(
-            reason, MSG_FAILED_TO_INGEST, error=error, conn=_fmt(self.peer),
+            reason, MSG_FAILED_TO_INGEST, error=error, conn=join_host_port(*self.peer),
             protocol=ALPN_WAN_GOSSIP_PACKET,
         )
         self._close()

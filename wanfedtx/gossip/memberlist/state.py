@@ -124,12 +124,13 @@ class StateMixin(MemberlistBase):
         if timer is not None:
             suspicion = SuspicionView(timer.k, frozenset(timer.confirmations))
         now = self.clock.seconds()
-        step = transition(None if node is None else _view(node), suspicion, self._local(), msg, now)
+        view = None if node is None else _view(node)
+        step = transition(view, suspicion, self._local(), msg, now)
         for e in step.effects:
             if before_update(e):
                 self._effect(e, on_done)
         m = step.member
-        if m is not None:
+        if m is not None and m is not view:  # unchanged (a stale message): nothing to write
             if node is None:
                 node = Node(m.name, m.addr, m.port, state=m.state, state_change=m.state_change)
                 self.node_map[m.name] = node
