@@ -1,8 +1,9 @@
 """Helpers for interop tests against Go memberlist/serf peers built from Debian's packages.
 
-The peers (``tests/interop/go/{mlpeer,serfpeer}``) are built in GOPATH mode (spec
-memberlist-wire.md section 2.1) into a cache directory keyed by a hash of their source and the Go
-version, so CI builds them once per source change. ``WANFED_GO_CACHE`` overrides the cache dir.
+The peers (``tests/interop/go/{mlpeer,serfpeer}``) are built in GOPATH mode (Debian's
+golang-github-hashicorp-* packages) into a cache directory keyed by a hash of their source and
+the Go version, so CI builds them once per source change. ``WANFED_GO_CACHE`` overrides the
+cache dir.
 In CI (``CI=true``) a missing Go toolchain or library is a failure, never a skip.
 """
 

@@ -1,4 +1,4 @@
-"""``wanfed gateway -proxy-id``: routes from the local agent (spec 12.2/12.3), end to end.
+"""``wanfed gateway -proxy-id``: routes from the local agent, end to end.
 
 A real server agent (raft, TLS on its RPC port) registers a mesh-gateway service with the
 ``consul-wan-federation`` meta; the gateway process watches the agent, builds the wanfed

@@ -1,4 +1,4 @@
-"""A secondary's way to the primary with WAN federation (spec 10), under task.Clock."""
+"""A secondary's way to the primary with WAN federation, under task.Clock."""
 
 from __future__ import annotations
 

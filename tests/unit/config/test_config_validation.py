@@ -1,4 +1,4 @@
-"""The seven WAN-federation errors of the reference (spec 2.2), word for word, in order, and
+"""The seven WAN-federation errors of the reference, word for word, in order, and
 Consul's usual checks."""
 
 from __future__ import annotations

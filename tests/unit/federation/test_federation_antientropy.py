@@ -1,4 +1,4 @@
-"""Federation-state anti-entropy and pruning under ``task.Clock`` (spec 8)."""
+"""Federation-state anti-entropy and pruning under ``task.Clock``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FederationState.Apply/Get/List/ListMeshGateways over in-process datacenters (spec 6.2)."""
+"""FederationState.Apply/Get/List/ListMeshGateways over in-process datacenters."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The gateway locator (spec 5) against the real state store's federation-states table."""
+"""The gateway locator against the real state store's federation-states table."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Replication of federation states from the primary into a secondary (spec 7)."""
+"""Replication of federation states from the primary into a secondary."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""federation-states table, raft type 30 and snapshot/restore (spec 6.3, 6.4)."""
+"""federation-states table, raft type 30 and snapshot/restore."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Conversions of the gateway's agent watches (spec 12.2) into snapshot inputs."""
+"""Conversions of the gateway's agent watches into snapshot inputs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Golden tests of the routing snapshot (spec 12.3/12.4), plus what the model must reject."""
+"""Golden tests of the routing snapshot, plus what the model must reject."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def test_golden(name: str) -> None:
 
 
 def test_federation_states_golden_facts() -> None:
-    """The facts spec 12.4 lists for the reference golden, checked one by one."""
+    """The reference golden's facts, checked one by one."""
     snap = build_snapshot(federation_states_inputs())
     assert sorted(snap.cluster_names()) == [
         f"bar.default.dc1.internal.{TRUST}",

@@ -123,7 +123,7 @@ def test_suspect_is_refuted() -> None:
 
 
 def test_suspicion_timeout_formula() -> None:
-    # WAN, 10 nodes: min = 6 x 1 x 5 s = 30 s (spec 4.10 example)
+    # WAN, 10 nodes: min = 6 x 1 x 5 s = 30 s
     assert suspicion_timeout(6, 10, 5.0) == pytest.approx(30.0)
     assert suspicion_timeout(4, 1, 1.0) == pytest.approx(4.0)
 

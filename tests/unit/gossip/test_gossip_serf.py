@@ -25,7 +25,8 @@ from wanfedtx.gossip.simnet import SimNetwork, run_for
 
 
 def test_tags_meta_golden() -> None:
-    # spec 7.2: bf ff 83 a4"role" a6"consul" a2"dc" a3"dc2" a4"port" a4"8300" (Go map order varies)
+    # serf tags as Go encodes them (map order varies):
+    # bf ff 83 a4"role" a6"consul" a2"dc" a3"dc2" a4"port" a4"8300"
     meta = encode_tags({"role": "consul", "dc": "dc2", "port": "8300"})
     assert meta[:2] == b"\xff\x83"
     assert len(meta) == 31

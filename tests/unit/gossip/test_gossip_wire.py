@@ -1,4 +1,4 @@
-"""Golden vectors (captured from Go memberlist 0.2.2, spec section 4.4) and codec round trips."""
+"""Golden vectors (captured from Go memberlist 0.2.2) and codec round trips."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Dialer routing rule and guards (spec 11), pool node-name errors, dial timeout."""
+"""Dialer routing rule and guards, pool node-name errors, dial timeout."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.unit.gossip.test_gossip_memberlist -*-
 """Sans-IO memberlist core: SWIM failure detection with Lifeguard, gossip, push/pull anti-entropy.
 
-Behaviour follows hashicorp/memberlist 0.2.2 (spec memberlist-wire.md section 4.9): probes (direct,
+Behaviour follows hashicorp/memberlist 0.2.2: probes (direct,
 indirect with nacks, TCP fallback switchable per node), suspicion whose timeout shrinks with
 independent confirmations, awareness (local health) scaling probe timeouts, refutation, dead and
 left, retransmit limits, push/pull with join, node names on every send, ``name/addr`` join syntax.

@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.unit.gossip.test_gossip_pools,tests.unit.gossip.test_gossip_serf -*-
 """Serf 0.9.4-compatible layer over memberlist: tags, Lamport clocks, intents, events, queries.
 
-Serf messages travel as memberlist user messages (type 8) whose first byte is the serf type
-(spec memberlist-wire.md section 7): 0 leave intent, 1 join intent, 2 push/pull state, 3 user
+Serf messages travel as memberlist user messages (type 8) whose first byte is the serf type:
+0 leave intent, 1 join intent, 2 push/pull state, 3 user
 event, 4 query, 5 query response, 9 relay. Node meta is ``0xff`` + msgpack ``map[string]string``.
 Member states: alive, leaving, left, failed; failed and left members are reaped after
 ``reconnect_timeout`` / ``tombstone_timeout``. A graceful ``leave`` sends the leave intent first,
