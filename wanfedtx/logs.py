@@ -17,19 +17,25 @@ Output looks like Consul's (hclog) output:
 from __future__ import annotations
 
 import json as _json
+import re
 import sys
 import time
-from typing import IO, Any
+from collections.abc import Mapping
+from typing import IO, Any, cast
 
 from twisted.logger import (
     FileLogObserver,
     FilteringLogObserver,
+    ILogFilterPredicate,
     ILogObserver,
     LogLevel,
     LogLevelFilterPredicate,
+    PredicateResult,
     formatEvent,
     globalLogBeginner,
 )
+from twisted.python.logfile import LogFile
+from zope.interface import implementer
 
 _LEVELS: dict[str, LogLevel] = {
     "trace": LogLevel.debug,
@@ -129,6 +135,28 @@ def enabled(level: LogLevel) -> bool:
     return not _lowest_level or level >= _lowest_level[0]
 
 
+# Twisted's own start/stop chatter, logged at INFO by Twisted: shown only at DEBUG here.
+_TWISTED_CHATTER = re.compile(
+    r"^(Starting|Stopping) factory |^\S+ starting on \d+$|^\((TCP|UDP) Port \d+ Closed\)$"
+)
+
+
+@implementer(ILogFilterPredicate)
+class TwistedChatterAsDebug:
+    """Treats Twisted's factory/port start-stop lines as DEBUG events. They come from Twisted
+    (``Factory.doStart``, ``Port.startListening``, legacy ``log.msg``) under the namespace of
+    whichever class subclassed the factory, so they are recognised by their text."""
+
+    def __init__(self, min_level: LogLevel) -> None:
+        self.min_level = min_level
+
+    def __call__(self, event: dict[str, Any]) -> PredicateResult:
+        chatter = self.min_level > LogLevel.debug and bool(_TWISTED_CHATTER.match(
+            formatEvent(event) if "log_format" in event
+            else " ".join(str(m) for m in event.get("message", ()))))
+        return cast(PredicateResult, PredicateResult.no if chatter else PredicateResult.maybe)
+
+
 def make_observer(
     level: str = "info", json: bool = False, out: IO[str] | None = None
 ) -> ILogObserver:
@@ -139,7 +167,7 @@ def make_observer(
     if not _lowest_level or min_level < _lowest_level[0]:
         _lowest_level[:] = [min_level]
     predicate = LogLevelFilterPredicate(defaultLogLevel=min_level)
-    return FilteringLogObserver(inner, [predicate])
+    return FilteringLogObserver(inner, [TwistedChatterAsDebug(min_level), predicate])
 
 
 def start_logging(level: str = "info", json: bool = False, out: IO[str] | None = None) -> None:
@@ -154,6 +182,21 @@ def configure_twistd(level: str, json: bool) -> None:
     """Remember ``log_level``/``log_json`` for ``twistd_observer`` (called by the plugin)."""
     _twistd_settings["level"] = level
     _twistd_settings["json"] = json
+
+
+def twistd_destination(twistd_options: Mapping[str, Any]) -> IO[str] | None:
+    """Where twistd itself would write its log for these (parent) options, or None when twistd
+    is told to use ``--logger`` or ``--syslog`` (then twistd's own choice stands).
+
+    The same rule as twistd's: ``--logfile -``, or ``-n`` without ``--logfile``, is stdout;
+    otherwise the named file (``twistd.log`` by default), rotated by size as twistd does.
+    """
+    if twistd_options.get("logger") or twistd_options.get("syslog"):
+        return None
+    name = twistd_options.get("logfile")
+    if name == "-" or (twistd_options.get("nodaemon") and not name):
+        return sys.stdout
+    return LogFile.fromFullPath(name or "twistd.log")  # type: ignore[no-untyped-call,no-any-return]
 
 
 def twistd_observer() -> ILogObserver:

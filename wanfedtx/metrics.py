@@ -13,17 +13,56 @@ prefix and ``.``/``-`` turned into ``_`` (``consul_rpc_cross_dc``). Components t
 
 from __future__ import annotations
 
+import decimal
+import math
 import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 PREFIX = "consul"
+# Names under this prefix are exported as given (``process_resident_memory_bytes``), as Go's
+# client library exports its process collector.
+UNPREFIXED = ("process_",)
 
 
 def prometheus_name(name: str) -> str:
-    """``rpc.cross-dc`` -> ``consul_rpc_cross_dc``."""
-    return PREFIX + "_" + re.sub(r"[^a-zA-Z0-9_]", "_", name)
+    """``rpc.cross-dc`` -> ``consul_rpc_cross_dc``; ``process_*`` names stay as they are."""
+    clean = re.sub(r"[^a-zA-Z0-9_]", "_", name)
+    if name.startswith(UNPREFIXED):
+        return clean
+    return PREFIX + "_" + clean
+
+
+def go_float(value: float) -> str:
+    """``value`` as Go's Prometheus client writes it: ``strconv.FormatFloat(v, 'g', -1, 64)``.
+
+    The shortest digits that read back as the same float, so large counters stay exact
+    (12345678 is ``1.2345678e+07``, never ``1.23457e+07``); the exponent form when the decimal
+    exponent is below -4 or at least 6 (Go's rule for the shortest format), with at least two
+    exponent digits; ``0``, ``NaN``, ``+Inf`` and ``-Inf`` as Prometheus spells them.
+    """
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == 0:
+        return "0"
+    sign, digit_tuple, exp = decimal.Decimal(repr(float(value))).normalize().as_tuple()
+    if not isinstance(exp, int):  # finite values only reach here
+        return repr(value)
+    digits = "".join(str(d) for d in digit_tuple)
+    point = len(digits) + exp  # how many digits stand before the decimal point
+    x = point - 1  # decimal exponent of the first digit
+    prefix = "-" if sign else ""
+    if x < -4 or x >= 6:
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{prefix}{mantissa}e{'+' if x >= 0 else '-'}{abs(x):02d}"
+    if point <= 0:
+        return f"{prefix}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return prefix + digits + "0" * (point - len(digits))
+    return f"{prefix}{digits[:point]}.{digits[point:]}"
 
 
 def _escape(value: str) -> str:
@@ -65,9 +104,9 @@ class _Metric:
                 lbl = ",".join(
                     f'{n}="{_escape(v)}"' for n, v in zip(self.labelnames, key, strict=True)
                 )
-                lines.append(f"{pname}{{{lbl}}} {val:g}")
+                lines.append(f"{pname}{{{lbl}}} {go_float(val)}")
             else:
-                lines.append(f"{pname} {val:g}")
+                lines.append(f"{pname} {go_float(val)}")
         return lines
 
 
@@ -106,12 +145,20 @@ class GaugeFunc(_Metric):
     def render(self) -> list[str]:
         pname = prometheus_name(self.name)
         return [f"# HELP {pname} {self.help}", f"# TYPE {pname} {self.kind}",
-                f"{pname} {float(self.read()):g}"]
+                f"{pname} {go_float(float(self.read()))}"]
+
+
+class CounterFunc(GaugeFunc):
+    """A counter read from a function when rendered (e.g. CPU seconds used so far)."""
+
+    kind = "counter"
 
 
 class Summary(_Metric):
-    """A timer (go-metrics ``MeasureSince``): count and sum of observed seconds per label set,
-    rendered as a Prometheus summary without quantiles."""
+    """A timer (go-metrics ``MeasureSince``): count and sum of observed durations per label set.
+
+    ``observe`` takes seconds; the Prometheus summary (no quantiles) carries the sum in
+    milliseconds, the unit Consul's go-metrics timers report in, like the JSON summary."""
 
     kind = "summary"
 
@@ -142,8 +189,8 @@ class Summary(_Metric):
         for key, count, total in self.samples():
             lbl = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(self.labelnames, key, strict=True))
             braces = f"{{{lbl}}}" if lbl else ""
-            lines.append(f"{pname}_sum{braces} {total:g}")
-            lines.append(f"{pname}_count{braces} {count:g}")
+            lines.append(f"{pname}_sum{braces} {go_float(total * 1000.0)}")
+            lines.append(f"{pname}_count{braces} {go_float(count)}")
         return lines
 
 
@@ -165,6 +212,12 @@ class Registry:
     def gauge_func(self, name: str, help: str, read: Callable[[], float]) -> GaugeFunc:
         """A gauge whose value ``read()`` gives at render time (the latest ``read`` wins)."""
         metric = self._get(GaugeFunc, name, help, ())
+        metric.read = read
+        return metric
+
+    def counter_func(self, name: str, help: str, read: Callable[[], float]) -> CounterFunc:
+        """A counter whose value ``read()`` gives at render time (the latest ``read`` wins)."""
+        metric = self._get(CounterFunc, name, help, ())
         metric.read = read
         return metric
 

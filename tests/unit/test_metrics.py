@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wanfedtx.http.agent import metrics_summary
 from wanfedtx.metrics import Registry
@@ -21,7 +23,7 @@ def test_prometheus_text_for_every_kind() -> None:
     assert 'consul_rpc_cross_dc{datacenter="dc2"} 1\n' in text
     assert "consul_raft_term 3\n" in text
     assert "# TYPE consul_federation_state_apply summary\n" in text
-    assert "consul_federation_state_apply_sum 0.75\n" in text
+    assert "consul_federation_state_apply_sum 750\n" in text  # milliseconds, as go-metrics
     assert "consul_federation_state_apply_count 2\n" in text
     assert 'consul_fsm_federation_state_dc2_count{op="upsert"} 1\n' in text
     assert t.count() == 2 and t.total() == pytest.approx(0.75)
@@ -74,3 +76,62 @@ def test_endpoints_count_queries_and_parked_ones() -> None:
     assert "consul_rpc_queries_blocking 0\n" in r.render()
     gauges = {g["Name"]: g["Value"] for g in metrics_summary(r, 0.0)["Gauges"]}
     assert gauges == {"consul.rpc.queries_blocking": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.0, "0"), (1.0, "1"), (-1.0, "-1"), (0.75, "0.75"), (999999.0, "999999"),
+        (1e6, "1e+06"), (12345678.0, "1.2345678e+07"), (10_000_001.0, "1.0000001e+07"),
+        (2.0**53, "9.007199254740992e+15"), (0.0001, "0.0001"), (0.00001, "1e-05"),
+        (-2.5e10, "-2.5e+10"), (float("inf"), "+Inf"), (float("-inf"), "-Inf"),
+        (float("nan"), "NaN"),
+    ],
+)
+def test_values_render_as_go_formats_them(value: float, text: str) -> None:
+    from wanfedtx.metrics import go_float
+
+    assert go_float(value) == text
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_rendered_values_are_exact(value: float) -> None:
+    from wanfedtx.metrics import go_float
+
+    assert float(go_float(value)) == value
+
+
+def test_a_counter_past_ten_million_renders_exactly() -> None:
+    r = Registry()
+    c = r.counter("rpc.query", "queries")
+    c.inc(12_345_679)
+    assert "consul_rpc_query 1.2345679e+07\n" in r.render()
+
+
+def test_process_metrics_have_go_collector_names_and_real_values() -> None:
+    import os
+    import time
+
+    from wanfedtx.processmetrics import register_process_metrics
+
+    r = Registry()
+    register_process_metrics(r)
+    register_process_metrics(r)  # idempotent
+    values = {}
+    for line in r.render().splitlines():
+        if not line.startswith("#"):
+            name, _, val = line.partition(" ")
+            values[name] = float(val)
+    assert set(values) == {
+        "process_resident_memory_bytes", "process_virtual_memory_bytes",
+        "process_cpu_seconds_total", "process_open_fds", "process_max_fds",
+        "process_start_time_seconds",
+    }
+    assert values["process_resident_memory_bytes"] > 1_000_000
+    assert values["process_virtual_memory_bytes"] >= values["process_resident_memory_bytes"]
+    assert values["process_open_fds"] == pytest.approx(len(os.listdir("/proc/self/fd")), abs=2)
+    assert 0 < values["process_cpu_seconds_total"]
+    started = values["process_start_time_seconds"]
+    assert time.time() - 24 * 3600 < started <= time.time() + 1
+    assert "# TYPE process_cpu_seconds_total counter" in r.render()
+    assert not any(m["Name"].startswith("consul.process") for m in metrics_summary(r, 0)["Gauges"])

@@ -2,9 +2,9 @@
 
 Loads the configuration exactly as ``wanfed agent`` does (files and directories in the order
 given, then the override flags) and runs the same ``Agent`` service. A config error prints one
-line and exits 1. Logging follows twistd's own options; ``twistd --logger
-wanfedtx.logs.twistd_observer -n wanfed ...`` gives Consul-style lines at the configured
-``log_level`` (and JSON with ``log_json``).
+line and exits 1. Logs are Consul-style lines at the configured ``log_level`` (JSON with
+``log_json``), written where twistd would write them (stdout with ``-n``, else ``--logfile`` or
+``twistd.log``); ``--logger`` or ``--syslog`` hand logging back to twistd.
 """
 
 from __future__ import annotations
@@ -130,7 +130,10 @@ class WanfedServiceMaker:
         except (ConfigError, FlagError, AgentError, ValueError) as e:
             print(f"twistd wanfed: {e}", file=sys.stderr)
             raise SystemExit(1) from None
-        return agent
+        from wanfedtx.cli.twistd import TwistdLogging
+
+        return TwistdLogging(agent, result.runtime.log_level, result.runtime.log_json,
+                             getattr(options, "parent", None) or {})
 
 
 serviceMaker = WanfedServiceMaker()

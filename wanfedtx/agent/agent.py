@@ -48,6 +48,8 @@ from wanfedtx.http.family import RouteFamily
 from wanfedtx.http.gossip import GossipOpsRoutes, MembersRoutes
 from wanfedtx.http.limits import http_limits
 from wanfedtx.http.routes import server_families
+from wanfedtx.metrics import REGISTRY
+from wanfedtx.processmetrics import register_process_metrics
 from wanfedtx.raft.service import RaftService
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.forward import Forwarder, StaticLeader
@@ -93,6 +95,7 @@ class Agent(MultiService):
             request_shutdown if request_shutdown is not None else self.stop
         )
         rt = self.config
+        register_process_metrics(REGISTRY)
         router = GossipRouter(rt.datacenter)
         # Servers: the RPC port (ports.server), raft over it, then the state store, the
         # catalog/health/KV endpoints, local services and anti-entropy on top of raft.

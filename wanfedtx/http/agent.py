@@ -29,7 +29,16 @@ from wanfedtx.http.common import (
     json_reply,
 )
 from wanfedtx.http.family import family_app
-from wanfedtx.metrics import PREFIX, REGISTRY, Counter, Gauge, GaugeFunc, Registry, Summary
+from wanfedtx.metrics import (
+    PREFIX,
+    REGISTRY,
+    UNPREFIXED,
+    Counter,
+    Gauge,
+    GaugeFunc,
+    Registry,
+    Summary,
+)
 
 
 class AgentView(Protocol):
@@ -73,6 +82,8 @@ def metrics_summary(registry: Registry, now: float) -> dict[str, Any]:
     counters: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
     for metric in registry.metrics():
+        if metric.name.startswith(UNPREFIXED):
+            continue  # Go's process collector is Prometheus-only, as in Consul
         name = f"{PREFIX}.{metric.name}"
         if isinstance(metric, Summary):
             for key, count, total in metric.samples():

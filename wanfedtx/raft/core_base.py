@@ -152,6 +152,16 @@ class CoreBase:
         """The index the latest snapshot covers (0 without one); >= ``snap_index``."""
         return self.snapshot.index if self.snapshot is not None else 0
 
+    @property
+    def last_leader_contact(self) -> float | None:
+        """When this node last heard from a leader of its term (None: never)."""
+        return self._last_leader_contact if self._last_leader_contact > -1e17 else None
+
+    def follower_acks(self) -> dict[str, float]:
+        """A leader's view: when each follower last answered it in this term (answered ones)."""
+        return {p: pr.last_ack for p, pr in self._progress.items()
+                if p != self.id and pr.last_ack > -1e17}
+
     def _quorum(self, acks: set[str]) -> bool:
         v = self.voters
         return bool(v) and len(acks & v) > len(v) // 2

@@ -108,6 +108,7 @@ class RaftService(Service):
         self._durable_seq = 0
         self._held: list[tuple[int, list[tuple[str, Message]]]] = []
         self._pending: dict[int, tuple[int, Deferred[tuple[int, Any]]]] = {}
+        self._proposed_at: dict[int, float] = {}  # index -> when this leader proposed it
         self._reads: dict[int, Deferred[None]] = {}
         self._read_waits: list[tuple[int, Deferred[None]]] = []
         self._read_seq = 0
@@ -121,6 +122,12 @@ class RaftService(Service):
         self.fsync_batches = 0
         self.readies_written = 0
         self._m_apply = metrics.counter("raft.apply", "Commands committed and applied (leader)")
+        self._m_commit_time = metrics.summary(
+            "raft.commitTime", "Time from a leader's proposal of an entry to its commit (ms)")
+        self._m_last_contact = metrics.summary(
+            "raft.leader.lastContact",
+            "Time since the leader last heard from each follower, sampled every 500 ms (ms)")
+        self._next_contact_sample = 0.0
         self._m_leader = metrics.counter("raft.state.leader", "Times this server became leader")
         self._m_batches = metrics.counter("raft.fsync.batches", "Group-commit write batches")
         self._m_readies = metrics.counter("raft.fsync.readies", "Readies persisted")
@@ -224,6 +231,7 @@ class RaftService(Service):
             return fail(exc)
         d: Deferred[tuple[int, Any]] = Deferred()
         self._pending[e.index] = (e.term, d)
+        self._proposed_at[e.index] = self.clock.seconds()
         self._schedule_pump()
         return d
 
@@ -247,8 +255,8 @@ class RaftService(Service):
         core = self.core
         if core is None or core.role == LEADER:
             return 0.0
-        seen = core._last_leader_contact
-        since = seen if seen > -1e17 else self._started_at
+        seen = core.last_leader_contact
+        since = seen if seen is not None else self._started_at
         return max(0.0, self.clock.seconds() - since)
 
     def leader_address(self) -> str:
@@ -335,8 +343,20 @@ class RaftService(Service):
         self._timer = None
         if self.core is None or self._fatal:
             return
-        self.core.tick(self.clock.seconds())
+        now = self.clock.seconds()
+        self.core.tick(now)
+        self._sample_follower_contact(now)
         self._pump()
+
+    def _sample_follower_contact(self, now: float) -> None:
+        """``raft.leader.lastContact``: as hashicorp/raft's lease check, every 500 ms the
+        leader records how long ago each follower last answered it."""
+        core = self.core
+        if core is None or core.role != LEADER or now < self._next_contact_sample:
+            return
+        self._next_contact_sample = now + 0.5
+        for last_ack in core.follower_acks().values():
+            self._m_last_contact.observe(max(0.0, now - last_ack))
 
     def _pump(self) -> None:
         self._pump_call = None
@@ -383,6 +403,9 @@ class RaftService(Service):
                 except Exception as exc:
                     result = exc
             pend = self._pending.pop(e.index, None)
+            proposed = self._proposed_at.pop(e.index, None)
+            if proposed is not None:
+                self._m_commit_time.observe(self.clock.seconds() - proposed)
             if pend is not None:
                 term, d = pend
                 if term != e.term:
@@ -456,6 +479,7 @@ class RaftService(Service):
 
     def _fail_pending(self, exc: Exception) -> None:
         pending, self._pending = self._pending, {}
+        self._proposed_at.clear()
         for _, d in pending.values():
             d.errback(exc)
         reads = list(self._reads.values()) + [d for _, d in self._read_waits]

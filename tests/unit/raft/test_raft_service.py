@@ -296,5 +296,11 @@ def test_bootstrap_expect_waits_for_discovery_and_metrics(tmp_path: Path) -> Non
     assert "consul_raft_apply 1" in text
     assert "consul_raft_state_leader 1" in text
     assert "consul_raft_fsync_batches" in text
+    assert "consul_raft_commitTime_count 1\n" in text
+    for _ in range(30):  # 1.5 s of leadership: the lease check samples every 0.5 s
+        clock.advance(0.05)
+    contact = reg.summary("raft.leader.lastContact", "")
+    assert contact.count() >= 4  # two followers, at least two samples each
+    assert 0 <= contact.total() / contact.count() < 1.0
     for s in svcs:
         s.stopService()
