@@ -267,7 +267,7 @@ SCHEMA: dict[str, Field] = {
     "verify_incoming_https": B("Require and verify client certificates on HTTPS."),
     "verify_outgoing": B("Use TLS for outgoing RPC and verify the server."),
     "verify_server_hostname": B("Check server.<dc>.<domain> in server certificates."),
-    "tls_min_version": S("Lowest TLS version: tls10, tls11, tls12, tls13."),
+    "tls_min_version": S("Lowest TLS version: tls12 or tls13 (tls10/tls11 are refused)."),
     "encrypt": S("Gossip encryption key (base64)."),
     "encrypt_verify_incoming": B("Reject unencrypted incoming gossip."),
     "encrypt_verify_outgoing": B("Encrypt outgoing gossip."),
