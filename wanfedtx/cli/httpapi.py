@@ -306,7 +306,7 @@ def _with_server_name(ctx: ssl.SSLContext, name: str) -> ssl.SSLContext:
 
 def columnize(rows: Sequence[Sequence[str]]) -> str:
     """Consul's tables (``columnize``): cells trimmed, columns padded to the widest cell, two
-    spaces between columns, the last column unpadded."""
+    spaces between columns, the last column unpadded (no trailing blanks)."""
     cleaned = [[c.strip() for c in row] for row in rows]
     if not cleaned:
         return ""
@@ -315,7 +315,7 @@ def columnize(rows: Sequence[Sequence[str]]) -> str:
     out = []
     for row in cleaned:
         cells = [c.ljust(widths[i]) if i < len(row) - 1 else c for i, c in enumerate(row)]
-        out.append("  ".join(cells))
+        out.append("  ".join(cells).rstrip())
     return "\n".join(out)
 
 

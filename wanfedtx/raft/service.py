@@ -257,6 +257,13 @@ class RaftService(Service):
     def peers(self) -> list[str]:
         return sorted(self.core.voters) if self.core is not None else []
 
+    def configuration(self) -> tuple[int, list[str]]:
+        """The latest raft configuration: its log index and its voters (sorted addresses)."""
+        core = self.core
+        if core is None:
+            return 0, []
+        return core.config_index, sorted(core.voters)
+
     def add_leadership_observer(self, observer: Callable[[bool], None]) -> None:
         self._observers.append(observer)
         if self._leading_notified:
