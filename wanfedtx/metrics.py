@@ -13,9 +13,11 @@ prefix and ``.``/``-`` turned into ``_`` (``consul_rpc_cross_dc``). Components t
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import TypeVar
 
 PREFIX = "consul"
@@ -24,6 +26,31 @@ PREFIX = "consul"
 def prometheus_name(name: str) -> str:
     """``rpc.cross-dc`` -> ``consul_rpc_cross_dc``."""
     return PREFIX + "_" + re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def go_float(value: float) -> str:
+    """``value`` as Prometheus' Go client writes it (``strconv.FormatFloat(v, 'g', -1, 64)``):
+    the shortest digits that read back exactly, in exponent form when the exponent is below -4
+    or at least 6 (``12345678`` -> ``1.2345678e+07``), and ``NaN``, ``+Inf``, ``-Inf``."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    sign, digit_tuple, exponent = Decimal(repr(value)).normalize().as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    point = len(digits) + int(exponent)  # digits before the decimal point
+    neg = "-" if sign else ""
+    exp = point - 1
+    if exp < -4 or exp >= 6:
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{neg}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    if point <= 0:
+        return f"{neg}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return f"{neg}{digits}{'0' * (point - len(digits))}"
+    return f"{neg}{digits[:point]}.{digits[point:]}"
 
 
 def _escape(value: str) -> str:
@@ -65,9 +92,9 @@ class _Metric:
                 lbl = ",".join(
                     f'{n}="{_escape(v)}"' for n, v in zip(self.labelnames, key, strict=True)
                 )
-                lines.append(f"{pname}{{{lbl}}} {val:g}")
+                lines.append(f"{pname}{{{lbl}}} {go_float(val)}")
             else:
-                lines.append(f"{pname} {val:g}")
+                lines.append(f"{pname} {go_float(val)}")
         return lines
 
 
@@ -106,7 +133,7 @@ class GaugeFunc(_Metric):
     def render(self) -> list[str]:
         pname = prometheus_name(self.name)
         return [f"# HELP {pname} {self.help}", f"# TYPE {pname} {self.kind}",
-                f"{pname} {float(self.read()):g}"]
+                f"{pname} {go_float(float(self.read()))}"]
 
 
 class Summary(_Metric):
@@ -142,8 +169,8 @@ class Summary(_Metric):
         for key, count, total in self.samples():
             lbl = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(self.labelnames, key, strict=True))
             braces = f"{{{lbl}}}" if lbl else ""
-            lines.append(f"{pname}_sum{braces} {total:g}")
-            lines.append(f"{pname}_count{braces} {count:g}")
+            lines.append(f"{pname}_sum{braces} {go_float(total)}")
+            lines.append(f"{pname}_count{braces} {go_float(count)}")
         return lines
 
 
