@@ -4,7 +4,9 @@ Loads the configuration exactly as ``wanfed agent`` does (files and directories 
 given, then the override flags) and runs the same ``Agent`` service. A config error prints one
 line and exits 1. Logging follows twistd's own options; ``twistd --logger
 wanfedtx.logs.twistd_observer -n wanfed ...`` gives Consul-style lines at the configured
-``log_level`` (and JSON with ``log_json``).
+``log_level`` (and JSON with ``log_json``); without ``--logger`` (or ``--syslog``) the plugin
+gives twistd the same observer, writing where twistd would (stdout with ``-n``, else
+``--logfile``).
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ class WanfedServiceMaker:
         from wanfedtx.agent.errors import AgentError
         from wanfedtx.agent.flags import FLAGS, FlagError, flags_to_config
         from wanfedtx.config import ConfigError, LoadOptions, load
-        from wanfedtx.logs import configure_twistd
+        from wanfedtx.logs import configure_twistd, twistd_log_observer
 
         values: dict[str, Any] = {}
         try:
@@ -130,7 +132,25 @@ class WanfedServiceMaker:
         except (ConfigError, FlagError, AgentError, ValueError) as e:
             print(f"twistd wanfed: {e}", file=sys.stderr)
             raise SystemExit(1) from None
+        return _with_log_observer(agent, twistd_log_observer(options.parent or {}))
+
+
+def _with_log_observer(agent: Any, observer: Any) -> Any:
+    """``agent`` as twistd's service; when twistd adds it to its application, the application
+    gets ``observer`` as its log observer (the agent's ``log_level``: no DEBUG lines at INFO)."""
+    from twisted.logger import ILogObserver
+
+    if observer is None:
         return agent
+    set_parent = agent.setServiceParent
+
+    def set_service_parent(parent: Any) -> Any:
+        if hasattr(parent, "setComponent") and parent.getComponent(ILogObserver, None) is None:
+            parent.setComponent(ILogObserver, observer)
+        return set_parent(parent)
+
+    agent.setServiceParent = set_service_parent
+    return agent
 
 
 serviceMaker = WanfedServiceMaker()

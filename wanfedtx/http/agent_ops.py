@@ -37,7 +37,7 @@ from wanfedtx.http.common import (
     text_reply,
 )
 from wanfedtx.http.family import family_app
-from wanfedtx.logs import UnknownLogLevel, format_json, format_text, parse_level
+from wanfedtx.logs import UnknownLogLevel, event_level, format_json, format_text, parse_level
 
 log = TwistedLogger(namespace="agent.http")
 
@@ -68,8 +68,7 @@ class MonitorObserver:
     def __call__(self, event: dict[str, Any]) -> None:
         if self.closed or event.get("ui"):
             return
-        level = event.get("log_level", LogLevel.info)
-        if level < self.level:
+        if event_level(event) < self.level:
             return
         if self.pending >= MONITOR_BUFFER_LINES and self._backed_up():
             self.dropped += 1
