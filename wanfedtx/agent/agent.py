@@ -37,6 +37,7 @@ from wanfedtx.agent.server_port import (
     build_raft,
     tls_configurator,
 )
+from wanfedtx.agent.stats import extra_stats
 from wanfedtx.config.runtime import RuntimeConfig
 from wanfedtx.federation.gateway_locator import GatewayLocator
 from wanfedtx.federation.server import FederationServer
@@ -292,6 +293,7 @@ class Agent(MultiService):
                 "services": str(len(rt.services)),
             },
             "build": {"prerelease": "", "revision": rt.revision, "version": rt.version},
+            **extra_stats(self),
         }
 
     def http_urls(self) -> list[str]:

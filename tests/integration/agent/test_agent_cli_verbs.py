@@ -161,8 +161,13 @@ def test_info_reload_join_force_leave(agent: Agent) -> None:
     info = wanfed(agent, "info")
     assert info.returncode == 0
     lines = info.stdout.splitlines()
-    assert "agent:" in lines and "build:" in lines
+    sections = [line for line in lines if not line.startswith("\t")]
+    assert sections == ["agent:", "build:", "consul:", "raft:", "runtime:", "serf_lan:",
+                        "serf_wan:"]
     assert lines[lines.index("build:") + 1].startswith("\tprerelease = ")
+    for line in ("\tserver = true", "\tleader = true", "\tstate = Leader", "\tnum_peers = 0",
+                 "\tmembers = 1", "\tacl = disabled"):
+        assert line in lines, info.stdout
     reload = wanfed(agent, "reload")
     assert reload.returncode in (0, 1)
     assert reload.stdout == "Configuration reload triggered\n" or reload.stderr.startswith(
