@@ -162,9 +162,29 @@ def format_json(event: dict[str, Any]) -> str | None:
 _lowest_level: list[LogLevel] = []
 
 
+# Levels of the live log streams (``/v1/agent/monitor``): while one runs, events at its level are
+# built even if no observer made here writes them.
+_streams: list[LogLevel] = []
+
+
 def enabled(level: LogLevel) -> bool:
     """Whether an event at ``level`` can be written (True until an observer is made)."""
-    return not _lowest_level or level >= _lowest_level[0]
+    return (
+        not _lowest_level
+        or level >= _lowest_level[0]
+        or any(level >= s for s in _streams)
+    )
+
+
+def stream_opened(level: LogLevel) -> None:
+    """A live log stream (a monitor request) wants events at ``level`` and above."""
+    _streams.append(level)
+
+
+def stream_closed(level: LogLevel) -> None:
+    """The stream :func:`stream_opened` announced has ended."""
+    if level in _streams:
+        _streams.remove(level)
 
 
 def make_observer(

@@ -40,3 +40,18 @@ def test_info_observer_hides_chatter_debug_observer_tags_it() -> None:
     assert len(lines) == 3
     assert "[DEBUG] twisted.internet.protocol.Factory: Starting factory '<f>'" in lines[0]
     assert "[DEBUG]" in lines[2] and lines[2].endswith("HTTPFactory starting on 8500")
+
+
+def test_a_live_stream_lowers_what_is_built() -> None:
+    from wanfedtx import logs
+
+    saved = list(logs._lowest_level)
+    try:
+        logs._lowest_level[:] = [LogLevel.info]
+        assert not logs.enabled(LogLevel.debug)
+        logs.stream_opened(LogLevel.debug)
+        assert logs.enabled(LogLevel.debug)
+        logs.stream_closed(LogLevel.debug)
+        assert not logs.enabled(LogLevel.debug)
+    finally:
+        logs._lowest_level[:] = saved

@@ -37,7 +37,15 @@ from wanfedtx.http.common import (
     text_reply,
 )
 from wanfedtx.http.family import family_app
-from wanfedtx.logs import UnknownLogLevel, event_level, format_json, format_text, parse_level
+from wanfedtx.logs import (
+    UnknownLogLevel,
+    event_level,
+    format_json,
+    format_text,
+    parse_level,
+    stream_closed,
+    stream_opened,
+)
 
 log = TwistedLogger(namespace="agent.http")
 
@@ -132,11 +140,13 @@ class AgentOpsRoutes:
         request.write(b"")  # type: ignore[no-untyped-call]  # status and headers now
         observer = MonitorObserver(request, level, fmt)
         self.publisher.addObserver(observer)
+        stream_opened(level)  # per-request DEBUG lines are built while this monitor runs
         done: Deferred[None] = Deferred(lambda _: None)
 
         def finished(_: object) -> None:
             observer.closed = True
             self.publisher.removeObserver(observer)
+            stream_closed(level)
             if not done.called:
                 done.callback(None)
 
