@@ -50,6 +50,7 @@ class Request:
     headers: dict[str, str] = attrs.field(factory=dict)
     timeout: float | None = None
     tls: ssl.SSLContext | None = None
+    server_name: str = ""  # the name to verify in the agent's certificate (default: the host)
 
 
 @attrs.frozen
@@ -65,12 +66,21 @@ def _connection(req: Request) -> tuple[http.client.HTTPConnection, str]:
     host = parts.hostname or "127.0.0.1"
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     if parts.scheme == "https":
-        return (
-            http.client.HTTPSConnection(host, parts.port or 443, timeout=req.timeout,
-                                        context=req.tls),
-            target,
-        )
+        conn = _HTTPSConnection(host, parts.port or 443, timeout=req.timeout, context=req.tls)
+        conn.server_name = req.server_name or host
+        return conn, target
     return http.client.HTTPConnection(host, parts.port or 80, timeout=req.timeout), target
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS that verifies ``server_name`` (``-tls-server-name``) instead of the host dialed."""
+
+    server_name = ""
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        context = self._context  # type: ignore[attr-defined]
+        self.sock = context.wrap_socket(self.sock, server_hostname=self.server_name or self.host)
 
 
 def _go_error(req: Request, exc: BaseException) -> str:
@@ -185,6 +195,7 @@ class Client:
     datacenter: str = ""
     stale: bool = False
     tls: ssl.SSLContext | None = None
+    server_name: str = ""
 
     def url(self, path: str, query: Sequence[tuple[str, str | None]] = ()) -> str:
         params = list(query)
@@ -210,7 +221,8 @@ class Client:
         headers = {"User-Agent": "wanfed"}
         if self.token:
             headers["X-Consul-Token"] = self.token
-        req = Request(method, self.url(path, query), body, headers, timeout, self.tls)
+        req = Request(method, self.url(path, query), body, headers, timeout, self.tls,
+                      self.server_name)
         return TRANSPORT[0](req, stream)
 
     def call(
@@ -277,28 +289,14 @@ def client_from_args(args: argparse.Namespace) -> Client:
             tls = _tls_context(args, _env_bool("HTTP_SSL_VERIFY") is not False)
         except (OSError, ssl.SSLError) as exc:
             raise APIError(f"Error initializing client: {exc}") from None
-        server_name = getattr(args, "tls_server_name", None) or env("TLS_SERVER_NAME")
-        if server_name:
-            tls = _with_server_name(tls, server_name)
     return Client(
         base=f"{scheme}://{addr.rstrip('/')}",
         token=token,
         datacenter=getattr(args, "datacenter", "") or "",
         stale=bool(getattr(args, "stale", False)),
         tls=tls,
+        server_name=getattr(args, "tls_server_name", None) or env("TLS_SERVER_NAME"),
     )
-
-
-def _with_server_name(ctx: ssl.SSLContext, name: str) -> ssl.SSLContext:
-    """Verify ``name`` in the agent's certificate instead of the host dialed."""
-    wrap = ctx.wrap_socket
-
-    def wrap_socket(sock: Any, *a: Any, **kw: Any) -> Any:
-        kw["server_hostname"] = name
-        return wrap(sock, *a, **kw)
-
-    ctx.wrap_socket = wrap_socket  # type: ignore[method-assign]
-    return ctx
 
 
 # -- output ----------------------------------------------------------------------------------
