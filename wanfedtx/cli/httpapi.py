@@ -334,8 +334,21 @@ def err(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def out(message: str) -> None:
-    print(message)
+def out(message: str | bytes) -> None:
+    """One result line on stdout (bytes are written as they are). A reader that went away
+    (``wanfed kv get -recurse | head``) ends the command quietly."""
+    try:
+        if isinstance(message, bytes):
+            sys.stdout.flush()
+            sys.stdout.buffer.write(message + b"\n")
+            sys.stdout.buffer.flush()
+        else:
+            print(message)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
+        raise SystemExit(0) from None
 
 
 def no_extra_args(args: Sequence[str], expected: int = 0) -> str | None:

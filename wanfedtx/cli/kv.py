@@ -173,9 +173,7 @@ def get(client: Client, args: argparse.Namespace) -> int:
     elif args.base64:
         out(base64.b64encode(_value(entry)).decode())
     else:
-        sys.stdout.flush()
-        sys.stdout.buffer.write(_value(entry) + b"\n")
-        sys.stdout.buffer.flush()
+        out(_value(entry))
     return 0
 
 
@@ -337,9 +335,9 @@ def import_(client: Client, args: argparse.Namespace) -> int:
         except (binascii.Error, ValueError) as exc:
             err(f"Error base 64 decoding value for key {key}: {exc}")
             return 1
-        flags = entry.get("flags") or 0
-        query: list[tuple[str, str | None]] = [("flags", str(int(flags)))] if flags else []
         try:
+            flags = int(entry.get("flags") or 0)
+            query: list[tuple[str, str | None]] = [("flags", str(flags))] if flags else []
             client.call("PUT", KV_PATH + key, query, value)
         except (APIError, ValueError, TypeError) as exc:
             err(f"Error! Failed writing data for key {key}: {exc}")

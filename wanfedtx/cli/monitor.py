@@ -6,7 +6,6 @@ stream the command says so and exits 1."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 from wanfedtx.cli.httpapi import (
     APIError,
@@ -14,6 +13,7 @@ from wanfedtx.cli.httpapi import (
     add_client_flags,
     client_from_args,
     err,
+    out,
 )
 
 HELP = "Stream logs from a wanfed agent"
@@ -47,8 +47,7 @@ def _monitor(args: argparse.Namespace) -> int:
         err(f"Error starting monitor: {exc}")
         return 1
     for line in resp.lines or iter(()):
-        sys.stdout.write(line.decode("utf-8", "replace"))
-        sys.stdout.flush()
+        out(line.rstrip(b"\n"))
     err("Remote side ended the monitor! This usually means that the\n"
         "remote side has exited or crashed.")
     return 1
