@@ -49,13 +49,13 @@ def wanfed(agent: Agent | None, *args: str, stdin: str | None = None,
                           timeout=60, env=env, input=stdin, cwd=cwd)
 
 
-def start_agent(tmp: Path, node: str) -> Agent:
+def start_agent(tmp: Path, node: str, *extra: str) -> Agent:
     port, server_port = free_port(), free_port()
     proc = subprocess.Popen(
         [str(BIN / "wanfed"), "agent", "-dev", "-data-dir", str(tmp / "data"), "-node", node,
          "-http-port", str(port),
          "-serf-lan-port", str(free_port()), "-serf-wan-port", str(free_port()),
-         "-server-port", str(server_port)],
+         "-server-port", str(server_port), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp,
     )
     agent = Agent(proc, f"127.0.0.1:{port}", server_port)
@@ -72,14 +72,18 @@ def start_agent(tmp: Path, node: str) -> Agent:
     return agent
 
 
-def stop_agent(agent: Agent) -> None:
+def stop_agent(agent: Agent) -> str:
+    """Stop the agent (SIGTERM); its stdout."""
+    if agent.proc.returncode is not None:
+        return ""
     if agent.proc.poll() is None:
         agent.proc.send_signal(signal.SIGTERM)
     try:
-        agent.proc.communicate(timeout=30)
+        out, _ = agent.proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         agent.proc.kill()
-        agent.proc.communicate()
+        out, _ = agent.proc.communicate()
+    return out or ""
 
 
 @pytest.fixture(scope="module")
@@ -180,18 +184,39 @@ def test_info_reload_join_force_leave(agent: Agent) -> None:
         "name 'nobody')\n")
 
 
+def _first_monitor_line(agent: Agent, proc: subprocess.Popen[str]) -> str:
+    deadline = time.monotonic() + 30
+    line = ""
+    while not line and time.monotonic() < deadline:
+        wanfed(agent, "kv", "put", "monitor/poke", "1")  # the agent logs each request (DEBUG)
+        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+        if ready and proc.stdout is not None:
+            line = proc.stdout.readline()
+    return line
+
+
+def test_monitor_at_debug_on_an_agent_at_info(tmp_path: Path) -> None:
+    agent = start_agent(tmp_path, "quiet", "-log-level", "info")
+    proc = subprocess.Popen([str(BIN / "wanfed"), "monitor", "-log-level=debug"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=agent.env())
+    try:
+        line = _first_monitor_line(agent, proc)
+        assert "[DEBUG] agent: Request finished: method=PUT url=/v1/kv/monitor/poke" in line
+    finally:
+        proc.kill()
+        proc.communicate()
+        out = stop_agent(agent)
+    assert "Request finished" not in out  # the agent's own output stays at INFO
+    assert "[INFO]  agent: Starting agent: node=quiet" in out
+
+
 def test_monitor_streams_then_exits_0_on_sigint(agent: Agent) -> None:
     proc = subprocess.Popen([str(BIN / "wanfed"), "monitor", "-log-level=debug"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=agent.env())
     try:
-        deadline = time.monotonic() + 30
-        line = ""
-        while not line and time.monotonic() < deadline:
-            wanfed(agent, "kv", "put", "monitor/poke", "1")  # the agent logs each request
-            ready, _, _ = select.select([proc.stdout], [], [], 1.0)
-            if ready and proc.stdout is not None:
-                line = proc.stdout.readline()
+        line = _first_monitor_line(agent, proc)
         assert "[DEBUG]" in line or "[INFO]" in line, line
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
