@@ -50,7 +50,10 @@ COMMANDS: dict[str, str] = {
     "completion": "wanfedtx.cli.completion",
 }
 # Commands whose flag errors exit 1, as Consul's do (argparse's own code is 2).
-USAGE_EXIT_1 = frozenset(list(COMMANDS)[list(COMMANDS).index("kv"):])
+USAGE_EXIT_1 = frozenset({
+    "kv", "catalog", "join", "leave", "force-leave", "operator", "validate", "keygen", "reload",
+    "monitor", "info", "completion",
+})
 
 
 class UsageError(Exception):
