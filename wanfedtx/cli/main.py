@@ -52,7 +52,7 @@ COMMANDS: dict[str, str] = {
 # Commands whose flag errors exit 1, as Consul's do (argparse's own code is 2).
 USAGE_EXIT_1 = frozenset({
     "kv", "catalog", "join", "leave", "force-leave", "operator", "validate", "keygen", "reload",
-    "monitor", "info", "completion",
+    "monitor", "info", "completion", "members",
 })
 
 
