@@ -29,12 +29,10 @@ from twisted.logger import (
     ILogFilterPredicate,
     ILogObserver,
     LogLevel,
-    LogLevelFilterPredicate,
     PredicateResult,
     formatEvent,
     globalLogBeginner,
 )
-from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
 _LEVELS: dict[str, LogLevel] = {
@@ -91,12 +89,46 @@ def _fields(event: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in event.items() if not k.startswith("log_") and k != "ui"}
 
 
+# Twisted's own lines about factories and ports starting and stopping: DEBUG, not INFO.
+_CHATTER = re.compile(
+    r"^(Starting|Stopping) (factory|protocol) |^\(\S+ Port \d+ Closed\)$| starting on \d+$"
+)
+
+
+def event_level(event: dict[str, Any]) -> LogLevel:
+    """The level ``event`` is shown at: its own, except that Twisted's factory and port chatter
+    (``Starting factory <...>``, ``... starting on 8500``, ``(TCP Port 8500 Closed)``) is
+    DEBUG."""
+    level: LogLevel = event.get("log_level", LogLevel.info)
+    if level == LogLevel.info and not event.get("ui") and _CHATTER.search(formatEvent(event)):
+        debug: LogLevel = LogLevel.debug
+        return debug
+    return level
+
+
+_PASS: PredicateResult = PredicateResult.maybe
+_DROP: PredicateResult = PredicateResult.no
+
+
+@implementer(ILogFilterPredicate)
+class _AtLeast:
+    """Lets through the events whose :func:`event_level` is ``level`` or above."""
+
+    def __init__(self, level: LogLevel) -> None:
+        self.level = level
+
+    def __call__(self, event: dict[str, Any]) -> PredicateResult:
+        if event.get("ui") or event_level(event) >= self.level:
+            return _PASS
+        return _DROP
+
+
 def format_text(event: dict[str, Any]) -> str | None:
     """One Consul-style text line for ``event`` (with a traceback if it carries a failure)."""
     message = formatEvent(event)
     if event.get("ui"):
         return message + "\n"
-    level = event.get("log_level", LogLevel.info)
+    level = event_level(event)
     line = f"{_timestamp(event)} {_LEVEL_TAGS.get(level, '[INFO] ')} {_module(event)}: {message}\n"
     failure = event.get("log_failure")
     if failure is not None:
@@ -106,7 +138,7 @@ def format_text(event: dict[str, Any]) -> str | None:
 
 def format_json(event: dict[str, Any]) -> str | None:
     """One hclog-style JSON line for ``event``."""
-    level = event.get("log_level", LogLevel.info)
+    level = event_level(event)
     record: dict[str, Any] = {
         "@level": _LEVEL_JSON.get(level, "info"),
         "@message": formatEvent(event),
@@ -130,31 +162,29 @@ def format_json(event: dict[str, Any]) -> str | None:
 _lowest_level: list[LogLevel] = []
 
 
+# Levels of the live log streams (``/v1/agent/monitor``): while one runs, events at its level are
+# built even if no observer made here writes them.
+_streams: list[LogLevel] = []
+
+
 def enabled(level: LogLevel) -> bool:
     """Whether an event at ``level`` can be written (True until an observer is made)."""
-    return not _lowest_level or level >= _lowest_level[0]
+    return (
+        not _lowest_level
+        or level >= _lowest_level[0]
+        or any(level >= s for s in _streams)
+    )
 
 
-# Twisted's own start/stop chatter, logged at INFO by Twisted: shown only at DEBUG here.
-_TWISTED_CHATTER = re.compile(
-    r"^(Starting|Stopping) factory |^\S+ starting on \d+$|^\((TCP|UDP) Port \d+ Closed\)$"
-)
+def stream_opened(level: LogLevel) -> None:
+    """A live log stream (a monitor request) wants events at ``level`` and above."""
+    _streams.append(level)
 
 
-@implementer(ILogFilterPredicate)
-class TwistedChatterAsDebug:
-    """Treats Twisted's factory/port start-stop lines as DEBUG events. They come from Twisted
-    (``Factory.doStart``, ``Port.startListening``, legacy ``log.msg``) under the namespace of
-    whichever class subclassed the factory, so they are recognised by their text."""
-
-    def __init__(self, min_level: LogLevel) -> None:
-        self.min_level = min_level
-
-    def __call__(self, event: dict[str, Any]) -> PredicateResult:
-        chatter = self.min_level > LogLevel.debug and bool(_TWISTED_CHATTER.match(
-            formatEvent(event) if "log_format" in event
-            else " ".join(str(m) for m in event.get("message", ()))))
-        return cast(PredicateResult, PredicateResult.no if chatter else PredicateResult.maybe)
+def stream_closed(level: LogLevel) -> None:
+    """The stream :func:`stream_opened` announced has ended."""
+    if level in _streams:
+        _streams.remove(level)
 
 
 def make_observer(
@@ -166,8 +196,7 @@ def make_observer(
     min_level = parse_level(level)
     if not _lowest_level or min_level < _lowest_level[0]:
         _lowest_level[:] = [min_level]
-    predicate = LogLevelFilterPredicate(defaultLogLevel=min_level)
-    return FilteringLogObserver(inner, [TwistedChatterAsDebug(min_level), predicate])
+    return FilteringLogObserver(inner, [_AtLeast(min_level)])
 
 
 def start_logging(level: str = "info", json: bool = False, out: IO[str] | None = None) -> None:
@@ -184,22 +213,26 @@ def configure_twistd(level: str, json: bool) -> None:
     _twistd_settings["json"] = json
 
 
-def twistd_destination(twistd_options: Mapping[str, Any]) -> IO[str] | None:
-    """Where twistd itself would write its log for these (parent) options, or None when twistd
-    is told to use ``--logger`` or ``--syslog`` (then twistd's own choice stands).
-
-    The same rule as twistd's: ``--logfile -``, or ``-n`` without ``--logfile``, is stdout;
-    otherwise the named file (``twistd.log`` by default), rotated by size as twistd does.
-    """
-    if twistd_options.get("logger") or twistd_options.get("syslog"):
-        return None
-    name = twistd_options.get("logfile")
-    if name == "-" or (twistd_options.get("nodaemon") and not name):
-        return sys.stdout
-    return LogFile.fromFullPath(name or "twistd.log")  # type: ignore[no-untyped-call,no-any-return]
-
-
 def twistd_observer() -> ILogObserver:
     """For ``twistd --logger wanfedtx.logs.twistd_observer``: Consul-style output to stdout at
     the configured ``log_level`` (twistd calls this after the plugin has loaded the config)."""
     return make_observer(_twistd_settings["level"], _twistd_settings["json"], sys.stdout)
+
+
+def twistd_log_observer(twistd_options: Mapping[str, Any]) -> ILogObserver | None:
+    """The observer the wanfed twistd plugin gives its application (twistd uses an
+    application's ``ILogObserver`` component unless ``--logger`` names another): Consul-style
+    lines at the configured ``log_level`` (``log_json``: JSON), written where twistd would write
+    its own log: stdout with ``-n`` and no ``--logfile``, or ``--logfile`` (``-``: stdout;
+    default ``twistd.log``). None with ``--logger`` or ``--syslog``: twistd's choice stands."""
+    if twistd_options.get("logger") or twistd_options.get("syslog"):
+        return None
+    name = twistd_options.get("logfile")
+    stream: IO[str]
+    if name == "-" or (not name and twistd_options.get("nodaemon")):
+        stream = sys.stdout
+    else:
+        from twisted.python.logfile import LogFile
+
+        stream = cast(IO[str], LogFile.fromFullPath(name or "twistd.log"))  # type: ignore[no-untyped-call]
+    return make_observer(_twistd_settings["level"], _twistd_settings["json"], stream)

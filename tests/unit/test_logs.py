@@ -44,44 +44,23 @@ def test_enabled_follows_the_lowest_observer_level() -> None:
         logs._lowest_level[:] = saved
 
 
-def test_twisted_chatter_is_debug_only() -> None:
-    from twisted.internet.protocol import Factory
-
-    out = io.StringIO()
-    publisher = LogPublisher(make_observer("info", out=out))
-    Logger(namespace="twisted.internet.protocol.Factory", observer=publisher).info(
-        "Starting factory {factory!r}", factory=Factory())
-    Logger(namespace="log_legacy", observer=publisher).info(  # what log.msg becomes
-        "{log_text}", log_text="Site starting on 8500", message=("Site starting on 8500",))
-    Logger(namespace="agent", observer=publisher).info("Started HTTP server")
-    assert out.getvalue().count("\n") == 1 and "Started HTTP server" in out.getvalue()
-    debug_out = io.StringIO()
-    debug = LogPublisher(make_observer("debug", out=debug_out))
-    Logger(namespace="twisted", observer=debug).info("Stopping factory {f}", f=1)
-    assert "Stopping factory 1" in debug_out.getvalue()
-
-
 def test_twistd_logging_sets_the_application_observer_where_twistd_would_write(
     tmp_path: object,
 ) -> None:
-    import sys
-
     from twisted.application.service import Application, Service
     from twisted.logger import ILogObserver
 
     from wanfedtx.cli.twistd import TwistdLogging
-    from wanfedtx.logs import twistd_destination
+    from wanfedtx.logs import twistd_log_observer
 
-    assert twistd_destination({"nodaemon": True, "logfile": None}) is sys.stdout
-    assert twistd_destination({"logfile": "-"}) is sys.stdout
-    assert twistd_destination({"logger": "x.y", "nodaemon": True}) is None
-    assert twistd_destination({"syslog": True}) is None
     app = Application("t")
     child = Service()
-    root = TwistdLogging(child, "warn", False, {"nodaemon": True})
+    observer = twistd_log_observer({"nodaemon": True})
+    assert observer is not None
+    root = TwistdLogging(child, observer)
     root.setServiceParent(app)
-    assert ILogObserver.providedBy(app.getComponent(ILogObserver))
+    assert app.getComponent(ILogObserver) is observer
     assert list(root) == [child]
     other = Application("u")
-    TwistdLogging(Service(), "warn", False, {"logger": "mine"}).setServiceParent(other)
+    TwistdLogging(Service(), twistd_log_observer({"logger": "mine"})).setServiceParent(other)
     assert other.getComponent(ILogObserver, None) is None  # --logger: twistd decides

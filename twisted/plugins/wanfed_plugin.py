@@ -131,9 +131,9 @@ class WanfedServiceMaker:
             print(f"twistd wanfed: {e}", file=sys.stderr)
             raise SystemExit(1) from None
         from wanfedtx.cli.twistd import TwistdLogging
+        from wanfedtx.logs import twistd_log_observer
 
-        return TwistdLogging(agent, result.runtime.log_level, result.runtime.log_json,
-                             getattr(options, "parent", None) or {})
+        return TwistdLogging(agent, twistd_log_observer(getattr(options, "parent", None) or {}))
 
 
 serviceMaker = WanfedServiceMaker()

@@ -18,13 +18,14 @@ from typing import Any
 
 import attrs
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTCP
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wanfedtx.agent import limits
 from wanfedtx.agent.catalog_services import CatalogAgent, catalog_agent_from_config
+from wanfedtx.agent.errors import AgentError
 from wanfedtx.agent.gossip import DEFAULT_LEAVE_TIMEOUT, AgentGossip, GossipRouter
 from wanfedtx.agent.httpserver import HTTPServerService
 from wanfedtx.agent.member import local_member
@@ -36,6 +37,7 @@ from wanfedtx.agent.server_port import (
     build_raft,
     tls_configurator,
 )
+from wanfedtx.agent.stats import extra_stats
 from wanfedtx.config.runtime import RuntimeConfig
 from wanfedtx.federation.gateway_locator import GatewayLocator
 from wanfedtx.federation.server import FederationServer
@@ -43,6 +45,7 @@ from wanfedtx.fsm.machine import FSM
 from wanfedtx.gossip.api import member_json
 from wanfedtx.gossip.serf import SerfConfig
 from wanfedtx.http.agent import AgentRoutes
+from wanfedtx.http.agent_ops import AgentOpsRoutes
 from wanfedtx.http.app import API
 from wanfedtx.http.family import RouteFamily
 from wanfedtx.http.gossip import GossipOpsRoutes, MembersRoutes
@@ -50,6 +53,7 @@ from wanfedtx.http.limits import http_limits
 from wanfedtx.http.routes import server_families
 from wanfedtx.metrics import REGISTRY
 from wanfedtx.processmetrics import register_process_metrics
+from wanfedtx.raft.operator import OperatorEndpoints, ServerIdentity
 from wanfedtx.raft.service import RaftService
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.forward import Forwarder, StaticLeader
@@ -189,6 +193,18 @@ class Agent(MultiService):
         )
         if self.server_port is not None:
             self.federation.register_into(self.server_port.endpoints)
+        # Operator.Raft*: the raft configuration, named by LAN gossip's servers.
+        operator = OperatorEndpoints(
+            self.raft,
+            lambda: {s.rpc_addr: ServerIdentity(s.short_name, s.tags.get("id", ""),
+                                                s.tags.get("raft_vsn", "unknown"))
+                     for s in router.lan.servers(rt.datacenter)},
+            self.catalog.endpoints._forward,
+            me.addr,
+        )
+        self.catalog.handlers.update(operator.handlers())
+        if self.server_port is not None:
+            operator.register_into(self.server_port.endpoints)
         if self.locator is not None and rt.datacenter != rt.primary_datacenter:
             # A secondary finds the primary's gateways and joins its WAN pool; the primary
             # never joins anyone: secondaries join it.
@@ -224,6 +240,7 @@ class Agent(MultiService):
             AgentRoutes(self),
             MembersRoutes(self.gossip.lan_serf, self.gossip.wan_serf),
             GossipOpsRoutes(self),
+            AgentOpsRoutes(self),
         ]
         if self.catalog is not None:
             families += server_families(self.catalog)
@@ -264,6 +281,11 @@ class Agent(MultiService):
     def force_leave(self, node: str, prune: bool = False) -> None:
         self.gossip.force_leave(node, prune)
 
+    def reload(self) -> Deferred[None]:
+        """``PUT /v1/agent/reload``. Not supported yet: fails with the error the caller sees."""
+        return fail(AgentError("Failed to reload configs: configuration reload is not "
+                               "supported by this agent yet; restart it to apply changes"))
+
     def stats(self) -> dict[str, dict[str, str]]:
         rt = self.config
         return {
@@ -274,6 +296,7 @@ class Agent(MultiService):
                 "services": str(len(rt.services)),
             },
             "build": {"prerelease": "", "revision": rt.revision, "version": rt.version},
+            **extra_stats(self),
         }
 
     def http_urls(self) -> list[str]:

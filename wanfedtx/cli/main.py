@@ -35,7 +35,25 @@ COMMANDS: dict[str, str] = {
     "tls": "wanfedtx.cli.tls",
     "members": "wanfedtx.cli.members",
     "demo": "wanfedtx.cli.demo",
+    # Consul's everyday verbs (docs/cli.md)
+    "kv": "wanfedtx.cli.kv",
+    "catalog": "wanfedtx.cli.catalog",
+    "join": "wanfedtx.cli.join",
+    "leave": "wanfedtx.cli.leave",
+    "force-leave": "wanfedtx.cli.force_leave",
+    "operator": "wanfedtx.cli.operator",
+    "validate": "wanfedtx.cli.validate",
+    "keygen": "wanfedtx.cli.keygen",
+    "reload": "wanfedtx.cli.reload",
+    "monitor": "wanfedtx.cli.monitor",
+    "info": "wanfedtx.cli.info",
+    "completion": "wanfedtx.cli.completion",
 }
+# Commands whose flag errors exit 1, as Consul's do (argparse's own code is 2).
+USAGE_EXIT_1 = frozenset({
+    "kv", "catalog", "join", "leave", "force-leave", "operator", "validate", "keygen", "reload",
+    "monitor", "info", "completion", "members",
+})
 
 
 class UsageError(Exception):
@@ -59,7 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        if e.code == 2 and argv and argv[0] in USAGE_EXIT_1:
+            return 1
+        raise
     run = getattr(args, "_run", None)
     if run is None:
         parser.print_help()

@@ -1,5 +1,8 @@
 # -*- test-case-name: tests.integration.gossip.test_gossip_members_api -*-
-"""``wanfed members [-wan] [-http-addr=...] [-status=regex] [-detailed]``: the pool's members.
+"""``wanfed members [-wan] [-status=regex] [-detailed]``: the pool's members.
+
+Takes the client flags of every HTTP verb (``-http-addr``, ``-token``, ...:
+``wanfedtx.cli.httpapi``).
 
 Reads ``/v1/agent/members`` (``?wan=1`` with ``-wan``) from the agent's HTTP API and prints
 Consul's table: Node, Address, Status, Type, Build, Protocol, DC, Segment.
@@ -8,13 +11,11 @@ Consul's table: Node, Address, Status, Type, Build, Protocol, DC, Segment.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import re
 import sys
-import urllib.error
-import urllib.request
 from typing import Any
+
+from wanfedtx.cli.httpapi import APIError, add_client_flags, client_from_args
 
 HELP = "Lists the members of a cluster (LAN pool, or the WAN pool with -wan)"
 
@@ -22,27 +23,21 @@ STATUS = {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    add_client_flags(parser)
     parser.add_argument("-wan", "--wan", action="store_true", help="list the WAN pool")
-    parser.add_argument(
-        "-http-addr",
-        "--http-addr",
-        default=os.environ.get("CONSUL_HTTP_ADDR", "127.0.0.1:8500"),
-        help="agent HTTP address (default $CONSUL_HTTP_ADDR or 127.0.0.1:8500)",
-    )
     parser.add_argument("-status", "--status", default=".*", help="regex on the status")
     parser.add_argument("-detailed", "--detailed", action="store_true", help="show all tags")
 
 
-def fetch(http_addr: str, wan: bool) -> list[dict[str, Any]]:
-    base = http_addr if "://" in http_addr else f"http://{http_addr}"
-    url = f"{base}/v1/agent/members" + ("?wan=1" if wan else "")
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        data: list[dict[str, Any]] = json.loads(resp.read())
-    return data
+def fetch(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``/v1/agent/members`` (``?wan=1`` with ``-wan``) as the client flags say."""
+    client = client_from_args(args)
+    data = client.get_json("/v1/agent/members", [("wan", "1")] if args.wan else [])
+    return list(data or [])
 
 
-def rows(members: list[dict[str, Any]], status_re: str, detailed: bool) -> list[list[str]]:
-    pattern = re.compile(status_re)
+def rows(members: list[dict[str, Any]], pattern: re.Pattern[str],
+         detailed: bool) -> list[list[str]]:
     out = []
     for m in sorted(members, key=lambda m: m["Name"]):
         status = STATUS.get(m.get("Status", 0), "unknown")
@@ -82,15 +77,20 @@ def table(header: list[str], body: list[list[str]]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        members = fetch(args.http_addr, args.wan)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+        pattern = re.compile(args.status)
+    except re.error as exc:
+        print(f"Failed to compile status regexp: {exc}", file=sys.stderr)
+        return 1
+    try:
+        members = fetch(args)
+    except APIError as exc:
         print(f"Error retrieving members: {exc}", file=sys.stderr)
         return 1
     if args.detailed:
         header = ["Node", "Address", "Status", "Tags"]
     else:
         header = ["Node", "Address", "Status", "Type", "Build", "Protocol", "DC", "Segment"]
-    body = rows(members, args.status, args.detailed)
+    body = rows(members, pattern, args.detailed)
     if not body:
         return 2
     print(table(header, body))

@@ -19,6 +19,7 @@ from wanfedtx.http.family import RouteFamily, install_error_handlers
 from wanfedtx.http.federation import FederationStateRoutes
 from wanfedtx.http.health import HealthRoutes
 from wanfedtx.http.kv import KVRoutes
+from wanfedtx.http.operator import OperatorRoutes
 from wanfedtx.http.status import StatusRoutes
 from wanfedtx.local.checks import CheckRunners
 from wanfedtx.local.state import LocalState
@@ -48,10 +49,12 @@ def state_families(ctx: APIContext) -> list[RouteFamily]:
 
 
 def server_families(server: IServerState) -> list[RouteFamily]:
-    """Catalog, health, KV, status, the agent's service/check routes and federation states."""
+    """Catalog, health, KV, status, the agent's service/check routes, federation states and
+    the operator's raft routes."""
     ctx = APIContext(server.datacenter, server.rpc)
     return [
         *state_families(ctx),
         AgentServicesRoutes(server.local, server.runners, server.datacenter),
         FederationStateRoutes(ctx),
+        OperatorRoutes(ctx),
     ]

@@ -60,6 +60,10 @@ def restore_fsm_snapshot(fsm: IRaftFSM, snap: Snapshot) -> None:
     fsm.restore(chunks, snap.index)
 
 
+_ROLE_NAMES = {"leader": "Leader", "follower": "Follower", "candidate": "Candidate",
+               "pre-candidate": "Candidate"}
+
+
 class RaftService(Service):
     """A raft server: durable log in ``data_dir``, peers addressed by ``host:port``.
 
@@ -264,6 +268,48 @@ class RaftService(Service):
 
     def peers(self) -> list[str]:
         return sorted(self.core.voters) if self.core is not None else []
+
+    def configuration(self) -> tuple[int, list[str]]:
+        """The latest raft configuration: its log index and its voters (sorted addresses)."""
+        core = self.core
+        if core is None:
+            return 0, []
+        return core.config_index, sorted(core.voters)
+
+    def stats(self) -> dict[str, str]:
+        """hashicorp/raft's ``Stats()`` keys that apply here (``/v1/agent/self`` ``raft``)."""
+        core = self.core
+        if core is None:
+            return {"state": "Shutdown"}
+        index, voters = self.configuration()
+        if core.role == LEADER:
+            contact = "0"
+        elif core._last_leader_contact < -1e17:
+            contact = "never"
+        else:
+            contact = f"{self.last_contact() * 1000:.3f}ms"
+        snap = core.snapshot
+        servers = " ".join(f"{{Suffrage:Voter ID:{v} Address:{v}}}" for v in voters)
+        return {
+            "state": _ROLE_NAMES.get(core.role, core.role),
+            "term": str(core.term),
+            "last_log_index": str(core.last_index()),
+            "last_log_term": str(core.last_term()),
+            "commit_index": str(core.commit),
+            "applied_index": str(core.applied),
+            "fsm_pending": "0",
+            "last_snapshot_index": str(snap.index if snap is not None else 0),
+            "last_snapshot_term": str(snap.term if snap is not None else 0),
+            "latest_configuration_index": str(index),
+            "latest_configuration": f"[{servers}]",
+            "last_contact": contact,
+            "num_peers": str(max(0, len(voters) - 1) if self.node_id in voters else len(voters)),
+            "protocol_version": "3",
+            "protocol_version_min": "0",
+            "protocol_version_max": "3",
+            "snapshot_version_min": "0",
+            "snapshot_version_max": "1",
+        }
 
     def add_leadership_observer(self, observer: Callable[[bool], None]) -> None:
         self._observers.append(observer)
