@@ -139,7 +139,21 @@ def make_observer(
     if not _lowest_level or min_level < _lowest_level[0]:
         _lowest_level[:] = [min_level]
     predicate = LogLevelFilterPredicate(defaultLogLevel=min_level)
+    _predicates.append(predicate)
     return FilteringLogObserver(inner, [predicate])
+
+
+_predicates: list[LogLevelFilterPredicate] = []
+
+
+def set_level(level: str) -> None:
+    """A new ``log_level`` for every observer made here (the agent's reload); raises
+    :class:`UnknownLogLevel` and keeps the old level for a bad name."""
+    new = parse_level(level)
+    for predicate in _predicates:
+        predicate.defaultLogLevel = new
+    if _predicates:
+        _lowest_level[:] = [new]
 
 
 def start_logging(level: str = "info", json: bool = False, out: IO[str] | None = None) -> None:

@@ -1,8 +1,10 @@
 """twistd plugin: ``twistd -n wanfed --config a.hcl --config b.hcl [--config-dir DIR] [...]``.
 
 Loads the configuration exactly as ``wanfed agent`` does (files and directories in the order
-given, then the override flags) and runs the same ``Agent`` service. A config error prints one
-line and exits 1. Logging follows twistd's own options; ``twistd --logger
+given, then the override flags) and runs the same ``Agent`` service. A config, TLS, file or
+listener error at start-up prints one line and exits 1. SIGHUP reloads; SIGINT/SIGTERM leave as
+``leave_on_terminate``/``skip_leave_on_interrupt`` say, as with ``wanfed agent``. Logging
+follows twistd's own options; ``twistd --logger
 wanfedtx.logs.twistd_observer -n wanfed ...`` gives Consul-style lines at the configured
 ``log_level`` (and JSON with ``log_json``).
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from twisted.application.service import IServiceMaker
+from twisted.application.service import IServiceMaker, MultiService
 from twisted.plugin import IPlugin
 from twisted.python import usage
 from zope.interface import implementer
@@ -94,8 +96,9 @@ class WanfedServiceMaker:
         from twisted.internet import reactor
 
         from wanfedtx.agent.agent import Agent
-        from wanfedtx.agent.errors import AgentError
         from wanfedtx.agent.flags import FLAGS, FlagError, flags_to_config
+        from wanfedtx.agent.lifecycle import SignalLoop
+        from wanfedtx.cli.agent import STARTUP_ERRORS, install_signals, startup_error_text
         from wanfedtx.config import ConfigError, LoadOptions, load
         from wanfedtx.logs import configure_twistd
 
@@ -111,14 +114,13 @@ class WanfedServiceMaker:
                     values[f.name] = options["lists"].get(f.name, [])
                 else:
                     values[f.name] = options[f.name]
-            result = load(
-                LoadOptions(
-                    config_files=tuple(options["config_paths"]),
-                    config_format=options["config-format"],
-                    dev=bool(options["dev"]),
-                    flags=flags_to_config(values),
-                )
+            opts = LoadOptions(
+                config_files=tuple(options["config_paths"]),
+                config_format=options["config-format"],
+                dev=bool(options["dev"]),
+                flags=flags_to_config(values),
             )
+            result = load(opts)
             agent = Agent(result.runtime, reactor)
             agent.request_shutdown = reactor.stop  # PUT /v1/agent/leave ends twistd
             configure_twistd(result.runtime.log_level, result.runtime.log_json)
@@ -127,10 +129,33 @@ class WanfedServiceMaker:
             log = Logger(namespace="agent")
             for warning in result.warnings:
                 log.warn("{warning}", warning=warning)
-        except (ConfigError, FlagError, AgentError, ValueError) as e:
-            print(f"twistd wanfed: {e}", file=sys.stderr)
+        except (ConfigError, FlagError, ValueError, *STARTUP_ERRORS) as e:
+            print(f"twistd wanfed: {startup_error_text(e)}", file=sys.stderr)
             raise SystemExit(1) from None
-        return agent
+        # Signals as `wanfed agent` (the exit status stays twistd's own)
+        loop = SignalLoop(agent, reactor, lambda: load(opts).runtime, lambda code: reactor.stop())
+        install_signals(reactor, loop)
+        return StartupGuard(agent)
+
+
+class StartupGuard(MultiService):
+    """The agent as twistd's service: a listener or file error while it starts (twistd starts
+    services before running the reactor) is one line on stderr and exit 1, not a traceback."""
+
+    def __init__(self, agent: Any) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.agent = agent
+        agent.setServiceParent(self)
+
+    def startService(self) -> None:
+        from wanfedtx.cli.agent import STARTUP_ERRORS, startup_error_text
+
+        try:
+            super().startService()  # type: ignore[no-untyped-call]
+        except STARTUP_ERRORS as e:
+            print(f"twistd wanfed: Error starting agent: {startup_error_text(e)}",
+                  file=sys.__stderr__, flush=True)
+            raise SystemExit(1) from None
 
 
 serviceMaker = WanfedServiceMaker()

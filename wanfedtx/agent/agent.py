@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 
 from wanfedtx.agent import limits
 from wanfedtx.agent.catalog_services import CatalogAgent, catalog_agent_from_config
+from wanfedtx.agent.errors import AgentError
 from wanfedtx.agent.gossip import DEFAULT_LEAVE_TIMEOUT, AgentGossip, GossipRouter
 from wanfedtx.agent.httpserver import HTTPServerService
 from wanfedtx.agent.member import local_member
@@ -48,11 +49,13 @@ from wanfedtx.http.family import RouteFamily
 from wanfedtx.http.gossip import GossipOpsRoutes, MembersRoutes
 from wanfedtx.http.limits import http_limits
 from wanfedtx.http.routes import server_families
+from wanfedtx.local.state import LocalState
 from wanfedtx.raft.service import RaftService
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.forward import Forwarder, StaticLeader
 from wanfedtx.rpc.interfaces import IGatewayResolver, ILeaderProvider, ServerAddress
 from wanfedtx.rpc.pool import ConnPool
+from wanfedtx.tls.server_identity import WILDCARD_NODE
 from wanfedtx.wanfed.wiring import WanfedWiring, wire_agent
 
 log = Logger(namespace="agent")
@@ -97,6 +100,11 @@ class Agent(MultiService):
         # Servers: the RPC port (ports.server), raft over it, then the state store, the
         # catalog/health/KV endpoints, local services and anti-entropy on top of raft.
         self.tls = tls_configurator(self.config)
+        mismatch = self.check_own_certificate()
+        if mismatch is not None:
+            if rt.verify_server_hostname:
+                raise AgentError(mismatch)
+            log.warn("{mismatch}", mismatch=mismatch)
         self.server_port: ServerPort | None = None
         self.raft: RaftService | None = None
         self.pool: ConnPool | None = None
@@ -260,6 +268,38 @@ class Agent(MultiService):
 
     def force_leave(self, node: str, prune: bool = False) -> None:
         self.gossip.force_leave(node, prune)
+
+    def local_state(self) -> LocalState | None:
+        """The agent's local services and checks (None when it keeps none)."""
+        return self.catalog.local if self.catalog is not None else None
+
+    def reload(self, new: RuntimeConfig) -> list[str]:
+        """Apply what Consul reloads from ``new`` (``wanfedtx.agent.lifecycle``); returns the
+        errors, one line each."""
+        from wanfedtx.agent.lifecycle import reload_agent
+
+        return reload_agent(self, new)
+
+    def check_own_certificate(self) -> str | None:
+        """A server's own certificate must name ``server.<dc>.<domain>`` and this node
+        (``<node>.server.<dc>.<domain>``, or the wildcard): the mismatch in one line, or None.
+        Refused at start-up with ``verify_server_hostname`` (peers would refuse this server),
+        a warning otherwise."""
+        rt = self.config
+        if not rt.server_mode or self.tls is None:
+            return None
+        identity = self.tls.own_server_identity()
+        if identity is None:
+            return None
+        if identity.reason is not None:
+            problem = identity.reason
+        elif identity.node not in (rt.node_name.lower(), WILDCARD_NODE):
+            problem = (f"it names the node {identity.node!r}: the node SAN must be "
+                       f"{rt.node_name.lower()}.server.{rt.datacenter}.{rt.domain}")
+        else:
+            return None
+        return (f"cert_file {rt.cert_file}: the certificate does not match this server (node "
+                f"{rt.node_name!r}, datacenter {rt.datacenter!r}): {problem}")
 
     def stats(self) -> dict[str, dict[str, str]]:
         rt = self.config
