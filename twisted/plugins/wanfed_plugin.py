@@ -148,6 +148,8 @@ class StartupGuard(MultiService):
         agent.setServiceParent(self)
 
     def startService(self) -> None:
+        import os
+
         from wanfedtx.cli.agent import STARTUP_ERRORS, startup_error_text
 
         try:
@@ -155,7 +157,10 @@ class StartupGuard(MultiService):
         except STARTUP_ERRORS as e:
             print(f"twistd wanfed: Error starting agent: {startup_error_text(e)}",
                   file=sys.__stderr__, flush=True)
-            raise SystemExit(1) from None
+            # twistd has not run its reactor yet and cannot stop what did start (raft's writer
+            # thread): exit at once, as a failed start of the process
+            sys.stdout.flush()
+            os._exit(1)
 
 
 serviceMaker = WanfedServiceMaker()

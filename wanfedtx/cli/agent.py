@@ -160,12 +160,15 @@ def run(args: argparse.Namespace) -> int:
 
     from wanfedtx.agent.agent import Agent
 
+    agent: Agent | None = None
     try:
         # PUT /v1/agent/leave (and exhausted joins) end the process.
         agent = Agent(rt, reactor, request_shutdown=reactor.stop)
         agent.startService()
     except STARTUP_ERRORS as e:
         print(f"==> Error starting agent: {startup_error_text(e)}", file=sys.stderr)
+        if agent is not None:
+            stop_started_parts(reactor, agent)
         return 1
     for line in banner(result, agent):
         ui.info("{line}", line=line, ui=True)
@@ -204,6 +207,20 @@ def install_signals(reactor: Any, loop: SignalLoop) -> None:
 
     signal.signal(signal.SIGHUP, on_signal)
     reactor.callWhenRunning(install)
+
+
+def stop_started_parts(reactor: Any, agent: Any, timeout: float = 5.0) -> None:
+    """After a failed start: stop what did start (raft's writer thread would keep the process
+    alive), without leaving, running the reactor until it is done (``timeout`` at most)."""
+    agent.gossip.leave_on_stop = False
+
+    def stop() -> None:
+        d = agent.stop()
+        d.addTimeout(timeout, reactor)
+        d.addBoth(lambda _: reactor.stop())
+
+    reactor.callWhenRunning(stop)
+    reactor.run(installSignalHandlers=False)
 
 
 def startup_error_text(e: BaseException) -> str:
