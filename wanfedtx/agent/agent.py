@@ -99,6 +99,9 @@ class Agent(MultiService):
         router = GossipRouter(rt.datacenter)
         # Servers: the RPC port (ports.server), raft over it, then the state store, the
         # catalog/health/KV endpoints, local services and anti-entropy on top of raft.
+        # set by the runner (``wanfedtx.agent.lifecycle.SignalLoop``): re-read the configuration
+        # and apply what reloads, as SIGHUP; returns the errors (``PUT /v1/agent/reload``)
+        self.reload_config: Callable[[], list[str]] | None = None
         self.tls = tls_configurator(self.config)
         mismatch = self.check_own_certificate()
         if mismatch is not None:

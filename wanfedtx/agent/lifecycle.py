@@ -23,6 +23,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
@@ -124,8 +125,6 @@ def reload_agent(agent: Any, new: RuntimeConfig) -> list[str]:
 
 
 def _evolve(config: RuntimeConfig, **changes: Any) -> RuntimeConfig:
-    import attrs
-
     evolved: RuntimeConfig = attrs.evolve(config, **changes)
     return evolved
 
@@ -152,6 +151,8 @@ class SignalLoop:
         self.graceful_timeout = graceful_timeout
         self.stopping = False
         self.code: int | None = None
+        # ``PUT /v1/agent/reload`` runs the same reload as SIGHUP
+        agent.reload_config = self.reload
 
     def on_signal(self, signame: str) -> None:
         ui.info("==> Caught signal: {sig}", sig=signame, ui=True)

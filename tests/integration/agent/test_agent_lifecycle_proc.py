@@ -319,3 +319,31 @@ def test_leave_on_terminate_left_or_failed(tmp_path: Path, leave: bool, status: 
         a.send_signal(signal.SIGTERM)
         _stop(a)
         _stop(b)
+
+
+def test_twistd_agent_survives_sighup(tmp_path: Path) -> None:
+    text, http = _base(tmp_path, "tw")
+    cfg = tmp_path / "a.hcl"
+    cfg.write_text(text)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "twistd"), "-n", "--pidfile=", "wanfed",
+         "--config", str(cfg)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    try:
+        _wait_http(proc, http)
+        (tmp_path / "a.hcl").write_text(text + 'services { name = "late" port = 1 }\n')
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while "late" not in _get(f"http://127.0.0.1:{http}/v1/agent/services"):
+            assert proc.poll() is None and time.monotonic() < deadline
+            try:
+                proc.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                pass
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        _stop(proc)
+    assert proc.returncode in (0, -signal.SIGTERM), err
+    assert "Traceback" not in out + err

@@ -225,3 +225,37 @@ def test_twistd_gateway_port_in_use(tmp_path: Path) -> None:
     assert len(said) == 1, r.stdout + r.stderr
     assert said[0].endswith(f"gateway: cannot listen on 127.0.0.1:{port}: Address already in use")
     assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_proxy_id_gateway_survives_sighup(tmp_path: Path) -> None:
+    """Without a reachable agent the gateway keeps retrying; SIGHUP (a reload) must not end it:
+    it used to die with 129."""
+    log = tmp_path / "gateway.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(
+            [str(WANFED), "gateway", "-proxy-id", "mesh-gateway", "-http-addr",
+             f"127.0.0.1:{free_port()}", "-admin-bind", ""],
+            stdout=sink, stderr=sink, text=True,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "gateway registration watch failed" not in log.read_text():  # it runs
+            assert proc.poll() is None and time.monotonic() < deadline
+            try:
+                proc.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                pass
+        for _ in range(3):
+            proc.send_signal(signal.SIGHUP)
+            with pytest.raises(subprocess.TimeoutExpired):  # it must not exit
+                proc.wait(timeout=0.3)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    assert "Traceback" not in text
+    assert "reloading the registration from the agent" in text

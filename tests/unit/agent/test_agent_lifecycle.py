@@ -55,6 +55,7 @@ class FakeAgent:
     config: Any
     gossip: FakeGossip = attrs.field(factory=FakeGossip)
     reloaded: list[Any] = attrs.field(factory=list)
+    reload_config: Any = None
 
 
 @attrs.frozen
