@@ -64,7 +64,7 @@ class GatewayServiceMaker:
         if svc is None:
             raise SystemExit(0)  # -envoy-config printed the bootstrap
         configure_twistd(args.log_level, args.log_json)
-        reactor.callWhenRunning(install_sighup, reactor, svc)
+        install_sighup(reactor, svc)  # now: a SIGHUP while starting must not end the process
         return svc
 
 

@@ -1,9 +1,17 @@
 # -*- test-case-name: tests.integration.gateway -*-
 """``wanfed gateway``: run the mesh gateway (SNI relay + admin API) or print its Envoy config.
 
+    wanfed gateway -gateway=mesh -register -expose-servers -address 10.0.0.5:4431 \
+        -wan-address 203.0.113.5:4431 -http-addr 127.0.0.1:8500
     wanfed gateway -proxy-id mesh-gateway -http-addr 127.0.0.1:8500 -admin-bind 127.0.0.1:19000
     wanfed gateway -address 0.0.0.0:4431 -admin-bind 127.0.0.1:19000 -routes routes.hcl
     wanfed gateway -address 0.0.0.0:4431 -routes routes.json -envoy-config > envoy.json
+
+With ``-gateway=mesh -register`` the gateway registers its ``mesh-gateway`` service with the
+local agent as ``consul connect envoy`` does (``wanfedtx.gateway.register``; Consul's flag
+errors, verbatim, exit 1), runs from the agent as with ``-proxy-id`` and deregisters on exit.
+The admin API listens on ``127.0.0.1:19000`` unless ``-admin-bind`` says otherwise (empty: off).
+SIGHUP reloads in every mode; a listener that cannot bind is one line and exit 1.
 
 With ``-proxy-id`` the routes come from the local agent, as Envoy's come from proxycfg: the
 gateway's service registration, the local servers and the federation states' mesh gateways,
