@@ -212,10 +212,15 @@ def install_signals(reactor: Any, loop: SignalLoop) -> None:
 def stop_started_parts(reactor: Any, agent: Any, timeout: float = 5.0) -> None:
     """After a failed start: stop what did start (raft's writer thread would keep the process
     alive), without leaving, running the reactor until it is done (``timeout`` at most)."""
+    from twisted.internet.defer import DeferredList, maybeDeferred
+
     agent.gossip.leave_on_stop = False
 
     def stop() -> None:
-        d = agent.stop()
+        # only the parts that started, last first (the others have nothing to stop)
+        running = [child for child in reversed(list(agent)) if child.running]
+        d = DeferredList([maybeDeferred(child.stopService) for child in running],
+                         consumeErrors=True)
         d.addTimeout(timeout, reactor)
         d.addBoth(lambda _: reactor.stop())
 

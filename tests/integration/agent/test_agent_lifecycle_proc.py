@@ -133,8 +133,10 @@ def test_startup_file_errors_are_one_line(tmp_path: Path, case: int) -> None:
     assert len(lines) == 1 and expect in lines[0], t.stderr
 
 
-def test_http_port_in_use_is_one_line(tmp_path: Path) -> None:
-    text, http = _base(tmp_path, "s1")
+@pytest.mark.parametrize("port_key", ["http", "server", "serf_lan"])
+def test_port_in_use_is_one_line(tmp_path: Path, port_key: str) -> None:
+    text, _ = _base(tmp_path, "s1")
+    http = int(text.split(f"{port_key} = ")[1].split()[0])  # the port taken
     cfg = tmp_path / "a.hcl"
     cfg.write_text(text)
     with socket.socket() as taken:
