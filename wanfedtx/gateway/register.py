@@ -273,6 +273,9 @@ class RegisteredGateway(MultiService):
         self.deregister_timeout = deregister_timeout
         self.registered = False
         self._starting: Deferred[None] | None = None
+        # Once the gateway listens, register again: the agent probes the TCP check at once
+        # instead of leaving it critical until the next 10 s interval.
+        gateway.on_listening = self._register_again
 
     @property
     def service_name(self) -> str:
@@ -294,17 +297,20 @@ class RegisteredGateway(MultiService):
         if self.running:
             self.gateway.setServiceParent(self)
 
-    def reload(self) -> bool:
-        """SIGHUP: register the service again (an agent restarted without it gets it back) and
-        reload the gateway (registration and domain read again)."""
+    def _register_again(self) -> None:
         async def again() -> None:
             try:
                 await self.client.register(self.payload)
             except AgentRequestError as e:
                 log.warn("gateway: registering the service again failed: {error}", error=str(e))
 
-        if self.registered:
+        if self.registered and self.running:
             Deferred.fromCoroutine(again())
+
+    def reload(self) -> bool:
+        """SIGHUP: register the service again (an agent restarted without it gets it back) and
+        reload the gateway (registration and domain read again)."""
+        self._register_again()
         reloaded: bool = self.gateway.reload()
         return reloaded
 

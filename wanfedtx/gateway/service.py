@@ -221,6 +221,7 @@ class GatewayService(MultiService):
         super().__init__()  # type: ignore[no-untyped-call]
         self.reactor = reactor
         self.on_fatal = on_fatal
+        self.on_listening: Callable[[], object] | None = None  # once the relay port listens
         self.watcher: Any = None
         self._address = address
         self._admin_address = admin
@@ -396,6 +397,8 @@ class GatewayService(MultiService):
             self._log_listening()
 
     def _log_listening(self) -> None:
+        if self.on_listening is not None:
+            self.on_listening()
         log.info(
             "gateway listening on {host}:{port} ({path} data path)",
             host=self.address[0],

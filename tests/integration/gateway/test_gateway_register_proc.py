@@ -106,6 +106,12 @@ async def test_register_expose_servers_sighup_and_deregister(
         # the gateway listens on the registered address
         conn = await threads.deferToThread(socket.create_connection, ("127.0.0.1", gw_port), 5)
         conn.close()
+
+        def check_passing() -> bool:
+            checks = _get(f"{http}/v1/health/checks/mesh-gateway")
+            return [c["Status"] for c in checks] == ["passing"]
+
+        await poll(reactor, check_passing, 30)  # the agent's TCP check reaches the gateway
         proc.send_signal(signal.SIGHUP)  # reload: registration read again, never an exit
 
         def still_serving() -> bool:
