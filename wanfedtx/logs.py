@@ -196,7 +196,22 @@ def make_observer(
     min_level = parse_level(level)
     if not _lowest_level or min_level < _lowest_level[0]:
         _lowest_level[:] = [min_level]
-    return FilteringLogObserver(inner, [_AtLeast(min_level)])
+    predicate = _AtLeast(min_level)
+    _predicates.append(predicate)
+    return FilteringLogObserver(inner, [predicate])
+
+
+_predicates: list[_AtLeast] = []
+
+
+def set_level(level: str) -> None:
+    """A new ``log_level`` for every observer made here (the agent's reload); raises
+    :class:`UnknownLogLevel` and keeps the old level for a bad name."""
+    new = parse_level(level)
+    for predicate in _predicates:
+        predicate.level = new
+    if _predicates:
+        _lowest_level[:] = [new]
 
 
 def start_logging(level: str = "info", json: bool = False, out: IO[str] | None = None) -> None:

@@ -50,17 +50,17 @@ def test_twistd_logging_sets_the_application_observer_where_twistd_would_write(
     from twisted.application.service import Application, Service
     from twisted.logger import ILogObserver
 
-    from wanfedtx.cli.twistd import TwistdLogging
+    from wanfedtx.cli.twistd import TwistdRoot
     from wanfedtx.logs import twistd_log_observer
 
     app = Application("t")
     child = Service()
     observer = twistd_log_observer({"nodaemon": True})
     assert observer is not None
-    root = TwistdLogging(child, observer)
+    root = TwistdRoot(child, observer)
     root.setServiceParent(app)
     assert app.getComponent(ILogObserver) is observer
     assert list(root) == [child]
     other = Application("u")
-    TwistdLogging(Service(), twistd_log_observer({"logger": "mine"})).setServiceParent(other)
+    TwistdRoot(Service(), twistd_log_observer({"logger": "mine"})).setServiceParent(other)
     assert other.getComponent(ILogObserver, None) is None  # --logger: twistd decides

@@ -2,8 +2,10 @@
 
 Takes exactly the flags of ``wanfed gateway`` (``-routes``/``-proxy-id``, ``-address``,
 ``-admin-bind``, ``-data-path``, ...; one or two dashes), parsed by the same argparse parser, and
-runs the same ``GatewayService``. A bad command line prints one line and exits 2; ``-envoy-config``
-prints the bootstrap and exits 0. With ``-routes``, SIGHUP re-reads the routes file. Logging
+runs the same service. A bad command line prints one line and exits 2 (Consul's ``connect envoy``
+flag errors: exit 1, as Consul); ``-envoy-config`` prints the bootstrap and exits 0. SIGHUP
+reloads (the routes file, or the registration from the agent) and never stops the gateway; a
+listener that cannot bind, or a refused ``-register``, prints one line and exits 1. Logging
 follows twistd's own options; ``twistd --logger wanfedtx.logs.twistd_observer -n wanfed-gateway
 ...`` gives Consul-style lines at ``-log-level`` (and JSON with ``-log-json``).
 """
@@ -47,20 +49,42 @@ class GatewayServiceMaker:
 
         from wanfedtx.cli.gateway import install_sighup, make_service
         from wanfedtx.cli.main import UsageError
+        from wanfedtx.gateway.register import GatewayFlagError
         from wanfedtx.logs import configure_twistd
 
         args = options["args"]
         try:
-            svc = make_service(args, reactor)
+            svc = make_service(args, reactor, on_fatal=lambda line: fatal(reactor, line))
+        except GatewayFlagError as e:
+            print(str(e), file=sys.stderr)  # Consul's text and exit code
+            raise SystemExit(1) from None
         except UsageError as e:
             print(f"twistd wanfed-gateway: {e}", file=sys.stderr)
             raise SystemExit(2) from None
         if svc is None:
             raise SystemExit(0)  # -envoy-config printed the bootstrap
         configure_twistd(args.log_level, args.log_json)
-        if args.routes is not None:
-            reactor.callWhenRunning(install_sighup, reactor, svc)
+        install_sighup(reactor, svc)  # now: a SIGHUP while starting must not end the process
         return svc
+
+
+def fatal(reactor: Any, line: str) -> None:
+    """A listener that cannot bind or a refused registration: one line on stderr, then stop
+    and exit 1 once every service has stopped (twistd itself would exit 0)."""
+    import os
+
+    print(line, file=sys.stderr, flush=True)
+    if not reactor.running:  # twistd starts the service before running the reactor
+        raise SystemExit(1)
+    if reactor.running:
+
+        def exit_1() -> None:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
+
+        reactor.addSystemEventTrigger("after", "shutdown", exit_1)
+        reactor.stop()
 
 
 serviceMaker = GatewayServiceMaker()

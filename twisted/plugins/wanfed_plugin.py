@@ -1,10 +1,12 @@
 """twistd plugin: ``twistd -n wanfed --config a.hcl --config b.hcl [--config-dir DIR] [...]``.
 
 Loads the configuration exactly as ``wanfed agent`` does (files and directories in the order
-given, then the override flags) and runs the same ``Agent`` service. A config error prints one
-line and exits 1. Logs are Consul-style lines at the configured ``log_level`` (JSON with
-``log_json``), written where twistd would write them (stdout with ``-n``, else ``--logfile`` or
-``twistd.log``); ``--logger`` or ``--syslog`` hand logging back to twistd.
+given, then the override flags) and runs the same ``Agent`` service. A config, TLS, file or
+listener error at start-up prints one line and exits 1. SIGHUP reloads; SIGINT/SIGTERM leave as
+``leave_on_terminate``/``skip_leave_on_interrupt`` say, as with ``wanfed agent``. Logs
+are Consul-style lines at the configured ``log_level`` (JSON with ``log_json``), written where
+twistd would write them (stdout with ``-n``, else ``--logfile`` or ``twistd.log``); ``--logger``
+or ``--syslog`` hand logging back to twistd.
 """
 
 from __future__ import annotations
@@ -94,8 +96,9 @@ class WanfedServiceMaker:
         from twisted.internet import reactor
 
         from wanfedtx.agent.agent import Agent
-        from wanfedtx.agent.errors import AgentError
         from wanfedtx.agent.flags import FLAGS, FlagError, flags_to_config
+        from wanfedtx.agent.lifecycle import SignalLoop
+        from wanfedtx.cli.agent import STARTUP_ERRORS, install_signals, startup_error_text
         from wanfedtx.config import ConfigError, LoadOptions, load
         from wanfedtx.logs import configure_twistd
 
@@ -111,14 +114,13 @@ class WanfedServiceMaker:
                     values[f.name] = options["lists"].get(f.name, [])
                 else:
                     values[f.name] = options[f.name]
-            result = load(
-                LoadOptions(
-                    config_files=tuple(options["config_paths"]),
-                    config_format=options["config-format"],
-                    dev=bool(options["dev"]),
-                    flags=flags_to_config(values),
-                )
+            opts = LoadOptions(
+                config_files=tuple(options["config_paths"]),
+                config_format=options["config-format"],
+                dev=bool(options["dev"]),
+                flags=flags_to_config(values),
             )
+            result = load(opts)
             agent = Agent(result.runtime, reactor)
             agent.request_shutdown = reactor.stop  # PUT /v1/agent/leave ends twistd
             configure_twistd(result.runtime.log_level, result.runtime.log_json)
@@ -127,13 +129,16 @@ class WanfedServiceMaker:
             log = Logger(namespace="agent")
             for warning in result.warnings:
                 log.warn("{warning}", warning=warning)
-        except (ConfigError, FlagError, AgentError, ValueError) as e:
-            print(f"twistd wanfed: {e}", file=sys.stderr)
+        except (ConfigError, FlagError, ValueError, *STARTUP_ERRORS) as e:
+            print(f"twistd wanfed: {startup_error_text(e)}", file=sys.stderr)
             raise SystemExit(1) from None
-        from wanfedtx.cli.twistd import TwistdLogging
+        # Signals as `wanfed agent` (the exit status stays twistd's own)
+        loop = SignalLoop(agent, reactor, lambda: load(opts).runtime, lambda code: reactor.stop())
+        install_signals(reactor, loop)
+        from wanfedtx.cli.twistd import TwistdRoot
         from wanfedtx.logs import twistd_log_observer
 
-        return TwistdLogging(agent, twistd_log_observer(getattr(options, "parent", None) or {}))
+        return TwistdRoot(agent, twistd_log_observer(getattr(options, "parent", None) or {}))
 
 
 serviceMaker = WanfedServiceMaker()

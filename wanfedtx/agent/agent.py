@@ -51,6 +51,7 @@ from wanfedtx.http.family import RouteFamily
 from wanfedtx.http.gossip import GossipOpsRoutes, MembersRoutes
 from wanfedtx.http.limits import http_limits
 from wanfedtx.http.routes import server_families
+from wanfedtx.local.state import LocalState
 from wanfedtx.metrics import REGISTRY
 from wanfedtx.processmetrics import register_process_metrics
 from wanfedtx.raft.operator import OperatorEndpoints, ServerIdentity
@@ -59,6 +60,7 @@ from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.forward import Forwarder, StaticLeader
 from wanfedtx.rpc.interfaces import IGatewayResolver, ILeaderProvider, ServerAddress
 from wanfedtx.rpc.pool import ConnPool
+from wanfedtx.tls.server_identity import WILDCARD_NODE
 from wanfedtx.wanfed.wiring import WanfedWiring, wire_agent
 
 log = Logger(namespace="agent")
@@ -103,7 +105,15 @@ class Agent(MultiService):
         router = GossipRouter(rt.datacenter)
         # Servers: the RPC port (ports.server), raft over it, then the state store, the
         # catalog/health/KV endpoints, local services and anti-entropy on top of raft.
+        # set by the runner (``wanfedtx.agent.lifecycle.SignalLoop``): re-read the configuration
+        # and apply what reloads, as SIGHUP; returns the errors (``PUT /v1/agent/reload``)
+        self.reload_config: Callable[[], list[str]] | None = None
         self.tls = tls_configurator(self.config)
+        mismatch = self.check_own_certificate()
+        if mismatch is not None:
+            if rt.verify_server_hostname:
+                raise AgentError(mismatch)
+            log.warn("{mismatch}", mismatch=mismatch)
         self.server_port: ServerPort | None = None
         self.raft: RaftService | None = None
         self.pool: ConnPool | None = None
@@ -282,9 +292,47 @@ class Agent(MultiService):
         self.gossip.force_leave(node, prune)
 
     def reload(self) -> Deferred[None]:
-        """``PUT /v1/agent/reload``. Not supported yet: fails with the error the caller sees."""
-        return fail(AgentError("Failed to reload configs: configuration reload is not "
-                               "supported by this agent yet; restart it to apply changes"))
+        """``PUT /v1/agent/reload``: the same as SIGHUP (the runner's ``reload_config`` reads
+        every config source again); fails with ``Failed to reload configs: ...``."""
+        if self.reload_config is None:
+            return fail(AgentError("Failed to reload configs: this agent was not started from "
+                                   "config files (in-process); restart it to apply changes"))
+        errors = self.reload_config()
+        if errors:
+            return fail(AgentError("Failed to reload configs: " + "; ".join(errors)))
+        return succeed(None)
+
+    def local_state(self) -> LocalState | None:
+        """The agent's local services and checks (None when it keeps none)."""
+        return self.catalog.local if self.catalog is not None else None
+
+    def apply_reload(self, new: RuntimeConfig) -> list[str]:
+        """Apply what Consul reloads from ``new`` (``wanfedtx.agent.lifecycle``); returns the
+        errors, one line each."""
+        from wanfedtx.agent.lifecycle import reload_agent
+
+        return reload_agent(self, new)
+
+    def check_own_certificate(self) -> str | None:
+        """A server's own certificate must name ``server.<dc>.<domain>`` and this node
+        (``<node>.server.<dc>.<domain>``, or the wildcard): the mismatch in one line, or None.
+        Refused at start-up with ``verify_server_hostname`` (peers would refuse this server),
+        a warning otherwise."""
+        rt = self.config
+        if not rt.server_mode or self.tls is None:
+            return None
+        identity = self.tls.own_server_identity()
+        if identity is None:
+            return None
+        if identity.reason is not None:
+            problem = identity.reason
+        elif identity.node not in (rt.node_name.lower(), WILDCARD_NODE):
+            problem = (f"it names the node {identity.node!r}: the node SAN must be "
+                       f"{rt.node_name.lower()}.server.{rt.datacenter}.{rt.domain}")
+        else:
+            return None
+        return (f"cert_file {rt.cert_file}: the certificate does not match this server (node "
+                f"{rt.node_name!r}, datacenter {rt.datacenter!r}): {problem}")
 
     def stats(self) -> dict[str, dict[str, str]]:
         rt = self.config

@@ -21,7 +21,8 @@
   pool (every DC) and the LAN pool (this DC).
 
 ``stopService`` leaves gracefully (serf leave intent, then memberlist leave) bounded by
-``leave_timeout``, then fires when every gossip socket is closed.
+``leave_timeout`` unless ``leave_on_stop`` was turned off, then fires when every gossip socket is
+closed.
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ class AgentGossip(MultiService):
         self.flood_interval = FLOOD_INTERVAL
         self._flood_loop: task.LoopingCall | None = None
         self._left = False
+        self.leave_on_stop = True  # False: stop without leaving (peers see the node fail)
         #: Called with ``host:port`` of the RPC port of each server of this datacenter that
         #: joins (or updates) in the LAN pool: raft's peer discovery (``server_discovered``).
         self.on_lan_server = on_lan_server
@@ -411,7 +413,7 @@ class AgentGossip(MultiService):
         self._flood_loop = None
 
         async def stop() -> None:
-            if not self._left:
+            if not self._left and self.leave_on_stop:
                 await self.leave()
             await super(AgentGossip, self).stopService()  # type: ignore[no-untyped-call]
 

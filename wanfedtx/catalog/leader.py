@@ -32,6 +32,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wanfedtx.catalog.endpoints import Endpoints
+from wanfedtx.fsm.errors import LeadershipError
 
 log = Logger(namespace="agent.server.leader")
 
@@ -200,7 +201,10 @@ class ServerRegistration(Service):
 
     @staticmethod
     def _failed(f: Failure) -> None:
-        if not f.check(CancelledError):  # type: ignore[no-untyped-call]
+        if f.check(LeadershipError):  # type: ignore[no-untyped-call]
+            log.info("leader: leadership lost before this server was registered: {error}",
+                     error=f.getErrorMessage())
+        elif not f.check(CancelledError):  # type: ignore[no-untyped-call]
             log.failure("leader: failed to register this server", failure=f)
 
     def stopService(self) -> Deferred[None]:

@@ -1,9 +1,11 @@
 # -*- test-case-name: tests.unit.agent.test_agent_units -*-
 """``wanfed agent``: run an agent with Consul's flags, until SIGINT or SIGTERM.
 
-Config errors print one line and exit 1. On start the agent prints Consul's banner and the URL
-to open (``HTTP API: http://127.0.0.1:8500/v1/agent/self``); a signal stops every service and
-closes every socket before the process exits 0.
+Config, TLS, file and listener errors at start-up print one line and exit 1. On start the agent
+prints Consul's banner and the URL to open (``HTTP API: http://127.0.0.1:8500/v1/agent/self``).
+Signals as Consul (``wanfedtx.agent.lifecycle``): SIGHUP reloads; SIGINT/SIGTERM leave gracefully
+and exit 0, or, per ``skip_leave_on_interrupt``/``leave_on_terminate``, stop without leaving and
+exit 1; either way every service stops and every socket is closed before the process exits.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from twisted.logger import Logger
 
 from wanfedtx.agent.errors import AgentError
 from wanfedtx.agent.flags import FLAGS, FlagError, flags_to_config, parse_bool
+from wanfedtx.agent.lifecycle import SIGNAL_NAMES, SignalLoop
 from wanfedtx.config import ConfigError, LoadOptions, LoadResult, load
 from wanfedtx.logs import start_logging
+from wanfedtx.tls.errors import TLSError
 
 HELP = "Runs a wanfed agent (Consul's agent flags)."
 
@@ -137,11 +141,16 @@ def banner(result: LoadResult, agent: Any) -> list[str]:
     return lines
 
 
+STARTUP_ERRORS = (AgentError, CannotListenError, TLSError, OSError)
+
+
 def run(args: argparse.Namespace) -> int:
+    # SIGHUP before the agent runs must not kill the process (Consul logs and ignores it)
+    signal.signal(signal.SIGHUP, lambda *_: log.info("cannot reload before agent started"))
     try:
         opts = options_from_args(args)
         result = load(opts)
-    except (ConfigError, FlagError) as e:
+    except (ConfigError, FlagError, OSError) as e:
         print(str(e), file=sys.stderr)
         return 1
     rt = result.runtime
@@ -151,41 +160,76 @@ def run(args: argparse.Namespace) -> int:
 
     from wanfedtx.agent.agent import Agent
 
+    agent: Agent | None = None
     try:
         # PUT /v1/agent/leave (and exhausted joins) end the process.
         agent = Agent(rt, reactor, request_shutdown=reactor.stop)
         agent.startService()
-    except (AgentError, CannotListenError) as e:
-        print(f"==> Error starting agent: {e}", file=sys.stderr)
+    except STARTUP_ERRORS as e:
+        print(f"==> Error starting agent: {startup_error_text(e)}", file=sys.stderr)
+        if agent is not None:
+            stop_started_parts(reactor, agent)
         return 1
     for line in banner(result, agent):
         ui.info("{line}", line=line, ui=True)
     for w in result.warnings:
         log.warn("{warning}", warning=w)
 
-    state = {"stopping": False}
+    status = {"code": 0}
 
-    def shutdown(signame: str) -> None:
-        if state["stopping"]:
-            return
-        state["stopping"] = True
-        ui.info("==> Caught signal: {sig}", sig=signame, ui=True)
-        ui.info("==> Gracefully shutting down agent...", ui=True)
-        reactor.stop()
+    def exit(code: int) -> None:
+        status["code"] = code
+        if reactor.running:
+            reactor.stop()
 
-    def on_signal(signum: int, frame: Any) -> None:
-        names: dict[int, str] = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminated"}
-        name = names.get(signum, str(signum))
-        reactor.callFromThread(shutdown, name)  # type: ignore[attr-defined]
-
-    def install() -> None:
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
+    loop = SignalLoop(agent, reactor, lambda: load(opts).runtime, exit)
+    install_signals(reactor, loop)
 
     def stopped(_: object) -> None:
         log.info("shutdown complete")
 
     reactor.addSystemEventTrigger("before", "shutdown", lambda: agent.stop().addCallback(stopped))
-    reactor.callWhenRunning(install)
     reactor.run()
-    return 0
+    return status["code"]
+
+
+def install_signals(reactor: Any, loop: SignalLoop) -> None:
+    """SIGHUP, SIGINT and SIGTERM go to ``loop`` in the reactor thread (set now and again once
+    the reactor runs, since the reactor installs its own SIGINT/SIGTERM handlers)."""
+
+    def on_signal(signum: int, frame: Any) -> None:
+        name = SIGNAL_NAMES.get(signum, str(signum))
+        reactor.callFromThread(loop.on_signal, name)
+
+    def install() -> None:
+        for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, on_signal)
+
+    signal.signal(signal.SIGHUP, on_signal)
+    reactor.callWhenRunning(install)
+
+
+def stop_started_parts(reactor: Any, agent: Any, timeout: float = 5.0) -> None:
+    """After a failed start: stop what did start (raft's writer thread would keep the process
+    alive), without leaving, running the reactor until it is done (``timeout`` at most)."""
+    from twisted.internet.defer import DeferredList, maybeDeferred
+
+    agent.gossip.leave_on_stop = False
+
+    def stop() -> None:
+        # only the parts that started, last first (the others have nothing to stop)
+        running = [child for child in reversed(list(agent)) if child.running]
+        d = DeferredList([maybeDeferred(child.stopService) for child in running],
+                         consumeErrors=True)
+        d.addTimeout(timeout, reactor)
+        d.addBoth(lambda _: reactor.stop())
+
+    reactor.callWhenRunning(stop)
+    reactor.run(installSignalHandlers=False)
+
+
+def startup_error_text(e: BaseException) -> str:
+    """One line for an error at start-up (a file names itself: ``OSError`` with its path)."""
+    if isinstance(e, OSError) and not isinstance(e, CannotListenError) and e.filename:
+        return f"{e.filename}: {e.strerror or e}"
+    return str(e)

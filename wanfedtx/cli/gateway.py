@@ -1,9 +1,17 @@
 # -*- test-case-name: tests.integration.gateway -*-
 """``wanfed gateway``: run the mesh gateway (SNI relay + admin API) or print its Envoy config.
 
+    wanfed gateway -gateway=mesh -register -expose-servers -address 10.0.0.5:4431 \
+        -wan-address 203.0.113.5:4431 -http-addr 127.0.0.1:8500
     wanfed gateway -proxy-id mesh-gateway -http-addr 127.0.0.1:8500 -admin-bind 127.0.0.1:19000
     wanfed gateway -address 0.0.0.0:4431 -admin-bind 127.0.0.1:19000 -routes routes.hcl
     wanfed gateway -address 0.0.0.0:4431 -routes routes.json -envoy-config > envoy.json
+
+With ``-gateway=mesh -register`` the gateway registers its ``mesh-gateway`` service with the
+local agent as ``consul connect envoy`` does (``wanfedtx.gateway.register``; Consul's flag
+errors, verbatim, exit 1), runs from the agent as with ``-proxy-id`` and deregisters on exit.
+The admin API listens on ``127.0.0.1:19000`` unless ``-admin-bind`` says otherwise (empty: off).
+SIGHUP reloads in every mode; a listener that cannot bind is one line and exit 1.
 
 With ``-proxy-id`` the routes come from the local agent, as Envoy's come from proxycfg: the
 gateway's service registration, the local servers and the federation states' mesh gateways,
@@ -20,9 +28,13 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from wanfedtx.cli.main import UsageError
+
+DEFAULT_ADMIN_BIND = "127.0.0.1:19000"  # Envoy's localhost:19000, resolved
+DEFAULT_DEREGISTER_AFTER_CRITICAL = "6h"
 
 HELP = "Run a mesh gateway: SNI-routing TLS passthrough relay with an Envoy-like admin API."
 
@@ -59,9 +71,58 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--address",
         default=None,
         help="ADDR:PORT the gateway listens on (required with -routes; with -proxy-id the"
-        " registration's default bind)",
+        " registration's default bind); with -register the LAN IP:PORT registered (port"
+        " default 443), which the gateway listens on",
     )
-    a("-admin-bind", "--admin-bind", default=None, help="ADDR:PORT of the admin API")
+    a(
+        "-admin-bind",
+        "--admin-bind",
+        default=DEFAULT_ADMIN_BIND,
+        help="ADDR:PORT of the admin API (default localhost:19000, as Envoy's; an empty value"
+        " turns it off)",
+    )
+    a(
+        "-gateway",
+        "--gateway",
+        default="",
+        help="the kind of gateway: mesh (the only kind this gateway runs)",
+    )
+    a(
+        "-mesh-gateway",
+        "--mesh-gateway",
+        action="store_true",
+        help="deprecated spelling of -gateway=mesh",
+    )
+    a(
+        "-register",
+        "--register",
+        action="store_true",
+        help="register the gateway's service with the local agent (deregistered on exit)",
+    )
+    a(
+        "-expose-servers",
+        "--expose-servers",
+        action="store_true",
+        help="Expose the servers for WAN federation via this mesh gateway",
+    )
+    a(
+        "-service",
+        "--service",
+        default="",
+        help="the gateway's service name (default mesh-gateway); also its ID with -register",
+    )
+    a(
+        "-wan-address",
+        "--wan-address",
+        default="",
+        help="IP:PORT of the WAN address registered with -register (port: the LAN port)",
+    )
+    a(
+        "-deregister-after-critical",
+        "--deregister-after-critical",
+        default=DEFAULT_DEREGISTER_AFTER_CRITICAL,
+        help="with -register, the TCP check's DeregisterCriticalServiceAfter (default 6h)",
+    )
     a("-routes", "--routes", default=None, help="routes file (JSON or HCL)")
     a(
         "-proxy-id",
@@ -154,49 +215,115 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from twisted.internet import reactor
 
+    from wanfedtx.gateway.register import GatewayFlagError
     from wanfedtx.logs import start_logging
 
     r: Any = reactor
-    svc = make_service(args, r)
+    status = {"code": 0}
+
+    def fatal(line: str) -> None:
+        """A listener that cannot bind, or a registration the agent refused: one line, exit 1."""
+        print(line, file=sys.stderr, flush=True)
+        status["code"] = 1
+        if r.running:
+            r.stop()
+
+    try:
+        svc = make_service(args, r, on_fatal=fatal)
+    except GatewayFlagError as e:
+        print(str(e), file=sys.stderr)  # Consul's text, as `consul connect envoy` prints it
+        return 1
     if svc is None:
         return 0  # -envoy-config printed the bootstrap
     start_logging(args.log_level, args.log_json)
-    if args.routes is not None:
-        install_sighup(r, svc)
+    install_sighup(r, svc)
     r.callWhenRunning(svc.startService)
     r.addSystemEventTrigger("before", "shutdown", svc.stopService)
     r.run()
-    return 0
+    return status["code"]
 
 
-def make_service(args: argparse.Namespace, reactor: Any) -> Any:
-    """The ``GatewayService`` the parsed flags describe (shared with ``twistd wanfed-gateway``),
-    or None after printing the Envoy bootstrap for ``-envoy-config``. Raises ``UsageError``."""
+def gateway_flags(args: argparse.Namespace) -> Any:
+    from wanfedtx.gateway.register import GatewayFlags
+
+    return GatewayFlags(
+        gateway=args.gateway,
+        mesh_gateway=args.mesh_gateway,
+        register=args.register,
+        expose_servers=args.expose_servers,
+        proxy_id=args.proxy_id or "",
+        service=args.service,
+        address=args.address or "",
+        wan_address=args.wan_address,
+        deregister_after_critical=args.deregister_after_critical,
+    )
+
+
+def make_service(
+    args: argparse.Namespace, reactor: Any, on_fatal: Callable[[str], object] | None = None
+) -> Any:
+    """The service the parsed flags describe (shared with ``twistd wanfed-gateway``): a
+    ``GatewayService``, a ``RegisteredGateway`` around one with ``-register``, or None after
+    printing the Envoy bootstrap for ``-envoy-config``. Raises ``UsageError``, or
+    ``GatewayFlagError`` with Consul's text for the ``connect envoy`` flags. ``on_fatal`` gets
+    the line of a listener that cannot bind or of a refused registration."""
     from wanfedtx.gateway.envoy import envoy_bootstrap
     from wanfedtx.gateway.errors import RoutesFileError
+    from wanfedtx.gateway.register import (
+        AgentClient,
+        RegisteredGateway,
+        check_gateway_flags,
+        registration_payload,
+    )
     from wanfedtx.gateway.routes import load_routes
     from wanfedtx.gateway.service import GatewayService
 
-    if (args.routes is None) == (args.proxy_id is None):
+    flags = gateway_flags(args)
+    kind = check_gateway_flags(flags)
+    if kind and kind != "mesh-gateway":
+        raise UsageError(f"-gateway: only mesh gateways are run by wanfed gateway, not {kind}")
+    proxy_id = args.proxy_id
+    if kind and proxy_id is None:
+        # -register: the service's ID is its name; without it, the gateway's service is the one
+        # registered under that name (mesh-gateway by default).
+        proxy_id = flags.service or kind
+    if (args.routes is None) == (proxy_id is None):
         raise UsageError(
             "give exactly one of -routes (a routes file) or -proxy-id (routes from the agent)"
         )
     admin = parse_hostport(args.admin_bind, "-admin-bind") if args.admin_bind else None
     settings = _relay_settings(args)
-    if args.proxy_id is not None:
+    if proxy_id is not None:
         if args.envoy_config:
             raise UsageError("-envoy-config needs -routes")
-        address = parse_hostport(args.address, "-address") if args.address else None
+        payload = registration_payload(flags, kind) if flags.register else None
+        # with -register, -address is the registered address and the gateway binds the
+        # registration's default (that address, or 0.0.0.0 on its port)
+        address = (
+            parse_hostport(args.address, "-address")
+            if args.address and payload is None
+            else None
+        )
         http = args.http_addr if "://" in args.http_addr else f"http://{args.http_addr}"
-        return GatewayService.from_agent(
+        gateway = GatewayService.from_agent(
             reactor,
             address,
             http,
-            args.proxy_id,
+            proxy_id,
             trust_domain=args.trust_domain,
             token=args.token,
             admin=admin,
             settings=settings,
+            on_fatal=on_fatal,
+        )
+        if payload is None:
+            return gateway
+        return RegisteredGateway(
+            AgentClient(http, args.token),
+            payload,
+            gateway,
+            on_fatal if on_fatal is not None else _raise_fatal,
+            reactor,
         )
     if args.address is None:
         raise UsageError("-routes needs -address")
@@ -217,11 +344,17 @@ def make_service(args: argparse.Namespace, reactor: Any) -> Any:
         settings=settings,
         routes_path=args.routes,
         reload_interval=args.reload_interval or None,
+        on_fatal=on_fatal,
     )
 
 
+def _raise_fatal(line: str) -> None:
+    raise UsageError(line)
+
+
 def install_sighup(reactor: Any, svc: Any) -> None:
-    """SIGHUP re-reads the routes file (with -routes; a no-op with -proxy-id)."""
+    """SIGHUP reloads, never stops: the routes file is re-read (-routes), or the registration
+    and the agent's domain are read again now (-proxy-id; -register also registers again)."""
     signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(svc.reload))
 
 

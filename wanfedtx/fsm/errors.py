@@ -14,3 +14,9 @@ class UnknownCommandError(FSMError):
 
 class CommandDecodeError(FSMError):
     """A command's msgpack body is not what its type requires."""
+
+
+class LeadershipError(Exception):
+    """The consensus layer's answer when this server is not (or stopped being) the leader while
+    an operation needed it: the new leader does the work, so callers treat it as routine, not as
+    a failure. Raft's ``NotLeaderError`` and ``LeadershipLostError`` are of this kind."""

@@ -51,6 +51,7 @@ REGISTRATION_POLL = 5.0
 BLOCKING_WAIT = "5m"
 RETRY_MIN = 0.5
 RETRY_MAX = 30.0
+MAX_WEIGHT = 128
 
 
 class AgentWatchError(SnapshotInputError):
@@ -114,8 +115,12 @@ def servers_from_health(entries: Any, datacenter: str) -> tuple[ServerInput, ...
 
 
 def endpoint_of(entry: Mapping[str, Any], local_dc: str) -> EndpointInput:
-    """A gateway instance as an endpoint: its WAN address when it is in another datacenter
-    (service ``wan`` tagged address, else the node's), health and weight from its checks."""
+    """A gateway instance as an endpoint, addressed as the gateway locator does
+    (``BestAddress``): in another datacenter the service ``wan`` tagged address, else the
+    service address, else the node's ``wan`` tagged address, else the node address; in ours the
+    service address, else the node's. Health and weight from its checks: a critical check, or a
+    weight of 0 (``Weights.Warning = 0`` with a warning check), is UNHEALTHY; weights are capped
+    at 128, as Envoy's load assignments."""
     node, svc = entry.get("Node") or {}, entry.get("Service") or {}
     address, port = str(svc.get("Address") or node.get("Address") or ""), int(svc.get("Port") or 0)
     if node.get("Datacenter", local_dc) != local_dc:
@@ -123,14 +128,23 @@ def endpoint_of(entry: Mapping[str, Any], local_dc: str) -> EndpointInput:
         node_wan = (node.get("TaggedAddresses") or {}).get("wan")
         if isinstance(wan, Mapping) and wan.get("Address"):
             address, port = str(wan["Address"]), int(wan.get("Port") or port)
-        elif node_wan:
+        elif not svc.get("Address") and node_wan:
             address = str(node_wan)
     statuses = {c.get("Status") for c in entry.get("Checks") or ()}
     weights = svc.get("Weights") or {}
-    if "critical" in statuses:
-        return EndpointInput(address, port, UNHEALTHY, 1)
     weight = weights.get("Warning", 1) if "warning" in statuses else weights.get("Passing", 1)
-    return EndpointInput(address, port, HEALTHY, max(int(weight or 1), 1))
+    weight = 1 if weight is None else int(weight)
+    if "critical" in statuses or weight < 1:
+        return EndpointInput(address, port, UNHEALTHY, 1)
+    return EndpointInput(address, port, HEALTHY, min(weight, MAX_WEIGHT))
+
+
+def agent_domain(agent_self: Mapping[str, Any]) -> str:
+    """The agent's DNS domain from ``/v1/agent/self`` (``DebugConfig.DNSDomain`` without its
+    trailing dot; ``consul`` when the agent does not say)."""
+    debug = agent_self.get("DebugConfig") or {}
+    domain = str(debug.get("DNSDomain") or "").rstrip(".")
+    return domain or "consul"
 
 
 def gateways_from_federation_states(
@@ -195,6 +209,7 @@ class AgentWatcher(Service):
         self._pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
         self._loops: list[Deferred[None]] = []
         self._blocking_started = False
+        self._wake: Deferred[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -246,6 +261,7 @@ class AgentWatcher(Service):
                 agent_self, _ = await self._get("/v1/agent/self")
                 service, _ = await self._get(f"/v1/agent/service/{self.proxy_id}")
                 reg = registration_from_json(agent_self["Config"]["Datacenter"], service)
+                self.domain = agent_domain(agent_self)
             except CancelledError:
                 return
             except Exception as e:
@@ -265,7 +281,24 @@ class AgentWatcher(Service):
                         "/v1/internal/federation-states/mesh-gateways?stale", self._set_gateways
                     )
                 )
-            await deferLater(self.reactor, REGISTRATION_POLL, lambda: None)
+            await self._sleep(REGISTRATION_POLL)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or until :meth:`refresh`."""
+        wake: Deferred[None] = Deferred()
+        self._wake = wake
+        call = self.reactor.callLater(seconds, self.refresh)
+        try:
+            await wake
+        finally:
+            if call.active():
+                call.cancel()
+
+    def refresh(self) -> None:
+        """Read the registration (and the agent's domain) again now: the gateway's SIGHUP."""
+        wake, self._wake = self._wake, None
+        if wake is not None and not wake.called:
+            wake.callback(None)
 
     async def _blocking(self, path: str, handle: Callable[[Any], None]) -> None:
         index, failures = 0, 0

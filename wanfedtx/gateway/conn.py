@@ -57,7 +57,7 @@ class RelaySettings:
     """Pipe capacity per direction on the loop path (the kernel caps it at
     /proc/sys/fs/pipe-max-size)."""
     workers: int = 1
-    """Relay loops on the loop path, sharing the port with SO_REUSEPORT."""
+    """Relay loops on the loop path, sharing one listening socket."""
 
 
 class State(enum.Enum):

@@ -16,6 +16,16 @@ class RoutesFileError(GatewayError):
     """A routes file that cannot be read or does not describe a valid routing table."""
 
 
+class GatewayListenError(GatewayError):
+    """A listener of the gateway (relay or admin API) could not bind its address."""
+
+    def __init__(self, address: tuple[str, int], reason: str, what: str = "gateway") -> None:
+        host, port = address
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        super().__init__(f"{what}: cannot listen on {shown}: {reason}")
+        self.address = address
+
+
 class SnapshotInputError(GatewayError):
     """Snapshot inputs that cannot produce a routing snapshot."""
 

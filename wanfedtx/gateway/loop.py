@@ -74,6 +74,7 @@ EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
 EPOLLERR = select.EPOLLERR
 EPOLLHUP = select.EPOLLHUP
+EPOLLEXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
 HELLO_DEADLINE, CONNECT_DEADLINE = range(2)
 
 
@@ -114,6 +115,23 @@ class _Conn:
         self.mask_up = 0
 
 
+def listen_socket(address: tuple[str, int]) -> socket.socket:
+    """A listening, non-blocking TCP socket on ``address``. ``SO_REUSEADDR`` only (no
+    ``SO_REUSEPORT``): a port another process listens on is refused, never shared."""
+    host, port = address
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(listen_backlog())
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
 class RelayLoop:
     """Listening socket plus relay thread. Public methods run in the reactor thread."""
 
@@ -126,8 +144,11 @@ class RelayLoop:
         settings: RelaySettings,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
-        reuse_port: bool = False,
+        listen_sock: socket.socket | None = None,
     ) -> None:
+        """``listen_sock``: an already listening, non-blocking socket to accept from (the
+        workers of one gateway share one, see :func:`listen_socket`); by default this loop binds
+        its own on ``address``."""
         if not splice_available():
             raise RuntimeError("the loop data path needs Linux (splice, epoll); use twisted")
         self.reactor = reactor
@@ -137,20 +158,15 @@ class RelayLoop:
         self.rng = rng if rng is not None else random.Random()
         self.clock = clock
         self.pipe_size = settings.pipe_size
-        host, port = address
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:  # several loops share the port; the kernel spreads connections
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(listen_backlog())
-        self.sock.setblocking(False)
+        host, _ = address
+        shared = listen_sock is not None
+        self.sock = listen_sock if listen_sock is not None else listen_socket(address)
         self.address = (host, self.sock.getsockname()[1])
         self.listener_stats: ListenerStats = stats.listener(host, self.address[1])
         self._ep = select.epoll()
         self._loop = LoopThread(reactor, self._ep, "wanfed-gateway-loop")
-        self._ep.register(self.sock.fileno(), EPOLLIN)
+        # workers sharing a socket: the kernel wakes one of them per new connection
+        self._ep.register(self.sock.fileno(), EPOLLIN | (EPOLLEXCLUSIVE if shared else 0))
         self._fds: dict[int, _Conn] = {}
         self._conns: set[_Conn] = set()
         self._timers: list[tuple[float, int, int, _Conn, int]] = []

@@ -22,19 +22,21 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer, task
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.web.server import Site
 
 from wanfedtx.gateway.admin import AdminRoot
 from wanfedtx.gateway.conn import DATA_PATHS, RelaySettings
-from wanfedtx.gateway.errors import RoutesFileError
-from wanfedtx.gateway.loop import RelayLoop
+from wanfedtx.gateway.errors import GatewayListenError, RoutesFileError
+from wanfedtx.gateway.loop import RelayLoop, listen_socket
 from wanfedtx.gateway.relay import RelayFactory
 from wanfedtx.gateway.router import RouteTable
 from wanfedtx.gateway.routes import listener_index, load_routes
@@ -86,18 +88,23 @@ class DataPathService(Service):
         super().startService()  # type: ignore[no-untyped-call]
         if self.settings.data_path == "loop":
             workers = max(1, self.settings.workers)
-            for i in range(workers):
-                lp = RelayLoop(
-                    self.reactor,
-                    self.address,
-                    self.table,
-                    self.stats if i == 0 else GatewayStats(),
-                    self.settings,
-                    random.Random(self.rng.random()),
-                    reuse_port=workers > 1,
-                )
-                self.address = lp.address  # the first one fixes the port for the others
-                self.loops.append(lp)
+            try:
+                sock = listen_socket(self.address)
+            except OSError as e:
+                raise GatewayListenError(self.address, e.strerror or str(e)) from None
+            self.address = (self.address[0], sock.getsockname()[1])
+            with sock:  # each worker accepts from its own duplicate of the one socket
+                for i in range(workers):
+                    lp = RelayLoop(
+                        self.reactor,
+                        self.address,
+                        self.table,
+                        self.stats if i == 0 else GatewayStats(),
+                        self.settings,
+                        random.Random(self.rng.random()),
+                        listen_sock=sock.dup(),
+                    )
+                    self.loops.append(lp)
             for lp in self.loops:
                 lp.start()
             return
@@ -110,9 +117,8 @@ class DataPathService(Service):
             self.settings,
             self.rng,
         )
-        self.port = self.reactor.listenTCP(
-            port, TrackingFactory(self.factory, self.connections), backlog=listen_backlog(),
-            interface=host,
+        self.port = _listen(
+            self.reactor, self.address, TrackingFactory(self.factory, self.connections)
         )
         if port == 0:
             real = self.port.getHost().port  # type: ignore[union-attr]
@@ -152,9 +158,9 @@ class AdminService(Service):
         site = Site(self.root)  # type: ignore[no-untyped-call]
         site.noisy = False
         host, port = self.address
-        self.port = self.reactor.listenTCP(
-            port, TrackingFactory(site, self.connections), backlog=listen_backlog(),
-            interface=host)
+        self.port = _listen(
+            self.reactor, self.address, TrackingFactory(site, self.connections), "admin API"
+        )
         if port == 0:
             self.address = (host, self.port.getHost().port)  # type: ignore[union-attr]
 
@@ -165,6 +171,17 @@ class AdminService(Service):
         waits = [d if d is not None else defer.succeed(None),
                  self.connections.close_all(abort=False)]
         return defer.gatherResults(waits).addCallback(lambda _: None)
+
+
+def _listen(reactor: Any, address: tuple[str, int], factory: Any, what: str = "gateway") -> Any:
+    """``listenTCP`` on ``address``; a failure is a :class:`GatewayListenError` (one line)."""
+    host, port = address
+    try:
+        return reactor.listenTCP(port, factory, backlog=listen_backlog(), interface=host)
+    except CannotListenError as e:
+        err = e.socketError
+        reason = getattr(err, "strerror", None) or str(err)
+        raise GatewayListenError(address, reason, what) from None
 
 
 class ReloadTimer(Service):
@@ -197,9 +214,15 @@ class GatewayService(MultiService):
         rng: random.Random | None = None,
         routes_path: str | Path | None = None,
         reload_interval: float | None = 1.0,
+        on_fatal: Callable[[str], object] | None = None,
     ) -> None:
+        """``on_fatal`` is called with one line when a listener cannot bind (the runner prints
+        it and exits non-zero); without it, :class:`GatewayListenError` is raised."""
         super().__init__()  # type: ignore[no-untyped-call]
         self.reactor = reactor
+        self.on_fatal = on_fatal
+        self.on_listening: Callable[[], object] | None = None  # once the relay port listens
+        self.watcher: Any = None
         self._address = address
         self._admin_address = admin
         self.settings = settings if settings is not None else RelaySettings()
@@ -227,16 +250,19 @@ class GatewayService(MultiService):
         token: str = "",
         admin: tuple[str, int] | None = None,
         settings: RelaySettings | None = None,
+        on_fatal: Callable[[str], object] | None = None,
     ) -> GatewayService:
         """A gateway whose routes come from the local agent; it listens (on ``address``, or the
         registration's default bind) once the watches produced a valid snapshot."""
         from wanfedtx.gateway.agentwatch import AgentWatcher
 
-        svc = cls(reactor, address, None, admin=admin, settings=settings, reload_interval=None)
+        svc = cls(reactor, address, None, admin=admin, settings=settings, reload_interval=None,
+                  on_fatal=on_fatal)
         watcher = AgentWatcher(
             reactor, http_base, proxy_id, svc.on_inputs, trust_domain=trust_domain, token=token
         )
         watcher.setServiceParent(svc)  # type: ignore[no-untyped-call]
+        svc.watcher = watcher
         return svc
 
     # -- children --------------------------------------------------------------------------
@@ -266,7 +292,15 @@ class GatewayService(MultiService):
             default = inputs.binds[0]
             self._address = (default.address, default.port)
         self.snapshot = snapshot
-        self._add_listeners(snapshot)
+        try:
+            self._add_listeners(snapshot)
+        except GatewayListenError as e:
+            self._fatal(e)
+
+    def _fatal(self, error: GatewayListenError) -> None:
+        if self.on_fatal is None:
+            raise error
+        self.on_fatal(str(error))
 
     # -- views -----------------------------------------------------------------------------
 
@@ -319,8 +353,13 @@ class GatewayService(MultiService):
             self.data_path.set_route_table(table)
 
     def reload(self) -> bool:
-        """Re-read the routes file; on error log it and keep the current snapshot."""
+        """SIGHUP: re-read the routes file (on error log it and keep the current snapshot), or
+        with routes from the agent, read the registration and the agent's domain again now."""
         if self.routes_path is None:
+            if self.watcher is not None:
+                log.info("gateway: reloading the registration from the agent")
+                self.watcher.refresh()
+                return True
             return False
         try:
             self._mtime = _mtime(self.routes_path)
@@ -349,11 +388,17 @@ class GatewayService(MultiService):
     def startService(self) -> None:
         if self.routes_path is not None:
             self._mtime = _mtime(self.routes_path)
-        super().startService()  # type: ignore[no-untyped-call]
+        try:
+            super().startService()  # type: ignore[no-untyped-call]
+        except GatewayListenError as e:
+            self._fatal(e)
+            return
         if self.data_path is not None:
             self._log_listening()
 
     def _log_listening(self) -> None:
+        if self.on_listening is not None:
+            self.on_listening()
         log.info(
             "gateway listening on {host}:{port} ({path} data path)",
             host=self.address[0],

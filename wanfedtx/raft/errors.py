@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from wanfedtx.fsm.errors import LeadershipError
+
 
 class RaftError(Exception):
     """Base class of every raft error."""
@@ -12,7 +14,7 @@ class MessageDecodeError(RaftError):
     """Bytes that are not a valid raft message (bad msgpack, unknown type, wrong field types)."""
 
 
-class NotLeaderError(RaftError):
+class NotLeaderError(RaftError, LeadershipError):
     """The operation needs the leader; ``leader`` names the known leader (or None)."""
 
     def __init__(self, message: str, leader: str | None = None) -> None:
@@ -20,7 +22,7 @@ class NotLeaderError(RaftError):
         self.leader = leader
 
 
-class LeadershipLostError(RaftError):
+class LeadershipLostError(RaftError, LeadershipError):
     """Leadership was lost before the operation completed; its outcome is unknown."""
 
 

@@ -62,7 +62,7 @@ from wanfedtx.tls.material import (
     _public_bytes,
     _stamp,
 )
-from wanfedtx.tls.server_identity import ServerIdentity, authorize_server_conn
+from wanfedtx.tls.server_identity import ServerIdentity, authorize_server_conn, check_certificate
 from wanfedtx.tls.verify import (
     PEER_KINDS,
     _handle,
@@ -222,6 +222,31 @@ class TLSConfigurator:
             "TLS certificates reloaded", generation=self._generation, files=[s[0] for s in stamp]
         )
         return True
+
+    def replace_settings(self, settings: TLSSettings) -> None:
+        """New files or verify flags (the agent's reload): checked as a new configurator would
+        be (raises, keeping the current ones, when they are bad), then used from the next
+        handshake on."""
+        if settings == self.settings:
+            self.reload()
+            return
+        fresh = TLSConfigurator(settings, log=self._log)
+        self.settings = settings
+        self._stamp = fresh._stamp
+        self._material = fresh._material
+        self._bump()
+        self._log.info("TLS configuration reloaded", generation=self._generation)
+
+    def own_server_identity(self) -> ServerIdentity | None:
+        """This server's own certificate checked as a peer server checks it (``server.<dc>.
+        <domain>`` and one node name); None without a manual certificate."""
+        chain = self._material.chain
+        if self._material.key is None or not chain:
+            return None
+        s = self.settings
+        return check_certificate(
+            chain[0], chain[1:], self._material.cas, s.datacenter, s.domain
+        )
 
     def _bump(self) -> None:
         self._generation += 1
