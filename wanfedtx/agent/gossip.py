@@ -38,7 +38,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from wanfedtx.agent.errors import AgentError
-from wanfedtx.agent.member import ACLS_TAG, lan_tags
+from wanfedtx.agent.member import acls_tag, lan_tags
 from wanfedtx.config.runtime import GossipConfig, RuntimeConfig
 from wanfedtx.gossip.config import MemberlistConfig, lan_config
 from wanfedtx.gossip.errors import GossipError
@@ -177,7 +177,7 @@ class AgentGossip(MultiService):
                 bootstrap_expect=rt.bootstrap_expect,
                 bootstrap=rt.bootstrap,
                 use_tls=bool(rt.ca_file or rt.ca_path),
-                acls=ACLS_TAG,
+                acls=acls_tag(rt),
             )
             wan_cfg = SerfConfig(
                 wan_member_name(rt.node_name, rt.datacenter),

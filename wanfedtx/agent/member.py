@@ -14,9 +14,13 @@ from typing import Any
 
 from wanfedtx.config.runtime import RuntimeConfig
 
-# Consul's serf ``acls`` tag: "0" disabled, "1" enabled, "2" legacy. ACLs are not implemented
-# (``acl.enabled = true`` refuses to load), so a server always says "0".
-ACLS_TAG = 0
+# Consul's serf ``acls`` tag: "0" disabled, "1" enabled, "2" legacy (never set here).
+ACLS_DISABLED, ACLS_ENABLED = 0, 1
+
+
+def acls_tag(rt: RuntimeConfig) -> int:
+    """The ``acls`` tag a server advertises: 1 with ``acl.enabled = true``, else 0."""
+    return ACLS_ENABLED if rt.acls_enabled else ACLS_DISABLED
 STATUS_ALIVE = 1
 PROTOCOL_MIN, PROTOCOL_MAX, PROTOCOL_CUR = 1, 5, 2
 DELEGATE_MIN, DELEGATE_MAX, DELEGATE_CUR = 2, 5, 4
@@ -42,7 +46,7 @@ def lan_tags(rt: RuntimeConfig) -> dict[str, str]:
             "role": "consul",
             "raft_vsn": str(rt.raft_protocol),
             "port": str(rt.server_port),
-            "acls": str(ACLS_TAG),
+            "acls": str(acls_tag(rt)),
             "ft_fs": "1",
         }
     )

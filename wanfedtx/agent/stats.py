@@ -55,7 +55,10 @@ def extra_stats(agent: Any) -> dict[str, dict[str, str]]:
     rt = agent.config
     out: dict[str, dict[str, str]] = {"runtime": runtime_stats()}
     router = agent.gossip.router
-    consul = {"server": "true" if rt.server_mode else "false", "acl": "disabled"}
+    consul = {
+        "server": "true" if rt.server_mode else "false",
+        "acl": "enabled" if rt.acls_enabled else "disabled",
+    }
     if rt.server_mode and agent.catalog is not None:
         consensus = agent.catalog.consensus
         consul.update(

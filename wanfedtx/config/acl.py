@@ -1,28 +1,30 @@
-# -*- test-case-name: tests.security.test_security_acl_stopgap -*-
-"""The ACL stopgap: ``acl { enabled = true }`` refuses to load; other acl keys load with a warning.
+# -*- test-case-name: tests.unit.config.test_config_acl -*-
+"""The ``acl { }`` block's validation, with Consul's messages.
 
-ACLs are not implemented yet. An agent that believed them enabled would serve every request
-without a token while the operator thinks ``default_policy = "deny"`` protects it, so an enabled
-ACL system is a configuration error (one line, like every other one). The other ``acl`` keys stay
-accepted so configurations written for Consul load, but each one set by the operator is named in
-one warning at load: nothing in the configuration is silently ignored. Consul's legacy top-level
-``acl_*`` keys are not in the schema and fail as unknown keys.
+``default_policy`` must be ``allow`` or ``deny`` (``Unsupported default ACL policy: <v>``) and
+``down_policy`` one of ``allow``, ``deny``, ``extend-cache``, ``async-cache``
+(``Unsupported down ACL policy: <v>``). Consul checks both whether or not ACLs are enabled, so
+we do too. ``primary_datacenter`` (default: ``datacenter``) is the ACL authority. The token
+values are free-form strings: a management token that is not a UUID only earns Consul's
+deprecation warning. Consul's legacy top-level ``acl_*`` keys are not in the schema and fail
+as unknown keys.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 
 from wanfedtx.config.errors import ValidationError
 from wanfedtx.config.runtime import RuntimeConfig
 
-NOT_AVAILABLE = (
-    "ACLs are not available yet in this version of wanfed (acl.enabled = true); "
-    "set acl { enabled = false } or remove the acl block"
-)
-NOT_ENFORCED = "ACLs are not available yet in this version; these acl keys have no effect: {keys}"
+DEFAULT_POLICIES = ("allow", "deny")
+DOWN_POLICIES = ("allow", "deny", "extend-cache", "async-cache")
+NON_UUID_MASTER = "Configuring a non-UUID master token is deprecated"
 
-_BUILTIN_SOURCES = ("default", "dev")
+_UUID_RE = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 
 
 def check_acl(
@@ -31,15 +33,14 @@ def check_acl(
     error: Callable[[str, str], ValidationError],
     warnings: list[str],
 ) -> None:
-    """Raise for ``acl.enabled = true``; append one warning naming the other acl keys set."""
-    if rt.acls_enabled:
-        raise error(NOT_AVAILABLE, "acl.enabled")
-    set_by_operator = {
-        path
-        for path, (source, _line) in origins.items()
-        if path.startswith("acl.") and path != "acl.enabled" and source not in _BUILTIN_SOURCES
-    }
-    # leaf keys only: ``acl.tokens`` is named through ``acl.tokens.agent``
-    keys = sorted(p for p in set_by_operator if not any(q.startswith(p + ".") for q in origins))
-    if keys:
-        warnings.append(NOT_ENFORCED.format(keys=", ".join(keys)))
+    """Raise Consul's error for a bad default/down policy; warn about a non-UUID master token."""
+    del origins  # the error callable finds the line of the key itself
+    if rt.acl_default_policy not in DEFAULT_POLICIES:
+        raise error(
+            f"Unsupported default ACL policy: {rt.acl_default_policy}", "acl.default_policy"
+        )
+    if rt.acl_down_policy not in DOWN_POLICIES:
+        raise error(f"Unsupported down ACL policy: {rt.acl_down_policy}", "acl.down_policy")
+    master = rt.acl_tokens.initial_management
+    if rt.acls_enabled and rt.server_mode and master and not _UUID_RE.match(master):
+        warnings.append(NON_UUID_MASTER)

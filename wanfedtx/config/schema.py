@@ -191,7 +191,7 @@ ACL_TOKENS: dict[str, Field] = {
 }
 
 ACL: dict[str, Field] = {
-    "enabled": B("Enable ACLs (not available yet: true refuses to start)."),
+    "enabled": B("Enable ACLs: tokens and policies checked on every HTTP and RPC path."),
     "default_policy": S("allow or deny."),
     "down_policy": S("allow, deny, extend-cache, async-cache."),
     "policy_ttl": D("Policy cache TTL."),
@@ -277,7 +277,7 @@ SCHEMA: dict[str, Field] = {
     "connect": Blk(CONNECT, "Connect (service mesh) settings."),
     "acl": Blk(
         ACL,
-        "ACL settings: not available yet; enabled = true refuses to start, other keys warn.",
+        "ACL settings (tokens, policies, default and down policies).",
     ),
     "limits": Blk(LIMITS, "Rate and connection limits, handshake deadlines."),
     "performance": Blk(PERFORMANCE, "Raft and RPC timing."),
