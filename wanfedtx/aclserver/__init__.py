@@ -1,0 +1,1 @@
+"""ACL on servers: the ACL.* RPC endpoints and the leader routine that initializes ACLs."""

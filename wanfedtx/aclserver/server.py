@@ -1,0 +1,181 @@
+# -*- test-case-name: tests.unit.acl.test_acl_endpoints -*-
+"""ACLs on one server: raft handlers, the ``ACL.*`` endpoints, the resolver, the leader routine.
+
+:class:`ACLServer` is a ``MultiService`` child of the agent on servers (beside federation
+states). It installs the ACL raft handlers on the catalog's FSM, adds the ``ACL.*`` handlers to
+the catalog's local RPC table and (``register_into``) to the :8300 table, and gives the catalog's
+endpoints the resolver they authorize requests with. While this server leads the primary
+datacenter, :class:`InitializeACLs` runs once per term, as Consul's ``initializeACLs``: create
+or refresh the builtin ``global-management`` policy, create the initial management token from
+``acl.tokens.initial_management`` (as the bootstrap while bootstrap is still possible), and
+create the anonymous token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from typing import Any, Protocol
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from wanfedtx.acl import model
+from wanfedtx.acl.resolver import LocalResolver
+from wanfedtx.aclserver.endpoints import ACLEndpoints, rfc3339
+from wanfedtx.catalog.endpoints import Endpoints
+from wanfedtx.catalog.leader import LeaderServices
+from wanfedtx.fsm.commands import MessageType
+from wanfedtx.fsm.consensus import Consensus
+from wanfedtx.fsm.errors import LeadershipError
+from wanfedtx.fsm.machine import FSM
+
+log = Logger(namespace="agent.server.acl")
+
+
+class ICatalogServer(Protocol):
+    """What ACLs need from a server's catalog (the agent's ``CatalogAgent``)."""
+
+    @property
+    def datacenter(self) -> str: ...
+
+    @property
+    def fsm(self) -> FSM: ...
+
+    @property
+    def consensus(self) -> Consensus: ...
+
+    @property
+    def endpoints(self) -> Endpoints: ...
+
+    @property
+    def handlers(self) -> MutableMapping[str, Any]: ...
+
+
+async def initialize_acls(endpoints: Endpoints, initial_management: str) -> None:
+    """Consul's ``initializeACLs`` for the primary's leader (idempotent)."""
+    state = endpoints.state
+    now = rfc3339(float(endpoints.clock.seconds()))
+    builtin = model.global_management_policy()
+    _, existing = state.acl_policy_get(None, model.GLOBAL_MANAGEMENT_ID)
+    if existing is None or existing.get("Rules") != builtin["Rules"]:
+        if existing is not None:  # keep a rename
+            builtin["Name"] = existing["Name"]
+            builtin["Hash"] = model.policy_hash(builtin)
+        await endpoints._apply(MessageType.ACL_POLICY_SET, {"Policies": [builtin]})
+        log.info("acl: Created ACL 'global-management' policy")
+    if initial_management:
+        _, found = state.acl_token_get_by_secret(None, initial_management)
+        if found is None:
+            accessor = model.new_uuid()
+            token = model.make_token(
+                accessor,
+                initial_management,
+                model.MASTER_DESCRIPTION,
+                [model.GLOBAL_MANAGEMENT_ID],
+                now,
+            )
+            if not state.acl_bootstrap_index():
+                await endpoints._apply(MessageType.ACL_BOOTSTRAP, {"Token": token, "Reset": False})
+                log.info("acl: Bootstrapped ACL master token from configuration")
+            else:
+                await endpoints._apply(MessageType.ACL_TOKEN_SET, {"Tokens": [token]})
+                log.info("acl: Created ACL master token from configuration")
+    _, anonymous = state.acl_token_get(None, model.ANONYMOUS_ACCESSOR)
+    if anonymous is None:
+        await endpoints._apply(MessageType.ACL_TOKEN_SET, {"Tokens": [model.anonymous_token(now)]})
+        log.info("acl: Created ACL anonymous token from configuration")
+
+
+class InitializeACLs(Service):
+    """Leader routine (primary only): :func:`initialize_acls` once per term."""
+
+    def __init__(self, endpoints: Endpoints, initial_management: str) -> None:
+        self.setName("initialize ACLs")  # type: ignore[no-untyped-call]
+        self.endpoints = endpoints
+        self.initial_management = initial_management
+        self._task: Deferred[None] | None = None
+        #: Fires after each run (tests wait on it).
+        self.done: Deferred[None] = Deferred()
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        task = Deferred.fromCoroutine(initialize_acls(self.endpoints, self.initial_management))
+        self._task = task
+        task.addErrback(self._failed)
+        task.addBoth(lambda _: self.done.callback(None) if not self.done.called else None)
+
+    @staticmethod
+    def _failed(f: Failure) -> None:
+        if f.check(LeadershipError):  # type: ignore[no-untyped-call]
+            log.info(
+                "acl: leadership lost before ACLs were initialized: {error}",
+                error=f.getErrorMessage(),
+            )
+        elif not f.check(CancelledError):  # type: ignore[no-untyped-call]
+            log.failure("acl: failed to initialize ACLs", failure=f)
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        task, self._task = self._task, None
+        if task is None:
+            return succeed(None)
+        if not task.called:
+            task.cancel()
+        return task.addBoth(lambda _: None)
+
+
+class ACLServer(MultiService):
+    """ACLs on one server (see the module docstring)."""
+
+    def __init__(
+        self,
+        catalog: ICatalogServer,
+        primary_datacenter: str,
+        *,
+        enabled: bool,
+        default_policy: str = "allow",
+        initial_management: str = "",
+        data_dir: str = "",
+        leader_routines: bool = True,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.setName("acl")  # type: ignore[no-untyped-call]
+        self.catalog = catalog
+        self.primary_datacenter = primary_datacenter or catalog.datacenter
+        self.enabled = enabled
+        self.initial_management = initial_management
+        model.install(catalog.fsm)
+        self.resolver = LocalResolver(
+            catalog.fsm.state, catalog.datacenter, default_policy, enabled=enabled
+        )
+        self.endpoints = ACLEndpoints(
+            catalog.endpoints,
+            self.resolver,
+            self.primary_datacenter,
+            data_dir,
+            log=lambda line: log.info("acl: {line}", line=line),
+        )
+        catalog.handlers.update(self.endpoints.handlers())
+        set_resolver: Callable[[Any], None] | None = getattr(
+            catalog.endpoints, "set_acl_resolver", None
+        )
+        if set_resolver is not None:
+            set_resolver(self.resolver)
+        self.leader: LeaderServices | None = None
+        if enabled and leader_routines:
+            self.leader = LeaderServices(catalog.consensus, self.build_routines, name="acl-leader")
+            self.leader.setServiceParent(self)  # type: ignore[no-untyped-call]
+
+    @property
+    def is_primary(self) -> bool:
+        return self.catalog.datacenter == self.primary_datacenter
+
+    def register_into(self, registry: Any) -> None:
+        self.endpoints.register_into(registry)
+
+    def build_routines(self) -> list[Service]:
+        if not self.is_primary:
+            return []
+        return [InitializeACLs(self.catalog.endpoints, self.initial_management)]
