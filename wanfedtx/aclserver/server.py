@@ -14,6 +14,7 @@ create the anonymous token.
 from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping
+from functools import partial
 from typing import Any, Protocol
 
 from twisted.application.service import MultiService, Service
@@ -21,7 +22,8 @@ from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from wanfedtx.acl import model
+from wanfedtx.acl import enforce, model
+from wanfedtx.acl.enforce import guard_all
 from wanfedtx.acl.resolver import LocalResolver
 from wanfedtx.aclserver.endpoints import ACLEndpoints, rfc3339
 from wanfedtx.catalog.endpoints import Endpoints
@@ -174,6 +176,19 @@ class ACLServer(MultiService):
 
     def register_into(self, registry: Any) -> None:
         self.endpoints.register_into(registry)
+
+    def guard(self, registry: Any | None) -> None:
+        """Wrap every handler registered so far (the catalog's in-process table and, if given,
+        the :8300 table) with its ACL check and filter (``wanfedtx.acl.enforce``)."""
+        clock = self.catalog.endpoints.clock
+        guard_all(self.catalog.handlers, self.resolver, clock)
+        if registry is None:
+            return
+        for name in registry.names():
+            if not name.startswith("ACL."):
+                registry.replace(
+                    name, partial(enforce.guard, name, resolver=self.resolver, clock=clock)
+                )
 
     def build_routines(self) -> list[Service]:
         if not self.is_primary:

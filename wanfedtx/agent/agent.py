@@ -23,6 +23,7 @@ from twisted.internet.interfaces import IReactorTCP
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from wanfedtx.aclserver.server import ACLServer
 from wanfedtx.agent import limits
 from wanfedtx.agent.catalog_services import CatalogAgent, catalog_agent_from_config
 from wanfedtx.agent.errors import AgentError
@@ -119,6 +120,7 @@ class Agent(MultiService):
         self.pool: ConnPool | None = None
         self.catalog: CatalogAgent | None = None
         self.federation: FederationServer | None = None
+        self.acl: ACLServer | None = None
         self.locator: GatewayLocator | None = None
         self.primary_join: PrimaryJoin | None = None
         self.forwarder: Forwarder | None = None
@@ -203,6 +205,18 @@ class Agent(MultiService):
         )
         if self.server_port is not None:
             self.federation.register_into(self.server_port.endpoints)
+        # ACLs: raft types 11/17-20 (always, so a log written with ACLs on replays), ACL.*
+        # RPCs, the resolver the endpoints authorize with, the primary leader's initialization.
+        self.acl = ACLServer(
+            self.catalog,
+            rt.primary_datacenter,
+            enabled=rt.acls_enabled,
+            default_policy=rt.acl_default_policy,
+            initial_management=rt.acl_tokens.initial_management,
+            data_dir=rt.data_dir,
+        )
+        if self.server_port is not None:
+            self.acl.register_into(self.server_port.endpoints)
         # Operator.Raft*: the raft configuration, named by LAN gossip's servers.
         operator = OperatorEndpoints(
             self.raft,
@@ -215,6 +229,8 @@ class Agent(MultiService):
         self.catalog.handlers.update(operator.handlers())
         if self.server_port is not None:
             operator.register_into(self.server_port.endpoints)
+        # Every RPC handler (HTTP's in-process table and the :8300 table) checks ACLs.
+        self.acl.guard(self.server_port.endpoints if self.server_port is not None else None)
         if self.locator is not None and rt.datacenter != rt.primary_datacenter:
             # A secondary finds the primary's gateways and joins its WAN pool; the primary
             # never joins anyone: secondaries join it.
@@ -253,7 +269,7 @@ class Agent(MultiService):
             AgentOpsRoutes(self),
         ]
         if self.catalog is not None:
-            families += server_families(self.catalog)
+            families += server_families(self.catalog, self.config.acl_tokens.default)
         self.app = API(families)
 
     def _add_children(self) -> None:
@@ -262,7 +278,8 @@ class Agent(MultiService):
         if self.server_port is not None:
             children.append(("rpc", self.server_port.service))
         children += [("raft", self.raft), (None, self.pool), ("catalog", self.catalog),
-                     ("federation", self.federation), ("gateway_locator", self.locator),
+                     ("federation", self.federation), ("acl", self.acl),
+                     ("gateway_locator", self.locator),
                      ("primary_join", self.primary_join), ("http", self.http)]
         for name, child in children:
             if child is None:

@@ -48,6 +48,7 @@ class CatalogAgent(MultiService):
         rng: random.Random | None = None,
         ae_interval: float = 60.0,
         hold_timeout: float = DEFAULT_HOLD_TIMEOUT,
+        agent_token: str = "",
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.node_name = node_name
@@ -86,6 +87,7 @@ class CatalogAgent(MultiService):
             reactor,
             rng,
             ae_interval,
+            agent_token=agent_token,
         )
         self.ae.setServiceParent(self)  # type: ignore[no-untyped-call]
         self.leader = leader.LeaderServices(self.consensus, self._leader_routines)
@@ -186,6 +188,7 @@ def catalog_agent_from_config(
         fsm=fsm,
         forwarder=forwarder,
         hold_timeout=config.rpc_hold_timeout,
+        agent_token=config.acl_tokens.agent or config.acl_tokens.default,
     )
     for i, check in enumerate(config.checks):
         agent.local.add_check(decode_check(_check_dict(check), f"checks[{i}]"))

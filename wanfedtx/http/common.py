@@ -26,6 +26,8 @@ from twisted.web.server import Request as IRequest
 
 __all__ = ["IRequest"]
 
+from wanfedtx.acl.model import ACLError
+from wanfedtx.acl.rules import RulesError
 from wanfedtx.catalog.errors import (
     BadRequestError,
     EndpointError,
@@ -63,6 +65,8 @@ class APIContext:
     datacenter: str
     rpc: RPC
     kv_max_value_size: int = KV_MAX_VALUE_SIZE
+    #: ``acl.tokens.default``: the token of requests that carry none
+    default_token: str = ""
 
 
 # -- request parsing -------------------------------------------------------------------------
@@ -167,7 +171,7 @@ def query_args(request: IRequest, ctx: APIContext) -> Args:
         raise HTTPError(400, "Cannot specify ?stale with ?consistent, conflicting semantics.")
     out: Args = {
         "Datacenter": datacenter(request, ctx),
-        "Token": token(request),
+        "Token": token(request) or ctx.default_token,
         "AllowStale": stale,
         "RequireConsistent": consistent,
         "MinQueryIndex": 0,
@@ -189,7 +193,7 @@ def query_args(request: IRequest, ctx: APIContext) -> Args:
 
 
 def write_args(request: IRequest, ctx: APIContext) -> Args:
-    return {"Datacenter": datacenter(request, ctx), "Token": token(request)}
+    return {"Datacenter": datacenter(request, ctx), "Token": token(request) or ctx.default_token}
 
 
 def json_body(request: IRequest) -> Any:
@@ -248,6 +252,8 @@ def set_meta(request: IRequest, reply: Args) -> None:
     """The blocking-query headers from a reply's QueryMeta."""
     set_header(request, "X-Consul-Index", str(reply.get("Index", 0)))
     set_header(request, "X-Consul-KnownLeader", "true" if reply.get("KnownLeader") else "false")
+    if reply.get("ResultsFilteredByACLs"):
+        set_header(request, "X-Consul-Results-Filtered-By-ACLs", "true")
     set_header(request, "X-Consul-LastContact", str(int(reply.get("LastContact", 0) // 1_000_000)))
 
 
@@ -285,7 +291,13 @@ def error_reply(request: IRequest, error: BaseException | Failure) -> bytes:
         for name, value in exc.headers.items():
             set_header(request, name, value)
         return text_reply(request, exc.code, exc.message)
-    if isinstance(exc, BadRequestError | StateError):
+    text = str(exc)
+    if "Permission denied" in text or "ACL not found" in text:
+        # as the reference: matched by substring, so errors from other servers map too
+        return text_reply(request, 403, text.splitlines()[0] if text else text)
+    if text == "ACL support disabled":
+        return text_reply(request, 401, text)
+    if isinstance(exc, BadRequestError | StateError | ACLError | RulesError):
         return text_reply(request, 400, str(exc))
     if isinstance(exc, NotFoundError):
         return text_reply(request, 404, str(exc))

@@ -48,10 +48,10 @@ def state_families(ctx: APIContext) -> list[RouteFamily]:
     return [CatalogRoutes(ctx), HealthRoutes(ctx), KVRoutes(ctx), StatusRoutes(ctx)]
 
 
-def server_families(server: IServerState) -> list[RouteFamily]:
+def server_families(server: IServerState, default_token: str = "") -> list[RouteFamily]:
     """Catalog, health, KV, status, the agent's service/check routes, federation states and
     the operator's raft routes."""
-    ctx = APIContext(server.datacenter, server.rpc)
+    ctx = APIContext(server.datacenter, server.rpc, default_token=default_token)
     return [
         *state_families(ctx),
         AgentServicesRoutes(server.local, server.runners, server.datacenter),

@@ -62,8 +62,12 @@ class AntiEntropy(Service):
         clock: IReactorTime,
         rng: random.Random | None = None,
         full_interval: float = FULL_SYNC_INTERVAL,
+        agent_token: str = "",
     ) -> None:
         self.local = local
+        #: ``acl.tokens.agent`` (else ``tokens.default``): the token of the node's own syncs
+        #: and of entries registered without one
+        self.agent_token = agent_token
         self.rpc = rpc
         self.node_info = node_info  # Node, Address, ID, Datacenter, TaggedAddresses, NodeMeta
         self.clock = clock
@@ -157,6 +161,7 @@ class AntiEntropy(Service):
             "Address": info["Address"],
             "TaggedAddresses": info.get("TaggedAddresses", {}),
             "NodeMeta": info.get("NodeMeta", {}),
+            "Token": self.agent_token,
         }
 
     async def sync_full_compare(self) -> None:
@@ -200,6 +205,7 @@ class AntiEntropy(Service):
         args = {
             "Datacenter": self.node_info.get("Datacenter", ""),
             "Node": self.local.node,
+            "Token": self.agent_token,
             **what,
         }
         await self.rpc("Catalog.Deregister", args)
@@ -232,7 +238,7 @@ class AntiEntropy(Service):
             req = self._register_base()
             req["Service"] = sent_service
             req["Checks"] = [row for _, row in svc_checks]
-            req["Token"] = entry.token
+            req["Token"] = entry.token or self.agent_token
             await self.rpc("Catalog.Register", req)
             if local.services.get(sid) is entry and entry.service is sent_service:
                 entry.in_sync = not entry.deleted
@@ -250,7 +256,7 @@ class AntiEntropy(Service):
             sent_row = check.check
             req = self._register_base()
             req["Check"] = sent_row
-            req["Token"] = check.token
+            req["Token"] = check.token or self.agent_token
             await self.rpc("Catalog.Register", req)
             if check.check is sent_row and not check.deleted:
                 check.in_sync = True

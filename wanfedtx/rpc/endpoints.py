@@ -35,6 +35,13 @@ class Endpoints:
             raise DuplicateRegistration(f"RPC endpoint {service_method} is already registered")
         methods[method] = endpoint
 
+    def replace(self, service_method: str, wrap: Callable[[Endpoint], Endpoint]) -> None:
+        """Replace a registered endpoint by ``wrap(endpoint)`` (the ACL layer guards them)."""
+        service, _, method = service_method.rpartition(".")
+        methods = self._services.get(service, {})
+        if method in methods:
+            methods[method] = wrap(methods[method])
+
     def lookup(self, service_method: str) -> Endpoint:
         """The endpoint, or ``EndpointNotFound`` with net/rpc's message."""
         dot = service_method.rfind(".")

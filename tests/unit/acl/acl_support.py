@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 
 from wanfedtx.aclserver.server import ACLServer
 from wanfedtx.agent.catalog_services import CatalogAgent
+from wanfedtx.federation.server import FederationServer
 from wanfedtx.testing import FakeForwarder
 
 MASTER = "6a1253d2-1785-24fd-91c2-f8e78c745511"
@@ -44,8 +45,12 @@ class Net:
         )
         kw.setdefault("enabled", True)
         kw.setdefault("default_policy", "deny")
+        fed = kw.pop("federation", True)
         acl = ACLServer(cat, primary, **kw)
         acl.setServiceParent(cat)  # type: ignore[no-untyped-call]
+        if fed:
+            FederationServer(cat, primary).setServiceParent(cat)  # type: ignore[no-untyped-call]
+        acl.guard(None)
         self.servers[dc] = cat
         self.acls[dc] = acl
         return acl

@@ -45,7 +45,7 @@ def test_wan_federation_server_parts_share_their_collaborators(tmp_path: Path) -
     agent.request_shutdown()
     assert stops == ["stop"]
     names = [s.name for s in agent]
-    assert names == ["gossip", "rpc", "raft", None, "catalog", "federation", "gateway_locator",
+    assert names == ["gossip", "rpc", "raft", None, "catalog", "federation", "acl", "gateway_locator",
                      "primary_join", "http"]
 
 
