@@ -202,6 +202,7 @@ class Agent(MultiService):
             self.catalog,
             rt.primary_datacenter,
             leader_routines=wan_federation,
+            replication_token=rt.acl_tokens.replication,
         )
         if self.server_port is not None:
             self.federation.register_into(self.server_port.endpoints)

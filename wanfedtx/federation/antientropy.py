@@ -60,9 +60,12 @@ class FederationStateAntiEntropy(RetryLoop):
         rng: random.Random | None = None,
         rate: float = LOOP_RATE,
         burst: int = LOOP_BURST,
+        token: str = "",
     ) -> None:
         super().__init__(ANTI_ENTROPY_ROUTINE, clock, self.maybe_sync, self._log_error, rate, burst)
         self.endpoints = endpoints
+        #: the replication token (``acl.tokens.replication``) sent with the write to the primary
+        self.token = token
         self.datacenter = endpoints.datacenter
         self.primary_datacenter = primary_datacenter or self.datacenter
         self.rng = rng if rng is not None else random.Random()
@@ -137,7 +140,7 @@ class FederationStateAntiEntropy(RetryLoop):
                 "(this server has no RPC forwarder)"
             )
         await forwarder.forward_dc(
-            self.primary_datacenter, "FederationState.Apply", dict(req, Token="")
+            self.primary_datacenter, "FederationState.Apply", dict(req, Token=self.token)
         )
 
 

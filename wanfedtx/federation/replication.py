@@ -94,8 +94,11 @@ class FederationStateReplicator(LoopService):
         apply_limit: float = FEDERATION_STATE_REPLICATION_APPLY_LIMIT,
         max_wait: float = REPLICATION_MAX_WAIT,
         metrics: Registry = REGISTRY,
+        token: str = "",
     ) -> None:
         super().__init__(REPLICATION_ROUTINE)
+        #: the replication token (``acl.tokens.replication``) sent with every list
+        self.token = token
         # leader.replication.federation-state.fetch / .apply
         self._fetch_timer = metrics.summary(
             "leader.replication.federation-state.fetch",
@@ -153,7 +156,7 @@ class FederationStateReplicator(LoopService):
                 "Datacenter": self.primary_datacenter,
                 "AllowStale": True,
                 "MinQueryIndex": last_remote_index,
-                "Token": "",
+                "Token": self.token,
             },
         )
         if not isinstance(reply, dict) or not isinstance(reply.get("States"), list):

@@ -92,9 +92,12 @@ class FederationServer(MultiService):
         datacenters: Callable[[], Iterable[str]] | None = None,
         timing: FederationTiming | None = None,
         rng: random.Random | None = None,
+        replication_token: str = "",
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.catalog = catalog
+        #: ``acl.tokens.replication``: sent by replication and anti-entropy to the primary
+        self.replication_token = replication_token
         self.datacenter = catalog.datacenter
         self.primary_datacenter = primary_datacenter or catalog.datacenter
         self.leader_routines = leader_routines
@@ -145,12 +148,19 @@ class FederationServer(MultiService):
                     t.replication_rate,
                     t.replication_burst,
                     t.replication_apply_limit,
+                    token=self.replication_token,
                 )
             )
         if self.anti_entropy_enabled:
             out.append(
                 FederationStateAntiEntropy(
-                    ep, self.primary_datacenter, clock, self.rng, t.loop_rate, t.loop_burst
+                    ep,
+                    self.primary_datacenter,
+                    clock,
+                    self.rng,
+                    t.loop_rate,
+                    t.loop_burst,
+                    token=self.replication_token,
                 )
             )
             if self.is_primary:
