@@ -87,6 +87,7 @@ class ACLEndpoints:
             "ACL.TokenRead": self.token_read,
             "ACL.TokenList": self.token_list,
             "ACL.TokenDelete": self.token_delete,
+            "ACL.ReplicationStatus": self.replication_status,
         }
 
         def checked(fn: Callable[[Args], Any]) -> Callable[[Args], Deferred[Any]]:
@@ -413,3 +414,23 @@ class ACLEndpoints:
         if row is not None:
             await self.endpoints._apply(MessageType.ACL_TOKEN_DELETE, {"TokenIDs": [accessor]})
         return {"Accessor": accessor}
+
+    # -- replication status ------------------------------------------------------------------
+
+    async def replication_status(self, args: Args) -> Args:
+        """Consul's shape; policy/token replication is not built yet, so never running."""
+        forwarded, reply = await self.endpoints._forward("ACL.ReplicationStatus", args, write=False)
+        if forwarded:
+            return dict(reply)
+        unset = "0001-01-01T00:00:00Z"
+        return {
+            "Enabled": False,
+            "Running": False,
+            "SourceDatacenter": self.primary_datacenter,
+            "ReplicationType": "",
+            "ReplicatedIndex": 0,
+            "ReplicatedRoleIndex": 0,
+            "ReplicatedTokenIndex": 0,
+            "LastSuccess": unset,
+            "LastError": unset,
+        }

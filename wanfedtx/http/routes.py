@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from wanfedtx.http.acl import ACLRoutes
 from wanfedtx.http.agent_services import AgentServicesRoutes
 from wanfedtx.http.catalog import CatalogRoutes
 from wanfedtx.http.common import RPC, APIContext
@@ -57,4 +58,5 @@ def server_families(server: IServerState, default_token: str = "") -> list[Route
         AgentServicesRoutes(server.local, server.runners, server.datacenter),
         FederationStateRoutes(ctx),
         OperatorRoutes(ctx),
+        ACLRoutes(ctx),
     ]
