@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -38,6 +37,7 @@ from wanfedtx.federation.loop import LOOP_BURST, LOOP_RATE, LoopService, RetryLo
 from wanfedtx.fsm.commands import MessageType
 from wanfedtx.state import WatchSet
 from wanfedtx.state.blocking import BlockingQuery
+from wanfedtx.state.table import Row
 
 FEDERATION_STATE_PRUNE_INTERVAL = 3600.0
 
@@ -46,7 +46,6 @@ PRUNING_ROUTINE = "federation state pruning"
 
 log = Logger(namespace="agent.server.leader")
 
-Row = dict[str, Any]
 
 
 class FederationStateAntiEntropy(RetryLoop):

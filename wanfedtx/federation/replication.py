@@ -20,7 +20,6 @@ federation-state replicator, as one loop (routine ``federation state replication
 from __future__ import annotations
 
 import random
-from typing import Any
 
 from twisted.internet.defer import CancelledError
 from twisted.internet.interfaces import IReactorTime
@@ -38,6 +37,7 @@ from wanfedtx.federation.loop import (
 )
 from wanfedtx.fsm.commands import MessageType
 from wanfedtx.metrics import REGISTRY, Registry
+from wanfedtx.state.table import Row
 
 REPLICATION_ROUTINE = "federation state replication"
 FEDERATION_STATE_REPLICATION_RATE = 1.0
@@ -46,7 +46,6 @@ FEDERATION_STATE_REPLICATION_APPLY_LIMIT = 100.0
 
 log = Logger(namespace="agent.server.replication.federation_state")
 
-Row = dict[str, Any]
 
 
 def _key(row: Row) -> str:

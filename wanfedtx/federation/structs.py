@@ -20,8 +20,7 @@ from typing import Any
 from wanfedtx.catalog import structs
 from wanfedtx.catalog.errors import BadRequestError
 from wanfedtx.catalog.structs import Fields
-
-Row = dict[str, Any]
+from wanfedtx.state.table import Row
 
 OP_UPSERT = "upsert"
 OP_DELETE = "delete"
