@@ -35,7 +35,6 @@ from twisted.web.client import HTTPConnectionPool
 
 from wanfedtx.gateway.errors import SnapshotInputError
 from wanfedtx.gateway.snapshot import (
-    HEALTHY,
     BindInput,
     EndpointInput,
     ServerInput,
@@ -46,7 +45,6 @@ log = Logger(namespace="proxycfg")
 
 WANFED_META = "consul-wan-federation"
 MESH_GATEWAY_KIND = "mesh-gateway"
-UNHEALTHY = "UNHEALTHY"
 REGISTRATION_POLL = 5.0
 BLOCKING_WAIT = "5m"
 RETRY_MIN = 0.5
@@ -115,22 +113,11 @@ def servers_from_health(entries: Any, datacenter: str) -> tuple[ServerInput, ...
 
 def endpoint_of(entry: Mapping[str, Any], local_dc: str) -> EndpointInput:
     """A gateway instance as an endpoint: its WAN address when it is in another datacenter
-    (service ``wan`` tagged address, else the node's), health and weight from its checks."""
-    node, svc = entry.get("Node") or {}, entry.get("Service") or {}
-    address, port = str(svc.get("Address") or node.get("Address") or ""), int(svc.get("Port") or 0)
-    if node.get("Datacenter", local_dc) != local_dc:
-        wan = (svc.get("TaggedAddresses") or {}).get("wan")
-        node_wan = (node.get("TaggedAddresses") or {}).get("wan")
-        if isinstance(wan, Mapping) and wan.get("Address"):
-            address, port = str(wan["Address"]), int(wan.get("Port") or port)
-        elif node_wan:
-            address = str(node_wan)
-    statuses = {c.get("Status") for c in entry.get("Checks") or ()}
-    weights = svc.get("Weights") or {}
-    if "critical" in statuses:
-        return EndpointInput(address, port, UNHEALTHY, 1)
-    weight = weights.get("Warning", 1) if "warning" in statuses else weights.get("Passing", 1)
-    return EndpointInput(address, port, HEALTHY, max(int(weight or 1), 1))
+    (see :meth:`EndpointInput.from_check_service_node`), health and weight from its checks."""
+    node = entry.get("Node") or {}
+    return EndpointInput.from_check_service_node(
+        entry, wan=node.get("Datacenter", local_dc) != local_dc
+    )
 
 
 def gateways_from_federation_states(
