@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.gateway.test_gateway_snapshot -*-
+# -*- test-case-name: tests.unit.gateway -*-
 """The routing snapshot of a mesh gateway and the pure function that builds it.
 
 :func:`build_snapshot` turns :class:`SnapshotInputs` (local DC, domain, trust domain, local Consul

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.state -*-
+# -*- test-case-name: tests.unit.state,tests.unit.federation.test_federation_state_struct -*-
 """The ``federation-states`` table: one FederationState per datacenter, and its reads and writes.
 
 As the reference's state store: rows are keyed case-insensitively on ``Datacenter``; a set keeps
