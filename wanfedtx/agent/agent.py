@@ -45,6 +45,7 @@ from wanfedtx.federation.server import FederationServer
 from wanfedtx.fsm.machine import FSM
 from wanfedtx.gossip.api import member_json
 from wanfedtx.gossip.serf import SerfConfig
+from wanfedtx.http.aclgate import AgentACLGate
 from wanfedtx.http.agent import AgentRoutes
 from wanfedtx.http.agent_ops import AgentOpsRoutes
 from wanfedtx.http.app import API
@@ -148,8 +149,8 @@ class Agent(MultiService):
         self._mount_routes()
         self.http: HTTPServerService | None = None
         if self.config.http_addrs:
-            self.http = HTTPServerService(reactor, self.app.resource(), self.config.http_addrs,
-                                          http_limits(self.config))
+            self.http = HTTPServerService(reactor, self._gated(self.app.resource()),
+                                          self.config.http_addrs, http_limits(self.config))
         self._add_children()
 
     def _build_server(
@@ -261,6 +262,31 @@ class Agent(MultiService):
             return False
         consensus = self.catalog.consensus
         return consensus.is_leader() or bool(consensus.leader_address())
+
+    def _gated(self, resource: Any) -> Any:
+        """The API behind the ACL gate of the agent endpoints (servers with ACLs on)."""
+        acl, catalog, rt = self.acl, self.catalog, self.config
+        if acl is None or catalog is None or not rt.acls_enabled:
+            return resource
+        local = catalog.local
+        clock = self.reactor
+
+        def service_of(sid: str) -> str | None:
+            entry = local.services.get(sid)
+            return None if entry is None else str(entry.service.get("Service") or "")
+
+        def check_service_of(cid: str) -> str | None:
+            entry = local.checks.get(cid)
+            return None if entry is None else str(entry.check.get("ServiceName") or "")
+
+        return AgentACLGate(
+            resource,
+            lambda secret: acl.resolver.authorizer(secret, clock.seconds()),  # type: ignore[attr-defined]
+            rt.node_name,
+            rt.acl_tokens.default,
+            service_of,
+            check_service_of,
+        )
 
     def _mount_routes(self) -> None:
         families: list[RouteFamily] = [

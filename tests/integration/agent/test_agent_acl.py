@@ -213,3 +213,26 @@ def test_bad_input_is_never_a_500(agent: Agent, root: str) -> None:
     assert code == 400
     code, _, body = agent.http("GET", "/v1/acl/policies", root)
     assert not [p for p in json.loads(body) if p["Name"] in ("x y", "ok")]
+
+
+def test_agent_endpoints_check_agent_node_service(agent: Agent, root: str) -> None:
+    assert agent.http("GET", "/v1/agent/self")[0] == 403
+    assert agent.http("GET", "/v1/agent/self", root)[0] == 200
+    assert agent.http("PUT", "/v1/agent/reload")[0] == 403
+    assert agent.http("PUT", "/v1/agent/force-leave/x")[0] == 403
+    name = "web-writer"
+    agent.http(
+        "PUT", "/v1/acl/policy", root, {"Name": name, "Rules": 'service "web" { policy = "write" }'}
+    )
+    code, _, body = agent.http("PUT", "/v1/acl/token", root, {"Policies": [{"Name": name}]})
+    web = json.loads(body)["SecretID"]
+    svc = {"Name": "web", "Port": 80}
+    assert agent.http("PUT", "/v1/agent/service/register", "", svc)[0] == 403
+    assert agent.http("PUT", "/v1/agent/service/register", web, {"Name": "db", "Port": 1})[0] == 403
+    assert agent.http("PUT", "/v1/agent/service/register", web, svc)[0] == 200
+    assert agent.http("GET", "/v1/agent/service/web", "")[0] == 403
+    assert agent.http("GET", "/v1/agent/service/web", web)[0] == 200
+    node_check = {"Name": "disk", "TTL": "10s"}
+    assert agent.http("PUT", "/v1/agent/check/register", web, node_check)[0] == 403
+    assert agent.http("PUT", "/v1/agent/service/deregister/web", "")[0] == 403
+    assert agent.http("PUT", "/v1/agent/service/deregister/web", web)[0] == 200

@@ -1,0 +1,138 @@
+# -*- test-case-name: tests.unit.acl.test_acl_http -*-
+"""The ACL gate of the agent's own HTTP endpoints (``/v1/agent/*``), in front of the API.
+
+The catalog, health, KV, internal and ACL routes are authorized by the RPC handlers they call;
+the agent's endpoints act on this agent alone, so the gate checks them before they run, as
+Consul's agent endpoints do: ``self``, ``metrics``, ``monitor`` need ``agent:read`` on this
+node; ``reload``, ``join``, ``leave`` need ``agent:write``; ``force-leave`` needs
+``operator:write``; a service registration needs ``service:write`` on its name, a check
+registration ``node:write`` (node checks) or ``service:write`` (service checks); deregistering
+and TTL updates need the same on the existing entry; reading one service needs
+``service:read``. A refusal is ``403 Permission denied``, the endpoint never runs and nothing
+is written. The token is read as everywhere (``X-Consul-Token``, ``?token=``, Bearer, then
+``acl.tokens.default``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote
+
+from twisted.web.resource import IResource, getChildForRequest
+from twisted.web.server import Request
+from zope.interface import implementer
+
+from wanfedtx.acl.authorizer import Authorizer
+from wanfedtx.http.common import error_reply, text_reply, token
+
+AGENT_READ = ("self", "metrics", "monitor", "host")
+AGENT_WRITE = ("reload", "join", "leave", "maintenance")
+CHECK_VERBS = ("deregister", "pass", "warn", "fail", "update")
+
+
+class Denied(Exception):
+    def __str__(self) -> str:
+        return "Permission denied"
+
+
+def _need(ok: bool) -> None:
+    if not ok:
+        raise Denied()
+
+
+def _body(request: Request) -> dict[str, Any]:
+    content = request.content
+    if content is None:
+        return {}
+    raw = content.read()
+    content.seek(0)
+    try:
+        value = json.loads(raw or b"{}")
+    except ValueError:
+        return {}  # the endpoint answers the decode error itself
+    if not isinstance(value, dict):
+        return {}
+    return {str(k).lower(): v for k, v in value.items()}
+
+
+@implementer(IResource)
+class AgentACLGate:
+    """Wraps the API resource; see the module docstring."""
+
+    isLeaf = True
+
+    def __init__(
+        self,
+        inner: IResource,
+        authorizer: Callable[[str], Authorizer] | None,
+        node: str,
+        default_token: str,
+        service_of: Callable[[str], str | None],
+        check_service_of: Callable[[str], str | None],
+    ) -> None:
+        self.inner = inner
+        self.authorizer = authorizer
+        self.node = node
+        self.default_token = default_token
+        self.service_of = service_of
+        self.check_service_of = check_service_of
+
+    def putChild(self, path: bytes, child: IResource) -> None:
+        self.inner.putChild(path, child)
+
+    def getChildWithDefault(self, name: bytes, request: Request) -> IResource:
+        return self
+
+    def render(self, request: Request) -> Any:
+        if self.authorizer is not None:
+            path = request.path.decode("utf-8", "replace")
+            if path.startswith("/v1/agent/"):
+                try:
+                    authz = self.authorizer(token(request) or self.default_token)
+                    self.check(authz, request, path[len("/v1/agent/") :])
+                except Denied:
+                    return text_reply(request, 403, "Permission denied")
+                except Exception as exc:  # ACL not found, Cannot resolve root ACL
+                    return error_reply(request, exc)
+        return _dispatch(self.inner, request)
+
+    def check(self, authz: Authorizer, request: Request, rest: str) -> None:
+        parts = rest.split("/", 2)
+        head = parts[0]
+        tail = unquote(parts[-1]) if len(parts) > 1 else ""
+        if head in AGENT_READ:
+            _need(authz.agent_read(self.node))
+        elif head in AGENT_WRITE:
+            _need(authz.agent_write(self.node))
+        elif head == "force-leave":
+            _need(authz.operator_write())
+        elif head == "token":
+            _need(authz.acl_write())
+        elif head == "service" and len(parts) >= 2 and parts[1] == "register":
+            _need(authz.service_write(str(_body(request).get("name") or "")))
+        elif head == "service" and len(parts) == 3 and parts[1] == "deregister":
+            name = self.service_of(tail)
+            if name is not None:
+                _need(authz.service_write(name))
+        elif head == "service" and len(parts) >= 2 and request.method == b"GET":
+            name = self.service_of(unquote(rest[len("service/") :]))
+            if name is not None:
+                _need(authz.service_read(name))
+        elif head == "check" and len(parts) >= 2 and parts[1] == "register":
+            body = _body(request)
+            sid = str(body.get("serviceid") or body.get("service_id") or "")
+            if sid:
+                name = self.service_of(sid)
+                _need(authz.service_write(name if name is not None else sid))
+            else:
+                _need(authz.node_write(self.node))
+        elif head == "check" and len(parts) == 3 and parts[1] in CHECK_VERBS:
+            service = self.check_service_of(tail)
+            _need(authz.service_write(service) if service else authz.node_write(self.node))
+
+
+def _dispatch(resource: IResource, request: Request) -> Any:
+    """Traverse ``resource`` for the request's remaining path, then render, as Site does."""
+    return getChildForRequest(resource, request).render(request)  # type: ignore[no-untyped-call]
