@@ -224,7 +224,7 @@ def test_agent_endpoints_check_agent_node_service(agent: Agent, root: str) -> No
     agent.http(
         "PUT", "/v1/acl/policy", root, {"Name": name, "Rules": 'service "web" { policy = "write" }'}
     )
-    code, _, body = agent.http("PUT", "/v1/acl/token", root, {"Policies": [{"Name": name}]})
+    _code, _, body = agent.http("PUT", "/v1/acl/token", root, {"Policies": [{"Name": name}]})
     web = json.loads(body)["SecretID"]
     svc = {"Name": "web", "Port": 80}
     assert agent.http("PUT", "/v1/agent/service/register", "", svc)[0] == 403
