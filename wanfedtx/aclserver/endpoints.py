@@ -64,6 +64,8 @@ class ACLEndpoints:
         self.primary_datacenter = primary_datacenter or endpoints.datacenter
         self.data_dir = data_dir
         self.log = log or (lambda line: None)
+        #: ``/v1/acl/replication``: kept up to date by the replicator in secondaries
+        self.status: dict[str, Any] = {}
 
     @property
     def state(self) -> StateStore:
@@ -88,6 +90,8 @@ class ACLEndpoints:
             "ACL.TokenList": self.token_list,
             "ACL.TokenDelete": self.token_delete,
             "ACL.ReplicationStatus": self.replication_status,
+            "ACL.PolicyBatchRead": self.policy_batch_read,
+            "ACL.TokenBatchRead": self.token_batch_read,
         }
 
         def checked(fn: Callable[[Args], Any]) -> Callable[[Args], Deferred[Any]]:
@@ -381,7 +385,7 @@ class ACLEndpoints:
     async def token_list(self, args: Args) -> Args:
         if not self.authorize(args).acl_read():
             raise PermissionDeniedError()
-        index, rows = self.state.acl_token_list(None)
+        index, rows = self.state.acl_token_list(None, local=not args.get("GlobalOnly"))
         policy = args.get("Policy") or ""
         out = []
         for r in rows:
@@ -418,12 +422,12 @@ class ACLEndpoints:
     # -- replication status ------------------------------------------------------------------
 
     async def replication_status(self, args: Args) -> Args:
-        """Consul's shape; policy/token replication is not built yet, so never running."""
+        """Consul's ``/v1/acl/replication`` shape (the primary reports ``Enabled: false``)."""
         forwarded, reply = await self.endpoints._forward("ACL.ReplicationStatus", args, write=False)
         if forwarded:
             return dict(reply)
         unset = "0001-01-01T00:00:00Z"
-        return {
+        out: Args = {
             "Enabled": False,
             "Running": False,
             "SourceDatacenter": self.primary_datacenter,
@@ -434,3 +438,28 @@ class ACLEndpoints:
             "LastSuccess": unset,
             "LastError": unset,
         }
+        out.update(self.status)
+        return out
+
+    async def policy_batch_read(self, args: Args) -> Args:
+        if not self.authorize(args).acl_read():
+            raise PermissionDeniedError()
+        ids = args.get("PolicyIDs") or []
+        rows = [self.state.acl_policy_get(None, str(i))[1] for i in ids if isinstance(i, str)]
+        return {"Policies": [r for r in rows if r is not None], **self._meta(0)}
+
+    async def token_batch_read(self, args: Args) -> Args:
+        authz = self.authorize(args)
+        if not authz.acl_read():
+            raise PermissionDeniedError()
+        ids = args.get("AccessorIDs") or []
+        rows = [self.state.acl_token_get(None, str(i))[1] for i in ids if isinstance(i, str)]
+        tokens = []
+        for r in rows:
+            if r is None:
+                continue
+            t = self._link_names(r)
+            if not authz.acl_write():
+                t["SecretID"] = HIDDEN
+            tokens.append(t)
+        return {"Tokens": tokens, **self._meta(0)}

@@ -8,7 +8,8 @@ endpoints the resolver they authorize requests with. While this server leads the
 datacenter, :class:`InitializeACLs` runs once per term, as Consul's ``initializeACLs``: create
 or refresh the builtin ``global-management`` policy, create the initial management token from
 ``acl.tokens.initial_management`` (as the bootstrap while bootstrap is still possible), and
-create the anonymous token.
+create the anonymous token. In a secondary, :class:`~wanfedtx.aclserver.replication.ACLReplicator`
+copies the primary's policies and global tokens with ``acl.tokens.replication``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from wanfedtx.acl import enforce, model
 from wanfedtx.acl.enforce import guard_all
 from wanfedtx.acl.resolver import LocalResolver
 from wanfedtx.aclserver.endpoints import ACLEndpoints, rfc3339
+from wanfedtx.aclserver.replication import REPLICATION_INTERVAL, ACLReplicator, initial_status
 from wanfedtx.catalog.endpoints import Endpoints
 from wanfedtx.catalog.leader import LeaderServices
 from wanfedtx.fsm.commands import MessageType
@@ -141,6 +143,8 @@ class ACLServer(MultiService):
         initial_management: str = "",
         data_dir: str = "",
         leader_routines: bool = True,
+        replication_token: str = "",
+        replication_interval: float = REPLICATION_INTERVAL,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.setName("acl")  # type: ignore[no-untyped-call]
@@ -148,6 +152,8 @@ class ACLServer(MultiService):
         self.primary_datacenter = primary_datacenter or catalog.datacenter
         self.enabled = enabled
         self.initial_management = initial_management
+        self.replication_token = replication_token
+        self.replication_interval = replication_interval
         model.install(catalog.fsm)
         self.resolver = LocalResolver(
             catalog.fsm.state, catalog.datacenter, default_policy, enabled=enabled
@@ -159,6 +165,7 @@ class ACLServer(MultiService):
             data_dir,
             log=lambda line: log.info("acl: {line}", line=line),
         )
+        self.endpoints.status = initial_status(self.primary_datacenter)
         catalog.handlers.update(self.endpoints.handlers())
         set_resolver: Callable[[Any], None] | None = getattr(
             catalog.endpoints, "set_acl_resolver", None
@@ -192,5 +199,13 @@ class ACLServer(MultiService):
 
     def build_routines(self) -> list[Service]:
         if not self.is_primary:
-            return []
+            return [
+                ACLReplicator(
+                    self.catalog.endpoints,
+                    self.primary_datacenter,
+                    self.replication_token,
+                    self.endpoints.status,
+                    self.replication_interval,
+                )
+            ]
         return [InitializeACLs(self.catalog.endpoints, self.initial_management)]

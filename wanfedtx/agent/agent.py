@@ -216,6 +216,7 @@ class Agent(MultiService):
             default_policy=rt.acl_default_policy,
             initial_management=rt.acl_tokens.initial_management,
             data_dir=rt.data_dir,
+            replication_token=rt.acl_tokens.replication,
         )
         if self.server_port is not None:
             self.acl.register_into(self.server_port.endpoints)
