@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred, fail
 
 from wanfedtx.acl.authorizer import Authorizer
 from wanfedtx.acl.model import PermissionDeniedError
+from wanfedtx.acl.remote import authorize
 
 Args = dict[str, Any]
 Handler = Callable[[Args], Deferred[Any]]
@@ -29,9 +30,14 @@ KV_WRITE_PREFIX_OPS = ("delete-tree",)
 
 
 class IResolver(Protocol):
-    enabled: bool
-    datacenter: str
-    state: Any
+    @property
+    def enabled(self) -> bool: ...
+
+    @property
+    def datacenter(self) -> str: ...
+
+    @property
+    def state(self) -> Any: ...
 
     def authorizer(self, secret: str, now: float) -> Authorizer: ...
 
@@ -279,10 +285,17 @@ def guard(name: str, handler: Handler, *, resolver: IResolver, clock: Any) -> Ha
         if dc != resolver.datacenter:
             return handler(args)  # authorized in the target datacenter
         token = args.get("Token") or ""
+        secret = token if isinstance(token, str) else "\x00"
         try:
-            authz = resolver.authorizer(
-                token if isinstance(token, str) else "\x00", clock.seconds()
-            )
+            resolved = authorize(resolver, secret, clock.seconds())
+        except Exception as exc:
+            return fail(exc)
+        if isinstance(resolved, Deferred):
+            return resolved.addCallback(run, args)
+        return run(resolved, args)
+
+    def run(authz: Authorizer, args: Args) -> Deferred[Any]:
+        try:
             if pre is not None:
                 pre(authz, args, resolver.state)
             elif not known:

@@ -92,6 +92,7 @@ class ACLEndpoints:
             "ACL.ReplicationStatus": self.replication_status,
             "ACL.PolicyBatchRead": self.policy_batch_read,
             "ACL.TokenBatchRead": self.token_batch_read,
+            "ACL.PolicyResolve": self.policy_resolve,
         }
 
         def checked(fn: Callable[[Args], Any]) -> Callable[[Args], Deferred[Any]]:
@@ -463,3 +464,14 @@ class ACLEndpoints:
                 t["SecretID"] = HIDDEN
             tokens.append(t)
         return {"Tokens": tokens, **self._meta(0)}
+
+    async def policy_resolve(self, args: Args) -> Args:
+        """The policies of the calling token, by ID (a secondary resolving a token it has not
+        replicated yet); asking for any other policy is ``Permission denied``."""
+        token = self.resolver.token(str(args.get("Token") or ""), self.now())
+        own = {str(link.get("ID")) for link in token.get("Policies") or []}
+        ids = args.get("PolicyIDs") or []
+        if not isinstance(ids, list) or any(str(i) not in own for i in ids):
+            raise PermissionDeniedError()
+        rows = [self.state.acl_policy_get(None, str(i))[1] for i in ids]
+        return {"Policies": [r for r in rows if r is not None], **self._meta(0)}

@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 
 from wanfedtx.acl import enforce, model
 from wanfedtx.acl.enforce import guard_all
+from wanfedtx.acl.remote import RemoteResolver
 from wanfedtx.acl.resolver import LocalResolver
 from wanfedtx.aclserver.endpoints import ACLEndpoints, rfc3339
 from wanfedtx.aclserver.replication import REPLICATION_INTERVAL, ACLReplicator, initial_status
@@ -145,6 +146,8 @@ class ACLServer(MultiService):
         leader_routines: bool = True,
         replication_token: str = "",
         replication_interval: float = REPLICATION_INTERVAL,
+        down_policy: str = "extend-cache",
+        token_ttl: float = 30.0,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.setName("acl")  # type: ignore[no-untyped-call]
@@ -158,6 +161,17 @@ class ACLServer(MultiService):
         self.resolver = LocalResolver(
             catalog.fsm.state, catalog.datacenter, default_policy, enabled=enabled
         )
+        #: what the RPC handlers authorize with: in a secondary, the replicated copy, then the
+        #: primary (cached for ``token_ttl``, ``down_policy`` when it cannot be reached)
+        self.guard_resolver: LocalResolver | RemoteResolver = self.resolver
+        forwarder = catalog.endpoints.forwarder
+        if catalog.datacenter != self.primary_datacenter and forwarder is not None:
+            primary, fwd = self.primary_datacenter, forwarder
+
+            def remote(method: str, args: dict[str, Any]) -> Deferred[Any]:
+                return fwd.forward_dc(primary, method, dict(args, Datacenter=primary))
+
+            self.guard_resolver = RemoteResolver(self.resolver, remote, down_policy, token_ttl)
         self.endpoints = ACLEndpoints(
             catalog.endpoints,
             self.resolver,
@@ -188,13 +202,13 @@ class ACLServer(MultiService):
         """Wrap every handler registered so far (the catalog's in-process table and, if given,
         the :8300 table) with its ACL check and filter (``wanfedtx.acl.enforce``)."""
         clock = self.catalog.endpoints.clock
-        guard_all(self.catalog.handlers, self.resolver, clock)
+        guard_all(self.catalog.handlers, self.guard_resolver, clock)
         if registry is None:
             return
         for name in registry.names():
             if not name.startswith("ACL."):
                 registry.replace(
-                    name, partial(enforce.guard, name, resolver=self.resolver, clock=clock)
+                    name, partial(enforce.guard, name, resolver=self.guard_resolver, clock=clock)
                 )
 
     def build_routines(self) -> list[Service]:

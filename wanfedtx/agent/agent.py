@@ -217,6 +217,8 @@ class Agent(MultiService):
             initial_management=rt.acl_tokens.initial_management,
             data_dir=rt.data_dir,
             replication_token=rt.acl_tokens.replication,
+            down_policy=rt.acl_down_policy,
+            token_ttl=rt.acl_token_ttl,
         )
         if self.server_port is not None:
             self.acl.register_into(self.server_port.endpoints)
