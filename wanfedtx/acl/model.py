@@ -169,7 +169,7 @@ def validate_policy(body: Any, known_datacenters: list[str] | None = None) -> di
     if known_datacenters is not None:
         for dc in dcs:
             if dc not in known_datacenters:
-                raise ACLError(f"Invalid Policy: Unknown datacenter {dc!r}")
+                raise ACLError(f'Invalid Policy: unknown datacenter "{dc}"')
     return {"Name": name, "Description": description, "Rules": rules, "Datacenters": list(dcs)}
 
 

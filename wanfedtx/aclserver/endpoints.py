@@ -124,6 +124,14 @@ class ACLEndpoints:
             method, dict(args, Datacenter=self.primary_datacenter), write=True
         )
 
+    def _known_datacenters(self) -> list[str]:
+        """Datacenters a policy may name: ours, the primary and those the WAN pool knows."""
+        known = [self.endpoints.datacenter, self.primary_datacenter]
+        listing = getattr(self.endpoints.forwarder, "datacenters", None)
+        if listing is not None:
+            known += list(listing())
+        return known
+
     def _link_names(self, token: Args) -> Args:
         out = dict(token)
         links = []
@@ -193,7 +201,7 @@ class ACLEndpoints:
         if not self.authorize(args).acl_write():
             raise PermissionDeniedError()
         body = args.get("Policy")
-        row = validate_policy(body)
+        row = validate_policy(body, self._known_datacenters())
         policy_id = (body or {}).get("ID") or ""
         _, same_name = self.state.acl_policy_get_by_name(None, row["Name"])
         if policy_id:

@@ -147,6 +147,8 @@ def test_read_without_write_hides_secret(net: Net) -> None:
             "Changing the Rules for the builtin global-management policy is not permitted",
         ),
         ("not an object", "Request decode failed"),
+        ({"Name": "x", "Datacenters": ["nowhere"]}, 'Invalid Policy: unknown datacenter "nowhere"'),
+        ({"Name": "x", "Datacenters": "dc1"}, "Request decode failed"),
     ],
 )
 def test_bad_policies_are_refused_and_nothing_written(net: Net, policy: Any, error: str) -> None:

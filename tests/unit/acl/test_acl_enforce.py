@@ -182,3 +182,71 @@ def test_status_needs_nothing_and_unknown_methods_need_management(net: Net) -> N
     net.acls["dc1"].guard(None)
     with pytest.raises(PermissionDeniedError):
         net.rpc("dc1", "Made.Up", {"Token": ""})
+
+
+FAMILIES: list[tuple[str, dict[str, Any]]] = [
+    ("KVS.Apply", {"Op": "set", "DirEnt": {"Key": "k", "Value": b"v"}}),
+    ("KVS.Apply", {"Op": "delete-tree", "DirEnt": {"Key": ""}}),
+    ("KVS.Get", {"Key": "k"}),
+    ("KVS.List", {"Key": ""}),
+    ("Catalog.Register", {"Node": "n", "Address": "10.0.0.9"}),
+    ("Catalog.Deregister", {"Node": "n"}),
+    ("Catalog.ListNodes", {}),
+    ("Health.ServiceNodes", {"ServiceName": "web"}),
+    ("Internal.ServiceDump", {}),
+    ("FederationState.Apply", {"Op": "upsert", "State": {"Datacenter": "dc1"}}),
+    ("FederationState.List", {}),
+    ("FederationState.ListMeshGateways", {}),
+    ("ACL.PolicySet", {"Policy": {"Name": "p"}}),
+    ("ACL.TokenSet", {"ACLToken": {}}),
+    ("ACL.TokenList", {}),
+    ("ACL.TokenDelete", {"TokenID": "6a1253d2-1785-24fd-91c2-f8e78c745512"}),
+]
+
+
+def test_ten_thousand_random_tokens_never_crash_and_write_nothing(net: Net) -> None:
+    import random
+
+    _setup(net, {})
+    state = net.servers["dc1"].fsm.state
+    before = (
+        state.kvs_list(None, "")[1],
+        state.acl_policy_list(None)[1],
+        state.acl_token_list(None)[1],
+        state.federation_state_list(None)[1],
+    )
+    rng = random.Random(15)
+    alphabet = "0123456789abcdef-xyz\x00é "
+    for i in range(10_000):
+        shape = i % 4
+        if shape == 0:
+            token: Any = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 50)))
+        elif shape == 1:
+            token = "-".join(
+                "".join(rng.choice("0123456789abcdef") for _ in range(n)) for n in (8, 4, 4, 4, 12)
+            )
+        elif shape == 2:
+            token = rng.choice(["allow", "deny", "manage", "", "anonymous", None, 5, ["x"], {}])
+        else:
+            token = rng.randbytes(rng.randrange(0, 20)).decode("latin-1")
+        method, args = FAMILIES[i % len(FAMILIES)]
+        try:
+            reply = net.rpc("dc1", method, {**args, "Token": token})
+        except ACLError:
+            continue  # Permission denied, ACL not found, Cannot resolve root ACL
+        # allowed: only reads (anonymous, default deny -> filtered to nothing)
+        assert method in (
+            "KVS.List",
+            "Catalog.ListNodes",
+            "Health.ServiceNodes",
+            "Internal.ServiceDump",
+            "FederationState.ListMeshGateways",
+        ), method
+        assert isinstance(reply, dict)
+    after = (
+        state.kvs_list(None, "")[1],
+        state.acl_policy_list(None)[1],
+        state.acl_token_list(None)[1],
+        state.federation_state_list(None)[1],
+    )
+    assert after == before
