@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -36,11 +37,13 @@ from wanfedtx.acl.model import (
 from wanfedtx.acl.resolver import LocalResolver
 from wanfedtx.catalog.endpoints import Endpoints, as_handler
 from wanfedtx.catalog.errors import BadRequestError
+from wanfedtx.config.durations import format_duration, parse_duration
 from wanfedtx.fsm.commands import MessageType
 from wanfedtx.state import StateStore
 
 Args = dict[str, Any]
 DISABLED = "ACL support disabled"
+MIN_EXPIRATION, MAX_EXPIRATION = 60.0, 24 * 3600.0  # ACLTokenMin/MaxExpirationTTL
 RESET_FILE = "acl-bootstrap-reset"
 
 
@@ -332,8 +335,7 @@ class ACLEndpoints:
             raise ACLError("Rules cannot be specified for this token")
         if body.get("Type"):
             raise ACLError("Type cannot be specified for this token")
-        if body.get("ExpirationTTL") or body.get("ExpirationTime"):
-            raise ACLError("Token expiration is not supported by this version of wanfed")
+        expiration = self._expiration(body) if create else None
         policy_ids = self._policy_links(body.get("Policies"))
         created = rfc3339(self.now())
         if create:
@@ -363,10 +365,49 @@ class ACLEndpoints:
             if local != bool(existing.get("Local")):
                 raise ACLError(f"cannot toggle local mode of {accessor}")
             secret, created = existing["SecretID"], str(existing.get("CreateTime") or created)
-        token = make_token(accessor, secret, description, policy_ids, created, local)
+            expiration = existing.get("ExpirationTime") or None
+            wanted = body.get("ExpirationTime")
+            if body.get("ExpirationTTL") or (wanted and wanted != expiration):
+                raise ACLError(f"Cannot change expiration time of {accessor}")
+        token = make_token(accessor, secret, description, policy_ids, created, local, expiration)
         await self.endpoints._apply(MessageType.ACL_TOKEN_SET, {"Tokens": [token]})
         _, row = self.state.acl_token_get(None, accessor)
         return self._link_names(row or token)
+
+    def _expiration(self, body: Args) -> str | None:
+        """``ExpirationTTL`` or ``ExpirationTime`` -> the RFC3339 expiration, Consul's checks."""
+        ttl, when = body.get("ExpirationTTL"), body.get("ExpirationTime")
+        if ttl and when:
+            raise ACLError("Token Expiration TTL and Expiration Time cannot both be set")
+        now = self.now()
+        if ttl:
+            try:
+                seconds = parse_duration(str(ttl))
+            except ValueError:
+                raise ACLError(f"Request decode failed: invalid duration {ttl!r}") from None
+            if seconds <= 0:
+                raise ACLError(f"Token Expiration TTL '{ttl}' should be > 0")
+            at = now + seconds
+        elif when:
+            try:
+                at = datetime.fromisoformat(str(when).replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                raise ACLError(f"Request decode failed: invalid ExpirationTime {when!r}") from None
+            if at < now:
+                raise ACLError("ExpirationTime cannot be before CreateTime")
+        else:
+            return None
+        if at - now > MAX_EXPIRATION:
+            raise ACLError(
+                "ExpirationTime cannot be more than 24h0m0s in the future "
+                f"(was {format_duration(at - now)})"
+            )
+        if at - now < MIN_EXPIRATION:
+            raise ACLError(
+                "ExpirationTime cannot be less than 1m0s in the future "
+                f"(was {format_duration(at - now)})"
+            )
+        return rfc3339(at)
 
     async def token_read(self, args: Args) -> Args:
         kind = args.get("TokenIDType") or "accessor"
@@ -398,6 +439,8 @@ class ACLEndpoints:
         policy = args.get("Policy") or ""
         out = []
         for r in rows:
+            if r.get("ExpirationTime") and str(r["ExpirationTime"]) <= rfc3339(self.now()):
+                continue  # expired tokens count as not found
             if policy and not any(link.get("ID") == policy for link in r.get("Policies") or []):
                 continue
             stub = self._link_names(r)

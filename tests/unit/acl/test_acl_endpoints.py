@@ -238,3 +238,50 @@ def test_acl_tables_survive_snapshot_and_restore(net: Net) -> None:
     )
     assert copy.acl_policy_list(None) == state.acl_policy_list(None)
     assert copy.acl_bootstrap_index() == state.acl_bootstrap_index() > 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        (
+            {"ExpirationTTL": "30s"},
+            r"ExpirationTime cannot be less than 1m0s in the future \(was 30s\)",
+        ),
+        (
+            {"ExpirationTTL": "25h"},
+            r"ExpirationTime cannot be more than 24h0m0s in the future \(was 25h0m0s\)",
+        ),
+        ({"ExpirationTTL": "-1h"}, "Token Expiration TTL '-1h' should be > 0"),
+        ({"ExpirationTTL": "1h", "ExpirationTime": "2030-01-01T00:00:00Z"}, "cannot both be set"),
+        ({"ExpirationTime": "1970-01-01T00:00:00Z"}, "ExpirationTime cannot be before CreateTime"),
+        ({"ExpirationTTL": "soon"}, "Request decode failed"),
+    ],
+)
+def test_bad_expirations(net: Net, fields: dict[str, str], error: str) -> None:
+    primary(net, initial_management=MASTER)
+    net.clock.advance(1_700_000_000)
+    with pytest.raises(ACLError, match=error):
+        net.rpc("dc1", "ACL.TokenSet", {"Token": MASTER, "ACLToken": fields})
+
+
+def test_expired_token_is_not_found_and_not_listed(net: Net) -> None:
+    primary(net, initial_management=MASTER)
+    net.clock.advance(1_700_000_000)
+    tok = net.rpc("dc1", "ACL.TokenSet", {"Token": MASTER, "ACLToken": {"ExpirationTTL": "1h"}})
+    assert tok["ExpirationTime"] == "2023-11-14T23:13:20Z"
+    assert net.acls["dc1"].resolver.token(tok["SecretID"], net.clock.seconds())
+    with pytest.raises(ACLError, match="Cannot change expiration time"):
+        net.rpc(
+            "dc1",
+            "ACL.TokenSet",
+            {
+                "Token": MASTER,
+                "Create": False,
+                "ACLToken": {"AccessorID": tok["AccessorID"], "ExpirationTTL": "2h"},
+            },
+        )
+    net.clock.advance(3601)
+    with pytest.raises(ACLError, match="ACL not found"):
+        net.acls["dc1"].resolver.token(tok["SecretID"], net.clock.seconds())
+    listed = net.rpc("dc1", "ACL.TokenList", {"Token": MASTER})["Tokens"]
+    assert tok["AccessorID"] not in [t["AccessorID"] for t in listed]
