@@ -27,7 +27,6 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
@@ -35,6 +34,7 @@ from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
 from wanfedtx.netlimits import listen_backlog
+from wanfedtx.services import Service
 
 
 class CloseNotifier:
@@ -177,7 +177,7 @@ class DrainingEndpointService(Service):
         self._listening: Deferred[list[IListeningPort]] | None = None
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         tracking = TrackingFactory(self.factory, self.connections)
         waits: list[Deferred[IListeningPort]] = []
         for endpoint in self.endpoints:
@@ -218,7 +218,7 @@ class DrainingEndpointService(Service):
         return d
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         waits: list[Deferred[Any]] = []
         ports, self.ports = self.ports, []
         for port in ports:

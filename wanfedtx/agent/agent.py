@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
-from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTCP
 from twisted.logger import Logger
@@ -53,6 +52,7 @@ from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.forward import Forwarder, StaticLeader
 from wanfedtx.rpc.interfaces import IGatewayResolver, ILeaderProvider, ServerAddress
 from wanfedtx.rpc.pool import ConnPool
+from wanfedtx.services import MultiService
 from wanfedtx.wanfed.wiring import WanfedWiring, wire_agent
 
 log = Logger(namespace="agent")
@@ -82,7 +82,7 @@ class Agent(MultiService):
         ``primary_gateways`` of the primary datacenter, ``wanfedtx.wanfed.wiring``).
         ``request_shutdown`` is called after ``PUT /v1/agent/leave`` and when joins are
         exhausted (default: stop this service; the CLI passes ``reactor.stop``)."""
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
@@ -291,7 +291,7 @@ class Agent(MultiService):
     def stopService(self) -> Deferred[None]:
         """Graceful leave: a leading server hands raft leadership to another voter first."""
         def stop_children(_: None) -> Deferred[None]:
-            stopped: Deferred[None] = MultiService.stopService(self)  # type: ignore[no-untyped-call]
+            stopped: Deferred[None] = MultiService.stopService(self)
             return stopped
 
         return self._hand_over_leadership().addCallback(stop_children)
@@ -320,4 +320,4 @@ class Agent(MultiService):
         before, after = limits.raise_open_files_limit()
         if after != before:
             log.debug("raised the open files limit: from={old} to={new}", old=before, new=after)
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()

@@ -21,9 +21,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
+
+from wanfedtx.services import Service
 
 log = Logger(namespace="agent")
 
@@ -86,13 +87,13 @@ class PrimaryJoin(Service):
         self._attempting: Deferred[None] | None = None
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         # Synchronously, as the reference: the fallback list is there before anything dials.
         self._refresh_gateways()
 
     def stopService(self) -> Deferred[None]:
         """Cancel the retry timers and a join in flight; fires once that join has settled."""
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         for call in self._calls:
             if call.active():
                 call.cancel()

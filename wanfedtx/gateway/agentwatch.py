@@ -26,7 +26,6 @@ from typing import Any
 
 import attrs
 import treq
-from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -41,6 +40,7 @@ from wanfedtx.gateway.snapshot import (
     ServerInput,
     SnapshotInputs,
 )
+from wanfedtx.services import Service
 
 log = Logger(namespace="proxycfg")
 
@@ -199,11 +199,11 @@ class AgentWatcher(Service):
     # -- lifecycle -------------------------------------------------------------------------
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         self._spawn(self._poll_registration())
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         for d in self._loops:
             d.cancel()
         self._loops = []

@@ -25,7 +25,6 @@ import random
 from pathlib import Path
 from typing import Any
 
-from twisted.application.service import MultiService, Service
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
@@ -42,6 +41,7 @@ from wanfedtx.gateway.snapshot import Snapshot, SnapshotInputs, build_snapshot
 from wanfedtx.gateway.stats import GatewayStats, merge
 from wanfedtx.listening import Connections, TrackingFactory
 from wanfedtx.netlimits import listen_backlog
+from wanfedtx.services import MultiService, Service
 
 log = Logger(namespace="wanfed.gateway")
 
@@ -83,7 +83,7 @@ class DataPathService(Service):
             lp.set_route_table(table)
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         if self.settings.data_path == "loop":
             workers = max(1, self.settings.workers)
             for i in range(workers):
@@ -121,7 +121,7 @@ class DataPathService(Service):
             self.factory.listener_stats = self.stats.listener(host, real)
 
     def stopService(self) -> defer.Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         waits: list[defer.Deferred[Any]] = []
         if self.port is not None:
             d = self.port.stopListening()
@@ -148,7 +148,7 @@ class AdminService(Service):
         self.connections = Connections()
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         site = Site(self.root)  # type: ignore[no-untyped-call]
         site.noisy = False
         host, port = self.address
@@ -159,7 +159,7 @@ class AdminService(Service):
             self.address = (host, self.port.getHost().port)  # type: ignore[union-attr]
 
     def stopService(self) -> defer.Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         d = self.port.stopListening() if self.port is not None else None
         self.port = None
         waits = [d if d is not None else defer.succeed(None),
@@ -176,11 +176,11 @@ class ReloadTimer(Service):
         self.interval = interval
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         self._call.start(self.interval, now=False)
 
     def stopService(self) -> defer.Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         if self._call.running:
             self._call.stop()
         return defer.succeed(None)
@@ -198,7 +198,7 @@ class GatewayService(MultiService):
         routes_path: str | Path | None = None,
         reload_interval: float | None = 1.0,
     ) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()
         self.reactor = reactor
         self._address = address
         self._admin_address = admin
@@ -214,7 +214,7 @@ class GatewayService(MultiService):
         if snapshot is not None:
             self._add_listeners(snapshot)
         if self.routes_path is not None and reload_interval:
-            ReloadTimer(reactor, reload_interval, self._check_mtime).setServiceParent(self)  # type: ignore[no-untyped-call]
+            ReloadTimer(reactor, reload_interval, self._check_mtime).setServiceParent(self)
 
     @classmethod
     def from_agent(
@@ -236,7 +236,7 @@ class GatewayService(MultiService):
         watcher = AgentWatcher(
             reactor, http_base, proxy_id, svc.on_inputs, trust_domain=trust_domain, token=token
         )
-        watcher.setServiceParent(svc)  # type: ignore[no-untyped-call]
+        watcher.setServiceParent(svc)
         return svc
 
     # -- children --------------------------------------------------------------------------
@@ -248,11 +248,11 @@ class GatewayService(MultiService):
         self.data_path = DataPathService(
             self.reactor, address, self._table(snapshot), self._stats, self.settings, self.rng
         )
-        self.data_path.setServiceParent(self)  # type: ignore[no-untyped-call]
+        self.data_path.setServiceParent(self)
         if self._admin_address is not None:
             root = AdminRoot(lambda: self._snapshot(), lambda: self.stats)
             self.admin = AdminService(self.reactor, self._admin_address, root)
-            self.admin.setServiceParent(self)  # type: ignore[no-untyped-call]
+            self.admin.setServiceParent(self)
         if self.running:
             self._log_listening()
 
@@ -349,7 +349,7 @@ class GatewayService(MultiService):
     def startService(self) -> None:
         if self.routes_path is not None:
             self._mtime = _mtime(self.routes_path)
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         if self.data_path is not None:
             self._log_listening()
 
@@ -363,7 +363,7 @@ class GatewayService(MultiService):
 
     def stopService(self) -> defer.Deferred[None]:
         """Stop every child; the Deferred fires once their sockets are closed."""
-        d: defer.Deferred[Any] = super().stopService()  # type: ignore[no-untyped-call]
+        d: defer.Deferred[Any] = super().stopService()
         return d.addCallback(lambda _: None)
 
 

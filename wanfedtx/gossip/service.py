@@ -13,8 +13,9 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
+
+from wanfedtx.services import Service
 
 from .errors import GossipError
 from .interfaces import IGossipTransport
@@ -49,10 +50,10 @@ class SerfService(Service):
         transport: IGossipTransport = self.wrap_transport(t) if self.wrap_transport else t
         self.serf = Serf(self.config, transport, self.reactor, self.rng, self.on_event)
         self.serf.start()
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         if self.serf is None:
             return succeed(None)
         serf, self.serf = self.serf, None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IDelayedCall
@@ -22,6 +21,7 @@ from twisted.web.http_headers import Headers
 from wanfedtx.config.runtime import CheckDefinition
 from wanfedtx.local.definitions import check_kind
 from wanfedtx.local.state import LocalState
+from wanfedtx.services import Service
 
 log = Logger()
 
@@ -192,12 +192,12 @@ class CheckRunners(Service):
                 runner.start()
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         for runner in self.runners.values():
             runner.start()
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         for runner in self.runners.values():
             runner.stop()
         return succeed(None)

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgpack
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.threads import deferToThreadPool
@@ -42,6 +41,7 @@ from wanfedtx.raft.interfaces import IRaftFSM, IRaftTransport
 from wanfedtx.raft.messages import ENTRY_COMMAND, Message
 from wanfedtx.raft.storage import RaftStorage
 from wanfedtx.ratelog import RateLimitedLog
+from wanfedtx.services import Service
 
 log = Logger(namespace="wanfedtx.raft")
 
@@ -137,7 +137,7 @@ class RaftService(Service):
     # -- lifecycle --------------------------------------------------------------------------------
 
     def startService(self) -> None:
-        Service.startService(self)  # type: ignore[no-untyped-call]
+        Service.startService(self)
         restored = self.storage.open()
         now = self.clock.seconds()
         self._started_at = now
@@ -152,7 +152,7 @@ class RaftService(Service):
         self._pump()
 
     def stopService(self) -> Deferred[None]:
-        Service.stopService(self)  # type: ignore[no-untyped-call]
+        Service.stopService(self)
         for c in (self._timer, self._pump_call):
             if c is not None and c.active():
                 c.cancel()
