@@ -4,8 +4,9 @@
 A part that only needs time takes an ``IReactorTime`` (tests pass ``task.Clock``), one that only
 listens takes an ``IReactorTCP``, one that only hands work back from a thread takes an
 ``IReactorFromThreads``. A part that needs several of them, usually because it passes the reactor on
-to children that each need one, takes a ``ReactorLike``: time, TCP, UDP and ``callFromThread``.
-Every Twisted reactor provides all four; tests pass ``twisted.internet.testing.MemoryReactorClock``.
+to children that each need one, takes a ``ReactorLike``: the core (``run``, ``stop``, system event
+triggers), time, TCP, UDP and ``callFromThread``. Every Twisted reactor provides all five; tests
+pass ``twisted.internet.testing.MemoryReactorClock`` (core, time and TCP).
 
 ``ReactorLike`` is a zope interface that extends Twisted's ones rather than a ``typing.Protocol``:
 Twisted's own APIs (``deferLater``, ``LoopingCall.clock``, ``Deferred.addTimeout``, the endpoints,
@@ -20,6 +21,7 @@ from __future__ import annotations
 from typing import cast
 
 from twisted.internet.interfaces import (
+    IReactorCore,
     IReactorFromThreads,
     IReactorTCP,
     IReactorTime,
@@ -27,9 +29,10 @@ from twisted.internet.interfaces import (
 )
 
 
-class ReactorLike(IReactorTime, IReactorTCP, IReactorUDP, IReactorFromThreads):
-    """Time (``callLater``, ``seconds``), TCP (``listenTCP``, ``connectTCP``), UDP
-    (``listenUDP``) and ``callFromThread``: the reactor parts wanfedtx uses."""
+class ReactorLike(IReactorCore, IReactorTime, IReactorTCP, IReactorUDP, IReactorFromThreads):
+    """Core (``run``, ``stop``, ``callWhenRunning``), time (``callLater``, ``seconds``), TCP
+    (``listenTCP``, ``connectTCP``), UDP (``listenUDP``) and ``callFromThread``: the reactor parts
+    wanfedtx uses."""
 
 
 def installed_reactor() -> ReactorLike:

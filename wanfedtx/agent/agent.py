@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.interfaces import IReactorTCP
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -48,6 +48,7 @@ from wanfedtx.http.gossip import GossipOpsRoutes, MembersRoutes
 from wanfedtx.http.limits import http_limits
 from wanfedtx.http.routes import server_families
 from wanfedtx.raft.service import RaftService
+from wanfedtx.reactors import ReactorLike, installed_reactor
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.forward import Forwarder, StaticLeader
 from wanfedtx.rpc.interfaces import IGatewayResolver, ILeaderProvider, ServerAddress
@@ -69,7 +70,7 @@ class Agent(MultiService):
     def __init__(
         self,
         config: RuntimeConfig,
-        reactor: IReactorTCP | None = None,
+        reactor: ReactorLike | None = None,
         *,
         leave_timeout: float = DEFAULT_LEAVE_TIMEOUT,
         serf_tuning: Callable[[SerfConfig], None] | None = None,
@@ -84,9 +85,7 @@ class Agent(MultiService):
         exhausted (default: stop this service; the CLI passes ``reactor.stop``)."""
         super().__init__()
         if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
+            reactor = installed_reactor()
         self.reactor = reactor
         self.config = attrs.evolve(config, node_id=resolve_node_id(config))
         self.request_shutdown: Callable[[], object] = (
@@ -135,7 +134,7 @@ class Agent(MultiService):
 
     def _build_server(
         self,
-        reactor: Any,
+        reactor: ReactorLike,
         router: GossipRouter,
         gateway_resolver: IGatewayResolver | None,
     ) -> None:
@@ -169,7 +168,7 @@ class Agent(MultiService):
                 )
                 leader = RaftLeader(self.raft)
         # Writes go to the leader; other datacenters are reached through the gossip router.
-        clock: Any = reactor  # the reactor is also the IReactorTime the pool reaps with
+        clock: IReactorTime = reactor  # the reactor is also the IReactorTime the pool reaps with
         self.pool = ConnPool(dialer, clock)
         forwarder = Forwarder(self.pool, rt.datacenter, leader, router)
         self.forwarder = forwarder
@@ -256,7 +255,7 @@ class Agent(MultiService):
     async def leave_and_shutdown(self) -> None:
         """``PUT /v1/agent/leave``: leave every pool gracefully, then shut the agent down."""
         await self.gossip.leave()
-        self.reactor.callLater(0, self.request_shutdown)  # type: ignore[attr-defined]
+        self.reactor.callLater(0, self.request_shutdown)
 
     def force_leave(self, node: str, prune: bool = False) -> None:
         self.gossip.force_leave(node, prune)

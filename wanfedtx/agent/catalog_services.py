@@ -25,6 +25,7 @@ from wanfedtx.local.ae import AntiEntropy
 from wanfedtx.local.checks import CheckRunners
 from wanfedtx.local.definitions import decode_check, decode_service
 from wanfedtx.local.state import LocalState
+from wanfedtx.reactors import ReactorLike
 from wanfedtx.services import MultiService, Service
 
 
@@ -38,7 +39,7 @@ class CatalogAgent(MultiService):
         datacenter: str,
         advertise_addr: str,
         server_port: int,
-        reactor: Any,
+        reactor: ReactorLike,
         services: Iterable[Any] = (),
         node_id: str = "",
         node_meta: dict[str, str] | None = None,
@@ -162,7 +163,7 @@ def service_dict(svc: Any) -> dict[str, Any]:
 
 def catalog_agent_from_config(
     config: Any,
-    reactor: Any,
+    reactor: ReactorLike,
     consensus: Consensus | None = None,
     fsm: FSM | None = None,
     forwarder: Forwarder | None = None,

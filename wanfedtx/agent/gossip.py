@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import random
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IDelayedCall
@@ -54,6 +53,7 @@ from wanfedtx.gossip.security import Keyring
 from wanfedtx.gossip.serf import Event, Member, MemberEvent, MemberStatus, Serf, SerfConfig
 from wanfedtx.gossip.service import SerfService
 from wanfedtx.gossip.transport import NetTransport
+from wanfedtx.reactors import ReactorLike
 from wanfedtx.rpc.interfaces import ServerAddress
 from wanfedtx.services import MultiService
 
@@ -112,7 +112,7 @@ class AgentGossip(MultiService):
     def __init__(
         self,
         rt: RuntimeConfig,
-        reactor: Any,
+        reactor: ReactorLike,
         rng: random.Random | None = None,
         leave_timeout: float = DEFAULT_LEAVE_TIMEOUT,
         serf_tuning: Callable[[SerfConfig], None] | None = None,

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from wanfedtx.services import Service
@@ -60,7 +61,7 @@ class PrimaryJoin(Service):
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorTime,
         *,
         primary_datacenter: str,
         primary_gateways: Sequence[str],

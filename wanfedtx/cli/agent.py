@@ -147,7 +147,9 @@ def run(args: argparse.Namespace) -> int:
     rt = result.runtime
     start_logging(rt.log_level, rt.log_json, sys.stdout)
 
-    from twisted.internet import reactor
+    from wanfedtx.reactors import installed_reactor
+
+    reactor = installed_reactor()
 
     from wanfedtx.agent.agent import Agent
 
@@ -176,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     def on_signal(signum: int, frame: Any) -> None:
         names: dict[int, str] = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminated"}
         name = names.get(signum, str(signum))
-        reactor.callFromThread(shutdown, name)  # type: ignore[attr-defined]
+        reactor.callFromThread(shutdown, name)
 
     def install() -> None:
         signal.signal(signal.SIGINT, on_signal)

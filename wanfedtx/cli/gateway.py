@@ -20,9 +20,14 @@ import json
 import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wanfedtx.cli.main import UsageError
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorFromThreads
+
+    from wanfedtx.reactors import ReactorLike
 
 HELP = "Run a mesh gateway: SNI-routing TLS passthrough relay with an Envoy-like admin API."
 
@@ -152,11 +157,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from twisted.internet import reactor
-
     from wanfedtx.logs import start_logging
+    from wanfedtx.reactors import installed_reactor
 
-    r: Any = reactor
+    r = installed_reactor()
     svc = make_service(args, r)
     if svc is None:
         return 0  # -envoy-config printed the bootstrap
@@ -169,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_service(args: argparse.Namespace, reactor: Any) -> Any:
+def make_service(args: argparse.Namespace, reactor: ReactorLike) -> Any:
     """The ``GatewayService`` the parsed flags describe (shared with ``twistd wanfed-gateway``),
     or None after printing the Envoy bootstrap for ``-envoy-config``. Raises ``UsageError``."""
     from wanfedtx.gateway.envoy import envoy_bootstrap
@@ -220,7 +224,7 @@ def make_service(args: argparse.Namespace, reactor: Any) -> Any:
     )
 
 
-def install_sighup(reactor: Any, svc: Any) -> None:
+def install_sighup(reactor: IReactorFromThreads, svc: Any) -> None:
     """SIGHUP re-reads the routes file (with -routes; a no-op with -proxy-id)."""
     signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(svc.reload))
 

@@ -40,6 +40,7 @@ from wanfedtx.gateway.snapshot import (
     ServerInput,
     SnapshotInputs,
 )
+from wanfedtx.reactors import ReactorLike
 from wanfedtx.services import Service
 
 log = Logger(namespace="proxycfg")
@@ -171,7 +172,7 @@ class AgentWatcher(Service):
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: ReactorLike,
         http_base: str,
         proxy_id: str,
         on_inputs: Callable[[SnapshotInputs], None],

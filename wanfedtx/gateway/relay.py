@@ -65,6 +65,7 @@ from wanfedtx.gateway.router import RouteTable
 from wanfedtx.gateway.snapshot import Endpoint
 from wanfedtx.gateway.stats import GatewayStats, ListenerStats
 from wanfedtx.hostport import address_text
+from wanfedtx.reactors import ReactorLike
 
 __all__ = ["DATA_PATHS", "DownstreamProtocol", "RelayFactory", "RelaySettings", "UpstreamProtocol"]
 
@@ -76,7 +77,7 @@ class RelayFactory(Factory):
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: ReactorLike,
         table: RouteTable,
         stats: GatewayStats,
         listener_stats: ListenerStats,

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, task
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
 from twisted.logger import Logger
 from twisted.web.server import Site
 
@@ -39,8 +40,9 @@ from wanfedtx.gateway.router import RouteTable
 from wanfedtx.gateway.routes import listener_index, load_routes
 from wanfedtx.gateway.snapshot import Snapshot, SnapshotInputs, build_snapshot
 from wanfedtx.gateway.stats import GatewayStats, merge
-from wanfedtx.listening import Connections, TrackingFactory
+from wanfedtx.listening import Connections, TrackingFactory, bound_port
 from wanfedtx.netlimits import listen_backlog
+from wanfedtx.reactors import ReactorLike
 from wanfedtx.services import MultiService, Service
 
 log = Logger(namespace="wanfed.gateway")
@@ -51,7 +53,7 @@ class DataPathService(Service):
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: ReactorLike,
         address: tuple[str, int],
         table: RouteTable,
         stats: GatewayStats,
@@ -115,7 +117,7 @@ class DataPathService(Service):
             interface=host,
         )
         if port == 0:
-            real = self.port.getHost().port  # type: ignore[union-attr]
+            real = bound_port(self.port)
             self.address = (host, real)
             self.stats.listeners.pop(f"{host}_0", None)
             self.factory.listener_stats = self.stats.listener(host, real)
@@ -140,7 +142,7 @@ class DataPathService(Service):
 class AdminService(Service):
     """The admin API's listening port; stopping also closes its open (keep-alive) connections."""
 
-    def __init__(self, reactor: Any, address: tuple[str, int], root: AdminRoot) -> None:
+    def __init__(self, reactor: IReactorTCP, address: tuple[str, int], root: AdminRoot) -> None:
         self.reactor = reactor
         self.address = address
         self.root = root
@@ -156,7 +158,7 @@ class AdminService(Service):
             port, TrackingFactory(site, self.connections), backlog=listen_backlog(),
             interface=host)
         if port == 0:
-            self.address = (host, self.port.getHost().port)  # type: ignore[union-attr]
+            self.address = (host, bound_port(self.port))
 
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()
@@ -170,7 +172,7 @@ class AdminService(Service):
 class ReloadTimer(Service):
     """Calls ``check`` every ``interval`` seconds on the injected clock (not at start)."""
 
-    def __init__(self, clock: Any, interval: float, check: Any) -> None:
+    def __init__(self, clock: IReactorTime, interval: float, check: Callable[[], object]) -> None:
         self._call = task.LoopingCall(check)
         self._call.clock = clock
         self.interval = interval
@@ -189,7 +191,7 @@ class ReloadTimer(Service):
 class GatewayService(MultiService):
     def __init__(
         self,
-        reactor: Any,
+        reactor: ReactorLike,
         address: tuple[str, int] | None,
         snapshot: Snapshot | None,
         admin: tuple[str, int] | None = None,
@@ -219,7 +221,7 @@ class GatewayService(MultiService):
     @classmethod
     def from_agent(
         cls,
-        reactor: Any,
+        reactor: ReactorLike,
         address: tuple[str, int] | None,
         http_base: str,
         proxy_id: str,

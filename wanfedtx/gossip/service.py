@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 
+from wanfedtx.reactors import ReactorLike
 from wanfedtx.services import Service
 
 from .errors import GossipError
@@ -29,7 +29,7 @@ class SerfService(Service):
     def __init__(
         self,
         config: SerfConfig,
-        reactor: Any,
+        reactor: ReactorLike,
         on_event: Callable[[Event], None] | None = None,
         wrap_transport: Callable[[NetTransport], IGossipTransport] | None = None,
         rng: random.Random | None = None,

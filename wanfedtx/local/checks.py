@@ -21,6 +21,7 @@ from twisted.web.http_headers import Headers
 from wanfedtx.config.runtime import CheckDefinition
 from wanfedtx.local.definitions import check_kind
 from wanfedtx.local.state import LocalState
+from wanfedtx.reactors import ReactorLike
 from wanfedtx.services import Service
 
 log = Logger()
@@ -30,7 +31,9 @@ TTL_EXPIRED = "TTL expired"
 
 
 class _Runner:
-    def __init__(self, local: LocalState, definition: CheckDefinition, reactor: Any) -> None:
+    def __init__(
+        self, local: LocalState, definition: CheckDefinition, reactor: ReactorLike
+    ) -> None:
         self.local = local
         self.definition = definition
         self.reactor = reactor
@@ -167,7 +170,7 @@ class HTTPRunner(_IntervalRunner):
 class CheckRunners(Service):
     """One runner per local check definition, started and stopped with the agent."""
 
-    def __init__(self, local: LocalState, reactor: Any) -> None:
+    def __init__(self, local: LocalState, reactor: ReactorLike) -> None:
         self.local = local
         self.reactor = reactor
         self.runners: dict[str, _Runner] = {}

@@ -41,6 +41,7 @@ from wanfedtx.raft.interfaces import IRaftFSM, IRaftTransport
 from wanfedtx.raft.messages import ENTRY_COMMAND, Message
 from wanfedtx.raft.storage import RaftStorage
 from wanfedtx.ratelog import RateLimitedLog
+from wanfedtx.reactors import ReactorLike
 from wanfedtx.services import Service
 
 log = Logger(namespace="wanfedtx.raft")
@@ -75,7 +76,7 @@ class RaftService(Service):
         data_dir: str,
         fsm: IRaftFSM,
         transport: IRaftTransport,
-        reactor: Any,
+        reactor: ReactorLike,
         peers: Sequence[str] = (),
         bootstrap_expect: int = 0,
         options: RaftOptions | None = None,
