@@ -201,7 +201,7 @@ class ServerRegistration(Service):
 
     @staticmethod
     def _failed(f: Failure) -> None:
-        if not f.check(CancelledError):  # type: ignore[no-untyped-call]
+        if not f.check(CancelledError):
             log.failure("leader: failed to register this server", failure=f)
 
     def stopService(self) -> Deferred[None]:

@@ -136,7 +136,7 @@ class LoopService(Service):
 
 
 def _ignore_cancel(failure: Failure) -> None:
-    failure.trap(CancelledError)  # type: ignore[no-untyped-call]
+    failure.trap(CancelledError)
 
 
 class RetryLoop(LoopService):

@@ -59,7 +59,7 @@ class _Leaf(Resource):
 
     def render_GET(self, request: Request) -> bytes:
         ctype, body = self._render(request)
-        request.setHeader(b"content-type", ctype.encode())  # type: ignore[no-untyped-call]
+        request.setHeader(b"content-type", ctype.encode())
         return body
 
 

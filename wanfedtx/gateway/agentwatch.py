@@ -193,7 +193,7 @@ class AgentWatcher(Service):
         self.servers: tuple[ServerInput, ...] = ()
         self.gateways: dict[str, tuple[EndpointInput, ...]] = {}
         self.inputs: SnapshotInputs | None = None
-        self._pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
+        self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._loops: list[Deferred[None]] = []
         self._blocking_started = False
 
@@ -208,7 +208,7 @@ class AgentWatcher(Service):
         for d in self._loops:
             d.cancel()
         self._loops = []
-        closed: Deferred[None] = self._pool.closeCachedConnections()  # type: ignore[no-untyped-call]
+        closed: Deferred[None] = self._pool.closeCachedConnections()
         return closed
 
     def _spawn(self, coro: Any) -> None:
@@ -313,7 +313,7 @@ class AgentWatcher(Service):
 
 
 def _log_unless_cancelled(failure: Failure) -> None:
-    if not failure.check(CancelledError):  # type: ignore[no-untyped-call]
+    if not failure.check(CancelledError):
         log.failure("gateway watch stopped", failure=failure)
 
 

@@ -301,11 +301,11 @@ class DownstreamProtocol(Protocol):
 
 
 def _is_done(reason: Failure) -> bool:
-    return bool(reason.check(error.ConnectionDone))  # type: ignore[no-untyped-call]
+    return bool(reason.check(error.ConnectionDone))
 
 
 def _is_timeout(reason: Failure) -> bool:
-    return bool(reason.check(error.TimeoutError))  # type: ignore[no-untyped-call]
+    return bool(reason.check(error.TimeoutError))
 
 
 def _nodelay(t: Any) -> None:

@@ -151,7 +151,7 @@ class AdminService(Service):
 
     def startService(self) -> None:
         super().startService()
-        site = Site(self.root)  # type: ignore[no-untyped-call]
+        site = Site(self.root)
         site.noisy = False
         host, port = self.address
         self.port = self.reactor.listenTCP(

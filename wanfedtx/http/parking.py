@@ -176,7 +176,7 @@ class ParkedResponse:
         try:
             body = _render_shared(reply, request, self._render)
         except Exception:
-            body = error_reply(request, Failure())  # type: ignore[no-untyped-call]
+            body = error_reply(request, Failure())
         _respond(request, body)
 
     def _failed(self, failure: Failure) -> None:
@@ -208,5 +208,5 @@ def _utf8_url(request: Request) -> bool:
 
 
 def _respond(request: Request, body: bytes) -> None:
-    request.write(body)  # type: ignore[no-untyped-call]
-    request.finish()  # type: ignore[no-untyped-call]
+    request.write(body)
+    request.finish()

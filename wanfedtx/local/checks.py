@@ -139,7 +139,7 @@ class HTTPRunner(_IntervalRunner):
         definition = self.definition
         url = definition.http
         method = definition.method
-        agent = Agent(self.reactor, connectTimeout=definition.timeout)  # type: ignore[no-untyped-call]
+        agent = Agent(self.reactor, connectTimeout=definition.timeout)
         headers = Headers(
             {k: [v] if isinstance(v, str) else list(v) for k, v in definition.header.items()}
         )

@@ -502,7 +502,7 @@ class RaftService(Service):
                 self._write_batch(batch)
                 d = succeed(None)
             except Exception:
-                d = fail(Failure())  # type: ignore[no-untyped-call]
+                d = fail(Failure())
         self._writing = d
 
         def done(_: object) -> None:
