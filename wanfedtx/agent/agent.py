@@ -17,9 +17,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
-from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
-from twisted.internet.interfaces import IReactorTCP
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -58,10 +57,12 @@ from wanfedtx.metrics import REGISTRY
 from wanfedtx.processmetrics import register_process_metrics
 from wanfedtx.raft.operator import OperatorEndpoints, ServerIdentity
 from wanfedtx.raft.service import RaftService
+from wanfedtx.reactors import ReactorLike, installed_reactor
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.forward import Forwarder, StaticLeader
 from wanfedtx.rpc.interfaces import IGatewayResolver, ILeaderProvider, ServerAddress
 from wanfedtx.rpc.pool import ConnPool
+from wanfedtx.services import MultiService
 from wanfedtx.tls.server_identity import WILDCARD_NODE
 from wanfedtx.wanfed.wiring import WanfedWiring, wire_agent
 
@@ -79,7 +80,7 @@ class Agent(MultiService):
     def __init__(
         self,
         config: RuntimeConfig,
-        reactor: IReactorTCP | None = None,
+        reactor: ReactorLike | None = None,
         *,
         leave_timeout: float = DEFAULT_LEAVE_TIMEOUT,
         serf_tuning: Callable[[SerfConfig], None] | None = None,
@@ -92,11 +93,9 @@ class Agent(MultiService):
         ``primary_gateways`` of the primary datacenter, ``wanfedtx.wanfed.wiring``).
         ``request_shutdown`` is called after ``PUT /v1/agent/leave`` and when joins are
         exhausted (default: stop this service; the CLI passes ``reactor.stop``)."""
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()
         if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
+            reactor = installed_reactor()
         self.reactor = reactor
         self.config = attrs.evolve(config, node_id=resolve_node_id(config))
         self.request_shutdown: Callable[[], object] = (
@@ -155,7 +154,7 @@ class Agent(MultiService):
 
     def _build_server(
         self,
-        reactor: Any,
+        reactor: ReactorLike,
         router: GossipRouter,
         gateway_resolver: IGatewayResolver | None,
     ) -> None:
@@ -189,7 +188,7 @@ class Agent(MultiService):
                 )
                 leader = RaftLeader(self.raft)
         # Writes go to the leader; other datacenters are reached through the gossip router.
-        clock: Any = reactor  # the reactor is also the IReactorTime the pool reaps with
+        clock: IReactorTime = reactor  # the reactor is also the IReactorTime the pool reaps with
         self.pool = ConnPool(dialer, clock)
         forwarder = Forwarder(self.pool, rt.datacenter, leader, router)
         self.forwarder = forwarder
@@ -333,7 +332,7 @@ class Agent(MultiService):
     async def leave_and_shutdown(self) -> None:
         """``PUT /v1/agent/leave``: leave every pool gracefully, then shut the agent down."""
         await self.gossip.leave()
-        self.reactor.callLater(0, self.request_shutdown)  # type: ignore[attr-defined]
+        self.reactor.callLater(0, self.request_shutdown)
 
     def force_leave(self, node: str, prune: bool = False) -> None:
         self.gossip.force_leave(node, prune)
@@ -412,7 +411,7 @@ class Agent(MultiService):
     def stopService(self) -> Deferred[None]:
         """Graceful leave: a leading server hands raft leadership to another voter first."""
         def stop_children(_: None) -> Deferred[None]:
-            stopped: Deferred[None] = MultiService.stopService(self)  # type: ignore[no-untyped-call]
+            stopped: Deferred[None] = MultiService.stopService(self)
             return stopped
 
         return self._hand_over_leadership().addCallback(stop_children)
@@ -441,4 +440,4 @@ class Agent(MultiService):
         before, after = limits.raise_open_files_limit()
         if after != before:
             log.debug("raised the open files limit: from={old} to={new}", old=before, new=after)
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()

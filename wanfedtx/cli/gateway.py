@@ -29,9 +29,14 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wanfedtx.cli.main import UsageError
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorFromThreads
+
+    from wanfedtx.reactors import ReactorLike
 
 DEFAULT_ADMIN_BIND = "127.0.0.1:19000"  # Envoy's localhost:19000, resolved
 DEFAULT_DEREGISTER_AFTER_CRITICAL = "6h"
@@ -213,12 +218,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from twisted.internet import reactor
-
     from wanfedtx.gateway.register import GatewayFlagError
     from wanfedtx.logs import start_logging
+    from wanfedtx.reactors import installed_reactor
 
-    r: Any = reactor
+    r = installed_reactor()
     status = {"code": 0}
 
     def fatal(line: str) -> None:
@@ -260,7 +264,7 @@ def gateway_flags(args: argparse.Namespace) -> Any:
 
 
 def make_service(
-    args: argparse.Namespace, reactor: Any, on_fatal: Callable[[str], object] | None = None
+    args: argparse.Namespace, reactor: ReactorLike, on_fatal: Callable[[str], object] | None = None
 ) -> Any:
     """The service the parsed flags describe (shared with ``twistd wanfed-gateway``): a
     ``GatewayService``, a ``RegisteredGateway`` around one with ``-register``, or None after
@@ -352,7 +356,7 @@ def _raise_fatal(line: str) -> None:
     raise UsageError(line)
 
 
-def install_sighup(reactor: Any, svc: Any) -> None:
+def install_sighup(reactor: IReactorFromThreads, svc: Any) -> None:
     """SIGHUP reloads, never stops: the routes file is re-read (-routes), or the registration
     and the agent's domain are read again now (-proxy-id; -register also registers again)."""
     signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(svc.reload))

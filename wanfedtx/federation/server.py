@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, Protocol
 
 import attrs
-from twisted.application.service import IService, MultiService, Service
+from twisted.application.service import IService
 
 from wanfedtx.catalog.endpoints import Endpoints
 from wanfedtx.catalog.leader import LeaderServices
@@ -43,6 +43,7 @@ from wanfedtx.federation.replication import (
 )
 from wanfedtx.fsm.consensus import Consensus
 from wanfedtx.fsm.machine import FSM
+from wanfedtx.services import MultiService, Service
 
 
 class ICatalogServer(Protocol):
@@ -94,7 +95,7 @@ class FederationServer(MultiService):
         rng: random.Random | None = None,
         replication_token: str = "",
     ) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()
         self.catalog = catalog
         #: ``acl.tokens.replication``: sent by replication and anti-entropy to the primary
         self.replication_token = replication_token
@@ -115,7 +116,7 @@ class FederationServer(MultiService):
         self.leader: LeaderServices | None = None
         if leader_routines:
             self.leader = LeaderServices(catalog.consensus, self.build_routines)
-            self.leader.setServiceParent(self)  # type: ignore[no-untyped-call]
+            self.leader.setServiceParent(self)
 
     @property
     def routines(self) -> list[IService]:

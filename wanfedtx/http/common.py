@@ -234,7 +234,7 @@ def _depth_within(value: Any, limit: int) -> bool:
 
 
 def set_header(request: IRequest, name: str, value: str) -> None:
-    request.setHeader(name, value)  # type: ignore[no-untyped-call]
+    request.setHeader(name, value)
 
 
 class _Encoder(json.JSONEncoder):
@@ -306,7 +306,7 @@ def error_reply(request: IRequest, error: BaseException | Failure) -> bytes:
         # 500s carrying the error text.
         return text_reply(request, 500, str(exc))
     if failure is None:
-        failure = Failure(exc, type(exc), exc.__traceback__)  # type: ignore[no-untyped-call]
+        failure = Failure(exc, type(exc), exc.__traceback__)
     log_unexpected(request, failure)
     return text_reply(request, 500, f"internal error: {exc.__class__.__name__}")
 
@@ -349,7 +349,7 @@ def _settle(request: IRequest, fn: Route, a: tuple[Any, ...], kw: dict[str, Any]
     try:
         result = fn(*a, **kw)
     except Exception:
-        return succeed(error_reply(request, Failure()))  # type: ignore[no-untyped-call]
+        return succeed(error_reply(request, Failure()))
     if isinstance(result, Coroutine):
         result = Deferred.fromCoroutine(result)
     if isinstance(result, Deferred):

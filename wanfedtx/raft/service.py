@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgpack
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.threads import deferToThreadPool
@@ -42,6 +41,8 @@ from wanfedtx.raft.interfaces import IRaftFSM, IRaftTransport
 from wanfedtx.raft.messages import ENTRY_COMMAND, Message
 from wanfedtx.raft.storage import RaftStorage
 from wanfedtx.ratelog import RateLimitedLog
+from wanfedtx.reactors import ReactorLike
+from wanfedtx.services import Service
 
 log = Logger(namespace="wanfedtx.raft")
 
@@ -79,7 +80,7 @@ class RaftService(Service):
         data_dir: str,
         fsm: IRaftFSM,
         transport: IRaftTransport,
-        reactor: Any,
+        reactor: ReactorLike,
         peers: Sequence[str] = (),
         bootstrap_expect: int = 0,
         options: RaftOptions | None = None,
@@ -148,7 +149,7 @@ class RaftService(Service):
     # -- lifecycle --------------------------------------------------------------------------------
 
     def startService(self) -> None:
-        Service.startService(self)  # type: ignore[no-untyped-call]
+        Service.startService(self)
         restored = self.storage.open()
         now = self.clock.seconds()
         self._started_at = now
@@ -163,7 +164,7 @@ class RaftService(Service):
         self._pump()
 
     def stopService(self) -> Deferred[None]:
-        Service.stopService(self)  # type: ignore[no-untyped-call]
+        Service.stopService(self)
         for c in (self._timer, self._pump_call):
             if c is not None and c.active():
                 c.cancel()
@@ -571,7 +572,7 @@ class RaftService(Service):
                 self._write_batch(batch)
                 d = succeed(None)
             except Exception:
-                d = fail(Failure())  # type: ignore[no-untyped-call]
+                d = fail(Failure())
         self._writing = d
 
         def done(_: object) -> None:
