@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
@@ -22,6 +21,7 @@ from twisted.logger import Logger
 from wanfedtx.aclserver.endpoints import rfc3339
 from wanfedtx.catalog.endpoints import Endpoints
 from wanfedtx.fsm.commands import MessageType
+from wanfedtx.services import Service
 
 log = Logger(namespace="agent.server.replication.acl")
 
@@ -42,7 +42,7 @@ class ACLReplicator(Service):
         status: dict[str, Any],
         interval: float = REPLICATION_INTERVAL,
     ) -> None:
-        self.setName("ACL replication")  # type: ignore[no-untyped-call]
+        self.setName("ACL replication")
         self.endpoints = endpoints
         self.primary = primary_datacenter
         self.token = token
@@ -53,7 +53,7 @@ class ACLReplicator(Service):
         self._round: Deferred[None] | None = None
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         if not self.token:
             log.warn("acl: replication is idle: acl.tokens.replication is not set")
             return
@@ -63,7 +63,7 @@ class ACLReplicator(Service):
         self._schedule(0)
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         self.status["Running"] = False
         if self._call is not None and self._call.active():
             self._call.cancel()

@@ -18,7 +18,6 @@ from collections.abc import Callable, MutableMapping
 from functools import partial
 from typing import Any, Protocol
 
-from twisted.application.service import MultiService, Service
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -35,6 +34,7 @@ from wanfedtx.fsm.commands import MessageType
 from wanfedtx.fsm.consensus import Consensus
 from wanfedtx.fsm.errors import LeadershipError
 from wanfedtx.fsm.machine import FSM
+from wanfedtx.services import MultiService, Service
 
 log = Logger(namespace="agent.server.acl")
 
@@ -97,7 +97,7 @@ class InitializeACLs(Service):
     """Leader routine (primary only): :func:`initialize_acls` once per term."""
 
     def __init__(self, endpoints: Endpoints, initial_management: str) -> None:
-        self.setName("initialize ACLs")  # type: ignore[no-untyped-call]
+        self.setName("initialize ACLs")
         self.endpoints = endpoints
         self.initial_management = initial_management
         self._task: Deferred[None] | None = None
@@ -105,7 +105,7 @@ class InitializeACLs(Service):
         self.done: Deferred[None] = Deferred()
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         task = Deferred.fromCoroutine(initialize_acls(self.endpoints, self.initial_management))
         self._task = task
         task.addErrback(self._failed)
@@ -113,16 +113,16 @@ class InitializeACLs(Service):
 
     @staticmethod
     def _failed(f: Failure) -> None:
-        if f.check(LeadershipError):  # type: ignore[no-untyped-call]
+        if f.check(LeadershipError):
             log.info(
                 "acl: leadership lost before ACLs were initialized: {error}",
                 error=f.getErrorMessage(),
             )
-        elif not f.check(CancelledError):  # type: ignore[no-untyped-call]
+        elif not f.check(CancelledError):
             log.failure("acl: failed to initialize ACLs", failure=f)
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         task, self._task = self._task, None
         if task is None:
             return succeed(None)
@@ -149,8 +149,8 @@ class ACLServer(MultiService):
         down_policy: str = "extend-cache",
         token_ttl: float = 30.0,
     ) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self.setName("acl")  # type: ignore[no-untyped-call]
+        super().__init__()
+        self.setName("acl")
         self.catalog = catalog
         self.primary_datacenter = primary_datacenter or catalog.datacenter
         self.enabled = enabled
@@ -189,7 +189,7 @@ class ACLServer(MultiService):
         self.leader: LeaderServices | None = None
         if enabled and leader_routines:
             self.leader = LeaderServices(catalog.consensus, self.build_routines, name="acl-leader")
-            self.leader.setServiceParent(self)  # type: ignore[no-untyped-call]
+            self.leader.setServiceParent(self)
 
     @property
     def is_primary(self) -> bool:

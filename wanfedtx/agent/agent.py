@@ -283,7 +283,7 @@ class Agent(MultiService):
 
         return AgentACLGate(
             resource,
-            lambda secret: acl.resolver.authorizer(secret, clock.seconds()),  # type: ignore[attr-defined]
+            lambda secret: acl.resolver.authorizer(secret, clock.seconds()),
             rt.node_name,
             rt.acl_tokens.default,
             service_of,

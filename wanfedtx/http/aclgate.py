@@ -135,4 +135,4 @@ class AgentACLGate:
 
 def _dispatch(resource: IResource, request: Request) -> Any:
     """Traverse ``resource`` for the request's remaining path, then render, as Site does."""
-    return getChildForRequest(resource, request).render(request)  # type: ignore[no-untyped-call]
+    return getChildForRequest(resource, request).render(request)
