@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.unit.acl.test_acl_enforce -*-
 """Enforcement: every RPC handler wrapped with the check (and the filter) Consul makes.
 
-:func:`guard_all` replaces each handler of a ``name -> handler`` table by a guarded one. A
+:class:`GuardedHandlers` (a ``name -> handler`` table) and the :8300 table's wrapper serve
+every handler, registered before or after, through :func:`guard`. A
 guarded handler resolves the request's ``Token`` (``""`` = anonymous) into an ``Authorizer``
 when the request is served in this datacenter (a request for another datacenter is authorized
 there, with the same token, which travels in the forwarded request), runs the method's
@@ -318,8 +319,28 @@ def guard(name: str, handler: Handler, *, resolver: IResolver, clock: Any) -> Ha
     return guarded
 
 
-def guard_all(table: MutableMapping[str, Handler], resolver: IResolver, clock: Any) -> None:
-    """Guard every handler of ``table`` in place, except ``ACL.*`` (they check themselves)."""
-    for name, handler in list(table.items()):
-        if not name.startswith("ACL."):
-            table[name] = guard(name, handler, resolver=resolver, clock=clock)
+class GuardedHandlers(dict[str, Handler]):
+    """A ``name -> handler`` table whose lookups return guarded handlers, so handlers added
+    after the ACL layer was installed are checked too (``ACL.*`` are served as they are)."""
+
+    def __init__(self, table: MutableMapping[str, Handler], resolver: IResolver, clock: Any):
+        super().__init__(table)
+        self._resolver = resolver
+        self._clock = clock
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+
+    def _guarded(self, name: str, handler: Handler) -> Handler:
+        if name.startswith("ACL."):
+            return handler
+        cached = self._wrapped.get(name)
+        if cached is None or cached[0] is not handler:
+            cached = (handler, guard(name, handler, resolver=self._resolver, clock=self._clock))
+            self._wrapped[name] = cached
+        return cached[1]
+
+    def __getitem__(self, name: str) -> Handler:
+        return self._guarded(name, super().__getitem__(name))
+
+    def get(self, name: str, default: Any = None) -> Any:
+        handler = super().get(name)
+        return default if handler is None else self._guarded(name, handler)

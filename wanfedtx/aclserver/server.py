@@ -15,7 +15,6 @@ copies the primary's policies and global tokens with ``acl.tokens.replication``.
 from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping
-from functools import partial
 from typing import Any, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -23,7 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wanfedtx.acl import enforce, model
-from wanfedtx.acl.enforce import guard_all
+from wanfedtx.acl.enforce import GuardedHandlers
 from wanfedtx.acl.remote import RemoteResolver
 from wanfedtx.acl.resolver import LocalResolver
 from wanfedtx.aclserver.endpoints import ACLEndpoints, rfc3339
@@ -199,17 +198,22 @@ class ACLServer(MultiService):
         self.endpoints.register_into(registry)
 
     def guard(self, registry: Any | None) -> None:
-        """Wrap every handler registered so far (the catalog's in-process table and, if given,
-        the :8300 table) with its ACL check and filter (``wanfedtx.acl.enforce``)."""
+        """Serve every handler with its ACL check and filter (``wanfedtx.acl.enforce``): the
+        catalog's in-process table (the HTTP API's) and, if given, the :8300 table, including
+        handlers registered later."""
         clock = self.catalog.endpoints.clock
-        guard_all(self.catalog.handlers, self.guard_resolver, clock)
+        resolver = self.guard_resolver
+        guarded = GuardedHandlers(self.catalog.handlers, resolver, clock)
+        setattr(self.catalog, "handlers", guarded)  # noqa: B010 - the table is replaced whole
         if registry is None:
             return
-        for name in registry.names():
-            if not name.startswith("ACL."):
-                registry.replace(
-                    name, partial(enforce.guard, name, resolver=self.guard_resolver, clock=clock)
-                )
+
+        def wrap(name: str, endpoint: Any) -> Any:
+            if name.startswith("ACL."):
+                return endpoint
+            return enforce.guard(name, endpoint, resolver=resolver, clock=clock)
+
+        registry.set_wrapper(wrap)
 
     def build_routines(self) -> list[Service]:
         if not self.is_primary:

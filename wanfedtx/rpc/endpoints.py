@@ -25,6 +25,8 @@ class Endpoints:
 
     def __init__(self) -> None:
         self._services: dict[str, dict[str, Endpoint]] = {}
+        self._wrap: Callable[[str, Endpoint], Endpoint] | None = None
+        self._wrapped: dict[str, tuple[Endpoint, Endpoint]] = {}
 
     def register(self, service_method: str, endpoint: Endpoint) -> None:
         service, dot, method = service_method.rpartition(".")
@@ -35,12 +37,11 @@ class Endpoints:
             raise DuplicateRegistration(f"RPC endpoint {service_method} is already registered")
         methods[method] = endpoint
 
-    def replace(self, service_method: str, wrap: Callable[[Endpoint], Endpoint]) -> None:
-        """Replace a registered endpoint by ``wrap(endpoint)`` (the ACL layer guards them)."""
-        service, _, method = service_method.rpartition(".")
-        methods = self._services.get(service, {})
-        if method in methods:
-            methods[method] = wrap(methods[method])
+    def set_wrapper(self, wrap: Callable[[str, Endpoint], Endpoint]) -> None:
+        """Every endpoint, registered before or after, is served as ``wrap(name, endpoint)``
+        (the ACL layer's checks); the wrapped endpoint is built once per registration."""
+        self._wrap = wrap
+        self._wrapped.clear()
 
     def lookup(self, service_method: str) -> Endpoint:
         """The endpoint, or ``EndpointNotFound`` with net/rpc's message."""
@@ -53,7 +54,13 @@ class Endpoints:
         endpoint = methods.get(service_method[dot + 1 :])
         if endpoint is None:
             raise EndpointNotFound("rpc: can't find method " + service_method)
-        return endpoint
+        if self._wrap is None:
+            return endpoint
+        cached = self._wrapped.get(service_method)
+        if cached is None or cached[0] is not endpoint:
+            cached = (endpoint, self._wrap(service_method, endpoint))
+            self._wrapped[service_method] = cached
+        return cached[1]
 
     def names(self) -> list[str]:
         return sorted(f"{s}.{m}" for s, ms in self._services.items() for m in ms)

@@ -178,8 +178,10 @@ def test_federation_state_acl_matrix(serving: str) -> None:
 def test_status_needs_nothing_and_unknown_methods_need_management(net: Net) -> None:
     _setup(net, {})
     assert net.rpc("dc1", "Status.Leader", {"Token": ""})
-    net.servers["dc1"].handlers["Made.Up"] = net.servers["dc1"].handlers["Status.Leader"]
-    net.acls["dc1"].guard(None)
+    # registered after the ACL layer was installed: still checked
+    net.servers["dc1"].handlers["Made.Up"] = net.servers["dc1"].endpoints.handlers()[
+        "Status.Leader"
+    ]
     with pytest.raises(PermissionDeniedError):
         net.rpc("dc1", "Made.Up", {"Token": ""})
 
@@ -250,3 +252,19 @@ def test_ten_thousand_random_tokens_never_crash_and_write_nothing(net: Net) -> N
         state.federation_state_list(None)[1],
     )
     assert after == before
+
+
+def test_rpc_table_guards_endpoints_registered_later(net: Net) -> None:
+    from wanfedtx.rpc.endpoints import Endpoints as RPCTable
+
+    _setup(net, {})
+    table = RPCTable()
+    cat = net.servers["dc1"]
+    table.register("KVS.Apply", cat.endpoints.handlers()["KVS.Apply"])
+    net.acls["dc1"].guard(table)
+    table.register("KVS.Get", cat.endpoints.handlers()["KVS.Get"])
+    for name, args in (("KVS.Apply", kv_set("", "k")), ("KVS.Get", {"Key": "k", "Token": ""})):
+        failures: list[Any] = []
+        table.lookup(name)(args).addErrback(failures.append)
+        assert failures and failures[0].check(PermissionDeniedError)
+    assert table.lookup("KVS.Get") is table.lookup("KVS.Get")  # built once
