@@ -40,6 +40,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         dest="datacenters",
         help="Datacenter where the policy is valid (repeatable)",
     )
+    p = psub.add_parser("list", help="List ACL policies")
+    add_client_flags(p)
+    p = psub.add_parser("read", help="Read an ACL policy")
+    add_client_flags(p)
+    p.add_argument("-id", dest="policy_id", default="", help="The ID of the policy")
+    p.add_argument("-name", default="", help="The name of the policy")
+    p = psub.add_parser("delete", help="Delete an ACL policy")
+    add_client_flags(p)
+    p.add_argument("-id", dest="policy_id", default="", help="The ID of the policy")
     token = sub.add_parser("token", help="Manage Consul's ACL tokens")
     tsub = token.add_subparsers(dest="acl_sub", metavar="SUBCOMMAND")
     p = tsub.add_parser("create", help="Create an ACL token")
@@ -52,6 +61,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_client_flags(p)
     p.add_argument("-id", dest="token_id", default="", help="The accessor ID of the token")
     p.add_argument("-self", dest="self_", action="store_true", help="Read the token in use")
+    p = tsub.add_parser("list", help="List ACL tokens")
+    add_client_flags(p)
+    p = tsub.add_parser("delete", help="Delete an ACL token")
+    add_client_flags(p)
+    p.add_argument("-id", dest="token_id", default="", help="The accessor ID of the token")
 
 
 def _go_time(value: str) -> str:
@@ -120,6 +134,20 @@ def run(args: argparse.Namespace) -> int:
             return _token_create(args)
         if command == "token" and sub == "read":
             return _token_read(args)
+        if command == "token" and sub == "list":
+            return _list(
+                args, "/v1/acl/tokens", _token_list_text, "Failed to retrieve the token list"
+            )
+        if command == "policy" and sub == "list":
+            return _list(
+                args, "/v1/acl/policies", _policy_stub, "Failed to retrieve the policy list"
+            )
+        if command == "policy" and sub == "read":
+            return _policy_read(args)
+        if command == "token" and sub == "delete":
+            return _delete(args, "token", args.token_id)
+        if command == "policy" and sub == "delete":
+            return _delete(args, "policy", args.policy_id)
     except OSError as exc:
         err(f"Error reading rules: {exc}")
         return 1
@@ -181,3 +209,56 @@ def _token_read(args: argparse.Namespace) -> int:
     except APIError as exc:
         return _failed("Error reading token", exc)
     return 0
+
+
+def _policy_stub(p: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            f"{p.get('Name', '')}:",
+            f"   ID:           {p.get('ID', '')}",
+            f"   Description:  {p.get('Description', '')}",
+            f"   Datacenters:  {', '.join(p.get('Datacenters') or [])}",
+        ]
+    )
+
+
+def _list(args: argparse.Namespace, path: str, show: Any, what: str) -> int:
+    try:
+        items = client_from_args(args).get_json(path)
+    except APIError as exc:
+        return _failed(what, exc)
+    if not isinstance(items, list):
+        return _failed(what, APIError("unexpected reply from the agent"))
+    out("\n\n".join(show(i) for i in items if isinstance(i, dict)))
+    return 0
+
+
+def _policy_read(args: argparse.Namespace) -> int:
+    if not args.policy_id and not args.name:
+        err("Must specify either the -id or -name parameters")
+        return 1
+    path = (
+        f"/v1/acl/policy/{args.policy_id}" if args.policy_id else f"/v1/acl/policy/name/{args.name}"
+    )
+    try:
+        resp = client_from_args(args).call("GET", path)
+        out(_policy_text(_json(resp.body)))
+    except APIError as exc:
+        return _failed("Error reading policy", exc)
+    return 0
+
+
+def _delete(args: argparse.Namespace, kind: str, item_id: str) -> int:
+    if not item_id:
+        err("Must specify the -id parameter")
+        return 1
+    try:
+        client_from_args(args).call("DELETE", f"/v1/acl/{kind}/{item_id}")
+    except APIError as exc:
+        return _failed(f"Error deleting {kind} {item_id!r}", exc)
+    out(f"{kind.capitalize()} {item_id!r} deleted successfully")
+    return 0
+
+
+def _token_list_text(t: dict[str, Any]) -> str:
+    return _token_text(t) + f"\nLegacy:           {'true' if t.get('Legacy') else 'false'}"

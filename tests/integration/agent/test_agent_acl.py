@@ -170,6 +170,16 @@ def test_cli_verbs(agent: Agent, root: str, tmp_path: Path) -> None:
     assert "Invalid key policy" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = wanfed("acl", "bootstrap")
     assert r.returncode == 1 and "ACL bootstrap no longer allowed" in r.stderr
+    r = wanfed("acl", "policy", "read", "-name", "op-read")
+    assert r.returncode == 0 and 'operator = "read"' in r.stdout.splitlines()
+    assert "op-read:" in wanfed("acl", "policy", "list").stdout.splitlines()
+    listed = wanfed("acl", "token", "list").stdout
+    assert "Description:      ops" in listed and "Legacy:           false" in listed
+    accessor = next(block.split()[1] for block in listed.split("\n\n") if "ops" in block)
+    r = wanfed("acl", "token", "delete", "-id", accessor)
+    assert (r.returncode, r.stdout) == (0, f"Token '{accessor}' deleted successfully\n")
+    r = wanfed("acl", "token", "read", "-id", accessor)
+    assert r.returncode == 1 and "ACL not found" in r.stderr
 
 
 def test_federation_state_matrix_over_http(agent: Agent, root: str) -> None:
