@@ -9,8 +9,11 @@ node; ``reload``, ``join``, ``leave`` need ``agent:write``; ``force-leave`` need
 registration ``node:write`` (node checks) or ``service:write`` (service checks); deregistering
 and TTL updates need the same on the existing entry; reading one service needs
 ``service:read``. A refusal is ``403 Permission denied``, the endpoint never runs and nothing
-is written. The token is read as everywhere (``X-Consul-Token``, ``?token=``, Bearer, then
-``acl.tokens.default``).
+is written. The lists are filtered as Consul filters them (``members`` by ``node:read``,
+``services`` by ``service:read``, ``checks`` by ``service:read`` or ``node:read``), with
+``X-Consul-Results-Filtered-By-ACLs: true`` when something was dropped: the endpoint's JSON
+answer is buffered, filtered and written once. The token is read as everywhere
+(``X-Consul-Token``, ``?token=``, Bearer, then ``acl.tokens.default``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from twisted.web.server import Request
 from zope.interface import implementer
 
 from wanfedtx.acl.authorizer import Authorizer
-from wanfedtx.http.common import error_reply, text_reply, token
+from wanfedtx.http.common import error_reply, set_header, text_reply, token
 
 AGENT_READ = ("self", "metrics", "monitor", "host")
 AGENT_WRITE = ("reload", "join", "leave", "maintenance")
@@ -92,11 +95,39 @@ class AgentACLGate:
                 try:
                     authz = self.authorizer(token(request) or self.default_token)
                     self.check(authz, request, path[len("/v1/agent/") :])
+                    keep = self.list_filter(authz, request, path[len("/v1/agent/") :])
+                    if keep is not None:
+                        _filter_json(request, keep)
                 except Denied:
                     return text_reply(request, 403, "Permission denied")
                 except Exception as exc:  # ACL not found, Cannot resolve root ACL
                     return error_reply(request, exc)
         return _dispatch(self.inner, request)
+
+    def list_filter(self, authz: Authorizer, request: Request, rest: str) -> Keep | None:
+        """The filter of the agent's list endpoints, None for the others."""
+        if request.method != b"GET":
+            return None
+
+        def field(v: Any, name: str) -> str:
+            return str(v.get(name) or "") if isinstance(v, dict) else ""
+
+        if rest == "members":
+            return lambda value: _keep_list(value, lambda m: authz.node_read(field(m, "Name")))
+        if rest == "services":
+            return lambda value: _keep_list(
+                value, lambda s: authz.service_read(field(s, "Service"))
+            )
+        if rest == "checks":
+
+            def check_ok(c: Any) -> bool:
+                service = field(c, "ServiceName")
+                if service:
+                    return authz.service_read(service)
+                return authz.node_read(field(c, "Node") or self.node)
+
+            return lambda value: _keep_list(value, check_ok)
+        return None
 
     def check(self, authz: Authorizer, request: Request, rest: str) -> None:
         parts = rest.split("/", 2)
@@ -131,6 +162,49 @@ class AgentACLGate:
         elif head == "check" and len(parts) == 3 and parts[1] in CHECK_VERBS:
             service = self.check_service_of(tail)
             _need(authz.service_write(service) if service else authz.node_write(self.node))
+
+
+Keep = Callable[[Any], tuple[Any, bool]]
+
+
+def _filter_json(request: Request, keep: Keep) -> None:
+    """Buffer what the endpoint writes; on finish, filter a 200 JSON answer with ``keep``."""
+    chunks: list[bytes] = []
+    real_write: Callable[[bytes], None] = request.write
+    real_finish: Callable[[], None] = request.finish
+
+    def write(data: bytes) -> None:
+        chunks.append(data)
+
+    def finish() -> None:
+        body = b"".join(chunks)
+        if request.code == 200:
+            try:
+                value = json.loads(body)
+            except ValueError:
+                value = None
+            if value is not None:
+                kept, dropped = keep(value)
+                if dropped:
+                    body = json.dumps(kept).encode()
+                    set_header(request, "Content-Length", str(len(body)))
+                    set_header(request, "X-Consul-Results-Filtered-By-ACLs", "true")
+        if body:
+            real_write(body)
+        real_finish()
+
+    request.write = write  # type: ignore[method-assign]
+    request.finish = finish  # type: ignore[method-assign]
+
+
+def _keep_list(value: Any, ok: Callable[[Any], bool]) -> tuple[Any, bool]:
+    if isinstance(value, list):
+        kept = [v for v in value if ok(v)]
+        return kept, len(kept) != len(value)
+    if isinstance(value, dict):
+        kept_map = {k: v for k, v in value.items() if ok(v)}
+        return kept_map, len(kept_map) != len(value)
+    return value, False
 
 
 def _dispatch(resource: IResource, request: Request) -> Any:

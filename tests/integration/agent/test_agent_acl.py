@@ -244,5 +244,21 @@ def test_agent_endpoints_check_agent_node_service(agent: Agent, root: str) -> No
     assert agent.http("GET", "/v1/agent/service/web", web)[0] == 200
     node_check = {"Name": "disk", "TTL": "10s"}
     assert agent.http("PUT", "/v1/agent/check/register", web, node_check)[0] == 403
+    # the agent's lists are filtered
+    assert (
+        agent.http("PUT", "/v1/agent/service/register", root, {"Name": "db", "Port": 1})[0] == 200
+    )
+    code, headers, body = agent.http("GET", "/v1/agent/services", web)
+    assert code == 200 and list(json.loads(body)) == ["web"]
+    assert headers.get("x-consul-results-filtered-by-acls") == "true"
+    code, headers, body = agent.http("GET", "/v1/agent/services", root)
+    assert (
+        sorted(json.loads(body)) == ["db", "web"]
+        and "x-consul-results-filtered-by-acls" not in headers
+    )
+    code, _, body = agent.http("GET", "/v1/agent/members", "")
+    assert code == 200 and json.loads(body) == []
+    code, _, body = agent.http("GET", "/v1/agent/members", root)
+    assert [m["Name"] for m in json.loads(body)] == ["n1"]
     assert agent.http("PUT", "/v1/agent/service/deregister/web", "")[0] == 403
     assert agent.http("PUT", "/v1/agent/service/deregister/web", web)[0] == 200
