@@ -278,6 +278,7 @@ def guard(name: str, handler: Handler, *, resolver: IResolver, clock: Any) -> Ha
     post = POST.get(name)
     known = pre is not None or name in OPEN
     route = "TargetDatacenter" if name == "FederationState.Get" else "Datacenter"
+    list_field = {"KVS.List": "Key", "KVS.ListKeys": "Prefix"}.get(name)
 
     def guarded(args: Args) -> Deferred[Any]:
         if not resolver.enabled or not isinstance(args, dict):
@@ -297,6 +298,8 @@ def guard(name: str, handler: Handler, *, resolver: IResolver, clock: Any) -> Ha
 
     def run(authz: Authorizer, args: Args) -> Deferred[Any]:
         try:
+            if list_field is not None and getattr(resolver, "key_list_policy", False):
+                _deny(authz.key_list(_s(_get(args, list_field))))
             if pre is not None:
                 pre(authz, args, resolver.state)
             elif not known:

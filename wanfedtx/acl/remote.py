@@ -73,6 +73,10 @@ class RemoteResolver:
     def state(self) -> Any:
         return self.local.state
 
+    @property
+    def key_list_policy(self) -> bool:
+        return self.local.key_list_policy
+
     def authorizer(self, secret: str, now: float) -> Authorizer:
         return self.local.authorizer(secret, now)
 

@@ -35,9 +35,16 @@ class LocalResolver:
     """Resolves secrets against ``state`` for one datacenter."""
 
     def __init__(
-        self, state: StateStore, datacenter: str, default_policy: str, enabled: bool = True
+        self,
+        state: StateStore,
+        datacenter: str,
+        default_policy: str,
+        enabled: bool = True,
+        key_list_policy: bool = False,
     ) -> None:
         self.state = state
+        #: ``acl.enable_key_list_policy``: recursive KV reads need ``list`` on the prefix
+        self.key_list_policy = key_list_policy
         self.datacenter = datacenter
         self.default_policy = default_policy
         self.enabled = enabled

@@ -147,6 +147,7 @@ class ACLServer(MultiService):
         replication_interval: float = REPLICATION_INTERVAL,
         down_policy: str = "extend-cache",
         token_ttl: float = 30.0,
+        key_list_policy: bool = False,
     ) -> None:
         super().__init__()
         self.setName("acl")
@@ -158,7 +159,11 @@ class ACLServer(MultiService):
         self.replication_interval = replication_interval
         model.install(catalog.fsm)
         self.resolver = LocalResolver(
-            catalog.fsm.state, catalog.datacenter, default_policy, enabled=enabled
+            catalog.fsm.state,
+            catalog.datacenter,
+            default_policy,
+            enabled=enabled,
+            key_list_policy=key_list_policy,
         )
         #: what the RPC handlers authorize with: in a secondary, the replicated copy, then the
         #: primary (cached for ``token_ttl``, ``down_policy`` when it cannot be reached)

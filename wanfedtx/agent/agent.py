@@ -218,6 +218,7 @@ class Agent(MultiService):
             replication_token=rt.acl_tokens.replication,
             down_policy=rt.acl_down_policy,
             token_ttl=rt.acl_token_ttl,
+            key_list_policy=rt.acl_enable_key_list_policy,
         )
         if self.server_port is not None:
             self.acl.register_into(self.server_port.endpoints)

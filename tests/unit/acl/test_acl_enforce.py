@@ -268,3 +268,22 @@ def test_rpc_table_guards_endpoints_registered_later(net: Net) -> None:
         table.lookup(name)(args).addErrback(failures.append)
         assert failures and failures[0].check(PermissionDeniedError)
     assert table.lookup("KVS.Get") is table.lookup("KVS.Get")  # built once
+
+
+def test_key_list_policy_needs_list_on_the_prefix() -> None:
+    net = Net(task.Clock())
+    s = _setup(
+        net,
+        {
+            "reader": 'key_prefix "" { policy = "read" }',
+            "lister": 'key_prefix "app/" { policy = "list" }',
+        },
+    )
+    net.acls["dc1"].resolver.key_list_policy = True
+    net.rpc("dc1", "KVS.Apply", kv_set(MASTER, "app/x"))
+    with pytest.raises(PermissionDeniedError):
+        net.rpc("dc1", "KVS.List", {"Key": "app/", "Token": s["reader"]})
+    with pytest.raises(PermissionDeniedError):
+        net.rpc("dc1", "KVS.ListKeys", {"Prefix": "app/", "Token": s["reader"]})
+    assert net.rpc("dc1", "KVS.List", {"Key": "app/", "Token": s["lister"]})["Entries"]
+    assert net.rpc("dc1", "KVS.Get", {"Key": "app/x", "Token": s["reader"]})["Entries"]
