@@ -3,8 +3,9 @@
 
 ``""`` means the anonymous token; ``allow``/``deny``/``manage`` are refused with
 ``Cannot resolve root ACL``; an unknown or expired secret is ``ACL not found``. A token's
-policies are dropped in datacenters their ``Datacenters`` do not list. Parsed rules are cached
-by (policy ID, ModifyIndex), so a policy edit takes effect at its next use.
+policies are dropped in datacenters their ``Datacenters`` do not list. Parsed rules and compiled
+authorizers are cached by (policy ID, ModifyIndex), so a policy edit takes effect at its next
+use.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class LocalResolver:
         self.default_policy = default_policy
         self.enabled = enabled
         self._rules: dict[tuple[str, int], Rules] = {}
+        self._authorizers: dict[tuple[tuple[str, int], ...], Authorizer] = {}
 
     def token(self, secret: str, now: float) -> dict[str, Any]:
         """The token row for ``secret``; ``ACLNotFoundError`` / root refusal as Consul."""
@@ -66,7 +68,7 @@ class LocalResolver:
         if not self.enabled:
             return allow_all()
         token = self.token(secret, now)
-        rules: list[Rules] = []
+        policies = []
         for link in token.get("Policies") or []:
             _, policy = self.state.acl_policy_get(None, str(link.get("ID", "")))
             if policy is None:
@@ -74,6 +76,14 @@ class LocalResolver:
             dcs = policy.get("Datacenters") or []
             if dcs and self.datacenter not in dcs:
                 continue
+            policies.append(policy)
+        # compiled once per set of (policy ID, ModifyIndex): an edit takes effect at next use
+        chain = tuple((str(p["ID"]), int(p.get("ModifyIndex", 0))) for p in policies)
+        cached = self._authorizers.get(chain)
+        if cached is not None:
+            return cached
+        rules: list[Rules] = []
+        for policy in policies:
             key = (str(policy["ID"]), int(policy.get("ModifyIndex", 0)))
             parsed = self._rules.get(key)
             if parsed is None:
@@ -82,4 +92,8 @@ class LocalResolver:
                     self._rules.clear()
                 self._rules[key] = parsed
             rules.append(parsed)
-        return build(rules, self.default_policy)
+        authz = build(rules, self.default_policy)
+        if len(self._authorizers) > 256:
+            self._authorizers.clear()
+        self._authorizers[chain] = authz
+        return authz
