@@ -25,23 +25,26 @@ from twisted.python.failure import Failure
 
 from wanfedtx.agent import limits
 from wanfedtx.agent.catalog_services import CatalogAgent, catalog_agent_from_config
+from wanfedtx.agent.client_services import ClientAgent
 from wanfedtx.agent.gossip import DEFAULT_LEAVE_TIMEOUT, AgentGossip, GossipRouter
 from wanfedtx.agent.httpserver import HTTPServerService
 from wanfedtx.agent.member import local_member
 from wanfedtx.agent.nodeid import resolve_node_id
 from wanfedtx.agent.primary_join import PrimaryJoin
+from wanfedtx.agent.reconcile import MemberReconciler
 from wanfedtx.agent.server_port import (
     RaftLeader,
     ServerPort,
     build_raft,
     tls_configurator,
 )
+from wanfedtx.catalog.leader import LeaderServices
 from wanfedtx.config.runtime import RuntimeConfig
 from wanfedtx.federation.gateway_locator import GatewayLocator
 from wanfedtx.federation.server import FederationServer
 from wanfedtx.fsm.machine import FSM
 from wanfedtx.gossip.api import member_json
-from wanfedtx.gossip.serf import SerfConfig
+from wanfedtx.gossip.serf import Event, SerfConfig
 from wanfedtx.http.agent import AgentRoutes
 from wanfedtx.http.app import API
 from wanfedtx.http.family import RouteFamily
@@ -106,8 +109,16 @@ class Agent(MultiService):
         self.primary_join: PrimaryJoin | None = None
         self.forwarder: Forwarder | None = None
         self.wanfed: WanfedWiring | None = None
+        # Clients: the servers learnt from LAN gossip and an RPC client to them, behind the
+        # same interface the HTTP API uses on servers (``client_services.ClientAgent``).
+        self.client: ClientAgent | None = None
+        self.reconcile: LeaderServices | None = None
+        self._reconcilers: list[MemberReconciler] = []
         if rt.server_mode:
             self._build_server(reactor, router, gateway_resolver)
+        else:
+            self.client = ClientAgent(self.config, reactor, self.tls,
+                                      lan_members=self._lan_member_count)
         raft = self.raft
         federation = self.federation
         wake = (
@@ -125,6 +136,7 @@ class Agent(MultiService):
             on_lan_server=raft.server_discovered if raft is not None else None,
             on_wan_server_joined=wake,
             wrap_wan_transport=self.wanfed.wrap if self.wanfed is not None else None,
+            on_lan_event=self._lan_event,
         )
         self._mount_routes()
         self.http: HTTPServerService | None = None
@@ -176,6 +188,9 @@ class Agent(MultiService):
         self.catalog = catalog_agent_from_config(self.config, reactor, self.raft, fsm, forwarder)
         if self.server_port is not None:
             self.catalog.endpoints.register_into(self.server_port.endpoints)
+        # The leader registers every LAN member (clients included) with serfHealth.
+        self.reconcile = LeaderServices(self.catalog.consensus, self._reconcile_routines,
+                                        name="reconcile")
         # Federation states: raft type 30, FederationState.* RPCs, /v1/internal APIs; with
         # WAN federation via mesh gateways, the leader routines (anti-entropy, pruning,
         # replication).
@@ -209,6 +224,30 @@ class Agent(MultiService):
             self.wanfed = wire_agent(rt, reactor, lambda: self.gossip.wan,
                                      self.server_port.registry, self.tls, resolver)
 
+    def _reconcile_routines(self) -> list[MemberReconciler]:
+        catalog = self.catalog
+        if catalog is None:
+            return []
+        routine = MemberReconciler(catalog.endpoints, self._lan_members, self.config.node_name,
+                                   self.reactor)  # type: ignore[arg-type]
+        return [routine]
+
+    def _lan_members(self) -> list[Any]:
+        serf = self.gossip.lan_serf()
+        return list(serf.members.values()) if serf is not None else []
+
+    def _lan_member_count(self) -> int:
+        return len(self._lan_members())
+
+    def _lan_event(self, ev: Event) -> None:
+        """Every LAN serf event: the client's server list, the leader's reconciliation."""
+        if self.client is not None:
+            self.client.servers.handle_event(ev)
+        term = self.reconcile.routines if self.reconcile is not None else []
+        for routine in term:
+            if isinstance(routine, MemberReconciler):
+                routine.handle_event(ev)
+
     def _has_leader(self) -> bool:
         """The gateway locator's "is there a leader" question (none before the catalog)."""
         if self.catalog is None:
@@ -224,6 +263,8 @@ class Agent(MultiService):
         ]
         if self.catalog is not None:
             families += server_families(self.catalog)
+        elif self.client is not None:
+            families += server_families(self.client)
         self.app = API(families)
 
     def _add_children(self) -> None:
@@ -232,6 +273,7 @@ class Agent(MultiService):
         if self.server_port is not None:
             children.append(("rpc", self.server_port.service))
         children += [("raft", self.raft), (None, self.pool), ("catalog", self.catalog),
+                     ("reconcile", self.reconcile), ("client", self.client),
                      ("federation", self.federation), ("gateway_locator", self.locator),
                      ("primary_join", self.primary_join), ("http", self.http)]
         for name, child in children:
@@ -271,6 +313,24 @@ class Agent(MultiService):
                 "services": str(len(rt.services)),
             },
             "build": {"prerelease": "", "revision": rt.revision, "version": rt.version},
+            "consul": self._consul_stats(),
+        }
+
+    def _consul_stats(self) -> dict[str, str]:
+        """``Stats.consul``: a client's known servers; a server's leadership."""
+        if self.client is not None:
+            return {"server": "false", "known_servers": str(self.client.known_servers()),
+                    "acl": "disabled"}
+        consensus = self.catalog.consensus if self.catalog is not None else None
+        leader_addr = consensus.leader_address() if consensus is not None else ""
+        dcs = self.forwarder.datacenters() if self.forwarder is not None else []
+        return {
+            "server": "true",
+            "leader": "true" if consensus is not None and consensus.is_leader() else "false",
+            "leader_addr": leader_addr or "",
+            "bootstrap": "true" if self.config.bootstrap else "false",
+            "known_datacenters": str(len(dcs)),
+            "acl": "disabled",
         }
 
     def http_urls(self) -> list[str]:
