@@ -39,11 +39,13 @@ from wanfedtx.agent.server_port import (
     tls_configurator,
 )
 from wanfedtx.catalog.leader import LeaderServices
+from wanfedtx.client.router import NEW_LEADER_EVENT
 from wanfedtx.config.runtime import RuntimeConfig
 from wanfedtx.federation.gateway_locator import GatewayLocator
 from wanfedtx.federation.server import FederationServer
 from wanfedtx.fsm.machine import FSM
 from wanfedtx.gossip.api import member_json
+from wanfedtx.gossip.errors import GossipError
 from wanfedtx.gossip.serf import Event, SerfConfig
 from wanfedtx.http.agent import AgentRoutes
 from wanfedtx.http.app import API
@@ -229,8 +231,18 @@ class Agent(MultiService):
         if catalog is None:
             return []
         routine = MemberReconciler(catalog.endpoints, self._lan_members, self.config.node_name,
-                                   self.reactor)  # type: ignore[arg-type]
+                                   self.reactor, announce=self._announce_leader)  # type: ignore[arg-type]
         return [routine]
+
+    def _announce_leader(self) -> None:
+        """Consul's ``consul:new-leader`` LAN user event (payload: this node's name)."""
+        serf = self.gossip.lan_serf()
+        if serf is None:
+            return
+        try:
+            serf.user_event(NEW_LEADER_EVENT, self.config.node_name.encode())
+        except GossipError as exc:
+            log.warn("failed to announce leadership: {error}", error=str(exc))
 
     def _lan_members(self) -> list[Any]:
         serf = self.gossip.lan_serf()

@@ -74,7 +74,10 @@ class MemberReconciler(Service):
         node_name: str,
         clock: IReactorTime,
         interval: float = RECONCILE_INTERVAL,
+        announce: Callable[[], object] | None = None,
     ) -> None:
+        """``announce`` runs when leadership starts (the agent sends the LAN user event
+        ``consul:new-leader``, on which clients sync at once)."""
         self.setName("reconcile LAN members")  # type: ignore[no-untyped-call]
         self.endpoints = endpoints
         self.members = members
@@ -85,11 +88,14 @@ class MemberReconciler(Service):
         self._queue: list[tuple[str, Member] | None] = []  # None: reconcile everything
         self._worker: Deferred[None] | None = None
         self._timer: IDelayedCall | None = None
+        self.announce = announce
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
+        if self.announce is not None:
+            self.announce()
         self._full()
 
     def stopService(self) -> Deferred[None]:

@@ -81,3 +81,13 @@ def test_events_after_stop_are_ignored() -> None:
     catalog, _, rec, _ = setup()
     rec.handle_event(MemberEvent("member-join", (member("c9", "10.0.0.9"),)))
     assert nodes(catalog) == []
+
+
+def test_leadership_is_announced_when_the_routine_starts() -> None:
+    catalog, members, _, clock = setup()
+    said: list[str] = []
+    rec = MemberReconciler(catalog.endpoints, lambda: members, "s1", clock,
+                           announce=lambda: said.append("consul:new-leader"))
+    rec.startService()
+    assert said == ["consul:new-leader"]
+    rec.stopService()
