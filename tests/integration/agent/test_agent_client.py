@@ -285,23 +285,64 @@ async def test_client_rpc_over_tls_and_py_consul(reactor: Any, tmp_path: Path) -
         def calls() -> dict[str, Any]:
             api.kv.put("py/k", "v1")
             index, entry = api.kv.get("py/k")
-            api.agent.service.register("pysvc", service_id="pysvc1", port=7000)
-            return {"leader": api.status.leader(), "value": entry["Value"],
+            cas_miss = api.kv.put("py/k", "v2", cas=1)
+            cas_hit = api.kv.put("py/k", "v2", cas=entry["ModifyIndex"])
+            # a blocking read that returns at once: the index is already past
+            _, again = api.kv.get("py/k", index=1, wait="1s")
+            deleted = api.kv.delete("py/k", cas=again["ModifyIndex"])
+            api.agent.service.register("pysvc", service_id="pysvc1", port=7000,
+                                       check=consul.Check.ttl("30s"))
+            api.agent.check.ttl_pass("service:pysvc1")
+            api.catalog.register("ext", "192.0.2.3", service={"Service": "ext"})
+            return {"leader": api.status.leader(), "peers": api.status.peers(),
+                    "value": entry["Value"], "cas": (cas_miss, cas_hit, deleted),
+                    "again": again["Value"], "gone": api.kv.get("py/k")[1],
                     "services": api.agent.services(), "index": index,
-                    "nodes": api.catalog.nodes()[1]}
+                    "nodes": api.catalog.nodes()[1], "dcs": api.catalog.datacenters()}
 
         out = await threads.deferToThread(calls)
-        api.http.session.close()
-        assert out["value"] == b"v1"
+        assert out["value"] == b"v1" and out["again"] == b"v2" and out["gone"] is None
+        assert out["cas"] == (False, True, True)
         assert out["leader"] == f"127.0.0.1:{s1.config.server_port}"
+        assert out["peers"] == [out["leader"]] and out["dcs"] == ["dc1"]
         assert "pysvc1" in out["services"]
-        assert "s1" in {n["Node"] for n in out["nodes"]}
+        assert {"s1", "ext"} <= {n["Node"] for n in out["nodes"]}
 
-        async def pysvc_in_catalog() -> bool:
-            code, rows, _ = await get(f"{base(s1)}/v1/catalog/service/pysvc")
-            return code == 200 and [r["Node"] for r in rows] == ["c1"]
+        def passing() -> list[str]:
+            return [e["Node"]["Node"] for e in api.health.service("pysvc", passing=True)[1]]
 
-        await until(pysvc_in_catalog, "the py-consul registration in the catalog")
+        async def pysvc_passing() -> bool:
+            return await threads.deferToThread(passing) == ["c1"]
+
+        await until(pysvc_passing, "the py-consul service passing in the catalog")
+        api.http.session.close()
     finally:
         await c1.stop()
         await s1.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_that_loses_its_server_recovers_by_itself(reactor: Any) -> None:
+    s1 = make_agent(reactor, "s1", server=True)
+    c1 = make_agent(reactor, "c1", server=False, start_join=[lan(s1)])
+    s2: Agent | None = None
+    try:
+        await until(leader_via(c1), "the client to reach its server")
+        c = base(c1)
+        await s1.stop()
+
+        async def no_servers() -> bool:
+            code, text, _ = await get(f"{c}/v1/kv/x")
+            return (code, text) == (500, "No known Consul servers")
+
+        await until(no_servers, "the client without servers")
+        # A new server joins the LAN pool through the client; nothing is done on the client.
+        s2 = make_agent(reactor, "s2", server=True, start_join=[lan(c1)])
+        await until(leader_via(c1), "the client using the new server")
+        assert await put(f"{c}/v1/kv/x", b"back") == (200, True)
+        code, me, _ = await get(f"{c}/v1/agent/self")
+        assert code == 200 and me["Stats"]["consul"]["known_servers"] == "1"
+    finally:
+        await c1.stop()
+        if s2 is not None:
+            await s2.stop()
