@@ -70,6 +70,15 @@ async def test_client_writes_survive_the_leader_leaving(reactor: Any, tmp_path: 
 
         await until(reactor, "the client node with serfHealth", client_node_registered)
 
+        async def every_server_is_service_consul() -> bool:
+            code, body = await http_get(c + "/v1/health/service/consul?passing")
+            return code == 200 and sorted(e["Node"]["Node"] for e in json.loads(body)) == [
+                "s1", "s2", "s3"]
+
+        # the leader registers every server (not only itself): gateways with -expose-servers
+        # read this list
+        await until(reactor, "all three servers as service consul", every_server_is_service_consul)
+
         acknowledged: list[str] = []
 
         async def write(i: int) -> bool:
