@@ -4,8 +4,11 @@
 The agent owns the HTTP API on ``client_addr:ports.http``, its serf pools (``agent.gossip``: LAN
 for every agent, WAN for servers; ``/v1/agent/members``, join, leave, force-leave) and, on
 servers, the catalog and the RPC port on ``ports.server``. The RPC forwarder's router of other
-datacenters is fed by the pools (``agent.gossip.router``). Later parts (gateways) become child
-services here.
+datacenters is fed by the pools (``agent.gossip.router``). On servers the leader reconciles
+the LAN members into the catalog (``reconcile.MemberReconciler``). Clients (``server = false``)
+get a ``client_services.ClientAgent`` instead of the catalog: the same HTTP API, every request
+forwarded to a server found through LAN gossip. Later parts (gateways) become child services
+here.
 The node ID is resolved when the agent is built (``nodeid.resolve_node_id``) and stored in
 ``agent.config``.
 """
@@ -115,7 +118,6 @@ class Agent(MultiService):
         # same interface the HTTP API uses on servers (``client_services.ClientAgent``).
         self.client: ClientAgent | None = None
         self.reconcile: LeaderServices | None = None
-        self._reconcilers: list[MemberReconciler] = []
         if rt.server_mode:
             self._build_server(reactor, router, gateway_resolver)
         else:
@@ -230,9 +232,9 @@ class Agent(MultiService):
         catalog = self.catalog
         if catalog is None:
             return []
-        routine = MemberReconciler(catalog.endpoints, self._lan_members, self.config.node_name,
-                                   self.reactor, announce=self._announce_leader)  # type: ignore[arg-type]
-        return [routine]
+        clock: Any = self.reactor  # the reactor is also the IReactorTime the routine uses
+        return [MemberReconciler(catalog.endpoints, self._lan_members, self.config.node_name,
+                                 clock, announce=self._announce_leader)]
 
     def _announce_leader(self) -> None:
         """Consul's ``consul:new-leader`` LAN user event (payload: this node's name)."""
