@@ -141,6 +141,7 @@ class RemoteResolver:
         except Exception as exc:
             if "ACL not found" in str(exc):
                 self._store(secret, _Entry(None, now + self.token_ttl))
+                raise ACLNotFoundError() from None  # as Consul: the bare error, no RPC prefix
             raise
         token = reply.get("Token") if isinstance(reply, dict) else None
         if not isinstance(token, dict):

@@ -25,6 +25,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from wanfedtx.acl.remote import RemoteResolver, authorize
+from wanfedtx.acl.resolver import LocalResolver
 from wanfedtx.aclserver.server import ACLServer
 from wanfedtx.agent import limits
 from wanfedtx.agent.catalog_services import CatalogAgent, catalog_agent_from_config
@@ -71,6 +73,7 @@ from wanfedtx.rpc.forward import Forwarder, StaticLeader
 from wanfedtx.rpc.interfaces import IGatewayResolver, ILeaderProvider, ServerAddress
 from wanfedtx.rpc.pool import ConnPool
 from wanfedtx.services import MultiService
+from wanfedtx.state import StateStore
 from wanfedtx.tls.server_identity import WILDCARD_NODE
 from wanfedtx.wanfed.wiring import WanfedWiring, wire_agent
 
@@ -320,12 +323,30 @@ class Agent(MultiService):
         return consensus.is_leader() or bool(consensus.leader_address())
 
     def _gated(self, resource: Any) -> Any:
-        """The API behind the ACL gate of the agent endpoints (servers with ACLs on)."""
-        acl, catalog, rt = self.acl, self.catalog, self.config
-        if acl is None or catalog is None or not rt.acls_enabled:
+        """The API behind the ACL gate of the agent endpoints (with ACLs on): servers resolve
+        tokens from their store, client agents ask their servers (cached for token_ttl)."""
+        acl, rt, clock = self.acl, self.config, self.reactor
+        part: Any = self.catalog if self.catalog is not None else self.client
+        if not rt.acls_enabled or part is None:
             return resource
-        local = catalog.local
-        clock = self.reactor
+        local = part.local
+        authorizer: Callable[[str], Any]
+        if acl is not None:
+            guard_resolver = acl.guard_resolver
+            authorizer = lambda secret: authorize(guard_resolver, secret, clock.seconds())  # noqa: E731
+        else:
+            rpc, dc = part.rpc, rt.datacenter
+
+            def remote(method: str, args: dict[str, Any]) -> Deferred[Any]:
+                return rpc(method, dict(args, Datacenter=dc))  # type: ignore[no-any-return]
+
+            resolver = RemoteResolver(
+                LocalResolver(StateStore(), dc, rt.acl_default_policy),
+                remote,
+                rt.acl_down_policy,
+                rt.acl_token_ttl,
+            )
+            authorizer = lambda secret: resolver.authorize(secret, clock.seconds())  # noqa: E731
 
         def service_of(sid: str) -> str | None:
             entry = local.services.get(sid)
@@ -337,7 +358,7 @@ class Agent(MultiService):
 
         return AgentACLGate(
             resource,
-            lambda secret: acl.resolver.authorizer(secret, clock.seconds()),
+            authorizer,
             rt.node_name,
             rt.acl_tokens.default,
             service_of,

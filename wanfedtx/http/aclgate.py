@@ -9,7 +9,8 @@ node; ``reload``, ``join``, ``leave`` need ``agent:write``; ``force-leave`` need
 registration ``node:write`` (node checks) or ``service:write`` (service checks); deregistering
 and TTL updates need the same on the existing entry; reading one service needs
 ``service:read``. A refusal is ``403 Permission denied``, the endpoint never runs and nothing
-is written. The lists are filtered as Consul filters them (``members`` by ``node:read``,
+is written. On a client agent the token is resolved by asking its servers (the answer waits
+for them). The lists are filtered as Consul filters them (``members`` by ``node:read``,
 ``services`` by ``service:read``, ``checks`` by ``service:read`` or ``node:read``), with
 ``X-Consul-Results-Filtered-By-ACLs: true`` when something was dropped: the endpoint's JSON
 answer is buffered, filtered and written once. The token is read as everywhere
@@ -23,8 +24,9 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
+from twisted.internet.defer import Deferred
 from twisted.web.resource import IResource, getChildForRequest
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from wanfedtx.acl.authorizer import Authorizer
@@ -69,7 +71,7 @@ class AgentACLGate:
     def __init__(
         self,
         inner: IResource,
-        authorizer: Callable[[str], Authorizer] | None,
+        authorizer: Callable[[str], Authorizer | Deferred[Authorizer]] | None,
         node: str,
         default_token: str,
         service_of: Callable[[str], str | None],
@@ -89,19 +91,34 @@ class AgentACLGate:
         return self
 
     def render(self, request: Request) -> Any:
-        if self.authorizer is not None:
-            path = request.path.decode("utf-8", "replace")
-            if path.startswith("/v1/agent/"):
-                try:
-                    authz = self.authorizer(token(request) or self.default_token)
-                    self.check(authz, request, path[len("/v1/agent/") :])
-                    keep = self.list_filter(authz, request, path[len("/v1/agent/") :])
-                    if keep is not None:
-                        _filter_json(request, keep)
-                except Denied:
-                    return text_reply(request, 403, "Permission denied")
-                except Exception as exc:  # ACL not found, Cannot resolve root ACL
-                    return error_reply(request, exc)
+        if self.authorizer is None:
+            return _dispatch(self.inner, request)
+        path = request.path.decode("utf-8", "replace")
+        if not path.startswith("/v1/agent/"):
+            return _dispatch(self.inner, request)
+        rest = path[len("/v1/agent/") :]
+        try:
+            resolved = self.authorizer(token(request) or self.default_token)
+        except Exception as exc:  # ACL not found, Cannot resolve root ACL
+            return error_reply(request, exc)
+        if not isinstance(resolved, Deferred):
+            return self._serve(resolved, request, rest)
+        # a client agent asks its servers: answer once they have
+        resolved.addCallbacks(
+            lambda authz: self._serve(authz, request, rest),
+            lambda failure: error_reply(request, failure),
+        )
+        resolved.addCallback(_finish, request)
+        return NOT_DONE_YET
+
+    def _serve(self, authz: Authorizer, request: Request, rest: str) -> Any:
+        try:
+            self.check(authz, request, rest)
+        except Denied:
+            return text_reply(request, 403, "Permission denied")
+        keep = self.list_filter(authz, request, rest)
+        if keep is not None:
+            _filter_json(request, keep)
         return _dispatch(self.inner, request)
 
     def list_filter(self, authz: Authorizer, request: Request, rest: str) -> Keep | None:
@@ -205,6 +222,15 @@ def _keep_list(value: Any, ok: Callable[[Any], bool]) -> tuple[Any, bool]:
         kept_map = {k: v for k, v in value.items() if ok(v)}
         return kept_map, len(kept_map) != len(value)
     return value, False
+
+
+def _finish(result: Any, request: Request) -> None:
+    """Write a body rendered after the fact (NOT_DONE_YET: the resource finishes itself)."""
+    if result is NOT_DONE_YET or request.finished or getattr(request, "_disconnected", False):
+        return
+    if isinstance(result, bytes):
+        request.write(result)
+    request.finish()
 
 
 def _dispatch(resource: IResource, request: Request) -> Any:
