@@ -26,6 +26,7 @@ from wanfedtx.acl.enforce import GuardedHandlers
 from wanfedtx.acl.remote import RemoteResolver
 from wanfedtx.acl.resolver import LocalResolver
 from wanfedtx.aclserver.endpoints import ACLEndpoints, rfc3339
+from wanfedtx.aclserver.reaper import REAP_INTERVAL, TokenReaper
 from wanfedtx.aclserver.replication import REPLICATION_INTERVAL, ACLReplicator, initial_status
 from wanfedtx.catalog.endpoints import Endpoints
 from wanfedtx.catalog.leader import LeaderServices
@@ -148,6 +149,7 @@ class ACLServer(MultiService):
         down_policy: str = "extend-cache",
         token_ttl: float = 30.0,
         key_list_policy: bool = False,
+        reap_interval: float = REAP_INTERVAL,
     ) -> None:
         super().__init__()
         self.setName("acl")
@@ -157,6 +159,7 @@ class ACLServer(MultiService):
         self.initial_management = initial_management
         self.replication_token = replication_token
         self.replication_interval = replication_interval
+        self.reap_interval = reap_interval
         model.install(catalog.fsm)
         self.resolver = LocalResolver(
             catalog.fsm.state,
@@ -221,6 +224,7 @@ class ACLServer(MultiService):
         registry.set_wrapper(wrap)
 
     def build_routines(self) -> list[Service]:
+        reaper = TokenReaper(self.catalog.endpoints, self.is_primary, self.reap_interval)
         if not self.is_primary:
             return [
                 ACLReplicator(
@@ -229,6 +233,7 @@ class ACLServer(MultiService):
                     self.replication_token,
                     self.endpoints.status,
                     self.replication_interval,
-                )
+                ),
+                reaper,
             ]
-        return [InitializeACLs(self.catalog.endpoints, self.initial_management)]
+        return [InitializeACLs(self.catalog.endpoints, self.initial_management), reaper]

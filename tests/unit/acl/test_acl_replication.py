@@ -95,3 +95,17 @@ def test_no_replication_token_idles() -> None:
     net.clock.advance(5)
     assert net.rpc("dc2", "ACL.ReplicationStatus", {})["Running"] is False
     assert net.servers["dc2"].fsm.state.acl_policy_list(None)[1] == []
+
+
+def test_expired_tokens_are_reaped_by_the_owning_leader() -> None:
+    net = Net(task.Clock())
+    net.add("dc1", "dc1", initial_management=MASTER, reap_interval=60.0)
+    net.servers["dc1"].startService()
+    net.clock.advance(1_700_000_000)
+    tok = net.rpc("dc1", "ACL.TokenSet", {"Token": MASTER, "ACLToken": {"ExpirationTTL": "1m"}})
+    keep = net.rpc("dc1", "ACL.TokenSet", {"Token": MASTER, "ACLToken": {"Description": "k"}})
+    state = net.servers["dc1"].fsm.state
+    net.clock.advance(60)  # reaped on the first round past its expiry
+    net.clock.advance(60)
+    assert state.acl_token_get(None, tok["AccessorID"])[1] is None
+    assert state.acl_token_get(None, keep["AccessorID"])[1] is not None
