@@ -115,7 +115,9 @@ def servers_from_health(entries: Any, datacenter: str) -> tuple[ServerInput, ...
 
 def endpoint_of(entry: Mapping[str, Any], local_dc: str) -> EndpointInput:
     """A gateway instance as an endpoint: its WAN address when it is in another datacenter
-    (service ``wan`` tagged address, else the node's), health and weight from its checks."""
+    (as ``BestAddress(wan)``: the service ``wan`` tagged address, else the service address,
+    else the node's ``wan`` tagged address, else the node address), health and weight from
+    its checks."""
     node, svc = entry.get("Node") or {}, entry.get("Service") or {}
     address, port = str(svc.get("Address") or node.get("Address") or ""), int(svc.get("Port") or 0)
     if node.get("Datacenter", local_dc) != local_dc:
@@ -123,7 +125,7 @@ def endpoint_of(entry: Mapping[str, Any], local_dc: str) -> EndpointInput:
         node_wan = (node.get("TaggedAddresses") or {}).get("wan")
         if isinstance(wan, Mapping) and wan.get("Address"):
             address, port = str(wan["Address"]), int(wan.get("Port") or port)
-        elif node_wan:
+        elif not svc.get("Address") and node_wan:
             address = str(node_wan)
     statuses = {c.get("Status") for c in entry.get("Checks") or ()}
     weights = svc.get("Weights") or {}
