@@ -34,6 +34,7 @@ from wanfedtx.catalog.errors import (
     NotFoundError,
 )
 from wanfedtx.http.limits import KV_MAX_VALUE_SIZE
+from wanfedtx.raft.errors import LeadershipLostError, NotLeaderError
 from wanfedtx.rpc.errors import RPCLayerError
 from wanfedtx.state.errors import StateError
 
@@ -289,9 +290,14 @@ def error_reply(request: IRequest, error: BaseException | Failure) -> bytes:
         return text_reply(request, 400, str(exc))
     if isinstance(exc, NotFoundError):
         return text_reply(request, 404, str(exc))
-    if isinstance(exc, NoPathToDatacenterError | NoLeaderError | EndpointError | RPCLayerError):
-        # As the reference: RPC failures (including errors returned by a remote server) are
-        # 500s carrying the error text.
+    if isinstance(
+        exc,
+        NoPathToDatacenterError | NoLeaderError | EndpointError | RPCLayerError
+        | LeadershipLostError | NotLeaderError,
+    ):
+        # As the reference: RPC failures (including errors returned by a remote server, and a
+        # write whose leader lost its leadership before the entry committed: its outcome is
+        # unknown, so it is not retried) are 500s carrying the error text.
         return text_reply(request, 500, str(exc))
     if failure is None:
         failure = Failure(exc, type(exc), exc.__traceback__)  # type: ignore[no-untyped-call]
