@@ -9,8 +9,10 @@ holds up local traffic:
 * register keys ``r0..r{n}``: ``PUT`` of a unique value or a default-consistency ``GET``; both
   land in the history as ``Op((dc, key), ...)``; a write that failed or timed out has an unknown
   outcome (``complete = inf``), a failed read is left out;
-* unique keys ``u/<worker>-<n>``: written once each; every acknowledged one must be there at
-  the end (``lost``).
+* unique keys ``u/<epoch>/<worker>-<n>``: written once each; every acknowledged one must be
+  there when its epoch is checked (``lost``). Long runs move to a new epoch every so often and
+  check and delete the epochs no request can still be writing to, so the servers' data (and
+  RSS) stays bounded.
 
 Every outcome is also kept as ``(time, target dc, cross-dc, kind, ok)`` for the outage and
 gateway-failover figures.
@@ -24,7 +26,7 @@ import random
 import threading
 import time
 import urllib.parse
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 
 import attrs
@@ -63,7 +65,8 @@ class Load:
         self.xdc_workers_per_dc = xdc_workers_per_dc
         self.history: list[Op] = []
         self.outcomes: list[Outcome] = []
-        self.acked_unique: dict[str, set[str]] = {dc: set() for dc in dcs}
+        self.epoch = 0
+        self.acked_unique: dict[tuple[str, int], set[str]] = defaultdict(set)
         self.errors: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -109,7 +112,7 @@ class Load:
             elif r < 0.85:
                 kind, key, value = "get", f"r{rng.randrange(self.keys)}", ""
             else:
-                kind, key, value = "unique", f"u/{wid}-{n}", "1"
+                kind, key, value = "unique", f"u/{self.epoch}/{wid}-{n}", "1"
             t0 = time.monotonic()
             try:
                 if kind == "get":
@@ -132,7 +135,7 @@ class Load:
                         if kind == "put":
                             self.history.append(Op((target, key), "put", value, t0, t1))
                         else:
-                            self.acked_unique[target].add(key)
+                            self.acked_unique[target, int(key.split("/")[1])].add(key)
                         self.outcomes.append(Outcome(t1, target, xdc, kind, True))
             except (OSError, http.client.HTTPException, _Failed) as e:
                 reason = _reason(e)
@@ -194,5 +197,17 @@ def stored_keys(host: str, prefix: str) -> set[str] | None:
         return set(json.loads(body))
     except (OSError, http.client.HTTPException, ValueError):
         return None
+    finally:
+        conn.close()
+
+
+def delete_prefix(host: str, prefix: str) -> bool:
+    """``DELETE /v1/kv/<prefix>?recurse``: True once the server acknowledged it."""
+    conn = http.client.HTTPConnection(host, 8500, timeout=CLIENT_TIMEOUT)
+    try:
+        status, body = _request(conn, "DELETE", prefix, "recurse")
+        return status == 200 and body.strip() == b"true"
+    except (OSError, http.client.HTTPException):
+        return False
     finally:
         conn.close()

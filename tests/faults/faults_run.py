@@ -19,7 +19,6 @@ partition reconverges within ``reconverge_limit``.
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 import time
@@ -29,7 +28,7 @@ from typing import Any
 
 import attrs
 from faults_cluster import Cluster, Proc, http_json
-from faults_load import Load, final_read, stored_keys
+from faults_load import CLIENT_TIMEOUT, Load, delete_prefix, final_read, stored_keys
 from faults_net import Network
 
 from wanfedtx.raft.linearizability import Op, check_history
@@ -50,12 +49,19 @@ class Profile:
     warmup: float = 10.0  # RSS is compared from this long after the load started
     reconverge_limit: float = 5.0
     workers_per_dc: int = 3
+    keys: int = 6  # register keys per datacenter (more keys: shorter histories to check)
+    epoch: float = 0.0  # seconds per unique-key epoch (0: one epoch, checked at the end)
+    # never SIGKILL server 3 and gateway 2 of each datacenter (they may be paused), so their
+    # RSS covers the whole run; ``rss_limit``: the most it may grow after the warm-up (%)
+    spare: bool = False
+    rss_limit: float | None = None
     seed: int = 13
 
 
-SHORT = Profile(seconds=40)
+SHORT = Profile(seconds=40, epoch=15.0)
 LONG = Profile(seconds=600, hold=2.0, pause=5.0, gateway_down=20.0, partition=60.0,
-               degraded=30.0, gap=2.0, warmup=60.0)
+               degraded=30.0, gap=2.0, warmup=60.0, keys=24, epoch=30.0, spare=True,
+               rss_limit=10.0)
 
 
 @attrs.define
@@ -75,6 +81,7 @@ class Report:
     setup_seconds: float
     acked_puts: int = 0
     acked_unique: int = 0
+    epochs: int = 1
     lost: int = 0
     reads: int = 0
     failed: int = 0
@@ -154,6 +161,9 @@ class Runner:
         self.events: list[Event] = []
         self._watching = threading.Event()
         self.load_start = 0.0
+        self._load_done = threading.Event()
+        self.checked_epochs: set[tuple[str, int]] = set()
+        self.lost: list[str] = []
 
     def _live_hosts(self, dc: str) -> list[str]:
         assert self.cluster is not None
@@ -177,12 +187,16 @@ class Runner:
                     raise RuntimeError(f"the federation did not form; logs in {self.root}")
                 setup = time.monotonic() - t0
                 load = Load(self.net.dcs, self._live_hosts, self.profile.seed,
-                            self.profile.workers_per_dc)
+                            self.profile.workers_per_dc, keys=self.profile.keys)
                 self.load_start = time.monotonic()
                 load.start()
+                epochs = threading.Thread(target=self._epochs, args=(load,), daemon=True)
+                epochs.start()
                 try:
                     self._faults()
                 finally:
+                    self._load_done.set()
+                    epochs.join()
                     load.stop()
                 report = self._check(load, setup)
             finally:
@@ -219,18 +233,22 @@ class Runner:
         self.events.append(e)
         return e
 
+    def _spared(self, p: Proc) -> bool:
+        return self.profile.spare and p.name[1:] in ("3", "g2")
+
     def _kill_server(self) -> None:
         assert self.cluster is not None
         dc = self.rng.choice(self.net.dcs)
-        p = self.rng.choice(self.cluster.servers(dc))
+        p = self.rng.choice([p for p in self.cluster.servers(dc) if not self._spared(p)])
         self._kill_restart("kill_server", p, self.profile.hold)
 
     def _kill_leader(self) -> None:
         assert self.cluster is not None
-        dc = self.rng.choice(self.net.dcs)
-        p = leader_of(self.cluster, dc)
-        if p is not None:
-            self._kill_restart("kill_leader", p, self.profile.hold)
+        for dc in self.rng.sample(self.net.dcs, len(self.net.dcs)):
+            p = leader_of(self.cluster, dc)
+            if p is not None and not self._spared(p):
+                self._kill_restart("kill_leader", p, self.profile.hold)
+                return
 
     def _kill_restart(self, kind: str, p: Proc, hold: float) -> None:
         assert self.cluster is not None
@@ -255,7 +273,7 @@ class Runner:
     def _gateway_loss(self) -> None:
         assert self.cluster is not None
         dc = self.rng.choice(self.net.dcs)
-        p = self.rng.choice(self.cluster.gateways(dc))
+        p = self.rng.choice([p for p in self.cluster.gateways(dc) if not self._spared(p)])
         self._kill_restart("gateway_loss", p, self.profile.gateway_down)
 
     def _partition(self) -> None:
@@ -284,6 +302,38 @@ class Runner:
 
     # -- the checks ---------------------------------------------------------------------------
 
+    def _epochs(self, load: Load) -> None:
+        """Every ``epoch`` seconds, start a new epoch of unique keys; check and delete the
+        epochs that ended longer ago than a request can take."""
+        if self.profile.epoch <= 0:
+            return
+        ended: list[tuple[int, float]] = []
+        while not self._load_done.wait(self.profile.epoch):
+            ended.append((load.epoch, time.monotonic()))
+            load.epoch += 1
+            for epoch, at in list(ended):
+                if time.monotonic() - at > CLIENT_TIMEOUT + 1 and self._check_epoch(
+                    load, epoch, True
+                ):
+                    ended.remove((epoch, at))
+
+    def _check_epoch(self, load: Load, epoch: int, delete: bool) -> bool:
+        """Every acknowledged unique key of ``epoch`` is stored in each datacenter (else it
+        counts as lost); then the epoch's keys are deleted (best effort). False while a
+        datacenter has not answered (it is asked again next time)."""
+        for dc in self.net.dcs:
+            if (dc, epoch) in self.checked_epochs:
+                continue
+            hosts = self._live_hosts(dc)
+            present = stored_keys(hosts[0], f"u/{epoch}/") if hosts else None
+            if present is None:
+                continue
+            self.lost += sorted(load.acked_unique[dc, epoch] - present)
+            self.checked_epochs.add((dc, epoch))
+            if delete:
+                delete_prefix(hosts[0], f"u/{epoch}/")
+        return all((dc, epoch) in self.checked_epochs for dc in self.net.dcs)
+
     def _check(self, load: Load, setup: float) -> Report:
         assert self.cluster is not None
         cluster = self.cluster
@@ -300,16 +350,15 @@ class Runner:
                     history.append(Op((dc, f"r{k}"), "get", got, t0, time.monotonic()))
                 else:
                     r.failures.append(f"final read of {dc}/r{k}: {status}")
-            present = stored_keys(hosts[0], "u/")
-            if present is None:
-                r.failures.append(f"could not list {dc}'s keys")
-                present = set()
-            lost = load.acked_unique[dc] - present
-            r.lost += len(lost)
-            if lost:
-                r.failures.append(f"{dc}: {len(lost)} acknowledged writes lost: {sorted(lost)[:5]}")
+        for epoch in range(load.epoch + 1):
+            if not self._check_epoch(load, epoch, False):
+                r.failures.append(f"could not list the keys of epoch {epoch}")
+        r.lost = len(self.lost)
+        if self.lost:
+            r.failures.append(f"{r.lost} acknowledged writes lost: {sorted(self.lost)[:5]}")
         r.acked_puts = sum(1 for o in history if o.kind == "put" and not o.unknown)
         r.acked_unique = sum(len(s) for s in load.acked_unique.values())
+        r.epochs = load.epoch + 1
         r.reads = sum(1 for o in history if o.kind == "get")
         r.failed = sum(1 for o in load.outcomes if not o.ok)
         r.errors = dict(load.errors.most_common(8))
@@ -330,6 +379,10 @@ class Runner:
             settled = [kb for t, kb in p.rss_kb if t >= self.load_start + self.profile.warmup]
             if p.starts == 1 and len(settled) >= 2:
                 r.rss[p.name] = (settled[0], settled[-1], max(settled))
+        limit = self.profile.rss_limit
+        for name, (first, last, _) in r.rss.items():
+            if limit is not None and last > first * (1 + limit / 100):
+                r.failures.append(f"{name}: RSS grew from {first} to {last} kB (> {limit} %)")
         if r.unexpected_exits:
             r.failures.append(f"processes exited unexpectedly: {r.unexpected_exits}")
         for e in self.events:
@@ -342,9 +395,9 @@ class Runner:
 
 def outages(load: Load, events: list[Event], xdc: bool) -> dict[str, float]:
     """Per fault kind, the longest time without an acknowledged write to the datacenter the
-    fault hit (the gap that overlaps the fault or the 10 s after it, up to the next fault),
-    counting writes sent to
-    its own servers (``xdc`` False) or with ``?dc=`` from another datacenter (True)."""
+    fault hit, from the fault's start (the gap that overlaps the fault or the 10 s after it, up
+    to the next fault), counting writes sent to its own servers (``xdc`` False) or with
+    ``?dc=`` from another datacenter (True)."""
     done: dict[str, list[float]] = defaultdict(list)
     for o in load.outcomes:
         if o.ok and o.kind != "get" and o.xdc == xdc:
@@ -352,19 +405,22 @@ def outages(load: Load, events: list[Event], xdc: bool) -> dict[str, float]:
     for ts in done.values():
         ts.sort()
     out: dict[str, float] = {}
+    load_end = max((o.t for o in load.outcomes), default=0.0)  # the load stops after the faults
     for i, e in enumerate(events):
         ts = done[e.dc]
-        following = events[i + 1].start if i + 1 < len(events) else math.inf
+        following = events[i + 1].start if i + 1 < len(events) else load_end
         lo, hi = e.start, min(e.end + 10, following)
         longest = 0.0
-        prev = max((t for t in ts if t < lo), default=lo)
+        prev = lo  # from the fault's start (an earlier fault's outage is not counted twice)
         for t in ts:
             if t < lo:
                 continue
-            longest = max(longest, t - prev)
+            longest = max(longest, min(t, following) - prev)
             prev = t
             if t > hi:
                 break
+        else:
+            longest = max(longest, hi - prev)
         out[e.kind] = max(out.get(e.kind, 0.0), longest)
     return out
 
