@@ -10,7 +10,8 @@ each side's namespace: a partition drops every packet to or from the other side;
 share of them (``numgen random``). Delay uses ``tc netem`` where the kernel has it; where it does
 not (some VM kernels ship without ``sch_netem``), the other side's gateway ports are redirected
 to ``wan_delay.py`` in the namespace, which holds every chunk for the delay before passing it on
-(its own connections carry a firewall mark the redirect skips).
+(its own connections carry a firewall mark the redirect skips); connections already open
+between the datacenters are cut (``ss -K``) so that they are dialed again through the relay.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import random
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -154,6 +156,13 @@ class Network:
             if kind == "delay":
                 self._delay(dc, on, delay_ms)
             self._rules(dc)
+            if kind == "delay" and on and not self.netem:
+                # Connections already open to the other side would bypass the relay: cut them
+                # (they are dialed again, through it) as a link change would.
+                for peer in self.others(dc):
+                    subprocess.run([*self.prefix(dc), "ss", "-K", "dst",
+                                    f"{self.subnet[peer]}.0/24", "dport", "=", str(GATEWAY_PORT)],
+                                   capture_output=True)
 
     def _delay(self, dc: str, on: bool, delay_ms: int) -> None:
         if self.netem:
@@ -167,6 +176,12 @@ class Network:
                    f"0.0.0.0:{DELAY_PORT}", "--delay", str(delay_ms / 1000), "--mark",
                    str(DELAY_MARK)]
             self.delay_procs[dc] = subprocess.Popen([*self.prefix(dc), *cmd])
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # listening before connections are sent to it
+                out = run(*self.prefix(dc), "ss", "-ltn", f"sport = :{DELAY_PORT}")
+                if f":{DELAY_PORT}" in out:
+                    break
+                time.sleep(0.05)
         elif not on and dc in self.delay_procs:
             p = self.delay_procs.pop(dc)
             p.kill()
