@@ -214,9 +214,14 @@ class Runner:
 
     def _faults(self) -> None:
         assert self.cluster is not None
-        end = time.monotonic() + self.profile.seconds
+        # At least ``seconds``, and until every kind has run once (a slow machine gets through
+        # the first cycle later, never skips part of it), within 3x that.
+        start = time.monotonic()
+        end, hard_end = start + self.profile.seconds, start + 3 * self.profile.seconds
         order: list[str] = []
-        while time.monotonic() < end:
+        while time.monotonic() < end or (
+            {e.kind for e in self.events} != set(KINDS) and time.monotonic() < hard_end
+        ):
             if not order:
                 order = list(KINDS)
                 self.rng.shuffle(order)
