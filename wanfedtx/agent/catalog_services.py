@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred
 
 from wanfedtx.catalog import leader
 from wanfedtx.catalog.endpoints import DEFAULT_HOLD_TIMEOUT, Endpoints, Forwarder
+from wanfedtx.catalog.tombstones import TombstoneReaper
 from wanfedtx.fsm.consensus import Consensus, LocalConsensus
 from wanfedtx.fsm.machine import FSM
 from wanfedtx.local.ae import AntiEntropy
@@ -100,7 +101,8 @@ class CatalogAgent(MultiService):
 
     def _leader_routines(self) -> list[Service]:
         """While leading: register this server (service ``consul`` + ``serfHealth``) and let
-        anti-entropy retry at once (its syncs fail while there is no leader)."""
+        anti-entropy retry at once (its syncs fail while there is no leader); reap KV
+        tombstones older than the tombstone TTL."""
         return [
             leader.ServerRegistration(
                 self.endpoints,
@@ -109,7 +111,8 @@ class CatalogAgent(MultiService):
                 self.server_port,
                 self.node_id,
                 then=self.ae.trigger,
-            )
+            ),
+            TombstoneReaper(self.endpoints, self.reactor),
         ]
 
 
