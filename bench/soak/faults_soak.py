@@ -66,12 +66,16 @@ def main() -> int:
     p.add_argument("--profile", choices=("short", "long"), default="long")
     p.add_argument("--seconds", type=float, default=None, help="length of the fault phase")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--warmup", type=float, default=None,
+                   help="seconds after the load starts before RSS is compared (long: 60)")
     p.add_argument("--dir", default=None, help="where to keep configs and logs")
     p.add_argument("--json", default=None, help="write the report as JSON here")
     args = p.parse_args()
     profile = SHORT if args.profile == "short" else LONG
     if args.seconds is not None:
         profile = attrs.evolve(profile, seconds=args.seconds)
+    if args.warmup is not None:
+        profile = attrs.evolve(profile, warmup=args.warmup)
     if args.seed is not None:
         profile = attrs.evolve(profile, seed=args.seed)
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="wanfed-faults-"))
