@@ -107,8 +107,10 @@ class Network:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        for ns in self.ns.values():
+        for i, ns in enumerate(self.ns.values()):
             subprocess.run([self.ip, "netns", "del", ns], capture_output=True)
+            subprocess.run([self.ip, "link", "del", f"wffv{i}{self.bridge[4:]}"],
+                           capture_output=True)
         subprocess.run([self.ip, "link", "del", self.bridge], capture_output=True)
 
     # -- faults between the primary and another datacenter ------------------------------------
