@@ -91,6 +91,9 @@ class CatalogAgent(MultiService):
         self.ae.setServiceParent(self)  # type: ignore[no-untyped-call]
         self.leader = leader.LeaderServices(self.consensus, self._leader_routines)
         self.leader.setServiceParent(self)  # type: ignore[no-untyped-call]
+        # KV tombstones older than the tombstone TTL: noted on every server, reaped by the leader
+        self.tombstones = TombstoneReaper(self.endpoints, reactor)
+        self.tombstones.setServiceParent(self)  # type: ignore[no-untyped-call]
 
     def rpc(self, method: str, args: dict[str, Any]) -> Deferred[Any]:
         """Call a local RPC endpoint (the agent's own RPC, as the reference's ``agent.RPC``)."""
@@ -101,8 +104,7 @@ class CatalogAgent(MultiService):
 
     def _leader_routines(self) -> list[Service]:
         """While leading: register this server (service ``consul`` + ``serfHealth``) and let
-        anti-entropy retry at once (its syncs fail while there is no leader); reap KV
-        tombstones older than the tombstone TTL."""
+        anti-entropy retry at once (its syncs fail while there is no leader)."""
         return [
             leader.ServerRegistration(
                 self.endpoints,
@@ -111,8 +113,7 @@ class CatalogAgent(MultiService):
                 self.server_port,
                 self.node_id,
                 then=self.ae.trigger,
-            ),
-            TombstoneReaper(self.endpoints, self.reactor),
+            )
         ]
 
 

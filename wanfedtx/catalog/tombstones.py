@@ -1,15 +1,16 @@
 # -*- test-case-name: tests.unit.fsm.test_fsm_tombstone_reaper -*-
-"""Leader routine: garbage collection of KV tombstones (the reference's tombstone GC).
+"""Garbage collection of KV tombstones (the reference's tombstone GC), run by every server.
 
 Deleting KV entries leaves tombstones (``wanfedtx.state.kvs``) so that a blocking prefix
 listing sees a higher index after a delete. Nothing may keep them forever, or every delete
 grows the state store, its snapshots and the servers' memory for good (the fault suite's soak
-found 20,000 tombstones beside 1,900 live keys after 12 minutes). While leading, every
-``granularity`` seconds (30 s) the reaper notes the tombstone table's highest index; once a
-noted index is older than ``ttl`` (15 minutes, the reference's tombstone TTL) it applies a
-``Tombstone`` reap command with that index through raft, so every server forgets the tombstones
-at or below it. A new leader starts noting afresh (the reference's hints are not replicated
-either): tombstones left by an earlier term are reaped with the first reap of the new one.
+found 20,000 tombstones beside 1,900 live keys after 12 minutes). Every ``granularity``
+seconds (30 s) each server's reaper notes the tombstone table's highest index; once a noted
+index is older than ``ttl`` (15 minutes, the reference's tombstone TTL), the reaper of the
+leader applies a ``Tombstone`` reap command with that index through raft, so every server
+forgets the tombstones at or below it. Followers note too (the reference notes on the leader
+only), so a new leader does not wait another full TTL: with leaders changing every few minutes
+tombstones would otherwise never be reaped.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class TombstoneReaper(Service):
         self.clock = clock
         self.ttl = ttl
         self.granularity = granularity
-        self.reaped = 0  # highest index reaped in this term
+        self.reaped = 0  # highest index this server reaped
+        self.due = 0  # highest noted index older than the TTL
         self._noted: deque[tuple[float, int]] = deque()
         self._loop: LoopingCall | None = None
         self._applying: Deferred[tuple[int, Any]] | None = None
@@ -67,11 +69,11 @@ class TombstoneReaper(Service):
     def tick(self) -> None:
         now = self.clock.seconds()
         self._noted.append((now, self.endpoints.state.max_index(TOMBSTONES)))
-        due = 0
         while self._noted and self._noted[0][0] <= now - self.ttl:
-            due = max(due, self._noted.popleft()[1])
-        if due > self.reaped and self._applying is None:
-            self._reap(due)
+            self.due = max(self.due, self._noted.popleft()[1])
+        leading = self.endpoints.consensus.is_leader()
+        if self.due > self.reaped and self._applying is None and leading:
+            self._reap(self.due)
 
     def _reap(self, index: int) -> None:
         body = {"Datacenter": self.endpoints.datacenter, "Op": TOMBSTONE_REAP, "ReapIndex": index}

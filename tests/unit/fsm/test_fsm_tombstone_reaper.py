@@ -48,3 +48,22 @@ def test_tombstones_older_than_the_ttl_are_reaped_newer_ones_stay() -> None:
     assert _tombstones(fsm) == []
     reaper.stopService()
     assert not clock.getDelayedCalls()
+
+
+def test_followers_note_so_a_new_leader_reaps_without_waiting_a_whole_ttl() -> None:
+    clock = task.Clock()
+    fsm = FSM()
+    consensus = LocalConsensus(fsm, "127.0.0.1:8300")
+    leading = [False]
+    consensus.is_leader = lambda: leading[0]  # type: ignore[method-assign]
+    endpoints = Endpoints("dc1", fsm.state, consensus, clock, random.Random(1))
+    reaper = TombstoneReaper(endpoints, clock, ttl=60.0, granularity=10.0)
+    reaper.startService()
+    _kv(consensus, KVS_SET, "a")
+    _kv(consensus, KVS_DELETE, "a")
+    clock.pump([10] * 8)  # well past the TTL, but not leading: nothing reaped
+    assert _tombstones(fsm) == ["a"]
+    leading[0] = True  # elected: the next tick reaps what it noted as a follower
+    clock.advance(10)
+    assert _tombstones(fsm) == []
+    reaper.stopService()
