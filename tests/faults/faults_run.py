@@ -72,6 +72,7 @@ class Event:
     start: float
     end: float = 0.0
     reconverge: float | None = None  # partition: seconds after healing until all agree
+    detail: str = ""  # partition: what still differed when the limit passed
 
 
 @attrs.define
@@ -134,6 +135,21 @@ def _view(p: Proc) -> Any:
     )
     wan = sorted((m["Name"], m["Status"]) for m in members)
     return fed, wan
+
+
+def differences(cluster: Cluster) -> str:
+    """Each server's view where it differs from the primary leader's (for the report)."""
+    leader = leader_of(cluster, cluster.primary)
+    if leader is None:
+        return "no primary leader"
+    want = _view(leader)
+    out = [f"{leader.name} (primary leader): {want}"]
+    for dc in cluster.dcs:
+        for p in cluster.servers(dc):
+            got = _view(p)
+            if got != want:
+                out.append(f"{p.name}: {got}")
+    return "; ".join(out)
 
 
 def converged(cluster: Cluster) -> bool:
@@ -291,6 +307,10 @@ class Runner:
         self.net.set_fault("partition", sides, False)
         e.end = time.monotonic()
         cluster = self.cluster
+        if _poll(lambda: converged(cluster), self.profile.reconverge_limit, 0.1):
+            e.reconverge = time.monotonic() - e.end
+            return
+        e.detail = differences(cluster)[:2000]
         if _poll(lambda: converged(cluster), 120, 0.1):
             e.reconverge = time.monotonic() - e.end
 
@@ -394,7 +414,7 @@ class Runner:
             if e.kind == "partition":
                 if e.reconverge is None or e.reconverge > self.profile.reconverge_limit:
                     r.failures.append(f"partition of {e.dc}: reconverged after {e.reconverge} s"
-                                      f" (limit {self.profile.reconverge_limit} s)")
+                                      f" (limit {self.profile.reconverge_limit} s); {e.detail}")
         return r
 
 
