@@ -33,6 +33,7 @@ from wanfedtx.catalog.errors import (
     NoPathToDatacenterError,
     NotFoundError,
 )
+from wanfedtx.fsm.errors import LeadershipError
 from wanfedtx.http.limits import KV_MAX_VALUE_SIZE
 from wanfedtx.rpc.errors import RPCLayerError
 from wanfedtx.state.errors import StateError
@@ -295,9 +296,13 @@ def error_reply(request: IRequest, error: BaseException | Failure) -> bytes:
     if isinstance(exc, RPCLayerError) and str(exc) == RPC_RATE_EXCEEDED:
         # A client agent over limits.rpc_rate: 429 with an empty body, as Consul.
         return body_reply(request, 429, "text/plain; charset=utf-8", b"")
-    if isinstance(exc, NoPathToDatacenterError | NoLeaderError | EndpointError | RPCLayerError):
-        # As the reference: RPC failures (including errors returned by a remote server) are
-        # 500s carrying the error text.
+    if isinstance(
+        exc,
+        NoPathToDatacenterError | NoLeaderError | EndpointError | RPCLayerError | LeadershipError,
+    ):
+        # As the reference: RPC failures (including errors returned by a remote server, and a
+        # write whose leader lost its leadership before the entry committed: its outcome is
+        # unknown, so it is not retried) are 500s carrying the error text.
         return text_reply(request, 500, str(exc))
     if failure is None:
         failure = Failure(exc, type(exc), exc.__traceback__)
