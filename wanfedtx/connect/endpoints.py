@@ -1,0 +1,192 @@
+# -*- test-case-name: tests.unit.connect.test_connect_ca_endpoints -*-
+"""RPC endpoints ``ConnectCA.Roots``, ``.ConfigurationGet`` and ``.Sign`` of one server.
+
+They ride on the catalog's :class:`~wanfedtx.catalog.endpoints.Endpoints` (state store,
+consensus, forwarder, blocking queries). As the reference:
+
+* ``Roots`` is a blocking read over the roots and config tables; its reply is an
+  ``IndexedCARoots`` (``ActiveRootID``, ``TrustDomain`` = ``<cluster-id>.consul``, ``Roots``)
+  whose roots are copied field by field (no key material), an empty list ``[]``.
+* ``ConfigurationGet`` returns the stored ``CAConfiguration`` (``ClusterID`` is not shown).
+* ``Sign`` takes a leaf CSR, runs on the leader of the datacenter it names, checks the SPIFFE
+  ID (one service ID of this trust domain and datacenter), takes the next serial through raft
+  and signs with the active root's key (the built-in provider in the primary).
+
+There is no ACL system yet, so the operator/service permission checks are not made.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from twisted.internet.defer import Deferred
+
+from wanfedtx.catalog.endpoints import Endpoints, HandlerFn, as_handler
+from wanfedtx.catalog.errors import BadRequestError
+from wanfedtx.config.durations import parse_duration_ns
+from wanfedtx.connect import ca
+from wanfedtx.connect.errors import CAError
+from wanfedtx.connect.fsm import OP_INCREMENT_SERIAL
+from wanfedtx.fsm.commands import MessageType
+from wanfedtx.state import WatchSet
+
+Args = dict[str, Any]
+Handler = Callable[[Args], Deferred[Any]]
+
+ROOTS = "ConnectCA.Roots"
+CONFIGURATION_GET = "ConnectCA.ConfigurationGet"
+SIGN = "ConnectCA.Sign"
+
+DEFAULT_LEAF_TTL = "72h"
+
+_ROOT_FIELDS = (
+    "ID", "Name", "SerialNumber", "SigningKeyID", "ExternalTrustDomain", "NotBefore",
+    "NotAfter", "RootCert", "IntermediateCerts", "Active", "PrivateKeyType", "PrivateKeyBits",
+    "CreateIndex", "ModifyIndex",
+)
+
+
+def provider_state_id(config: Mapping[str, Any], primary: bool) -> str:
+    """The built-in provider's state row: colon-hex SHA-256 of
+    ``"<PrivateKey>,<RootCert>,<true|false>"`` from the provider config."""
+    raw = f"{config.get('PrivateKey', '')},{config.get('RootCert', '')},{str(primary).lower()}"
+    return ca.hex_string(hashlib.sha256(raw.encode()).digest())
+
+
+def indexed_roots(config: Mapping[str, Any] | None, roots: list[Args]) -> Args:
+    """The ``IndexedCARoots`` of the stored config and roots (field-by-field copies)."""
+    cluster_id = str((config or {}).get("ClusterID") or "")
+    out = [{k: r.get(k) for k in _ROOT_FIELDS} for r in roots]
+    active = next((r["ID"] for r in out if r.get("Active")), "")
+    return {
+        "ActiveRootID": active,
+        "TrustDomain": ca.trust_domain(cluster_id) if cluster_id else "",
+        "Roots": out,
+    }
+
+
+def leaf_ttl(config: Mapping[str, Any] | None) -> datetime.timedelta:
+    raw = str(((config or {}).get("Config") or {}).get("LeafCertTTL") or DEFAULT_LEAF_TTL)
+    return datetime.timedelta(microseconds=parse_duration_ns(raw) // 1000)
+
+
+class ConnectCAEndpoints:
+    """The ``ConnectCA`` RPC service of one server."""
+
+    def __init__(self, endpoints: Endpoints, primary_datacenter: str,
+                 now: Callable[[], datetime.datetime] | None = None,
+                 enabled: bool = True) -> None:
+        self.endpoints = endpoints
+        self.enabled = enabled
+        self.primary_datacenter = primary_datacenter or endpoints.datacenter
+        self.now = now if now is not None else (
+            lambda: datetime.datetime.fromtimestamp(endpoints.clock.seconds(), datetime.UTC)
+        )
+
+    @property
+    def is_primary(self) -> bool:
+        return self.endpoints.datacenter == self.primary_datacenter
+
+    def handlers(self) -> dict[str, Handler]:
+        table: dict[str, HandlerFn] = {
+            ROOTS: self.roots,
+            CONFIGURATION_GET: self.configuration_get,
+            SIGN: self.sign,
+        }
+
+        def checked(fn: HandlerFn) -> HandlerFn:
+            def call(args: Args) -> Any:
+                if not self.enabled:
+                    raise CAError("Connect must be enabled in order to use this endpoint")
+                if not isinstance(args, dict):
+                    raise BadRequestError("request must be an object")
+                return fn(args)
+
+            return call
+
+        return {name: as_handler(checked(fn)) for name, fn in table.items()}
+
+    def register_into(self, registry: Any) -> None:
+        for name, handler in self.handlers().items():
+            registry.register(name, handler)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def roots(self, args: Args) -> Deferred[Any]:
+        state = self.endpoints.state
+
+        def query(ws: WatchSet | None) -> tuple[int, Args]:
+            index, roots = state.ca_roots(ws)
+            _, config = state.ca_config(ws)
+            return index, indexed_roots(config, roots)
+
+        return self.endpoints._read(ROOTS, args, query, dict)
+
+    def configuration_get(self, args: Args) -> Deferred[Any]:
+        state = self.endpoints.state
+
+        def query(ws: WatchSet | None) -> tuple[int, Args | None]:
+            return state.ca_config(ws)
+
+        def shape(config: Args | None) -> Args:
+            if config is None:
+                raise CAError("CA configuration is not initialized yet")
+            return {"Config": {k: config.get(k) for k in (
+                "Provider", "Config", "State", "ForceWithoutCrossSigning",
+                "CreateIndex", "ModifyIndex")}}
+
+        return self.endpoints._read(CONFIGURATION_GET, args, query, shape)
+
+    # -- Sign ----------------------------------------------------------------------------------
+
+    async def sign(self, args: Args) -> Any:
+        csr = args.get("CSR")
+        if not isinstance(csr, str) or not csr:
+            raise BadRequestError("CSR must be a PEM string")
+        forwarded, reply = await self.endpoints._forward(SIGN, args, write=True)
+        if forwarded:
+            return reply
+        state = self.endpoints.state
+        _, config = state.ca_config(None)
+        root = state.ca_active_root()
+        if config is None or not config.get("ClusterID"):
+            raise CAError("internal error: CA provider is nil")
+        if root is None:
+            raise CAError("internal error: CA root is nil")
+        key_pem, signing_pem = self.signing_material(config, root)
+        td = ca.trust_domain(str(config["ClusterID"]))
+        # validate before a serial is taken, so bad CSRs change nothing
+        parsed = ca.parse_csr(csr)
+        uris = ca.csr_uris(parsed)
+        service = ""
+        if len(uris) == 1:
+            _, _, _, service = ca.parse_service_uri(uris[0])
+        serial = int(await self.endpoints._apply(
+            MessageType.CONNECT_CA, {"Op": OP_INCREMENT_SERIAL}))
+        pem = ca.sign_leaf(csr, key_pem, signing_pem, serial, self.now(), leaf_ttl(config),
+                           td, self.endpoints.datacenter)
+        cert = ca.load_cert(pem)
+        chain = [pem, *(root.get("IntermediateCerts") or [])]
+        return {
+            "SerialNumber": ca.serial_hex(serial),
+            "CertPEM": "\n".join(chain),
+            "Service": service,
+            "ServiceURI": uris[0],
+            "ValidAfter": ca._rfc3339(cert.not_valid_before_utc),
+            "ValidBefore": ca._rfc3339(cert.not_valid_after_utc),
+            "CreateIndex": serial,
+            "ModifyIndex": serial,
+        }
+
+    def signing_material(self, config: Args, root: Args) -> tuple[str, str]:
+        """(CA key PEM, signing cert PEM) of this datacenter's built-in provider."""
+        provider_config = config.get("Config") or {}
+        row = self.endpoints.state.ca_provider_state(
+            provider_state_id(provider_config, self.is_primary))
+        if row is None or not row.get("PrivateKey"):
+            raise CAError("internal error: CA provider is nil")
+        signing = row.get("IntermediateCert") or row.get("RootCert") or root["RootCert"]
+        return str(row["PrivateKey"]), str(signing)
