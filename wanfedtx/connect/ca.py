@@ -92,11 +92,11 @@ def service_cn(service: str, td: str, namespace: str = "default") -> str:
     svc = re.sub(r"[^a-z0-9]", "", service.lower())
     ns = namespace
     if len(svc) + len(ns) > 43:
-        over = len(svc) + len(ns) - 43
-        cut_svc = min(over // 2, max(0, len(svc) - 15))
-        cut_ns = min(over - cut_svc, max(0, len(ns) - 15))
-        svc = svc[: len(svc) - cut_svc]
-        ns = ns[: len(ns) - cut_ns]
+        # halves of the 43 characters left (the odd one goes to the service); a name shorter
+        # than its half gives the rest to the other
+        svc_room = max(22, 43 - len(ns))
+        svc = svc[:svc_room]
+        ns = ns[: 43 - len(svc)]
     return f"{svc}.svc.{ns}.{td[:8]}.consul"
 
 
@@ -261,6 +261,23 @@ def parse_service_uri(uri: str) -> tuple[str, str, str, str]:
     return parts.hostname or "", ns, dc, svc
 
 
+def check_leaf_csr(
+    csr_pem: str, td: str, dc: str
+) -> tuple[x509.CertificateSigningRequest, str, str, str]:
+    """(CSR, URI, namespace, service) of a leaf CSR this datacenter may sign, or CSRError."""
+    csr = parse_csr(csr_pem)
+    uris = csr_uris(csr)
+    if len(uris) != 1:
+        raise CSRError(f"CSR must have exactly one URI SAN, got {len(uris)}")
+    host, ns, svc_dc, svc = parse_service_uri(uris[0])
+    if host.lower() != td.lower():
+        raise CSRError(f"SPIFFE ID in CSR from a different trust domain: {host}, we are {td}")
+    if svc_dc != dc:
+        raise CSRError(f"SPIFFE ID in CSR from a different datacenter: {svc_dc}, we are {dc}")
+    _ec_public(csr)
+    return csr, uris[0], ns, svc
+
+
 def sign_leaf(
     csr_pem: str,
     ca_key_pem: str,
@@ -272,15 +289,7 @@ def sign_leaf(
     dc: str,
 ) -> str:
     """Sign a service leaf CSR as the reference's ``ConnectCA.Sign`` checks it (PEM)."""
-    csr = parse_csr(csr_pem)
-    uris = csr_uris(csr)
-    if len(uris) != 1:
-        raise CSRError(f"CSR must have exactly one URI SAN, got {len(uris)}")
-    host, ns, svc_dc, svc = parse_service_uri(uris[0])
-    if host.lower() != td.lower():
-        raise CSRError(f"SPIFFE ID in CSR from a different trust domain: {host}, we are {td}")
-    if svc_dc != dc:
-        raise CSRError(f"SPIFFE ID in CSR from a different datacenter: {svc_dc}, we are {dc}")
+    csr, uri, ns, svc = check_leaf_csr(csr_pem, td, dc)
     pub = _ec_public(csr)
     ca_key = load_key(ca_key_pem)
     ca_cert = load_cert(ca_cert_pem)
@@ -311,7 +320,7 @@ def sign_leaf(
         .add_extension(x509.SubjectKeyIdentifier(key_id(pub)), critical=False)
         .add_extension(_aki(key_id(ca_key.public_key())), critical=False)
         .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uris[0])]),
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]),
             critical=False,
         )
         .sign(ca_key, hashes.SHA256())

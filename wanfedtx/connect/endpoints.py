@@ -158,12 +158,8 @@ class ConnectCAEndpoints:
             raise CAError("internal error: CA root is nil")
         key_pem, signing_pem = self.signing_material(config, root)
         td = ca.trust_domain(str(config["ClusterID"]))
-        # validate before a serial is taken, so bad CSRs change nothing
-        parsed = ca.parse_csr(csr)
-        uris = ca.csr_uris(parsed)
-        service = ""
-        if len(uris) == 1:
-            _, _, _, service = ca.parse_service_uri(uris[0])
+        # validate before a serial is taken, so refused CSRs change nothing
+        _, uri, _, service = ca.check_leaf_csr(csr, td, self.endpoints.datacenter)
         serial = int(await self.endpoints._apply(
             MessageType.CONNECT_CA, {"Op": OP_INCREMENT_SERIAL}))
         pem = ca.sign_leaf(csr, key_pem, signing_pem, serial, self.now(), leaf_ttl(config),
@@ -174,7 +170,7 @@ class ConnectCAEndpoints:
             "SerialNumber": ca.serial_hex(serial),
             "CertPEM": "\n".join(chain),
             "Service": service,
-            "ServiceURI": uris[0],
+            "ServiceURI": uri,
             "ValidAfter": ca._rfc3339(cert.not_valid_before_utc),
             "ValidBefore": ca._rfc3339(cert.not_valid_after_utc),
             "CreateIndex": serial,
