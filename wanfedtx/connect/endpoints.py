@@ -10,7 +10,10 @@ consensus, forwarder, blocking queries). As the reference:
 * ``ConfigurationGet`` returns the stored ``CAConfiguration`` (``ClusterID`` is not shown).
 * ``Sign`` takes a leaf CSR, runs on the leader of the datacenter it names, checks the SPIFFE
   ID (one service ID of this trust domain and datacenter), takes the next serial through raft
-  and signs with the active root's key (the built-in provider in the primary).
+  and signs with this datacenter's signing key: the root's in the primary, the intermediate's
+  in a secondary (the chain then carries the intermediate).
+* ``SignIntermediate`` (primary only, ``not the primary datacenter`` elsewhere) signs a
+  secondary's intermediate CSR with the root; the reply is the PEM.
 
 There is no ACL system yet, so the operator/service permission checks are not made.
 """
@@ -27,7 +30,7 @@ from twisted.internet.defer import Deferred
 from wanfedtx.catalog.endpoints import Endpoints, HandlerFn, as_handler
 from wanfedtx.catalog.errors import BadRequestError
 from wanfedtx.config.durations import parse_duration_ns
-from wanfedtx.connect import ca
+from wanfedtx.connect import ca, intermediate
 from wanfedtx.connect.errors import CAError
 from wanfedtx.connect.fsm import OP_INCREMENT_SERIAL
 from wanfedtx.fsm.commands import MessageType
@@ -39,8 +42,10 @@ Handler = Callable[[Args], Deferred[Any]]
 ROOTS = "ConnectCA.Roots"
 CONFIGURATION_GET = "ConnectCA.ConfigurationGet"
 SIGN = "ConnectCA.Sign"
+SIGN_INTERMEDIATE = "ConnectCA.SignIntermediate"
 
 DEFAULT_LEAF_TTL = "72h"
+DEFAULT_INTERMEDIATE_TTL = "8760h"
 
 _ROOT_FIELDS = (
     "ID", "Name", "SerialNumber", "SigningKeyID", "ExternalTrustDomain", "NotBefore",
@@ -68,9 +73,17 @@ def indexed_roots(config: Mapping[str, Any] | None, roots: list[Args]) -> Args:
     }
 
 
-def leaf_ttl(config: Mapping[str, Any] | None) -> datetime.timedelta:
-    raw = str(((config or {}).get("Config") or {}).get("LeafCertTTL") or DEFAULT_LEAF_TTL)
+def _ttl(config: Mapping[str, Any] | None, name: str, default: str) -> datetime.timedelta:
+    raw = str(((config or {}).get("Config") or {}).get(name) or default)
     return datetime.timedelta(microseconds=parse_duration_ns(raw) // 1000)
+
+
+def leaf_ttl(config: Mapping[str, Any] | None) -> datetime.timedelta:
+    return _ttl(config, "LeafCertTTL", DEFAULT_LEAF_TTL)
+
+
+def intermediate_ttl(config: Mapping[str, Any] | None) -> datetime.timedelta:
+    return _ttl(config, "IntermediateCertTTL", DEFAULT_INTERMEDIATE_TTL)
 
 
 class ConnectCAEndpoints:
@@ -95,6 +108,7 @@ class ConnectCAEndpoints:
             ROOTS: self.roots,
             CONFIGURATION_GET: self.configuration_get,
             SIGN: self.sign,
+            SIGN_INTERMEDIATE: self.sign_intermediate,
         }
 
         def checked(fn: HandlerFn) -> HandlerFn:
@@ -176,6 +190,31 @@ class ConnectCAEndpoints:
             "CreateIndex": serial,
             "ModifyIndex": serial,
         }
+
+    async def sign_intermediate(self, args: Args) -> Any:
+        """The primary signs a secondary's intermediate CSR; the reply is the PEM."""
+        csr = args.get("CSR")
+        if not isinstance(csr, str) or not csr:
+            raise BadRequestError("CSR must be a PEM string")
+        forwarded, reply = await self.endpoints._forward(SIGN_INTERMEDIATE, args, write=True)
+        if forwarded:
+            return reply
+        if not self.is_primary:
+            raise CAError("not the primary datacenter")
+        state = self.endpoints.state
+        _, config = state.ca_config(None)
+        root = state.ca_active_root()
+        if config is None or not config.get("ClusterID"):
+            raise CAError("internal error: CA provider is nil")
+        if root is None:
+            raise CAError("internal error: CA root is nil")
+        key_pem, root_pem = self.signing_material(config, root)
+        cluster_id = str(config["ClusterID"])
+        intermediate.check_intermediate_csr(csr, cluster_id)
+        serial = int(await self.endpoints._apply(
+            MessageType.CONNECT_CA, {"Op": OP_INCREMENT_SERIAL}))
+        return intermediate.sign_intermediate(csr, key_pem, root_pem, cluster_id, serial,
+                                              self.now(), intermediate_ttl(config))
 
     def signing_material(self, config: Args, root: Args) -> tuple[str, str]:
         """(CA key PEM, signing cert PEM) of this datacenter's built-in provider."""

@@ -7,7 +7,8 @@ and no leader routine runs. It installs the type-13 handler on the catalog FSM (
 replays its log), adds the ``ConnectCA.*`` handlers to the catalog's local RPC table and, through
 :meth:`register_into`, to the :8300 endpoint table. Its child ``leader``
 (:class:`~wanfedtx.catalog.leader.LeaderServices`) runs :class:`PrimaryCAInitializer` while
-this server leads in the primary datacenter: the reference's ``initializeCA``.
+this server leads in the primary datacenter (the reference's ``initializeCA``), and
+:class:`~wanfedtx.connect.secondary.SecondaryCARootWatch` in a secondary.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from wanfedtx.connect import ca
 from wanfedtx.connect import fsm as ca_fsm
 from wanfedtx.connect.endpoints import ConnectCAEndpoints, provider_state_id
 from wanfedtx.connect.errors import CAError
+from wanfedtx.connect.secondary import SecondaryCARootWatch
 from wanfedtx.fsm.commands import MessageType
 from wanfedtx.fsm.consensus import Consensus
 from wanfedtx.fsm.errors import LeadershipError
@@ -202,6 +204,10 @@ class ConnectCAServer(MultiService):
         self.endpoints.register_into(registry)
 
     def build_routines(self) -> list[Service]:
-        if self.enabled and self.is_primary:
+        if not self.enabled:
+            return []
+        if self.is_primary:
             return [PrimaryCAInitializer(self.catalog.endpoints, self.user_config, self.clock)]
-        return []
+        base = initial_config(self.user_config)
+        return [SecondaryCARootWatch(self.catalog.endpoints, self.primary_datacenter, base,
+                                     self.clock)]

@@ -20,6 +20,7 @@ from wanfedtx.connect import ca
 from wanfedtx.connect import fsm as ca_fsm
 from wanfedtx.connect.errors import CAError, CSRError
 from wanfedtx.connect.fsm import OP_SET_ROOTS, apply_ca_request
+from wanfedtx.connect.secondary import SecondaryCARootWatch
 from wanfedtx.connect.server import ConnectCAServer, PrimaryCAInitializer
 from wanfedtx.fsm.commands import MessageType, encode
 from wanfedtx.fsm.errors import FSMError
@@ -115,9 +116,10 @@ def test_foreign_trust_domain_refused_before_serial() -> None:
     assert cat.fsm.last_applied == before
 
 
-def test_secondary_without_replication_has_no_roots() -> None:
-    cat, srv = server(dc="dc2", primary="dc1")
-    assert srv.leader is not None and srv.leader.routines == []
+def test_secondary_before_replication_has_no_roots() -> None:
+    cat, srv = server(dc="dc2", primary="dc1")  # no forwarder: the primary is unreachable
+    assert srv.leader is not None
+    assert [type(r) for r in srv.leader.routines] == [SecondaryCARootWatch]
     reply = result(cat.rpc("ConnectCA.Roots", {}))
     assert (reply["TrustDomain"], reply["Roots"], reply["ActiveRootID"]) == ("", [], "")
     _, csr = ca.make_leaf_csr("x.consul", "dc2", "web")
