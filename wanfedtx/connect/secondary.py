@@ -4,7 +4,9 @@
 As the reference's ``secondaryCARootWatch`` + ``initializeSecondaryCA``: a blocking
 ``ConnectCA.Roots`` forwarded to the primary (through the gateways with WAN federation; up to
 600 s per call; ``MinQueryIndex`` follows the replies and is reset to 0 when it goes back).
-For each answer with a trust domain and an active root:
+Before the first answer the secondary stores its own configuration (its own cluster ID, so
+its trust domain is its own and its roots are empty, as the reference's). For each answer
+with a trust domain and an active root:
 
 1. the local CA configuration adopts the primary's cluster ID (so this datacenter's trust domain
    is the primary's);
@@ -94,9 +96,24 @@ class SecondaryCARootWatch(Service):
             raise CAError(f"{method} was not forwarded to the primary datacenter")
         return reply
 
+    async def bootstrap(self) -> None:
+        """Store this datacenter's own CA configuration (its own cluster ID) when there is
+        none, as the reference does before the primary answers: until then the secondary's
+        trust domain is its own and its roots are empty."""
+        _, config = self.endpoints.state.ca_config(None)
+        if config is None:
+            await self._apply({"Op": ca_fsm.OP_SET_CONFIG, "Config": dict(self.base_config)})
+
     async def loop(self) -> None:
         index = 0
         failures = 0
+        try:
+            await self.bootstrap()
+        except (CancelledError, LeadershipError):
+            raise
+        except Exception as exc:
+            log.warn("CA: failed to store the secondary's own CA configuration: {error}",
+                     error=str(exc) or type(exc).__name__)
         while self.running:
             try:
                 reply = await self._call(ROOTS, {
