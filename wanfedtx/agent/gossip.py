@@ -122,6 +122,7 @@ class AgentGossip(MultiService):
         router: GossipRouter | None = None,
         on_lan_server: Callable[[str], object] | None = None,
         on_wan_server_joined: Callable[[str], object] | None = None,
+        on_lan_event: Callable[[Event], object] | None = None,
         wrap_wan_transport: Callable[[NetTransport], IGossipTransport] | None = None,
     ) -> None:
         """``router`` is the one the agent's RPC forwarder reads (a new one when None);
@@ -141,6 +142,9 @@ class AgentGossip(MultiService):
         #: Called with ``host:port`` of the RPC port of each server of this datacenter that
         #: joins (or updates) in the LAN pool: raft's peer discovery (``server_discovered``).
         self.on_lan_server = on_lan_server
+        #: Called with every LAN serf event (a client's server list, the leader's
+        #: reconciliation of members into the catalog).
+        self.on_lan_event = on_lan_event
         #: Called with the datacenter of a server of another datacenter joining the WAN pool.
         self.on_wan_server_joined = on_wan_server_joined
         keyring = _keyring(rt)
@@ -210,6 +214,8 @@ class AgentGossip(MultiService):
 
     def _on_lan_event(self, ev: Event) -> None:
         self.router.lan.handle_event(ev)
+        if self.on_lan_event is not None:
+            self.on_lan_event(ev)
         if isinstance(ev, MemberEvent) and ev.type in ("member-join", "member-update"):
             for m in ev.members:
                 self._flood(m.name)

@@ -42,6 +42,9 @@ log = Logger()
 Args = dict[str, Any]
 RPC = Callable[[str, Args], Deferred[Any]]
 
+RPC_RATE_EXCEEDED = "RPC rate limit exceeded"
+"""Consul's ``ErrRPCRateExceeded`` text (a client agent's ``limits.rpc_rate``): answered 429."""
+
 MAX_JSON_DEPTH = 64
 """Deepest JSON nesting a request body may have (Consul's bodies nest a handful of levels)."""
 
@@ -289,6 +292,9 @@ def error_reply(request: IRequest, error: BaseException | Failure) -> bytes:
         return text_reply(request, 400, str(exc))
     if isinstance(exc, NotFoundError):
         return text_reply(request, 404, str(exc))
+    if isinstance(exc, RPCLayerError) and str(exc) == RPC_RATE_EXCEEDED:
+        # A client agent over limits.rpc_rate: 429 with an empty body, as Consul.
+        return body_reply(request, 429, "text/plain; charset=utf-8", b"")
     if isinstance(exc, NoPathToDatacenterError | NoLeaderError | EndpointError | RPCLayerError):
         # As the reference: RPC failures (including errors returned by a remote server) are
         # 500s carrying the error text.

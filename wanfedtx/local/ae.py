@@ -105,6 +105,11 @@ class AntiEntropy(Service):
             return
         self._schedule(0)
 
+    def sync_full(self) -> None:
+        """A server appeared (a client's ``ServerUp``, a new leader): full sync at once."""
+        self._want_full = True
+        self.trigger()
+
     def _schedule(self, delay: float) -> None:
         if self._timer is not None and self._timer.active():
             if self._timer.getTime() <= self.clock.seconds() + delay:
