@@ -143,8 +143,10 @@ class Agent(MultiService):
                                       lan_members=self._lan_member_count)
         raft = self.raft
         federation = self.federation
+        connect_ca = self.connect_ca
         wake = (
-            (lambda dc: federation.wake_routines())
+            (lambda dc: (federation.wake_routines(),
+                         connect_ca.wake_routines() if connect_ca is not None else None))
             if federation is not None and self.locator is not None
             else None
         )

@@ -28,7 +28,6 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -63,6 +62,7 @@ class SecondaryCARootWatch(Service):
         self.clock = clock
         self.max_query_time = max_query_time
         self._task: Deferred[None] | None = None
+        self._wake: Deferred[None] | None = None
         #: How many answers of the primary were applied (tests wait on it).
         self.synced = 0
 
@@ -132,7 +132,26 @@ class SecondaryCARootWatch(Service):
                 log.warn("CA root replication failed, will retry: error={error} wait={wait}s",
                          error=str(exc) or type(exc).__name__, wait=wait)
                 index = 0
-                await deferLater(self.clock, wait, lambda: None)
+                await self._sleep(wait)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or until :meth:`wake`."""
+        done: Deferred[None] = Deferred()
+        self._wake = done
+        call = self.clock.callLater(seconds, self.wake)
+        try:
+            await done
+        finally:
+            self._wake = None
+            if call.active():
+                call.cancel()
+
+    def wake(self) -> None:
+        """A server of another datacenter joined the WAN pool: retry now, not after the
+        backoff (the primary may just have become reachable)."""
+        wake, self._wake = self._wake, None
+        if wake is not None and not wake.called:
+            wake.callback(None)
 
     async def _apply(self, body: dict[str, Any]) -> Any:
         return await self.endpoints._apply(MessageType.CONNECT_CA, body)

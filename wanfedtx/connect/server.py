@@ -203,6 +203,13 @@ class ConnectCAServer(MultiService):
         """Add the ``ConnectCA.*`` handlers to the :8300 endpoint table."""
         self.endpoints.register_into(registry)
 
+    def wake_routines(self) -> None:
+        """A server of another datacenter joined the WAN pool: the secondary's roots watch
+        retries now instead of after its backoff."""
+        for routine in self.leader.routines:
+            if isinstance(routine, SecondaryCARootWatch):
+                routine.wake()
+
     def build_routines(self) -> list[Service]:
         if not self.enabled:
             return []

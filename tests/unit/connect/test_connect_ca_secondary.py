@@ -133,3 +133,28 @@ def test_primary_unreachable_retries_with_backoff() -> None:
     assert isinstance(watch, SecondaryCARootWatch) and watch.synced == 0
     assert clock.getDelayedCalls()
     result(cat.stopService())
+
+
+def test_wake_retries_before_the_backoff_ends() -> None:
+    clock = task.Clock()
+    servers: dict[str, CatalogAgent] = {}
+    forwarder = FakeForwarder(servers, wire=_wire)
+    cats: dict[str, CatalogAgent] = {}
+    cas: dict[str, ConnectCAServer] = {}
+    for dc in ("dc1", "dc2"):
+        cats[dc] = CatalogAgent(node_name=f"s-{dc}", datacenter=dc, advertise_addr="127.0.0.1",
+                                server_port=8300, reactor=clock, rng=random.Random(3),
+                                forwarder=forwarder)
+        cas[dc] = ConnectCAServer(cats[dc], "dc1", {}, clock)
+        cas[dc].setServiceParent(cats[dc])
+    servers["dc2"] = cats["dc2"]  # the primary is not reachable yet
+    cats["dc2"].startService()
+    assert cas["dc2"].leader is not None
+    (watch,) = cas["dc2"].leader.routines
+    assert isinstance(watch, SecondaryCARootWatch) and watch.synced == 0
+    servers["dc1"] = cats["dc1"]
+    cats["dc1"].startService()
+    cas["dc2"].wake_routines()  # no clock advance: the retry runs now
+    assert watch.synced == 1
+    roots = result(cats["dc2"].rpc("ConnectCA.Roots", {}))
+    assert roots["Roots"] and roots["Roots"][0]["IntermediateCerts"]
