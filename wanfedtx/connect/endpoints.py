@@ -10,7 +10,9 @@ consensus, forwarder, blocking queries). As the reference:
 * ``ConfigurationGet`` returns the stored ``CAConfiguration`` (``ClusterID`` is not shown).
 * ``Sign`` takes a leaf CSR, runs on the leader of the datacenter it names, checks the SPIFFE
   ID (one service ID of this trust domain and datacenter), takes the next serial through raft
-  and signs with this datacenter's signing key: the root's in the primary, the intermediate's
+  and signs with this datacenter's signing key (at most ``CSRMaxPerSecond`` per second, 50 by
+  default, a request waiting up to 500 ms for its slot, else ``Rate limit reached, try again
+  later``): the root's in the primary, the intermediate's
   in a secondary (the chain then carries the intermediate).
 * ``SignIntermediate`` (primary only, ``not the primary datacenter`` elsewhere) signs a
   secondary's intermediate CSR with the root; the reply is the PEM.
@@ -26,6 +28,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 
 from wanfedtx.catalog.endpoints import Endpoints, HandlerFn, as_handler
 from wanfedtx.catalog.errors import BadRequestError
@@ -46,6 +49,9 @@ SIGN_INTERMEDIATE = "ConnectCA.SignIntermediate"
 
 DEFAULT_LEAF_TTL = "72h"
 DEFAULT_INTERMEDIATE_TTL = "8760h"
+DEFAULT_CSR_MAX_PER_SECOND = 50.0
+CSR_MAX_WAIT = 0.5
+RATE_LIMITED = "Rate limit reached, try again later"
 
 _ROOT_FIELDS = (
     "ID", "Name", "SerialNumber", "SigningKeyID", "ExternalTrustDomain", "NotBefore",
@@ -86,6 +92,37 @@ def intermediate_ttl(config: Mapping[str, Any] | None) -> datetime.timedelta:
     return _ttl(config, "IntermediateCertTTL", DEFAULT_INTERMEDIATE_TTL)
 
 
+class CSRRateLimitError(CAError):
+    """``CSRMaxPerSecond`` reached and no slot within 500 ms (HTTP 429)."""
+
+    def __init__(self) -> None:
+        super().__init__(RATE_LIMITED)
+
+
+class CSRBucket:
+    """The reference's leaf-signing limiter: a token bucket of burst 1 at ``rate`` per
+    second; a caller may wait up to :data:`CSR_MAX_WAIT` for its slot."""
+
+    def __init__(self) -> None:
+        self.next_free = 0.0
+
+    def reserve(self, now: float, rate: float) -> float:
+        """Seconds to wait for a slot (reserved), or -1 when it is too far away."""
+        start = max(now, self.next_free)
+        if start - now > CSR_MAX_WAIT:
+            return -1.0
+        self.next_free = start + 1.0 / rate
+        return start - now
+
+
+def csr_rate(config: Mapping[str, Any] | None) -> float:
+    raw = ((config or {}).get("Config") or {}).get("CSRMaxPerSecond", DEFAULT_CSR_MAX_PER_SECOND)
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return DEFAULT_CSR_MAX_PER_SECOND
+
+
 class ConnectCAEndpoints:
     """The ``ConnectCA`` RPC service of one server."""
 
@@ -94,6 +131,7 @@ class ConnectCAEndpoints:
                  enabled: bool = True) -> None:
         self.endpoints = endpoints
         self.enabled = enabled
+        self.csr_bucket = CSRBucket()
         self.primary_datacenter = primary_datacenter or endpoints.datacenter
         self.now = now if now is not None else (
             lambda: datetime.datetime.fromtimestamp(endpoints.clock.seconds(), datetime.UTC)
@@ -174,6 +212,13 @@ class ConnectCAEndpoints:
         td = ca.trust_domain(str(config["ClusterID"]))
         # validate before a serial is taken, so refused CSRs change nothing
         _, uri, _, service = ca.check_leaf_csr(csr, td, self.endpoints.datacenter)
+        rate = csr_rate(config)
+        if rate > 0:
+            wait = self.csr_bucket.reserve(self.endpoints.clock.seconds(), rate)
+            if wait < 0:
+                raise CSRRateLimitError()
+            if wait > 0:
+                await deferLater(self.endpoints.clock, wait, lambda: None)
         serial = int(await self.endpoints._apply(
             MessageType.CONNECT_CA, {"Op": OP_INCREMENT_SERIAL}))
         pem = ca.sign_leaf(csr, key_pem, signing_pem, serial, self.now(), leaf_ttl(config),

@@ -20,6 +20,7 @@ import attrs
 from klein import Klein
 
 from wanfedtx.connect import ca
+from wanfedtx.connect.endpoints import RATE_LIMITED
 from wanfedtx.connect.errors import CSRError
 from wanfedtx.http.common import (
     APIContext,
@@ -89,8 +90,13 @@ class ConnectCARoutes:
         if not td or not roots.get("Roots"):
             raise HTTPError(500, "cluster has no CA bootstrapped yet")
         key_pem, csr_pem = ca.make_leaf_csr(td, dc, service)
-        issued = await self.ctx.rpc("ConnectCA.Sign", {
-            "Datacenter": dc, "Token": token(request), "CSR": csr_pem})
+        try:
+            issued = await self.ctx.rpc("ConnectCA.Sign", {
+                "Datacenter": dc, "Token": token(request), "CSR": csr_pem})
+        except Exception as exc:
+            if RATE_LIMITED in str(exc):
+                raise HTTPError(429, RATE_LIMITED) from None
+            raise
         out = dict(issued)
         out["PrivateKeyPEM"] = key_pem
         set_header(request, "X-Cache", "MISS")

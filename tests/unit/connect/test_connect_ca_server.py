@@ -18,6 +18,7 @@ from wanfedtx.agent.catalog_services import CatalogAgent
 from wanfedtx.catalog.errors import BadRequestError
 from wanfedtx.connect import ca
 from wanfedtx.connect import fsm as ca_fsm
+from wanfedtx.connect.endpoints import CSRRateLimitError
 from wanfedtx.connect.errors import CAError, CSRError
 from wanfedtx.connect.fsm import OP_SET_ROOTS, apply_ca_request
 from wanfedtx.connect.secondary import SecondaryCARootWatch
@@ -82,7 +83,10 @@ def test_sign_issues_leaf_with_serial_from_raft() -> None:
     roots = result(cat.rpc("ConnectCA.Roots", {}))
     _, csr = ca.make_leaf_csr(roots["TrustDomain"], "dc1", "web")
     first = result(cat.rpc("ConnectCA.Sign", {"CSR": csr}))
-    second = result(cat.rpc("ConnectCA.Sign", {"CSR": csr}))
+    pending = cat.rpc("ConnectCA.Sign", {"CSR": csr})
+    assert isinstance(cat.reactor, task.Clock)
+    cat.reactor.advance(0.02)  # CSRMaxPerSecond 50: the next slot
+    second = result(pending)
     assert first["Service"] == "web"
     assert first["ServiceURI"] == f"spiffe://{CID}.consul/ns/default/dc/dc1/svc/web"
     assert ca.verify_signed_by(first["CertPEM"], roots["Roots"][0]["RootCert"])
@@ -168,3 +172,20 @@ def test_fsm_type_13_ops_and_refusals() -> None:
     assert stored["CreateIndex"] == stored["ModifyIndex"] == 5
     # the record round-trips through msgpack as raft carries it
     assert msgpack.unpackb(msgpack.packb(stored), raw=False) == stored
+
+
+def test_csr_max_per_second_waits_then_refuses() -> None:
+    cat, _ = server(user={"ClusterID": CID, "CSRMaxPerSecond": 4})
+    clock = cat.reactor
+    assert isinstance(clock, task.Clock)
+    _, csr = ca.make_leaf_csr(f"{CID}.consul", "dc1", "web")
+    first = cat.rpc("ConnectCA.Sign", {"CSR": csr})
+    assert first.called  # its slot is free
+    second = cat.rpc("ConnectCA.Sign", {"CSR": csr})
+    third = cat.rpc("ConnectCA.Sign", {"CSR": csr})
+    assert not second.called and not third.called  # 0.25 s and 0.5 s away
+    with pytest.raises(CSRRateLimitError, match=r"^Rate limit reached, try again later$"):
+        result(cat.rpc("ConnectCA.Sign", {"CSR": csr}))  # 0.75 s away: refused
+    clock.advance(0.5)
+    serials = {result(d)["SerialNumber"] for d in (first, second, third)}
+    assert len(serials) == 3
