@@ -45,6 +45,7 @@ from wanfedtx.agent.stats import extra_stats
 from wanfedtx.catalog.leader import LeaderServices
 from wanfedtx.client.router import NEW_LEADER_EVENT
 from wanfedtx.config.runtime import RuntimeConfig
+from wanfedtx.connect.server import ConnectCAServer
 from wanfedtx.federation.gateway_locator import GatewayLocator
 from wanfedtx.federation.server import FederationServer
 from wanfedtx.fsm.machine import FSM
@@ -126,6 +127,7 @@ class Agent(MultiService):
         self.pool: ConnPool | None = None
         self.catalog: CatalogAgent | None = None
         self.federation: FederationServer | None = None
+        self.connect_ca: ConnectCAServer | None = None
         self.locator: GatewayLocator | None = None
         self.primary_join: PrimaryJoin | None = None
         self.forwarder: Forwarder | None = None
@@ -141,8 +143,10 @@ class Agent(MultiService):
                                       lan_members=self._lan_member_count)
         raft = self.raft
         federation = self.federation
+        connect_ca = self.connect_ca
         wake = (
-            (lambda dc: federation.wake_routines())
+            (lambda dc: (federation.wake_routines(),
+                         connect_ca.wake_routines() if connect_ca is not None else None))
             if federation is not None and self.locator is not None
             else None
         )
@@ -221,6 +225,12 @@ class Agent(MultiService):
         )
         if self.server_port is not None:
             self.federation.register_into(self.server_port.endpoints)
+        # The Connect CA: raft type 13, ConnectCA.* RPCs, the primary leader's initialization.
+        self.connect_ca = ConnectCAServer(self.catalog, rt.primary_datacenter,
+                                          rt.connect_ca_config, reactor,
+                                          enabled=rt.connect_enabled)
+        if self.server_port is not None:
+            self.connect_ca.register_into(self.server_port.endpoints)
         # Operator.Raft*: the raft configuration, named by LAN gossip's servers.
         operator = OperatorEndpoints(
             self.raft,
@@ -317,7 +327,8 @@ class Agent(MultiService):
             children.append(("rpc", self.server_port.service))
         children += [("raft", self.raft), (None, self.pool), ("catalog", self.catalog),
                      ("reconcile", self.reconcile), ("client", self.client),
-                     ("federation", self.federation), ("gateway_locator", self.locator),
+                     ("federation", self.federation), ("connect_ca", self.connect_ca),
+                     ("gateway_locator", self.locator),
                      ("primary_join", self.primary_join), ("http", self.http)]
         for name, child in children:
             if child is None:

@@ -154,13 +154,21 @@ def _alive_wan(http: str) -> int:
     return sum(1 for m in members if m.get("Status") == 1)
 
 
-def _healthy_endpoints(admin: str, prefix: str) -> int:
+def _trust_domain(http: str) -> str:
+    """The trust domain of the datacenter's Connect CA roots ("" before the CA is ready)."""
+    code, roots = _get(f"{http}/v1/connect/ca/roots")
+    if code != 200 or not isinstance(roots, dict) or not roots.get("Roots"):
+        return ""
+    return str(roots.get("TrustDomain") or "")
+
+
+def _healthy_endpoints(admin: str, name: str) -> int:
     code, data = _get(f"{admin}/clusters?format=json")
     if code != 200 or not isinstance(data, dict):
         return 0
     n = 0
     for cluster in data.get("cluster_statuses", []):
-        if cluster.get("name", "").startswith(prefix):
+        if cluster.get("name", "") == name:
             for host in cluster.get("host_statuses", []):
                 if host.get("health_status", {}).get("eds_health_status") == "HEALTHY":
                     n += 1
@@ -174,6 +182,8 @@ class Checks:
         self.http = http
         self.admin = admin
         self.dcs = tuple(http)
+        #: "<dc> -> <other>": the gateway cluster found healthy (``<other>.internal.<td>``)
+        self.clusters: dict[str, str] = {}
 
     def all(self) -> list[tuple[str, Callable[[], bool]]]:
         out: list[tuple[str, Callable[[], bool]]] = []
@@ -200,7 +210,12 @@ class Checks:
             }.get((dc, other), (f"{dc}-to-{other}", b"1"))
 
             def healthy(other: str = other) -> bool:
-                return _healthy_endpoints(admin, other) == 1
+                td = _trust_domain(http)
+                name = f"{other}.internal.{td}"
+                if not td or _healthy_endpoints(admin, name) != 1:
+                    return False
+                self.clusters[f"{dc} -> {other}"] = name
+                return True
 
             def rpc(key: str = key, value: bytes = value, other: str = other) -> bool:
                 return _put(f"{http}/v1/kv/{key}?dc={other}", value)[0] == 200
@@ -209,7 +224,14 @@ class Checks:
                 (f"{dc}: gateway has a healthy endpoint for {other}", healthy),
                 (f"{dc}: RPC to {other} (PUT /v1/kv/{key}?dc={other})", rpc),
             ]
+        primary_http = self.http[self.dcs[0]]
+
+        def same_trust_domain() -> bool:
+            td = _trust_domain(http)
+            return bool(td) and td == _trust_domain(primary_http)
+
         out.append((f"{dc}: WAN pool shows {n} alive servers", wan))
+        out.append((f"{dc}: Connect CA roots name the primary's trust domain", same_trust_domain))
         return out
 
 
@@ -346,6 +368,8 @@ def _wait_for_checks(checks: Checks, procs: list[subprocess.Popen[bytes]], timeo
             time.sleep(0.5)
     for name, _ in pending:
         print(f"  FAIL {name}  (not true after {timeout:.0f}s)")
+    for route, cluster in sorted(checks.clusters.items()):
+        print(f"  gateway cluster {route}: {cluster}")
     return not pending
 
 

@@ -15,6 +15,7 @@ from typing import Protocol
 from wanfedtx.http.agent_services import AgentServicesRoutes
 from wanfedtx.http.catalog import CatalogRoutes
 from wanfedtx.http.common import RPC, APIContext
+from wanfedtx.http.connect_ca import ConnectCARoutes
 from wanfedtx.http.family import RouteFamily, install_error_handlers
 from wanfedtx.http.federation import FederationStateRoutes
 from wanfedtx.http.health import HealthRoutes
@@ -49,12 +50,13 @@ def state_families(ctx: APIContext) -> list[RouteFamily]:
 
 
 def server_families(server: IServerState) -> list[RouteFamily]:
-    """Catalog, health, KV, status, the agent's service/check routes, federation states and
-    the operator's raft routes."""
+    """Catalog, health, KV, status, the agent's service/check routes, federation states,
+    the operator's raft routes and the Connect CA."""
     ctx = APIContext(server.datacenter, server.rpc)
     return [
         *state_families(ctx),
         AgentServicesRoutes(server.local, server.runners, server.datacenter),
         FederationStateRoutes(ctx),
         OperatorRoutes(ctx),
+        ConnectCARoutes(ctx),
     ]
