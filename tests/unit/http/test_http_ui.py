@@ -89,3 +89,19 @@ def test_no_asset_loads_from_another_origin() -> None:
         assert not re.search(r"(src|href)=\"(https?:)?//", text), name
         assert not re.search(r"fetch\(\s*[\"']https?:", text), name
         assert "@import" not in text, name
+
+
+def test_setup_cfg_ships_every_asset_in_the_wheel() -> None:
+    import configparser
+    import fnmatch
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    cfg = configparser.ConfigParser()
+    cfg.read(root / "setup.cfg")
+    patterns = [p.strip() for p in cfg["options.package_data"]["wanfedtx.http.static.ui"]
+                .split(",") if p.strip()]
+    for name in load_assets():
+        assert any(fnmatch.fnmatch(name, p) for p in patterns), name
+    manifest = (root / "MANIFEST.in").read_text()
+    assert "recursive-include wanfedtx/http/static" in manifest
