@@ -1,22 +1,37 @@
-"""The one pre-chosen-port helper of the test suite, and why it still exists.
+"""Ports for tests: the one pre-chosen-port helper, why it still exists, and its alternatives.
 
 Tests listen on port 0 and read the bound port wherever the component allows it (Twisted's
 ``listenTCP(0)`` + ``getHost()``, ``HTTPServerService.bound_addresses()`` via
-``Agent.http_urls()``, ``NetTransport.listen()``, the Go peers' ``ready`` event). A port number
-picked in advance is racy (another process may take it between the pick and the bind), so
-:func:`free_port` is left only where a port must be known before anything listens:
+``Agent.http_urls()``, ``NetTransport.listen()``, the Go peers' ``ready`` event). A subprocess
+given port 0 says where it listens in its log, and :func:`wait_for_lines` reads those lines
+(``wanfed gateway``/``twistd wanfed-gateway``: ``gateway listening on <host>:<port>`` for the data
+path, ``admin address: <host>:<port>`` for ``-admin-bind``). An address where nothing may answer
+is :func:`refusing_address`: a bound socket that never listens, so no other process can take it.
+
+A port number picked in advance is racy (another process may take it between the pick and the
+bind), so :func:`free_port` is left only where a port must be known before anything listens:
 
 - an agent's ``ports.serf_lan``/``serf_wan``/``server``: Consul's config means "disabled" by 0
   (and rejects 0 for serf_lan and server), and the agent advertises these configured numbers
   (gossip tags ``port``/``wan_join_port``, its raft/RPC address), so other agents must be told;
-- ``wanfed agent`` / ``wanfed gateway`` / ``bench/raft/raft_node.py`` subprocesses, whose peers or
-  command line must carry each other's addresses before they start;
-- an address where nothing listens (a join or ``-http-addr`` that must fail).
+- a ``wanfed agent`` subprocess's ``ports.http`` (0 would disable the HTTP API, as in Consul);
+- a mesh gateway's registered service port, which the gateway reads from its agent to know
+  where to listen;
+- ``bench/raft/raft_node.py`` subprocesses, whose command lines carry each other's addresses
+  before they start.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import select
 import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -34,3 +49,45 @@ def free_port(host: str = "127.0.0.1") -> int:
                 except OSError:
                     continue
             return port
+
+
+@contextmanager
+def refusing_address(host: str = "127.0.0.1") -> Iterator[str]:
+    """``host:port`` of a TCP socket that is bound but never listens, for the life of the block:
+    every connection to it is refused, and no other process can start listening there."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        yield f"{host}:{s.getsockname()[1]}"
+
+
+def wait_for_lines(
+    proc: subprocess.Popen[Any], stream: IO[Any] | None, *patterns: str, timeout: float = 30.0
+) -> tuple[list[re.Match[str]], str]:
+    """Read ``stream`` (a pipe of ``proc``) until each of ``patterns`` matched a line.
+
+    Returns the first match of each pattern, in order, and all the text read (it is no longer in
+    the pipe). Fails with that text if ``proc`` closes the stream or ``timeout`` seconds pass
+    first. Blocking: call it through ``threads.deferToThread`` from a test on the reactor."""
+    if stream is None:
+        raise ValueError("the stream must be a pipe (stdout=/stderr=subprocess.PIPE)")
+    fd = stream.fileno()
+    data = b""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = data.decode("utf-8", "replace")
+        lines = text.splitlines()
+        found = [next((m for ln in lines if (m := re.search(p, ln))), None) for p in patterns]
+        if all(m is not None for m in found):
+            return [m for m in found if m is not None], text
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no lines matching {patterns!r} within {timeout} s:\n{text}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise AssertionError(
+                    f"the process ended its output (exit {proc.poll()}) before lines matching"
+                    f" {patterns!r}:\n{text}"
+                )
+            data += chunk

@@ -13,8 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from wanfedtx.catalog.errors import BadRequestError
-
-Row = dict[str, Any]
+from wanfedtx.state.table import Row
 
 
 def _type_name(value: Any) -> str:

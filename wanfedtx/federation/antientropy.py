@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -35,6 +34,7 @@ from wanfedtx.catalog.endpoints import Endpoints
 from wanfedtx.federation import structs
 from wanfedtx.federation.errors import FederationError, OtherDatacenterError
 from wanfedtx.federation.loop import LOOP_BURST, LOOP_RATE, LoopService, RetryLoop, sleep
+from wanfedtx.federation.structs import FederationState
 from wanfedtx.fsm.commands import MessageType
 from wanfedtx.state import WatchSet
 from wanfedtx.state.blocking import BlockingQuery
@@ -46,7 +46,8 @@ PRUNING_ROUTINE = "federation state pruning"
 
 log = Logger(namespace="agent.server.leader")
 
-Row = dict[str, Any]
+PrevCurr = tuple[FederationState | None, FederationState]
+"""One round's ``(prev, curr)``: the stored state of this datacenter and the catalog's."""
 
 
 class FederationStateAntiEntropy(RetryLoop):
@@ -75,25 +76,25 @@ class FederationStateAntiEntropy(RetryLoop):
             error=str(exc),
         )
 
-    def fetch(self, last_index: int) -> Deferred[tuple[int, tuple[Row | None, Row]]]:
+    def fetch(self, last_index: int) -> Deferred[tuple[int, PrevCurr]]:
         """The blocking query of one round: ``(index, (prev, curr))``."""
         return Deferred.fromCoroutine(self._fetch(last_index))
 
-    async def _fetch(self, last_index: int) -> tuple[int, tuple[Row | None, Row]]:
+    async def _fetch(self, last_index: int) -> tuple[int, PrevCurr]:
         await self.endpoints.consensus.verify_leader()
-        result: tuple[int, tuple[Row | None, Row]] = await BlockingQuery(
+        result: tuple[int, PrevCurr] = await BlockingQuery(
             self.endpoints.timers, self.rng, last_index, None, self._details
         )
         return result
 
-    def _details(self, ws: WatchSet | None) -> tuple[int, tuple[Row | None, Row]]:
+    def _details(self, ws: WatchSet | None) -> tuple[int, PrevCurr]:
         state = self.endpoints.state
         fed_index, prev = state.federation_state_get(ws, self.datacenter)
         gw_index, rows = state.check_service_nodes(ws, kind=structs.MESH_GATEWAY_KIND)
-        curr: Row = {
-            "Datacenter": self.datacenter,
-            "MeshGateways": [catalog_structs.check_service_node_out(n, s, c) for n, s, c in rows],
-        }
+        curr = FederationState(
+            self.datacenter,
+            tuple(catalog_structs.check_service_node_out(n, s, c) for n, s, c in rows),
+        )
         return max(fed_index, gw_index), (prev, curr)
 
     def maybe_sync(self, last_index: int) -> Deferred[int]:
@@ -114,18 +115,19 @@ class FederationStateAntiEntropy(RetryLoop):
         log.info("federation state anti-entropy synced")
         return index
 
-    async def update_our_federation_state(self, curr: Row) -> None:
-        if curr["Datacenter"] != self.datacenter:
+    async def update_our_federation_state(self, curr: FederationState) -> None:
+        if curr.datacenter != self.datacenter:
             raise OtherDatacenterError()
-        state: Row = {
-            "Datacenter": curr["Datacenter"],
-            "MeshGateways": curr["MeshGateways"],
-            "UpdatedAt": structs.format_time(self.clock.seconds()),
-            "PrimaryModifyIndex": 0,
-            "CreateIndex": 0,
-            "ModifyIndex": 0,
+        state = FederationState(
+            curr.datacenter,
+            curr.mesh_gateways,
+            updated_at=structs.format_time(self.clock.seconds()),
+        )
+        req = {
+            "Datacenter": self.primary_datacenter,
+            "Op": structs.OP_UPSERT,
+            "State": state.to_wire(),
         }
-        req = {"Datacenter": self.primary_datacenter, "Op": structs.OP_UPSERT, "State": state}
         if self.datacenter == self.primary_datacenter:
             # The primary writes through raft: it may have no token for the RPC.
             await self.endpoints._apply(MessageType.FEDERATION_STATE, req)
@@ -172,7 +174,7 @@ class FederationStatePruning(LoopService):
         _, rows = self.endpoints.state.federation_state_list(None)
         pruned = []
         for row in rows:
-            dc = row["Datacenter"]
+            dc = row.datacenter
             if dc.lower() in known:
                 continue
             log.info("pruning stale federation state: datacenter={datacenter}", datacenter=dc)

@@ -27,6 +27,7 @@ from twisted.internet.defer import Deferred
 from wanfedtx.catalog.endpoints import Endpoints, HandlerFn, as_handler
 from wanfedtx.catalog.errors import BadRequestError
 from wanfedtx.federation import structs
+from wanfedtx.federation.structs import FederationState
 from wanfedtx.fsm.commands import MessageType
 from wanfedtx.metrics import REGISTRY, Registry
 from wanfedtx.state import StateStore, WatchSet
@@ -133,25 +134,23 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def _get(state: StateStore, name: str, ws: WatchSet | None) -> tuple[int, Args | None]:
+def _get(state: StateStore, name: str, ws: WatchSet | None) -> tuple[int, FederationState | None]:
     return state.federation_state_get(ws, name)
 
 
-def _list(state: StateStore, ws: WatchSet | None) -> tuple[int, list[Args]]:
+def _list(state: StateStore, ws: WatchSet | None) -> tuple[int, list[FederationState]]:
     return state.federation_state_list(ws)
 
 
-def _get_reply(row: Args | None) -> Args:
+def _get_reply(row: FederationState | None) -> Args:
     return {"State": None if row is None else structs.state_out(row)}
 
 
-def _list_reply(rows: list[Args]) -> Args:
+def _list_reply(rows: list[FederationState]) -> Args:
     return {"States": [structs.state_out(r) for r in rows]}
 
 
-def _gateways_reply(rows: list[Args]) -> Args:
+def _gateways_reply(rows: list[FederationState]) -> Args:
     return {
-        "DatacenterNodes": {
-            r["Datacenter"]: list(r["MeshGateways"]) for r in rows if r["MeshGateways"]
-        }
+        "DatacenterNodes": {r.datacenter: list(r.mesh_gateways) for r in rows if r.mesh_gateways}
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from wanfedtx.federation.structs import OP_DELETE, OP_UPSERT
+from wanfedtx.federation.structs import OP_DELETE, OP_UPSERT, FederationState
 from wanfedtx.fsm.commands import MessageType
 from wanfedtx.fsm.errors import FSMError
 from wanfedtx.fsm.machine import FSM
@@ -42,7 +42,7 @@ def apply_federation_state(
 
 def _apply(state: StateStore, index: int, req: Any, op: str) -> Any:
     if op == OP_UPSERT:
-        state.federation_state_set(index, dict(req["State"]))
+        state.federation_state_set(index, FederationState.from_wire(req["State"]))
         return True
     if op == OP_DELETE:
         state.federation_state_delete(index, req["State"]["Datacenter"])

@@ -26,6 +26,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from wanfedtx.federation.loop import LOOP_BURST, LOOP_RATE, MAX_RETRY_BACKOFF, RetryLoop
+from wanfedtx.federation.structs import FederationState
+from wanfedtx.gateway.snapshot import EndpointInput
 from wanfedtx.hostport import join_host_port
 from wanfedtx.state.blocking import BlockingQuery, TimerSource
 from wanfedtx.state.watch import WatchSet
@@ -35,7 +37,7 @@ log = Logger(namespace="gateway_locator")
 WANFED_META = "consul-wan-federation"
 LOCATOR_ROUTINE = "gateway locator"
 
-FederationStatesQuery = Callable[[WatchSet | None], tuple[int, list[dict[str, Any]]]]
+FederationStatesQuery = Callable[[WatchSet | None], tuple[int, list[FederationState]]]
 
 
 class LocalStateNotInitialized(Exception):
@@ -48,23 +50,10 @@ class LocalStateNotInitialized(Exception):
 
 
 def best_address(csn: Mapping[str, Any], wan: bool) -> str:
-    """``CheckServiceNode.BestAddress``: WAN = service ``wan`` tagged address (its port if
-    non-zero), else service address, else node ``wan`` tagged address, else node address; LAN =
-    service address, else node address; with the service port unless said otherwise."""
-    node = csn.get("Node") or {}
-    svc = csn.get("Service") or {}
-    port = int(svc.get("Port") or 0)
-    if wan:
-        tagged = (svc.get("TaggedAddresses") or {}).get("wan")
-        if isinstance(tagged, Mapping) and tagged.get("Address"):
-            return join_host_port(str(tagged["Address"]), int(tagged.get("Port") or port))
-        if svc.get("Address"):
-            return join_host_port(str(svc["Address"]), port)
-        node_wan = (node.get("TaggedAddresses") or {}).get("wan")
-        if node_wan:
-            return join_host_port(str(node_wan), port)
-        return join_host_port(str(node.get("Address") or ""), port)
-    return join_host_port(str(svc.get("Address") or node.get("Address") or ""), port)
+    """``CheckServiceNode.BestAddress`` as ``host:port`` (see
+    :meth:`~wanfedtx.gateway.snapshot.EndpointInput.from_check_service_node`)."""
+    ep = EndpointInput.from_check_service_node(csn, wan)
+    return join_host_port(ep.address, ep.port)
 
 
 def usable(csn: Mapping[str, Any]) -> bool:
@@ -138,12 +127,11 @@ class GatewayLocator(RetryLoop):
 
     # -- tracking the federation states ------------------------------------------------------
 
-    def update_from_state(self, states: Iterable[Mapping[str, Any]]) -> None:
+    def update_from_state(self, states: Iterable[FederationState]) -> None:
         primary: list[str] = []
         local: list[str] = []
         for state in states:
-            dc = state.get("Datacenter")
-            gateways = state.get("MeshGateways") or ()
+            dc, gateways = state.datacenter, state.mesh_gateways
             if dc == self.datacenter:
                 local = addresses(gateways, wan=False)
             if dc == self.primary_datacenter:
@@ -165,7 +153,7 @@ class GatewayLocator(RetryLoop):
         d = BlockingQuery(self.clock, self.rng, index, None, self._query)
         return d.addCallback(self._update)
 
-    def _update(self, result: tuple[int, list[Mapping[str, Any]]]) -> int:
+    def _update(self, result: tuple[int, list[FederationState]]) -> int:
         index, states = result
         self.update_from_state(states)
         return index

@@ -20,8 +20,8 @@ federation-state replicator, as one loop (routine ``federation state replication
 from __future__ import annotations
 
 import random
-from typing import Any
 
+import attrs
 from twisted.internet.defer import CancelledError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -36,8 +36,10 @@ from wanfedtx.federation.loop import (
     retry_wait,
     sleep,
 )
+from wanfedtx.federation.structs import FederationState
 from wanfedtx.fsm.commands import MessageType
 from wanfedtx.metrics import REGISTRY, Registry
+from wanfedtx.state.table import Row
 
 REPLICATION_ROUTINE = "federation state replication"
 FEDERATION_STATE_REPLICATION_RATE = 1.0
@@ -46,36 +48,34 @@ FEDERATION_STATE_REPLICATION_APPLY_LIMIT = 100.0
 
 log = Logger(namespace="agent.server.replication.federation_state")
 
-Row = dict[str, Any]
 
-
-def _key(row: Row) -> str:
-    return str(row["Datacenter"]).lower()
+def _key(state: FederationState) -> str:
+    return state.datacenter.lower()
 
 
 def diff_remote_and_local(
-    local: list[Row], remote: list[Row], last_remote_index: int
-) -> tuple[list[str], list[Row]]:
+    local: list[FederationState], remote: list[FederationState], last_remote_index: int
+) -> tuple[list[str], list[FederationState]]:
     """``(datacenters to delete, remote states to upsert)``, as ``DiffRemoteAndLocalState``."""
     local = sorted(local, key=_key)
     remote = sorted(remote, key=_key)
     deletions: list[str] = []
-    updates: list[Row] = []
+    updates: list[FederationState] = []
     i = j = 0
     while i < len(local) and j < len(remote):
         lk, rk = _key(local[i]), _key(remote[j])
         if lk == rk:
-            if remote[j]["ModifyIndex"] > last_remote_index:
+            if remote[j].modify_index > last_remote_index:
                 updates.append(remote[j])
             i += 1
             j += 1
         elif lk < rk:
-            deletions.append(local[i]["Datacenter"])
+            deletions.append(local[i].datacenter)
             i += 1
         else:
             updates.append(remote[j])
             j += 1
-    deletions.extend(r["Datacenter"] for r in local[i:])
+    deletions.extend(r.datacenter for r in local[i:])
     updates.extend(remote[j:])
     return deletions, updates
 
@@ -139,7 +139,8 @@ class FederationStateReplicator(LoopService):
             self.last_remote_index = index
             log.debug("replication completed through remote index: index={index}", index=index)
 
-    async def fetch_remote(self, last_remote_index: int) -> tuple[int, list[Row]]:
+    async def fetch_remote(self, last_remote_index: int) -> tuple[int, list[FederationState]]:
+        """The primary's ``(index, states)``; each state checked as an incoming request's."""
         forwarder = self.endpoints.forwarder
         if forwarder is None:
             raise FederationError(
@@ -161,7 +162,11 @@ class FederationStateReplicator(LoopService):
         index = reply.get("Index")
         if not isinstance(index, int) or isinstance(index, bool):
             raise FederationError("the primary's FederationState.List reply has no Index")
-        return index, reply["States"]
+        states = [
+            structs.decode_federation_state(s, f"States[{i}]")
+            for i, s in enumerate(reply["States"])
+        ]
+        return index, states
 
     async def replicate(self, last_remote_index: int) -> int:
         """One round; the remote index replicated through."""
@@ -197,9 +202,8 @@ class FederationStateReplicator(LoopService):
         if updates:
             log.debug("performing updates: updates={n}", n=len(updates))
             for remote_state in updates:
-                state = structs.decode_federation_state(remote_state)
-                state["PrimaryModifyIndex"] = remote_state["ModifyIndex"]
-                await self._apply(structs.OP_UPSERT, state)
+                state = attrs.evolve(remote_state, primary_modify_index=remote_state.modify_index)
+                await self._apply(structs.OP_UPSERT, state.to_wire())
         if deletions or updates:
             self._apply_timer.observe(self.clock.seconds() - start)
         return remote_index

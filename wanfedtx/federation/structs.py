@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.unit.federation -*-
-"""FederationState requests and rows as plain dicts: decoding, output shape, ``IsSame``.
+"""FederationState requests and states: decoding, output shape, ``IsSame``.
 
 A federation state is ``{"Datacenter", "MeshGateways", "UpdatedAt", "PrimaryModifyIndex",
 "CreateIndex", "ModifyIndex"}``. ``MeshGateways`` holds CheckServiceNodes in the wire shape
@@ -9,7 +9,9 @@ shows are one shape. ``UpdatedAt`` is an RFC 3339 UTC string as Go's ``time.Time
 the zero time is ``0001-01-01T00:00:00Z``.
 
 Incoming requests (``FederationStateRequest {Datacenter, Op, State, Token}``) are decoded field
-by field; anything malformed raises :class:`~wanfedtx.catalog.errors.BadRequestError`.
+by field; anything malformed raises :class:`~wanfedtx.catalog.errors.BadRequestError`. Decoded
+states are :class:`~wanfedtx.state.federation.FederationState` structs (re-exported here); the
+raft body of a request keeps the state's wire form (:meth:`FederationState.to_wire`).
 """
 
 from __future__ import annotations
@@ -17,17 +19,19 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import attrs
+
 from wanfedtx.catalog import structs
 from wanfedtx.catalog.errors import BadRequestError
 from wanfedtx.catalog.structs import Fields
-
-Row = dict[str, Any]
+from wanfedtx.state.federation import ZERO_TIME as ZERO_TIME
+from wanfedtx.state.federation import FederationState as FederationState
+from wanfedtx.state.table import Row
 
 OP_UPSERT = "upsert"
 OP_DELETE = "delete"
 FEDERATION_STATE_OPS = (OP_UPSERT, OP_DELETE)
 
-ZERO_TIME = "0001-01-01T00:00:00Z"
 MESH_GATEWAY_KIND = "mesh-gateway"
 META_WAN_FEDERATION_KEY = "consul-wan-federation"
 
@@ -100,8 +104,9 @@ def decode_check_service_node(obj: Any, where: str) -> Row:
     return structs.check_service_node_out(node, svc, checks)
 
 
-def decode_federation_state(obj: Any, where: str = "State") -> Row:
-    """A ``FederationState``; a missing or empty Datacenter is the reference's error."""
+def decode_federation_state(obj: Any, where: str = "State") -> FederationState:
+    """A ``FederationState`` from untrusted input; a missing or empty Datacenter is the
+    reference's error."""
     if obj is None:
         raise BadRequestError(MISSING_DATACENTER)
     f = Fields(obj, where)
@@ -112,13 +117,15 @@ def decode_federation_state(obj: Any, where: str = "State") -> Row:
         decode_check_service_node(g, f"{where}.MeshGateways[{i}]")
         for i, g in enumerate(f.obj_list("MeshGateways"))
     ]
-    return {
-        "Datacenter": dc,
-        "MeshGateways": gateways,
-        "UpdatedAt": _decode_time(f, "UpdatedAt"),
-        "PrimaryModifyIndex": f.integer("PrimaryModifyIndex", 0, 0, 2**64 - 1),
-        **_indexes(f),
-    }
+    indexes = _indexes(f)
+    return FederationState(
+        datacenter=dc,
+        mesh_gateways=tuple(gateways),
+        updated_at=_decode_time(f, "UpdatedAt"),
+        primary_modify_index=f.integer("PrimaryModifyIndex", 0, 0, 2**64 - 1),
+        create_index=indexes["CreateIndex"],
+        modify_index=indexes["ModifyIndex"],
+    )
 
 
 def decode_request(obj: Any, now: float) -> Row:
@@ -132,23 +139,16 @@ def decode_request(obj: Any, now: float) -> Row:
     op = f.text("Op")
     state = decode_federation_state(f.raw("State"))
     if op == OP_UPSERT:
-        if is_zero_time(state["UpdatedAt"]):
-            state["UpdatedAt"] = format_time(now)
+        if is_zero_time(state.updated_at):
+            state = attrs.evolve(state, updated_at=format_time(now))
     elif op != OP_DELETE:
         raise BadRequestError(f"Invalid federation state operation: {op}")
-    return {"Datacenter": datacenter, "Op": op, "State": state}
+    return {"Datacenter": datacenter, "Op": op, "State": state.to_wire()}
 
 
-def state_out(row: Row) -> Row:
+def state_out(state: FederationState) -> Row:
     """A stored federation state as the API shows it (``MeshGateways`` omitted when empty)."""
-    out = {
-        "Datacenter": row["Datacenter"],
-        "MeshGateways": row["MeshGateways"],
-        "UpdatedAt": row["UpdatedAt"],
-        "PrimaryModifyIndex": row["PrimaryModifyIndex"],
-        "CreateIndex": row["CreateIndex"],
-        "ModifyIndex": row["ModifyIndex"],
-    }
+    out = state.to_wire()
     if not out["MeshGateways"]:
         del out["MeshGateways"]
     return out
@@ -191,13 +191,12 @@ def _fields_same(a: Row, b: Row, names: tuple[str, ...]) -> bool:
     return all(_empty_as_none(a.get(n)) == _empty_as_none(b.get(n)) for n in names)
 
 
-def is_same(a: Row, b: Row) -> bool:
+def is_same(a: FederationState, b: FederationState) -> bool:
     """The reference's ``FederationState.IsSame``: datacenter and gateways, element by element
     in order; ``UpdatedAt`` and raft indexes are ignored."""
-    if a["Datacenter"] != b["Datacenter"]:
+    if a.datacenter != b.datacenter:
         return False
-    ga = a.get("MeshGateways") or []
-    gb = b.get("MeshGateways") or []
+    ga, gb = a.mesh_gateways, b.mesh_gateways
     if len(ga) != len(gb):
         return False
     for x, y in zip(ga, gb, strict=True):

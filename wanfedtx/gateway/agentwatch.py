@@ -35,7 +35,6 @@ from twisted.web.client import HTTPConnectionPool
 
 from wanfedtx.gateway.errors import SnapshotInputError
 from wanfedtx.gateway.snapshot import (
-    HEALTHY,
     BindInput,
     EndpointInput,
     ServerInput,
@@ -46,12 +45,10 @@ log = Logger(namespace="proxycfg")
 
 WANFED_META = "consul-wan-federation"
 MESH_GATEWAY_KIND = "mesh-gateway"
-UNHEALTHY = "UNHEALTHY"
 REGISTRATION_POLL = 5.0
 BLOCKING_WAIT = "5m"
 RETRY_MIN = 0.5
 RETRY_MAX = 30.0
-MAX_WEIGHT = 128
 
 
 class AgentWatchError(SnapshotInputError):
@@ -115,28 +112,12 @@ def servers_from_health(entries: Any, datacenter: str) -> tuple[ServerInput, ...
 
 
 def endpoint_of(entry: Mapping[str, Any], local_dc: str) -> EndpointInput:
-    """A gateway instance as an endpoint, addressed as the gateway locator does
-    (``BestAddress``): in another datacenter the service ``wan`` tagged address, else the
-    service address, else the node's ``wan`` tagged address, else the node address; in ours the
-    service address, else the node's. Health and weight from its checks: a critical check, or a
-    weight of 0 (``Weights.Warning = 0`` with a warning check), is UNHEALTHY; weights are capped
-    at 128, as Envoy's load assignments."""
-    node, svc = entry.get("Node") or {}, entry.get("Service") or {}
-    address, port = str(svc.get("Address") or node.get("Address") or ""), int(svc.get("Port") or 0)
-    if node.get("Datacenter", local_dc) != local_dc:
-        wan = (svc.get("TaggedAddresses") or {}).get("wan")
-        node_wan = (node.get("TaggedAddresses") or {}).get("wan")
-        if isinstance(wan, Mapping) and wan.get("Address"):
-            address, port = str(wan["Address"]), int(wan.get("Port") or port)
-        elif not svc.get("Address") and node_wan:
-            address = str(node_wan)
-    statuses = {c.get("Status") for c in entry.get("Checks") or ()}
-    weights = svc.get("Weights") or {}
-    weight = weights.get("Warning", 1) if "warning" in statuses else weights.get("Passing", 1)
-    weight = 1 if weight is None else int(weight)
-    if "critical" in statuses or weight < 1:
-        return EndpointInput(address, port, UNHEALTHY, 1)
-    return EndpointInput(address, port, HEALTHY, min(weight, MAX_WEIGHT))
+    """A gateway instance as an endpoint: its WAN address when it is in another datacenter
+    (see :meth:`EndpointInput.from_check_service_node`), health and weight from its checks."""
+    node = entry.get("Node") or {}
+    return EndpointInput.from_check_service_node(
+        entry, wan=node.get("Datacenter", local_dc) != local_dc
+    )
 
 
 def agent_domain(agent_self: Mapping[str, Any]) -> str:

@@ -42,6 +42,7 @@ from wanfedtx.gateway.router import RouteTable
 from wanfedtx.gateway.routes import listener_index, load_routes
 from wanfedtx.gateway.snapshot import Snapshot, SnapshotInputs, build_snapshot
 from wanfedtx.gateway.stats import GatewayStats, merge
+from wanfedtx.hostport import join_host_port
 from wanfedtx.listening import Connections, TrackingFactory
 from wanfedtx.netlimits import listen_backlog
 
@@ -163,6 +164,8 @@ class AdminService(Service):
         )
         if port == 0:
             self.address = (host, self.port.getHost().port)  # type: ignore[union-attr]
+        # Envoy's start-up line; with -admin-bind <host>:0 it is where to find the kernel's port.
+        log.info("admin address: {address}", address=join_host_port(*self.address))
 
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()  # type: ignore[no-untyped-call]

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.gateway.test_gateway_snapshot -*-
+# -*- test-case-name: tests.unit.gateway -*-
 """The routing snapshot of a mesh gateway and the pure function that builds it.
 
 :func:`build_snapshot` turns :class:`SnapshotInputs` (local DC, domain, trust domain, local Consul
@@ -41,14 +41,53 @@ class ServerInput:
     port: int = 8300
 
 
+# Envoy's largest load-assignment weight: gateway weights above it are capped.
+MAX_WEIGHT = 128
+
 @attrs.frozen
 class EndpointInput:
-    """A gateway or service instance, with the address the gateway must dial (WAN for remote)."""
+    """A gateway or service instance, with the address the gateway must dial (WAN for remote).
+
+    The one mesh-gateway endpoint value: the gateway's agent watch builds the snapshot's
+    endpoints with :meth:`from_check_service_node`, and the servers' gateway locator
+    (:mod:`wanfedtx.federation.gateway_locator`) picks its dial addresses from the same.
+    """
 
     address: str
     port: int
     health: str = HEALTHY
     weight: int = 1
+
+    @classmethod
+    def from_check_service_node(cls, csn: Mapping[str, Any], wan: bool) -> EndpointInput:
+        """A ``CheckServiceNode`` (wire shape) as an endpoint.
+
+        The address is the reference's ``CheckServiceNode.BestAddress``: WAN = the service's
+        ``wan`` tagged address (with its port when non-zero), else the service address, else the
+        node's ``wan`` tagged address, else the node address; LAN = the service address, else the
+        node address. The weight is the service's ``Weights.Warning`` with a warning check, else
+        ``Weights.Passing`` (1 when unset), capped at 128 as Envoy's load assignments; a
+        critical check or a weight of 0 makes the endpoint UNHEALTHY.
+        """
+        node: Mapping[str, Any] = csn.get("Node") or {}
+        svc: Mapping[str, Any] = csn.get("Service") or {}
+        port = int(svc.get("Port") or 0)
+        address = str(svc.get("Address") or "")
+        if wan:
+            tagged = (svc.get("TaggedAddresses") or {}).get("wan")
+            if isinstance(tagged, Mapping) and tagged.get("Address"):
+                address, port = str(tagged["Address"]), int(tagged.get("Port") or port)
+            elif not address:
+                address = str((node.get("TaggedAddresses") or {}).get("wan") or "")
+        if not address:
+            address = str(node.get("Address") or "")
+        statuses = {c.get("Status") for c in csn.get("Checks") or ()}
+        weights = svc.get("Weights") or {}
+        weight = weights.get("Warning", 1) if "warning" in statuses else weights.get("Passing", 1)
+        weight = 1 if weight is None else int(weight)
+        if "critical" in statuses or weight < 1:
+            return cls(address, port, UNHEALTHY, 1)
+        return cls(address, port, HEALTHY, min(weight, MAX_WEIGHT))
 
 
 @attrs.frozen

@@ -10,15 +10,13 @@ the syncing and is told about every change through ``on_change``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import attrs
 
 from wanfedtx.catalog.errors import NotFoundError
 from wanfedtx.config.runtime import CheckDefinition
 from wanfedtx.local.definitions import ServiceRegistration, health_check
-
-Row = dict[str, Any]
+from wanfedtx.state.table import Row
 
 
 @attrs.define

@@ -17,6 +17,8 @@ import attrs
 from wanfedtx.state.watch import ChannelRegistry, WatchChannel, WatchSet
 
 Row = dict[str, Any]
+"""A stored or wire-shaped record (msgpack/JSON-able dict): the one row alias of the package;
+every other module imports it from here."""
 KeyFunc = Callable[[Row], Hashable | None]
 
 

@@ -56,7 +56,11 @@ async def start_dc(
 def states(dc: DC) -> list[dict[str, Any]]:
     _, rows = dc.agent.fsm.state.federation_state_list(None)
     return [
-        {k: v for k, v in r.items() if k not in ("CreateIndex", "ModifyIndex", "UpdatedAt")}
+        {
+            k: v
+            for k, v in r.to_wire().items()
+            if k not in ("CreateIndex", "ModifyIndex", "UpdatedAt")
+        }
         for r in rows
     ]
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from gateway_hellos import real_client_hello
-from netutil import free_port
+from netutil import wait_for_lines
 from twisted.internet import protocol, task, threads
 
 pytestmark = pytest.mark.integration
@@ -78,16 +78,15 @@ async def test_cli_serves_reloads_on_sighup_and_exits(
     b.factory.name = b"B"
     path = tmp_path / "routes.json"
     routes(path, a.getHost().port)
-    port, admin = free_port(), free_port()
     exe = Path(sys.executable).parent / "wanfed"
     proc = subprocess.Popen(
         [
             str(exe),
             "gateway",
             "-address",
-            f"127.0.0.1:{port}",
+            "127.0.0.1:0",
             "-admin-bind",
-            f"127.0.0.1:{admin}",
+            "127.0.0.1:0",
             "-routes",
             str(path),
             "-data-path",
@@ -95,12 +94,22 @@ async def test_cli_serves_reloads_on_sighup_and_exits(
             "-reload-interval",
             "0",
             "-log-level",
-            "warn",
+            "info",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     try:
+        # Both listen on ports the kernel chose; the gateway logs them.
+        (listening, admin_line), started = await threads.deferToThread(
+            wait_for_lines,
+            proc,
+            proc.stderr,
+            r"gateway listening on 127\.0\.0\.1:(\d+) ",
+            r"admin address: 127\.0\.0\.1:(\d+)$",
+        )
+        port, admin = int(listening.group(1)), int(admin_line.group(1))
+        assert port != 0 and admin != 0 and "Traceback" not in started
         ready = await poll(reactor, lambda: get(f"http://127.0.0.1:{admin}/ready"))
         assert ready.strip() == "LIVE"
         assert await threads.deferToThread(first_byte, ("127.0.0.1", port)) == b"A"

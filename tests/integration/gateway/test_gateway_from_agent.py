@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from netutil import free_port
+from agent_support import http_on_port_zero
+from netutil import free_port, wait_for_lines
 from twisted.internet import task, threads
 
 from wanfedtx.agent.agent import Agent
@@ -50,7 +51,7 @@ def _config(tmp: Path, gw_port: int) -> tuple[Any, dict[str, str]]:
         'bind_addr = "127.0.0.1"',
         'client_addr = "127.0.0.1"',
         f'data_dir = "{tmp / "data"}"',
-        f"ports {{ http = {free_port()} server = {free_port()} dns = -1 "
+        f"ports {{ server = {free_port()} dns = -1 "
         f"serf_lan = {free_port()} serf_wan = {free_port()} }}",
         "connect { enabled = true }",
         f'services {{ name = "mesh-gateway" id = "mesh-gateway" kind = "mesh-gateway" '
@@ -58,7 +59,8 @@ def _config(tmp: Path, gw_port: int) -> tuple[Any, dict[str, str]]:
     ]
     lines += [f'{k} = "{v}"' for k, v in pki.items()]
     hcl.write_text("\n".join(lines) + "\n")
-    return load(LoadOptions(config_files=[str(hcl)])).runtime, pki
+    # HTTP on port 0 (read back with Agent.http_urls()); the other ports must be known first.
+    return http_on_port_zero(load(LoadOptions(config_files=[str(hcl)])).runtime), pki
 
 
 def _get(url: str) -> Any:
@@ -82,7 +84,7 @@ async def _poll(reactor: Any, fn: Any, what: str, seconds: float = 30.0) -> Any:
 
 @pytest_twisted.ensureDeferred
 async def test_gateway_routes_from_agent_reach_the_server(reactor: Any, tmp_path: Path) -> None:
-    gw_port, admin = free_port(), free_port()
+    gw_port = free_port()  # the registered port: the gateway learns where to listen from it
     rt, pki = _config(tmp_path, gw_port)
     agent = Agent(rt, reactor)
     agent.startService()
@@ -97,16 +99,23 @@ async def test_gateway_routes_from_agent_reach_the_server(reactor: Any, tmp_path
             "-http-addr",
             http,
             "-admin-bind",
-            f"127.0.0.1:{admin}",
+            "127.0.0.1:0",
             "-data-path",
             "twisted",
             "-log-level",
-            "warn",
+            "info",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     try:
+        # The admin API listens once the agent's watches gave valid inputs, on a port the kernel
+        # chose; the gateway logs it.
+        (admin_line,), started = await threads.deferToThread(
+            wait_for_lines, proc, proc.stderr, r"admin address: 127\.0\.0\.1:(\d+)$"
+        )
+        admin = int(admin_line.group(1))
+        assert admin != 0 and "Traceback" not in started
         assert agent.server_port is not None
         port = await agent.server_port.service.when_listening()
         server_port = port.getHost().port

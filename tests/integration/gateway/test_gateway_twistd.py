@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from gateway_hellos import real_client_hello
 from gateway_tls import recv_upto
-from netutil import free_port
+from netutil import wait_for_lines
 from twistd_support import run_twistd, stops_cleanly
 
 from wanfedtx.cli.demo import poll_until
@@ -103,7 +103,6 @@ def test_twistd_gateway_relays_serves_admin_and_stops_on_sigterm(
             }
         )
     )
-    admin = free_port()
     proc = subprocess.Popen(
         [
             str(BIN / "twistd"),
@@ -115,7 +114,7 @@ def test_twistd_gateway_relays_serves_admin_and_stops_on_sigterm(
             "-address",
             "127.0.0.1:0",
             "--admin-bind",  # both spellings, as with `wanfed gateway`
-            f"127.0.0.1:{admin}",
+            "127.0.0.1:0",
             "-data-path",
             data_path,
             "-workers",
@@ -127,6 +126,13 @@ def test_twistd_gateway_relays_serves_admin_and_stops_on_sigterm(
         cwd=tmp_path,
     )
     with stops_cleanly(proc):
+        # The admin API is on a port the kernel chose; the gateway logs it (to stdout, twistd's
+        # log file under -n).
+        (admin_line,), started = wait_for_lines(
+            proc, proc.stdout, r"admin address: 127\.0\.0\.1:(\d+)"
+        )
+        admin = int(admin_line.group(1))
+        assert admin != 0 and "Traceback" not in started
         stats = _wait_stats(admin, proc, time.monotonic() + 30)
         m = re.search(r"^listener\.127\.0\.0\.1_(\d+)\.downstream_cx_total: 0$", stats, re.M)
         assert m is not None and m.group(1) != "0", stats

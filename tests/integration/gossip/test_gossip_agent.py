@@ -17,7 +17,7 @@ import pytest
 import pytest_twisted
 import treq
 from agent_support import fast_serf, http_on_port_zero
-from netutil import free_port
+from netutil import free_port, refusing_address
 from twisted.internet import task, threads
 
 from wanfedtx.agent.agent import Agent
@@ -256,8 +256,9 @@ async def test_wan_join_datacenters_and_wanfed_refusal(reactor: Any) -> None:
         assert await members_status(one)() == {"one": 1}
         assert await members_status(two)() == {"two": 1}
         # A bad LAN join is an error with the reason, not a success.
-        resp = await treq.put(f"{base(one)}/v1/agent/join/127.0.0.1:{free_port()}")
-        assert resp.code == 500 and (await resp.text())
+        with refusing_address() as nowhere:
+            resp = await treq.put(f"{base(one)}/v1/agent/join/{nowhere}")
+            assert resp.code == 500 and (await resp.text())
         assert (await treq.get(f"{base(one)}/v1/agent/join/x")).code == 405
     finally:
         for ag in (one, two, fed):
@@ -386,12 +387,14 @@ async def test_retry_join_encryption_and_http_leave(reactor: Any) -> None:
 async def test_failed_start_join_shuts_agent_down(reactor: Any) -> None:
     from twisted.internet.defer import Deferred
 
-    flags = agent_config("lonely", "dc1", start_join=[f"127.0.0.1:{free_port()}"])
-    asked: Deferred[None] = Deferred()
-    agent = Agent(http_on_port_zero(load(LoadOptions(dev=True, flags=flags)).runtime), reactor,
-                  serf_tuning=fast_serf, request_shutdown=lambda: asked.callback(None))
-    agent.startService()
-    try:
-        await asked.addTimeout(10, reactor)
-    finally:
-        await agent.stop()
+    with refusing_address() as nowhere:
+        flags = agent_config("lonely", "dc1", start_join=[nowhere])
+        asked: Deferred[None] = Deferred()
+        agent = Agent(http_on_port_zero(load(LoadOptions(dev=True, flags=flags)).runtime),
+                      reactor, serf_tuning=fast_serf,
+                      request_shutdown=lambda: asked.callback(None))
+        agent.startService()
+        try:
+            await asked.addTimeout(10, reactor)
+        finally:
+            await agent.stop()

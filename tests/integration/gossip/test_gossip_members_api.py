@@ -101,8 +101,9 @@ async def test_members_http_and_cli(reactor: Any, capsys: pytest.CaptureFixture[
 
 
 def test_members_cli_reports_unreachable_agent(capsys: pytest.CaptureFixture[str]) -> None:
-    from netutil import free_port
+    from netutil import refusing_address
 
-    rc = main(["members", "-http-addr", f"127.0.0.1:{free_port()}"])
+    with refusing_address() as addr:
+        rc = main(["members", "-http-addr", addr])
     assert rc == 1
     assert "Error retrieving members" in capsys.readouterr().err

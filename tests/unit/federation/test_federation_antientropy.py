@@ -62,7 +62,9 @@ def ae(fed: FederationServer) -> FederationStateAntiEntropy:
 
 
 def stored(net: Net, in_dc: str, dc: str) -> Any:
-    return net.servers[in_dc].fsm.state.federation_state_get(None, dc)[1]
+    """The stored state in its wire form (``None`` when there is none)."""
+    state = net.servers[in_dc].fsm.state.federation_state_get(None, dc)[1]
+    return None if state is None else state.to_wire()
 
 
 def test_primary_records_itself_at_startup_and_follows_its_gateways(
@@ -204,7 +206,7 @@ def test_pruning_removes_states_of_unknown_datacenters_hourly(
     pruned = Deferred.fromCoroutine(pruning.prune_stale_federation_states())
     assert result(pruned) == ["dc2"]
     assert [
-        r["Datacenter"] for r in net.servers["dc1"].fsm.state.federation_state_list(None)[1]
+        r.datacenter for r in net.servers["dc1"].fsm.state.federation_state_list(None)[1]
     ] == ["dc1"]
     net.servers["dc1"].stopService()
 

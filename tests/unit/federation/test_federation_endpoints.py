@@ -38,14 +38,14 @@ def test_apply_from_secondary_lands_in_primary(net: Net) -> None:
     assert ok is True
     assert ("dc1", "FederationState.Apply") in net.calls
     _, row = net.servers["dc1"].fsm.state.federation_state_get(None, "dc2")
-    assert row is not None and row["UpdatedAt"] == "2023-11-14T22:13:20.5Z"
-    assert row["PrimaryModifyIndex"] == row["ModifyIndex"]
+    assert row is not None and row.updated_at == "2023-11-14T22:13:20.5Z"
+    assert row.primary_modify_index == row.modify_index
     # Not in the secondary (until replication copies it).
     assert net.servers["dc2"].fsm.state.federation_state_get(None, "dc2")[1] is None
     # An explicit UpdatedAt is kept.
     rpc(net, "dc1", "FederationState.Apply", upsert("dc3", UpdatedAt="2020-01-02T03:04:05Z"))
     _, row = net.servers["dc1"].fsm.state.federation_state_get(None, "dc3")
-    assert row is not None and row["UpdatedAt"] == "2020-01-02T03:04:05Z"
+    assert row is not None and row.updated_at == "2020-01-02T03:04:05Z"
     # Delete, forwarded too; the reply is false as the reference's.
     deleted = rpc(
         net, "dc2", "FederationState.Apply", {"Op": "delete", "State": {"Datacenter": "DC2"}}
@@ -218,7 +218,7 @@ def test_fuzz_apply_decoder(args: Any) -> None:
         _, rows = state.federation_state_list(None)
         if args["Op"] == "upsert":
             assert outcome[0] is True
-            assert [r["Datacenter"] for r in rows] == [args["State"]["Datacenter"]]
+            assert [r.datacenter for r in rows] == [args["State"]["Datacenter"]]
         else:
             assert outcome[0] is False and rows == []
         return

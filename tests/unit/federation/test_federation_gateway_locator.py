@@ -9,6 +9,7 @@ import pytest
 from twisted.internet import task
 
 from wanfedtx.federation.gateway_locator import GatewayLocator, best_address
+from wanfedtx.federation.structs import FederationState
 from wanfedtx.state import StateStore
 
 
@@ -27,13 +28,8 @@ def gw(node: str, addr: str, port: int, *checks: str, meta: bool = True, **svc: 
     }
 
 
-def state(dc: str, *gateways: Any) -> dict[str, Any]:
-    return {
-        "Datacenter": dc,
-        "MeshGateways": list(gateways),
-        "UpdatedAt": "",
-        "PrimaryModifyIndex": 0,
-    }
+def state(dc: str, *gateways: Any) -> FederationState:
+    return FederationState(dc, tuple(gateways))
 
 
 def locator(store: StateStore, dc: str, clock: task.Clock, ready: bool = True) -> GatewayLocator:

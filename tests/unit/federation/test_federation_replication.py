@@ -14,6 +14,7 @@ from wanfedtx.agent.catalog_services import CatalogAgent
 from wanfedtx.federation.loop import retry_wait
 from wanfedtx.federation.replication import FederationStateReplicator, diff_remote_and_local
 from wanfedtx.federation.server import FederationServer, FederationTiming
+from wanfedtx.federation.structs import FederationState
 
 FAST = FederationTiming(
     replication_rate=100, replication_burst=100, replication_apply_limit=1_000_000
@@ -50,7 +51,8 @@ def replicating(timing: FederationTiming = FAST) -> Any:
 
 def comparable(net: Net, dc: str) -> list[dict[str, Any]]:
     _, rows = net.servers[dc].fsm.state.federation_state_list(None)
-    return [{k: v for k, v in r.items() if k not in ("CreateIndex", "ModifyIndex")} for r in rows]
+    wire = [r.to_wire() for r in rows]
+    return [{k: v for k, v in r.items() if k not in ("CreateIndex", "ModifyIndex")} for r in wire]
 
 
 def converge(net: Net, step: float = 0.001, limit: int = 20_000) -> int:
@@ -83,16 +85,16 @@ def stop(net: Net) -> None:
 
 
 def test_diff_is_a_sorted_merge_walk() -> None:
-    def row(dc: str, idx: int) -> dict[str, Any]:
-        return {"Datacenter": dc, "ModifyIndex": idx}
+    def row(dc: str, idx: int) -> FederationState:
+        return FederationState(dc, modify_index=idx)
 
     local = [row("c", 1), row("a", 1), row("e", 1)]
     remote = [row("b", 5), row("a", 3), row("c", 9), row("f", 2)]
     deletions, updates = diff_remote_and_local(local, remote, 4)
     assert deletions == ["e"]
-    assert [u["Datacenter"] for u in updates] == ["b", "c", "f"]  # a: 3 <= 4, not changed
+    assert [u.datacenter for u in updates] == ["b", "c", "f"]  # a: 3 <= 4, not changed
     deletions, updates = diff_remote_and_local(local, remote, 0)
-    assert [u["Datacenter"] for u in updates] == ["a", "b", "c", "f"]
+    assert [u.datacenter for u in updates] == ["a", "b", "c", "f"]
     assert diff_remote_and_local([row("A", 1)], [row("a", 1)], 1) == ([], [])
 
 
@@ -105,10 +107,8 @@ def test_fifty_states_are_created_updated_and_deleted_in_the_secondary(net: Net)
     converge(net)
     assert len(comparable(net, "dc2")) == 50
     rows = net.servers["dc2"].fsm.state.federation_state_list(None)[1]
-    primary = {
-        r["Datacenter"]: r for r in net.servers["dc1"].fsm.state.federation_state_list(None)[1]
-    }
-    assert all(r["PrimaryModifyIndex"] == primary[r["Datacenter"]]["ModifyIndex"] for r in rows)
+    primary = {r.datacenter: r for r in net.servers["dc1"].fsm.state.federation_state_list(None)[1]}
+    assert all(r.primary_modify_index == primary[r.datacenter].modify_index for r in rows)
     for i, dc in enumerate(names):
         gws = [gateway(f"gw{j}", f"10.0.{i}.{j}", 443, dc=dc) for j in range(3)]
         apply(net, "dc1", "upsert", {"Datacenter": dc, "MeshGateways": gws})

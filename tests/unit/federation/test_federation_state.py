@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import pytest
 
 from wanfedtx.federation import fsm as fed_fsm
-from wanfedtx.federation.structs import decode_request, is_same, state_out
+from wanfedtx.federation.structs import FederationState, decode_request, is_same, state_out
 from wanfedtx.fsm.commands import MessageType, encode
 from wanfedtx.fsm.errors import FSMError
 from wanfedtx.fsm.machine import FSM
@@ -29,12 +30,11 @@ def gateway(node: str, addr: str, port: int, status: str = "passing") -> dict[st
     }
 
 
-def fed_state(dc: str, *gws: dict[str, Any]) -> dict[str, Any]:
+def fed_state(dc: str, *gws: dict[str, Any]) -> FederationState:
     req = decode_request(
         {"Op": "upsert", "State": {"Datacenter": dc, "MeshGateways": list(gws)}}, 0.0
     )
-    state: dict[str, Any] = req["State"]
-    return state
+    return FederationState.from_wire(req["State"])
 
 
 def test_set_keeps_create_index_and_defaults_primary_modify_index() -> None:
@@ -42,22 +42,22 @@ def test_set_keeps_create_index_and_defaults_primary_modify_index() -> None:
     s.federation_state_set(5, fed_state("dc1"))
     idx, row = s.federation_state_get(None, "DC1")  # case-insensitive
     assert idx == 5 and row is not None
-    assert (row["CreateIndex"], row["ModifyIndex"], row["PrimaryModifyIndex"]) == (5, 5, 5)
+    assert (row.create_index, row.modify_index, row.primary_modify_index) == (5, 5, 5)
     s.federation_state_set(9, fed_state("dc1", gateway("gw1", "1.2.3.4", 443)))
     idx, row = s.federation_state_get(None, "dc1")
     assert idx == 9 and row is not None
-    assert (row["CreateIndex"], row["ModifyIndex"], row["PrimaryModifyIndex"]) == (5, 9, 9)
-    replicated = dict(fed_state("dc2"), PrimaryModifyIndex=3)
+    assert (row.create_index, row.modify_index, row.primary_modify_index) == (5, 9, 9)
+    replicated = attrs.evolve(fed_state("dc2"), primary_modify_index=3)
     s.federation_state_set(10, replicated)
     _, row = s.federation_state_get(None, "dc2")
-    assert row is not None and row["PrimaryModifyIndex"] == 3
-    assert [r["Datacenter"] for r in s.federation_state_list(None)[1]] == ["dc1", "dc2"]
+    assert row is not None and row.primary_modify_index == 3
+    assert [r.datacenter for r in s.federation_state_list(None)[1]] == ["dc1", "dc2"]
 
 
 def test_missing_datacenter_is_refused() -> None:
     s = StateStore()
     with pytest.raises(MissingDatacenterError, match="missing datacenter on federation state"):
-        s.federation_state_set(1, {"Datacenter": "", "MeshGateways": []})
+        s.federation_state_set(1, FederationState(""))
     assert s.federation_state_list(None) == (0, [])
 
 
@@ -87,8 +87,9 @@ def test_watches_fire_on_change() -> None:
     assert fired == ["list", "get"]
 
 
-def _cmd(op: str, state: dict[str, Any]) -> bytes:
-    return encode(MessageType.FEDERATION_STATE, {"Datacenter": "dc1", "Op": op, "State": state})
+def _cmd(op: str, state: FederationState | dict[str, Any]) -> bytes:
+    wire = state.to_wire() if isinstance(state, FederationState) else state
+    return encode(MessageType.FEDERATION_STATE, {"Datacenter": "dc1", "Op": op, "State": wire})
 
 
 def test_fsm_upsert_delete_and_unknown_op() -> None:
@@ -97,7 +98,7 @@ def test_fsm_upsert_delete_and_unknown_op() -> None:
     st = fed_state("dc2", gateway("gw1", "10.0.0.1", 8443))
     assert fsm.apply(7, _cmd("upsert", st)) is True
     _, row = fsm.state.federation_state_get(None, "dc2")
-    assert row is not None and is_same(row, st) and row["ModifyIndex"] == 7
+    assert row is not None and is_same(row, st) and row.modify_index == 7
     bad = fsm.apply(8, _cmd("frob", st))
     assert isinstance(bad, FSMError)
     assert str(bad) == "invalid federation state operation type: frob"
@@ -120,9 +121,9 @@ def test_snapshot_restore_round_trips() -> None:
     other.restore(chunks, 22)
     assert other.state.federation_state_list(None) == fsm.state.federation_state_list(None)
     idx, rows = other.state.federation_state_list(None)
-    assert idx == 22 and [(r["Datacenter"], r["ModifyIndex"]) for r in rows] == [
+    assert idx == 22 and [(r.datacenter, r.modify_index) for r in rows] == [
         ("dc1", 21),
         ("dc2", 22),
     ]
     assert "MeshGateways" in state_out(rows[0])
-    assert "MeshGateways" not in state_out(dict(rows[0], MeshGateways=[]))
+    assert "MeshGateways" not in state_out(attrs.evolve(rows[0], mesh_gateways=()))
