@@ -65,6 +65,7 @@ def browser() -> Iterator[Any]:
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                 "--window-size=1280,900"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     try:
         yield driver
@@ -150,5 +151,9 @@ def test_ui_shows_both_datacenters_and_a_critical_gateway(
                "the primary turns critical once its only gateway is stopped", browser, artifacts)
         assert health("secondary") != "critical"
         browser.save_screenshot(str(artifacts / "ui-gateway-critical.png"))
+        # No script error on the way (failed requests are logged too: those are expected).
+        logs = browser.get_log("browser")
+        (artifacts / "console.log").write_text("\n".join(str(e) for e in logs))
+        assert not [e for e in logs if "Uncaught" in e.get("message", "")], logs
     finally:
         fed.stop()

@@ -31,13 +31,20 @@ async function getJSON(path, index) {
   if (index !== undefined) {
     url += (url.includes("?") ? "&" : "?") + "index=" + index + "&wait=" + WAIT;
   }
-  const resp = await fetch(url, { cache: "no-store" });
+  const headers = token() ? { "X-Consul-Token": token() } : {};
+  const resp = await fetch(url, { cache: "no-store", headers });
   if (!resp.ok) {
     const text = (await resp.text()).trim();
     throw new Error(resp.status + " " + text);
   }
   const raw = resp.headers.get("X-Consul-Index");
   return { body: await resp.json(), index: raw === null ? 0 : Number(raw) };
+}
+
+/* An ACL token for the API, kept for this browser tab only (sessionStorage). */
+const TOKEN_KEY = "wanfed-ui-token";
+function token() {
+  try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; }
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -268,6 +275,12 @@ function render() {
       h("td", {}, String(s.ModifyIndex)), h("td", {}, String(s.PrimaryModifyIndex)));
   }));
 }
+
+document.getElementById("token-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  try { sessionStorage.setItem(TOKEN_KEY, document.getElementById("token").value); } catch (e) { /* private mode */ }
+  location.reload();
+});
 
 watch("federation-states", async (index) => {
   const r = await getJSON("/v1/internal/federation-states", index);
