@@ -8,7 +8,8 @@ step and loads nothing from elsewhere; its script reads the agent's own HTTP API
 
 ``GET /ui`` redirects to ``/ui/``, which answers ``index.html``; ``/ui/<file>`` answers one of the
 shipped files (any other name: ``404 page not found``). The files are read once, when the family
-is built, so a request never touches the disk.
+is built, so a request never touches the disk. Every answer carries a Content-Security-Policy
+that allows only the agent's own origin.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ CONTENT_TYPES = {
     ".svg": "image/svg+xml",
     ".png": "image/png",
 }
+
+# Everything from the agent itself: no inline script, no other origin, not framed.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'none'"
+)
 
 
 def load_assets(package: str = "wanfedtx.http.static.ui") -> dict[str, tuple[str, bytes]]:
@@ -66,4 +73,5 @@ class UIRoutes:
         content_type, body = found
         set_header(request, "Cache-Control", "no-cache")
         set_header(request, "X-Content-Type-Options", "nosniff")
+        set_header(request, "Content-Security-Policy", CONTENT_SECURITY_POLICY)
         return body_reply(request, 200, content_type, body)

@@ -61,6 +61,7 @@ def test_index_and_assets_are_served() -> None:
     css = call(resource, "GET", "/ui/ui.css")
     assert css.code == 200 and css.header("Content-Type") == "text/css; charset=utf-8"
     assert css.header("X-Content-Type-Options") == "nosniff"
+    assert "default-src 'self'" in (index.header("Content-Security-Policy") or "")
 
 
 def test_unknown_files_and_escapes_are_404() -> None:
