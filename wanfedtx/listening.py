@@ -18,7 +18,7 @@ gone, so that ``Agent.stop()`` fires only once the process holds no socket. The 
   fires once every listening port and every socket is closed.
 
 Endpoints come from :func:`tcp_endpoint`, which asks for the kernel's ``somaxconn`` backlog
-(:mod:`wanfedtx.netlimits`).
+(:mod:`wanfedtx.netlimits`); :func:`bound_port` reads the port a TCP listener got.
 """
 
 from __future__ import annotations
@@ -27,14 +27,20 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
-from twisted.application.service import Service
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProtocolFactory,
+    IReactorTCP,
+    IStreamServerEndpoint,
+)
+from twisted.internet.protocol import ServerFactory
 from twisted.python.failure import Failure
 
 from wanfedtx.netlimits import listen_backlog
+from wanfedtx.services import Service
 
 
 class CloseNotifier:
@@ -117,7 +123,7 @@ class Connections:
         return drained
 
 
-class TrackingFactory(Factory):
+class TrackingFactory(ServerFactory):
     """Builds protocols with ``wrapped`` and tracks each in ``connections``."""
 
     noisy = False
@@ -139,7 +145,15 @@ class TrackingFactory(Factory):
         return self.connections.track(proto)
 
 
-def tcp_endpoint(reactor: Any, host: str, port: int) -> IStreamServerEndpoint:
+def bound_port(port: IListeningPort) -> int:
+    """The TCP port ``port`` listens on (the kernel's pick when port 0 was asked for)."""
+    host = port.getHost()
+    if not isinstance(host, IPv4Address | IPv6Address):
+        raise TypeError(f"not a TCP listening port: {host!r}")
+    return host.port
+
+
+def tcp_endpoint(reactor: IReactorTCP, host: str, port: int) -> IStreamServerEndpoint:
     """A TCP server endpoint on ``host:port`` (IPv6 when ``host`` has a colon) with the
     kernel's ``somaxconn`` backlog."""
     endpoint_type = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
@@ -177,7 +191,7 @@ class DrainingEndpointService(Service):
         self._listening: Deferred[list[IListeningPort]] | None = None
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         tracking = TrackingFactory(self.factory, self.connections)
         waits: list[Deferred[IListeningPort]] = []
         for endpoint in self.endpoints:
@@ -218,7 +232,7 @@ class DrainingEndpointService(Service):
         return d
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         waits: list[Deferred[Any]] = []
         ports, self.ports = self.ports, []
         for port in ports:

@@ -4,8 +4,11 @@
 The agent owns the HTTP API on ``client_addr:ports.http``, its serf pools (``agent.gossip``: LAN
 for every agent, WAN for servers; ``/v1/agent/members``, join, leave, force-leave) and, on
 servers, the catalog and the RPC port on ``ports.server``. The RPC forwarder's router of other
-datacenters is fed by the pools (``agent.gossip.router``). Later parts (gateways) become child
-services here.
+datacenters is fed by the pools (``agent.gossip.router``). On servers the leader reconciles
+the LAN members into the catalog (``reconcile.MemberReconciler``). Clients (``server = false``)
+get a ``client_services.ClientAgent`` instead of the catalog: the same HTTP API, every request
+forwarded to a server found through LAN gossip. Later parts (gateways) become child services
+here.
 The node ID is resolved when the agent is built (``nodeid.resolve_node_id``) and stored in
 ``agent.config``.
 """
@@ -17,20 +20,21 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
-from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
-from twisted.internet.interfaces import IReactorTCP
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wanfedtx.agent import limits
 from wanfedtx.agent.catalog_services import CatalogAgent, catalog_agent_from_config
+from wanfedtx.agent.client_services import ClientAgent
 from wanfedtx.agent.errors import AgentError
 from wanfedtx.agent.gossip import DEFAULT_LEAVE_TIMEOUT, AgentGossip, GossipRouter
 from wanfedtx.agent.httpserver import HTTPServerService
 from wanfedtx.agent.member import local_member
 from wanfedtx.agent.nodeid import resolve_node_id
 from wanfedtx.agent.primary_join import PrimaryJoin
+from wanfedtx.agent.reconcile import MemberReconciler
 from wanfedtx.agent.server_port import (
     RaftLeader,
     ServerPort,
@@ -38,12 +42,15 @@ from wanfedtx.agent.server_port import (
     tls_configurator,
 )
 from wanfedtx.agent.stats import extra_stats
+from wanfedtx.catalog.leader import LeaderServices
+from wanfedtx.client.router import NEW_LEADER_EVENT
 from wanfedtx.config.runtime import RuntimeConfig
 from wanfedtx.federation.gateway_locator import GatewayLocator
 from wanfedtx.federation.server import FederationServer
 from wanfedtx.fsm.machine import FSM
 from wanfedtx.gossip.api import member_json
-from wanfedtx.gossip.serf import SerfConfig
+from wanfedtx.gossip.errors import GossipError
+from wanfedtx.gossip.serf import Event, SerfConfig
 from wanfedtx.http.agent import AgentRoutes
 from wanfedtx.http.agent_ops import AgentOpsRoutes
 from wanfedtx.http.app import API
@@ -57,10 +64,12 @@ from wanfedtx.metrics import REGISTRY
 from wanfedtx.processmetrics import register_process_metrics
 from wanfedtx.raft.operator import OperatorEndpoints, ServerIdentity
 from wanfedtx.raft.service import RaftService
+from wanfedtx.reactors import ReactorLike, installed_reactor
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.forward import Forwarder, StaticLeader
 from wanfedtx.rpc.interfaces import IGatewayResolver, ILeaderProvider, ServerAddress
 from wanfedtx.rpc.pool import ConnPool
+from wanfedtx.services import MultiService
 from wanfedtx.tls.server_identity import WILDCARD_NODE
 from wanfedtx.wanfed.wiring import WanfedWiring, wire_agent
 
@@ -78,7 +87,7 @@ class Agent(MultiService):
     def __init__(
         self,
         config: RuntimeConfig,
-        reactor: IReactorTCP | None = None,
+        reactor: ReactorLike | None = None,
         *,
         leave_timeout: float = DEFAULT_LEAVE_TIMEOUT,
         serf_tuning: Callable[[SerfConfig], None] | None = None,
@@ -91,11 +100,9 @@ class Agent(MultiService):
         ``primary_gateways`` of the primary datacenter, ``wanfedtx.wanfed.wiring``).
         ``request_shutdown`` is called after ``PUT /v1/agent/leave`` and when joins are
         exhausted (default: stop this service; the CLI passes ``reactor.stop``)."""
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()
         if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
+            reactor = installed_reactor()
         self.reactor = reactor
         self.config = attrs.evolve(config, node_id=resolve_node_id(config))
         self.request_shutdown: Callable[[], object] = (
@@ -124,8 +131,15 @@ class Agent(MultiService):
         self.primary_join: PrimaryJoin | None = None
         self.forwarder: Forwarder | None = None
         self.wanfed: WanfedWiring | None = None
+        # Clients: the servers learnt from LAN gossip and an RPC client to them, behind the
+        # same interface the HTTP API uses on servers (``client_services.ClientAgent``).
+        self.client: ClientAgent | None = None
+        self.reconcile: LeaderServices | None = None
         if rt.server_mode:
             self._build_server(reactor, router, gateway_resolver)
+        else:
+            self.client = ClientAgent(self.config, reactor, self.tls,
+                                      lan_members=self._lan_member_count)
         raft = self.raft
         federation = self.federation
         wake = (
@@ -143,6 +157,7 @@ class Agent(MultiService):
             on_lan_server=raft.server_discovered if raft is not None else None,
             on_wan_server_joined=wake,
             wrap_wan_transport=self.wanfed.wrap if self.wanfed is not None else None,
+            on_lan_event=self._lan_event,
         )
         self._mount_routes()
         self.http: HTTPServerService | None = None
@@ -153,7 +168,7 @@ class Agent(MultiService):
 
     def _build_server(
         self,
-        reactor: Any,
+        reactor: ReactorLike,
         router: GossipRouter,
         gateway_resolver: IGatewayResolver | None,
     ) -> None:
@@ -187,13 +202,16 @@ class Agent(MultiService):
                 )
                 leader = RaftLeader(self.raft)
         # Writes go to the leader; other datacenters are reached through the gossip router.
-        clock: Any = reactor  # the reactor is also the IReactorTime the pool reaps with
+        clock: IReactorTime = reactor  # the reactor is also the IReactorTime the pool reaps with
         self.pool = ConnPool(dialer, clock)
         forwarder = Forwarder(self.pool, rt.datacenter, leader, router)
         self.forwarder = forwarder
         self.catalog = catalog_agent_from_config(self.config, reactor, self.raft, fsm, forwarder)
         if self.server_port is not None:
             self.catalog.endpoints.register_into(self.server_port.endpoints)
+        # The leader registers every LAN member (clients included) with serfHealth.
+        self.reconcile = LeaderServices(self.catalog.consensus, self._reconcile_routines,
+                                        name="reconcile")
         # Federation states: raft type 30, FederationState.* RPCs, /v1/internal APIs; with
         # WAN federation via mesh gateways, the leader routines (anti-entropy, pruning,
         # replication).
@@ -239,6 +257,40 @@ class Agent(MultiService):
             self.wanfed = wire_agent(rt, reactor, lambda: self.gossip.wan,
                                      self.server_port.registry, self.tls, resolver)
 
+    def _reconcile_routines(self) -> list[MemberReconciler]:
+        catalog = self.catalog
+        if catalog is None:
+            return []
+        clock: Any = self.reactor  # the reactor is also the IReactorTime the routine uses
+        return [MemberReconciler(catalog.endpoints, self._lan_members, self.config.node_name,
+                                 clock, announce=self._announce_leader)]
+
+    def _announce_leader(self) -> None:
+        """Consul's ``consul:new-leader`` LAN user event (payload: this node's name)."""
+        serf = self.gossip.lan_serf()
+        if serf is None:
+            return
+        try:
+            serf.user_event(NEW_LEADER_EVENT, self.config.node_name.encode())
+        except GossipError as exc:
+            log.warn("failed to announce leadership: {error}", error=str(exc))
+
+    def _lan_members(self) -> list[Any]:
+        serf = self.gossip.lan_serf()
+        return list(serf.members.values()) if serf is not None else []
+
+    def _lan_member_count(self) -> int:
+        return len(self._lan_members())
+
+    def _lan_event(self, ev: Event) -> None:
+        """Every LAN serf event: the client's server list, the leader's reconciliation."""
+        if self.client is not None:
+            self.client.servers.handle_event(ev)
+        term = self.reconcile.routines if self.reconcile is not None else []
+        for routine in term:
+            if isinstance(routine, MemberReconciler):
+                routine.handle_event(ev)
+
     def _has_leader(self) -> bool:
         """The gateway locator's "is there a leader" question (none before the catalog)."""
         if self.catalog is None:
@@ -256,6 +308,8 @@ class Agent(MultiService):
         ]
         if self.catalog is not None:
             families += server_families(self.catalog)
+        elif self.client is not None:
+            families += server_families(self.client)
         self.app = API(families)
 
     def _add_children(self) -> None:
@@ -264,6 +318,7 @@ class Agent(MultiService):
         if self.server_port is not None:
             children.append(("rpc", self.server_port.service))
         children += [("raft", self.raft), (None, self.pool), ("catalog", self.catalog),
+                     ("reconcile", self.reconcile), ("client", self.client),
                      ("federation", self.federation), ("gateway_locator", self.locator),
                      ("primary_join", self.primary_join), ("http", self.http)]
         for name, child in children:
@@ -288,7 +343,7 @@ class Agent(MultiService):
     async def leave_and_shutdown(self) -> None:
         """``PUT /v1/agent/leave``: leave every pool gracefully, then shut the agent down."""
         await self.gossip.leave()
-        self.reactor.callLater(0, self.request_shutdown)  # type: ignore[attr-defined]
+        self.reactor.callLater(0, self.request_shutdown)
 
     def force_leave(self, node: str, prune: bool = False) -> None:
         self.gossip.force_leave(node, prune)
@@ -367,7 +422,7 @@ class Agent(MultiService):
     def stopService(self) -> Deferred[None]:
         """Graceful leave: a leading server hands raft leadership to another voter first."""
         def stop_children(_: None) -> Deferred[None]:
-            stopped: Deferred[None] = MultiService.stopService(self)  # type: ignore[no-untyped-call]
+            stopped: Deferred[None] = MultiService.stopService(self)
             return stopped
 
         return self._hand_over_leadership().addCallback(stop_children)
@@ -396,4 +451,4 @@ class Agent(MultiService):
         before, after = limits.raise_open_files_limit()
         if after != before:
             log.debug("raised the open files limit: from={old} to={new}", old=before, new=after)
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()

@@ -15,7 +15,6 @@ import random
 from collections.abc import Iterable
 from typing import Any
 
-from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
 
 from wanfedtx.catalog import leader
@@ -26,6 +25,8 @@ from wanfedtx.local.ae import AntiEntropy
 from wanfedtx.local.checks import CheckRunners
 from wanfedtx.local.definitions import decode_check, decode_service
 from wanfedtx.local.state import LocalState
+from wanfedtx.reactors import ReactorLike
+from wanfedtx.services import MultiService, Service
 
 
 class CatalogAgent(MultiService):
@@ -38,7 +39,7 @@ class CatalogAgent(MultiService):
         datacenter: str,
         advertise_addr: str,
         server_port: int,
-        reactor: Any,
+        reactor: ReactorLike,
         services: Iterable[Any] = (),
         node_id: str = "",
         node_meta: dict[str, str] | None = None,
@@ -49,7 +50,7 @@ class CatalogAgent(MultiService):
         ae_interval: float = 60.0,
         hold_timeout: float = DEFAULT_HOLD_TIMEOUT,
     ) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()
         self.node_name = node_name
         self.datacenter = datacenter
         self.advertise_addr = advertise_addr
@@ -69,7 +70,7 @@ class CatalogAgent(MultiService):
         self.handlers = self.endpoints.handlers()
         self.local = LocalState(node_name)
         self.runners = CheckRunners(self.local, reactor)
-        self.runners.setServiceParent(self)  # type: ignore[no-untyped-call]
+        self.runners.setServiceParent(self)
         # Config-file services: decoded with the same rules as HTTP registrations.
         for i, raw in enumerate(services):
             self.local.add_service(decode_service(raw, f"services[{i}]"))
@@ -87,9 +88,9 @@ class CatalogAgent(MultiService):
             rng,
             ae_interval,
         )
-        self.ae.setServiceParent(self)  # type: ignore[no-untyped-call]
+        self.ae.setServiceParent(self)
         self.leader = leader.LeaderServices(self.consensus, self._leader_routines)
-        self.leader.setServiceParent(self)  # type: ignore[no-untyped-call]
+        self.leader.setServiceParent(self)
 
     def rpc(self, method: str, args: dict[str, Any]) -> Deferred[Any]:
         """Call a local RPC endpoint (the agent's own RPC, as the reference's ``agent.RPC``)."""
@@ -162,7 +163,7 @@ def service_dict(svc: Any) -> dict[str, Any]:
 
 def catalog_agent_from_config(
     config: Any,
-    reactor: Any,
+    reactor: ReactorLike,
     consensus: Consensus | None = None,
     fsm: FSM | None = None,
     forwarder: Forwarder | None = None,

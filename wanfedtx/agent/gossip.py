@@ -30,9 +30,7 @@ from __future__ import annotations
 import base64
 import random
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from twisted.application.service import MultiService
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
@@ -56,7 +54,9 @@ from wanfedtx.gossip.security import Keyring
 from wanfedtx.gossip.serf import Event, Member, MemberEvent, MemberStatus, Serf, SerfConfig
 from wanfedtx.gossip.service import SerfService
 from wanfedtx.gossip.transport import NetTransport
+from wanfedtx.reactors import ReactorLike
 from wanfedtx.rpc.interfaces import ServerAddress
+from wanfedtx.services import MultiService
 
 log = Logger(namespace="agent")
 
@@ -113,7 +113,7 @@ class AgentGossip(MultiService):
     def __init__(
         self,
         rt: RuntimeConfig,
-        reactor: Any,
+        reactor: ReactorLike,
         rng: random.Random | None = None,
         leave_timeout: float = DEFAULT_LEAVE_TIMEOUT,
         serf_tuning: Callable[[SerfConfig], None] | None = None,
@@ -122,11 +122,12 @@ class AgentGossip(MultiService):
         router: GossipRouter | None = None,
         on_lan_server: Callable[[str], object] | None = None,
         on_wan_server_joined: Callable[[str], object] | None = None,
+        on_lan_event: Callable[[Event], object] | None = None,
         wrap_wan_transport: Callable[[NetTransport], IGossipTransport] | None = None,
     ) -> None:
         """``router`` is the one the agent's RPC forwarder reads (a new one when None);
         ``wrap_wan_transport`` wraps the WAN pool's transport when it starts (wanfed)."""
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()
         self.rt = rt
         self.on_join_exhausted = on_join_exhausted
         self.reactor = reactor
@@ -141,6 +142,9 @@ class AgentGossip(MultiService):
         #: Called with ``host:port`` of the RPC port of each server of this datacenter that
         #: joins (or updates) in the LAN pool: raft's peer discovery (``server_discovered``).
         self.on_lan_server = on_lan_server
+        #: Called with every LAN serf event (a client's server list, the leader's
+        #: reconciliation of members into the catalog).
+        self.on_lan_event = on_lan_event
         #: Called with the datacenter of a server of another datacenter joining the WAN pool.
         self.on_wan_server_joined = on_wan_server_joined
         keyring = _keyring(rt)
@@ -156,8 +160,8 @@ class AgentGossip(MultiService):
         if serf_tuning is not None:
             serf_tuning(lan_cfg)
         self.lan = SerfService(lan_cfg, reactor, self._on_lan_event, rng=rng)
-        self.lan.setName("serf-lan")  # type: ignore[no-untyped-call]
-        self.lan.setServiceParent(self)  # type: ignore[no-untyped-call]
+        self.lan.setName("serf-lan")
+        self.lan.setServiceParent(self)
 
         self.wan: SerfService | None = None
         if rt.server_mode and rt.serf_bind_addr_wan is not None:
@@ -190,8 +194,8 @@ class AgentGossip(MultiService):
             self.wan = SerfService(
                 wan_cfg, reactor, self._on_wan_event, wrap_transport=wrap_wan_transport, rng=rng
             )
-            self.wan.setName("serf-wan")  # type: ignore[no-untyped-call]
-            self.wan.setServiceParent(self)  # type: ignore[no-untyped-call]
+            self.wan.setName("serf-wan")
+            self.wan.setServiceParent(self)
 
     def _secure(self, cfg: MemberlistConfig, keyring: Keyring | None) -> None:
         cfg.keyring = keyring
@@ -210,6 +214,8 @@ class AgentGossip(MultiService):
 
     def _on_lan_event(self, ev: Event) -> None:
         self.router.lan.handle_event(ev)
+        if self.on_lan_event is not None:
+            self.on_lan_event(ev)
         if isinstance(ev, MemberEvent) and ev.type in ("member-join", "member-update"):
             for m in ev.members:
                 self._flood(m.name)
@@ -356,7 +362,7 @@ class AgentGossip(MultiService):
         self._calls.append(self.reactor.callLater(0, lambda: defer.Deferred.fromCoroutine(once())))
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         rt = self.rt
         if self.wan is not None:
             self._flood_loop = task.LoopingCall(self._flood_all)
@@ -415,7 +421,7 @@ class AgentGossip(MultiService):
         async def stop() -> None:
             if not self._left and self.leave_on_stop:
                 await self.leave()
-            await super(AgentGossip, self).stopService()  # type: ignore[no-untyped-call]
+            await super(AgentGossip, self).stopService()
 
         return defer.Deferred.fromCoroutine(stop())
 

@@ -22,9 +22,8 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.web.resource import IResource
-from twisted.web.server import Site
 
-from wanfedtx import logs, metrics
+from wanfedtx import logs, metrics, webbase
 from wanfedtx.hostport import address_text
 from wanfedtx.http.channel import api_channel_factory
 from wanfedtx.http.limits import HTTPLimits
@@ -38,7 +37,7 @@ Addr = tuple[str, int]
 log = Logger(namespace="agent")
 
 
-class _TrackingSite(Site):
+class _TrackingSite(webbase.Site):
     """A Site that bounds its open connections per client IP."""
 
     protocol = api_channel_factory
@@ -51,7 +50,7 @@ class _TrackingSite(Site):
         registry: metrics.Registry | None = None,
         **kw: Any,
     ) -> None:
-        super().__init__(resource, **kw)  # type: ignore[no-untyped-call]
+        super().__init__(resource, **kw)
         self.http_limits = http_limits if http_limits is not None else HTTPLimits()
         self.per_client: dict[str, int] = {}
         clock: IReactorTime = self.reactor
@@ -90,7 +89,7 @@ class _TrackingSite(Site):
                 limit=cap,
             )
             return None  # Twisted closes the socket
-        proto = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
+        proto = super().buildProtocol(addr)
         if proto is None:
             return None
         self.per_client[host] = self.per_client.get(host, 0) + 1

@@ -25,6 +25,7 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from wanfedtx.agent.catalog_services import _check_dict, service_dict
@@ -139,7 +140,7 @@ class SignalLoop:
     def __init__(
         self,
         agent: Any,
-        clock: Any,
+        clock: IReactorTime,
         load: Callable[[], RuntimeConfig],
         exit: Callable[[int], object],
         graceful_timeout: float = GRACEFUL_TIMEOUT,

@@ -21,9 +21,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+
+from wanfedtx.services import Service
 
 log = Logger(namespace="agent")
 
@@ -59,7 +61,7 @@ class PrimaryJoin(Service):
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorTime,
         *,
         primary_datacenter: str,
         primary_gateways: Sequence[str],
@@ -86,13 +88,13 @@ class PrimaryJoin(Service):
         self._attempting: Deferred[None] | None = None
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         # Synchronously, as the reference: the fallback list is there before anything dials.
         self._refresh_gateways()
 
     def stopService(self) -> Deferred[None]:
         """Cancel the retry timers and a join in flight; fires once that join has settled."""
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         for call in self._calls:
             if call.active():
                 call.cancel()

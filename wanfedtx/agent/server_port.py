@@ -17,7 +17,6 @@ to this datacenter's servers, each message checked against the sender's certific
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from wanfedtx.config.runtime import RuntimeConfig
 from wanfedtx.framebudget import FrameBudget
@@ -27,6 +26,7 @@ from wanfedtx.raft.core import RaftOptions
 from wanfedtx.raft.service import RaftService
 from wanfedtx.raft.wiring import ServerLister, ServerSourceCheck, raft_on_rpc_port
 from wanfedtx.ratelog import RateLimitedLog
+from wanfedtx.reactors import ReactorLike
 from wanfedtx.rpc.constants import DEFAULT_PARTIAL_BUDGET, RPCType
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.endpoints import Endpoints, default_endpoints
@@ -51,7 +51,7 @@ class ServerPort:
     def __init__(
         self,
         config: RuntimeConfig,
-        reactor: Any,
+        reactor: ReactorLike,
         tls: TLSConfigurator | None,
         endpoints: Endpoints | None = None,
     ) -> None:
@@ -92,7 +92,7 @@ def raft_peers(config: RuntimeConfig) -> list[str]:
 
 def build_raft(
     config: RuntimeConfig,
-    reactor: Any,
+    reactor: ReactorLike,
     fsm: FSM,
     server_port: ServerPort,
     dialer: Dialer,

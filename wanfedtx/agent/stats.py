@@ -64,6 +64,8 @@ def extra_stats(agent: Any) -> dict[str, dict[str, str]]:
             bootstrap="true" if rt.bootstrap or rt.dev_mode else "false",
             known_datacenters=str(len(router.datacenters())),
         )
+    elif getattr(agent, "client", None) is not None:
+        consul["known_servers"] = str(agent.client.known_servers())
     else:
         consul["known_servers"] = str(len(router.lan.servers(rt.datacenter)))
     out["consul"] = consul

@@ -18,9 +18,9 @@ reconciles itself (:class:`ServerRegistration`, a leader routine); gossip will c
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from twisted.application.service import IService, MultiService, Service
+from twisted.application.service import IService
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 
 from wanfedtx.catalog.endpoints import Endpoints
 from wanfedtx.fsm.errors import LeadershipError
+from wanfedtx.services import MultiService, Service
 
 log = Logger(namespace="agent.server.leader")
 
@@ -108,11 +109,11 @@ class LeaderServices(MultiService):
     def __init__(
         self,
         consensus: LeadershipSource,
-        build: Callable[[], Iterable[IService]],
+        build: Callable[[], Iterable[Service]],
         name: str = "leader",
     ) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self.setName(name)  # type: ignore[no-untyped-call]
+        super().__init__()
+        self.setName(name)
         self.consensus = consensus
         self.build = build
         #: The routines of the current leadership term, a child while leading.
@@ -125,26 +126,26 @@ class LeaderServices(MultiService):
         return list(self.term) if self.term is not None else []
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         self.consensus.add_leadership_observer(self.leadership_changed)
 
     def stopService(self) -> Deferred[None]:
         self.consensus.remove_leadership_observer(self.leadership_changed)
         self._end_term()
         stopping, self._stopping = self._stopping, []
-        d: Deferred[None] = super().stopService()  # type: ignore[no-untyped-call]
+        d: Deferred[None] = super().stopService()
         every = DeferredList([d, *stopping], consumeErrors=True)
         return every.addCallback(lambda _: None)
 
     def leadership_changed(self, leading: bool) -> None:
         if leading and self.running and self.term is None:
-            term = MultiService()  # type: ignore[no-untyped-call]
-            term.setName("term")  # type: ignore[no-untyped-call]
+            term = MultiService()
+            term.setName("term")
             for routine in self.build():
                 log.debug("starting leader routine: routine={routine}", routine=routine.name)
-                routine.setServiceParent(term)  # type: ignore[no-untyped-call]
+                routine.setServiceParent(term)
             self.term = term
-            term.setServiceParent(self)  # type: ignore[no-untyped-call]
+            term.setServiceParent(self)
         elif not leading:
             self._end_term()
 
@@ -153,7 +154,7 @@ class LeaderServices(MultiService):
         term, self.term = self.term, None
         if term is None:
             return
-        d: Deferred[None] = maybeDeferred(self.removeService, term)
+        d = cast("Deferred[None]", maybeDeferred(self.removeService, term))  # it flattens
         d.addErrback(
             lambda f: log.failure("leader routines failed to stop", f)
         )
@@ -180,7 +181,7 @@ class ServerRegistration(Service):
         node_id: str = "",
         then: Callable[[], object] | None = None,
     ) -> None:
-        self.setName("register this server")  # type: ignore[no-untyped-call]
+        self.setName("register this server")
         self.endpoints = endpoints
         self.node = node
         self.address = address
@@ -190,7 +191,7 @@ class ServerRegistration(Service):
         self._task: Deferred[bool] | None = None
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         task = Deferred.fromCoroutine(
             reconcile_server(self.endpoints, self.node, self.address, self.port, self.node_id)
         )
@@ -201,14 +202,14 @@ class ServerRegistration(Service):
 
     @staticmethod
     def _failed(f: Failure) -> None:
-        if f.check(LeadershipError):  # type: ignore[no-untyped-call]
+        if f.check(LeadershipError):
             log.info("leader: leadership lost before this server was registered: {error}",
                      error=f.getErrorMessage())
-        elif not f.check(CancelledError):  # type: ignore[no-untyped-call]
+        elif not f.check(CancelledError):
             log.failure("leader: failed to register this server", failure=f)
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         task, self._task = self._task, None
         if task is None:
             return succeed(None)

@@ -23,6 +23,7 @@ from wanfedtx.agent.flags import FLAGS, FlagError, flags_to_config, parse_bool
 from wanfedtx.agent.lifecycle import SIGNAL_NAMES, SignalLoop
 from wanfedtx.config import ConfigError, LoadOptions, LoadResult, load
 from wanfedtx.logs import start_logging
+from wanfedtx.reactors import ReactorLike
 from wanfedtx.tls.errors import TLSError
 
 HELP = "Runs a wanfed agent (Consul's agent flags)."
@@ -156,7 +157,9 @@ def run(args: argparse.Namespace) -> int:
     rt = result.runtime
     start_logging(rt.log_level, rt.log_json, sys.stdout)
 
-    from twisted.internet import reactor
+    from wanfedtx.reactors import installed_reactor
+
+    reactor = installed_reactor()
 
     from wanfedtx.agent.agent import Agent
 
@@ -193,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     return status["code"]
 
 
-def install_signals(reactor: Any, loop: SignalLoop) -> None:
+def install_signals(reactor: ReactorLike, loop: SignalLoop) -> None:
     """SIGHUP, SIGINT and SIGTERM go to ``loop`` in the reactor thread (set now and again once
     the reactor runs, since the reactor installs its own SIGINT/SIGTERM handlers)."""
 
@@ -209,7 +212,7 @@ def install_signals(reactor: Any, loop: SignalLoop) -> None:
     reactor.callWhenRunning(install)
 
 
-def stop_started_parts(reactor: Any, agent: Any, timeout: float = 5.0) -> None:
+def stop_started_parts(reactor: ReactorLike, agent: Any, timeout: float = 5.0) -> None:
     """After a failed start: stop what did start (raft's writer thread would keep the process
     alive), without leaving, running the reactor until it is done (``timeout`` at most)."""
     from twisted.internet.defer import DeferredList, maybeDeferred
@@ -225,7 +228,8 @@ def stop_started_parts(reactor: Any, agent: Any, timeout: float = 5.0) -> None:
         d.addBoth(lambda _: reactor.stop())
 
     reactor.callWhenRunning(stop)
-    reactor.run(installSignalHandlers=False)
+    run: Any = reactor.run  # the installed reactor's run takes installSignalHandlers
+    run(installSignalHandlers=False)
 
 
 def startup_error_text(e: BaseException) -> str:

@@ -29,9 +29,14 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wanfedtx.cli.main import UsageError
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorFromThreads
+
+    from wanfedtx.reactors import ReactorLike
 
 DEFAULT_ADMIN_BIND = "127.0.0.1:19000"  # Envoy's localhost:19000, resolved
 DEFAULT_DEREGISTER_AFTER_CRITICAL = "6h"
@@ -40,21 +45,33 @@ HELP = "Run a mesh gateway: SNI-routing TLS passthrough relay with an Envoy-like
 
 
 def _duration(text: str) -> float:
-    """Go-style durations as Consul takes them: 5s, 250ms, 1m, 1h; a bare number is seconds."""
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    """A Go duration as Consul takes them (``5s``, ``250ms``, ``1h30m``); a bare number is
+    seconds (older scripts)."""
+    from wanfedtx.config.durations import DurationError, parse_duration
+
     t = text.strip()
-    for suffix in ("ms", "s", "m", "h"):
-        if t.endswith(suffix):
-            try:
-                return float(t[: -len(suffix)]) * units[suffix]
-            except ValueError:
-                break
     try:
         return float(t)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid duration {text!r}; use e.g. 5s or 250ms"
-        ) from None
+        pass
+    try:
+        seconds = parse_duration(t)
+    except DurationError as e:
+        raise argparse.ArgumentTypeError(f"{e}; use e.g. 5s, 250ms or 1h30m") from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: negative")
+    return seconds
+
+
+def _log_level(text: str) -> str:
+    """``-log-level``: Consul's level names; anything else is a usage error (one line)."""
+    from wanfedtx.logs import UnknownLogLevel, parse_level
+
+    try:
+        parse_level(text)
+    except UnknownLogLevel as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def parse_hostport(text: str, flag: str) -> tuple[str, int]:
@@ -208,17 +225,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="relay loops sharing the port on the loop path (default: the CPU count, at most"
         " 4); -max-connections applies to each",
     )
-    a("-log-level", "--log-level", default="info", help="trace, debug, info, warn or err")
+    a("-log-level", "--log-level", type=_log_level, default="info",
+      help="trace, debug, info, warn or err")
     a("-log-json", "--log-json", action="store_true", help="log as JSON lines")
 
 
 def run(args: argparse.Namespace) -> int:
-    from twisted.internet import reactor
-
     from wanfedtx.gateway.register import GatewayFlagError
     from wanfedtx.logs import start_logging
+    from wanfedtx.reactors import installed_reactor
 
-    r: Any = reactor
+    r = installed_reactor()
     status = {"code": 0}
 
     def fatal(line: str) -> None:
@@ -260,7 +277,7 @@ def gateway_flags(args: argparse.Namespace) -> Any:
 
 
 def make_service(
-    args: argparse.Namespace, reactor: Any, on_fatal: Callable[[str], object] | None = None
+    args: argparse.Namespace, reactor: ReactorLike, on_fatal: Callable[[str], object] | None = None
 ) -> Any:
     """The service the parsed flags describe (shared with ``twistd wanfed-gateway``): a
     ``GatewayService``, a ``RegisteredGateway`` around one with ``-register``, or None after
@@ -352,7 +369,7 @@ def _raise_fatal(line: str) -> None:
     raise UsageError(line)
 
 
-def install_sighup(reactor: Any, svc: Any) -> None:
+def install_sighup(reactor: IReactorFromThreads, svc: Any) -> None:
     """SIGHUP reloads, never stops: the routes file is re-read (-routes), or the registration
     and the agent's domain are read again now (-proxy-id; -register also registers again)."""
     signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(svc.reload))

@@ -8,11 +8,11 @@ import os
 import sys
 from typing import Any
 
-from twisted.application.service import IService, MultiService
 from twisted.logger import ILogObserver
 from twisted.python.components import Componentized
 
 from wanfedtx.cli.agent import STARTUP_ERRORS, startup_error_text
+from wanfedtx.services import MultiService, Service
 
 
 class TwistdRoot(MultiService):
@@ -30,22 +30,22 @@ class TwistdRoot(MultiService):
     did start, such as raft's writer thread).
     """
 
-    def __init__(self, child: IService, observer: ILogObserver | None,
+    def __init__(self, child: Service, observer: ILogObserver | None,
                  program: str = "twistd wanfed") -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()
         self.observer = observer
         self.program = program
-        child.setServiceParent(self)  # type: ignore[no-untyped-call]
+        child.setServiceParent(self)
 
     def setServiceParent(self, parent: Any) -> None:
         if (self.observer is not None and isinstance(parent, Componentized)
                 and parent.getComponent(ILogObserver, None) is None):  # type: ignore[no-untyped-call]
             parent.setComponent(ILogObserver, self.observer)  # type: ignore[no-untyped-call]
-        super().setServiceParent(parent)  # type: ignore[no-untyped-call]
+        super().setServiceParent(parent)
 
     def startService(self) -> None:
         try:
-            super().startService()  # type: ignore[no-untyped-call]
+            super().startService()
         except STARTUP_ERRORS as e:
             print(f"{self.program}: Error starting agent: {startup_error_text(e)}",
                   file=sys.__stderr__, flush=True)

@@ -19,12 +19,13 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from wanfedtx.services import Service
 
 LOOP_RATE = 0.2
 LOOP_BURST = 5
@@ -81,7 +82,7 @@ class LoopService(Service):
     """A coroutine loop run while the service runs; stopping cancels what it waits on."""
 
     def __init__(self, name: str) -> None:
-        self.setName(name)  # type: ignore[no-untyped-call]
+        self.setName(name)
         self._task: Deferred[None] | None = None
         self._nap: tuple[Deferred[None], list[Any]] | None = None
 
@@ -113,7 +114,7 @@ class LoopService(Service):
             self._wake_nap(d, call)
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         self._task = Deferred.fromCoroutine(self._guarded())
 
     async def _guarded(self) -> None:
@@ -126,7 +127,7 @@ class LoopService(Service):
         raise NotImplementedError
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         task, self._task = self._task, None
         if task is None or task.called:
             return succeed(None)
@@ -135,7 +136,7 @@ class LoopService(Service):
 
 
 def _ignore_cancel(failure: Failure) -> None:
-    failure.trap(CancelledError)  # type: ignore[no-untyped-call]
+    failure.trap(CancelledError)
 
 
 class RetryLoop(LoopService):

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, Protocol
 
 import attrs
-from twisted.application.service import IService, MultiService, Service
+from twisted.application.service import IService
 
 from wanfedtx.catalog.endpoints import Endpoints
 from wanfedtx.catalog.leader import LeaderServices
@@ -43,6 +43,7 @@ from wanfedtx.federation.replication import (
 )
 from wanfedtx.fsm.consensus import Consensus
 from wanfedtx.fsm.machine import FSM
+from wanfedtx.services import MultiService, Service
 
 
 class ICatalogServer(Protocol):
@@ -93,7 +94,7 @@ class FederationServer(MultiService):
         timing: FederationTiming | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()
         self.catalog = catalog
         self.datacenter = catalog.datacenter
         self.primary_datacenter = primary_datacenter or catalog.datacenter
@@ -112,7 +113,7 @@ class FederationServer(MultiService):
         self.leader: LeaderServices | None = None
         if leader_routines:
             self.leader = LeaderServices(catalog.consensus, self.build_routines)
-            self.leader.setServiceParent(self)  # type: ignore[no-untyped-call]
+            self.leader.setServiceParent(self)
 
     @property
     def routines(self) -> list[IService]:

@@ -15,6 +15,7 @@ from typing import Any
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+from wanfedtx import webbase
 from wanfedtx.gateway.snapshot import Snapshot
 from wanfedtx.gateway.stats import GatewayStats
 
@@ -50,26 +51,26 @@ def clusters_text(snapshot: Snapshot) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-class _Leaf(Resource):
+class _Leaf(webbase.Resource):
     isLeaf = True
 
     def __init__(self, render: Callable[[Request], tuple[str, bytes]]) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()
         self._render = render
 
     def render_GET(self, request: Request) -> bytes:
         ctype, body = self._render(request)
-        request.setHeader(b"content-type", ctype.encode())  # type: ignore[no-untyped-call]
+        request.setHeader(b"content-type", ctype.encode())
         return body
 
 
-class AdminRoot(Resource):
+class AdminRoot(webbase.Resource):
     """The admin site's root; the callables give the snapshot and stats current at request time."""
 
     def __init__(
         self, get_snapshot: Callable[[], Snapshot], get_stats: Callable[[], GatewayStats]
     ) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()
         self.get_snapshot = get_snapshot
         self.get_stats = get_stats
         self.putChild(b"ready", _Leaf(lambda r: ("text/plain", b"LIVE\n")))
@@ -108,5 +109,5 @@ class AdminRoot(Resource):
                     b"/ready /stats /stats/prometheus /clusters?format=json /config_dump\n",
                 )
             )
-        child: Resource = super().getChild(path, request)  # type: ignore[no-untyped-call]
+        child: Resource = super().getChild(path, request)
         return child

@@ -26,7 +26,6 @@ from typing import Any
 
 import attrs
 import treq
-from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -40,6 +39,8 @@ from wanfedtx.gateway.snapshot import (
     ServerInput,
     SnapshotInputs,
 )
+from wanfedtx.reactors import ReactorLike
+from wanfedtx.services import Service
 
 log = Logger(namespace="proxycfg")
 
@@ -166,7 +167,7 @@ class AgentWatcher(Service):
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: ReactorLike,
         http_base: str,
         proxy_id: str,
         on_inputs: Callable[[SnapshotInputs], None],
@@ -187,7 +188,7 @@ class AgentWatcher(Service):
         self.servers: tuple[ServerInput, ...] = ()
         self.gateways: dict[str, tuple[EndpointInput, ...]] = {}
         self.inputs: SnapshotInputs | None = None
-        self._pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
+        self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._loops: list[Deferred[None]] = []
         self._blocking_started = False
         self._wake: Deferred[None] | None = None
@@ -195,15 +196,15 @@ class AgentWatcher(Service):
     # -- lifecycle -------------------------------------------------------------------------
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         self._spawn(self._poll_registration())
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         for d in self._loops:
             d.cancel()
         self._loops = []
-        closed: Deferred[None] = self._pool.closeCachedConnections()  # type: ignore[no-untyped-call]
+        closed: Deferred[None] = self._pool.closeCachedConnections()
         return closed
 
     def _spawn(self, coro: Any) -> None:
@@ -326,7 +327,7 @@ class AgentWatcher(Service):
 
 
 def _log_unless_cancelled(failure: Failure) -> None:
-    if not failure.check(CancelledError):  # type: ignore[no-untyped-call]
+    if not failure.check(CancelledError):
         log.failure("gateway watch stopped", failure=failure)
 
 

@@ -67,6 +67,7 @@ from wanfedtx.gateway.snapshot import Endpoint
 from wanfedtx.gateway.stats import GatewayStats, ListenerStats
 from wanfedtx.hostport import address_text
 from wanfedtx.netlimits import listen_backlog
+from wanfedtx.reactors import ReactorLike
 
 log = Logger(namespace="wanfed.gateway")
 
@@ -137,7 +138,7 @@ class RelayLoop:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: ReactorLike,
         address: tuple[str, int],
         table: RouteTable,
         stats: GatewayStats,

@@ -14,9 +14,9 @@ import os
 import select
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFromThreads
 
 
 class WakePipe:
@@ -61,7 +61,7 @@ class WakePipe:
 class LoopThread:
     """One epoll loop thread: start it, ask it to stop, learn (in the reactor) that it ended."""
 
-    def __init__(self, reactor: Any, ep: select.epoll, name: str) -> None:
+    def __init__(self, reactor: IReactorFromThreads, ep: select.epoll, name: str) -> None:
         self.reactor = reactor
         self.name = name
         self.wake = WakePipe(ep)

@@ -24,11 +24,12 @@ from typing import Any
 
 import attrs
 import treq
-from twisted.application.service import MultiService
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from wanfedtx.gateway.agentwatch import MESH_GATEWAY_KIND, WANFED_META, agent_domain
+from wanfedtx.services import MultiService
 
 GATEWAY_KINDS: Mapping[str, str] = {
     "mesh": MESH_GATEWAY_KIND,
@@ -261,10 +262,10 @@ class RegisteredGateway(MultiService):
         payload: Mapping[str, Any],
         gateway: Any,
         on_fatal: Callable[[str], object],
-        clock: Any,
+        clock: IReactorTime,
         deregister_timeout: float = DEREGISTER_TIMEOUT,
     ) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()
         self.client = client
         self.payload = dict(payload)
         self.gateway = gateway
@@ -282,7 +283,7 @@ class RegisteredGateway(MultiService):
         return str(self.payload.get("Name", ""))
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         self._starting = Deferred.fromCoroutine(self._register_then_run())
 
     async def _register_then_run(self) -> None:
@@ -315,7 +316,7 @@ class RegisteredGateway(MultiService):
         return reloaded
 
     def stopService(self) -> Deferred[None]:
-        stopped: Deferred[Any] = super().stopService()  # type: ignore[no-untyped-call]
+        stopped: Deferred[Any] = super().stopService()
 
         async def deregister(_: object) -> None:
             if not self.registered:

@@ -65,6 +65,7 @@ from wanfedtx.gateway.router import RouteTable
 from wanfedtx.gateway.snapshot import Endpoint
 from wanfedtx.gateway.stats import GatewayStats, ListenerStats
 from wanfedtx.hostport import address_text
+from wanfedtx.reactors import ReactorLike
 
 __all__ = ["DATA_PATHS", "DownstreamProtocol", "RelayFactory", "RelaySettings", "UpstreamProtocol"]
 
@@ -76,7 +77,7 @@ class RelayFactory(Factory):
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: ReactorLike,
         table: RouteTable,
         stats: GatewayStats,
         listener_stats: ListenerStats,
@@ -300,11 +301,11 @@ class DownstreamProtocol(Protocol):
 
 
 def _is_done(reason: Failure) -> bool:
-    return bool(reason.check(error.ConnectionDone))  # type: ignore[no-untyped-call]
+    return bool(reason.check(error.ConnectionDone))
 
 
 def _is_timeout(reason: Failure) -> bool:
-    return bool(reason.check(error.TimeoutError))  # type: ignore[no-untyped-call]
+    return bool(reason.check(error.TimeoutError))
 
 
 def _nodelay(t: Any) -> None:

@@ -26,10 +26,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from twisted.application.service import MultiService, Service
 from twisted.internet import defer, task
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
 from twisted.logger import Logger
 from twisted.web.server import Site
 
@@ -43,8 +42,10 @@ from wanfedtx.gateway.routes import listener_index, load_routes
 from wanfedtx.gateway.snapshot import Snapshot, SnapshotInputs, build_snapshot
 from wanfedtx.gateway.stats import GatewayStats, merge
 from wanfedtx.hostport import join_host_port
-from wanfedtx.listening import Connections, TrackingFactory
+from wanfedtx.listening import Connections, TrackingFactory, bound_port
 from wanfedtx.netlimits import listen_backlog
+from wanfedtx.reactors import ReactorLike
+from wanfedtx.services import MultiService, Service
 
 log = Logger(namespace="wanfed.gateway")
 
@@ -54,7 +55,7 @@ class DataPathService(Service):
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: ReactorLike,
         address: tuple[str, int],
         table: RouteTable,
         stats: GatewayStats,
@@ -86,7 +87,7 @@ class DataPathService(Service):
             lp.set_route_table(table)
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         if self.settings.data_path == "loop":
             workers = max(1, self.settings.workers)
             try:
@@ -122,13 +123,13 @@ class DataPathService(Service):
             self.reactor, self.address, TrackingFactory(self.factory, self.connections)
         )
         if port == 0:
-            real = self.port.getHost().port  # type: ignore[union-attr]
+            real = bound_port(self.port)
             self.address = (host, real)
             self.stats.listeners.pop(f"{host}_0", None)
             self.factory.listener_stats = self.stats.listener(host, real)
 
     def stopService(self) -> defer.Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         waits: list[defer.Deferred[Any]] = []
         if self.port is not None:
             d = self.port.stopListening()
@@ -147,7 +148,7 @@ class DataPathService(Service):
 class AdminService(Service):
     """The admin API's listening port; stopping also closes its open (keep-alive) connections."""
 
-    def __init__(self, reactor: Any, address: tuple[str, int], root: AdminRoot) -> None:
+    def __init__(self, reactor: IReactorTCP, address: tuple[str, int], root: AdminRoot) -> None:
         self.reactor = reactor
         self.address = address
         self.root = root
@@ -155,20 +156,20 @@ class AdminService(Service):
         self.connections = Connections()
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
-        site = Site(self.root)  # type: ignore[no-untyped-call]
+        super().startService()
+        site = Site(self.root)
         site.noisy = False
         host, port = self.address
         self.port = _listen(
             self.reactor, self.address, TrackingFactory(site, self.connections), "admin API"
         )
         if port == 0:
-            self.address = (host, self.port.getHost().port)  # type: ignore[union-attr]
+            self.address = (host, bound_port(self.port))
         # Envoy's start-up line; with -admin-bind <host>:0 it is where to find the kernel's port.
         log.info("admin address: {address}", address=join_host_port(*self.address))
 
     def stopService(self) -> defer.Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         d = self.port.stopListening() if self.port is not None else None
         self.port = None
         waits = [d if d is not None else defer.succeed(None),
@@ -176,7 +177,9 @@ class AdminService(Service):
         return defer.gatherResults(waits).addCallback(lambda _: None)
 
 
-def _listen(reactor: Any, address: tuple[str, int], factory: Any, what: str = "gateway") -> Any:
+def _listen(
+    reactor: IReactorTCP, address: tuple[str, int], factory: Any, what: str = "gateway"
+) -> Any:
     """``listenTCP`` on ``address``; a failure is a :class:`GatewayListenError` (one line)."""
     host, port = address
     try:
@@ -190,17 +193,17 @@ def _listen(reactor: Any, address: tuple[str, int], factory: Any, what: str = "g
 class ReloadTimer(Service):
     """Calls ``check`` every ``interval`` seconds on the injected clock (not at start)."""
 
-    def __init__(self, clock: Any, interval: float, check: Any) -> None:
+    def __init__(self, clock: IReactorTime, interval: float, check: Callable[[], object]) -> None:
         self._call = task.LoopingCall(check)
         self._call.clock = clock
         self.interval = interval
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         self._call.start(self.interval, now=False)
 
     def stopService(self) -> defer.Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         if self._call.running:
             self._call.stop()
         return defer.succeed(None)
@@ -209,7 +212,7 @@ class ReloadTimer(Service):
 class GatewayService(MultiService):
     def __init__(
         self,
-        reactor: Any,
+        reactor: ReactorLike,
         address: tuple[str, int] | None,
         snapshot: Snapshot | None,
         admin: tuple[str, int] | None = None,
@@ -221,7 +224,7 @@ class GatewayService(MultiService):
     ) -> None:
         """``on_fatal`` is called with one line when a listener cannot bind (the runner prints
         it and exits non-zero); without it, :class:`GatewayListenError` is raised."""
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()
         self.reactor = reactor
         self.on_fatal = on_fatal
         self.on_listening: Callable[[], object] | None = None  # once the relay port listens
@@ -240,12 +243,12 @@ class GatewayService(MultiService):
         if snapshot is not None:
             self._add_listeners(snapshot)
         if self.routes_path is not None and reload_interval:
-            ReloadTimer(reactor, reload_interval, self._check_mtime).setServiceParent(self)  # type: ignore[no-untyped-call]
+            ReloadTimer(reactor, reload_interval, self._check_mtime).setServiceParent(self)
 
     @classmethod
     def from_agent(
         cls,
-        reactor: Any,
+        reactor: ReactorLike,
         address: tuple[str, int] | None,
         http_base: str,
         proxy_id: str,
@@ -264,7 +267,7 @@ class GatewayService(MultiService):
         watcher = AgentWatcher(
             reactor, http_base, proxy_id, svc.on_inputs, trust_domain=trust_domain, token=token
         )
-        watcher.setServiceParent(svc)  # type: ignore[no-untyped-call]
+        watcher.setServiceParent(svc)
         svc.watcher = watcher
         return svc
 
@@ -277,11 +280,11 @@ class GatewayService(MultiService):
         self.data_path = DataPathService(
             self.reactor, address, self._table(snapshot), self._stats, self.settings, self.rng
         )
-        self.data_path.setServiceParent(self)  # type: ignore[no-untyped-call]
+        self.data_path.setServiceParent(self)
         if self._admin_address is not None:
             root = AdminRoot(lambda: self._snapshot(), lambda: self.stats)
             self.admin = AdminService(self.reactor, self._admin_address, root)
-            self.admin.setServiceParent(self)  # type: ignore[no-untyped-call]
+            self.admin.setServiceParent(self)
         if self.running:
             self._log_listening()
 
@@ -392,7 +395,7 @@ class GatewayService(MultiService):
         if self.routes_path is not None:
             self._mtime = _mtime(self.routes_path)
         try:
-            super().startService()  # type: ignore[no-untyped-call]
+            super().startService()
         except GatewayListenError as e:
             self._fatal(e)
             return
@@ -411,7 +414,7 @@ class GatewayService(MultiService):
 
     def stopService(self) -> defer.Deferred[None]:
         """Stop every child; the Deferred fires once their sockets are closed."""
-        d: defer.Deferred[Any] = super().stopService()  # type: ignore[no-untyped-call]
+        d: defer.Deferred[Any] = super().stopService()
         return d.addCallback(lambda _: None)
 
 

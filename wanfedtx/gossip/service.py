@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
+
+from wanfedtx.reactors import ReactorLike
+from wanfedtx.services import Service
 
 from .errors import GossipError
 from .interfaces import IGossipTransport
@@ -28,7 +29,7 @@ class SerfService(Service):
     def __init__(
         self,
         config: SerfConfig,
-        reactor: Any,
+        reactor: ReactorLike,
         on_event: Callable[[Event], None] | None = None,
         wrap_transport: Callable[[NetTransport], IGossipTransport] | None = None,
         rng: random.Random | None = None,
@@ -49,10 +50,10 @@ class SerfService(Service):
         transport: IGossipTransport = self.wrap_transport(t) if self.wrap_transport else t
         self.serf = Serf(self.config, transport, self.reactor, self.rng, self.on_event)
         self.serf.start()
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         if self.serf is None:
             return succeed(None)
         serf, self.serf = self.serf, None

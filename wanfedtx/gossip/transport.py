@@ -27,7 +27,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from wanfedtx.listening import Connections, DrainingEndpointService, tcp_endpoint
+from wanfedtx.listening import Connections, DrainingEndpointService, bound_port, tcp_endpoint
+from wanfedtx.reactors import ReactorLike
 
 from .errors import GossipError
 from .interfaces import Address, IGossipTransport, IStreamSink, IStreamWriter, PacketHandler
@@ -102,7 +103,9 @@ class _DialFactory(ClientFactory):
 class NetTransport:
     """UDP and TCP listeners on one port (``bind_port`` 0 picks a free port for both)."""
 
-    def __init__(self, reactor: Any, bind_addr: str = "127.0.0.1", bind_port: int = 0) -> None:
+    def __init__(
+        self, reactor: ReactorLike, bind_addr: str = "127.0.0.1", bind_port: int = 0
+    ) -> None:
         self.reactor = reactor
         self.clock: IReactorTime = reactor
         self.bind_addr = bind_addr
@@ -125,7 +128,7 @@ class NetTransport:
                 connections=self.connections,
             )
             tcp.startService()
-            port = tcp.ports[0].getHost().port  # type: ignore[attr-defined]
+            port = bound_port(tcp.ports[0])
             try:
                 udp = self.reactor.listenUDP(
                     port, _UDP(self), interface=self.bind_addr, maxPacketSize=UDP_RECV_BUF

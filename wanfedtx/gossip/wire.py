@@ -82,7 +82,8 @@ _I64 = (-(1 << 63), (1 << 63) - 1)
 
 def pack(obj: Any) -> bytes:
     """msgpack-encode like go-msgpack: str and bytes both as raw, no bin types."""
-    return msgpack.packb(obj, use_bin_type=False)  # type: ignore[no-any-return]
+    packed: bytes = msgpack.packb(obj, use_bin_type=False)
+    return packed
 
 
 def unpack_one(buf: bytes) -> tuple[Any, int]:

@@ -85,7 +85,7 @@ class MonitorObserver:
             line = self.fmt(event)
             if not line:
                 return
-            self.request.write(line.encode("utf-8", "replace"))  # type: ignore[no-untyped-call]
+            self.request.write(line.encode("utf-8", "replace"))
         except Exception:  # a broken connection must never break the log publisher
             self.closed = True
             return
@@ -137,7 +137,7 @@ class AgentOpsRoutes:
         fmt = format_json if has_arg(request, "logjson") else format_text
         request.setResponseCode(200)
         set_header(request, "Content-Type", "text/plain; charset=utf-8")
-        request.write(b"")  # type: ignore[no-untyped-call]  # status and headers now
+        request.write(b"")  # status and headers now
         observer = MonitorObserver(request, level, fmt)
         self.publisher.addObserver(observer)
         stream_opened(level)  # per-request DEBUG lines are built while this monitor runs

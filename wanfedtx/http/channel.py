@@ -26,8 +26,9 @@ from io import BytesIO
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall
-from twisted.web.http import HTTPChannel, HTTPFactory, _GenericHTTPChannelProtocol
+from twisted.web.http import HTTPFactory, _GenericHTTPChannelProtocol
 
+from wanfedtx import webbase
 from wanfedtx.hostport import address_text
 from wanfedtx.http.limits import BodyCap, HTTPLimits
 from wanfedtx.ratelog import RateLimitedLog
@@ -38,7 +39,7 @@ LINGER = 2.0
 _REASONS = {413: b"Request Entity Too Large"}
 
 
-class APIChannel(HTTPChannel):
+class APIChannel(webbase.HTTPChannel):
     """``HTTPChannel`` with route body caps and a header-read deadline (see the module)."""
 
     _header_timer: IDelayedCall | None = None
@@ -76,21 +77,21 @@ class APIChannel(HTTPChannel):
             ratelog.info("idle-timeout", "Timing out idle HTTP client: from={peer}",
                          peer=self._peer())
         if self.abortTimeout is not None:
-            self._abortingCall = self.callLater(  # type: ignore[no-untyped-call]
+            self._abortingCall = self.callLater(
                 self.abortTimeout, self.forceAbortClient
             )
-        self.loseConnection()  # type: ignore[no-untyped-call]
+        self.loseConnection()
 
     # -- header deadline -------------------------------------------------------------------
 
     def connectionMade(self) -> None:
-        super().connectionMade()  # type: ignore[no-untyped-call]
+        super().connectionMade()
         self._start_header_deadline()
 
     def _start_header_deadline(self) -> None:
         timeout = self.limits.read_header_timeout
         if timeout > 0 and self._header_timer is None:
-            self._header_timer = self.callLater(  # type: ignore[no-untyped-call]
+            self._header_timer = self.callLater(
                 timeout, self._header_deadline
             )
 
@@ -116,7 +117,7 @@ class APIChannel(HTTPChannel):
             return  # draining a refused body until LINGER ends
         if self._awaiting_headers and data:
             self._start_header_deadline()
-        super().dataReceived(data)  # type: ignore[no-untyped-call]
+        super().dataReceived(data)
 
     def requestDone(self, request: Any) -> None:
         # The next request's deadline starts with its first byte (possibly already buffered).
@@ -124,7 +125,7 @@ class APIChannel(HTTPChannel):
         self._cap = None
         if self._dataBuffer and any(self._dataBuffer):
             self._start_header_deadline()
-        super().requestDone(request)  # type: ignore[no-untyped-call]
+        super().requestDone(request)
 
     # -- body caps -------------------------------------------------------------------------
 
@@ -137,7 +138,7 @@ class APIChannel(HTTPChannel):
             self._refuse(cap, length)
             return
         self._cap, self._body_seen = cap, 0
-        super().allHeadersReceived()  # type: ignore[no-untyped-call]
+        super().allHeadersReceived()
 
     def body_chunk(self, size: int) -> bool:
         """Count ``size`` more body bytes; False (and the request refused) past the cap."""
@@ -158,7 +159,7 @@ class APIChannel(HTTPChannel):
 
     def allContentReceived(self) -> None:
         if not self.refused:
-            super().allContentReceived()  # type: ignore[no-untyped-call]
+            super().allContentReceived()
 
     def _refuse(self, cap: BodyCap, size: int | None) -> None:
         """413 with one line, close the write side, drain for LINGER seconds, then abort."""
@@ -184,11 +185,11 @@ class APIChannel(HTTPChannel):
         if transport is None:
             return
         transport.write(head + body)
-        self.setTimeout(None)  # type: ignore[no-untyped-call]
+        self.setTimeout(None)
         close_write = getattr(transport, "loseWriteConnection", None)
         if callable(close_write):
             close_write()
-            self._linger = self.callLater(  # type: ignore[no-untyped-call]
+            self._linger = self.callLater(
                 LINGER, transport.abortConnection
             )
         else:
@@ -203,14 +204,14 @@ class APIChannel(HTTPChannel):
             b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
             + body
         )
-        self.loseConnection()  # type: ignore[no-untyped-call]
+        self.loseConnection()
 
     def connectionLost(self, reason: Any = None) -> None:
         self._stop_header_deadline()
         linger, self._linger = self._linger, None
         if linger is not None and linger.active():
             linger.cancel()
-        super().connectionLost(reason)  # type: ignore[no-untyped-call]
+        super().connectionLost(reason)
 
 
 def content_file() -> BytesIO:

@@ -42,6 +42,9 @@ log = Logger()
 Args = dict[str, Any]
 RPC = Callable[[str, Args], Deferred[Any]]
 
+RPC_RATE_EXCEEDED = "RPC rate limit exceeded"
+"""Consul's ``ErrRPCRateExceeded`` text (a client agent's ``limits.rpc_rate``): answered 429."""
+
 MAX_JSON_DEPTH = 64
 """Deepest JSON nesting a request body may have (Consul's bodies nest a handful of levels)."""
 
@@ -230,7 +233,7 @@ def _depth_within(value: Any, limit: int) -> bool:
 
 
 def set_header(request: IRequest, name: str, value: str) -> None:
-    request.setHeader(name, value)  # type: ignore[no-untyped-call]
+    request.setHeader(name, value)
 
 
 class _Encoder(json.JSONEncoder):
@@ -289,12 +292,15 @@ def error_reply(request: IRequest, error: BaseException | Failure) -> bytes:
         return text_reply(request, 400, str(exc))
     if isinstance(exc, NotFoundError):
         return text_reply(request, 404, str(exc))
+    if isinstance(exc, RPCLayerError) and str(exc) == RPC_RATE_EXCEEDED:
+        # A client agent over limits.rpc_rate: 429 with an empty body, as Consul.
+        return body_reply(request, 429, "text/plain; charset=utf-8", b"")
     if isinstance(exc, NoPathToDatacenterError | NoLeaderError | EndpointError | RPCLayerError):
         # As the reference: RPC failures (including errors returned by a remote server) are
         # 500s carrying the error text.
         return text_reply(request, 500, str(exc))
     if failure is None:
-        failure = Failure(exc, type(exc), exc.__traceback__)  # type: ignore[no-untyped-call]
+        failure = Failure(exc, type(exc), exc.__traceback__)
     log_unexpected(request, failure)
     return text_reply(request, 500, f"internal error: {exc.__class__.__name__}")
 
@@ -337,7 +343,7 @@ def _settle(request: IRequest, fn: Route, a: tuple[Any, ...], kw: dict[str, Any]
     try:
         result = fn(*a, **kw)
     except Exception:
-        return succeed(error_reply(request, Failure()))  # type: ignore[no-untyped-call]
+        return succeed(error_reply(request, Failure()))
     if isinstance(result, Coroutine):
         result = Deferred.fromCoroutine(result)
     if isinstance(result, Deferred):

@@ -26,6 +26,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from wanfedtx import webbase
 from wanfedtx.hostport import address_text
 from wanfedtx.http.channel import APIChannel, content_file
 from wanfedtx.http.common import APIContext, error_reply, log_unexpected, set_meta, text_reply
@@ -89,7 +90,7 @@ class _SharedRender:
 _render_shared = _SharedRender()
 
 
-class APIRequest(Request):
+class APIRequest(webbase.Request):
     """A ``twisted.web`` request that cancels its parked query when the connection is lost."""
 
     parked: ParkedResponse | None = None
@@ -109,22 +110,22 @@ class APIRequest(Request):
         if not _utf8_url(self):
             report = getattr(self.site, "report_refusal", None)
             if callable(report):
-                peer: Any = self.getClientAddress()  # type: ignore[no-untyped-call]
+                peer: Any = self.getClientAddress()
                 report("bad-url", "HTTP request refused: from={peer} cause={cause}",
                        peer=address_text(peer),
                        cause="URL or Host is not valid UTF-8")
-            self.write(text_reply(self, 400, "Non-UTF-8 encoding in URL."))  # type: ignore[no-untyped-call]
-            self.finish()  # type: ignore[no-untyped-call]
+            self.write(text_reply(self, 400, "Non-UTF-8 encoding in URL."))
+            self.finish()
             return
-        super().render(resrc)  # type: ignore[no-untyped-call]
+        super().render(resrc)
 
     def processingFailed(self, reason: Failure) -> Failure:
         """A failure no handler answered: logged with the request, a one-line 500."""
         log_unexpected(self, reason)
         if not self.finished and not self._disconnected and not self.startedWriting:
             body = text_reply(self, 500, "internal error")
-            self.write(body)  # type: ignore[no-untyped-call]
-            self.finish()  # type: ignore[no-untyped-call]
+            self.write(body)
+            self.finish()
         return reason
 
     def connectionLost(self, reason: Failure) -> None:
@@ -132,7 +133,7 @@ class APIRequest(Request):
         if parked is not None:
             self.parked = None
             parked.cancel()
-        super().connectionLost(reason)  # type: ignore[no-untyped-call]
+        super().connectionLost(reason)
 
 
 @implementer(IResource)
@@ -176,7 +177,7 @@ class ParkedResponse:
         try:
             body = _render_shared(reply, request, self._render)
         except Exception:
-            body = error_reply(request, Failure())  # type: ignore[no-untyped-call]
+            body = error_reply(request, Failure())
         _respond(request, body)
 
     def _failed(self, failure: Failure) -> None:
@@ -208,5 +209,5 @@ def _utf8_url(request: Request) -> bool:
 
 
 def _respond(request: Request, body: bytes) -> None:
-    request.write(body)  # type: ignore[no-untyped-call]
-    request.finish()  # type: ignore[no-untyped-call]
+    request.write(body)
+    request.finish()

@@ -13,12 +13,12 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from wanfedtx.local.state import LocalState
+from wanfedtx.services import Service
 
 log = Logger()
 
@@ -78,12 +78,12 @@ class AntiEntropy(Service):
     # -- service lifecycle ---------------------------------------------------------------------
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         self._want_full = True
         self._schedule(0)
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
@@ -104,6 +104,11 @@ class AntiEntropy(Service):
             self._again = True
             return
         self._schedule(0)
+
+    def sync_full(self) -> None:
+        """A server appeared (a client's ``ServerUp``, a new leader): full sync at once."""
+        self._want_full = True
+        self.trigger()
 
     def _schedule(self, delay: float) -> None:
         if self._timer is not None and self._timer.active():

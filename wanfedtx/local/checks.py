@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IDelayedCall
@@ -22,6 +21,8 @@ from twisted.web.http_headers import Headers
 from wanfedtx.config.runtime import CheckDefinition
 from wanfedtx.local.definitions import check_kind
 from wanfedtx.local.state import LocalState
+from wanfedtx.reactors import ReactorLike
+from wanfedtx.services import Service
 
 log = Logger()
 
@@ -30,7 +31,9 @@ TTL_EXPIRED = "TTL expired"
 
 
 class _Runner:
-    def __init__(self, local: LocalState, definition: CheckDefinition, reactor: Any) -> None:
+    def __init__(
+        self, local: LocalState, definition: CheckDefinition, reactor: ReactorLike
+    ) -> None:
         self.local = local
         self.definition = definition
         self.reactor = reactor
@@ -136,7 +139,7 @@ class HTTPRunner(_IntervalRunner):
         definition = self.definition
         url = definition.http
         method = definition.method
-        agent = Agent(self.reactor, connectTimeout=definition.timeout)  # type: ignore[no-untyped-call]
+        agent = Agent(self.reactor, connectTimeout=definition.timeout)
         headers = Headers(
             {k: [v] if isinstance(v, str) else list(v) for k, v in definition.header.items()}
         )
@@ -167,7 +170,7 @@ class HTTPRunner(_IntervalRunner):
 class CheckRunners(Service):
     """One runner per local check definition, started and stopped with the agent."""
 
-    def __init__(self, local: LocalState, reactor: Any) -> None:
+    def __init__(self, local: LocalState, reactor: ReactorLike) -> None:
         self.local = local
         self.reactor = reactor
         self.runners: dict[str, _Runner] = {}
@@ -192,12 +195,12 @@ class CheckRunners(Service):
                 runner.start()
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         for runner in self.runners.values():
             runner.start()
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         for runner in self.runners.values():
             runner.stop()
         return succeed(None)

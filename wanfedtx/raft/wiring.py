@@ -36,6 +36,7 @@ from wanfedtx.raft.transport import (
     StreamTransport,
     max_frame_for,
 )
+from wanfedtx.reactors import ReactorLike
 from wanfedtx.rpc.constants import ALPN_RPC_RAFT, RPCType
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.interfaces import SourceCheck
@@ -94,7 +95,7 @@ def raft_on_rpc_port(
     fsm: IRaftFSM,
     registry: HandlerRegistry,
     dialer: Dialer,
-    reactor: Any,
+    reactor: ReactorLike,
     peers: Sequence[str] = (),
     bootstrap_expect: int = 0,
     node_names: Mapping[str, str] | None = None,

@@ -20,6 +20,7 @@ from twisted.internet.interfaces import (
     IHandshakeListener,
     IOpenSSLClientConnectionCreator,
     IProtocol,
+    IReactorTime,
 )
 from twisted.internet.protocol import ClientFactory, Factory, connectionDone
 from twisted.internet.protocol import Protocol as TwistedProtocol
@@ -28,6 +29,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from wanfedtx.reactors import ReactorLike
 from wanfedtx.rpc.constants import DEFAULT_DIAL_TIMEOUT, RPCType
 from wanfedtx.rpc.errors import ALPNNotNegotiated, DCNotAvailable, DialError
 from wanfedtx.rpc.interfaces import IClientTLS, IGatewayResolver
@@ -48,7 +50,7 @@ class Dialer:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: ReactorLike,
         datacenter: str,
         *,
         server: bool,
@@ -180,7 +182,7 @@ class _DialAttempt(ClientFactory):
     noisy = False
 
     def __init__(
-        self, reactor: Any, addr: str, prefix: bytes,
+        self, reactor: IReactorTime, addr: str, prefix: bytes,
         creator: IOpenSSLClientConnectionCreator | None, alpn: str | None, inner: bytes,
         app: IProtocol,
     ) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
@@ -28,6 +27,7 @@ from wanfedtx.rpc.constants import (
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.errors import NodeNameRequired, RPCTimeout
 from wanfedtx.rpc.protocol import RPCClientProtocol
+from wanfedtx.services import Service
 
 log = Logger(namespace="wanfedtx.rpc")
 
@@ -209,13 +209,13 @@ class ConnPool(Service):
         return reaped
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         self._reaper = LoopingCall(self.reap)
         self._reaper.clock = self.clock
         self._reaper.start(self.reap_interval, now=False)
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         if self._reaper is not None and self._reaper.running:
             self._reaper.stop()
         self._reaper = None

@@ -91,7 +91,7 @@ class BlockingQuery(Deferred[Any]):
         except Exception:
             if ws is not None:
                 ws.close()
-            self._deliver(None, Failure())  # type: ignore[no-untyped-call]
+            self._deliver(None, Failure())
             return True
         index = max(index, 1)
         if last or index > self._min_index:
@@ -101,7 +101,7 @@ class BlockingQuery(Deferred[Any]):
             try:
                 value = (index, result) if answer is None else answer(index, result)
             except Exception:
-                self._deliver(None, Failure())  # type: ignore[no-untyped-call]
+                self._deliver(None, Failure())
                 return True
             self._deliver(value, None)
             return True
@@ -238,7 +238,7 @@ class _Group:
         except Exception:
             ws.close()
             d: Deferred[Any] = Deferred()
-            d.errback(Failure())  # type: ignore[no-untyped-call]
+            d.errback(Failure())
             return d
         d = Deferred()
         d.callback(value)
@@ -311,7 +311,7 @@ class _Member(Deferred[Any]):
         try:
             value = group.run_last()
         except Exception:
-            self.errback(Failure())  # type: ignore[no-untyped-call]
+            self.errback(Failure())
             return
         self.callback(value)
 

@@ -226,7 +226,7 @@ def handshake_in_memory(
     )
     # Twisted's TLS layer flushes small writes on the next tick: pump and advance the clock.
     for _ in range(20):
-        pump.flush()  # type: ignore[no-untyped-call]
+        pump.flush()
         clock.advance(0.01)
     return sf.protocols[0].record, cf.protocols[0].record
 
@@ -244,7 +244,7 @@ def client_creator(
 
     client = None
     if pair is not None:
-        client = tssl.PrivateCertificate.loadPEM(  # type: ignore[no-untyped-call]
+        client = tssl.PrivateCertificate.loadPEM(
             pair.cert_pem + pair.key_pem)
     return tssl.optionsForClientTLS(
         hostname,

@@ -176,5 +176,5 @@ class _ConnState:
             try:
                 raise exc
             except BaseException:
-                proto.failVerification(Failure())  # type: ignore[no-untyped-call]
+                proto.failVerification(Failure())
 

@@ -40,6 +40,7 @@ from wanfedtx.gossip.interfaces import (
 )
 from wanfedtx.gossip.pools import split_node_name
 from wanfedtx.listening import CloseNotifier
+from wanfedtx.reactors import ReactorLike
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.errors import RPCLayerError
 from wanfedtx.rpc.interfaces import IClientTLS, IGatewayResolver
@@ -168,7 +169,7 @@ class WanfedTransport:
         datacenter: str,
         tls: IClientTLS | None,
         resolver: IGatewayResolver | None,
-        reactor: Any,
+        reactor: ReactorLike,
         *,
         dial_timeout: float = DIAL_TIMEOUT,
         max_idle: float = GOSSIP_PACKET_MAX_IDLE_TIME,

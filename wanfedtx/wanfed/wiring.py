@@ -22,11 +22,12 @@ server always ingests tunnelled gossip into ``memberlistTransportWAN``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from wanfedtx.config.runtime import RuntimeConfig
 from wanfedtx.gossip.interfaces import IGossipTransport
 from wanfedtx.gossip.transport import NetTransport
+from wanfedtx.reactors import ReactorLike
 from wanfedtx.rpc.interfaces import IClientTLS, IGatewayResolver
 from wanfedtx.rpc.registry import HandlerRegistry
 from wanfedtx.tls.configurator import TLSConfigurator, TLSSettings
@@ -60,7 +61,7 @@ class WanfedWiring:
         datacenter: str,
         tls: IClientTLS,
         resolver: IGatewayResolver,
-        reactor: Any,
+        reactor: ReactorLike,
         dial_timeout: float = DIAL_TIMEOUT,
         max_idle: float = GOSSIP_PACKET_MAX_IDLE_TIME,
     ) -> None:
@@ -92,7 +93,7 @@ def wire_wan_pool(
     datacenter: str,
     tls: IClientTLS | None,
     resolver: IGatewayResolver | None,
-    reactor: Any,
+    reactor: ReactorLike,
     **kw: float,
 ) -> WanfedWiring:
     """The wiring whose ``wrap`` the WAN pool takes; the ingestion handlers on ``registry``."""
@@ -107,7 +108,7 @@ def wire_wan_pool(
 
 def wire_agent(
     rt: RuntimeConfig,
-    reactor: Any,
+    reactor: ReactorLike,
     wan: WanPoolProvider,
     registry: HandlerRegistry,
     tls: IClientTLS | None,

@@ -51,7 +51,7 @@ def _run_agent(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         ("bad.json", '{\n "server": "yes"\n}', ": line 2: 'server' expected type 'bool'"),
         (
             "bad.hcl",
-            'server = true\nprimary_gateways = ["gw:1"]\n',
+            'bind_addr = "127.0.0.1"\nserver = true\nprimary_gateways = ["gw:1"]\n',  # fixed NIC
             "'primary_gateways' should only be configured in a secondary datacenter",
         ),
     ],

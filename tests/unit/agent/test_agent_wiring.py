@@ -45,8 +45,8 @@ def test_wan_federation_server_parts_share_their_collaborators(tmp_path: Path) -
     agent.request_shutdown()
     assert stops == ["stop"]
     names = [s.name for s in agent]
-    assert names == ["gossip", "rpc", "raft", None, "catalog", "federation", "gateway_locator",
-                     "primary_join", "http"]
+    assert names == ["gossip", "rpc", "raft", None, "catalog", "reconcile", "federation",
+                     "gateway_locator", "primary_join", "http"]
 
 
 def test_without_wan_federation_nothing_is_wrapped_or_resolved(tmp_path: Path) -> None:

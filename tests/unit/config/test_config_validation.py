@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from wanfedtx.config import ConfigError, LoadResult
+from wanfedtx.config.sockaddr import IfAddr
 
 WANFED_SERVER = """
 datacenter = "two"
@@ -181,7 +182,8 @@ def test_dc_is_lowercased_and_data_dir_required(
     from wanfedtx.config import LoadOptions, load
 
     with pytest.raises(ConfigError, match=r"^data_dir cannot be empty$"):
-        load(LoadOptions(hostname=lambda: "h"))
+        one_nic = [IfAddr("eth0", "10.5.0.2", 16, up=True, loopback=False, default_route=True)]
+        load(LoadOptions(hostname=lambda: "h", interfaces=lambda: one_nic))  # not this host's
 
 
 def test_node_name_warnings(
