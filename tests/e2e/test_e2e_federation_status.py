@@ -63,7 +63,7 @@ def test_federation_status_of_the_demo(tmp_path: Path, monkeypatch: pytest.Monke
     fed = Federation(tmp_path, IPS)
     try:
         fed.start(lambda _: None)
-        assert fed.wait(120), "the demo's checks did not pass"
+        assert fed.wait(120), "the demo's checks did not pass:\n" + _log_tails(fed.root)
 
         def settled() -> bool:
             doc = as_json(IPS["primary"])
@@ -108,3 +108,12 @@ def test_federation_status_of_the_demo(tmp_path: Path, monkeypatch: pytest.Monke
     down = status(IPS["primary"])
     assert down.returncode == 1
     assert down.stderr.startswith("Error reading the federation status: Get ")
+
+
+def _log_tails(root: Path) -> str:
+    """The last lines of each process's log (a failed start says why: a port in use, ...)."""
+    out = []
+    for log in sorted(root.glob("*/*.log")):
+        lines = log.read_text(errors="replace").splitlines()[-8:]
+        out.append(f"== {log.relative_to(root)}\n" + "\n".join(lines))
+    return "\n".join(out)

@@ -107,7 +107,7 @@ def test_ui_shows_both_datacenters_and_a_critical_gateway(
     fed = Federation(tmp_path / "demo", IPS)
     try:
         fed.start(lambda _: None)
-        assert fed.wait(120), "the demo's checks did not pass"
+        assert fed.wait(120), "the demo's checks did not pass:\n" + _log_tails(fed.root)
         browser.get(UI)
 
         # Read in one script call: the page redraws its cards every second, so an element
@@ -157,3 +157,12 @@ def test_ui_shows_both_datacenters_and_a_critical_gateway(
         assert not [e for e in logs if "Uncaught" in e.get("message", "")], logs
     finally:
         fed.stop()
+
+
+def _log_tails(root: Path) -> str:
+    """The last lines of each process's log (a failed start says why: a port in use, ...)."""
+    out = []
+    for log in sorted(root.glob("*/*.log")):
+        lines = log.read_text(errors="replace").splitlines()[-8:]
+        out.append(f"== {log.relative_to(root)}\n" + "\n".join(lines))
+    return "\n".join(out)
