@@ -64,6 +64,9 @@ def test_federation_status_of_the_demo(tmp_path: Path, monkeypatch: pytest.Monke
     try:
         fed.start(lambda _: None)
         assert fed.wait(120), "the demo's checks did not pass:\n" + _log_tails(fed.root)
+        # The demo's addresses are fixed: another demo on this host would answer the checks.
+        assert all(p.poll() is None for p in fed.procs), (
+            "a process of the demo exited (is another demo running?):\n" + _log_tails(fed.root))
 
         def settled() -> bool:
             doc = as_json(IPS["primary"])

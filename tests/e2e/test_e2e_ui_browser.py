@@ -108,6 +108,9 @@ def test_ui_shows_both_datacenters_and_a_critical_gateway(
     try:
         fed.start(lambda _: None)
         assert fed.wait(120), "the demo's checks did not pass:\n" + _log_tails(fed.root)
+        # The demo's addresses are fixed: another demo on this host would answer the checks.
+        assert all(p.poll() is None for p in fed.procs), (
+            "a process of the demo exited (is another demo running?):\n" + _log_tails(fed.root))
         browser.get(UI)
 
         # Read in one script call: the page redraws its cards every second, so an element
