@@ -59,6 +59,7 @@ from wanfedtx.http.family import RouteFamily
 from wanfedtx.http.gossip import GossipOpsRoutes, MembersRoutes
 from wanfedtx.http.limits import http_limits
 from wanfedtx.http.routes import server_families
+from wanfedtx.http.ui import UIRoutes
 from wanfedtx.local.state import LocalState
 from wanfedtx.metrics import REGISTRY
 from wanfedtx.processmetrics import register_process_metrics
@@ -313,6 +314,7 @@ class Agent(MultiService):
             MembersRoutes(self.gossip.lan_serf, self.gossip.wan_serf),
             GossipOpsRoutes(self),
             AgentOpsRoutes(self),
+            UIRoutes(),
         ]
         if self.catalog is not None:
             families += server_families(self.catalog)

@@ -48,11 +48,12 @@ COMMANDS: dict[str, str] = {
     "monitor": "wanfedtx.cli.monitor",
     "info": "wanfedtx.cli.info",
     "completion": "wanfedtx.cli.completion",
+    "federation": "wanfedtx.cli.federation",
 }
 # Commands whose flag errors exit 1, as Consul's do (argparse's own code is 2).
 USAGE_EXIT_1 = frozenset({
     "kv", "catalog", "join", "leave", "force-leave", "operator", "validate", "keygen", "reload",
-    "monitor", "info", "completion", "members",
+    "monitor", "info", "completion", "members", "federation",
 })
 
 
