@@ -364,7 +364,10 @@ def run(args: argparse.Namespace) -> int:
         if args.check or not ok:
             return 0 if ok else 1
         if not isinstance(fed, Federation):
-            print("Running (processes may be killed to watch fail-over); press Ctrl-C to stop.")
+            print(
+                "Running (processes may be killed to watch fail-over); press Ctrl-C to stop.",
+                flush=True,
+            )
             _watch_exits(fed)
         print("Running; press Ctrl-C to stop.")
         while all(p.poll() is None for p in fed.procs):
