@@ -115,6 +115,8 @@ def _write_config(root: Path, dc: str, ips: dict[str, str]) -> Path:
         "services {\n"
         '  name = "mesh-gateway"\n'
         '  kind = "mesh-gateway"\n'
+        # The gateway binds this address (the registration's default bind), not 0.0.0.0.
+        f'  address = "{ip}"\n'
         f"  port = {GATEWAY_PORTS[dc]}\n"
         '  meta { consul-wan-federation = "1" }\n'
         "}\n"
