@@ -45,21 +45,33 @@ HELP = "Run a mesh gateway: SNI-routing TLS passthrough relay with an Envoy-like
 
 
 def _duration(text: str) -> float:
-    """Go-style durations as Consul takes them: 5s, 250ms, 1m, 1h; a bare number is seconds."""
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    """A Go duration as Consul takes them (``5s``, ``250ms``, ``1h30m``); a bare number is
+    seconds (older scripts)."""
+    from wanfedtx.config.durations import DurationError, parse_duration
+
     t = text.strip()
-    for suffix in ("ms", "s", "m", "h"):
-        if t.endswith(suffix):
-            try:
-                return float(t[: -len(suffix)]) * units[suffix]
-            except ValueError:
-                break
     try:
         return float(t)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid duration {text!r}; use e.g. 5s or 250ms"
-        ) from None
+        pass
+    try:
+        seconds = parse_duration(t)
+    except DurationError as e:
+        raise argparse.ArgumentTypeError(f"{e}; use e.g. 5s, 250ms or 1h30m") from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: negative")
+    return seconds
+
+
+def _log_level(text: str) -> str:
+    """``-log-level``: Consul's level names; anything else is a usage error (one line)."""
+    from wanfedtx.logs import UnknownLogLevel, parse_level
+
+    try:
+        parse_level(text)
+    except UnknownLogLevel as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def parse_hostport(text: str, flag: str) -> tuple[str, int]:
@@ -213,7 +225,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="relay loops sharing the port on the loop path (default: the CPU count, at most"
         " 4); -max-connections applies to each",
     )
-    a("-log-level", "--log-level", default="info", help="trace, debug, info, warn or err")
+    a("-log-level", "--log-level", type=_log_level, default="info",
+      help="trace, debug, info, warn or err")
     a("-log-json", "--log-json", action="store_true", help="log as JSON lines")
 
 

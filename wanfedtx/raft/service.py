@@ -39,6 +39,7 @@ from wanfedtx.raft.core import (
 from wanfedtx.raft.errors import LeadershipLostError, NotLeaderError, RaftError
 from wanfedtx.raft.interfaces import IRaftFSM, IRaftTransport
 from wanfedtx.raft.messages import ENTRY_COMMAND, Message
+from wanfedtx.raft.metrics import RaftMetrics
 from wanfedtx.raft.storage import RaftStorage
 from wanfedtx.ratelog import RateLimitedLog
 from wanfedtx.reactors import ReactorLike
@@ -126,23 +127,8 @@ class RaftService(Service):
         # measurements
         self.fsync_batches = 0
         self.readies_written = 0
-        self._m_apply = metrics.counter("raft.apply", "Commands committed and applied (leader)")
-        self._m_commit_time = metrics.summary(
-            "raft.commitTime", "Time from a leader's proposal of an entry to its commit (ms)")
-        self._m_last_contact = metrics.summary(
-            "raft.leader.lastContact",
-            "Time since the leader last heard from each follower, sampled every 500 ms (ms)")
+        self._m = RaftMetrics(metrics)
         self._next_contact_sample = 0.0
-        self._m_leader = metrics.counter("raft.state.leader", "Times this server became leader")
-        self._m_batches = metrics.counter("raft.fsync.batches", "Group-commit write batches")
-        self._m_readies = metrics.counter("raft.fsync.readies", "Readies persisted")
-        self._m_snapshots = metrics.counter("raft.snapshot.taken", "FSM snapshots taken")
-        self._m_term = metrics.gauge("raft.term", "Current raft term")
-        self._m_commit = metrics.gauge("raft.commit_index", "Highest committed log index")
-        self._m_applied = metrics.gauge("raft.applied_index", "Highest index applied to the FSM")
-        self._m_violations = metrics.counter(
-            "raft.protocol_violations",
-            "Raft messages refused because their sender may not send them", ("reason",))
         self._violation_log = RateLimitedLog(log, self.clock)
         self._violations_seen: set[tuple[str, str]] = set()
 
@@ -403,7 +389,7 @@ class RaftService(Service):
             return
         self._next_contact_sample = now + 0.5
         for last_ack in core.follower_acks().values():
-            self._m_last_contact.observe(max(0.0, now - last_ack))
+            self._m.last_contact.observe(max(0.0, now - last_ack))
 
     def _pump(self) -> None:
         self._pump_call = None
@@ -417,9 +403,9 @@ class RaftService(Service):
             self._handle(core, r)
         self._maybe_snapshot(core)
         self._flush_writes()
-        self._m_term.set(core.term)
-        self._m_commit.set(core.commit)
-        self._m_applied.set(core.applied)
+        self._m.term.set(core.term)
+        self._m.commit.set(core.commit)
+        self._m.applied.set(core.applied)
         deadline = core.next_deadline()
         delay = max(0.0, deadline - self.clock.seconds())
         if self._timer is not None and self._timer.active():
@@ -452,7 +438,7 @@ class RaftService(Service):
             pend = self._pending.pop(e.index, None)
             proposed = self._proposed_at.pop(e.index, None)
             if proposed is not None:
-                self._m_commit_time.observe(self.clock.seconds() - proposed)
+                self._m.commit_time.observe(self.clock.seconds() - proposed)
             if pend is not None:
                 term, d = pend
                 if term != e.term:
@@ -460,7 +446,7 @@ class RaftService(Service):
                 elif isinstance(result, Exception):
                     d.errback(result)
                 else:
-                    self._m_apply.inc()
+                    self._m.apply.inc()
                     d.callback((e.index, result))
         if r.apply:
             self._release_reads(core.applied)
@@ -479,7 +465,7 @@ class RaftService(Service):
                          leader=ev.leader or "unknown", term=ev.term)
             elif isinstance(ev, BecameLeader):
                 log.info("raft: entering leader state (term {term})", term=ev.term)
-                self._m_leader.inc()
+                self._m.leader.inc()
                 self._leader_term_start = core.last_index()
             elif isinstance(ev, SteppedDown):
                 log.info("raft: entering follower state (term {term})", term=ev.term)
@@ -495,7 +481,7 @@ class RaftService(Service):
     def _violation(self, ev: ProtocolViolation) -> None:
         """Count every refused message; log each (sender, reason) once (and every reason at
         most at the rate-limited log's pace, whatever the number of senders)."""
-        self._m_violations.inc(reason=ev.reason)
+        self._m.violations.inc(reason=ev.reason)
         key = (ev.sender, ev.reason)
         if key in self._violations_seen:
             return
@@ -541,7 +527,7 @@ class RaftService(Service):
         log.info("raft: snapshot at index {index} ({size} bytes); log compacted",
                  index=snap.index, size=len(snap.data))
         self._queue.append(snap)
-        self._m_snapshots.inc()
+        self._m.snapshots.inc()
 
     # -- persistence (one writer thread, group commit) --------------------------------------------
 
@@ -562,8 +548,8 @@ class RaftService(Service):
         seqs = [r.seq for r in batch if isinstance(r, Ready)]
         self.readies_written += len(seqs)
         self.fsync_batches += 1
-        self._m_batches.inc()
-        self._m_readies.inc(len(seqs))
+        self._m.batches.inc()
+        self._m.readies.inc(len(seqs))
         if self._pool is not None:
             d: Deferred[None] = deferToThreadPool(self.reactor, self._pool, self._write_batch,
                                                   batch)
