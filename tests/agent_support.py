@@ -38,6 +38,21 @@ async def until(reactor: Any, what: str, check: Callable[[], bool | Awaitable[bo
     raise AssertionError(f"timed out waiting for {what}")
 
 
+async def until_value(cond: Callable[[], Awaitable[Any]], what: str,
+                      timeout: float = 20.0) -> Any:
+    """Await ``cond()`` every 50 ms until it gives a true value, and return that value;
+    AssertionError naming ``what`` and the last value after ``timeout`` seconds."""
+    from twisted.internet import reactor as global_reactor
+
+    reactor: Any = global_reactor
+    last: Any = None
+    for _ in range(int(timeout / 0.05)):
+        last = await cond()
+        if last:
+            return last
+        await task.deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
 async def http_get(url: str) -> tuple[int, bytes]:
     """GET ``url``: status code and body."""
     resp = await treq.get(url)

@@ -3,18 +3,33 @@
 pytest-twisted installs the default reactor. Tests that run real sockets use
 ``@pytest_twisted.ensureDeferred`` (or ``inlineCallbacks``) and the ``reactor`` fixture.
 ``logged`` collects every log event of a test (Twisted's global log publisher).
+``WANFED_FUZZ_EXAMPLES=N`` loads the ``fuzz-long`` hypothesis profile: N examples for every
+property test without a count of its own (the parser fuzz tests read the same variable), no
+deadline, no example database (docs/reliability.md has the 100,000-example runs).
 Any event logged with a failure (``log.failure``) or at level critical during a test fails that
 test, unless the test is marked ``@pytest.mark.allow_logged_errors``.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 from log_support import captured_logs
 from twisted.logger import LogLevel, globalLogPublisher
+
+settings.register_profile(
+    "fuzz-long",
+    max_examples=int(os.environ.get("WANFED_FUZZ_EXAMPLES") or 100),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+if os.environ.get("WANFED_FUZZ_EXAMPLES"):
+    settings.load_profile("fuzz-long")
 
 
 def pytest_configure(config: pytest.Config) -> None:

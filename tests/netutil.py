@@ -60,6 +60,16 @@ def refusing_address(host: str = "127.0.0.1") -> Iterator[str]:
         yield f"{host}:{s.getsockname()[1]}"
 
 
+@contextmanager
+def taken_port(host: str = "127.0.0.1") -> Iterator[int]:
+    """A TCP port on ``host`` with a listener on it for the life of the block (it never
+    accepts), for "Address already in use" tests."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        s.listen()
+        yield int(s.getsockname()[1])
+
+
 def wait_for_lines(
     proc: subprocess.Popen[Any], stream: IO[Any] | None, *patterns: str, timeout: float = 30.0
 ) -> tuple[list[re.Match[str]], str]:

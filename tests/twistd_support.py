@@ -1,5 +1,5 @@
 """Test support for ``twistd`` subprocesses: run one to completion, or stop a running one with
-SIGTERM and check it shut down cleanly."""
+SIGTERM and check it shut down cleanly (never leaving one behind when a test fails)."""
 
 from __future__ import annotations
 
@@ -14,21 +14,34 @@ TWISTD = Path(sys.executable).parent / "twistd"
 
 
 @contextmanager
-def stops_cleanly(proc: subprocess.Popen[str]) -> Iterator[None]:
-    """Run the block against the running ``twistd``, then SIGTERM it and check that it ends
-    without a traceback and with "Server Shut Down."; killed instead if the block fails."""
+def killed_if_left(proc: subprocess.Popen[str]) -> Iterator[None]:
+    """Run the block, which ends ``proc`` itself; if the block fails first, kill ``proc`` so
+    that no process outlives its test."""
     try:
         yield
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def assert_shut_down_cleanly(proc: subprocess.Popen[str], out: str, err: str) -> None:
+    """``twistd`` ended on SIGTERM without a traceback and with "Server Shut Down."."""
     # twistd re-raises the signal that stopped it, so it ends "killed by SIGTERM" once clean
     assert proc.returncode in (0, -signal.SIGTERM), err
     assert "Traceback" not in out + err
     assert "Server Shut Down." in out + err
+
+
+@contextmanager
+def stops_cleanly(proc: subprocess.Popen[str]) -> Iterator[None]:
+    """Run the block against the running ``twistd``, then SIGTERM it and check that it ends
+    without a traceback and with "Server Shut Down."; killed instead if the block fails."""
+    with killed_if_left(proc):
+        yield
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert_shut_down_cleanly(proc, out, err)
 
 
 def run_twistd(

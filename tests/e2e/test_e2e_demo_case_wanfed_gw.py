@@ -9,6 +9,7 @@ never dialed each other, the secondary joined through the primary's gateway.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -35,6 +36,13 @@ def test_demo_federates_two_datacenters_through_gateways(tmp_path: Path) -> None
         assert f"ok   {dc}: RPC to {other}" in out.stdout
         assert f"ok   {dc}: WAN pool shows 2 alive servers" in out.stdout
     assert "FAIL" not in out.stdout
+    # cluster names carry the primary's Connect CA trust domain, <cluster-id>.consul
+    found = dict(re.findall(r"gateway cluster (\S+ -> \S+): (\S+)", out.stdout))
+    td = found["primary -> secondary"].removeprefix("secondary.internal.")
+    assert re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\.consul", td), found
+    assert found["secondary -> primary"] == f"primary.internal.{td}"
+    for dc in ("primary", "secondary"):
+        assert f"ok   {dc}: Connect CA roots name the primary's trust domain" in out.stdout
     secondary = (tmp_path / "secondary" / "agent.log").read_text()
     # The secondary reached the primary only through the gateway it was given.
     assert "Discovered mesh gateways: cluster=primary mesh_gateways=['127.0.1.1:4431']" in secondary

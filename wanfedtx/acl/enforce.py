@@ -154,6 +154,8 @@ PRE: dict[str, Callable[[Authorizer, Args, Any], None]] = {
     "Operator.RaftGetConfiguration": lambda a, args, s: _deny(a.operator_read()),
     "Operator.RaftRemovePeerByAddress": lambda a, args, s: _deny(a.operator_write()),
     "Operator.RaftRemovePeerByID": lambda a, args, s: _deny(a.operator_write()),
+    "ConnectCA.ConfigurationGet": lambda a, args, s: _deny(a.operator_read()),
+    "ConnectCA.SignIntermediate": lambda a, args, s: _deny(a.operator_write()),
 }
 OPEN = frozenset(
     {
@@ -161,6 +163,7 @@ OPEN = frozenset(
         "Status.Leader",
         "Status.Peers",
         "Status.Ping",
+        "ConnectCA.Roots",
         "Catalog.ListNodes",
         "Catalog.ListServices",
         "Catalog.ServiceNodes",

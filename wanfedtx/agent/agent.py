@@ -48,6 +48,7 @@ from wanfedtx.agent.stats import extra_stats
 from wanfedtx.catalog.leader import LeaderServices
 from wanfedtx.client.router import NEW_LEADER_EVENT
 from wanfedtx.config.runtime import RuntimeConfig
+from wanfedtx.connect.server import ConnectCAServer
 from wanfedtx.federation.gateway_locator import GatewayLocator
 from wanfedtx.federation.server import FederationServer
 from wanfedtx.fsm.machine import FSM
@@ -62,6 +63,7 @@ from wanfedtx.http.family import RouteFamily
 from wanfedtx.http.gossip import GossipOpsRoutes, MembersRoutes
 from wanfedtx.http.limits import http_limits
 from wanfedtx.http.routes import server_families
+from wanfedtx.http.ui import UIRoutes
 from wanfedtx.local.state import LocalState
 from wanfedtx.metrics import REGISTRY
 from wanfedtx.processmetrics import register_process_metrics
@@ -131,6 +133,7 @@ class Agent(MultiService):
         self.pool: ConnPool | None = None
         self.catalog: CatalogAgent | None = None
         self.federation: FederationServer | None = None
+        self.connect_ca: ConnectCAServer | None = None
         self.acl: ACLServer | None = None
         self.locator: GatewayLocator | None = None
         self.primary_join: PrimaryJoin | None = None
@@ -147,8 +150,10 @@ class Agent(MultiService):
                                       lan_members=self._lan_member_count)
         raft = self.raft
         federation = self.federation
+        connect_ca = self.connect_ca
         wake = (
-            (lambda dc: federation.wake_routines())
+            (lambda dc: (federation.wake_routines(),
+                         connect_ca.wake_routines() if connect_ca is not None else None))
             if federation is not None and self.locator is not None
             else None
         )
@@ -228,6 +233,12 @@ class Agent(MultiService):
         )
         if self.server_port is not None:
             self.federation.register_into(self.server_port.endpoints)
+        # The Connect CA: raft type 13, ConnectCA.* RPCs, the primary leader's initialization.
+        self.connect_ca = ConnectCAServer(self.catalog, rt.primary_datacenter,
+                                          rt.connect_ca_config, reactor,
+                                          enabled=rt.connect_enabled)
+        if self.server_port is not None:
+            self.connect_ca.register_into(self.server_port.endpoints)
         # ACLs: raft types 11/17-20 (always, so a log written with ACLs on replays), ACL.*
         # RPCs, the resolver the endpoints authorize with, the primary leader's initialization.
         self.acl = ACLServer(
@@ -371,6 +382,7 @@ class Agent(MultiService):
             MembersRoutes(self.gossip.lan_serf, self.gossip.wan_serf),
             GossipOpsRoutes(self),
             AgentOpsRoutes(self),
+            UIRoutes(),
         ]
         if self.catalog is not None:
             families += server_families(self.catalog, self.config.acl_tokens.default)
@@ -385,7 +397,8 @@ class Agent(MultiService):
             children.append(("rpc", self.server_port.service))
         children += [("raft", self.raft), (None, self.pool), ("catalog", self.catalog),
                      ("reconcile", self.reconcile), ("client", self.client),
-                     ("federation", self.federation), ("acl", self.acl),
+                     ("federation", self.federation), ("connect_ca", self.connect_ca),
+                     ("acl", self.acl),
                      ("gateway_locator", self.locator),
                      ("primary_join", self.primary_join), ("http", self.http)]
         for name, child in children:

@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred
 
 from wanfedtx.catalog import leader
 from wanfedtx.catalog.endpoints import DEFAULT_HOLD_TIMEOUT, Endpoints, Forwarder
+from wanfedtx.catalog.tombstones import TombstoneReaper
 from wanfedtx.fsm.consensus import Consensus, LocalConsensus
 from wanfedtx.fsm.machine import FSM
 from wanfedtx.local.ae import AntiEntropy
@@ -93,6 +94,9 @@ class CatalogAgent(MultiService):
         self.ae.setServiceParent(self)
         self.leader = leader.LeaderServices(self.consensus, self._leader_routines)
         self.leader.setServiceParent(self)
+        # KV tombstones older than the tombstone TTL: noted on every server, reaped by the leader
+        self.tombstones = TombstoneReaper(self.endpoints, reactor)
+        self.tombstones.setServiceParent(self)
 
     def rpc(self, method: str, args: dict[str, Any]) -> Deferred[Any]:
         """Call a local RPC endpoint (the agent's own RPC, as the reference's ``agent.RPC``)."""

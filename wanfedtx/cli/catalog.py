@@ -18,7 +18,7 @@ from wanfedtx.cli.httpapi import (
     Client,
     UnexpectedResponse,
     add_client_flags,
-    client_from_args,
+    client_or_none,
     columnize,
     err,
     no_extra_args,
@@ -60,10 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         err(problem)
         return 1
-    try:
-        client = client_from_args(args)
-    except APIError as exc:
-        err(str(exc))
+    client = client_or_none(args)
+    if client is None:
         return 1
     handler = {"datacenters": datacenters, "nodes": nodes, "services": services}[command]
     return handler(client, args)

@@ -19,6 +19,7 @@ the checks with ``-check``).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -31,9 +32,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wanfedtx.cli.main import UsageError
+
+if TYPE_CHECKING:
+    from wanfedtx.cli.demo_topology import ProductionFederation
 
 HELP = "Run two datacenters federated through mesh gateways on loopback (case-wanfed-gw)."
 
@@ -57,6 +61,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     a("-timeout", "--timeout", type=float, default=90.0, help="seconds to wait for the checks")
     a("-check", "--check", action="store_true", help="exit after the checks (0 if all passed)")
+    a("-servers", "--servers", type=int, default=1, help="servers per datacenter (default 1:"
+      " one -dev server; more: bootstrap_expect servers, client agents, two gateways)")
+    a("-clients", "--clients", type=int, default=0, help="client agents per datacenter; the"
+      " gateways register through them (at least 2 with -servers > 1)")
 
 
 def _write_tls(root: Path, dcs: tuple[str, ...] = DCS) -> None:
@@ -107,6 +115,8 @@ def _write_config(root: Path, dc: str, ips: dict[str, str]) -> Path:
         "services {\n"
         '  name = "mesh-gateway"\n'
         '  kind = "mesh-gateway"\n'
+        # The gateway binds this address (the registration's default bind), not 0.0.0.0.
+        f'  address = "{ip}"\n'
         f"  port = {GATEWAY_PORTS[dc]}\n"
         '  meta { consul-wan-federation = "1" }\n'
         "}\n"
@@ -154,13 +164,21 @@ def _alive_wan(http: str) -> int:
     return sum(1 for m in members if m.get("Status") == 1)
 
 
-def _healthy_endpoints(admin: str, prefix: str) -> int:
+def _trust_domain(http: str) -> str:
+    """The trust domain of the datacenter's Connect CA roots ("" before the CA is ready)."""
+    code, roots = _get(f"{http}/v1/connect/ca/roots")
+    if code != 200 or not isinstance(roots, dict) or not roots.get("Roots"):
+        return ""
+    return str(roots.get("TrustDomain") or "")
+
+
+def _healthy_endpoints(admin: str, name: str) -> int:
     code, data = _get(f"{admin}/clusters?format=json")
     if code != 200 or not isinstance(data, dict):
         return 0
     n = 0
     for cluster in data.get("cluster_statuses", []):
-        if cluster.get("name", "").startswith(prefix):
+        if cluster.get("name", "") == name:
             for host in cluster.get("host_statuses", []):
                 if host.get("health_status", {}).get("eds_health_status") == "HEALTHY":
                     n += 1
@@ -170,10 +188,23 @@ def _healthy_endpoints(admin: str, prefix: str) -> int:
 class Checks:
     """The reference's bats assertions, for both datacenters."""
 
-    def __init__(self, http: dict[str, str], admin: dict[str, str]) -> None:
+    def __init__(
+        self,
+        http: dict[str, str],
+        admin: dict[str, str],
+        *,
+        admins: dict[str, list[str]] | None = None,
+        servers: int = 1,
+    ) -> None:
         self.http = http
         self.admin = admin
+        # Every gateway of each datacenter (the production layout runs two); the first is
+        # ``admin[dc]``.
+        self.admins = admins or {dc: [url] for dc, url in admin.items()}
+        self.servers = servers
         self.dcs = tuple(http)
+        #: "<dc> -> <other>": the gateway cluster found healthy (``<other>.internal.<td>``)
+        self.clusters: dict[str, str] = {}
 
     def all(self) -> list[tuple[str, Callable[[], bool]]]:
         out: list[tuple[str, Callable[[], bool]]] = []
@@ -182,16 +213,19 @@ class Checks:
         return out
 
     def _for(self, dc: str, others: list[str]) -> list[tuple[str, Callable[[], bool]]]:
-        http, admin = self.http[dc], self.admin[dc]
-        n = len(self.dcs)
+        http, admins = self.http[dc], self.admins[dc]
+        n = len(self.dcs) * self.servers
 
-        def admin_up() -> bool:
+        def admin_up(admin: str) -> bool:
             return _status(f"{admin}/stats") == 200
 
         def wan() -> bool:
             return _alive_wan(http) == n
 
-        out: list[tuple[str, Callable[[], bool]]] = [(f"{dc}: gateway admin is up", admin_up)]
+        out: list[tuple[str, Callable[[], bool]]] = []
+        for i, admin in enumerate(admins):
+            which = "gateway" if len(admins) == 1 else f"gateway {i + 1}"
+            out.append((f"{dc}: {which} admin is up", functools.partial(admin_up, admin)))
         for other in others:
             # The reference's keys for its two datacenters; <dc>-to-<other> beyond them.
             key, value = {
@@ -199,17 +233,35 @@ class Checks:
                 ("secondary", "primary"): ("oof", b'{"Value":"rab"}'),
             }.get((dc, other), (f"{dc}-to-{other}", b"1"))
 
-            def healthy(other: str = other) -> bool:
-                return _healthy_endpoints(admin, other) == 1
+            def healthy(admin: str, other: str = other) -> bool:
+                td = _trust_domain(http)
+                name = f"{other}.internal.{td}"
+                if not td or _healthy_endpoints(admin, name) != len(self.admins[other]):
+                    return False
+                self.clusters[f"{dc} -> {other}"] = name
+                return True
 
             def rpc(key: str = key, value: bytes = value, other: str = other) -> bool:
                 return _put(f"{http}/v1/kv/{key}?dc={other}", value)[0] == 200
 
-            out += [
-                (f"{dc}: gateway has a healthy endpoint for {other}", healthy),
-                (f"{dc}: RPC to {other} (PUT /v1/kv/{key}?dc={other})", rpc),
-            ]
+            for i, admin in enumerate(admins):
+                which = "gateway" if len(admins) == 1 else f"gateway {i + 1}"
+                many = "a healthy endpoint" if len(self.admins[other]) == 1 else (
+                    f"{len(self.admins[other])} healthy endpoints"
+                )
+                out.append((
+                    f"{dc}: {which} has {many} for {other}",
+                    functools.partial(healthy, admin, other),
+                ))
+            out.append((f"{dc}: RPC to {other} (PUT /v1/kv/{key}?dc={other})", rpc))
+        primary_http = self.http[self.dcs[0]]
+
+        def same_trust_domain() -> bool:
+            td = _trust_domain(http)
+            return bool(td) and td == _trust_domain(primary_http)
+
         out.append((f"{dc}: WAN pool shows {n} alive servers", wan))
+        out.append((f"{dc}: Connect CA roots name the primary's trust domain", same_trust_domain))
         return out
 
 
@@ -278,7 +330,7 @@ class Federation:
         return Checks(self.http, self.admin)
 
     def wait(self, timeout: float) -> bool:
-        return _wait_for_checks(self.checks(), self.procs, timeout)
+        return not _wait_for_checks(self.checks(), self.procs, timeout)
 
     def stop(self) -> None:
         """Servers first (their graceful WAN leave still crosses the gateways), then gateways."""
@@ -300,8 +352,23 @@ def run(args: argparse.Namespace) -> int:
     for ip in ips.values():
         if not ip.startswith("127."):
             raise UsageError("the demo runs on loopback: -primary-ip/-secondary-ip must be 127.x")
+    if not 1 <= args.servers <= 9 or not 0 <= args.clients <= 9:
+        raise UsageError("-servers must be 1 to 9 and -clients 0 to 9")
+    production = args.servers > 1 or args.clients > 0
+    if production and args.clients < (2 if args.servers > 1 else 1):
+        raise UsageError(
+            "each gateway runs beside its own client agent: -clients must be at least"
+            f" {2 if args.servers > 1 else 1} with -servers {args.servers}"
+        )
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="wanfed-demo-"))
-    fed = Federation(root, ips)
+    fed: Federation | ProductionFederation
+    if production:
+        from wanfedtx.cli.demo_topology import ProductionFederation
+
+        fed = ProductionFederation(root, ips, args.servers, args.clients)
+    else:
+        fed = Federation(root, ips)
+    keep = bool(args.dir) or os.environ.get("WANFED_DEMO_KEEP") == "1"
     print(f"wanfed demo: files and logs in {root}")
     # Ctrl-C and SIGTERM stop the demo and its processes, even when started with SIGINT
     # ignored (a background job of a non-interactive shell).
@@ -309,10 +376,23 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         fed.start()
-        ok = fed.wait(args.timeout)
-        _explain(fed.http, fed.admin, root, keep=bool(args.dir))
+        checks = fed.checks()
+        failed = _wait_for_checks(checks, fed.procs, args.timeout)
+        ok = not failed
+        if not ok:
+            keep = True
+            dcs = {dc for dc in checks.dcs if any(name.startswith(f"{dc}:") for name in failed)}
+            print(_tails(fed, dcs), file=sys.stderr)
+            print(f"wanfed demo: kept {root} for a look", file=sys.stderr)
+        _explain(fed.http, fed.admin, root, keep=keep)
         if args.check or not ok:
             return 0 if ok else 1
+        if not isinstance(fed, Federation):
+            print(
+                "Running (processes may be killed to watch fail-over); press Ctrl-C to stop.",
+                flush=True,
+            )
+            _watch_exits(fed)
         print("Running; press Ctrl-C to stop.")
         while all(p.poll() is None for p in fed.procs):
             time.sleep(1)
@@ -322,11 +402,50 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         fed.stop()
-        if not args.dir and os.environ.get("WANFED_DEMO_KEEP") != "1":
+        if not keep:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _wait_for_checks(checks: Checks, procs: list[subprocess.Popen[bytes]], timeout: float) -> bool:
+def _tails(fed: Federation | ProductionFederation, dcs: set[str], lines: int = 15) -> str:
+    """The last lines of the logs of the processes that exited, else of the failing
+    datacenters' processes."""
+    if not isinstance(fed, Federation):
+        return fed.tails(dcs, lines)
+    n = len(fed.dcs)
+    agents, gateways = fed.procs[:n], fed.procs[n:]
+    logs = [(fed.root / dc / "agent.log", p) for dc, p in zip(fed.dcs, agents, strict=True)]
+    logs += [(fed.root / dc / "gateway.log", p) for dc, p in zip(fed.dcs, gateways, strict=True)]
+    exited = [(log, p) for log, p in logs if p.poll() is not None]
+    chosen = exited or [(log, p) for log, p in logs if log.parent.name in dcs]
+    out = []
+    for log, p in chosen:
+        try:
+            text = log.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            text = ["(no log)"]
+        state = "" if p.poll() is None else f", exited {p.returncode}"
+        out.append(f"--- {log}{state}")
+        out += [f"    {line}" for line in text]
+    return "\n".join(out)
+
+
+def _watch_exits(fed: ProductionFederation) -> None:
+    """Say when a process of the production layout exits (killed to watch fail-over) and
+    keep running until interrupted."""
+    said: set[int] = set()
+    while True:
+        for p in fed.processes:
+            code = p.proc.poll()
+            if code is not None and id(p) not in said:
+                said.add(id(p))
+                print(f"  {p.dc} {p.name} exited ({code}); log: {p.log}", flush=True)
+        time.sleep(0.5)
+
+
+def _wait_for_checks(
+    checks: Checks, procs: list[subprocess.Popen[bytes]], timeout: float
+) -> list[str]:
+    """Run the checks until they all passed or ``timeout``; the names of those that failed."""
     print("checks (the case-wanfed-gw assertions):")
     pending = checks.all()
     deadline = time.monotonic() + timeout
@@ -334,7 +453,7 @@ def _wait_for_checks(checks: Checks, procs: list[subprocess.Popen[bytes]], timeo
     while pending and time.monotonic() < deadline:
         if any(p.poll() is not None for p in procs):
             print("  a demo process exited early; see its log", file=sys.stderr)
-            return False
+            return [name for name, _ in pending]
         still = []
         for name, check in pending:
             if check():
@@ -346,15 +465,17 @@ def _wait_for_checks(checks: Checks, procs: list[subprocess.Popen[bytes]], timeo
             time.sleep(0.5)
     for name, _ in pending:
         print(f"  FAIL {name}  (not true after {timeout:.0f}s)")
-    return not pending
+    for route, cluster in sorted(checks.clusters.items()):
+        print(f"  gateway cluster {route}: {cluster}")
+    return [name for name, _ in pending]
 
 
 def _explain(http: dict[str, str], admin: dict[str, str], root: Path, keep: bool) -> None:
     p, s = http["primary"], http["secondary"]
     rows = [
-        (f"{p}/v1/agent/members?wan=1", "pri.primary and sec.secondary, alive"),
+        (f"{p}/v1/agent/members?wan=1", "every server as <node>.<dc>, alive"),
         (f"{p}/v1/kv/foo?dc=secondary&raw", "read in the secondary, via the gateways"),
-        (f"{s}/v1/catalog/service/consul?dc=primary", "the primary's server, from the secondary"),
+        (f"{s}/v1/catalog/service/consul?dc=primary", "the primary's servers, from the secondary"),
         (f"{p}/v1/internal/federation-states", "each datacenter's mesh gateways"),
         (f"{admin['primary']}/clusters?format=json", "the primary gateway's clusters"),
         (f"{admin['secondary']}/stats", "connections per cluster"),
@@ -362,6 +483,8 @@ def _explain(http: dict[str, str], admin: dict[str, str], root: Path, keep: bool
     width = max(len(url) for url, _ in rows) + 2
     lines = [f"  curl -s {repr_url(url):<{width}} # {what}" for url, what in rows]
     where = f"  logs: {root}/<dc>/agent.log and gateway.log"
+    if (root / "primary" / "gateway1.log").exists():
+        where = f"  logs: {root}/<dc>/<node>/agent.log and {root}/<dc>/gateway<N>.log"
     if not keep:
         where += " (removed when the demo ends; -dir keeps them)"
     print(

@@ -164,9 +164,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a(
         "-trust-domain",
         "--trust-domain",
-        default="consul",
+        default="",
         help="trust domain of <dc>.internal.<trust-domain> cluster names, with -proxy-id"
-        " (there is no Connect CA yet to take it from; default consul)",
+        " (default: the agent's Connect CA roots, <cluster-id>.consul; this overrides it)",
     )
     a(
         "-envoy-config",
@@ -327,7 +327,7 @@ def make_service(
             address,
             http,
             proxy_id,
-            trust_domain=args.trust_domain,
+            trust_domain=args.trust_domain or None,
             token=args.token,
             admin=admin,
             settings=settings,

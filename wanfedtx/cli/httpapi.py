@@ -299,6 +299,28 @@ def client_from_args(args: argparse.Namespace) -> Client:
     )
 
 
+
+def client_or_none(args: argparse.Namespace, prefix: str = "") -> Client | None:
+    """:func:`client_from_args`, or None after printing ``prefix`` and Consul's line on
+    stderr (the command then exits 1)."""
+    try:
+        return client_from_args(args)
+    except APIError as exc:
+        err(f"{prefix}{exc}")
+        return None
+
+
+def agent_put(args: argparse.Namespace, path: str, failure: str, success: str) -> int:
+    """``PUT path`` on the agent for a verb without output of its own: ``success`` on stdout
+    (exit 0), or ``failure: <error>`` on stderr (exit 1)."""
+    try:
+        client_from_args(args).call("PUT", path)
+    except APIError as exc:
+        err(f"{failure}: {exc}")
+        return 1
+    out(success)
+    return 0
+
 # -- output ----------------------------------------------------------------------------------
 
 

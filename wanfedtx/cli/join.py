@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from wanfedtx.cli.httpapi import APIError, add_client_flags, client_from_args, err, out
+from wanfedtx.cli.httpapi import APIError, add_client_flags, client_or_none, err, out
 
 HELP = "Tell the agent to join a cluster (LAN, or the WAN pool with -wan)"
 
@@ -21,10 +21,8 @@ def run(args: argparse.Namespace) -> int:
         err("At least one address to join must be specified.")
         err("Usage: wanfed join [options] ADDRESS...")
         return 1
-    try:
-        client = client_from_args(args)
-    except APIError as exc:
-        err(str(exc))
+    client = client_or_none(args)
+    if client is None:
         return 1
     joined = 0
     for addr in args.addrs:

@@ -22,7 +22,7 @@ from wanfedtx.cli.httpapi import (
     Client,
     UnexpectedResponse,
     add_client_flags,
-    client_from_args,
+    client_or_none,
     err,
     out,
     tabwrite,
@@ -81,10 +81,8 @@ def run(args: argparse.Namespace) -> int:
         err("Usage: wanfed kv <subcommand> [options] [args]\n\n"
             "Subcommands: get, put, delete, export, import")
         return 1
-    try:
-        client = client_from_args(args)
-    except APIError as exc:
-        err(str(exc))
+    client = client_or_none(args)
+    if client is None:
         return 1
     handler = {"get": get, "put": put, "delete": delete, "export": export,
                "import": import_}[command]

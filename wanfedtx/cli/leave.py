@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from wanfedtx.cli.httpapi import APIError, add_client_flags, client_from_args, err, out
+from wanfedtx.cli.httpapi import add_client_flags, agent_put, err
 
 HELP = "Gracefully leave the cluster and shut the agent down"
 
@@ -19,10 +19,4 @@ def run(args: argparse.Namespace) -> int:
     if args.args:
         err("Error found unexpected args: [" + " ".join(args.args) + "]")
         return 1
-    try:
-        client_from_args(args).call("PUT", "/v1/agent/leave")
-    except APIError as exc:
-        err(f"Error leaving: {exc}")
-        return 1
-    out("Graceful leave complete")
-    return 0
+    return agent_put(args, "/v1/agent/leave", "Error leaving", "Graceful leave complete")

@@ -48,12 +48,13 @@ COMMANDS: dict[str, str] = {
     "monitor": "wanfedtx.cli.monitor",
     "info": "wanfedtx.cli.info",
     "completion": "wanfedtx.cli.completion",
+    "federation": "wanfedtx.cli.federation",
     "acl": "wanfedtx.cli.acl",
 }
 # Commands whose flag errors exit 1, as Consul's do (argparse's own code is 2).
 USAGE_EXIT_1 = frozenset({
     "kv", "catalog", "join", "leave", "force-leave", "operator", "validate", "keygen", "reload",
-    "monitor", "info", "completion", "members", "acl",
+    "monitor", "info", "completion", "members", "federation", "acl",
 })
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from wanfedtx.cli.httpapi import (
     APIError,
     add_client_flags,
-    client_from_args,
+    client_or_none,
     columnize,
     err,
     out,
@@ -60,10 +60,8 @@ def peers_table(servers: list[dict[str, Any]]) -> str:
 
 
 def list_peers(args: argparse.Namespace) -> int:
-    try:
-        client = client_from_args(args)
-    except APIError as exc:
-        err(f"Error initializing client: {exc}")
+    client = client_or_none(args, "Error initializing client: ")
+    if client is None:
         return 1
     try:
         reply = client.get_json("/v1/operator/raft/configuration")
@@ -81,10 +79,8 @@ def remove_peer(args: argparse.Namespace) -> int:
     if args.address and args.peer_id:
         err("Error removing peer: cannot give both an address and id")
         return 1
-    try:
-        client = client_from_args(args)
-    except APIError as exc:
-        err(f"Error initializing client: {exc}")
+    client = client_or_none(args, "Error initializing client: ")
+    if client is None:
         return 1
     query = [("address", args.address)] if args.address else [("id", args.peer_id)]
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from wanfedtx.cli.httpapi import APIError, add_client_flags, client_from_args, err, out
+from wanfedtx.cli.httpapi import add_client_flags, agent_put
 
 HELP = "Triggers the agent to reload configuration files"
 
@@ -16,10 +16,4 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        client_from_args(args).call("PUT", "/v1/agent/reload")
-    except APIError as exc:
-        err(f"Error reloading: {exc}")
-        return 1
-    out("Configuration reload triggered")
-    return 0
+    return agent_put(args, "/v1/agent/reload", "Error reloading", "Configuration reload triggered")

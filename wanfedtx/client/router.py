@@ -26,8 +26,8 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from wanfedtx.gossip.pools import ServerInfo, parse_server
-from wanfedtx.gossip.serf import Event, MemberEvent, UserEvent
+from wanfedtx.gossip.pools import ServerInfo, server_members
+from wanfedtx.gossip.serf import Event, UserEvent
 from wanfedtx.ratelog import RateLimitedLog
 from wanfedtx.rpc.interfaces import ServerAddress
 from wanfedtx.services import Service
@@ -81,13 +81,8 @@ class ServerManager:
                          payload=bytes(ev.payload).decode("utf-8", "replace"))
                 self._server_up()
             return
-        if not isinstance(ev, MemberEvent):
-            return
-        for m in ev.members:
-            srv = parse_server(m)
-            if srv is None:
-                continue
-            if ev.type == "member-join":
+        for kind, _, srv in server_members(ev):
+            if kind == "member-join":
                 if srv.datacenter != self.datacenter:
                     log.warn("server has joined the wrong cluster: wrong datacenter: "
                              "server={server} datacenter={dc}", server=server_text(srv),
@@ -96,12 +91,12 @@ class ServerManager:
                 log.info("adding server: server={server}", server=server_text(srv))
                 self.add_server(srv)
                 self._server_up()
-            elif ev.type == "member-update":
+            elif kind == "member-update":
                 if srv.datacenter != self.datacenter:
                     continue
                 log.info("updating server: server={server}", server=server_text(srv))
                 self.add_server(srv)
-            elif ev.type in ("member-leave", "member-failed", "member-reap"):
+            elif kind in ("member-leave", "member-failed", "member-reap"):
                 if srv.datacenter != self.datacenter or not self.has(srv.name):
                     continue
                 log.info("removing server: server={server}", server=server_text(srv))

@@ -246,6 +246,10 @@ class RuntimeConfig:
         metadata={"consul": "ConnectMeshGatewayWANFederationEnabled"}
     )
     connect_ca_provider: str
+    #: ``connect.ca_config`` under the reference's names (``LeafCertTTL``, ...), raw values.
+    connect_ca_config: Mapping[str, Any] = attrs.field(
+        factory=dict, metadata={"consul": "ConnectCAConfig"}
+    )
     primary_gateways: tuple[str, ...]
     primary_gateways_interval: float = attrs.field(metadata=_DUR)
 

@@ -203,12 +203,26 @@ ACL: dict[str, Field] = {
     "tokens": Blk(ACL_TOKENS, "Agent tokens (shown as hidden in agent/self)."),
 }
 
+CA_CONFIG: dict[str, Field] = {
+    "cluster_id": S("The cluster ID (a UUID) the primary's CA uses; generated when unset."),
+    "private_key": S("PEM private key of a root given by the operator (with root_cert)."),
+    "root_cert": S("PEM root certificate given by the operator (needs private_key)."),
+    "rotation_period": D("Kept as Consul does; it has no effect."),
+    "leaf_cert_ttl": D("Lifetime of leaf certificates (default 72h)."),
+    "intermediate_cert_ttl": D("Lifetime of secondary intermediates (default 8760h)."),
+    "csr_max_per_second": F("Leaf signings per second a server allows (default 50)."),
+    "csr_max_concurrent": I("Concurrent leaf signings a server allows (0: no limit)."),
+    "private_key_type": S('CA key type: "ec" (default) only.'),
+    "private_key_bits": I("CA key size: 256 (P-256, the default) only."),
+}
+
 CONNECT: dict[str, Field] = {
     "enabled": B("Enable Connect (service mesh); required for WAN federation via gateways."),
     "enable_mesh_gateway_wan_federation": B(
         "Funnel all cross-datacenter server traffic through mesh gateways."
     ),
-    "ca_provider": S("Connect CA provider (kept)."),
+    "ca_provider": S('Connect CA provider: "consul" (the built-in CA, the default) only.'),
+    "ca_config": Blk(CA_CONFIG, "Settings of the built-in CA provider (first bootstrap only)."),
 }
 
 GOSSIP: dict[str, Field] = {

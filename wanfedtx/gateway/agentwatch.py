@@ -9,7 +9,13 @@ process and watches the agent's HTTP API with blocking queries instead:
 * with that meta, the local servers (``/v1/health/service/consul``, no passing filter; every entry
   must be service ``consul`` in the local datacenter, else the reference's errors), and
 * the mesh gateways of every datacenter from the federation states
-  (``/v1/internal/federation-states/mesh-gateways``).
+  (``/v1/internal/federation-states/mesh-gateways``), and
+* the Connect CA roots (``/v1/agent/connect/ca/roots``): their ``TrustDomain``
+  (``<cluster-id>.consul``) names the ``<dc>.internal.<trust-domain>`` clusters, unless the
+  gateway was given a trust domain (``-trust-domain``, an override). No snapshot is built before
+  the roots name a trust domain (the reference waits for the roots too); an agent with Connect
+  disabled answers ``Connect must be enabled ...`` and the gateway then uses ``consul`` (one
+  warning).
 
 Each change rebuilds :class:`~wanfedtx.gateway.snapshot.SnapshotInputs`; the snapshot is not
 valid (no inputs are produced) while a wanfed gateway knows no local server, as the reference.
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -50,10 +57,26 @@ REGISTRATION_POLL = 5.0
 BLOCKING_WAIT = "5m"
 RETRY_MIN = 0.5
 RETRY_MAX = 30.0
+_DNS_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
+
+
+CONNECT_DISABLED = "Connect must be enabled"
+FALLBACK_TRUST_DOMAIN = "consul"
 
 
 class AgentWatchError(SnapshotInputError):
     """The agent's answer cannot feed the gateway (the reference's proxycfg errors)."""
+
+
+def trust_domain_from_roots(data: Any) -> str:
+    """The ``TrustDomain`` of a ``/v1/agent/connect/ca/roots`` answer ("" before the CA is
+    bootstrapped); AgentWatchError when it is not a DNS name."""
+    if not isinstance(data, Mapping):
+        raise AgentWatchError("connect ca roots: expected a JSON object")
+    td = data.get("TrustDomain") or ""
+    if not isinstance(td, str) or (td and not _DNS_NAME.match(td)):
+        raise AgentWatchError(f"connect ca roots: invalid TrustDomain {td!r}")
+    return td.lower()
 
 
 @attrs.frozen
@@ -171,7 +194,7 @@ class AgentWatcher(Service):
         http_base: str,
         proxy_id: str,
         on_inputs: Callable[[SnapshotInputs], None],
-        trust_domain: str,
+        trust_domain: str | None = None,
         token: str = "",
         domain: str = "consul",
         rng: random.Random | None = None,
@@ -180,7 +203,10 @@ class AgentWatcher(Service):
         self.http_base = http_base.rstrip("/")
         self.proxy_id = proxy_id
         self.on_inputs = on_inputs
-        self.trust_domain = trust_domain
+        #: ``-trust-domain``: used instead of the CA roots' trust domain when set
+        self.trust_domain_override = trust_domain or None
+        #: the trust domain of the agent's CA roots ("" until known)
+        self.roots_trust_domain = ""
         self.domain = domain
         self.token = token
         self.rng = rng if rng is not None else random.Random()
@@ -195,9 +221,15 @@ class AgentWatcher(Service):
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    @property
+    def trust_domain(self) -> str:
+        return self.trust_domain_override or self.roots_trust_domain
+
     def startService(self) -> None:
         super().startService()
         self._spawn(self._poll_registration())
+        if self.trust_domain_override is None:
+            self._spawn(self._watch_roots())
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
@@ -298,6 +330,40 @@ class AgentWatcher(Service):
             failures = 0
             index = new_index if new_index > index else 0
 
+    async def _watch_roots(self) -> None:
+        """The CA roots' trust domain, as a blocking watch; ``consul`` without Connect."""
+        index, failures = 0, 0
+        while self.running:
+            try:
+                value, new_index = await self._get("/v1/agent/connect/ca/roots", index)
+                self._set_trust_domain(trust_domain_from_roots(value))
+            except CancelledError:
+                return
+            except AgentWatchError as e:
+                if CONNECT_DISABLED in str(e):
+                    log.warn("the agent has Connect disabled: gateway cluster names use the "
+                             "trust domain {td}", td=FALLBACK_TRUST_DOMAIN)
+                    self._set_trust_domain(FALLBACK_TRUST_DOMAIN)
+                    return
+                failures += 1
+                log.warn("gateway watch of the CA roots failed: {error}", error=str(e))
+                await self._pause(failures)
+                continue
+            except Exception as e:
+                failures += 1
+                log.warn("gateway watch of the CA roots failed: {error!r}", error=e)
+                await self._pause(failures)
+                continue
+            failures = 0
+            index = new_index if new_index > index else 0
+
+    def _set_trust_domain(self, td: str) -> None:
+        if td != self.roots_trust_domain:
+            if td:
+                log.info("gateway trust domain from the Connect CA roots: {td}", td=td)
+            self.roots_trust_domain = td
+            self._update()
+
     def _set_servers(self, entries: Any) -> None:
         if self.registration is None:
             return
@@ -315,7 +381,7 @@ class AgentWatcher(Service):
             self._update()
 
     def _update(self) -> None:
-        if self.registration is None:
+        if self.registration is None or not self.trust_domain:
             return
         inputs = snapshot_inputs(
             self.registration, self.servers, self.gateways, self.trust_domain, self.domain

@@ -252,14 +252,15 @@ class GatewayService(MultiService):
         address: tuple[str, int] | None,
         http_base: str,
         proxy_id: str,
-        trust_domain: str,
+        trust_domain: str | None = None,
         token: str = "",
         admin: tuple[str, int] | None = None,
         settings: RelaySettings | None = None,
         on_fatal: Callable[[str], object] | None = None,
     ) -> GatewayService:
         """A gateway whose routes come from the local agent; it listens (on ``address``, or the
-        registration's default bind) once the watches produced a valid snapshot."""
+        registration's default bind) once the watches produced a valid snapshot. Its trust
+        domain comes from the agent's Connect CA roots unless ``trust_domain`` is given."""
         from wanfedtx.gateway.agentwatch import AgentWatcher
 
         svc = cls(reactor, address, None, admin=admin, settings=settings, reload_interval=None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import attrs
 
@@ -220,6 +220,17 @@ def lan_merge_check(local_dc: str, segment: str = "") -> Callable[[list[Member]]
     return check
 
 
+def server_members(ev: Event) -> Iterator[tuple[str, Member, ServerInfo]]:
+    """The members of a member event that are Consul servers: the event's type
+    (``member-join``...), the member and its :func:`parse_server` view; nothing for any other
+    event."""
+    if not isinstance(ev, MemberEvent):
+        return
+    for m in ev.members:
+        srv = parse_server(m)
+        if srv is not None:
+            yield ev.type, m, srv
+
 class Router:
     """Consul servers per datacenter, fed by WAN serf member events (Consul's router).
 
@@ -235,17 +246,12 @@ class Router:
         self._failed: set[tuple[str, str]] = set()
 
     def handle_event(self, ev: Event) -> None:
-        if not isinstance(ev, MemberEvent):
-            return
-        for m in ev.members:
-            srv = parse_server(m)
-            if srv is None:
-                continue
+        for kind, m, srv in server_members(ev):
             key = (srv.datacenter, srv.name)
-            if ev.type in ("member-join", "member-update") and m.status == MemberStatus.ALIVE:
+            if kind in ("member-join", "member-update") and m.status == MemberStatus.ALIVE:
                 self._servers.setdefault(srv.datacenter, {})[srv.name] = srv
                 self._failed.discard(key)
-            elif ev.type == "member-failed":
+            elif kind == "member-failed":
                 if srv.name in self._servers.get(srv.datacenter, {}):
                     self._failed.add(key)
             else:

@@ -17,8 +17,9 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IProtocol, IReactorTime
 from zope.interface import implementer
 
+from wanfedtx.hostport import split_host_port
+
 from .interfaces import Address, IGossipTransport, IStreamSink, IStreamWriter, PacketHandler
-from .memberlist import split_host_port
 
 
 class SimNetwork:

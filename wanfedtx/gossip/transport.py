@@ -27,12 +27,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from wanfedtx.hostport import split_host_port
 from wanfedtx.listening import Connections, DrainingEndpointService, bound_port, tcp_endpoint
 from wanfedtx.reactors import ReactorLike
 
 from .errors import GossipError
 from .interfaces import Address, IGossipTransport, IStreamSink, IStreamWriter, PacketHandler
-from .memberlist import split_host_port
 
 log = Logger(namespace="wanfedtx.gossip.transport")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qsl
@@ -35,6 +34,8 @@ from wanfedtx.catalog.errors import (
     NoPathToDatacenterError,
     NotFoundError,
 )
+from wanfedtx.config.durations import parse_duration as go_duration
+from wanfedtx.fsm.errors import LeadershipError
 from wanfedtx.http.limits import KV_MAX_VALUE_SIZE
 from wanfedtx.rpc.errors import RPCLayerError
 from wanfedtx.state.errors import StateError
@@ -120,32 +121,12 @@ def bool_arg(request: IRequest, name: str) -> bool:
     raise HTTPError(400, f"Invalid value for ?{name}: {value!r} (use true or false)")
 
 
-_DURATION_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
 def parse_duration(text: str) -> float:
-    """A Go duration string ("10s", "1m30s", "250ms") in seconds."""
+    """A Go duration string ("10s", "1m30s", "250ms") in seconds; "" and "0" are 0. Raises
+    ``ValueError`` (``DurationError``) with Go's text for anything else."""
     if text in ("0", ""):
         return 0.0
-    pos = 0
-    total = 0.0
-    while pos < len(text):
-        m = _DURATION_PART.match(text, pos)
-        if m is None:
-            raise ValueError(f"invalid duration {text!r}")
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        pos = m.end()
-    return total
+    return go_duration(text)
 
 
 def token(request: IRequest) -> str:
@@ -307,9 +288,13 @@ def error_reply(request: IRequest, error: BaseException | Failure) -> bytes:
     if isinstance(exc, RPCLayerError) and str(exc) == RPC_RATE_EXCEEDED:
         # A client agent over limits.rpc_rate: 429 with an empty body, as Consul.
         return body_reply(request, 429, "text/plain; charset=utf-8", b"")
-    if isinstance(exc, NoPathToDatacenterError | NoLeaderError | EndpointError | RPCLayerError):
-        # As the reference: RPC failures (including errors returned by a remote server) are
-        # 500s carrying the error text.
+    if isinstance(
+        exc,
+        NoPathToDatacenterError | NoLeaderError | EndpointError | RPCLayerError | LeadershipError,
+    ):
+        # As the reference: RPC failures (including errors returned by a remote server, and a
+        # write whose leader lost its leadership before the entry committed: its outcome is
+        # unknown, so it is not retried) are 500s carrying the error text.
         return text_reply(request, 500, str(exc))
     if failure is None:
         failure = Failure(exc, type(exc), exc.__traceback__)

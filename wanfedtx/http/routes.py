@@ -16,6 +16,7 @@ from wanfedtx.http.acl import ACLRoutes
 from wanfedtx.http.agent_services import AgentServicesRoutes
 from wanfedtx.http.catalog import CatalogRoutes
 from wanfedtx.http.common import RPC, APIContext
+from wanfedtx.http.connect_ca import ConnectCARoutes
 from wanfedtx.http.family import RouteFamily, install_error_handlers
 from wanfedtx.http.federation import FederationStateRoutes
 from wanfedtx.http.health import HealthRoutes
@@ -50,13 +51,14 @@ def state_families(ctx: APIContext) -> list[RouteFamily]:
 
 
 def server_families(server: IServerState, default_token: str = "") -> list[RouteFamily]:
-    """Catalog, health, KV, status, the agent's service/check routes, federation states and
-    the operator's raft routes."""
+    """Catalog, health, KV, status, the agent's service/check routes, federation states,
+    the operator's raft routes, the Connect CA and the ACL API."""
     ctx = APIContext(server.datacenter, server.rpc, default_token=default_token)
     return [
         *state_families(ctx),
         AgentServicesRoutes(server.local, server.runners, server.datacenter),
         FederationStateRoutes(ctx),
         OperatorRoutes(ctx),
+        ConnectCARoutes(ctx),
         ACLRoutes(ctx),
     ]

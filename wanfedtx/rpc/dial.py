@@ -29,20 +29,13 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from wanfedtx.hostport import split_host_port
 from wanfedtx.reactors import ReactorLike
 from wanfedtx.rpc.constants import DEFAULT_DIAL_TIMEOUT, RPCType
 from wanfedtx.rpc.errors import ALPNNotNegotiated, DCNotAvailable, DialError
 from wanfedtx.rpc.interfaces import IClientTLS, IGatewayResolver
 
 log = Logger(namespace="wanfedtx.rpc")
-
-
-def split_host_port(addr: str) -> tuple[str, int]:
-    """``"host:port"`` or ``"[v6]:port"`` -> (host, port); ValueError with a hint otherwise."""
-    host, sep, port = addr.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"address {addr!r} must be host:port")
-    return host.strip("[]"), int(port)
 
 
 class Dialer:

@@ -12,11 +12,12 @@ from collections.abc import Iterable, Iterator
 from wanfedtx.state import snapshot as _snapshot
 from wanfedtx.state.acl import ACLStore
 from wanfedtx.state.catalog import CatalogStore
+from wanfedtx.state.connect_ca import ConnectCAStore
 from wanfedtx.state.federation import FederationStore
 from wanfedtx.state.kvs import KVStore
 
 
-class StateStore(CatalogStore, KVStore, FederationStore, ACLStore):
+class StateStore(CatalogStore, KVStore, FederationStore, ConnectCAStore, ACLStore):
     """All tables of one server."""
 
     def snapshot_chunks(self, chunk_size: int = _snapshot.CHUNK_SIZE) -> Iterator[bytes]:

@@ -20,6 +20,7 @@ from pathlib import Path
 import attrs
 import pytest
 from netutil import free_port
+from twistd_support import killed_if_left
 
 from wanfedtx.cli.demo import poll_until
 
@@ -214,15 +215,11 @@ def test_monitor_streams_then_exits_0_on_sigint(agent: Agent) -> None:
     proc = subprocess.Popen([str(BIN / "wanfed"), "monitor", "-log-level=debug"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=agent.env())
-    try:
+    with killed_if_left(proc):
         line = _first_monitor_line(agent, proc)
         assert "[DEBUG]" in line or "[INFO]" in line, line
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0 and "Traceback" not in err
     bad = wanfed(agent, "monitor", "-log-level=nope")
     assert (bad.returncode, bad.stderr) == (

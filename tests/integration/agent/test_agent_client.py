@@ -18,8 +18,9 @@ import pytest
 import pytest_twisted
 import treq
 from agent_support import fast_serf, http_on_port_zero
+from agent_support import until_value as until
 from netutil import free_port
-from twisted.internet import task, threads
+from twisted.internet import threads
 from twisted.internet.defer import Deferred
 
 from wanfedtx.agent.agent import Agent
@@ -54,18 +55,6 @@ def lan(agent: Agent) -> str:
 
 def base(agent: Agent) -> str:
     return agent.http_urls()[0]
-
-
-async def until(cond: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    from twisted.internet import reactor
-
-    last: Any = None
-    for _ in range(int(timeout / 0.05)):
-        last = await cond()
-        if last:
-            return last
-        await task.deferLater(reactor, 0.05, lambda: None)  # type: ignore[arg-type]
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 async def get(url: str) -> tuple[int, Any, Any]:

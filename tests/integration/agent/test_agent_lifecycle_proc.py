@@ -92,6 +92,17 @@ def _wait_http(proc: subprocess.Popen[str], port: int, seconds: float = 30.0) ->
                 pass
 
 
+def _wait_services(proc: subprocess.Popen[str], port: int, present: bool, name: str,
+                   deadline: float) -> None:
+    """Poll the agent's services until ``name`` is (or, ``present=False``, is no longer) among
+    them; fail if the agent exits or ``deadline`` (``time.monotonic()``) passes."""
+    while (name in _get(f"http://127.0.0.1:{port}/v1/agent/services")) != present:
+        assert proc.poll() is None and time.monotonic() < deadline
+        try:
+            proc.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            pass
+
 def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
     if proc.poll() is None:
         proc.kill()
@@ -197,20 +208,10 @@ def test_sighup_reloads_a_service_file_and_keeps_running(tmp_path: Path) -> None
         (conf / "10-web.hcl").write_text('services { name = "web" port = 8080 }\n')
         proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 20
-        while "web" not in _get(f"http://127.0.0.1:{http}/v1/agent/services"):
-            assert proc.poll() is None and time.monotonic() < deadline
-            try:
-                proc.wait(timeout=0.05)
-            except subprocess.TimeoutExpired:
-                pass
+        _wait_services(proc, http, True, "web", deadline)
         (conf / "10-web.hcl").write_text('services { name = "web2" port = 8081 }\n')
         proc.send_signal(signal.SIGHUP)
-        while "web" in _get(f"http://127.0.0.1:{http}/v1/agent/services"):
-            assert proc.poll() is None and time.monotonic() < deadline
-            try:
-                proc.wait(timeout=0.05)
-            except subprocess.TimeoutExpired:
-                pass
+        _wait_services(proc, http, False, "web", deadline)
         assert "web2" in _get(f"http://127.0.0.1:{http}/v1/agent/services")
         assert proc.poll() is None
     finally:
@@ -337,12 +338,7 @@ def test_twistd_agent_survives_sighup(tmp_path: Path) -> None:
         (tmp_path / "a.hcl").write_text(text + 'services { name = "late" port = 1 }\n')
         proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 20
-        while "late" not in _get(f"http://127.0.0.1:{http}/v1/agent/services"):
-            assert proc.poll() is None and time.monotonic() < deadline
-            try:
-                proc.wait(timeout=0.05)
-            except subprocess.TimeoutExpired:
-                pass
+        _wait_services(proc, http, True, "late", deadline)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:

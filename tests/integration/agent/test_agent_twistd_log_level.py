@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from netutil import free_port
+from twistd_support import assert_shut_down_cleanly, killed_if_left
 
 from wanfedtx.cli.demo import poll_until
 
@@ -41,18 +42,14 @@ def test_twistd_logs_at_the_configured_level(tmp_path: Path, level: str) -> None
          "--data-dir", str(tmp_path / "data")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
     )
-    try:
+    with killed_if_left(proc):
         assert poll_until(lambda: _serves(f"http://127.0.0.1:{port}/v1/agent/self"), 30)
         for path in ("/v1/agent/members", "/v1/catalog/datacenters", "/v1/agent/metrics"):
             assert _serves(f"http://127.0.0.1:{port}{path}")
         proc.send_signal(signal.SIGTERM)
         joined, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode in (0, -signal.SIGTERM), err
-    assert "Server Shut Down." in joined and "Traceback" not in joined + err
+    assert_shut_down_cleanly(proc, joined, err)
+    assert "Server Shut Down." in joined
     assert "[INFO]  agent: Starting agent: node=tw dc=dc1" in joined, joined
     if level == "INFO":
         assert "[DEBUG]" not in joined

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from netutil import free_port
+from netutil import free_port, taken_port
 from test_gateway_cli import poll, routes
 from twistd_support import run_twistd
 from twisted.internet import threads
@@ -201,10 +201,7 @@ def test_second_gateway_on_a_used_port_exits_with_one_line(
 def test_admin_port_in_use_exits_with_one_line(tmp_path: Path) -> None:
     path = tmp_path / "routes.json"
     routes(path, 1)
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        admin = taken.getsockname()[1]
+    with taken_port() as admin:
         r = subprocess.run(
             _routes_gateway(path, free_port(), "-admin-bind", f"127.0.0.1:{admin}"),
             capture_output=True, text=True, timeout=60,
@@ -219,10 +216,7 @@ def test_admin_port_in_use_exits_with_one_line(tmp_path: Path) -> None:
 def test_twistd_gateway_port_in_use(tmp_path: Path) -> None:
     path = tmp_path / "routes.json"
     routes(path, 1)
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         r = run_twistd(tmp_path, "-n", "--pidfile=", "wanfed-gateway", "-routes", str(path),
                        "-address", f"127.0.0.1:{port}", "-admin-bind", "")
     assert r.returncode == 1, r.stdout + r.stderr

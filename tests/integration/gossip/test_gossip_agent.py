@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
-from agent_support import fast_serf, http_on_port_zero
+from agent_support import fast_serf, http_on_port_zero, until_value
 from netutil import free_port, refusing_address
 from twisted.internet import task, threads
 
@@ -70,15 +70,7 @@ def make_agent(reactor: Any, node: str, dc: str,
 
 
 async def until(cond: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    from twisted.internet import reactor
-
-    last: Any = None
-    for _ in range(int(timeout / 0.05)):
-        last = await cond()
-        if last:
-            return last
-        await task.deferLater(reactor, 0.05, lambda: None)  # type: ignore[arg-type]
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+    return await until_value(cond, what, timeout)
 
 
 def base(agent: Agent) -> str:

@@ -11,7 +11,6 @@ it through the Agent's ``gateway_resolver`` argument.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,9 @@ import pytest
 import pytest_twisted
 import treq
 from agent_support import fast_serf, http_on_port_zero
+from agent_support import until_value as until
 from netutil import free_port
 from rpc_support import SNIRouter
-from twisted.internet import task
 
 from wanfedtx.agent.agent import Agent
 from wanfedtx.config import LoadOptions, load
@@ -62,18 +61,6 @@ async def wan_members(agent: Agent) -> dict[str, int]:
     resp = await treq.get(f"{url}/v1/agent/members?wan=1")
     assert resp.code == 200
     return {m["Name"]: m["Status"] for m in json.loads(await resp.content())}
-
-
-async def until(cond: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    from twisted.internet import reactor
-
-    last: Any = None
-    for _ in range(int(timeout / 0.05)):
-        last = await cond()
-        if last:
-            return last
-        await task.deferLater(reactor, 0.05, lambda: None)  # type: ignore[arg-type]
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 @pytest_twisted.ensureDeferred

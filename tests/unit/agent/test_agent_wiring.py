@@ -46,7 +46,11 @@ def test_wan_federation_server_parts_share_their_collaborators(tmp_path: Path) -
     assert stops == ["stop"]
     names = [s.name for s in agent]
     assert names == ["gossip", "rpc", "raft", None, "catalog", "reconcile", "federation",
-                     "acl", "gateway_locator", "primary_join", "http"]
+                     "connect_ca", "acl", "gateway_locator", "primary_join", "http"]
+    # the Connect CA shares the catalog's FSM and local RPC table
+    assert agent.connect_ca is not None and agent.catalog is not None
+    assert agent.connect_ca.catalog is agent.catalog
+    assert "ConnectCA.Sign" in agent.catalog.handlers
 
 
 def test_without_wan_federation_nothing_is_wrapped_or_resolved(tmp_path: Path) -> None:

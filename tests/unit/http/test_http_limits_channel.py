@@ -6,6 +6,7 @@ the exception logged)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar
 
 import pytest
@@ -316,7 +317,8 @@ def test_idle_timeout_line_is_rate_limited_with_the_peer() -> None:
     assert not [e for e in events if "Timing out client" in str(e.get("log_format"))]
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("WANFED_FUZZ_EXAMPLES", "200")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(
     method=st.sampled_from([b"GET", b"PUT", b"DELETE", b"POST", b"G\xffT", b"HEAD"]),
     path=st.tuples(

@@ -8,8 +8,9 @@ import pytest
 from rpc_support import OpenSSLTLS, server_tls
 from twisted.internet.testing import MemoryReactorClock
 
+from wanfedtx.hostport import split_host_port
 from wanfedtx.rpc.constants import RPCType
-from wanfedtx.rpc.dial import Dialer, split_host_port
+from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.errors import DCNotAvailable, DialError, NodeNameRequired, NoLeader
 from wanfedtx.rpc.forward import Forwarder, StaticRouter
 from wanfedtx.rpc.interfaces import ServerAddress

@@ -23,7 +23,7 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from wanfedtx.metrics import Registry
-from wanfedtx.rpc.codec import FrameDecoder, encode_request, encode_response
+from wanfedtx.rpc.codec import FrameDecoder, Request, Response, encode_request, encode_response
 from wanfedtx.rpc.constants import RPCType
 from wanfedtx.rpc.endpoints import default_endpoints
 from wanfedtx.rpc.errors import FrameError
@@ -170,3 +170,24 @@ def test_fuzz_codec(parts: list[bytes], chunk: int) -> None:
             assert [e for e in errors.events if e.get("log_format") == "RPC error"]
     finally:
         globalLogPublisher.removeObserver(errors)
+
+
+_messages = st.builds(Request, st.integers(0, 2**64 - 1), st.text(max_size=30), VALUES) | st.builds(
+    Response, st.integers(0, 2**64 - 1), st.none() | st.text(max_size=10), VALUES)
+
+
+@FUZZ
+@given(msgs=st.lists(_messages, max_size=6), chunk=st.integers(1, 64))
+def test_codec_decode_of_encode_is_identity(msgs: list[Request | Response], chunk: int) -> None:
+    """Frames the encoder writes come back as the same messages, whatever the chunking."""
+    stream = b"".join(
+        encode_request(m.seq, m.method, m.args) if isinstance(m, Request)
+        else encode_response(m.seq, m.error, m.reply)
+        for m in msgs
+    )
+    dec = FrameDecoder(max_frame_size=1 << 20)
+    got: list[object] = []
+    for i in range(0, len(stream), chunk):
+        got += dec.feed(stream[i : i + chunk])
+    assert dec.failed is None
+    assert got == msgs

@@ -30,14 +30,12 @@ from .node import (
     Delegate,
     Node,
     NodeInfo,
-    format_host,
     ip_bytes,
     ip_string,
     log,
     parse_join_address,
     push_pull_scale,
     retransmit_limit,
-    split_host_port,
     suspicion_timeout,
 )
 
@@ -52,13 +50,11 @@ __all__ = [
     "NodeInfo",
     "NodeStateType",
     "Suspicion",
-    "format_host",
     "ip_bytes",
     "ip_string",
     "log",
     "parse_join_address",
     "push_pull_scale",
     "retransmit_limit",
-    "split_host_port",
     "suspicion_timeout",
 ]

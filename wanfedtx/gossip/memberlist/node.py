@@ -10,6 +10,8 @@ import math
 import attrs
 from twisted.logger import Logger
 
+from wanfedtx.hostport import format_host
+
 from .. import wire
 from ..errors import JoinError
 from ..interfaces import Address
@@ -126,18 +128,6 @@ def ip_string(addr: bytes) -> str:
 def ip_bytes(ip: str) -> bytes:
     a = ipaddress.ip_address(ip)
     return a.packed
-
-
-def format_host(ip: str) -> str:
-    return f"[{ip}]" if ":" in ip else ip
-
-
-def split_host_port(hp: str) -> tuple[str, int]:
-    if hp.startswith("["):
-        host, _, rest = hp[1:].partition("]")
-        return host, int(rest.lstrip(":"))
-    host, _, port = hp.rpartition(":")
-    return host, int(port)
 
 
 def parse_join_address(spec: str, default_port: int) -> Address:

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+from wanfedtx.hostport import format_host
+
 from .. import wire
 from ..errors import NodeNamesRequired, WireError
 from ..interfaces import Address
 from .base import MemberlistBase
-from .node import format_host, ip_bytes, ip_string, log
+from .node import ip_bytes, ip_string, log
 
 
 class PacketsMixin(MemberlistBase):

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 from twisted.internet.interfaces import IDelayedCall
 from zope.interface import implementer
 
+from wanfedtx.hostport import format_host
+
 from .. import wire
 from ..errors import WireError
 from ..interfaces import IStreamSink, IStreamWriter
-from .node import format_host
 
 if TYPE_CHECKING:
     from .base import MemberlistBase

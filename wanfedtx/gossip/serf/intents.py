@@ -9,11 +9,12 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from wanfedtx.hostport import format_host
+
 from ..errors import GossipError, WireError
 from ..memberlist import (
     NodeInfo,
     NodeStateType,
-    format_host,
 )
 from .base import SerfBase, log
 from .events import Member, MemberEvent

@@ -8,11 +8,12 @@ import re
 
 import msgpack
 
+from wanfedtx.hostport import format_host
+
 from .. import wire
 from ..errors import GossipError, WireError
 from ..interfaces import Address
 from ..memberlist import (
-    format_host,
     ip_bytes,
     ip_string,
 )

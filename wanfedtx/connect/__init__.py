@@ -1,0 +1,1 @@
+"""Connect: the built-in certificate authority (roots, leaves) of a datacenter."""

@@ -1,0 +1,1 @@
+"""Static files shipped in the package and served by the agent's HTTP API."""
