@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -34,6 +33,7 @@ import attrs
 
 from wanfedtx import __version__
 from wanfedtx.config import sockaddr
+from wanfedtx.config.connect_ca import ConnectCASection
 from wanfedtx.config.defaults import DEFAULT_HCL, DEV_HCL
 from wanfedtx.config.durations import format_duration, parse_duration_ns
 from wanfedtx.config.errors import ConfigError, TemplateError, ValidationError
@@ -58,19 +58,6 @@ from wanfedtx.config.validate import Validation
 from wanfedtx.state.validate import service_meta_problem
 
 REVISION = "wanfedtx"
-_CA_CONFIG_NAMES = {
-    "cluster_id": "ClusterID",
-    "private_key": "PrivateKey",
-    "root_cert": "RootCert",
-    "rotation_period": "RotationPeriod",
-    "leaf_cert_ttl": "LeafCertTTL",
-    "intermediate_cert_ttl": "IntermediateCertTTL",
-    "csr_max_per_second": "CSRMaxPerSecond",
-    "csr_max_concurrent": "CSRMaxConcurrent",
-    "private_key_type": "PrivateKeyType",
-    "private_key_bits": "PrivateKeyBits",
-}
-
 _SERVICE_KINDS = ("", "connect-proxy", "mesh-gateway", "terminating-gateway", "ingress-gateway")
 META_WAN_FEDERATION_KEY = "consul-wan-federation"
 
@@ -132,7 +119,7 @@ def load(opts: LoadOptions) -> LoadResult:
     return LoadResult(rt, tuple(warnings), tuple(names))
 
 
-class Builder(Validation):
+class Builder(Validation, ConnectCASection):
     """Turns merged config data into a ``RuntimeConfig`` and validates it."""
 
     def __init__(
@@ -172,48 +159,6 @@ class Builder(Validation):
             return sockaddr.render(text, lambda: self.interfaces())
         except TemplateError as e:
             raise self.error(f'{path}: error parsing "{text}": {e.message}', path) from None
-
-    def ca_provider(self) -> str:
-        """``connect.ca_provider``: only the built-in ``consul`` provider runs here."""
-        provider = str(self.get("connect.ca_provider") or "") or "consul"
-        if provider in ("vault", "aws-pca"):
-            raise self.error(
-                f'connect.ca_provider = "{provider}" is not supported by wanfedtx: only "consul" '
-                "(the built-in CA) is available",
-                "connect.ca_provider",
-            )
-        if provider != "consul":
-            raise self.error(f"{provider} is not a valid CA provider", "connect.ca_provider")
-        return provider
-
-    def ca_config(self) -> dict[str, Any]:
-        """``connect.ca_config`` under the reference's names, values as written."""
-        raw = self.get("connect.ca_config") or {}
-        out: dict[str, Any] = {}
-        for key, value in raw.items():
-            out[_CA_CONFIG_NAMES.get(key, key)] = value
-        cluster_id = out.get("ClusterID")
-        if cluster_id is not None:
-            try:
-                uuid.UUID(str(cluster_id))
-            except ValueError:
-                raise self.error(
-                    "cluster_id was supplied but was not a valid UUID",
-                    "connect.ca_config.cluster_id",
-                ) from None
-        if str(out.get("PrivateKeyType", "ec")) != "ec" or int(
-            out.get("PrivateKeyBits", 256)
-        ) != 256:
-            raise self.error(
-                "connect.ca_config: only EC P-256 CA keys are supported by wanfedtx "
-                '(private_key_type = "ec", private_key_bits = 256)',
-                "connect.ca_config",
-            )
-        if out.get("RootCert") and not out.get("PrivateKey"):
-            raise self.error(
-                "must provide a private key when providing a root cert", "connect.ca_config"
-            )
-        return out
 
     def duration(self, path: str, *, positive: bool = False, nonneg: bool = False) -> float:
         raw = self.get(path)
