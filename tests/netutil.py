@@ -24,6 +24,7 @@ bind), so :func:`free_port` is left only where a port must be known before anyth
 from __future__ import annotations
 
 import os
+import random
 import re
 import select
 import socket
@@ -31,6 +32,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO, Any
 
 
@@ -38,17 +40,41 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A port number free for both TCP and UDP on ``host`` right now (gossip binds both).
 
     Racy by nature: use port 0 and read the bound port whenever the component can (see the
-    module docstring for where it cannot)."""
+    module docstring for where it cannot). To keep the race small the port is drawn below the
+    kernel's ephemeral range (``net.ipv4.ip_local_port_range``), so that no outgoing connection
+    of any process can take it between this call and the bind, and a port is never handed out
+    twice by one test process."""
+    low, high = _ephemeral_range()
+    candidates = (PICK_LOW, low - 1) if low - 1 - PICK_LOW > 1000 else (high + 1, 65535)
     while True:
+        port = _rng.randint(*candidates)
+        if port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((host, 0))
-            port: int = tcp.getsockname()[1]
+            try:
+                tcp.bind((host, port))
+            except OSError:
+                continue
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
                 try:
                     udp.bind((host, port))
                 except OSError:
                     continue
-            return port
+        _handed_out.add(port)
+        return port
+
+
+PICK_LOW = 20000
+_rng = random.Random()
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 @contextmanager
