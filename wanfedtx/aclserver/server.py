@@ -14,8 +14,8 @@ copies the primary's policies and global tokens with ``acl.tokens.replication``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
@@ -30,32 +30,13 @@ from wanfedtx.aclserver.reaper import REAP_INTERVAL, TokenReaper
 from wanfedtx.aclserver.replication import REPLICATION_INTERVAL, ACLReplicator, initial_status
 from wanfedtx.catalog.endpoints import Endpoints
 from wanfedtx.catalog.leader import LeaderServices
+from wanfedtx.catalog.server import ICatalogServer
 from wanfedtx.fsm.commands import MessageType
-from wanfedtx.fsm.consensus import Consensus
 from wanfedtx.fsm.errors import LeadershipError
-from wanfedtx.fsm.machine import FSM
 from wanfedtx.services import MultiService, Service
 
 log = Logger(namespace="agent.server.acl")
 
-
-class ICatalogServer(Protocol):
-    """What ACLs need from a server's catalog (the agent's ``CatalogAgent``)."""
-
-    @property
-    def datacenter(self) -> str: ...
-
-    @property
-    def fsm(self) -> FSM: ...
-
-    @property
-    def consensus(self) -> Consensus: ...
-
-    @property
-    def endpoints(self) -> Endpoints: ...
-
-    @property
-    def handlers(self) -> MutableMapping[str, Any]: ...
 
 
 async def initialize_acls(endpoints: Endpoints, initial_management: str) -> None:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Mapping, MutableMapping
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -25,15 +25,14 @@ from twisted.python.failure import Failure
 
 from wanfedtx.catalog.endpoints import Endpoints
 from wanfedtx.catalog.leader import LeaderServices
+from wanfedtx.catalog.server import ICatalogServer
 from wanfedtx.connect import ca
 from wanfedtx.connect import fsm as ca_fsm
 from wanfedtx.connect.endpoints import ConnectCAEndpoints, provider_state_id
 from wanfedtx.connect.errors import CAError
 from wanfedtx.connect.secondary import SecondaryCARootWatch
 from wanfedtx.fsm.commands import MessageType
-from wanfedtx.fsm.consensus import Consensus
 from wanfedtx.fsm.errors import LeadershipError
-from wanfedtx.fsm.machine import FSM
 from wanfedtx.services import MultiService, Service
 
 log = Logger(namespace="agent.server.connect")
@@ -47,24 +46,6 @@ BASE_PROVIDER_CONFIG: Mapping[str, Any] = {
     "IntermediateCertTTL": "8760h",
 }
 
-
-class ICatalogServer(Protocol):
-    """What the CA needs from a server's catalog (the agent's ``CatalogAgent``)."""
-
-    @property
-    def datacenter(self) -> str: ...
-
-    @property
-    def fsm(self) -> FSM: ...
-
-    @property
-    def consensus(self) -> Consensus: ...
-
-    @property
-    def endpoints(self) -> Endpoints: ...
-
-    @property
-    def handlers(self) -> MutableMapping[str, Any]: ...
 
 
 def initial_config(user: Mapping[str, Any]) -> dict[str, Any]:

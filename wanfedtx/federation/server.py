@@ -19,14 +19,14 @@ replication, as the reference's ``revokeLeadership``).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import attrs
 from twisted.application.service import IService
 
-from wanfedtx.catalog.endpoints import Endpoints
 from wanfedtx.catalog.leader import LeaderServices
+from wanfedtx.catalog.server import ICatalogServer as CatalogServer
 from wanfedtx.federation import fsm as fed_fsm
 from wanfedtx.federation.antientropy import (
     FEDERATION_STATE_PRUNE_INTERVAL,
@@ -41,31 +41,14 @@ from wanfedtx.federation.replication import (
     FEDERATION_STATE_REPLICATION_RATE,
     FederationStateReplicator,
 )
-from wanfedtx.fsm.consensus import Consensus
-from wanfedtx.fsm.machine import FSM
 from wanfedtx.services import MultiService, Service
 
 
-class ICatalogServer(Protocol):
-    """What federation states need from a server's catalog (the agent's ``CatalogAgent``)."""
-
-    @property
-    def datacenter(self) -> str: ...
+class ICatalogServer(CatalogServer, Protocol):
+    """What federation states need from a server's catalog: also its reactor."""
 
     @property
     def reactor(self) -> Any: ...
-
-    @property
-    def fsm(self) -> FSM: ...
-
-    @property
-    def consensus(self) -> Consensus: ...
-
-    @property
-    def endpoints(self) -> Endpoints: ...
-
-    @property
-    def handlers(self) -> MutableMapping[str, Any]: ...
 
 
 @attrs.frozen
