@@ -136,11 +136,15 @@ def _gateway(csn: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def _optional(client: Client, path: str, dc: str) -> tuple[Any, str]:
-    """(answer, "") ; (None, "") when the agent has no such endpoint; (None, error) otherwise."""
+    """(answer, "") ; (None, "") when the agent has no such endpoint or the feature is off (ACL
+    endpoints answer 401 ``ACL support disabled`` with ACLs off, as Consul's); (None, error)
+    otherwise."""
     try:
         return client.get_json(path, [("dc", dc)]), ""
     except UnexpectedResponse as exc:
         if exc.code == 404 and exc.body.startswith("404 page not found"):
+            return None, ""
+        if exc.code == 401 and "ACL support disabled" in exc.body:
             return None, ""
         return None, str(exc)
     except APIError as exc:
