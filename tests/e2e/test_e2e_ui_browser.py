@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 
 from wanfedtx.cli import demo
-from wanfedtx.cli.demo import GATEWAY_PORTS, Federation
+from wanfedtx.cli.demo import GATEWAY_PORTS, Federation, poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -92,12 +91,9 @@ def _write_config_with_gateway_check(
 
 def _until(check: Callable[[], bool], seconds: float, what: str, driver: Any,
            shots: Path) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            driver.save_screenshot(str(shots / "failure.png"))
-            raise AssertionError(f"{what} (within {seconds}s); page: {driver.page_source[:4000]}")
-        time.sleep(0.2)
+    if not poll_until(check, seconds, 0.2):
+        driver.save_screenshot(str(shots / "failure.png"))
+        raise AssertionError(f"{what} (within {seconds}s); page: {driver.page_source[:4000]}")
 
 
 def test_ui_shows_both_datacenters_and_a_critical_gateway(

@@ -98,7 +98,7 @@ class Load:
             if conn is None:
                 live = self.servers(home)
                 if not live:
-                    time.sleep(0.2)
+                    self._stop.wait(0.2)  # back off; ends at once when the load stops
                     continue
                 host = rng.choice(live)
                 conn = http.client.HTTPConnection(host, 8500, timeout=CLIENT_TIMEOUT)
@@ -144,7 +144,7 @@ class Load:
                 if not isinstance(e, _Failed):
                     conn.close()
                     conn = None
-                time.sleep(0.05)
+                self._stop.wait(0.05)
 
     def _record(self, op: Op | None, outcome: Outcome) -> None:
         with self._lock:

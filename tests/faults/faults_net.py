@@ -21,11 +21,12 @@ import random
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
+
+from wanfedtx.cli.demo import poll_until
 
 HERE = Path(__file__).resolve().parent
 GATEWAY_PORT = 8443
@@ -178,12 +179,10 @@ class Network:
                    f"0.0.0.0:{DELAY_PORT}", "--delay", str(delay_ms / 1000), "--mark",
                    str(DELAY_MARK)]
             self.delay_procs[dc] = subprocess.Popen([*self.prefix(dc), *cmd])
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:  # listening before connections are sent to it
-                out = run(*self.prefix(dc), "ss", "-ltn", f"sport = :{DELAY_PORT}")
-                if f":{DELAY_PORT}" in out:
-                    break
-                time.sleep(0.05)
+            poll_until(  # listening before connections are sent to it
+                lambda: f":{DELAY_PORT}" in run(
+                    *self.prefix(dc), "ss", "-ltn", f"sport = :{DELAY_PORT}"),
+                10, 0.05)
         elif not on and dc in self.delay_procs:
             p = self.delay_procs.pop(dc)
             p.kill()

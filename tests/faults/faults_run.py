@@ -31,6 +31,7 @@ from faults_cluster import Cluster, Proc, http_json
 from faults_load import CLIENT_TIMEOUT, Load, delete_prefix, final_read, stored_keys
 from faults_net import Network
 
+from wanfedtx.cli.demo import poll_until
 from wanfedtx.raft.linearizability import Op, check_history
 
 KINDS = ("kill_leader", "kill_server", "pause_leader", "gateway_loss", "partition",
@@ -114,12 +115,8 @@ def leader_of(cluster: Cluster, dc: str) -> Proc | None:
 
 
 def wait_leaders(cluster: Cluster, seconds: float = 60.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if all(leader_of(cluster, dc) is not None for dc in cluster.dcs):
-            return True
-        time.sleep(0.2)
-    return False
+    return poll_until(
+        lambda: all(leader_of(cluster, dc) is not None for dc in cluster.dcs), seconds, 0.2)
 
 
 def _view(p: Proc) -> Any:
@@ -199,7 +196,7 @@ class Runner:
             watcher = threading.Thread(target=self._watch, daemon=True)
             watcher.start()
             try:
-                if not wait_leaders(cluster, 90) or not _poll(lambda: converged(cluster), 90):
+                if not wait_leaders(cluster, 90) or not poll_until(lambda: converged(cluster), 90):
                     raise RuntimeError(f"the federation did not form; logs in {self.root}")
                 setup = time.monotonic() - t0
                 load = Load(self.net.dcs, self._live_hosts, self.profile.seed,
@@ -307,11 +304,11 @@ class Runner:
         self.net.set_fault("partition", sides, False)
         e.end = time.monotonic()
         cluster = self.cluster
-        if _poll(lambda: converged(cluster), self.profile.reconverge_limit, 0.1):
+        if poll_until(lambda: converged(cluster), self.profile.reconverge_limit, 0.1):
             e.reconverge = time.monotonic() - e.end
             return
         e.detail = differences(cluster)[:2000]
-        if _poll(lambda: converged(cluster), 120, 0.1):
+        if poll_until(lambda: converged(cluster), 120, 0.1):
             e.reconverge = time.monotonic() - e.end
 
     def _wan_degraded(self) -> None:
@@ -463,11 +460,3 @@ def gateway_failover(load: Load, events: list[Event]) -> tuple[int, int]:
     return ok, failed
 
 
-def _poll(check: Any, seconds: float, interval: float = 0.25) -> bool:
-    deadline = time.monotonic() + seconds
-    while True:
-        if check():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)

@@ -21,6 +21,7 @@ from netutil import free_port
 from twistd_support import run_twistd
 from twisted.internet import task, threads
 
+from wanfedtx.cli.demo import poll_until
 from wanfedtx.rpc.constants import ALPN_RPC_MULTIPLEX_V2
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.protocol import RPCClientProtocol
@@ -303,10 +304,7 @@ def test_leave_on_terminate_left_or_failed(tmp_path: Path, leave: bool, status: 
             members = _get(f"http://127.0.0.1:{a_http}/v1/agent/members")
             return next((m["Status"] for m in members if m["Name"] == "b"), None)
 
-        deadline = time.monotonic() + 30
-        while b_status() != 1:
-            assert time.monotonic() < deadline, "b never joined a"
-            time.sleep(0.05)  # polling another process's view; the deadline bounds it
+        assert poll_until(lambda: b_status() == 1, 30, 0.05), "b never joined a"
         b.send_signal(signal.SIGTERM)
         out, err = b.communicate(timeout=30)
         assert b.returncode == (0 if leave else 1), err
@@ -314,10 +312,8 @@ def test_leave_on_terminate_left_or_failed(tmp_path: Path, leave: bool, status: 
             assert "==> Graceful exit completed" in out
         else:
             assert "==> Graceful shutdown disabled. Exiting" in out
-        deadline = time.monotonic() + 30
-        while b_status() != status:
-            assert time.monotonic() < deadline, f"a sees b as {b_status()}, not {status}"
-            time.sleep(0.05)
+        assert poll_until(lambda: b_status() == status, 30, 0.05), (
+            f"a sees b as {b_status()}, not {status}")
     finally:
         a.send_signal(signal.SIGTERM)
         _stop(a)
