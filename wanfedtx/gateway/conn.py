@@ -31,7 +31,7 @@ from wanfedtx.gateway.clienthello import (
     Rejected,
 )
 from wanfedtx.gateway.errors import need
-from wanfedtx.gateway.router import Route, RouteTable, pick_endpoint
+from wanfedtx.gateway.router import Route, RouteTable
 from wanfedtx.gateway.snapshot import Endpoint
 from wanfedtx.gateway.stats import ClusterStats, GatewayStats, ListenerStats, TcpStats
 
@@ -312,7 +312,7 @@ class Connection:
         self.stats.inspector.count_hello(hello)
         self.sni = hello.server_name
         table = self._current_table()  # the snapshot current now is the one this connection uses
-        fc = table.match_chain(hello.server_name)
+        fc, route = table.lookup(hello.server_name)
         if fc is None:
             self.listener_stats.no_filter_chain_match += 1
             self._log(
@@ -322,7 +322,6 @@ class Connection:
             return
         self.tcp = self.stats.tcp_prefix(fc.stat_prefix)
         self.tcp.downstream_cx_total += 1
-        route = table.route(hello.server_name)
         if route is None or route.endpoints is None:
             self.tcp.downstream_cx_no_route += 1
             self._log(out, LogLevel.info, peerlog.NO_ROUTE, peerlog.MSG_NO_ROUTE, sni=self.sni)
@@ -352,10 +351,11 @@ class Connection:
 
     def _connect_next(self, out: list[Effect]) -> None:
         route = need(self.route, "route")
+        table = need(self.table, "route table")
         limit = self.settings.max_connect_attempts
         ep = None
         if limit is None or len(self.tried) < limit:
-            ep = pick_endpoint(need(route.endpoints, "route endpoints"), self.rng, self.tried)
+            ep = table.pick(route, self.rng, self.tried)
         if ep is None:
             if not self.tried:
                 self.cluster.upstream_cx_none_healthy += 1
@@ -371,7 +371,7 @@ class Connection:
             return
         self.tried.append(ep)
         self.cluster.upstream_cx_total += 1
-        out.append(Connect(ep, cluster_timeout(need(self.table, "route table"), route.cluster)))
+        out.append(Connect(ep, table.connect_timeout(route.cluster)))
 
     def _pending_bytes(self, ev: DownBytes, out: list[Effect]) -> None:
         self.pending += ev.data
@@ -474,10 +474,7 @@ class Connection:
 
 def cluster_timeout(table: RouteTable, cluster: str) -> float:
     """The connect timeout of ``cluster`` in ``table`` (seconds; 5 s if it is not there)."""
-    for c in table.snapshot.clusters:
-        if c.name == cluster:
-            return c.connect_timeout_ms / 1000.0
-    return 5.0
+    return table.connect_timeout(cluster)
 
 
 _H = Callable[[Connection, Any, list[Effect]], None]

@@ -8,8 +8,16 @@ thread: ``accept``, then each connection's sans-IO :class:`~wanfedtx.gateway.con
 :class:`~wanfedtx.gateway.router.RouteTable` current at hello time, fail-over, counters) told
 what the sockets did, and its effects carried out here: a non-blocking ``connect`` (deadline: the
 cluster's connect timeout), then :class:`~wanfedtx.gateway.pump.Direction` pumps (``splice(2)``
-through a pipe per direction, FIN forwarded as ``shutdown(SHUT_WR)``). Deadlines (hello, connect)
-sit in a heap and idle connections are swept once a second, all on an injected monotonic clock.
+through a pipe per direction, taken from and given back to a
+:class:`~wanfedtx.gateway.pump.PipePool`; FIN forwarded as ``shutdown(SHUT_WR)``). Deadlines
+(hello, connect) sit in a heap and idle connections are swept once a second, all on an injected
+monotonic clock.
+
+Per connection the thread does as few syscalls and makes as few Python objects as it can: the
+listening socket carries ``TCP_NODELAY`` (accepted sockets inherit it), a paused downstream is
+only taken out of the epoll set if it actually becomes readable before the upstream is up,
+sockets leave the epoll set by being closed, upstream sockets are created non-blocking, and
+endpoint addresses are parsed once.
 
 The reactor keeps the control plane: it swaps route tables (one attribute assignment, atomic),
 serves the admin API, and reads the counters, which only this thread writes. Log events are
@@ -61,7 +69,7 @@ from wanfedtx.gateway.conn import (
 )
 from wanfedtx.gateway.errors import need
 from wanfedtx.gateway.loopthread import LoopThread
-from wanfedtx.gateway.pump import Direction, splice_available
+from wanfedtx.gateway.pump import Direction, PipePool, splice_available
 from wanfedtx.gateway.router import RouteTable
 from wanfedtx.gateway.snapshot import Endpoint
 from wanfedtx.gateway.stats import GatewayStats, ListenerStats
@@ -77,6 +85,13 @@ EPOLLERR = select.EPOLLERR
 EPOLLHUP = select.EPOLLHUP
 EPOLLEXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
 HELLO_DEADLINE, CONNECT_DEADLINE = range(2)
+ADDR_CACHE_MAX = 4096  # parsed endpoint addresses kept (endpoints come from the snapshot)
+_UP_CONNECTED = UpConnected()
+_DOWN_EOF = DownEof()
+_UP_EOF = UpEof()
+_DOWN_LOST_UNCLEAN = DownLost(clean=False)
+_HELLO_TIMEOUT = HelloTimeout()
+_IDLE = Idle()
 
 
 class _Conn:
@@ -124,6 +139,7 @@ def listen_socket(address: tuple[str, int]) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted ones
         sock.bind((host, port))
         sock.listen(listen_backlog())
     except OSError:
@@ -162,6 +178,11 @@ class RelayLoop:
         host, _ = address
         shared = listen_sock is not None
         self.sock = listen_sock if listen_sock is not None else listen_socket(address)
+        # accepted sockets inherit TCP_NODELAY from the listener: one setsockopt, not one per
+        # connection (listen_socket sets it too; a socket handed in may not have it)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._pipes = PipePool(settings.pipe_size)
+        self._addrs: dict[tuple[str, int], tuple[int, Any] | None] = {}
         self.address = (host, self.sock.getsockname()[1])
         self.listener_stats: ListenerStats = stats.listener(host, self.address[1])
         self._ep = select.epoll()
@@ -241,6 +262,7 @@ class RelayLoop:
                 self._teardown(c)  # even if its core had closed already
             self._ep.close()
             self.sock.close()
+            self._pipes.close()
             if self._resolver is not None:
                 self._resolver.shutdown(wait=False)
             self._loop.finished()
@@ -286,7 +308,6 @@ class RelayLoop:
                 )
                 continue
             s.setblocking(False)
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             core = Connection(
                 self._current_table,
                 self.stats,
@@ -312,11 +333,13 @@ class RelayLoop:
             self._do(c, e)
 
     def _do(self, c: _Conn, e: Effect) -> None:
-        if isinstance(e, Log):
+        if isinstance(e, PauseDown):
+            # the hello deadline no longer applies; downstream stays in the epoll set and is
+            # paused (mask 0) only if it turns readable before the relay starts (_event), so
+            # the usual connection, whose client waits for the server, needs no epoll_ctl here
+            c.gen += 1
+        elif isinstance(e, Log):
             self._emit(e)
-        elif isinstance(e, PauseDown):
-            c.gen += 1  # the hello deadline no longer applies
-            self._set_mask(c, c.down_fd, 0)  # the kernel buffers what follows until we relay
         elif isinstance(e, Connect):
             self._connect(c, e)
         elif isinstance(e, Relay):
@@ -331,13 +354,18 @@ class RelayLoop:
     def _connect(self, c: _Conn, e: Connect) -> None:
         ep = c.endpoint = e.endpoint
         c.connect_timeout = e.timeout
+        key = (ep.address, ep.port)
         try:
-            ip = ipaddress.ip_address(ep.address)
-        except ValueError:
+            target = self._addrs[key]
+        except KeyError:
+            target = _numeric_target(ep.address, ep.port)
+            if len(self._addrs) >= ADDR_CACHE_MAX:
+                self._addrs.clear()
+            self._addrs[key] = target
+        if target is None:
             self._resolve(c, ep)
             return
-        fam = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-        self._connect_to(c, ep, (fam, (ep.address, ep.port)))
+        self._connect_to(c, ep, target)
 
     def _resolve(self, c: _Conn, ep: Endpoint) -> None:
         c.resolving = True
@@ -359,8 +387,7 @@ class RelayLoop:
 
     def _connect_to(self, c: _Conn, ep: Endpoint, target: tuple[int, Any]) -> None:
         fam, addr = target
-        s = socket.socket(fam, socket.SOCK_STREAM)
-        s.setblocking(False)
+        s = socket.socket(fam, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         err = s.connect_ex(addr)
         if err not in (0, errno.EINPROGRESS):
@@ -382,18 +409,19 @@ class RelayLoop:
             self._failed(c, endpoint, os.strerror(err))
             return
         c.gen += 1  # the connect deadline no longer applies
-        self._handle(c, UpConnected())
+        self._handle(c, _UP_CONNECTED)
 
     def _failed(self, c: _Conn, ep: Endpoint, why: str, timed_out: bool = False) -> None:
         c.gen += 1  # this attempt's deadline no longer applies
         self._handle(c, UpFailed(ep, why, timed_out))
 
     def _relay(self, c: _Conn, first: bytes) -> None:
-        up_fd = need(c.up, "upstream socket").fileno()
-        c.to_up = Direction(c.down_fd, up_fd, first)
-        c.to_down = Direction(up_fd, c.down_fd, b"")
-        c.to_up.open_pipe(self.pipe_size)
-        c.to_down.open_pipe(self.pipe_size)
+        up = need(c.up, "upstream socket")
+        up_fd = c.up_fd
+        to_up = c.to_up = Direction(c.down_fd, up_fd, first, up)
+        to_down = c.to_down = Direction(up_fd, c.down_fd, b"", c.down)
+        to_up.pipe_r, to_up.pipe_w = self._pipes.get()
+        to_down.pipe_r, to_down.pipe_w = self._pipes.get()
         c.idle_since = self.clock()
         self._pump(c)
 
@@ -424,7 +452,11 @@ class RelayLoop:
         elif state is State.CONNECTING and fd == c.up_fd:
             self._connect_done(c)
         elif fd == c.down_fd and ev & (EPOLLERR | EPOLLHUP):
-            self._handle(c, DownLost(clean=False))  # gone while resolving or connecting
+            self._handle(c, _DOWN_LOST_UNCLEAN)  # gone while resolving or connecting
+        elif fd == c.down_fd:
+            # bytes (or a FIN) after the hello while the upstream is not up yet: stop reading,
+            # the kernel buffers them until the relay starts
+            self._set_mask(c, fd, 0)
 
     def _read_hello(self, c: _Conn) -> None:
         try:
@@ -432,14 +464,14 @@ class RelayLoop:
         except BlockingIOError:
             return
         except OSError:
-            self._handle(c, DownLost(clean=False))
+            self._handle(c, _DOWN_LOST_UNCLEAN)
             return
-        self._handle(c, DownBytes(data) if data else DownEof())
+        self._handle(c, DownBytes(data) if data else _DOWN_EOF)
 
     def _deadline(self, c: _Conn, kind: int) -> None:
         state = c.core.state
         if kind == HELLO_DEADLINE and state is State.HELLO:
-            self._handle(c, HelloTimeout())
+            self._handle(c, _HELLO_TIMEOUT)
         elif kind == CONNECT_DEADLINE and state is State.CONNECTING and c.endpoint is not None:
             self._drop_up(c)
             self._failed(c, c.endpoint, "connect timeout", True)
@@ -447,11 +479,7 @@ class RelayLoop:
     def _drop_up(self, c: _Conn) -> None:
         if c.up is not None:
             self._fds.pop(c.up_fd, None)
-            try:
-                self._ep.unregister(c.up_fd)
-            except OSError:
-                pass
-            c.up.close()
+            c.up.close()  # closing the only descriptor of a socket takes it out of the epoll set
         c.up = None
         c.up_fd = -1
         c.mask_up = 0
@@ -482,9 +510,9 @@ class RelayLoop:
             up.moved = down.moved = 0
         # a FIN counts once its direction is drained and shut down; both: the core closes
         if up.finished and not core.down_eof:
-            self._handle(c, DownEof())
+            self._handle(c, _DOWN_EOF)
         if down.finished and not core.up_eof:
-            self._handle(c, UpEof())
+            self._handle(c, _UP_EOF)
         if core.state is State.CLOSED:
             return True
         self._set_mask(
@@ -505,7 +533,7 @@ class RelayLoop:
             return
         for c in list(self._conns):
             if c.core.state is State.RELAYING and now - c.idle_since >= idle:
-                self._handle(c, Idle())
+                self._handle(c, _IDLE)
 
     def _teardown(self, c: _Conn) -> None:
         """Close the sockets and pipes of a connection its core has closed."""
@@ -515,14 +543,19 @@ class RelayLoop:
         self._conns.discard(c)
         self._drop_up(c)
         self._fds.pop(c.down_fd, None)
-        try:
-            self._ep.unregister(c.down_fd)
-        except OSError:
-            pass
-        c.down.close()
+        c.down.close()  # leaves the epoll set with its last descriptor
         for d in (c.to_up, c.to_down):
             if d is not None:
-                d.close()
+                d.close(self._pipes)
+
+
+def _numeric_target(address: str, port: int) -> tuple[int, Any] | None:
+    """``(family, sockaddr)`` for a numeric IP address; None for a host name."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    return (socket.AF_INET6 if ip.version == 6 else socket.AF_INET, (address, port))
 
 
 def _passthrough(fn: Callable[[], None]) -> Callable[[Any], Any]:

@@ -5,6 +5,10 @@ Bytes go socket -> pipe -> socket inside the kernel, never through Python object
 the pipe: a direction whose destination is full stops reading its source until ``EPOLLOUT``. A FIN
 is forwarded as ``shutdown(SHUT_WR)`` once the pipe is drained. Linux only
 (:func:`splice_available`).
+
+Pipes are reused: a :class:`PipePool` hands out pipes already sized to the relay's pipe size
+and takes back the ones a finished direction left empty, so a new connection costs no
+``pipe2``/``fcntl``/``close`` calls and no pipe ring allocation in the kernel.
 """
 
 from __future__ import annotations
@@ -28,9 +32,57 @@ def splice_available() -> bool:
     return hasattr(os, "splice") and hasattr(select, "epoll")
 
 
+class PipePool:
+    """Sized, empty pipes for the :class:`Direction` pumps of one relay thread (not thread-safe).
+
+    At most ``keep`` idle pipes are kept (each holds two descriptors, and for an unprivileged
+    user its capacity counts toward /proc/sys/fs/pipe-user-pages-soft); more are closed.
+    """
+
+    def __init__(self, pipe_size: int, keep: int = 32) -> None:
+        self.pipe_size = pipe_size
+        self.keep = keep
+        self._idle: list[tuple[int, int]] = []
+
+    def get(self) -> tuple[int, int]:
+        """An empty pipe ``(read_fd, write_fd)``, non-blocking, sized where the kernel allows."""
+        if self._idle:
+            return self._idle.pop()
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            fcntl.fcntl(w, F_SETPIPE_SZ, self.pipe_size)
+        except OSError:
+            pass
+        return r, w
+
+    def put(self, r: int, w: int) -> None:
+        """Take back a pipe known to be empty; close it if the pool is full."""
+        if len(self._idle) < self.keep:
+            self._idle.append((r, w))
+        else:
+            _close_fds(r, w)
+
+    def close(self) -> None:
+        for r, w in self._idle:
+            _close_fds(r, w)
+        self._idle.clear()
+
+
+def _close_fds(*fds: int) -> None:
+    for fd in fds:
+        if fd < 0:
+            continue
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 class Direction:
     __slots__ = (
+        "broken",
         "dst",
+        "dst_sock",
         "eof",
         "finished",
         "in_pipe",
@@ -42,10 +94,16 @@ class Direction:
         "want_out",
     )
 
-    def __init__(self, src: int, dst: int, pending: bytes) -> None:
+    def __init__(
+        self, src: int, dst: int, pending: bytes, dst_sock: socket.socket | None = None
+    ) -> None:
+        """``dst_sock``: the socket object of ``dst``, used for the FIN's ``shutdown`` (without
+        it a temporary socket object is made, which costs three syscalls)."""
         self.src = src
         self.dst = dst
-        self.pipe_r = self.pipe_w = -1  # created in the loop thread by open_pipe()
+        self.dst_sock = dst_sock
+        self.broken = False  # a syscall failed: the pipe's content is unknown, never reuse it
+        self.pipe_r = self.pipe_w = -1  # set in the loop thread: open_pipe() or a pool's pipe
         self.in_pipe = 0
         self.pending = pending
         self.eof = False
@@ -65,6 +123,13 @@ class Direction:
 
         Raises OSError for socket errors (the caller closes the pair).
         """
+        try:
+            return self._pump()
+        except OSError:
+            self.broken = True
+            raise
+
+    def _pump(self) -> bool:
         progress = False
         short = False
         for _ in range(8):  # bounded, for fairness between pairs
@@ -100,7 +165,10 @@ class Direction:
                 if not self.finished:
                     self.finished = True
                     try:
-                        socket_shutdown_wr(self.dst)
+                        if self.dst_sock is not None:
+                            self.dst_sock.shutdown(socket.SHUT_WR)
+                        else:
+                            socket_shutdown_wr(self.dst)
                     except OSError:
                         pass
                 return progress
@@ -126,14 +194,16 @@ class Direction:
             self.want_out = True
         return progress
 
-    def close(self) -> None:
-        for fd in (self.pipe_r, self.pipe_w):
-            if fd < 0:
-                continue
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    def close(self, pool: PipePool | None = None) -> None:
+        """Release the pipe: back to ``pool`` if it is known to be empty, else closed."""
+        r, w = self.pipe_r, self.pipe_w
+        self.pipe_r = self.pipe_w = -1
+        if r < 0:
+            return
+        if pool is not None and not self.broken and self.in_pipe == 0:
+            pool.put(r, w)
+        else:
+            _close_fds(r, w)
 
 
 def socket_shutdown_wr(fd: int) -> None:

@@ -8,10 +8,16 @@ wildcard thus matches one or more labels), then the chain without server names (
 A connection without SNI only matches the catch-all. ``sni_cluster`` chains take the SNI itself as
 the cluster name. Endpoint choice is weighted random among HEALTHY/UNKNOWN endpoints with an
 injected RNG, skipping endpoints already tried on this connection (fail-over).
+
+The per-connection work is kept small: :meth:`RouteTable.lookup` matches once and remembers the
+outcome per SNI (a bounded cache, cleared when full, so names a peer makes up cannot grow it),
+each cluster's routable endpoints, cumulative weights and connect timeout are computed with the
+table, and :meth:`RouteTable.pick` only filters endpoints on a fail-over.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Sequence
 
@@ -20,6 +26,8 @@ import attrs
 from wanfedtx.gateway.snapshot import HEALTHY, UNKNOWN, Endpoint, FilterChain, Snapshot
 
 ROUTABLE_HEALTH = (HEALTHY, UNKNOWN)
+LOOKUP_CACHE_MAX = 1024
+DEFAULT_CONNECT_TIMEOUT = 5.0
 
 
 @attrs.frozen
@@ -56,6 +64,14 @@ class RouteTable:
                 self._endpoints[la.cluster_name] = la.endpoints
         for n in names:
             self._endpoints.setdefault(n, ())
+        self._timeouts = {c.name: c.connect_timeout_ms / 1000.0 for c in snapshot.clusters}
+        # cluster -> (routable endpoints, their cumulative weights) for a first pick
+        self._routable: dict[str, tuple[list[Endpoint], list[int]]] = {}
+        for n, eps in self._endpoints.items():
+            cand = [e for e in eps if e.health in ROUTABLE_HEALTH]
+            weights = [e.weight if e.weight is not None else 1 for e in cand]
+            self._routable[n] = (cand, list(itertools.accumulate(weights)))
+        self._lookups: dict[str | None, tuple[FilterChain | None, Route | None]] = {}
 
     def match_chain(self, sni: str | None) -> FilterChain | None:
         if sni:
@@ -70,6 +86,35 @@ class RouteTable:
                         return fc
                     dot = sni.find(".", dot + 1)
         return self._catch_all
+
+    def lookup(self, sni: str | None) -> tuple[FilterChain | None, Route | None]:
+        """The matching chain and the route of ``sni`` in one step (remembered per SNI)."""
+        found = self._lookups.get(sni)
+        if found is None:
+            found = (self.match_chain(sni), self.route(sni))
+            if len(self._lookups) >= LOOKUP_CACHE_MAX:
+                self._lookups.clear()
+            self._lookups[sni] = found
+        return found
+
+    def connect_timeout(self, cluster: str) -> float:
+        """The connect timeout of ``cluster`` in seconds (5 s if the cluster is not there)."""
+        return self._timeouts.get(cluster, DEFAULT_CONNECT_TIMEOUT)
+
+    def pick(
+        self, route: Route, rng: random.Random, exclude: Sequence[Endpoint] = ()
+    ) -> Endpoint | None:
+        """:func:`pick_endpoint` over the route's endpoints, with the first pick precomputed
+        (the same choice for the same RNG state)."""
+        pre = self._routable.get(route.cluster)
+        if exclude or pre is None or route.endpoints is not self._endpoints.get(route.cluster):
+            return pick_endpoint(route.endpoints or (), rng, exclude)
+        cand, cum = pre
+        if not cand:
+            return None
+        if len(cand) == 1:
+            return cand[0]
+        return rng.choices(cand, cum_weights=cum, k=1)[0]
 
     def route(self, sni: str | None) -> Route | None:
         """The route for an SNI, or None if no chain matches or no cluster can be named."""
