@@ -1,6 +1,11 @@
 """Benchmark the mesh gateway beside haproxy (req.ssl_sni) and nginx (ssl_preread), one run.
 
-    .venv/bin/python bench/gateway/run.py [--seconds 2] [--rounds 3] [--json out.json]
+    python bench/gateway/run.py [--seconds 2] [--rounds 3] [--json out.json]
+
+Self-contained: run it with the project's virtualenv Python from a checkout; the gateway is
+started as ``python -m wanfedtx.cli.main gateway`` with this checkout on ``PYTHONPATH``. Needs
+``haproxy``, ``nginx`` with the stream module (Debian: ``libnginx-mod-stream``), ``taskset``
+and, when run as root, ``setpriv``.
 
 CPU budget: the proxy under test is pinned with ``taskset`` to one core (``--proxy-cpu``, default
 1) and everything else -- this controller, the load generators, the sink and the TLS backend --
@@ -8,7 +13,13 @@ to another (``--load-cpu``, default 0). haproxy runs with ``nbthread 1``, nginx 
 ``worker_processes 1``, ``wanfed gateway`` with ``-data-path loop -workers 1`` (``wanfed-loop``)
 and with no data-path flags at all (``wanfed-default``: the loop path with one worker per CPU the
 machine has, i.e. 2 loops sharing the one pinned core). Every target gets the same load
-generators, sink and backend.
+generators, sink and backend, and every proxy runs as the same user (``--user``, default
+``nobody`` when started as root, else the invoking user).
+
+haproxy rows: ``haproxy`` (its default: copies through its buffers), ``haproxy-splice-auto``
+(``option splice-auto``: haproxy decides per transfer) and ``haproxy-splice`` (``option
+splice-request`` and ``option splice-response``: always splice, with ``tune.pipesize`` equal to
+the gateway's pipe size, ``--pipe-size``, which the gateway gets as ``-pipe-size``).
 
 Measured per target:
 
@@ -23,14 +34,18 @@ Measured per target:
   process (all its threads) and its direct children (nginx's worker).
 * round-trip time of 64-byte messages over full TLS on one connection (Python ``ssl`` client and
   backend; p50/p99; "added" is minus the direct path).
-* new full TLS connections/s (TLS 1.3 handshake with certificate verification, 1-byte echo,
-  close) from 4 client processes, and failures among them (a connection that was reset or
-  closed without a TLS close is counted, not fatal). This one is bound by the load core (two
-  handshakes' crypto per connection), so it shows parity, not the proxies' capacity.
+* new full TLS connections/s (TLS 1.3 handshake with certificate verification, one 64-byte
+  echo, close) from 8 client processes, and failures among them (a connection that was reset
+  or closed without a TLS close is counted, not fatal), plus the proxy's CPU us per such
+  connection. The rate is bound by the load core (two handshakes' crypto per connection), so
+  the rate shows parity; the CPU per connection is the capacity figure.
 * new connections/s, handshake-shaped, from 16 client processes: a real ClientHello, a
   2000-byte server flight, an 80-byte client flight, a 1-byte answer and close, against a peer
   with no crypto: the proxy does exactly its per-connection work (accept, hello, route, connect,
   relay, close) and the load core is no longer the limit. Plus proxy CPU us per such connection.
+
+Proxy CPU is read from /proc/<pid>/task/*/schedstat (nanoseconds on a CPU, every thread of the
+proxy and of its direct children, e.g. nginx's worker), not from the 10 ms utime/stime ticks.
 """
 
 from __future__ import annotations
@@ -61,7 +76,9 @@ BLOB = 16 << 20  # bytes of the page-cached file the bulk senders sendfile() fro
 F_SETPIPE_SZ = 1031
 SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 CONN_PROCS = 16  # handshake-shaped client processes (fewer leave haproxy idle)
-TLS_CONN_PROCS = 4  # full-TLS client processes (bound by the load core's crypto)
+TLS_CONN_PROCS = 8  # full-TLS client processes (bound by the load core's crypto)
+ECHO = 64  # bytes echoed once per full-TLS connection
+PIPE_SIZE = 1 << 20  # the gateway's default pipe size (RelaySettings.pipe_size)
 
 
 # ------------------------------------------------------------------------------------------
@@ -168,7 +185,16 @@ def shaped_main(port: int) -> None:
                 del buf[:]
 
 
-def shaped_client_main(port: int, certdir: Path, start_at: float, seconds: float) -> None:
+def wait_start() -> float:
+    """Tell the controller this client is ready; return the start time it sends back."""
+    print("ready", flush=True)
+    start_at = float(sys.stdin.readline())
+    while time.monotonic() < start_at:
+        time.sleep(0.001)
+    return start_at
+
+
+def shaped_client_main(port: int, certdir: Path, seconds: float) -> None:
     """Sequential handshake-shaped connections; prints like conns_main."""
     ctx = client_ctx(certdir)
     hello = client_hello(ctx, SHAPED_SNI)
@@ -176,9 +202,7 @@ def shaped_client_main(port: int, certdir: Path, start_at: float, seconds: float
     ok = failed = 0
     first = ""
     buf = bytearray(SERVER_FLIGHT)
-    while time.monotonic() < start_at:
-        time.sleep(0.001)
-    end = start_at + seconds
+    end = wait_start() + seconds
     while time.monotonic() < end:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
@@ -335,20 +359,25 @@ def rtt(addr: tuple[str, int], ctx: ssl.SSLContext, n: int) -> list[float]:
     return out
 
 
-def conns_main(port: int, certdir: Path, start_at: float, seconds: float) -> None:
-    """Sequential full TLS connections from start_at for seconds; prints 'ok failed first-error'."""
+def conns_main(port: int, certdir: Path, seconds: float) -> None:
+    """Sequential full TLS connections for seconds from the start; prints ok/failed as JSON."""
     ctx = client_ctx(certdir)
     ok = failed = 0
     first = ""
-    while time.monotonic() < start_at:
-        time.sleep(0.001)
-    end = start_at + seconds
+    end = wait_start() + seconds
     while time.monotonic() < end:
         try:
             s = connect(("127.0.0.1", port), ctx)
-            s.sendall(b"x")
-            if s.recv(1) != b"x":
-                raise ConnectionError("no echo")
+            msg = b"e" * ECHO
+            s.sendall(msg)
+            got = b""
+            while len(got) < ECHO:
+                b = s.recv(ECHO - len(got))
+                if not b:
+                    raise ConnectionError("closed before the echo")
+                got += b
+            if got != msg:
+                raise ConnectionError("wrong echo")
             s.close()
             ok += 1
         except (OSError, ssl.SSLError) as e:
@@ -362,8 +391,8 @@ def conns_main(port: int, certdir: Path, start_at: float, seconds: float) -> Non
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime+stime of pid (all threads) and its direct children (nginx workers), in seconds."""
-    tck = os.sysconf("SC_CLK_TCK")
+    """CPU time of pid (all threads) and its direct children (nginx workers), in seconds, from
+    /proc/<pid>/task/<tid>/schedstat (nanoseconds on a CPU)."""
     pids = [pid]
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
@@ -373,40 +402,64 @@ def cpu_seconds(pid: int) -> float:
                 continue
             if int(fields[1]) == pid:
                 pids.append(int(p.name))
-    total = 0.0
+    total = 0
     for q in pids:
         try:
-            fields = Path(f"/proc/{q}/stat").read_text().rsplit(")", 1)[1].split()
+            tasks = os.listdir(f"/proc/{q}/task")
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / tck
-    return total
+        for t in tasks:
+            try:
+                total += int(Path(f"/proc/{q}/task/{t}/schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total / 1e9
 
 
-def as_nobody() -> list[str]:
-    if os.geteuid() == 0 and shutil.which("setpriv"):
-        return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-    return []
+RUN_AS: list[str] = []  # set in main(): the same user for every proxy
+
+
+def as_user(user: str) -> list[str]:
+    """The prefix that runs a proxy as ``user`` (empty: the invoking user)."""
+    if not user or os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        raise SystemExit("running as root: setpriv is needed to run the proxies as --user")
+    import grp
+    import pwd
+
+    pw = pwd.getpwnam(user)
+    group = grp.getgrgid(pw.pw_gid).gr_name
+    return ["setpriv", f"--reuid={user}", f"--regid={group}", "--clear-groups"]
 
 
 def pinned(cpu: int) -> list[str]:
     return ["taskset", "-c", str(cpu)]
 
 
+HAPROXY_SPLICE = {
+    "haproxy": "",
+    "haproxy-splice-auto": "    option splice-auto",
+    "haproxy-splice": "    option splice-request\n    option splice-response",
+}
+
+
 def start_haproxy(
-    tmp: Path, port: int, backend: int, sink: int, shaped: int, cpu: int, splice: bool
+    tmp: Path, port: int, backend: int, sink: int, shaped: int, cpu: int, name: str, pipe: int
 ) -> subprocess.Popen[bytes]:
     cfg = tmp / f"haproxy-{port}.cfg"
+    tune = f"    tune.pipesize {pipe}" if name == "haproxy-splice" else ""
     cfg.write_text(f"""
 global
     maxconn 4096
     nbthread 1
+{tune}
 defaults
     mode tcp
     timeout connect 5s
     timeout client 1h
     timeout server 1h
-{"    option splice-auto" if splice else ""}
+{HAPROXY_SPLICE[name]}
 frontend fe
     bind 127.0.0.1:{port}
     tcp-request inspect-delay 5s
@@ -421,7 +474,7 @@ backend be_sink
 backend be_shaped
     server s1 127.0.0.1:{shaped}
 """)
-    return subprocess.Popen([*pinned(cpu), *as_nobody(), "haproxy", "-db", "-f", str(cfg)])
+    return subprocess.Popen([*pinned(cpu), *RUN_AS, "haproxy", "-db", "-f", str(cfg)])
 
 
 def start_nginx(
@@ -457,7 +510,7 @@ stream {{
     return subprocess.Popen(
         [
             *pinned(cpu),
-            *as_nobody(),
+            *RUN_AS,
             "nginx",
             "-p",
             str(d),
@@ -470,7 +523,14 @@ stream {{
 
 
 def start_wanfed(
-    tmp: Path, port: int, backend: int, sink: int, shaped: int, cpu: int, flags: list[str]
+    tmp: Path,
+    port: int,
+    backend: int,
+    sink: int,
+    shaped: int,
+    cpu: int,
+    flags: list[str],
+    pipe: int,
 ) -> subprocess.Popen[bytes]:
     routes = tmp / f"routes-{port}.json"
     routes.write_text(
@@ -498,11 +558,14 @@ def start_wanfed(
             }
         )
     )
-    exe = ROOT / ".venv" / "bin" / "wanfed"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen(
         [
             *pinned(cpu),
-            str(exe),
+            *RUN_AS,
+            sys.executable,
+            "-m",
+            "wanfedtx.cli.main",
             "gateway",
             "-address",
             f"127.0.0.1:{port}",
@@ -510,8 +573,12 @@ def start_wanfed(
             str(routes),
             "-log-level",
             "warn",
+            "-pipe-size",
+            str(pipe),
             *flags,
-        ]
+        ],
+        env=env,
+        cwd=str(tmp),
     )
 
 
@@ -622,8 +689,14 @@ def bulk(
     return (c1 - c0) / (t1 - t0), cpu1 - cpu0, c1 - c0
 
 
-def conn_rate(port: int, certdir: Path, seconds: float, role: str) -> tuple[float, int, str]:
-    start_at = time.monotonic() + 1.0
+def conn_rate(
+    port: int, certdir: Path, seconds: float, role: str, pid: int | None
+) -> tuple[float, int, str, float]:
+    """(connections/s, failures, first failure, proxy CPU seconds over the window).
+
+    The clients start together once every one of them is ready (imports and ClientHello done),
+    so a slow start on a busy machine does not eat into the window.
+    """
     procs = [
         subprocess.Popen(
             [
@@ -635,15 +708,26 @@ def conn_rate(port: int, certdir: Path, seconds: float, role: str) -> tuple[floa
                 str(port),
                 "--certdir",
                 str(certdir),
-                "--start-at",
-                repr(start_at),
                 "--seconds",
                 str(seconds),
             ],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
         for _ in range(CONN_PROCS if role == "shaped-client" else TLS_CONN_PROCS)
     ]
+    for p in procs:
+        assert p.stdout is not None
+        if p.stdout.readline().strip() != b"ready":
+            raise RuntimeError(f"{role} client failed to start")
+    start_at = time.monotonic() + 0.2
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write(f"{start_at!r}\n".encode())
+        p.stdin.flush()
+    while time.monotonic() < start_at:
+        time.sleep(0.001)
+    cpu0 = cpu_seconds(pid) if pid else 0.0
     ok = failed = 0
     first = ""
     for p in procs:
@@ -652,7 +736,8 @@ def conn_rate(port: int, certdir: Path, seconds: float, role: str) -> tuple[floa
         ok += r["ok"]
         failed += r["failed"]
         first = first or r["first_error"]
-    return ok / seconds, failed, first
+    cpu1 = cpu_seconds(pid) if pid else 0.0
+    return ok / seconds, failed, first, cpu1 - cpu0
 
 
 def measure(
@@ -668,12 +753,10 @@ def measure(
     t1, cpu_a, b1 = bulk(target, 1, a.seconds, a.warmup, sink, certdir, pid)
     t32, cpu_b, b32 = bulk(target, 32, a.seconds, a.warmup, sink, certdir, pid)
     r = rtt(("127.0.0.1", port), ctx, a.rtt)
-    rate, failed, first = conn_rate(port, certdir, a.seconds, "conns")
-    cpu3 = cpu_seconds(pid) if pid else 0.0
-    hs_rate, hs_failed, hs_first = conn_rate(
-        shaped if pid is None else port, certdir, a.seconds, "shaped-client"
+    rate, failed, first, tls_cpu = conn_rate(port, certdir, a.seconds, "conns", pid)
+    hs_rate, hs_failed, hs_first, hs_cpu = conn_rate(
+        shaped if pid is None else port, certdir, a.seconds, "shaped-client", pid
     )
-    cpu4 = cpu_seconds(pid) if pid else 0.0
     q = statistics.quantiles(r, n=100)
     return {
         "bulk1_MBps": t1 / 1e6,
@@ -682,12 +765,11 @@ def measure(
         "rtt_p50_us": statistics.median(r) * 1e6,
         "rtt_p99_us": q[98] * 1e6,
         "tls_conns_per_s": rate,
+        "tls_cpu_us_per_conn": (tls_cpu / (rate * a.seconds) * 1e6) if pid and rate else None,
         "conns_per_s": hs_rate,
         "conn_failures": failed + hs_failed,
         "first_failure": first or hs_first,
-        "cpu_us_per_conn": ((cpu4 - cpu3) / (hs_rate * a.seconds) * 1e6)
-        if pid and hs_rate
-        else None,
+        "cpu_us_per_conn": (hs_cpu / (hs_rate * a.seconds) * 1e6) if pid and hs_rate else None,
     }
 
 
@@ -701,15 +783,26 @@ def main() -> int:
     ap.add_argument("--proxy-cpu", type=int, default=1, help="core for the proxy under test")
     ap.add_argument(
         "--only",
-        default="direct,haproxy,haproxy-splice,nginx,wanfed-loop,wanfed-default",
+        default="direct,haproxy,haproxy-splice-auto,haproxy-splice,nginx,wanfed-loop,"
+        "wanfed-default",
         help="targets, comma separated; also wanfed-twisted",
+    )
+    ap.add_argument(
+        "--pipe-size",
+        type=int,
+        default=PIPE_SIZE,
+        help="pipe bytes: the gateway's -pipe-size and haproxy-splice's tune.pipesize",
+    )
+    ap.add_argument(
+        "--user",
+        default="nobody",
+        help="user every proxy runs as when started as root ('' keeps root for all)",
     )
     ap.add_argument("--json", default=None)
     ap.add_argument("--role", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--conns", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--certdir", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.role == "backend":
         backend_main(a.port, Path(a.certdir))
@@ -724,14 +817,16 @@ def main() -> int:
         shaped_main(a.port)
         return 0
     if a.role == "shaped-client":
-        shaped_client_main(a.port, Path(a.certdir), a.start_at, a.seconds)
+        shaped_client_main(a.port, Path(a.certdir), a.seconds)
         return 0
     if a.role == "conns":
-        conns_main(a.port, Path(a.certdir), a.start_at, a.seconds)
+        conns_main(a.port, Path(a.certdir), a.seconds)
         return 0
 
     # everything started from here (backend, sink, load generators) inherits the load core
     os.sched_setaffinity(0, {a.load_cpu})
+    RUN_AS[:] = as_user(a.user)
+    load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="wanfed-gw-bench-"))
     os.chmod(tmp, 0o755)
     make_certs(tmp)
@@ -778,12 +873,34 @@ def main() -> int:
         backend.kill()
         backend.wait()
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"({time.monotonic() - t_start:.0f} s)", file=sys.stderr)
+    took = time.monotonic() - t_start
+    load_after = os.getloadavg()
     results = {n: median_of(rounds[n]) for n in names}
     report(results)
+    print()
+    print(
+        f"run time {took:.0f} s; load average before {fmt_load(load_before)}, after "
+        f"{fmt_load(load_after)}; proxies run as {a.user or 'the invoking user'} "
+        f"(uid {os.geteuid()} started the run); pipe size {a.pipe_size}"
+    )
     if a.json:
-        Path(a.json).write_text(json.dumps({"median": results, "rounds": rounds}, indent=2))
+        Path(a.json).write_text(
+            json.dumps(
+                {
+                    "median": results,
+                    "rounds": rounds,
+                    "seconds": took,
+                    "load_before": load_before,
+                    "load_after": load_after,
+                },
+                indent=2,
+            )
+        )
     return 0
+
+
+def fmt_load(load: tuple[float, float, float]) -> str:
+    return " / ".join(f"{x:.2f}" for x in load)
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -814,12 +931,12 @@ def run_target(
     cpu = a.proxy_cpu
     if name == "direct":
         port = bport
-    elif name in ("haproxy", "haproxy-splice"):
-        proc = start_haproxy(tmp, port, bport, sink.port, shport, cpu, name == "haproxy-splice")
+    elif name in HAPROXY_SPLICE:
+        proc = start_haproxy(tmp, port, bport, sink.port, shport, cpu, name, a.pipe_size)
     elif name == "nginx":
         proc = start_nginx(tmp, port, bport, sink.port, shport, cpu)
     elif name in WANFED:
-        proc = start_wanfed(tmp, port, bport, sink.port, shport, cpu, WANFED[name])
+        proc = start_wanfed(tmp, port, bport, sink.port, shport, cpu, WANFED[name], a.pipe_size)
     else:
         raise SystemExit(f"unknown target {name}")
     try:
@@ -838,15 +955,18 @@ def run_target(
                 proc.wait()
 
 
+def _us(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
 def report(results: dict[str, Any]) -> None:
     direct = results.get("direct")
-    hap = results.get("haproxy")
     print(
         "| target | bulk 1 conn MB/s | bulk 32 conns MB/s | CPU s/GiB | RTT p50 us | RTT p99 us"
         " | added p50 us | added p99 us | new conns/s | proxy CPU us/conn | full-TLS conns/s"
-        " | failed conns |"
+        " | full-TLS proxy CPU us/conn | failed conns |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         add50 = r["rtt_p50_us"] - direct["rtt_p50_us"] if direct else float("nan")
         add99 = r["rtt_p99_us"] - direct["rtt_p99_us"] if direct else float("nan")
@@ -854,29 +974,48 @@ def report(results: dict[str, Any]) -> None:
         print(
             f"| {name} | {r['bulk1_MBps']:.0f} | {r['bulk32_MBps']:.0f} | {cpu} | "
             f"{r['rtt_p50_us']:.0f} | {r['rtt_p99_us']:.0f} | {add50:.0f} | {add99:.0f} | "
-            f"{r['conns_per_s']:.0f} | "
-            f"{'-' if r['cpu_us_per_conn'] is None else format(r['cpu_us_per_conn'], '.0f')} | "
-            f"{r['tls_conns_per_s']:.0f} | {r['conn_failures']} |"
+            f"{r['conns_per_s']:.0f} | {_us(r['cpu_us_per_conn'])} | "
+            f"{r['tls_conns_per_s']:.0f} | {_us(r.get('tls_cpu_us_per_conn'))} | "
+            f"{r['conn_failures']} |"
         )
     for name, r in results.items():
         if r["first_failure"]:
             print(f"{name}: first failed connection: {r['first_failure']}")
-    if hap and direct:
-        print()
-        print("| vs haproxy | throughput 1 | throughput 32 | CPU/GiB | added RTT p50 | conns/s |")
-        print("|---|---|---|---|---|---|")
-        hadd = hap["rtt_p50_us"] - direct["rtt_p50_us"]
-        for name, r in results.items():
-            if name in ("direct", "haproxy"):
-                continue
-            radd = r["rtt_p50_us"] - direct["rtt_p50_us"]
-            print(
-                f"| {name} | {r['bulk1_MBps'] / hap['bulk1_MBps']:.2f}x | "
-                f"{r['bulk32_MBps'] / hap['bulk32_MBps']:.2f}x | "
-                f"{r['cpu_s_per_GiB'] / hap['cpu_s_per_GiB']:.2f}x | "
-                f"{radd / hadd if hadd > 0 else float('nan'):.2f}x | "
-                f"{r['conns_per_s'] / hap['conns_per_s']:.2f}x |"
-            )
+    for base in ("haproxy", "haproxy-splice"):
+        if base in results and direct:
+            ratios(results, base, direct)
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if a is None or not b:
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+def ratios(results: dict[str, Any], base: str, direct: dict[str, Any]) -> None:
+    """Each target against ``base``; CPU columns: lower is better."""
+    hap = results[base]
+    print()
+    print(
+        f"| vs {base} | throughput 1 | throughput 32 | CPU/GiB | added RTT p50 | new conns/s"
+        " | CPU/conn | full-TLS conns/s | full-TLS CPU/conn |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    hadd = hap["rtt_p50_us"] - direct["rtt_p50_us"]
+    for name, r in results.items():
+        if name in ("direct", base):
+            continue
+        radd = r["rtt_p50_us"] - direct["rtt_p50_us"]
+        print(
+            f"| {name} | {_ratio(r['bulk1_MBps'], hap['bulk1_MBps'])} | "
+            f"{_ratio(r['bulk32_MBps'], hap['bulk32_MBps'])} | "
+            f"{_ratio(r['cpu_s_per_GiB'], hap['cpu_s_per_GiB'])} | "
+            f"{_ratio(radd, hadd) if hadd > 0 else '-'} | "
+            f"{_ratio(r['conns_per_s'], hap['conns_per_s'])} | "
+            f"{_ratio(r['cpu_us_per_conn'], hap['cpu_us_per_conn'])} | "
+            f"{_ratio(r['tls_conns_per_s'], hap['tls_conns_per_s'])} | "
+            f"{_ratio(r.get('tls_cpu_us_per_conn'), hap.get('tls_cpu_us_per_conn'))} |"
+        )
 
 
 if __name__ == "__main__":
