@@ -118,6 +118,24 @@ class Direction:
         except OSError:
             pass
 
+    def flush_pending(self) -> None:
+        """Write the pending bytes without reading (``want_out`` if some are left).
+
+        Raises OSError for socket errors (the caller closes the pair).
+        """
+        if not self.pending:
+            return
+        try:
+            n = os.write(self.dst, self.pending)
+        except OSError as e:
+            if e.errno in AGAIN:
+                self.want_out = True
+                return
+            self.broken = True
+            raise
+        self.pending = self.pending[n:]
+        self.want_out = bool(self.pending)
+
     def pump(self) -> bool:
         """Move what can move now without blocking; return True if any byte moved.
 
