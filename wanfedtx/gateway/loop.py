@@ -194,6 +194,7 @@ class RelayLoop:
         self._timers: list[tuple[float, int, int, _Conn, int]] = []
         self._seq = itertools.count()
         self._resolved: list[tuple[_Conn, int, Endpoint, Any]] = []
+        self._closed_now: set[int] = set()  # descriptors closed since the last poll
         self._lock = threading.Lock()
         self._resolver: ThreadPoolExecutor | None = None
         self.peer_log = peerlog.peer_log(reactor)
@@ -237,15 +238,7 @@ class RelayLoop:
                 timeout = 1.0
                 if self._timers:
                     timeout = max(0.0, min(timeout, self._timers[0][0] - now))
-                for fd, ev in self._ep.poll(timeout):
-                    if fd == listen_fd:
-                        self._accept()
-                    elif fd == self._loop.wake.fd:
-                        self._drain_wake()
-                    else:
-                        c = self._fds.get(fd)
-                        if c is not None and c.core.state is not State.CLOSED:
-                            self._event(c, fd, ev)
+                self._dispatch(self._ep.poll(timeout), listen_fd)
                 now = self.clock()
                 while self._timers and self._timers[0][0] <= now:
                     _, _, kind, c, gen = heapq.heappop(self._timers)
@@ -266,6 +259,24 @@ class RelayLoop:
             if self._resolver is not None:
                 self._resolver.shutdown(wait=False)
             self._loop.finished()
+
+    def _dispatch(self, events: list[tuple[int, int]], listen_fd: int) -> None:
+        """Handle one batch of epoll events."""
+        closed = self._closed_now
+        closed.clear()
+        for fd, ev in events:
+            if fd in closed:
+                # closed while handling this batch: the event is stale, and the number may
+                # already belong to a socket accepted in this batch
+                continue
+            if fd == listen_fd:
+                self._accept()
+            elif fd == self._loop.wake.fd:
+                self._drain_wake()
+            else:
+                c = self._fds.get(fd)
+                if c is not None and c.core.state is not State.CLOSED:
+                    self._event(c, fd, ev)
 
     def _drain_wake(self) -> None:
         self._loop.wake.drain()
@@ -489,6 +500,7 @@ class RelayLoop:
     def _drop_up(self, c: _Conn) -> None:
         if c.up is not None:
             self._fds.pop(c.up_fd, None)
+            self._closed_now.add(c.up_fd)
             c.up.close()  # closing the only descriptor of a socket takes it out of the epoll set
         c.up = None
         c.up_fd = -1
@@ -556,6 +568,7 @@ class RelayLoop:
         self._conns.discard(c)
         self._drop_up(c)
         self._fds.pop(c.down_fd, None)
+        self._closed_now.add(c.down_fd)
         c.down.close()  # leaves the epoll set with its last descriptor
         for d in (c.to_up, c.to_down):
             if d is not None:
