@@ -44,6 +44,7 @@ from wanfedtx.agent.server_port import (
     build_raft,
     tls_configurator,
 )
+from wanfedtx.agent.snapshots import build_snapshots, snapshot_routes
 from wanfedtx.agent.stats import extra_stats
 from wanfedtx.catalog.leader import LeaderServices
 from wanfedtx.client.router import NEW_LEADER_EVENT
@@ -75,6 +76,7 @@ from wanfedtx.rpc.forward import Forwarder, StaticLeader
 from wanfedtx.rpc.interfaces import IGatewayResolver, ILeaderProvider, ServerAddress
 from wanfedtx.rpc.pool import ConnPool
 from wanfedtx.services import MultiService
+from wanfedtx.snapshot.server import SnapshotServer
 from wanfedtx.state import StateStore
 from wanfedtx.tls.server_identity import WILDCARD_NODE
 from wanfedtx.wanfed.wiring import WanfedWiring, wire_agent
@@ -138,6 +140,7 @@ class Agent(MultiService):
         self.locator: GatewayLocator | None = None
         self.primary_join: PrimaryJoin | None = None
         self.forwarder: Forwarder | None = None
+        self.snapshots: SnapshotServer | None = None
         self.wanfed: WanfedWiring | None = None
         # Clients: the servers learnt from LAN gossip and an RPC client to them, behind the
         # same interface the HTTP API uses on servers (``client_services.ClientAgent``).
@@ -269,6 +272,11 @@ class Agent(MultiService):
             operator.register_into(self.server_port.endpoints)
         # Every RPC handler (HTTP's in-process table and the :8300 table) checks ACLs.
         self.acl.guard(self.server_port.endpoints if self.server_port is not None else None)
+        # Snapshots: save/restore through raft, consul/rpc-snapshot on the RPC port.
+        self.snapshots = build_snapshots(
+            rt, clock, fsm, self.catalog.consensus, dialer, leader, router,
+            self.acl.guard_resolver,
+            self.server_port.registry if self.server_port is not None else None)
         if self.locator is not None and rt.datacenter != rt.primary_datacenter:
             # A secondary finds the primary's gateways and joins its WAN pool; the primary
             # never joins anyone: secondaries join it.
@@ -386,6 +394,8 @@ class Agent(MultiService):
         ]
         if self.catalog is not None:
             families += server_families(self.catalog, self.config.acl_tokens.default)
+            if self.snapshots is not None:
+                families.append(snapshot_routes(self.config, self.snapshots))
         elif self.client is not None:
             families += server_families(self.client, self.config.acl_tokens.default)
         self.app = API(families)
