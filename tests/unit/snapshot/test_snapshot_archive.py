@@ -101,7 +101,7 @@ def test_extra_file_missing_file_and_padding() -> None:
     entries = [(n, d) for n, d, _ in _tar_entries(write_archive(META, STATE))]
     with pytest.raises(ArchiveError, match='unexpected file "foo" in snapshot'):
         read_archive(_rebuild([*entries, ("foo", b"x")]))
-    with pytest.raises(ArchiveError, match='file missing for "state.bin"'):
+    with pytest.raises(ArchiveError, match=r'file missing for "state\.bin"'):
         sums = b"".join(line + b"\n" for line in entries[2][1].splitlines()
                         if line.endswith(b"meta.json"))
         read_archive(_rebuild([entries[0], entries[1], ("SHA256SUMS", sums)]))
@@ -114,7 +114,7 @@ def test_extra_file_missing_file_and_padding() -> None:
 
 
 def test_not_gzip() -> None:
-    with pytest.raises(ArchiveError, match="^failed to decompress snapshot: "):
+    with pytest.raises(ArchiveError, match=r"^failed to decompress snapshot: "):
         read_archive(b"this is not a snapshot")
 
 

@@ -296,7 +296,7 @@ def test_garbage_never_raises(data: bytes) -> None:
     clock = task.Clock()
     dst = _server()
     with captured_logs():
-        proto, transport = _conn(dst, clock)
+        proto, _transport = _conn(dst, clock)
         proto.dataReceived(data)
         proto.readConnectionLost()
         proto.connectionLost()
