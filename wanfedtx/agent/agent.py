@@ -44,7 +44,7 @@ from wanfedtx.agent.server_port import (
     build_raft,
     tls_configurator,
 )
-from wanfedtx.agent.snapshots import build_snapshots, snapshot_routes
+from wanfedtx.agent.snapshots import build_snapshots, client_snapshot_routes, snapshot_routes
 from wanfedtx.agent.stats import extra_stats
 from wanfedtx.catalog.leader import LeaderServices
 from wanfedtx.client.router import NEW_LEADER_EVENT
@@ -398,6 +398,8 @@ class Agent(MultiService):
                 families.append(snapshot_routes(self.config, self.snapshots))
         elif self.client is not None:
             families += server_families(self.client, self.config.acl_tokens.default)
+            families.append(client_snapshot_routes(self.config, self.reactor,
+                                                   self.client.servers, self.client.dialer))
         self.app = API(families)
 
     def _add_children(self) -> None:

@@ -337,8 +337,12 @@ class SnapshotConnection(TwistedProtocol):
         try:
             self.reader.end_of_input()
         except StreamError as exc:
-            self._refuse(str(exc))
-            return
+            if not (self.reader.header_seen and self.reader.op == OP_RESTORE):
+                self._refuse(str(exc))
+                return
+            # the client ended its archive early: logged, and answered with the archive's
+            # own error (the write half is still open)
+            self._log(REASON_BAD_STREAM, str(exc))
         self._dispatch()
 
     def writeConnectionLost(self) -> None:
