@@ -6,7 +6,7 @@ GET writes ``X-Consul-Index`` (the snapshot's raft index), ``X-Consul-LastContac
 ``X-Consul-KnownLeader``, then the archive as ``application/x-gzip``. PUT takes the archive as
 the body (at most ``limits.raft_max_entry_size`` bytes) and answers 200 with an empty body.
 ``?dc`` names another datacenter, ``?stale`` (by presence) lets a follower answer a save; the
-token comes as everywhere else. Errors: ``Permission denied`` is 403, anything else 500 with
+token comes as everywhere else. Errors: ``Permission denied`` and ``ACL not found`` are 403, anything else 500 with
 the error text, as the reference.
 """
 
@@ -40,8 +40,8 @@ def _raise_for(reply: dict[str, Any]) -> None:
     error = reply.get("Error") or ""
     if not error:
         return
-    if "Permission denied" in error:
-        raise HTTPError(403, "Permission denied")
+    if "Permission denied" in error or "ACL not found" in error:
+        raise HTTPError(403, str(error).splitlines()[0])
     raise HTTPError(500, str(error))
 
 
