@@ -6,8 +6,8 @@ GET writes ``X-Consul-Index`` (the snapshot's raft index), ``X-Consul-LastContac
 ``X-Consul-KnownLeader``, then the archive as ``application/x-gzip``. PUT takes the archive as
 the body (at most ``limits.raft_max_entry_size`` bytes) and answers 200 with an empty body.
 ``?dc`` names another datacenter, ``?stale`` (by presence) lets a follower answer a save; the
-token comes as everywhere else. Errors: ``Permission denied`` and ``ACL not found`` are 403, anything else 500 with
-the error text, as the reference.
+token comes as everywhere else. Errors: ``Permission denied`` and ``ACL not found`` are 403,
+anything else 500 with the error text, as the reference.
 """
 
 from __future__ import annotations
