@@ -161,6 +161,7 @@ async def test_save_under_load_wipe_restore_and_raw_stream(
         resp = await treq.put(bases[0] + "/v1/kv/after-restore", data=b"x")
         assert resp.code == 200
         rows = agents[0].snapshots.fsm.state.tables["kvs"]  # type: ignore[union-attr]
+        await until(reactor, "the write on server 0", lambda: rows.get("after-restore") is not None)
         new_index = rows.get("after-restore")["ModifyIndex"]
         assert all(r["ModifyIndex"] < new_index for r in rows.all()
                    if r["Key"] != "after-restore")
