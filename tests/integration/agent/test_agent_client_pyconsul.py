@@ -102,6 +102,15 @@ def battery(api: Any, p: str) -> list[tuple[str, Any]]:
     def _() -> Any:
         return api.kv.get(f"{p}/a", index=1, wait="1s")[1]["Value"]
 
+    @step("kv.get consistent and stale")
+    def _() -> Any:
+        return (api.kv.get(f"{p}/a", consistency="consistent")[1]["Value"],
+                api.kv.get(f"{p}/a", consistency="stale")[1]["Value"])
+
+    @step("kv.get with dc")
+    def _() -> Any:
+        return api.kv.get(f"{p}/a", dc="dc1")[1]["Value"]
+
     @step("kv.get recurse and keys")
     def _() -> Any:
         api.kv.put(f"{p}/sub/deep", b"\x00\xff")
@@ -139,6 +148,16 @@ def battery(api: Any, p: str) -> list[tuple[str, Any]]:
     # -- health ------------------------------------------------------------------------------
     step("health.service passing")(lambda: [h["Service"]["ID"][len(p):] for h in
                                             api.health.service(f"{p}-web", passing=True)[1]])
+    @step("health.service blocking (index already past)")
+    def _() -> Any:
+        index, found = api.health.service(f"{p}-web", index=1, wait="1s")
+        return int(index) > 1, len(found)
+
+    @step("catalog.services blocking (index already past)")
+    def _() -> Any:
+        index, found = api.catalog.services(index=1, wait="1s")
+        return int(index) > 1, f"{p}-web" in found
+
     step("health.checks")(lambda: [c["CheckID"][len(p):]
                                    for c in api.health.checks(f"{p}-web")[1]])
     step("health.node")(lambda: [c["CheckID"][len(p):] for c in api.health.node(f"{p}-ext")[1]])
