@@ -14,12 +14,12 @@ catalog, with the check ``serfHealth`` (``Serf Health Status``):
 
 With raft (``raft`` given), servers are also kept in the raft configuration, as Consul's
 ``joinConsulServer`` / ``removeConsulServer``: an alive server of this datacenter that is not a
-voter is added; a server that left gracefully (or was reaped) is removed, so a 3-server
-datacenter where one server leaves keeps a 2-voter configuration (quorum 2) and
-``operator raft list-peers`` no longer lists it. A failed server stays a voter (it may come
-back). The leader never removes itself: a leaving leader hands leadership over and the next
-leader removes it. A change raft cannot make yet (one still committing, a new leader's first
-entry not committed) is tried again after ``retry_interval``.
+voter is added (not a read replica: ``nonvoter`` tag); a server that left gracefully (or was
+reaped) is removed, so a 3-server datacenter where one server leaves keeps a 2-voter
+configuration (quorum 2) and ``operator raft list-peers`` no longer lists it. A failed server
+stays a voter (it may come back). The leader never removes itself: a leaving leader hands
+leadership over and the next leader removes it. A change raft cannot make yet (one still
+committing, a new leader's first entry not committed) is tried again after ``retry_interval``.
 
 Node registrations keep what anti-entropy wrote about the node (``SkipNodeUpdate``). Member
 events are queued and applied one at a time; on gaining leadership and every
@@ -295,7 +295,7 @@ class MemberReconciler(Service):
         addr = raft_address(m, port)
         voters = raft.peers()
         try:
-            if action == ALIVE and addr not in voters:
+            if action == ALIVE and addr not in voters and m.tags.get("nonvoter") != "1":
                 log.info("adding server to the raft configuration: member={member} "
                          "address={address}", member=m.name, address=addr)
                 await raft.add_voter(addr)

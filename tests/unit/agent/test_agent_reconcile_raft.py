@@ -106,3 +106,13 @@ def test_stopping_cancels_pending_retries() -> None:
     rec.stopService()
     assert clock.getDelayedCalls() == []
     assert raft.calls == [("add", "10.0.0.2:8300")]
+
+
+def test_a_read_replica_is_not_made_a_voter() -> None:
+    raft, rec, _ = setup(["10.0.0.1:8300"], [server("s1", "10.0.0.1")])
+    rec.startService()
+    replica = server("s2", "10.0.0.2")
+    replica.tags["nonvoter"] = "1"
+    rec.handle_event(MemberEvent("member-join", (replica,)))
+    assert raft.calls == [] and raft.peers() == ["10.0.0.1:8300"]
+    rec.stopService()
