@@ -58,7 +58,7 @@ def server(
 
 def test_primary_bootstraps_once_and_serves_roots() -> None:
     cat, srv = server()
-    (routine,) = srv.leader.routines if srv.leader is not None else []
+    routine, _pruning = srv.leader.routines if srv.leader is not None else []
     assert isinstance(routine, PrimaryCAInitializer) and routine.initialized
     reply = result(cat.rpc("ConnectCA.Roots", {}))
     assert reply["TrustDomain"] == f"{CID}.consul"
@@ -123,7 +123,7 @@ def test_foreign_trust_domain_refused_before_serial() -> None:
 def test_secondary_before_replication_has_no_roots() -> None:
     cat, srv = server(dc="dc2", primary="dc1")  # no forwarder: the primary is unreachable
     assert srv.leader is not None
-    assert [type(r) for r in srv.leader.routines] == [SecondaryCARootWatch]
+    assert [type(r) for r in srv.leader.routines][0] is SecondaryCARootWatch
     reply = result(cat.rpc("ConnectCA.Roots", {}))
     # its own bootstrap trust domain until the primary answers, and no roots
     assert reply["TrustDomain"] == f"{CID}.consul"  # its own ca_config.cluster_id
