@@ -107,7 +107,8 @@ def test_configuration_needs_operator(acl_net: tuple[Net, dict[str, str]]) -> No
 _CSR_LIKE = st.one_of(
     st.text(max_size=300),
     st.binary(max_size=300).map(lambda b: "-----BEGIN CERTIFICATE REQUEST-----\n"
-                                + base64.b64encode(b).decode() + "\n-----END CERTIFICATE REQUEST-----\n"),
+                                + base64.b64encode(b).decode()
+                                + "\n-----END CERTIFICATE REQUEST-----\n"),
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.none(),
     st.lists(st.text(max_size=5), max_size=3),
