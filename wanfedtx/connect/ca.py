@@ -239,7 +239,16 @@ def parse_csr(pem: str) -> x509.CertificateSigningRequest:
         csr = x509.load_pem_x509_csr(pem.encode())
     except (ValueError, TypeError) as exc:
         raise CSRError(f"error parsing CSR: {exc}") from exc
-    if not csr.is_signature_valid:
+    try:
+        valid = csr.is_signature_valid
+        csr.public_key()
+        csr.subject  # noqa: B018 - decoded lazily: make it fail here
+        csr.extensions  # noqa: B018
+    except (ValueError, TypeError) as exc:  # a key or extension that does not decode
+        raise CSRError(f"error parsing CSR: {exc}") from exc
+    except Exception as exc:  # cryptography's UnsupportedAlgorithm and the like
+        raise CSRError(f"error parsing CSR: {type(exc).__name__}: {exc}") from exc
+    if not valid:
         raise CSRError("error parsing CSR: the CSR signature is not valid")
     return csr
 

@@ -57,8 +57,9 @@ class SecondaryCARootWatch(Service):
 
     def __init__(self, endpoints: Endpoints, primary_datacenter: str,
                  base_config: Mapping[str, Any], clock: IReactorTime,
-                 max_query_time: float = MAX_QUERY_TIME) -> None:
+                 max_query_time: float = MAX_QUERY_TIME, token: str = "") -> None:
         self.setName(ROUTINE)
+        self.token = token
         self.endpoints = endpoints
         self.primary = primary_datacenter
         self.base_config = dict(base_config)
@@ -217,7 +218,7 @@ class SecondaryCARootWatch(Service):
         renew = bool(inter) and self.needs_renewal(inter)
         if not inter or renew or not ca.verify_signed_by(inter, root_pem):
             key_pem, csr = intermediate.make_intermediate_csr(cluster_id)
-            inter = str(await self._call(SIGN_INTERMEDIATE, {"CSR": csr}))
+            inter = str(await self._call(SIGN_INTERMEDIATE, {"CSR": csr, "Token": self.token}))
             intermediate.check_intermediate(inter, key_pem, root_pem, cluster_id)
             await self._apply({"Op": ca_fsm.OP_SET_PROVIDER_STATE, "ProviderState": {
                 "ID": pid, "PrivateKey": key_pem, "RootCert": root_pem,

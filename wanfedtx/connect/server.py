@@ -165,9 +165,12 @@ class ConnectCAServer(MultiService):
 
     def __init__(self, catalog: ICatalogServer, primary_datacenter: str,
                  user_config: Mapping[str, Any], clock: IReactorTime,
-                 enabled: bool = True) -> None:
+                 enabled: bool = True, replication_token: str = "") -> None:
         super().__init__()
         self.enabled = enabled
+        #: ``acl.tokens.replication``: a secondary sends it with ``SignIntermediate``
+        #: (operator:write in the primary)
+        self.replication_token = replication_token
         self.catalog = catalog
         self.datacenter = catalog.datacenter
         self.primary_datacenter = primary_datacenter or catalog.datacenter
@@ -203,5 +206,5 @@ class ConnectCAServer(MultiService):
                     RootPruning(self.endpoints, self.clock)]
         base = initial_config(self.user_config)
         watch = SecondaryCARootWatch(self.catalog.endpoints, self.primary_datacenter, base,
-                                     self.clock)
+                                     self.clock, token=self.replication_token)
         return [watch, IntermediateRenewal(watch, self.clock)]

@@ -35,14 +35,15 @@ RULES = {
 }
 
 
-def setup() -> tuple[Net, dict[str, str]]:
+def setup(replication_token: str = MASTER) -> tuple[Net, dict[str, str]]:
     clock = task.Clock()
     clock.advance(1_700_000_000)
     net = Net(clock)
     for dc in ("dc1", "dc2"):
         net.add(dc, "dc1", initial_management=MASTER)
         ConnectCAServer(net.servers[dc], "dc1", {"ClusterID": CID} if dc == "dc1" else {},
-                        clock).setServiceParent(net.servers[dc])
+                        clock, replication_token=replication_token).setServiceParent(
+                            net.servers[dc])
     for dc in ("dc1", "dc2"):
         net.servers[dc].startService()
     secrets = {}
@@ -157,3 +158,60 @@ def test_intermediate_csr_with_a_foreign_or_leaf_uri_is_refused(
         with pytest.raises(EndpointError, match="SPIFFE ID"):
             net.rpc("dc1", "ConnectCA.Sign", {"CSR": csr, "Token": MASTER})
     assert net.servers["dc1"].fsm.last_applied == before
+
+
+@pytest.mark.parametrize("token", [MASTER, ""])
+def test_secondary_signs_its_intermediate_with_the_replication_token(token: str) -> None:
+    net, _ = setup(replication_token=token)
+    roots = net.rpc("dc2", "ConnectCA.Roots", {})
+    if token:
+        (root,) = roots["Roots"]
+        assert root["IntermediateCerts"] and roots["TrustDomain"] == TD
+    else:  # anonymous: operator:write denied in the primary; nothing stored, retried later
+        assert roots["Roots"] == []
+
+
+def _pem(der: bytes) -> str:
+    body = base64.encodebytes(der).decode()
+    return f"-----BEGIN CERTIFICATE REQUEST-----\n{body}-----END CERTIFICATE REQUEST-----\n"
+
+
+def _der(pem: str) -> bytes:
+    lines = [ln for ln in pem.splitlines() if ln and not ln.startswith("-----")]
+    return base64.b64decode("".join(lines))
+
+
+_VALID_INTER = _der(intermediate.make_intermediate_csr(CID)[1])
+_VALID_LEAF = _der(ca.make_leaf_csr(TD, "dc1", "web")[1])
+
+
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.sampled_from(["inter", "leaf"]),
+       token=st.sampled_from([MASTER, "", "web"]),
+       cut=st.integers(min_value=0, max_value=600),
+       flips=st.lists(st.tuples(st.integers(min_value=0, max_value=599),
+                                st.integers(min_value=1, max_value=255)), max_size=4))
+def test_mutated_csrs_are_refused_or_signed_never_crash(
+    acl_net: tuple[Net, dict[str, str]], which: str, token: str, cut: int,
+    flips: list[tuple[int, int]],
+) -> None:
+    """Truncated or bit-flipped DER of valid CSRs: a clear one-line error and no write, or
+    (a flip the signature does not cover, e.g. in padding) a normal answer."""
+    net, secrets = acl_net
+    token = secrets.get(token, token)
+    der = bytearray(_VALID_INTER if which == "inter" else _VALID_LEAF)
+    for pos, xor in flips:
+        if pos < len(der):
+            der[pos] ^= xor
+    der = der[:cut] if cut < len(der) else der
+    method = "ConnectCA.SignIntermediate" if which == "inter" else "ConnectCA.Sign"
+    net.clock.advance(1)
+    before = net.servers["dc1"].fsm.last_applied
+    try:
+        net.rpc("dc1", method, {"CSR": _pem(bytes(der)), "Token": token})
+    except (EndpointError, PermissionDeniedError) as exc:
+        assert str(exc) and "\n" not in str(exc)
+        assert net.servers["dc1"].fsm.last_applied == before
+    else:
+        assert token == MASTER or (which == "leaf" and token == secrets["web"])
