@@ -36,6 +36,7 @@ from twisted.logger import Logger
 
 from wanfedtx.connect import ca
 from wanfedtx.connect.errors import CAError
+from wanfedtx.metrics import REGISTRY, Registry
 
 log = Logger(namespace="agent.connect.leaf")
 
@@ -86,7 +87,8 @@ class LeafCache:
     """Leaf certificates of one agent (see module)."""
 
     def __init__(self, rpc: RPC, clock: IReactorTime, datacenter: str,
-                 rng: random.Random | None = None, max_entries: int = MAX_ENTRIES) -> None:
+                 rng: random.Random | None = None, max_entries: int = MAX_ENTRIES,
+                 metrics: Registry = REGISTRY) -> None:
         self.rpc = rpc
         self.clock = clock
         self.datacenter = datacenter
@@ -96,6 +98,9 @@ class LeafCache:
         self._inflight: dict[tuple[str, str], list[Deferred[LeafEntry]]] = {}
         #: How many certificates were signed for this cache (tests read it).
         self.issued = 0
+        self.requests = metrics.counter(
+            "cache.connect-ca-leaf.requests", "Leaf certificate requests by cache result",
+            ("result",))
 
     async def _roots(self, token: str, min_index: int = 0, wait: float = 0.0) -> dict[str, Any]:
         args: dict[str, Any] = {"Datacenter": self.datacenter, "Token": token,
@@ -118,7 +123,9 @@ class LeafCache:
         roots = await self._roots(token)
         entry = self.entries.get(key)
         if entry is None or not self._good(entry, active_signing_key(roots)):
+            self.requests.inc(result="miss")
             return await self._refresh(key, roots, entry), False
+        self.requests.inc(result="hit")
         self.entries[key] = self.entries.pop(key)  # most recently used last
         if not min_index or entry.index > min_index:
             return entry, True

@@ -40,6 +40,7 @@ from wanfedtx.connect import ca
 from wanfedtx.connect import fsm as ca_fsm
 from wanfedtx.connect.errors import CAError, CSRError
 from wanfedtx.fsm.commands import MessageType
+from wanfedtx.metrics import REGISTRY
 from wanfedtx.state.connect_ca import CA_ROOTS
 
 if TYPE_CHECKING:
@@ -239,6 +240,7 @@ async def configuration_set(eps: ConnectCAEndpoints, args: Mapping[str, Any]) ->
                            "ProviderState": {"ID": old_pid}})
     log.info("CA rotated to new root under provider: provider={provider} old={old} new={new}",
              provider=provider, old=active["ID"], new=new_root["ID"])
+    REGISTRY.counter("connect.ca.rotations", "Connect CA root rotations made by this server").inc()
     return True
 
 

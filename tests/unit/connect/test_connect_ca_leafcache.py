@@ -18,6 +18,7 @@ from wanfedtx.connect import ca
 from wanfedtx.connect.endpoints import CSRRateLimitError
 from wanfedtx.connect.errors import CAError, CSRError
 from wanfedtx.connect.leafcache import NO_CA, LeafCache, LeafEntry, active_signing_key
+from wanfedtx.metrics import Registry
 
 HOUR = 3600.0
 
@@ -60,7 +61,9 @@ def rotate(cat: Any) -> None:
 
 
 def test_hits_do_not_sign_again_and_tokens_have_their_own_entries() -> None:
-    cat, c, _ = cache()
+    cat, _ = server()
+    registry = Registry()
+    c = LeafCache(CountingRPC(cat), cat.reactor, "dc1", metrics=registry)
     first, hit = get(c)
     assert not hit and c.issued == 1
     again, hit = get(c)
@@ -71,6 +74,8 @@ def test_hits_do_not_sign_again_and_tokens_have_their_own_entries() -> None:
     assert not hit and other.issued["CertPEM"] != first.issued["CertPEM"]
     roots = result(cat.rpc("ConnectCA.Roots", {}))
     assert first.authority_key_id == active_signing_key(roots)
+    counter = registry.counter("cache.connect-ca-leaf.requests", "", ("result",))
+    assert (counter.value(result="hit"), counter.value(result="miss")) == (1, 2)
 
 
 def test_reissued_at_the_renewal_point() -> None:
