@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_connect_ca_secondary import CID, result, two_dcs
 from twisted.internet import task
 
@@ -236,3 +238,37 @@ def test_prunable_ignores_active_and_unknown() -> None:
     ]
     assert rotation.prunable(roots, NOW, ttl) == ["b"]
     _ = task
+
+
+_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.text(max_size=20), st.sampled_from(["1h", "72h", "216h", "8760h", "ec", "rsa", "-5s"]),
+    st.lists(st.integers(min_value=0, max_value=9), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(min_value=0, max_value=9), max_size=2),
+)
+_KEYS = st.sampled_from([*rotation.KNOWN_KEYS, "leaf_cert_ttl", "Other", "privatekey"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(provider=st.one_of(st.just("consul"), _VALUES),
+       config=st.dictionaries(_KEYS, _VALUES, max_size=4),
+       state=st.one_of(st.none(), _VALUES))
+def test_any_configuration_body_is_applied_or_refused_clearly(
+    provider: Any, config: dict[str, Any], state: Any
+) -> None:
+    servers, _, _ = two_dcs()
+    p = servers["dc1"]
+    before = result(p.rpc("ConnectCA.Roots", {}))
+    last = p.fsm.last_applied
+    try:
+        ok = result(p.rpc("ConnectCA.ConfigurationSet", {"Config": {
+            "Provider": provider, "Config": config, "State": state}}))
+    except (BadRequestError, CAError) as exc:
+        assert str(exc) and "\n" not in str(exc)
+        assert p.fsm.last_applied == last
+        assert result(p.rpc("ConnectCA.Roots", {}))["Roots"] == before["Roots"]
+    else:
+        assert ok is True
+        after = result(p.rpc("ConnectCA.Roots", {}))
+        assert after["TrustDomain"] == before["TrustDomain"]
+        assert sum(1 for r in after["Roots"] if r["Active"]) == 1
