@@ -15,21 +15,21 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from wanfedtx.cli.demo import Federation, _get, poll_until
+from wanfedtx.cli.demo import Federation, _get, _tails, poll_until
 from wanfedtx.connect import ca
 
 pytestmark = pytest.mark.integration
 
 P = "http://127.0.1.1:8500"
 S = "http://127.0.2.1:8500"
-#: The secondary replicates roots with a blocking query: it must follow well within this.
-REPLICATION_INTERVAL = 30.0
+#: The secondary replicates roots with a blocking query (it follows in about a second); the
+#: deadline leaves room for a loaded machine.
+REPLICATION_INTERVAL = 60.0
 
 
 def _roots(http: str) -> dict[str, Any]:
@@ -67,14 +67,18 @@ def test_root_rotation_reaches_the_secondary(tmp_path: Path) -> None:
     fed = Federation(tmp_path / "fed", {"primary": "127.0.1.1", "secondary": "127.0.2.1"})
     try:
         fed.start(lambda _: None)
-        assert fed.wait(120), "checks failed; logs in " + str(tmp_path)
+
+        def logs() -> str:
+            return f"logs in {tmp_path}\n" + _tails(fed, {"primary", "secondary"}, 30)
+
+        assert fed.wait(120), "checks failed; " + logs()
         assert poll_until(lambda: bool(_roots(S).get("Roots"))
-                          and bool(_active(_roots(S)).get("IntermediateCerts")), 60)
+                          and bool(_active(_roots(S)).get("IntermediateCerts")), 60), logs()
         before_p, before_s = _roots(P), _roots(S)
         old_root = _active(before_p)["RootCert"]
         (old_inter,) = _active(before_s)["IntermediateCerts"]
         code, old_leaf = _get(f"{S}/v1/agent/connect/ca/leaf/web")
-        assert code == 200, old_leaf
+        assert code == 200, f"{old_leaf} {logs()}"
         assert _ok(_verify(tmp_path, [old_root], _first(old_leaf["CertPEM"]), [old_inter]))
 
         cluster_id = before_p["TrustDomain"].removesuffix(".consul")
@@ -87,12 +91,12 @@ def test_root_rotation_reaches_the_secondary(tmp_path: Path) -> None:
             [sys.executable, "-m", "wanfedtx.cli.main", "connect", "ca", "set-config",
              "-config-file", str(cfg), "-http-addr", P.removeprefix("http://")],
             capture_output=True, text=True, check=False, timeout=60)
-        assert (cli.returncode, cli.stdout) == (0, "Configuration updated!\n"), cli.stderr
-        rotated_at = time.monotonic()
+        assert (cli.returncode, cli.stdout) == (0, "Configuration updated!\n"), (
+            cli.stderr + logs())
 
         new_id = ca.fingerprint(ca.load_cert(new_root))
+        assert poll_until(lambda: _roots(P).get("ActiveRootID") == new_id, 30), logs()
         after_p = _roots(P)
-        assert after_p["ActiveRootID"] == new_id
 
         def followed() -> bool:
             s = _roots(S)
@@ -101,8 +105,8 @@ def test_root_rotation_reaches_the_secondary(tmp_path: Path) -> None:
             inters = _active(s).get("IntermediateCerts") or []
             return len(inters) == 2 and inters[-1] != old_inter
 
-        assert poll_until(followed, REPLICATION_INTERVAL), json.dumps(_roots(S))[:2000]
-        assert time.monotonic() - rotated_at < REPLICATION_INTERVAL
+        assert poll_until(followed, REPLICATION_INTERVAL), (
+            json.dumps(_roots(S))[:2000] + logs())
         after_s = _roots(S)
         assert after_s["TrustDomain"] == before_s["TrustDomain"]
         assert {r["ID"]: r["Active"] for r in after_s["Roots"]} == {
@@ -121,13 +125,14 @@ def test_root_rotation_reaches_the_secondary(tmp_path: Path) -> None:
         assert _ok(out), out
         # the cross-signed root: peers that only trust the old root accept new leaves
         code, new_leaf = _get(f"{S}/v1/agent/connect/ca/leaf/web")
-        assert code == 200 and new_leaf["CertPEM"] != old_leaf["CertPEM"]
+        assert code == 200, f"{new_leaf} {logs()}"
+        assert new_leaf["CertPEM"] != old_leaf["CertPEM"]
         out = _verify(tmp_path, [new_root], _first(new_leaf["CertPEM"]), [new_inter])
         assert _ok(out), out
         out = _verify(tmp_path, [old_root], _first(new_leaf["CertPEM"]), [new_inter, cross])
         assert _ok(out), out
         # and the gateways keep their cluster names (the trust domain did not change)
         checks = fed.checks()
-        assert poll_until(lambda: all(check() for _, check in checks.all()), 30)
+        assert poll_until(lambda: all(check() for _, check in checks.all()), 60), logs()
     finally:
         fed.stop()
