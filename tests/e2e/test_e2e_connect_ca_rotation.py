@@ -37,6 +37,31 @@ def _roots(http: str) -> dict[str, Any]:
     return roots if code == 200 and isinstance(roots, dict) else {}
 
 
+def _read_roots(http: str) -> dict[str, Any]:
+    """The roots, asked again until an answer comes (a loaded machine may time a read out)."""
+    got: dict[str, Any] = {}
+
+    def answered() -> bool:
+        got.update(_roots(http))
+        return bool(got.get("Roots"))
+
+    assert poll_until(answered, 30), f"no roots from {http}"
+    return got
+
+
+def _leaf(http: str, service: str = "web") -> dict[str, Any]:
+    got: dict[str, Any] = {}
+
+    def answered() -> bool:
+        code, body = _get(f"{http}/v1/agent/connect/ca/leaf/{service}")
+        if code == 200 and isinstance(body, dict):
+            got.update(body)
+        return bool(got)
+
+    assert poll_until(answered, 30), f"no leaf from {http}"
+    return got
+
+
 def _active(roots: dict[str, Any]) -> dict[str, Any]:
     return next(r for r in roots.get("Roots") or [] if r.get("Active"))
 
@@ -72,13 +97,16 @@ def test_root_rotation_reaches_the_secondary(tmp_path: Path) -> None:
             return f"logs in {tmp_path}\n" + _tails(fed, {"primary", "secondary"}, 30)
 
         assert fed.wait(120), "checks failed; " + logs()
-        assert poll_until(lambda: bool(_roots(S).get("Roots"))
-                          and bool(_active(_roots(S)).get("IntermediateCerts")), 60), logs()
-        before_p, before_s = _roots(P), _roots(S)
+        def replicated() -> bool:
+            roots = _roots(S)
+            return any(r.get("Active") and r.get("IntermediateCerts")
+                       for r in roots.get("Roots") or [])
+
+        assert poll_until(replicated, 60), logs()
+        before_p, before_s = _read_roots(P), _read_roots(S)
         old_root = _active(before_p)["RootCert"]
         (old_inter,) = _active(before_s)["IntermediateCerts"]
-        code, old_leaf = _get(f"{S}/v1/agent/connect/ca/leaf/web")
-        assert code == 200, f"{old_leaf} {logs()}"
+        old_leaf = _leaf(S)
         assert _ok(_verify(tmp_path, [old_root], _first(old_leaf["CertPEM"]), [old_inter]))
 
         cluster_id = before_p["TrustDomain"].removesuffix(".consul")
@@ -96,7 +124,7 @@ def test_root_rotation_reaches_the_secondary(tmp_path: Path) -> None:
 
         new_id = ca.fingerprint(ca.load_cert(new_root))
         assert poll_until(lambda: _roots(P).get("ActiveRootID") == new_id, 30), logs()
-        after_p = _roots(P)
+        after_p = _read_roots(P)
 
         def followed() -> bool:
             s = _roots(S)
@@ -107,7 +135,7 @@ def test_root_rotation_reaches_the_secondary(tmp_path: Path) -> None:
 
         assert poll_until(followed, REPLICATION_INTERVAL), (
             json.dumps(_roots(S))[:2000] + logs())
-        after_s = _roots(S)
+        after_s = _read_roots(S)
         assert after_s["TrustDomain"] == before_s["TrustDomain"]
         assert {r["ID"]: r["Active"] for r in after_s["Roots"]} == {
             before_p["ActiveRootID"]: False, new_id: True}
@@ -124,8 +152,7 @@ def test_root_rotation_reaches_the_secondary(tmp_path: Path) -> None:
         out = _verify(tmp_path, bundle, _first(old_leaf["CertPEM"]), [old_inter])
         assert _ok(out), out
         # the cross-signed root: peers that only trust the old root accept new leaves
-        code, new_leaf = _get(f"{S}/v1/agent/connect/ca/leaf/web")
-        assert code == 200, f"{new_leaf} {logs()}"
+        new_leaf = _leaf(S)
         assert new_leaf["CertPEM"] != old_leaf["CertPEM"]
         out = _verify(tmp_path, [new_root], _first(new_leaf["CertPEM"]), [new_inter])
         assert _ok(out), out
