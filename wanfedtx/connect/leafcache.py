@@ -14,7 +14,8 @@ token never gets a certificate another token obtained). A request:
    ``spiffe://<trust-domain>/ns/default/dc/<dc>/svc/<service>`` and has it signed
    (``ConnectCA.Sign``; ``X-Cache: MISS``). Concurrent misses of one entry share one signing.
    When re-issuing fails and the cached leaf has not expired, that leaf is kept (a rate-limited
-   server does not take certificates away); a first fetch reports the error.
+   server does not take certificates away) and the next attempt waits 1-30 s (random, so
+   agents spread out as the reference's do); a first fetch reports the error.
 
 A blocking request (``?index=N`` with ``N`` >= the entry's index) waits up to ``?wait``
 (default 5 minutes, at most 10) for the entry to change: it watches the roots with a blocking
@@ -47,6 +48,7 @@ DEFAULT_WAIT = 300.0
 MAX_WAIT = 600.0
 MIN_LIFETIME = 600.0
 MAX_ENTRIES = 4096
+HOLD_MAX = 30.0
 
 
 @attrs.define
@@ -59,6 +61,8 @@ class LeafEntry:
     renew_at: float
     expires_at: float
     authority_key_id: str
+    #: After a failed re-issue: no new attempt before this time (1-30 s later, random).
+    hold_until: float = 0.0
 
 
 def active_signing_key(roots: dict[str, Any]) -> str:
@@ -112,8 +116,15 @@ class LeafCache:
             raise CAError(NO_CA)
         return reply
 
+    @staticmethod
+    def _due_at(entry: LeafEntry, signing_key: str) -> float:
+        """When ``entry`` must be replaced: at its renewal point, at once when another key
+        signs now, never before a hold after a failed re-issue."""
+        due = entry.renew_at if entry.authority_key_id == signing_key else 0.0
+        return max(due, entry.hold_until)
+
     def _good(self, entry: LeafEntry, signing_key: str) -> bool:
-        return entry.authority_key_id == signing_key and self.clock.seconds() < entry.renew_at
+        return self.clock.seconds() < self._due_at(entry, signing_key)
 
     async def get(self, service: str, token: str, min_index: int = 0,
                   wait: float = 0.0) -> tuple[LeafEntry, bool]:
@@ -135,8 +146,9 @@ class LeafCache:
             current = self.entries.get(key)
             if current is not None and current is not entry:
                 return current, False
-            step = min(deadline, entry.renew_at) - now
-            if step <= 0 and now < entry.renew_at:
+            due = self._due_at(entry, active_signing_key(roots))
+            step = min(deadline, due) - now
+            if step <= 0 and now < due:
                 return entry, True
             if step > 0:
                 roots = await self._roots(token, int(roots.get("Index") or 1), step)
@@ -160,6 +172,7 @@ class LeafCache:
             for w in self._inflight.pop(key, []):
                 w.errback(exc)
             if old is not None and self.clock.seconds() < old.expires_at:
+                old.hold_until = self.clock.seconds() + self.rng.uniform(1.0, HOLD_MAX)
                 log.warn("CA: keeping the cached leaf of {service}: re-issuing failed: {error}",
                          service=key[0], error=str(exc) or type(exc).__name__)
                 return old

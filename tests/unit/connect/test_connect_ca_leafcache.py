@@ -139,6 +139,18 @@ def test_failed_reissue_keeps_the_cached_leaf_but_a_first_fetch_fails() -> None:
     rpc.refuse_sign = CSRRateLimitError()
     kept, _ = get(c)
     assert kept is first
+    # held 1-30 s before the next attempt: no Sign call meanwhile
+    signs = rpc.calls.count("ConnectCA.Sign")
+    assert first.hold_until - cat.reactor.seconds() >= 1
+    assert get(c) == (first, True)
+    assert rpc.calls.count("ConnectCA.Sign") == signs
+    # a blocking query waits for the hold, then the next attempt succeeds
+    rpc.refuse_sign = None
+    d = Deferred.fromCoroutine(c.get("web", "", min_index=first.index, wait=120))
+    assert not d.called
+    cat.reactor.advance(30 + 30 / 16 + 1)  # the hold, the servers' jitter
+    new, hit = result(d)
+    assert not hit and new.index > first.index
 
 
 def test_no_ca_yet() -> None:
