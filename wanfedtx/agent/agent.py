@@ -236,7 +236,8 @@ class Agent(MultiService):
         # The Connect CA: raft type 13, ConnectCA.* RPCs, the primary leader's initialization.
         self.connect_ca = ConnectCAServer(self.catalog, rt.primary_datacenter,
                                           rt.connect_ca_config, reactor,
-                                          enabled=rt.connect_enabled)
+                                          enabled=rt.connect_enabled,
+                                          replication_token=rt.acl_tokens.replication)
         if self.server_port is not None:
             self.connect_ca.register_into(self.server_port.endpoints)
         # ACLs: raft types 11/17-20 (always, so a log written with ACLs on replays), ACL.*
