@@ -3,10 +3,10 @@
 ``log_rotate_max_files``).
 
 ``log_file`` is a directory and a file name; a value ending in ``/`` gets the name
-``wanfed.log`` (Consul's is ``consul.log``). As in Consul 1.8, every file,
-the one being written included, carries its creation time in Unix nanoseconds before the
-extension: ``log_file = "/var/log/wanfed/"`` writes
-``/var/log/wanfed/wanfed-1591784491043652000.log`` (``.log`` is added when the name has no extension). Files are opened truncated, write-only,
+``wanfed.log`` (Consul's is ``consul.log``). As in Consul 1.8, every file, the one being
+written included, carries its creation time in Unix nanoseconds before the extension:
+``log_file = "/var/log/wanfed/"`` writes ``/var/log/wanfed/wanfed-1591784491043652000.log``
+(``.log`` is added when the name has no extension). Files are opened truncated, write-only,
 mode 0640.
 
 Before each write the file is rotated (closed, older files pruned, a new timestamped file

@@ -202,9 +202,18 @@ class _AtLeast:
         return _DROP
 
 
+# Object reprs in Twisted's messages (``<twisted.web.server.Site object at 0x7f...>``): the
+# address means nothing to an operator and changes every run.
+_OBJECT_AT = re.compile(r" object at 0x[0-9a-fA-F]+>")
+
+
+def _message(event: dict[str, Any]) -> str:
+    return _OBJECT_AT.sub(">", formatEvent(event))
+
+
 def format_text(event: dict[str, Any]) -> str | None:
     """One Consul-style text line for ``event`` (with a traceback if it carries a failure)."""
-    message = formatEvent(event)
+    message = _message(event)
     if event.get("ui"):
         return message + "\n"
     level = event_level(event)
@@ -223,7 +232,7 @@ def format_json(event: dict[str, Any]) -> str | None:
     level = event_level(event)
     record: dict[str, Any] = {
         "@level": _LEVEL_JSON.get(level, "info"),
-        "@message": formatEvent(event),
+        "@message": _message(event),
         "@module": _module(event),
         "@timestamp": _timestamp(event),
     }
