@@ -171,6 +171,7 @@ def _plain(value: Any) -> bool:
 # Twisted's own lines about factories and ports starting and stopping: DEBUG, not INFO.
 _CHATTER = re.compile(
     r"^(Starting|Stopping) (factory|protocol) |^\(\S+ Port \d+ Closed\)$| starting on \d+$"
+    r"|^Main loop terminated\.$"
 )
 
 
@@ -207,19 +208,20 @@ class _AtLeast:
 _OBJECT_AT = re.compile(r" object at 0x[0-9a-fA-F]+>")
 
 
-def _message(event: dict[str, Any]) -> str:
-    return _OBJECT_AT.sub(">", formatEvent(event))
+def _message(event: dict[str, Any], module: str = "") -> str:
+    message = _OBJECT_AT.sub(">", formatEvent(event))
+    if module and message.startswith(module + ": "):  # a message naming its logger already
+        message = message[len(module) + 2:]
+    return message
 
 
 def format_text(event: dict[str, Any]) -> str | None:
     """One Consul-style text line for ``event`` (with a traceback if it carries a failure)."""
-    message = _message(event)
     if event.get("ui"):
-        return message + "\n"
+        return _message(event) + "\n"
     level = event_level(event)
     module = _module(event)
-    if message.startswith(module + ": "):  # a message that names its logger already
-        message = message[len(module) + 2:]
+    message = _message(event, module)
     line = f"{_timestamp(event)} {_LEVEL_TAGS.get(level, '[INFO] ')} {module}: {message}\n"
     failure = event.get("log_failure")
     if failure is not None:
@@ -228,12 +230,16 @@ def format_text(event: dict[str, Any]) -> str | None:
 
 
 def format_json(event: dict[str, Any]) -> str | None:
-    """One hclog-style JSON line for ``event``."""
+    """One hclog-style JSON line for ``event``; None for the banner lines (``ui``), which
+    Consul does not write in JSON mode."""
+    if event.get("ui"):
+        return None
     level = event_level(event)
+    module = _module(event)
     record: dict[str, Any] = {
         "@level": _LEVEL_JSON.get(level, "info"),
-        "@message": _message(event),
-        "@module": _module(event),
+        "@message": _message(event, module),
+        "@module": module,
         "@timestamp": _timestamp(event),
     }
     for k, v in _fields(event).items():
