@@ -168,10 +168,14 @@ def _plain(value: Any) -> bool:
     return False
 
 
-# Twisted's own lines about factories and ports starting and stopping: DEBUG, not INFO.
+# Twisted's own lines about factories and ports starting and stopping, the reactor stopping and
+# twisted.web's per-request access log: DEBUG, not INFO.
 _CHATTER = re.compile(
     r"^(Starting|Stopping) (factory|protocol) |^\(\S+ Port \d+ Closed\)$| starting on \d+$"
     r"|^Main loop terminated\.$"
+    # twisted.web's access log (combined log format): one line per request, as the agent's
+    # "Request finished" lines
+    r'|^"[^"]+" - \S+ \[\d\d/\w{3}/\d{4}:'
 )
 
 

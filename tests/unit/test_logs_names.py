@@ -129,3 +129,18 @@ def test_text_lines_name_the_table_name_for_twisted() -> None:
     line = format_text({"log_level": LogLevel.warn, "log_format": "x",
                         "log_namespace": "twisted.internet.tcp.Port", "log_time": 0.0})
     assert line is not None and line.rstrip().endswith("[WARN]  twisted: x")
+
+
+def test_twisted_web_access_lines_and_the_reactor_stop_are_debug() -> None:
+    from wanfedtx.logs import event_level
+
+    access = {"log_level": LogLevel.info, "log_format": "{log_text}", "log_namespace": "log_legacy",
+              "log_text": '"127.0.0.1" - - [06/Dec/2026:22:12:25 +0000] "GET /clusters?format=json'
+                          ' HTTP/1.1" 200 823 "-" "Python-urllib/3.11"'}
+    stop = {"log_level": LogLevel.info, "log_format": "Main loop terminated.",
+            "log_namespace": "twisted.internet.base"}
+    ours = {"log_level": LogLevel.info, "log_format": '"{x}" - - [a]', "x": "1",
+            "log_namespace": "agent"}
+    assert event_level(access) == LogLevel.debug
+    assert event_level(stop) == LogLevel.debug
+    assert event_level(ours) == LogLevel.info
