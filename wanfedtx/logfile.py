@@ -13,13 +13,16 @@ Before each write the file is rotated (closed, older files pruned, a new timesta
 opened) when ``log_rotate_bytes`` > 0 and that many bytes were written to it, or when
 ``log_rotate_duration`` (default ``24h``; 0 means the default) has passed since it was created.
 ``log_rotate_max_files``: 0 (the default) keeps every older file; N > 0 keeps the N newest older
-files; -1 deletes every older file at each rotation. Time comes from an ``IReactorTime``.
+files; -1 deletes every older file at each rotation (only files named ``<name>-<digits><ext>``
+are pruned). Time comes from an ``IReactorTime``.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import re
+import threading
 import time
 from typing import Any
 
@@ -81,6 +84,7 @@ class RotatingLogFile:
         stem, ext = os.path.splitext(self.name)
         self._stem, self._ext = stem, ext or ".log"
         self._file: Any = None
+        self._lock = threading.Lock()  # lines may come from threads (deferToThread callers)
         self.current = ""
         self.created = 0.0
         self.bytes_written = 0
@@ -88,6 +92,12 @@ class RotatingLogFile:
 
     def _pattern(self, middle: str) -> str:
         return os.path.join(self.directory, f"{self._stem}-{middle}{self._ext}")
+
+    def _glob(self) -> str:
+        """The pattern of this log's files (names with glob characters matched literally)."""
+        return os.path.join(
+            glob.escape(self.directory), f"{glob.escape(self._stem)}-*{glob.escape(self._ext)}"
+        )
 
     def _open_new(self) -> None:
         now = self.clock.seconds()
@@ -102,7 +112,10 @@ class RotatingLogFile:
         keep = self.settings.rotate_max_files
         if keep == 0:
             return
-        matches = sorted(glob.glob(self._pattern("*")))
+        # only this log's timestamped files: ``<stem>-<digits><ext>`` (Consul's glob would also
+        # take ``<stem>-anything<ext>``)
+        own = re.compile(re.escape(self._stem) + r"-\d+" + re.escape(self._ext))
+        matches = sorted(p for p in glob.glob(self._glob()) if own.fullmatch(os.path.basename(p)))
         stale = len(matches) if keep < 0 else len(matches) - keep
         for path in matches[: max(stale, 0)]:
             try:
@@ -119,13 +132,16 @@ class RotatingLogFile:
             self._open_new()
 
     def write(self, text: str) -> int:
-        self._rotate_if_due()
-        self._file.write(text)
-        self.bytes_written += len(text.encode("utf-8"))
+        with self._lock:
+            self._rotate_if_due()
+            self._file.write(text)
+            self.bytes_written += len(text.encode("utf-8"))
         return len(text)
 
     def flush(self) -> None:
-        self._file.flush()
+        with self._lock:
+            self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        with self._lock:
+            self._file.close()

@@ -149,3 +149,19 @@ def test_settings_from_a_runtime_config() -> None:
     assert LogFileSettings.from_runtime(RT()) == LogFileSettings("/tmp/x/", 5, 60.0, -1)
     RT.log_file = ""
     assert LogFileSettings.from_runtime(RT()) is None
+
+
+def test_glob_characters_in_the_name_are_literal(tmp_path: Path) -> None:
+    d = tmp_path / "a[1]"
+    d.mkdir()
+    (d / "w[x]-other.log").write_text("keep")
+    c = clock_at()
+    f = RotatingLogFile(
+        LogFileSettings(str(d / "w[x].log"), rotate_bytes=1, rotate_max_files=1), c
+    )
+    for _ in range(3):
+        c.advance(1)
+        f.write("x")
+    assert len([n for n in names(d) if n != "w[x]-other.log"]) == 2  # current + 1 older
+    assert (d / "w[x]-other.log").read_text() == "keep"
+    f.close()
