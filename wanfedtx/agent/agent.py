@@ -298,7 +298,7 @@ class Agent(MultiService):
             return []
         clock: Any = self.reactor  # the reactor is also the IReactorTime the routine uses
         return [MemberReconciler(catalog.endpoints, self._lan_members, self.config.node_name,
-                                 clock, announce=self._announce_leader)]
+                                 clock, announce=self._announce_leader, raft=self.raft)]
 
     def _announce_leader(self) -> None:
         """Consul's ``consul:new-leader`` LAN user event (payload: this node's name)."""
