@@ -129,6 +129,7 @@ class ACLServer(MultiService):
         replication_interval: float = REPLICATION_INTERVAL,
         down_policy: str = "extend-cache",
         token_ttl: float = 30.0,
+        policy_ttl: float = 30.0,
         key_list_policy: bool = False,
         reap_interval: float = REAP_INTERVAL,
     ) -> None:
@@ -159,7 +160,9 @@ class ACLServer(MultiService):
             def remote(method: str, args: dict[str, Any]) -> Deferred[Any]:
                 return fwd.forward_dc(primary, method, dict(args, Datacenter=primary))
 
-            self.guard_resolver = RemoteResolver(self.resolver, remote, down_policy, token_ttl)
+            self.guard_resolver = RemoteResolver(
+                self.resolver, remote, down_policy, token_ttl, policy_ttl
+            )
         self.endpoints = ACLEndpoints(
             catalog.endpoints,
             self.resolver,

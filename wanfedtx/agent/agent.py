@@ -251,6 +251,7 @@ class Agent(MultiService):
             replication_token=rt.acl_tokens.replication,
             down_policy=rt.acl_down_policy,
             token_ttl=rt.acl_token_ttl,
+            policy_ttl=rt.acl_policy_ttl,
             key_list_policy=rt.acl_enable_key_list_policy,
         )
         if self.server_port is not None:
@@ -356,6 +357,7 @@ class Agent(MultiService):
                 remote,
                 rt.acl_down_policy,
                 rt.acl_token_ttl,
+                rt.acl_policy_ttl,
             )
             authorizer = lambda secret: resolver.authorize(secret, clock.seconds())  # noqa: E731
 
