@@ -62,6 +62,17 @@ class ACLReplicator(Service):
         )
         self._schedule(0)
 
+    def set_token(self, token: str) -> None:
+        """A new ``acl.tokens.replication`` (``PUT /v1/agent/token/replication``): used from the
+        next round; an idle routine starts."""
+        idle = not self.token
+        self.token = token
+        if idle and token and self.running and self._call is None and self._round is None:
+            self.status.update(
+                Enabled=True, Running=True, SourceDatacenter=self.primary, ReplicationType="tokens"
+            )
+            self._schedule(0)
+
     def stopService(self) -> Deferred[None]:
         super().stopService()
         self.status["Running"] = False
