@@ -182,7 +182,7 @@ class DemoACL:
             if code != 200:
                 say(f"  FAIL writing the token for {what}: {code} {body}")
                 return False
-            say(f"  wrote policy {name} and the {what} token")
+            say(f"  wrote policy {name} and its token ({what})")
         # from here on, the demo's own requests carry the management token
         urllib.request.install_opener(urllib.request.build_opener(_TokenHeader(self.management)))
         return True

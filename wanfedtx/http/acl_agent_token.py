@@ -81,11 +81,13 @@ def wire_agent_tokens(agent: Any, tokens: AgentTokens, families: list[Any]) -> N
         if field == "replication":
             if agent.acl is not None:
                 agent.acl.set_replication_token(tokens.replication)
-            federation = agent.federation
-            if federation is not None:
-                federation.replication_token = tokens.replication
-                leader = getattr(federation, "leader", None)
-                for routine in leader.routines if leader is not None else []:
+            # federation-state replication and anti-entropy, the secondary's Connect CA
+            for part in (agent.federation, getattr(agent, "connect_ca", None)):
+                if part is None or not hasattr(part, "replication_token"):
+                    continue
+                part.replication_token = tokens.replication
+                leader = getattr(part, "leader", None)
+                for routine in getattr(leader, "routines", None) or []:
                     if hasattr(routine, "token"):
                         routine.token = tokens.replication
 
