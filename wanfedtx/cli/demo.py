@@ -398,7 +398,10 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         fed.start()
-        if acl is not None and not acl.bootstrap(fed.http["primary"], poll_until, args.timeout):
+        alive = lambda: all(p.poll() is None for p in fed.procs)  # noqa: E731
+        if acl is not None and not acl.bootstrap(
+            fed.http["primary"], poll_until, args.timeout, alive=alive
+        ):
             print(_tails(fed, {"primary"}), file=sys.stderr)
             keep = True
             return 1

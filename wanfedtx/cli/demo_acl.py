@@ -85,6 +85,10 @@ class _TokenHeader(urllib.request.BaseHandler):
         return req
 
 
+class _Exited(Exception):
+    """A demo process exited while the demo waited to bootstrap."""
+
+
 class DemoACL:
     """The demo's ACL setup (see the module docstring) for datacenters ``nodes`` (dc -> node
     name; the primary first)."""
@@ -132,12 +136,15 @@ class DemoACL:
         poll: Callable[[Callable[[], bool], float], bool],
         timeout: float,
         say: Callable[[str], object] = print,
+        alive: Callable[[], bool] = lambda: True,
     ) -> bool:
         """Bootstrap the primary and write the policies and tokens; False if it did not work
         within ``timeout`` (the reason is said)."""
         last: list[Any] = [None]
 
         def boot() -> bool:
+            if not alive():
+                raise _Exited()
             code, body = call(f"{primary_http}/v1/acl/bootstrap", "PUT", body={})
             last[0] = (code, body)
             if code == 200 and isinstance(body, dict):
@@ -145,7 +152,12 @@ class DemoACL:
                 return bool(self.management)
             return False
 
-        if not poll(boot, timeout):
+        try:
+            booted = poll(boot, timeout)
+        except _Exited:
+            say("  FAIL ACL bootstrap in the primary: a demo process exited")
+            return False
+        if not booted:
             say(f"  FAIL ACL bootstrap in the primary: {last[0]}")
             return False
         say(f"  ACLs bootstrapped; management token (SecretID): {self.management}")
