@@ -414,6 +414,8 @@ def run(args: argparse.Namespace) -> int:
             print(_tails(fed, dcs), file=sys.stderr)
             print(f"wanfed demo: kept {root} for a look", file=sys.stderr)
         _explain(fed.http, fed.admin, root, keep=keep)
+        if acl is not None:
+            print(f"ACLs are on: add -H 'X-Consul-Token: {acl.management}' to the HTTP requests.")
         if args.check or not ok:
             return 0 if ok else 1
         if not isinstance(fed, Federation):
