@@ -449,7 +449,11 @@ class Agent(MultiService):
 
     def local_state(self) -> LocalState | None:
         """The agent's local services and checks (None when it keeps none)."""
-        return self.catalog.local if self.catalog is not None else None
+        if self.catalog is not None:
+            return self.catalog.local
+        if self.client is not None:
+            return self.client.local
+        return None
 
     def apply_reload(self, new: RuntimeConfig) -> list[str]:
         """Apply what Consul reloads from ``new`` (``wanfedtx.agent.lifecycle``); returns the
