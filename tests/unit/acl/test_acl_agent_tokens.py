@@ -139,3 +139,21 @@ def test_persist_failure_is_a_500_with_one_line(tmp_path: Path) -> None:
     tokens = AgentTokens(persist_path=str(blocker / TOKENS_FILE))  # its directory is a file
     code, body = put(AgentTokenRoutes(tokens, acls_enabled=True), "agent", {"Token": "x"})
     assert code == 500 and body.startswith(b"Failed to persist tokens - ") and b"\n" not in body
+
+
+def test_a_replication_token_set_at_run_time_starts_an_idle_replicator() -> None:
+    from acl_support import MASTER, Net
+    from twisted.internet import task
+
+    net = Net(task.Clock())
+    net.add("dc1", "dc1", initial_management=MASTER)
+    net.servers["dc1"].startService()
+    net.add("dc2", "dc1", replication_token="")
+    net.servers["dc2"].startService()
+    net.clock.advance(5)
+    assert not net.rpc("dc2", "ACL.ReplicationStatus", {}).get("Running")
+    net.acls["dc2"].set_replication_token(MASTER)  # what PUT /v1/agent/token/replication does
+    net.clock.advance(1)
+    status = net.rpc("dc2", "ACL.ReplicationStatus", {})
+    assert status["Running"] and status["ReplicatedIndex"] > 0
+    assert net.servers["dc2"].fsm.state.acl_token_get_by_secret(None, MASTER)[1] is not None
