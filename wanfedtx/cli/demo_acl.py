@@ -93,7 +93,9 @@ class DemoACL:
     """The demo's ACL setup (see the module docstring) for datacenters ``nodes`` (dc -> node
     name; the primary first)."""
 
-    def __init__(self, nodes: dict[str, str]) -> None:
+    def __init__(self, nodes: dict[str, str], extra: tuple[str, ...] = ()) -> None:
+        #: more lines for every server's ``acl { }`` block (tests: short cache TTLs)
+        self.extra = extra
         self.nodes = nodes
         self.dcs = tuple(nodes)
         self.primary = self.dcs[0]
@@ -116,7 +118,10 @@ class DemoACL:
             '  default_policy = "deny"\n'
             '  down_policy = "extend-cache"\n'
             "  enable_token_persistence = true\n"
-            "  tokens {\n" + "\n".join(tokens) + "\n  }\n"
+            + "".join(f"  {line}\n" for line in self.extra)
+            + "  tokens {\n"
+            + "\n".join(tokens)
+            + "\n  }\n"
             "}\n"
         )
         gateway = conf / "gateway.hcl"

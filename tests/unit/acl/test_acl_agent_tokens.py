@@ -157,3 +157,26 @@ def test_a_replication_token_set_at_run_time_starts_an_idle_replicator() -> None
     status = net.rpc("dc2", "ACL.ReplicationStatus", {})
     assert status["Running"] and status["ReplicatedIndex"] > 0
     assert net.servers["dc2"].fsm.state.acl_token_get_by_secret(None, MASTER)[1] is not None
+
+
+def test_an_empty_replication_token_idles_replication_until_a_new_one() -> None:
+    from acl_support import MASTER, Net
+    from twisted.internet import task
+
+    net = Net(task.Clock())
+    net.add("dc1", "dc1", initial_management=MASTER)
+    net.servers["dc1"].startService()
+    net.add("dc2", "dc1", replication_token=MASTER)
+    net.servers["dc2"].startService()
+    net.clock.advance(1)
+    net.acls["dc2"].set_replication_token("")
+    net.clock.advance(2)
+    assert net.rpc("dc2", "ACL.ReplicationStatus", {})["Running"] is False
+    tok = net.rpc("dc1", "ACL.TokenSet", {"Token": MASTER, "ACLToken": {}})
+    net.clock.advance(5)
+    dc2 = net.servers["dc2"].fsm.state
+    assert dc2.acl_token_get(None, tok["AccessorID"])[1] is None  # not replicated while idle
+    net.acls["dc2"].set_replication_token(MASTER)
+    net.clock.advance(0)
+    assert dc2.acl_token_get(None, tok["AccessorID"])[1] is not None
+    assert net.rpc("dc2", "ACL.ReplicationStatus", {})["Running"] is True
