@@ -1,7 +1,7 @@
 """10,000 random tokens against every HTTP endpoint family of a server with ACLs on
 (``default_policy = "deny"``): each answer is a 403 or a 400 (or, for the reads that an
-anonymous request may make, their answer filtered to nothing), with a one-line body, never a 500; nothing
-is written. The token arrives by header, ``?token=`` or ``Authorization: Bearer``."""
+anonymous request may make, their answer filtered to nothing), with a one-line body, never a
+500; nothing is written. The token arrives by header, ``?token=`` or ``Authorization: Bearer``."""
 
 from __future__ import annotations
 
