@@ -84,6 +84,7 @@ def _failure_report(output: str, home: Path) -> str:
     return output[-8000:] + "\n" + "\n".join(logs)
 
 
+@pytest.mark.host_network  # its install step needs the package index; it isolates the rest
 def test_every_shell_block_of_the_user_guide_runs(tmp_path: Path) -> None:
     unshare = _need_namespaces()
     blocks = guide_blocks(GUIDE.read_text())

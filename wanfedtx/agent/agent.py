@@ -240,7 +240,8 @@ class Agent(MultiService):
         # The Connect CA: raft type 13, ConnectCA.* RPCs, the primary leader's initialization.
         self.connect_ca = ConnectCAServer(self.catalog, rt.primary_datacenter,
                                           rt.connect_ca_config, reactor,
-                                          enabled=rt.connect_enabled)
+                                          enabled=rt.connect_enabled,
+                                          replication_token=rt.acl_tokens.replication)
         if self.server_port is not None:
             self.connect_ca.register_into(self.server_port.endpoints)
         # ACLs: raft types 11/17-20 (always, so a log written with ACLs on replays), ACL.*
@@ -303,7 +304,7 @@ class Agent(MultiService):
             return []
         clock: Any = self.reactor  # the reactor is also the IReactorTime the routine uses
         return [MemberReconciler(catalog.endpoints, self._lan_members, self.config.node_name,
-                                 clock, announce=self._announce_leader)]
+                                 clock, announce=self._announce_leader, raft=self.raft)]
 
     def _announce_leader(self) -> None:
         """Consul's ``consul:new-leader`` LAN user event (payload: this node's name)."""

@@ -50,11 +50,12 @@ COMMANDS: dict[str, str] = {
     "completion": "wanfedtx.cli.completion",
     "federation": "wanfedtx.cli.federation",
     "acl": "wanfedtx.cli.acl",
+    "connect": "wanfedtx.cli.connect",
 }
 # Commands whose flag errors exit 1, as Consul's do (argparse's own code is 2).
 USAGE_EXIT_1 = frozenset({
     "kv", "catalog", "join", "leave", "force-leave", "operator", "validate", "keygen", "reload",
-    "monitor", "info", "completion", "members", "federation", "acl",
+    "monitor", "info", "completion", "members", "federation", "acl", "connect",
 })
 
 
