@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 
 from wanfedtx.acl.remote import RemoteResolver, authorize
 from wanfedtx.acl.resolver import LocalResolver
+from wanfedtx.acl.tokens import agent_tokens
 from wanfedtx.aclserver.server import ACLServer
 from wanfedtx.agent import limits
 from wanfedtx.agent.catalog_services import CatalogAgent, catalog_agent_from_config
@@ -56,6 +57,7 @@ from wanfedtx.fsm.machine import FSM
 from wanfedtx.gossip.api import member_json
 from wanfedtx.gossip.errors import GossipError
 from wanfedtx.gossip.serf import Event, SerfConfig
+from wanfedtx.http.acl_agent_token import AgentTokenRoutes, wire_agent_tokens
 from wanfedtx.http.aclgate import AgentACLGate
 from wanfedtx.http.agent import AgentRoutes
 from wanfedtx.http.agent_ops import AgentOpsRoutes
@@ -113,6 +115,8 @@ class Agent(MultiService):
             reactor = installed_reactor()
         self.reactor = reactor
         self.config = attrs.evolve(config, node_id=resolve_node_id(config))
+        # acl.tokens.*, replaced by PUT /v1/agent/token/<kind> (and acl-tokens.json at start)
+        self.tokens, self.config = agent_tokens(self.config)
         self.request_shutdown: Callable[[], object] = (
             request_shutdown if request_shutdown is not None else self.stop
         )
@@ -255,6 +259,7 @@ class Agent(MultiService):
             replication_token=rt.acl_tokens.replication,
             down_policy=rt.acl_down_policy,
             token_ttl=rt.acl_token_ttl,
+            policy_ttl=rt.acl_policy_ttl,
             key_list_policy=rt.acl_enable_key_list_policy,
         )
         if self.server_port is not None:
@@ -365,6 +370,7 @@ class Agent(MultiService):
                 remote,
                 rt.acl_down_policy,
                 rt.acl_token_ttl,
+                rt.acl_policy_ttl,
             )
             authorizer = lambda secret: resolver.authorize(secret, clock.seconds())  # noqa: E731
 
@@ -380,7 +386,7 @@ class Agent(MultiService):
             resource,
             authorizer,
             rt.node_name,
-            rt.acl_tokens.default,
+            lambda: self.tokens.default,
             service_of,
             check_service_of,
         )
@@ -401,7 +407,9 @@ class Agent(MultiService):
             families += server_families(self.client, self.config.acl_tokens.default)
             families.append(client_snapshot_routes(self.config, self.reactor,
                                                    self.client.servers, self.client.dialer))
+        families.append(AgentTokenRoutes(self.tokens, self.config.acls_enabled))
         self.app = API(families)
+        wire_agent_tokens(self, self.tokens, families)
 
     def _add_children(self) -> None:
         """Every part as a named child service, in start order."""
