@@ -27,7 +27,6 @@ leader during each wanfed row and writes ``DIR/leader-c<N>.svg`` and ``.folded``
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import shutil
