@@ -22,7 +22,6 @@ import pstats
 import sys
 import time
 from pathlib import Path
-
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -92,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     # warm-up (and every key exists for GET)
     for i in range(1000):
         proto, tr = conns[i % len(conns)]
-        proto.dataReceived((request(i) if args.method == "PUT" else request(i).replace(
-            b"GET ", b"PUT ", 1).replace(b"\r\n\r\n", b"\r\nContent-Length: 1\r\n\r\nx")))
+        proto.dataReceived(request(i) if args.method == "PUT" else request(i).replace(
+            b"GET ", b"PUT ", 1).replace(b"\r\n\r\n", b"\r\nContent-Length: 1\r\n\r\nx"))
         release()
         tr.clear()
     if args.default_gc:
