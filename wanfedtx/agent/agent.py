@@ -222,13 +222,14 @@ class Agent(MultiService):
         # The leader registers every LAN member (clients included) with serfHealth.
         self.reconcile = LeaderServices(self.catalog.consensus, self._reconcile_routines,
                                         name="reconcile")
-        # Federation states: raft type 30, FederationState.* RPCs, /v1/internal APIs; with
-        # WAN federation via mesh gateways, the leader routines (anti-entropy, pruning,
-        # replication).
+        # Federation states: raft type 30, FederationState.* RPCs, /v1/internal APIs and, on
+        # every server as the reference (with or without WAN federation via mesh gateways), the
+        # leader routines: anti-entropy everywhere, pruning in the primary, replication in a
+        # secondary.
         self.federation = FederationServer(
             self.catalog,
             rt.primary_datacenter,
-            leader_routines=wan_federation,
+            leader_routines=True,
             replication_token=rt.acl_tokens.replication,
         )
         if self.server_port is not None:

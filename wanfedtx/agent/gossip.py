@@ -314,7 +314,8 @@ class AgentGossip(MultiService):
             try:
                 n = await self.join(addrs, wan=wan)
             except (GossipError, AgentError) as exc:
-                if max_tries > 0 and attempt >= max_tries:
+                # Consul's ``attempt > maxAttempts``: retry_max = N makes N + 1 attempts.
+                if max_tries > 0 and attempt > max_tries:
                     log.error(
                         "agent: max join {cluster} retry exhausted, exiting",
                         cluster=cluster.lower(), error=str(exc),

@@ -158,7 +158,8 @@ class PrimaryJoin(Service):
         def failed(failure: Any) -> None:
             if failure.check(CancelledError) or not self.running:
                 return  # stopped: no retry, nothing to tell
-            if self.retry_max > 0 and attempt >= self.retry_max:
+            # Consul's ``attempt > maxAttempts``: retry_max = N makes N + 1 attempts.
+            if self.retry_max > 0 and attempt > self.retry_max:
                 log.error(
                     "agent: max join {cluster} retry exhausted, exiting",
                     cluster="wan",
