@@ -31,6 +31,7 @@ from wanfedtx.aclserver.server import ACLServer
 from wanfedtx.agent import limits
 from wanfedtx.agent.catalog_services import CatalogAgent, catalog_agent_from_config
 from wanfedtx.agent.client_services import ClientAgent
+from wanfedtx.agent.discover import Discover
 from wanfedtx.agent.errors import AgentError
 from wanfedtx.agent.gossip import DEFAULT_LEAVE_TIMEOUT, AgentGossip, GossipRouter
 from wanfedtx.agent.httpserver import HTTPServerService
@@ -273,6 +274,7 @@ class Agent(MultiService):
         if self.locator is not None and rt.datacenter != rt.primary_datacenter:
             # A secondary finds the primary's gateways and joins its WAN pool; the primary
             # never joins anyone: secondaries join it.
+            discover = Discover.for_reactor(reactor)
             self.primary_join = PrimaryJoin(
                 reactor,
                 primary_datacenter=rt.primary_datacenter,
@@ -284,6 +286,8 @@ class Agent(MultiService):
                 primary_gateways_ready=self.locator.primary_gateways_ready,
                 join_wan=lambda addrs: self.gossip.join(addrs, wan=True, via_gateways=True),
                 on_exhausted=lambda: self.request_shutdown(),
+                discover=lambda entries: discover.addrs(
+                    entries, "mesh-gateway", "primary", resolve_names=True),
             )
         # WAN gossip tunnelled through mesh gateways (wanfed): ingestion on the RPC port, and
         # with connect.enable_mesh_gateway_wan_federation the WAN pool's gateway transport,

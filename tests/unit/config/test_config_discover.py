@@ -136,11 +136,11 @@ def test_classify_sorts_addresses_mdns_and_skipped() -> None:
     assert found.mdns == (MDNSQuery("consul"),)
     assert found.skipped == ("aws", "gce")
     assert classify(["provider=aws region=x"]).usable is False
-    with pytest.raises(DiscoverError, match="^discover: unknown provider nope$"):
+    with pytest.raises(DiscoverError, match=r"^discover: unknown provider nope$"):
         classify(["provider=nope a=b"])
-    with pytest.raises(DiscoverError, match="^discover: no provider$"):
+    with pytest.raises(DiscoverError, match=r"^discover: no provider$"):
         classify(["xprovider=z"])  # contains "provider=", so it goes to go-discover
-    with pytest.raises(DiscoverError, match="^discover: key: missing value$"):
+    with pytest.raises(DiscoverError, match=r"^discover: key: missing value$"):
         classify(["provider=aws key="])
 
 
