@@ -185,3 +185,37 @@ def test_primary_join_refreshes_through_discovery_every_interval() -> None:
     assert fallbacks == [["[2001:db8::1]:443", "192.0.2.1:443"]]
     assert joins == [["*.primary/192.0.2.2"]]
     pj.stopService()
+
+
+def test_retry_join_discovers_per_attempt_and_makes_retry_max_plus_one_attempts(
+    tmp_path: Any,
+) -> None:
+    from twisted.internet.testing import MemoryReactorClock
+
+    from wanfedtx.agent.gossip import AgentGossip
+    from wanfedtx.config import LoadOptions, load
+    from wanfedtx.gossip.errors import GossipError
+
+    rt = load(LoadOptions(dev=True, flags={"data_dir": str(tmp_path)})).runtime
+    reactor = MemoryReactorClock()
+    found: list[list[str]] = [[], ["10.0.0.5:8301"], ["10.0.0.5:8301"], ["10.0.0.6:8301"]]
+    exhausted: list[bool] = []
+    g = AgentGossip(rt, reactor, on_join_exhausted=lambda: exhausted.append(True),
+                    discover=Discover(lambda q: succeed(found.pop(0))))
+    joins: list[list[str]] = []
+
+    async def join(addrs: Any, wan: bool = False) -> int:
+        joins.append(list(addrs))
+        raise GossipError("refused")
+
+    g.join = join  # type: ignore[method-assign]
+    g.running = True
+    g._retry_join("LAN", ["provider=mdns service=consul"], 1.0, 2, False)
+    reactor.advance(0)  # attempt 1: mDNS finds nothing -> "No servers to join"
+    assert joins == [] and not exhausted
+    reactor.advance(1)  # attempt 2
+    reactor.advance(1)  # attempt 3 = retry_max + 1: Consul's ``attempt > maxAttempts``
+    assert joins == [["10.0.0.5:8301"], ["10.0.0.5:8301"]]
+    assert exhausted == [True]
+    reactor.advance(10)
+    assert len(found) == 1  # no fourth attempt
