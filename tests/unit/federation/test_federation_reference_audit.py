@@ -72,7 +72,8 @@ def test_replicated_states_carry_the_primarys_modify_index(net: Net) -> None:
         cat.startService()
     rows: dict[str, FederationState] = {}
     for _ in range(20_000):
-        rows = {r.datacenter: r for r in net.servers["dc2"].fsm.state.federation_state_list(None)[1]}
+        _, listed = net.servers["dc2"].fsm.state.federation_state_list(None)
+        rows = {r.datacenter: r for r in listed}
         if {"alt-a", "alt-b"} <= rows.keys():
             break
         net.clock.advance(0.001)
