@@ -15,15 +15,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
 import treq
-from agent_support import http_on_port_zero, until
+from agent_support import http_on_port_zero
 from netutil import free_port, wait_for_lines
-from twisted.internet import threads
+from twisted.internet import task, threads
 
 from wanfedtx.agent.agent import Agent
 from wanfedtx.config import LoadOptions, load
@@ -31,7 +32,8 @@ from wanfedtx.config import LoadOptions, load
 pytestmark = pytest.mark.integration
 
 
-def _agent(tmp: Path, dc: str, gw_addr: str, gw_port: int, wan_join: str = "") -> Agent:
+def _agent(reactor: Any, tmp: Path, dc: str, gw_addr: str, gw_port: int,
+           wan_join: str = "") -> Agent:
     cfg = tmp / f"{dc}.hcl"
     cfg.write_text(
         "connect { enabled = true }\n"
@@ -52,13 +54,18 @@ def _agent(tmp: Path, dc: str, gw_addr: str, gw_port: int, wan_join: str = "") -
         flags["retry_join_wan"] = [wan_join]
     rt = load(LoadOptions(dev=True, config_files=[str(cfg)], flags=flags)).runtime
     assert not rt.connect_mesh_gateway_wan_federation_enabled
-    return Agent(http_on_port_zero(rt), reactor_())
+    return Agent(http_on_port_zero(rt), reactor)
 
 
-def reactor_() -> Any:
-    from twisted.internet import reactor
-
-    return reactor
+async def until(reactor: Any, what: str, check: Callable[[], Awaitable[Any]],
+                seconds: float) -> None:
+    """Poll ``check`` every 50 ms until it is true; AssertionError once ``seconds`` (reactor
+    time, requests included) have passed."""
+    deadline = reactor.seconds() + seconds
+    while not await check():
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await task.deferLater(reactor, 0.05, lambda: None)
 
 
 async def _json(url: str) -> tuple[int, Any]:
@@ -72,10 +79,10 @@ async def test_a_gateway_without_the_wanfed_meta_gets_the_remote_datacenter(
     reactor: Any, tmp_path: Path
 ) -> None:
     gw_port = free_port()
-    primary = _agent(tmp_path, "primary", "127.0.0.1", gw_port)
+    primary = _agent(reactor, tmp_path, "primary", "127.0.0.1", gw_port)
     primary.startService()
     wan_port = primary.config.serf_port_wan
-    secondary = _agent(tmp_path, "secondary", "127.0.0.2", 4432, f"127.0.0.1:{wan_port}")
+    secondary = _agent(reactor, tmp_path, "secondary", "127.0.0.2", 4432, f"127.0.0.1:{wan_port}")
     secondary.startService()
     (p_http,) = primary.http_urls()
     (s_http,) = secondary.http_urls()
@@ -85,13 +92,13 @@ async def test_a_gateway_without_the_wanfed_meta_gets_the_remote_datacenter(
             code, dcs = await _json(f"{p_http}/v1/catalog/datacenters")
             return code == 200 and sorted(dcs) == ["primary", "secondary"]
 
-        await until(reactor, "both datacenters known to the primary", federated, 60)
+        await until(reactor, "both datacenters known to the primary", federated, 30)
 
         async def trust_domain() -> str:
             code, roots = await _json(f"{p_http}/v1/agent/connect/ca/roots")
             return str(roots.get("TrustDomain") or "") if code == 200 else ""
 
-        await until(reactor, "the primary's CA roots", lambda: trust_domain(), 30)
+        await until(reactor, "the primary's CA roots", trust_domain, 30)
         trust = await trust_domain()
         assert trust.endswith(".consul") and trust != "consul"
 
@@ -117,9 +124,8 @@ async def test_a_gateway_without_the_wanfed_meta_gets_the_remote_datacenter(
             return (await endpoints()).get(cluster) == [
                 {"address": "127.0.0.2", "port": 4432, "health": "HEALTHY", "weight": 1}]
 
-        await until(reactor, f"cluster {cluster} with the secondary's gateway", remote_cluster,
-                    60)
-        code, dump = await _json(f"{admin}/config_dump")
+        await until(reactor, f"cluster {cluster} with the secondary's gateway", remote_cluster, 30)
+        _, dump = await _json(f"{admin}/config_dump")
         assert cluster in [c["name"] for c in dump["clusters"]]
         # no wanfed meta: no server clusters, no federation-state source
         assert not any(".server." in c["name"] or c["name"].startswith("server.")
@@ -132,7 +138,7 @@ async def test_a_gateway_without_the_wanfed_meta_gets_the_remote_datacenter(
         async def gone() -> bool:
             return cluster not in await endpoints()
 
-        await until(reactor, f"cluster {cluster} removed", gone, 60)
+        await until(reactor, f"cluster {cluster} removed", gone, 30)
     finally:
         if proc is not None:
             proc.terminate()
