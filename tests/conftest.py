@@ -36,6 +36,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "allow_logged_errors: the test expects failures to be logged"
     )
+    config.addinivalue_line(
+        "markers", "host_network: an e2e test that stays in the machine's network namespace"
+    )
 
 
 @pytest.fixture

@@ -11,7 +11,12 @@ Output looks like Consul's (hclog) output:
   events logged with ``ui=True`` (the ``==> Starting Consul agent...`` banner) are written as
   their bare message, as Consul's UI lines are;
 * JSON (``log_json``): one object per line with ``@level``, ``@message``, ``@module``,
-  ``@timestamp`` and every structured field of the event.
+  ``@timestamp`` and the structured fields of the event (never Twisted's own bookkeeping: no
+  ``log_*`` keys, no legacy ``system``/``isError``/``format`` keys, no object reprs).
+
+The name a line shows (``@module``) is Consul's logger name for that part: :data:`LOGGERS` maps
+the namespace each module logs under to it (``docs/logging.md`` lists them; a test walks the
+package). With ``log_file`` the same lines also go to rotated files (``wanfedtx.logfile``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any, cast
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import (
     FileLogObserver,
     FilteringLogObserver,
@@ -34,6 +40,8 @@ from twisted.logger import (
     globalLogBeginner,
 )
 from zope.interface import implementer
+
+from wanfedtx.logfile import LogFileSettings, RotatingLogFile
 
 _LEVELS: dict[str, LogLevel] = {
     "trace": LogLevel.debug,
@@ -81,17 +89,93 @@ def _timestamp(event: dict[str, Any]) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{millis:03d}Z"
 
 
+#: The namespace each module logs under -> the logger name its lines show: Consul's where Consul
+#: has one. Namespaces starting with ``twisted`` (and Twisted's legacy events) are Twisted's own.
+LOGGERS: dict[str, str] = {
+    "agent": "agent",
+    "ui": "agent",
+    "agent.http": "agent.http",
+    "wanfedtx.http.common": "agent.http",
+    "wanfedtx.local.ae": "agent",
+    "wanfedtx.local.checks": "agent",
+    "agent.client": "agent.client",
+    "agent.leader": "agent.server.leader",
+    "agent.server.leader": "agent.server.leader",
+    "federation": "agent.server.leader",
+    "agent.server.replication.federation_state": "agent.server.replication.federation_state",
+    "gateway_locator": "agent.server.gateway_locator",
+    "agent.server.connect": "agent.server.connect",
+    "agent.server.acl": "agent.server.acl",
+    "agent.server.replication.acl": "agent.server.replication.acl",
+    "agent.server.raft": "agent.server.raft",
+    "wanfedtx.raft": "agent.server.raft",
+    "wanfedtx.raft.storage": "agent.server.raft",
+    "wanfedtx.raft.transport": "agent.server.raft",
+    "wanfedtx.fsm.machine": "agent.server.fsm",
+    "wanfedtx.rpc": "agent.server.rpc",
+    "wanfedtx.wanfed": "agent.server.memberlist.wan",
+    "wanfedtx.gossip.memberlist": "agent.memberlist",
+    "wanfedtx.gossip.transport": "agent.memberlist",
+    "wanfedtx.gossip.serf": "agent.serf",
+    "wanfedtx.tls": "agent.tlsutil",
+    "wanfed.gateway": "gateway",
+    "proxycfg": "gateway.proxycfg",
+    "twisted": "twisted",
+    "log_legacy": "twisted",
+}
+
+
+def logger_name(namespace: str) -> str:
+    """The name lines of ``namespace`` show: :data:`LOGGERS`, Twisted's own namespaces as
+    ``twisted``, anything else as it is."""
+    name = LOGGERS.get(namespace)
+    if name is not None:
+        return name
+    if namespace.startswith("twisted."):
+        return "twisted"
+    return namespace
+
+
 def _module(event: dict[str, Any]) -> str:
-    return str(event.get("log_namespace") or "")
+    if event.get("log_legacy") is not None and not event.get("log_namespace"):
+        return "twisted"
+    return logger_name(str(event.get("log_namespace") or ""))
+
+
+# Keys Twisted's legacy log (``twisted.python.log``) adds to every event it bridges.
+_LEGACY_KEYS = frozenset({"message", "system", "isError", "format", "time", "why", "failure",
+                          "printed"})
 
 
 def _fields(event: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in event.items() if not k.startswith("log_") and k != "ui"}
+    twisted_event = _module(event) == "twisted"
+    return {
+        k: v
+        for k, v in event.items()
+        if not k.startswith("log_") and k != "ui" and not (twisted_event and k in _LEGACY_KEYS)
+        and k not in ("isError", "system")
+    }
 
 
-# Twisted's own lines about factories and ports starting and stopping: DEBUG, not INFO.
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is plain data (JSON-able without reprs of objects)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+# Twisted's own lines about factories and ports starting and stopping, the reactor stopping and
+# twisted.web's per-request access log: DEBUG, not INFO.
 _CHATTER = re.compile(
     r"^(Starting|Stopping) (factory|protocol) |^\(\S+ Port \d+ Closed\)$| starting on \d+$"
+    r"|^Main loop terminated\.$"
+    # twisted.web's access log (combined log format): one line per request, as the agent's
+    # "Request finished" lines
+    r'|^"[^"]+" - \S+ \[\d\d/\w{3}/\d{4}:'
 )
 
 
@@ -123,13 +207,26 @@ class _AtLeast:
         return _DROP
 
 
+# Object reprs in Twisted's messages (``<twisted.web.server.Site object at 0x7f...>``): the
+# address means nothing to an operator and changes every run.
+_OBJECT_AT = re.compile(r" object at 0x[0-9a-fA-F]+>")
+
+
+def _message(event: dict[str, Any], module: str = "") -> str:
+    message = _OBJECT_AT.sub(">", formatEvent(event))
+    if module and message.startswith(module + ": "):  # a message naming its logger already
+        message = message[len(module) + 2:]
+    return message
+
+
 def format_text(event: dict[str, Any]) -> str | None:
     """One Consul-style text line for ``event`` (with a traceback if it carries a failure)."""
-    message = formatEvent(event)
     if event.get("ui"):
-        return message + "\n"
+        return _message(event) + "\n"
     level = event_level(event)
-    line = f"{_timestamp(event)} {_LEVEL_TAGS.get(level, '[INFO] ')} {_module(event)}: {message}\n"
+    module = _module(event)
+    message = _message(event, module)
+    line = f"{_timestamp(event)} {_LEVEL_TAGS.get(level, '[INFO] ')} {module}: {message}\n"
     failure = event.get("log_failure")
     if failure is not None:
         line += failure.getTraceback()
@@ -137,20 +234,21 @@ def format_text(event: dict[str, Any]) -> str | None:
 
 
 def format_json(event: dict[str, Any]) -> str | None:
-    """One hclog-style JSON line for ``event``."""
+    """One hclog-style JSON line for ``event``; None for the banner lines (``ui``), which
+    Consul does not write in JSON mode."""
+    if event.get("ui"):
+        return None
     level = event_level(event)
+    module = _module(event)
     record: dict[str, Any] = {
         "@level": _LEVEL_JSON.get(level, "info"),
-        "@message": formatEvent(event),
-        "@module": _module(event),
+        "@message": _message(event, module),
+        "@module": module,
         "@timestamp": _timestamp(event),
     }
     for k, v in _fields(event).items():
-        try:
-            _json.dumps(v)
-        except (TypeError, ValueError):
-            v = repr(v)
-        record[k] = v
+        if _plain(v):  # objects (a factory, a port, a transport) are Twisted's, not the user's
+            record[k] = v
     failure = event.get("log_failure")
     if failure is not None:
         record["error"] = failure.getErrorMessage()
@@ -214,24 +312,59 @@ def set_level(level: str) -> None:
         _lowest_level[:] = [new]
 
 
-def start_logging(level: str = "info", json: bool = False, out: IO[str] | None = None) -> None:
-    """Begin logging to ``out`` for a command-line process (not used under twistd)."""
-    globalLogBeginner.beginLoggingTo([make_observer(level, json, out)], redirectStandardIO=False)
+def file_observer(
+    settings: LogFileSettings, level: str = "info", json: bool = False,
+    clock: IReactorTime | None = None,
+) -> ILogObserver:
+    """An observer writing to ``log_file`` with rotation (raises ``OSError`` when the first file
+    cannot be created)."""
+    return make_observer(level, json, cast(IO[str], RotatingLogFile(settings, clock)))
 
 
-_twistd_settings: dict[str, Any] = {"level": "info", "json": False}
+def start_logging(
+    level: str = "info", json: bool = False, out: IO[str] | None = None,
+    log_file: LogFileSettings | None = None,
+) -> None:
+    """Begin logging to ``out`` (and ``log_file``) for a command-line process (not used under
+    twistd); raises ``OSError`` when ``log_file`` cannot be created."""
+    observers = [make_observer(level, json, out)]
+    if log_file is not None:
+        observers.append(file_observer(log_file, level, json))
+    globalLogBeginner.beginLoggingTo(observers, redirectStandardIO=False)
 
 
-def configure_twistd(level: str, json: bool) -> None:
-    """Remember ``log_level``/``log_json`` for ``twistd_observer`` (called by the plugin)."""
+_twistd_settings: dict[str, Any] = {"level": "info", "json": False, "file": None}
+
+
+def configure_twistd(level: str, json: bool, log_file: LogFileSettings | None = None) -> None:
+    """Remember ``log_level``/``log_json``/``log_file`` for ``twistd_observer`` (called by the
+    plugin)."""
     _twistd_settings["level"] = level
     _twistd_settings["json"] = json
+    _twistd_settings["file"] = log_file
+
+
+def _with_file(observer: ILogObserver) -> ILogObserver:
+    """``observer``, plus the ``log_file`` observer when the plugin configured one."""
+    settings = _twistd_settings["file"]
+    if settings is None:
+        return observer
+    extra = file_observer(settings, _twistd_settings["level"], _twistd_settings["json"])
+
+    @implementer(ILogObserver)
+    def both(event: dict[str, Any]) -> None:
+        observer(event)
+        extra(event)
+
+    return cast(ILogObserver, both)
 
 
 def twistd_observer() -> ILogObserver:
     """For ``twistd --logger wanfedtx.logs.twistd_observer``: Consul-style output to stdout at
     the configured ``log_level`` (twistd calls this after the plugin has loaded the config)."""
-    return make_observer(_twistd_settings["level"], _twistd_settings["json"], sys.stdout)
+    return _with_file(
+        make_observer(_twistd_settings["level"], _twistd_settings["json"], sys.stdout)
+    )
 
 
 def twistd_log_observer(twistd_options: Mapping[str, Any]) -> ILogObserver | None:
@@ -250,4 +383,4 @@ def twistd_log_observer(twistd_options: Mapping[str, Any]) -> ILogObserver | Non
         from twisted.python.logfile import LogFile
 
         stream = cast(IO[str], LogFile.fromFullPath(name or "twistd.log"))  # type: ignore[no-untyped-call]
-    return make_observer(_twistd_settings["level"], _twistd_settings["json"], stream)
+    return _with_file(make_observer(_twistd_settings["level"], _twistd_settings["json"], stream))

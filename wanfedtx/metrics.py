@@ -17,7 +17,7 @@ import decimal
 import math
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 PREFIX = "consul"
@@ -148,6 +148,30 @@ class GaugeFunc(_Metric):
                 f"{pname} {go_float(float(self.read()))}"]
 
 
+class GaugeVecFunc(GaugeFunc):
+    """A labelled gauge read when rendered: ``read()`` gives ``{label values: value}`` (e.g. the
+    age of each datacenter's federation state). A read that fails renders no sample."""
+
+    def __init__(self, name: str, help: str, labelnames: Sequence[str]) -> None:
+        super().__init__(name, help, labelnames)
+        self.read_all: Callable[[], Mapping[tuple[str, ...], float]] = dict
+
+    def items(self) -> list[tuple[tuple[str, ...], float]]:
+        try:
+            values = self.read_all()
+        except Exception:  # a scrape never fails because one reader did
+            return []
+        return sorted((tuple(k), float(v)) for k, v in values.items())
+
+    def render(self) -> list[str]:
+        pname = prometheus_name(self.name)
+        lines = [f"# HELP {pname} {self.help}", f"# TYPE {pname} {self.kind}"]
+        for key, val in self.items():
+            lbl = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(self.labelnames, key, strict=True))
+            lines.append(f"{pname}{{{lbl}}} {go_float(val)}")
+        return lines
+
+
 class CounterFunc(GaugeFunc):
     """A counter read from a function when rendered (e.g. CPU seconds used so far)."""
 
@@ -213,6 +237,18 @@ class Registry:
         """A gauge whose value ``read()`` gives at render time (the latest ``read`` wins)."""
         metric = self._get(GaugeFunc, name, help, ())
         metric.read = read
+        return metric
+
+    def gauge_vec_func(
+        self,
+        name: str,
+        help: str,
+        labelnames: Sequence[str],
+        read: Callable[[], Mapping[tuple[str, ...], float]],
+    ) -> GaugeVecFunc:
+        """A labelled gauge whose samples ``read()`` gives at render time (the latest wins)."""
+        metric = self._get(GaugeVecFunc, name, help, labelnames)
+        metric.read_all = read
         return metric
 
     def counter_func(self, name: str, help: str, read: Callable[[], float]) -> CounterFunc:

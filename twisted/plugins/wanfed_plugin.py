@@ -100,6 +100,7 @@ class WanfedServiceMaker:
         from wanfedtx.agent.lifecycle import SignalLoop
         from wanfedtx.cli.agent import STARTUP_ERRORS, install_signals, startup_error_text
         from wanfedtx.config import ConfigError, LoadOptions, load
+        from wanfedtx.logfile import LogFileSettings
         from wanfedtx.logs import configure_twistd
 
         values: dict[str, Any] = {}
@@ -123,7 +124,8 @@ class WanfedServiceMaker:
             result = load(opts)
             agent = Agent(result.runtime, reactor)
             agent.request_shutdown = reactor.stop  # PUT /v1/agent/leave ends twistd
-            configure_twistd(result.runtime.log_level, result.runtime.log_json)
+            configure_twistd(result.runtime.log_level, result.runtime.log_json,
+                             LogFileSettings.from_runtime(result.runtime))
             from twisted.logger import Logger
 
             log = Logger(namespace="agent")
@@ -138,7 +140,12 @@ class WanfedServiceMaker:
         from wanfedtx.cli.twistd import TwistdRoot
         from wanfedtx.logs import twistd_log_observer
 
-        return TwistdRoot(agent, twistd_log_observer(getattr(options, "parent", None) or {}))
+        try:
+            observer = twistd_log_observer(getattr(options, "parent", None) or {})
+        except OSError as e:  # log_file cannot be created
+            print(f"twistd wanfed: Failed to setup logging: {e}", file=sys.stderr)
+            raise SystemExit(1) from None
+        return TwistdRoot(agent, observer)
 
 
 serviceMaker = WanfedServiceMaker()

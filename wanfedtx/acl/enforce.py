@@ -143,6 +143,31 @@ def check_kvs_apply(authz: Authorizer, args: Args, state: Any) -> None:
         _deny(authz.key_write(key))
 
 
+def check_connect_sign(authz: Authorizer, args: Args, state: Any) -> None:
+    """``ConnectCA.Sign``: service:write on the CSR's SPIFFE service (node:write for an agent
+    ID). A CSR that names neither is refused by the endpoint itself, before anything is
+    written, with the reference's message."""
+    from urllib.parse import unquote, urlsplit
+
+    from cryptography import x509
+
+    csr_text = _get(args, "CSR")
+    if not isinstance(csr_text, str):
+        return
+    try:
+        csr = x509.load_pem_x509_csr(csr_text.encode())
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+        path = urlsplit(uris[0]).path if len(uris) == 1 else ""
+    except Exception:  # the endpoint refuses, with its message, what does not parse here
+        return
+    parts = path.split("/")
+    if len(parts) == 7 and parts[1] == "ns" and parts[3] == "dc" and parts[5] == "svc":
+        _deny(authz.service_write(unquote(parts[6])))
+    elif len(parts) == 6 and parts[1:3] == ["agent", "client"] and parts[3] == "dc":
+        _deny(authz.node_write(unquote(parts[5])))
+
+
 PRE: dict[str, Callable[[Authorizer, Args, Any], None]] = {
     "Catalog.Register": check_register,
     "Catalog.Deregister": check_deregister,
@@ -156,6 +181,8 @@ PRE: dict[str, Callable[[Authorizer, Args, Any], None]] = {
     "Operator.RaftRemovePeerByID": lambda a, args, s: _deny(a.operator_write()),
     "ConnectCA.ConfigurationGet": lambda a, args, s: _deny(a.operator_read()),
     "ConnectCA.SignIntermediate": lambda a, args, s: _deny(a.operator_write()),
+    "ConnectCA.ConfigurationSet": lambda a, args, s: _deny(a.operator_write()),
+    "ConnectCA.Sign": check_connect_sign,
 }
 OPEN = frozenset(
     {

@@ -46,6 +46,14 @@ DISABLED = "ACL support disabled"
 MIN_EXPIRATION, MAX_EXPIRATION = 60.0, 24 * 3600.0  # ACLTokenMin/MaxExpirationTTL
 RESET_FILE = "acl-bootstrap-reset"
 
+#: token fields of Consul's API this server does not implement: refused, never ignored
+UNSUPPORTED_TOKEN_FIELDS = (
+    ("Roles", "ACL roles"),
+    ("ServiceIdentities", "Service identities"),
+    ("NodeIdentities", "Node identities"),
+    ("AuthMethod", "Auth methods"),
+)
+
 
 def rfc3339(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
@@ -335,6 +343,9 @@ class ACLEndpoints:
             raise ACLError("Rules cannot be specified for this token")
         if body.get("Type"):
             raise ACLError("Type cannot be specified for this token")
+        for field, what in UNSUPPORTED_TOKEN_FIELDS:
+            if body.get(field):
+                raise ACLError(f"{what} are not supported: link policies instead")
         expiration = self._expiration(body) if create else None
         policy_ids = self._policy_links(body.get("Policies"))
         created = rfc3339(self.now())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
@@ -62,17 +62,21 @@ class ACLReplicator(Service):
         )
         self._schedule(0)
 
-    def stopService(self) -> Deferred[None]:
-        super().stopService()
-        self.status["Running"] = False
+    def set_token(self, token: str) -> None:
+        """A new ``acl.tokens.replication`` (``PUT /v1/agent/token/replication``): an empty one
+        idles the routine at its next round; a new one starts a round now (an idle routine
+        resumes, one waiting out a backoff retries at once)."""
+        self.token = token
+        if not token or not self.running:
+            return
+        if self._round is not None and not self._round.called:
+            return  # a round is running: the next one uses the new token
         if self._call is not None and self._call.active():
             self._call.cancel()
-        self._call = None
-        current, self._round = self._round, None
-        if current is None or current.called:
-            return succeed(None)
-        current.cancel()
-        return current.addBoth(lambda _: None)
+        self.status.update(
+            Enabled=True, Running=True, SourceDatacenter=self.primary, ReplicationType="tokens"
+        )
+        self._schedule(0)
 
     def _schedule(self, delay: float) -> None:
         if self.running:
@@ -80,6 +84,10 @@ class ACLReplicator(Service):
 
     def _run(self) -> None:
         self._call = None
+        if not self.token:
+            self.status["Running"] = False
+            log.warn("acl: replication is idle: acl.tokens.replication is not set")
+            return
         d = Deferred.fromCoroutine(self.replicate_once())
         self._round = d
         d.addCallbacks(self._ok, self._failed)

@@ -38,7 +38,6 @@ from wanfedtx.services import MultiService, Service
 log = Logger(namespace="agent.server.acl")
 
 
-
 async def initialize_acls(endpoints: Endpoints, initial_management: str) -> None:
     """Consul's ``initializeACLs`` for the primary's leader (idempotent)."""
     state = endpoints.state
@@ -129,6 +128,7 @@ class ACLServer(MultiService):
         replication_interval: float = REPLICATION_INTERVAL,
         down_policy: str = "extend-cache",
         token_ttl: float = 30.0,
+        policy_ttl: float = 30.0,
         key_list_policy: bool = False,
         reap_interval: float = REAP_INTERVAL,
     ) -> None:
@@ -159,7 +159,9 @@ class ACLServer(MultiService):
             def remote(method: str, args: dict[str, Any]) -> Deferred[Any]:
                 return fwd.forward_dc(primary, method, dict(args, Datacenter=primary))
 
-            self.guard_resolver = RemoteResolver(self.resolver, remote, down_policy, token_ttl)
+            self.guard_resolver = RemoteResolver(
+                self.resolver, remote, down_policy, token_ttl, policy_ttl
+            )
         self.endpoints = ACLEndpoints(
             catalog.endpoints,
             self.resolver,
@@ -203,6 +205,16 @@ class ACLServer(MultiService):
             return enforce.guard(name, endpoint, resolver=resolver, clock=clock)
 
         registry.set_wrapper(wrap)
+
+    def set_replication_token(self, token: str) -> None:
+        """``acl.tokens.replication`` replaced at run time: the running replicator uses it from
+        its next round, later leadership terms from their start."""
+        self.replication_token = token
+        if self.leader is None:
+            return
+        for routine in self.leader.routines:
+            if isinstance(routine, ACLReplicator):
+                routine.set_token(token)
 
     def build_routines(self) -> list[Service]:
         reaper = TokenReaper(self.catalog.endpoints, self.is_primary, self.reap_interval)

@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 
 from wanfedtx.acl.remote import RemoteResolver, authorize
 from wanfedtx.acl.resolver import LocalResolver
+from wanfedtx.acl.tokens import agent_tokens
 from wanfedtx.aclserver.server import ACLServer
 from wanfedtx.agent import limits
 from wanfedtx.agent.catalog_services import CatalogAgent, catalog_agent_from_config
@@ -45,6 +46,7 @@ from wanfedtx.agent.server_port import (
     build_raft,
     tls_configurator,
 )
+from wanfedtx.agent.snapshots import build_snapshots, client_snapshot_routes, snapshot_routes
 from wanfedtx.agent.stats import extra_stats
 from wanfedtx.catalog.leader import LeaderServices
 from wanfedtx.client.router import NEW_LEADER_EVENT
@@ -56,6 +58,7 @@ from wanfedtx.fsm.machine import FSM
 from wanfedtx.gossip.api import member_json
 from wanfedtx.gossip.errors import GossipError
 from wanfedtx.gossip.serf import Event, SerfConfig
+from wanfedtx.http.acl_agent_token import AgentTokenRoutes, wire_agent_tokens
 from wanfedtx.http.aclgate import AgentACLGate
 from wanfedtx.http.agent import AgentRoutes
 from wanfedtx.http.agent_ops import AgentOpsRoutes
@@ -76,6 +79,7 @@ from wanfedtx.rpc.forward import Forwarder, StaticLeader
 from wanfedtx.rpc.interfaces import IGatewayResolver, ILeaderProvider, ServerAddress
 from wanfedtx.rpc.pool import ConnPool
 from wanfedtx.services import MultiService
+from wanfedtx.snapshot.server import SnapshotServer
 from wanfedtx.state import StateStore
 from wanfedtx.tls.server_identity import WILDCARD_NODE
 from wanfedtx.wanfed.wiring import WanfedWiring, wire_agent
@@ -112,6 +116,8 @@ class Agent(MultiService):
             reactor = installed_reactor()
         self.reactor = reactor
         self.config = attrs.evolve(config, node_id=resolve_node_id(config))
+        # acl.tokens.*, replaced by PUT /v1/agent/token/<kind> (and acl-tokens.json at start)
+        self.tokens, self.config = agent_tokens(self.config)
         self.request_shutdown: Callable[[], object] = (
             request_shutdown if request_shutdown is not None else self.stop
         )
@@ -139,6 +145,7 @@ class Agent(MultiService):
         self.locator: GatewayLocator | None = None
         self.primary_join: PrimaryJoin | None = None
         self.forwarder: Forwarder | None = None
+        self.snapshots: SnapshotServer | None = None
         self.wanfed: WanfedWiring | None = None
         # Clients: the servers learnt from LAN gossip and an RPC client to them, behind the
         # same interface the HTTP API uses on servers (``client_services.ClientAgent``).
@@ -238,7 +245,8 @@ class Agent(MultiService):
         # The Connect CA: raft type 13, ConnectCA.* RPCs, the primary leader's initialization.
         self.connect_ca = ConnectCAServer(self.catalog, rt.primary_datacenter,
                                           rt.connect_ca_config, reactor,
-                                          enabled=rt.connect_enabled)
+                                          enabled=rt.connect_enabled,
+                                          replication_token=rt.acl_tokens.replication)
         if self.server_port is not None:
             self.connect_ca.register_into(self.server_port.endpoints)
         # ACLs: raft types 11/17-20 (always, so a log written with ACLs on replays), ACL.*
@@ -253,6 +261,7 @@ class Agent(MultiService):
             replication_token=rt.acl_tokens.replication,
             down_policy=rt.acl_down_policy,
             token_ttl=rt.acl_token_ttl,
+            policy_ttl=rt.acl_policy_ttl,
             key_list_policy=rt.acl_enable_key_list_policy,
         )
         if self.server_port is not None:
@@ -271,6 +280,11 @@ class Agent(MultiService):
             operator.register_into(self.server_port.endpoints)
         # Every RPC handler (HTTP's in-process table and the :8300 table) checks ACLs.
         self.acl.guard(self.server_port.endpoints if self.server_port is not None else None)
+        # Snapshots: save/restore through raft, consul/rpc-snapshot on the RPC port.
+        self.snapshots = build_snapshots(
+            rt, clock, fsm, self.catalog.consensus, dialer, leader, router,
+            self.acl.guard_resolver,
+            self.server_port.registry if self.server_port is not None else None)
         if self.locator is not None and rt.datacenter != rt.primary_datacenter:
             # A secondary finds the primary's gateways and joins its WAN pool; the primary
             # never joins anyone: secondaries join it.
@@ -303,7 +317,7 @@ class Agent(MultiService):
             return []
         clock: Any = self.reactor  # the reactor is also the IReactorTime the routine uses
         return [MemberReconciler(catalog.endpoints, self._lan_members, self.config.node_name,
-                                 clock, announce=self._announce_leader)]
+                                 clock, announce=self._announce_leader, raft=self.raft)]
 
     def _announce_leader(self) -> None:
         """Consul's ``consul:new-leader`` LAN user event (payload: this node's name)."""
@@ -361,6 +375,7 @@ class Agent(MultiService):
                 remote,
                 rt.acl_down_policy,
                 rt.acl_token_ttl,
+                rt.acl_policy_ttl,
             )
             authorizer = lambda secret: resolver.authorize(secret, clock.seconds())  # noqa: E731
 
@@ -376,7 +391,7 @@ class Agent(MultiService):
             resource,
             authorizer,
             rt.node_name,
-            rt.acl_tokens.default,
+            lambda: self.tokens.default,
             service_of,
             check_service_of,
         )
@@ -391,9 +406,15 @@ class Agent(MultiService):
         ]
         if self.catalog is not None:
             families += server_families(self.catalog, self.config.acl_tokens.default)
+            if self.snapshots is not None:
+                families.append(snapshot_routes(self.config, self.snapshots))
         elif self.client is not None:
             families += server_families(self.client, self.config.acl_tokens.default)
+            families.append(client_snapshot_routes(self.config, self.reactor,
+                                                   self.client.servers, self.client.dialer))
+        families.append(AgentTokenRoutes(self.tokens, self.config.acls_enabled))
         self.app = API(families)
+        wire_agent_tokens(self, self.tokens, families)
 
     def _add_children(self) -> None:
         """Every part as a named child service, in start order."""
@@ -446,7 +467,11 @@ class Agent(MultiService):
 
     def local_state(self) -> LocalState | None:
         """The agent's local services and checks (None when it keeps none)."""
-        return self.catalog.local if self.catalog is not None else None
+        if self.catalog is not None:
+            return self.catalog.local
+        if self.client is not None:
+            return self.client.local
+        return None
 
     def apply_reload(self, new: RuntimeConfig) -> list[str]:
         """Apply what Consul reloads from ``new`` (``wanfedtx.agent.lifecycle``); returns the

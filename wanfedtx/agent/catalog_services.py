@@ -75,7 +75,9 @@ class CatalogAgent(MultiService):
         self.runners.setServiceParent(self)
         # Config-file services: decoded with the same rules as HTTP registrations.
         for i, raw in enumerate(services):
-            self.local.add_service(decode_service(raw, f"services[{i}]"))
+            # its own ACL token (``services { token }``), else the agent's
+            token = str(raw.get("Token") or "")
+            self.local.add_service(decode_service(raw, f"services[{i}]"), token)
         self.ae = AntiEntropy(
             self.local,
             self.rpc,
@@ -164,6 +166,7 @@ def service_dict(svc: Any) -> dict[str, Any]:
         "EnableTagOverride": svc.enable_tag_override,
         "Weights": {"Passing": svc.weights_passing, "Warning": svc.weights_warning},
         "Checks": [_check_dict(c) for c in svc.checks],
+        "Token": svc.token,
     }
 
 

@@ -68,7 +68,7 @@ class ClientAgent(MultiService):
         self.runners = CheckRunners(self.local, reactor)
         self.runners.setServiceParent(self)
         for i, svc in enumerate(rt.services):
-            self.local.add_service(decode_service(service_dict(svc), f"services[{i}]"))
+            self.local.add_service(decode_service(service_dict(svc), f"services[{i}]"), svc.token)
         for i, check in enumerate(rt.checks):
             self.local.add_check(decode_check(_check_dict(check), f"checks[{i}]"))
         addr = rt.advertise_addr_lan

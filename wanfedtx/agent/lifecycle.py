@@ -76,8 +76,9 @@ def reload_local(local: LocalState, old: RuntimeConfig, new: RuntimeConfig) -> N
     for check in old_checks:
         if check.id not in new_cids and check.id in local.live_checks():
             local.remove_check(check.id)
+    tokens = {str(s.id or s.name): s.token for s in new.services}
     for reg in services:
-        local.add_service(reg)
+        local.add_service(reg, tokens.get(str(reg.service["ID"]), ""))
     for check in checks:
         local.add_check(check)
     for cid, (status, output) in kept.items():

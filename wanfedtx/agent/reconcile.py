@@ -12,6 +12,15 @@ catalog, with the check ``serfHealth`` (``Serf Health Status``):
 * left or reaped: the node is deregistered (never this server itself: a leaving leader's node is
   removed by the next leader).
 
+With raft (``raft`` given), servers are also kept in the raft configuration, as Consul's
+``joinConsulServer`` / ``removeConsulServer``: an alive server of this datacenter that is not a
+voter is added (not a read replica: ``nonvoter`` tag); a server that left gracefully (or was
+reaped) is removed, so a 3-server datacenter where one server leaves keeps a 2-voter
+configuration (quorum 2) and ``operator raft list-peers`` no longer lists it. A failed server
+stays a voter (it may come back). The leader never removes itself: a leaving leader hands
+leadership over and the next leader removes it. A change raft cannot make yet (one still
+committing, a new leader's first entry not committed) is tried again after ``retry_interval``.
+
 Node registrations keep what anti-entropy wrote about the node (``SkipNodeUpdate``). Member
 events are queued and applied one at a time; on gaining leadership and every
 ``reconcile_interval`` (60 s) every member is reconciled again and catalog nodes that carry a
@@ -21,7 +30,7 @@ events are queued and applied one at a time; on gaining leadership and every
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -37,12 +46,25 @@ from wanfedtx.catalog.leader import (
 )
 from wanfedtx.gossip.pools import parse_server
 from wanfedtx.gossip.serf import Event, Member, MemberEvent, MemberStatus
+from wanfedtx.raft.errors import ConfigChangeError, RaftError
 from wanfedtx.services import Service
 
 log = Logger(namespace="agent.leader")
 
 SERF_CHECK_FAILED_OUTPUT = "Agent not live or unreachable"
 RECONCILE_INTERVAL = 60.0
+RAFT_RETRY_INTERVAL = 0.5
+RAFT_RETRIES = 20  # then the next full reconciliation tries again
+
+
+class RaftMembership(Protocol):
+    """The raft configuration the leader keeps equal to the servers (``RaftService``)."""
+
+    def peers(self) -> list[str]: ...
+
+    def add_voter(self, addr: str) -> Deferred[tuple[int, Any]]: ...
+
+    def remove_server(self, addr: str) -> Deferred[tuple[int, Any]]: ...
 
 ALIVE, FAILED, LEFT, REAP = "alive", "failed", "left", "reap"
 
@@ -55,6 +77,11 @@ def member_kind(m: Member, datacenter: str) -> tuple[bool, int | None]:
     if srv is None or srv.datacenter != datacenter or m.tags.get("segment", ""):
         return False, None
     return True, srv.port
+
+
+def raft_address(m: Member, port: int) -> str:
+    """The server's raft address (its RPC ``host:port``, IPv6 hosts in brackets)."""
+    return f"[{m.addr}]:{port}" if ":" in m.addr else f"{m.addr}:{port}"
 
 
 def _action(ev_type: str, m: Member) -> str | None:
@@ -75,9 +102,12 @@ class MemberReconciler(Service):
         clock: IReactorTime,
         interval: float = RECONCILE_INTERVAL,
         announce: Callable[[], object] | None = None,
+        raft: RaftMembership | None = None,
+        retry_interval: float = RAFT_RETRY_INTERVAL,
     ) -> None:
         """``announce`` runs when leadership starts (the agent sends the LAN user event
-        ``consul:new-leader``, on which clients sync at once)."""
+        ``consul:new-leader``, on which clients sync at once). ``raft``: keep the servers in
+        its configuration (see the module)."""
         self.setName("reconcile LAN members")
         self.endpoints = endpoints
         self.members = members
@@ -89,6 +119,9 @@ class MemberReconciler(Service):
         self._worker: Deferred[None] | None = None
         self._timer: IDelayedCall | None = None
         self.announce = announce
+        self.raft = raft
+        self.retry_interval = retry_interval
+        self._retries: dict[str, tuple[int, IDelayedCall]] = {}  # member name -> (tries, call)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -104,6 +137,10 @@ class MemberReconciler(Service):
             self._timer.cancel()
         self._timer = None
         self._queue.clear()
+        for _, call in self._retries.values():
+            if call.active():
+                call.cancel()
+        self._retries.clear()
         worker = self._worker
         if worker is None:
             return succeed(None)
@@ -181,6 +218,8 @@ class MemberReconciler(Service):
         ours, port = member_kind(m, self.datacenter)
         if not ours:
             return False
+        if port is not None and action != FAILED:
+            await self._raft_membership(action, m, port)
         if action == ALIVE:
             return await self._alive(m, port)
         if action == FAILED:
@@ -245,3 +284,52 @@ class MemberReconciler(Service):
                  reason=reason)
         await self.endpoints.catalog_deregister({"Datacenter": self.datacenter, "Node": node})
         return True
+
+    # -- the raft configuration ------------------------------------------------------------------
+
+    async def _raft_membership(self, action: str, m: Member, port: int) -> None:
+        """Add an alive server that is not a voter; remove one that left or was reaped."""
+        raft = self.raft
+        if raft is None or m.name == self.node_name:
+            return
+        addr = raft_address(m, port)
+        voters = raft.peers()
+        try:
+            if action == ALIVE and addr not in voters and m.tags.get("nonvoter") != "1":
+                log.info("adding server to the raft configuration: member={member} "
+                         "address={address}", member=m.name, address=addr)
+                await raft.add_voter(addr)
+            elif action in (LEFT, REAP) and addr in voters:
+                log.info("removing server from the raft configuration: member={member} "
+                         "address={address} reason={reason}", member=m.name, address=addr,
+                         reason="left" if action == LEFT else "reaped")
+                await raft.remove_server(addr)
+            else:
+                self._retries.pop(m.name, None)
+                return
+        except ConfigChangeError as exc:
+            self._retry(action, m, str(exc))
+            return
+        except RaftError as exc:
+            log.warn("failed to change the raft configuration: member={member} error={error}",
+                     member=m.name, error=str(exc))
+            return
+        self._retries.pop(m.name, None)
+
+    def _retry(self, action: str, m: Member, why: str) -> None:
+        """Queue ``m`` again after ``retry_interval`` (raft cannot make the change yet)."""
+        tries, old = self._retries.get(m.name, (0, None))
+        if old is not None and old.active():
+            return
+        if tries >= RAFT_RETRIES:
+            log.warn("raft configuration change still refused, leaving it to the next full "
+                     "reconciliation: member={member} error={error}", member=m.name, error=why)
+            self._retries.pop(m.name, None)
+            return
+
+        def again() -> None:
+            if self.running:
+                self._queue.append((action, m))
+                self._kick()
+
+        self._retries[m.name] = (tries + 1, self.clock.callLater(self.retry_interval, again))

@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.unit.acl.test_acl_cli -*-
 """``wanfed acl``: ``bootstrap``, ``policy create``, ``token create``, ``token read``, as
-``consul acl ...`` prints them (token values from column 19, policy values from column 15)."""
+``consul acl ...`` prints them (token values from column 19, policy values from column 15), and
+``set-agent-token TYPE TOKEN`` (``PUT /v1/agent/token/<type>``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,18 @@ from wanfedtx.cli.httpapi import (
 )
 
 HELP = "Interact with Consul's ACLs"
-USAGE = "Usage: wanfed acl <bootstrap|policy create|token create|token read> [options]"
+USAGE = (
+    "Usage: wanfed acl <bootstrap|policy create|token create|token read|set-agent-token> [options]"
+)
+#: ``set-agent-token``'s TYPE -> the URL's name (``master`` is Consul 1.8's name for agent_master)
+AGENT_TOKEN_TYPES = {
+    "default": "default",
+    "agent": "agent",
+    "master": "agent_master",
+    "agent_master": "agent_master",
+    "agent_recovery": "agent_master",
+    "replication": "replication",
+}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +61,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p = psub.add_parser("delete", help="Delete an ACL policy")
     add_client_flags(p)
     p.add_argument("-id", dest="policy_id", default="", help="The ID of the policy")
+    p = sub.add_parser("set-agent-token", help="Assign tokens for the Consul Agent's usage")
+    add_client_flags(p)
+    p.add_argument("agent_token_args", nargs="*", metavar="TYPE TOKEN")
     token = sub.add_parser("token", help="Manage Consul's ACL tokens")
     tsub = token.add_subparsers(dest="acl_sub", metavar="SUBCOMMAND")
     p = tsub.add_parser("create", help="Create an ACL token")
@@ -128,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if command == "bootstrap":
             return _bootstrap(args)
+        if command == "set-agent-token":
+            return _set_agent_token(args)
         if command == "policy" and sub == "create":
             return _policy_create(args)
         if command == "token" and sub == "create":
@@ -262,3 +279,33 @@ def _delete(args: argparse.Namespace, kind: str, item_id: str) -> int:
 
 def _token_list_text(t: dict[str, Any]) -> str:
     return _token_text(t) + f"\nLegacy:           {'true' if t.get('Legacy') else 'false'}"
+
+
+def _set_agent_token(args: argparse.Namespace) -> int:
+    words = list(args.agent_token_args)
+    if not words:
+        err("Missing TYPE and TOKEN arguments")
+        return 1
+    if len(words) == 1:
+        err("Missing TOKEN argument" if words[0] in AGENT_TOKEN_TYPES else "MISSING TYPE argument")
+        return 1
+    if len(words) > 2:
+        err(f"Too many arguments: expected 2 got {len(words)}")
+        return 1
+    kind = words[0]
+    try:
+        secret = _rules(words[1]).strip()  # TOKEN may be @file or - (stdin), as Consul's
+    except OSError as exc:
+        err(f"Error! {exc}")
+        return 1
+    path = AGENT_TOKEN_TYPES.get(kind)
+    if path is None:
+        err("Unknown token type")
+        return 1
+    body = json.dumps({"Token": secret}).encode()
+    try:
+        client_from_args(args).call("PUT", f"/v1/agent/token/{path}", body=body)
+    except APIError as exc:
+        return _failed(f"Failed to set ACL token {json.dumps(kind)}", exc)
+    out(f"ACL token {json.dumps(kind)} set successfully")
+    return 0

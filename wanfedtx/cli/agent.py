@@ -22,6 +22,7 @@ from wanfedtx.agent.errors import AgentError
 from wanfedtx.agent.flags import FLAGS, FlagError, flags_to_config, parse_bool
 from wanfedtx.agent.lifecycle import SIGNAL_NAMES, SignalLoop
 from wanfedtx.config import ConfigError, LoadOptions, LoadResult, load
+from wanfedtx.logfile import LogFileSettings
 from wanfedtx.logs import start_logging
 from wanfedtx.reactors import ReactorLike
 from wanfedtx.tls.errors import TLSError
@@ -155,7 +156,11 @@ def run(args: argparse.Namespace) -> int:
         print(str(e), file=sys.stderr)
         return 1
     rt = result.runtime
-    start_logging(rt.log_level, rt.log_json, sys.stdout)
+    try:
+        start_logging(rt.log_level, rt.log_json, sys.stdout, LogFileSettings.from_runtime(rt))
+    except OSError as e:
+        print(f"==> Failed to setup logging: {e}", file=sys.stderr)
+        return 1
 
     from wanfedtx.reactors import installed_reactor
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from wanfedtx.cli.main import UsageError
 
 if TYPE_CHECKING:
+    from wanfedtx.cli.demo_acl import DemoACL
     from wanfedtx.cli.demo_topology import ProductionFederation
 
 HELP = "Run two datacenters federated through mesh gateways on loopback (case-wanfed-gw)."
@@ -65,6 +66,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
       " one -dev server; more: bootstrap_expect servers, client agents, two gateways)")
     a("-clients", "--clients", type=int, default=0, help="client agents per datacenter; the"
       " gateways register through them (at least 2 with -servers > 1)")
+    a("-acl", "--acl", action="store_true", help="ACLs on with default_policy deny: bootstrap,"
+      " replication and agent tokens, least-privilege gateway tokens (one-server layout)")
 
 
 def _write_tls(root: Path, dcs: tuple[str, ...] = DCS) -> None:
@@ -290,8 +293,13 @@ class Federation:
     """
 
     def __init__(
-        self, root: Path, ips: dict[str, str], prefix: dict[str, list[str]] | None = None
+        self,
+        root: Path,
+        ips: dict[str, str],
+        prefix: dict[str, list[str]] | None = None,
+        acl: DemoACL | None = None,
     ) -> None:
+        self.acl = acl  # ``-acl``: wanfedtx.cli.demo_acl
         self.root = root
         self.ips = ips
         self.dcs = tuple(ips)  # primary first
@@ -306,6 +314,8 @@ class Federation:
         wanfed = [sys.executable, "-m", "wanfedtx.cli.main"]
         for dc in self.dcs:
             conf = _write_config(self.root, dc, self.ips)
+            if self.acl is not None:
+                self.acl.write_config(conf, dc)
             cmd = [*wanfed, "agent", "-dev", "-datacenter", dc, "-config-dir", str(conf)]
             self.procs.append(_start([*self.prefix[dc], *cmd], self.root / dc / "agent.log"))
             say(f"  started server {NODES[dc]} of {dc} on {self.ips[dc]} (HTTP {self.http[dc]})")
@@ -319,6 +329,7 @@ class Federation:
                 f"{self.ips[dc]}:8500",
                 "-admin-bind",
                 f"{self.ips[dc]}:{ADMIN_PORTS[dc]}",
+                *(self.acl.gateway_args(dc) if self.acl is not None else []),
             ]
             self.procs.append(_start([*self.prefix[dc], *cmd], self.root / dc / "gateway.log"))
             say(
@@ -327,6 +338,10 @@ class Federation:
             )
 
     def checks(self) -> Checks:
+        if self.acl is not None:
+            from wanfedtx.cli.demo_acl import with_acl_checks
+
+            return with_acl_checks(Checks(self.http, self.admin), self.acl)
         return Checks(self.http, self.admin)
 
     def wait(self, timeout: float) -> bool:
@@ -360,14 +375,21 @@ def run(args: argparse.Namespace) -> int:
             "each gateway runs beside its own client agent: -clients must be at least"
             f" {2 if args.servers > 1 else 1} with -servers {args.servers}"
         )
+    if production and args.acl:
+        raise UsageError("-acl runs the one-server layout (-servers 1 -clients 0)")
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="wanfed-demo-"))
     fed: Federation | ProductionFederation
+    acl: DemoACL | None = None
+    if args.acl:
+        from wanfedtx.cli.demo_acl import DemoACL
+
+        acl = DemoACL({dc: NODES[dc] for dc in ips})
     if production:
         from wanfedtx.cli.demo_topology import ProductionFederation
 
         fed = ProductionFederation(root, ips, args.servers, args.clients)
     else:
-        fed = Federation(root, ips)
+        fed = Federation(root, ips, acl=acl)
     keep = bool(args.dir) or os.environ.get("WANFED_DEMO_KEEP") == "1"
     print(f"wanfed demo: files and logs in {root}")
     # Ctrl-C and SIGTERM stop the demo and its processes, even when started with SIGINT
@@ -376,6 +398,13 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         fed.start()
+        alive = lambda: all(p.poll() is None for p in fed.procs)  # noqa: E731
+        if acl is not None and not acl.bootstrap(
+            fed.http["primary"], poll_until, args.timeout, alive=alive
+        ):
+            print(_tails(fed, {"primary"}), file=sys.stderr)
+            keep = True
+            return 1
         checks = fed.checks()
         failed = _wait_for_checks(checks, fed.procs, args.timeout)
         ok = not failed
@@ -385,6 +414,8 @@ def run(args: argparse.Namespace) -> int:
             print(_tails(fed, dcs), file=sys.stderr)
             print(f"wanfed demo: kept {root} for a look", file=sys.stderr)
         _explain(fed.http, fed.admin, root, keep=keep)
+        if acl is not None:
+            print(f"ACLs are on: add -H 'X-Consul-Token: {acl.management}' to the HTTP requests.")
         if args.check or not ok:
             return 0 if ok else 1
         if not isinstance(fed, Federation):

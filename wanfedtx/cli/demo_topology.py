@@ -1,13 +1,14 @@
-"""The production layout of ``wanfed demo -servers N -clients M``, on this machine's loopback.
+"""The production layout of ``wanfed demo -servers N -clients M``, on this machine's loopback
+(or, given other addresses and a command prefix, in one network namespace per datacenter).
 
 Each datacenter gets N servers (``bootstrap_expect = N``, TLS as in the 1-server demo), M client
 agents and, with more than one server, two mesh gateways. Each agent has its own loopback
 address inside its datacenter's /24 (``127.0.1.x`` for the primary, ``127.0.2.x`` for the
-secondary by default), so every agent uses Consul's default ports:
+secondary by default; ``<net>.<d>.x`` below), so every agent uses Consul's default ports:
 
-- server ``i`` (1..N): ``127.0.<d>.<i>``, node ``pri1``, ``pri2``, ... (``sec1``, ... in the
+- server ``i`` (1..N): ``<net>.<d>.<i>``, node ``pri1``, ``pri2``, ... (``sec1``, ... in the
   secondary), RPC 8300, LAN 8301, WAN 8302, HTTP 8500;
-- client ``k`` (1..M): ``127.0.<d>.<10+k>``, node ``pri-client1``, ...; LAN 8301, HTTP 8500;
+- client ``k`` (1..M): ``<net>.<d>.<10+k>``, node ``pri-client1``, ...; LAN 8301, HTTP 8500;
 - gateway ``g`` runs beside client ``g`` (same address), started as ``wanfed gateway
   -gateway=mesh -register -expose-servers`` through that client's HTTP API, listening on its
   address (the datacenter's gateway port, 4431 / 4432) with its admin API there too.
@@ -36,7 +37,7 @@ from wanfedtx.cli.demo import (
     poll_until,
 )
 
-CLIENT_BASE = 10  # client k listens on 127.0.<d>.<10 + k>
+CLIENT_BASE = 10  # client k listens on <net>.<d>.<10 + k>
 
 
 def subnet(ip: str) -> str:
@@ -203,10 +204,21 @@ class ProductionFederation:
     """Servers, client agents and registered gateways of every datacenter (see the module's
     docstring): write the files, start the processes, check, stop."""
 
-    def __init__(self, root: Path, ips: dict[str, str], servers: int, clients: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        ips: dict[str, str],
+        servers: int,
+        clients: int,
+        prefix: dict[str, list[str]] | None = None,
+    ) -> None:
+        """``ips``: an address of each datacenter (the primary first), whose /24 holds its
+        agents (loopback for the demo, a network namespace's addresses in the netns test).
+        ``prefix`` puts a command before each datacenter's processes (``ip netns exec``)."""
         self.root = root
         self.layout = Layout(ips, servers, clients)
         self.dcs = self.layout.dcs
+        self.prefix = prefix or {dc: [] for dc in self.dcs}
         self.agents: list[Process] = []
         self.gateways: list[Process] = []
         lay = self.layout
@@ -237,7 +249,7 @@ class ProductionFederation:
                 node = path.parent.name
                 log = path.parent / "agent.log"
                 cmd = [*wanfed, "agent", "-config-file", str(path)]
-                self.agents.append(Process(node, dc, log, _start(cmd, log)))
+                self.agents.append(Process(node, dc, log, _start([*self.prefix[dc], *cmd], log)))
                 say(f"  started {node} of {dc}: wanfed agent -config-file {path}")
         for dc in self.dcs:
             for g in range(1, lay.gateways + 1):
@@ -248,7 +260,8 @@ class ProductionFederation:
                 flags = lay.gateway_command(dc, g)
                 log = self.root / dc / f"gateway{g}.log"
                 self.gateways.append(
-                    Process(f"gateway{g}", dc, log, _start([*wanfed, *flags], log))
+                    Process(f"gateway{g}", dc, log,
+                            _start([*self.prefix[dc], *wanfed, *flags], log))
                 )
                 say(f"  started mesh gateway {g} of {dc}: wanfed {' '.join(flags)}")
 

@@ -7,7 +7,8 @@
 we do too. ``primary_datacenter`` (default: ``datacenter``) is the ACL authority. The token
 values are free-form strings: a management token that is not a UUID only earns Consul's
 deprecation warning. Consul's legacy top-level ``acl_*`` keys are not in the schema and fail
-as unknown keys.
+as unknown keys. Roles are not implemented: a ``role_ttl`` set by the operator earns a warning
+(it is accepted, as Consul's key, and has no effect).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from wanfedtx.config.runtime import RuntimeConfig
 DEFAULT_POLICIES = ("allow", "deny")
 DOWN_POLICIES = ("allow", "deny", "extend-cache", "async-cache")
 NON_UUID_MASTER = "Configuring a non-UUID master token is deprecated"
+ROLE_TTL_IGNORED = "acl.role_ttl has no effect: ACL roles are not supported"
 
 _UUID_RE = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -34,7 +36,9 @@ def check_acl(
     warnings: list[str],
 ) -> None:
     """Raise Consul's error for a bad default/down policy; warn about a non-UUID master token."""
-    del origins  # the error callable finds the line of the key itself
+    role_ttl = origins.get("acl.role_ttl")
+    if role_ttl is not None and role_ttl[0] not in ("default", "dev"):
+        warnings.append(ROLE_TTL_IGNORED)
     if rt.acl_default_policy not in DEFAULT_POLICIES:
         raise error(
             f"Unsupported default ACL policy: {rt.acl_default_policy}", "acl.default_policy"

@@ -33,6 +33,7 @@ import attrs
 
 from wanfedtx import __version__
 from wanfedtx.config import sockaddr
+from wanfedtx.config.compat import ignored_keys_warning
 from wanfedtx.config.connect_ca import ConnectCASection
 from wanfedtx.config.defaults import DEFAULT_HCL, DEV_HCL
 from wanfedtx.config.durations import format_duration, parse_duration_ns
@@ -46,7 +47,7 @@ from wanfedtx.config.runtime import (
     ServiceAddress,
     ServiceDefinition,
 )
-from wanfedtx.config.schema import Origins, merge
+from wanfedtx.config.schema import SCHEMA, Origins, merge
 from wanfedtx.config.sources import (
     Source,
     _leaf_paths,
@@ -113,6 +114,9 @@ def load(opts: LoadOptions) -> LoadResult:
     add(values, {k: ("flags", 0) for k in _leaf_paths(values)}, "flags.values")
     for i, frag in enumerate(opts.hcl):
         add_source(Source(f"flags-{i}.hcl", "hcl", frag))
+    ignored = ignored_keys_warning(data, SCHEMA)
+    if ignored:
+        warnings.append(ignored)
     b = Builder(data, origins, opts, warnings)
     rt = b.build()
     b.validate(rt)
@@ -466,6 +470,10 @@ class Builder(Validation, ConnectCASection):
             disable_host_node_id=bool(g("disable_host_node_id", True)),
             log_level=str(g("log_level", "INFO")),
             log_json=bool(g("log_json", False)),
+            log_file=str(g("log_file", "") or ""),
+            log_rotate_bytes=int(g("log_rotate_bytes", 0)),
+            log_rotate_duration=self.duration("log_rotate_duration", nonneg=True),
+            log_rotate_max_files=int(g("log_rotate_max_files", 0)),
             rpc_handshake_timeout=self.duration("limits.rpc_handshake_timeout", nonneg=True),
             https_handshake_timeout=self.duration("limits.https_handshake_timeout", nonneg=True),
             http_max_conns_per_client=int(g("limits.http_max_conns_per_client", 200)),

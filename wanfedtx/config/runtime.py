@@ -278,6 +278,10 @@ class RuntimeConfig:
     # logging
     log_level: str
     log_json: bool
+    log_file: str = ""
+    log_rotate_bytes: int = 0
+    log_rotate_duration: float = attrs.field(default=0.0, metadata=_DUR)
+    log_rotate_max_files: int = 0
 
     # limits and performance
     rpc_handshake_timeout: float = attrs.field(metadata=_DUR)

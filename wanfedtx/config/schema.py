@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 
 from wanfedtx.config import sockaddr
+from wanfedtx.config.compat import IGNORED_TELEMETRY, IGNORED_TOP_LEVEL, plain_value
 from wanfedtx.config.durations import DurationError, parse_duration_ns
 from wanfedtx.config.errors import SchemaError, TemplateError
 from wanfedtx.config.tree import Item, Obj
@@ -38,7 +39,7 @@ Origins = dict[str, tuple[str, int]]
 class Field:
     """One key: its kind, a sub-schema for blocks, and whether the value may be a template."""
 
-    kind: str  # str int bool float dur strlist strmap block blocklist mapof
+    kind: str  # str int bool float dur strlist strmap block blocklist mapof ignored
     sub: Mapping[str, Field] | None = None
     template: bool = False
     doc: str = ""
@@ -77,6 +78,12 @@ def L(doc: str = "", template: bool = False) -> Field:
 
 def M(doc: str = "") -> Field:
     return Field("strmap", doc=doc)
+
+
+def X(doc: str = "Consul key that does not apply here; accepted with a warning.") -> Field:
+    """A Consul key that does not apply to wanfed: any value is accepted and ignored, and the
+    loader names every such key in one warning (a misspelt key is still refused)."""
+    return Field("ignored", doc=doc)
 
 
 def Blk(sub: Mapping[str, Field], doc: str = "") -> Field:
@@ -240,6 +247,14 @@ PERFORMANCE: dict[str, Field] = {
     "rpc_hold_timeout": D("How long to retry an RPC during leader elections."),
 }
 
+# Consul's telemetry block: the Prometheus format is always served at /v1/agent/metrics (so its
+# keys are accepted quietly); the other sinks and filters do not apply here.
+TELEMETRY: dict[str, Field] = {
+    "prometheus_retention_time": D("Accepted; the Prometheus format is always served."),
+    "disable_hostname": B("Accepted; gauges never carry the host name here."),
+    **{k: X() for k in IGNORED_TELEMETRY},
+}
+
 SCHEMA: dict[str, Field] = {
     "datacenter": S("Datacenter name ([a-z0-9_-]+)."),
     "primary_datacenter": S("Authoritative datacenter (default: datacenter)."),
@@ -288,6 +303,12 @@ SCHEMA: dict[str, Field] = {
     "disable_host_node_id": B("Use a random node ID rather than one derived from the host."),
     "log_level": S("trace, debug, info, warn, err."),
     "log_json": B("Log JSON lines."),
+    "log_file": S("Also log to this file (dir/name; a trailing / means dir/wanfed.log)."),
+    "log_rotate_bytes": I("Rotate log_file after this many bytes (0: no size limit)."),
+    "log_rotate_duration": D("Rotate log_file after this long (default 24h)."),
+    "log_rotate_max_files": I("Older log files to keep: 0 all, N the newest N, -1 none."),
+    "telemetry": Blk(TELEMETRY, "Consul's telemetry settings (Prometheus only here)."),
+    **{k: X() for k in IGNORED_TOP_LEVEL},
     "connect": Blk(CONNECT, "Connect (service mesh) settings."),
     "acl": Blk(
         ACL,
@@ -445,7 +466,10 @@ class _Decoder:
             k = f.kind
             if item.value is None:  # JSON null leaves the key unset, as in Consul
                 continue
-            if k == "block":
+            if k == "ignored":
+                out[key] = plain_value(item.value)
+                self.origins[path] = (self.source, item.line)
+            elif k == "block":
                 objs = self.objects(path, item.value, item.line, k)
                 counts[key] = counts.get(key, 0) + len(objs)
                 if counts[key] > 1:

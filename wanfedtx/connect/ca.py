@@ -27,6 +27,7 @@ from wanfedtx.connect.errors import CAError, CSRError
 ROOT_VALIDITY = datetime.timedelta(days=3650)
 BACKDATE = datetime.timedelta(minutes=1)
 ROOT_NAME = "Consul CA Root Cert"
+CROSS_SIGN_VALIDITY = datetime.timedelta(days=7)
 
 _SERVICE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
 _SPIFFE_SVC_RE = re.compile(r"^/ns/([^/]+)/dc/([^/]+)/svc/([^/]+)$")
@@ -118,7 +119,10 @@ def key_pem(key: ec.EllipticCurvePrivateKey) -> str:
 
 
 def load_key(pem: str) -> ec.EllipticCurvePrivateKey:
-    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise CAError(f"error parsing private key: {exc}") from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise CAError("the CA private key is not an EC key")
     return key
@@ -143,10 +147,11 @@ def _ec_public(cert_or_csr: x509.Certificate | x509.CertificateSigningRequest) -
 
 
 def generate_root(
-    cluster_id: str, serial: int, now: datetime.datetime
+    cluster_id: str, serial: int, now: datetime.datetime, key_text: str = ""
 ) -> tuple[str, str]:
-    """A new self-signed root (key PEM, cert PEM), valid 10 years from ``now``."""
-    key = generate_key()
+    """A new self-signed root (key PEM, cert PEM), valid 10 years from ``now``; with
+    ``key_text`` (an operator's ``PrivateKey``) the root is made for that key."""
+    key = load_key(key_text) if key_text else generate_key()
     kid = key_id(key.public_key())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_cn(True, cluster_id))])
     cert = (
@@ -234,7 +239,16 @@ def parse_csr(pem: str) -> x509.CertificateSigningRequest:
         csr = x509.load_pem_x509_csr(pem.encode())
     except (ValueError, TypeError) as exc:
         raise CSRError(f"error parsing CSR: {exc}") from exc
-    if not csr.is_signature_valid:
+    try:
+        valid = csr.is_signature_valid
+        csr.public_key()
+        csr.subject  # noqa: B018 - decoded lazily: make it fail here
+        csr.extensions  # noqa: B018
+    except (ValueError, TypeError) as exc:  # a key or extension that does not decode
+        raise CSRError(f"error parsing CSR: {exc}") from exc
+    except Exception as exc:  # cryptography's UnsupportedAlgorithm and the like
+        raise CSRError(f"error parsing CSR: {type(exc).__name__}: {exc}") from exc
+    if not valid:
         raise CSRError("error parsing CSR: the CSR signature is not valid")
     return csr
 
@@ -244,6 +258,8 @@ def csr_uris(csr: x509.CertificateSigningRequest) -> list[str]:
         san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
         return []
+    except ValueError as exc:  # an extension that does not decode
+        raise CSRError(f"error parsing CSR: {exc}") from None
     return [str(u) for u in san.value.get_values_for_type(x509.UniformResourceIdentifier)]
 
 
@@ -251,14 +267,18 @@ def parse_service_uri(uri: str) -> tuple[str, str, str, str]:
     """(trust domain, namespace, dc, service) of a SPIFFE service ID, or CSRError."""
     from urllib.parse import unquote, urlsplit
 
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname or ""
+    except ValueError:
+        raise CSRError(f"SPIFFE ID is not in the expected format: {uri}") from None
     if parts.scheme != "spiffe":
         raise CSRError("SPIFFE ID must have 'spiffe' scheme")
     m = _SPIFFE_SVC_RE.match(parts.path)
     if m is None:
         raise CSRError("SPIFFE ID in CSR must be a service or agent ID")
     ns, dc, svc = (unquote(g) for g in m.groups())
-    return parts.hostname or "", ns, dc, svc
+    return host, ns, dc, svc
 
 
 def check_leaf_csr(
@@ -337,3 +357,51 @@ def verify_signed_by(cert_pem_text: str, issuer_pem: str) -> bool:
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True
+
+
+def cross_sign(new_root_pem: str, old_key_pem: str, old_root_pem: str, serial: int,
+               now: datetime.datetime) -> str:
+    """The old root's key vouching for the new root (the reference's ``CrossSignCA``): a copy
+    of the new root (subject, key, SKI, URIs, CA flags) issued by the old root, with AKI = the
+    old key's ID, valid from now - 1 minute for 7 days. Leaves of the new root then chain to
+    the old root through it, so peers that only trust the old root keep working."""
+    new = load_cert(new_root_pem)
+    old = load_cert(old_root_pem)
+    old_key = load_key(old_key_pem)
+    if key_id(old_key.public_key()) != key_id(_ec_public(old)):
+        raise CAError("the old root's private key does not match its certificate")
+    start = now - BACKDATE
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(new.subject)
+        .issuer_name(old.subject)
+        .public_key(_ec_public(new))
+        .serial_number(serial)
+        .not_valid_before(start)
+        .not_valid_after(start + CROSS_SIGN_VALIDITY)
+    )
+    for ext in new.extensions:
+        if isinstance(ext.value, x509.AuthorityKeyIdentifier):
+            continue
+        builder = builder.add_extension(ext.value, critical=ext.critical)
+    builder = builder.add_extension(_aki(key_id(old_key.public_key())), critical=False)
+    return cert_pem(builder.sign(old_key, hashes.SHA256()))
+
+
+def check_root_pair(key_text: str, root_pem: str) -> None:
+    """An operator's ``PrivateKey`` + ``RootCert``: an EC CA certificate for that key, or
+    CSRError (a bad request) saying what is wrong."""
+    try:
+        cert = load_cert(root_pem)
+        key = load_key(key_text)
+    except CAError as exc:
+        raise CSRError(str(exc)) from None
+    pub = _ec_public(cert)
+    if key_id(key.public_key()) != key_id(pub):
+        raise CSRError("the PrivateKey does not match the RootCert's public key")
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        bc = None
+    if bc is None or not bc.ca:
+        raise CSRError("the RootCert is not a CA certificate")

@@ -16,8 +16,12 @@ consensus, forwarder, blocking queries). As the reference:
   in a secondary (the chain then carries the intermediate).
 * ``SignIntermediate`` (primary only, ``not the primary datacenter`` elsewhere) signs a
   secondary's intermediate CSR with the root; the reply is the PEM.
+* ``ConfigurationSet`` stores a new configuration and rotates the root when it gives a new one
+  (:mod:`wanfedtx.connect.rotation`).
 
-There is no ACL system yet, so the operator/service permission checks are not made.
+The ACL checks (``operator:read`` for ``ConfigurationGet``, ``operator:write`` for
+``ConfigurationSet`` and ``SignIntermediate``, ``service:write`` on the CSR's service for
+``Sign``) are made by the ACL layer around these handlers (``wanfedtx.acl.enforce``).
 """
 
 from __future__ import annotations
@@ -27,13 +31,13 @@ import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.task import deferLater
 
 from wanfedtx.catalog.endpoints import Endpoints, HandlerFn, as_handler
 from wanfedtx.catalog.errors import BadRequestError
 from wanfedtx.config.durations import parse_duration_ns
-from wanfedtx.connect import ca, intermediate
+from wanfedtx.connect import ca, intermediate, rotation
 from wanfedtx.connect.errors import CAError
 from wanfedtx.connect.fsm import OP_INCREMENT_SERIAL
 from wanfedtx.fsm.commands import MessageType
@@ -44,6 +48,7 @@ Handler = Callable[[Args], Deferred[Any]]
 
 ROOTS = "ConnectCA.Roots"
 CONFIGURATION_GET = "ConnectCA.ConfigurationGet"
+CONFIGURATION_SET = "ConnectCA.ConfigurationSet"
 SIGN = "ConnectCA.Sign"
 SIGN_INTERMEDIATE = "ConnectCA.SignIntermediate"
 
@@ -132,6 +137,8 @@ class ConnectCAEndpoints:
         self.endpoints = endpoints
         self.enabled = enabled
         self.csr_bucket = CSRBucket()
+        #: One configuration change at a time (the reference's reconfiguration lock).
+        self.config_lock = DeferredLock()
         self.primary_datacenter = primary_datacenter or endpoints.datacenter
         self.now = now if now is not None else (
             lambda: datetime.datetime.fromtimestamp(endpoints.clock.seconds(), datetime.UTC)
@@ -145,6 +152,7 @@ class ConnectCAEndpoints:
         table: dict[str, HandlerFn] = {
             ROOTS: self.roots,
             CONFIGURATION_GET: self.configuration_get,
+            CONFIGURATION_SET: self.configuration_set,
             SIGN: self.sign,
             SIGN_INTERMEDIATE: self.sign_intermediate,
         }
@@ -191,6 +199,18 @@ class ConnectCAEndpoints:
                 "CreateIndex", "ModifyIndex")}}
 
         return self.endpoints._read(CONFIGURATION_GET, args, query, shape)
+
+    async def configuration_set(self, args: Args) -> Any:
+        """A new CA configuration; a new root rotates (see :mod:`wanfedtx.connect.rotation`)."""
+        rotation.parse_request(args)  # refuse a malformed body before forwarding
+        forwarded, reply = await self.endpoints._forward(CONFIGURATION_SET, args, write=True)
+        if forwarded:
+            return reply
+        await self.config_lock.acquire()
+        try:
+            return await rotation.configuration_set(self, args)
+        finally:
+            self.config_lock.release()
 
     # -- Sign ----------------------------------------------------------------------------------
 

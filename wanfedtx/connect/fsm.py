@@ -5,8 +5,9 @@ built-in provider's state.
 The body is a msgpack ``CARequest`` ``{"Op", "Index", "Config", "Roots", "ProviderState"}``.
 Ops, as the reference: ``set-config`` (a CAS on ``Config.ModifyIndex`` when it is not 0),
 ``set-roots`` (a CAS on ``Index``, the roots table's index; exactly one active root),
-``set-provider-state`` and ``increment-provider-serial`` (returns the raft index, which is the
-next certificate serial).
+``set-provider-state``, ``delete-provider-state``, ``set-roots-config`` (a rotation: the roots and
+the configuration, both CAS-checked, in one write) and ``increment-provider-serial`` (returns
+the raft index, which is the next certificate serial).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ OP_SET_CONFIG = "set-config"
 OP_SET_ROOTS = "set-roots"
 OP_SET_PROVIDER_STATE = "set-provider-state"
 OP_INCREMENT_SERIAL = "increment-provider-serial"
+OP_SET_ROOTS_CONFIG = "set-roots-config"
+OP_DELETE_PROVIDER_STATE = "delete-provider-state"
 
 SERIAL_KEY = "connect-ca-builtin-serial"
 
@@ -35,6 +38,13 @@ def apply_ca_request(state: StateStore, index: int, req: Any) -> Any:
         return state.ca_roots_set_cas(index, int(req.get("Index") or 0), list(req["Roots"]))
     if op == OP_SET_PROVIDER_STATE:
         state.ca_provider_state_set(index, req["ProviderState"])
+        return True
+    if op == OP_SET_ROOTS_CONFIG:
+        config = req["Config"]
+        return state.ca_roots_config_set(index, int(req.get("Index") or 0), list(req["Roots"]),
+                                         config, int(config.get("ModifyIndex") or 0))
+    if op == OP_DELETE_PROVIDER_STATE:
+        state.ca_provider_state_delete(index, str(req["ProviderState"]["ID"]))
         return True
     if op == OP_INCREMENT_SERIAL:
         with state.write():

@@ -18,7 +18,10 @@ with a trust domain and an active root:
    by the intermediate).
 
 An error is logged (``CA root replication failed, will retry``) and retried after 2, 4, ...
-256 s. The intermediate is not renewed before it expires yet.
+256 s. A new active root in the primary (a rotation) is seen by the blocking query at once, and
+the intermediate is replaced by one the new root signed. An intermediate past half its
+lifetime is replaced too (:meth:`SecondaryCARootWatch.refresh`, called hourly by
+:class:`~wanfedtx.connect.routines.IntermediateRenewal`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredLock, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -54,8 +57,9 @@ class SecondaryCARootWatch(Service):
 
     def __init__(self, endpoints: Endpoints, primary_datacenter: str,
                  base_config: Mapping[str, Any], clock: IReactorTime,
-                 max_query_time: float = MAX_QUERY_TIME) -> None:
+                 max_query_time: float = MAX_QUERY_TIME, token: str = "") -> None:
         self.setName(ROUTINE)
+        self.token = token
         self.endpoints = endpoints
         self.primary = primary_datacenter
         self.base_config = dict(base_config)
@@ -63,6 +67,7 @@ class SecondaryCARootWatch(Service):
         self.max_query_time = max_query_time
         self._task: Deferred[None] | None = None
         self._wake: Deferred[None] | None = None
+        self._lock = DeferredLock()
         #: How many answers of the primary were applied (tests wait on it).
         self.synced = 0
 
@@ -156,7 +161,37 @@ class SecondaryCARootWatch(Service):
     async def _apply(self, body: dict[str, Any]) -> Any:
         return await self.endpoints._apply(MessageType.CONNECT_CA, body)
 
+    async def refresh(self) -> None:
+        """Ask the primary for its roots now (no blocking) and apply them: the renewal
+        routine's way to replace an intermediate past half its lifetime."""
+        await self.sync(await self._call(ROOTS, {}))
+
     async def sync(self, reply: Mapping[str, Any]) -> None:
+        """Apply one answer of the primary (one at a time)."""
+        await self._lock.acquire()
+        try:
+            await self._sync(reply)
+        finally:
+            self._lock.release()
+
+    def needs_renewal(self, inter_pem: str) -> bool:
+        """True once more than half of the intermediate's lifetime has passed (the
+        reference renews then)."""
+        cert = ca.load_cert(inter_pem)
+        start = cert.not_valid_before_utc.timestamp()
+        end = cert.not_valid_after_utc.timestamp()
+        return self.clock.seconds() > start + (end - start) / 2
+
+    def current_intermediate(self) -> str:
+        """The stored intermediate of this datacenter ("" before the first one)."""
+        _, config = self.endpoints.state.ca_config(None)
+        if config is None:
+            return ""
+        row = self.endpoints.state.ca_provider_state(
+            provider_state_id(config.get("Config") or {}, False))
+        return str((row or {}).get("IntermediateCert") or "")
+
+    async def _sync(self, reply: Mapping[str, Any]) -> None:
         td = str(reply.get("TrustDomain") or "")
         if not td:
             log.info("CA: trust domain from primary datacenter is not initialized yet")
@@ -180,14 +215,16 @@ class SecondaryCARootWatch(Service):
         row = state.ca_provider_state(pid)
         root_pem = str(active["RootCert"])
         inter = str((row or {}).get("IntermediateCert") or "")
-        if not inter or not ca.verify_signed_by(inter, root_pem):
+        renew = bool(inter) and self.needs_renewal(inter)
+        if not inter or renew or not ca.verify_signed_by(inter, root_pem):
             key_pem, csr = intermediate.make_intermediate_csr(cluster_id)
-            inter = str(await self._call(SIGN_INTERMEDIATE, {"CSR": csr}))
+            inter = str(await self._call(SIGN_INTERMEDIATE, {"CSR": csr, "Token": self.token}))
             intermediate.check_intermediate(inter, key_pem, root_pem, cluster_id)
             await self._apply({"Op": ca_fsm.OP_SET_PROVIDER_STATE, "ProviderState": {
                 "ID": pid, "PrivateKey": key_pem, "RootCert": root_pem,
                 "IntermediateCert": inter}})
-            log.info("received new intermediate certificate from primary datacenter")
+            log.info("received new intermediate certificate from primary datacenter"
+                     "{why}", why=" (renewal at half its lifetime)" if renew else "")
         desired = []
         for r in roots:
             local = {k: v for k, v in r.items() if k not in ("CreateIndex", "ModifyIndex")}

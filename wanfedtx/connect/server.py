@@ -7,8 +7,10 @@ and no leader routine runs. It installs the type-13 handler on the catalog FSM (
 replays its log), adds the ``ConnectCA.*`` handlers to the catalog's local RPC table and, through
 :meth:`register_into`, to the :8300 endpoint table. Its child ``leader``
 (:class:`~wanfedtx.catalog.leader.LeaderServices`) runs :class:`PrimaryCAInitializer` while
-this server leads in the primary datacenter (the reference's ``initializeCA``), and
-:class:`~wanfedtx.connect.secondary.SecondaryCARootWatch` in a secondary.
+this server leads in the primary datacenter (the reference's ``initializeCA``) with
+:class:`~wanfedtx.connect.routines.RootPruning`, and
+:class:`~wanfedtx.connect.secondary.SecondaryCARootWatch` with
+:class:`~wanfedtx.connect.routines.IntermediateRenewal` in a secondary.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from wanfedtx.connect import ca
 from wanfedtx.connect import fsm as ca_fsm
 from wanfedtx.connect.endpoints import ConnectCAEndpoints, provider_state_id
 from wanfedtx.connect.errors import CAError
+from wanfedtx.connect.routines import IntermediateRenewal, RootPruning
 from wanfedtx.connect.secondary import SecondaryCARootWatch
 from wanfedtx.fsm.commands import MessageType
 from wanfedtx.fsm.errors import LeadershipError
@@ -133,7 +136,8 @@ class PrimaryCAInitializer(Service):
             else:
                 serial = int(await self._apply({"Op": ca_fsm.OP_INCREMENT_SERIAL}))
                 now = datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.UTC)
-                key_pem, root_pem = ca.generate_root(cluster_id, serial, now)
+                key_pem, root_pem = ca.generate_root(
+                    cluster_id, serial, now, str(provider_config.get("PrivateKey") or ""))
             await self._apply({"Op": ca_fsm.OP_SET_PROVIDER_STATE, "ProviderState": {
                 "ID": pid, "PrivateKey": key_pem, "RootCert": root_pem, "IntermediateCert": ""}})
             row = state.ca_provider_state(pid)
@@ -161,9 +165,12 @@ class ConnectCAServer(MultiService):
 
     def __init__(self, catalog: ICatalogServer, primary_datacenter: str,
                  user_config: Mapping[str, Any], clock: IReactorTime,
-                 enabled: bool = True) -> None:
+                 enabled: bool = True, replication_token: str = "") -> None:
         super().__init__()
         self.enabled = enabled
+        #: ``acl.tokens.replication``: a secondary sends it with ``SignIntermediate``
+        #: (operator:write in the primary)
+        self.replication_token = replication_token
         self.catalog = catalog
         self.datacenter = catalog.datacenter
         self.primary_datacenter = primary_datacenter or catalog.datacenter
@@ -195,7 +202,9 @@ class ConnectCAServer(MultiService):
         if not self.enabled:
             return []
         if self.is_primary:
-            return [PrimaryCAInitializer(self.catalog.endpoints, self.user_config, self.clock)]
+            return [PrimaryCAInitializer(self.catalog.endpoints, self.user_config, self.clock),
+                    RootPruning(self.endpoints, self.clock)]
         base = initial_config(self.user_config)
-        return [SecondaryCARootWatch(self.catalog.endpoints, self.primary_datacenter, base,
-                                     self.clock)]
+        watch = SecondaryCARootWatch(self.catalog.endpoints, self.primary_datacenter, base,
+                                     self.clock, token=self.replication_token)
+        return [watch, IntermediateRenewal(watch, self.clock)]

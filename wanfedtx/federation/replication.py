@@ -36,6 +36,7 @@ from wanfedtx.federation.loop import (
     retry_wait,
     sleep,
 )
+from wanfedtx.federation.metrics import ReplicationMetrics
 from wanfedtx.federation.structs import FederationState
 from wanfedtx.fsm.commands import MessageType
 from wanfedtx.metrics import REGISTRY, Registry
@@ -111,6 +112,8 @@ class FederationStateReplicator(LoopService):
         self.endpoints = endpoints
         self.primary_datacenter = primary_datacenter
         self.clock = clock
+        #: status, index and lag gauges (``wanfedtx.federation.metrics``)
+        self.replication_metrics = ReplicationMetrics(metrics, clock)
         self.rng = rng if rng is not None else random.Random()
         self.rate = rate
         self.burst = burst
@@ -132,6 +135,7 @@ class FederationStateReplicator(LoopService):
             except Exception as exc:
                 self.last_remote_index = 0
                 self.failures += 1
+                self.replication_metrics.failed()
                 log.warn(
                     "replication error (will retry if still leader): error={error}",
                     error=str(exc),
@@ -140,6 +144,7 @@ class FederationStateReplicator(LoopService):
                 continue
             self.failures = 0
             self.last_remote_index = index
+            self.replication_metrics.succeeded(index)
             log.debug("replication completed through remote index: index={index}", index=index)
 
     async def fetch_remote(self, last_remote_index: int) -> tuple[int, list[FederationState]]:
@@ -176,6 +181,7 @@ class FederationStateReplicator(LoopService):
         start = self.clock.seconds()
         remote_index, remote = await self.fetch_remote(last_remote_index)
         self._fetch_timer.observe(self.clock.seconds() - start)
+        self.replication_metrics.fetched(remote_index, last_remote_index)
         log.debug("finished fetching remote objects: amount={amount}", amount=len(remote))
         _, local = self.endpoints.state.federation_state_list(None)
         if remote_index < last_remote_index:

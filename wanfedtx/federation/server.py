@@ -35,12 +35,14 @@ from wanfedtx.federation.antientropy import (
 )
 from wanfedtx.federation.endpoints import FederationEndpoints
 from wanfedtx.federation.loop import LOOP_BURST, LOOP_RATE
+from wanfedtx.federation.metrics import register_state_age
 from wanfedtx.federation.replication import (
     FEDERATION_STATE_REPLICATION_APPLY_LIMIT,
     FEDERATION_STATE_REPLICATION_BURST,
     FEDERATION_STATE_REPLICATION_RATE,
     FederationStateReplicator,
 )
+from wanfedtx.metrics import REGISTRY
 from wanfedtx.services import MultiService, Service
 
 
@@ -94,6 +96,10 @@ class FederationServer(MultiService):
         self.datacenters = datacenters
         fed_fsm.install(catalog.fsm)
         self.endpoints = FederationEndpoints(catalog.endpoints, self.primary_datacenter)
+        register_state_age(  # consul_federation_state_age{datacenter}
+            REGISTRY, lambda: catalog.endpoints.state.federation_state_list(None)[1],
+            catalog.reactor,
+        )
         catalog.handlers.update(self.endpoints.handlers())
         #: Runs the leader routines while this server leads (with ``leader_routines``).
         self.leader: LeaderServices | None = None

@@ -1,7 +1,9 @@
 # -*- test-case-name: tests.unit.gateway,tests.integration.gateway.test_gateway_cli -*-
 """The gateway's admin API, shaped like Envoy's where scripts read it.
 
-``/ready`` (``LIVE``), ``/stats`` (``name: value`` text), ``/stats/prometheus``, ``/clusters``
+``/ready`` (``LIVE``), ``/stats`` (``name: value`` text), ``/stats/prometheus`` (the relay's
+counters plus Envoy's ``server.*`` and ``cluster.<name>.membership_*`` gauges,
+``wanfedtx.gateway.serverstats``), ``/clusters``
 (text, or ``?format=json`` with Envoy's ``cluster_statuses[].host_statuses[]`` shape) and
 ``/config_dump`` (the current routing snapshot as JSON).
 """
@@ -16,6 +18,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from wanfedtx import webbase
+from wanfedtx.gateway import serverstats
+from wanfedtx.gateway.serverstats import ServerInfo
 from wanfedtx.gateway.snapshot import Snapshot
 from wanfedtx.gateway.stats import GatewayStats
 
@@ -68,26 +72,46 @@ class AdminRoot(webbase.Resource):
     """The admin site's root; the callables give the snapshot and stats current at request time."""
 
     def __init__(
-        self, get_snapshot: Callable[[], Snapshot], get_stats: Callable[[], GatewayStats]
+        self,
+        get_snapshot: Callable[[], Snapshot],
+        get_stats: Callable[[], GatewayStats],
+        server: ServerInfo | None = None,
     ) -> None:
         super().__init__()
         self.get_snapshot = get_snapshot
         self.get_stats = get_stats
+        self.server_info = server if server is not None else ServerInfo()
         self.putChild(b"ready", _Leaf(lambda r: ("text/plain", b"LIVE\n")))
-        stats_res = _Leaf(lambda r: ("text/plain", self.get_stats().render_text().encode()))
+        stats_res = _Leaf(lambda r: ("text/plain", self.stats_text().encode()))
         stats_res.isLeaf = False
         stats_res.putChild(
             b"prometheus",
-            _Leaf(
-                lambda r: (
-                    "text/plain; version=0.0.4",
-                    self.get_stats().render_prometheus().encode(),
-                )
-            ),
+            _Leaf(lambda r: ("text/plain; version=0.0.4", self.stats_prometheus().encode())),
         )
         self.putChild(b"stats", stats_res)
         self.putChild(b"clusters", _Leaf(self._clusters))
         self.putChild(b"config_dump", _Leaf(self._config_dump))
+
+    def _snapshot_or_none(self) -> Snapshot | None:
+        try:
+            return self.get_snapshot()
+        except ValueError:  # no routes yet
+            return None
+
+    def stats_text(self) -> str:
+        """``/stats``: the relay's counters and the server and membership gauges, sorted."""
+        stats = self.get_stats()
+        lines = stats.render_text().splitlines()
+        lines += serverstats.render_text(self.server_info, stats, self._snapshot_or_none())
+        return "\n".join(sorted(lines)) + "\n"
+
+    def stats_prometheus(self) -> str:
+        """``/stats/prometheus``: the counters' families, then ``envoy_server_*`` and
+        ``envoy_cluster_membership_*``."""
+        stats = self.get_stats()
+        return stats.render_prometheus() + serverstats.render_prometheus(
+            self.server_info, stats, self._snapshot_or_none()
+        )
 
     def _clusters(self, request: Request) -> tuple[str, bytes]:
         snap = self.get_snapshot()

@@ -44,7 +44,27 @@ TOKEN_FIELDS = (
     "Type",
     "Roles",
     "ServiceIdentities",
+    "NodeIdentities",
+    "AuthMethod",
 )
+#: Consul's ACL API families this server does not implement: a one-line 404 naming them
+UNSUPPORTED = {
+    "role": "ACL roles",
+    "roles": "ACL roles",
+    "auth-method": "ACL auth methods",
+    "auth-methods": "ACL auth methods",
+    "binding-rule": "ACL binding rules",
+    "binding-rules": "ACL binding rules",
+    "login": "ACL auth methods",
+    "logout": "ACL auth methods",
+    "rules": "Legacy ACL rule translation",
+    "create": "Legacy ACL tokens",
+    "update": "Legacy ACL tokens",
+    "destroy": "Legacy ACL tokens",
+    "info": "Legacy ACL tokens",
+    "clone": "Legacy ACL tokens",
+    "list": "Legacy ACL tokens",
+}
 LINK_FIELDS = ("ID", "Name")
 
 
@@ -87,6 +107,15 @@ class ACLRoutes:
     prefixes: ClassVar[tuple[str, ...]] = ("/v1/acl/",)
 
     ctx: APIContext
+
+    @app.route("/v1/acl/<string:family>", methods=["GET", "PUT", "POST", "DELETE"])
+    @app.route("/v1/acl/<string:family>/<path:rest>", methods=["GET", "PUT", "POST", "DELETE"])
+    @endpoint
+    async def unsupported(self, request: IRequest, family: str, rest: str = "") -> bytes:
+        what = UNSUPPORTED.get(family)
+        if what is None:
+            raise HTTPError(404, "404 page not found")
+        raise HTTPError(404, f"{what} are not supported by this server")
 
     # -- bootstrap and replication -------------------------------------------------------------
 

@@ -73,7 +73,7 @@ class AgentACLGate:
         inner: IResource,
         authorizer: Callable[[str], Authorizer | Deferred[Authorizer]] | None,
         node: str,
-        default_token: str,
+        default_token: str | Callable[[], str],
         service_of: Callable[[str], str | None],
         check_service_of: Callable[[str], str | None],
     ) -> None:
@@ -98,7 +98,10 @@ class AgentACLGate:
             return _dispatch(self.inner, request)
         rest = path[len("/v1/agent/") :]
         try:
-            resolved = self.authorizer(token(request) or self.default_token)
+            default = self.default_token
+            resolved = self.authorizer(
+                token(request) or (default if isinstance(default, str) else default())
+            )
         except Exception as exc:  # ACL not found, Cannot resolve root ACL
             return error_reply(request, exc)
         if not isinstance(resolved, Deferred):

@@ -8,6 +8,8 @@ config key that raises the cap as the reference instead of a web link):
 
 * ``PUT /v1/kv/<key>``: ``limits.kv_max_value_size`` (512 KiB, as Consul);
 * ``/v1/txn``: max(``limits.txn_max_req_len``, ``limits.kv_max_value_size``) (as Consul);
+* ``PUT /v1/snapshot`` (a restore): ``limits.raft_max_entry_size`` (the archive is written as
+  one raft entry);
 * catalog register/deregister, agent service/check register and check update:
   ``limits.http_max_request_body`` (1 MiB);
 * every other route (none of them reads a body): 64 KiB.
@@ -29,6 +31,7 @@ KV_MAX_VALUE_SIZE = 512 * 1024
 TXN_MAX_REQ_LEN = 512 * 1024
 MAX_REQUEST_BODY = 1024 * 1024
 OTHER_MAX_BODY = 64 * 1024
+SNAPSHOT_MAX_BODY = 4 * 1024 * 1024
 MAX_CONNS_PER_CLIENT = 200
 READ_HEADER_TIMEOUT = 10.0
 
@@ -63,6 +66,7 @@ class HTTPLimits:
     txn_max_req_len: int = TXN_MAX_REQ_LEN
     max_request_body: int = MAX_REQUEST_BODY
     other_max_body: int = OTHER_MAX_BODY
+    snapshot_max_body: int = SNAPSHOT_MAX_BODY
     max_conns_per_client: int = MAX_CONNS_PER_CLIENT
     read_header_timeout: float = READ_HEADER_TIMEOUT
 
@@ -76,6 +80,8 @@ class HTTPLimits:
         if path == b"/v1/txn":
             return BodyCap(max(self.txn_max_req_len, self.kv_max_value_size),
                            "limits.txn_max_req_len")
+        if path == b"/v1/snapshot":
+            return BodyCap(self.snapshot_max_body, "limits.raft_max_entry_size")
         if _REGISTRATION.fullmatch(path):
             return BodyCap(self.max_request_body, "limits.http_max_request_body")
         return BodyCap(self.other_max_body, "docs/security.md")
@@ -87,6 +93,7 @@ def http_limits(rt: RuntimeConfig) -> HTTPLimits:
         kv_max_value_size=rt.kv_max_value_size,
         txn_max_req_len=rt.txn_max_req_len,
         max_request_body=rt.http_max_request_body,
+        snapshot_max_body=rt.raft_max_entry_size,
         max_conns_per_client=rt.http_max_conns_per_client,
         read_header_timeout=rt.http_read_header_timeout,
     )

@@ -213,7 +213,27 @@ class AntiEntropy(Service):
             "Token": self.agent_token,
             **what,
         }
-        await self.rpc("Catalog.Deregister", args)
+        if "ServiceID" in what:
+            blocked = "Service deregistration blocked by ACLs: service={service}"
+        else:
+            blocked = "Check deregistration blocked by ACLs: check={check}"
+        await self._apply("Catalog.Deregister", args, blocked,
+                          service=what.get("ServiceID", ""), check=what.get("CheckID", ""))
+
+    async def _apply(self, method: str, args: Args, blocked: str, **fields: str) -> bool:
+        """One catalog write; False when the token may not make it. As Consul's agent does, a
+        write the ACLs refuse is logged (``... blocked by ACLs``) and counted as synced, so the
+        agent does not retry it every 15 s; it is tried again when the entry changes or at the
+        next full sync."""
+        try:
+            await self.rpc(method, args)
+        except Exception as exc:
+            text = str(exc)
+            if "Permission denied" not in text and "ACL not found" not in text:
+                raise
+            log.warn(blocked, **fields)
+            return False
+        return True
 
     async def sync_changes(self) -> None:
         """Push every out-of-sync entry. Each RPC sends a snapshot of the entry; after the await
@@ -244,14 +264,17 @@ class AntiEntropy(Service):
             req["Service"] = sent_service
             req["Checks"] = [row for _, row in svc_checks]
             req["Token"] = entry.token or self.agent_token
-            await self.rpc("Catalog.Register", req)
+            synced = await self._apply("Catalog.Register", req,
+                                       "Service registration blocked by ACLs: service={service}",
+                                       service=sid)
             if local.services.get(sid) is entry and entry.service is sent_service:
                 entry.in_sync = not entry.deleted
             for c, row in svc_checks:
                 if c.check is row and not c.deleted:
                     c.in_sync = True
-            local.node_in_sync = True
-            log.info("agent: Synced service {service}", service=sid)
+            if synced:
+                local.node_in_sync = True
+                log.info("agent: Synced service {service}", service=sid)
         for cid, check in list(local.checks.items()):
             if check.in_sync or check.deleted or local.checks.get(cid) is not check:
                 continue
@@ -262,12 +285,18 @@ class AntiEntropy(Service):
             req = self._register_base()
             req["Check"] = sent_row
             req["Token"] = check.token or self.agent_token
-            await self.rpc("Catalog.Register", req)
+            synced = await self._apply("Catalog.Register", req,
+                                       "Check registration blocked by ACLs: check={check}",
+                                       check=cid)
             if check.check is sent_row and not check.deleted:
                 check.in_sync = True
-            local.node_in_sync = True
-            log.info("agent: Synced check {check}", check=cid)
+            if synced:
+                local.node_in_sync = True
+                log.info("agent: Synced check {check}", check=cid)
         if not local.node_in_sync:
-            await self.rpc("Catalog.Register", self._register_base())
+            synced = await self._apply("Catalog.Register", self._register_base(),
+                                       "Node info update blocked by ACLs: node={node}",
+                                       node=str(self.node_info.get("ID") or local.node))
             local.node_in_sync = True
-            log.info("agent: Synced node info")
+            if synced:
+                log.info("agent: Synced node info")

@@ -38,6 +38,7 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IDelayedCall,
+    IHalfCloseableProtocol,
     IHandshakeListener,
     IListeningPort,
     IOpenSSLServerConnectionCreator,
@@ -165,8 +166,12 @@ class _Stage:
     CLOSED = "closed"
 
 
+@implementer(IHalfCloseableProtocol)
 class SniffingProtocol(Protocol):
-    """The socket-level protocol of one RPC-port connection (see module docstring)."""
+    """The socket-level protocol of one RPC-port connection (see module docstring).
+
+    A client's half-close reaches a plaintext handler that supports it (the snapshot stream's
+    request ends with one); for every other stage and handler it closes the connection."""
 
     def __init__(self, factory: RPCPortFactory) -> None:
         self.port = factory
@@ -212,6 +217,18 @@ class SniffingProtocol(Protocol):
         if decision is None:
             return
         self._act(decision)
+
+    def readConnectionLost(self) -> None:
+        half = IHalfCloseableProtocol(self._downstream, None)
+        if half is not None:
+            half.readConnectionLost()
+        elif self.transport is not None:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        half = IHalfCloseableProtocol(self._downstream, None)
+        if half is not None:
+            half.writeConnectionLost()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancel_timer()

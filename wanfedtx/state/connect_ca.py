@@ -63,6 +63,22 @@ class ConnectCAStore(StoreBase):
             self.bump_index(CA_ROOTS, idx)
         return True
 
+    def ca_roots_config_set(self, idx: int, cas_index: int, roots: list[Row], config: Row,
+                            config_cas: int) -> bool:
+        """Roots and configuration in one write (a rotation): both CAS checks first, then
+        both writes, so either both change or neither; False on a miss."""
+        if sum(1 for r in roots if r.get("Active")) != 1:
+            raise CARootsError("there must be exactly one active CA")
+        existing = self.tables[CA_CONFIG].get(_CONFIG_KEY)
+        if self.max_index(CA_ROOTS) != cas_index:
+            return False
+        if config_cas and (existing is None or existing["ModifyIndex"] != config_cas):
+            return False
+        with self.write():
+            self.ca_roots_set_cas(idx, cas_index, roots)
+            self.ca_config_set(idx, config, config_cas)
+        return True
+
     def ca_roots(self, ws: WatchSet | None) -> tuple[int, list[Row]]:
         """(max index of the roots and config tables, roots by CreateIndex); watches both."""
         rows = sorted(self.tables[CA_ROOTS].all(ws), key=lambda r: (r["CreateIndex"], r["ID"]))
@@ -105,6 +121,14 @@ class ConnectCAStore(StoreBase):
             row["CreateIndex"] = existing["CreateIndex"] if existing is not None else idx
             row["ModifyIndex"] = idx
             self.insert(CA_BUILTIN, row)
+            self.bump_index(CA_BUILTIN, idx)
+
+    def ca_provider_state_delete(self, idx: int, provider_id: str) -> None:
+        """Drop a provider's state (its keys) once a rotation replaced it."""
+        if self.tables[CA_BUILTIN].get(provider_id) is None:
+            return
+        with self.write():
+            self.delete(CA_BUILTIN, provider_id)
             self.bump_index(CA_BUILTIN, idx)
 
     def ca_provider_state(self, provider_id: str) -> Row | None:

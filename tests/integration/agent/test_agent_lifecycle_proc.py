@@ -194,8 +194,11 @@ def test_own_certificate_mismatch(tmp_path: Path) -> None:
 # -- SIGHUP ----------------------------------------------------------------------------------
 
 
-def test_sighup_reloads_a_service_file_and_keeps_running(tmp_path: Path) -> None:
-    text, http = _base(tmp_path, "s1")
+@pytest.mark.parametrize("server", [True, False], ids=["server", "client"])
+def test_sighup_reloads_a_service_file_and_keeps_running(tmp_path: Path, server: bool) -> None:
+    # a client agent keeps its services in its own local state (no catalog): found by the
+    # user guide's test, where a client's reload registered nothing
+    text, http = _base(tmp_path, "s1", server=server)
     conf = tmp_path / "conf.d"
     conf.mkdir()
     (conf / "00-agent.hcl").write_text(text + 'log_level = "info"\n')

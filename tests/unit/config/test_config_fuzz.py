@@ -91,6 +91,8 @@ def value_for(f: Field, depth: int) -> st.SearchStrategy[Any]:
         right = st.dictionaries(
             st.sampled_from(["a", "b", "consul-x", "consul-wan-federation"]), strings, max_size=3
         )
+    elif f.kind == "ignored":  # a Consul key that does not apply: any value
+        right = scalars
     elif f.kind in ("block", "mapof"):
         assert f.sub is not None
         right = obj_for(f.sub, depth + 1)

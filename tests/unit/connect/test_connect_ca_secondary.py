@@ -61,7 +61,7 @@ def test_secondary_adopts_trust_domain_and_signs_with_intermediate() -> None:
     servers, cas, _ = two_dcs()
     leader = cas["dc2"].leader
     assert leader is not None
-    (watch,) = leader.routines
+    watch, _renewal = leader.routines
     assert isinstance(watch, SecondaryCARootWatch) and watch.synced == 1
     primary = result(servers["dc1"].rpc("ConnectCA.Roots", {}))
     secondary = result(servers["dc2"].rpc("ConnectCA.Roots", {}))
@@ -129,7 +129,7 @@ def test_primary_unreachable_retries_with_backoff() -> None:
     servers["dc2"] = cat
     cat.startService()
     assert srv.leader is not None
-    (watch,) = srv.leader.routines
+    watch, _renewal = srv.leader.routines
     assert isinstance(watch, SecondaryCARootWatch) and watch.synced == 0
     assert clock.getDelayedCalls()
     result(cat.stopService())
@@ -150,7 +150,7 @@ def test_wake_retries_before_the_backoff_ends() -> None:
     servers["dc2"] = cats["dc2"]  # the primary is not reachable yet
     cats["dc2"].startService()
     assert cas["dc2"].leader is not None
-    (watch,) = cas["dc2"].leader.routines
+    watch, _renewal = cas["dc2"].leader.routines
     assert isinstance(watch, SecondaryCARootWatch) and watch.synced == 0
     servers["dc1"] = cats["dc1"]
     cats["dc1"].startService()

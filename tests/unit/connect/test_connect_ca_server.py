@@ -21,6 +21,7 @@ from wanfedtx.connect import fsm as ca_fsm
 from wanfedtx.connect.endpoints import CSRRateLimitError
 from wanfedtx.connect.errors import CAError, CSRError
 from wanfedtx.connect.fsm import OP_SET_ROOTS, apply_ca_request
+from wanfedtx.connect.routines import IntermediateRenewal
 from wanfedtx.connect.secondary import SecondaryCARootWatch
 from wanfedtx.connect.server import ConnectCAServer, PrimaryCAInitializer
 from wanfedtx.fsm.commands import MessageType, encode
@@ -58,7 +59,7 @@ def server(
 
 def test_primary_bootstraps_once_and_serves_roots() -> None:
     cat, srv = server()
-    (routine,) = srv.leader.routines if srv.leader is not None else []
+    routine, _pruning = srv.leader.routines if srv.leader is not None else []
     assert isinstance(routine, PrimaryCAInitializer) and routine.initialized
     reply = result(cat.rpc("ConnectCA.Roots", {}))
     assert reply["TrustDomain"] == f"{CID}.consul"
@@ -123,7 +124,7 @@ def test_foreign_trust_domain_refused_before_serial() -> None:
 def test_secondary_before_replication_has_no_roots() -> None:
     cat, srv = server(dc="dc2", primary="dc1")  # no forwarder: the primary is unreachable
     assert srv.leader is not None
-    assert [type(r) for r in srv.leader.routines] == [SecondaryCARootWatch]
+    assert [type(r) for r in srv.leader.routines] == [SecondaryCARootWatch, IntermediateRenewal]
     reply = result(cat.rpc("ConnectCA.Roots", {}))
     # its own bootstrap trust domain until the primary answers, and no roots
     assert reply["TrustDomain"] == f"{CID}.consul"  # its own ca_config.cluster_id

@@ -4,6 +4,7 @@ refusals (bad names, no CA yet, the signing rate limit)."""
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import Any
 
@@ -14,6 +15,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.web.resource import IResource
 
 from wanfedtx.catalog.errors import EndpointError
+from wanfedtx.connect import ca
 from wanfedtx.http.common import APIContext
 from wanfedtx.http.connect_ca import ConnectCARoutes
 
@@ -65,12 +67,14 @@ def test_roots_shape_and_empty_list() -> None:
 
 
 def test_leaf_csr_names_the_agent_datacenter() -> None:
-    issued = {"SerialNumber": "08", "CertPEM": "pem", "ModifyIndex": 8}
+    _, pem = ca.generate_root("11111111-2222-3333-4444-555555555555", 8,
+                              datetime.datetime.now(datetime.UTC))
+    issued = {"SerialNumber": "08", "CertPEM": pem, "ModifyIndex": 8}
     resource, rpc = routes({"ConnectCA.Roots": ROOTS, "ConnectCA.Sign": issued})
     code, body = call(resource, "/v1/agent/connect/ca/leaf/web")
     assert code == 200
     reply = json.loads(body)
-    assert reply["CertPEM"] == "pem" and "EC PRIVATE KEY" in reply["PrivateKeyPEM"]
+    assert reply["CertPEM"] == pem and "EC PRIVATE KEY" in reply["PrivateKeyPEM"]
     method, args = rpc.calls[1]
     assert method == "ConnectCA.Sign" and args["Datacenter"] == "dc2"
     csr = x509.load_pem_x509_csr(args["CSR"].encode())

@@ -23,7 +23,27 @@ from .messages import JoinIntent, LeaveIntent, MemberStatus, MsgType, decode_tag
 LEAVE_HANDOFF_PEERS = 3  # members told of our leave over TCP before we stop
 
 
+# serf's log line for each member event (Consul's agents print these at INFO).
+_EVENT_LINES = {
+    "member-join": "serf: EventMemberJoin: {name} {addr}",
+    "member-leave": "serf: EventMemberLeave: {name} {addr}",
+    "member-failed": "serf: EventMemberFailed: {name} {addr}",
+    "member-update": "serf: EventMemberUpdate: {name}",
+    "member-reap": "serf: EventMemberReap: {name}",
+}
+_FORCED_LINES = {
+    "member-leave": "serf: EventMemberLeave (forced): {name} {addr}",
+    "member-reap": "serf: EventMemberReap (forced): {name} {addr}",
+}
+
+
 class IntentsMixin(SerfBase):
+    def _member_event(self, kind: str, m: Member, *, forced: bool = False) -> None:
+        """Log serf's line for the event, then hand a snapshot of the member to ``on_event``."""
+        line = (_FORCED_LINES if forced else _EVENT_LINES)[kind]
+        log.info(line, name=m.name, addr=m.addr)
+        self.on_event(MemberEvent(kind, (attrs.evolve(m),)))
+
     async def join(self, existing: Sequence[str]) -> int:
         """Join through memberlist, then broadcast our join intent."""
         n = await self.memberlist.join(existing)
@@ -122,7 +142,7 @@ class IntentsMixin(SerfBase):
         m = self.members.get(node)
         if m is not None and m.status == MemberStatus.LEFT and node != self.name:
             del self.members[node]
-            self.on_event(MemberEvent("member-reap", (attrs.evolve(m),)))
+            self._member_event("member-reap", m, forced=True)
 
     def notify_join(self, node: NodeInfo) -> None:
         try:
@@ -145,7 +165,7 @@ class IntentsMixin(SerfBase):
             m.addr, m.port, m.tags, m.vsn = node.addr, node.port, tags, node.vsn
             m.status = MemberStatus.ALIVE
             m.leave_time = 0.0
-        self.on_event(MemberEvent("member-join", (attrs.evolve(m),)))
+        self._member_event("member-join", m)
 
     def notify_leave(self, node: NodeInfo) -> None:
         m = self.members.get(node.name)
@@ -158,7 +178,7 @@ class IntentsMixin(SerfBase):
             m.status = MemberStatus.FAILED
             kind = "member-failed"
         m.leave_time = self.clock.seconds()
-        self.on_event(MemberEvent(kind, (attrs.evolve(m),)))
+        self._member_event(kind, m)
 
     def notify_update(self, node: NodeInfo) -> None:
         m = self.members.get(node.name)
@@ -169,7 +189,7 @@ class IntentsMixin(SerfBase):
         except WireError:
             return
         m.addr, m.port, m.vsn = node.addr, node.port, node.vsn
-        self.on_event(MemberEvent("member-update", (attrs.evolve(m),)))
+        self._member_event("member-update", m)
 
     # -- handlers
 
@@ -203,7 +223,7 @@ class IntentsMixin(SerfBase):
         if m.status == MemberStatus.FAILED:
             m.status = MemberStatus.LEFT
             m.status_ltime = msg.ltime
-            self.on_event(MemberEvent("member-leave", (attrs.evolve(m),)))
+            self._member_event("member-leave", m, forced=True)
             if msg.prune:
                 self._prune(msg.node)
             return True
@@ -254,7 +274,7 @@ class IntentsMixin(SerfBase):
                 continue
             if now - m.leave_time > limit:
                 del self.members[m.name]
-                self.on_event(MemberEvent("member-reap", (attrs.evolve(m),)))
+                self._member_event("member-reap", m)
         for node, (_t, _lt, at) in list(self.recent_intents.items()):
             if now - at > self.config.recent_intent_timeout:
                 del self.recent_intents[node]
