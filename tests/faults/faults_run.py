@@ -94,6 +94,7 @@ class Report:
     unexpected_exits: dict[str, list[int]] = attrs.Factory(dict)
     tracebacks: dict[str, int] = attrs.Factory(dict)
     rss: dict[str, tuple[int, int, int]] = attrs.Factory(dict)  # first, last, max (kB)
+    rss_minutes: dict[str, list[int]] = attrs.Factory(dict)  # kB at each minute of the load
     errors: dict[str, int] = attrs.Factory(dict)
     failures: list[str] = attrs.Factory(list)
 
@@ -401,6 +402,7 @@ class Runner:
             settled = [kb for t, kb in p.rss_kb if t >= self.load_start + self.profile.warmup]
             if p.starts == 1 and len(settled) >= 2:
                 r.rss[p.name] = (settled[0], settled[-1], max(settled))
+                r.rss_minutes[p.name] = _per_minute(p.rss_kb, self.load_start)
         limit = self.profile.rss_limit
         for name, (first, last, _) in r.rss.items():
             if limit is not None and last > first * (1 + limit / 100):
@@ -460,3 +462,11 @@ def gateway_failover(load: Load, events: list[Event]) -> tuple[int, int]:
     return ok, failed
 
 
+def _per_minute(samples: list[tuple[float, int]], start: float) -> list[int]:
+    """The first RSS sample of each minute since ``start`` (the curve a leak shows as a slope
+    and allocator high-water as a plateau)."""
+    out: dict[int, int] = {}
+    for t, kb in samples:
+        if t >= start:
+            out.setdefault(int((t - start) // 60), kb)
+    return [out[m] for m in sorted(out)]

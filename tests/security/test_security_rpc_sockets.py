@@ -186,7 +186,7 @@ def _config(tmp: Path, name: str, ip: str, ports: dict[str, int], pki: PKI) -> A
         f'bind_addr = "{ip}"', f'client_addr = "{ip}"', f'data_dir = "{tmp / name}"',
         f"ports {{ server = {ports['server']} dns = -1 "
         f"serf_lan = {ports['serf_lan']} serf_wan = {ports['serf_wan']} }}",
-        "bootstrap_expect = 3", f"retry_join = [{joins}]",
+        "bootstrap_expect = 3", f"retry_join = [{joins}]", "performance { raft_multiplier = 1 }",
         f'ca_file = "{d / "ca.pem"}"', f'cert_file = "{d / "cert.pem"}"',
         f'key_file = "{d / "key.pem"}"',
         "verify_incoming = true", "verify_outgoing = true", "verify_server_hostname = true",

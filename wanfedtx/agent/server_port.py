@@ -123,8 +123,9 @@ def build_raft(
         peers=raft_peers(config),
         bootstrap_expect=expect,
         source_check=source_check,
-        options=RaftOptions(max_entry_bytes=config.raft_max_entry_size,
-                            max_append_bytes=config.raft_max_entry_size),
+        options=RaftOptions.for_multiplier(config.raft_multiplier,
+                                           max_entry_bytes=config.raft_max_entry_size,
+                                           max_append_bytes=config.raft_max_entry_size),
         partial_frame_budget=config.raft_partial_frame_budget,
         frame_timeout=config.raft_frame_timeout,
     )

@@ -22,6 +22,7 @@ from wanfedtx.agent.errors import AgentError
 from wanfedtx.agent.flags import FLAGS, FlagError, flags_to_config, parse_bool
 from wanfedtx.agent.lifecycle import SIGNAL_NAMES, SignalLoop
 from wanfedtx.config import ConfigError, LoadOptions, LoadResult, load
+from wanfedtx.gctune import tune_gc
 from wanfedtx.logfile import LogFileSettings
 from wanfedtx.logs import start_logging
 from wanfedtx.reactors import ReactorLike
@@ -197,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("shutdown complete")
 
     reactor.addSystemEventTrigger("before", "shutdown", lambda: agent.stop().addCallback(stopped))
+    tune_gc()  # start-up objects leave the collector's view; see wanfedtx/gctune.py
     reactor.run()
     return status["code"]
 

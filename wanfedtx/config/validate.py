@@ -27,6 +27,7 @@ _DATACENTER_RE = re.compile(r"^[a-z0-9_-]+$")
 _INVALID_DNS_RE = re.compile(r"[^A-Za-z0-9\-]+")
 _INVALID_NODE_RE = re.compile(r"[\s`'\"\\]+")
 _TLS_VERSIONS = ("tls10", "tls11", "tls12", "tls13")
+MAX_RAFT_MULTIPLIER = 10  # Consul's consul.MaxRaftMultiplier
 
 
 class Validation:
@@ -86,6 +87,12 @@ class Validation:
                 raise self.error(
                     f"node_id {_q(rt.node_id)} is not a valid UUID", "node_id"
                 ) from None
+        if not 1 <= rt.raft_multiplier <= MAX_RAFT_MULTIPLIER:
+            raise self.error(
+                f"performance.raft_multiplier cannot be {rt.raft_multiplier}. Must be between 1 "
+                f"and {MAX_RAFT_MULTIPLIER}",
+                "performance.raft_multiplier",
+            )
         if rt.bootstrap and not rt.server_mode:
             raise self.error("'bootstrap = true' requires 'server = true'", "bootstrap")
         if rt.bootstrap_expect < 0:

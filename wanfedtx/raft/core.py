@@ -138,6 +138,7 @@ class RaftCore(Election, Follower, Replication, CoreBase):
         self.term = 1
         self._hs_dirty = True
         self._append(Entry(1, 1, ENTRY_CONFIG, encode_voters(voters)))
+        self._campaign_now_if_alone()
 
     def tick(self, now: float) -> None:
         self.now = max(self.now, now)

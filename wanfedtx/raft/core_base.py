@@ -98,6 +98,7 @@ class CoreBase:
         self._last_leader_contact = -1e18
         self._election_deadline = 0.0
         self._reset_election_timer()
+        self._campaign_now_if_alone()
         # leader state
         self._progress: dict[str, Progress] = {}
         self._hb_deadline = 0.0
@@ -175,6 +176,13 @@ class CoreBase:
         return self._election_deadline
 
     # -- roles ------------------------------------------------------------------------------------
+
+    def _campaign_now_if_alone(self) -> None:
+        """A server that is the only voter of its configuration has no leader to wait for: its
+        first election starts at the next tick instead of after an election timeout (which
+        ``performance.raft_multiplier`` may stretch to 5-10 s). Later timeouts are the usual."""
+        if self.voters == frozenset((self.id,)):
+            self._election_deadline = self.now
 
     def _reset_election_timer(self) -> None:
         e = self.opts.election_timeout

@@ -47,6 +47,18 @@ class RaftOptions:
     max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES  # ``propose`` refuses larger commands
     max_append_bytes: int = DEFAULT_MAX_ENTRY_BYTES  # AppendEntries batch cap (>= 1 entry)
 
+    @classmethod
+    def for_multiplier(cls, multiplier: int, **kwargs: Any) -> RaftOptions:
+        """Options with Consul's ``performance.raft_multiplier`` scaling: the election timeout
+        is ``multiplier`` seconds (followers wait that long, randomized up to twice it, without
+        a leader before they campaign) and the leader's heartbeat interval a tenth of it, as
+        hashicorp/raft's 1 s heartbeat/election timeouts (heartbeats at timeout/10) scaled by
+        the multiplier. The leader steps down after an election timeout without a quorum."""
+        if multiplier < 1:
+            raise ValueError(f"raft multiplier must be >= 1, not {multiplier}")
+        return cls(election_timeout=1.0 * multiplier, heartbeat_interval=0.1 * multiplier,
+                   **kwargs)
+
 
 @attrs.frozen
 class Snapshot:

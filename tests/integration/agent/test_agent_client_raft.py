@@ -44,7 +44,8 @@ async def test_client_writes_survive_the_leader_leaving(reactor: Any, tmp_path: 
     ports = {"server": free_port(), "serf_lan": free_port(), "serf_wan": free_port()}
     servers = [
         Agent(_config(tmp_path, f"s{i + 1}", f"127.0.0.{i + 1}", ports,
-                      ["server = true", "bootstrap_expect = 3"]), reactor, serf_tuning=fast_serf)
+                      ["server = true", "bootstrap_expect = 3",
+                       "performance { raft_multiplier = 1 }"]), reactor, serf_tuning=fast_serf)
         for i in range(3)
     ]
     client = Agent(_config(tmp_path, "c1", "127.0.0.4", ports, ["server = false"]), reactor,

@@ -38,6 +38,7 @@ def _config(tmp: Path, name: str, ip: str, ports: dict[str, int]) -> Any:
         'datacenter = "dc1"', f'node_name = "{name}"', "server = true", f'bind_addr = "{ip}"',
         f'client_addr = "{ip}"', f'data_dir = "{tmp / "data" / name}"', "bootstrap_expect = 3",
         'retry_join = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]',
+        "performance { raft_multiplier = 1 }",
         f"ports {{ server = {ports['server']} dns = -1 "
         f"serf_lan = {ports['serf_lan']} serf_wan = {ports['serf_wan']} }}",
     ]) + "\n")
