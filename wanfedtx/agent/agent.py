@@ -32,6 +32,7 @@ from wanfedtx.aclserver.server import ACLServer
 from wanfedtx.agent import limits
 from wanfedtx.agent.catalog_services import CatalogAgent, catalog_agent_from_config
 from wanfedtx.agent.client_services import ClientAgent
+from wanfedtx.agent.discover import Discover
 from wanfedtx.agent.errors import AgentError
 from wanfedtx.agent.gossip import DEFAULT_LEAVE_TIMEOUT, AgentGossip, GossipRouter
 from wanfedtx.agent.httpserver import HTTPServerService
@@ -229,13 +230,14 @@ class Agent(MultiService):
         # The leader registers every LAN member (clients included) with serfHealth.
         self.reconcile = LeaderServices(self.catalog.consensus, self._reconcile_routines,
                                         name="reconcile")
-        # Federation states: raft type 30, FederationState.* RPCs, /v1/internal APIs; with
-        # WAN federation via mesh gateways, the leader routines (anti-entropy, pruning,
-        # replication).
+        # Federation states: raft type 30, FederationState.* RPCs, /v1/internal APIs and, on
+        # every server as the reference (with or without WAN federation via mesh gateways), the
+        # leader routines: anti-entropy everywhere, pruning in the primary, replication in a
+        # secondary.
         self.federation = FederationServer(
             self.catalog,
             rt.primary_datacenter,
-            leader_routines=wan_federation,
+            leader_routines=True,
             replication_token=rt.acl_tokens.replication,
         )
         if self.server_port is not None:
@@ -286,6 +288,7 @@ class Agent(MultiService):
         if self.locator is not None and rt.datacenter != rt.primary_datacenter:
             # A secondary finds the primary's gateways and joins its WAN pool; the primary
             # never joins anyone: secondaries join it.
+            discover = Discover.for_reactor(reactor)
             self.primary_join = PrimaryJoin(
                 reactor,
                 primary_datacenter=rt.primary_datacenter,
@@ -297,6 +300,8 @@ class Agent(MultiService):
                 primary_gateways_ready=self.locator.primary_gateways_ready,
                 join_wan=lambda addrs: self.gossip.join(addrs, wan=True, via_gateways=True),
                 on_exhausted=lambda: self.request_shutdown(),
+                discover=lambda entries: discover.addrs(
+                    entries, "mesh-gateway", "primary", resolve_names=True),
             )
         # WAN gossip tunnelled through mesh gateways (wanfed): ingestion on the RPC port, and
         # with connect.enable_mesh_gateway_wan_federation the WAN pool's gateway transport,

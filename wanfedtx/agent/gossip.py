@@ -35,6 +35,7 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
+from wanfedtx.agent.discover import Discover, discovery_methods
 from wanfedtx.agent.errors import AgentError
 from wanfedtx.agent.member import acls_tag, lan_tags
 from wanfedtx.config.runtime import GossipConfig, RuntimeConfig
@@ -124,11 +125,15 @@ class AgentGossip(MultiService):
         on_wan_server_joined: Callable[[str], object] | None = None,
         on_lan_event: Callable[[Event], object] | None = None,
         wrap_wan_transport: Callable[[NetTransport], IGossipTransport] | None = None,
+        discover: Discover | None = None,
     ) -> None:
         """``router`` is the one the agent's RPC forwarder reads (a new one when None);
-        ``wrap_wan_transport`` wraps the WAN pool's transport when it starts (wanfed)."""
+        ``wrap_wan_transport`` wraps the WAN pool's transport when it starts (wanfed);
+        ``discover`` resolves ``provider=`` entries of ``retry_join(_wan)`` for each attempt
+        (the reactor's mDNS and resolver when None)."""
         super().__init__()
         self.rt = rt
+        self.discover = discover if discover is not None else Discover.for_reactor(reactor)
         self.on_join_exhausted = on_join_exhausted
         self.reactor = reactor
         self.leave_timeout = leave_timeout
@@ -306,15 +311,25 @@ class AgentGossip(MultiService):
         if not addrs:
             return
         attempt = 0
+        log.info(
+            "Retry join is supported for the following discovery methods: cluster={cluster} "
+            "discovery_methods={methods}",
+            cluster=cluster, methods=" ".join(discovery_methods()),
+        )
         log.info("Joining cluster...", cluster=cluster)
 
         async def once() -> None:
             nonlocal attempt
             attempt += 1
             try:
-                n = await self.join(addrs, wan=wan)
+                # retryJoinAddrs: provider= entries resolved (mdns) or skipped, per attempt
+                found = await self.discover.addrs(addrs, "serf", cluster)
+                if not found:
+                    raise AgentError("No servers to join")
+                n = await self.join(found, wan=wan)
             except (GossipError, AgentError) as exc:
-                if max_tries > 0 and attempt >= max_tries:
+                # Consul's ``attempt > maxAttempts``: retry_max = N makes N + 1 attempts.
+                if max_tries > 0 and attempt > max_tries:
                     log.error(
                         "agent: max join {cluster} retry exhausted, exiting",
                         cluster=cluster.lower(), error=str(exc),

@@ -12,8 +12,10 @@ join it: a star), and ``retry_join_wan`` is forbidden. A server in a secondary:
    ``server.<primary>.<domain>``; 192.0.2.2 (TEST-NET-1) is never dialed. That uses the normal
    ``retry_interval_wan`` and ``retry_max_wan``.
 
-Log lines are the reference's, for both variants. ``provider=`` entries (go-discover) are not
-supported here: they are logged as ``Cannot discover address`` and skipped.
+Log lines are the reference's, for both variants. ``primary_gateways`` entries are resolved
+for every refresh by ``discover`` (``wanfedtx.agent.discover``: ``provider=mdns`` browses the
+LAN, other providers are skipped, host names become every A and AAAA address); without it,
+``provider=`` entries are logged as ``Cannot discover address`` and skipped.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class PrimaryJoin(Service):
         primary_gateways_ready: Deferred[None],
         join_wan: Callable[[list[str]], Awaitable[int]],
         on_exhausted: Callable[[], object],
+        discover: Callable[[list[str]], Awaitable[list[str]]] | None = None,
     ) -> None:
         self.reactor = reactor
         self.primary_datacenter = primary_datacenter
@@ -83,6 +86,7 @@ class PrimaryJoin(Service):
         self.primary_gateways_ready = primary_gateways_ready
         self.join_wan = join_wan
         self.on_exhausted = on_exhausted
+        self.discover = discover
         self.joined = False
         self._calls: list[Any] = []
         self._attempting: Deferred[None] | None = None
@@ -118,7 +122,26 @@ class PrimaryJoin(Service):
             self._join()
             return
         log.info("Refreshing mesh gateways...", cluster="primary")
-        addrs = static_addresses(self.primary_gateways, "mesh-gateway", "primary")
+        d: Deferred[None] = Deferred.fromCoroutine(self._refresh_once())
+        if not d.called:
+            self._attempting = d
+            d.addBoth(self._settled, d)
+
+    async def _discover(self) -> list[str]:
+        if self.discover is None:
+            return static_addresses(self.primary_gateways, "mesh-gateway", "primary")
+        return await self.discover(self.primary_gateways)
+
+    async def _refresh_once(self) -> None:
+        try:
+            addrs = await self._discover()
+        except CancelledError:
+            return
+        if not self.running:
+            return
+        if self.primary_gateways_ready.called:
+            self._join()
+            return
         if addrs:
             self.refresh_fallback(addrs)
             log.info(
@@ -158,7 +181,8 @@ class PrimaryJoin(Service):
         def failed(failure: Any) -> None:
             if failure.check(CancelledError) or not self.running:
                 return  # stopped: no retry, nothing to tell
-            if self.retry_max > 0 and attempt >= self.retry_max:
+            # Consul's ``attempt > maxAttempts``: retry_max = N makes N + 1 attempts.
+            if self.retry_max > 0 and attempt > self.retry_max:
                 log.error(
                     "agent: max join {cluster} retry exhausted, exiting",
                     cluster="wan",

@@ -81,6 +81,8 @@ def raft_peers(config: RuntimeConfig) -> list[str]:
     """
     peers: list[str] = []
     for entry in (*config.start_join_addrs_lan, *config.retry_join_lan):
+        if "provider=" in entry:
+            continue  # a go-discover entry: its servers come from LAN gossip once joined
         host = entry.rsplit("/", 1)[-1]  # memberlist's "name/addr" form
         if host.startswith("["):
             host = host[1 : host.index("]")]

@@ -14,6 +14,7 @@ import os
 import re
 
 from wanfedtx.config.acl import check_acl
+from wanfedtx.config.discover import check_discovery
 from wanfedtx.config.errors import ValidationError
 from wanfedtx.config.runtime import (
     Addr,
@@ -207,6 +208,15 @@ class Validation:
                 )
 
         check_acl(rt, self.origins, self.error, self.warnings)
+        check_discovery(
+            {
+                "retry_join": rt.retry_join_lan,
+                "retry_join_wan": rt.retry_join_wan,
+                "primary_gateways": rt.primary_gateways,
+            },
+            self.error,
+            self.warnings,
+        )
 
         # warnings, as Consul prints them
         if rt.server_mode and not rt.dev_mode and not rt.bootstrap and rt.bootstrap_expect == 2:

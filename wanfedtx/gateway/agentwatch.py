@@ -8,8 +8,11 @@ process and watches the agent's HTTP API with blocking queries instead:
   port, address, tagged addresses (the binds) and the ``consul-wan-federation`` meta;
 * with that meta, the local servers (``/v1/health/service/consul``, no passing filter; every entry
   must be service ``consul`` in the local datacenter, else the reference's errors), and
-* the mesh gateways of every datacenter from the federation states
+* with that meta, the mesh gateways of every datacenter from the federation states
   (``/v1/internal/federation-states/mesh-gateways``), and
+* with or without it, the datacenters the agent knows and, for each other one, its mesh
+  gateways from a service dump of kind mesh-gateway (the reference's ``GatewayGroups``; the
+  sources and their merge are in :mod:`wanfedtx.gateway.dcwatch`), and
 * the Connect CA roots (``/v1/agent/connect/ca/roots``): their ``TrustDomain``
   (``<cluster-id>.consul``) names the ``<dc>.internal.<trust-domain>`` clusters, unless the
   gateway was given a trust domain (``-trust-domain``, an override). No snapshot is built before
@@ -25,6 +28,7 @@ watch loops.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -39,6 +43,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import HTTPConnectionPool
 
+from wanfedtx.gateway.dcwatch import (
+    DATACENTERS_PATH,
+    DATACENTERS_POLL,
+    GatewayGroup,
+    datacenters_from,
+    group_of,
+    groups_from_federation_states,
+    merge_gateways,
+    service_dump_path,
+)
 from wanfedtx.gateway.errors import SnapshotInputError
 from wanfedtx.gateway.snapshot import (
     BindInput,
@@ -156,10 +170,7 @@ def gateways_from_federation_states(
     data: Mapping[str, Any], local_dc: str
 ) -> dict[str, tuple[EndpointInput, ...]]:
     """``/v1/internal/federation-states/mesh-gateways`` (DC -> CheckServiceNodes) as endpoints."""
-    return {
-        str(dc): tuple(endpoint_of(e, local_dc) for e in (entries or ()))
-        for dc, entries in data.items()
-    }
+    return {dc: g.endpoints for dc, g in groups_from_federation_states(data, local_dc).items()}
 
 
 def snapshot_inputs(
@@ -212,7 +223,14 @@ class AgentWatcher(Service):
         self.rng = rng if rng is not None else random.Random()
         self.registration: Registration | None = None
         self.servers: tuple[ServerInput, ...] = ()
+        #: the merged gateways per datacenter the snapshot uses
         self.gateways: dict[str, tuple[EndpointInput, ...]] = {}
+        #: ``GatewayGroups``: other datacenters' gateways from their service dumps
+        self.gateway_groups: dict[str, GatewayGroup] = {}
+        #: ``FedStateGateways``: every datacenter's gateways from the federation states
+        self.fed_state_gateways: dict[str, GatewayGroup] = {}
+        self._dc_watches: dict[str, Deferred[None]] = {}
+        self._datacenters_started = False
         self.inputs: SnapshotInputs | None = None
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._loops: list[Deferred[None]] = []
@@ -239,10 +257,11 @@ class AgentWatcher(Service):
         closed: Deferred[None] = self._pool.closeCachedConnections()
         return closed
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> Deferred[None]:
         d: Deferred[None] = Deferred.fromCoroutine(coro)
         d.addErrback(_log_unless_cancelled)
         self._loops.append(d)
+        return d
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -287,6 +306,9 @@ class AgentWatcher(Service):
             if reg != self.registration:
                 self.registration = reg
                 self._update()
+            if not self._datacenters_started:
+                self._datacenters_started = True
+                self._spawn(self._watch_datacenters())
             if reg.wan_federation and not self._blocking_started:
                 self._blocking_started = True
                 self._spawn(self._blocking("/v1/health/service/consul", self._set_servers))
@@ -373,9 +395,59 @@ class AgentWatcher(Service):
             self._update()
 
     def _set_gateways(self, data: Any) -> None:
-        if self.registration is None or not isinstance(data, Mapping):
-            raise AgentWatchError("federation state mesh gateways: expected a JSON object")
-        gateways = gateways_from_federation_states(data, self.registration.datacenter)
+        if self.registration is None:
+            return
+        fed = groups_from_federation_states(data, self.registration.datacenter)
+        if fed != self.fed_state_gateways:
+            self.fed_state_gateways = fed
+            self._merge()
+
+    async def _watch_datacenters(self) -> None:
+        """The ``datacenters`` watch: one service-dump watch per other datacenter."""
+        failures = 0
+        while self.running:
+            try:
+                value, _ = await self._get(DATACENTERS_PATH)
+                self._set_datacenters(datacenters_from(value))
+            except CancelledError:
+                return
+            except Exception as e:
+                failures += 1
+                log.warn("gateway watch of the datacenters failed: {error}", error=str(e))
+                await self._pause(failures)
+                continue
+            failures = 0
+            await deferLater(self.reactor, DATACENTERS_POLL, lambda: None)
+
+    def _set_datacenters(self, dcs: list[str]) -> None:
+        if self.registration is None:
+            return
+        local = self.registration.datacenter
+        wanted = {dc for dc in dcs if dc != local}
+        for dc in sorted(wanted - self._dc_watches.keys()):
+            self._dc_watches[dc] = self._spawn(
+                self._blocking(service_dump_path(dc), functools.partial(self._set_group, dc)))
+        gone = sorted(self._dc_watches.keys() - wanted)
+        for dc in gone:
+            self._dc_watches.pop(dc).cancel()
+            self.gateway_groups.pop(dc, None)
+        if gone:
+            self._merge()
+
+    def _set_group(self, dc: str, entries: Any) -> None:
+        if self.registration is None or dc not in self._dc_watches:
+            return
+        group = group_of(entries, self.registration.datacenter)
+        if group.endpoints:
+            if self.gateway_groups.get(dc) == group:
+                return
+            self.gateway_groups[dc] = group
+        elif self.gateway_groups.pop(dc, None) is None:
+            return
+        self._merge()
+
+    def _merge(self) -> None:
+        gateways = merge_gateways(self.gateway_groups, self.fed_state_gateways)
         if gateways != self.gateways:
             self.gateways = gateways
             self._update()

@@ -9,6 +9,11 @@
 * ``GET /v1/internal/federation-states/mesh-gateways``: ``FederationState.ListMeshGateways``, a
   JSON object from datacenter name to CheckServiceNodes.
 
+* ``GET /v1/internal/service-dump?kind=<kind>``: ``Internal.ServiceDump`` of one service kind
+  (``mesh-gateway``), a JSON array of CheckServiceNodes: what the reference's proxycfg reads
+  over RPC for a mesh gateway's ``GatewayGroups`` (one watch per datacenter, ``?dc=``); our
+  gateway is its own process and reads it over HTTP. ACL-filtered like the health endpoints.
+
 All take the usual ``?dc``, ``?index``/``?wait``, ``?stale``/``?consistent`` and token.
 """
 
@@ -23,6 +28,7 @@ from wanfedtx.http.common import (
     APIContext,
     HTTPError,
     IRequest,
+    arg,
     body_reply,
     endpoint,
     json_reply,
@@ -57,6 +63,7 @@ class FederationStateRoutes:
     prefixes: ClassVar[tuple[str, ...]] = (
         "/v1/internal/federation-state/",
         "/v1/internal/federation-states",
+        "/v1/internal/service-dump",
     )
 
     ctx: APIContext
@@ -104,3 +111,17 @@ class FederationStateRoutes:
             query_args(request, self.ctx),
             render_gateways,
         )
+
+    @app.route("/v1/internal/service-dump", methods=["GET"])
+    @endpoint
+    def service_dump(self, request: IRequest) -> ReadReply:
+        kind = arg(request, "kind") or ""
+        if not kind:
+            raise HTTPError(400, "Missing service kind")
+        args = query_args(request, self.ctx)
+        args.update(ServiceKind=kind, UseServiceKind=True)
+
+        def render(request: IRequest, reply: dict[str, Any]) -> bytes:
+            return json_reply(request, reply.get("Nodes") or [])
+
+        return read(request, self.ctx, "Internal.ServiceDump", args, render)

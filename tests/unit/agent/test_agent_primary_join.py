@@ -58,13 +58,15 @@ def test_refresh_then_join_the_placeholder_with_retries() -> None:
 
 def test_join_retries_are_bounded_by_retry_max() -> None:
     clock = task.Clock()
-    rec = Recorder([RuntimeError("a"), RuntimeError("b")])
+    rec = Recorder([RuntimeError("a"), RuntimeError("b"), RuntimeError("c")])
     pj = make(clock, rec, [], retry_max=2)
     pj.startService()
     clock.advance(0)
     assert rec.fallbacks == []  # no primary_gateways: straight to the join
     clock.advance(30)
-    assert len(rec.joins) == 2 and rec.exhausted == 1
+    assert len(rec.joins) == 2 and rec.exhausted == 0
+    clock.advance(30)  # Consul's ``attempt > maxAttempts``: retry_max = 2 makes 3 attempts
+    assert len(rec.joins) == 3 and rec.exhausted == 1
     pj.stopService()
     assert clock.getDelayedCalls() == []
 
