@@ -10,9 +10,11 @@ from typing import Any
 
 import attrs
 import treq
+from netutil import free_port
 from twisted.internet import task
 
 from wanfedtx.agent.agent import Agent
+from wanfedtx.config import LoadOptions, load
 from wanfedtx.config.runtime import RuntimeConfig
 from wanfedtx.gossip.serf import SerfConfig
 
@@ -100,3 +102,25 @@ def http_on_port_zero(rt: RuntimeConfig) -> RuntimeConfig:
     ``Agent.http_urls()``). Consul's config means "disabled" by ``ports.http = 0``, so the built
     runtime config is changed instead of the input."""
     return attrs.evolve(rt, http_port=0, http_addrs=tuple((h, 0) for h, _ in rt.http_addrs))
+
+
+FAST_GOSSIP = {"gossip_interval": "50ms", "probe_interval": "200ms", "probe_timeout": "100ms",
+               "suspicion_mult": 3, "retransmit_mult": 3, "gossip_nodes": 3}
+
+
+def start_dev_agent(reactor: Any, node: str, dc: str = "dc1", *, server: bool,
+                    **extra: Any) -> Agent:
+    """A started ``-dev`` agent on 127.0.0.1 (HTTP on port 0, fast gossip and serf timings);
+    ``extra`` are config keys laid over the defaults (``acl``, ``retry_join``, ...)."""
+    flags: dict[str, Any] = {
+        "bind_addr": "127.0.0.1", "client_addr": "127.0.0.1", "node_name": node,
+        "datacenter": dc, "server": server,
+        "ports": {"serf_lan": free_port(), "serf_wan": free_port(), "server": free_port()},
+        "gossip_lan": FAST_GOSSIP, "gossip_wan": FAST_GOSSIP,
+    }
+    flags.update(extra)
+    rt = http_on_port_zero(load(LoadOptions(dev=True, flags=flags)).runtime)
+    agent = Agent(rt, reactor, leave_timeout=5.0, serf_tuning=fast_serf)
+    agent.gossip.flood_interval = 0.5
+    agent.startService()
+    return agent

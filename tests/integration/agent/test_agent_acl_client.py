@@ -10,45 +10,19 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
-from agent_support import fast_serf, http_on_port_zero
-from netutil import free_port
+from agent_support import start_dev_agent
 from twisted.internet import task
 
 from wanfedtx.agent.agent import Agent
-from wanfedtx.config import LoadOptions, load
 
 pytestmark = pytest.mark.integration
 
 MASTER = "6a1253d2-1785-24fd-91c2-f8e78c745511"
-FAST = {
-    "gossip_interval": "50ms",
-    "probe_interval": "200ms",
-    "probe_timeout": "100ms",
-    "suspicion_mult": 3,
-    "retransmit_mult": 3,
-    "gossip_nodes": 3,
-}
 ACL = {"enabled": True, "default_policy": "deny", "tokens": {"initial_management": MASTER}}
 
 
 def make_agent(reactor: Any, node: str, *, server: bool, **extra: Any) -> Agent:
-    flags: dict[str, Any] = {
-        "bind_addr": "127.0.0.1",
-        "client_addr": "127.0.0.1",
-        "node_name": node,
-        "datacenter": "dc1",
-        "server": server,
-        "acl": ACL,
-        "ports": {"serf_lan": free_port(), "serf_wan": free_port(), "server": free_port()},
-        "gossip_lan": FAST,
-        "gossip_wan": FAST,
-    }
-    flags.update(extra)
-    rt = http_on_port_zero(load(LoadOptions(dev=True, flags=flags)).runtime)
-    agent = Agent(rt, reactor, leave_timeout=5.0, serf_tuning=fast_serf)
-    agent.gossip.flood_interval = 0.5
-    agent.startService()
-    return agent
+    return start_dev_agent(reactor, node, server=server, acl=ACL, **extra)
 
 
 async def call(method: str, url: str, token: str = "", body: Any = None) -> tuple[int, Any]:

@@ -12,36 +12,19 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
-from agent_support import fast_serf, http_on_port_zero
+from agent_support import start_dev_agent
 from agent_support import until_value as until
 from cryptography import x509
-from netutil import free_port
 from twisted.internet.defer import Deferred
 
-from wanfedtx.agent.agent import Agent
-from wanfedtx.config import LoadOptions, load
 from wanfedtx.connect import ca
 
 pytestmark = pytest.mark.integration
 
 CID = "3f0c1b8e-6a52-4f4e-9b1d-0c2d7e5a9f10"
-FAST = {"gossip_interval": "50ms", "probe_interval": "200ms", "probe_timeout": "100ms",
-        "suspicion_mult": 3, "retransmit_mult": 3, "gossip_nodes": 3}
 
 
-def make_agent(reactor: Any, node: str, *, server: bool, **extra: Any) -> Agent:
-    flags: dict[str, Any] = {
-        "bind_addr": "127.0.0.1", "client_addr": "127.0.0.1", "node_name": node,
-        "datacenter": "dc1", "server": server,
-        "ports": {"serf_lan": free_port(), "serf_wan": free_port(), "server": free_port()},
-        "gossip_lan": FAST, "gossip_wan": FAST,
-    }
-    flags.update(extra)
-    rt = http_on_port_zero(load(LoadOptions(dev=True, flags=flags)).runtime)
-    agent = Agent(rt, reactor, leave_timeout=5.0, serf_tuning=fast_serf)
-    agent.gossip.flood_interval = 0.5
-    agent.startService()
-    return agent
+make_agent = start_dev_agent
 
 
 async def get(url: str) -> tuple[int, Any, Any]:
