@@ -28,8 +28,14 @@ settings.register_profile(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+# Hypothesis' default 200 ms deadline per example is a timing assertion: on a loaded 2-core
+# machine (two suites at once) an ordinary example can take longer. No deadline; each test's
+# example count bounds its time.
+settings.register_profile("wanfed", deadline=None)
 if os.environ.get("WANFED_FUZZ_EXAMPLES"):
     settings.load_profile("fuzz-long")
+else:
+    settings.load_profile("wanfed")
 
 
 def pytest_configure(config: pytest.Config) -> None:

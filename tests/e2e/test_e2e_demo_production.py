@@ -14,21 +14,16 @@ the other demo tests (the e2e suite runs sequentially).
 
 from __future__ import annotations
 
-import base64
-import itertools
-import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
+from production_support import Writer, leader, stop_and_check
 
 from wanfedtx.cli.demo import poll_until
 from wanfedtx.cli.demo_topology import Layout
@@ -37,17 +32,6 @@ pytestmark = pytest.mark.integration
 
 IPS = {"primary": "127.0.1.1", "secondary": "127.0.2.1"}
 LAYOUT = Layout(IPS, servers=3, clients=2)
-
-
-def _request(url: str, data: bytes | None = None, timeout: float = 15) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=data, method="PUT" if data is not None else "GET")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return int(r.status), bytes(r.read())
-    except urllib.error.HTTPError as e:
-        return int(e.code), bytes(e.read())
-    except OSError as e:
-        return 0, str(e).encode()
 
 
 def _pids_naming(*needles: str) -> list[int]:
@@ -65,57 +49,6 @@ def _pids_naming(*needles: str) -> list[int]:
     return out
 
 
-class Writer(threading.Thread):
-    """Writes ``<dc>-to-<other>/<n>`` through the client agents of ``dc`` (alternately) with
-    ``?dc=<other>``, one at a time; remembers the acknowledged keys and when each was acked."""
-
-    def __init__(self, dc: str, other: str) -> None:
-        super().__init__(daemon=True)
-        self.dc, self.other = dc, other
-        self.acked: list[tuple[float, str, bytes]] = []
-        self.errors: list[str] = []
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        n = 0
-        while not self.stopping.is_set():
-            n += 1
-            key, value = f"{self.dc}-to-{self.other}/{n:05d}", f"v{n}".encode()
-            client = LAYOUT.client_http(self.dc, 1 + n % 2)
-            code, body = _request(f"{client}/v1/kv/{key}?dc={self.other}", value)
-            if code == 200 and body.strip() == b"true":
-                self.acked.append((time.monotonic(), key, value))
-            else:
-                self.errors.append(f"{code} {body[:120]!r}")
-                self.stopping.wait(0.05)  # pace retries while the path is down
-
-    def acks_after(self, t: float) -> int:
-        return sum(1 for at, _, _ in self.acked if at > t)
-
-    def outage(self, t: float) -> float:
-        """The gap between the last ack before ``t`` and the first after it (and any longer
-        gap after ``t`` while this phase lasted)."""
-        times = [at for at, _, _ in self.acked]
-        before = [at for at in times if at <= t]
-        after = [at for at in times if at > t]
-        if not before or not after:
-            return float("inf")
-        seq = [before[-1], *after]
-        return max(b - a for a, b in itertools.pairwise(seq))
-
-
-def _leader(dc: str) -> int:
-    """The index of ``dc``'s leader (1..3), asked to any server that answers."""
-    for i in range(1, LAYOUT.servers + 1):
-        code, body = _request(f"{LAYOUT.server_http(dc, i)}/v1/status/leader", timeout=2)
-        if code == 200:
-            addr = json.loads(body) if body else ""
-            for j in range(1, LAYOUT.servers + 1):
-                if addr == f"{LAYOUT.server_ip(dc, j)}:8300":
-                    return j
-    return 0
-
-
 def _kill(pids: list[int]) -> None:
     assert len(pids) == 1, pids
     os.kill(pids[0], signal.SIGKILL)
@@ -130,7 +63,7 @@ def test_production_layout_survives_leader_and_gateway_loss(tmp_path: Path) -> N
         stderr=subprocess.STDOUT,
         text=True,
     )
-    writers = [Writer("primary", "secondary"), Writer("secondary", "primary")]
+    writers = [Writer(LAYOUT, "primary", "secondary"), Writer(LAYOUT, "secondary", "primary")]
     try:
         assert proc.stdout is not None
         seen: list[str] = []
@@ -168,35 +101,16 @@ def test_production_layout_survives_leader_and_gateway_loss(tmp_path: Path) -> N
             assert ok, f"writes did not resume after {what}: {[w.errors[-3:] for w in writers]}"
 
         for dc in ("primary", "secondary"):
-            assert poll_until(lambda: _leader(dc) > 0, 30)  # noqa: B023 (called at once)
-            i = _leader(dc)
+            assert poll_until(lambda: leader(LAYOUT, dc) > 0, 30)  # noqa: B023 (called at once)
+            i = leader(LAYOUT, dc)
             node = LAYOUT.server_node(dc, i)
             fault(f"kill -9 {dc} leader {node}", _pids_naming(str(tmp_path / dc / node)))
-            assert poll_until(lambda: _leader(dc) not in (0, i), 30)  # noqa: B023
+            assert poll_until(lambda: leader(LAYOUT, dc) not in (0, i), 30)  # noqa: B023
         for dc in ("primary", "secondary"):
             admin = LAYOUT.admin_addr(dc, 1)
             fault(f"kill -9 {dc} gateway 1", _pids_naming("gateway", f"-admin-bind {admin}"))
 
-        for w in writers:
-            w.stopping.set()
-        for w in writers:
-            w.join(timeout=30)
-        print()
-        for what, worst in outages:
-            print(f"longest outage after {what}: {worst:.2f}s")
-        total = sum(len(w.acked) for w in writers)
-        print(f"acknowledged writes: {total}")
-
-        # Every acknowledged write is there, read back with ?consistent in its datacenter
-        # (through the client agent whose gateway still runs).
-        for w in writers:
-            client = LAYOUT.client_http(w.other, 2)
-            code, body = _request(f"{client}/v1/kv/{w.dc}-to-{w.other}/?recurse&consistent")
-            assert code == 200, body
-            entries: list[dict[str, Any]] = json.loads(body)
-            stored = {e["Key"]: base64.b64decode(e["Value"] or "") for e in entries}
-            lost = [key for _, key, value in w.acked if stored.get(key) != value]
-            assert not lost, f"{len(lost)} acknowledged writes lost: {lost[:5]}"
+        stop_and_check(writers, outages)
     finally:
         for w in writers:
             w.stopping.set()

@@ -21,24 +21,18 @@ process, namespace and link is removed at the end, on failure too.
 
 from __future__ import annotations
 
-import base64
-import itertools
-import json
 import os
 import random
 import shutil
 import signal
 import subprocess
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from production_support import Writer, leader, stop_and_check
 
 from wanfedtx.cli.demo import DCS, GATEWAY_PORTS, _wait_for_checks, poll_until
 from wanfedtx.cli.demo_topology import Layout, ProductionFederation
@@ -149,67 +143,6 @@ def sites() -> Iterator[Sites]:
         s.down()
 
 
-def _request(url: str, data: bytes | None = None, timeout: float = 15) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=data, method="PUT" if data is not None else "GET")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return int(r.status), bytes(r.read())
-    except urllib.error.HTTPError as e:
-        return int(e.code), bytes(e.read())
-    except OSError as e:
-        return 0, str(e).encode()
-
-
-class Writer(threading.Thread):
-    """Writes ``<dc>-to-<other>/<n>`` through the client agents of ``dc`` (alternately) with
-    ``?dc=<other>``, one at a time; remembers the acknowledged keys and when each was acked."""
-
-    def __init__(self, layout: Layout, dc: str, other: str) -> None:
-        super().__init__(daemon=True)
-        self.layout, self.dc, self.other = layout, dc, other
-        self.acked: list[tuple[float, str, bytes]] = []
-        self.errors: list[str] = []
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        for n in itertools.count(1):
-            if self.stopping.is_set():
-                return
-            key, value = f"{self.dc}-to-{self.other}/{n:05d}", f"v{n}".encode()
-            client = self.layout.client_http(self.dc, 1 + n % CLIENTS)
-            code, body = _request(f"{client}/v1/kv/{key}?dc={self.other}", value)
-            if code == 200 and body.strip() == b"true":
-                self.acked.append((time.monotonic(), key, value))
-            else:
-                self.errors.append(f"{code} {body[:120]!r}")
-                self.stopping.wait(0.05)  # pace retries while the path is down
-
-    def acks_after(self, t: float) -> int:
-        return sum(1 for at, _, _ in self.acked if at > t)
-
-    def outage(self, t: float, until: float) -> float:
-        """The longest gap between acknowledged writes from the last one before ``t`` to
-        ``until`` (the end of this fault's phase)."""
-        times = [at for at, _, _ in self.acked]
-        before = [at for at in times if at <= t]
-        after = [at for at in times if t < at <= until]
-        if not before or not after:
-            return float("inf")
-        return max(b - a for a, b in itertools.pairwise([before[-1], *after]))
-
-
-def _leader(layout: Layout, dc: str) -> int:
-    """The index (1..3) of ``dc``'s leader, asked to any server that answers; 0 if none."""
-    for i in range(1, SERVERS + 1):
-        code, body = _request(f"{layout.server_http(dc, i)}/v1/status/leader", timeout=2)
-        if code == 200 and body:
-            addr = json.loads(body)
-            for j in range(1, SERVERS + 1):
-                if addr == f"{layout.server_ip(dc, j)}:8300":
-                    return j
-    return 0
-
-
 def test_production_layout_in_namespaces(sites: Sites, tmp_path: Path) -> None:
     lay = sites.layout
     fed = ProductionFederation(tmp_path, sites.ips, SERVERS, CLIENTS,
@@ -249,35 +182,17 @@ def test_production_layout_in_namespaces(sites: Sites, tmp_path: Path) -> None:
             assert ok, f"writes did not resume after {what}: {[w.errors[-3:] for w in writers]}"
 
         for dc in DCS:
-            assert poll_until(lambda: _leader(lay, dc) > 0, 30)  # noqa: B023 (called at once)
-            i = _leader(lay, dc)
+            assert poll_until(lambda: leader(lay, dc) > 0, 30)  # noqa: B023 (called at once)
+            i = leader(lay, dc)
             node = lay.server_node(dc, i)
             proc = next(p.proc for p in fed.agents if p.dc == dc and p.name == node)
             fault(f"kill -9 {dc} leader {node}", proc)
-            assert poll_until(lambda: _leader(lay, dc) not in (0, i), 30)  # noqa: B023
+            assert poll_until(lambda: leader(lay, dc) not in (0, i), 30)  # noqa: B023
         for dc in DCS:
             proc = next(p.proc for p in fed.gateways if p.dc == dc and p.name == "gateway1")
             fault(f"kill -9 {dc} gateway 1", proc)
 
-        for w in writers:
-            w.stopping.set()
-        for w in writers:
-            w.join(timeout=30)
-        print()
-        for what, worst in outages:
-            print(f"longest outage after {what}: {worst:.2f}s")
-        print(f"acknowledged writes: {sum(len(w.acked) for w in writers)}")
-
-        # Every acknowledged write is there, read back with ?consistent through a client agent
-        # of the datacenter it was written to.
-        for w in writers:
-            client = lay.client_http(w.other, 2)
-            code, body = _request(f"{client}/v1/kv/{w.dc}-to-{w.other}/?recurse&consistent")
-            assert code == 200, body
-            entries: list[dict[str, Any]] = json.loads(body)
-            stored = {e["Key"]: base64.b64decode(e["Value"] or "") for e in entries}
-            lost = [key for _, key, value in w.acked if stored.get(key) != value]
-            assert not lost, f"{len(lost)} acknowledged writes lost: {lost[:5]}"
+        stop_and_check(writers, outages)
         # The servers' RPC and gossip ports were closed to the other site, and nothing tried
         # them: every packet between the datacenters went to a gateway port.
         for dc in DCS:
