@@ -46,6 +46,15 @@ def serial_hex(serial: int) -> str:
     return hex_string(serial.to_bytes(max(1, (serial.bit_length() + 7) // 8), "big"))
 
 
+def is_ca_cert(cert: x509.Certificate) -> bool:
+    """Whether the certificate's basic constraints say CA."""
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return False
+    return bool(bc.ca)
+
+
 def key_id(public_key: PublicKey) -> bytes:
     """SHA-256 of the SubjectPublicKeyInfo DER (32 bytes): every SKI/AKI of this CA."""
     der = public_key.public_bytes(
@@ -399,9 +408,5 @@ def check_root_pair(key_text: str, root_pem: str) -> None:
     pub = _ec_public(cert)
     if key_id(key.public_key()) != key_id(pub):
         raise CSRError("the PrivateKey does not match the RootCert's public key")
-    try:
-        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        bc = None
-    if bc is None or not bc.ca:
+    if not is_ca_cert(cert):
         raise CSRError("the RootCert is not a CA certificate")

@@ -98,11 +98,7 @@ def check_intermediate(inter_pem: str, key_pem: str, root_pem: str, cluster_id: 
     key = ca.load_key(key_pem)
     if ca.key_id(key.public_key()) != ca.key_id(ca._ec_public(inter)):
         raise CAError("intermediate cert is for a different private key")
-    try:
-        bc = inter.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        bc = None
-    if bc is None or not bc.ca:
+    if not ca.is_ca_cert(inter):
         raise CAError("intermediate is not a CA certificate")
     try:
         san = inter.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
