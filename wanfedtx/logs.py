@@ -106,6 +106,9 @@ LOGGERS: dict[str, str] = {
     "gateway_locator": "agent.server.gateway_locator",
     "agent.server.connect": "agent.server.connect",
     "agent.server.acl": "agent.server.acl",
+    "agent.acl": "agent",  # the agent's token store (/v1/agent/token/*), as Consul's agent logs it
+    "agent.discover.mdns": "agent",  # go-discover's mdns lookups for retry_join/primary_gateways
+    "agent.connect.leaf": "agent.cache",  # the agent's leaf-certificate cache
     "agent.server.replication.acl": "agent.server.replication.acl",
     "agent.server.raft": "agent.server.raft",
     "wanfedtx.raft": "agent.server.raft",

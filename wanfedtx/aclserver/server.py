@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -37,6 +38,9 @@ from wanfedtx.services import MultiService, Service
 
 log = Logger(namespace="agent.server.acl")
 
+
+INIT_RETRY_FIRST = 0.5  # seconds before the second attempt of initialize_acls
+INIT_RETRY_MAX = 10.0
 
 async def initialize_acls(endpoints: Endpoints, initial_management: str) -> None:
     """Consul's ``initializeACLs`` for the primary's leader (idempotent)."""
@@ -74,22 +78,39 @@ async def initialize_acls(endpoints: Endpoints, initial_management: str) -> None
 
 
 class InitializeACLs(Service):
-    """Leader routine (primary only): :func:`initialize_acls` once per term."""
+    """Leader routine (primary only): :func:`initialize_acls` once per term, retried (0.5 s,
+    doubling up to 10 s) until it succeeds, as Consul's leader retries establishing leadership:
+    an attempt that fails (a raft apply refused while the new term is not ready, a timeout
+    under load) must not leave the datacenter without its anonymous token for the whole term."""
 
     def __init__(self, endpoints: Endpoints, initial_management: str) -> None:
         self.setName("initialize ACLs")
         self.endpoints = endpoints
         self.initial_management = initial_management
         self._task: Deferred[None] | None = None
-        #: Fires after each run (tests wait on it).
+        #: Fires after the first successful run, or when leadership is lost (tests wait on it).
         self.done: Deferred[None] = Deferred()
 
     def startService(self) -> None:
         super().startService()
-        task = Deferred.fromCoroutine(initialize_acls(self.endpoints, self.initial_management))
+        task = Deferred.fromCoroutine(self._run())
         self._task = task
         task.addErrback(self._failed)
         task.addBoth(lambda _: self.done.callback(None) if not self.done.called else None)
+
+    async def _run(self) -> None:
+        delay = INIT_RETRY_FIRST
+        while True:
+            try:
+                await initialize_acls(self.endpoints, self.initial_management)
+                return
+            except (LeadershipError, CancelledError):
+                raise
+            except Exception as exc:
+                log.warn("acl: failed to initialize ACLs, retrying in {delay}s: {error}",
+                         delay=delay, error=str(exc) or repr(exc))
+            await deferLater(self.endpoints.clock, delay, lambda: None)
+            delay = min(delay * 2, INIT_RETRY_MAX)
 
     @staticmethod
     def _failed(f: Failure) -> None:
