@@ -127,9 +127,33 @@ def _write_config(root: Path, dc: str, ips: dict[str, str]) -> Path:
     return d
 
 
+class DemoHTTP:
+    """The opener of the demo's own requests (its checks). With ``-acl`` it adds the management
+    token; it is the demo's, never urllib's process-wide opener, so nothing else in the process
+    (a test runner, say) starts sending the demo's token."""
+
+    def __init__(self) -> None:
+        self.opener = urllib.request.build_opener()
+
+    def use_token(self, token: str) -> None:
+        """Send ``X-Consul-Token: token`` with every demo request ("" for none)."""
+        if not token:
+            self.opener = urllib.request.build_opener()
+            return
+        from wanfedtx.cli.demo_acl import TokenHeader
+
+        self.opener = urllib.request.build_opener(TokenHeader(token))
+
+    def open(self, req: str | urllib.request.Request, timeout: float) -> Any:
+        return self.opener.open(req, timeout=timeout)
+
+
+DEMO_HTTP = DemoHTTP()
+
+
 def _status(url: str) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=5) as r:
+        with DEMO_HTTP.open(url, timeout=5) as r:
             r.read()
             return int(r.status)
     except urllib.error.HTTPError as e:
@@ -140,7 +164,7 @@ def _status(url: str) -> int:
 
 def _get(url: str) -> tuple[int, Any]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as r:
+        with DEMO_HTTP.open(url, timeout=5) as r:
             body = r.read()
             return r.status, json.loads(body) if body else None
     except urllib.error.HTTPError as e:
@@ -152,7 +176,7 @@ def _get(url: str) -> tuple[int, Any]:
 def _put(url: str, data: bytes) -> tuple[int, str]:
     req = urllib.request.Request(url, data=data, method="PUT")
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with DEMO_HTTP.open(req, timeout=10) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode("utf-8", "replace")
@@ -349,6 +373,7 @@ class Federation:
 
     def stop(self) -> None:
         """Servers first (their graceful WAN leave still crosses the gateways), then gateways."""
+        DEMO_HTTP.use_token("")
         n = len(self.dcs)
         for group in (self.procs[:n], self.procs[n:]):
             for p in group:

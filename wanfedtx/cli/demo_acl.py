@@ -58,7 +58,7 @@ def call(url: str, method: str = "GET", token: str = "", body: Any = None) -> tu
     req = urllib.request.Request(url, data=data, method=method)
     if token:
         req.add_header("X-Consul-Token", token)
-    opener = urllib.request.build_opener()  # never the demo's token-adding opener
+    opener = urllib.request.build_opener()  # no token unless given
     try:
         with opener.open(req, timeout=10) as r:
             raw = r.read()
@@ -73,7 +73,7 @@ def call(url: str, method: str = "GET", token: str = "", body: Any = None) -> tu
         return status, raw.decode("utf-8", "replace")
 
 
-class _TokenHeader(urllib.request.BaseHandler):
+class TokenHeader(urllib.request.BaseHandler):
     """Adds ``X-Consul-Token`` to the demo's own requests (its checks)."""
 
     def __init__(self, token: str) -> None:
@@ -201,7 +201,9 @@ class DemoACL:
                 return False
             say(f"  wrote policy {name} and its token ({what})")
         # from here on, the demo's own requests carry the management token
-        urllib.request.install_opener(urllib.request.build_opener(_TokenHeader(self.management)))
+        from wanfedtx.cli.demo import DEMO_HTTP
+
+        DEMO_HTTP.use_token(self.management)
         return True
 
     # -- checks ----------------------------------------------------------------------------------

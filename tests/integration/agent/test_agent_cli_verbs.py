@@ -184,14 +184,18 @@ def test_info_reload_join_force_leave(agent: Agent) -> None:
         "name 'nobody')\n")
 
 
-def _first_monitor_line(agent: Agent, proc: subprocess.Popen[str]) -> str:
+def _first_monitor_line(agent: Agent, proc: subprocess.Popen[str], want: str = "") -> str:
+    """The first streamed line (containing ``want``, when given: other DEBUG lines, a leader
+    routine's, may come first)."""
     deadline = time.monotonic() + 30
     line = ""
-    while not line and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         wanfed(agent, "kv", "put", "monitor/poke", "1")  # the agent logs each request (DEBUG)
         ready, _, _ = select.select([proc.stdout], [], [], 1.0)
         if ready and proc.stdout is not None:
             line = proc.stdout.readline()
+            if line and want in line:
+                return line
     return line
 
 
@@ -201,8 +205,9 @@ def test_monitor_at_debug_on_an_agent_at_info(tmp_path: Path) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=agent.env())
     try:
-        line = _first_monitor_line(agent, proc)
-        assert "[DEBUG] agent: Request finished: method=PUT url=/v1/kv/monitor/poke" in line
+        want = "[DEBUG] agent: Request finished: method=PUT url=/v1/kv/monitor/poke"
+        line = _first_monitor_line(agent, proc, want)
+        assert want in line
     finally:
         proc.kill()
         proc.communicate()

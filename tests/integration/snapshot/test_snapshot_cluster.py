@@ -149,7 +149,8 @@ async def test_save_under_load_wipe_restore_and_raw_stream(
         assert (code, out, err) == (0, "Restored snapshot\n", "")
 
         def restored_everywhere() -> bool:
-            return all(set(before_save) <= set(_keys(a)) and _fed_dcs(a) == ["dc2", "dc3"]
+            # dc1's own federation state may be there too (anti-entropy runs on every server)
+            return all(set(before_save) <= set(_keys(a)) and {"dc2", "dc3"} <= set(_fed_dcs(a))
                        for a in agents)
 
         await until(reactor, "the snapshot's keys and federation states on every server",
