@@ -42,6 +42,7 @@ from wanfedtx.connect.errors import CAError
 from wanfedtx.connect.fsm import OP_INCREMENT_SERIAL
 from wanfedtx.fsm.commands import MessageType
 from wanfedtx.state import WatchSet
+from wanfedtx.state.table import Row
 
 Args = dict[str, Any]
 Handler = Callable[[Args], Deferred[Any]]
@@ -221,13 +222,7 @@ class ConnectCAEndpoints:
         forwarded, reply = await self.endpoints._forward(SIGN, args, write=True)
         if forwarded:
             return reply
-        state = self.endpoints.state
-        _, config = state.ca_config(None)
-        root = state.ca_active_root()
-        if config is None or not config.get("ClusterID"):
-            raise CAError("internal error: CA provider is nil")
-        if root is None:
-            raise CAError("internal error: CA root is nil")
+        config, root = self._active_ca()
         key_pem, signing_pem = self.signing_material(config, root)
         td = ca.trust_domain(str(config["ClusterID"]))
         # validate before a serial is taken, so refused CSRs change nothing
@@ -266,13 +261,7 @@ class ConnectCAEndpoints:
             return reply
         if not self.is_primary:
             raise CAError("not the primary datacenter")
-        state = self.endpoints.state
-        _, config = state.ca_config(None)
-        root = state.ca_active_root()
-        if config is None or not config.get("ClusterID"):
-            raise CAError("internal error: CA provider is nil")
-        if root is None:
-            raise CAError("internal error: CA root is nil")
+        config, root = self._active_ca()
         key_pem, root_pem = self.signing_material(config, root)
         cluster_id = str(config["ClusterID"])
         intermediate.check_intermediate_csr(csr, cluster_id)
@@ -280,6 +269,17 @@ class ConnectCAEndpoints:
             MessageType.CONNECT_CA, {"Op": OP_INCREMENT_SERIAL}))
         return intermediate.sign_intermediate(csr, key_pem, root_pem, cluster_id, serial,
                                               self.now(), intermediate_ttl(config))
+
+    def _active_ca(self) -> tuple[Row, Row]:
+        """The stored CA configuration and active root; Consul's errors when either is missing."""
+        state = self.endpoints.state
+        _, config = state.ca_config(None)
+        root = state.ca_active_root()
+        if config is None or not config.get("ClusterID"):
+            raise CAError("internal error: CA provider is nil")
+        if root is None:
+            raise CAError("internal error: CA root is nil")
+        return config, root
 
     def signing_material(self, config: Args, root: Args) -> tuple[str, str]:
         """(CA key PEM, signing cert PEM) of this datacenter's built-in provider."""
