@@ -121,6 +121,9 @@ class Agent(MultiService):
         self.request_shutdown: Callable[[], object] = (
             request_shutdown if request_shutdown is not None else self.stop
         )
+        #: Callers of a stop that came while one was under way (``PUT /v1/agent/leave`` and the
+        #: owner both stopping): they wait for it instead of stopping every child a second time.
+        self._stop_waiters: list[Deferred[None]] | None = None
         rt = self.config
         register_process_metrics(REGISTRY)
         router = GossipRouter(rt.datacenter)
@@ -530,12 +533,28 @@ class Agent(MultiService):
         return d.addCallback(lambda _: None)
 
     def stopService(self) -> Deferred[None]:
-        """Graceful leave: a leading server hands raft leadership to another voter first."""
+        """Graceful leave: a leading server hands raft leadership to another voter first. A stop
+        asked for while one is under way waits for that one."""
+        if not self.running and self._stop_waiters is None:
+            return succeed(None)  # stopped already (or never started)
+        if self._stop_waiters is not None:
+            waiter: Deferred[None] = Deferred()
+            self._stop_waiters.append(waiter)
+            return waiter
+        self._stop_waiters = []
+
         def stop_children(_: None) -> Deferred[None]:
             stopped: Deferred[None] = MultiService.stopService(self)
             return stopped
 
-        return self._hand_over_leadership().addCallback(stop_children)
+        def release(result: object) -> object:
+            waiters, self._stop_waiters = self._stop_waiters or [], None
+            for waiter in waiters:
+                waiter.callback(None)
+            return result
+
+        d = self._hand_over_leadership().addCallback(stop_children)
+        return d.addBoth(release)
 
     def _hand_over_leadership(self) -> Deferred[None]:
         raft = self.raft

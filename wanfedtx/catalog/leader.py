@@ -119,6 +119,9 @@ class LeaderServices(MultiService):
         #: The routines of the current leadership term, a child while leading.
         self.term: MultiService | None = None
         self._stopping: list[Deferred[None]] = []
+        #: Whether ``leadership_changed`` is registered with ``consensus`` (a stop that runs twice,
+        #: or without a start, must not unregister it again).
+        self._observing = False
 
     @property
     def routines(self) -> list[IService]:
@@ -127,10 +130,14 @@ class LeaderServices(MultiService):
 
     def startService(self) -> None:
         super().startService()
-        self.consensus.add_leadership_observer(self.leadership_changed)
+        if not self._observing:
+            self._observing = True
+            self.consensus.add_leadership_observer(self.leadership_changed)
 
     def stopService(self) -> Deferred[None]:
-        self.consensus.remove_leadership_observer(self.leadership_changed)
+        if self._observing:
+            self._observing = False
+            self.consensus.remove_leadership_observer(self.leadership_changed)
         self._end_term()
         stopping, self._stopping = self._stopping, []
         d: Deferred[None] = super().stopService()

@@ -84,3 +84,17 @@ def test_no_term_while_stopped() -> None:
     for o in consensus.observers:
         o(True)
     assert leader.term is None
+
+
+def test_a_second_stop_or_a_stop_without_start_unregisters_nothing() -> None:
+    consensus = FlipConsensus()
+    never_started = LeaderServices(consensus, lambda: [Service()])
+    never_started.stopService()  # raised ValueError (observer not in list) before
+    leader = LeaderServices(consensus, lambda: [Service()])
+    leader.startService()
+    consensus.lead(True)
+    leader.stopService()
+    leader.stopService()
+    assert consensus.observers == [] and leader.term is None
+    leader.startService()
+    assert consensus.observers == [leader.leadership_changed]
