@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,3 +45,15 @@ def private_loopback() -> Iterator[bool]:
             _check(_libc.setns(original, CLONE_NEWNET), "setns back to the original namespace")
     finally:
         os.close(original)
+
+
+def unused_net16(ip: str) -> str:
+    """``10.N`` (a /16 for a test's bridge) that no route of this namespace uses yet: another test
+    run on the machine may have a bridge of its own up."""
+    routes = subprocess.run([ip, "-4", "route", "show", "table", "all"], check=True,
+                            capture_output=True, text=True).stdout
+    for _ in range(100):
+        net = f"10.{random.randint(64, 250)}"
+        if f"{net}." not in routes:
+            return net
+    raise RuntimeError("no free 10.N/16 for the test's bridge")

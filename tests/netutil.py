@@ -23,6 +23,7 @@ bind), so :func:`free_port` is left only where a port must be known before anyth
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import re
@@ -42,13 +43,15 @@ def free_port(host: str = "127.0.0.1") -> int:
     Racy by nature: use port 0 and read the bound port whenever the component can (see the
     module docstring for where it cannot). To keep the race small the port is drawn below the
     kernel's ephemeral range (``net.ipv4.ip_local_port_range``), so that no outgoing connection
-    of any process can take it between this call and the bind, and a port is never handed out
-    twice by one test process."""
+    of any process can take it between this call and the bind, a port is never handed out
+    twice by one test process, and never to two test processes at once: each port handed out
+    is claimed for the life of the process by a lock on its byte of a file every test run on
+    the machine shares (two full runs side by side pick from the same range)."""
     low, high = _ephemeral_range()
     candidates = (PICK_LOW, low - 1) if low - 1 - PICK_LOW > 1000 else (high + 1, 65535)
     while True:
         port = _rng.randint(*candidates)
-        if port in _handed_out:
+        if port in _handed_out or not _claim(port):
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
             try:
@@ -67,6 +70,24 @@ def free_port(host: str = "127.0.0.1") -> int:
 PICK_LOW = 20000
 _rng = random.Random()
 _handed_out: set[int] = set()
+
+
+#: Shared by every test process on the machine: byte N locked (``fcntl.lockf``) = port N is
+#: handed out by a live process. Record locks belong to the process and go away with it.
+CLAIMS_FILE = Path(os.environ.get("WANFED_PORT_CLAIMS", "/tmp/wanfedtx-test-port-claims"))
+_claims_fd: int | None = None
+
+
+def _claim(port: int) -> bool:
+    """Lock ``port``'s byte of :data:`CLAIMS_FILE`; False when another process holds it."""
+    global _claims_fd
+    if _claims_fd is None:
+        _claims_fd = os.open(CLAIMS_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.lockf(_claims_fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port)
+    except OSError:
+        return False
+    return True
 
 
 def _ephemeral_range() -> tuple[int, int]:

@@ -22,7 +22,6 @@ process, namespace and link is removed at the end, on failure too.
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -32,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from netns_support import unused_net16
 from production_support import Writer, leader, stop_and_check
 
 from wanfedtx.cli.demo import DCS, GATEWAY_PORTS, _wait_for_checks, poll_until
@@ -58,23 +58,13 @@ def _run(*cmd: str, stdin: str | None = None) -> str:
     return r.stdout
 
 
-def _free_net(ip: str) -> str:
-    """``10.N`` with N unused by this machine's routes (another run may hold one)."""
-    routes = _run(ip, "-4", "route", "show", "table", "all")
-    for _ in range(100):
-        net = f"10.{random.randint(64, 250)}"
-        if f"{net}." not in routes:
-            return net
-    raise RuntimeError("no free 10.N/16 for the test's bridge")
-
-
 class Sites:
     """Two namespaces on a bridge with the production layout's addresses."""
 
     def __init__(self) -> None:
         self.ip, self.nft = _need("ip"), _need("nft")
         tag = uuid.uuid4().hex[:6]
-        self.net = _free_net(self.ip)
+        self.net = unused_net16(self.ip)
         self.host = f"{self.net}.0.254"
         self.bridge = f"wfpb{tag}"
         self.ns = {dc: f"wfp{i}{tag}" for i, dc in enumerate(DCS)}

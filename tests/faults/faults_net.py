@@ -17,7 +17,6 @@ between the datacenters are cut (``ss -K``) so that they are dialed again throug
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from netns_support import unused_net16
 
 from wanfedtx.cli.demo import poll_until
 
@@ -58,7 +58,7 @@ class Network:
     def __init__(self, dcs: tuple[str, ...]) -> None:
         self.ip, self.nft, self.tc = need_root_tools()
         tag = uuid.uuid4().hex[:6]
-        self.net = f"10.{random.randint(64, 250)}"
+        self.net = unused_net16(self.ip)
         self.bridge = f"wffb{tag}"
         self.host = f"{self.net}.0.254"
         self.dcs = dcs
