@@ -6,7 +6,10 @@ CPU time (``time.process_time``) per request over ``--requests`` requests on ``-
 keep-alive connections, one request in flight on each, as wrk sends them.
 
     python bench/http/kv_request_cpu.py [--requests 20000] [--connections 16] [--value-size 128]
-        [--method PUT] [--profile 25] [--default-gc]
+        [--method PUT] [--path fast|old] [--profile 25] [--default-gc]
+
+``--path old`` turns the KV fast path (``wanfedtx.http.fastkv``) off: every request then goes
+through twisted.web's ``Request``, Klein and werkzeug, as before the fast path existed.
 
 ``--profile N`` prints cProfile's top N functions by own time (the figures then include the
 profiler's overhead). The agent's GC settings (``wanfedtx.gctune``) apply unless
@@ -44,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--value-size", type=int, default=128)
     p.add_argument("--method", default="PUT", choices=["PUT", "GET"])
+    p.add_argument("--path", default="fast", choices=["fast", "old"])
     p.add_argument("--profile", type=int, default=0)
     p.add_argument("--default-gc", action="store_true")
     args = p.parse_args(argv)
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.internet import reactor  # its timer heap, as the agent's (never run here)
 
     svc = HTTPServerService(reactor, app.api.resource(), (("127.0.0.1", 0),),  # type: ignore[arg-type]
-                            HTTPLimits(max_conns_per_client=0))
+                            HTTPLimits(max_conns_per_client=0), fast_kv=args.path == "fast")
     from twisted.internet.address import IPv4Address
 
     conns = []
@@ -116,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     if prof:
         prof.disable()
     cpu = time.process_time() - t0
-    print(f"{args.method} x {args.requests} on {args.connections} connections, "
+    print(f"{args.method} x {args.requests} on {args.connections} connections ({args.path} path), "
           f"{args.value_size}-byte values: {1e6 * cpu / args.requests:.1f} µs CPU per request "
           f"({args.requests / cpu:.0f}/s on one core); {ok} answered 200; "
           f"gc thresholds {gc.get_threshold()}")
