@@ -131,7 +131,7 @@ def parse(buf: bytes, kv_max_value_size: int) -> FastRequest | _Handover | None:
     """The first request in ``buf`` (see the module docstring); never raises."""
     end = buf.find(b"\r\n\r\n")
     if end < 0:
-        return HANDOVER if request_line_refused(buf) else None
+        return HANDOVER if len(buf) > MAX_HEAD or request_line_refused(buf) else None
     if end > MAX_HEAD:
         return HANDOVER
     head = buf[:end]
