@@ -181,13 +181,23 @@ class FastChannel(Protocol):
 
     @property
     def limits(self) -> HTTPLimits:
-        limits = getattr(self.site, "http_limits", None)
-        return limits if isinstance(limits, HTTPLimits) else HTTPLimits()
+        """The site's limits, looked up once per connection."""
+        limits = self.__dict__.get("_limits")
+        if limits is None:
+            limits = getattr(self.site, "http_limits", None)
+            if not isinstance(limits, HTTPLimits):
+                limits = HTTPLimits()
+            self.__dict__["_limits"] = limits
+        return limits
 
     def _now(self) -> float:
-        reactor = getattr(self.site, "reactor", None)
-        seconds = getattr(reactor, "seconds", None)
-        return float(seconds()) if callable(seconds) else time.time()
+        seconds = self.__dict__.get("_seconds")
+        if seconds is None:
+            seconds = getattr(getattr(self.site, "reactor", None), "seconds", None)
+            if not callable(seconds):
+                seconds = time.time
+            self.__dict__["_seconds"] = seconds
+        return float(seconds())
 
     def _peer(self) -> str:
         return address_text(self.transport.getPeer()) if self.transport is not None else "?"
