@@ -387,8 +387,10 @@ class FastChannel(Protocol):
         if transport is None:
             return
         transport.unregisterProducer()
-        if self.paused:
-            self.paused = False
+        if self.paused or self.transport_full:
+            # reading starts again under the channel (which the transport pauses in turn if
+            # its send buffer is still full at the next write)
+            self.paused = self.transport_full = False
             transport.resumeProducing()
         inner.makeConnection(transport)
         channel = inner._channel
