@@ -12,8 +12,10 @@ for are unchanged), the same helpers build the answer (``wanfedtx.http.common``:
 (``Connection``, ``Server``, ``Date``, then the handler's headers), in one write. Anything else
 (other routes, ``?recurse``, ``?keys``, ``?cas``, ``?index``, another ``?dc``, chunked bodies,
 ``Expect``, bodies over ``limits.kv_max_value_size``, malformed input) hands the connection, with
-the bytes still buffered, to the twisted.web :class:`~wanfedtx.http.channel.APIChannel` for the
-rest of its life, which answers exactly as before.
+the bytes still buffered, to the twisted.web :class:`~wanfedtx.http.channel.APIChannel`, which
+answers exactly as before. The fast path takes the connection back when the next bytes arrive
+while that channel is between requests (its answer written, nothing buffered or pending: no
+parked blocking query, no refusal, no timeout under way).
 
 Requests are served one at a time per connection (pipelined ones wait in the buffer, as
 twisted.web does; reading pauses past 16 KiB buffered or when the transport's send buffer is
@@ -207,6 +209,8 @@ class FastChannel(Protocol):
         """The twisted.web channel serving this connection, taking it over if the fast path
         still has it (what code written for twisted.web's channel wrapper reads)."""
         if self.inner is None:
+            if self.transport is None or self.closing:
+                raise AttributeError("_channel: the connection is closed")
             self.handover()
         channel: APIChannel = self.inner._channel
         return channel
@@ -243,7 +247,7 @@ class FastChannel(Protocol):
     # -- input ---------------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        if self.inner is not None:
+        if self.inner is not None and not self._take_back():
             self.inner.dataReceived(data)
             return
         if self.closing or not data:
@@ -399,6 +403,42 @@ class FastChannel(Protocol):
         data, self.buf = self.buf, b""
         if data:
             inner.dataReceived(data)
+
+    def _take_back(self) -> bool:
+        """Take the connection back from the twisted.web channel if it is between requests:
+        its last request answered, nothing buffered, nothing pending (no parked query, no
+        refusal, no timeout under way). Then the next request starts on the fast path again."""
+        channel: Any = getattr(self.inner, "_channel", None)
+        transport: Any = self.transport
+        if not isinstance(channel, APIChannel) or transport is None or transport.disconnecting:
+            return False
+        if (
+            channel.requests
+            or channel._handlingRequest
+            or channel._dataBuffer
+            or channel._buffer
+            or channel._busyReceiving
+            or channel.paused
+            or not channel.line_mode
+            or not channel.persistent
+            or channel.refused
+            or channel._transferDecoder is not None
+            or channel._requestProducer is not None
+            or channel._waitingForTransport
+            or channel._abortingCall is not None
+            or getattr(channel, "_HTTPChannel__first_line", None) != 1
+            or getattr(channel, "_HTTPChannel__header", None) != b""
+        ):
+            return False
+        channel.setTimeout(None)
+        channel.detach()  # dropped: it has no request and no timer left
+        transport.unregisterProducer()
+        self.inner = None
+        transport.registerProducer(self, True)
+        self.header_start = None
+        self.idle_since = self._now()
+        self._arm_idle(self.timeOut)
+        return True
 
     # -- timers --------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 (from accept, then from each request's first byte; carried over when the connection is handed
 to twisted.web), the idle timeout, one request at a time with pipelined ones buffered (reading
 paused past 16 KiB), ``Connection: close``, a client that leaves while its write waits for the
-commit, request logging, and the hand-over for everything else."""
+commit, request logging, the hand-over for everything else and taking the connection back."""
 
 from __future__ import annotations
 
@@ -153,10 +153,46 @@ def test_client_gone_while_the_write_waits() -> None:
     assert c.site.per_client == {}
 
 
-def test_everything_else_is_handed_over_for_good() -> None:
+def test_everything_else_is_handed_over_and_the_connection_taken_back_between_requests(
+) -> None:
     c = Conn()
     c.send(PUT + b"GET /v1/kv/?recurse HTTP/1.1\r\n\r\n" + GET)
-    assert c.proto.inner is not None
-    out = c.tr.value()
-    assert out.count(b"HTTP/1.1 200 OK") == 3
+    assert c.proto.inner is not None  # the GET after it was in the same buffer
+    assert c.tr.value().count(b"HTTP/1.1 200 OK") == 3
     assert c.proto._channel is c.proto.inner._channel
+    c.tr.clear()
+    c.send(GET)  # the channel is between requests: back on the fast path
+    assert c.proto.inner is None and c.tr.value().startswith(b"HTTP/1.1 200 OK")
+    assert c.tr.producer is c.proto
+    # the old channel's timers are gone: every timer left is the fast path's own
+    calls = c.clock.getDelayedCalls()
+    assert calls and all(getattr(dc.func, "__self__", None) is c.proto for dc in calls)
+
+
+def test_not_taken_back_while_a_blocking_query_is_parked() -> None:
+    c = Conn()
+    c.send(PUT)
+    c.send(b"GET /v1/kv/k?index=1&wait=1m HTTP/1.1\r\n\r\n")
+    assert c.proto.inner is not None and c.tr.value().count(b"HTTP/1.1") == 1
+    c.send(GET)  # pipelined behind the parked query: the twisted.web channel keeps it
+    assert c.proto.inner is not None and c.tr.value().count(b"HTTP/1.1") == 1
+    other = c.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40001))
+    other.makeConnection(StringTransport())
+    other.dataReceived(PUT)  # wakes the query
+    assert c.tr.value().count(b"HTTP/1.1 200 OK") == 3
+    assert c.proto.inner is not None
+    c.send(GET)
+    assert c.proto.inner is None and c.tr.value().count(b"HTTP/1.1 200 OK") == 4
+
+
+def test_header_deadline_after_take_back() -> None:
+    c = Conn()
+    c.send(b"GET /v1/status/leader HTTP/1.1\r\n\r\n")
+    assert c.proto.inner is not None
+    c.clock.advance(5)
+    c.send(b"GET /v1/kv/k HTTP/1.1\r\n")  # taken back; its deadline starts now
+    assert c.proto.inner is None
+    c.clock.advance(0.9)
+    assert not c.tr.disconnecting
+    c.clock.advance(0.2)
+    assert c.tr.disconnecting and c.refused("header-timeout") == 1
