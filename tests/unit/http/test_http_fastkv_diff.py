@@ -162,7 +162,9 @@ def requests(draw: st.DrawFn) -> bytes:
     query = "&".join(n if v is None else f"{n}={v}" for n, v in params)
     target = "/v1/kv/" + key + ("?" + query if query else "")
     body = draw(st.binary(max_size=80)) if method in ("PUT", "POST") else b""
-    headers = [("Host", "127.0.0.1:8500")]
+    host = draw(st.sampled_from(["127.0.0.1:8500", "127.0.0.1:8500", "[::1]:x", "a" * 64,
+                                 "a..b", ".", None]))
+    headers = [] if host is None else [("Host", host)]
     token = draw(TOKENS)
     if token is not None:
         headers.append(draw(st.sampled_from([("X-Consul-Token", token),
@@ -256,3 +258,13 @@ def test_reader_token_and_default_token() -> None:
         body, _, _ = side.run([put.replace(f"X-Consul-Token: {READER}\r\n", "").encode()], False)
         assert body.startswith(b"HTTP/1.1 200 OK")
         side.ctx.default_token = ""
+
+
+def test_host_name_werkzeug_refuses_is_served_on_both_paths() -> None:
+    # A 64-byte label fails werkzeug's IDNA check: the twisted.web path used to answer 500
+    # with a logged traceback; both paths serve it (as Consul does).
+    for fast in (True, False):
+        side = Side(fast, False)
+        body, _, _ = side.run([b"GET /v1/kv/h HTTP/1.1\r\nHost: " + b"a" * 64 + b"\r\n\r\n",
+                               b"GET /v1/kv/h?recurse HTTP/1.1\r\nHost: a..b:1\r\n\r\n"], False)
+        assert body.count(b"HTTP/1.1 404 Not Found") == 2
