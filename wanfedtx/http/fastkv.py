@@ -284,7 +284,8 @@ class FastChannel(Protocol):
                     self.handover()  # forwarded to another datacenter: the full path
                     return
                 self.buf = self.buf[req.size:]
-                self.header_start = self._now() if self.buf else None
+                # A pipelined request's deadline starts once this one is answered (_respond).
+                self.header_start = None
                 self._serve(req)
         finally:
             self._looping = False
@@ -364,9 +365,11 @@ class FastChannel(Protocol):
                 transport.resumeProducing()
         elif self.transport_full:
             transport.pauseProducing()
-        self.idle_since = self._now()
+        self.idle_since = now = self._now()
         self._arm_idle(self.timeOut)
         if self.buf:
+            self.header_start = now  # the next request, already buffered (as APIChannel)
+            self._arm_header(self.limits.read_header_timeout)
             self._advance()
 
     # -- hand-over -----------------------------------------------------------------------------

@@ -93,6 +93,20 @@ def test_served_and_idle_requests_are_not_cut_and_next_deadline_starts_at_first_
     assert c.tr.disconnecting and c.refused("header-timeout") == 1
 
 
+def test_pipelined_request_deadline_starts_when_the_one_before_is_answered() -> None:
+    c = Conn()
+    c.side.held.hold = True
+    c.send(PUT + b"GET /v1/kv/k HTTP/1.1\r\n")  # the next request's head is incomplete
+    c.clock.advance(20)  # the PUT waits for its commit: the GET's deadline has not started
+    assert not c.tr.disconnecting
+    c.side.held.release()
+    assert c.tr.value().startswith(b"HTTP/1.1 200 OK")
+    c.clock.advance(0.9)
+    assert not c.tr.disconnecting
+    c.clock.advance(0.2)
+    assert c.tr.disconnecting and c.refused("header-timeout") == 1
+
+
 def test_idle_timeout() -> None:
     c = Conn(timeout=0, idle=60)
     c.send(PUT)
