@@ -15,7 +15,8 @@ for are unchanged), the same helpers build the answer (``wanfedtx.http.common``:
 the bytes still buffered, to the twisted.web :class:`~wanfedtx.http.channel.APIChannel`, which
 answers exactly as before. The fast path takes the connection back when the next bytes arrive
 while that channel is between requests (its answer written, nothing buffered or pending: no
-parked blocking query, no refusal, no timeout under way).
+parked blocking query, no refusal, no timeout under way) and they may start a fast request (a
+loop of blocking queries stays with the channel).
 
 Requests are served one at a time per connection (pipelined ones wait in the buffer, as
 twisted.web does; reading pauses past 16 KiB buffered or when the transport's send buffer is
@@ -247,7 +248,7 @@ class FastChannel(Protocol):
     # -- input ---------------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        if self.inner is not None and not self._take_back():
+        if self.inner is not None and not self._take_back(data):
             self.inner.dataReceived(data)
             return
         if self.closing or not data:
@@ -271,17 +272,13 @@ class FastChannel(Protocol):
         self._looping = True
         try:
             while self.buf and not self.serving and self.inner is None and not self.closing:
-                req = parse(self.buf, self.limits.kv_max_value_size)
+                req = self._verdict(self.buf)
                 if req is None:
                     if self.header_start is not None and b"\r\n\r\n" in self.buf:
                         self.header_start = None  # headers in; the body is not covered
                     return
-                if req is HANDOVER or not isinstance(req, FastRequest):
+                if not isinstance(req, FastRequest):
                     self.handover()
-                    return
-                dc = req.query.get("dc")
-                if dc and dc[0] not in ("", self.ctx.datacenter):
-                    self.handover()  # forwarded to another datacenter: the full path
                     return
                 self.buf = self.buf[req.size:]
                 # A pipelined request's deadline starts once this one is answered (_respond).
@@ -407,10 +404,12 @@ class FastChannel(Protocol):
         if data:
             inner.dataReceived(data)
 
-    def _take_back(self) -> bool:
-        """Take the connection back from the twisted.web channel if it is between requests:
-        its last request answered, nothing buffered, nothing pending (no parked query, no
-        refusal, no timeout under way). Then the next request starts on the fast path again."""
+    def _take_back(self, data: bytes) -> bool:
+        """Take the connection back from the twisted.web channel if it is between requests
+        (its last request answered, nothing buffered, nothing pending: no parked query, no
+        refusal, no timeout under way) and ``data``, the start of the next request, may be the
+        fast path's (a blocking-query loop stays with the channel). Then the next request
+        starts on the fast path again."""
         channel: Any = getattr(self.inner, "_channel", None)
         transport: Any = self.transport
         if not isinstance(channel, APIChannel) or transport is None or transport.disconnecting:
@@ -431,6 +430,7 @@ class FastChannel(Protocol):
             or channel._abortingCall is not None
             or getattr(channel, "_HTTPChannel__first_line", None) != 1
             or getattr(channel, "_HTTPChannel__header", None) != b""
+            or self._verdict(data) is HANDOVER
         ):
             return False
         channel.setTimeout(None)
@@ -442,6 +442,15 @@ class FastChannel(Protocol):
         self.idle_since = self._now()
         self._arm_idle(self.timeOut)
         return True
+
+    def _verdict(self, buf: bytes) -> FastRequest | object | None:
+        """:func:`~wanfedtx.http.fastparse.parse`, and HANDOVER for another datacenter."""
+        req = parse(buf, self.limits.kv_max_value_size)
+        if isinstance(req, FastRequest):
+            dc = req.query.get("dc")
+            if dc and dc[0] not in ("", self.ctx.datacenter):
+                return HANDOVER  # forwarded to another datacenter: the full path
+        return req
 
     # -- timers --------------------------------------------------------------------------------
 

@@ -199,6 +199,18 @@ def test_not_taken_back_while_a_blocking_query_is_parked() -> None:
     assert c.proto.inner is None and c.tr.value().count(b"HTTP/1.1 200 OK") == 4
 
 
+def test_blocking_query_loop_stays_with_twisted_web() -> None:
+    c = Conn()
+    c.send(PUT)
+    c.send(b"GET /v1/kv/k?index=1&wait=1s HTTP/1.1\r\n\r\n")
+    inner = c.proto.inner
+    c.clock.advance(2)  # the wait ends: answered, the channel is between requests
+    c.send(b"GET /v1/kv/k?index=1&wait=1s HTTP/1.1\r\n\r\n")
+    assert c.proto.inner is inner  # not taken back and handed over again
+    c.clock.advance(2)
+    assert c.tr.value().count(b"HTTP/1.1 200 OK") == 3
+
+
 def test_header_deadline_after_take_back() -> None:
     c = Conn()
     c.send(b"GET /v1/status/leader HTTP/1.1\r\n\r\n")

@@ -90,6 +90,7 @@ class Side:
                                          "n1", "", lambda s: None, lambda c: None)
         else:
             app = StateApp()
+            self.clock = app.clock  # the blocking queries' timers too
             self.held = Held(app.ctx.rpc)
             app.ctx.rpc = self.held  # type: ignore[method-assign]
             ctx = app.ctx
