@@ -194,7 +194,12 @@ def _wire(value: Any) -> Any:
 
 def encode(msg: Message) -> bytes:
     """Encode one message to bytes (msgpack)."""
-    body = [msg.TYPE] + [_wire(getattr(msg, f)) for f in msg.FIELDS]
+    if type(msg) is AppendEntries:  # the hot one: the same array as the generic path below
+        body = [3, msg.src, msg.term, msg.prev_index, msg.prev_term,
+                [[e.index, e.term, e.kind, e.data] for e in msg.entries], msg.leader_commit,
+                msg.seq]
+    else:
+        body = [msg.TYPE] + [_wire(getattr(msg, f)) for f in msg.FIELDS]
     out: bytes = msgpack.packb(body, use_bin_type=True)
     return out
 

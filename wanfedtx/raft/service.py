@@ -38,7 +38,7 @@ from wanfedtx.raft.core import (
 )
 from wanfedtx.raft.errors import LeadershipLostError, NotLeaderError, RaftError
 from wanfedtx.raft.interfaces import IRaftFSM, IRaftTransport
-from wanfedtx.raft.messages import ENTRY_COMMAND, Message
+from wanfedtx.raft.messages import ENTRY_COMMAND, Entry, Message
 from wanfedtx.raft.metrics import RaftMetrics
 from wanfedtx.raft.storage import RaftStorage
 from wanfedtx.ratelog import RateLimitedLog
@@ -113,8 +113,9 @@ class RaftService(Service):
         self._writing: Deferred[None] | None = None
         self._durable_seq = 0
         self._held: list[tuple[int, list[tuple[str, Message]]]] = []
-        self._pending: dict[int, tuple[int, Deferred[tuple[int, Any]]]] = {}
-        self._proposed_at: dict[int, float] = {}  # index -> when this leader proposed it
+        # index -> (term, the caller's Deferred, when this leader proposed it; -1.0: not timed)
+        self._pending: dict[int, tuple[int, Deferred[tuple[int, Any]], float]] = {}
+        self._gauges = (-1, -1, -1)  # (term, commit, applied) last written to the gauges
         self._reads: dict[int, Deferred[None]] = {}
         self._read_waits: list[tuple[int, Deferred[None]]] = []
         self._read_seq = 0
@@ -221,9 +222,9 @@ class RaftService(Service):
         except RaftError as exc:
             return fail(exc)
         d: Deferred[tuple[int, Any]] = Deferred()
-        self._pending[e.index] = (e.term, d)
-        self._proposed_at[e.index] = self.clock.seconds()
-        self._schedule_pump()
+        self._pending[e.index] = (e.term, d, self.clock.seconds())
+        if self._pump_call is None:
+            self._schedule_pump()
         return d
 
     def is_leader(self) -> bool:
@@ -324,7 +325,7 @@ class RaftService(Service):
         except RaftError as exc:
             return fail(exc)
         d: Deferred[tuple[int, Any]] = Deferred()
-        self._pending[e.index] = (e.term, d)
+        self._pending[e.index] = (e.term, d, -1.0)
         self._schedule_pump()
         return d
 
@@ -403,9 +404,15 @@ class RaftService(Service):
             self._handle(core, r)
         self._maybe_snapshot(core)
         self._flush_writes()
-        self._m.term.set(core.term)
-        self._m.commit.set(core.commit)
-        self._m.applied.set(core.applied)
+        gauges = (core.term, core.commit, core.applied)
+        if gauges != self._gauges:  # most pumps change at most commit and applied
+            old, self._gauges = self._gauges, gauges
+            if gauges[0] != old[0]:
+                self._m.term.set(gauges[0])
+            if gauges[1] != old[1]:
+                self._m.commit.set(gauges[1])
+            if gauges[2] != old[2]:
+                self._m.applied.set(gauges[2])
         deadline = core.next_deadline()
         delay = max(0.0, deadline - self.clock.seconds())
         if self._timer is not None and self._timer.active():
@@ -428,26 +435,8 @@ class RaftService(Service):
         if r.restore is not None:
             restore_fsm_snapshot(self.fsm, r.restore)
             log.info("raft: restored FSM from snapshot at index {index}", index=r.restore.index)
-        for e in r.apply:
-            result: Any = None
-            if e.kind == ENTRY_COMMAND:
-                try:
-                    result = self.fsm.apply(e.index, e.data)
-                except Exception as exc:
-                    result = exc
-            pend = self._pending.pop(e.index, None)
-            proposed = self._proposed_at.pop(e.index, None)
-            if proposed is not None:
-                self._m.commit_time.observe(self.clock.seconds() - proposed)
-            if pend is not None:
-                term, d = pend
-                if term != e.term:
-                    d.errback(LeadershipLostError(ERR_LEADERSHIP_LOST))
-                elif isinstance(result, Exception):
-                    d.errback(result)
-                else:
-                    self._m.apply.inc()
-                    d.callback((e.index, result))
+        if r.apply:
+            self._apply_committed(r.apply)
         if r.apply:
             self._release_reads(core.applied)
         for rr in r.reads:
@@ -477,6 +466,40 @@ class RaftService(Service):
         if (self._leader_term_start is not None and core.role == LEADER
                 and core.applied >= self._leader_term_start and not self._leading_notified):
             self._notify(True)
+
+    def _apply_committed(self, entries: Sequence[Entry]) -> None:
+        """Apply committed entries to the FSM in order; fire each waiting ``apply`` Deferred
+        right after its entry (before the next one is applied). The metrics are updated once
+        per batch: ``raft.apply`` by the number answered, ``raft.commitTime`` with the oldest
+        entry of the batch this leader proposed (as hashicorp/raft measures it per commit)."""
+        fsm_apply = self.fsm.apply
+        oldest = -1.0
+        answered = 0
+        for e in entries:
+            result: Any = None
+            if e.kind == ENTRY_COMMAND:
+                try:
+                    result = fsm_apply(e.index, e.data)
+                except Exception as exc:
+                    result = exc
+            # self._pending, not a local: a callback may fail (and replace) every pending one
+            pend = self._pending.pop(e.index, None)
+            if pend is None:
+                continue
+            term, d, proposed = pend
+            if oldest < 0.0 <= proposed:
+                oldest = proposed
+            if term != e.term:
+                d.errback(LeadershipLostError(ERR_LEADERSHIP_LOST))
+            elif isinstance(result, Exception):
+                d.errback(result)
+            else:
+                answered += 1
+                d.callback((e.index, result))
+        if oldest >= 0.0:
+            self._m.commit_time.observe(self.clock.seconds() - oldest)
+        if answered:
+            self._m.apply.inc(answered)
 
     def _violation(self, ev: ProtocolViolation) -> None:
         """Count every refused message; log each (sender, reason) once (and every reason at
@@ -512,8 +535,7 @@ class RaftService(Service):
 
     def _fail_pending(self, exc: Exception) -> None:
         pending, self._pending = self._pending, {}
-        self._proposed_at.clear()
-        for _, d in pending.values():
+        for _, d, _ in pending.values():
             d.errback(exc)
         reads = list(self._reads.values()) + [d for _, d in self._read_waits]
         self._reads, self._read_waits = {}, []

@@ -145,6 +145,7 @@ class RaftStorage:
         self._dirty = False
         self._hs: HardState | None = None
         self._base_marker: int | None = None
+        self._pack = msgpack.Packer(use_bin_type=True).pack  # used by one thread at a time
         self.fsyncs = 0
 
     # -- recovery ---------------------------------------------------------------------------------
@@ -301,9 +302,35 @@ class RaftStorage:
             self._base_marker = None
         if truncate_from is not None:
             self._append(["t", truncate_from])
+        if entries:
+            self._append_entries(entries)
+
+    def _append_entries(self, entries: list[Entry]) -> None:
+        """The entries' records, byte for byte those of ``_append``, written with one ``write``
+        per segment (a segment is rolled at the same record boundary as ``_append`` rolls it)."""
+        pack, hdr, crc32 = self._pack, _HDR.pack, zlib.crc32
+        buf: list[bytes] = []
+        size = 0
+        last = 0
         for e in entries:
-            self._append(["e", e.index, e.term, e.kind, e.data])
-            self._seg_last[self._seg_seq] = e.index
+            if self._seg is None or self._seg_size + size >= self.segment_size:
+                self._write_records(buf, size, last)
+                buf, size = [], 0
+                self._open_segment()
+            body = pack(["e", e.index, e.term, e.kind, e.data])
+            buf.append(hdr(len(body), crc32(body)))
+            buf.append(body)
+            size += _HDR.size + len(body)
+            last = e.index
+        self._write_records(buf, size, last)
+
+    def _write_records(self, buf: list[bytes], size: int, last: int) -> None:
+        if not buf:
+            return
+        self._seg.write(b"".join(buf))
+        self._seg_size += size
+        self._seg_last[self._seg_seq] = last
+        self._dirty = True
 
     def sync(self) -> None:
         """Make everything written so far durable (one fsync for the whole group)."""
