@@ -17,10 +17,8 @@ from typing import Any
 import msgpack
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 
 from wanfedtx.metrics import REGISTRY, Registry
 from wanfedtx.raft.core import (
@@ -41,6 +39,7 @@ from wanfedtx.raft.interfaces import IRaftFSM, IRaftTransport
 from wanfedtx.raft.messages import ENTRY_COMMAND, Entry, Message
 from wanfedtx.raft.metrics import RaftMetrics
 from wanfedtx.raft.storage import RaftStorage
+from wanfedtx.raft.writer import WriterThread
 from wanfedtx.ratelog import RateLimitedLog
 from wanfedtx.reactors import ReactorLike
 from wanfedtx.services import Service
@@ -106,14 +105,14 @@ class RaftService(Service):
         self.threaded_writer = threaded_writer
         self.storage = RaftStorage(data_dir, segment_size=segment_size)
         self.core: RaftCore | None = None
-        self._pool: ThreadPool | None = None
+        self._writer: WriterThread[list[Ready | Snapshot]] | None = None
         self._timer: IDelayedCall | None = None
         self._pump_call: IDelayedCall | None = None
         self._queue: list[Ready | Snapshot] = []
         self._writing: Deferred[None] | None = None
         self._durable_seq = 0
         self._held: list[tuple[int, list[tuple[str, Message]]]] = []
-        # index -> (term, the caller's Deferred, when this leader proposed it; -1.0: not timed)
+        # index -> (term, Deferred, when this leader proposed it or -1.0)
         self._pending: dict[int, tuple[int, Deferred[tuple[int, Any]], float]] = {}
         self._gauges = (-1, -1, -1)  # (term, commit, applied) last written to the gauges
         self._reads: dict[int, Deferred[None]] = {}
@@ -142,8 +141,9 @@ class RaftService(Service):
         self._started_at = now
         self.core = RaftCore(self.node_id, self.options, self.rng, now, restored)
         if self.threaded_writer:
-            self._pool = ThreadPool(minthreads=1, maxthreads=1, name=f"raft-writer-{self.node_id}")
-            self._pool.start()
+            self._writer = WriterThread(self.reactor, self._write_batch,
+                                        f"raft-writer-{self.node_id}")
+            self._writer.start()
         self.transport.set_receiver(self._receive)
         self._maybe_bootstrap()
         log.info("raft: started {node} at term {term}, last index {index}", node=self.node_id,
@@ -166,9 +166,9 @@ class RaftService(Service):
 
         def close(_: object) -> None:
             self.storage.close()
-            if self._pool is not None:
-                self._pool.stop()
-                self._pool = None
+            if self._writer is not None:
+                self._writer.stop()  # idle (nothing in flight): it ends at once
+                self._writer = None
             if core is not None and core.role == LEADER:
                 self._notify(False)
 
@@ -405,14 +405,11 @@ class RaftService(Service):
         self._maybe_snapshot(core)
         self._flush_writes()
         gauges = (core.term, core.commit, core.applied)
-        if gauges != self._gauges:  # most pumps change at most commit and applied
-            old, self._gauges = self._gauges, gauges
-            if gauges[0] != old[0]:
-                self._m.term.set(gauges[0])
-            if gauges[1] != old[1]:
-                self._m.commit.set(gauges[1])
-            if gauges[2] != old[2]:
-                self._m.applied.set(gauges[2])
+        if gauges != self._gauges:  # the gauges' lock and label check only on a change
+            self._gauges = gauges
+            self._m.term.set(core.term)
+            self._m.commit.set(core.commit)
+            self._m.applied.set(core.applied)
         deadline = core.next_deadline()
         delay = max(0.0, deadline - self.clock.seconds())
         if self._timer is not None and self._timer.active():
@@ -437,7 +434,6 @@ class RaftService(Service):
             log.info("raft: restored FSM from snapshot at index {index}", index=r.restore.index)
         if r.apply:
             self._apply_committed(r.apply)
-        if r.apply:
             self._release_reads(core.applied)
         for rr in r.reads:
             rd = self._reads.pop(rr.req, None)
@@ -468,10 +464,9 @@ class RaftService(Service):
             self._notify(True)
 
     def _apply_committed(self, entries: Sequence[Entry]) -> None:
-        """Apply committed entries to the FSM in order; fire each waiting ``apply`` Deferred
-        right after its entry (before the next one is applied). The metrics are updated once
-        per batch: ``raft.apply`` by the number answered, ``raft.commitTime`` with the oldest
-        entry of the batch this leader proposed (as hashicorp/raft measures it per commit)."""
+        """Apply committed entries in order, each waiting ``apply`` Deferred fired right after
+        its entry; metrics once per batch (``raft.commitTime``: the oldest entry this leader
+        proposed in the batch, as hashicorp/raft measures it per commit)."""
         fsm_apply = self.fsm.apply
         oldest = -1.0
         answered = 0
@@ -572,9 +567,8 @@ class RaftService(Service):
         self.fsync_batches += 1
         self._m.batches.inc()
         self._m.readies.inc(len(seqs))
-        if self._pool is not None:
-            d: Deferred[None] = deferToThreadPool(self.reactor, self._pool, self._write_batch,
-                                                  batch)
+        if self._writer is not None:
+            d: Deferred[None] = self._writer.submit(batch)
         else:
             try:
                 self._write_batch(batch)
