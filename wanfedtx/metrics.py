@@ -80,6 +80,8 @@ class _Metric:
         self._lock = threading.Lock()
 
     def _key(self, labels: dict[str, str]) -> tuple[str, ...]:
+        if not labels and not self.labelnames:  # the common case, without building two sets
+            return ()
         if set(labels) != set(self.labelnames):
             raise ValueError(
                 f"metric {self.name} takes labels {list(self.labelnames)}, got {sorted(labels)}"
