@@ -13,7 +13,8 @@ class RaftMetrics:
         r = registry
         self.apply: Counter = r.counter("raft.apply", "Commands committed and applied (leader)")
         self.commit_time: Summary = r.summary(
-            "raft.commitTime", "Time from a leader's proposal of an entry to its commit (ms)")
+            "raft.commitTime",
+            "Time from a leader's proposal to its commit, per commit batch (oldest entry, ms)")
         self.last_contact: Summary = r.summary(
             "raft.leader.lastContact",
             "Time since the leader last heard from each follower, sampled every 500 ms (ms)")
