@@ -34,6 +34,7 @@ from wanfedtx.gateway.errors import need
 from wanfedtx.gateway.router import Route, RouteTable
 from wanfedtx.gateway.snapshot import Endpoint
 from wanfedtx.gateway.stats import ClusterStats, GatewayStats, ListenerStats, TcpStats
+from wanfedtx.hostport import address_text
 
 DATA_PATHS = ("loop", "twisted")
 
@@ -236,7 +237,33 @@ _UNROUTED_CLUSTER = ClusterStats()
 
 
 class Connection:
-    """One downstream connection's state, routing and counters; no IO."""
+    """One downstream connection's state, routing and counters; no IO.
+
+    Kept cheap per connection: slots, the handlers of the current state looked up by event
+    type only (``_on``, swapped on each transition), and the peer's address formatted only
+    when a log line needs it.
+    """
+
+    __slots__ = (
+        "_current_table",
+        "_on",
+        "_peer",
+        "cluster",
+        "down_eof",
+        "listener_stats",
+        "pending",
+        "reader",
+        "rng",
+        "route",
+        "settings",
+        "sni",
+        "state",
+        "stats",
+        "table",
+        "tcp",
+        "tried",
+        "up_eof",
+    )
 
     def __init__(
         self,
@@ -245,15 +272,18 @@ class Connection:
         listener_stats: ListenerStats,
         settings: RelaySettings,
         rng: random.Random,
-        peer: str = "?",
+        peer: object = "?",
     ) -> None:
+        """``peer``: the downstream's address as text, or a ``(host, port, ...)`` tuple that
+        is turned into text only if a log line needs it."""
         self._current_table = table
         self.stats = stats
         self.listener_stats = listener_stats
         self.settings = settings
         self.rng = rng
-        self.peer = peer
+        self._peer = peer
         self.state = State.HELLO
+        self._on = _ON_HELLO
         self.reader: ClientHelloReader | None = ClientHelloReader(settings.max_hello_size)
         self.sni: str | None = None
         self.route: Route | None = None
@@ -266,9 +296,17 @@ class Connection:
         self.up_eof = False
         listener_stats.downstream_cx_active += 1
 
+    @property
+    def peer(self) -> str:
+        """The downstream's address as text (``host:port``)."""
+        p = self._peer
+        if not isinstance(p, str):
+            p = self._peer = address_text(p)
+        return p
+
     def handle(self, event: Event) -> list[Effect]:
         """Apply ``event``; return what the adapter must do, in order."""
-        handler = _TABLE.get((self.state, type(event)))
+        handler = self._on.get(type(event))
         if handler is None:
             return []
         out: list[Effect] = []
@@ -288,6 +326,7 @@ class Connection:
         if self.state is State.RELAYING:
             self.cluster.upstream_cx_active -= 1
         self.state = State.CLOSED
+        self._on = _ON_CLOSED
         self.listener_stats.downstream_cx_active -= 1
         out.append(Close(clean, why))
 
@@ -333,6 +372,7 @@ class Connection:
         self.pending += need(self.reader, "hello reader").buffered
         self.reader = None
         self.state = State.CONNECTING
+        self._on = _ON_CONNECTING
         out.append(PauseDown())
         self._connect_next(out)
 
@@ -400,6 +440,7 @@ class Connection:
         self.tcp.downstream_cx_rx_bytes_total += len(first)
         self.cluster.upstream_cx_tx_bytes_total += len(first)
         self.state = State.RELAYING
+        self._on = _ON_RELAYING
         out.append(Relay(first))
 
     def _stray_upstream(self, ev: UpConnected, out: list[Effect]) -> None:
@@ -508,3 +549,8 @@ _TABLE: dict[tuple[State, type], _H] = {
     (_CLOSED, UpFailed): _C._up_failed,
     (_CLOSED, UpLost): _C._up_lost,
 }
+# the same table split by state, so a connection finds its handler by the event's type alone
+_BY_STATE: dict[State, dict[type, _H]] = {st: {} for st in State}
+for (_st, _ev), _h in _TABLE.items():
+    _BY_STATE[_st][_ev] = _h
+_ON_HELLO, _ON_CONNECTING, _ON_RELAYING, _ON_CLOSED = (_BY_STATE[st] for st in State)

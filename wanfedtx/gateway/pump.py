@@ -13,6 +13,7 @@ and takes back the ones a finished direction left empty, so a new connection cos
 
 from __future__ import annotations
 
+import _socket
 import errno
 import fcntl
 import os
@@ -25,6 +26,7 @@ EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
 AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK)
 SHORT_READ = 64 * 1024
+_FAIRNESS = range(8)  # rounds per pump call
 
 
 def splice_available() -> bool:
@@ -87,6 +89,7 @@ class Direction:
         "finished",
         "in_pipe",
         "moved",
+        "other",
         "pending",
         "pipe_r",
         "pipe_w",
@@ -95,7 +98,7 @@ class Direction:
     )
 
     def __init__(
-        self, src: int, dst: int, pending: bytes, dst_sock: socket.socket | None = None
+        self, src: int, dst: int, pending: bytes, dst_sock: _socket.socket | None = None
     ) -> None:
         """``dst_sock``: the socket object of ``dst``, used for the FIN's ``shutdown`` (without
         it a temporary socket object is made, which costs three syscalls)."""
@@ -110,6 +113,7 @@ class Direction:
         self.finished = False
         self.want_out = bool(pending)
         self.moved = 0  # bytes delivered to dst, not yet posted to the reactor
+        self.other: Direction | None = None  # the opposite direction of the same pair
 
     def open_pipe(self, pipe_size: int) -> None:
         self.pipe_r, self.pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -150,7 +154,7 @@ class Direction:
     def _pump(self) -> bool:
         progress = False
         short = False
-        for _ in range(8):  # bounded, for fairness between pairs
+        for _ in _FAIRNESS:  # bounded, for fairness between pairs
             if self.pending:
                 try:
                     n = os.write(self.dst, self.pending)
@@ -182,13 +186,17 @@ class Direction:
             if self.eof:
                 if not self.finished:
                     self.finished = True
-                    try:
-                        if self.dst_sock is not None:
-                            self.dst_sock.shutdown(socket.SHUT_WR)
-                        else:
-                            socket_shutdown_wr(self.dst)
-                    except OSError:
-                        pass
+                    other = self.other
+                    if other is None or not other.finished:
+                        try:
+                            if self.dst_sock is not None:
+                                self.dst_sock.shutdown(socket.SHUT_WR)
+                            else:
+                                socket_shutdown_wr(self.dst)
+                        except OSError:
+                            pass
+                    # else both directions are over: the pair is closed next, and the close
+                    # sends this FIN (every byte either way has been read, so no reset)
                 return progress
             if short:
                 # the last read was small, so the socket is most likely drained: skip the read
