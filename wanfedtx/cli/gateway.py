@@ -232,6 +232,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from wanfedtx.gateway.register import GatewayFlagError
+    from wanfedtx.gctune import tune_gc
     from wanfedtx.logs import start_logging
     from wanfedtx.reactors import installed_reactor
 
@@ -256,6 +257,7 @@ def run(args: argparse.Namespace) -> int:
     install_sighup(r, svc)
     r.callWhenRunning(svc.startService)
     r.addSystemEventTrigger("before", "shutdown", svc.stopService)
+    tune_gc()  # start-up objects leave the collector's view, as in the agent (gctune.py)
     r.run()
     return status["code"]
 

@@ -89,6 +89,12 @@ class ClientHelloReader:
 
         Once a result is returned, later calls keep returning it and only extend ``buffered``.
         """
+        if self._result is None and not self._buf:
+            whole = _whole_hello(data, self.max_size)
+            if whole is not None:
+                self._buf += data
+                self._result = whole
+                return whole
         self._buf += data
         if self._result is None:
             self._result = self._advance()
@@ -152,6 +158,23 @@ class ClientHelloReader:
 
 _HOST_NAME_BYTES: Final = bytes(range(0x21, 0x7F))  # printable ASCII without space
 _EXT_HEADER: Final = struct.Struct("!HH").unpack_from  # extension type, length
+
+
+def _whole_hello(data: bytes, max_size: int) -> ClientHello | Rejected | None:
+    """The usual first read: one handshake record holding the whole ClientHello. Parsed in
+    place; None for anything else (the reader's general path then takes the bytes)."""
+    if len(data) < 9 or data[0] != RECORD_HANDSHAKE or data[1] != 3 or data[5] != 1:
+        return None
+    length = (data[3] << 8) | data[4]
+    hs_len = (data[6] << 16) | (data[7] << 8) | data[8]
+    if length > MAX_RECORD_LENGTH or len(data) < 5 + length or hs_len + 4 > length:
+        return None
+    if hs_len + 4 > max_size:
+        return None
+    try:
+        return parse_client_hello_body(data[9 : 9 + hs_len])
+    except _Malformed as e:
+        return Rejected(MALFORMED, str(e))
 
 
 def parse_client_hello_body(body: bytes) -> ClientHello:

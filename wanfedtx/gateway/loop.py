@@ -531,8 +531,35 @@ class RelayLoop:
         except OSError:
             self._handle(c, _SOCKET_ERROR)
             return
-        if not self._pumped(c, to_up, to_down, moved) and ev & EPOLLHUP:
+        # count the bytes, hand finished directions (FINs) to the core, set the masks
+        if moved:
+            c.idle_since = self._now
+        core = c.core
+        n_up, n_down = to_up.moved, to_down.moved
+        if n_up or n_down:
+            core.moved(n_up, n_down)
+            to_up.moved = to_down.moved = 0
+        if to_up.finished and not core.down_eof:
+            self._handle(c, _DOWN_EOF)
+        if to_down.finished and not core.up_eof:
+            self._handle(c, _UP_EOF)
+        if core.state is _CLOSED:
+            return
+        if not moved and ev & EPOLLHUP:
             self._handle(c, _HANG_UP)
+            return
+        mask = (0 if (to_up.eof or to_up.want_out) else EPOLLIN) | (
+            EPOLLOUT if to_down.want_out else 0
+        )
+        if mask != c.mask_down:
+            self._ep.modify(c.down_fd, mask)
+            c.mask_down = mask
+        mask = (0 if (to_down.eof or to_down.want_out) else EPOLLIN) | (
+            EPOLLOUT if to_up.want_out else 0
+        )
+        if mask != c.mask_up:
+            self._ep.modify(c.up_fd, mask)
+            c.mask_up = mask
 
     def _event(self, c: _Conn, fd: int, ev: int) -> None:
         """An event on a connection that is not relaying yet (hello, connecting)."""
@@ -583,26 +610,6 @@ class RelayLoop:
         elif mask != c.mask_up:
             self._ep.modify(fd, mask)
             c.mask_up = mask
-
-    def _pumped(self, c: _Conn, up: Direction, down: Direction, moved: bool) -> bool:
-        """After pumping: count the bytes, forward FINs to the core, set the epoll masks.
-        True if bytes moved or the connection closed."""
-        if moved:
-            c.idle_since = self._now
-        core = c.core
-        n_up, n_down = up.moved, down.moved
-        if n_up or n_down:
-            core.moved(n_up, n_down)
-            up.moved = down.moved = 0
-        # a FIN counts once its direction is drained and shut down; both: the core closes
-        if up.finished and not core.down_eof:
-            self._handle(c, _DOWN_EOF)
-        if down.finished and not core.up_eof:
-            self._handle(c, _UP_EOF)
-        if core.state is _CLOSED:
-            return True
-        self._set_masks(c, up, down)
-        return moved
 
     def _set_masks(self, c: _Conn, up: Direction, down: Direction) -> None:
         """The epoll masks both sockets need now; ``epoll_ctl`` only for one that changed."""
