@@ -246,7 +246,11 @@ def main() -> int:
             v = [row[i] for row in us[ld]]
             ratio = statistics.median(row[i] / row[0] for row in us[ld])
             rounds = ", ".join(f"{x:.0f}" for x in v)
-            cells.append(f"{statistics.median(v):.0f} ({rounds}); {ratio:.2f}x the first")
+            cell = f"{statistics.median(v):.0f} ({rounds}); {ratio:.2f}x the first"
+            if a.peer:  # against the first peer, round by round
+                k = len(roots)
+                cell += f", {statistics.median(row[i] / row[k] for row in us[ld]):.2f}x {a.peer[0]}"
+            cells.append(cell)
         print(f"| {r} | " + " | ".join(cells) + " |")
     print()
     print(

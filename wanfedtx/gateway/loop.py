@@ -14,10 +14,15 @@ through a pipe per direction, taken from and given back to a
 monotonic clock.
 
 Per connection the thread does as few syscalls and makes as few Python objects as it can: the
-listening socket carries ``TCP_NODELAY`` (accepted sockets inherit it), a paused downstream is
-only taken out of the epoll set if it actually becomes readable before the upstream is up,
-sockets leave the epoll set by being closed, upstream sockets are created non-blocking, and
-endpoint addresses are parsed once.
+listening socket carries ``TCP_NODELAY`` (accepted sockets inherit it), every waiting connection
+is accepted in one listener event (C-level ``_accept`` and C socket objects, no Python socket
+wrapper), the hello is read in the accept turn and its deadline armed only if it is incomplete,
+a paused downstream is only taken out of the epoll set if it actually becomes readable before
+the upstream is up, an upstream connect that is established when ``connect`` returns (a local
+endpoint) starts relaying in the same turn (no ``EPOLLOUT`` round; a failed connect is told by
+``EPOLLERR``, so a good one costs no ``SO_ERROR`` read), sockets leave the epoll set by being
+closed, the last FIN of a pair is sent by the close, the clock is read once per epoll batch,
+and endpoint addresses are parsed once.
 
 The reactor keeps the control plane: it swaps route tables (one attribute assignment, atomic),
 serves the admin API, and reads the counters, which only this thread writes. Log events are
@@ -29,7 +34,6 @@ from __future__ import annotations
 
 import errno
 import heapq
-import ipaddress
 import itertools
 import os
 import random
@@ -68,13 +72,15 @@ from wanfedtx.gateway.conn import (
     UpFailed,
 )
 from wanfedtx.gateway.errors import need
+from wanfedtx.gateway.loopsock import LoopConn as _Conn
+from wanfedtx.gateway.loopsock import connected_now, numeric_target
+from wanfedtx.gateway.loopsock import listen_socket as listen_socket  # service.py imports it
 from wanfedtx.gateway.loopthread import LoopThread
 from wanfedtx.gateway.pump import Direction, PipePool, splice_available
 from wanfedtx.gateway.router import RouteTable
 from wanfedtx.gateway.snapshot import Endpoint
 from wanfedtx.gateway.stats import GatewayStats, ListenerStats
 from wanfedtx.hostport import address_text
-from wanfedtx.netlimits import listen_backlog
 from wanfedtx.reactors import ReactorLike
 
 log = Logger(namespace="wanfed.gateway")
@@ -102,61 +108,6 @@ _RELAYING, _HELLO, _CONNECTING, _CLOSED = (
     State.CONNECTING,
     State.CLOSED,
 )
-
-
-class _Conn:
-    """The sockets, pumps and deadlines of one connection around its sans-IO core."""
-
-    __slots__ = (
-        "connect_timeout",
-        "core",
-        "down",
-        "down_fd",
-        "endpoint",
-        "gen",
-        "idle_since",
-        "mask_down",
-        "mask_up",
-        "resolving",
-        "to_down",
-        "to_up",
-        "up",
-        "up_fd",
-    )
-
-    def __init__(self, down: _Socket, down_fd: int, core: Connection) -> None:
-        self.down = down
-        self.core = core
-        self.down_fd = down_fd
-        self.up: _Socket | None = None
-        self.up_fd = -1
-        self.resolving = False
-        self.gen = 0  # bumped whenever a deadline or a resolution must be ignored
-        self.endpoint: Endpoint | None = None
-        self.connect_timeout = 0.0  # the core's Connect.timeout for the current attempt
-        self.to_up: Direction | None = None
-        self.to_down: Direction | None = None
-        self.idle_since = 0.0
-        self.mask_down = 0
-        self.mask_up = 0
-
-
-def listen_socket(address: tuple[str, int]) -> socket.socket:
-    """A listening, non-blocking TCP socket on ``address``. ``SO_REUSEADDR`` only (no
-    ``SO_REUSEPORT``): a port another process listens on is refused, never shared."""
-    host, port = address
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted ones
-        sock.bind((host, port))
-        sock.listen(listen_backlog())
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
 
 
 class RelayLoop:
@@ -398,7 +349,7 @@ class RelayLoop:
         try:
             target = self._addrs[key]
         except KeyError:
-            target = _numeric_target(ep.address, ep.port)
+            target = numeric_target(ep.address, ep.port)
             if len(self._addrs) >= ADDR_CACHE_MAX:
                 self._addrs.clear()
             self._addrs[key] = target
@@ -455,14 +406,7 @@ class RelayLoop:
         c.gen += 1  # as in _connect_done
         self._handle(c, _UP_CONNECTED)
 
-    @staticmethod
-    def _connected_now(s: _Socket) -> bool:
-        """Whether a connect just started is established already (it has a peer)."""
-        try:
-            s.getpeername()
-        except OSError:
-            return False
-        return True
+    _connected_now = staticmethod(connected_now)  # a seam: tests take the EPOLLOUT path
 
     def _connect_done(self, c: _Conn, ev: int) -> None:
         """The upstream socket turned writable (or failed): the connect is over.
@@ -643,15 +587,6 @@ class RelayLoop:
         for d in (c.to_up, c.to_down):
             if d is not None:
                 d.close(self._pipes)
-
-
-def _numeric_target(address: str, port: int) -> tuple[int, Any] | None:
-    """``(family, sockaddr)`` for a numeric IP address; None for a host name."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return None
-    return (socket.AF_INET6 if ip.version == 6 else socket.AF_INET, (address, port))
 
 
 def _passthrough(fn: Callable[[], None]) -> Callable[[Any], Any]:
