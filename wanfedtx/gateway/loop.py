@@ -73,7 +73,7 @@ from wanfedtx.gateway.conn import (
 )
 from wanfedtx.gateway.errors import need
 from wanfedtx.gateway.loopsock import LoopConn as _Conn
-from wanfedtx.gateway.loopsock import connected_now, numeric_target
+from wanfedtx.gateway.loopsock import accept_queue, connected_now, numeric_target
 from wanfedtx.gateway.loopsock import listen_socket as listen_socket  # service.py imports it
 from wanfedtx.gateway.loopthread import LoopThread
 from wanfedtx.gateway.pump import Direction, PipePool, splice_available
@@ -91,7 +91,7 @@ EPOLLERR = select.EPOLLERR
 EPOLLHUP = select.EPOLLHUP
 EPOLLEXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
 HELLO_DEADLINE, CONNECT_DEADLINE = range(2)
-_ACCEPT_BATCH = range(64)  # connections accepted per listener event at most
+ACCEPT_BATCH = 64  # connections accepted per listener event at most
 _STREAM_NONBLOCK = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
 ADDR_CACHE_MAX = 4096  # parsed endpoint addresses kept (endpoints come from the snapshot)
 _UP_CONNECTED = UpConnected()
@@ -265,16 +265,19 @@ class RelayLoop:
     def _accept(self) -> None:
         """Accept every waiting connection (up to 64 per turn) and read each one's hello.
 
-        The listening socket's C-level ``_accept`` gives the descriptor and the peer; the
-        downstream socket object is the C type (``_socket.socket``), so no Python-level socket
-        wrapper (its ``family``/``type`` enum conversions, ``__init__``) runs per connection.
+        As many accepts as the listener's queue holds (:func:`accept_queue`), so the batch
+        does not end with an ``accept`` that fails with ``EAGAIN`` (a raised OSError costs
+        several times the syscall). The listening socket's C-level ``_accept`` gives the
+        descriptor and the peer; the downstream socket object is the C type
+        (``_socket.socket``), so no Python-level socket wrapper (its ``family``/``type`` enum
+        conversions, ``__init__``) runs per connection.
         """
         ls = self.listener_stats
         limit = self.settings.max_connections
         accept = self.sock._accept  # type: ignore[attr-defined]  # CPython's C-level accept
         family = self._family
         conns, fds, register = self._conns, self._fds, self._ep.register
-        for _ in _ACCEPT_BATCH:
+        for _ in range(accept_queue(self.sock, ACCEPT_BATCH)):
             try:
                 fd, peer = accept()
             except (BlockingIOError, InterruptedError):

@@ -1,16 +1,17 @@
 # -*- test-case-name: tests.unit.gateway.test_gateway_loop_fastpath,tests.integration.gateway -*-
 """Sockets and the per-connection record of the gateway's ``loop`` data path (``loop.py``).
 
-The listening socket the relay threads share, the numeric form of an endpoint address, the
-check that an upstream connect is established already, and :class:`LoopConn`, the slotted
-record of one relayed connection: its sockets, pumps, epoll masks and deadline generation
-around its sans-IO core.
+The listening socket the relay threads share and the length of its accept queue, the numeric
+form of an endpoint address, the check that an upstream connect is established already, and
+:class:`LoopConn`, the slotted record of one relayed connection: its sockets, pumps, epoll
+masks and deadline generation around its sans-IO core.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import struct
 from _socket import socket as _Socket
 from typing import Any
 
@@ -92,3 +93,21 @@ def connected_now(s: _Socket) -> bool:
     except OSError:
         return False
     return True
+
+
+_TCP_INFO = getattr(socket, "TCP_INFO", 11)
+_UNACKED = struct.Struct("=I")  # tcp_info.tcpi_unacked, at byte 24
+
+
+def accept_queue(sock: socket.socket, most: int = 64) -> int:
+    """How many accepts to try on a listening socket epoll reported readable: the length of
+    its accept queue (Linux reports it in ``tcp_info.tcpi_unacked`` for a listener), at least
+    1 and at most ``most``; ``most`` if the kernel does not say (the batch then ends with
+    ``EAGAIN``). Connections arriving meanwhile keep the listener readable for the next turn.
+    """
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 32)
+        waiting: int = _UNACKED.unpack_from(info, 24)[0]
+    except (OSError, struct.error):
+        return most
+    return max(1, min(waiting, most))

@@ -21,6 +21,7 @@ from twisted.internet.testing import MemoryReactorClock
 from wanfedtx.gateway.clienthello import MALFORMED, ClientHelloReader, Rejected
 from wanfedtx.gateway.conn import RelaySettings, State
 from wanfedtx.gateway.loop import CONNECT_DEADLINE, HELLO_DEADLINE, RelayLoop
+from wanfedtx.gateway.loopsock import accept_queue
 from wanfedtx.gateway.pump import Direction, PipePool, splice_available
 from wanfedtx.gateway.router import RouteTable
 from wanfedtx.gateway.routes import routes_to_snapshot
@@ -272,3 +273,14 @@ def test_a_malformed_body_in_one_record_is_rejected_by_the_fast_path() -> None:
     bad[9 + 34] = 40  # session id length > 32
     out = ClientHelloReader().receive_data(bytes(bad))
     assert isinstance(out, Rejected) and out.reason == MALFORMED
+
+
+def test_accept_queue_counts_the_connections_waiting_on_a_listener() -> None:
+    with socket.create_server(("127.0.0.1", 0), backlog=128) as ls:
+        assert accept_queue(ls) == 1  # epoll said readable: always try once
+        clients = [socket.create_connection(ls.getsockname()) for _ in range(7)]
+        assert accept_queue(ls) == 7
+        clients += [socket.create_connection(ls.getsockname()) for _ in range(70)]
+        assert accept_queue(ls, 64) == 64  # a bounded batch; the rest on the next turn
+        for s in clients:
+            s.close()
