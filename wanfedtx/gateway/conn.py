@@ -232,6 +232,9 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.CLOSED: frozenset(),
 }
 
+# effects without fields are immutable: one instance each, not one per connection
+_PAUSEDOWN, _ABORTUP = PauseDown(), AbortUp()
+_SHUTDOWNUP, _SHUTDOWNDOWN = ShutdownUp(), ShutdownDown()
 _UNROUTED_TCP = TcpStats()  # placeholders until a connection is routed (never rendered)
 _UNROUTED_CLUSTER = ClusterStats()
 
@@ -373,7 +376,7 @@ class Connection:
         self.reader = None
         self.state = State.CONNECTING
         self._on = _ON_CONNECTING
-        out.append(PauseDown())
+        out.append(_PAUSEDOWN)
         self._connect_next(out)
 
     def _hello_timeout(self, ev: HelloTimeout, out: list[Effect]) -> None:
@@ -444,7 +447,7 @@ class Connection:
         out.append(Relay(first))
 
     def _stray_upstream(self, ev: UpConnected, out: list[Effect]) -> None:
-        out.append(AbortUp())
+        out.append(_ABORTUP)
 
     # -- relaying ------------------------------------------------------------------------
 
@@ -490,14 +493,14 @@ class Connection:
         if self.up_eof:
             self._close(out, True, "both sides closed")
         else:
-            out.append(ShutdownUp())
+            out.append(_SHUTDOWNUP)
 
     def _up_eof(self, ev: UpEof, out: list[Effect]) -> None:
         self.up_eof = True
         if self.down_eof:
             self._close(out, True, "both sides closed")
         else:
-            out.append(ShutdownDown())
+            out.append(_SHUTDOWNDOWN)
 
     def _down_lost(self, ev: DownLost, out: list[Effect]) -> None:
         self._close(out, ev.clean, "downstream lost")
