@@ -90,7 +90,7 @@ class ClientHelloReader:
         Once a result is returned, later calls keep returning it and only extend ``buffered``.
         """
         if self._result is None and not self._buf:
-            whole = _whole_hello(data, self.max_size)
+            whole = whole_hello(data, self.max_size)
             if whole is not None:
                 self._buf += data
                 self._result = whole
@@ -160,9 +160,10 @@ _HOST_NAME_BYTES: Final = bytes(range(0x21, 0x7F))  # printable ASCII without sp
 _EXT_HEADER: Final = struct.Struct("!HH").unpack_from  # extension type, length
 
 
-def _whole_hello(data: bytes, max_size: int) -> ClientHello | Rejected | None:
-    """The usual first read: one handshake record holding the whole ClientHello. Parsed in
-    place; None for anything else (the reader's general path then takes the bytes)."""
+def whole_hello(data: bytes, max_size: int) -> ClientHello | Rejected | None:
+    """The usual first read: one handshake record holding the whole ClientHello, parsed in
+    place (a Rejected if its body is malformed); None for anything else, which the reader's
+    general path then takes (it gives the same answer for a whole hello, only slower)."""
     if len(data) < 9 or data[0] != RECORD_HANDSHAKE or data[1] != 3 or data[5] != 1:
         return None
     length = (data[3] << 8) | data[4]

@@ -29,6 +29,7 @@ from wanfedtx.gateway.clienthello import (
     ClientHello,
     ClientHelloReader,
     Rejected,
+    whole_hello,
 )
 from wanfedtx.gateway.errors import need
 from wanfedtx.gateway.router import Route, RouteTable
@@ -287,7 +288,8 @@ class Connection:
         self._peer = peer
         self.state = State.HELLO
         self._on = _ON_HELLO
-        self.reader: ClientHelloReader | None = ClientHelloReader(settings.max_hello_size)
+        # made on the first bytes unless they hold the whole hello (the usual case)
+        self.reader: ClientHelloReader | None = None
         self.sni: str | None = None
         self.route: Route | None = None
         self.table: RouteTable | None = None
@@ -334,7 +336,15 @@ class Connection:
         out.append(Close(clean, why))
 
     def _hello_bytes(self, ev: DownBytes, out: list[Effect]) -> None:
-        outcome = need(self.reader, "hello reader").receive_data(ev.data)
+        reader = self.reader
+        if reader is None:
+            # the first bytes: one record holding the whole hello needs no reader
+            whole = whole_hello(ev.data, self.settings.max_hello_size)
+            if isinstance(whole, ClientHello):
+                self._hello(whole, ev.data, out)
+                return
+            reader = self.reader = ClientHelloReader(self.settings.max_hello_size)
+        outcome = reader.receive_data(ev.data)
         if outcome is None:
             return
         if isinstance(outcome, Rejected):
@@ -348,9 +358,10 @@ class Connection:
             )
             self._close(out, False, outcome.reason)
             return
-        self._hello(outcome, out)
+        self._hello(outcome, reader.buffered, out)
 
-    def _hello(self, hello: ClientHello, out: list[Effect]) -> None:
+    def _hello(self, hello: ClientHello, received: bytes, out: list[Effect]) -> None:
+        """Route the connection by its hello; ``received``: every byte read so far."""
         self.stats.inspector.count_hello(hello)
         self.sni = hello.server_name
         table = self._current_table()  # the snapshot current now is the one this connection uses
@@ -372,7 +383,7 @@ class Connection:
         self.route = route
         self.table = table
         self.cluster = self.stats.cluster(route.cluster)
-        self.pending += need(self.reader, "hello reader").buffered
+        self.pending += received
         self.reader = None
         self.state = State.CONNECTING
         self._on = _ON_CONNECTING
