@@ -48,6 +48,7 @@ class GatewayServiceMaker:
         from twisted.internet import reactor
 
         from wanfedtx.cli.gateway import install_sighup, make_service
+        from wanfedtx.cli.interrupt import stop_on_ctrl_c
         from wanfedtx.cli.main import UsageError
         from wanfedtx.gateway.register import GatewayFlagError
         from wanfedtx.logs import configure_twistd
@@ -65,6 +66,7 @@ class GatewayServiceMaker:
             raise SystemExit(0)  # -envoy-config printed the bootstrap
         configure_twistd(args.log_level, args.log_json)
         install_sighup(reactor, svc)  # now: a SIGHUP while starting must not end the process
+        stop_on_ctrl_c()  # the reactor takes SIGINT over only from Python's default handler
         return svc
 
 

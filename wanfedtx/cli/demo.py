@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wanfedtx.cli.interrupt import stop_on_ctrl_c
 from wanfedtx.cli.main import UsageError
 
 if TYPE_CHECKING:
@@ -419,7 +420,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wanfed demo: files and logs in {root}")
     # Ctrl-C and SIGTERM stop the demo and its processes, even when started with SIGINT
     # ignored (a background job of a non-interactive shell).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    stop_on_ctrl_c()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         fed.start()

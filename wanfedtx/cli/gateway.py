@@ -31,6 +31,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from wanfedtx.cli.interrupt import stop_on_ctrl_c
 from wanfedtx.cli.main import UsageError
 
 if TYPE_CHECKING:
@@ -255,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
         return 0  # -envoy-config printed the bootstrap
     start_logging(args.log_level, args.log_json)
     install_sighup(r, svc)
+    stop_on_ctrl_c()  # so that the reactor stops on SIGINT, however the gateway was started
     r.callWhenRunning(svc.startService)
     r.addSystemEventTrigger("before", "shutdown", svc.stopService)
     tune_gc()  # start-up objects leave the collector's view, as in the agent (gctune.py)

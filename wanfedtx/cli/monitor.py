@@ -15,6 +15,7 @@ from wanfedtx.cli.httpapi import (
     err,
     out,
 )
+from wanfedtx.cli.interrupt import stop_on_ctrl_c
 
 HELP = "Stream logs from a wanfed agent"
 
@@ -28,6 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    stop_on_ctrl_c()
     try:
         return _monitor(args)
     except KeyboardInterrupt:  # Ctrl-C: the normal way to stop

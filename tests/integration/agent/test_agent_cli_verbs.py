@@ -216,10 +216,18 @@ def test_monitor_at_debug_on_an_agent_at_info(tmp_path: Path) -> None:
     assert "[INFO]  agent: Starting agent: node=quiet" in out
 
 
-def test_monitor_streams_then_exits_0_on_sigint(agent: Agent) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("started_with_sigint", ["default", "ignored"])
+def test_monitor_streams_then_exits_0_on_sigint(agent: Agent, started_with_sigint: str) -> None:
+    """Ctrl-C stops it, also when it was started with SIGINT ignored (a background job of a
+    script: ``consul monitor &``), as Go's signal handling does."""
     proc = subprocess.Popen([str(BIN / "wanfed"), "monitor", "-log-level=debug"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=agent.env())
+                            env=agent.env(),
+                            preexec_fn=_ignore_sigint if started_with_sigint == "ignored" else None)
     with killed_if_left(proc):
         line = _first_monitor_line(agent, proc)
         assert "[DEBUG]" in line or "[INFO]" in line, line

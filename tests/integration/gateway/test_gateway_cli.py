@@ -130,3 +130,31 @@ async def test_cli_serves_reloads_on_sighup_and_exits(
         await a.stopListening()
         await b.stopListening()
     assert proc.returncode == 0, err.decode()
+
+
+@pytest_twisted.ensureDeferred
+async def test_cli_stops_on_sigint_when_started_with_sigint_ignored(
+    reactor: Any, tmp_path: Path
+) -> None:
+    """A gateway started as a script's background job (SIGINT ignored, ``nohup ... &``) still
+    stops cleanly on Ctrl-C, as Envoy does."""
+    path = tmp_path / "routes.json"
+    routes(path, 9)
+    exe = Path(sys.executable).parent / "wanfed"
+    proc = subprocess.Popen(
+        [str(exe), "gateway", "-address", "127.0.0.1:0", "-admin-bind", "127.0.0.1:0",
+         "-routes", str(path), "-reload-interval", "0", "-log-level", "info"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        await threads.deferToThread(wait_for_lines, proc, proc.stderr,
+                                    r"gateway listening on 127\.0\.0\.1:(\d+) ")
+        proc.send_signal(signal.SIGINT)
+        _out, err = await threads.deferToThread(proc.communicate, None, 20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err
