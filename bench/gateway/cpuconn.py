@@ -7,11 +7,13 @@ gateways see the same load at the same moments: whatever else runs on the machin
 concurrency (how many events each epoll wake-up finds), is shared. Per gateway it reports the
 process's CPU time (``/proc/<pid>/task/*/schedstat``) divided by the connections it served: CPU
 time, not a wall-clock rate. Each round is one window per load; the table gives the median
-over the rounds and the ratio to the first checkout. Example (the tree at ``HEAD~3`` against
-this checkout)::
+over the rounds and the per-round ratios to the first checkout and to the first ``--peer`` (a
+haproxy row of ``run.py``, driven by the same clients). Example (the tree at ``HEAD~3``
+against this checkout, beside haproxy with forced splice)::
 
     git archive --prefix=base/ HEAD~3 | tar -x -C /tmp
-    nice -n 10 .venv/bin/python bench/gateway/cpuconn.py --root /tmp/base --root . --rounds 5
+    nice -n 10 .venv/bin/python bench/gateway/cpuconn.py --root /tmp/base --root . \
+        --peer haproxy-splice --rounds 5
 
 Loads: ``tls`` (TLS 1.3 handshake with certificate verification, one 64-byte echo, close: the
 full-TLS row of ``run.py``) and ``shaped`` (a real ClientHello, a 2000-byte server flight, an
