@@ -6,7 +6,14 @@ CPU time (``time.process_time``) per request over ``--requests`` requests on ``-
 keep-alive connections, one request in flight on each, as wrk sends them.
 
     python bench/http/kv_request_cpu.py [--requests 20000] [--connections 16] [--value-size 128]
-        [--method PUT] [--profile 25] [--default-gc]
+        [--method PUT] [--path fast|old] [--log-level info] [--profile 25] [--default-gc]
+
+``--path old`` turns the KV fast path (``wanfedtx.http.fastkv``) off: every request then goes
+through twisted.web's ``Request``, Klein and werkzeug, as before the fast path existed.
+``--log-level`` (default ``info``, as the agents of ``kv_bench.py``) is the level of the
+agent's log observer: at ``info`` the per-request ``Request finished`` debug line is skipped;
+at ``debug`` it is formatted (and dropped), as in an agent at debug level. (Before
+``--log-level`` existed, the script ran at ``debug`` without saying so.)
 
 ``--profile N`` prints cProfile's top N functions by own time (the figures then include the
 profiler's overhead). The agent's GC settings (``wanfedtx.gctune``) apply unless
@@ -18,6 +25,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import io
 import pstats
 import sys
 import time
@@ -33,6 +41,7 @@ sys.path.insert(0, str(ROOT / "tests" / "unit" / "http"))
 
 from http_support import StateApp  # noqa: E402
 
+from wanfedtx import logs  # noqa: E402
 from wanfedtx.agent.httpserver import HTTPServerService  # noqa: E402
 from wanfedtx.gctune import tune_gc  # noqa: E402
 from wanfedtx.http.limits import HTTPLimits  # noqa: E402
@@ -44,9 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--value-size", type=int, default=128)
     p.add_argument("--method", default="PUT", choices=["PUT", "GET"])
+    p.add_argument("--path", default="fast", choices=["fast", "old"])
+    p.add_argument("--log-level", default="info")
     p.add_argument("--profile", type=int, default=0)
     p.add_argument("--default-gc", action="store_true")
     args = p.parse_args(argv)
+    logs.make_observer(args.log_level, out=io.StringIO())  # sets the level; never added
     app = StateApp()
     # Answers come one "raft batch" later, as with real consensus: every connection's request
     # is parked until all connections have sent theirs, then the batch is applied and answered.
@@ -68,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.internet import reactor  # its timer heap, as the agent's (never run here)
 
     svc = HTTPServerService(reactor, app.api.resource(), (("127.0.0.1", 0),),  # type: ignore[arg-type]
-                            HTTPLimits(max_conns_per_client=0))
+                            HTTPLimits(max_conns_per_client=0), fast_kv=args.path == "fast")
     from twisted.internet.address import IPv4Address
 
     conns = []
@@ -116,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if prof:
         prof.disable()
     cpu = time.process_time() - t0
-    print(f"{args.method} x {args.requests} on {args.connections} connections, "
+    print(f"{args.method} x {args.requests} on {args.connections} connections ({args.path} path), "
           f"{args.value_size}-byte values: {1e6 * cpu / args.requests:.1f} µs CPU per request "
           f"({args.requests / cpu:.0f}/s on one core); {ok} answered 200; "
           f"gc thresholds {gc.get_threshold()}")

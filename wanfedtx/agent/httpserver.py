@@ -9,7 +9,9 @@ returns a Deferred that fires when every socket is closed.
 The Site enforces the HTTP bounds (:class:`~wanfedtx.http.limits.HTTPLimits`): at most
 ``limits.http_max_conns_per_client`` open connections per client IP (one more is closed at
 accept, without a response, as Consul), and, through :class:`~wanfedtx.http.channel.APIChannel`,
-the route body caps and the header-read deadline. Refusals are logged rate-limited with the peer
+the route body caps and the header-read deadline. Plain KV reads, writes and deletes are
+served by the KV fast path (:mod:`wanfedtx.http.fastkv`, ``fast_kv=False`` turns it off),
+within the same bounds. Refusals are logged rate-limited with the peer
 (``wanfedtx.ratelog``) and counted in ``http.request.refused`` (label ``reason``).
 """
 
@@ -25,7 +27,8 @@ from twisted.web.resource import IResource
 
 from wanfedtx import logs, metrics, webbase
 from wanfedtx.hostport import address_text
-from wanfedtx.http.channel import api_channel_factory
+from wanfedtx.http.common import APIContext
+from wanfedtx.http.fastkv import channel_factory, kv_context
 from wanfedtx.http.limits import HTTPLimits
 from wanfedtx.http.parking import APIRequest
 from wanfedtx.listening import DrainingEndpointService, tcp_endpoint
@@ -40,7 +43,7 @@ log = Logger(namespace="agent")
 class _TrackingSite(webbase.Site):
     """A Site that bounds its open connections per client IP."""
 
-    protocol = api_channel_factory
+    protocol = channel_factory
 
     def __init__(
         self,
@@ -48,9 +51,12 @@ class _TrackingSite(webbase.Site):
         *,
         http_limits: HTTPLimits | None = None,
         registry: metrics.Registry | None = None,
+        fast_kv: bool = True,
         **kw: Any,
     ) -> None:
         super().__init__(resource, **kw)
+        #: the KV routes' context when the KV fast path serves them (wanfedtx.http.fastkv)
+        self.fast_kv: APIContext | None = kv_context(resource) if fast_kv else None
         self.http_limits = http_limits if http_limits is not None else HTTPLimits()
         self.per_client: dict[str, int] = {}
         clock: IReactorTime = self.reactor
@@ -117,11 +123,14 @@ class HTTPServerService(DrainingEndpointService):
         resource: IResource,
         addrs: tuple[Addr, ...],
         http_limits: HTTPLimits | None = None,
+        *,
+        fast_kv: bool = True,
     ) -> None:
         self.reactor = reactor
         self.addrs = addrs
         self.site = _TrackingSite(
-            resource, requestFactory=APIRequest, http_limits=http_limits, reactor=reactor
+            resource, requestFactory=APIRequest, http_limits=http_limits, reactor=reactor,
+            fast_kv=fast_kv,
         )
         self.site.displayTracebacks = False
         self.site.noisy = False

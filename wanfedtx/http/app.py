@@ -77,6 +77,13 @@ class API:
             return None
         return None
 
+    def family_at(self, prefix: str) -> RouteFamily | None:
+        """The family mounted under ``prefix`` (exactly as it names it), None if none is."""
+        for family in self.families:
+            if prefix in family.prefixes:
+                return family
+        return None
+
     def rules(self) -> Iterator[Rule]:
         """Every family's routes (path, methods), as each family's werkzeug map holds them."""
         for family in self.families:
@@ -122,6 +129,8 @@ class _Root:
 
     def __init__(self, api: API) -> None:
         self._api = api
+        #: the API this resource serves (the KV fast path finds its routes' context here)
+        self.api = api
         self._klein: IResource = api.root.resource()
 
     def render(self, request: Request) -> Any:

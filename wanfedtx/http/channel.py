@@ -100,6 +100,19 @@ class APIChannel(webbase.HTTPChannel):
         if timer is not None and timer.active():
             timer.cancel()
 
+    def carry_header_deadline(self, left: float | None) -> None:
+        """A connection handed over by the KV fast path (:mod:`wanfedtx.http.fastkv`): the
+        buffered request's header deadline goes on with ``left`` seconds (None: it restarts
+        with the next byte), not from the hand-over."""
+        self._stop_header_deadline()
+        if left is not None and self.limits.read_header_timeout > 0:
+            self._header_timer = self.callLater(max(left, 0.0), self._header_deadline)
+
+    def detach(self) -> None:
+        """The KV fast path takes the connection back between requests: stop the deadlines."""
+        self._stop_header_deadline()
+        self._awaiting_headers = True
+
     def _header_deadline(self) -> None:
         self._header_timer = None
         self._report(

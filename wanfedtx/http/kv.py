@@ -29,7 +29,7 @@ from wanfedtx.http.limits import BodyCap, HTTPLimits
 from wanfedtx.http.parking import ReadReply, read
 
 
-def _uint_arg(request: IRequest, name: str) -> int | None:
+def uint_arg(request: IRequest, name: str) -> int | None:
     value = arg(request, name)
     if value is None:
         return None
@@ -120,8 +120,8 @@ class KVRoutes:
             raise HTTPError(
                 400, "?acquire and ?release need sessions, which this server does not implement"
             )
-        flags = _uint_arg(request, "flags") or 0
-        cas = _uint_arg(request, "cas")
+        flags = uint_arg(request, "flags") or 0
+        cas = uint_arg(request, "cas")
         length = request.getHeader("Content-Length")
         # The Site's limits (from config) when served by the agent; the channel has already
         # refused bodies over them before they were read.
@@ -150,7 +150,7 @@ class KVRoutes:
             args.update(Op="delete-tree", DirEnt={"Key": key})
         else:
             _missing_key(key)
-            cas = _uint_arg(request, "cas")
+            cas = uint_arg(request, "cas")
             if cas is None:
                 args.update(Op="delete", DirEnt={"Key": key})
             else:

@@ -10,8 +10,9 @@ and whose callback on the endpoint's Deferred writes the response and finishes t
 :class:`APIRequest` is the Site's request class for the HTTP API: when the client goes away it
 cancels the parked query (dropping its watches and timer) without a ``notifyFinish`` Deferred.
 It also counts body bytes against the route's cap (:mod:`wanfedtx.http.channel`), keeps the body
-in memory (it is capped; Twisted would spill bodies over 100 KB to a temporary file), and answers
-a failure that escaped every handler with a logged, plain-text 500 instead of Twisted's HTML page.
+in memory (it is capped; Twisted would spill bodies over 100 KB to a temporary file), answers
+a failure that escaped every handler with a logged, plain-text 500 instead of Twisted's HTML page,
+and gives routing this server's address instead of a ``Host`` name werkzeug would refuse.
 """
 
 from __future__ import annotations
@@ -118,6 +119,18 @@ class APIRequest(webbase.Request):
             self.finish()
             return
         super().render(resrc)
+
+    def getRequestHostname(self) -> bytes:
+        """The ``Host`` header's name, or this server's address when werkzeug's routing would
+        refuse the name (a label over 63 bytes or empty: IDNA) and fail the request with a
+        logged traceback; the name only matters for redirects (Consul serves such requests)."""
+        name: bytes = super().getRequestHostname()
+        try:
+            name.decode("utf-8").lower().partition(":")[0].encode("idna")
+        except UnicodeError:
+            host: Any = self.getHost()
+            return str(getattr(host, "host", "localhost")).encode("ascii", "replace")
+        return name
 
     def processingFailed(self, reason: Failure) -> Failure:
         """A failure no handler answered: logged with the request, a one-line 500."""
