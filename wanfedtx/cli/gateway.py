@@ -233,6 +233,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from wanfedtx.gateway.register import GatewayFlagError
+    from wanfedtx.gctune import tune_gc
     from wanfedtx.logs import start_logging
     from wanfedtx.reactors import installed_reactor
 
@@ -258,6 +259,7 @@ def run(args: argparse.Namespace) -> int:
     stop_on_ctrl_c()  # so that the reactor stops on SIGINT, however the gateway was started
     r.callWhenRunning(svc.startService)
     r.addSystemEventTrigger("before", "shutdown", svc.stopService)
+    tune_gc()  # start-up objects leave the collector's view, as in the agent (gctune.py)
     r.run()
     return status["code"]
 

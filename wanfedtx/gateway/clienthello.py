@@ -14,6 +14,7 @@ Anything that is not a well-formed ClientHello gives a :class:`Rejected` with on
 
 from __future__ import annotations
 
+import struct
 from typing import Final
 
 import attrs
@@ -88,6 +89,12 @@ class ClientHelloReader:
 
         Once a result is returned, later calls keep returning it and only extend ``buffered``.
         """
+        if self._result is None and not self._buf:
+            whole = whole_hello(data, self.max_size)
+            if whole is not None:
+                self._buf += data
+                self._result = whole
+                return whole
         self._buf += data
         if self._result is None:
             self._result = self._advance()
@@ -149,59 +156,82 @@ class ClientHelloReader:
             return self._reject(MALFORMED, str(e))
 
 
-def _need(body: bytes, pos: int, n: int, what: str) -> None:
-    if pos + n > len(body):
-        raise _Malformed(f"ClientHello truncated in {what}")
+_HOST_NAME_BYTES: Final = bytes(range(0x21, 0x7F))  # printable ASCII without space
+_EXT_HEADER: Final = struct.Struct("!HH").unpack_from  # extension type, length
+
+
+def whole_hello(data: bytes, max_size: int) -> ClientHello | Rejected | None:
+    """The usual first read: one handshake record holding the whole ClientHello, parsed in
+    place (a Rejected if its body is malformed); None for anything else, which the reader's
+    general path then takes (it gives the same answer for a whole hello, only slower)."""
+    if len(data) < 9 or data[0] != RECORD_HANDSHAKE or data[1] != 3 or data[5] != 1:
+        return None
+    length = (data[3] << 8) | data[4]
+    hs_len = (data[6] << 16) | (data[7] << 8) | data[8]
+    if length > MAX_RECORD_LENGTH or len(data) < 5 + length or hs_len + 4 > length:
+        return None
+    if hs_len + 4 > max_size:
+        return None
+    try:
+        return parse_client_hello_body(data[9 : 9 + hs_len])
+    except _Malformed as e:
+        return Rejected(MALFORMED, str(e))
 
 
 def parse_client_hello_body(body: bytes) -> ClientHello:
-    """Parse a ClientHello handshake body (without its 4-byte header); raise _Malformed."""
-    _need(body, 0, 2 + 32 + 1, "version/random")
+    """Parse a ClientHello handshake body (without its 4-byte header); raise _Malformed.
+
+    Written for the gateway's per-connection budget: bounds are checked inline (no helper call
+    per field), and only the two extensions the gateway reads are copied out of the body.
+    """
+    n = len(body)
+    if n < 35:
+        raise _Malformed("ClientHello truncated in version/random")
     version = (body[0] << 8) | body[1]
-    pos = 34
-    sid_len = body[pos]
+    sid_len = body[34]
     if sid_len > 32:
         raise _Malformed(f"session id length {sid_len} > 32")
-    pos += 1
-    _need(body, pos, sid_len + 2, "session id")
-    pos += sid_len
+    pos = 35 + sid_len
+    if pos + 2 > n:
+        raise _Malformed("ClientHello truncated in session id")
     cs_len = (body[pos] << 8) | body[pos + 1]
     if cs_len < 2 or cs_len % 2:
         raise _Malformed(f"cipher suites length {cs_len} is invalid")
-    pos += 2
-    _need(body, pos, cs_len + 1, "cipher suites")
-    pos += cs_len
+    pos += 2 + cs_len
+    if pos + 1 > n:
+        raise _Malformed("ClientHello truncated in cipher suites")
     comp_len = body[pos]
     if comp_len < 1:
         raise _Malformed("no compression methods")
-    pos += 1
-    _need(body, pos, comp_len, "compression methods")
-    pos += comp_len
-    server_name: str | None = None
-    alpn: tuple[str, ...] = ()
-    if pos == len(body):
+    pos += 1 + comp_len
+    if pos > n:
+        raise _Malformed("ClientHello truncated in compression methods")
+    if pos == n:
         return ClientHello(None, (), version)
-    _need(body, pos, 2, "extensions length")
+    if pos + 2 > n:
+        raise _Malformed("ClientHello truncated in extensions length")
     ext_total = (body[pos] << 8) | body[pos + 1]
     pos += 2
-    if pos + ext_total != len(body):
+    if pos + ext_total != n:
         raise _Malformed("extensions length does not match the ClientHello length")
+    server_name: str | None = None
+    alpn: tuple[str, ...] = ()
     seen: set[int] = set()
-    while pos < len(body):
-        _need(body, pos, 4, "extension header")
-        etype = (body[pos] << 8) | body[pos + 1]
-        elen = (body[pos + 2] << 8) | body[pos + 3]
-        pos += 4
-        _need(body, pos, elen, f"extension {etype}")
+    while pos < n:
+        if pos + 4 > n:
+            raise _Malformed("ClientHello truncated in extension header")
+        etype, elen = _EXT_HEADER(body, pos)
+        end = pos + 4 + elen
+        if end > n:
+            raise _Malformed(f"ClientHello truncated in extension {etype}")
         if etype in seen:
             raise _Malformed(f"extension {etype} appears twice")
         seen.add(etype)
-        data = body[pos : pos + elen]
-        pos += elen
         if etype == EXT_SERVER_NAME:
-            server_name = _parse_sni(data)
+            server_name = _parse_sni(body[pos + 4 : end])
         elif etype == EXT_ALPN:
-            alpn = _parse_alpn(data)
+            alpn = _parse_alpn(body[pos + 4 : end])
+        pos = end
     return ClientHello(server_name, alpn, version)
 
 
@@ -228,7 +258,7 @@ def _parse_sni(data: bytes) -> str | None:
             raise _Malformed("more than one host_name in server_name")
         if nlen == 0 or nlen > 255:
             raise _Malformed(f"host_name length {nlen} is invalid")
-        if not all(0x21 <= c < 0x7F for c in name):
+        if name.translate(None, _HOST_NAME_BYTES):  # something left: not printable ASCII
             raise _Malformed("host_name holds bytes that are not printable ASCII")
         found = name.decode("ascii").lower().rstrip(".")
         if not found:

@@ -29,11 +29,13 @@ from wanfedtx.gateway.clienthello import (
     ClientHello,
     ClientHelloReader,
     Rejected,
+    whole_hello,
 )
 from wanfedtx.gateway.errors import need
 from wanfedtx.gateway.router import Route, RouteTable
 from wanfedtx.gateway.snapshot import Endpoint
 from wanfedtx.gateway.stats import ClusterStats, GatewayStats, ListenerStats, TcpStats
+from wanfedtx.hostport import address_text
 
 DATA_PATHS = ("loop", "twisted")
 
@@ -231,12 +233,41 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.CLOSED: frozenset(),
 }
 
+# effects without fields are immutable: one instance each, not one per connection
+_PAUSEDOWN, _ABORTUP = PauseDown(), AbortUp()
+_SHUTDOWNUP, _SHUTDOWNDOWN = ShutdownUp(), ShutdownDown()
 _UNROUTED_TCP = TcpStats()  # placeholders until a connection is routed (never rendered)
 _UNROUTED_CLUSTER = ClusterStats()
 
 
 class Connection:
-    """One downstream connection's state, routing and counters; no IO."""
+    """One downstream connection's state, routing and counters; no IO.
+
+    Kept cheap per connection: slots, the handlers of the current state looked up by event
+    type only (``_on``, swapped on each transition), and the peer's address formatted only
+    when a log line needs it.
+    """
+
+    __slots__ = (
+        "_current_table",
+        "_on",
+        "_peer",
+        "cluster",
+        "down_eof",
+        "listener_stats",
+        "pending",
+        "reader",
+        "rng",
+        "route",
+        "settings",
+        "sni",
+        "state",
+        "stats",
+        "table",
+        "tcp",
+        "tried",
+        "up_eof",
+    )
 
     def __init__(
         self,
@@ -245,16 +276,20 @@ class Connection:
         listener_stats: ListenerStats,
         settings: RelaySettings,
         rng: random.Random,
-        peer: str = "?",
+        peer: object = "?",
     ) -> None:
+        """``peer``: the downstream's address as text, or a ``(host, port, ...)`` tuple that
+        is turned into text only if a log line needs it."""
         self._current_table = table
         self.stats = stats
         self.listener_stats = listener_stats
         self.settings = settings
         self.rng = rng
-        self.peer = peer
+        self._peer = peer
         self.state = State.HELLO
-        self.reader: ClientHelloReader | None = ClientHelloReader(settings.max_hello_size)
+        self._on = _ON_HELLO
+        # made on the first bytes unless they hold the whole hello (the usual case)
+        self.reader: ClientHelloReader | None = None
         self.sni: str | None = None
         self.route: Route | None = None
         self.table: RouteTable | None = None
@@ -266,9 +301,17 @@ class Connection:
         self.up_eof = False
         listener_stats.downstream_cx_active += 1
 
+    @property
+    def peer(self) -> str:
+        """The downstream's address as text (``host:port``)."""
+        p = self._peer
+        if not isinstance(p, str):
+            p = self._peer = address_text(p)
+        return p
+
     def handle(self, event: Event) -> list[Effect]:
         """Apply ``event``; return what the adapter must do, in order."""
-        handler = _TABLE.get((self.state, type(event)))
+        handler = self._on.get(type(event))
         if handler is None:
             return []
         out: list[Effect] = []
@@ -288,11 +331,20 @@ class Connection:
         if self.state is State.RELAYING:
             self.cluster.upstream_cx_active -= 1
         self.state = State.CLOSED
+        self._on = _ON_CLOSED
         self.listener_stats.downstream_cx_active -= 1
         out.append(Close(clean, why))
 
     def _hello_bytes(self, ev: DownBytes, out: list[Effect]) -> None:
-        outcome = need(self.reader, "hello reader").receive_data(ev.data)
+        reader = self.reader
+        if reader is None:
+            # the first bytes: one record holding the whole hello needs no reader
+            whole = whole_hello(ev.data, self.settings.max_hello_size)
+            if isinstance(whole, ClientHello):
+                self._hello(whole, ev.data, out)
+                return
+            reader = self.reader = ClientHelloReader(self.settings.max_hello_size)
+        outcome = reader.receive_data(ev.data)
         if outcome is None:
             return
         if isinstance(outcome, Rejected):
@@ -306,9 +358,10 @@ class Connection:
             )
             self._close(out, False, outcome.reason)
             return
-        self._hello(outcome, out)
+        self._hello(outcome, reader.buffered, out)
 
-    def _hello(self, hello: ClientHello, out: list[Effect]) -> None:
+    def _hello(self, hello: ClientHello, received: bytes, out: list[Effect]) -> None:
+        """Route the connection by its hello; ``received``: every byte read so far."""
         self.stats.inspector.count_hello(hello)
         self.sni = hello.server_name
         table = self._current_table()  # the snapshot current now is the one this connection uses
@@ -330,10 +383,11 @@ class Connection:
         self.route = route
         self.table = table
         self.cluster = self.stats.cluster(route.cluster)
-        self.pending += need(self.reader, "hello reader").buffered
+        self.pending += received
         self.reader = None
         self.state = State.CONNECTING
-        out.append(PauseDown())
+        self._on = _ON_CONNECTING
+        out.append(_PAUSEDOWN)
         self._connect_next(out)
 
     def _hello_timeout(self, ev: HelloTimeout, out: list[Effect]) -> None:
@@ -400,10 +454,11 @@ class Connection:
         self.tcp.downstream_cx_rx_bytes_total += len(first)
         self.cluster.upstream_cx_tx_bytes_total += len(first)
         self.state = State.RELAYING
+        self._on = _ON_RELAYING
         out.append(Relay(first))
 
     def _stray_upstream(self, ev: UpConnected, out: list[Effect]) -> None:
-        out.append(AbortUp())
+        out.append(_ABORTUP)
 
     # -- relaying ------------------------------------------------------------------------
 
@@ -449,14 +504,14 @@ class Connection:
         if self.up_eof:
             self._close(out, True, "both sides closed")
         else:
-            out.append(ShutdownUp())
+            out.append(_SHUTDOWNUP)
 
     def _up_eof(self, ev: UpEof, out: list[Effect]) -> None:
         self.up_eof = True
         if self.down_eof:
             self._close(out, True, "both sides closed")
         else:
-            out.append(ShutdownDown())
+            out.append(_SHUTDOWNDOWN)
 
     def _down_lost(self, ev: DownLost, out: list[Effect]) -> None:
         self._close(out, ev.clean, "downstream lost")
@@ -508,3 +563,8 @@ _TABLE: dict[tuple[State, type], _H] = {
     (_CLOSED, UpFailed): _C._up_failed,
     (_CLOSED, UpLost): _C._up_lost,
 }
+# the same table split by state, so a connection finds its handler by the event's type alone
+_BY_STATE: dict[State, dict[type, _H]] = {st: {} for st in State}
+for (_st, _ev), _h in _TABLE.items():
+    _BY_STATE[_st][_ev] = _h
+_ON_HELLO, _ON_CONNECTING, _ON_RELAYING, _ON_CLOSED = (_BY_STATE[st] for st in State)

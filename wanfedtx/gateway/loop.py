@@ -14,10 +14,15 @@ through a pipe per direction, taken from and given back to a
 monotonic clock.
 
 Per connection the thread does as few syscalls and makes as few Python objects as it can: the
-listening socket carries ``TCP_NODELAY`` (accepted sockets inherit it), a paused downstream is
-only taken out of the epoll set if it actually becomes readable before the upstream is up,
-sockets leave the epoll set by being closed, upstream sockets are created non-blocking, and
-endpoint addresses are parsed once.
+listening socket carries ``TCP_NODELAY`` (accepted sockets inherit it), every waiting connection
+is accepted in one listener event (C-level ``_accept`` and C socket objects, no Python socket
+wrapper), the hello is read in the accept turn and its deadline armed only if it is incomplete,
+a paused downstream is only taken out of the epoll set if it actually becomes readable before
+the upstream is up, an upstream connect that is established when ``connect`` returns (a local
+endpoint) starts relaying in the same turn (no ``EPOLLOUT`` round; a failed connect is told by
+``EPOLLERR``, so a good one costs no ``SO_ERROR`` read), sockets leave the epoll set by being
+closed, the last FIN of a pair is sent by the close, the clock is read once per epoll batch,
+and endpoint addresses are parsed once.
 
 The reactor keeps the control plane: it swaps route tables (one attribute assignment, atomic),
 serves the admin API, and reads the counters, which only this thread writes. Log events are
@@ -29,7 +34,6 @@ from __future__ import annotations
 
 import errno
 import heapq
-import ipaddress
 import itertools
 import os
 import random
@@ -37,6 +41,7 @@ import select
 import socket
 import threading
 import time
+from _socket import socket as _Socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -54,7 +59,6 @@ from wanfedtx.gateway.conn import (
     DownBytes,
     DownEof,
     DownLost,
-    Effect,
     Event,
     HelloTimeout,
     Idle,
@@ -68,13 +72,15 @@ from wanfedtx.gateway.conn import (
     UpFailed,
 )
 from wanfedtx.gateway.errors import need
+from wanfedtx.gateway.loopsock import LoopConn as _Conn
+from wanfedtx.gateway.loopsock import accept_queue, connected_now, numeric_target
+from wanfedtx.gateway.loopsock import listen_socket as listen_socket  # service.py imports it
 from wanfedtx.gateway.loopthread import LoopThread
 from wanfedtx.gateway.pump import Direction, PipePool, splice_available
 from wanfedtx.gateway.router import RouteTable
 from wanfedtx.gateway.snapshot import Endpoint
 from wanfedtx.gateway.stats import GatewayStats, ListenerStats
 from wanfedtx.hostport import address_text
-from wanfedtx.netlimits import listen_backlog
 from wanfedtx.reactors import ReactorLike
 
 log = Logger(namespace="wanfed.gateway")
@@ -85,6 +91,8 @@ EPOLLERR = select.EPOLLERR
 EPOLLHUP = select.EPOLLHUP
 EPOLLEXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
 HELLO_DEADLINE, CONNECT_DEADLINE = range(2)
+ACCEPT_BATCH = 64  # connections accepted per listener event at most
+_STREAM_NONBLOCK = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
 ADDR_CACHE_MAX = 4096  # parsed endpoint addresses kept (endpoints come from the snapshot)
 _UP_CONNECTED = UpConnected()
 _DOWN_EOF = DownEof()
@@ -92,61 +100,14 @@ _UP_EOF = UpEof()
 _DOWN_LOST_UNCLEAN = DownLost(clean=False)
 _HELLO_TIMEOUT = HelloTimeout()
 _IDLE = Idle()
-
-
-class _Conn:
-    """The sockets, pumps and deadlines of one connection around its sans-IO core."""
-
-    __slots__ = (
-        "connect_timeout",
-        "core",
-        "down",
-        "down_fd",
-        "endpoint",
-        "gen",
-        "idle_since",
-        "mask_down",
-        "mask_up",
-        "resolving",
-        "to_down",
-        "to_up",
-        "up",
-        "up_fd",
-    )
-
-    def __init__(self, down: socket.socket, core: Connection) -> None:
-        self.down = down
-        self.core = core
-        self.down_fd = down.fileno()
-        self.up: socket.socket | None = None
-        self.up_fd = -1
-        self.resolving = False
-        self.gen = 0  # bumped whenever a deadline or a resolution must be ignored
-        self.endpoint: Endpoint | None = None
-        self.connect_timeout = 0.0  # the core's Connect.timeout for the current attempt
-        self.to_up: Direction | None = None
-        self.to_down: Direction | None = None
-        self.idle_since = 0.0
-        self.mask_down = 0
-        self.mask_up = 0
-
-
-def listen_socket(address: tuple[str, int]) -> socket.socket:
-    """A listening, non-blocking TCP socket on ``address``. ``SO_REUSEADDR`` only (no
-    ``SO_REUSEPORT``): a port another process listens on is refused, never shared."""
-    host, port = address
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted ones
-        sock.bind((host, port))
-        sock.listen(listen_backlog())
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
+_SOCKET_ERROR = Abort("socket error")
+_HANG_UP = Abort("hang-up")
+_RELAYING, _HELLO, _CONNECTING, _CLOSED = (
+    State.RELAYING,
+    State.HELLO,
+    State.CONNECTING,
+    State.CLOSED,
+)
 
 
 class RelayLoop:
@@ -195,6 +156,8 @@ class RelayLoop:
         self._seq = itertools.count()
         self._resolved: list[tuple[_Conn, int, Endpoint, Any]] = []
         self._closed_now: set[int] = set()  # descriptors closed since the last poll
+        self._now = clock()  # the clock read once per epoll batch
+        self._family = self.sock.family.value
         self._lock = threading.Lock()
         self._resolver: ThreadPoolExecutor | None = None
         self.peer_log = peerlog.peer_log(reactor)
@@ -230,16 +193,16 @@ class RelayLoop:
     # -- loop thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
-        last_sweep = self.clock()
+        last_sweep = self._now = self.clock()
         listen_fd = self.sock.fileno()
+        poll = self._ep.poll
         try:
             while not self._loop.stopping:
-                now = self.clock()
                 timeout = 1.0
                 if self._timers:
-                    timeout = max(0.0, min(timeout, self._timers[0][0] - now))
-                self._dispatch(self._ep.poll(timeout), listen_fd)
-                now = self.clock()
+                    timeout = max(0.0, min(timeout, self._timers[0][0] - self._now))
+                self._dispatch(poll(timeout), listen_fd)  # reads the clock into self._now
+                now = self._now
                 while self._timers and self._timers[0][0] <= now:
                     _, _, kind, c, gen = heapq.heappop(self._timers)
                     if c.gen == gen and c.core.state is not State.CLOSED:
@@ -262,21 +225,27 @@ class RelayLoop:
 
     def _dispatch(self, events: list[tuple[int, int]], listen_fd: int) -> None:
         """Handle one batch of epoll events."""
+        self._now = self.clock()
         closed = self._closed_now
         closed.clear()
+        fds = self._fds
         for fd, ev in events:
-            if fd in closed:
-                # closed while handling this batch: the event is stale, and the number may
-                # already belong to a socket accepted in this batch
+            c = fds.get(fd)
+            if c is not None:
+                if fd in closed:
+                    # closed while handling this batch: the event is stale, and the number
+                    # may already belong to a socket accepted in this batch
+                    continue
+                if c.core.state is _RELAYING:
+                    self._relay_event(c, fd, ev)
+                elif c.core.state is not _CLOSED:
+                    self._event(c, fd, ev)
+            elif fd in closed:
                 continue
-            if fd == listen_fd:
+            elif fd == listen_fd:
                 self._accept()
             elif fd == self._loop.wake.fd:
                 self._drain_wake()
-            else:
-                c = self._fds.get(fd)
-                if c is not None and c.core.state is not State.CLOSED:
-                    self._event(c, fd, ev)
 
     def _drain_wake(self) -> None:
         self._loop.wake.drain()
@@ -291,14 +260,26 @@ class RelayLoop:
                     self._connect_to(c, ep, result)
 
     def _timer(self, c: _Conn, delay: float, kind: int) -> None:
-        heapq.heappush(self._timers, (self.clock() + delay, next(self._seq), kind, c, c.gen))
+        heapq.heappush(self._timers, (self._now + delay, next(self._seq), kind, c, c.gen))
 
     def _accept(self) -> None:
+        """Accept every waiting connection (up to 64 per turn) and read each one's hello.
+
+        As many accepts as the listener's queue holds (:func:`accept_queue`), so the batch
+        does not end with an ``accept`` that fails with ``EAGAIN`` (a raised OSError costs
+        several times the syscall). The listening socket's C-level ``_accept`` gives the
+        descriptor and the peer; the downstream socket object is the C type
+        (``_socket.socket``), so no Python-level socket wrapper (its ``family``/``type`` enum
+        conversions, ``__init__``) runs per connection.
+        """
         ls = self.listener_stats
         limit = self.settings.max_connections
-        for _ in range(64):
+        accept = self.sock._accept  # type: ignore[attr-defined]  # CPython's C-level accept
+        family = self._family
+        conns, fds, register = self._conns, self._fds, self._ep.register
+        for _ in range(accept_queue(self.sock, ACCEPT_BATCH)):
             try:
-                s, peer = self.sock.accept()
+                fd, peer = accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
@@ -307,9 +288,9 @@ class RelayLoop:
                     return
                 continue
             ls.downstream_cx_total += 1
-            if limit is not None and len(self._conns) >= limit:
+            if limit is not None and len(conns) >= limit:
                 ls.downstream_cx_overflow += 1
-                s.close()
+                os.close(fd)
                 self.reactor.callFromThread(
                     self.peer_log.warn,
                     peerlog.CONNECTION_LIMIT,
@@ -318,24 +299,24 @@ class RelayLoop:
                     limit=limit,
                 )
                 continue
+            try:
+                s = _Socket(family, socket.SOCK_STREAM, 0, fd)
+            except OSError:
+                os.close(fd)
+                continue
             s.setblocking(False)
-            core = Connection(
-                self._current_table,
-                self.stats,
-                ls,
-                self.settings,
-                self.rng,
-                peer=address_text(peer),
-            )
-            c = _Conn(s, core)
-            self._conns.add(c)
-            self._fds[c.down_fd] = c
-            self._ep.register(c.down_fd, EPOLLIN)
+            core = Connection(self._current_table, self.stats, ls, self.settings, self.rng, peer)
+            c = _Conn(s, fd, core)
+            conns.add(c)
+            fds[fd] = c
+            register(fd, EPOLLIN)
             c.mask_down = EPOLLIN
-            self._timer(c, self.settings.hello_timeout, HELLO_DEADLINE)
             # a client sends its ClientHello right after the handshake, so it is usually here
-            # already: read it now instead of one epoll round later (EAGAIN costs one recv)
+            # already: read it now instead of one epoll round later (EAGAIN costs one recv);
+            # the hello deadline is only armed if the hello is not complete yet
             self._read_hello(c)
+            if core.state is _HELLO:
+                self._timer(c, self.settings.hello_timeout, HELLO_DEADLINE)
 
     def _current_table(self) -> RouteTable:
         return self.table
@@ -343,27 +324,26 @@ class RelayLoop:
     # -- the core and its effects ----------------------------------------------------------
 
     def _handle(self, c: _Conn, event: Event) -> None:
+        """Give ``event`` to the connection's core and carry out its effects, in order."""
         for e in c.core.handle(event):
-            self._do(c, e)
-
-    def _do(self, c: _Conn, e: Effect) -> None:
-        if isinstance(e, PauseDown):
-            # the hello deadline no longer applies; downstream stays in the epoll set and is
-            # paused (mask 0) only if it turns readable before the relay starts (_event), so
-            # the usual connection, whose client waits for the server, needs no epoll_ctl here
-            c.gen += 1
-        elif isinstance(e, Log):
-            self._emit(e)
-        elif isinstance(e, Connect):
-            self._connect(c, e)
-        elif isinstance(e, Relay):
-            self._relay(c, e.first)
-        elif isinstance(e, AbortUp):
-            self._drop_up(c)
-        elif isinstance(e, Close):
-            self._teardown(c)
-        # WriteUp/WriteDown/ShutdownUp/ShutdownDown: the splice pumps move the bytes and
-        # forward FINs themselves; the core only counts them (Moved) and tracks the FINs
+            if isinstance(e, PauseDown):
+                # the hello deadline no longer applies; downstream stays in the epoll set and
+                # is paused (mask 0) only if it turns readable before the relay starts
+                # (_event), so the usual connection, whose client waits for the server, needs
+                # no epoll_ctl here
+                c.gen += 1
+            elif isinstance(e, Connect):
+                self._connect(c, e)
+            elif isinstance(e, Relay):
+                self._relay(c, e.first)
+            elif isinstance(e, Close):
+                self._teardown(c)
+            elif isinstance(e, Log):
+                self._emit(e)
+            elif isinstance(e, AbortUp):
+                self._drop_up(c)
+            # WriteUp/WriteDown/ShutdownUp/ShutdownDown: the splice pumps move the bytes and
+            # forward FINs themselves; the core only counts them (Moved) and tracks the FINs
 
     def _connect(self, c: _Conn, e: Connect) -> None:
         ep = c.endpoint = e.endpoint
@@ -372,7 +352,7 @@ class RelayLoop:
         try:
             target = self._addrs[key]
         except KeyError:
-            target = _numeric_target(ep.address, ep.port)
+            target = numeric_target(ep.address, ep.port)
             if len(self._addrs) >= ADDR_CACHE_MAX:
                 self._addrs.clear()
             self._addrs[key] = target
@@ -400,8 +380,16 @@ class RelayLoop:
         self._resolver.submit(work)
 
     def _connect_to(self, c: _Conn, ep: Endpoint, target: tuple[int, Any]) -> None:
+        """Start a non-blocking connect; relay at once if it is already established.
+
+        A connect to this host (loopback, a local address) completes inside ``connect``
+        itself, so ``getpeername`` answers right away and the relay starts in this turn: no
+        ``EPOLLOUT`` round, no connect deadline, one ``epoll_ctl``. Otherwise (a remote
+        endpoint: ``ENOTCONN`` while the SYN is out) the socket waits for ``EPOLLOUT`` within
+        the cluster's connect timeout.
+        """
         fam, addr = target
-        s = socket.socket(fam, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        s = _Socket(fam, _STREAM_NONBLOCK)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         err = s.connect_ex(addr)
         if err not in (0, errno.EINPROGRESS):
@@ -409,19 +397,33 @@ class RelayLoop:
             self._failed(c, ep, os.strerror(err))
             return
         c.up = s
-        c.up_fd = s.fileno()
-        self._fds[c.up_fd] = c
-        self._ep.register(c.up_fd, EPOLLOUT)
-        c.mask_up = EPOLLOUT
-        self._timer(c, c.connect_timeout, CONNECT_DEADLINE)
-
-    def _connect_done(self, c: _Conn) -> None:
-        up, endpoint = need(c.up, "upstream socket"), need(c.endpoint, "endpoint")
-        err = up.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            self._drop_up(c)
-            self._failed(c, endpoint, os.strerror(err))
+        fd = c.up_fd = s.fileno()
+        self._fds[fd] = c
+        if not self._connected_now(s):
+            self._ep.register(fd, EPOLLOUT)
+            c.mask_up = EPOLLOUT
+            self._timer(c, c.connect_timeout, CONNECT_DEADLINE)
             return
+        self._ep.register(fd, EPOLLIN)
+        c.mask_up = EPOLLIN
+        c.gen += 1  # as in _connect_done
+        self._handle(c, _UP_CONNECTED)
+
+    _connected_now = staticmethod(connected_now)  # a seam: tests take the EPOLLOUT path
+
+    def _connect_done(self, c: _Conn, ev: int) -> None:
+        """The upstream socket turned writable (or failed): the connect is over.
+
+        A failed connect always reports ``EPOLLERR``; only then is ``SO_ERROR`` read (for
+        the error text), so a connect that worked costs no ``getsockopt``.
+        """
+        up, endpoint = need(c.up, "upstream socket"), need(c.endpoint, "endpoint")
+        if ev & (EPOLLERR | EPOLLHUP):
+            err = up.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err or ev & EPOLLERR:
+                self._drop_up(c)
+                self._failed(c, endpoint, os.strerror(err) if err else "connection failed")
+                return
         c.gen += 1  # the connect deadline no longer applies
         self._handle(c, _UP_CONNECTED)
 
@@ -434,44 +436,85 @@ class RelayLoop:
         up_fd = c.up_fd
         to_up = c.to_up = Direction(c.down_fd, up_fd, first, up)
         to_down = c.to_down = Direction(up_fd, c.down_fd, b"", c.down)
+        to_up.other, to_down.other = to_down, to_up
         to_up.pipe_r, to_up.pipe_w = self._pipes.get()
         to_down.pipe_r, to_down.pipe_w = self._pipes.get()
-        c.idle_since = self.clock()
+        c.idle_since = self._now
         # send the hello (and what followed it) now; reading either side waits for epoll, as
         # nothing else has been asked of the upstream yet and the client waits for its answer
         try:
             to_up.flush_pending()
         except OSError:
-            self._handle(c, Abort("socket error"))
+            self._handle(c, _SOCKET_ERROR)
             return
         self._set_masks(c, to_up, to_down)
 
     # -- events from the sockets -----------------------------------------------------------
 
-    def _event(self, c: _Conn, fd: int, ev: int) -> None:
-        state = c.core.state
-        if state is State.RELAYING:
-            if ev & EPOLLERR:
-                self._handle(c, Abort("socket error"))
-                return
-            # pump only the directions this event concerns: reading from fd, writing to fd
-            if fd == c.down_fd:
-                reading, writing = c.to_up, c.to_down
-            else:
-                reading, writing = c.to_down, c.to_up
-            reading, writing = need(reading, "direction"), need(writing, "direction")
+    def _relay_event(self, c: _Conn, fd: int, ev: int) -> None:
+        """An event on a relaying connection: pump only the directions it concerns (reading
+        from ``fd``, writing to ``fd``), then count, forward FINs and update the epoll masks.
+
+        The hot path of the loop (several times per connection), kept to one method call
+        plus the pumps.
+        """
+        if ev & EPOLLERR:
+            self._handle(c, _SOCKET_ERROR)
+            return
+        to_up, to_down = c.to_up, c.to_down
+        if to_up is None or to_down is None:  # never while relaying
+            return
+        if fd == c.down_fd:
+            reading, writing = to_up, to_down
+        else:
+            reading, writing = to_down, to_up
+        try:
             if ev & EPOLLOUT:
-                dirs: tuple[Direction, ...] = (
-                    (writing, reading) if ev & (EPOLLIN | EPOLLHUP) else (writing,)
-                )
+                moved = writing.pump()
+                if ev & (EPOLLIN | EPOLLHUP):
+                    moved = reading.pump() or moved
             else:
-                dirs = (reading,)
-            if not self._pump(c, dirs) and ev & EPOLLHUP:
-                self._handle(c, Abort("hang-up"))
-        elif state is State.HELLO:
+                moved = reading.pump()
+        except OSError:
+            self._handle(c, _SOCKET_ERROR)
+            return
+        # count the bytes, hand finished directions (FINs) to the core, set the masks
+        if moved:
+            c.idle_since = self._now
+        core = c.core
+        n_up, n_down = to_up.moved, to_down.moved
+        if n_up or n_down:
+            core.moved(n_up, n_down)
+            to_up.moved = to_down.moved = 0
+        if to_up.finished and not core.down_eof:
+            self._handle(c, _DOWN_EOF)
+        if to_down.finished and not core.up_eof:
+            self._handle(c, _UP_EOF)
+        if core.state is _CLOSED:
+            return
+        if not moved and ev & EPOLLHUP:
+            self._handle(c, _HANG_UP)
+            return
+        mask = (0 if (to_up.eof or to_up.want_out) else EPOLLIN) | (
+            EPOLLOUT if to_down.want_out else 0
+        )
+        if mask != c.mask_down:
+            self._ep.modify(c.down_fd, mask)
+            c.mask_down = mask
+        mask = (0 if (to_down.eof or to_down.want_out) else EPOLLIN) | (
+            EPOLLOUT if to_up.want_out else 0
+        )
+        if mask != c.mask_up:
+            self._ep.modify(c.up_fd, mask)
+            c.mask_up = mask
+
+    def _event(self, c: _Conn, fd: int, ev: int) -> None:
+        """An event on a connection that is not relaying yet (hello, connecting)."""
+        state = c.core.state
+        if state is State.HELLO:
             self._read_hello(c)
         elif state is State.CONNECTING and fd == c.up_fd:
-            self._connect_done(c)
+            self._connect_done(c, ev)
         elif fd == c.down_fd and ev & (EPOLLERR | EPOLLHUP):
             self._handle(c, _DOWN_LOST_UNCLEAN)  # gone while resolving or connecting
         elif fd == c.down_fd:
@@ -515,42 +558,16 @@ class RelayLoop:
             self._ep.modify(fd, mask)
             c.mask_up = mask
 
-    def _pump(self, c: _Conn, dirs: tuple[Direction, ...] = ()) -> bool:
-        up, down = need(c.to_up, "direction"), need(c.to_down, "direction")
-        try:
-            moved = False
-            for d in dirs or (up, down):
-                moved = d.pump() or moved
-        except OSError:
-            self._handle(c, Abort("socket error"))
-            return True
-        if moved:
-            c.idle_since = self.clock()
-        core = c.core
-        if up.moved or down.moved:
-            core.moved(up.moved, down.moved)
-            up.moved = down.moved = 0
-        # a FIN counts once its direction is drained and shut down; both: the core closes
-        if up.finished and not core.down_eof:
-            self._handle(c, _DOWN_EOF)
-        if down.finished and not core.up_eof:
-            self._handle(c, _UP_EOF)
-        if core.state is State.CLOSED:
-            return True
-        self._set_masks(c, up, down)
-        return moved
-
     def _set_masks(self, c: _Conn, up: Direction, down: Direction) -> None:
-        self._set_mask(
-            c,
-            c.down_fd,
-            (0 if (up.eof or up.want_out) else EPOLLIN) | (EPOLLOUT if down.want_out else 0),
-        )
-        self._set_mask(
-            c,
-            c.up_fd,
-            (0 if (down.eof or down.want_out) else EPOLLIN) | (EPOLLOUT if up.want_out else 0),
-        )
+        """The epoll masks both sockets need now; ``epoll_ctl`` only for one that changed."""
+        mask = (0 if (up.eof or up.want_out) else EPOLLIN) | (EPOLLOUT if down.want_out else 0)
+        if mask != c.mask_down:
+            self._ep.modify(c.down_fd, mask)
+            c.mask_down = mask
+        mask = (0 if (down.eof or down.want_out) else EPOLLIN) | (EPOLLOUT if up.want_out else 0)
+        if mask != c.mask_up:
+            self._ep.modify(c.up_fd, mask)
+            c.mask_up = mask
 
     def _sweep(self, now: float) -> None:
         idle = self.settings.idle_timeout
@@ -573,15 +590,6 @@ class RelayLoop:
         for d in (c.to_up, c.to_down):
             if d is not None:
                 d.close(self._pipes)
-
-
-def _numeric_target(address: str, port: int) -> tuple[int, Any] | None:
-    """``(family, sockaddr)`` for a numeric IP address; None for a host name."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return None
-    return (socket.AF_INET6 if ip.version == 6 else socket.AF_INET, (address, port))
 
 
 def _passthrough(fn: Callable[[], None]) -> Callable[[Any], Any]:

@@ -13,6 +13,7 @@ and takes back the ones a finished direction left empty, so a new connection cos
 
 from __future__ import annotations
 
+import _socket
 import errno
 import fcntl
 import os
@@ -25,6 +26,7 @@ EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
 AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK)
 SHORT_READ = 64 * 1024
+_FAIRNESS = range(8)  # rounds per pump call
 
 
 def splice_available() -> bool:
@@ -87,6 +89,7 @@ class Direction:
         "finished",
         "in_pipe",
         "moved",
+        "other",
         "pending",
         "pipe_r",
         "pipe_w",
@@ -95,7 +98,7 @@ class Direction:
     )
 
     def __init__(
-        self, src: int, dst: int, pending: bytes, dst_sock: socket.socket | None = None
+        self, src: int, dst: int, pending: bytes, dst_sock: _socket.socket | None = None
     ) -> None:
         """``dst_sock``: the socket object of ``dst``, used for the FIN's ``shutdown`` (without
         it a temporary socket object is made, which costs three syscalls)."""
@@ -110,6 +113,7 @@ class Direction:
         self.finished = False
         self.want_out = bool(pending)
         self.moved = 0  # bytes delivered to dst, not yet posted to the reactor
+        self.other: Direction | None = None  # the opposite direction of the same pair
 
     def open_pipe(self, pipe_size: int) -> None:
         self.pipe_r, self.pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -139,78 +143,81 @@ class Direction:
     def pump(self) -> bool:
         """Move what can move now without blocking; return True if any byte moved.
 
-        Raises OSError for socket errors (the caller closes the pair).
+        Raises OSError for socket errors (the caller closes the pair); the pipe is then
+        ``broken`` and never goes back to a pool. (One method, not a wrapper around a loop:
+        this runs several times per relayed connection.)
         """
         try:
-            return self._pump()
+            progress = False
+            short = False
+            for _ in _FAIRNESS:  # bounded, for fairness between pairs
+                if self.pending:
+                    try:
+                        n = os.write(self.dst, self.pending)
+                    except OSError as e:
+                        if e.errno in AGAIN:
+                            self.want_out = True
+                            return progress
+                        raise
+                    self.pending = self.pending[n:]  # already counted by the reactor
+                    progress = True
+                    if self.pending:
+                        self.want_out = True
+                        return progress
+                if self.in_pipe:
+                    try:
+                        n = os.splice(self.pipe_r, self.dst, self.in_pipe, flags=SPLICE_FLAGS)
+                    except OSError as e:
+                        if e.errno in AGAIN:
+                            self.want_out = True
+                            return progress
+                        raise
+                    self.in_pipe -= n
+                    self.moved += n
+                    progress = True
+                    if self.in_pipe:
+                        self.want_out = True
+                        return progress
+                self.want_out = False
+                if self.eof:
+                    if not self.finished:
+                        self.finished = True
+                        other = self.other
+                        if other is None or not other.finished:
+                            try:
+                                if self.dst_sock is not None:
+                                    self.dst_sock.shutdown(socket.SHUT_WR)
+                                else:
+                                    socket_shutdown_wr(self.dst)
+                            except OSError:
+                                pass
+                        # else both directions are over: the pair is closed next, and the
+                        # close sends this FIN (every byte either way has been read: no reset)
+                    return progress
+                if short:
+                    # the last read was small, so the socket is most likely drained: skip the
+                    # read that would only say EAGAIN; level-triggered epoll reports the rest
+                    return progress
+                try:
+                    n = os.splice(self.src, self.pipe_w, 1 << 20, flags=SPLICE_FLAGS)
+                except OSError as e:
+                    if e.errno in AGAIN:
+                        return progress
+                    raise
+                if n == 0:
+                    self.eof = True
+                    continue
+                self.in_pipe += n
+                short = n < SHORT_READ
+                progress = True
+            # the fairness bound ended the loop: bytes may sit in the pipe with nothing left to
+            # read, so ask for EPOLLOUT on the destination to flush them on the next turn
+            if self.in_pipe or self.pending:
+                self.want_out = True
+            return progress
         except OSError:
             self.broken = True
             raise
-
-    def _pump(self) -> bool:
-        progress = False
-        short = False
-        for _ in range(8):  # bounded, for fairness between pairs
-            if self.pending:
-                try:
-                    n = os.write(self.dst, self.pending)
-                except OSError as e:
-                    if e.errno in AGAIN:
-                        self.want_out = True
-                        return progress
-                    raise
-                self.pending = self.pending[n:]  # already counted by the reactor
-                progress = True
-                if self.pending:
-                    self.want_out = True
-                    return progress
-            if self.in_pipe:
-                try:
-                    n = os.splice(self.pipe_r, self.dst, self.in_pipe, flags=SPLICE_FLAGS)
-                except OSError as e:
-                    if e.errno in AGAIN:
-                        self.want_out = True
-                        return progress
-                    raise
-                self.in_pipe -= n
-                self.moved += n
-                progress = True
-                if self.in_pipe:
-                    self.want_out = True
-                    return progress
-            self.want_out = False
-            if self.eof:
-                if not self.finished:
-                    self.finished = True
-                    try:
-                        if self.dst_sock is not None:
-                            self.dst_sock.shutdown(socket.SHUT_WR)
-                        else:
-                            socket_shutdown_wr(self.dst)
-                    except OSError:
-                        pass
-                return progress
-            if short:
-                # the last read was small, so the socket is most likely drained: skip the read
-                # that would only say EAGAIN; level-triggered epoll reports anything left
-                return progress
-            try:
-                n = os.splice(self.src, self.pipe_w, 1 << 20, flags=SPLICE_FLAGS)
-            except OSError as e:
-                if e.errno in AGAIN:
-                    return progress
-                raise
-            if n == 0:
-                self.eof = True
-                continue
-            self.in_pipe += n
-            short = n < SHORT_READ
-            progress = True
-        # the fairness bound ended the loop: bytes may sit in the pipe with nothing left to read,
-        # so ask for EPOLLOUT on the destination to flush them on the next turn
-        if self.in_pipe or self.pending:
-            self.want_out = True
-        return progress
 
     def close(self, pool: PipePool | None = None) -> None:
         """Release the pipe: back to ``pool`` if it is known to be empty, else closed."""
