@@ -291,6 +291,20 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
 }
 
 
+def _ok_uint(v: Any) -> bool:
+    return type(v) is int and 0 <= v <= _U64
+
+
+def _fast_append_response(obj: list[Any]) -> AppendEntriesResponse | None:
+    """The leader's most frequent message, when every field is valid (as the checks of the
+    generic path below would find it); None sends it through the generic path."""
+    _, src, term, success, match_index, hint, seq = obj
+    if (type(src) is str and src and _ok_uint(term) and type(success) is bool
+            and _ok_uint(match_index) and _ok_uint(hint) and _ok_uint(seq)):
+        return AppendEntriesResponse(src, term, success, match_index, hint, seq)
+    return None
+
+
 def decode(data: bytes) -> Message:
     """Decode one message; raise ``MessageDecodeError`` saying what is wrong with the bytes."""
     try:
@@ -300,6 +314,10 @@ def decode(data: bytes) -> Message:
     if type(obj) is not list or not obj:
         raise MessageDecodeError("raft message must be a non-empty msgpack array")
     code = obj[0]
+    if code == 4 and type(code) is int and len(obj) == 7:
+        fast = _fast_append_response(obj)
+        if fast is not None:
+            return fast
     cls = _CLASSES.get(code) if type(code) is int else None
     if cls is None:
         raise MessageDecodeError(f"unknown raft message type {code!r:.20}")

@@ -3,7 +3,9 @@
 * ``RaftStorage`` writes a Ready's entries with one ``write`` per segment: the segment files
   are byte for byte what one ``_append`` per record wrote (same records, same segment rolls),
   so the on-disk format is unchanged and old directories read as before.
-* ``encode`` of an ``AppendEntries`` (its own fast path) gives the generic path's bytes.
+* ``encode`` of an ``AppendEntries`` (its own fast path) gives the generic path's bytes, and
+  ``decode`` of an ``AppendEntriesResponse`` (its own fast path) the generic path's message or
+  error, for valid and damaged messages alike.
 * ``RaftService`` applies a committed batch with one metrics update: ``raft.apply`` counts every
   answered write, ``raft.commitTime`` takes one observation per batch; a callback that fails
   every pending write in the middle of a batch does not make a later entry fire twice.
@@ -220,3 +222,41 @@ def test_writer_thread_order_failure_and_stop() -> None:
     assert out[1].check(OSError)
     w.stop()
     assert not w._thread.is_alive()
+
+
+def _generic_decode(raw: bytes) -> Any:
+    """``decode`` without its AppendEntriesResponse fast path."""
+    from wanfedtx.raft import messages
+
+    real = messages._fast_append_response
+    messages._fast_append_response = lambda obj: None  # type: ignore[assignment]
+    try:
+        return messages.decode(raw)
+    except Exception as e:
+        return ("error", type(e), str(e))
+    finally:
+        messages._fast_append_response = real
+
+
+def _decode_or_error(raw: bytes) -> Any:
+    try:
+        return decode(raw)
+    except Exception as e:
+        return ("error", type(e), str(e))
+
+
+def test_append_response_fast_decode_matches_generic() -> None:
+    rng = random.Random(11)
+    values: list[Any] = ["", "n1", 0, 1, -1, 2**64 - 1, True, False, None, 1.5, b"x", []]
+    seen_fast = 0
+    for _ in range(3000):
+        fields = [f"n{rng.randrange(3)}", rng.randrange(9), rng.random() < 0.5,
+                  rng.randrange(99), rng.randrange(99), rng.randrange(9)]
+        if rng.random() < 0.5:  # one field replaced by any value, valid or not
+            fields[rng.randrange(6)] = rng.choice(values)
+        for body in ([4, *fields], [4, *fields[:5]], [4.0, *fields], [True, *fields]):
+            raw = msgpack.packb(body, use_bin_type=True)
+            got, want = _decode_or_error(raw), _generic_decode(raw)
+            assert got == want
+            seen_fast += not isinstance(got, tuple)
+    assert seen_fast > 1000
