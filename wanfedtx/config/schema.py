@@ -514,7 +514,9 @@ class _Decoder:
                         )
                         if len(sub_objs) > 1:
                             raise self.repeat_error(f"{path}.{entry.key}", entry.key, entry.line)
-                        mo[entry.key] = self.obj(sub_objs[0][0], f.fields, f"{path}.{entry.key}.")
+                        if sub_objs:  # `lan = []` leaves the entry unset, as an empty block does
+                            mo[entry.key] = self.obj(
+                                sub_objs[0][0], f.fields, f"{path}.{entry.key}.")
                 out[key] = mo
                 self.origins[path] = (self.source, item.line)
             else:

@@ -205,3 +205,13 @@ def test_fuzz_json(items: list[tuple[str, Any]], data: st.DataObject) -> None:
 @given(raw=st.binary(max_size=200), ext=st.sampled_from(["f.hcl", "f.json"]))
 def test_fuzz_bytes(raw: bytes, ext: str) -> None:
     load_text(ext, raw)
+
+
+@pytest.mark.parametrize("ext, text", [
+    ("f.hcl", 'service {\n  name = "web"\n  tagged_addresses {\n    lan = []\n  }\n}\n'),
+    ("f.json", '{"service": {"name": "web", "tagged_addresses": {"lan": []}}}'),
+])
+def test_an_empty_list_as_a_map_entry_leaves_it_unset(ext: str, text: str) -> None:
+    """Found by the 100,000-example run (an IndexError): ``lan = []`` where a map of blocks
+    wants a block is an entry left unset, as an empty list for a block is."""
+    load_text(ext, text.encode())
