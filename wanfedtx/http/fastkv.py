@@ -19,8 +19,8 @@ parked blocking query, no refusal, no timeout under way) and they may start a fa
 loop of blocking queries stays with the channel).
 
 Requests are served one at a time per connection (pipelined ones wait in the buffer, as
-twisted.web does; reading pauses past 16 KiB buffered or when the transport's send buffer is
-full). The bounds are those of ``APIChannel``: the header deadline (from accept, then from the
+twisted.web does; reading pauses past 16 KiB buffered or while the transport's send buffer is
+full; a request's head is parsed once, then its body is only waited for). The bounds are those of ``APIChannel``: the header deadline (from accept, then from the
 first byte of each request until its headers are in; carried over on a hand-over), Twisted's
 idle timeout (``Site.timeout``, logged rate-limited), the Site's connections per client. Both
 timers are lazy: one pending timer per connection, re-armed when it fires early, instead of a
@@ -50,11 +50,13 @@ from wanfedtx.http.common import (
     IRequest,
     error_reply,
     json_reply,
+    log_unexpected,
     query_args,
     set_meta,
+    text_reply,
     write_args,
 )
-from wanfedtx.http.fastparse import HANDOVER, FastRequest, parse
+from wanfedtx.http.fastparse import HANDOVER, MAX_HEAD, FastRequest, parse_head
 from wanfedtx.http.kv import KVRoutes, render_entries, render_raw, uint_arg
 from wanfedtx.http.limits import HTTPLimits
 from wanfedtx.ratelog import RateLimitedLog
@@ -167,11 +169,13 @@ class FastChannel(Protocol):
 
     def __init__(self, ctx: APIContext) -> None:
         self.ctx = ctx
-        self.buf = b""
+        self.buf = bytearray()
+        # the next request once its head has parsed, and where its body starts in buf
+        self.pending: tuple[FastRequest, int] | None = None
         self.busy: Deferred[Any] | None = None
         self.serving = False
         self.closing = False
-        self.paused = False  # we paused the transport (too much buffered behind a request)
+        self.reading_paused = False  # we paused the transport's reading (_sync_reading)
         self.transport_full = False  # the transport asked us to stop producing
         self.header_start: float | None = None
         self.idle_since = 0.0
@@ -232,14 +236,23 @@ class FastChannel(Protocol):
 
     def pauseProducing(self) -> None:
         self.transport_full = True
-        transport: Any = self.transport
-        if not self.serving and transport is not None:
-            transport.pauseProducing()
+        self._sync_reading()
 
     def resumeProducing(self) -> None:
         self.transport_full = False
+        self._sync_reading()
+
+    def _sync_reading(self) -> None:
+        """Pause reading exactly while the send buffer is full or too much is buffered behind
+        the request being served; pause or resume the transport only when that changes."""
+        want = self.transport_full or (self.serving and len(self.buf) > EAGER_READ)
         transport: Any = self.transport
-        if not self.serving and transport is not None:
+        if want == self.reading_paused or transport is None or self.inner is not None:
+            return
+        self.reading_paused = want
+        if want:
+            transport.pauseProducing()
+        else:
             transport.resumeProducing()
 
     def stopProducing(self) -> None:
@@ -257,13 +270,10 @@ class FastChannel(Protocol):
             self.header_start = self._now()
             self._arm_header(self.limits.read_header_timeout)
         self.buf += data
-        if self.serving:
-            if len(self.buf) > EAGER_READ and not self.paused and not self.transport_full:
-                self.paused = True
-                self.transport.pauseProducing()  # type: ignore[union-attr]
-            return
-        self.idle_since = self._now()
-        self._advance()
+        if not self.serving:
+            self.idle_since = self._now()
+            self._advance()
+        self._sync_reading()
 
     def _advance(self) -> None:
         """Serve the buffered requests, one at a time, until one is pending or incomplete."""
@@ -272,15 +282,15 @@ class FastChannel(Protocol):
         self._looping = True
         try:
             while self.buf and not self.serving and self.inner is None and not self.closing:
-                req = self._verdict(self.buf)
+                req = self._next()
                 if req is None:
-                    if self.header_start is not None and b"\r\n\r\n" in self.buf:
+                    if self.header_start is not None and self.pending is not None:
                         self.header_start = None  # headers in; the body is not covered
                     return
                 if not isinstance(req, FastRequest):
                     self.handover()
                     return
-                self.buf = self.buf[req.size:]
+                del self.buf[:req.size]
                 # A pipelined request's deadline starts once this one is answered (_respond).
                 self.header_start = None
                 self._serve(req)
@@ -335,9 +345,16 @@ class FastChannel(Protocol):
         self._respond(answer, body)
 
     def _failed(self, failure: Failure, answer: Answer) -> None:
-        if isinstance(failure.value, CancelledError) or self.transport is None:
+        if self.transport is None or self.closing:
             return None  # the client went away (as the full path: nothing is written)
-        self._respond(answer, error_reply(_as_request(answer), failure))
+        request = _as_request(answer)
+        if isinstance(failure.value, CancelledError):
+            # cancelled by something else than the client leaving: as the full path (Klein
+            # hands it to APIRequest.processingFailed), logged and a one-line 500
+            log_unexpected(request, failure)
+            self._respond(answer, text_reply(request, 500, "internal error"))
+            return None
+        self._respond(answer, error_reply(request, failure))
         return None
 
     def _respond(self, answer: Answer, body: bytes) -> None:
@@ -356,18 +373,13 @@ class FastChannel(Protocol):
             transport.unregisterProducer()
             transport.loseConnection()
             return
-        if self.paused:
-            self.paused = False
-            if not self.transport_full:
-                transport.resumeProducing()
-        elif self.transport_full:
-            transport.pauseProducing()
         self.idle_since = now = self._now()
         self._arm_idle(self.timeOut)
         if self.buf:
             self.header_start = now  # the next request, already buffered (as APIChannel)
             self._arm_header(self.limits.read_header_timeout)
             self._advance()
+        self._sync_reading()
 
     # -- hand-over -----------------------------------------------------------------------------
 
@@ -391,16 +403,16 @@ class FastChannel(Protocol):
         if transport is None:
             return
         transport.unregisterProducer()
-        if self.paused or self.transport_full:
+        paused, self.reading_paused, self.transport_full = self.reading_paused, False, False
+        if paused:
             # reading starts again under the channel (which the transport pauses in turn if
             # its send buffer is still full at the next write)
-            self.paused = self.transport_full = False
             transport.resumeProducing()
         inner.makeConnection(transport)
         channel = inner._channel
         if isinstance(channel, APIChannel) and self.buf:
             channel.carry_header_deadline(header_left)
-        data, self.buf = self.buf, b""
+        data, self.buf, self.pending = bytes(self.buf), bytearray(), None
         if data:
             inner.dataReceived(data)
 
@@ -414,24 +426,7 @@ class FastChannel(Protocol):
         transport: Any = self.transport
         if not isinstance(channel, APIChannel) or transport is None or transport.disconnecting:
             return False
-        if (
-            channel.requests
-            or channel._handlingRequest
-            or channel._dataBuffer
-            or channel._buffer
-            or channel._busyReceiving
-            or channel.paused
-            or not channel.line_mode
-            or not channel.persistent
-            or channel.refused
-            or channel._transferDecoder is not None
-            or channel._requestProducer is not None
-            or channel._waitingForTransport
-            or channel._abortingCall is not None
-            or getattr(channel, "_HTTPChannel__first_line", None) != 1
-            or getattr(channel, "_HTTPChannel__header", None) != b""
-            or self._verdict(data) is HANDOVER
-        ):
+        if not channel_idle(channel) or self._verdict(data) is HANDOVER:
             return False
         channel.setTimeout(None)
         channel.detach()  # dropped: it has no request and no timer left
@@ -443,14 +438,30 @@ class FastChannel(Protocol):
         self._arm_idle(self.timeOut)
         return True
 
-    def _verdict(self, buf: bytes) -> FastRequest | object | None:
-        """:func:`~wanfedtx.http.fastparse.parse`, and HANDOVER for another datacenter."""
-        req = parse(buf, self.limits.kv_max_value_size)
-        if isinstance(req, FastRequest):
-            dc = req.query.get("dc")
+    def _next(self) -> FastRequest | object | None:
+        """The next request in ``buf`` once all of it is in (None before), or HANDOVER. The
+        head is parsed once: then only the body's length is waited for."""
+        pending = self.pending
+        if pending is None:
+            head = self._verdict(bytes(self.buf[:MAX_HEAD + 5]))
+            if not isinstance(head, tuple):
+                return head
+            pending = self.pending = head
+        req, start = pending
+        if len(self.buf) < req.size:
+            return None
+        self.pending = None
+        req.body = bytes(self.buf[start:req.size])
+        return req
+
+    def _verdict(self, buf: bytes) -> tuple[FastRequest, int] | object | None:
+        """:func:`~wanfedtx.http.fastparse.parse_head`, and HANDOVER for another datacenter."""
+        head = parse_head(buf, self.limits.kv_max_value_size)
+        if isinstance(head, tuple):
+            dc = head[0].query.get("dc")
             if dc and dc[0] not in ("", self.ctx.datacenter):
                 return HANDOVER  # forwarded to another datacenter: the full path
-        return req
+        return head
 
     # -- timers --------------------------------------------------------------------------------
 
@@ -518,6 +529,7 @@ class FastChannel(Protocol):
     def connectionLost(self, reason: Failure | None = None) -> None:
         if self.inner is not None:
             self.inner.connectionLost(reason)
+            self.transport = None
             return
         self._stop_timers()
         abort, self._abort_call = self._abort_call, None
@@ -528,6 +540,38 @@ class FastChannel(Protocol):
         if busy is not None:
             busy.cancel()  # as Klein: the handler's Deferred is cancelled
         self.transport = None
+
+
+_MISSING = object()
+# (attribute, value when the channel is between requests) of twisted.web's HTTPChannel; a
+# missing attribute (another Twisted) reads as "not between requests": the channel keeps it.
+_IDLE_WHEN: tuple[tuple[str, Callable[[Any], bool]], ...] = (
+    ("requests", lambda v: not v),
+    ("_handlingRequest", lambda v: not v),
+    ("_dataBuffer", lambda v: not v),
+    ("_buffer", lambda v: not v),
+    ("_busyReceiving", lambda v: not v),
+    ("paused", lambda v: not v),
+    ("line_mode", bool),
+    ("persistent", bool),
+    ("refused", lambda v: not v),
+    ("_transferDecoder", lambda v: v is None),
+    ("_requestProducer", lambda v: v is None),
+    ("_waitingForTransport", lambda v: not v),
+    ("_abortingCall", lambda v: v is None),
+    ("_HTTPChannel__first_line", lambda v: v == 1),
+    ("_HTTPChannel__header", lambda v: v == b""),
+)
+
+
+def channel_idle(channel: APIChannel) -> bool:
+    """True if twisted.web's ``channel`` is between requests: its last answer written, nothing
+    buffered or pending (no parked query, no refusal, no timeout under way)."""
+    for name, idle in _IDLE_WHEN:
+        value = getattr(channel, name, _MISSING)
+        if value is _MISSING or not idle(value):
+            return False
+    return True
 
 
 def kv_context(resource: object) -> APIContext | None:

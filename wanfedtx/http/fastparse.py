@@ -129,6 +129,23 @@ def _target(line: bytes) -> tuple[bytes, bytes, bytes] | None:
 
 def parse(buf: bytes, kv_max_value_size: int) -> FastRequest | _Handover | None:
     """The first request in ``buf`` (see the module docstring); never raises."""
+    head = parse_head(buf, kv_max_value_size)
+    if not isinstance(head, tuple):
+        return head
+    req, start = head
+    if len(buf) < req.size:
+        return None
+    req.body = bytes(buf[start:req.size])
+    return req
+
+
+def parse_head(
+    buf: bytes, kv_max_value_size: int
+) -> tuple[FastRequest, int] | _Handover | None:
+    """As :func:`parse`, once the head is in: the request (its ``body`` still empty, ``size``
+    where it ends) and the offset of its body, whether or not the body is in ``buf`` yet. A
+    connection keeps this and waits for ``size`` bytes instead of parsing again. Only the first
+    ``MAX_HEAD + 4`` bytes of ``buf`` are looked at."""
     end = buf.find(b"\r\n\r\n")
     if end < 0:
         return HANDOVER if len(buf) > MAX_HEAD or request_line_refused(buf) else None
@@ -174,8 +191,6 @@ def parse(buf: bytes, kv_max_value_size: int) -> FastRequest | _Handover | None:
     key, query = request
     start = end + 4
     stop = start + (length or 0)
-    if len(buf) < stop:
-        return None
     # As twisted.web: HTTP/1.1 persists unless the first Connection header's space-separated
     # words include "close"; HTTP/1.0 never persists.
     close = version != b"HTTP/1.1" or (
@@ -183,8 +198,8 @@ def parse(buf: bytes, kv_max_value_size: int) -> FastRequest | _Handover | None:
     )
     return FastRequest(
         method, uri, version, key, query,
-        token=token, auth=auth, close=close, body=buf[start:stop], size=stop,
-    )
+        token=token, auth=auth, close=close, body=b"", size=stop,
+    ), start
 
 
 def _route(
