@@ -549,8 +549,11 @@ class Agent(MultiService):
 
         def release(result: object) -> object:
             waiters, self._stop_waiters = self._stop_waiters or [], None
-            for waiter in waiters:
-                waiter.callback(None)
+            for waiter in waiters:  # each caller learns how the one stop ended
+                if isinstance(result, Failure):
+                    waiter.errback(result)
+                else:
+                    waiter.callback(None)
             return result
 
         d = self._hand_over_leadership().addCallback(stop_children)

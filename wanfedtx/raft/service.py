@@ -14,7 +14,6 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import msgpack
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -35,6 +34,7 @@ from wanfedtx.raft.core import (
     SteppedDown,
 )
 from wanfedtx.raft.errors import LeadershipLostError, NotLeaderError, RaftError
+from wanfedtx.raft.fsmsnapshot import pack_fsm_snapshot, restore_fsm_snapshot
 from wanfedtx.raft.interfaces import IRaftFSM, IRaftTransport
 from wanfedtx.raft.messages import ENTRY_COMMAND, Entry, Message
 from wanfedtx.raft.metrics import RaftMetrics
@@ -49,16 +49,6 @@ log = Logger(namespace="wanfedtx.raft")
 ERR_SHUTDOWN = "raft is already shutdown"
 WARN_ENTRY_BYTES = 1024 * 1024  # Consul's raftWarnSize
 _MAX_SEEN_VIOLATIONS = 1024  # (sender, reason) pairs remembered for log-once
-
-
-def pack_fsm_snapshot(fsm: IRaftFSM) -> bytes:
-    out: bytes = msgpack.packb(list(fsm.snapshot()), use_bin_type=True)
-    return out
-
-
-def restore_fsm_snapshot(fsm: IRaftFSM, snap: Snapshot) -> None:
-    chunks = msgpack.unpackb(snap.data, raw=False) if snap.data else []
-    fsm.restore(chunks, snap.index)
 
 
 _ROLE_NAMES = {"leader": "Leader", "follower": "Follower", "candidate": "Candidate",

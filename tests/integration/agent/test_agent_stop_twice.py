@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from agent_support import fast_serf, http_on_port_zero, until
+from agent_support import fast_serf, http_on_port_zero, start_dev_agent, until
 from netutil import free_port
-from twisted.internet.defer import DeferredList
+from twisted.internet.defer import Deferred, DeferredList
 
 from wanfedtx.agent.agent import Agent
 from wanfedtx.config import LoadOptions, load
+from wanfedtx.services import MultiService
 
 pytestmark = pytest.mark.integration
 
@@ -48,3 +49,17 @@ async def test_two_stops_stop_each_child_once(reactor: Any, tmp_path: Path) -> N
     # a child's failed stop is an unhandled error in Twisted's DeferredList, logged when the
     # list is collected: collect now so that this test's log check sees it
     gc.collect()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stop_that_fails_fails_for_every_caller(reactor: Any) -> None:
+    agent = start_dev_agent(reactor, "failing-stop", server=True)
+    handing_over: Deferred[None] = Deferred()
+    agent._hand_over_leadership = lambda: handing_over  # type: ignore[method-assign]
+    first, second = agent.stopService(), agent.stopService()
+    handing_over.errback(RuntimeError("hand-over broke"))
+    outcomes = await DeferredList([first, second], consumeErrors=True)
+    assert [ok for ok, _ in outcomes] == [False, False]
+    assert all("hand-over broke" in str(f.value) for _, f in outcomes)
+    await MultiService.stopService(agent)  # what the failed stop skipped
+

@@ -214,4 +214,10 @@ def test_fuzz_bytes(raw: bytes, ext: str) -> None:
 def test_an_empty_list_as_a_map_entry_leaves_it_unset(ext: str, text: str) -> None:
     """Found by the 100,000-example run (an IndexError): ``lan = []`` where a map of blocks
     wants a block is an entry left unset, as an empty list for a block is."""
-    load_text(ext, text.encode())
+    path = os.path.join(_DIR, ext)
+    with open(path, "w") as f:
+        f.write(text)
+    rt = load(LoadOptions(config_files=[path], flags={"data_dir": os.path.join(_DIR, "data")},
+                          interfaces=lambda: IFS, hostname=lambda: "fuzz")).runtime
+    [web] = rt.services
+    assert web.name == "web" and dict(web.tagged_addresses) == {}
