@@ -22,9 +22,10 @@ Requests are served one at a time per connection (pipelined ones wait in the buf
 twisted.web does; reading pauses past 16 KiB buffered or while the transport's send buffer is
 full; a request's head is parsed once, then its body is only waited for). The bounds are
 those of ``APIChannel``: the header deadline (from accept, then from the first byte of each
-request until its headers are in; carried over on a hand-over), Twisted's idle timeout (``Site.timeout``, logged rate-limited), the Site's connections per client. Both
-timers are lazy: one pending timer per connection, re-armed when it fires early, instead of a
-timer armed and cancelled per request. Each request is logged as the Site logs the others
+request until its headers are in; carried over on a hand-over), Twisted's idle timeout
+(``Site.timeout``, logged rate-limited), the Site's connections per client. Both timers are
+lazy: one pending timer per connection, re-armed when it fires early, instead of a timer armed
+and cancelled per request. Each request is logged as the Site logs the others
 (``Request finished`` at debug).
 """
 
