@@ -100,6 +100,13 @@ class CatalogAgent(MultiService):
         self.tombstones = TombstoneReaper(self.endpoints, reactor)
         self.tombstones.setServiceParent(self)
 
+    def stopService(self) -> Deferred[None]:
+        # first: requests held for a leader fail now, so that anti-entropy's stop (which waits
+        # for its sync) never waits out performance.rpc_hold_timeout
+        self.endpoints.stop()
+        d: Deferred[None] = super().stopService()
+        return d
+
     def rpc(self, method: str, args: dict[str, Any]) -> Deferred[Any]:
         """Call a local RPC endpoint (the agent's own RPC, as the reference's ``agent.RPC``)."""
         handler = self.handlers.get(method)

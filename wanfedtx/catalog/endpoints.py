@@ -15,10 +15,9 @@ from collections.abc import Callable, Coroutine, Hashable
 from functools import partial
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import deferLater
 
 from wanfedtx.catalog import structs
 from wanfedtx.catalog.errors import (
@@ -32,6 +31,7 @@ from wanfedtx.fsm.commands import MessageType
 from wanfedtx.fsm.consensus import Consensus
 from wanfedtx.metrics import REGISTRY, Registry
 from wanfedtx.rpc.errors import ConnectionClosed, DialError, NoLeader, RemoteError
+from wanfedtx.rpc.hold import Holds
 from wanfedtx.state import StateStore, WatchSet
 from wanfedtx.state.blocking import BlockingQuery, WaitGroups
 from wanfedtx.state.catalog import HEALTH_ANY, HEALTH_STATES
@@ -127,7 +127,16 @@ class Endpoints:
         # (raft's leadership observers fire True then): before that its FSM may be stale.
         self._leading = False
         self._ready_waiters: list[Deferred[None]] = []
+        # requests held for a leader (performance.rpc_hold_timeout); stop() ends them
+        self.holds = Holds(clock)
         consensus.add_leadership_observer(self._on_leadership)
+
+    def stop(self) -> None:
+        """The server is stopping: requests held for a leader fail now with the error they
+        were held on, and reads waiting for a new leader's first entry with ``NotReadyError``."""
+        self.holds.stop()
+        for waiter in list(self._ready_waiters):
+            waiter.cancel()
 
     def _on_leadership(self, leading: bool) -> None:
         self._leading = leading
@@ -224,7 +233,8 @@ class Endpoints:
                     raise
                 # Consul's jittered stagger: a random part of hold/16, never past the hold.
                 pause = min(self.rng.random() * self.hold_timeout / 16, give_up_at - now)
-                await deferLater(self.clock, max(pause, 0.001))
+                if not await self.holds.pause(max(pause, 0.001)):
+                    raise  # the server is stopping: the error the request was held on
 
     def _meta(self, index: int) -> Args:
         return {
@@ -288,9 +298,14 @@ class Endpoints:
             now = self.clock.seconds()
             if give_up_at is None:
                 give_up_at = now + self.hold_timeout
-            if now >= give_up_at:
+            if now >= give_up_at or self.holds.stopped:
                 raise NotReadyError()
-            await self._ready_or_timeout(give_up_at - now)
+            try:
+                await self._ready_or_timeout(give_up_at - now)
+            except CancelledError:
+                if not self.holds.stopped:
+                    raise
+                raise NotReadyError() from None
         if args.get("RequireConsistent"):
             await self.consensus.verify_leader()
         self._queries.inc()

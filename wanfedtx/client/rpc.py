@@ -31,7 +31,6 @@ from typing import Any, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from wanfedtx.client.errors import ClientRPCError, NoServers, RateExceeded
@@ -40,6 +39,7 @@ from wanfedtx.metrics import REGISTRY, Registry
 from wanfedtx.ratelog import RateLimitedLog
 from wanfedtx.rpc.errors import ConnectionClosed, DialError, RemoteError
 from wanfedtx.rpc.forward import call_deadline
+from wanfedtx.rpc.hold import Holds
 
 log = Logger(namespace="agent.client")
 
@@ -128,6 +128,7 @@ class ClientRPC:
         self.limiter = TokenBucket(rate, burst, clock)
         self.rng = rng if rng is not None else random.Random()
         self.ratelog = RateLimitedLog(log, clock)
+        self.holds = Holds(clock)
         self._calls = metrics.counter("client.rpc", "RPCs a client agent sent to servers")
         self._exceeded = metrics.counter(
             "client.rpc.exceeded", "Client RPCs refused by limits.rpc_rate")
@@ -164,9 +165,12 @@ class ClientRPC:
                 elapsed = self.clock.seconds() - first
                 if not can_retry(method, exc) or elapsed >= self.hold_timeout:
                     raise wrap(exc) from exc
-            pause = self.rng.random() * self.hold_timeout / 16
-            await deferLater(self.clock, max(pause, 0.001))
+                pause = self.rng.random() * self.hold_timeout / 16
+                if not await self.holds.pause(max(pause, 0.001)):
+                    raise wrap(exc) from exc  # the agent is stopping
 
     def stop(self) -> None:
-        """Write pending rate-limited log summaries (on agent stop)."""
+        """On agent stop: held requests fail now (``Holds``); pending rate-limited log
+        summaries are written."""
+        self.holds.stop()
         self.ratelog.stop()

@@ -169,3 +169,15 @@ def test_a_cancelled_call_stops_without_a_retry() -> None:
     d.cancel()
     assert len(pool.calls) == 1
     result(d)  # CancelledError, consumed
+
+
+def test_a_held_call_fails_at_once_with_its_error_when_the_agent_stops() -> None:
+    clock = Clock()
+    pool = FakePool(*[RemoteError("No cluster leader")] * 1000)
+    rpc = make(pool, manager("s1"), clock, hold_timeout=7.0)
+    d = rpc.rpc("KVS.Apply", {})
+    clock.advance(0.1)
+    rpc.stop()  # no clock advance: the hold ends now
+    failure = result(d)
+    assert str(failure.value) == "rpc error making call: No cluster leader"
+    assert clock.getDelayedCalls() == []
