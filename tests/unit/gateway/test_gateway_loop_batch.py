@@ -16,14 +16,11 @@ from collections.abc import Iterator
 
 import pytest
 from gateway_hellos import real_client_hello
-from twisted.internet.testing import MemoryReactorClock
+from loop_support import relay_loop_to
 
-from wanfedtx.gateway.conn import RelaySettings, State
+from wanfedtx.gateway.conn import State
 from wanfedtx.gateway.loop import RelayLoop
 from wanfedtx.gateway.pump import splice_available
-from wanfedtx.gateway.router import RouteTable
-from wanfedtx.gateway.routes import routes_to_snapshot
-from wanfedtx.gateway.stats import GatewayStats
 
 pytestmark = pytest.mark.skipif(not splice_available(), reason="splice(2) is Linux-only")
 SNI = "pri.server.primary.consul"
@@ -38,22 +35,7 @@ def backend() -> Iterator[socket.socket]:
 
 @pytest.fixture
 def relay(backend: socket.socket) -> Iterator[RelayLoop]:
-    port = backend.getsockname()[1]
-    snap = routes_to_snapshot(
-        {
-            "clusters": [{"name": SNI, "endpoints": [{"address": "127.0.0.1", "port": port}]}],
-            "filter_chains": [{"server_names": [SNI], "cluster": SNI, "stat_prefix": "t"}],
-        },
-        "127.0.0.1",
-        0,
-    )
-    loop = RelayLoop(
-        MemoryReactorClock(),
-        ("127.0.0.1", 0),
-        RouteTable(snap),
-        GatewayStats(),
-        RelaySettings(data_path="loop"),
-    )
+    loop = relay_loop_to(backend.getsockname()[1], SNI)
     yield loop  # driven by hand, batch by batch: the thread is never started
     for c in list(loop._conns):
         loop._teardown(c)

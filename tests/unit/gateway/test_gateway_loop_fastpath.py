@@ -16,16 +16,13 @@ from collections.abc import Iterator
 
 import pytest
 from gateway_hellos import real_client_hello, reframe
-from twisted.internet.testing import MemoryReactorClock
+from loop_support import relay_loop_to, tcp_pair
 
 from wanfedtx.gateway.clienthello import MALFORMED, ClientHelloReader, Rejected
-from wanfedtx.gateway.conn import RelaySettings, State
+from wanfedtx.gateway.conn import State
 from wanfedtx.gateway.loop import CONNECT_DEADLINE, HELLO_DEADLINE, RelayLoop
 from wanfedtx.gateway.loopsock import accept_queue
 from wanfedtx.gateway.pump import Direction, PipePool, splice_available
-from wanfedtx.gateway.router import RouteTable
-from wanfedtx.gateway.routes import routes_to_snapshot
-from wanfedtx.gateway.stats import GatewayStats
 
 pytestmark = pytest.mark.skipif(not splice_available(), reason="splice(2) is Linux-only")
 SNI = "pri.server.primary.consul"
@@ -41,22 +38,7 @@ def backend() -> Iterator[socket.socket]:
 
 @pytest.fixture
 def relay(backend: socket.socket) -> Iterator[RelayLoop]:
-    port = backend.getsockname()[1]
-    snap = routes_to_snapshot(
-        {
-            "clusters": [{"name": SNI, "endpoints": [{"address": "127.0.0.1", "port": port}]}],
-            "filter_chains": [{"server_names": [SNI], "cluster": SNI, "stat_prefix": "t"}],
-        },
-        "127.0.0.1",
-        0,
-    )
-    loop = RelayLoop(
-        MemoryReactorClock(),
-        ("127.0.0.1", 0),
-        RouteTable(snap),
-        GatewayStats(),
-        RelaySettings(data_path="loop"),
-    )
+    loop = relay_loop_to(backend.getsockname()[1], SNI)
     yield loop
     for c in list(loop._conns):
         loop._teardown(c)
@@ -201,15 +183,6 @@ class RecordingSocket:
     def shutdown(self, how: int) -> None:
         self.shutdowns += 1
         self.sock.shutdown(how)
-
-
-def tcp_pair() -> tuple[socket.socket, socket.socket]:
-    with socket.create_server(("127.0.0.1", 0)) as ls:
-        a = socket.create_connection(ls.getsockname())
-        b, _ = ls.accept()
-    for s in (a, b):
-        s.setblocking(False)
-    return a, b
 
 
 @pytest.mark.parametrize("other_finished", [False, True])

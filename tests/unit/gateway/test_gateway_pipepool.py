@@ -9,20 +9,12 @@ import socket
 import time
 
 import pytest
+from loop_support import tcp_pair
 
 from wanfedtx.gateway.pump import Direction, PipePool, splice_available
 
 pytestmark = pytest.mark.skipif(not splice_available(), reason="splice(2) is Linux-only")
 F_GETPIPE_SZ = 1032
-
-
-def tcp_pair() -> tuple[socket.socket, socket.socket]:
-    with socket.create_server(("127.0.0.1", 0)) as ls:
-        a = socket.create_connection(ls.getsockname())
-        b, _ = ls.accept()
-    for s in (a, b):
-        s.setblocking(False)
-    return a, b
 
 
 def is_open(fd: int) -> bool:

@@ -1,0 +1,40 @@
+"""Test support for the gateway's loop data path on real sockets: a ``RelayLoop`` routing one
+SNI to a local backend (driven by hand, batch by batch: its thread is never started) and a
+connected non-blocking TCP pair."""
+
+from __future__ import annotations
+
+import socket
+
+from twisted.internet.testing import MemoryReactorClock
+
+from wanfedtx.gateway.conn import RelaySettings
+from wanfedtx.gateway.loop import RelayLoop
+from wanfedtx.gateway.router import RouteTable
+from wanfedtx.gateway.routes import routes_to_snapshot
+from wanfedtx.gateway.stats import GatewayStats
+
+
+def relay_loop_to(backend_port: int, sni: str) -> RelayLoop:
+    """A loop listening on 127.0.0.1 (port 0) that routes ``sni`` to ``backend_port``."""
+    snap = routes_to_snapshot(
+        {
+            "clusters": [{"name": sni, "endpoints": [{"address": "127.0.0.1",
+                                                      "port": backend_port}]}],
+            "filter_chains": [{"server_names": [sni], "cluster": sni, "stat_prefix": "t"}],
+        },
+        "127.0.0.1",
+        0,
+    )
+    return RelayLoop(MemoryReactorClock(), ("127.0.0.1", 0), RouteTable(snap), GatewayStats(),
+                     RelaySettings(data_path="loop"))
+
+
+def tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """Two connected non-blocking TCP sockets on 127.0.0.1."""
+    with socket.create_server(("127.0.0.1", 0)) as ls:
+        a = socket.create_connection(ls.getsockname())
+        b, _ = ls.accept()
+    for s in (a, b):
+        s.setblocking(False)
+    return a, b
