@@ -11,7 +11,7 @@ reply dict. Requests for another datacenter and writes on a follower go through 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any, Protocol
 
@@ -20,6 +20,7 @@ from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import IReactorTime
 
 from wanfedtx.catalog import structs
+from wanfedtx.catalog.args import _has_tags, _query_key, _str, _tags, _uint
 from wanfedtx.catalog.errors import (
     BadRequestError,
     NoLeaderError,
@@ -538,24 +539,6 @@ class Endpoints:
         return reply if forwarded else self.consensus.peers()
 
 
-_NOT_IN_KEY = frozenset(("MinQueryIndex", "MaxQueryTime"))
-
-
-def _freeze(value: Any) -> Hashable:
-    if isinstance(value, dict):
-        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
-    if isinstance(value, list | tuple):
-        return tuple(_freeze(v) for v in value)
-    if isinstance(value, Hashable):
-        return value
-    return repr(value)
-
-
-def _query_key(method: str, args: Args) -> Hashable:
-    """What makes two reads interchangeable: the method and every argument but the wait."""
-    return (method, _freeze({k: v for k, v in args.items() if k not in _NOT_IN_KEY}))
-
-
 # Module functions and partials rather than closures: parked queries keep them alive.
 def _kv_get(state: StateStore, key: str, ws: WatchSet | None) -> tuple[int, Args | None]:
     return state.kvs_get(ws, key)
@@ -571,34 +554,3 @@ def _kv_entry(row: Args | None) -> Args:
 
 def _kv_entries(rows: list[Args]) -> Args:
     return {"Entries": [structs.dir_entry_out(r) for r in rows] or None}
-
-
-def _str(args: Args, name: str) -> str:
-    value = args.get(name)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise BadRequestError(f"{name} must be a string")
-    return value
-
-
-def _uint(args: Args, name: str) -> int:
-    value = args.get(name) or 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise BadRequestError(f"{name} must be a non-negative integer")
-    return value
-
-
-def _tags(args: Args) -> list[str]:
-    tags = args.get("ServiceTags") or []
-    tag = args.get("ServiceTag")
-    if tag:
-        tags = [*tags, tag]
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise BadRequestError("ServiceTags must be an array of strings")
-    return tags
-
-
-def _has_tags(svc: Args, tags: list[str]) -> bool:
-    have = {t.lower() for t in svc["Tags"]}
-    return all(t.lower() in have for t in tags)
