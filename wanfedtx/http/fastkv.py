@@ -4,15 +4,16 @@
 
 Every connection of the agent's HTTP site starts with a :class:`FastChannel`. It buffers what
 the client sends and asks the sans-IO parser (:mod:`wanfedtx.http.fastparse`) for the next
-request. A plain KV read, write or delete of one key (only ``token``, ``dc`` of this
-datacenter, ``stale``, ``consistent``, ``raw`` and ``flags``) is served here: the same RPC
-(``KVS.Get`` / ``KVS.Apply``, so ACLs, the default token and the raft commit that a write waits
-for are unchanged), the same helpers build the answer (``wanfedtx.http.common``: status,
-``X-Consul-*`` headers, JSON, error texts), and the response bytes are those twisted.web writes
-(``Connection``, ``Server``, ``Date``, then the handler's headers), in one write. Anything else
-(other routes, ``?recurse``, ``?keys``, ``?cas``, ``?index``, another ``?dc``, chunked bodies,
-``Expect``, bodies over ``limits.kv_max_value_size``, malformed input) hands the connection, with
-the bytes still buffered, to the twisted.web :class:`~wanfedtx.http.channel.APIChannel`, which
+request. A plain KV read, write or delete of one key (only ``token``, ``dc``, ``stale``,
+``consistent``, ``raw`` and ``flags``) is served here: the same RPC (``KVS.Get`` /
+``KVS.Apply``, so ACLs, the default token, the raft commit that a write waits for and the
+forwarding of ``?dc=<another datacenter>`` through the mesh gateways are unchanged), the same
+helpers build the answer (``wanfedtx.http.common``: status, ``X-Consul-*`` headers, JSON, error
+texts), and the response bytes are those twisted.web writes (``Connection``, ``Server``,
+``Date``, then the handler's headers), in one write. Anything else (other routes, ``?recurse``,
+``?keys``, ``?cas``, ``?index``, chunked bodies, ``Expect``, bodies over
+``limits.kv_max_value_size``, malformed input) hands the connection, with the bytes still
+buffered, to the twisted.web :class:`~wanfedtx.http.channel.APIChannel`, which
 answers exactly as before. The fast path takes the connection back when the next bytes arrive
 while that channel is between requests (its answer written, nothing buffered or pending: no
 parked blocking query, no refusal, no timeout under way) and they may start a fast request (a
@@ -456,13 +457,8 @@ class FastChannel(Protocol):
         return req
 
     def _verdict(self, buf: bytes) -> tuple[FastRequest, int] | object | None:
-        """:func:`~wanfedtx.http.fastparse.parse_head`, and HANDOVER for another datacenter."""
-        head = parse_head(buf, self.limits.kv_max_value_size)
-        if isinstance(head, tuple):
-            dc = head[0].query.get("dc")
-            if dc and dc[0] not in ("", self.ctx.datacenter):
-                return HANDOVER  # forwarded to another datacenter: the full path
-        return head
+        """:func:`~wanfedtx.http.fastparse.parse_head` with this agent's value size limit."""
+        return parse_head(buf, self.limits.kv_max_value_size)
 
     # -- timers --------------------------------------------------------------------------------
 

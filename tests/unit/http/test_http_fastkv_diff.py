@@ -1,10 +1,11 @@
 """The KV fast path against the twisted.web path, byte for byte: the same random request streams
 (keys, values, query parameters, tokens, headers, versions, pipelining, random split points or
-one request per chunk, malformed input) go to two identical backends, one behind a Site with
-the fast path and one without; the transcripts (every byte written back, ``Date`` aside) and
-whether the connection was closed must be the same. With ACLs (default deny, tokens by header,
-``?token=``, Bearer and the agent's default token) and without; with answers given at once and
-answers held until the batch is released (as a raft commit)."""
+one request per chunk, malformed input) go to two identical backends, one behind a Site with the
+fast path and one without; the transcripts (every byte written back, ``Date`` aside) and whether
+the connection was closed must be the same. ``?dc=dc2`` is forwarded to a second datacenter
+(with ACLs on), ``?dc=`` of an unknown one fails as such. With ACLs (default deny, tokens by
+header, ``?token=``, Bearer and the agent's default token) and without; with answers given at
+once and answers held until the batch is released (as a raft commit)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "acl"))
 
-from acl_support import MASTER, Net
+from acl_support import MASTER, Net, result
 from http_support import StateApp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -78,6 +79,11 @@ class Side:
             net = Net(self.clock)
             net.add("dc1", "dc1", initial_management=MASTER)
             net.servers["dc1"].startService()
+            # a second datacenter (ACLs off) that ``?dc=dc2`` is forwarded to, with a key in it
+            net.add("dc2", "dc1", enabled=False)
+            net.servers["dc2"].startService()
+            net.rpc("dc2", "KVS.Apply", {"Datacenter": "dc2", "Op": "set", "DirEnt": {
+                "Key": "a", "Value": b"in dc2", "Flags": 0, "ModifyIndex": 0}})
             net.rpc("dc1", "ACL.PolicySet",
                     {"Token": MASTER, "Policy": {"Name": "r", "Rules": 'key_prefix "" '
                                                                        '{ policy = "read" }'}})
@@ -247,6 +253,26 @@ def test_plain_requests_stay_on_the_fast_path(acl: bool) -> None:
         assert got[:2] == old.run(stream, hold)[:2]
         assert got[0].count(b"HTTP/1.1 200 OK") == 6
         assert b"HTTP/1.1 404 Not Found" in got[0]
+
+
+def test_another_datacenter_is_forwarded_on_the_fast_path() -> None:
+    fast, old = Side(True, True), Side(False, True)
+    token = f"X-Consul-Token: {MASTER}\r\n"
+    stream = [
+        f"GET /v1/kv/a?dc=dc2&raw HTTP/1.1\r\n{token}\r\n".encode(),
+        f"PUT /v1/kv/b?dc=dc2 HTTP/1.1\r\n{token}Content-Length: 2\r\n\r\nhi".encode(),
+        f"GET /v1/kv/b?dc=dc2 HTTP/1.1\r\n{token}\r\n".encode(),
+        f"GET /v1/kv/a?dc=dc3 HTTP/1.1\r\n{token}\r\n".encode(),
+    ]
+    got = fast.run(stream, False)
+    assert got[2], "a ?dc= request left the fast path"
+    assert got[:2] == old.run(stream, False)[:2]
+    assert got[0].count(b"HTTP/1.1 200 OK") == 3
+    assert b"\r\n\r\nin dc2" in got[0]  # the raw value kept in dc2, not dc1's 404
+    assert b'"Value":"aGk="' in got[0]  # written to dc2 and read back from there
+    assert b"No path to datacenter" in got[0]
+    local = result(fast.ctx.rpc("KVS.Get", {"Datacenter": "dc1", "Key": "b", "Token": MASTER}))
+    assert not local.get("Entries")  # nothing was written in dc1
 
 
 def test_reader_token_and_default_token() -> None:
