@@ -220,7 +220,11 @@ class Direction:
             raise
 
     def close(self, pool: PipePool | None = None) -> None:
-        """Release the pipe: back to ``pool`` if it is known to be empty, else closed."""
+        """Release the pipe: back to ``pool`` if it is known to be empty, else closed; and
+        unlink the pair, whose two ``other`` references are a cycle: left in place, a closed
+        pair (and the sockets it holds) waits for the cyclic collector, which in a gateway run
+        with ``tune_gc``'s thresholds may not come for hours (an RSS slope in the soak)."""
+        self.other = None
         r, w = self.pipe_r, self.pipe_w
         self.pipe_r = self.pipe_w = -1
         if r < 0:
