@@ -89,6 +89,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--per-round", type=int, default=2000)
     p.add_argument("--collect", action="store_true", help="gc.collect() before each sample")
+    p.add_argument("--census", action="store_true",
+                   help="after each round, a full collection that lists the garbage by type")
     p.add_argument("--no-tune-gc", action="store_true", help="keep CPython's GC defaults")
     p.add_argument("--data-path", default="loop")
     p.add_argument("--workers", type=int, default=2)
@@ -116,9 +118,18 @@ def main() -> None:
     state: dict[str, Any] = {"round": 0, "svc": None, "driver": None}
 
     def measure(label: str) -> dict[str, Any]:
-        if args.collect:
+        census: list[tuple[str, int]] | None = None
+        if args.census:
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            gc.collect()
+            census = collections.Counter(type(o).__qualname__ for o in gc.garbage).most_common(12)
+            gc.set_debug(0)
+            gc.garbage.clear()
+        if args.collect or args.census:
             gc.collect()
         s = sample(label)
+        if census is not None:
+            s["garbage"] = census
         samples.append(s)
         print(json.dumps(s), flush=True)
         return s
