@@ -115,7 +115,7 @@ def main() -> None:
     snapdir = Path(tempfile.mkdtemp(prefix="gwmem-"))
     snaps: dict[str, Path] = {}  # on disk, so their objects are not in the process
     total = args.warmup + 2 * args.rounds
-    state: dict[str, Any] = {"round": 0, "svc": None, "driver": None}
+    state: dict[str, Any] = {"round": 0, "svc": None, "driver": None, "swaps": 0}
 
     def measure(label: str) -> dict[str, Any]:
         census: list[tuple[str, int]] | None = None
@@ -128,6 +128,7 @@ def main() -> None:
         if args.collect or args.census:
             gc.collect()
         s = sample(label)
+        s["snapshots"] = state["swaps"]  # route tables swapped in so far
         if census is not None:
             s["garbage"] = census
         samples.append(s)
@@ -208,6 +209,13 @@ def main() -> None:
         admin=("127.0.0.1", admin_port), settings=settings)
     svc.on_listening = lambda: reactor.callLater(0.5, go)
     state["svc"] = svc
+    set_snapshot = svc.set_snapshot
+
+    def counted(snapshot: Any) -> None:
+        state["swaps"] += 1
+        set_snapshot(snapshot)
+
+    svc.set_snapshot = counted  # type: ignore[method-assign]
 
     driver = Driver()
     state["driver"] = driver

@@ -6,9 +6,9 @@ one churn round per ``go`` line on stdin and answers ``done <n>``.
 
 The fake agent answers the watches of ``wanfed gateway -proxy-id mesh-gateway`` (registration,
 agent self, CA roots, local servers, federation states, datacenters, service dump of dc2);
-blocking queries are held ``--hold`` seconds, every third answer carries a new index and a
-changed body (the gateway rebuilds its snapshot), and a share of the answers are HTTP 500 or a
-dropped connection (an agent that was killed).
+blocking queries are held ``--hold`` seconds, every third answer carries a new index, and a share of the answers are HTTP 500 or a
+dropped connection (an agent that was killed). dc2's second gateway (a refused port) turns
+critical and back with the index, so the gateway rebuilds its snapshot and swaps route tables.
 """
 
 from __future__ import annotations
@@ -120,12 +120,15 @@ class Agent:
             return [self.csn("dc1", f"s{i + 1}", a, "consul", status=flip)
                     for i, a in enumerate(self.servers)]
         if path.startswith("/v1/internal/federation-states/mesh-gateways"):
-            return {"dc2": [self.csn("dc2", f"g{i}", a, "mesh-gateway", "mesh-gateway", flip)
+            # the second gateway of dc2 turns critical and back: the snapshot is rebuilt
+            return {"dc2": [self.csn("dc2", f"g{i}", a, "mesh-gateway", "mesh-gateway",
+                                     "critical" if i and idx % 2 else "passing")
                             for i, a in enumerate(self.gw2)]}
         if path.startswith("/v1/catalog/datacenters"):
             return ["dc1", "dc2"]
         if path.startswith("/v1/internal/service-dump"):
-            return [self.csn("dc2", f"g{i}", a, "mesh-gateway", "mesh-gateway", flip)
+            return [self.csn("dc2", f"g{i}", a, "mesh-gateway", "mesh-gateway",
+                             "critical" if i and idx % 2 else "passing")
                     for i, a in enumerate(self.gw2)]
         return None
 
@@ -315,7 +318,8 @@ def main() -> None:
         serve(s)
     servers = [echo1.server_address, echo2.server_address, dead.getsockname(),
                rst.server_address]
-    agent = Agent([tuple(a) for a in servers], [echo2.server_address], args.hold, args.fail,
+    agent = Agent([tuple(a) for a in servers], [echo2.server_address, dead.getsockname()],
+                  args.hold, args.fail,
                   args.gateway)
     httpd = ThreadingHTTPServer(("127.0.0.1", args.agent), agent_handler(agent))
     httpd.daemon_threads = True

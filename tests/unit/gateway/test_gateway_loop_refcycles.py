@@ -17,7 +17,7 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from gateway_hellos import real_client_hello
@@ -66,9 +66,9 @@ def turn(relay: RelayLoop) -> None:
     relay._dispatch(relay._ep.poll(0.01), relay.sock.fileno())
 
 
-def turns_until(relay: RelayLoop, done: object, what: str) -> None:
+def turns_until(relay: RelayLoop, done: Callable[[], object], what: str) -> None:
     deadline = time.monotonic() + 10
-    while not done():  # type: ignore[operator]
+    while not done():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         turn(relay)
