@@ -205,7 +205,8 @@ def main() -> None:
     # built before tune_gc, as the CLI builds its service (its modules are frozen with it)
     settings = RelaySettings(data_path=args.data_path, workers=args.workers, hello_timeout=1.0)
     svc = GatewayService.from_agent(
-        reactor, ("127.0.0.1", gw_port), f"http://127.0.0.1:{agent_port}", "mesh-gateway",
+        reactor,  # type: ignore[arg-type]  # the installed reactor provides ReactorLike
+        ("127.0.0.1", gw_port), f"http://127.0.0.1:{agent_port}", "mesh-gateway",
         admin=("127.0.0.1", admin_port), settings=settings)
     svc.on_listening = lambda: reactor.callLater(0.5, go)
     state["svc"] = svc
@@ -220,8 +221,8 @@ def main() -> None:
     driver = Driver()
     state["driver"] = driver
     cmd = [sys.executable, str(HERE / "gateway_mem_driver.py"), "--gateway", str(gw_port),
-           "--admin", str(admin_port), "--agent", str(agent_port), "--per-round", str(args.per_round),
-           "--hold", str(args.hold)]
+           "--admin", str(admin_port), "--agent", str(agent_port),
+           "--per-round", str(args.per_round), "--hold", str(args.hold)]
     reactor.spawnProcess(driver, sys.executable, cmd, env=dict(os.environ))
     if not args.no_tune_gc:
         tune_gc()  # as the gateway CLI does before running the reactor

@@ -6,9 +6,10 @@ one churn round per ``go`` line on stdin and answers ``done <n>``.
 
 The fake agent answers the watches of ``wanfed gateway -proxy-id mesh-gateway`` (registration,
 agent self, CA roots, local servers, federation states, datacenters, service dump of dc2);
-blocking queries are held ``--hold`` seconds, every third answer carries a new index, and a share of the answers are HTTP 500 or a
-dropped connection (an agent that was killed). dc2's second gateway (a refused port) turns
-critical and back with the index, so the gateway rebuilds its snapshot and swaps route tables.
+blocking queries are held ``--hold`` seconds, every third answer carries a new index, and a
+share of the answers are HTTP 500 or a dropped connection (an agent that was killed). dc2's
+second gateway (a refused port) turns critical and back with the index, so the gateway rebuilds
+its snapshot and swaps route tables.
 """
 
 from __future__ import annotations
@@ -316,11 +317,12 @@ def main() -> None:
     dead.bind(("127.0.0.1", 0))  # bound, never listening: connects are refused
     for s in (echo1, echo2, rst):
         serve(s)
-    servers = [echo1.server_address, echo2.server_address, dead.getsockname(),
-               rst.server_address]
-    agent = Agent([tuple(a) for a in servers], [echo2.server_address, dead.getsockname()],
-                  args.hold, args.fail,
-                  args.gateway)
+    def hp(a: Any) -> tuple[str, int]:
+        return (str(a[0]), int(a[1]))
+
+    servers = [hp(echo1.server_address), hp(echo2.server_address), hp(dead.getsockname()),
+               hp(rst.server_address)]
+    agent = Agent(servers, [servers[1], servers[2]], args.hold, args.fail, args.gateway)
     httpd = ThreadingHTTPServer(("127.0.0.1", args.agent), agent_handler(agent))
     httpd.daemon_threads = True
     serve(httpd)
