@@ -122,7 +122,11 @@ def main() -> None:
         if args.census:
             gc.set_debug(gc.DEBUG_SAVEALL)
             gc.collect()
-            census = collections.Counter(type(o).__qualname__ for o in gc.garbage).most_common(12)
+            census = collections.Counter(
+                f"class {o.__module__}.{o.__qualname__}" if isinstance(o, type)
+                else type(o).__qualname__
+                for o in gc.garbage
+            ).most_common(16)
             gc.set_debug(0)
             gc.garbage.clear()
         if args.collect or args.census:
