@@ -95,6 +95,8 @@ def main() -> None:
     p.add_argument("--data-path", default="loop")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--hold", type=float, default=0.5)
+    p.add_argument("--scrapes", type=int, default=4,
+                   help="admin API scrapes per round (5 paths each; the fault suite makes none)")
     p.add_argument("--top", type=int, default=12)
     p.add_argument("--frames", type=int, default=6, help="tracemalloc traceback depth")
     p.add_argument("--no-tracemalloc", action="store_true",
@@ -226,7 +228,8 @@ def main() -> None:
     state["driver"] = driver
     cmd = [sys.executable, str(HERE / "gateway_mem_driver.py"), "--gateway", str(gw_port),
            "--admin", str(admin_port), "--agent", str(agent_port),
-           "--per-round", str(args.per_round), "--hold", str(args.hold)]
+           "--per-round", str(args.per_round), "--hold", str(args.hold),
+           "--scrapes", str(args.scrapes)]
     reactor.spawnProcess(driver, sys.executable, cmd, env=dict(os.environ))
     if not args.no_tune_gc:
         tune_gc()  # as the gateway CLI does before running the reactor

@@ -173,7 +173,9 @@ def serve(server: Any) -> None:
 
 
 class Churn:
-    def __init__(self, gw: tuple[str, int], admin: tuple[str, int], seed: int) -> None:
+    def __init__(self, gw: tuple[str, int], admin: tuple[str, int], seed: int,
+                 scrapes: int = 4) -> None:
+        self.scrapes = scrapes  # rounds of admin scrapes (5 paths each) per churn round
         self.gw = gw
         self.admin = admin
         self.rng = random.Random(seed)
@@ -292,7 +294,7 @@ class Churn:
         ts = [threading.Thread(target=work) for _ in range(threads)]
         for t in ts:
             t.start()
-        for _ in range(4):
+        for _ in range(self.scrapes):
             self.scrape()
         self.long_lived()
         for t in ts:
@@ -306,6 +308,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=8)
     p.add_argument("--hold", type=float, default=0.5)
     p.add_argument("--fail", type=float, default=0.05)
+    p.add_argument("--scrapes", type=int, default=4, help="admin scrapes per round")
     p.add_argument("--gateway", type=int, required=True, help="the gateway's relay port")
     p.add_argument("--admin", type=int, required=True, help="the gateway's admin port")
     p.add_argument("--agent", type=int, default=0, help="the fake agent's port")
@@ -328,7 +331,7 @@ def main() -> None:
     serve(httpd)
     print(f"agent {httpd.server_address[1]}", flush=True)
     gw, admin = ("127.0.0.1", args.gateway), ("127.0.0.1", args.admin)
-    churn = Churn(gw, admin, 1)
+    churn = Churn(gw, admin, 1, args.scrapes)
     for line_ in sys.stdin:
         if line_.strip() != "go":
             break
