@@ -202,8 +202,10 @@ class Cluster:
                     p.popen.kill()
                     p.popen.wait()
 
-    def watch(self) -> None:
-        """Record RSS of every live process and any exit nobody asked for."""
+    def watch(self) -> bool:
+        """Record RSS of every live process and any exit nobody asked for; True when such an
+        exit was seen this time."""
+        exited = False
         for p in self.procs.values():
             if p.popen is None:
                 continue
@@ -212,6 +214,7 @@ class Cluster:
                 if not p.expected_exit:
                     p.unexpected_exits.append(rc)
                     p.expected_exit = True  # counted once
+                    exited = True
                 continue
             try:
                 with open(f"/proc/{p.popen.pid}/status") as f:
@@ -220,6 +223,7 @@ class Cluster:
                             p.rss_kb.append((time.monotonic(), int(line.split()[1])))
             except OSError:
                 pass
+        return exited
 
     def tracebacks(self) -> dict[str, int]:
         out = {}

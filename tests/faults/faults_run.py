@@ -174,6 +174,9 @@ class Runner:
         self.cluster: Cluster | None = None
         self.events: list[Event] = []
         self._watching = threading.Event()
+        # set when a process exits unexpectedly: the schedule ends at once (a fault's hold
+        # returns early) and the checks report the exit
+        self._abort = threading.Event()
         self.load_start = 0.0
         self._load_done = threading.Event()
         self.checked_epochs: set[tuple[str, int]] = set()
@@ -186,7 +189,12 @@ class Runner:
     def _watch(self) -> None:
         while not self._watching.wait(1.0):
             assert self.cluster is not None
-            self.cluster.watch()
+            if self.cluster.watch():
+                self._abort.set()
+
+    def _hold(self, seconds: float) -> None:
+        """Keep a fault in place for ``seconds`` (its duration), unless the run is aborted."""
+        self._abort.wait(seconds)
 
     def run(self) -> Report:
         t0 = time.monotonic()
@@ -233,16 +241,16 @@ class Runner:
         start = time.monotonic()
         end, hard_end = start + self.profile.seconds, start + 3 * self.profile.seconds
         order: list[str] = []
-        while time.monotonic() < end or (
+        while not self._abort.is_set() and (time.monotonic() < end or (
             {e.kind for e in self.events} != set(KINDS) and time.monotonic() < hard_end
-        ):
+        )):
             if not order:
                 order = list(KINDS)
                 self.rng.shuffle(order)
             kind = order.pop()
             getattr(self, f"_{kind}")()
             wait_leaders(self.cluster, 60)
-            time.sleep(self.profile.gap)
+            self._hold(self.profile.gap)
 
     def _secondary(self) -> str:
         return self.rng.choice(self.net.dcs[1:])
@@ -273,7 +281,7 @@ class Runner:
         assert self.cluster is not None
         e = self._begin(kind, p.dc, p.name)
         self.cluster.kill(p.name)
-        time.sleep(hold)
+        self._hold(hold)
         self.cluster.start(p.name)
         e.end = time.monotonic()
 
@@ -285,7 +293,7 @@ class Runner:
             return
         e = self._begin("pause_leader", dc, p.name)
         self.cluster.pause(p.name)
-        time.sleep(self.profile.pause)
+        self._hold(self.profile.pause)
         self.cluster.resume(p.name)
         e.end = time.monotonic()
 
@@ -301,7 +309,7 @@ class Runner:
         sides = [dc, self.net.dcs[0]]
         e = self._begin("partition", dc, f"{dc}|{self.net.dcs[0]}")
         self.net.set_fault("partition", sides, True)
-        time.sleep(self.profile.partition)
+        self._hold(self.profile.partition)
         self.net.set_fault("partition", sides, False)
         e.end = time.monotonic()
         cluster = self.cluster
@@ -318,7 +326,7 @@ class Runner:
         e = self._begin("wan_degraded", dc, "200ms+5%")
         self.net.set_fault("delay", sides, True)
         self.net.set_fault("loss", sides, True)
-        time.sleep(self.profile.degraded)
+        self._hold(self.profile.degraded)
         self.net.set_fault("loss", sides, False)
         self.net.set_fault("delay", sides, False)
         e.end = time.monotonic()

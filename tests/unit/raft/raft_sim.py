@@ -174,6 +174,7 @@ class Node:
     held: list[tuple[int, list[tuple[str, m.Message]]]] = attrs.Factory(list)
     fsync_at: float = 0.0
     incarnation: int = 0
+    tick_at: float = float("inf")  # the tick queued for this incarnation (later ones are stale)
 
 
 class Sim:
@@ -248,8 +249,19 @@ class Sim:
         )
         if bootstrap:
             node.core.bootstrap(frozenset(self.ids))
+        node.tick_at = float("inf")
         self._pump(i)
-        self.at(node.core.next_deadline(), "tick", (i, node.incarnation))
+
+    def _arm_tick(self, i: str, core: RaftCore) -> None:
+        """Queue the node's next tick when its deadline moved earlier than the tick queued, after
+        every input (the host contract: ``next_deadline`` says when to tick next, and an input
+        may bring it forward: a server that removed itself waits forever, then becomes leader
+        again through messages alone and must heartbeat)."""
+        node = self.nodes[i]
+        at = max(core.next_deadline(), self.now + 0.001)
+        if at < node.tick_at:
+            node.tick_at = at
+            self.at(at, "tick", (i, node.incarnation, at))
 
     def _pump(self, i: str) -> None:
         node = self.nodes[i]
@@ -284,6 +296,7 @@ class Sim:
                 if isinstance(ev, BecameLeader):
                     self._check_new_leader(i, core, ev.term)
         self._check_state(i, core)
+        self._arm_tick(i, core)
 
     def _net_send(self, src: str, dst: str, msg: m.Message) -> None:
         if dst not in self.nodes:
@@ -316,16 +329,14 @@ class Sim:
             self._pump(dst)
             self._maybe_crash_now(dst)
         elif kind == "tick":
-            i, inc = arg
+            i, inc, at = arg
             node = self.nodes[i]
-            if node.core is None or node.incarnation != inc:
-                return True
+            if node.core is None or node.incarnation != inc or at != node.tick_at:
+                return True  # a crashed incarnation's, or replaced by an earlier one
+            node.tick_at = float("inf")
             node.core.tick(self.now)
-            self._pump(i)
+            self._pump(i)  # queues the next tick
             self._maybe_crash_now(i)
-            if node.core is None:
-                return True
-            self.at(max(node.core.next_deadline(), self.now + 0.001), "tick", arg)
         elif kind == "fsync":
             i, inc, seq = arg
             node = self.nodes[i]

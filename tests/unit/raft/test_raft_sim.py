@@ -8,6 +8,8 @@ rerun one seed with ``WANFED_RAFT_SEED=<n>`` (prints a trace).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +67,23 @@ def test_raft_sim_3_nodes_real_storage(seed: int, tmp_path: Path,
     monkeypatch.setattr(storage.os, "fsync", lambda fd: None)
     sim = _run(seed, n=3, data_dir=tmp_path)
     assert sim.applied
+
+
+def test_a_leader_made_by_messages_alone_keeps_ticking() -> None:
+    """Regression: with this hash seed, seed 200004 has n4 remove itself (its election deadline
+    becomes infinite), come back in a later configuration and win an election through messages
+    alone; the simulator queued ticks only after ticks, so that leader never sent a heartbeat or
+    stepped down, and the cluster never converged (found by a full run under load). The
+    simulator now re-arms a node's tick after every input, as the raft service does."""
+    script = (
+        "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
+        "from raft_sim import Sim\n"
+        "sim = Sim(200004, n=5, membership=True)\n"
+        "sim.run(duration=30.0)\n"
+        "sim.heal_and_converge()\n"
+    )
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONHASHSEED": "95"}
+    done = subprocess.run([sys.executable, "-c", script, str(here), str(here.parents[1])],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
