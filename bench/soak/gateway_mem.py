@@ -18,7 +18,15 @@ warm-up, after N and after 2N rounds (``--collect``: ``gc.collect()`` before eac
 which finds what stays reachable; without it the process runs as in production), and at the end
 lists what a full collection finds unreachable, by type.
 
-    PYTHONPATH=$PWD nice -n 19 .venv/bin/python bench/soak/gateway_mem.py --rounds 20
+    # RSS and collector counts as in production (the fault suite polls no admin API)
+    PYTHONPATH=$PWD nice -n 19 .venv/bin/python bench/soak/gateway_mem.py --rounds 20 \
+        --warmup 2 --per-round 1000 --no-tracemalloc --scrapes 0
+    # what stays reachable: tracemalloc after N and 2N rounds, gc.collect() before each
+    PYTHONPATH=$PWD nice -n 19 .venv/bin/python bench/soak/gateway_mem.py --rounds 10 \
+        --warmup 2 --per-round 1000 --frames 4 --collect --scrapes 0
+    # what each round leaves to the cyclic collector, by type
+    PYTHONPATH=$PWD nice -n 19 .venv/bin/python bench/soak/gateway_mem.py --rounds 2 \
+        --warmup 1 --per-round 1000 --no-tracemalloc --census
 """
 
 from __future__ import annotations
