@@ -15,8 +15,10 @@ to the oldest generation, and each full collection also rescans every object bui
 * raises the thresholds to :data:`THRESHOLDS`: a young collection after 20,000 net container
   allocations instead of 700, so request garbage dies young; older generations rarely.
 
-Nothing is kept alive longer than one young collection's worth of allocations: memory use grows
-by at most a few MiB. Reference counting still frees acyclic garbage at once.
+Reference counting still frees acyclic garbage at once. Cyclic garbage waits for a young
+collection (at most 20,000 allocations' worth, a few MiB); a cycle that was still alive at one
+waits for the next middle collection (about 100 young ones later). So code on a per-connection
+path must not leave cycles behind (the gateway's loop path unlinks its pump pair on close).
 """
 
 from __future__ import annotations
