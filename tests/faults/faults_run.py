@@ -249,6 +249,8 @@ class Runner:
                 self.rng.shuffle(order)
             kind = order.pop()
             getattr(self, f"_{kind}")()
+            if self._abort.is_set():
+                break
             wait_leaders(self.cluster, 60)
             self._hold(self.profile.gap)
 
@@ -312,6 +314,9 @@ class Runner:
         self._hold(self.profile.partition)
         self.net.set_fault("partition", sides, False)
         e.end = time.monotonic()
+        if self._abort.is_set():
+            e.detail = "schedule aborted (a process exited unexpectedly)"
+            return  # a dead process never lets the federation reconverge: nothing to time
         cluster = self.cluster
         if poll_until(lambda: converged(cluster), self.profile.reconverge_limit, 0.1):
             e.reconverge = time.monotonic() - e.end
@@ -418,7 +423,7 @@ class Runner:
         if r.unexpected_exits:
             r.failures.append(f"processes exited unexpectedly: {r.unexpected_exits}")
         for e in self.events:
-            if e.kind == "partition":
+            if e.kind == "partition" and not self._abort.is_set():
                 if e.reconverge is None or e.reconverge > self.profile.reconverge_limit:
                     r.failures.append(f"partition of {e.dc}: reconverged after {e.reconverge} s"
                                       f" (limit {self.profile.reconverge_limit} s); {e.detail}")
