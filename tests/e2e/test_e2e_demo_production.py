@@ -35,17 +35,23 @@ LAYOUT = Layout(IPS, servers=3, clients=2)
 
 
 def _pids_naming(*needles: str) -> list[int]:
-    """Pids whose command line contains every needle."""
+    """Pids whose command line contains every needle, among the processes of this test's network
+    namespace: another test run on the machine starts the same gateways (same addresses, each in
+    its own namespace), and killing one of those would break that run."""
+    here = os.stat("/proc/thread-self/ns/net").st_ino
     out = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            if not all(n.encode() in cmdline for n in needles):
+                continue
+            if os.stat(f"/proc/{pid}/ns/net").st_ino != here:
+                continue
         except OSError:
             continue
-        if all(n.encode() in cmdline for n in needles):
-            out.append(int(pid))
+        out.append(int(pid))
     return out
 
 

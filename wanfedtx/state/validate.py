@@ -56,8 +56,18 @@ def _validate(
         problem = _pair_problem(key, value, allow_consul_prefix or key in allowed)
         if problem:
             raise InvalidMetadataError(
-                f"Couldn't load metadata pair ('{key}', '{value}'): {problem}", problem
+                f"Couldn't load metadata pair ('{_shown(key)}', '{_shown(value)}'): {problem}",
+                problem,
             )
+
+
+def _shown(text: object) -> str:
+    """``text`` for an error message: control characters escaped (a newline in a value must
+    not split the one-line error the API answers and logs)."""
+    raw = str(text)
+    if raw.isprintable():
+        return raw
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in raw)
 
 
 def _pair_problem(key: object, value: object, allow_consul_prefix: bool) -> str | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from http_support import StateApp
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from treq.testing import StubTreq
 from twisted.python.failure import Failure
@@ -233,6 +233,7 @@ agent_bodies = objects(
 
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(body=agent_bodies | json_values)
+@example(body={"Name": "web", "Meta": {"consul-wan-federation": "\n"}})  # found at 34,887
 def test_fuzz_agent_service_register(body: Any) -> None:
     h = Harness()
     raw = json.dumps(body, allow_nan=True).encode()
