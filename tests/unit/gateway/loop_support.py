@@ -5,6 +5,7 @@ connected non-blocking TCP pair."""
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 
 from twisted.internet.testing import MemoryReactorClock
 
@@ -28,6 +29,23 @@ def relay_loop_to(backend_port: int, sni: str) -> RelayLoop:
     )
     return RelayLoop(MemoryReactorClock(), ("127.0.0.1", 0), RouteTable(snap), GatewayStats(),
                      RelaySettings(data_path="loop"))
+
+
+def close_relay_loop(loop: RelayLoop) -> None:
+    """Tear down every connection of a hand-driven loop and close its descriptors."""
+    for c in list(loop._conns):
+        loop._teardown(c)
+    loop._ep.close()
+    loop.sock.close()
+    loop._pipes.close()
+    loop._loop.wake.close()
+
+
+def backend_listener(backlog: int = 128) -> Iterator[socket.socket]:
+    """A listening socket on 127.0.0.1 (port 0) for the loop to dial; closed after."""
+    ls = socket.create_server(("127.0.0.1", 0), backlog=backlog)
+    yield ls
+    ls.close()
 
 
 def tcp_pair() -> tuple[socket.socket, socket.socket]:

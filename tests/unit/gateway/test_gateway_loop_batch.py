@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from gateway_hellos import real_client_hello
-from loop_support import relay_loop_to
+from loop_support import close_relay_loop, relay_loop_to
 
 from wanfedtx.gateway.conn import State
 from wanfedtx.gateway.loop import RelayLoop
@@ -37,12 +37,7 @@ def backend() -> Iterator[socket.socket]:
 def relay(backend: socket.socket) -> Iterator[RelayLoop]:
     loop = relay_loop_to(backend.getsockname()[1], SNI)
     yield loop  # driven by hand, batch by batch: the thread is never started
-    for c in list(loop._conns):
-        loop._teardown(c)
-    loop._ep.close()
-    loop.sock.close()
-    loop._pipes.close()
-    loop._loop.wake.close()
+    close_relay_loop(loop)
 
 
 def accepted(relay: RelayLoop) -> int:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from gateway_hellos import real_client_hello, reframe
-from loop_support import relay_loop_to, tcp_pair
+from loop_support import backend_listener, close_relay_loop, relay_loop_to, tcp_pair
 
 from wanfedtx.gateway.clienthello import MALFORMED, ClientHelloReader, Rejected
 from wanfedtx.gateway.conn import State
@@ -31,21 +31,14 @@ HELLO = real_client_hello(SNI)
 
 @pytest.fixture
 def backend() -> Iterator[socket.socket]:
-    ls = socket.create_server(("127.0.0.1", 0), backlog=128)
-    yield ls
-    ls.close()
+    yield from backend_listener()
 
 
 @pytest.fixture
 def relay(backend: socket.socket) -> Iterator[RelayLoop]:
     loop = relay_loop_to(backend.getsockname()[1], SNI)
     yield loop
-    for c in list(loop._conns):
-        loop._teardown(c)
-    loop._ep.close()
-    loop.sock.close()
-    loop._pipes.close()
-    loop._loop.wake.close()
+    close_relay_loop(loop)
 
 
 def listener_event(relay: RelayLoop) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from gateway_hellos import real_client_hello
-from loop_support import relay_loop_to
+from loop_support import backend_listener, close_relay_loop, relay_loop_to
 
 from wanfedtx.gateway.loop import RelayLoop
 from wanfedtx.gateway.loopsock import LoopConn
@@ -35,21 +35,14 @@ ROUNDS = 200
 
 @pytest.fixture
 def backend() -> Iterator[socket.socket]:
-    ls = socket.create_server(("127.0.0.1", 0), backlog=256)
-    yield ls
-    ls.close()
+    yield from backend_listener(256)
 
 
 @pytest.fixture
 def relay(backend: socket.socket) -> Iterator[RelayLoop]:
     loop = relay_loop_to(backend.getsockname()[1], SNI)
     yield loop
-    for c in list(loop._conns):
-        loop._teardown(c)
-    loop._ep.close()
-    loop.sock.close()
-    loop._pipes.close()
-    loop._loop.wake.close()
+    close_relay_loop(loop)
 
 
 @pytest.fixture
