@@ -25,8 +25,12 @@ import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from socketserver import StreamRequestHandler, ThreadingTCPServer
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gateway"))
+from run import client_hello as first_flight  # type: ignore[import-not-found]  # noqa: E402
 
 TRUST = "11111111-2222-3333-4444-555555555555.consul"
 
@@ -38,13 +42,8 @@ def client_hello(sni: str | None, alpn: list[str] | None = None) -> bytes:
     ctx.verify_mode = ssl.CERT_NONE
     if alpn:
         ctx.set_alpn_protocols(alpn)
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname=sni)
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return out.read()
+    hello: bytes = first_flight(ctx, sni)  # (bench/gateway/run.py; None: no SNI)
+    return hello
 
 
 class Echo(StreamRequestHandler):
