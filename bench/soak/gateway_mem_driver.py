@@ -30,7 +30,7 @@ from socketserver import StreamRequestHandler, ThreadingTCPServer
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gateway"))
-from run import client_hello as first_flight  # type: ignore[import-not-found]  # noqa: E402
+from run import client_hello as first_flight  # type: ignore[import-not-found]
 
 TRUST = "11111111-2222-3333-4444-555555555555.consul"
 
