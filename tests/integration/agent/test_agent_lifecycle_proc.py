@@ -104,6 +104,18 @@ def _wait_services(proc: subprocess.Popen[str], port: int, present: bool, name: 
         except subprocess.TimeoutExpired:
             pass
 
+def _exit_after_sigterm(proc: subprocess.Popen[str], timeout: float = 30) -> tuple[str, str]:
+    """The output of an agent sent SIGTERM once it exited; if it has not within ``timeout``,
+    fail with the end of its log (where its stop got stuck), not only the timeout."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate(timeout=30)
+        tail = "\n".join((out + err).splitlines()[-60:])
+        pytest.fail(f"the agent did not exit within {timeout} s of SIGTERM; its log ends:\n{tail}")
+
+
 def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
     if proc.poll() is None:
         proc.kill()
@@ -309,7 +321,7 @@ def test_leave_on_terminate_left_or_failed(tmp_path: Path, leave: bool, status: 
 
         assert poll_until(lambda: b_status() == 1, 30, 0.05), "b never joined a"
         b.send_signal(signal.SIGTERM)
-        out, err = b.communicate(timeout=30)
+        out, err = _exit_after_sigterm(b)
         assert b.returncode == (0 if leave else 1), err
         if leave:
             assert "==> Graceful exit completed" in out
@@ -339,7 +351,7 @@ def test_twistd_agent_survives_sighup(tmp_path: Path) -> None:
         deadline = time.monotonic() + 20
         _wait_services(proc, http, True, "late", deadline)
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        out, err = _exit_after_sigterm(proc)
     finally:
         _stop(proc)
     assert proc.returncode in (0, -signal.SIGTERM), err
