@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -110,6 +110,8 @@ class FederationStateAntiEntropy(RetryLoop):
             return index
         try:
             await self.update_our_federation_state(curr)
+        except CancelledError:
+            raise  # the loop is stopping: not an error to wrap, log and retry
         except Exception as exc:
             raise FederationError(
                 f"error performing federation state anti-entropy sync: {exc}"
@@ -167,6 +169,8 @@ class FederationStatePruning(LoopService):
             await sleep(self.clock, self.interval)
             try:
                 await self.prune_stale_federation_states()
+            except CancelledError:
+                raise
             except Exception as exc:
                 log.error("error pruning stale federation states: error={error}", error=str(exc))
 
@@ -188,6 +192,8 @@ class FederationStatePruning(LoopService):
             }
             try:
                 await self.endpoints._apply(MessageType.FEDERATION_STATE, req)
+            except CancelledError:
+                raise
             except Exception as exc:
                 raise FederationError(f"Failed to delete federation state {dc}: {exc}") from exc
             pruned.append(dc)

@@ -179,6 +179,8 @@ class RetryLoop(LoopService):
             except CancelledError:
                 raise
             except Exception as exc:
+                if not self.running:
+                    return  # stopped while this round was under way: its error is moot
                 self.on_error(exc)
                 await self.backoff(self.clock, retry_time)
                 continue

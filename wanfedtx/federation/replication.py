@@ -133,6 +133,8 @@ class FederationStateReplicator(LoopService):
             except CancelledError:
                 raise
             except Exception as exc:
+                if not self.running:
+                    return  # stopped while this round was under way
                 self.last_remote_index = 0
                 self.failures += 1
                 self.replication_metrics.failed()

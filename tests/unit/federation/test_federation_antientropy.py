@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from federation_support import Net, result
-from twisted.internet.defer import Deferred
+from twisted.internet import task
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import globalLogPublisher
 
 from wanfedtx.agent.catalog_services import CatalogAgent
 from wanfedtx.federation.antientropy import FederationStateAntiEntropy, FederationStatePruning
+from wanfedtx.federation.loop import RetryLoop
 from wanfedtx.federation.server import FederationServer, FederationTiming
+from wanfedtx.federation.structs import FederationState
 
 
 @pytest.fixture
@@ -215,3 +219,42 @@ def test_timing_defaults_match_the_reference() -> None:
     t = FederationTiming()
     assert (t.loop_rate, t.loop_burst, t.prune_interval) == (0.2, 5, 3600.0)
     assert (t.replication_rate, t.replication_burst, t.replication_apply_limit) == (1.0, 5, 100.0)
+
+
+def test_a_stop_during_the_write_to_the_primary_ends_the_loop(messages: list[str]) -> None:
+    """Regression: stopping the routine while its write was in flight cancelled the write, the
+    round wrapped the CancelledError as a sync error, logged it and backed off, and the loop
+    went on retrying (2, 4, 8, 16 s ...): the stop never finished, so a server SIGTERMed right
+    after it became leader never exited (found by a full run under load)."""
+    clock = task.Clock()
+    endpoints = SimpleNamespace(datacenter="dc1")
+    loop = FederationStateAntiEntropy(endpoints, "dc1", clock)  # type: ignore[arg-type]
+    writes: list[Deferred[None]] = []
+    loop.fetch = lambda index: succeed((5, (None, FederationState("dc1", ()))))  # type: ignore[method-assign]
+
+    def write(curr: FederationState) -> Deferred[None]:
+        writes.append(Deferred())
+        return writes[-1]
+
+    loop.update_our_federation_state = write  # type: ignore[method-assign,assignment]
+    loop.startService()
+    assert loop.runs == 1 and len(writes) == 1
+    stopped = loop.stopService()
+    assert stopped.called, "the stop waits for a loop that goes on"
+    clock.advance(600)
+    assert loop.runs == 1 and len(writes) == 1
+    assert "error performing anti-entropy sync of federation state" not in messages
+
+
+def test_a_round_failing_after_the_stop_is_not_retried(messages: list[str]) -> None:
+    clock = task.Clock()
+    loop = RetryLoop("r", clock, lambda index: fail(RuntimeError("raft is already shutdown")),
+                     lambda exc: messages.append(str(exc)))
+    gate: Deferred[None] = Deferred()
+    loop.run_once = lambda index: gate.addCallback(  # type: ignore[method-assign]
+        lambda _: fail(RuntimeError("raft is already shutdown")))
+    loop.startService()
+    loop.running = False  # the stop began (the parent stops it later in the same turn)
+    gate.callback(None)
+    clock.advance(600)
+    assert messages == [] and loop.runs == 1
