@@ -16,9 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "interop"))
 
-from gossip_gopeers import GoPeer, build_peer, free_port
+from gossip_gopeers import GoPeer, build_peer
+from netutil import free_port
 
 
 def event_time(stamp: str) -> float:
