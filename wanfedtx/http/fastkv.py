@@ -5,19 +5,21 @@
 Every connection of the agent's HTTP site starts with a :class:`FastChannel`. It buffers what
 the client sends and asks the sans-IO parser (:mod:`wanfedtx.http.fastparse`) for the next
 request. A plain KV read, write or delete of one key (only ``token``, ``dc``, ``stale``,
-``consistent``, ``raw`` and ``flags``) is served here: the same RPC (``KVS.Get`` /
-``KVS.Apply``, so ACLs, the default token, the raft commit that a write waits for and the
-forwarding of ``?dc=<another datacenter>`` through the mesh gateways are unchanged), the same
-helpers build the answer (``wanfedtx.http.common``: status, ``X-Consul-*`` headers, JSON, error
-texts), and the response bytes are those twisted.web writes (``Connection``, ``Server``,
-``Date``, then the handler's headers), in one write. Anything else (other routes, ``?recurse``,
-``?keys``, ``?cas``, ``?index``, chunked bodies, ``Expect``, bodies over
-``limits.kv_max_value_size``, malformed input) hands the connection, with the bytes still
-buffered, to the twisted.web :class:`~wanfedtx.http.channel.APIChannel`, which
-answers exactly as before. The fast path takes the connection back when the next bytes arrive
-while that channel is between requests (its answer written, nothing buffered or pending: no
-parked blocking query, no refusal, no timeout under way) and they may start a fast request (a
-loop of blocking queries stays with the channel).
+``consistent``, ``raw``, ``index`` and ``wait`` on reads, ``flags`` on writes) is served here:
+the same RPC (``KVS.Get`` / ``KVS.Apply``, so ACLs, the default token, the raft commit that a
+write waits for, the blocking query that a read with ``?index`` parks on and the forwarding of
+``?dc=<another datacenter>`` through the mesh gateways are unchanged), the same helpers build
+the answer (``wanfedtx.http.common``: status, ``X-Consul-*`` headers, JSON, error texts), and
+the response bytes are those twisted.web writes (:mod:`wanfedtx.http.fastanswer`), in one
+write. A blocking read waits as a Deferred on its connection (no twisted.web ``Request``
+parked with it: a few KiB less per watcher), and the reads one write wakes with the same reply
+share one rendering. Anything else (other routes, ``?recurse``, ``?keys``, ``?cas``, chunked
+bodies, ``Expect``, bodies over ``limits.kv_max_value_size``, malformed input) hands the
+connection, with the bytes still buffered, to the twisted.web
+:class:`~wanfedtx.http.channel.APIChannel`, which answers exactly as before. The fast path
+takes the connection back when the next bytes arrive while that channel is between requests
+(its answer written, nothing buffered or pending: no parked blocking query, no refusal, no
+timeout under way) and they may start a fast request.
 
 Requests are served one at a time per connection (pipelined ones wait in the buffer, as
 twisted.web does; reading pauses past 16 KiB buffered or while the transport's send buffer is
@@ -34,14 +36,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from twisted.web.http import RESPONSES, datetimeToString
-from twisted.web.server import version as SERVER_VERSION
 
 from wanfedtx.hostport import address_text
 from wanfedtx.http.aclgate import AgentACLGate
@@ -54,108 +54,19 @@ from wanfedtx.http.common import (
     json_reply,
     log_unexpected,
     query_args,
-    set_meta,
     text_reply,
     write_args,
 )
+from wanfedtx.http.fastanswer import Answer, SharedReadRender, as_request
 from wanfedtx.http.fastparse import HANDOVER, MAX_HEAD, FastRequest, parse_head
-from wanfedtx.http.kv import KVRoutes, render_entries, render_raw, uint_arg
+from wanfedtx.http.kv import KVRoutes, uint_arg
 from wanfedtx.http.limits import HTTPLimits
 from wanfedtx.ratelog import RateLimitedLog
 
 EAGER_READ = 0x4000
 """Bytes buffered behind a request being served before reading pauses (as twisted.web)."""
 
-_SERVER = b"Server: " + SERVER_VERSION + b"\r\n"
-_SPECIAL_CASE = {b"Content-Md5": b"Content-MD5", b"Etag": b"ETag", b"Te": b"TE",
-                 b"Www-Authenticate": b"WWW-Authenticate", b"Dnt": b"DNT", b"P3p": b"P3P",
-                 b"X-Xss-Protection": b"X-XSS-Protection"}
-_names: dict[str, bytes] = {}
-
-
-def _header_name(name: str) -> bytes:
-    """``name`` as twisted.web writes it (Http-Header-Case)."""
-    out = _names.get(name)
-    if out is None:
-        out = b"-".join(w.capitalize() for w in name.encode("iso-8859-1").split(b"-"))
-        out = _SPECIAL_CASE.get(out, out)
-        if len(_names) < 1000:
-            _names[name] = out
-    return out
-
-
-class _DateCache:
-    """The ``Date`` header line, formatted once per second."""
-
-    second = -1
-    line = b""
-
-    @classmethod
-    def get(cls) -> bytes:
-        now = time.time()
-        second = int(now)
-        if second != cls.second:
-            cls.line = b"Date: " + datetimeToString(now) + b"\r\n"
-            cls.second = second
-        return cls.line
-
-
-class Answer:
-    """The request-and-response object the shared helpers (``query_args``, ``set_meta``,
-    ``json_reply``, ``error_reply``...) write to: the few ``twisted.web`` request methods they
-    call, over a parsed :class:`FastRequest`."""
-
-    __slots__ = ("_peer", "_wanfed_query", "code", "headers", "method", "req", "uri")
-
-    def __init__(self, req: FastRequest, peer: Any) -> None:
-        self.req = req
-        self.method = req.method
-        self.uri = req.uri
-        self._wanfed_query = req.query  # what common.query() caches on a request
-        self._peer = peer
-        self.code = 200
-        self.headers: dict[bytes, bytes] = {}
-
-    def getHeader(self, name: str) -> str | None:
-        lower = name.lower()
-        if lower == "x-consul-token":
-            return self.req.token
-        if lower == "authorization":
-            return self.req.auth
-        return None
-
-    def setHeader(self, name: str, value: str) -> None:
-        self.headers[_header_name(name)] = b" ".join(value.encode("utf-8").splitlines())
-
-    def setResponseCode(self, code: int) -> None:
-        self.code = code
-
-    def getClientAddress(self) -> Any:
-        return self._peer
-
-    def response(self, body: bytes) -> bytes:
-        """The response bytes as twisted.web writes them."""
-        req = self.req
-        parts = [
-            req.version, b" %d " % self.code, RESPONSES.get(self.code, b"Unknown Status"),
-            b"\r\n",
-        ]
-        if req.close and req.version == b"HTTP/1.1":
-            parts.append(b"Connection: close\r\n")
-        parts.append(_SERVER)
-        parts.append(_DateCache.get())
-        for name, value in self.headers.items():
-            parts += (name, b": ", value, b"\r\n")
-        parts.append(b"\r\n")
-        parts.append(body)
-        return b"".join(parts)
-
-
-def _as_request(answer: Answer) -> IRequest:
-    # The shared helpers are annotated with twisted.web's Request; they call only the methods
-    # Answer has (tests/unit/http/test_http_fastkv_diff.py compares both paths' bytes).
-    return cast(IRequest, answer)
-
+_shared_render = SharedReadRender()
 
 class FastChannel(Protocol):
     """The agent's HTTP connection: the KV fast path, then ``APIChannel`` (see the module)."""
@@ -305,7 +216,7 @@ class FastChannel(Protocol):
         self.serving = True
         peer = self.transport.getPeer() if self.transport is not None else None
         answer = Answer(req, peer)
-        request = _as_request(answer)
+        request = as_request(answer)
         try:
             d, raw = self._call(req, request)
         except Exception:
@@ -335,13 +246,12 @@ class FastChannel(Protocol):
         return ctx.rpc("KVS.Apply", args), None
 
     def _replied(self, reply: Any, answer: Answer, raw: bool | None) -> None:
-        request = _as_request(answer)
+        request = as_request(answer)
         try:
             if raw is None:
                 body = json_reply(request, reply)
             else:
-                set_meta(request, reply)
-                body = (render_raw if raw else render_entries)(request, reply)
+                body = _shared_render.render(answer, reply, raw)
         except Exception:
             body = error_reply(request, Failure())
         self._respond(answer, body)
@@ -349,7 +259,7 @@ class FastChannel(Protocol):
     def _failed(self, failure: Failure, answer: Answer) -> None:
         if self.transport is None or self.closing:
             return None  # the client went away (as the full path: nothing is written)
-        request = _as_request(answer)
+        request = as_request(answer)
         if isinstance(failure.value, CancelledError):
             # cancelled by something else than the client leaving: as the full path (Klein
             # hands it to APIRequest.processingFailed), logged and a one-line 500

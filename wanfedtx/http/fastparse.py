@@ -44,7 +44,7 @@ HANDOVER: Final = _Handover()
 
 # Query parameters served by the fast path, per method (any other one: hand over).
 ALLOWED: Final[dict[bytes, frozenset[str]]] = {
-    b"GET": frozenset({"token", "stale", "consistent", "raw", "dc"}),
+    b"GET": frozenset({"token", "stale", "consistent", "raw", "dc", "index", "wait"}),
     b"PUT": frozenset({"token", "flags", "dc"}),
     b"DELETE": frozenset({"token", "dc"}),
 }

@@ -33,9 +33,10 @@ class StateApp:
         self.clock = task.Clock()
         self.fsm = FSM()
         consensus = LocalConsensus(self.fsm, "127.0.0.1:8300")
-        handlers = Endpoints(
+        self.endpoints = Endpoints(
             "dc1", self.fsm.state, consensus, self.clock, random.Random(1)
-        ).handlers()
+        )
+        handlers = self.endpoints.handlers()
 
         def rpc(method: str, args: dict[str, Any]) -> Deferred[Any]:
             return maybeDeferred(handlers[method], args)

@@ -186,7 +186,7 @@ def test_everything_else_is_handed_over_and_the_connection_taken_back_between_re
 def test_not_taken_back_while_a_blocking_query_is_parked() -> None:
     c = Conn()
     c.send(PUT)
-    c.send(b"GET /v1/kv/k?index=1&wait=1m HTTP/1.1\r\n\r\n")
+    c.send(b"GET /v1/kv/k?recurse&index=1&wait=1m HTTP/1.1\r\n\r\n")  # twisted.web's
     assert c.proto.inner is not None and c.tr.value().count(b"HTTP/1.1") == 1
     c.send(GET)  # pipelined behind the parked query: the twisted.web channel keeps it
     assert c.proto.inner is not None and c.tr.value().count(b"HTTP/1.1") == 1
@@ -197,18 +197,6 @@ def test_not_taken_back_while_a_blocking_query_is_parked() -> None:
     assert c.proto.inner is not None
     c.send(GET)
     assert c.proto.inner is None and c.tr.value().count(b"HTTP/1.1 200 OK") == 4
-
-
-def test_blocking_query_loop_stays_with_twisted_web() -> None:
-    c = Conn()
-    c.send(PUT)
-    c.send(b"GET /v1/kv/k?index=1&wait=1s HTTP/1.1\r\n\r\n")
-    inner = c.proto.inner
-    c.clock.advance(2)  # the wait ends: answered, the channel is between requests
-    c.send(b"GET /v1/kv/k?index=1&wait=1s HTTP/1.1\r\n\r\n")
-    assert c.proto.inner is inner  # not taken back and handed over again
-    c.clock.advance(2)
-    assert c.tr.value().count(b"HTTP/1.1 200 OK") == 3
 
 
 def test_header_deadline_after_take_back() -> None:

@@ -5,7 +5,8 @@ fast path and one without; the transcripts (every byte written back, ``Date`` as
 the connection was closed must be the same. ``?dc=dc2`` is forwarded to a second datacenter
 (with ACLs on), ``?dc=`` of an unknown one fails as such. With ACLs (default deny, tokens by
 header, ``?token=``, Bearer and the agent's default token) and without; with answers given at
-once and answers held until the batch is released (as a raft commit)."""
+once and answers held until the batch is released (as a raft commit); with blocking reads
+(``?index``, ``?wait``) that answer at once, time out, or stay parked until the client leaves."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ from wanfedtx.http.routes import state_families
 EXAMPLES = int(os.environ.get("WANFED_FUZZ_EXAMPLES") or 150)
 READER = "00000000-0000-4000-8000-00000000000r".replace("r", "1")
 _DATE = re.compile(rb"\r\nDate: [^\r]*\r\n")
+WAIT_STEP = 6.0
 
 
 class Held:
@@ -95,7 +97,7 @@ class Side:
                                          lambda secret: None,  # type: ignore[arg-type,return-value]
                                          "n1", "", lambda s: None, lambda c: None)
         else:
-            app = StateApp()
+            app = self.app = StateApp()
             self.clock = app.clock  # the blocking queries' timers too
             self.held = Held(app.ctx.rpc)
             app.ctx.rpc = self.held  # type: ignore[method-assign]
@@ -121,6 +123,9 @@ class Side:
             proto.dataReceived(chunk)
             self.held.release()
         self.held.release()
+        # Reads parked with ?wait=5s (or less) time out and answer; under the header deadline.
+        self.clock.advance(WAIT_STEP)
+        self.held.release()
         proto.connectionLost(Failure(ConnectionDone()))
         fast = isinstance(proto, FastChannel) and proto.inner is None
         return _DATE.sub(b"\r\nDate: -\r\n", transport.value()), transport.disconnecting, fast
@@ -144,9 +149,11 @@ TOKENS = st.sampled_from([None, MASTER, READER, "bad", ""])
 
 PLAIN_KEYS = st.sampled_from(["a", "a/b", "k", "x%20y", "%C3%A9", "dir/", "a+b"])
 PLAIN_PARAMS = st.lists(
-    st.tuples(st.sampled_from(["token", "stale", "consistent", "raw", "flags", "dc"]),
-              st.sampled_from([None, "", "1", "7", "x", "dc1", MASTER, READER, "-1"])),
-    max_size=2,
+    st.tuples(st.sampled_from(["token", "stale", "consistent", "raw", "flags", "dc", "index",
+                               "wait"]),
+              st.sampled_from([None, "", "1", "7", "x", "dc1", MASTER, READER, "-1", "5s",
+                               "100000"])),
+    max_size=3,
 )
 
 

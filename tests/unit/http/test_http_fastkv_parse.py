@@ -77,7 +77,7 @@ def test_handed_over() -> None:
     for head, body in [
         ("GET /v1/kv/a?recurse HTTP/1.1", b""),
         ("GET /v1/kv/a?keys HTTP/1.1", b""),
-        ("GET /v1/kv/a?index=3 HTTP/1.1", b""),
+        ("GET /v1/kv/a?index=3&recurse HTTP/1.1", b""),
         ("PUT /v1/kv/a?cas=1 HTTP/1.1\r\nContent-Length: 0", b""),
         ("PUT /v1/kv/a?acquire=s HTTP/1.1\r\nContent-Length: 0", b""),
         ("DELETE /v1/kv/a?recurse HTTP/1.1", b""),
