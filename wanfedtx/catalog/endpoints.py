@@ -262,7 +262,12 @@ class Endpoints:
         """
         min_index = _uint(args, "MinQueryIndex")
         max_time = _uint(args, "MaxQueryTime") * NANOSECOND
-        local = self._target_dc(args, route) is None and (
+        dc = self._target_dc(args, route)
+        if dc is not None:  # another datacenter's: forwarded as is, no coroutine on the way
+            if self.forwarder is None:
+                raise NoPathToDatacenterError(dc)
+            return self.forwarder.forward_dc(dc, method, args)
+        local = (
             (self._leading and self.consensus.is_leader()) or bool(args.get("AllowStale"))
         )
         if not local or args.get("RequireConsistent"):

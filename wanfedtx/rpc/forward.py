@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from wanfedtx.metrics import REGISTRY, Registry
 from wanfedtx.rpc.errors import DialError, NoDCPath, NoLeader
@@ -106,23 +107,25 @@ class Forwarder:
                              timeout=call_deadline(args))
 
     def forward_dc(self, dc: str, method: str, args: Any = None) -> Deferred[Any]:
-        """Call ``method`` on a server of datacenter ``dc``."""
+        """Call ``method`` on a server of datacenter ``dc``: the router's servers in order,
+        the next one only when the call could not reach the previous one (a ``DialError``)."""
         servers = self.router.servers_for_dc(dc)
         if not servers:
             d: Deferred[Any] = Deferred()
             d.errback(NoDCPath())
             return d
         self.cross_dc.inc(datacenter=dc)
-        return Deferred.fromCoroutine(self._first_reachable(dc, list(servers), method, args))
+        return self._try(dc, list(servers), 0, method, args, call_deadline(args))
 
-    async def _first_reachable(self, dc: str, servers: list[ServerAddress], method: str,
-                               args: Any) -> Any:
-        timeout = call_deadline(args)
-        for i, server in enumerate(servers):
-            try:
-                return await self.pool.rpc(dc, server.name, server.addr, method, args,
-                                           timeout=timeout)
-            except DialError:
-                if i == len(servers) - 1:
-                    raise
-        raise NoDCPath()
+    def _try(self, dc: str, servers: list[ServerAddress], i: int, method: str, args: Any,
+             timeout: float) -> Deferred[Any]:
+        server = servers[i]
+        d = self.pool.rpc(dc, server.name, server.addr, method, args, timeout=timeout)
+        if i + 1 < len(servers):
+            d.addErrback(self._next_server, dc, servers, i + 1, method, args, timeout)
+        return d
+
+    def _next_server(self, failure: Failure, dc: str, servers: list[ServerAddress], i: int,
+                     method: str, args: Any, timeout: float) -> Deferred[Any]:
+        failure.trap(DialError)
+        return self._try(dc, servers, i, method, args, timeout)

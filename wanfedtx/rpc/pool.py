@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -37,10 +37,13 @@ def pool_key(node_name: str, addr: str) -> str:
 
 
 class _Conn:
+    __slots__ = ("answered_seen", "key", "last_used", "proto")
+
     def __init__(self, key: str, proto: RPCClientProtocol, now: float) -> None:
         self.key = key
         self.proto = proto
-        self.last_used = now
+        self.last_used = now  # when a call last started, or the reaper last saw an answer
+        self.answered_seen = 0  # proto.answered when the reaper last looked
 
 
 class ConnPool(Service):
@@ -83,40 +86,31 @@ class ConnPool(Service):
         (a server that does not answer is not trusted with the next call)."""
         if not node_name:
             return _failed(NodeNameRequired("RPC"))
-        d = self.acquire(dc, node_name, addr, use_tls)
-
-        def call(proto: RPCClientProtocol) -> Deferred[Any]:
-            conn = self._conns.get(pool_key(node_name, addr))
-            if conn is not None:
-                conn.last_used = self.clock.seconds()
-            result = proto.call(method, args)
-
-            def touched(r: Any) -> Any:
-                if conn is not None:
-                    conn.last_used = self.clock.seconds()
-                return r
-
-            result.addBoth(touched)
-            return result
-
-        d.addCallback(call)
+        conn = self._conns.get(pool_key(node_name, addr))
+        if conn is not None and not conn.proto.is_closed:
+            # the common case: a pooled connection, called at once (no Deferred in between)
+            conn.last_used = self.clock.seconds()
+            d = conn.proto.call(method, args)
+        else:
+            d = self.acquire(dc, node_name, addr, use_tls).addCallback(
+                self._call_when_dialed, node_name, addr, method, args)
         if timeout is not None:
             return self._with_deadline(d, timeout, dc, node_name, addr, method)
         return d
+
+    def _call_when_dialed(self, proto: RPCClientProtocol, node_name: str, addr: str,
+                          method: str, args: Any) -> Deferred[Any]:
+        conn = self._conns.get(pool_key(node_name, addr))
+        if conn is not None:
+            conn.last_used = self.clock.seconds()
+        return proto.call(method, args)
 
     def _with_deadline(self, d: Deferred[Any], timeout: float, dc: str, node_name: str,
                        addr: str, method: str) -> Deferred[Any]:
         outer: Deferred[Any] = Deferred()
         timer = self.clock.callLater(timeout, self._expire, outer, d, timeout, dc, node_name,
                                      addr, method)
-
-        def settle(result: Any) -> None:
-            if timer.active():
-                timer.cancel()
-            if not outer.called:
-                outer.callback(result)  # a Failure errbacks
-
-        d.addBoth(settle)
+        d.addBoth(_settle, outer, timer)
         return outer
 
     def _expire(self, outer: Deferred[Any], inner: Deferred[Any], timeout: float, dc: str,
@@ -202,6 +196,11 @@ class ConnPool(Service):
         now = self.clock.seconds()
         reaped = []
         for key, conn in list(self._conns.items()):
+            answered = conn.proto.answered
+            if answered != conn.answered_seen:  # a call ended since the last look: in use
+                conn.answered_seen = answered
+                conn.last_used = max(conn.last_used, now)
+                continue
             if conn.proto.in_flight == 0 and now - conn.last_used > self.max_idle:
                 del self._conns[key]
                 conn.proto.close()
@@ -222,6 +221,14 @@ class ConnPool(Service):
         conns, self._conns = list(self._conns.values()), {}
         d = DeferredList([c.proto.close() for c in conns])
         return d.addCallback(lambda _: None)
+
+
+def _settle(result: Any, outer: Deferred[Any], timer: IDelayedCall) -> None:
+    """The call ended: stop its deadline and pass the result on (unless it already expired)."""
+    if timer.active():
+        timer.cancel()
+    if not outer.called:
+        outer.callback(result)  # a Failure errbacks
 
 
 def _failed(exc: Exception) -> Deferred[Any]:

@@ -218,6 +218,8 @@ class RPCClientProtocol(Protocol):
         self._closed_reason: Failure | None = None
         self._closed = CloseNotifier()
         self.connected_flag = False
+        #: responses received so far (the pool's reaper tells a connection in use by it)
+        self.answered = 0
 
     @property
     def in_flight(self) -> int:
@@ -267,6 +269,7 @@ class RPCClientProtocol(Protocol):
                 self._protocol_error("RPC client received an unexpected frame")
                 return
             d = self._pending.pop(msg.seq)
+            self.answered += 1
             if not self._multi and self._waiting:
                 frame, seq, nd = self._waiting.popleft()
                 self._pending[seq] = nd

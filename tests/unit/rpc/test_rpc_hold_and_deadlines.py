@@ -12,6 +12,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from wanfedtx.catalog.endpoints import Endpoints
 from wanfedtx.fsm.machine import FSM
+from wanfedtx.rpc.codec import encode_response
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.errors import ConnectionClosed, DialError, NoLeader, RemoteError, RPCTimeout
 from wanfedtx.rpc.forward import REPLY_BOUND, Forwarder, StaticRouter, call_deadline
@@ -143,3 +144,51 @@ def test_a_leader_that_never_becomes_ready_answers_not_ready_after_the_hold() ->
     read = outcome(ep.handlers()["Catalog.ListNodes"]({}))
     clock.advance(2.0)
     assert len(read) == 1 and str(read[0].value) == "Not ready to serve consistent reads"
+
+
+def test_only_a_dial_error_moves_on_to_the_next_server() -> None:
+    class Pool:
+        def __init__(self, error: Exception) -> None:
+            self.error = error
+            self.tried: list[str] = []
+
+        def rpc(self, dc: str, name: str, addr: str, method: str, args: Any = None,
+                use_tls: bool = True, timeout: float | None = None) -> Deferred[Any]:
+            self.tried.append(name)
+            return fail(self.error)
+
+    servers = {"dc2": [ServerAddress("a", "127.0.0.1:1"), ServerAddress("b", "127.0.0.1:2")]}
+    # the call reached a server that answered with an error: not sent again elsewhere
+    pool = Pool(RemoteError("Permission denied"))
+    fwd = Forwarder(pool, "dc1", FollowerConsensus(FSM(), "x"),  # type: ignore[arg-type]
+                    StaticRouter(servers))
+    (failure,) = outcome(fwd.forward_dc("dc2", "KVS.Get", {"Key": "k"}))
+    assert isinstance(failure.value, RemoteError) and pool.tried == ["a"]
+    # no server could be dialed: the last dial error
+    pool = Pool(DialError("dial tcp: refused"))
+    fwd = Forwarder(pool, "dc1", FollowerConsensus(FSM(), "x"),  # type: ignore[arg-type]
+                    StaticRouter(servers))
+    (failure,) = outcome(fwd.forward_dc("dc2", "KVS.Get", {"Key": "k"}))
+    assert isinstance(failure.value, DialError) and pool.tried == ["a", "b"]
+
+
+def test_a_connection_whose_long_call_just_ended_is_not_reaped_at_once() -> None:
+    r = MemoryReactorClock()
+    pool = ConnPool(Dialer(r, "dc2", server=True), r, max_idle=120, reap_interval=30)
+    pool.startService()
+    result = outcome(pool.rpc("dc2", "s2", "127.0.0.1:8300", "KVS.Get", {"MinQueryIndex": 5}))
+    _host, _port, factory, _, _ = r.tcpClients[0]
+    proto = factory.buildProtocol(None)
+    proto.makeConnection(StringTransport())
+    r.advance(0)
+    for _ in range(10):  # a blocking read that takes 5 minutes: in flight, never reaped
+        r.advance(30)
+    assert pool.keys() and result == []
+    proto.dataReceived(encode_response(0, None, {"Index": 6}))
+    assert result == [{"Index": 6}]
+    r.advance(30)  # the reaper sees that a call ended: the connection was in use just now
+    assert pool.keys()
+    for _ in range(6):
+        r.advance(30)
+    assert pool.keys() == []  # then idle for longer than max_idle: closed
+    pool.stopService()
