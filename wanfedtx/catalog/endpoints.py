@@ -263,10 +263,8 @@ class Endpoints:
         min_index = _uint(args, "MinQueryIndex")
         max_time = _uint(args, "MaxQueryTime") * NANOSECOND
         dc = self._target_dc(args, route)
-        if dc is not None:  # another datacenter's: forwarded as is, no coroutine on the way
-            if self.forwarder is None:
-                raise NoPathToDatacenterError(dc)
-            return self.forwarder.forward_dc(dc, method, args)
+        if dc is not None:
+            return self._forward_dc(dc, method, args)
         local = (
             (self._leading and self.consensus.is_leader()) or bool(args.get("AllowStale"))
         )
@@ -322,6 +320,12 @@ class Endpoints:
         reply = shape(value)
         reply.update(self._meta(index))
         return reply
+
+    def _forward_dc(self, dc: str, method: str, args: Args) -> Deferred[Any]:
+        """Another datacenter's request, forwarded as is (no coroutine on the way)."""
+        if self.forwarder is None:
+            raise NoPathToDatacenterError(dc)
+        return self.forwarder.forward_dc(dc, method, args)
 
     async def _apply(self, msg_type: int, body: Any) -> Any:
         _, result = await self.consensus.apply(commands.encode(msg_type, body))
@@ -460,10 +464,21 @@ class Endpoints:
 
     # -- KVS -----------------------------------------------------------------------------------
 
-    async def kvs_apply(self, args: Args) -> Any:
+    def kvs_apply(self, args: Args) -> Deferred[Any]:
+        dc = self._target_dc(args)
+        if dc is not None:
+            return self._forward_dc(dc, "KVS.Apply", args)
+        if self.consensus.is_leader():  # the common case, without a coroutine
+            return self._kvs_apply_here(args)
+        return Deferred.fromCoroutine(self._kvs_apply_elsewhere(args))
+
+    async def _kvs_apply_elsewhere(self, args: Args) -> Any:
         forwarded, reply = await self._forward("KVS.Apply", args, write=True)
         if forwarded:
             return reply
+        return await self._kvs_apply_here(args)
+
+    def _kvs_apply_here(self, args: Args) -> Deferred[Any]:
         op = _str(args, "Op")
         ent = args.get("DirEnt")
         if not isinstance(ent, dict):
@@ -491,8 +506,8 @@ class Endpoints:
                 "Session": f.text("Session"),
             },
         }
-        result = await self._apply(MessageType.KVS, body)
-        return bool(result) if op in (commands.KVS_CAS, commands.KVS_DELETE_CAS) else True
+        d = self.consensus.apply(commands.encode(MessageType.KVS, body))
+        return d.addCallback(_kv_apply_reply, op in (commands.KVS_CAS, commands.KVS_DELETE_CAS))
 
     def kvs_get(self, args: Args) -> Deferred[Any]:
         key = _str(args, "Key")
@@ -559,3 +574,12 @@ def _kv_entry(row: Args | None) -> Args:
 
 def _kv_entries(rows: list[Args]) -> Args:
     return {"Entries": [structs.dir_entry_out(r) for r in rows] or None}
+
+
+def _kv_apply_reply(applied: tuple[int, Any], cas: bool) -> Any:
+    """``KVS.Apply``'s reply from the raft apply's ``(index, result)``: the FSM's verdict for a
+    check-and-set, else True; an error the FSM returned fails the request."""
+    _, result = applied
+    if isinstance(result, Exception):
+        raise result
+    return bool(result) if cas else True
