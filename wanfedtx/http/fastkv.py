@@ -62,6 +62,7 @@ from wanfedtx.http.fastparse import HANDOVER, MAX_HEAD, FastRequest, parse_head
 from wanfedtx.http.kv import KVRoutes, uint_arg
 from wanfedtx.http.limits import HTTPLimits
 from wanfedtx.ratelog import RateLimitedLog
+from wanfedtx.writenow import write_now
 
 EAGER_READ = 0x4000
 """Bytes buffered behind a request being served before reading pauses (as twisted.web)."""
@@ -274,7 +275,7 @@ class FastChannel(Protocol):
         transport: Any = self.transport
         if transport is None or self.closing:
             return
-        transport.write(answer.response(body))
+        write_now(transport, answer.response(body))  # not on the reactor's next turn
         log = getattr(self.site, "log", None)
         if callable(log):
             log(answer)
