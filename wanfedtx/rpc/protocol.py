@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IProtocol, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
@@ -133,11 +133,24 @@ class RPCServerProtocol(Protocol):
         except EndpointNotFound as e:
             self._respond(req.seq, str(e), None)
             return
-        d = maybeDeferred(endpoint, req.args)
-        d.addCallbacks(
-            lambda reply: self._respond(req.seq, None, reply),
-            lambda f: self._respond(req.seq, _error_string(req.method, f), None),
-        )
+        try:
+            result = endpoint(req.args)
+        except Exception:
+            self._respond(req.seq, _error_string(req.method, Failure()), None)
+            return
+        if isinstance(result, Deferred):
+            result.addCallbacks(self._answered, self._raised, callbackArgs=(req.seq,),
+                                errbackArgs=(req.seq, req.method))
+        elif isinstance(result, Failure):
+            self._respond(req.seq, _error_string(req.method, result), None)
+        else:
+            self._respond(req.seq, None, result)
+
+    def _answered(self, reply: Any, seq: int) -> None:
+        self._respond(seq, None, reply)
+
+    def _raised(self, failure: Failure, seq: int, method: str) -> None:
+        self._respond(seq, _error_string(method, failure), None)
 
     def _respond(self, seq: int, error: str | None, reply: Any) -> None:
         self._pending = max(0, self._pending - 1)
