@@ -12,8 +12,9 @@ Layout under ``<data_dir>/raft/`` (documented in docs/raft.md):
 - ``snapshots/<index:020d>-<term:020d>.snap``  ``b"WFRSNAP1" crc32(4) len(8) msgpack [index, term,
                             voters, data]``, written to ``.tmp``, fsynced, renamed, dir fsynced.
 
-Nothing is reported durable before ``sync()`` returned (fsync of every file written since the last
-sync). Recovery: a bad record at the end of the newest segment (a torn write: no valid record after
+Nothing is reported durable before ``sync()`` returned (``fdatasync`` of the segment written since
+the last sync: its data and the size that makes the data readable, without the timestamps a full
+``fsync`` also commits; new files and renames are made durable with an ``fsync`` of the directory). Recovery: a bad record at the end of the newest segment (a torn write: no valid record after
 it) is truncated away and logged; a bad record with valid data after it, or in an older segment, is
 corruption in the middle and ``open`` raises ``StorageError`` saying what to do.
 
@@ -336,7 +337,7 @@ class RaftStorage:
         """Make everything written so far durable (one fsync for the whole group)."""
         if self._dirty and self._seg is not None:
             self._seg.flush()
-            os.fsync(self._seg.fileno())
+            os.fdatasync(self._seg.fileno())
             self.fsyncs += 1
         self._dirty = False
 

@@ -194,3 +194,25 @@ def test_log_resumes_after_snapshot_when_tail_was_lost(tmp_path: Path) -> None:
     s.close()
     r = RaftStorage(tmp_path).open()
     assert [e.index for e in r.entries] == [21, 22, 23, 24]
+
+
+def test_sync_makes_the_written_segment_durable_before_it_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real = os.fdatasync
+
+    def record(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", record)
+    s = RaftStorage(tmp_path, segment_size=1 << 20)
+    s.open()
+    s.persist(None, None, None, _entries(1, 5))
+    assert synced == []  # written, not yet durable
+    s.sync()
+    assert len(synced) == 1 and synced[0].endswith(".seg")
+    s.sync()
+    assert len(synced) == 1  # nothing new: no second sync
+    s.close()
