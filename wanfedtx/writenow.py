@@ -10,7 +10,8 @@ and its answer) that is paid on every hop, three times per replicated write.
 :func:`write_now` sends directly when nothing is queued on the connection (so the order of the
 bytes is kept) and hands whatever the kernel did not take, or any error, to the transport's own
 ``write``, which then behaves exactly as before (buffering, flow control, a lost connection).
-Anything that is not a plain Twisted TCP connection (TLS, a test transport) gets ``write``.
+Anything that is not a plain Twisted TCP connection (TLS, a test transport), a connection that is
+closing or aborted, or one with a pull producer gets ``write``.
 """
 
 from __future__ import annotations
@@ -22,14 +23,7 @@ from twisted.internet import tcp
 
 def write_now(transport: Any, data: bytes) -> None:
     """Write ``data`` to ``transport``, sending it immediately if nothing is queued ahead."""
-    if (
-        isinstance(transport, tcp.Connection)
-        and transport.connected
-        and not transport.disconnecting
-        and not transport._writeDisconnected
-        and not transport._tempDataLen
-        and transport.offset == len(transport.dataBuffer)
-    ):
+    if _idle_tcp(transport):
         sent = transport.writeSomeData(data)  # at most SEND_LIMIT; 0 when the socket is full
         if isinstance(sent, int) and sent >= 0:
             if sent == len(data):
@@ -37,3 +31,22 @@ def write_now(transport: Any, data: bytes) -> None:
             data = data[sent:]
         # else the connection is lost: write() buffers and doWrite reports the loss, as usual
     transport.write(data)
+
+
+def _idle_tcp(transport: Any) -> bool:
+    """True for a plain Twisted TCP connection that is open for writing, has nothing queued,
+    and whose write() would only buffer (no TLS started on it, no pull producer that only
+    ``doWrite`` would ask for more)."""
+    if not isinstance(transport, tcp.Connection):
+        return False
+    producer_ok = transport.producer is None or bool(transport.streamingProducer)
+    return bool(
+        transport.connected
+        and not transport.disconnecting
+        and not transport._writeDisconnected
+        and not getattr(transport, "_aborting", False)  # abortConnection(): write() drops it
+        and not getattr(transport, "TLS", True)  # startTLS(): write() encrypts
+        and producer_ok
+        and not transport._tempDataLen
+        and transport.offset == len(transport.dataBuffer)
+    )

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
@@ -88,3 +89,76 @@ async def test_a_closing_connection_is_left_to_write(reactor: Any) -> None:
         assert await done == b"abclate"
     finally:
         await port.stopListening()
+
+
+class Lost(Protocol):
+    def __init__(self, lost: Deferred[bytes]) -> None:
+        self.lost = lost
+        self.got = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.got += data
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.lost.callback(self.got)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_aborted_connection_sends_nothing_more(reactor: Any) -> None:
+    lost: Deferred[bytes] = Deferred()
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        Factory.forProtocol(lambda: Lost(lost)))
+    client = await TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(
+        Factory.forProtocol(Protocol))
+    try:
+        client.transport.abortConnection()
+        write_now(client.transport, b"after abort")  # write() drops it after an abort
+        assert await lost == b""
+    finally:
+        await port.stopListening()
+
+
+def test_only_an_idle_plain_tcp_connection_is_written_directly() -> None:
+    sent: list[bytes] = []
+
+    class FakeTCP(tcp.Connection):
+        def __init__(self) -> None:  # no socket: only the attributes write_now reads
+            self.connected = True
+            self.disconnecting = False
+            self._writeDisconnected = False
+            self.producer = None
+            self.streamingProducer = False
+            self.dataBuffer = b""
+            self.offset = 0
+            self._tempDataBuffer: list[bytes] = []
+            self._tempDataLen = 0
+
+        def writeSomeData(self, data: bytes) -> int:
+            sent.append(bytes(data))
+            return len(data)
+
+        def write(self, data: bytes) -> None:
+            self._tempDataBuffer.append(data)
+            self._tempDataLen += len(data)
+
+    plain = FakeTCP()
+    write_now(plain, b"a")
+    assert sent == [b"a"] and plain._tempDataLen == 0
+    for setup in (
+        lambda t: setattr(t, "TLS", True),  # startTLS(): write() encrypts
+        lambda t: setattr(t, "_aborting", True),
+        lambda t: setattr(t, "disconnecting", True),
+        lambda t: setattr(t, "_writeDisconnected", True),
+        lambda t: (setattr(t, "producer", object()), setattr(t, "streamingProducer", False)),
+        lambda t: t.write(b"queued"),
+    ):
+        t = FakeTCP()
+        setup(t)
+        before = t._tempDataLen
+        sent.clear()
+        write_now(t, b"b")
+        assert sent == [] and t._tempDataLen == before + 1
+    streaming = FakeTCP()
+    streaming.producer, streaming.streamingProducer = object(), True
+    write_now(streaming, b"c")
+    assert sent == [b"c"]

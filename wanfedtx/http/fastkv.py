@@ -333,8 +333,7 @@ class FastChannel(Protocol):
         """Take the connection back from the twisted.web channel if it is between requests
         (its last request answered, nothing buffered, nothing pending: no parked query, no
         refusal, no timeout under way) and ``data``, the start of the next request, may be the
-        fast path's (a blocking-query loop stays with the channel). Then the next request
-        starts on the fast path again."""
+        fast path's. Then the next request starts on the fast path again."""
         channel: Any = getattr(self.inner, "_channel", None)
         transport: Any = self.transport
         if not isinstance(channel, APIChannel) or transport is None or transport.disconnecting:
