@@ -15,7 +15,8 @@ Layout under ``<data_dir>/raft/`` (documented in docs/raft.md):
 Nothing is reported durable before ``sync()`` returned (``fdatasync`` of the segment written since
 the last sync: its data and the size that makes the data readable, without the timestamps a full
 ``fsync`` also commits; new files and renames are made durable with an ``fsync`` of the directory).
-Recovery: a bad record at the end of the newest segment (a torn write: no valid record after it) is truncated away and logged; a bad record with valid data after it, or in an older segment, is
+Recovery: a bad record at the end of the newest segment (a torn write: no valid record after it)
+is truncated away and logged; a bad record with valid data after it, or in an older segment, is
 corruption in the middle and ``open`` raises ``StorageError`` saying what to do.
 
 This class does blocking I/O; the Twisted shell runs ``persist`` + ``sync`` in one writer thread.
