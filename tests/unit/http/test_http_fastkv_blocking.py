@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from test_http_fastkv_diff import Side
+from test_http_fastkv_diff import MASTER, Side
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
@@ -119,3 +119,19 @@ def test_a_watcher_that_leaves_drops_its_wait() -> None:
 def _waits(side: Side) -> Any:
     """The wait groups of the side's state endpoints (``Side(fast, acl=False)`` is a StateApp)."""
     return side.app.endpoints.waits
+
+
+def test_with_acls_a_watcher_that_leaves_drops_its_wait() -> None:
+    side = Side(True, True)
+    waits = side.net.servers["dc1"].endpoints.waits
+    token = b"X-Consul-Token: " + MASTER.encode() + b"\r\n"
+    writer = Client(side, 39001)
+    writer.send(b"PUT /v1/kv/w HTTP/1.1\r\n%sContent-Length: 1\r\n\r\na" % token)
+    writer.send(b"GET /v1/kv/w HTTP/1.1\r\n%s\r\n" % token)
+    found = re.search(rb"X-Consul-Index: (\d+)", writer.tr.value())
+    assert found is not None
+    watcher = Client(side, 40000)
+    watcher.send(b"GET /v1/kv/w?index=%s&wait=1m HTTP/1.1\r\n%s\r\n" % (found.group(1), token))
+    assert len(waits) == 1 and watcher.tr.value() == b""
+    watcher.leave()
+    assert len(waits) == 0

@@ -78,7 +78,7 @@ class Side:
     def __init__(self, fast: bool, acl: bool, kv_limit: int = 64) -> None:
         self.clock = task.Clock()
         if acl:
-            net = Net(self.clock)
+            net = self.net = Net(self.clock)
             net.add("dc1", "dc1", initial_management=MASTER)
             net.servers["dc1"].startService()
             # a second datacenter (ACLs off) that ``?dc=dc2`` is forwarded to, with a key in it
