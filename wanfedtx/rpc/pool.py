@@ -107,7 +107,9 @@ class ConnPool(Service):
 
     def _with_deadline(self, d: Deferred[Any], timeout: float, dc: str, node_name: str,
                        addr: str, method: str) -> Deferred[Any]:
-        outer: Deferred[Any] = Deferred()
+        # Cancelling the call (a client that left a forwarded blocking read) stops its
+        # deadline and fails it at once; the answer, if it still comes, is dropped.
+        outer: Deferred[Any] = Deferred(lambda _: d.cancel())
         timer = self.clock.callLater(timeout, self._expire, outer, d, timeout, dc, node_name,
                                      addr, method)
         d.addBoth(_settle, outer, timer)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
@@ -192,3 +192,22 @@ def test_a_connection_whose_long_call_just_ended_is_not_reaped_at_once() -> None
         r.advance(30)
     assert pool.keys() == []  # then idle for longer than max_idle: closed
     pool.stopService()
+
+
+def test_a_cancelled_forwarded_call_stops_its_deadline_and_ignores_a_late_answer() -> None:
+    r = MemoryReactorClock()
+    pool = ConnPool(Dialer(r, "dc2", server=True), r)
+    fwd = Forwarder(pool, "dc1", FollowerConsensus(FSM(), "x"), StaticRouter(
+        {"dc2": [ServerAddress("s2", "127.0.0.1:8300")]}))
+    call = fwd.forward_dc("dc2", "KVS.Get", {"Datacenter": "dc2", "MinQueryIndex": 5})
+    result = outcome(call)
+    _host, _port, factory, _, _ = r.tcpClients[0]
+    proto = factory.buildProtocol(None)
+    proto.makeConnection(StringTransport())
+    r.advance(0)
+    assert result == [] and len(r.getDelayedCalls()) == 1  # the call's deadline
+    call.cancel()  # the HTTP client went away
+    assert len(result) == 1 and isinstance(result[0].value, CancelledError)
+    assert r.getDelayedCalls() == []
+    proto.dataReceived(encode_response(0, None, {"Index": 6}))  # the late answer: dropped
+    assert len(result) == 1 and pool.keys()  # the connection stays for the next call
