@@ -55,14 +55,19 @@ class Load:
         workers_per_dc: int = 3,
         xdc_workers_per_dc: int = 2,
         keys: int = 6,
+        unique_rate: float = 0.0,
     ) -> None:
-        """``servers(dc)`` lists the ``host`` of the datacenter's servers that are up now."""
+        """``servers(dc)`` lists the ``host`` of the datacenter's servers that are up now;
+        ``unique_rate`` caps unique-key writes per second per target datacenter (0: no cap;
+        over it a worker reads a register key instead)."""
         self.dcs = dcs
         self.servers = servers
         self.seed = seed
         self.workers_per_dc = workers_per_dc
         self.keys = keys
         self.xdc_workers_per_dc = xdc_workers_per_dc
+        self.unique_rate = unique_rate
+        self._unique_next: dict[str, float] = {}
         self.history: list[Op] = []
         self.outcomes: list[Outcome] = []
         self.epoch = 0
@@ -85,6 +90,18 @@ class Load:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=CLIENT_TIMEOUT + 5)
+
+    def _unique_allowed(self, dc: str) -> bool:
+        """True if a unique-key write to ``dc`` fits ``unique_rate`` (bursts of up to 1 s)."""
+        if self.unique_rate <= 0:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            due = max(self._unique_next.get(dc, now), now - 1.0)
+            if due > now:
+                return False
+            self._unique_next[dc] = due + 1.0 / self.unique_rate
+            return True
 
     # -- one worker ---------------------------------------------------------------------------
 
@@ -111,8 +128,10 @@ class Load:
                 kind, key, value = "put", f"r{rng.randrange(self.keys)}", f"{wid}-{n}"
             elif r < 0.85:
                 kind, key, value = "get", f"r{rng.randrange(self.keys)}", ""
-            else:
+            elif self._unique_allowed(target):
                 kind, key, value = "unique", f"u/{self.epoch}/{wid}-{n}", "1"
+            else:
+                kind, key, value = "get", f"r{rng.randrange(self.keys)}", ""
             t0 = time.monotonic()
             try:
                 if kind == "get":

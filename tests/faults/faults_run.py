@@ -52,6 +52,10 @@ class Profile:
     workers_per_dc: int = 3
     keys: int = 6  # register keys per datacenter (more keys: shorter histories to check)
     epoch: float = 0.0  # seconds per unique-key epoch (0: one epoch, checked at the end)
+    # unique-key writes per second and datacenter at most (0: as fast as the load goes). The
+    # servers keep a tombstone per deleted key for 15 minutes, so paced writes give a state of
+    # the same size whatever the machine's speed: its RSS can then be compared over time.
+    unique_rate: float = 0.0
     # never SIGKILL server 3 and gateway 2 of each datacenter (they may be paused), so their
     # RSS covers the whole run; ``rss_limit``: the most it may grow after the warm-up (%)
     spare: bool = False
@@ -62,7 +66,7 @@ class Profile:
 SHORT = Profile(seconds=40, epoch=15.0)
 LONG = Profile(seconds=600, hold=2.0, pause=5.0, gateway_down=20.0, partition=60.0,
                degraded=30.0, gap=2.0, warmup=60.0, keys=24, epoch=30.0, spare=True,
-               rss_limit=10.0)
+               rss_limit=10.0, unique_rate=60.0)
 
 
 @attrs.define
@@ -180,6 +184,9 @@ class Runner:
         self.load_start = 0.0
         self._load_done = threading.Event()
         self.checked_epochs: set[tuple[str, int]] = set()
+        # checked epochs whose delete was not acknowledged yet (a fault was in the way): asked
+        # again every epoch, so the servers' data stays bounded whatever the faults do
+        self.undeleted: set[tuple[str, int]] = set()
         self.lost: list[str] = []
 
     def _live_hosts(self, dc: str) -> list[str]:
@@ -209,7 +216,8 @@ class Runner:
                     raise RuntimeError(f"the federation did not form; logs in {self.root}")
                 setup = time.monotonic() - t0
                 load = Load(self.net.dcs, self._live_hosts, self.profile.seed,
-                            self.profile.workers_per_dc, keys=self.profile.keys)
+                            self.profile.workers_per_dc, keys=self.profile.keys,
+                            unique_rate=self.profile.unique_rate)
                 self.load_start = time.monotonic()
                 load.start()
                 epochs = threading.Thread(target=self._epochs, args=(load,), daemon=True)
@@ -347,6 +355,10 @@ class Runner:
         while not self._load_done.wait(self.profile.epoch):
             ended.append((load.epoch, time.monotonic()))
             load.epoch += 1
+            for dc, epoch in sorted(self.undeleted):
+                hosts = self._live_hosts(dc)
+                if hosts and delete_prefix(hosts[0], f"u/{epoch}/"):
+                    self.undeleted.discard((dc, epoch))
             for epoch, at in list(ended):
                 if time.monotonic() - at > CLIENT_TIMEOUT + 1 and self._check_epoch(
                     load, epoch, True
@@ -355,8 +367,9 @@ class Runner:
 
     def _check_epoch(self, load: Load, epoch: int, delete: bool) -> bool:
         """Every acknowledged unique key of ``epoch`` is stored in each datacenter (else it
-        counts as lost); then the epoch's keys are deleted (best effort). False while a
-        datacenter has not answered (it is asked again next time)."""
+        counts as lost); then the epoch's keys are deleted (a delete that fails is asked again
+        every epoch until acknowledged). False while a datacenter has not answered (it is
+        asked again next time)."""
         for dc in self.net.dcs:
             if (dc, epoch) in self.checked_epochs:
                 continue
@@ -366,8 +379,8 @@ class Runner:
                 continue
             self.lost += sorted(load.acked_unique[dc, epoch] - present)
             self.checked_epochs.add((dc, epoch))
-            if delete:
-                delete_prefix(hosts[0], f"u/{epoch}/")
+            if delete and not delete_prefix(hosts[0], f"u/{epoch}/"):
+                self.undeleted.add((dc, epoch))
         return all((dc, epoch) in self.checked_epochs for dc in self.net.dcs)
 
     def _check(self, load: Load, setup: float) -> Report:
