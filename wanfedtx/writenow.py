@@ -3,9 +3,11 @@
 
 Twisted's TCP ``write`` only buffers: the bytes go out when the reactor next finds the socket
 writable, which costs an ``epoll_ctl`` to watch for writability, one more loop turn (an
-``epoll_wait`` and the calls due) and an ``epoll_ctl`` to stop watching. On the paths where a
-request waits for each message in turn (the HTTP answer of a KV request, raft's AppendEntries
-and its answer) that is paid on every hop, three times per replicated write.
+``epoll_wait`` and the calls due) and an ``epoll_ctl`` to stop watching. Raft's messages
+(AppendEntries and its answer) are on the path of every replicated write, one turn each; the
+raft transport sends them with :func:`write_now`. (Not the HTTP answers: under load, sending
+each at once lets clients come back sooner and the server handles fewer requests per turn,
+12-20 % fewer GETs/s in docs/benchmarks.md.)
 
 :func:`write_now` sends directly when nothing is queued on the connection (so the order of the
 bytes is kept) and hands whatever the kernel did not take, or any error, to the transport's own
