@@ -37,13 +37,12 @@ def pool_key(node_name: str, addr: str) -> str:
 
 
 class _Conn:
-    __slots__ = ("answered_seen", "key", "last_used", "proto")
+    __slots__ = ("key", "last_used", "proto")
 
     def __init__(self, key: str, proto: RPCClientProtocol, now: float) -> None:
         self.key = key
         self.proto = proto
-        self.last_used = now  # when a call last started, or the reaper last saw an answer
-        self.answered_seen = 0  # proto.answered when the reaper last looked
+        self.last_used = now  # when a call last started (answers: proto.last_answered)
 
 
 class ConnPool(Service):
@@ -172,7 +171,8 @@ class ConnPool(Service):
     def _get_new_conn(self, dc: str, node_name: str, addr: str, use_tls: bool) -> Deferred[Any]:
         if not node_name:
             return _failed(NodeNameRequired("getNewConn"))
-        proto = RPCClientProtocol(multi=True, max_frame_size=self.max_frame_size)
+        proto = RPCClientProtocol(multi=True, max_frame_size=self.max_frame_size,
+                                  clock=self.clock)
         return self.dialer.dial(dc, node_name, addr, RPCType.MULTIPLEX_V2, use_tls, proto)
 
     def _dialed(self, result: Any, key: str) -> None:
@@ -198,12 +198,8 @@ class ConnPool(Service):
         now = self.clock.seconds()
         reaped = []
         for key, conn in list(self._conns.items()):
-            answered = conn.proto.answered
-            if answered != conn.answered_seen:  # a call ended since the last look: in use
-                conn.answered_seen = answered
-                conn.last_used = max(conn.last_used, now)
-                continue
-            if conn.proto.in_flight == 0 and now - conn.last_used > self.max_idle:
+            last = max(conn.last_used, conn.proto.last_answered)
+            if conn.proto.in_flight == 0 and now - last > self.max_idle:
                 del self._conns[key]
                 conn.proto.close()
                 reaped.append(key)

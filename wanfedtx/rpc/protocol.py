@@ -221,8 +221,10 @@ class RPCClientProtocol(Protocol):
     ``multi=True`` sends every call at once and matches responses by sequence number;
     ``multi=False`` (rpc-single) sends the next call only after the previous one returned."""
 
-    def __init__(self, *, multi: bool, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+    def __init__(self, *, multi: bool, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+                 clock: IReactorTime | None = None) -> None:
         self._multi = multi
+        self._clock = clock
         self._max = max_frame_size
         self._decoder = FrameDecoder(max_frame_size)
         self._seq = 0
@@ -231,8 +233,9 @@ class RPCClientProtocol(Protocol):
         self._closed_reason: Failure | None = None
         self._closed = CloseNotifier()
         self.connected_flag = False
-        #: responses received so far (the pool's reaper tells a connection in use by it)
-        self.answered = 0
+        #: when the last response arrived (with a clock): the pool's reaper counts idle time
+        #: from the later of the last call and the last answer
+        self.last_answered = 0.0
 
     @property
     def in_flight(self) -> int:
@@ -277,12 +280,13 @@ class RPCClientProtocol(Protocol):
             return
         messages = self._decoder.feed(data)
         error = self._decoder.failed
+        if messages and self._clock is not None:
+            self.last_answered = self._clock.seconds()
         for msg in messages:
             if not isinstance(msg, Response) or msg.seq not in self._pending:
                 self._protocol_error("RPC client received an unexpected frame")
                 return
             d = self._pending.pop(msg.seq)
-            self.answered += 1
             if not self._multi and self._waiting:
                 frame, seq, nd = self._waiting.popleft()
                 self._pending[seq] = nd

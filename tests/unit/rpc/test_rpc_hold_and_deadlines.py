@@ -186,7 +186,7 @@ def test_a_connection_whose_long_call_just_ended_is_not_reaped_at_once() -> None
     assert pool.keys() and result == []
     proto.dataReceived(encode_response(0, None, {"Index": 6}))
     assert result == [{"Index": 6}]
-    r.advance(30)  # the reaper sees that a call ended: the connection was in use just now
+    r.advance(30)  # the call ended 30 s ago: idle time counts from its answer
     assert pool.keys()
     for _ in range(6):
         r.advance(30)
