@@ -18,6 +18,7 @@ cannot grow the queue or the write buffer without bound.
 from __future__ import annotations
 
 from collections import deque
+from types import CoroutineType
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -138,6 +139,8 @@ class RPCServerProtocol(Protocol):
         except Exception:
             self._respond(req.seq, _error_string(req.method, Failure()), None)
             return
+        if type(result) is CoroutineType:  # an ``async def`` endpoint (as maybeDeferred)
+            result = Deferred.fromCoroutine(result)
         if isinstance(result, Deferred):
             result.addCallbacks(self._answered, self._raised, callbackArgs=(req.seq,),
                                 errbackArgs=(req.seq, req.method))

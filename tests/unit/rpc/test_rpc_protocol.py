@@ -156,3 +156,27 @@ def test_malformed_frames_log_through_the_rate_limit() -> None:
     assert len(lines) == 11
     assert lines[0]["reason"] == "rpc-frame" and "192.0.2.1" in lines[0]["peer"]
     assert lines[-1]["count"] == 40
+
+
+def test_async_endpoints_and_failures_returned_by_an_endpoint_are_answered() -> None:
+    from twisted.python.failure import Failure
+
+    eps = default_endpoints()
+
+    async def later(args: Any) -> Any:
+        return ["async", args]
+
+    async def refuses(args: Any) -> Any:
+        raise ValueError("no")
+
+    eps.register("Test.Async", later)
+    eps.register("Test.Refuses", refuses)
+    eps.register("Test.Failure", lambda a: Failure(ValueError("as a failure")))
+    client = RPCClientProtocol(multi=True)
+    link = Link(RPCServerProtocol(eps, multi=True), client, Clock())
+    got: list[Any] = []
+    client.call("Test.Async", 3).addCallback(got.append)
+    client.call("Test.Refuses").addErrback(lambda f: got.append(str(f.value)))
+    client.call("Test.Failure").addErrback(lambda f: got.append(str(f.value)))
+    link.pump()
+    assert got == [["async", 3], "no", "as a failure"]
