@@ -274,8 +274,8 @@ class FastChannel(Protocol):
         transport: Any = self.transport
         if transport is None or self.closing:
             return
-        # Twisted's buffered write, not write_now: under load the answers of one reactor turn
-        # leave together (sending each at once cost 12-20 % of GETs/s, docs/benchmarks.md)
+        # Twisted's buffered write: under load the answers of one reactor turn leave together
+        # (sending each at once cost 12-20 % of GETs/s, docs/benchmarks.md)
         transport.write(answer.response(body))
         log = getattr(self.site, "log", None)
         if callable(log):

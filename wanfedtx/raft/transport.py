@@ -30,7 +30,6 @@ from wanfedtx.raft.errors import MessageDecodeError
 from wanfedtx.raft.messages import Message, decode, encode
 from wanfedtx.ratelog import RateLimitedLog
 from wanfedtx.rpc.interfaces import SourceCheck
-from wanfedtx.writenow import write_now
 
 log = Logger(namespace="wanfedtx.raft.transport")
 
@@ -269,7 +268,7 @@ class _Peer:
 
     def send(self, data: bytes) -> None:
         if self.proto is not None and self.proto.transport is not None:
-            write_now(self.proto.transport, data)  # a write waits on it: not the next turn
+            self.proto.transport.write(data)
             return
         self.queue.append(data)
         self.queued_bytes += len(data)
