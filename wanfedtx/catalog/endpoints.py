@@ -327,11 +327,10 @@ class Endpoints:
             raise NoPathToDatacenterError(dc)
         return self.forwarder.forward_dc(dc, method, args)
 
-    async def _apply(self, msg_type: int, body: Any) -> Any:
-        _, result = await self.consensus.apply(commands.encode(msg_type, body))
-        if isinstance(result, Exception):
-            raise result
-        return result
+    def _apply(self, msg_type: int, body: Any) -> Deferred[Any]:
+        """Commit a command through raft; fires with the FSM's result (an error it returned
+        fails the Deferred)."""
+        return self.consensus.apply(commands.encode(msg_type, body)).addCallback(_fsm_result)
 
     # -- Catalog -------------------------------------------------------------------------------
 
@@ -506,8 +505,10 @@ class Endpoints:
                 "Session": f.text("Session"),
             },
         }
-        d = self.consensus.apply(commands.encode(MessageType.KVS, body))
-        return d.addCallback(_kv_apply_reply, op in (commands.KVS_CAS, commands.KVS_DELETE_CAS))
+        d = self._apply(MessageType.KVS, body)
+        if op in (commands.KVS_CAS, commands.KVS_DELETE_CAS):
+            return d.addCallback(bool)  # the FSM's verdict
+        return d.addCallback(lambda _: True)
 
     def kvs_get(self, args: Args) -> Deferred[Any]:
         key = _str(args, "Key")
@@ -576,10 +577,10 @@ def _kv_entries(rows: list[Args]) -> Args:
     return {"Entries": [structs.dir_entry_out(r) for r in rows] or None}
 
 
-def _kv_apply_reply(applied: tuple[int, Any], cas: bool) -> Any:
-    """``KVS.Apply``'s reply from the raft apply's ``(index, result)``: the FSM's verdict for a
-    check-and-set, else True; an error the FSM returned fails the request."""
+
+def _fsm_result(applied: tuple[int, Any]) -> Any:
+    """The FSM's result from a raft apply's ``(index, result)``; an error it returned raises."""
     _, result = applied
     if isinstance(result, Exception):
         raise result
-    return bool(result) if cas else True
+    return result

@@ -335,7 +335,7 @@ class RaftStorage:
         self._dirty = True
 
     def sync(self) -> None:
-        """Make everything written so far durable (one fsync for the whole group)."""
+        """Make everything written so far durable (one ``fdatasync`` for the whole group)."""
         if self._dirty and self._seg is not None:
             self._seg.flush()
             os.fdatasync(self._seg.fileno())
