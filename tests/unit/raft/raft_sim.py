@@ -221,6 +221,10 @@ class Sim:
         self.leaders: dict[int, str] = {}
         self.entry_key: dict[tuple[int, int], tuple[int, bytes, int | None]] = {}
         self.committed: dict[int, int] = {}  # index -> term, of entries known committed
+        # index -> the term of the node that first saw the entry committed (its leader's term):
+        # Raft promises the entry to the leaders of every later term, not to a stale leader of
+        # an earlier term that a late vote answer elects after the commit.
+        self.committed_in: dict[int, int] = {}
         self.applied: dict[int, tuple[int, bytes]] = {}
         self.acked_writes: dict[bytes, int] = {}
         self.proposed: dict[tuple[str, int], tuple[int, bytes]] = {}
@@ -523,9 +527,9 @@ class Sim:
         old = self.leaders.setdefault(term, i)
         if old != i:
             raise SafetyViolation(f"seed {self.seed}: two leaders in term {term}: {old}, {i}")
-        # Leader completeness: every committed entry is in the new leader's log.
+        # Leader completeness: every entry committed in an earlier term is in the new leader's log.
         for idx, t in self.committed.items():
-            if idx <= core.snap_index:
+            if idx <= core.snap_index or self.committed_in[idx] >= term:
                 continue
             if core.term_at(idx) != t:
                 raise SafetyViolation(
@@ -554,6 +558,7 @@ class Sim:
             t = core.term_at(idx)
             assert t is not None
             self.committed[idx] = t
+            self.committed_in[idx] = core.term
         if core.role == LEADER:
             old = self.leaders.get(core.term)
             if old is not None and old != i:
