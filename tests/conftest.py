@@ -8,18 +8,21 @@ property test without a count of its own (the parser fuzz tests read the same va
 deadline, no example database (docs/reliability.md has the 100,000-example runs).
 Any event logged with a failure (``log.failure``) or at level critical during a test fails that
 test, unless the test is marked ``@pytest.mark.allow_logged_errors``.
+A failing test's report ends with the last events Twisted's log publisher saw during it (the
+agents' own log: what a timed-out wait was waiting for).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 from log_support import captured_logs
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 settings.register_profile(
     "fuzz-long",
@@ -61,11 +64,34 @@ def logged() -> Iterator[list[dict[str, Any]]]:
         yield events
 
 
+RECENT_LOG_EVENTS = 400  # the log tail a failing test's report shows
+
+
+def _log_line(event: dict[str, Any]) -> str:
+    level = event.get("log_level")
+    return (f"{event.get('log_time', 0.0):.3f} {getattr(level, 'name', '-')} "
+            f"[{event.get('log_namespace', '-')}] {formatEvent(event)}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[
+        None, Any, None]:
+    outcome = yield
+    report = outcome.get_result()
+    recent = getattr(item, "wanfed_recent_logs", None)
+    if report.failed and recent:
+        report.sections.append((f"Captured twisted log (last {len(recent)} events)",
+                                "\n".join(_log_line(e) for e in list(recent))))
+
+
 @pytest.fixture(autouse=True)
 def fail_on_logged_errors(request: pytest.FixtureRequest) -> Iterator[list[dict[str, Any]]]:
     errors: list[dict[str, Any]] = []
+    recent: deque[dict[str, Any]] = deque(maxlen=RECENT_LOG_EVENTS)
+    request.node.wanfed_recent_logs = recent  # type: ignore[attr-defined]
 
     def observer(event: dict[str, Any]) -> None:
+        recent.append(event)
         if "log_failure" in event or event.get("log_level") is LogLevel.critical:
             errors.append(event)
 
