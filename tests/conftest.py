@@ -88,7 +88,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def fail_on_logged_errors(request: pytest.FixtureRequest) -> Iterator[list[dict[str, Any]]]:
     errors: list[dict[str, Any]] = []
     recent: deque[dict[str, Any]] = deque(maxlen=RECENT_LOG_EVENTS)
-    request.node.wanfed_recent_logs = recent  # type: ignore[attr-defined]
+    request.node.wanfed_recent_logs = recent
 
     def observer(event: dict[str, Any]) -> None:
         recent.append(event)
