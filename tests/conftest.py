@@ -9,7 +9,7 @@ deadline, no example database (docs/reliability.md has the 100,000-example runs)
 Any event logged with a failure (``log.failure``) or at level critical during a test fails that
 test, unless the test is marked ``@pytest.mark.allow_logged_errors``.
 A failing test's report ends with the last events Twisted's log publisher saw during it (the
-agents' own log: what a timed-out wait was waiting for).
+agents' own log: what a timed-out wait was waiting for; ``WANFED_LOG_TAIL=N`` keeps N).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def logged() -> Iterator[list[dict[str, Any]]]:
         yield events
 
 
-RECENT_LOG_EVENTS = 400  # the log tail a failing test's report shows
+RECENT_LOG_EVENTS = int(os.environ.get("WANFED_LOG_TAIL", "400"))  # the log tail a failing test's report shows
 
 
 def _log_line(event: dict[str, Any]) -> str:
