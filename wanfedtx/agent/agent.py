@@ -583,4 +583,5 @@ class Agent(MultiService):
         before, after = limits.raise_open_files_limit()
         if after != before:
             log.debug("raised the open files limit: from={old} to={new}", old=before, new=after)
+        limits.fix_malloc_mmap_threshold()
         super().startService()
