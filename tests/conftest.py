@@ -64,7 +64,8 @@ def logged() -> Iterator[list[dict[str, Any]]]:
         yield events
 
 
-RECENT_LOG_EVENTS = int(os.environ.get("WANFED_LOG_TAIL", "400"))  # the log tail a failing test's report shows
+# how many log events a failing test's report shows
+RECENT_LOG_EVENTS = int(os.environ.get("WANFED_LOG_TAIL", "400"))
 
 
 def _log_line(event: dict[str, Any]) -> str:

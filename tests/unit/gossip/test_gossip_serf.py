@@ -239,3 +239,32 @@ def test_leave_is_seen_as_left_even_when_every_gossip_packet_is_lost(
 
 async def _no_handoff(self: object) -> None:
     return None
+
+
+def test_a_leave_whose_time_first_came_as_a_status_time_still_ends_left() -> None:
+    """Regression (the leave test of a full run, server identity on): a peer that had the leaver
+    *leaving* push/pulled its status time, which merges as a join intent and takes that time;
+    the gossiped leave intent (same time) was then ignored as old, memberlist reported the node
+    gone, so it was failed; and the push/pulls of peers that had it left carried the same time
+    again, so it stayed failed and the new leader never removed the server from raft. Merged
+    left members now count one past their status time (serf's MergeRemoteState does)."""
+    _clock, _net, nodes, evs = make(3, reconnect_interval=1e6)
+    s, leaver = nodes[0], "s2.dc1"
+    m = s.members[leaver]
+    leave_time = m.status_ltime + 5
+
+    def push_pull(left: bool) -> bytes:
+        return serfmod.PushPullState(
+            ltime=leave_time + 1, status_ltimes={leaver: leave_time},
+            left_members=[leaver] if left else [], event_ltime=0, events=[],
+            query_ltime=0).encode()
+
+    s.merge_remote_state(push_pull(left=False), join=False)  # from a peer that has it leaving
+    assert (m.status, m.status_ltime) == (MemberStatus.ALIVE, leave_time)
+    s._handle_leave_intent(serfmod.LeaveIntent(leave_time, leaver))  # the intent: old now
+    assert m.status == MemberStatus.ALIVE
+    s.notify_leave(s.memberlist.node_map[leaver].snapshot())  # memberlist: the node is gone
+    assert m.status == MemberStatus.FAILED
+    s.merge_remote_state(push_pull(left=True), join=False)  # from a peer that has it left
+    assert m.status == MemberStatus.LEFT
+    assert leaver in kinds(evs[0], "member-leave")

@@ -129,7 +129,13 @@ class Serf(IntentsMixin, QueriesMixin, SerfBase):
             self.query_clock.witness(pp.query_ltime - 1)
         left = set(pp.left_members)
         for name in left:
-            self._handle_leave_intent(LeaveIntent(pp.status_ltimes.get(name, 0), name, False))
+            # One past the status time, as serf's MergeRemoteState: the leave was accepted after
+            # that time. A peer that had the member *leaving* sent that same time as a plain
+            # status time, which merges as a join intent; without the + 1 the leave carried by
+            # a later push/pull would look no newer, and a member that memberlist meanwhile saw
+            # go (failed: the gossiped intent came too late) would stay failed for good.
+            lt = pp.status_ltimes.get(name, 0) + 1
+            self._handle_leave_intent(LeaveIntent(lt, name, False))
         for name, lt in pp.status_ltimes.items():
             if name not in left:
                 self._handle_join_intent(JoinIntent(lt, name))
