@@ -577,7 +577,6 @@ def _kv_entries(rows: list[Args]) -> Args:
     return {"Entries": [structs.dir_entry_out(r) for r in rows] or None}
 
 
-
 def _fsm_result(applied: tuple[int, Any]) -> Any:
     """The FSM's result from a raft apply's ``(index, result)``; an error it returned raises."""
     _, result = applied
