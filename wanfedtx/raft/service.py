@@ -1,11 +1,13 @@
 # -*- test-case-name: tests.unit.raft.test_raft_bounds,tests.unit.raft.test_raft_service -*-
 """``RaftService``: the Twisted shell around the sans-IO core; implements ``IConsensus``.
 
-One reactor turn of inputs (proposals, received messages) becomes one ``Ready``; everything to
-persist is handed to a single writer thread that writes and fsyncs whole groups (group commit:
-Readies queued while an fsync runs share the next one). Messages that depend on persisted state
-are held until their fsync finished; committed entries are applied to the FSM in order on the
-reactor thread, and the Deferreds of ``apply`` fire with ``(index, result)``.
+One reactor turn of inputs (proposals, received messages) becomes one ``Ready``; what it asks to
+persist goes to the group commit (``groupcommit.py``: whole groups written and synced at once,
+on the writer thread or, for a small batch on a fast disk, inline). Messages that depend on
+persisted state are held until their sync finished; committed entries are applied to the FSM in
+order on the reactor thread, and the Deferreds of ``apply`` fire with ``(index, result)``. A
+follower starts writing what a turn brought before it applies what the leader says is committed:
+its answer, which the leader waits for, does not wait for the FSM.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -30,16 +32,15 @@ from wanfedtx.raft.core import (
     RaftCore,
     RaftOptions,
     Ready,
-    Snapshot,
     SteppedDown,
 )
 from wanfedtx.raft.errors import LeadershipLostError, NotLeaderError, RaftError
 from wanfedtx.raft.fsmsnapshot import pack_fsm_snapshot, restore_fsm_snapshot
+from wanfedtx.raft.groupcommit import GroupCommit
 from wanfedtx.raft.interfaces import IRaftFSM, IRaftTransport
 from wanfedtx.raft.messages import ENTRY_COMMAND, Entry, Message
 from wanfedtx.raft.metrics import RaftMetrics
 from wanfedtx.raft.storage import RaftStorage
-from wanfedtx.raft.writer import WriterThread
 from wanfedtx.ratelog import RateLimitedLog
 from wanfedtx.reactors import ReactorLike
 from wanfedtx.services import Service
@@ -95,13 +96,8 @@ class RaftService(Service):
         self.threaded_writer = threaded_writer
         self.storage = RaftStorage(data_dir, segment_size=segment_size)
         self.core: RaftCore | None = None
-        self._writer: WriterThread[list[Ready | Snapshot]] | None = None
         self._timer: IDelayedCall | None = None
         self._pump_call: IDelayedCall | None = None
-        self._queue: list[Ready | Snapshot] = []
-        self._writing: Deferred[None] | None = None
-        self._durable_seq = 0
-        self._held: list[tuple[int, list[tuple[str, Message]]]] = []
         # index -> (term, Deferred, when this leader proposed it or -1.0)
         self._pending: dict[int, tuple[int, Deferred[tuple[int, Any]], float]] = {}
         self._gauges = (-1, -1, -1)  # (term, commit, applied) last written to the gauges
@@ -114,10 +110,9 @@ class RaftService(Service):
         self._started_at = 0.0
         self._fatal = False
         self._known = {node_id, *self.peers_config}
-        # measurements
-        self.fsync_batches = 0
-        self.readies_written = 0
         self._m = RaftMetrics(metrics)
+        self._log = GroupCommit(self.storage, transport.send, self._m,
+                                on_durable=self._durable, on_failed=self._storage_failed)
         self._next_contact_sample = 0.0
         self._violation_log = RateLimitedLog(log, self.clock)
         self._violations_seen: set[tuple[str, str]] = set()
@@ -130,10 +125,8 @@ class RaftService(Service):
         now = self.clock.seconds()
         self._started_at = now
         self.core = RaftCore(self.node_id, self.options, self.rng, now, restored)
-        if self.threaded_writer:
-            self._writer = WriterThread(self.reactor, self._write_batch,
-                                        f"raft-writer-{self.node_id}")
-            self._writer.start()
+        self._log.start(self.reactor if self.threaded_writer else None,
+                        f"raft-writer-{self.node_id}")
         self.transport.set_receiver(self._receive)
         self._maybe_bootstrap()
         log.info("raft: started {node} at term {term}, last index {index}", node=self.node_id,
@@ -152,13 +145,11 @@ class RaftService(Service):
         d = self.transport.stop()
 
         def writer_done(_: object) -> Deferred[None] | None:
-            return self._writing
+            return self._log.writing
 
         def close(_: object) -> None:
             self.storage.close()
-            if self._writer is not None:
-                self._writer.stop()  # idle (nothing in flight): it ends at once
-                self._writer = None
+            self._log.stop()  # idle (nothing in flight): the writer thread ends at once
             if core is not None and core.role == LEADER:
                 self._notify(False)
 
@@ -387,13 +378,19 @@ class RaftService(Service):
         core = self.core
         if core is None or self._fatal:
             return
+        readies = []
         while True:
             r = core.take_ready()
             if r.empty():
                 break
+            self._stage(r)
+            readies.append(r)
+        if core.role != LEADER:
+            self._log.flush()  # the leader waits for this follower's answer, not for its FSM
+        for r in readies:
             self._handle(core, r)
         self._maybe_snapshot(core)
-        self._flush_writes()
+        self._log.flush()
         gauges = (core.term, core.commit, core.applied)
         if gauges != self._gauges:  # the gauges' lock and label check only on a change
             self._gauges = gauges
@@ -408,17 +405,17 @@ class RaftService(Service):
             self._timer.cancel()
         self._timer = self.clock.callLater(delay, self._tick)
 
-    def _handle(self, core: RaftCore, r: Ready) -> None:
+    def _stage(self, r: Ready) -> None:
+        """A Ready's writes and messages: queued, sent, or held until it is durable."""
         if r.seq:
-            self._queue.append(r)
+            self._log.add(r)
         for dst, msg in r.send_now:
             self.transport.send(dst, msg)
         if r.messages:
-            if r.wait_seq <= self._durable_seq:
-                for dst, msg in r.messages:
-                    self.transport.send(dst, msg)
-            else:
-                self._held.append((r.wait_seq, r.messages))
+            self._log.send_when_durable(r.wait_seq, r.messages)
+
+    def _handle(self, core: RaftCore, r: Ready) -> None:
+        """The rest of a staged Ready: restore, apply, reads, events."""
         if r.restore is not None:
             restore_fsm_snapshot(self.fsm, r.restore)
             log.info("raft: restored FSM from snapshot at index {index}", index=r.restore.index)
@@ -533,63 +530,18 @@ class RaftService(Service):
         snap = core.compact(core.applied, pack_fsm_snapshot(self.fsm), self.trailing_logs)
         log.info("raft: snapshot at index {index} ({size} bytes); log compacted",
                  index=snap.index, size=len(snap.data))
-        self._queue.append(snap)
+        self._log.add(snap)
         self._m.snapshots.inc()
 
-    # -- persistence (one writer thread, group commit) --------------------------------------------
+    # -- persistence (groupcommit.py) ------------------------------------------------------------
 
-    def _write_batch(self, batch: list[Ready | Snapshot]) -> None:
-        for item in batch:
-            if isinstance(item, Snapshot):
-                self.storage.sync()  # entries it covers are on disk before segments go
-                self.storage.save_snapshot(item)
-            else:
-                self.storage.persist(item.hard_state, item.snapshot, item.truncate_from,
-                                     item.entries)
-        self.storage.sync()
+    def _durable(self, seq: int) -> None:
+        if self.core is not None:
+            self.core.persisted(seq)
+        self._schedule_pump()
 
-    def _flush_writes(self) -> None:
-        if self._writing is not None or not self._queue or self._fatal:
-            return
-        batch, self._queue = self._queue, []
-        seqs = [r.seq for r in batch if isinstance(r, Ready)]
-        self.readies_written += len(seqs)
-        self.fsync_batches += 1
-        self._m.batches.inc()
-        self._m.readies.inc(len(seqs))
-        if self._writer is not None:
-            d: Deferred[None] = self._writer.submit(batch)
-        else:
-            try:
-                self._write_batch(batch)
-                d = succeed(None)
-            except Exception:
-                d = fail(Failure())
-        self._writing = d
-
-        def done(_: object) -> None:
-            self._writing = None
-            if seqs:
-                self._durable_seq = seqs[-1]
-                if self.core is not None:
-                    self.core.persisted(seqs[-1])
-                still = []
-                for wait, msgs in self._held:
-                    if wait <= self._durable_seq:
-                        for dst, msg in msgs:
-                            self.transport.send(dst, msg)
-                    else:
-                        still.append((wait, msgs))
-                self._held = still
-            self._schedule_pump()
-
-        def failed(f: Failure) -> None:
-            self._writing = None
-            self._fatal = True
-            log.failure("raft: writing to the data directory failed; this server stops "
-                        "taking part in raft (fix the disk and restart it)", f)
-            self._fail_pending(RaftError("raft storage failed"))
-
-        d.addCallbacks(done, failed)
-
-
+    def _storage_failed(self, f: Failure) -> None:
+        self._fatal = True
+        log.failure("raft: writing to the data directory failed; this server stops "
+                    "taking part in raft (fix the disk and restart it)", f)
+        self._fail_pending(RaftError("raft storage failed"))

@@ -9,12 +9,15 @@ Layout under ``<data_dir>/raft/`` (documented in docs/raft.md):
                             a msgpack array: ``["e", index, term, kind, data]`` (an entry),
                             ``["t", index]`` (entries >= index are discarded) or ``["s", index]``
                             (a snapshot up to index was installed; older entries are obsolete).
+                            A new segment is preallocated to the segment size (``posix_fallocate``):
+                            its records are followed by zeros, which end it as the file's end does.
 - ``snapshots/<index:020d>-<term:020d>.snap``  ``b"WFRSNAP1" crc32(4) len(8) msgpack [index, term,
                             voters, data]``, written to ``.tmp``, fsynced, renamed, dir fsynced.
 
 Nothing is reported durable before ``sync()`` returned (``fdatasync`` of the segment written since
 the last sync: its data and the size that makes the data readable, without the timestamps a full
 ``fsync`` also commits; new files and renames are made durable with an ``fsync`` of the directory).
+A preallocated segment keeps its size, so most syncs write the records' blocks and no size change.
 Recovery: a bad record at the end of the newest segment (a torn write: no valid record after it)
 is truncated away and logged; a bad record with valid data after it, or in an older segment, is
 corruption in the middle and ``open`` raises ``StorageError`` saying what to do.
@@ -142,7 +145,8 @@ class RaftStorage:
         self.keep_snapshots = keep_snapshots
         self._seg: Any = None  # the open current segment file
         self._seg_seq = 0
-        self._seg_size = 0
+        self._seg_size = 0  # bytes of records in the current segment (its zeros not counted)
+        self._tail_end = 0  # where the newest segment's records end, as read by open()
         self._seg_last: dict[int, int] = {}  # segment seq -> highest entry index written in it
         self._dirty = False
         self._hs: HardState | None = None
@@ -207,7 +211,8 @@ class RaftStorage:
             while off < len(buf):
                 parsed = _parse_record(buf, off)
                 if parsed is None:
-                    self._bad_record(path, buf, off, last=n == len(segs) - 1)
+                    if buf.count(0, off) != len(buf) - off:  # not just the preallocated zeros
+                        self._bad_record(path, buf, off, last=n == len(segs) - 1)
                     break
                 rec, end = parsed
                 kind = rec[0]
@@ -235,6 +240,7 @@ class RaftStorage:
                     base = rec[1] if base is None else max(base, rec[1])
                 off = end
             self._seg_last[seq] = last_in_seg
+            self._tail_end = off
         if snap is not None:
             entries = [e for e in entries if e.index > snap.index]
             if entries and entries[0].index != snap.index + 1:
@@ -248,7 +254,8 @@ class RaftStorage:
         return entries
 
     def _bad_record(self, path: Path, buf: bytes, off: int, last: bool) -> None:
-        later = next((o for o in range(off + 1, len(buf) - _HDR.size)
+        data_end = len(buf.rstrip(b"\0"))  # every valid record holds a nonzero byte
+        later = next((o for o in range(off + 1, min(data_end, len(buf) - _HDR.size))
                       if _parse_record(buf, o) is not None), None)
         if not last or later is not None:
             where = f"byte {later}" if later is not None else "a later segment"
@@ -274,10 +281,27 @@ class RaftStorage:
         if self._seg_seq == 0 or self._seg_size >= self.segment_size or self._seg is not None:
             self._seg_seq += 1
         path = self.log_dir / f"{self._seg_seq:08d}.seg"
-        self._seg = open(path, "ab")  # kept open across calls
-        self._seg_size = self._seg.tell()
+        reopened = path.exists()
+        self._seg = open(path, "r+b" if reopened else "w+b")  # kept open across calls
+        self._seg_size = self._tail_end if reopened else 0
+        self._seg.seek(self._seg_size)
+        self._preallocate()
         self._seg_last.setdefault(self._seg_seq, 0)
         _fsync_dir(self.log_dir)
+
+    def _preallocate(self) -> None:
+        """Give the segment its full size now, so that a sync after an append need not also
+        commit a new file size (what etcd's WAL does with its segments). Where the file system
+        cannot, the segment grows with its writes as before."""
+        fd = self._seg.fileno()
+        if os.fstat(fd).st_size >= self.segment_size:
+            return
+        try:
+            os.posix_fallocate(fd, 0, self.segment_size)
+            os.fsync(fd)  # the new size is durable before any record relies on it
+        except OSError as e:
+            log.warn("raft: could not preallocate log segment {path}: {error}",
+                     path=self._seg.name, error=str(e))
 
     def _append(self, payload: list[Any]) -> None:
         if self._seg is None or self._seg_size >= self.segment_size:

@@ -30,6 +30,7 @@ from wanfedtx.raft.errors import MessageDecodeError
 from wanfedtx.raft.messages import Message, decode, encode
 from wanfedtx.ratelog import RateLimitedLog
 from wanfedtx.rpc.interfaces import SourceCheck
+from wanfedtx.writenow import write_now
 
 log = Logger(namespace="wanfedtx.raft.transport")
 
@@ -268,7 +269,7 @@ class _Peer:
 
     def send(self, data: bytes) -> None:
         if self.proto is not None and self.proto.transport is not None:
-            self.proto.transport.write(data)
+            write_now(self.proto.transport, data)  # a write waits on it: not the next turn
             return
         self.queue.append(data)
         self.queued_bytes += len(data)

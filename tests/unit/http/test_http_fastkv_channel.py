@@ -210,3 +210,30 @@ def test_header_deadline_after_take_back() -> None:
     assert not c.tr.disconnecting
     c.clock.advance(0.2)
     assert c.tr.disconnecting and c.refused("header-timeout") == 1
+
+
+def test_an_answer_made_later_leaves_at_once_one_made_while_reading_is_buffered(
+    monkeypatch: Any,
+) -> None:
+    """A write's answer comes from the raft commit, in a later reactor turn: it is sent with
+    ``write_now`` (at once); an answer made while reading its request keeps Twisted's buffered
+    ``write`` (the answers of one turn leave together)."""
+    import wanfedtx.http.fastkv as fastkv
+
+    sent_now: list[bytes] = []
+
+    def write_now(transport: Any, data: bytes) -> None:
+        sent_now.append(data)
+        transport.write(data)
+
+    monkeypatch.setattr(fastkv, "write_now", write_now)
+    c = Conn()
+    c.send(GET)  # answered inside dataReceived
+    assert sent_now == [] and c.tr.value().startswith(b"HTTP/1.1 404")
+    c.tr.clear()
+    c.side.held.hold = True
+    c.send(PUT)
+    assert sent_now == []
+    c.side.held.release()  # the commit, later
+    assert len(sent_now) == 1 and sent_now[0] == c.tr.value()
+    assert sent_now[0].startswith(b"HTTP/1.1 200 OK") and sent_now[0].endswith(b"true")

@@ -81,11 +81,19 @@ def test_installed_snapshot_replaces_log(tmp_path: Path) -> None:
     assert r.snapshot == snap and [e.index for e in r.entries] == [101, 102, 103, 104]
 
 
+def _records_end(data: bytes) -> int:
+    """Where ``_write``'s records end in a segment (its preallocated zeros follow; the last
+    record's data is not zero)."""
+    return len(data.rstrip(b"\0"))
+
+
 def test_torn_tail_is_truncated_and_logged(tmp_path: Path) -> None:
     ents = _write(tmp_path)
     seg = sorted((tmp_path / "raft/log").iterdir())[-1]
     data = seg.read_bytes()
-    seg.write_bytes(data[:-7])  # the last record was half written
+    end = _records_end(data)
+    # the last record was half written; the preallocated zeros after it are still there
+    seg.write_bytes(data[:end - 7] + bytes(len(data) - end + 7))
     events: list[dict[str, object]] = []
     globalLogPublisher.addObserver(events.append)
     try:
@@ -103,7 +111,7 @@ def test_corrupt_middle_refuses_to_start(tmp_path: Path) -> None:
     _write(tmp_path)
     seg = sorted((tmp_path / "raft/log").iterdir())[-1]
     data = bytearray(seg.read_bytes())
-    data[len(data) // 3] ^= 0x40
+    data[_records_end(data) // 3] ^= 0x40
     seg.write_bytes(bytes(data))
     with pytest.raises(StorageError, match=r"corrupt at byte .* refusing to start"):
         RaftStorage(tmp_path).open()
@@ -216,3 +224,55 @@ def test_sync_makes_the_written_segment_durable_before_it_returns(
     s.sync()
     assert len(synced) == 1  # nothing new: no second sync
     s.close()
+
+
+def test_segments_are_preallocated_and_appends_continue_after_the_records(
+    tmp_path: Path,
+) -> None:
+    ents = _write(tmp_path, segment_size=1 << 16)
+    seg = sorted((tmp_path / "raft/log").iterdir())[-1]
+    assert seg.stat().st_size == 1 << 16  # records, then zeros to the segment size
+    s = RaftStorage(tmp_path, segment_size=1 << 16)
+    r = s.open()
+    assert list(r.entries) == ents
+    more = _entries(40, 45, term=4)
+    s.persist(None, None, None, more)
+    s.sync()
+    s.close()
+    assert seg.stat().st_size == 1 << 16
+    assert list(RaftStorage(tmp_path, segment_size=1 << 16).open().entries) == ents + more
+
+
+def test_a_segment_written_without_preallocation_is_read_and_extended(tmp_path: Path) -> None:
+    """A segment that ends with its last record (a file system without ``fallocate``, or an
+    earlier version) reads as before; the next append goes after its records."""
+    ents = _write(tmp_path, segment_size=1 << 16)
+    seg = sorted((tmp_path / "raft/log").iterdir())[-1]
+    data = seg.read_bytes()
+    seg.write_bytes(data[:_records_end(data)])
+    s = RaftStorage(tmp_path, segment_size=1 << 16)
+    assert list(s.open().entries) == ents
+    more = _entries(40, 42, term=4)
+    s.persist(None, None, None, more)
+    s.sync()
+    s.close()
+    assert list(RaftStorage(tmp_path, segment_size=1 << 16).open().entries) == ents + more
+
+
+def test_when_preallocation_fails_the_log_still_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(fd: int, offset: int, length: int) -> None:
+        raise OSError(95, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", refuse)
+    events: list[dict[str, object]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        ents = _write(tmp_path, segment_size=1 << 16)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert any("could not preallocate" in str(e.get("log_format")) for e in events)
+    seg = sorted((tmp_path / "raft/log").iterdir())[-1]
+    assert seg.stat().st_size < 1 << 16  # grown by its writes only
+    assert list(RaftStorage(tmp_path, segment_size=1 << 16).open().entries) == ents
