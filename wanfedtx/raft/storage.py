@@ -9,15 +9,16 @@ Layout under ``<data_dir>/raft/`` (documented in docs/raft.md):
                             a msgpack array: ``["e", index, term, kind, data]`` (an entry),
                             ``["t", index]`` (entries >= index are discarded) or ``["s", index]``
                             (a snapshot up to index was installed; older entries are obsolete).
-                            A new segment is preallocated to the segment size (``posix_fallocate``):
-                            its records are followed by zeros, which end it as the file's end does.
+                            Space is preallocated ahead of the records (``posix_fallocate``, 4 MiB
+                            at a time, at most to the segment size): the records are followed by
+                            zeros, which end a segment as the file's end does.
 - ``snapshots/<index:020d>-<term:020d>.snap``  ``b"WFRSNAP1" crc32(4) len(8) msgpack [index, term,
                             voters, data]``, written to ``.tmp``, fsynced, renamed, dir fsynced.
 
 Nothing is reported durable before ``sync()`` returned (``fdatasync`` of the segment written since
 the last sync: its data and the size that makes the data readable, without the timestamps a full
 ``fsync`` also commits; new files and renames are made durable with an ``fsync`` of the directory).
-A preallocated segment keeps its size, so most syncs write the records' blocks and no size change.
+With space preallocated ahead, most syncs write the records' blocks and no new file size.
 Recovery: a bad record at the end of the newest segment (a torn write: no valid record after it)
 is truncated away and logged; a bad record with valid data after it, or in an older segment, is
 corruption in the middle and ``open`` raises ``StorageError`` saying what to do.
@@ -46,6 +47,7 @@ _HDR = struct.Struct(">II")
 _SNAP_MAGIC = b"WFRSNAP1"
 _SNAP_HDR = struct.Struct(">IQ")
 MAX_RECORD = 64 * 1024 * 1024
+PREALLOCATE_STEP = 4 * 1024 * 1024
 _KINDS = (0, 1, 2)
 
 
@@ -147,6 +149,8 @@ class RaftStorage:
         self._seg_seq = 0
         self._seg_size = 0  # bytes of records in the current segment (its zeros not counted)
         self._tail_end = 0  # where the newest segment's records end, as read by open()
+        self._allocated = 0  # the current segment's file size (records and zeros after them)
+        self._preallocating = True  # until the file system refuses once
         self._seg_last: dict[int, int] = {}  # segment seq -> highest entry index written in it
         self._dirty = False
         self._hs: HardState | None = None
@@ -285,28 +289,34 @@ class RaftStorage:
         self._seg = open(path, "r+b" if reopened else "w+b")  # kept open across calls
         self._seg_size = self._tail_end if reopened else 0
         self._seg.seek(self._seg_size)
-        self._preallocate()
+        self._allocated = os.fstat(self._seg.fileno()).st_size
         self._seg_last.setdefault(self._seg_seq, 0)
         _fsync_dir(self.log_dir)
 
-    def _preallocate(self) -> None:
-        """Give the segment its full size now, so that a sync after an append need not also
-        commit a new file size (what etcd's WAL does with its segments). Where the file system
-        cannot, the segment grows with its writes as before."""
-        fd = self._seg.fileno()
-        if os.fstat(fd).st_size >= self.segment_size:
+    def _reserve(self, size: int) -> None:
+        """Before ``size`` more bytes of records are written: make sure the file already
+        extends past them, preallocating ``PREALLOCATE_STEP`` ahead (at most to the segment
+        size), so that the syncs after most appends need not commit a new file size (etcd's
+        WAL preallocates its segments for the same reason). Where the file system cannot, the
+        segment grows with its writes."""
+        end = self._seg_size + size
+        if end <= self._allocated or not self._preallocating:
             return
+        target = max(end, min(end + PREALLOCATE_STEP, self.segment_size))
         try:
-            os.posix_fallocate(fd, 0, self.segment_size)
-            os.fsync(fd)  # the new size is durable before any record relies on it
+            os.posix_fallocate(self._seg.fileno(), 0, target)
         except OSError as e:
-            log.warn("raft: could not preallocate log segment {path}: {error}",
-                     path=self._seg.name, error=str(e))
+            self._preallocating = False
+            log.warn("raft: could not preallocate log segment {path}: {error}; the log grows "
+                     "with its writes", path=self._seg.name, error=str(e))
+            return
+        self._allocated = target
 
     def _append(self, payload: list[Any]) -> None:
         if self._seg is None or self._seg_size >= self.segment_size:
             self._open_segment()
         rec = encode_record(payload)
+        self._reserve(len(rec))
         self._seg.write(rec)
         self._seg_size += len(rec)
         self._dirty = True
@@ -353,6 +363,7 @@ class RaftStorage:
     def _write_records(self, buf: list[bytes], size: int, last: int) -> None:
         if not buf:
             return
+        self._reserve(size)
         self._seg.write(b"".join(buf))
         self._seg_size += size
         self._seg_last[self._seg_seq] = last

@@ -276,3 +276,25 @@ def test_when_preallocation_fails_the_log_still_works(
     seg = sorted((tmp_path / "raft/log").iterdir())[-1]
     assert seg.stat().st_size < 1 << 16  # grown by its writes only
     assert list(RaftStorage(tmp_path, segment_size=1 << 16).open().entries) == ents
+
+
+def test_space_is_preallocated_a_step_ahead_of_the_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import wanfedtx.raft.storage as storage_module
+
+    monkeypatch.setattr(storage_module, "PREALLOCATE_STEP", 1000)
+    s = RaftStorage(tmp_path, segment_size=1 << 20)
+    s.open()
+    sizes = set()
+    for i in range(1, 80):
+        s.persist(None, None, None, _entries(i, i + 1))
+        s.sync()
+        seg = sorted((tmp_path / "raft/log").iterdir())[-1]
+        data = seg.read_bytes()
+        end = _records_end(data)
+        assert end <= len(data) <= end + 1000  # never behind the records, one step ahead at most
+        sizes.add(len(data))
+    s.close()
+    assert len(sizes) > 3  # extended step by step, not to the segment size at once
+    assert list(RaftStorage(tmp_path, segment_size=1 << 20).open().entries) == _entries(1, 80)
