@@ -245,6 +245,15 @@ class RaftService(Service):
             return 0, []
         return core.config_index, sorted(core.voters)
 
+    @property
+    def fsync_batches(self) -> int:
+        """Write batches so far (one sync each); with ``readies_written``, group commit."""
+        return self._log.batches
+
+    @property
+    def readies_written(self) -> int:
+        return self._log.readies_written
+
     def stats(self) -> dict[str, str]:
         """hashicorp/raft's ``Stats()`` keys that apply here (``/v1/agent/self`` ``raft``)."""
         core = self.core
