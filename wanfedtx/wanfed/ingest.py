@@ -131,9 +131,10 @@ class PacketIngestProtocol(Protocol):
             self._arm()  # a new header wait begins
 
     def _fail(self, reason: str, error: str) -> None:
+        # Consul's line with its fields after it, as hclog prints them
         self.peer_log.error(
-            reason, MSG_FAILED_TO_INGEST, error=error, conn=join_host_port(*self.peer),
-            protocol=ALPN_WAN_GOSSIP_PACKET,
+            reason, MSG_FAILED_TO_INGEST + ": protocol={protocol} error={error} conn={conn}",
+            error=error, conn=join_host_port(*self.peer), protocol=ALPN_WAN_GOSSIP_PACKET,
         )
         self._close()
 

@@ -15,12 +15,17 @@ from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from wanfed_fakes import FakeInner, captured_logs, formats
+from twisted.logger import formatEvent
+from wanfed_fakes import FakeInner, captured_logs
 
 from wanfedtx.wanfed.constants import GOSSIP_PACKET_MAX_BYTE_SIZE, GOSSIP_PACKET_MAX_IDLE_TIME
 from wanfedtx.wanfed.errors import FrameError, FrameTooLarge
 from wanfedtx.wanfed.framing import FrameDecoder, encode_frame
-from wanfedtx.wanfed.ingest import PacketIngestProtocol
+from wanfedtx.wanfed.ingest import MSG_FAILED_TO_INGEST, PacketIngestProtocol
+
+
+def _ingest_failure(event: dict[str, Any]) -> bool:
+    return str(event.get("log_format", "")).startswith(MSG_FAILED_TO_INGEST)
 
 EXAMPLES = int(os.environ.get("WANFED_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,
@@ -127,7 +132,7 @@ def test_receiver_idle_two_minutes_waiting_for_a_header_is_closed() -> None:
         assert not t.disconnecting
         clock.advance(0.2)
     assert t.disconnecting
-    assert "failed to ingest RPC" in formats(logs)
+    assert any(_ingest_failure(e) for e in logs)
     assert "i/o timeout" in next(e["error"] for e in logs if "error" in e)
 
 
@@ -157,7 +162,7 @@ def test_bad_frame_closes_with_log_line(bad: bytes, error: str) -> None:
         p.dataReceived(encode_frame(b"\x08ok") + bad + encode_frame(b"\x08after"))
     assert [x[0] for x in inner.ingested] == [b"\x08ok"]
     assert t.disconnecting
-    (ev,) = [e for e in logs if e.get("log_format") == "failed to ingest RPC"]
+    (ev,) = [e for e in logs if _ingest_failure(e)]
     assert ev["error"] == error
     p.dataReceived(encode_frame(b"\x08ignored"))
     assert len(inner.ingested) == 1
@@ -168,7 +173,7 @@ def test_receiver_returns_quietly_while_the_pool_is_not_running() -> None:
     with captured_logs() as logs:
         p.dataReceived(encode_frame(b"\x08x"))
     assert t.disconnecting and inner.ingested == []
-    assert "failed to ingest RPC" not in formats(logs)
+    assert not any(_ingest_failure(e) for e in logs)
 
 
 @FUZZ
@@ -183,7 +188,7 @@ def test_fuzz_receiver_bad_input_closes_with_log_never_crashes(data: bytes, step
     assert failures == []
     # Always closed in the end (bad frame, empty frame or idle), and every close was logged.
     assert t.disconnecting
-    assert "failed to ingest RPC" in formats(logs)
+    assert any(_ingest_failure(e) for e in logs)
     assert all(0 < len(x[0]) <= 256 for x in inner.ingested)
 
 
@@ -201,9 +206,19 @@ def test_many_bad_peers_write_a_bounded_number_of_lines() -> None:
             p.makeConnection(t)
             p.dataReceived(struct.pack(">I", GOSSIP_PACKET_MAX_BYTE_SIZE + 1))
             assert t.disconnecting
-        lines = [e for e in logs if e.get("log_format") == "failed to ingest RPC"]
+        lines = [e for e in logs if _ingest_failure(e)]
         assert len(lines) == DEFAULT_BURST
         assert lines[0]["conn"] == "192.0.2.3:2000" and lines[0]["reason"] == "bad-frame"
         clock.advance(DEFAULT_INTERVAL)
     summary = [e for e in logs if e.get("count")]
     assert [(e["reason"], e["count"]) for e in summary] == [("bad-frame", 500 - DEFAULT_BURST)]
+
+
+def test_the_ingest_failure_line_says_which_connection_and_why() -> None:
+    p, _t, _inner, _ = receiver(limit=256)
+    with captured_logs() as logs:
+        p.dataReceived(struct.pack(">I", 300))
+    (ev,) = [e for e in logs if _ingest_failure(e)]
+    text = formatEvent(ev)
+    assert text.startswith("failed to ingest RPC: protocol=consul/wan-gossip/packet error=")
+    assert "300" in text and text.endswith(f"conn={ev['conn']}") and ev["conn"]
