@@ -12,12 +12,12 @@ waiting on it is released before its sync returned, either way.
 
 from __future__ import annotations
 
-import queue
 from pathlib import Path
 from typing import Any
 
 import pytest
 from test_raft_service import World, cmd
+from test_raft_write_path import ThreadCalls
 from twisted.python.failure import Failure
 
 from wanfedtx.metrics import Registry
@@ -53,20 +53,6 @@ class _Storage:
         self.events.append(("snapshot", snap.index))
 
 
-class _Reactor:
-    """``callFromThread`` into a queue that the test drains on its own thread."""
-
-    def __init__(self) -> None:
-        self.q: queue.SimpleQueue[tuple[Any, tuple[Any, ...]]] = queue.SimpleQueue()
-
-    def callFromThread(self, f: Any, *args: Any) -> None:
-        self.q.put((f, args))
-
-    def run_one(self) -> None:
-        f, args = self.q.get(timeout=10)
-        f(*args)
-
-
 def _answer(index: int) -> list[tuple[str, Message]]:
     return [("leader", AppendEntriesResponse("me", 1, True, index, 0))]
 
@@ -76,7 +62,7 @@ def _ready(seq: int, first: int, n: int) -> Ready:
                                    for i in range(first, first + n)])
 
 
-def _group(events: list[Any], threaded: bool) -> tuple[GroupCommit, _Storage, _Reactor,
+def _group(events: list[Any], threaded: bool) -> tuple[GroupCommit, _Storage, ThreadCalls,
                                                        list[Failure]]:
     storage = _Storage(events)
     failures: list[Failure] = []
@@ -84,7 +70,7 @@ def _group(events: list[Any], threaded: bool) -> tuple[GroupCommit, _Storage, _R
                      RaftMetrics(Registry()),
                      on_durable=lambda seq: events.append(("durable", seq)),
                      on_failed=failures.append)
-    reactor = _Reactor()
+    reactor = ThreadCalls()
     gc.start(reactor if threaded else None, "test-raft-writer")  # type: ignore[arg-type]
     return gc, storage, reactor, failures
 

@@ -182,7 +182,7 @@ def test_callback_failing_pending_mid_batch_fires_each_once(tmp_path: Path) -> N
     svc.stopService()
 
 
-class _ThreadCalls:
+class ThreadCalls:
     """``callFromThread`` into a queue the test drains on its own thread."""
 
     def __init__(self) -> None:
@@ -201,7 +201,7 @@ class _ThreadCalls:
 def test_writer_thread_order_failure_and_stop() -> None:
     from wanfedtx.raft.writer import WriterThread
 
-    calls = _ThreadCalls()
+    calls = ThreadCalls()
     written: list[int] = []
 
     def write(batch: int) -> None:
