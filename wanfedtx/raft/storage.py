@@ -10,8 +10,9 @@ Layout under ``<data_dir>/raft/`` (documented in docs/raft.md):
                             ``["t", index]`` (entries >= index are discarded) or ``["s", index]``
                             (a snapshot up to index was installed; older entries are obsolete).
                             Space is preallocated ahead of the records (``posix_fallocate``, 4 MiB
-                            at a time, at most to the segment size): the records are followed by
-                            zeros, which end a segment as the file's end does.
+                            at a time, at most to the segment size): the newest segment's records
+                            are followed by zeros, which end it as the file's end does; a segment
+                            is cut to its last record when the next one starts.
 - ``snapshots/<index:020d>-<term:020d>.snap``  ``b"WFRSNAP1" crc32(4) len(8) msgpack [index, term,
                             voters, data]``, written to ``.tmp``, fsynced, renamed, dir fsynced.
 
@@ -215,8 +216,11 @@ class RaftStorage:
             while off < len(buf):
                 parsed = _parse_record(buf, off)
                 if parsed is None:
-                    if buf.count(0, off) != len(buf) - off:  # not just the preallocated zeros
-                        self._bad_record(path, buf, off, last=n == len(segs) - 1)
+                    last = n == len(segs) - 1
+                    # only the newest segment may end with preallocated zeros (a segment is cut
+                    # to its records when the next one starts): zeros elsewhere are damage
+                    if not last or buf.count(0, off) != len(buf) - off:
+                        self._bad_record(path, buf, off, last=last)
                     break
                 rec, end = parsed
                 kind = rec[0]
@@ -279,7 +283,10 @@ class RaftStorage:
 
     def _open_segment(self) -> None:
         if self._seg is not None:
-            self._seg.flush()
+            # a finished segment ends with its last record (its preallocated zeros go), before
+            # the next segment exists: a reader accepts zeros after the records of the newest
+            # segment only
+            self._seg.truncate(self._seg_size)
             os.fsync(self._seg.fileno())
             self._seg.close()
         if self._seg_seq == 0 or self._seg_size >= self.segment_size or self._seg is not None:
