@@ -14,13 +14,18 @@ checks, then drives the primary's HTTP API with the raw-socket load clients of
   directly).
 
 Each row reports req/s, p50/p99 and the CPU of every process (both servers, both gateways).
+The rows run ``--rounds`` times, interleaved (this machine's speed drifts by tens of percent
+within minutes, so a lone short row says little); the table shows, per row, the round with
+the median p50, and the last line the ratio of the forwarded GET's p50 to the local GET's in
+each round and its median.
 
-Usage: python bench/federation/bench_cross_dc.py [--requests 5000] [--concurrency 16]
+Usage: python bench/federation/bench_cross_dc.py [--requests 5000] [--concurrency 16] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +37,15 @@ sys.path.insert(0, str(HERE.parent / "http"))
 from kv_bench import BenchError, load_row  # noqa: E402
 
 from wanfedtx.cli.demo import DCS, Federation  # noqa: E402
+
+LOCAL_GET = "GET primary, local"
+FORWARDED_GET = "GET primary ?dc=secondary (2 hops)"
+
+
+def _median_row(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round whose p50 is the median of the row's rounds (its req/s, p99 and CPU with it)."""
+    ordered = sorted(results, key=lambda r: r["p50"])
+    return ordered[(len(ordered) - 1) // 2]
 
 
 class Proc:
@@ -51,6 +65,8 @@ def main() -> int:
     parser.add_argument("--client-procs", type=int, default=1)
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--value-size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="times every row runs, rows interleaved (default 3)")
     args = parser.parse_args()
     ips = {"primary": "127.0.1.1", "secondary": "127.0.2.1"}
     root = Path(tempfile.mkdtemp(prefix="wanfed-bench-xdc-"))
@@ -67,18 +83,29 @@ def main() -> int:
         rows = [
             ("PUT primary, local", "PUT", target["primary"], ""),
             ("PUT primary ?dc=secondary (2 hops)", "PUT", target["primary"], "?dc=secondary"),
-            ("GET primary, local", "GET", target["primary"], ""),
-            ("GET primary ?dc=secondary (2 hops)", "GET", target["primary"], "?dc=secondary"),
+            (LOCAL_GET, "GET", target["primary"], ""),
+            (FORWARDED_GET, "GET", target["primary"], "?dc=secondary"),
             ("PUT secondary ?dc=primary (1 hop)", "PUT", target["secondary"], "?dc=primary"),
         ]
-        results = []
-        for label, method, targets, query in rows:
-            results.append(load_row(args, label, method, targets, everyone, query))
+        by_label: dict[str, list[dict[str, Any]]] = {label: [] for label, *_ in rows}
+        ratios = []
+        for n in range(args.rounds):
+            print(f"round {n + 1} of {args.rounds}", flush=True)
+            round_rows = {}
+            for label, method, targets, query in rows:
+                r = load_row(args, label, method, targets, everyone, query)
+                by_label[label].append(r)
+                round_rows[label] = r
+            ratios.append(round_rows[FORWARDED_GET]["p50"] / round_rows[LOCAL_GET]["p50"])
         print("\n| row | req/s | p50 ms | p99 ms | CPU % (servers, gateways) |")
         print("|---|---:|---:|---:|---|")
-        for r in results:
+        for label, results in by_label.items():
+            r = _median_row(results)
             cpu = ", ".join(f"{n} {v:.0f}" for n, v in r["server_cpu"].items())
-            print(f"| {r['label']} | {r['rate']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {cpu} |")
+            print(f"| {label} | {r['rate']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {cpu} |")
+        print("\nGET ?dc=secondary p50 / local GET p50, per round: "
+              + ", ".join(f"{x:.2f}x" for x in ratios)
+              + f"; median {statistics.median(ratios):.2f}x")
     finally:
         fed.stop()
     return 0

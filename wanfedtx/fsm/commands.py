@@ -14,6 +14,7 @@ from typing import Any
 import msgpack
 
 from wanfedtx.fsm.errors import CommandDecodeError
+from wanfedtx.packing import pack
 
 
 class MessageType(enum.IntEnum):
@@ -67,8 +68,7 @@ TOMBSTONE_REAP = "reap"
 
 def encode(msg_type: int, body: Any) -> bytes:
     """``type byte + msgpack(body)``; ``bytes`` values stay binary."""
-    packed: bytes = msgpack.packb(body, use_bin_type=True)
-    return bytes([msg_type]) + packed
+    return bytes([msg_type]) + pack(body)
 
 
 def decode(data: bytes) -> tuple[int, Any]:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import attrs
 import msgpack
 
+from wanfedtx.packing import pack
 from wanfedtx.raft.errors import MessageDecodeError
 
 # Entry kinds.
@@ -200,8 +201,7 @@ def encode(msg: Message) -> bytes:
                 msg.seq]
     else:
         body = [msg.TYPE] + [_wire(getattr(msg, f)) for f in msg.FIELDS]
-    out: bytes = msgpack.packb(body, use_bin_type=True)
-    return out
+    return pack(body)
 
 
 # -- decoding -----------------------------------------------------------------------------------

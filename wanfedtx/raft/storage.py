@@ -38,6 +38,7 @@ from typing import Any
 import msgpack
 from twisted.logger import Logger
 
+from wanfedtx.packing import pack
 from wanfedtx.raft.core import HardState, RestoredState, Snapshot
 from wanfedtx.raft.errors import StorageError
 from wanfedtx.raft.messages import Entry
@@ -71,7 +72,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def encode_record(payload: list[Any]) -> bytes:
-    body: bytes = msgpack.packb(payload, use_bin_type=True)
+    body = pack(payload)
     return _HDR.pack(len(body), zlib.crc32(body)) + body
 
 

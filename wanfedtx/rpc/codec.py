@@ -17,6 +17,7 @@ import msgpack
 
 from wanfedtx.framebudget import FrameBudget
 from wanfedtx.framing import LengthPrefixedDecoder, length_prefixed
+from wanfedtx.packing import pack
 from wanfedtx.rpc.constants import DEFAULT_MAX_FRAME_SIZE
 from wanfedtx.rpc.errors import FrameError
 
@@ -57,7 +58,7 @@ def encode_request(
 ) -> bytes:
     """One request frame. Raises ``TypeError`` for arguments msgpack cannot encode."""
     return _frame(
-        msgpack.packb([KIND_REQUEST, seq, method, args], use_bin_type=True), max_frame_size
+        pack([KIND_REQUEST, seq, method, args]), max_frame_size
     )
 
 
@@ -66,7 +67,7 @@ def encode_response(
 ) -> bytes:
     """One response frame. Raises ``TypeError`` for a reply msgpack cannot encode."""
     return _frame(
-        msgpack.packb([KIND_RESPONSE, seq, error, reply], use_bin_type=True), max_frame_size
+        pack([KIND_RESPONSE, seq, error, reply]), max_frame_size
     )
 
 

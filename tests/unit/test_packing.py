@@ -1,0 +1,57 @@
+"""The per-thread reusable msgpack packer gives exactly ``msgpack.packb``'s bytes."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wanfedtx import packing
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False)
+    | st.text() | st.binary(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+
+
+@given(values)
+def test_same_bytes_as_packb(value: Any) -> None:
+    assert packing.pack(value) == msgpack.packb(value, use_bin_type=True)
+
+
+def test_usable_after_an_error() -> None:
+    with pytest.raises(TypeError):
+        packing.pack([1, object()])
+    assert packing.pack([1, 2]) == msgpack.packb([1, 2], use_bin_type=True)
+
+
+def test_a_large_message_drops_the_packer() -> None:
+    packing.pack([1])
+    kept = packing._per_thread.packer
+    assert packing.pack([2]) and packing._per_thread.packer is kept
+    big = b"x" * (packing.KEEP_LIMIT + 1)
+    assert packing.pack(big) == msgpack.packb(big, use_bin_type=True)
+    assert packing._per_thread.packer is None
+    assert packing.pack([3]) == msgpack.packb([3], use_bin_type=True)
+    assert packing._per_thread.packer is not kept
+
+
+def test_each_thread_has_its_own_packer() -> None:
+    packing.pack([1])
+    here = packing._per_thread.packer
+    there: list[Any] = []
+
+    def other() -> None:
+        packing.pack([2])
+        there.append(packing._per_thread.packer)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert there[0] is not None and there[0] is not here
