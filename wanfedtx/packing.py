@@ -2,10 +2,12 @@
 """msgpack encoding of small hot-path messages with one reusable ``Packer`` per thread.
 
 ``msgpack.packb`` builds a new ``Packer`` for every call, and every ``Packer`` allocates a
-256 KiB buffer of its own; in a process whose heap is busy that allocation costs about as much
-as the encoding. RPC frames, raft messages, raft log records and FSM commands are encoded once
-or more per request, so they share one packer per thread here (the reactor thread and the raft
-writer thread each get their own: a ``Packer`` is not thread-safe).
+256 KiB buffer of its own. An agent fixes glibc's ``mmap`` threshold at 128 KiB
+(``wanfedtx.agent.limits``), so in an agent each such buffer is an ``mmap``, a page fault and a
+``munmap``: more than the encoding itself. RPC frames, raft messages, raft log records, FSM
+commands and gossip messages are encoded once or more per request or packet, so they share one
+packer per thread here (the reactor thread and the raft writer thread each get their own: a
+``Packer`` is not thread-safe).
 
 A packer keeps its buffer at the largest message it encoded. After a message larger than
 ``KEEP_LIMIT`` the thread's packer is replaced, so one large snapshot chunk or batch does not
@@ -31,10 +33,22 @@ def pack(obj: Any) -> bytes:
 
     Raises what ``packb`` raises (``TypeError``, ``ValueError``, ``OverflowError``); the packer
     is left empty and usable after an error."""
-    packer = getattr(_per_thread, "packer", None)
+    packer = getattr(_per_thread, "bin", None)
     if packer is None:
-        packer = _per_thread.packer = msgpack.Packer(use_bin_type=True)
+        packer = _per_thread.bin = msgpack.Packer(use_bin_type=True)
     out: bytes = packer.pack(obj)
     if len(out) > KEEP_LIMIT:
-        _per_thread.packer = None
+        _per_thread.bin = None
+    return out
+
+
+def pack_without_bin_type(obj: Any) -> bytes:
+    """``msgpack.packb(obj, use_bin_type=False)`` (str and bytes both as raw, as go-msgpack's
+    old spec that memberlist and serf speak) with this thread's reusable packer."""
+    packer = getattr(_per_thread, "raw", None)
+    if packer is None:
+        packer = _per_thread.raw = msgpack.Packer(use_bin_type=False)
+    out: bytes = packer.pack(obj)
+    if len(out) > KEEP_LIMIT:
+        _per_thread.raw = None
     return out

@@ -23,6 +23,7 @@ values = st.recursive(
 @given(values)
 def test_same_bytes_as_packb(value: Any) -> None:
     assert packing.pack(value) == msgpack.packb(value, use_bin_type=True)
+    assert packing.pack_without_bin_type(value) == msgpack.packb(value, use_bin_type=False)
 
 
 def test_usable_after_an_error() -> None:
@@ -33,23 +34,25 @@ def test_usable_after_an_error() -> None:
 
 def test_a_large_message_drops_the_packer() -> None:
     packing.pack([1])
-    kept = packing._per_thread.packer
-    assert packing.pack([2]) and packing._per_thread.packer is kept
+    kept = packing._per_thread.bin
+    assert packing.pack([2]) and packing._per_thread.bin is kept
     big = b"x" * (packing.KEEP_LIMIT + 1)
     assert packing.pack(big) == msgpack.packb(big, use_bin_type=True)
-    assert packing._per_thread.packer is None
+    assert packing._per_thread.bin is None
     assert packing.pack([3]) == msgpack.packb([3], use_bin_type=True)
-    assert packing._per_thread.packer is not kept
+    assert packing._per_thread.bin is not kept
+    assert packing.pack_without_bin_type(big) == msgpack.packb(big, use_bin_type=False)
+    assert packing._per_thread.raw is None
 
 
 def test_each_thread_has_its_own_packer() -> None:
     packing.pack([1])
-    here = packing._per_thread.packer
+    here = packing._per_thread.bin
     there: list[Any] = []
 
     def other() -> None:
         packing.pack([2])
-        there.append(packing._per_thread.packer)
+        there.append(packing._per_thread.bin)
 
     t = threading.Thread(target=other)
     t.start()

@@ -22,6 +22,8 @@ from typing import Any, ClassVar, Self, TypeVar
 import attrs
 import msgpack
 
+from wanfedtx.packing import pack_without_bin_type
+
 from . import lzw
 from .errors import CompressionError, WireError
 
@@ -82,8 +84,7 @@ _I64 = (-(1 << 63), (1 << 63) - 1)
 
 def pack(obj: Any) -> bytes:
     """msgpack-encode like go-msgpack: str and bytes both as raw, no bin types."""
-    packed: bytes = msgpack.packb(obj, use_bin_type=False)
-    return packed
+    return pack_without_bin_type(obj)
 
 
 def unpack_one(buf: bytes) -> tuple[Any, int]:
