@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -24,6 +24,7 @@ from wanfedtx.rpc.constants import (
     POOL_REAP_INTERVAL,
     RPCType,
 )
+from wanfedtx.rpc.deadlines import Deadline, Deadlines
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.errors import NodeNameRequired, RPCTimeout
 from wanfedtx.rpc.protocol import RPCClientProtocol
@@ -65,6 +66,7 @@ class ConnPool(Service):
         self._conns: dict[str, _Conn] = {}
         self._dialing: dict[str, list[Deferred[RPCClientProtocol]]] = {}
         self._reaper: LoopingCall | None = None
+        self._deadlines = Deadlines(clock)
 
     # -- public API -------------------------------------------------------------------------
 
@@ -106,16 +108,23 @@ class ConnPool(Service):
 
     def _with_deadline(self, d: Deferred[Any], timeout: float, dc: str, node_name: str,
                        addr: str, method: str) -> Deferred[Any]:
-        # Cancelling the call (a client that left a forwarded blocking read) stops its
+        # Cancelling the call (a client that left a forwarded blocking read) ends its
         # deadline and fails it at once; the answer, if it still comes, is dropped.
         outer: Deferred[Any] = Deferred(lambda _: d.cancel())
-        timer = self.clock.callLater(timeout, self._expire, outer, d, timeout, dc, node_name,
-                                     addr, method)
-        d.addBoth(_settle, outer, timer)
+        deadline = self._deadlines.add(timeout, self._expire, outer, timeout, dc, node_name,
+                                       addr, method)
+        d.addBoth(self._settle, outer, deadline)
         return outer
 
-    def _expire(self, outer: Deferred[Any], inner: Deferred[Any], timeout: float, dc: str,
-                node_name: str, addr: str, method: str) -> None:
+    def _settle(self, result: Any, outer: Deferred[Any], deadline: Deadline) -> None:
+        """The call ended: its deadline no longer applies; pass the result on (unless the
+        deadline already failed it)."""
+        self._deadlines.settle(deadline)
+        if not outer.called:
+            outer.callback(result)  # a Failure errbacks
+
+    def _expire(self, outer: Deferred[Any], timeout: float, dc: str, node_name: str,
+                addr: str, method: str) -> None:
         if outer.called:
             return
         outer.errback(RPCTimeout(method, node_name, dc, timeout))
@@ -219,14 +228,6 @@ class ConnPool(Service):
         conns, self._conns = list(self._conns.values()), {}
         d = DeferredList([c.proto.close() for c in conns])
         return d.addCallback(lambda _: None)
-
-
-def _settle(result: Any, outer: Deferred[Any], timer: IDelayedCall) -> None:
-    """The call ended: stop its deadline and pass the result on (unless it already expired)."""
-    if timer.active():
-        timer.cancel()
-    if not outer.called:
-        outer.callback(result)  # a Failure errbacks
 
 
 def _failed(exc: Exception) -> Deferred[Any]:
