@@ -188,7 +188,9 @@ class QueriesMixin(SerfBase):
             q.responses[r.from_] = r.payload
 
     def _handle_relay(self, body: bytes) -> None:
-        unpacker = msgpack.Unpacker(raw=True, strict_map_key=False)
+        # sized to the message: the default buffer is 1 MiB, an mmap per relayed response
+        unpacker = msgpack.Unpacker(raw=True, strict_map_key=False,
+                                    max_buffer_size=len(body) + 16)
         unpacker.feed(body)
         try:
             header = unpacker.unpack()
