@@ -20,6 +20,7 @@ the median p50, and the last line the ratio of the forwarded GET's p50 to the lo
 each round and its median.
 
 Usage: python bench/federation/bench_cross_dc.py [--requests 5000] [--concurrency 16] [--rounds 3]
+       [--only-get]
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def main() -> int:
     parser.add_argument("--value-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3,
                         help="times every row runs, rows interleaved (default 3)")
+    parser.add_argument("--only-get", action="store_true",
+                        help="only the local and the forwarded GET rows")
     args = parser.parse_args()
     ips = {"primary": "127.0.1.1", "secondary": "127.0.2.1"}
     root = Path(tempfile.mkdtemp(prefix="wanfed-bench-xdc-"))
@@ -87,6 +90,10 @@ def main() -> int:
             (FORWARDED_GET, "GET", target["primary"], "?dc=secondary"),
             ("PUT secondary ?dc=primary (1 hop)", "PUT", target["secondary"], "?dc=primary"),
         ]
+        if args.only_get:  # the keys are written once, unmeasured, for the GETs to read
+            for label, method, targets, query in rows[:2]:
+                load_row(args, f"{label} (writes the keys)", method, targets, everyone, query)
+            rows = [row for row in rows if row[0] in (LOCAL_GET, FORWARDED_GET)]
         by_label: dict[str, list[dict[str, Any]]] = {label: [] for label, *_ in rows}
         ratios = []
         for n in range(args.rounds):
