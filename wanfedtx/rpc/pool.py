@@ -10,6 +10,7 @@ reaper; stopping it closes every connection and fires when they are closed.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
@@ -24,11 +25,11 @@ from wanfedtx.rpc.constants import (
     POOL_REAP_INTERVAL,
     RPCType,
 )
-from wanfedtx.rpc.deadlines import Deadline, Deadlines
 from wanfedtx.rpc.dial import Dialer
 from wanfedtx.rpc.errors import NodeNameRequired, RPCTimeout
 from wanfedtx.rpc.protocol import RPCClientProtocol
 from wanfedtx.services import Service
+from wanfedtx.state.timers import QueuedTimer, TimerQueue
 
 log = Logger(namespace="wanfedtx.rpc")
 
@@ -66,7 +67,9 @@ class ConnPool(Service):
         self._conns: dict[str, _Conn] = {}
         self._dialing: dict[str, list[Deferred[RPCClientProtocol]]] = {}
         self._reaper: LoopingCall | None = None
-        self._deadlines = Deadlines(clock)
+        # one reactor timer for every call's deadline (a DelayedCall per call costs a heap
+        # insertion and a cancellation in the reactor's heap on every forwarded call)
+        self._deadlines = TimerQueue(clock)
 
     # -- public API -------------------------------------------------------------------------
 
@@ -111,15 +114,16 @@ class ConnPool(Service):
         # Cancelling the call (a client that left a forwarded blocking read) ends its
         # deadline and fails it at once; the answer, if it still comes, is dropped.
         outer: Deferred[Any] = Deferred(lambda _: d.cancel())
-        deadline = self._deadlines.add(timeout, self._expire, outer, timeout, dc, node_name,
-                                       addr, method)
+        deadline = self._deadlines.callLater(
+            timeout, partial(self._expire, outer, timeout, dc, node_name, addr, method))
         d.addBoth(self._settle, outer, deadline)
         return outer
 
-    def _settle(self, result: Any, outer: Deferred[Any], deadline: Deadline) -> None:
+    def _settle(self, result: Any, outer: Deferred[Any], deadline: QueuedTimer) -> None:
         """The call ended: its deadline no longer applies; pass the result on (unless the
         deadline already failed it)."""
-        self._deadlines.settle(deadline)
+        if deadline.active():
+            deadline.cancel()
         if not outer.called:
             outer.callback(result)  # a Failure errbacks
 
