@@ -33,22 +33,21 @@ def pack(obj: Any) -> bytes:
 
     Raises what ``packb`` raises (``TypeError``, ``ValueError``, ``OverflowError``); the packer
     is left empty and usable after an error."""
-    packer = getattr(_per_thread, "bin", None)
-    if packer is None:
-        packer = _per_thread.bin = msgpack.Packer(use_bin_type=True)
-    out: bytes = packer.pack(obj)
-    if len(out) > KEEP_LIMIT:
-        _per_thread.bin = None
-    return out
+    return _pack(obj, "bin", True)
 
 
 def pack_without_bin_type(obj: Any) -> bytes:
     """``msgpack.packb(obj, use_bin_type=False)`` (str and bytes both as raw, as go-msgpack's
     old spec that memberlist and serf speak) with this thread's reusable packer."""
-    packer = getattr(_per_thread, "raw", None)
+    return _pack(obj, "raw", False)
+
+
+def _pack(obj: Any, slot: str, use_bin_type: bool) -> bytes:
+    packer = getattr(_per_thread, slot, None)
     if packer is None:
-        packer = _per_thread.raw = msgpack.Packer(use_bin_type=False)
+        packer = msgpack.Packer(use_bin_type=use_bin_type)
+        setattr(_per_thread, slot, packer)
     out: bytes = packer.pack(obj)
     if len(out) > KEEP_LIMIT:
-        _per_thread.raw = None
+        setattr(_per_thread, slot, None)  # do not keep a large buffer for the next message
     return out
