@@ -58,3 +58,26 @@ def test_each_thread_has_its_own_packer() -> None:
     t.start()
     t.join()
     assert there[0] is not None and there[0] is not here
+
+
+def test_the_hot_path_encoders_do_not_call_packb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RPC frames, raft messages and log records, FSM commands and gossip messages go through
+    the reusable packers: in an agent every ``packb`` is an mmap/munmap pair of its buffer."""
+    from wanfedtx.fsm import commands
+    from wanfedtx.gossip import wire
+    from wanfedtx.raft import messages, storage
+    from wanfedtx.rpc import codec
+
+    def refuse(*args: Any, **kwargs: Any) -> bytes:
+        raise AssertionError("msgpack.packb called on a hot path")
+
+    monkeypatch.setattr(msgpack, "packb", refuse)
+    assert codec.decode_body(codec.encode_request(1, "KVS.Get", {"Key": "k"})[4:]).seq == 1
+    assert codec.decode_body(codec.encode_response(1, None, {"Index": 3})[4:]).reply == {
+        "Index": 3}
+    entry = messages.Entry(index=2, term=1, data=b"x")
+    append = messages.AppendEntries("s1", 1, 1, 1, (entry,), 1, 7)
+    assert messages.decode(messages.encode(append)) == append
+    assert storage.encode_record([1, 2, b"x"])
+    assert commands.decode(commands.encode(0, {"Node": "n"}))[0] == 0
+    assert wire.pack({b"Name": b"n"})
