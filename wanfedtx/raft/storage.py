@@ -157,7 +157,6 @@ class RaftStorage:
         self._dirty = False
         self._hs: HardState | None = None
         self._base_marker: int | None = None
-        self._pack = msgpack.Packer(use_bin_type=True).pack  # used by one thread at a time
         self.fsyncs = 0
 
     # -- recovery ---------------------------------------------------------------------------------
@@ -352,7 +351,7 @@ class RaftStorage:
     def _append_entries(self, entries: list[Entry]) -> None:
         """The entries' records, byte for byte those of ``_append``, written with one ``write``
         per segment (a segment is rolled at the same record boundary as ``_append`` rolls it)."""
-        pack, hdr, crc32 = self._pack, _HDR.pack, zlib.crc32
+        hdr, crc32 = _HDR.pack, zlib.crc32
         buf: list[bytes] = []
         size = 0
         last = 0
