@@ -23,7 +23,6 @@ full-TLS row of ``run.py``) and ``shaped`` (a real ClientHello, a 2000-byte serv
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -36,43 +35,36 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # run.py's pieces, next to this script
+import peers  # noqa: E402
+import proxies  # noqa: E402
 
 
-def _load_run() -> Any:
-    spec = importlib.util.spec_from_file_location("gw_run", HERE / "run.py")
-    if spec is None or spec.loader is None:
-        raise SystemExit("cannot load run.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def client_main(run: Any, ports: list[int], certdir: Path, seconds: float, load: str) -> None:
+def client_main(ports: list[int], certdir: Path, seconds: float, load: str) -> None:
     """Sequential connections for ``seconds``, alternating between ``ports``; prints the
     connections served per port as JSON."""
-    ctx = run.client_ctx(certdir)
-    hello = run.client_hello(ctx, run.SHAPED_SNI)
-    fin = b"f" * run.CLIENT_FLIGHT
-    msg = b"e" * run.ECHO
+    ctx = peers.client_ctx(certdir)
+    hello = peers.client_hello(ctx, peers.SHAPED_SNI)
+    fin = b"f" * peers.CLIENT_FLIGHT
+    msg = b"e" * peers.ECHO
     ok = [0] * len(ports)
     failed = 0
     first = ""
-    buf = bytearray(run.SERVER_FLIGHT)
-    end = run.wait_start() + seconds
+    buf = bytearray(peers.SERVER_FLIGHT)
+    end = peers.wait_start() + seconds
     i = 0
     while time.monotonic() < end:
         k = i % len(ports)
         i += 1
         try:
             if load == "tls":
-                s = run.connect(("127.0.0.1", ports[k]), ctx)
+                s = peers.connect(("127.0.0.1", ports[k]), ctx)
                 s.sendall(msg)
                 got = b""
-                while len(got) < run.ECHO:
-                    b = s.recv(run.ECHO - len(got))
+                while len(got) < peers.ECHO:
+                    b = s.recv(peers.ECHO - len(got))
                     if not b:
                         raise ConnectionError("closed before the echo")
                     got += b
@@ -83,7 +75,7 @@ def client_main(run: Any, ports: list[int], certdir: Path, seconds: float, load:
                     raw.sendall(hello)
                     n = 0
                     view = memoryview(buf)
-                    while n < run.SERVER_FLIGHT:
+                    while n < peers.SERVER_FLIGHT:
                         r = raw.recv_into(view[n:])
                         if not r:
                             raise ConnectionError("closed during the server flight")
@@ -102,7 +94,6 @@ def window(
     ports: list[int], pids: list[int], certdir: Path, seconds: float, load: str, clients: int
 ) -> tuple[list[int], list[float], int, str]:
     """One window: (connections per gateway, CPU seconds per gateway, failures, first one)."""
-    run = _load_run()
     procs = [
         subprocess.Popen(
             [sys.executable, __file__, "--role", "client", "--load", load, "--ports",
@@ -122,7 +113,7 @@ def window(
             p.stdin.flush()
     while time.monotonic() < start_at:
         time.sleep(0.001)
-    cpu0 = [run.cpu_seconds(pid) for pid in pids]
+    cpu0 = [proxies.cpu_seconds(pid) for pid in pids]
     ok = [0] * len(ports)
     failed = 0
     first = ""
@@ -132,7 +123,7 @@ def window(
         ok = [a + b for a, b in zip(ok, r["ok"], strict=True)]
         failed += r["failed"]
         first = first or r["first_error"]
-    cpu = [run.cpu_seconds(pid) - c for pid, c in zip(pids, cpu0, strict=True)]
+    cpu = [proxies.cpu_seconds(pid) - c for pid, c in zip(pids, cpu0, strict=True)]
     return ok, cpu, failed, first
 
 
@@ -157,20 +148,19 @@ def main() -> int:
     ap.add_argument("--ports", default="", help=argparse.SUPPRESS)
     ap.add_argument("--certdir", default="", help=argparse.SUPPRESS)
     a = ap.parse_args()
-    run = _load_run()
     if a.role == "client":
         ports = [int(p) for p in a.ports.split(",")]
-        client_main(run, ports, Path(a.certdir), a.seconds, a.load)
+        client_main(ports, Path(a.certdir), a.seconds, a.load)
         return 0
 
     roots = [Path(r).resolve() for r in (a.root or ["."])]
-    run.pinned = lambda cpu: []  # no pinning: CPU time is what is measured
+    proxies.pinned = lambda cpu: []  # no pinning: CPU time is what is measured
     loads = a.loads.split(",")
     load_before = os.getloadavg()
     t0 = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="wanfed-gw-cpuconn-"))
-    run.make_certs(tmp)
-    bport, shport = run.free_port(), run.free_port()
+    peers.make_certs(tmp)
+    bport, shport = proxies.free_port(), proxies.free_port()
     helpers = [
         subprocess.Popen(
             [sys.executable, str(HERE / "run.py"), "--role", "backend", "--port", str(bport),
@@ -188,15 +178,15 @@ def main() -> int:
         for h in helpers:
             if h.stdout is not None:
                 h.stdout.readline()
-        ports = [run.free_port() for _ in roots]
+        ports = [proxies.free_port() for _ in roots]
         names = [str(r) for r in roots]
         for root, port in zip(roots, ports, strict=True):
-            run.ROOT = root
+            proxies.ROOT = root
             gws.append(
-                run.start_wanfed(
+                proxies.start_wanfed(
                     tmp, port, bport, bport, shport, 0,
                     ["-data-path", "loop", "-workers", a.workers, "-admin-bind", ""],
-                    run.PIPE_SIZE,
+                    peers.PIPE_SIZE,
                 )
             )  # fmt: skip
         if a.launcher:  # e.g. a wrapper that profiles the loop thread: the last checkout only
@@ -209,12 +199,14 @@ def main() -> int:
             env = dict(os.environ, PYTHONPATH=str(roots[-1]))
             gws.append(subprocess.Popen(args, env=env, cwd=str(tmp)))
         for peer in a.peer:  # e.g. haproxy-splice: the same clients, the same moments
-            port = run.free_port()
+            port = proxies.free_port()
             ports.append(port)
             names.append(peer)
-            gws.append(run.start_haproxy(tmp, port, bport, bport, shport, 0, peer, run.PIPE_SIZE))
+            gws.append(
+                proxies.start_haproxy(tmp, port, bport, bport, shport, 0, peer, peers.PIPE_SIZE)
+            )
         for port, gw in zip(ports, gws, strict=True):
-            run.wait_port(port, gw)
+            proxies.wait_port(port, gw)
         print("pids: " + ", ".join(f"{n}={g.pid}" for n, g in zip(names, gws, strict=True)))
         for rnd in range(a.rounds):
             for ld in loads:
