@@ -71,18 +71,7 @@ def client_main(ports: list[int], certdir: Path, seconds: float, load: str) -> N
                 s.close()
             else:
                 with socket.create_connection(("127.0.0.1", ports[k]), timeout=30) as raw:
-                    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    raw.sendall(hello)
-                    n = 0
-                    view = memoryview(buf)
-                    while n < peers.SERVER_FLIGHT:
-                        r = raw.recv_into(view[n:])
-                        if not r:
-                            raise ConnectionError("closed during the server flight")
-                        n += r
-                    raw.sendall(fin)
-                    if raw.recv(1) != b"x":
-                        raise ConnectionError("closed before the reply")
+                    peers.shaped_exchange(raw, hello, fin, buf)
             ok[k] += 1
         except (OSError, ssl.SSLError) as e:
             failed += 1

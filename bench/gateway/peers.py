@@ -85,6 +85,37 @@ SERVER_FLIGHT = 2000  # bytes, about a TLS 1.3 ServerHello..Finished with one P-
 CLIENT_FLIGHT = 80  # bytes, about a client Finished plus a 1-byte application record
 
 
+def accept_ready(ls: socket.socket, ep: select.epoll) -> list[socket.socket]:
+    """Accept every pending connection on the non-blocking listener ``ls``; each is made
+    non-blocking and registered for reading with ``ep``."""
+    out = []
+    while True:
+        try:
+            c, _ = ls.accept()
+        except BlockingIOError:
+            return out
+        c.setblocking(False)
+        ep.register(c.fileno(), select.EPOLLIN)
+        out.append(c)
+
+
+def shaped_exchange(s: socket.socket, hello: bytes, fin: bytes, buf: bytearray) -> None:
+    """One handshake-shaped connection on the connected socket ``s``: the hello, the server's
+    flight read into ``buf``, the client's flight, the 1-byte answer."""
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.sendall(hello)
+    got = 0
+    view = memoryview(buf)
+    while got < SERVER_FLIGHT:
+        n = s.recv_into(view[got:])
+        if not n:
+            raise ConnectionError("closed during the server flight")
+        got += n
+    s.sendall(fin)
+    if s.recv(1) != b"x":
+        raise ConnectionError("closed before the reply")
+
+
 def shaped_main(port: int) -> None:
     """Handshake-shaped peer for the new-connections test, one epoll loop, no crypto.
 
@@ -102,15 +133,9 @@ def shaped_main(port: int) -> None:
     while True:
         for fd, _ev in ep.poll():
             if fd == ls.fileno():
-                while True:
-                    try:
-                        c, _ = ls.accept()
-                    except BlockingIOError:
-                        break
-                    c.setblocking(False)
+                for c in accept_ready(ls, ep):
                     c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     conns[c.fileno()] = (c, bytearray(), [0])
-                    ep.register(c.fileno(), select.EPOLLIN)
                 continue
             c, buf, stage = conns[fd]
             try:
@@ -158,18 +183,7 @@ def shaped_client_main(port: int, certdir: Path, seconds: float) -> None:
     while time.monotonic() < end:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                s.sendall(hello)
-                got = 0
-                view = memoryview(buf)
-                while got < SERVER_FLIGHT:
-                    n = s.recv_into(view[got:])
-                    if not n:
-                        raise ConnectionError("closed during the server flight")
-                    got += n
-                s.sendall(fin)
-                if s.recv(1) != b"x":
-                    raise ConnectionError("closed before the reply")
+                shaped_exchange(s, hello, fin, buf)
             ok += 1
         except OSError as e:
             failed += 1
@@ -192,14 +206,8 @@ def sink_main(port: int) -> None:
     while True:
         for fd, _ev in ep.poll():
             if fd == ls.fileno():
-                while True:
-                    try:
-                        c, _ = ls.accept()
-                    except BlockingIOError:
-                        break
-                    c.setblocking(False)
+                for c in accept_ready(ls, ep):
                     conns[c.fileno()] = c
-                    ep.register(c.fileno(), select.EPOLLIN)
             elif fd == 0:
                 if not os.read(0, 4096):
                     return
