@@ -17,6 +17,13 @@ cluster start-ups; the defaults take about 1 min 30 s.
   on (no ``--unsafe-no-fsync``), ``--snapshot-count`` 100000, ``--quota-backend-bytes`` 2 GiB,
   ``--log-level error``. wrk sends to the leader (from ``/v3/maintenance/status``).
 
+``--clients spread`` deals each row's connections over the three servers of each system
+(leader first: 1 connection goes to the leader, 16 are 6/5/5, 256 are 86/85/85), one wrk per
+server run side by side, as clients spread over a cluster's servers are: a follower forwards
+the write to its leader (ours as a ``KVS.Apply`` RPC, etcd as a raft proposal) and answers
+after the commit. The rows add up the wrk processes' requests; p50/p99 come from the union of
+their 0.1 % latency quantiles.
+
 Rows alternate between the systems (wanfed 1, etcd 1, wanfed 16, ...; both clusters stay up) so
 that the shared machine's load drifts affect both alike. Each row prints writes/s, p50/p99 (wrk's
 latency distribution), non-2xx answers (must be 0), and the CPU of every server process and of
@@ -101,11 +108,14 @@ function b64(data)
 end
 function done(summary, latency, requests)
   local e = summary.errors
+  local q = {}
+  for i = 1, 999 do q[i] = string.format('%%d', latency:percentile(i / 10)) end
   io.write(string.format(
     '{"requests": %%d, "duration_us": %%d, "non2xx": %%d, "connect": %%d, "read": %%d, ' ..
-    '"write": %%d, "timeout": %%d, "p50_us": %%d, "p99_us": %%d, "max_us": %%d}\n',
+    '"write": %%d, "timeout": %%d, "p50_us": %%d, "p99_us": %%d, "max_us": %%d, ' ..
+    '"q_us": [%%s]}\n',
     summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max))
+    latency:percentile(50), latency:percentile(99), latency.max, table.concat(q, ',')))
 end
 """
 
@@ -199,21 +209,57 @@ def etcd_leader(members: list[Etcd]) -> Etcd:
 # -- one row --------------------------------------------------------------------------------
 
 
-def run_wrk(system: str, target: str, conns: int, duration: float, value_size: int,
+def split_connections(members: list[str], conns: int) -> list[tuple[str, int]]:
+    """``conns`` connections dealt over ``members`` (the leader first), none left empty."""
+    share = [conns // len(members) + (1 if i < conns % len(members) else 0)
+             for i in range(len(members))]
+    return [(m, n) for m, n in zip(members, share, strict=True) if n]
+
+
+def merge_wrk(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from the JSON lines of several wrk processes run side by side: counts summed,
+    the rate summed, p50/p99 of the union from each process's 0.1 % quantiles (weighted by
+    its requests)."""
+    if len(results) == 1:
+        return results[0]
+    out: dict[str, Any] = {k: sum(r[k] for r in results) for k in (
+        "requests", "non2xx", "connect", "read", "write", "timeout")}
+    out["duration_us"] = max(r["duration_us"] for r in results)
+    out["rate"] = sum(r["requests"] / (r["duration_us"] / 1e6) for r in results)
+    out["max_us"] = max(r["max_us"] for r in results)
+    points = sorted((q, r["requests"] / len(r["q_us"])) for r in results for q in r["q_us"])
+    total = sum(w for _, w in points)
+    for name, frac in (("p50_us", 0.50), ("p99_us", 0.99)):
+        acc = 0.0
+        for q, w in points:
+            acc += w
+            if acc >= frac * total:
+                out[name] = q
+                break
+    return out
+
+
+def run_wrk(system: str, targets: list[tuple[str, int]], duration: float, value_size: int,
             procs: dict[str, int], root: Path, profile: Path | None,
             leader_pid: int) -> dict[str, Any]:
+    """One measured row: a wrk per (host:port, connections) of ``targets``, all at once."""
     script = root / f"wrk-{system}.lua"
     script.write_text(WRK_LUA % {"keys": KEYS, "value_size": value_size, "system": system})
-    threads = min(2, conns)
-    cmd = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{duration:g}s",
-           "--timeout", "10s", "-s", str(script), f"http://{target}"]
+    conns = sum(c for _, c in targets)
+
+    def cmd(target: str, c: int, secs: float) -> list[str]:
+        return ["wrk", "-t", str(min(2, c)), "-c", str(c), "-d", f"{secs:g}s", "--timeout",
+                "10s", "-s", str(script), f"http://{target}"]
+
     # warm-up: 2 s, not measured (connections, caches, the leader's first batches)
-    subprocess.run(["wrk", "-t", str(threads), "-c", str(conns), "-d", "2s", "-s", str(script),
-                    f"http://{target}"], check=True, stdout=subprocess.DEVNULL)
+    warm = [subprocess.Popen(cmd(t, c, 2), stdout=subprocess.DEVNULL) for t, c in targets]
+    if any(w.wait() for w in warm):
+        raise BenchError("wrk failed during the warm-up")
     cpu0 = {n: cpu_seconds(p) for n, p in procs.items()}
     busy0 = machine_busy_seconds()
     t0 = time.monotonic()
-    wrk = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    wrks = [subprocess.Popen(cmd(t, c, duration), stdout=subprocess.PIPE, text=True)
+            for t, c in targets]
     spy = None
     if profile is not None:
         base = profile / f"leader-c{conns}"
@@ -222,29 +268,34 @@ def run_wrk(system: str, target: str, conns: int, duration: float, value_size: i
              "-d", str(max(1, int(duration) - 1)), "-r", "200", "-f", "raw",
              "-o", f"{base}.folded"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # wrk's own CPU: sampled just before it exits (it is our child: read /proc while it runs)
-    wrk_cpu = 0.0
-    while wrk.poll() is None:
-        try:
-            wrk_cpu = cpu_seconds(wrk.pid)
-        except (OSError, IndexError):
-            pass
+    # wrk's own CPU: sampled just before each exits (our children: read /proc while they run)
+    wrk_cpu = [0.0] * len(wrks)
+    while any(w.poll() is None for w in wrks):
+        for i, w in enumerate(wrks):
+            if w.returncode is None:
+                try:
+                    wrk_cpu[i] = cpu_seconds(w.pid)
+                except (OSError, IndexError):
+                    pass
         time.sleep(0.05)
-    out = wrk.stdout.read() if wrk.stdout else ""
+    outs = [w.stdout.read() if w.stdout else "" for w in wrks]
     wall = time.monotonic() - t0
     cpu1 = {n: cpu_seconds(p) for n, p in procs.items()}
     busy1 = machine_busy_seconds()
     if spy is not None:
         spy.wait(timeout=60)
-    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
-    if wrk.returncode != 0 or not lines:
-        raise BenchError(f"wrk failed ({wrk.returncode}): {out[-500:]}")
-    res: dict[str, Any] = json.loads(lines[-1])
-    secs = res["duration_us"] / 1e6
-    res["rate"] = res["requests"] / secs
+    results = []
+    for w, out in zip(wrks, outs, strict=True):
+        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+        if w.returncode != 0 or not lines:
+            raise BenchError(f"wrk failed ({w.returncode}): {out[-500:]}")
+        results.append(json.loads(lines[-1]))
+    res = merge_wrk(results)
+    res.setdefault("rate", res["requests"] / (res["duration_us"] / 1e6))
+    res.pop("q_us", None)
     res["cpu"] = {n: 100 * (cpu1[n] - cpu0[n]) / wall for n in procs}
-    res["cpu"]["wrk"] = 100 * wrk_cpu / wall
-    ours = sum(cpu1[n] - cpu0[n] for n in procs) + wrk_cpu
+    res["cpu"]["wrk"] = 100 * sum(wrk_cpu) / wall
+    ours = sum(cpu1[n] - cpu0[n] for n in procs) + sum(wrk_cpu)
     lead = next(n for n in procs if n.endswith("(L)"))
     res["other"] = max(0.0, 100 * ((busy1 - busy0) - ours) / wall)
     res["leader_us"] = 1e6 * (cpu1[lead] - cpu0[lead]) / max(1, res["requests"])
@@ -261,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--systems", default="wanfed,etcd")
     p.add_argument("--profile", type=Path, default=None,
                    help="py-spy the wanfed leader into this directory")
+    p.add_argument("--clients", choices=("leader", "spread"), default="leader",
+                   help="wrk to the leader only, or its connections dealt over all three "
+                        "servers/members (the leader first); the same for both systems")
     p.add_argument("--tmp", default="/var/tmp")
     p.add_argument("--keep", action="store_true", help="keep the data dirs and logs")
     args = p.parse_args(argv)
@@ -276,31 +330,33 @@ def main(argv: list[str] | None = None) -> int:
         args.profile.mkdir(parents=True, exist_ok=True)
     print(f"data under {root}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
           f"on {os.cpu_count()} CPUs; {args.value_size}-byte values, {KEYS} keys, "
-          f"{args.duration:g} s per row", flush=True)
+          f"{args.duration:g} s per row; clients to the {args.clients}", flush=True)
     ours: list[Server] = []
     etcd: list[Etcd] = []
     rows: list[tuple[str, int, dict[str, Any]]] = []
     failed = False
     try:
-        targets: dict[str, tuple[str, dict[str, int], int]] = {}
+        targets: dict[str, tuple[list[str], dict[str, int], int]] = {}
         if "wanfed" in systems:
             ours = start_cluster(3, root)
             lead = leader_of(ours)
             targets["wanfed"] = (
-                f"{lead.ip}:{lead.http_port}",
+                [f"{s.ip}:{s.http_port}" for s in [lead, *(s for s in ours if s is not lead)]],
                 {f"{s.name}{'(L)' if s is lead else ''}": s.pid for s in ours}, lead.pid)
         if "etcd" in systems:
             etcd = start_etcd(root)
             elead = etcd_leader(etcd)
-            targets["etcd"] = (elead.host_port,
+            targets["etcd"] = ([m.host_port for m in [elead, *(m for m in etcd if m is not elead)]],
                                {f"{m.name}{'(L)' if m is elead else ''}": m.pid for m in etcd},
                                elead.pid)
         for rep in range(args.reps):
             for c in conns:
                 for system in systems:
-                    target, procs, lpid = targets[system]
+                    members, procs, lpid = targets[system]
                     prof = args.profile if system == "wanfed" and rep == 0 else None
-                    r = run_wrk(system, target, c, args.duration, args.value_size, procs, root,
+                    dealt = split_connections(
+                        members if args.clients == "spread" else members[:1], c)
+                    r = run_wrk(system, dealt, args.duration, args.value_size, procs, root,
                                 prof, lpid)
                     rows.append((system, c, r))
                     cpu = " ".join(f"{n} {v:.0f}%" for n, v in r["cpu"].items())

@@ -21,11 +21,12 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (apt-get install -y wrk)")
-def test_short_run_beside_etcd(tmp_path: Path) -> None:
+@pytest.mark.parametrize("clients", ["leader", "spread"])
+def test_short_run_beside_etcd(tmp_path: Path, clients: str) -> None:
     systems = "wanfed,etcd" if shutil.which("etcd") else "wanfed"
     r = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "http" / "kv_vs_etcd.py"), "--connections", "4",
-         "--duration", "1", "--systems", systems, "--tmp", str(tmp_path)],
+         "--duration", "1", "--systems", systems, "--tmp", str(tmp_path), "--clients", clients],
         capture_output=True, text=True, timeout=240, cwd=ROOT,
     )
     out = r.stdout
@@ -33,6 +34,7 @@ def test_short_run_beside_etcd(tmp_path: Path) -> None:
     for system in systems.split(","):
         assert re.search(rf"^{system} +c=4 +\d+ writes/s .* errors 0 ", out, re.M), out
     assert re.search(r"^\| 4 \| \d+ \| ", out, re.M), out
+    assert f"clients to the {clients}" in out
     assert list(tmp_path.iterdir()) == []
 
 
