@@ -175,7 +175,7 @@ def main() -> int:
                 proxies.start_wanfed(
                     tmp, port, bport, bport, shport, 0,
                     ["-data-path", "loop", "-workers", a.workers, "-admin-bind", ""],
-                    peers.PIPE_SIZE,
+                    proxies.PIPE_SIZE,
                 )
             )  # fmt: skip
         if a.launcher:  # e.g. a wrapper that profiles the loop thread: the last checkout only
@@ -192,7 +192,7 @@ def main() -> int:
             ports.append(port)
             names.append(peer)
             gws.append(
-                proxies.start_haproxy(tmp, port, bport, bport, shport, 0, peer, peers.PIPE_SIZE)
+                proxies.start_haproxy(tmp, port, bport, bport, shport, 0, peer, proxies.PIPE_SIZE)
             )
         for port, gw in zip(ports, gws, strict=True):
             proxies.wait_port(port, gw)

@@ -29,7 +29,6 @@ SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 CONN_PROCS = 16  # handshake-shaped client processes (fewer leave haproxy idle)
 TLS_CONN_PROCS = 8  # full-TLS client processes (bound by the load core's crypto)
 ECHO = 64  # bytes echoed once per full-TLS connection
-PIPE_SIZE = 1 << 20  # the gateway's default pipe size (RelaySettings.pipe_size)
 
 
 

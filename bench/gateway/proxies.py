@@ -20,6 +20,7 @@ from pathlib import Path
 from peers import SHAPED_SNI, SINK_SNI, SNI
 
 ROOT = Path(__file__).resolve().parents[2]
+PIPE_SIZE = 1 << 20  # the gateway's default pipe size (RelaySettings.pipe_size)
 
 
 # ------------------------------------------------------------------------------------------

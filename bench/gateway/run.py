@@ -70,7 +70,6 @@ from typing import Any
 
 from peers import (
     CONN_PROCS,
-    PIPE_SIZE,
     TLS_CONN_PROCS,
     backend_main,
     blast_main,
@@ -84,6 +83,7 @@ from peers import (
 )
 from proxies import (
     HAPROXY_SPLICE,
+    PIPE_SIZE,
     RUN_AS,
     WANFED,
     as_user,

@@ -64,7 +64,7 @@ ROOT = HERE.parent.parent
 KEYS = 1000
 
 # wrk script: KEYS pre-built requests (one per key), cycled per thread from a thread-specific
-# offset; done() prints one JSON line with the latency percentiles (µs).
+# offset; done() prints one JSON line with the latency at every 0.1 % quantile (µs).
 WRK_LUA = r"""
 local keys = %(keys)d
 local reqs = {}
@@ -112,10 +112,9 @@ function done(summary, latency, requests)
   for i = 1, 999 do q[i] = string.format('%%d', latency:percentile(i / 10)) end
   io.write(string.format(
     '{"requests": %%d, "duration_us": %%d, "non2xx": %%d, "connect": %%d, "read": %%d, ' ..
-    '"write": %%d, "timeout": %%d, "p50_us": %%d, "p99_us": %%d, "max_us": %%d, ' ..
-    '"q_us": [%%s]}\n',
+    '"write": %%d, "timeout": %%d, "max_us": %%d, "q_us": [%%s]}\n',
     summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max, table.concat(q, ',')))
+    latency.max, table.concat(q, ',')))
 end
 """
 
@@ -217,11 +216,9 @@ def split_connections(members: list[str], conns: int) -> list[tuple[str, int]]:
 
 
 def merge_wrk(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """One row from the JSON lines of several wrk processes run side by side: counts summed,
-    the rate summed, p50/p99 of the union from each process's 0.1 % quantiles (weighted by
-    its requests)."""
-    if len(results) == 1:
-        return results[0]
+    """One row from the JSON lines of the wrk processes run side by side (one or more): counts
+    summed, the rate summed, p50/p99 of the union from each process's 0.1 % quantiles (weighted
+    by its requests; for one process they are its own 50th and 99th percentiles)."""
     out: dict[str, Any] = {k: sum(r[k] for r in results) for k in (
         "requests", "non2xx", "connect", "read", "write", "timeout")}
     out["duration_us"] = max(r["duration_us"] for r in results)
@@ -291,8 +288,6 @@ def run_wrk(system: str, targets: list[tuple[str, int]], duration: float, value_
             raise BenchError(f"wrk failed ({w.returncode}): {out[-500:]}")
         results.append(json.loads(lines[-1]))
     res = merge_wrk(results)
-    res.setdefault("rate", res["requests"] / (res["duration_us"] / 1e6))
-    res.pop("q_us", None)
     res["cpu"] = {n: 100 * (cpu1[n] - cpu0[n]) / wall for n in procs}
     res["cpu"]["wrk"] = 100 * sum(wrk_cpu) / wall
     ours = sum(cpu1[n] - cpu0[n] for n in procs) + sum(wrk_cpu)
