@@ -1,7 +1,7 @@
 """``write_now`` over real TCP on 127.0.0.1: bytes leave at once on an idle connection (the
 reactor never watches it for writability), mixed with ``write`` and with messages larger than
 the socket's buffer the receiver gets every byte in order, and a closing connection is left to
-Twisted's own ``write``."""
+Twisted's own ``write``; ``push_out`` sends what ``write`` queued."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 
-from wanfedtx.writenow import write_now
+from wanfedtx.writenow import push_out, write_now
 
 pytestmark = pytest.mark.integration
 
@@ -162,3 +162,22 @@ def test_only_an_idle_plain_tcp_connection_is_written_directly() -> None:
     streaming.producer, streaming.streamingProducer = object(), True
     write_now(streaming, b"c")
     assert sent == [b"c"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_push_out_sends_what_write_queued_and_leaves_a_closing_connection(
+    reactor: Any,
+) -> None:
+    transport, done, port = await _pair(reactor, 7)
+    try:
+        transport.write(b"abc")  # queued until the reactor finds the socket writable
+        push_out(transport)
+        assert transport._tempDataLen == 0 and transport.offset == len(transport.dataBuffer)
+        transport.loseConnection()
+        transport.write(b"late")
+        push_out(transport)  # closing: left to the reactor, as write_now does
+        assert transport._tempDataLen == 4
+        assert await done == b"abclate"
+    finally:
+        await port.stopListening()
+    push_out(object())  # neither TLS nor TCP: nothing to do
