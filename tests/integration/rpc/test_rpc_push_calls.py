@@ -68,39 +68,33 @@ async def _check_batches(reactor: Any, proto: RPCClientProtocol,
     assert rest == list(range(pushed, CALLS))
 
 
-@pytest_twisted.ensureDeferred
-async def test_plain_tcp_calls_leave_in_batches_within_the_turn(reactor: Any) -> None:
-    listener = _listener()
-    proto = RPCClientProtocol(multi=True, clock=reactor)
-    try:
-        await TCP4ClientEndpoint(reactor, "127.0.0.1", listener.getsockname()[1]).connect(
-            Factory.forProtocol(lambda: proto))
-        peer, _ = listener.accept()  # already in the backlog: connect() has completed
-        peer.settimeout(0.5)
-        try:
-            await _check_batches(reactor, proto, peer.recv)
-        finally:
-            peer.close()
-    finally:
-        await proto.close()
-        listener.close()
-
-
-@pytest_twisted.ensureDeferred
-async def test_tls_calls_leave_in_batches_within_the_turn(reactor: Any, tmp_path: Path) -> None:
+async def _connect(reactor: Any, proto: RPCClientProtocol, listener: socket.socket,
+                   tls_dir: Path | None) -> Any:
+    """Connect ``proto`` to ``listener`` (over TLS when given a directory for the server's
+    certificate); return the peer's accepted socket."""
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", listener.getsockname()[1])
+    if tls_dir is None:
+        await endpoint.connect(Factory.forProtocol(lambda: proto))
+        return listener.accept()[0]  # already in the backlog: connect() has completed
     pki = PKI()
-    cert, key = PKI.write(pki.server("dc1", "s1"), tmp_path, "server")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
+    context.load_cert_chain(*PKI.write(pki.server("dc1", "s1"), tls_dir, "server"))
+    accepted = deferToThread(lambda: context.wrap_socket(listener.accept()[0], server_side=True))
+    creator = tssl.optionsForClientTLS(
+        "server.dc1.consul", trustRoot=tssl.Certificate.loadPEM(pki.ca_pem))
+    await wrapClientTLS(creator, endpoint).connect(Factory.forProtocol(lambda: proto))
+    return await accepted  # the handshake ran in the thread while the reactor ran
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+@pytest_twisted.ensureDeferred
+async def test_calls_leave_in_batches_within_the_turn(
+    reactor: Any, tmp_path: Path, tls: bool
+) -> None:
     listener = _listener()
     proto = RPCClientProtocol(multi=True, clock=reactor)
-    accepted = deferToThread(lambda: context.wrap_socket(listener.accept()[0], server_side=True))
     try:
-        creator = tssl.optionsForClientTLS(
-            "server.dc1.consul", trustRoot=tssl.Certificate.loadPEM(pki.ca_pem))
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", listener.getsockname()[1])
-        await wrapClientTLS(creator, endpoint).connect(Factory.forProtocol(lambda: proto))
-        peer = await accepted  # the handshake ran in the thread while the reactor ran
+        peer = await _connect(reactor, proto, listener, tmp_path if tls else None)
         peer.settimeout(0.5)
         try:
             await _check_batches(reactor, proto, peer.recv)
