@@ -44,7 +44,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -62,6 +62,7 @@ from kv_bench import (  # noqa: E402  (bench script next to this one)
 
 ROOT = HERE.parent.parent
 KEYS = 1000
+T = TypeVar("T")
 
 # wrk script: KEYS pre-built requests (one per key), cycled per thread from a thread-specific
 # offset; done() prints one JSON line with the latency at every 0.1 % quantile (µs).
@@ -208,6 +209,11 @@ def etcd_leader(members: list[Etcd]) -> Etcd:
 # -- one row --------------------------------------------------------------------------------
 
 
+def leader_first(members: list[T], leader: T) -> list[T]:
+    """``members`` with ``leader`` first (the order ``split_connections`` deals in)."""
+    return [leader, *(m for m in members if m is not leader)]
+
+
 def split_connections(members: list[str], conns: int) -> list[tuple[str, int]]:
     """``conns`` connections dealt over ``members`` (the leader first), none left empty."""
     share = [conns // len(members) + (1 if i < conns % len(members) else 0)
@@ -336,12 +342,12 @@ def main(argv: list[str] | None = None) -> int:
             ours = start_cluster(3, root)
             lead = leader_of(ours)
             targets["wanfed"] = (
-                [f"{s.ip}:{s.http_port}" for s in [lead, *(s for s in ours if s is not lead)]],
+                [f"{s.ip}:{s.http_port}" for s in leader_first(ours, lead)],
                 {f"{s.name}{'(L)' if s is lead else ''}": s.pid for s in ours}, lead.pid)
         if "etcd" in systems:
             etcd = start_etcd(root)
             elead = etcd_leader(etcd)
-            targets["etcd"] = ([m.host_port for m in [elead, *(m for m in etcd if m is not elead)]],
+            targets["etcd"] = ([m.host_port for m in leader_first(etcd, elead)],
                                {f"{m.name}{'(L)' if m is elead else ''}": m.pid for m in etcd},
                                elead.pid)
         for rep in range(args.reps):
