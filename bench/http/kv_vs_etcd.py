@@ -368,8 +368,8 @@ def main(argv: list[str] | None = None) -> int:
                           f"load {os.getloadavg()[0]:.2f}", flush=True)
                     if r["errors"]:
                         failed = True  # reported in the table; the other rows still run
-    except BenchError as e:
-        print(f"error: {e}", flush=True)
+    except BenchError as failure:
+        print(f"error: {failure}", flush=True)
         failed = True
     finally:
         for s in ours:

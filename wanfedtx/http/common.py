@@ -228,8 +228,16 @@ class _Encoder(json.JSONEncoder):
         return super().default(o)
 
 
+# one encoder for every answer (json.dumps with ``cls`` builds a new one per call)
+_ENCODER = _Encoder(separators=(",", ":"))
+_JSON_BOOLS = {True: b"true", False: b"false"}
+
+
 def to_json(value: Any) -> bytes:
-    return json.dumps(value, cls=_Encoder, separators=(",", ":")).encode()
+    if value is True or value is False:
+        # the answer of every KV write, CAS and lock call: a constant
+        return _JSON_BOOLS[value]
+    return _ENCODER.encode(value).encode()
 
 
 def set_meta(request: IRequest, reply: Args) -> None:
