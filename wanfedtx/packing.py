@@ -25,6 +25,12 @@ import msgpack
 #: a packer that encoded more than this many bytes is dropped after the call
 KEEP_LIMIT = 1 << 20
 
+#: What msgpack raises for bytes that are not one well-formed value Python can hold: its own
+#: errors (``ExtraData``, ``FormatError``, ``StackError``, a truncated input, a bad UTF-8
+#: string: all ``ValueError``) and ``TypeError`` for a map whose key is an array or a map
+#: (a ``dict`` key must be hashable). Decoders of untrusted bytes catch exactly these.
+DECODE_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError)
+
 _per_thread = threading.local()
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import msgpack
 
 from wanfedtx.fsm.errors import CommandDecodeError
-from wanfedtx.packing import pack
+from wanfedtx.packing import DECODE_ERRORS, pack
 
 
 class MessageType(enum.IntEnum):
@@ -76,6 +76,6 @@ def decode(data: bytes) -> tuple[int, Any]:
         raise CommandDecodeError("empty raft command")
     try:
         body = msgpack.unpackb(data[1:], raw=False, strict_map_key=False)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+    except DECODE_ERRORS as exc:
         raise CommandDecodeError(f"raft command of type {data[0]} has a bad body: {exc}") from exc
     return data[0], body

@@ -19,6 +19,8 @@ from typing import Any
 
 import msgpack
 
+from wanfedtx.packing import DECODE_ERRORS
+
 OP_SAVE = 0
 OP_RESTORE = 1
 MAX_HEADER = 64 * 1024
@@ -70,8 +72,7 @@ class _HeaderReader:
             if len(self._buf) >= MAX_HEADER:
                 raise StreamError(f"{self._what} is larger than {MAX_HEADER} bytes") from None
             return b""
-        except (ValueError, msgpack.FormatError, msgpack.StackError, msgpack.ExtraData,
-                msgpack.BufferFull) as exc:
+        except (*DECODE_ERRORS, msgpack.BufferFull) as exc:
             raise StreamError(f"failed to decode {self._what}: {exc}") from None
         if not isinstance(value, dict):
             raise StreamError(f"failed to decode {self._what}: not a map")

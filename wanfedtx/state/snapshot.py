@@ -13,6 +13,7 @@ from typing import Any
 
 import msgpack
 
+from wanfedtx.packing import DECODE_ERRORS
 from wanfedtx.state.errors import SnapshotFormatError
 from wanfedtx.state.table import Row
 
@@ -54,7 +55,7 @@ def decode(chunks: Iterable[bytes]) -> Iterator[tuple[str, Row]]:
                 ):
                     raise SnapshotFormatError("snapshot record is not [table, row]")
                 yield item[0], item[1]
-        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        except DECODE_ERRORS as exc:
             raise SnapshotFormatError(f"snapshot stream is corrupt: {exc}") from exc
     if not header_seen:
         raise SnapshotFormatError("snapshot stream is empty (no header)")

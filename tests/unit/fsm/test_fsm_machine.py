@@ -60,6 +60,9 @@ def test_unknown_and_malformed_commands() -> None:
         fsm.apply(2, encode(MessageType.KVS, {"Op": "set"}))
     with pytest.raises(CommandDecodeError):
         fsm.apply(2, b"")
+    for key in (b"\x90", b"\x80"):  # a map keyed by an array, by a map: unhashable in Python
+        with pytest.raises(CommandDecodeError):
+            fsm.apply(2, b"\x02\x81" + key + b"\x00")
 
 
 def test_snapshot_restore_through_fsm() -> None:

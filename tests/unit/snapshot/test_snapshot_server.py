@@ -8,7 +8,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from log_support import captured_logs
 from twisted.internet import task
@@ -301,6 +301,8 @@ def test_truncated_streams_are_closed_with_one_log_line(data: st.DataObject) -> 
 
 @settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=300))
+@example(b"\x81\x90\x00")  # a header map keyed by an array (found by a long fuzz run)
+@example(b"\x81\x80\x00")  # keyed by a map
 def test_garbage_never_raises(data: bytes) -> None:
     clock = task.Clock()
     dst = _server()

@@ -227,7 +227,9 @@ def test_restore_rejects_bad_streams_and_keeps_store() -> None:
     s = StateStore()
     s.kvs_set(1, {"Key": "keep", "Value": b"1"})
     good = b"".join(encode([("kvs", {"Key": "x", "Value": b"", "ModifyIndex": 1})]))
-    for bad in (b"", good[:-3], b"\x93\x01\x02\x03", b"".join(encode([("nope", {"a": 1})]))):
+    unhashable_key = good + b"\x92\xa3kvs\x81\x90\x00"  # then a row keyed by an array
+    for bad in (b"", good[:-3], b"\x93\x01\x02\x03", b"".join(encode([("nope", {"a": 1})])),
+                unhashable_key):
         with pytest.raises(SnapshotFormatError):
             s.restore_chunks([bad])
     assert s.kvs_get(None, "keep")[1] is not None
