@@ -22,6 +22,7 @@ from collections.abc import Callable
 import attrs
 from twisted.logger import Logger
 
+from wanfedtx import jsondecode
 from wanfedtx.config.runtime import RuntimeConfig
 
 log = Logger(namespace="agent.acl")
@@ -192,7 +193,7 @@ class AgentTokens:
             log.warn("failed to read tokens file {path!r}: {error}", path=path, error=str(exc))
             return
         try:
-            value = json.loads(raw)
+            value = jsondecode.loads(raw)
         except ValueError as exc:
             log.warn("failed to decode tokens file {path!r}: {error}", path=path, error=str(exc))
             return

@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Any
 
+from wanfedtx import jsondecode
 from wanfedtx.cli.httpapi import (
     APIError,
     add_client_flags,
@@ -129,7 +130,7 @@ def _rules(value: str) -> str:
 
 def _json(resp_body: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(resp_body or b"null")
+        value = jsondecode.loads(resp_body or b"null")
     except ValueError as exc:
         raise APIError(f"invalid JSON from the agent: {exc}") from None
     if not isinstance(value, dict):

@@ -10,9 +10,9 @@ tags, ``-node`` lists one node's services). An empty answer says so on stderr an
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
+from wanfedtx import jsondecode
 from wanfedtx.cli.httpapi import (
     APIError,
     Client,
@@ -143,7 +143,7 @@ def services(client: Client, args: argparse.Namespace) -> int:
             resp = client.send("GET", f"/v1/catalog/node/{args.node}")
             if resp.status not in (200, 404):
                 raise UnexpectedResponse(resp.status, resp.body)
-            node = json.loads(resp.body or b"null") if resp.status == 200 else None
+            node = jsondecode.loads(resp.body or b"null") if resp.status == 200 else None
             for svc in ((node or {}).get("Services") or {}).values():
                 found.setdefault(svc.get("Service", ""), []).extend(svc.get("Tags") or [])
         else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from wanfedtx import jsondecode
 from wanfedtx.cli.httpapi import APIError, add_client_flags, client_or_none, err, out
 
 HELP = "Interact with the Connect CA (connect ca get-config|set-config)"
@@ -65,7 +66,7 @@ def set_config(args: argparse.Namespace) -> int:
         err(f"Error reading config file: {exc}")
         return 1
     try:
-        config = json.loads(raw.decode("utf-8"))
+        config = jsondecode.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         err(f"Error parsing config file: {exc}")
         return 1

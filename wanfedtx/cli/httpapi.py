@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
 import ssl
 import sys
@@ -25,6 +24,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import attrs
+
+from wanfedtx import jsondecode
 
 DEFAULT_HTTP_ADDR = "127.0.0.1:8500"
 
@@ -241,7 +242,7 @@ class Client:
     def get_json(self, path: str, query: Sequence[tuple[str, str | None]] = ()) -> Any:
         resp = self.call("GET", path, query)
         try:
-            return json.loads(resp.body or b"null")
+            return jsondecode.loads(resp.body or b"null")
         except ValueError as exc:
             raise APIError(f"invalid JSON from the agent: {exc}") from None
 

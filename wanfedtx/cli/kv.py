@@ -17,6 +17,7 @@ import json
 import sys
 from typing import Any
 
+from wanfedtx import jsondecode
 from wanfedtx.cli.httpapi import (
     APIError,
     Client,
@@ -130,7 +131,7 @@ def _list(client: Client, query: list[tuple[str, str | None]], key: str) -> Any:
     if resp.status != 200:
         raise UnexpectedResponse(resp.status, resp.body)
     try:
-        return json.loads(resp.body)
+        return jsondecode.loads(resp.body)
     except ValueError as exc:
         raise APIError(f"invalid JSON from the agent: {exc}") from None
 
@@ -320,7 +321,7 @@ def import_(client: Client, args: argparse.Namespace) -> int:
         err(f"Error! {exc}")
         return 1
     try:
-        entries = json.loads(data)
+        entries = jsondecode.loads(data)
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
             raise ValueError("want a JSON list of {\"key\", \"flags\", \"value\"} objects")
     except ValueError as exc:

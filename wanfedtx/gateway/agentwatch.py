@@ -29,7 +29,6 @@ watch loops.
 from __future__ import annotations
 
 import functools
-import json
 import random
 import re
 from collections.abc import Callable, Mapping
@@ -43,6 +42,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import HTTPConnectionPool
 
+from wanfedtx import jsondecode
 from wanfedtx.gateway.dcwatch import (
     DATACENTERS_PATH,
     DATACENTERS_POLL,
@@ -471,6 +471,6 @@ def _log_unless_cancelled(failure: Failure) -> None:
 
 def treq_json(body: bytes) -> Any:
     try:
-        return json.loads(body.decode("utf-8"))
+        return jsondecode.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise AgentWatchError(f"the agent sent invalid JSON: {e}") from None

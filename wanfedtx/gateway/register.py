@@ -28,6 +28,7 @@ from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from wanfedtx import jsondecode
 from wanfedtx.gateway.agentwatch import MESH_GATEWAY_KIND, WANFED_META, agent_domain
 from wanfedtx.services import MultiService
 
@@ -228,7 +229,7 @@ class AgentClient:
     async def info(self) -> AgentInfo:
         raw = await self._call("GET", "/v1/agent/self")
         try:
-            return agent_info(json.loads(raw))
+            return agent_info(jsondecode.loads(raw))
         except (ValueError, AttributeError) as e:
             raise AgentRequestError(f"GET /v1/agent/self: invalid answer: {e}") from None
 

@@ -29,6 +29,7 @@ from twisted.web.resource import IResource, getChildForRequest
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from wanfedtx import jsondecode
 from wanfedtx.acl.authorizer import Authorizer
 from wanfedtx.http.common import error_reply, set_header, text_reply, token
 
@@ -54,7 +55,7 @@ def _body(request: Request) -> dict[str, Any]:
     raw = content.read()
     content.seek(0)
     try:
-        value = json.loads(raw or b"{}")
+        value = jsondecode.loads(raw or b"{}")
     except ValueError:
         return {}  # the endpoint answers the decode error itself
     if not isinstance(value, dict):

@@ -30,6 +30,8 @@ from typing import Any
 import attrs
 import msgpack
 
+from wanfedtx import jsondecode
+
 META = "meta.json"
 STATE = "state.bin"
 SUMS = "SHA256SUMS"
@@ -204,7 +206,7 @@ def read_archive(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> tuple[Snapsho
         elif name == META:
             files[name] = body
             try:
-                meta = SnapshotMeta.from_json(json.loads(body))
+                meta = SnapshotMeta.from_json(jsondecode.loads(body))
             except ValueError as exc:
                 raise ArchiveError(
                     f"{READ}failed to decode snapshot metadata: {exc}") from None

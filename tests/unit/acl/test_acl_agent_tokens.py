@@ -119,7 +119,9 @@ def test_without_persistence_nothing_is_written(tmp_path: Path) -> None:
     assert json.loads((tmp_path / TOKENS_FILE).read_text()) == {"default": "old"}
 
 
-@pytest.mark.parametrize("content", [b"{broken", b"[1, 2]", b'{"default": 5}'])
+@pytest.mark.parametrize(
+    "content", [b"{broken", b"[1, 2]", b'{"default": 5}', b"[" * 100_000, b"\xff\xfe"]
+)
 def test_a_bad_tokens_file_keeps_the_configuration(tmp_path: Path, content: bytes) -> None:
     (tmp_path / TOKENS_FILE).write_bytes(content)
     tokens = AgentTokens.from_config(

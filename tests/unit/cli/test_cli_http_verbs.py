@@ -139,6 +139,9 @@ def test_kv_export_import_round_trip(api: AgentAPI, capsys: pytest.CaptureFixtur
         0, "Imported: app/bin\nImported: app/config\n", "")
     assert run(capsys, "kv", "export", "app/")[1] == out
     assert run(capsys, "kv", "import", "not json")[2].startswith("Cannot unmarshal data: ")
+    (tmp_path / "deep.json").write_text("[" * 100_000)  # deeper than Python's recursion limit
+    assert run(capsys, "kv", "import", f"@{tmp_path / 'deep.json'}") == (
+        1, "", "Cannot unmarshal data: JSON nested too deeply\n")
     bad = json.dumps([{"key": "k", "flags": 0, "value": "!!"}])
     assert run(capsys, "kv", "import", bad)[2].startswith(
         "Error base 64 decoding value for key k: ")

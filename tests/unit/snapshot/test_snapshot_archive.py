@@ -113,6 +113,15 @@ def test_extra_file_missing_file_and_padding() -> None:
     assert str(e.value) == "8192 unread uncompressed bytes remain"
 
 
+def test_meta_nested_too_deeply_is_an_archive_error() -> None:
+    entries = [(n, d) for n, d, _ in _tar_entries(write_archive(META, STATE))]
+    deep = b"[" * 100_000  # deeper than Python's recursion limit
+    sums = hashlib.sha256(deep).hexdigest().encode() + b"  meta.json\n" + b"".join(
+        line + b"\n" for line in entries[2][1].splitlines() if line.endswith(b"state.bin"))
+    with pytest.raises(ArchiveError, match="failed to decode snapshot metadata: JSON nested"):
+        read_archive(_rebuild([("meta.json", deep), entries[1], ("SHA256SUMS", sums)]))
+
+
 def test_not_gzip() -> None:
     with pytest.raises(ArchiveError, match=r"^failed to decompress snapshot: "):
         read_archive(b"this is not a snapshot")
