@@ -1,23 +1,67 @@
 # -*- test-case-name: tests.unit.test_jsondecode -*-
-"""JSON decoding of bytes or text that came from outside: every failure is a ``ValueError``.
+"""JSON decoding of bytes or text that came from outside: strict, and every failure a ValueError.
 
-``json.loads`` raises ``RecursionError``, not ``ValueError``, for arrays or objects nested
-deeper than the interpreter's recursion limit (a request body of 100,000 ``[`` is enough), so
-a caller that answers bad JSON by catching ``ValueError`` would let such input through as an
-unexpected error: a 500 and a traceback in the log. Decoders of request bodies, files a user
-hands over and answers from other processes use :func:`loads` instead.
+Two ways Python's ``json.loads`` differs from the Go decoder the reference's API runs, both of
+which let bad input through as an unexpected error (a 500 and a traceback in the log):
+
+* it raises ``RecursionError``, not ``ValueError``, for arrays or objects nested deeper than the
+  interpreter's recursion limit (a request body of 100,000 ``[`` is enough);
+* it accepts what is not JSON or not a number Go can hold: ``NaN``, ``Infinity`` and
+  ``-Infinity``, a float that overflows to infinity (``1e309``) and integers of any size, which
+  later fail far from the input (a check TTL of ``NaN``, a duration ``int(inf)``, a raft command
+  msgpack cannot encode).
+
+:func:`loads` refuses all of these with ``ValueError``: integers must fit in 64 bits (signed,
+or unsigned up to 2**64 - 1), floats must be finite. Decoders of request bodies, files a user
+hands over and answers from other processes use it instead of ``json.loads``.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import math
+from typing import Any, NoReturn
+
+INT_MIN = -(1 << 63)
+INT_MAX = (1 << 64) - 1  # a uint64 still fits (Go's decoder takes it into a uint64 field)
+
+
+class TooDeep(ValueError):
+    """Arrays or objects nested deeper than the interpreter's recursion limit."""
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"invalid JSON value {name}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def _int64(text: str) -> int:
+    value = int(text)  # more than 4,300 digits: ValueError from Python itself
+    if not INT_MIN <= value <= INT_MAX:
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+_DECODER = json.JSONDecoder(
+    parse_constant=_no_constant, parse_float=_finite_float, parse_int=_int64
+)
 
 
 def loads(data: str | bytes | bytearray) -> Any:
-    """``json.loads(data)``; too deep a nesting raises ``ValueError`` like any other bad JSON
-    (as do bytes that are not UTF-8: ``UnicodeDecodeError`` is a ``ValueError``)."""
+    """Decode one JSON document (bytes as ``json.loads`` takes them: UTF-8, -16 or -32);
+    ``ValueError`` for anything that is not strict JSON with numbers Go can hold, or that is
+    nested too deeply (``UnicodeDecodeError`` is a ``ValueError`` too)."""
+    if isinstance(data, str):
+        text = data
+    else:
+        text = bytes(data).decode(json.detect_encoding(data), "surrogatepass")
     try:
-        return json.loads(data)
+        return _DECODER.decode(text)
     except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
+        raise TooDeep("JSON nested too deeply") from None

@@ -262,6 +262,38 @@ def test_bad_utf8_and_deep_json_are_400_without_traceback(agent: AgentProcess) -
     assert "Traceback" not in agent.log.read_text()
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        # NaN as a check TTL reached the check timer (an AssertionError, then on every run)
+        ("/v1/agent/check/register", b'{"Name":"c","TTL":NaN}', b"invalid JSON value NaN"),
+        ("/v1/agent/service/register", b'{"Name":"w","Check":{"TTL":NaN}}',
+         b"invalid JSON value NaN"),
+        # Infinity, or a float that overflows, as a CA duration: int(inf)
+        ("/v1/connect/ca/configuration",
+         b'{"Provider":"consul","Config":{"LeafCertTTL":Infinity}}',
+         b"invalid JSON value Infinity"),
+        ("/v1/connect/ca/configuration", b'{"Provider":"consul","Config":{"LeafCertTTL":1e309}}',
+         b"number 1e309 is out of range"),
+        # an integer msgpack cannot encode, stored in the CA configuration
+        ("/v1/connect/ca/configuration",
+         b'{"Provider":"consul","Config":{"RotationPeriod":123456789012345678901234567890}}',
+         b"number 123456789012345678901234567890 is out of range"),
+    ],
+)
+def test_numbers_go_cannot_hold_are_400(
+    agent: AgentProcess, path: str, body: bytes, message: bytes
+) -> None:
+    resp = agent.request(
+        b"PUT %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (path.encode(), len(body))
+        + body
+    )
+    assert resp.startswith(b"HTTP/1.1 400"), resp
+    assert resp.endswith(b"Request decode failed: " + message)
+    assert agent.proc.poll() is None
+    assert "Traceback" not in agent.log.read_text()
+
+
 @pytest.mark.allow_logged_errors
 @pytest_twisted.ensureDeferred
 async def test_handler_exception_is_plain_500_and_logged(reactor: Any) -> None:

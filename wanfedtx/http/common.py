@@ -25,6 +25,7 @@ from twisted.web.server import Request as IRequest
 
 __all__ = ["IRequest"]
 
+from wanfedtx import jsondecode
 from wanfedtx.acl.model import ACLError
 from wanfedtx.acl.rules import RulesError
 from wanfedtx.catalog.errors import (
@@ -186,11 +187,11 @@ def json_body(request: IRequest) -> Any:
     if not raw.strip():
         return None
     try:
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise HTTPError(400, f"Request decode failed: {exc}") from None
-    except RecursionError:
+        value = jsondecode.loads(raw.decode("utf-8"))
+    except jsondecode.TooDeep:
         value = None
+    except ValueError as exc:  # not JSON, not UTF-8, NaN/Infinity, a number out of range
+        raise HTTPError(400, f"Request decode failed: {exc}") from None
     else:
         if _depth_within(value, MAX_JSON_DEPTH):
             return value
