@@ -1,25 +1,29 @@
 # -*- test-case-name: tests.unit.test_jsondecode -*-
 """JSON decoding of bytes or text that came from outside: strict, and every failure a ValueError.
 
-Two ways Python's ``json.loads`` differs from the Go decoder the reference's API runs, both of
-which let bad input through as an unexpected error (a 500 and a traceback in the log):
+Where Python's ``json.loads`` differs from the Go decoder the reference's API runs, in ways that
+let bad input through as an unexpected error (a 500 and a traceback in the log):
 
 * it raises ``RecursionError``, not ``ValueError``, for arrays or objects nested deeper than the
   interpreter's recursion limit (a request body of 100,000 ``[`` is enough);
+* it keeps a ``\\ud800`` escape that is not half of a pair as a lone surrogate in the string,
+  which no UTF-8 encoder takes later (msgpack, the answer); Go's decoder puts U+FFFD there;
 * it accepts what is not JSON or not a number Go can hold: ``NaN``, ``Infinity`` and
   ``-Infinity``, a float that overflows to infinity (``1e309``) and integers of any size, which
   later fail far from the input (a check TTL of ``NaN``, a duration ``int(inf)``, a raft command
   msgpack cannot encode).
 
-:func:`loads` refuses all of these with ``ValueError``: integers must fit in 64 bits (signed,
-or unsigned up to 2**64 - 1), floats must be finite. Decoders of request bodies, files a user
-hands over and answers from other processes use it instead of ``json.loads``.
+:func:`loads` refuses the nesting and the numbers with ``ValueError`` (integers must fit in 64
+bits, signed or unsigned up to 2**64 - 1; floats must be finite) and replaces lone surrogates
+with U+FFFD, as Go does. Decoders of request bodies, files a user hands over and answers from
+other processes use it instead of ``json.loads``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, NoReturn
 
 INT_MIN = -(1 << 63)
@@ -48,6 +52,22 @@ def _int64(text: str) -> int:
     return value
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _replace_surrogates(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings and keys replaced by U+FFFD (a
+    pair written as two escapes was already joined into one character by the decoder)."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_replace_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    return value
+
+
 _DECODER = json.JSONDecoder(
     parse_constant=_no_constant, parse_float=_finite_float, parse_int=_int64
 )
@@ -62,6 +82,9 @@ def loads(data: str | bytes | bytearray) -> Any:
     else:
         text = bytes(data).decode(json.detect_encoding(data), "surrogatepass")
     try:
-        return _DECODER.decode(text)
+        value = _DECODER.decode(text)
+        if _SURROGATE_ESCAPE.search(text) or _SURROGATE.search(text):
+            value = _replace_surrogates(value)
+        return value
     except RecursionError:
         raise TooDeep("JSON nested too deeply") from None

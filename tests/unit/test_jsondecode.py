@@ -33,3 +33,9 @@ def test_too_deep_is_its_own_value_error() -> None:
 def test_numbers_at_the_64_bit_bounds_and_finite_floats_decode() -> None:
     assert jsondecode.loads(f"[{2**64 - 1}, {-(2**63)}, 1e308, -2.5e-300]") == [
         2**64 - 1, -(2**63), 1e308, -2.5e-300]
+
+
+def test_lone_surrogates_become_u_fffd_as_in_go() -> None:
+    text = r'{"\ud800k": ["a\udfffb", "\ud83d\ude00", "\\ud800"]}'
+    assert jsondecode.loads(text) == {"\ufffdk": ["a\ufffdb", "\U0001f600", "\\ud800"]}
+    assert jsondecode.loads(b'["\xed\xa0\x80"]') == ["\ufffd"]  # a surrogate in UTF-8 bytes

@@ -82,6 +82,19 @@ def test_malformed_json_and_wrong_types(h: Harness) -> None:
     assert h.state() == Harness().state()
 
 
+def test_lone_surrogates_become_replacement_characters(h: Harness) -> None:
+    # as Go's decoder does; kept as they were, no UTF-8 encoder took them (500)
+    code, text, _ = h.request(
+        "PUT", "/v1/catalog/register", b'{"Node":"n\\ud800","Address":"10.0.0.1",'
+        b'"NodeMeta":{"k\\udfff":"v"},"Service":{"Service":"s\\udc00"}}')
+    assert (code, text) == (200, b"true")
+    code, text, _ = h.request("GET", "/v1/catalog/node/n%EF%BF%BD")
+    assert code == 200
+    node = json.loads(text)
+    assert node["Node"]["Meta"] == {"k\ufffd": "v"}
+    assert list(node["Services"]) == ["s\ufffd"]
+
+
 def test_query_parameter_errors(h: Harness) -> None:
     assert h.request("GET", "/v1/catalog/nodes?index=abc")[:2] == (400, b"Invalid index")
     assert h.request("GET", "/v1/catalog/nodes?index=1&wait=soon")[:2] == (
@@ -122,7 +135,8 @@ def test_kv_raw_and_headers(h: Harness) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8)
+    | st.sampled_from(["\ud800", "x\udfffy"]),  # lone surrogates: json.dumps escapes them
     lambda inner: (
         st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
     ),
