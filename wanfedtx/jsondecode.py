@@ -56,11 +56,16 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
+def replace_lone_surrogates(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD, as Go's decoders do (a pair
+    written as two escapes was already joined into one character by Python's decoder)."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def _replace_surrogates(value: Any) -> Any:
-    """``value`` with every lone surrogate in its strings and keys replaced by U+FFFD (a
-    pair written as two escapes was already joined into one character by the decoder)."""
+    """``value`` with :func:`replace_lone_surrogates` applied to its strings and keys."""
     if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
+        return replace_lone_surrogates(value)
     if isinstance(value, list):
         return [_replace_surrogates(v) for v in value]
     if isinstance(value, dict):

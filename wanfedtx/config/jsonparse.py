@@ -15,6 +15,7 @@ from typing import Any
 
 from wanfedtx.config.errors import ParseError
 from wanfedtx.config.tree import Item, Obj
+from wanfedtx.jsondecode import replace_lone_surrogates
 
 _WS = re.compile(r"[ \t\n\r]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
@@ -65,7 +66,8 @@ class _Reader:
 
     def string(self, pos: int) -> tuple[str, int]:
         try:
-            return json.decoder.scanstring(self.s, pos + 1, True)  # type: ignore[attr-defined,no-any-return]
+            text, end = json.decoder.scanstring(self.s, pos + 1, True)  # type: ignore[attr-defined]
+            return replace_lone_surrogates(text), end
         except json.JSONDecodeError as e:
             raise self.fail(e.pos, e.msg) from None
 

@@ -75,6 +75,16 @@ def test_json_service_list_rejected_services_list_ok(
     assert [s.name for s in loadcfg(ok).runtime.services] == ["a", "b"]
 
 
+def test_json_lone_surrogates_become_replacement_characters(
+    loadcfg: Callable[..., LoadResult], write: Callable[[str, str], str]
+) -> None:
+    # as Go's decoder does; kept, a node name with one stopped the agent at start (gossip)
+    cfg = write("s.json", '{"node_name": "n\\ud800", "node_meta": {"k\\udfff": "v\\ud83d\\ude00"}}')
+    rt = loadcfg(cfg).runtime
+    assert rt.node_name == "n\ufffd"
+    assert rt.node_meta == {"k\ufffd": "v\U0001f600"}
+
+
 def test_repeated_connect_blocks_rejected(write: Callable[[str, str], str]) -> None:
     obj = parse_hcl("connect { enabled = true }\nconnect { enabled = false }\n", "x.hcl")
     with pytest.raises(ConfigError, match="line 2: connect: more than one 'connect' block"):
