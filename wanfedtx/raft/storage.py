@@ -30,6 +30,7 @@ This class does blocking I/O; the Twisted shell runs ``persist`` + ``sync`` in o
 from __future__ import annotations
 
 import os
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -94,6 +95,25 @@ def _parse_record(buf: bytes, off: int) -> tuple[list[Any], int] | None:
     if not _valid_payload(rec):
         return None
     return rec, end
+
+
+# How every record's body starts (``encode_record``): a msgpack fixarray of 5 ("e") or 2 ("t",
+# "s") items whose first item is that one-letter string.
+_RECORD_BODY_START = re.compile(rb"[\x92\x95]\xa1[ets]")
+
+
+def _later_record(buf: bytes, start: int, stop: int) -> int | None:
+    """The first offset in ``[start, stop)`` where a valid record starts, or None.
+
+    Only offsets whose body starts as a record's does are parsed (a regular-expression scan in
+    C), not every byte: a long damaged stretch took half a second per MiB in Python.
+    """
+    # a match is 3 bytes: the last offset, stop - 1, has its body start at stop - 1 + _HDR.size
+    for m in _RECORD_BODY_START.finditer(buf, start + _HDR.size, stop + _HDR.size + 2):
+        o = m.start() - _HDR.size
+        if _parse_record(buf, o) is not None:
+            return o
+    return None
 
 
 def _uint(v: Any) -> bool:
@@ -263,8 +283,7 @@ class RaftStorage:
 
     def _bad_record(self, path: Path, buf: bytes, off: int, last: bool) -> None:
         data_end = len(buf.rstrip(b"\0"))  # every valid record holds a nonzero byte
-        later = next((o for o in range(off + 1, min(data_end, len(buf) - _HDR.size))
-                      if _parse_record(buf, o) is not None), None)
+        later = _later_record(buf, off + 1, min(data_end, len(buf) - _HDR.size))
         if not last or later is not None:
             where = f"byte {later}" if later is not None else "a later segment"
             raise StorageError(

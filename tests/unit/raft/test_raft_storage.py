@@ -14,7 +14,7 @@ from twisted.logger import globalLogPublisher
 from wanfedtx.raft.core import HardState, Snapshot
 from wanfedtx.raft.errors import StorageError
 from wanfedtx.raft.messages import ENTRY_COMMAND, Entry
-from wanfedtx.raft.storage import RaftStorage
+from wanfedtx.raft.storage import RaftStorage, _later_record, _parse_record, encode_record
 
 EXAMPLES = int(os.environ.get("WANFED_FUZZ_EXAMPLES", "100"))
 
@@ -325,3 +325,29 @@ def test_a_finished_segment_ends_with_its_last_record(tmp_path: Path) -> None:
     middle.write_bytes(bytes(2))  # cut to two zero bytes (the start of a length header)
     with pytest.raises(StorageError, match="corrupt at byte 0"):
         RaftStorage(tmp_path, segment_size=300).open()
+
+
+# a segment's records as the writer makes them: entries, a truncation marker, more entries
+_SEGMENT = b"".join(
+    [encode_record(["e", i, 1, ENTRY_COMMAND, bytes([i]) * i]) for i in range(1, 30)]
+    + [encode_record(["t", 15])]
+    + [encode_record(["e", i, 2, ENTRY_COMMAND, b"\x95\xa1e" * i]) for i in range(15, 40)]
+)
+
+
+@settings(max_examples=EXAMPLES * 5, deadline=None)
+@given(seed=st.integers(0, 2**32), flips=st.integers(0, 40))
+def test_later_record_scan_finds_what_parsing_every_offset_finds(seed: int, flips: int) -> None:
+    """The scan for a valid record after a damaged one (which decides between a torn tail and
+    a corrupt log) parses only offsets whose body starts as a record's does; it must find the
+    same first record as parsing at every offset (entry data that looks like a record's start
+    included)."""
+    buf = bytearray(_SEGMENT)
+    rng = random.Random(seed)
+    for _ in range(flips):
+        buf[rng.randrange(len(buf))] ^= 1 << rng.randrange(8)
+    data = bytes(buf)
+    start = rng.randrange(len(data))
+    stop = min(rng.randrange(start, len(data) + 1), len(data) - 8)
+    naive = next((o for o in range(start, stop) if _parse_record(data, o) is not None), None)
+    assert _later_record(data, start, stop) == naive
