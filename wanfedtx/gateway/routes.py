@@ -9,12 +9,12 @@ explicit routing table (``clusters`` with their endpoints and ``filter_chains``,
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import hcl
 
+from wanfedtx import jsondecode
 from wanfedtx.gateway.errors import RoutesFileError, SnapshotInputError
 from wanfedtx.gateway.snapshot import (
     BindInput,
@@ -28,7 +28,7 @@ from wanfedtx.gateway.snapshot import (
 def parse_routes_text(text: str, name: str = "<routes>") -> dict[str, Any]:
     """JSON when the text starts with ``{``, HCL (v1, as pyhcl reads it) otherwise."""
     try:
-        data = json.loads(text) if text.lstrip().startswith("{") else hcl.loads(text)
+        data = jsondecode.loads(text) if text.lstrip().startswith("{") else hcl.loads(text)
     except Exception as e:  # pyhcl raises ValueError or its own lexer/parser errors
         raise RoutesFileError(f"{name}: cannot parse as JSON or HCL: {e}") from None
     if not isinstance(data, dict):

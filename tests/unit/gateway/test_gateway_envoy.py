@@ -132,3 +132,37 @@ def test_cli_reports_a_bad_routes_file(tmp_path: Path, capsys: pytest.CaptureFix
     )
     err = capsys.readouterr().err
     assert "routes.json" in err and "trust_domain" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "port", "message"),
+    [
+        # a JSON routes file: NaN, Infinity and numbers Go cannot hold are not JSON it takes
+        ("routes.json", "Infinity", "invalid JSON value Infinity"),
+        ("routes.json", "1e309", "number 1e309 is out of range"),
+        ("routes.json", "123456789012345678901234567890", "out of range"),
+        # HCL: pyhcl reads 1e400 as an infinite float; int() of it once escaped as a traceback
+        ("routes.hcl", "1e400", "OverflowError"),
+    ],
+)
+def test_cli_reports_a_routes_file_port_it_cannot_hold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, port: str, message: str
+) -> None:
+    routes = tmp_path / name
+    if name.endswith(".json"):
+        endpoint = '{"address": "127.0.0.1", "port": ' + port + "}"
+        routes.write_text(
+            '{"clusters": [{"name": "c", "endpoints": [' + endpoint + "]}],"
+            ' "filter_chains": [{"sni_cluster": true, "stat_prefix": "x"}]}'
+        )
+    else:
+        routes.write_text(
+            'clusters = [{name = "c", endpoints = [{address = "127.0.0.1", port = ' + port
+            + "}]}]\n"
+            'filter_chains = [{sni_cluster = true, stat_prefix = "x"}]\n'
+        )
+    assert (
+        main(["gateway", "-address", "127.0.0.1:1", "-routes", str(routes), "-envoy-config"]) == 1
+    )
+    err = capsys.readouterr().err
+    assert name in err and message in err and "Traceback" not in err
