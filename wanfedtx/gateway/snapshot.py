@@ -221,11 +221,20 @@ def _chain_json(fc: FilterChain) -> dict[str, Any]:
     return d
 
 
+def _whole(value: Any) -> int:
+    """An integer field of a routes file or snapshot (a port, a weight, a timeout): an integer,
+    or a float or string that is a whole number; ``ValueError`` otherwise (Envoy refuses a port
+    of 1.5 or ``true`` where ``int()`` would take 1)."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"{value!r} is not a whole number")
+    return int(value)
+
+
 def snapshot_from_json(data: Mapping[str, Any]) -> Snapshot:
     """Inverse of :meth:`Snapshot.to_json` (also the explicit form of a routes file)."""
     try:
         clusters = tuple(
-            Cluster(str(c["name"]), int(c.get("connect_timeout_ms", DEFAULT_CONNECT_TIMEOUT_MS)))
+            Cluster(str(c["name"]), _whole(c.get("connect_timeout_ms", DEFAULT_CONNECT_TIMEOUT_MS)))
             for c in data.get("clusters", ())
         )
         las = tuple(
@@ -234,9 +243,9 @@ def snapshot_from_json(data: Mapping[str, Any]) -> Snapshot:
                 tuple(
                     Endpoint(
                         str(e["address"]),
-                        int(e["port"]),
+                        _whole(e["port"]),
                         str(e.get("health", HEALTHY)).upper(),
-                        None if e.get("weight") is None else int(e["weight"]),
+                        None if e.get("weight") is None else _whole(e["weight"]),
                     )
                     for e in la.get("endpoints", ())
                 ),
@@ -247,7 +256,7 @@ def snapshot_from_json(data: Mapping[str, Any]) -> Snapshot:
             Listener(
                 str(li["name"]),
                 str(li["address"]),
-                int(li["port"]),
+                _whole(li["port"]),
                 tuple(
                     FilterChain(
                         tuple(str(s).lower() for s in fc.get("server_names", ())),
@@ -420,16 +429,16 @@ def inputs_from_json(data: Mapping[str, Any]) -> SnapshotInputs:
         return tuple(
             EndpointInput(
                 str(e["address"]),
-                int(e["port"]),
+                _whole(e["port"]),
                 str(e.get("health", HEALTHY)).upper(),
-                int(e.get("weight", 1)),
+                _whole(e.get("weight", 1)),
             )
             for e in (items or ())
         )
 
     try:
         binds = tuple(
-            BindInput(str(b["name"]), str(b["address"]), int(b["port"]))
+            BindInput(str(b["name"]), str(b["address"]), _whole(b["port"]))
             for b in data.get("binds", ())
         )
         return SnapshotInputs(
@@ -439,12 +448,12 @@ def inputs_from_json(data: Mapping[str, Any]) -> SnapshotInputs:
             domain=str(data.get("domain", "consul")),
             wan_federation=bool(data.get("wan_federation", False)),
             servers=tuple(
-                ServerInput(str(s["node"]), str(s["address"]), int(s.get("port", 8300)))
+                ServerInput(str(s["node"]), str(s["address"]), _whole(s.get("port", 8300)))
                 for s in data.get("servers", ())
             ),
             gateways={str(dc): eps(v) for dc, v in (data.get("gateways") or {}).items()},
             services={str(n): eps(v) for n, v in (data.get("services") or {}).items()},
-            connect_timeout_ms=int(data.get("connect_timeout_ms", DEFAULT_CONNECT_TIMEOUT_MS)),
+            connect_timeout_ms=_whole(data.get("connect_timeout_ms", DEFAULT_CONNECT_TIMEOUT_MS)),
         )
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
         raise SnapshotInputError(

@@ -142,7 +142,10 @@ def test_cli_reports_a_bad_routes_file(tmp_path: Path, capsys: pytest.CaptureFix
         ("routes.json", "1e309", "number 1e309 is out of range"),
         ("routes.json", "123456789012345678901234567890", "out of range"),
         # HCL: pyhcl reads 1e400 as an infinite float; int() of it once escaped as a traceback
-        ("routes.hcl", "1e400", "OverflowError"),
+        ("routes.hcl", "1e400", "inf is not a whole number"),
+        # not whole numbers: int() took 1 for both (Envoy refuses them)
+        ("routes.json", "1.5", "1.5 is not a whole number"),
+        ("routes.json", "true", "True is not a whole number"),
     ],
 )
 def test_cli_reports_a_routes_file_port_it_cannot_hold(
