@@ -53,7 +53,9 @@ def _int64(text: str) -> int:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# in the document: an escape of a surrogate (\ud800-\udfff), or one as a character (bytes read
+# with "surrogatepass", or text given as str)
+_MAY_HOLD_SURROGATE = re.compile("\\\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 
 
 def replace_lone_surrogates(text: str) -> str:
@@ -88,7 +90,7 @@ def loads(data: str | bytes | bytearray) -> Any:
         text = bytes(data).decode(json.detect_encoding(data), "surrogatepass")
     try:
         value = _DECODER.decode(text)
-        if _SURROGATE_ESCAPE.search(text) or _SURROGATE.search(text):
+        if _MAY_HOLD_SURROGATE.search(text):
             value = _replace_surrogates(value)
         return value
     except RecursionError:

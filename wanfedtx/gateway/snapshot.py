@@ -269,7 +269,7 @@ def snapshot_from_json(data: Mapping[str, Any]) -> Snapshot:
             )
             for li in data.get("listeners", ())
         )
-    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise SnapshotInputError(f"invalid snapshot data: {e!r}; see docs/gateway.md") from None
     snap = Snapshot(clusters, las, listeners)
     validate_snapshot(snap)
@@ -455,7 +455,7 @@ def inputs_from_json(data: Mapping[str, Any]) -> SnapshotInputs:
             services={str(n): eps(v) for n, v in (data.get("services") or {}).items()},
             connect_timeout_ms=_whole(data.get("connect_timeout_ms", DEFAULT_CONNECT_TIMEOUT_MS)),
         )
-    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise SnapshotInputError(
             f"invalid snapshot inputs: missing or bad field {e!s}; see docs/gateway.md"
         ) from None
