@@ -184,6 +184,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         " where available)",
     )
     a(
+        "-loop-relay",
+        "--loop-relay",
+        choices=("auto", "c", "python"),
+        default="auto",
+        help="who relays a routed connection on the loop data path: c (the compiled relay),"
+        " python, or auto (c where it was built; the default)",
+    )
+    a(
         "-hello-timeout",
         "--hello-timeout",
         type=_duration,
@@ -380,12 +388,18 @@ def install_sighup(reactor: IReactorFromThreads, svc: Any) -> None:
 
 
 def _relay_settings(args: argparse.Namespace) -> Any:
+    from wanfedtx.gateway import relaynative
     from wanfedtx.gateway.conn import RelaySettings
     from wanfedtx.gateway.pump import splice_available
 
     data_path = args.data_path or ("loop" if splice_available() else "twisted")
     if data_path == "loop" and not splice_available():
         raise UsageError(f"-data-path {data_path} needs Linux (splice(2)); use -data-path twisted")
+    if args.loop_relay == "c" and not relaynative.available():
+        raise UsageError(
+            "-loop-relay c: the compiled relay was not built (it needs a C compiler and the"
+            " Python headers at install time); use -loop-relay python"
+        )
     return RelaySettings(
         hello_timeout=args.hello_timeout,
         idle_timeout=args.idle_timeout or None,
@@ -393,4 +407,5 @@ def _relay_settings(args: argparse.Namespace) -> Any:
         data_path=data_path,
         pipe_size=args.pipe_size,
         workers=args.workers,
+        loop_relay=args.loop_relay,
     )

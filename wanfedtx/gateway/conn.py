@@ -60,6 +60,9 @@ class RelaySettings:
     /proc/sys/fs/pipe-max-size)."""
     workers: int = 1
     """Relay loops on the loop path, sharing one listening socket."""
+    loop_relay: str = "auto"
+    """Who relays on the loop path once a connection is routed: ``c`` (the compiled relay),
+    ``python`` (pump.py), or ``auto`` (``c`` where it was built)."""
 
 
 class State(enum.Enum):

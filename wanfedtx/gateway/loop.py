@@ -13,16 +13,11 @@ through a pipe per direction, taken from and given back to a
 (hello, connect) sit in a heap and idle connections are swept once a second, all on an injected
 monotonic clock.
 
-Per connection the thread does as few syscalls and makes as few Python objects as it can: the
-listening socket carries ``TCP_NODELAY`` (accepted sockets inherit it), every waiting connection
-is accepted in one listener event (C-level ``_accept`` and C socket objects, no Python socket
-wrapper), the hello is read in the accept turn and its deadline armed only if it is incomplete,
-a paused downstream is only taken out of the epoll set if it actually becomes readable before
-the upstream is up, an upstream connect that is established when ``connect`` returns (a local
-endpoint) starts relaying in the same turn (no ``EPOLLOUT`` round; a failed connect is told by
-``EPOLLERR``, so a good one costs no ``SO_ERROR`` read), sockets leave the epoll set by being
-closed, the last FIN of a pair is sent by the close, the clock is read once per epoll batch,
-and endpoint addresses are parsed once.
+Once a connection relays, its two sockets go to the compiled relay where it was built
+(``relaynative.py``: the pumps in C, no Python turn per socket event); otherwise the
+:class:`~wanfedtx.gateway.pump.Direction` pumps above run here. The per-connection economies
+(one listener event accepts the whole queue, the hello read in the accept turn, a local connect
+relaying in the same turn, no ``epoll_ctl`` that is not needed) are in docs/benchmarks.md.
 
 The reactor keeps the control plane: it swaps route tables (one attribute assignment, atomic),
 serves the admin API, and reads the counters, which only this thread writes. Log events are
@@ -77,6 +72,7 @@ from wanfedtx.gateway.loopsock import accept_queue, connected_now, numeric_targe
 from wanfedtx.gateway.loopsock import listen_socket as listen_socket  # service.py imports it
 from wanfedtx.gateway.loopthread import LoopThread
 from wanfedtx.gateway.pump import Direction, PipePool, splice_available
+from wanfedtx.gateway.relaynative import native_relay
 from wanfedtx.gateway.router import RouteTable
 from wanfedtx.gateway.snapshot import Endpoint
 from wanfedtx.gateway.stats import GatewayStats, ListenerStats
@@ -151,6 +147,7 @@ class RelayLoop:
         # workers sharing a socket: the kernel wakes one of them per new connection
         self._ep.register(self.sock.fileno(), EPOLLIN | (EPOLLEXCLUSIVE if shared else 0))
         self._fds: dict[int, _Conn] = {}
+        self._native = native_relay(self._ep.fileno(), settings)
         self._conns: set[_Conn] = set()
         self._timers: list[tuple[float, int, int, _Conn, int]] = []
         self._seq = itertools.count()
@@ -195,13 +192,19 @@ class RelayLoop:
     def _run(self) -> None:
         last_sweep = self._now = self.clock()
         listen_fd = self.sock.fileno()
-        poll = self._ep.poll
+        native = self._native
         try:
             while not self._loop.stopping:
                 timeout = 1.0
                 if self._timers:
                     timeout = max(0.0, min(timeout, self._timers[0][0] - self._now))
-                self._dispatch(poll(timeout), listen_fd)  # reads the clock into self._now
+                if native is None:
+                    self._dispatch(self._ep.poll(timeout), listen_fd)  # reads the clock
+                else:
+                    events, done = native.poll(timeout)
+                    self._dispatch(events, listen_fd)
+                    if done:
+                        native.finish(done, self._handle)
                 now = self._now
                 while self._timers and self._timers[0][0] <= now:
                     _, _, kind, c, gen = heapq.heappop(self._timers)
@@ -213,6 +216,8 @@ class RelayLoop:
         except Exception:
             self.reactor.callFromThread(log.failure, "gateway relay loop crashed")
         finally:
+            if native is not None:
+                native.close_all(self._handle)
             for c in list(self._conns):
                 self._handle(c, Abort("gateway stopping"))
                 self._teardown(c)  # even if its core had closed already
@@ -432,6 +437,9 @@ class RelayLoop:
         self._handle(c, UpFailed(ep, why, timed_out))
 
     def _relay(self, c: _Conn, first: bytes) -> None:
+        if self._native is not None:
+            self._native.hand_over(c, first, self._fds)
+            return
         up = need(c.up, "upstream socket")
         up_fd = c.up_fd
         to_up = c.to_up = Direction(c.down_fd, up_fd, first, up)
@@ -570,11 +578,13 @@ class RelayLoop:
             c.mask_up = mask
 
     def _sweep(self, now: float) -> None:
+        if self._native is not None:
+            self._native.sweep()  # the compiled relay times out its own idle pairs
         idle = self.settings.idle_timeout
         if idle is None:
             return
         for c in list(self._conns):
-            if c.core.state is State.RELAYING and now - c.idle_since >= idle:
+            if c.core.state is _RELAYING and not c.token and now - c.idle_since >= idle:
                 self._handle(c, _IDLE)
 
     def _teardown(self, c: _Conn) -> None:

@@ -37,6 +37,7 @@ class LoopConn:
         "resolving",
         "to_down",
         "to_up",
+        "token",
         "up",
         "up_fd",
     )
@@ -56,6 +57,7 @@ class LoopConn:
         self.idle_since = 0.0
         self.mask_down = 0
         self.mask_up = 0
+        self.token = 0  # non-zero once handed to the compiled relay (relaynative.py)
 
 
 def listen_socket(address: tuple[str, int]) -> socket.socket:

@@ -37,6 +37,7 @@ from wanfedtx.gateway.conn import DATA_PATHS, RelaySettings
 from wanfedtx.gateway.errors import GatewayListenError, RoutesFileError
 from wanfedtx.gateway.loop import RelayLoop, listen_socket
 from wanfedtx.gateway.relay import RelayFactory
+from wanfedtx.gateway.relaynative import use_native
 from wanfedtx.gateway.router import RouteTable
 from wanfedtx.gateway.routes import listener_index, load_routes
 from wanfedtx.gateway.snapshot import Snapshot, SnapshotInputs, build_snapshot
@@ -406,11 +407,14 @@ class GatewayService(MultiService):
     def _log_listening(self) -> None:
         if self.on_listening is not None:
             self.on_listening()
+        path = self.settings.data_path
+        if path == "loop":
+            path += ", compiled relay" if use_native(self.settings.loop_relay) else ", Python relay"
         log.info(
             "gateway listening on {host}:{port} ({path} data path)",
             host=self.address[0],
             port=self.address[1],
-            path=self.settings.data_path,
+            path=path,
         )
 
     def stopService(self) -> defer.Deferred[None]:

@@ -33,13 +33,16 @@ from wanfedtx.gateway.snapshot import Snapshot
 
 pytestmark = pytest.mark.integration
 TRUST = "11111111-2222-3333-4444-555555555555.consul"
-PATHS = ["twisted"] + (["loop", "loop2"] if splice_available() else [])
+PATHS = ["twisted"] + (["loop", "loop-python", "loop2"] if splice_available() else [])
 
 
 def settings_for(path: str, **kw: Any) -> RelaySettings:
-    """``loop2`` is the loop path with two workers sharing the port."""
+    """``loop`` relays with the compiled relay where it was built, ``loop-python`` with the
+    Python pumps; ``loop2`` is the loop path with two workers sharing the port."""
     if path == "loop2":
         return RelaySettings(data_path="loop", workers=2, **kw)
+    if path == "loop-python":
+        return RelaySettings(data_path="loop", loop_relay="python", **kw)
     return RelaySettings(data_path=path, **kw)
 
 

@@ -16,8 +16,9 @@ from wanfedtx.gateway.routes import routes_to_snapshot
 from wanfedtx.gateway.stats import GatewayStats
 
 
-def relay_loop_to(backend_port: int, sni: str) -> RelayLoop:
-    """A loop listening on 127.0.0.1 (port 0) that routes ``sni`` to ``backend_port``."""
+def relay_loop_to(backend_port: int, sni: str, loop_relay: str = "python") -> RelayLoop:
+    """A loop listening on 127.0.0.1 (port 0) that routes ``sni`` to ``backend_port``;
+    relaying with the Python pumps unless ``loop_relay`` says otherwise."""
     snap = routes_to_snapshot(
         {
             "clusters": [{"name": sni, "endpoints": [{"address": "127.0.0.1",
@@ -28,11 +29,13 @@ def relay_loop_to(backend_port: int, sni: str) -> RelayLoop:
         0,
     )
     return RelayLoop(MemoryReactorClock(), ("127.0.0.1", 0), RouteTable(snap), GatewayStats(),
-                     RelaySettings(data_path="loop"))
+                     RelaySettings(data_path="loop", loop_relay=loop_relay))
 
 
 def close_relay_loop(loop: RelayLoop) -> None:
     """Tear down every connection of a hand-driven loop and close its descriptors."""
+    if loop._native is not None:
+        loop._native.close_all(loop._handle)
     for c in list(loop._conns):
         loop._teardown(c)
     loop._ep.close()
