@@ -222,6 +222,7 @@ def start_wanfed(
 # wanfed targets: name -> flags (the default row passes none)
 WANFED = {
     "wanfed-loop": ["-data-path", "loop", "-workers", "1"],
+    "wanfed-loop-python": ["-data-path", "loop", "-workers", "1", "-loop-relay", "python"],
     "wanfed-default": [],
     "wanfed-twisted": ["-data-path", "twisted"],
 }

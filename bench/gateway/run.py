@@ -10,7 +10,8 @@ and, when run as root, ``setpriv``.
 CPU budget: the proxy under test is pinned with ``taskset`` to one core (``--proxy-cpu``, default
 1) and everything else -- this controller, the load generators, the sink and the TLS backend --
 to another (``--load-cpu``, default 0). haproxy runs with ``nbthread 1``, nginx with
-``worker_processes 1``, ``wanfed gateway`` with ``-data-path loop -workers 1`` (``wanfed-loop``)
+``worker_processes 1``, ``wanfed gateway`` with ``-data-path loop -workers 1`` (``wanfed-loop``,
+the compiled relay where it was built; ``wanfed-loop-python`` adds ``-loop-relay python``)
 and with no data-path flags at all (``wanfed-default``: the loop path with one worker per CPU the
 machine has, i.e. 2 loops sharing the one pinned core). Every target gets the same load
 generators, sink and backend, and every proxy runs as the same user (``--user``, default
@@ -271,7 +272,7 @@ def main() -> int:
         "--only",
         default="direct,haproxy,haproxy-splice-auto,haproxy-splice,nginx,wanfed-loop,"
         "wanfed-default",
-        help="targets, comma separated; also wanfed-twisted",
+        help="targets, comma separated; also wanfed-loop-python, wanfed-twisted",
     )
     ap.add_argument(
         "--pipe-size",

@@ -438,7 +438,8 @@ class RelayLoop:
 
     def _relay(self, c: _Conn, first: bytes) -> None:
         if self._native is not None:
-            self._native.hand_over(c, first, self._fds)
+            if not self._native.hand_over(c, first, self._fds):
+                self._handle(c, _SOCKET_ERROR)
             return
         up = need(c.up, "upstream socket")
         up_fd = c.up_fd

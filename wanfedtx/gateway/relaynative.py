@@ -19,6 +19,7 @@ seconds for the loop's next turn, so ``downstream_cx_active`` lags a close by up
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -86,11 +87,12 @@ class NativeRelay:
     def active(self) -> int:
         return self._c.active
 
-    def hand_over(self, c: LoopConn, first: bytes, fds: dict[int, LoopConn]) -> None:
+    def hand_over(self, c: LoopConn, first: bytes, fds: dict[int, LoopConn]) -> bool:
         """Give ``c``'s two sockets to the compiled relay, which sends ``first`` upstream.
 
         Their descriptors leave ``fds`` and Python's socket objects (``detach``): from here on
-        only the relay closes them, so no stale number can be closed twice.
+        only the relay closes them, so no stale number can be closed twice. False if the relay
+        refused them (out of memory); both are closed then and the caller aborts ``c``.
         """
         up = need(c.up, "upstream socket")
         token = self._next
@@ -100,8 +102,14 @@ class NativeRelay:
         down_fd, up_fd = c.down.detach(), up.detach()
         c.down_fd = c.up_fd = -1
         c.token = token
+        try:
+            self._c.add(token, down_fd, up_fd, c.mask_down, c.mask_up, first)
+        except (ValueError, MemoryError):
+            for fd in (down_fd, up_fd):
+                os.close(fd)
+            return False
         self._conns[token] = c
-        self._c.add(token, down_fd, up_fd, c.mask_down, c.mask_up, first)
+        return True
 
     def finish(
         self, done: list[tuple[int, ...]], handle: Callable[[LoopConn, Event], None]

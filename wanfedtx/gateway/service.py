@@ -407,11 +407,11 @@ class GatewayService(MultiService):
     def _log_listening(self) -> None:
         if self.on_listening is not None:
             self.on_listening()
-        path = self.settings.data_path
-        if path == "loop":
+        path = f"{self.settings.data_path} data path"
+        if self.settings.data_path == "loop":
             path += ", compiled relay" if use_native(self.settings.loop_relay) else ", Python relay"
         log.info(
-            "gateway listening on {host}:{port} ({path} data path)",
+            "gateway listening on {host}:{port} ({path})",
             host=self.address[0],
             port=self.address[1],
             path=path,

@@ -158,3 +158,81 @@ async def test_cli_stops_on_sigint_when_started_with_sigint_ignored(
             proc.communicate()
     assert proc.returncode == 0, err.decode()
     assert b"Traceback" not in err
+
+
+def relayed_then_closed(addr: tuple[str, int]) -> bytes:
+    """One relayed connection: the hello out, the backend's byte back, then the client's FIN
+    and the backend's close end it."""
+    with socket.create_connection(addr, timeout=10) as s:
+        s.sendall(HELLO)
+        first = s.recv(1)
+        s.shutdown(socket.SHUT_WR)
+        while s.recv(4096):
+            pass
+    return first
+
+
+class NamedThenClose(Named):
+    def readConnectionLost(self) -> None:  # the client's FIN: close our side too
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("relay", "named"), [("c", "compiled relay"), ("python", "Python relay")])
+@pytest_twisted.ensureDeferred
+async def test_cli_loop_relay_choice_is_used_and_named(
+    reactor: Any, tmp_path: Path, relay: str, named: str
+) -> None:
+    """``-loop-relay c|python`` picks who relays on the loop path; the start-up line names it,
+    and the connection's counters and close reach the admin API either way."""
+    from wanfedtx.gateway import relaynative
+
+    if relay == "c" and not relaynative.available():
+        assert os.environ.get("CI") != "true", "the compiled relay must be built where CI runs"
+        pytest.skip("the compiled relay was not built here")
+    from twisted.internet.interfaces import IHalfCloseableProtocol
+    from zope.interface import directlyProvides
+
+    class Factory(protocol.Factory):
+        def buildProtocol(self, addr: Any) -> protocol.Protocol:
+            p = NamedThenClose()
+            p.factory = self
+            directlyProvides(p, IHalfCloseableProtocol)
+            return p
+
+    f = Factory()
+    f.name = b"A"  # type: ignore[attr-defined]
+    a = reactor.listenTCP(0, f, interface="127.0.0.1")
+    path = tmp_path / "routes.json"
+    routes(path, a.getHost().port)
+    exe = Path(sys.executable).parent / "wanfed"
+    proc = subprocess.Popen(
+        [str(exe), "gateway", "-address", "127.0.0.1:0", "-admin-bind", "127.0.0.1:0",
+         "-routes", str(path), "-data-path", "loop", "-workers", "1", "-loop-relay", relay,
+         "-reload-interval", "0", "-log-level", "info"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        (listening, admin_line), _started = await threads.deferToThread(
+            wait_for_lines, proc, proc.stderr,
+            r"gateway listening on 127\.0\.0\.1:(\d+) \(loop data path, (.+)\)",
+            r"admin address: 127\.0\.0\.1:(\d+)$",
+        )
+        assert listening.group(2) == named
+        port, admin = int(listening.group(1)), int(admin_line.group(1))
+        assert await threads.deferToThread(relayed_then_closed, ("127.0.0.1", port)) == b"A"
+
+        def closed_and_counted() -> bool:
+            stats = get(f"http://127.0.0.1:{admin}/stats")
+            return (
+                "downstream_cx_active: 0\n" in stats
+                and "cluster.c.upstream_cx_rx_bytes_total: 1\n" in stats
+                and f"cluster.c.upstream_cx_tx_bytes_total: {len(HELLO)}\n" in stats
+            )
+
+        await poll(reactor, closed_and_counted)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = await threads.deferToThread(proc.communicate, None, 20)
+        await a.stopListening()
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err
