@@ -39,6 +39,7 @@
 #define POOL_KEEP 32             /* idle pipes kept for reuse */
 #define IDLE_SCAN_NS 1000000000LL
 #define SPLICE_FLAGS (SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
+#define PARKED 0xFFFFFFFFu       /* a socket's mask while it is out of the epoll set */
 
 enum { DONE_CLEAN, DONE_ERROR, DONE_HANGUP, DONE_IDLE, DONE_STOP };
 
@@ -179,6 +180,15 @@ static void close_pair(Relay *r, Pair *p, int reason) {
     free(p);
 }
 
+/* The direction's source has ended and its pipe is empty: forward the FIN. Once both
+ * directions are over the pair is closed next, and the close sends this FIN (every byte either
+ * way has been read: no reset). */
+static void finish(Direction *d, Direction *other) {
+    d->finished = 1;
+    if (!other->finished)
+        (void)shutdown(d->dst, SHUT_WR);
+}
+
 /* Move what can move now without blocking. Returns 1 if a byte moved, 0 if not, -1 on a socket
  * error (the direction is then broken: its pipe's content is unknown). */
 static int pump(Direction *d, Direction *other) {
@@ -222,13 +232,8 @@ static int pump(Direction *d, Direction *other) {
         }
         d->want_out = 0;
         if (d->eof) {
-            if (!d->finished) {
-                d->finished = 1;
-                /* once both directions are over the pair is closed next, and the close sends
-                 * this FIN (every byte either way has been read: no reset) */
-                if (!other->finished)
-                    (void)shutdown(d->dst, SHUT_WR);
-            }
+            if (!d->finished)
+                finish(d, other);
             return progress;
         }
         if (is_short)
@@ -248,33 +253,48 @@ static int pump(Direction *d, Direction *other) {
         is_short = n < SHORT_READ;
         progress = 1;
     }
-    /* the fairness bound ended the loop: ask for EPOLLOUT to flush what the pipe holds */
+    /* the fairness bound ended the loop: ask for EPOLLOUT to flush what the pipe holds, or,
+     * if the last round read the end of the stream (the pipe is empty then), forward it now */
     if (d->in_pipe || d->pending_off < d->pending_len)
         d->want_out = 1;
+    else if (d->eof && !d->finished)
+        finish(d, other);
     return progress;
+}
+
+/* Give ``fd`` the epoll mask ``want``; a parked socket (out of the set) comes back only when it
+ * needs an event. -1 on failure. */
+static int apply_mask(Relay *r, int fd, uint32_t *cur, uint32_t want) {
+    if (want == *cur || (*cur == PARKED && want == 0))
+        return 0;
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = want;
+    ev.data.fd = fd;
+    if (epoll_ctl(r->epfd, *cur == PARKED ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev) < 0)
+        return -1;
+    *cur = want;
+    return 0;
 }
 
 /* The masks both sockets need now; epoll_ctl only for one that changed. -1 on failure. */
 static int set_masks(Relay *r, Pair *p) {
     Direction *up = &p->to_up, *down = &p->to_down;
     uint32_t m = ((up->eof || up->want_out) ? 0 : EPOLLIN) | (down->want_out ? EPOLLOUT : 0);
-    struct epoll_event ev;
-    memset(&ev, 0, sizeof ev);
-    if (m != p->mask_down) {
-        ev.events = m;
-        ev.data.fd = p->down_fd;
-        if (epoll_ctl(r->epfd, EPOLL_CTL_MOD, p->down_fd, &ev) < 0)
-            return -1;
-        p->mask_down = m;
-    }
+    if (apply_mask(r, p->down_fd, &p->mask_down, m) < 0)
+        return -1;
     m = ((down->eof || down->want_out) ? 0 : EPOLLIN) | (up->want_out ? EPOLLOUT : 0);
-    if (m != p->mask_up) {
-        ev.events = m;
-        ev.data.fd = p->up_fd;
-        if (epoll_ctl(r->epfd, EPOLL_CTL_MOD, p->up_fd, &ev) < 0)
-            return -1;
-        p->mask_up = m;
-    }
+    return apply_mask(r, p->up_fd, &p->mask_up, m);
+}
+
+/* Take a hung-up socket out of the epoll set: epoll reports EPOLLHUP whatever the mask, and its
+ * direction has to wait for the other socket's EPOLLOUT first. -1 on failure. */
+static int park(Relay *r, int fd, uint32_t *cur) {
+    if (*cur == PARKED)
+        return 0;
+    if (epoll_ctl(r->epfd, EPOLL_CTL_DEL, fd, NULL) < 0)
+        return -1;
+    *cur = PARKED;
     return 0;
 }
 
@@ -313,8 +333,16 @@ static void relay_event(Relay *r, Pair *p, int fd, uint32_t ev, int64_t now) {
         return;
     }
     if (!moved && (ev & EPOLLHUP)) {
-        close_pair(r, p, DONE_HANGUP);
-        return;
+        if (!reading->want_out) {
+            close_pair(r, p, DONE_HANGUP); /* nothing can move: never spin on it */
+            return;
+        }
+        /* the peer's FIN and ours are both in, but bytes read from this socket still wait for
+         * the other one to take them: keep them, and stop hearing this socket until then */
+        if (park(r, fd, fd == p->down_fd ? &p->mask_down : &p->mask_up) < 0) {
+            close_pair(r, p, DONE_ERROR);
+            return;
+        }
     }
     if (set_masks(r, p) < 0)
         close_pair(r, p, DONE_ERROR);

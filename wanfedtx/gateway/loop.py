@@ -88,6 +88,7 @@ EPOLLHUP = select.EPOLLHUP
 EPOLLEXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
 HELLO_DEADLINE, CONNECT_DEADLINE = range(2)
 ACCEPT_BATCH = 64  # connections accepted per listener event at most
+PARKED = -1  # a relaying socket's mask while it is out of the epoll set (a hang-up, see below)
 _STREAM_NONBLOCK = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
 ADDR_CACHE_MAX = 4096  # parsed endpoint addresses kept (endpoints come from the snapshot)
 _UP_CONNECTED = UpConnected()
@@ -502,20 +503,17 @@ class RelayLoop:
         if core.state is _CLOSED:
             return
         if not moved and ev & EPOLLHUP:
-            self._handle(c, _HANG_UP)
-            return
-        mask = (0 if (to_up.eof or to_up.want_out) else EPOLLIN) | (
-            EPOLLOUT if to_down.want_out else 0
-        )
-        if mask != c.mask_down:
-            self._ep.modify(c.down_fd, mask)
-            c.mask_down = mask
-        mask = (0 if (to_down.eof or to_down.want_out) else EPOLLIN) | (
-            EPOLLOUT if to_up.want_out else 0
-        )
-        if mask != c.mask_up:
-            self._ep.modify(c.up_fd, mask)
-            c.mask_up = mask
+            if not reading.want_out:
+                self._handle(c, _HANG_UP)  # nothing can move: never spin on it
+                return
+            # both FINs are in (epoll reports the hang-up whatever the mask), but bytes read from
+            # this socket wait for the other one: keep them, stop hearing this one until then
+            self._ep.unregister(fd)
+            if fd == c.down_fd:
+                c.mask_down = PARKED
+            else:
+                c.mask_up = PARKED
+        self._set_masks(c, to_up, to_down)
 
     def _event(self, c: _Conn, fd: int, ev: int) -> None:
         """An event on a connection that is not relaying yet (hello, connecting)."""
@@ -568,14 +566,15 @@ class RelayLoop:
             c.mask_up = mask
 
     def _set_masks(self, c: _Conn, up: Direction, down: Direction) -> None:
-        """The epoll masks both sockets need now; ``epoll_ctl`` only for one that changed."""
+        """The epoll masks both sockets need now; ``epoll_ctl`` only for one that changed, and a
+        parked socket (out of the set) back only once it needs an event."""
         mask = (0 if (up.eof or up.want_out) else EPOLLIN) | (EPOLLOUT if down.want_out else 0)
-        if mask != c.mask_down:
-            self._ep.modify(c.down_fd, mask)
+        if mask != c.mask_down and (mask or c.mask_down != PARKED):
+            (self._ep.register if c.mask_down == PARKED else self._ep.modify)(c.down_fd, mask)
             c.mask_down = mask
         mask = (0 if (down.eof or down.want_out) else EPOLLIN) | (EPOLLOUT if up.want_out else 0)
-        if mask != c.mask_up:
-            self._ep.modify(c.up_fd, mask)
+        if mask != c.mask_up and (mask or c.mask_up != PARKED):
+            (self._ep.register if c.mask_up == PARKED else self._ep.modify)(c.up_fd, mask)
             c.mask_up = mask
 
     def _sweep(self, now: float) -> None:

@@ -181,18 +181,7 @@ class Direction:
                 self.want_out = False
                 if self.eof:
                     if not self.finished:
-                        self.finished = True
-                        other = self.other
-                        if other is None or not other.finished:
-                            try:
-                                if self.dst_sock is not None:
-                                    self.dst_sock.shutdown(socket.SHUT_WR)
-                                else:
-                                    socket_shutdown_wr(self.dst)
-                            except OSError:
-                                pass
-                        # else both directions are over: the pair is closed next, and the
-                        # close sends this FIN (every byte either way has been read: no reset)
+                        self._finish()
                     return progress
                 if short:
                     # the last read was small, so the socket is most likely drained: skip the
@@ -211,13 +200,31 @@ class Direction:
                 short = n < SHORT_READ
                 progress = True
             # the fairness bound ended the loop: bytes may sit in the pipe with nothing left to
-            # read, so ask for EPOLLOUT on the destination to flush them on the next turn
+            # read, so ask for EPOLLOUT on the destination to flush them on the next turn; or
+            # the last round read the end of the stream (the pipe is empty): forward it now
             if self.in_pipe or self.pending:
                 self.want_out = True
+            elif self.eof and not self.finished:
+                self._finish()
             return progress
         except OSError:
             self.broken = True
             raise
+
+    def _finish(self) -> None:
+        """The source has ended and the pipe is empty: forward the FIN. Once both directions
+        are over the pair is closed next, and the close sends this FIN (every byte either way
+        has been read: no reset)."""
+        self.finished = True
+        other = self.other
+        if other is None or not other.finished:
+            try:
+                if self.dst_sock is not None:
+                    self.dst_sock.shutdown(socket.SHUT_WR)
+                else:
+                    socket_shutdown_wr(self.dst)
+            except OSError:
+                pass
 
     def close(self, pool: PipePool | None = None) -> None:
         """Release the pipe: back to ``pool`` if it is known to be empty, else closed; and

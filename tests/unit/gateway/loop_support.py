@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 from twisted.internet.testing import MemoryReactorClock
 
@@ -16,7 +17,9 @@ from wanfedtx.gateway.routes import routes_to_snapshot
 from wanfedtx.gateway.stats import GatewayStats
 
 
-def relay_loop_to(backend_port: int, sni: str, loop_relay: str = "python") -> RelayLoop:
+def relay_loop_to(
+    backend_port: int, sni: str, loop_relay: str = "python", **settings: Any
+) -> RelayLoop:
     """A loop listening on 127.0.0.1 (port 0) that routes ``sni`` to ``backend_port``;
     relaying with the Python pumps unless ``loop_relay`` says otherwise."""
     snap = routes_to_snapshot(
@@ -29,7 +32,19 @@ def relay_loop_to(backend_port: int, sni: str, loop_relay: str = "python") -> Re
         0,
     )
     return RelayLoop(MemoryReactorClock(), ("127.0.0.1", 0), RouteTable(snap), GatewayStats(),
-                     RelaySettings(data_path="loop", loop_relay=loop_relay))
+                     RelaySettings(data_path="loop", loop_relay=loop_relay, **settings))
+
+
+def loop_turn(loop: RelayLoop, timeout: float = 0.05) -> None:
+    """One turn of a hand-driven loop, through the compiled relay if it has one."""
+    fd = loop.sock.fileno()
+    if loop._native is None:
+        loop._dispatch(loop._ep.poll(timeout), fd)
+        return
+    events, done = loop._native.poll(timeout)
+    loop._dispatch(events, fd)
+    if done:
+        loop._native.finish(done, loop._handle)
 
 
 def close_relay_loop(loop: RelayLoop) -> None:
