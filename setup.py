@@ -10,7 +10,7 @@ setup(
     ext_modules=[
         Extension(
             "wanfedtx.gateway._splicerelay",
-            ["wanfedtx/gateway/_splicerelay.c"],
+            ["wanfedtx/gateway/csrc/relay.c", "wanfedtx/gateway/csrc/module.c"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=True,
         )
