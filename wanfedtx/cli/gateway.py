@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -52,13 +53,14 @@ def _duration(text: str) -> float:
 
     t = text.strip()
     try:
-        return float(t)
+        seconds = float(t)
     except ValueError:
-        pass
-    try:
-        seconds = parse_duration(t)
-    except DurationError as e:
-        raise argparse.ArgumentTypeError(f"{e}; use e.g. 5s, 250ms or 1h30m") from None
+        try:
+            seconds = parse_duration(t)
+        except DurationError as e:
+            raise argparse.ArgumentTypeError(f"{e}; use e.g. 5s, 250ms or 1h30m") from None
+    if not math.isfinite(seconds):
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: not a finite number")
     if seconds < 0:
         raise argparse.ArgumentTypeError(f"invalid duration {text!r}: negative")
     return seconds

@@ -40,3 +40,22 @@ def test_an_unknown_relay_is_refused() -> None:
         parse("-loop-relay", "asm")
     with pytest.raises(ValueError, match="unknown loop relay"):
         relaynative.use_native("asm")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-5", "-1s", "1e400"])
+@pytest.mark.parametrize("flag", ["-idle-timeout", "-hello-timeout"])
+def test_durations_that_no_timer_can_hold_are_usage_errors(
+    flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bare number is seconds, but only a finite, non-negative one (``nan`` had reached the
+    relay's timers)."""
+    with pytest.raises(SystemExit) as exc:
+        parse(f"{flag}={value}")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid duration" in err and "Traceback" not in err
+
+
+def test_bare_seconds_and_go_durations_still_parse() -> None:
+    args = parse("-idle-timeout", "90", "-hello-timeout", "250ms")
+    assert (args.idle_timeout, args.hello_timeout) == (90.0, 0.25)

@@ -28,10 +28,14 @@ static int Relay_init(Relay *self, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_RuntimeError, "Relay is already initialised");
         return -1;
     }
-    if (epfd < 0 || pipe_size <= 0 || idle < 0 || hold < 0) {
+    if (epfd < 0 || pipe_size <= 0 || !(idle >= 0) || !(hold >= 0)) { /* NaN too */
         PyErr_SetString(PyExc_ValueError, "bad Relay settings");
         return -1;
     }
+    if (idle > 1e9) /* a timeout past 30 years is none; keeps nanoseconds inside int64 */
+        idle = 0;
+    if (hold > 1e9)
+        hold = 1e9;
     if (engine_init(&self->e, epfd, pipe_size, (int64_t)(idle * 1e9), (int64_t)(hold * 1e9)) < 0) {
         PyErr_NoMemory();
         return -1;
@@ -91,8 +95,10 @@ static PyObject *Relay_poll(Relay *self, PyObject *args) {
     double timeout;
     if (!check_ready(self) || !PyArg_ParseTuple(args, "d", &timeout))
         return NULL;
-    if (timeout < 0)
+    if (!(timeout >= 0)) /* negative or NaN */
         timeout = 0;
+    if (timeout > 86400) /* keeps the deadline inside int64 nanoseconds */
+        timeout = 86400;
     int fds[MAX_EVENTS];
     uint32_t masks[MAX_EVENTS];
     int n = 0, err;
