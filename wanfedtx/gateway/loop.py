@@ -439,6 +439,9 @@ class RelayLoop:
 
     def _relay(self, c: _Conn, first: bytes) -> None:
         if self._native is not None:
+            # the relay may close both at once (a reset upstream): a later event of this batch
+            # for either number is stale, whoever the number belongs to by then
+            self._closed_now.update((c.down_fd, c.up_fd))
             if not self._native.hand_over(c, first, self._fds):
                 self._handle(c, _SOCKET_ERROR)
             return

@@ -2,7 +2,7 @@
 """The ``loop`` data path's compiled relay: relaying connections handed to C, and back.
 
 Once a connection's core says ``Relay``, the Python loop (``loop.py``) gives both sockets to the
-compiled :mod:`wanfedtx.gateway._splicerelay` (built from ``_splicerelay.c`` at install time),
+compiled :mod:`wanfedtx.gateway._splicerelay` (built from ``csrc/`` at install time),
 which splices their bytes, forwards FINs and closes the pair without waking the interpreter:
 a relayed connection then costs Python its accept, hello and connect, and one record when it
 ends, instead of a Python turn per socket event. :class:`NativeRelay` is the Python half: it
@@ -47,8 +47,6 @@ _ENDINGS: dict[int, Event] = {
 
 
 class _CRelay(Protocol):
-    active: int
-
     def add(self, token: int, down: int, up: int, mdown: int, mup: int, first: bytes) -> None: ...
     def poll(self, timeout: float) -> tuple[list[tuple[int, int]], list[tuple[int, ...]]]: ...
     def take_moved(self) -> list[tuple[int, int, int]]: ...
@@ -83,10 +81,6 @@ class NativeRelay:
         self._next = 1
         self.poll = self._c.poll  # (timeout) -> (events for Python's sockets, finished)
 
-    @property
-    def active(self) -> int:
-        return self._c.active
-
     def hand_over(self, c: LoopConn, first: bytes, fds: dict[int, LoopConn]) -> bool:
         """Give ``c``'s two sockets to the compiled relay, which sends ``first`` upstream.
 
@@ -104,7 +98,7 @@ class NativeRelay:
         c.token = token
         try:
             self._c.add(token, down_fd, up_fd, c.mask_down, c.mask_up, first)
-        except (ValueError, MemoryError):
+        except (ValueError, MemoryError, OverflowError):  # refused: both are still ours
             for fd in (down_fd, up_fd):
                 os.close(fd)
             return False

@@ -21,6 +21,7 @@ import select
 import socket
 import struct
 import termios
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -524,9 +525,12 @@ def test_bad_descriptors_are_refused_and_stay_the_callers(rig: Rig) -> None:
         rig.ep.register(s.fileno(), EPOLLIN)
     d, u = down.fileno(), up.fileno()
     open_before = len(os.listdir("/proc/self/fd"))
-    bad = [(d, d), (-1, u), (d, -1), (-5, -6), (d, live.up_fd), (live.down_fd, u)]
-    for down_fd, up_fd in bad:
+    for down_fd, up_fd in [(d, d), (-1, u), (d, -1), (-5, -6)]:
         with pytest.raises(ValueError):
+            rig.relay.add(62, down_fd, up_fd, EPOLLIN, EPOLLIN, b"first")
+    # one of them already a live pair's: the caller's bug, not a bad argument to refuse
+    for down_fd, up_fd in [(d, live.up_fd), (live.down_fd, u)]:
+        with pytest.raises(RuntimeError, match="handed over twice"):
             rig.relay.add(62, down_fd, up_fd, EPOLLIN, EPOLLIN, b"first")
     assert rig.relay.active == 1
     assert len(os.listdir("/proc/self/fd")) == open_before  # no pipe, nothing closed
@@ -558,6 +562,25 @@ def test_bad_settings_are_refused(args: dict[str, Any]) -> None:
 def test_a_relay_is_initialised_once(rig: Rig) -> None:
     with pytest.raises(RuntimeError):
         rig.relay.__init__(rig.ep.fileno(), 4096)
+
+
+def test_no_other_thread_touches_the_relay_while_it_polls(rig: Rig) -> None:
+    """``poll`` waits with the GIL released; a call from another thread meanwhile is refused
+    instead of walking pairs the wait may be closing."""
+    polling = threading.Thread(target=rig.relay.poll, args=(0.2,))
+    polling.start()
+    refused = None
+    deadline = time.monotonic() + 5
+    try:
+        while refused is None and polling.is_alive() and time.monotonic() < deadline:
+            try:
+                rig.relay.take_moved()
+            except RuntimeError as e:
+                refused = e
+    finally:
+        polling.join()
+    assert refused is not None and "another thread" in str(refused)
+    assert rig.relay.take_moved() == []  # fine again once the poll returned
 
 
 def test_descriptors_above_the_first_table_size_relay(rig: Rig) -> None:

@@ -16,6 +16,7 @@ typedef struct {
     PyObject_HEAD
     Engine e;
     int ready;
+    int busy; /* poll is waiting with the GIL released: no other method may touch the engine */
 } Relay;
 
 static int Relay_init(Relay *self, PyObject *args, PyObject *kwds) {
@@ -45,9 +46,15 @@ static int Relay_init(Relay *self, PyObject *args, PyObject *kwds) {
 }
 
 static int check_ready(Relay *self) {
-    if (!self->ready)
+    if (!self->ready) {
         PyErr_SetString(PyExc_ValueError, "uninitialised Relay");
-    return self->ready;
+        return 0;
+    }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Relay used by another thread while it polls");
+        return 0;
+    }
+    return 1;
 }
 
 static PyObject *Relay_add(Relay *self, PyObject *args) {
@@ -67,7 +74,11 @@ static PyObject *Relay_add(Relay *self, PyObject *args) {
     if (rc < 0) {
         if (err == ENOMEM)
             return PyErr_NoMemory();
-        PyErr_SetString(PyExc_ValueError, "bad descriptors, or a descriptor handed over twice");
+        if (err == EEXIST) {
+            PyErr_SetString(PyExc_RuntimeError, "a descriptor handed over twice");
+            return NULL;
+        }
+        PyErr_SetString(PyExc_ValueError, "bad descriptors");
         return NULL;
     }
     Py_RETURN_NONE;
@@ -103,16 +114,14 @@ static PyObject *Relay_poll(Relay *self, PyObject *args) {
     uint32_t masks[MAX_EVENTS];
     int n = 0, err;
     int64_t deadline = engine_now() + (int64_t)(timeout * 1e9);
+    self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
     err = engine_wait(&self->e, deadline, fds, masks, &n);
     Py_END_ALLOW_THREADS
+    self->busy = 0;
     if (err && err != EINTR) {
         errno = err;
         return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    if (self->e.oom) {
-        self->e.oom = 0;
-        return PyErr_NoMemory();
     }
     PyObject *events = PyList_New(n);
     if (events == NULL)
@@ -149,23 +158,26 @@ static PyObject *Relay_take_moved(Relay *self, PyObject *Py_UNUSED(ignored)) {
         if (t == NULL || PyList_Append(out, t) < 0) {
             Py_XDECREF(t);
             Py_DECREF(out);
-            return NULL;
+            return NULL; /* nothing reset: the counts are taken next time */
         }
         Py_DECREF(t);
-        p->to_up.moved = p->to_down.moved = 0;
     }
+    for (Pair *p = self->e.head; p != NULL; p = p->next)
+        p->to_up.moved = p->to_down.moved = 0;
     return out;
 }
 
 static PyObject *Relay_close_all(Relay *self, PyObject *Py_UNUSED(ignored)) {
     if (!self->ready)
         return PyList_New(0);
+    if (!check_ready(self))
+        return NULL;
     engine_close_all(&self->e);
     return take_done(&self->e);
 }
 
 static PyObject *Relay_get_active(Relay *self, void *Py_UNUSED(closure)) {
-    return PyLong_FromLong(self->ready ? self->e.active : 0);
+    return PyLong_FromLong(self->ready ? self->e.active : 0); /* one word: safe while polling */
 }
 
 static void Relay_dealloc(Relay *self) {

@@ -62,17 +62,9 @@ static void pipe_release(Relay *r, Direction *d) {
 
 /* -- pairs ---------------------------------------------------------------------------------- */
 
-static int record_done(Relay *r, Pair *p, int reason) {
-    if (r->done_n == r->done_cap) {
-        size_t cap = r->done_cap ? r->done_cap * 2 : 64;
-        Done *d = realloc(r->done, cap * sizeof(Done));
-        if (d == NULL) {
-            r->oom = 1;
-            return -1;
-        }
-        r->done = d;
-        r->done_cap = cap;
-    }
+/* Room for one record per live pair is reserved when the pair is added (reserve_done), so
+ * recording an end never fails and no pair can end unreported. */
+static void record_done(Relay *r, Pair *p, int reason) {
     if (r->done_n == 0)
         r->oldest_done = engine_now();
     Done *d = &r->done[r->done_n++];
@@ -82,11 +74,25 @@ static int record_done(Relay *r, Pair *p, int reason) {
     d->down_eof = p->to_up.finished;
     d->up_eof = p->to_down.finished;
     d->reason = reason;
+}
+
+static int reserve_done(Relay *r) {
+    size_t need = r->done_n + (size_t)r->active + 1;
+    if (need <= r->done_cap)
+        return 0;
+    size_t cap = r->done_cap ? r->done_cap : 64;
+    while (cap < need)
+        cap *= 2;
+    Done *d = realloc(r->done, cap * sizeof(Done));
+    if (d == NULL)
+        return -1;
+    r->done = d;
+    r->done_cap = cap;
     return 0;
 }
 
 static void close_pair(Relay *r, Pair *p, int reason) {
-    (void)record_done(r, p, reason);
+    record_done(r, p, reason);
     if (p->prev)
         p->prev->next = p->next;
     else
@@ -336,7 +342,11 @@ int engine_add(Engine *e, long long token, int down_fd, int up_fd, uint32_t mask
         return -1;
     }
     if (e->byfd[down_fd] != NULL || e->byfd[up_fd] != NULL) {
-        errno = EINVAL; /* handed over twice */
+        errno = EEXIST; /* handed over twice: one of them is the engine's */
+        return -1;
+    }
+    if (reserve_done(e) < 0) {
+        errno = ENOMEM;
         return -1;
     }
     Pair *p = calloc(1, sizeof(Pair));
@@ -430,7 +440,7 @@ int engine_wait(Engine *e, int64_t deadline, int *fds, uint32_t *masks, int *n_o
         e->closed_n = 0;
         if (e->idle_ns && now - e->last_idle_scan >= IDLE_SCAN_NS)
             idle_scan(e, now);
-        if (n_py || now >= deadline || e->oom)
+        if (n_py || now >= deadline)
             break;
         if (e->done_n && now - e->oldest_done >= e->hold_ns)
             break;

@@ -72,15 +72,15 @@ typedef struct {
     int closed[2 * MAX_EVENTS + 2]; /* sockets closed while handling the current batch */
     int closed_n;
     int in_batch;
-    int oom;
 } Engine;
 
 int64_t engine_now(void);
 /* 0, or -1 (out of memory). */
 int engine_init(Engine *e, int epfd, int pipe_size, int64_t idle_ns, int64_t hold_ns);
 /* Take over a relaying pair and send ``first`` upstream: 0 (the pair owns both sockets now and
- * any later failure closes it with a record), or -1 with errno EINVAL (bad or already handed
- * descriptors) or ENOMEM, the descriptors then still the caller's. */
+ * any later failure closes it with a record), or -1 with errno EINVAL (bad descriptors) or
+ * ENOMEM, the descriptors then still the caller's, or EEXIST (one of them is already a pair's:
+ * a caller's bug). */
 int engine_add(Engine *e, long long token, int down_fd, int up_fd, uint32_t mask_down,
                uint32_t mask_up, const char *first, size_t first_len);
 /* Wait and relay until ``deadline`` (engine_now's clock), an event for a descriptor the engine
