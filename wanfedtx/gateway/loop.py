@@ -271,12 +271,9 @@ class RelayLoop:
     def _accept(self) -> None:
         """Accept every waiting connection (up to 64 per turn) and read each one's hello.
 
-        As many accepts as the listener's queue holds (:func:`accept_queue`), so the batch
-        does not end with an ``accept`` that fails with ``EAGAIN`` (a raised OSError costs
-        several times the syscall). The listening socket's C-level ``_accept`` gives the
-        descriptor and the peer; the downstream socket object is the C type
-        (``_socket.socket``), so no Python-level socket wrapper (its ``family``/``type`` enum
-        conversions, ``__init__``) runs per connection.
+        As many accepts as the listener's queue holds (:func:`accept_queue`: no ``accept``
+        failing with ``EAGAIN``), through the C-level ``_accept`` and C socket objects (no
+        Python socket wrapper per connection).
         """
         ls = self.listener_stats
         limit = self.settings.max_connections
@@ -450,17 +447,16 @@ class RelayLoop:
         to_up = c.to_up = Direction(c.down_fd, up_fd, first, up)
         to_down = c.to_down = Direction(up_fd, c.down_fd, b"", c.down)
         to_up.other, to_down.other = to_down, to_up
-        to_up.pipe_r, to_up.pipe_w = self._pipes.get()
-        to_down.pipe_r, to_down.pipe_w = self._pipes.get()
         c.idle_since = self._now
         # send the hello (and what followed it) now; reading either side waits for epoll, as
         # nothing else has been asked of the upstream yet and the client waits for its answer
         try:
+            to_up.pipe_r, to_up.pipe_w = self._pipes.get()  # EMFILE: this pair, not the loop
+            to_down.pipe_r, to_down.pipe_w = self._pipes.get()
             to_up.flush_pending()
+            self._set_masks(c, to_up, to_down)
         except OSError:
             self._handle(c, _SOCKET_ERROR)
-            return
-        self._set_masks(c, to_up, to_down)
 
     # -- events from the sockets -----------------------------------------------------------
 
@@ -505,18 +501,21 @@ class RelayLoop:
             self._handle(c, _UP_EOF)
         if core.state is _CLOSED:
             return
-        if not moved and ev & EPOLLHUP:
-            if not reading.want_out:
-                self._handle(c, _HANG_UP)  # nothing can move: never spin on it
-                return
-            # both FINs are in (epoll reports the hang-up whatever the mask), but bytes read from
-            # this socket wait for the other one: keep them, stop hearing this one until then
-            self._ep.unregister(fd)
-            if fd == c.down_fd:
-                c.mask_down = PARKED
-            else:
-                c.mask_up = PARKED
-        self._set_masks(c, to_up, to_down)
+        if not moved and ev & EPOLLHUP and not reading.want_out:
+            self._handle(c, _HANG_UP)  # nothing can move: never spin on it
+            return
+        try:
+            if not moved and ev & EPOLLHUP:
+                # both FINs are in (epoll reports the hang-up whatever the mask), but bytes read
+                # from this socket wait for the other one: keep them, stop hearing this one
+                self._ep.unregister(fd)
+                if fd == c.down_fd:
+                    c.mask_down = PARKED
+                else:
+                    c.mask_up = PARKED
+            self._set_masks(c, to_up, to_down)
+        except OSError:  # epoll_ctl out of memory: this pair, not the loop
+            self._handle(c, _SOCKET_ERROR)
 
     def _event(self, c: _Conn, fd: int, ev: int) -> None:
         """An event on a connection that is not relaying yet (hello, connecting)."""

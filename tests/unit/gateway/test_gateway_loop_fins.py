@@ -3,12 +3,14 @@
 Two faults the compiled relay's tests found in both relays (`relaynative`'s C and `pump.py`):
 an end of stream read in the pump's last round (its fairness bound) was never forwarded, and a
 socket that had both FINs (epoll then reports a hang-up whatever the mask) while its last bytes
-waited for a slow reader was closed as a hang-up, dropping them. Each test runs the whole loop
-(accept, hello, connect, relay), hand-driven turn by turn, with either relay.
+waited for a slow reader was closed as a hang-up, dropping them; and a pair that could not get
+its pipes (out of descriptors) ended the Python relay's whole loop. Each test runs the whole
+loop (accept, hello, connect, relay), hand-driven turn by turn.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
@@ -166,4 +168,40 @@ def test_a_slow_reader_gets_every_byte_after_both_fins(backend: socket.socket) -
         server.close()
     finally:
         client.close()
+        close_relay_loop(loop)
+
+
+def test_a_pair_that_cannot_get_its_pipes_is_closed_and_the_loop_goes_on(
+    backend: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Python relay out of descriptors for a pair's pipes (EMFILE) closes that connection;
+    it had ended the whole relay loop (the compiled relay closes the pair the same way)."""
+    loop = make_loop("python", backend, 65536)
+    real_get = loop._pipes.get
+
+    def no_descriptors() -> tuple[int, int]:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    monkeypatch.setattr(loop._pipes, "get", no_descriptors)
+    first = socket.create_connection(loop.address)
+    try:
+        first.sendall(HELLO)
+        drive(loop, lambda: loop.listener_stats.downstream_cx_total == 1 and not loop._conns)
+        first.setblocking(False)
+        rest = bytearray()
+        drive(loop, lambda: read_some(first, rest))  # closed, nothing relayed
+        assert rest == b""
+        backend.accept()[0].close()  # its upstream, connected before the pipes were asked for
+        monkeypatch.setattr(loop._pipes, "get", real_get)
+        with socket.create_connection(loop.address) as second:
+            second.sendall(HELLO)
+            drive(loop, lambda: len(loop._conns) == 1)
+            server, _ = backend.accept()
+            server.setblocking(False)
+            got = bytearray()
+            drive(loop, lambda: read_some(server, got) or len(got) >= len(HELLO))
+            assert bytes(got[: len(HELLO)]) == HELLO
+            server.close()
+    finally:
+        first.close()
         close_relay_loop(loop)
