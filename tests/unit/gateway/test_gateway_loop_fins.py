@@ -65,6 +65,19 @@ def drive(loop: RelayLoop, done: object, within: float = 10.0) -> None:
         loop_turn(loop, 0.01)
 
 
+def read_to_end(loop: RelayLoop, s: socket.socket) -> bytes:
+    """Turn the loop until ``s`` (non-blocking) reads its end of stream; what it read."""
+    got = bytearray()
+    eof = [False]
+
+    def at_the_end() -> bool:
+        eof[0] = eof[0] or read_some(s, got)
+        return eof[0]
+
+    drive(loop, at_the_end)
+    return bytes(got)
+
+
 def unsent(s: socket.socket) -> int:
     """Bytes (and the FIN) in ``s``'s send queue the peer has not acknowledged (SIOCOUTQ)."""
     return int(struct.unpack("i", fcntl.ioctl(s.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0])
@@ -98,20 +111,10 @@ def test_a_fin_read_in_the_pumps_last_round_is_forwarded(
         drive(loop, lambda: loop._conns)  # accepted, hello read, connected, relaying
         server, _ = backend.accept()
         server.setblocking(False)
-        got = bytearray()
-        eof = [False]
-
-        def server_saw_the_end() -> bool:
-            eof[0] = eof[0] or read_some(server, got)
-            return eof[0]
-
-        drive(loop, server_saw_the_end)
-        assert bytes(got) == HELLO + body
+        assert read_to_end(loop, server) == HELLO + body
         server.close()
         client.setblocking(False)
-        rest = bytearray()
-        drive(loop, lambda: read_some(client, rest))  # the server's FIN reaches the client
-        assert rest == b""
+        assert read_to_end(loop, client) == b""  # the server's FIN reaches the client
         drive(loop, lambda: not loop._conns)
     finally:
         client.close()
@@ -154,15 +157,8 @@ def test_a_slow_reader_gets_every_byte_after_both_fins(backend: socket.socket) -
         assert all(fd != conn.up_fd for fd, _ in loop._ep.poll(0))
         for _ in range(10):
             loop_turn(loop, 0.005)
-        got = bytearray()
-        eof = [False]
-
-        def client_saw_the_end() -> bool:
-            eof[0] = eof[0] or read_some(client, got)
-            return eof[0]
-
-        drive(loop, client_saw_the_end)
-        assert len(got) == len(answer) and bytes(got) == answer
+        got = read_to_end(loop, client)
+        assert len(got) == len(answer) and got == answer
         drive(loop, lambda: not loop._conns)  # closed as both sides closed, not a hang-up
         assert loop.listener_stats.downstream_cx_active == 0
         server.close()
@@ -188,9 +184,7 @@ def test_a_pair_that_cannot_get_its_pipes_is_closed_and_the_loop_goes_on(
         first.sendall(HELLO)
         drive(loop, lambda: loop.listener_stats.downstream_cx_total == 1 and not loop._conns)
         first.setblocking(False)
-        rest = bytearray()
-        drive(loop, lambda: read_some(first, rest))  # closed, nothing relayed
-        assert rest == b""
+        assert read_to_end(loop, first) == b""  # closed, nothing relayed
         backend.accept()[0].close()  # its upstream, connected before the pipes were asked for
         monkeypatch.setattr(loop._pipes, "get", real_get)
         with socket.create_connection(loop.address) as second:

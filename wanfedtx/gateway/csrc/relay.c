@@ -125,6 +125,17 @@ static void finish(Direction *d, Direction *other) {
         (void)shutdown(d->dst, SHUT_WR);
 }
 
+/* A write toward the direction's destination failed: EAGAIN waits for EPOLLOUT (0); anything
+ * else breaks the direction (-1). */
+static int write_failed(Direction *d) {
+    if (is_again(errno)) {
+        d->want_out = 1;
+        return 0;
+    }
+    d->broken = 1;
+    return -1;
+}
+
 /* Move what can move now without blocking. Returns 1 if a byte moved, 0 if not, -1 on a socket
  * error (the direction is then broken: its pipe's content is unknown). */
 static int pump(Direction *d, Direction *other) {
@@ -133,14 +144,8 @@ static int pump(Direction *d, Direction *other) {
         if (d->pending_off < d->pending_len) {
             ssize_t n = send(d->dst, d->pending + d->pending_off,
                              d->pending_len - d->pending_off, MSG_NOSIGNAL);
-            if (n < 0) {
-                if (is_again(errno)) {
-                    d->want_out = 1;
-                    return progress;
-                }
-                d->broken = 1;
-                return -1;
-            }
+            if (n < 0)
+                return write_failed(d) < 0 ? -1 : progress;
             d->pending_off += (size_t)n; /* counted by the Python side already */
             progress = 1;
             if (d->pending_off < d->pending_len) {
@@ -150,14 +155,8 @@ static int pump(Direction *d, Direction *other) {
         }
         if (d->in_pipe) {
             ssize_t n = splice(d->pipe_r, NULL, d->dst, NULL, d->in_pipe, SPLICE_FLAGS);
-            if (n < 0) {
-                if (is_again(errno)) {
-                    d->want_out = 1;
-                    return progress;
-                }
-                d->broken = 1;
-                return -1;
-            }
+            if (n < 0)
+                return write_failed(d) < 0 ? -1 : progress;
             d->in_pipe -= (size_t)n;
             d->moved += (unsigned long long)n;
             progress = 1;
