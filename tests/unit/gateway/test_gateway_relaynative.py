@@ -234,7 +234,7 @@ def rig(make_rig: Callable[..., Rig]) -> Rig:
 def test_the_compiled_relay_is_built_where_ci_runs() -> None:
     if not IN_CI:
         pytest.skip("only CI must have the compiled relay")
-    assert relaynative.available(), "CI builds wanfedtx/gateway/_splicerelay.c (./dev setup)"
+    assert relaynative.available(), "CI builds wanfedtx/gateway/csrc (./dev setup)"
 
 
 # -- bytes -------------------------------------------------------------------------------------
