@@ -34,11 +34,9 @@ import os
 import random
 import select
 import socket
-import threading
 import time
 from _socket import socket as _Socket
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -67,6 +65,7 @@ from wanfedtx.gateway.conn import (
     UpFailed,
 )
 from wanfedtx.gateway.errors import need
+from wanfedtx.gateway.loopdns import Resolver
 from wanfedtx.gateway.loopsock import LoopConn as _Conn
 from wanfedtx.gateway.loopsock import accept_queue, connected_now, numeric_target
 from wanfedtx.gateway.loopsock import listen_socket as listen_socket  # service.py imports it
@@ -152,12 +151,10 @@ class RelayLoop:
         self._conns: set[_Conn] = set()
         self._timers: list[tuple[float, int, int, _Conn, int]] = []
         self._seq = itertools.count()
-        self._resolved: list[tuple[_Conn, int, Endpoint, Any]] = []
         self._closed_now: set[int] = set()  # descriptors closed since the last poll
         self._now = clock()  # the clock read once per epoll batch
         self._family = self.sock.family.value
-        self._lock = threading.Lock()
-        self._resolver: ThreadPoolExecutor | None = None
+        self._resolver = Resolver(self._loop.wake.wake)
         self.peer_log = peerlog.peer_log(reactor)
 
     # -- reactor thread --------------------------------------------------------------------
@@ -225,8 +222,7 @@ class RelayLoop:
             self._ep.close()
             self.sock.close()
             self._pipes.close()
-            if self._resolver is not None:
-                self._resolver.shutdown(wait=False)
+            self._resolver.shutdown()
             self._loop.finished()
 
     def _dispatch(self, events: list[tuple[int, int]], listen_fd: int) -> None:
@@ -255,9 +251,7 @@ class RelayLoop:
 
     def _drain_wake(self) -> None:
         self._loop.wake.drain()
-        with self._lock:
-            done, self._resolved = self._resolved, []
-        for c, gen, ep, result in done:
+        for c, gen, ep, result in self._resolver.take():
             if c.gen == gen and c.resolving and c.core.state is State.CONNECTING:
                 c.resolving = False
                 if isinstance(result, BaseException):
@@ -360,27 +354,10 @@ class RelayLoop:
                 self._addrs.clear()
             self._addrs[key] = target
         if target is None:
-            self._resolve(c, ep)
+            c.resolving = True
+            self._resolver.submit(c, c.gen, ep)
             return
         self._connect_to(c, ep, target)
-
-    def _resolve(self, c: _Conn, ep: Endpoint) -> None:
-        c.resolving = True
-        gen = c.gen
-        if self._resolver is None:
-            self._resolver = ThreadPoolExecutor(2, thread_name_prefix="wanfed-gateway-dns")
-
-        def work() -> None:
-            try:
-                info = socket.getaddrinfo(ep.address, ep.port, type=socket.SOCK_STREAM)
-                result: Any = (info[0][0], info[0][4])
-            except OSError as e:
-                result = e
-            with self._lock:
-                self._resolved.append((c, gen, ep, result))
-            self._loop.wake.wake(b"r")
-
-        self._resolver.submit(work)
 
     def _connect_to(self, c: _Conn, ep: Endpoint, target: tuple[int, Any]) -> None:
         """Start a non-blocking connect; relay at once if it is already established.

@@ -57,6 +57,7 @@ def close_relay_loop(loop: RelayLoop) -> None:
     loop.sock.close()
     loop._pipes.close()
     loop._loop.wake.close()
+    loop._resolver.shutdown()
 
 
 def backend_listener(backlog: int = 128) -> Iterator[socket.socket]:

@@ -1,0 +1,83 @@
+"""The loop path connects to an endpoint given by host name once the resolver answers.
+
+Driven turn by turn on real sockets: the name is looked up off the loop thread
+(``loopdns.Resolver``), the answer wakes the loop through its wake pipe, and the connection is
+relayed to the resolved address; with either relay.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from gateway_hellos import real_client_hello
+from loop_support import backend_listener, close_relay_loop, loop_turn
+from twisted.internet.testing import MemoryReactorClock
+
+from wanfedtx.gateway import relaynative
+from wanfedtx.gateway.conn import RelaySettings
+from wanfedtx.gateway.loop import RelayLoop
+from wanfedtx.gateway.pump import splice_available
+from wanfedtx.gateway.router import RouteTable
+from wanfedtx.gateway.routes import routes_to_snapshot
+from wanfedtx.gateway.stats import GatewayStats
+
+pytestmark = pytest.mark.skipif(not splice_available(), reason="splice(2) is Linux-only")
+SNI = "pri.server.primary.consul"
+
+
+@pytest.fixture
+def backend() -> Iterator[socket.socket]:
+    yield from backend_listener()
+
+
+@pytest.mark.parametrize("relay", ["python", "c"])
+def test_an_endpoint_named_by_host_name_is_resolved_then_relayed(
+    relay: str, backend: socket.socket
+) -> None:
+    if relay == "c" and not relaynative.available():
+        assert os.environ.get("CI") != "true", "the compiled relay must be built where CI runs"
+        pytest.skip("the compiled relay was not built here")
+    port = backend.getsockname()[1]
+    snap = routes_to_snapshot(
+        {
+            "clusters": [{"name": SNI, "endpoints": [{"address": "localhost", "port": port}]}],
+            "filter_chains": [{"server_names": [SNI], "cluster": SNI, "stat_prefix": "t"}],
+        },
+        "127.0.0.1",
+        0,
+    )
+    loop = RelayLoop(MemoryReactorClock(), ("127.0.0.1", 0), RouteTable(snap), GatewayStats(),
+                     RelaySettings(data_path="loop", loop_relay=relay))
+    hello = real_client_hello(SNI)
+    try:
+        with socket.create_connection(loop.address) as client:
+            client.sendall(hello)
+            backend.setblocking(False)
+            deadline = time.monotonic() + 10
+            server = None
+            while server is None:
+                assert time.monotonic() < deadline, "never connected to the resolved address"
+                loop_turn(loop, 0.01)
+                try:
+                    server, _ = backend.accept()
+                except BlockingIOError:
+                    pass
+            conn = next(iter(loop._conns))
+            assert not conn.resolving  # it went through the resolver, and came back
+            server.setblocking(False)
+            got = b""
+            while len(got) < len(hello):
+                assert time.monotonic() < deadline, "the hello was not relayed"
+                loop_turn(loop, 0.01)
+                try:
+                    got += server.recv(65536)
+                except BlockingIOError:
+                    pass
+            assert got == hello
+            server.close()
+    finally:
+        close_relay_loop(loop)
