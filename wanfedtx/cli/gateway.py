@@ -397,11 +397,10 @@ def _relay_settings(args: argparse.Namespace) -> Any:
     data_path = args.data_path or ("loop" if splice_available() else "twisted")
     if data_path == "loop" and not splice_available():
         raise UsageError(f"-data-path {data_path} needs Linux (splice(2)); use -data-path twisted")
-    if args.loop_relay == "c" and not relaynative.available():
-        raise UsageError(
-            "-loop-relay c: the compiled relay was not built (it needs a C compiler and the"
-            " Python headers at install time); use -loop-relay python"
-        )
+    try:
+        relaynative.use_native(args.loop_relay)  # -loop-relay c where it was not built
+    except RuntimeError as e:
+        raise UsageError(str(e)) from None
     return RelaySettings(
         hello_timeout=args.hello_timeout,
         idle_timeout=args.idle_timeout or None,

@@ -37,13 +37,9 @@ RELAY_CORES = ("auto", "c", "python")
 
 _DOWN_EOF = DownEof()
 _UP_EOF = UpEof()
-_ENDINGS: dict[int, Event] = {
-    0: Abort("socket error"),  # never used: a clean end is both FINs, told by the flags
-    1: Abort("socket error"),
-    2: Abort("hang-up"),
-    3: Idle(),
-    4: Abort("gateway stopping"),
-}
+_SOCKET_ERROR = Abort("socket error")
+# why a pair ended, for a core not closed by the FINs (a clean end is both FINs, in the flags)
+_ENDINGS: dict[int, Event] = {2: Abort("hang-up"), 3: Idle(), 4: Abort("gateway stopping")}
 
 
 class _CRelay(Protocol):
@@ -64,8 +60,8 @@ def use_native(choice: str) -> bool:
         raise ValueError(f"unknown loop relay {choice!r}; use one of " + ", ".join(RELAY_CORES))
     if choice == "c" and not available():
         raise RuntimeError(
-            "-loop-relay c: the compiled relay was not built (install a C compiler and the"
-            " Python headers, then reinstall)"
+            "-loop-relay c: the compiled relay was not built (it needs a C compiler and the"
+            " Python headers at install time); use -loop-relay python"
         )
     return choice == "c" or (choice == "auto" and available())
 
@@ -123,7 +119,7 @@ class NativeRelay:
             if up_eof and core.state is not State.CLOSED:
                 handle(c, _UP_EOF)
             if core.state is not State.CLOSED:
-                handle(c, _ENDINGS.get(reason, _ENDINGS[1]))
+                handle(c, _ENDINGS.get(reason, _SOCKET_ERROR))
 
     def sweep(self) -> None:
         """Post the bytes every relaying pair moved since the last sweep to its core."""

@@ -7,23 +7,15 @@ relayed to the resolved address; with either relay.
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Iterator
 
 import pytest
 from gateway_hellos import real_client_hello
-from loop_support import backend_listener, close_relay_loop, loop_turn
-from twisted.internet.testing import MemoryReactorClock
+from loop_support import backend_listener, close_relay_loop, loop_turn, relay_loop_to
 
-from wanfedtx.gateway import relaynative
-from wanfedtx.gateway.conn import RelaySettings
-from wanfedtx.gateway.loop import RelayLoop
 from wanfedtx.gateway.pump import splice_available
-from wanfedtx.gateway.router import RouteTable
-from wanfedtx.gateway.routes import routes_to_snapshot
-from wanfedtx.gateway.stats import GatewayStats
 
 pytestmark = pytest.mark.skipif(not splice_available(), reason="splice(2) is Linux-only")
 SNI = "pri.server.primary.consul"
@@ -38,20 +30,7 @@ def backend() -> Iterator[socket.socket]:
 def test_an_endpoint_named_by_host_name_is_resolved_then_relayed(
     relay: str, backend: socket.socket
 ) -> None:
-    if relay == "c" and not relaynative.available():
-        assert os.environ.get("CI") != "true", "the compiled relay must be built where CI runs"
-        pytest.skip("the compiled relay was not built here")
-    port = backend.getsockname()[1]
-    snap = routes_to_snapshot(
-        {
-            "clusters": [{"name": SNI, "endpoints": [{"address": "localhost", "port": port}]}],
-            "filter_chains": [{"server_names": [SNI], "cluster": SNI, "stat_prefix": "t"}],
-        },
-        "127.0.0.1",
-        0,
-    )
-    loop = RelayLoop(MemoryReactorClock(), ("127.0.0.1", 0), RouteTable(snap), GatewayStats(),
-                     RelaySettings(data_path="loop", loop_relay=relay))
+    loop = relay_loop_to(backend.getsockname()[1], SNI, relay, address="localhost")
     hello = real_client_hello(SNI)
     try:
         with socket.create_connection(loop.address) as client:
